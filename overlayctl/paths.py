@@ -7,18 +7,22 @@ so that every module agrees on one layout.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 DEFAULT_ROOT = "/var/lib/overlayctl"
 DEFAULT_RUNROOT = "/run/overlayctl"
 
 
-@dataclass(frozen=True)
 class Paths:
     """The store root (durable) and the runroot (vanishes on reboot)."""
 
-    root: str
-    runroot: str
+    __slots__ = ("root", "runroot")
+
+    def __init__(self, root: str, runroot: str) -> None:
+        self.root = root
+        self.runroot = runroot
+
+    def __repr__(self) -> str:
+        return f"Paths(root={self.root!r}, runroot={self.runroot!r})"
 
     @classmethod
     def from_env(cls, root: str | None = None, runroot: str | None = None) -> "Paths":
@@ -73,3 +77,7 @@ class Paths:
         namespace before pivot_root. One directory serves every container:
         the mount never exists outside the container's private namespace."""
         return os.path.join(self.runroot, "rootfs")
+
+    @property
+    def layers_lock(self) -> str:
+        return os.path.join(self.root, "layers.lock")

@@ -1,0 +1,106 @@
+"""Image commands: import, image ls (images), image rm (rmi), image inspect."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from overlayctl.cli.common import open_store
+from overlayctl.cli.output import json_document, json_lines, table
+
+
+@click.command("import")
+@click.argument("source", metavar="FILE|-")
+@click.argument("name", metavar="NAME[:TAG]", required=False)
+@click.option("-m", "--message", default="", help="commit message recorded in the image history")
+@click.pass_obj
+def import_(obj: dict, source: str, name: str | None, message: str) -> None:
+    """Import a root filesystem tar (plain, gzip, xz, zstd) as a one-layer image."""
+    from overlayctl.images import import_image
+
+    store = open_store(obj)
+    image, _new = import_image(store, source, name, message)
+    click.echo(image.id)
+
+
+@click.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="only show image IDs")
+@click.option("--no-trunc", is_flag=True, help="do not truncate IDs")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="output format")
+@click.pass_obj
+def image_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
+    """List images: REPOSITORY TAG IMAGE ID CREATED SIZE."""
+    from overlayctl.inspect import ago
+    from overlayctl.units import human_size
+
+    store = open_store(obj)
+    now = time.time()
+    rows = []
+    for image in store.images.list():
+        image_id = image.id if no_trunc else image.short_id
+        for name in image.tags or ["<none>:<none>"]:
+            repo, _, tag = name.rpartition(":")
+            rows.append((repo, tag, image_id, image))
+    if quiet:
+        seen: list[str] = []
+        for _, _, image_id, _ in rows:
+            if image_id not in seen:
+                seen.append(image_id)
+                click.echo(image_id)
+        return
+    if fmt == "json":
+        json_lines(
+            [
+                {"Repository": repo, "Tag": tag, "ID": image_id, "CreatedAt": image.created,
+                 "CreatedSince": ago(image.created, now), "Size": image.size, "Containers": None}
+                for repo, tag, image_id, image in rows
+            ]
+        )
+        return
+    table(
+        ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
+        [(repo, tag, image_id, ago(image.created, now), human_size(image.size)) for repo, tag, image_id, image in rows],
+    )
+
+
+@click.command("rm")
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.option("-f", "--force", is_flag=True, help="untag an image used by containers")
+@click.pass_obj
+def image_rm(obj: dict, images: tuple[str, ...], force: bool) -> None:
+    """Remove images; layers no other image uses are deleted."""
+    from overlayctl.images import remove_image
+
+    store = open_store(obj)
+    for text in images:
+        for line in remove_image(store, text, force):
+            click.echo(line)
+
+
+@click.command("inspect")
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.pass_obj
+def image_inspect(obj: dict, images: tuple[str, ...]) -> None:
+    """Show images as JSON."""
+    from overlayctl.inspect import image_inspect as describe
+
+    store = open_store(obj)
+    json_document([describe(store.images.resolve(text)) for text in images])
+
+
+def register(cli: click.Group) -> None:
+    """Attach the image commands, with Docker's short aliases."""
+
+    @cli.group("image")
+    def image() -> None:
+        """Manage images."""
+
+    image.add_command(image_ls)
+    image.add_command(image_ls, "list")
+    image.add_command(image_rm)
+    image.add_command(image_inspect)
+    image.add_command(import_)
+    cli.add_command(import_)
+    cli.add_command(image_ls, "images")
+    cli.add_command(image_rm, "rmi")

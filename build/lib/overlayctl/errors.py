@@ -1,0 +1,64 @@
+"""One exception tree for everything a user can be told.
+
+Every error carries a message written for the person at the terminal (what
+failed, why, what to do) and the exit code Docker would use: 125 when
+overlayctl itself fails, 126 when the container's command cannot be run, 127
+when it cannot be found.
+"""
+
+from __future__ import annotations
+
+
+class OverlayctlError(Exception):
+    """Base of every error overlayctl reports to a user."""
+
+    exit_code = 125
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotRootError(OverlayctlError):
+    """The command needs root privileges."""
+
+
+class NotFoundError(OverlayctlError):
+    """An image, container or layer that does not exist."""
+
+
+class ConflictError(OverlayctlError):
+    """A name already in use, or an object still in use by another."""
+
+
+class InvalidArgumentError(OverlayctlError):
+    """Bad user input: reference format, option value, missing argument."""
+
+
+class LayerRejectedError(OverlayctlError):
+    """A layer archive that is unsafe or malformed; nothing was stored."""
+
+
+class StoreError(OverlayctlError):
+    """The store on disk is not in the state the catalog describes."""
+
+
+class KernelError(OverlayctlError):
+    """A syscall failed; the message names the operation, the path and errno."""
+
+
+class CommandNotFoundError(OverlayctlError):
+    """The container's command does not exist in the image."""
+
+    exit_code = 127
+
+
+class CommandNotExecutableError(OverlayctlError):
+    """The container's command exists but cannot be executed."""
+
+    exit_code = 126

@@ -1,0 +1,567 @@
+"""Unpack a layer tar into a directory, safely, and compute its diff_id.
+
+A layer tar comes from outside (a registry, an archive, a build) and is
+unpacked as root, so every entry is checked before it touches the disk:
+
+- its path must stay inside the layer root (no absolute path, no ``..``
+  climbing out);
+- no entry may be reached through a symlink unpacked earlier: parents are
+  opened one component at a time with O_NOFOLLOW, relative to the directory
+  fd of the layer root, so the host's tree is never followed;
+- a relative symlink may not point above the layer root, and a hardlink must
+  point at a file this layer already unpacked.
+
+Absolute symlink targets are allowed, as in Docker: inside the container
+they resolve against the container's root, and nothing here follows them.
+
+OCI whiteouts become overlayfs whiteouts, which is what the kernel reads in a
+lowerdir: ``dir/.wh.NAME`` becomes a character device 0:0 called ``NAME``
+(overlayfs reserved that device number because no real device uses it) and
+``dir/.wh..wh..opq`` becomes the xattr ``trusted.overlay.opaque=y`` on
+``dir``, which hides everything the lower layers have in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tarfile
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import BinaryIO
+
+from overlayctl.errors import KernelError, LayerRejectedError
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+# aufs kept its own bookkeeping (.wh..wh.plnk, .wh..wh.aufs) under this prefix;
+# Docker drops such entries, and so do we.
+WHITEOUT_META_PREFIX = ".wh..wh."
+OPAQUE_XATTR = "trusted.overlay.opaque"
+# overlayfs reads its own state (opaque, redirect, metacopy, origin) from these
+# xattrs: a layer that set them could change how the kernel merges the stack.
+OVERLAY_XATTR_PREFIX = "trusted.overlay."
+PAX_XATTR_PREFIX = "SCHILY.xattr."
+
+_CHUNK = 1 << 20
+_HOLE_BLOCK = 4096
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_NS = 1_000_000_000
+
+Parts = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LayerDigest:
+    """Identity of a layer: sha256 and length of its uncompressed tar."""
+
+    diff_id: str
+    tar_size: int
+
+
+def quote(name: str) -> str:
+    """Quote a tar or file name for a one-line message, whatever bytes it holds."""
+    printable = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return json.dumps(printable, ensure_ascii=False)
+
+
+def _rejected(reason: str) -> LayerRejectedError:
+    return LayerRejectedError(f"layer rejected: {reason}")
+
+
+def normalize_parts(path: str) -> Parts | None:
+    """Split a relative tar path into components, resolving ``.`` and ``..``.
+
+    Returns None when the path is absolute or climbs above its root. The
+    resolution is lexical, which is safe here because nothing is ever looked
+    up through a symlink while unpacking.
+    """
+    if path.startswith("/"):
+        return None
+    parts: list[str] = []
+    for comp in path.split("/"):
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if not parts:
+                return None
+            parts.pop()
+        else:
+            parts.append(comp)
+    return tuple(parts)
+
+
+class _HashingReader:
+    """Pass reads through while hashing and counting every byte."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._sha = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        if data:
+            self._sha.update(data)
+            self.size += len(data)
+        return data or b""
+
+    def drain(self) -> None:
+        # tarfile stops at the first zero block, but the diff_id covers the
+        # whole stream: the second zero block and any record padding too.
+        while self.read(_CHUNK):
+            pass
+
+    def digest(self) -> LayerDigest:
+        return LayerDigest(diff_id="sha256:" + self._sha.hexdigest(), tar_size=self.size)
+
+
+def _mtime_ns(member: tarfile.TarInfo) -> int:
+    # tarfile turns a PAX mtime into a float, which loses nanoseconds on
+    # current dates; the header's text is exact.
+    text = member.pax_headers.get("mtime")
+    if text is not None:
+        try:
+            return int(Decimal(text) * _NS)
+        except InvalidOperation:
+            pass
+    return int(member.mtime) * _NS
+
+
+def _xattrs(member: tarfile.TarInfo) -> list[tuple[str, bytes]]:
+    found = []
+    for key, value in member.pax_headers.items():
+        if not key.startswith(PAX_XATTR_PREFIX):
+            continue
+        name = key[len(PAX_XATTR_PREFIX) :]
+        if name.startswith(OVERLAY_XATTR_PREFIX):
+            raise _rejected(f"entry {quote(member.name)} sets the reserved xattr {quote(name)}")
+        # tarfile decoded the value with surrogateescape: this gives back the
+        # exact bytes, binary values (security.capability) included.
+        found.append((name, value.encode("utf-8", "surrogateescape")))
+    return sorted(found)
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        n = os.pwrite(fd, data, offset)
+        data = data[n:]
+        offset += n
+
+
+def _write_with_holes(src: BinaryIO, fd: int) -> int:
+    """Copy ``src`` into ``fd``, leaving zero blocks unwritten, and return the length.
+
+    Unwritten ranges read back as zeros, and the filesystem allocates nothing
+    for whole blocks never written: a sparse file stays sparse, and zero-filled
+    regions of ordinary files cost no disk. The caller sets the final length
+    with ftruncate, which also covers a trailing hole.
+    """
+    offset = 0
+    while True:
+        chunk = src.read(_CHUNK)
+        if not chunk:
+            return offset
+        if chunk.count(0) != len(chunk):
+            _write_nonzero_blocks(fd, chunk, offset)
+        offset += len(chunk)
+
+
+def _write_nonzero_blocks(fd: int, chunk: bytes, offset: int) -> None:
+    view = memoryview(chunk)
+    run_start: int | None = None
+    pos = 0
+    while pos < len(chunk):
+        # Block edges follow file offsets so that holes line up with the
+        # filesystem's blocks.
+        end = min(len(chunk), pos + _HOLE_BLOCK - (offset + pos) % _HOLE_BLOCK)
+        if chunk.count(0, pos, end) == end - pos:
+            if run_start is not None:
+                _pwrite_all(fd, view[run_start:pos], offset + run_start)
+                run_start = None
+        elif run_start is None:
+            run_start = pos
+        pos = end
+    if run_start is not None:
+        _pwrite_all(fd, view[run_start:], offset + run_start)
+
+
+class _Extractor:
+    """State of one extraction: the root fd, a cached parent fd, directories to finish."""
+
+    def __init__(self, root_fd: int) -> None:
+        self._root_fd = root_fd
+        # Entries of a tar come grouped by directory: keeping the last parent
+        # open saves walking the path from the root for every entry.
+        self._cached_parts: Parts | None = None
+        self._cached_fd = -1
+        # Directory mode and mtime are applied at the end: creating children
+        # would change the mtime, and a read-only mode could block them.
+        self._pending_dirs: dict[Parts, tuple[int, int]] = {}
+        self._set_owner = os.geteuid() == 0
+
+    # -- fds -------------------------------------------------------------
+
+    def close(self) -> None:
+        self._drop_cache()
+
+    def _drop_cache(self) -> None:
+        if self._cached_fd not in (-1, self._root_fd):
+            os.close(self._cached_fd)
+        self._cached_parts = None
+        self._cached_fd = -1
+
+    def _release(self, fd: int) -> None:
+        if fd != self._root_fd:
+            os.close(fd)
+
+    def _descend(self, dir_parts: Parts, entry: str, *, create: bool) -> int | None:
+        """Open ``dir_parts`` below the root without following any symlink.
+
+        Missing directories are created 0755 root when ``create`` is set;
+        otherwise None is returned. The returned fd belongs to the caller (it
+        is the root fd itself for an empty path: release it with _release).
+        """
+        fd = self._root_fd
+        try:
+            for i, comp in enumerate(dir_parts):
+                try:
+                    st = os.stat(comp, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    if not create:
+                        self._release(fd)
+                        return None
+                    os.mkdir(comp, 0o700, dir_fd=fd)
+                    child = os.open(comp, _DIR_FLAGS, dir_fd=fd)
+                    self._fix_implicit_dir(child)
+                else:
+                    here = "/".join(dir_parts[: i + 1])
+                    if stat.S_ISLNK(st.st_mode):
+                        raise _rejected(f"entry {quote(entry)} goes through the symlink {quote(here)}")
+                    if not stat.S_ISDIR(st.st_mode):
+                        raise _rejected(f"entry {quote(entry)} needs {quote(here)} to be a directory")
+                    # O_NOFOLLOW makes the check above binding: if a symlink
+                    # appeared in between, the open fails instead of following.
+                    child = os.open(comp, _DIR_FLAGS, dir_fd=fd)
+                self._release(fd)
+                fd = child
+        except BaseException:
+            self._release(fd)
+            raise
+        return fd
+
+    def _fix_implicit_dir(self, fd: int) -> None:
+        # mkdir's mode is filtered by the umask and its group may come from a
+        # setgid parent: say exactly what a parent missing from the tar is.
+        if self._set_owner:
+            os.fchown(fd, 0, 0)
+        os.fchmod(fd, 0o755)
+
+    def _parent_fd(self, parts: Parts, entry: str) -> int:
+        """A borrowed fd of the directory that holds ``parts[-1]``, created if missing."""
+        dir_parts = parts[:-1]
+        if self._cached_parts != dir_parts:
+            self._drop_cache()
+            fd = self._descend(dir_parts, entry, create=True)
+            assert fd is not None
+            self._cached_parts, self._cached_fd = dir_parts, fd
+        return self._cached_fd
+
+    def _forget_under(self, parts: Parts) -> None:
+        """Forget pending metadata and the cached fd at or below a removed directory."""
+        n = len(parts)
+        for key in [k for k in self._pending_dirs if k[:n] == parts]:
+            del self._pending_dirs[key]
+        if self._cached_parts is not None and self._cached_parts[:n] == parts:
+            self._drop_cache()
+
+    def _remove_existing(self, parent_fd: int, parts: Parts) -> None:
+        # A later entry replaces an earlier one with the same path, whatever
+        # either of them is (tar semantics).
+        name = parts[-1]
+        try:
+            st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            self._forget_under(parts)
+            shutil.rmtree(name, dir_fd=parent_fd)
+        else:
+            os.unlink(name, dir_fd=parent_fd)
+
+    # -- metadata --------------------------------------------------------
+
+    def _chown(self, member: tarfile.TarInfo, parent_fd: int, name: str) -> None:
+        if self._set_owner:
+            os.chown(name, member.uid, member.gid, dir_fd=parent_fd, follow_symlinks=False)
+
+    def _set_xattrs_at(self, parent_fd: int, name: str, xattrs: list[tuple[str, bytes]]) -> None:
+        # setxattr has no *at() form: /proc/self/fd/N names the parent
+        # directory we already hold, and the last component is not followed.
+        path = f"/proc/self/fd/{parent_fd}/{name}"
+        for key, value in xattrs:
+            os.setxattr(path, key, value, follow_symlinks=False)
+
+    def _set_times_at(self, parent_fd: int, name: str, member: tarfile.TarInfo) -> None:
+        t = _mtime_ns(member)
+        os.utime(name, ns=(t, t), dir_fd=parent_fd, follow_symlinks=False)
+
+    # -- entries ---------------------------------------------------------
+
+    def extract(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        parts = normalize_parts(member.name)
+        if parts is None:
+            if member.name.startswith("/"):
+                raise _rejected(f"entry {quote(member.name)} has an absolute path")
+            raise _rejected(f"entry {quote(member.name)} leaves the layer root")
+        if not parts:
+            self._root_entry(member)
+            return
+        if parts[-1].startswith(WHITEOUT_PREFIX):
+            self._whiteout(member, parts)
+            return
+        if member.isdir():
+            self._directory(member, parts)
+        elif member.isreg():
+            self._regular(tar, member, parts)
+        elif member.issym():
+            self._symlink(member, parts)
+        elif member.islnk():
+            self._hardlink(member, parts)
+        elif member.ischr() or member.isblk() or member.isfifo():
+            self._node(member, parts)
+        else:
+            raise _rejected(
+                f"entry {quote(member.name)} has the unsupported type {member.type!r}"
+            )
+
+    def _root_entry(self, member: tarfile.TarInfo) -> None:
+        if not member.isdir():
+            raise _rejected(f"entry {quote(member.name)} is the layer root but not a directory")
+        if self._set_owner:
+            os.fchown(self._root_fd, member.uid, member.gid)
+        for key, value in _xattrs(member):
+            os.setxattr(self._root_fd, key, value)
+        self._pending_dirs[()] = (member.mode, _mtime_ns(member))
+
+    def _whiteout(self, member: tarfile.TarInfo, parts: Parts) -> None:
+        base = parts[-1]
+        if base == OPAQUE_MARKER:
+            parent_fd = self._parent_fd(parts, member.name)
+            os.setxattr(parent_fd, OPAQUE_XATTR, b"y")
+            return
+        if base.startswith(WHITEOUT_META_PREFIX):
+            return
+        target = base[len(WHITEOUT_PREFIX) :]
+        if target in ("", ".", ".."):
+            raise _rejected(f"whiteout {quote(member.name)} does not name a file")
+        target_parts = parts[:-1] + (target,)
+        parent_fd = self._parent_fd(target_parts, member.name)
+        self._remove_existing(parent_fd, target_parts)
+        # Keep the entry's owner, mode and mtime on the device so that writing
+        # the layer back gives the same .wh. entry.
+        os.mknod(target, stat.S_IFCHR | (member.mode & 0o7777), os.makedev(0, 0), dir_fd=parent_fd)
+        self._chown(member, parent_fd, target)
+        os.chmod(target, member.mode & 0o7777, dir_fd=parent_fd)
+        self._set_times_at(parent_fd, target, member)
+
+    def _directory(self, member: tarfile.TarInfo, parts: Parts) -> None:
+        parent_fd = self._parent_fd(parts, member.name)
+        name = parts[-1]
+        try:
+            st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            os.mkdir(name, 0o700, dir_fd=parent_fd)
+        else:
+            if not stat.S_ISDIR(st.st_mode):
+                os.unlink(name, dir_fd=parent_fd)
+                os.mkdir(name, 0o700, dir_fd=parent_fd)
+        # An existing directory (an implicit parent, or a repeated entry) just
+        # takes this entry's metadata; xattrs already there, like the opaque
+        # marker, stay.
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        try:
+            if self._set_owner:
+                os.fchown(fd, member.uid, member.gid)
+            for key, value in _xattrs(member):
+                os.setxattr(fd, key, value)
+        finally:
+            os.close(fd)
+        self._pending_dirs[parts] = (member.mode, _mtime_ns(member))
+
+    def _regular(self, tar: tarfile.TarFile, member: tarfile.TarInfo, parts: Parts) -> None:
+        xattrs = _xattrs(member)
+        parent_fd = self._parent_fd(parts, member.name)
+        self._remove_existing(parent_fd, parts)
+        fd = os.open(parts[-1], _FILE_FLAGS, 0o600, dir_fd=parent_fd)
+        try:
+            src = tar.extractfile(member)
+            if src is not None:
+                _write_with_holes(src, fd)
+            os.ftruncate(fd, member.size)
+            # Order matters: chown clears setuid/setgid and
+            # security.capability, so it goes before chmod and the xattrs.
+            if self._set_owner:
+                os.fchown(fd, member.uid, member.gid)
+            os.fchmod(fd, member.mode & 0o7777)
+            for key, value in xattrs:
+                os.setxattr(fd, key, value)
+            t = _mtime_ns(member)
+            os.utime(fd, ns=(t, t))
+        finally:
+            os.close(fd)
+
+    def _symlink(self, member: tarfile.TarInfo, parts: Parts) -> None:
+        target = member.linkname
+        if not target:
+            raise _rejected(f"symlink {quote(member.name)} has an empty target")
+        if not target.startswith("/") and normalize_parts("/".join(parts[:-1] + (target,))) is None:
+            raise _rejected(
+                f"symlink {quote(member.name)} points to {quote(target)}, "
+                "which leaves the layer root"
+            )
+        xattrs = _xattrs(member)
+        parent_fd = self._parent_fd(parts, member.name)
+        self._remove_existing(parent_fd, parts)
+        name = parts[-1]
+        os.symlink(target, name, dir_fd=parent_fd)
+        # No chmod: a symlink's mode means nothing on Linux.
+        self._chown(member, parent_fd, name)
+        self._set_xattrs_at(parent_fd, name, xattrs)
+        self._set_times_at(parent_fd, name, member)
+
+    def _hardlink(self, member: tarfile.TarInfo, parts: Parts) -> None:
+        target_parts = normalize_parts(member.linkname)
+        if not target_parts:
+            raise _rejected(
+                f"hardlink {quote(member.name)} points to {quote(member.linkname)}, "
+                "which is outside the layer"
+            )
+        missing = _rejected(
+            f"hardlink {quote(member.name)} points to {quote(member.linkname)}, "
+            "which is not in the layer before it"
+        )
+        target_fd = self._descend(target_parts[:-1], member.name, create=False)
+        if target_fd is None:
+            raise missing
+        try:
+            try:
+                st = os.stat(target_parts[-1], dir_fd=target_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise missing from None
+            if stat.S_ISDIR(st.st_mode):
+                raise _rejected(
+                    f"hardlink {quote(member.name)} points to the directory {quote(member.linkname)}"
+                )
+            if target_parts == parts:
+                return
+            parent_fd = self._parent_fd(parts, member.name)
+            self._remove_existing(parent_fd, parts)
+            # The link shares the target's inode, and with it the owner, mode
+            # and times set when the target was unpacked.
+            os.link(
+                target_parts[-1],
+                parts[-1],
+                src_dir_fd=target_fd,
+                dst_dir_fd=parent_fd,
+                follow_symlinks=False,
+            )
+        finally:
+            self._release(target_fd)
+
+    def _node(self, member: tarfile.TarInfo, parts: Parts) -> None:
+        if member.ischr():
+            kind, dev = stat.S_IFCHR, os.makedev(member.devmajor, member.devminor)
+        elif member.isblk():
+            kind, dev = stat.S_IFBLK, os.makedev(member.devmajor, member.devminor)
+        else:
+            kind, dev = stat.S_IFIFO, 0
+        xattrs = _xattrs(member)
+        parent_fd = self._parent_fd(parts, member.name)
+        self._remove_existing(parent_fd, parts)
+        name = parts[-1]
+        mode = member.mode & 0o7777
+        os.mknod(name, kind | mode, dev, dir_fd=parent_fd)
+        self._chown(member, parent_fd, name)
+        # mknod has just created this node, so chmod cannot be led elsewhere;
+        # it is needed because mknod's mode went through the umask.
+        os.chmod(name, mode, dir_fd=parent_fd)
+        self._set_xattrs_at(parent_fd, name, xattrs)
+        self._set_times_at(parent_fd, name, member)
+
+    def finish(self) -> None:
+        """Apply directory modes and mtimes, deepest first, now that all children exist."""
+        self._drop_cache()
+        for parts in sorted(self._pending_dirs, key=len, reverse=True):
+            mode, mtime = self._pending_dirs[parts]
+            name = "/".join(parts) or "."
+            try:
+                fd = self._descend(parts, name, create=False)
+                if fd is None:
+                    continue
+                try:
+                    os.fchmod(fd, mode & 0o7777)
+                    os.utime(fd, ns=(mtime, mtime))
+                finally:
+                    self._release(fd)
+            except OSError as e:
+                raise KernelError(
+                    f"cannot set the mode and mtime of layer directory {quote(name)}: "
+                    f"{e.strerror or e}"
+                ) from e
+
+
+def extract_layer(stream: BinaryIO, dest: str) -> LayerDigest:
+    """Unpack the uncompressed layer tar read from ``stream`` into ``dest``.
+
+    ``dest`` must be an existing empty directory. Owners (numeric ids), modes
+    with setuid/setgid/sticky bits, mtimes, PAX xattrs, device nodes, fifos,
+    symlinks, hardlinks and sparse files are kept; OCI whiteouts become
+    overlay whiteouts. The stream is read once, forwards, to its very end, and
+    the returned diff_id is the sha256 of every byte read.
+
+    Raises LayerRejectedError for an unsafe or malformed archive and
+    KernelError when the filesystem refuses an operation; either way ``dest``
+    is left half-filled, for the caller to delete.
+    """
+    reader = _HashingReader(stream)
+    root_fd = os.open(dest, _DIR_FLAGS)
+    extractor = _Extractor(root_fd)
+    try:
+        _extract_all(reader, extractor)
+    finally:
+        extractor.close()
+        os.close(root_fd)
+    reader.drain()
+    return reader.digest()
+
+
+def _extract_all(reader: _HashingReader, extractor: _Extractor) -> None:
+    try:
+        # 'r|' reads strictly forwards, so a pipe or a decompressor will do;
+        # the encoding is fixed so that names do not depend on the locale.
+        tar = tarfile.open(
+            fileobj=reader,  # type: ignore[arg-type]
+            mode="r|",
+            encoding="utf-8",
+            errors="surrogateescape",
+        )
+        with tar:
+            while (member := tar.next()) is not None:
+                # A stream TarFile keeps every member it has read; nothing
+                # here looks back, so let a huge layer not fill the memory.
+                tar.members.clear()
+                try:
+                    extractor.extract(tar, member)
+                except OSError as e:
+                    raise KernelError(
+                        f"cannot unpack layer entry {quote(member.name)}: "
+                        f"{e.strerror or e}"
+                    ) from e
+            extractor.finish()
+    except tarfile.TarError as e:
+        raise _rejected(f"not a valid tar archive ({e})") from e

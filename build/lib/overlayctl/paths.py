@@ -1,0 +1,83 @@
+"""Where things live: the durable store and the volatile runroot.
+
+Derived once from the global options (or OVERLAYCTL_ROOT / OVERLAYCTL_RUNROOT)
+so that every module agrees on one layout.
+"""
+
+from __future__ import annotations
+
+import os
+
+DEFAULT_ROOT = "/var/lib/overlayctl"
+DEFAULT_RUNROOT = "/run/overlayctl"
+
+
+class Paths:
+    """The store root (durable) and the runroot (vanishes on reboot)."""
+
+    __slots__ = ("root", "runroot")
+
+    def __init__(self, root: str, runroot: str) -> None:
+        self.root = root
+        self.runroot = runroot
+
+    def __repr__(self) -> str:
+        return f"Paths(root={self.root!r}, runroot={self.runroot!r})"
+
+    @classmethod
+    def from_env(cls, root: str | None = None, runroot: str | None = None) -> "Paths":
+        """Resolve explicit options, then the environment, then the defaults."""
+        root = root or os.environ.get("OVERLAYCTL_ROOT") or DEFAULT_ROOT
+        runroot = runroot or os.environ.get("OVERLAYCTL_RUNROOT") or DEFAULT_RUNROOT
+        return cls(os.path.abspath(root), os.path.abspath(runroot))
+
+    @property
+    def catalog(self) -> str:
+        return os.path.join(self.root, "catalog.db")
+
+    @property
+    def layers(self) -> str:
+        return os.path.join(self.root, "layers")
+
+    @property
+    def containers(self) -> str:
+        return os.path.join(self.root, "containers")
+
+    @property
+    def tmp(self) -> str:
+        """Staging: everything is built here, fsynced, then renamed into place."""
+        return os.path.join(self.root, "tmp")
+
+    def layer_dir(self, short_id: str) -> str:
+        return os.path.join(self.layers, short_id)
+
+    def layer_diff(self, short_id: str) -> str:
+        return os.path.join(self.layers, short_id, "diff")
+
+    def container_dir(self, container_id: str) -> str:
+        return os.path.join(self.containers, container_id)
+
+    def upper(self, container_id: str) -> str:
+        return os.path.join(self.containers, container_id, "upper")
+
+    def work(self, container_id: str) -> str:
+        return os.path.join(self.containers, container_id, "work")
+
+    @property
+    def run_containers(self) -> str:
+        return os.path.join(self.runroot, "containers")
+
+    def run_state(self, container_id: str) -> str:
+        """The live state of a running container (pids), gone on reboot."""
+        return os.path.join(self.runroot, "containers", container_id + ".json")
+
+    @property
+    def mountpoint(self) -> str:
+        """Where each container attaches its overlay inside its own mount
+        namespace before pivot_root. One directory serves every container:
+        the mount never exists outside the container's private namespace."""
+        return os.path.join(self.runroot, "rootfs")
+
+    @property
+    def layers_lock(self) -> str:
+        return os.path.join(self.root, "layers.lock")

@@ -1,0 +1,213 @@
+"""The container's root filesystem as a plan: an ordered list of small
+operations built by pure functions (inspectable and testable without root),
+then executed in one place inside the container's mount namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from overlayctl.errors import KernelError
+from overlayctl.runtime import syscalls as sc
+from overlayctl.runtime.overlay import OverlayLayout, check_layer_count, classic_options
+
+
+class MountOp:
+    """One step of the root filesystem set-up: data first, executed later."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and all(
+            getattr(self, n) == getattr(other, n) for n in self.__slots__
+        )
+
+    def execute(self, root: str) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def _inside(root: str, path: str) -> str:
+    """Resolve an absolute container path under root without following a
+    symlink out of it: every existing component must be a real directory."""
+    current = root
+    for part in path.strip("/").split("/"):
+        if not part:
+            continue
+        current = os.path.join(current, part)
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            raise KernelError(f"mount target {path} is a symlink inside the image; refusing to follow it")
+    return current
+
+
+class OverlayMount(MountOp):
+    """The image layers plus the container's upper dir, attached at root."""
+
+    __slots__ = ("layout", "classic_base", "api")
+
+    def __init__(self, layout: OverlayLayout, classic_base: str, api: str = "new") -> None:
+        self.layout = layout
+        self.classic_base = classic_base  # chdir here for classic mount(2): keeps options short
+        self.api = api  # "new" (fsconfig lowerdir+) or "classic" (mount(2))
+
+    def execute(self, root: str) -> None:
+        check_layer_count(self.layout)
+        if self.api == "new":
+            if _mount_new_api(self.layout, root):
+                return
+        _mount_classic(self.layout, self.classic_base, root)
+
+
+def _mount_new_api(layout: OverlayLayout, target: str) -> bool:
+    """Mount with fsopen/fsconfig/fsmount/move_mount; False if the kernel
+    lacks the API or "lowerdir+" (before 6.8), so the caller falls back."""
+    try:
+        fs_fd = sc.fsopen("overlay")
+    except KernelError as exc:
+        if sc.errno_of(exc) in (38, 22):  # ENOSYS, EINVAL
+            return False
+        raise
+    try:
+        try:
+            sc.fsconfig_string(fs_fd, "lowerdir+", layout.lowerdirs[0])
+        except KernelError as exc:
+            if sc.errno_of(exc) == 22:  # EINVAL: "lowerdir+" unknown before 6.8
+                return False
+            raise
+        for lower in layout.lowerdirs[1:]:
+            sc.fsconfig_string(fs_fd, "lowerdir+", lower)
+        sc.fsconfig_string(fs_fd, "upperdir", layout.upperdir)
+        sc.fsconfig_string(fs_fd, "workdir", layout.workdir)
+        sc.fsconfig_create(fs_fd)
+        mnt_fd = sc.fsmount(fs_fd)
+        try:
+            sc.move_mount(mnt_fd, target)
+        finally:
+            os.close(mnt_fd)
+    finally:
+        os.close(fs_fd)
+    return True
+
+
+def _mount_classic(layout: OverlayLayout, base: str, target: str) -> None:
+    data = classic_options(layout, base)
+    cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.chdir(base)
+        sc.mount("overlay", target, "overlay", 0, data)
+    finally:
+        os.fchdir(cwd)
+        os.close(cwd)
+
+
+class FsMount(MountOp):
+    """A pseudo filesystem (proc, sysfs, tmpfs, devpts) at a container path."""
+
+    __slots__ = ("fstype", "target", "flags", "data")
+
+    def __init__(self, fstype: str, target: str, flags: int = 0, data: str | None = None) -> None:
+        self.fstype = fstype
+        self.target = target
+        self.flags = flags
+        self.data = data
+
+    def execute(self, root: str) -> None:
+        path = _inside(root, self.target)
+        if not os.path.isdir(path):
+            os.makedirs(path, mode=0o755, exist_ok=True)
+        sc.mount(self.fstype, path, self.fstype, self.flags, self.data)
+
+
+class DeviceNode(MountOp):
+    """A character device made with mknod in the container's /dev tmpfs."""
+
+    __slots__ = ("target", "major", "minor", "mode")
+
+    def __init__(self, target: str, major: int, minor: int, mode: int = 0o666) -> None:
+        self.target = target
+        self.major = major
+        self.minor = minor
+        self.mode = mode
+
+    def execute(self, root: str) -> None:
+        path = _inside(root, self.target)
+        os.mknod(path, stat.S_IFCHR | self.mode, os.makedev(self.major, self.minor))
+        os.chmod(path, self.mode)  # mknod honours the umask; the mode must not
+
+
+class Symlink(MountOp):
+    """A symlink in the container's /dev."""
+
+    __slots__ = ("target", "points_to")
+
+    def __init__(self, target: str, points_to: str) -> None:
+        self.target = target
+        self.points_to = points_to
+
+    def execute(self, root: str) -> None:
+        os.symlink(self.points_to, _inside(root, self.target))
+
+
+class Directory(MountOp):
+    """A directory to mount on, made if the image lacks it."""
+
+    __slots__ = ("target", "mode")
+
+    def __init__(self, target: str, mode: int = 0o755) -> None:
+        self.target = target
+        self.mode = mode
+
+    def execute(self, root: str) -> None:
+        os.makedirs(_inside(root, self.target), mode=self.mode, exist_ok=True)
+
+
+# Docker's minimal /dev: the devices every program expects, nothing else.
+_DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0))
+_DEV_LINKS = (
+    ("/dev/ptmx", "pts/ptmx"),
+    ("/dev/fd", "/proc/self/fd"),
+    ("/dev/stdin", "/proc/self/fd/0"),
+    ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"),
+    ("/dev/core", "/proc/kcore"),
+)
+
+
+class RootfsPlan:
+    """Everything mounted, in order, before pivot_root."""
+
+    def __init__(self, ops: list[MountOp]) -> None:
+        self.ops = ops
+
+    def execute(self, root: str) -> None:
+        for op in self.ops:
+            op.execute(root)
+
+
+def rootfs_plan(layout: OverlayLayout, classic_base: str, api: str = "new") -> RootfsPlan:
+    """The default root filesystem: overlay, /proc, read-only /sys and a
+    minimal /dev with its own devpts instance and /dev/shm."""
+    nosuid_nodev_noexec = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+    ops: list[MountOp] = [
+        OverlayMount(layout, classic_base, api),
+        FsMount("proc", "/proc", nosuid_nodev_noexec),
+        FsMount("sysfs", "/sys", nosuid_nodev_noexec | sc.MS_RDONLY),
+        FsMount("tmpfs", "/dev", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k"),
+    ]
+    ops += [DeviceNode(f"/dev/{name}", major, minor) for name, major, minor in _DEVICES]
+    ops += [
+        Directory("/dev/pts"),
+        # A private devpts instance: the container sees only its own ptys.
+        FsMount("devpts", "/dev/pts", sc.MS_NOSUID | sc.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        Directory("/dev/shm", 0o1777),
+        FsMount("tmpfs", "/dev/shm", nosuid_nodev_noexec, "mode=1777,size=65536k"),
+    ]
+    ops += [Symlink(path, to) for path, to in _DEV_LINKS]
+    return RootfsPlan(ops)

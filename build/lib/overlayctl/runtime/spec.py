@@ -1,0 +1,60 @@
+"""ContainerSpec: everything the runtime needs to start one container,
+resolved beforehand from the image config, the container config and the
+store's directories. Plain data: it can be printed and tested without root.
+(Plain classes, not dataclasses: importing dataclasses costs `run` ~15 ms.)
+"""
+
+from __future__ import annotations
+
+from overlayctl.runtime.overlay import OverlayLayout
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class ContainerSpec:
+    """What to mount and what to execute, as PID 1 of new namespaces."""
+
+    def __init__(
+        self,
+        layout: OverlayLayout,
+        store_root: str,
+        mountpoint: str,
+        argv: list[str],
+        env: list[str] | None = None,
+        cwd: str = "/",
+        hostname: str = "",
+        uid: int = 0,
+        gid: int = 0,
+        tty: bool = False,
+        stdin: bool = False,
+        overlay_api: str = "new",
+    ) -> None:
+        self.layout = layout
+        self.store_root = store_root  # the classic mount(2) fallback chdirs here
+        self.mountpoint = mountpoint  # where the overlay is attached before pivot_root
+        self.argv = argv
+        self.env = env or []  # "KEY=value"
+        self.cwd = cwd
+        self.hostname = hostname
+        self.uid = uid
+        self.gid = gid
+        self.tty = tty
+        self.stdin = stdin
+        self.overlay_api = overlay_api  # "new" (fsconfig lowerdir+) or "classic"
+
+    def env_value(self, key: str) -> str | None:
+        prefix = key + "="
+        for item in reversed(self.env):
+            if item.startswith(prefix):
+                return item[len(prefix) :]
+        return None
+
+
+def merge_env(image_env: list[str], overrides: list[str]) -> list[str]:
+    """The image's environment with -e values on top (later wins), PATH defaulted."""
+    merged: dict[str, str] = {}
+    for item in list(image_env) + list(overrides):
+        key, _, value = item.partition("=")
+        merged[key] = value
+    merged.setdefault("PATH", DEFAULT_PATH)
+    return [f"{k}={v}" for k, v in merged.items()]

@@ -1,0 +1,209 @@
+"""Images: an OCI image config plus the ordered layers it names.
+
+The image ID is the sha256 of the config bytes exactly as stored, so the
+same config always has the same ID, here and in any OCI tool.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
+from overlayctl.reference import Reference, looks_like_id_prefix, parse_reference
+from overlayctl.store.catalog import transaction
+from overlayctl.store.layers import Layer
+
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no spaces: the same config always hashes the same."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """The OCI chain ID of each stack prefix: a layer's identity in position."""
+    import hashlib
+
+    chain: list[str] = []
+    for diff_id in diff_ids:
+        if not chain:
+            chain.append(diff_id)
+        else:
+            chain.append("sha256:" + hashlib.sha256(f"{chain[-1]} {diff_id}".encode()).hexdigest())
+    return chain
+
+
+class Image:
+    """A committed image and what the catalog knows of it."""
+
+    __slots__ = ("id", "config", "created", "tags", "layers")
+
+    def __init__(
+        self, id: str, config: dict[str, Any], created: str, tags: list[str], layers: list[Layer]
+    ) -> None:
+        self.id = id
+        self.config = config
+        self.created = created
+        self.tags = tags
+        self.layers = layers  # base first
+
+    def __repr__(self) -> str:
+        return f"Image({self.id!r}, tags={self.tags!r}, layers={len(self.layers)})"
+
+    @property
+    def short_id(self) -> str:
+        return self.id.split(":", 1)[1][:12]
+
+    @property
+    def size(self) -> int:
+        """Bytes on disk of all its layers (shared layers included)."""
+        return sum(layer.size for layer in self.layers)
+
+    @property
+    def container_config(self) -> dict[str, Any]:
+        return self.config.get("config") or {}
+
+
+class ImageStore:
+    """Create, resolve, tag and remove images."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def create(self, config: dict[str, Any], tag: Reference | None = None) -> Image:
+        """Record an image whose layers (config.rootfs.diff_ids) are committed."""
+        import hashlib
+
+        raw = canonical_json(config)
+        image_id = "sha256:" + hashlib.sha256(raw).hexdigest()
+        diff_ids = list(config["rootfs"]["diff_ids"])
+        with transaction(self.conn):
+            for diff_id in diff_ids:
+                if self.conn.execute("SELECT 1 FROM layers WHERE diff_id = ?", (diff_id,)).fetchone() is None:
+                    raise NotFoundError(f"layer {diff_id} is not in the store")
+            exists = self.conn.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone()
+            if exists is None:
+                self.conn.execute(
+                    "INSERT INTO images (id, config, created) VALUES (?, ?, ?)",
+                    (image_id, raw, config.get("created", "")),
+                )
+                self.conn.executemany(
+                    "INSERT INTO image_layers (image_id, position, diff_id) VALUES (?, ?, ?)",
+                    [(image_id, pos, diff_id) for pos, diff_id in enumerate(diff_ids)],
+                )
+            if tag is not None:
+                self._tag_in_tx(image_id, tag)
+        return self.get(image_id)
+
+    def tag(self, image: Image, tag: Reference) -> None:
+        """Point repository:tag at image; the image it named before keeps its other tags."""
+        with transaction(self.conn):
+            self._tag_in_tx(image.id, tag)
+
+    def _tag_in_tx(self, image_id: str, tag: Reference) -> None:
+        self.conn.execute(
+            "INSERT INTO tags (name, image_id) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id",
+            (str(tag), image_id),
+        )
+
+    def get(self, image_id: str) -> Image:
+        row = self.conn.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"image {image_id} not found")
+        return self._load(row)
+
+    def _load(self, row: sqlite3.Row) -> Image:
+        image_id = row["id"]
+        tags = [r[0] for r in self.conn.execute("SELECT name FROM tags WHERE image_id = ? ORDER BY name", (image_id,))]
+        layers = [
+            Layer.from_row(r)
+            for r in self.conn.execute(
+                "SELECT l.* FROM image_layers il JOIN layers l ON l.diff_id = il.diff_id "
+                "WHERE il.image_id = ? ORDER BY il.position",
+                (image_id,),
+            )
+        ]
+        return Image(image_id, json.loads(row["config"]), row["created"], tags, layers)
+
+    def resolve(self, text: str) -> Image:
+        """Find an image by repository[:tag], full ID or unique ID prefix."""
+        image_id = self._resolve_id(text)
+        if image_id is None:
+            raise NotFoundError(f'image "{text}" not found; see "overlayctl image ls"')
+        return self.get(image_id)
+
+    def _resolve_id(self, text: str) -> str | None:
+        if looks_like_id_prefix(text):
+            body = text[7:] if text.startswith("sha256:") else text
+            rows = self.conn.execute(
+                "SELECT id FROM images WHERE id >= ? AND id < ? LIMIT 2",
+                ("sha256:" + body, "sha256:" + body + "g"),
+            ).fetchall()
+            if len(rows) > 1:
+                raise InvalidArgumentError(f'image ID prefix "{text}" is ambiguous; give more characters')
+            if rows and (len(body) >= 4 or text.startswith("sha256:")):
+                return str(rows[0][0])
+        try:
+            ref = parse_reference(text)
+        except InvalidArgumentError:
+            if looks_like_id_prefix(text):
+                return None
+            raise
+        row = self.conn.execute("SELECT image_id FROM tags WHERE name = ?", (str(ref),)).fetchone()
+        return None if row is None else str(row[0])
+
+    def list(self) -> list[Image]:
+        rows = self.conn.execute("SELECT * FROM images ORDER BY created DESC").fetchall()
+        return [self._load(row) for row in rows]
+
+    def remove(self, text: str, force: bool = False) -> tuple[list[str], list[str], list[str]]:
+        """Untag (and delete, once untagged) an image, as `docker rmi` does.
+
+        Returns (untagged names, deleted image IDs, diff_ids no longer used
+        by the deleted images, for the caller to hand to the layer store).
+        """
+        untagged: list[str] = []
+        deleted: list[str] = []
+        with transaction(self.conn):
+            image_id = self._resolve_id(text)
+            if image_id is None:
+                raise NotFoundError(f'image "{text}" not found; see "overlayctl image ls"')
+            tags = [r[0] for r in self.conn.execute("SELECT name FROM tags WHERE image_id = ?", (image_id,))]
+            by_name = not looks_like_id_prefix(text) or str(self._tag_name(text)) in tags
+            if by_name and len(tags) > 1:
+                name = str(self._tag_name(text))
+                self.conn.execute("DELETE FROM tags WHERE name = ?", (name,))
+                return [name], [], []
+            users = self.conn.execute(
+                "SELECT name, status FROM containers WHERE image_id = ? ORDER BY name", (image_id,)
+            ).fetchall()
+            if users and not force:
+                raise ConflictError(
+                    f'image "{text}" is used by container "{users[0]["name"]}"'
+                    + (f" and {len(users) - 1} more" if len(users) > 1 else "")
+                    + '; remove it first ("overlayctl rm") or use --force'
+                )
+            if users and len(tags) > 0:
+                # Docker's -f with containers: untag, keep the image for them.
+                self.conn.execute("DELETE FROM tags WHERE image_id = ?", (image_id,))
+                return tags, [], []
+            if users:
+                raise ConflictError(f'image "{text}" is used by running or stopped containers; remove them first')
+            diff_ids = [r[0] for r in self.conn.execute("SELECT diff_id FROM image_layers WHERE image_id = ?", (image_id,))]
+            self.conn.execute("DELETE FROM tags WHERE image_id = ?", (image_id,))
+            self.conn.execute("DELETE FROM image_layers WHERE image_id = ?", (image_id,))
+            self.conn.execute("DELETE FROM images WHERE id = ?", (image_id,))
+            untagged, deleted = tags, [image_id]
+        return untagged, deleted, diff_ids
+
+    @staticmethod
+    def _tag_name(text: str) -> Reference | None:
+        try:
+            return parse_reference(text)
+        except InvalidArgumentError:
+            return None

@@ -1,0 +1,147 @@
+"""Layers: read-only directories identified by their diff_id.
+
+A layer's directory content depends only on its own tar, so one directory
+serves every image that has the layer, whatever sits beneath it. Its size is
+measured once, at commit, and stored.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+from overlayctl.errors import NotFoundError
+from overlayctl.paths import Paths
+from overlayctl.store import staging
+from overlayctl.store.catalog import transaction
+from overlayctl.store.locks import exclusive
+from overlayctl.units import now_rfc3339
+
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+
+class Layer:
+    """A committed layer: its identity, its directory and its size at commit."""
+
+    __slots__ = ("diff_id", "dir", "size", "apparent", "inodes", "created")
+
+    def __init__(self, diff_id: str, dir: str, size: int, apparent: int, inodes: int, created: str) -> None:
+        self.diff_id = diff_id
+        self.dir = dir  # short id: layers/<dir>/diff
+        self.size = size  # allocated bytes, as du counts them
+        self.apparent = apparent
+        self.inodes = inodes
+        self.created = created
+
+    def __repr__(self) -> str:
+        return f"Layer({self.diff_id!r}, dir={self.dir!r}, size={self.size})"
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "Layer":
+        return cls(row["diff_id"], row["dir"], row["size"], row["apparent"], row["inodes"], row["created"])
+
+
+class LayerStore:
+    """Commit, look up and delete layers."""
+
+    def __init__(self, paths: Paths, conn: sqlite3.Connection) -> None:
+        self.paths = paths
+        self.conn = conn
+
+    def diff_path(self, layer: Layer) -> str:
+        """The layer's files: the directory overlayfs uses as a lowerdir."""
+        return self.paths.layer_diff(layer.dir)
+
+    def get(self, diff_id: str) -> Layer:
+        row = self.conn.execute("SELECT * FROM layers WHERE diff_id = ?", (diff_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"layer {diff_id} not found in the store")
+        return Layer.from_row(row)
+
+    def find(self, diff_id: str) -> Layer | None:
+        row = self.conn.execute("SELECT * FROM layers WHERE diff_id = ?", (diff_id,)).fetchone()
+        return None if row is None else Layer.from_row(row)
+
+    def import_tar(self, stream: BinaryIO) -> tuple[Layer, bool]:
+        """Extract an uncompressed layer tar into the store.
+
+        Returns the layer and whether it was new. Identical content yields
+        the same diff_id and is stored once: the second copy is dropped
+        from staging. On any error nothing is kept.
+        """
+        from overlayctl.layer.extract import extract_layer
+
+        with staging.staging(self.paths.tmp, "layer") as stage:
+            diff = os.path.join(stage, "diff")
+            os.mkdir(diff, 0o755)
+            digest = extract_layer(stream, diff)
+            existing = self.find(digest.diff_id)
+            if existing is not None:
+                return existing, False
+            return self.commit_staged(stage, digest.diff_id), True
+
+    def commit_staged(self, stage: str, diff_id: str) -> Layer:
+        """Move a staged layer (stage/diff) into place and record it.
+
+        Order: measure, flush, rename, then the catalog row. A crash before
+        the row leaves an orphan directory that sweep/gc removes, never a
+        row whose directory is missing or half written.
+        """
+        from overlayctl.measure.du import disk_usage
+
+        usage = disk_usage(os.path.join(stage, "diff"))
+        staging.flush(stage)
+        with exclusive(self.paths.layers_lock, "the layer store"):
+            existing = self.find(diff_id)
+            if existing is not None:  # committed meanwhile by another process
+                return existing
+            short = self._short_id(diff_id)
+            target = self.paths.layer_dir(short)
+            if os.path.lexists(target):
+                # A leftover of a crash between rename and commit: not in the
+                # catalog (checked by _short_id), so nothing references it.
+                staging.discard(target, self.paths.tmp)
+            os.rename(stage, target)
+            staging.fsync_dir(self.paths.layers)
+            layer = Layer(diff_id, short, usage.bytes, usage.apparent, usage.inodes, now_rfc3339())
+            with transaction(self.conn):
+                self.conn.execute(
+                    "INSERT INTO layers (diff_id, dir, size, apparent, inodes, created) VALUES (?, ?, ?, ?, ?, ?)",
+                    (layer.diff_id, layer.dir, layer.size, layer.apparent, layer.inodes, layer.created),
+                )
+            return layer
+
+    def _short_id(self, diff_id: str) -> str:
+        # Short names keep classic mount(2) option strings small (many layers
+        # per page). Derived from the digest so a retry after a crash lands
+        # on the same directory; lengthened on the (astronomically rare)
+        # prefix collision with another layer.
+        hex_digest = diff_id.split(":", 1)[1]
+        for length in (16, 24, 32, 64):
+            short = hex_digest[:length]
+            row = self.conn.execute("SELECT diff_id FROM layers WHERE dir = ?", (short,)).fetchone()
+            if row is None or row["diff_id"] == diff_id:
+                return short
+        raise NotFoundError(f"no free directory name for layer {diff_id}")
+
+    def remove_unreferenced(self, diff_ids: list[str]) -> list[Layer]:
+        """Delete those of the given layers that no image uses any more."""
+        with exclusive(self.paths.layers_lock, "the layer store"):
+            removed = [layer for diff_id in diff_ids if (layer := self._remove_if_unused(diff_id))]
+        return removed
+
+    def _remove_if_unused(self, diff_id: str) -> Layer | None:
+        with transaction(self.conn):
+            row = self.conn.execute("SELECT * FROM layers WHERE diff_id = ?", (diff_id,)).fetchone()
+            if row is None:
+                return None
+            used = self.conn.execute("SELECT 1 FROM image_layers WHERE diff_id = ? LIMIT 1", (diff_id,)).fetchone()
+            if used is not None:
+                return None
+            self.conn.execute("DELETE FROM layers WHERE diff_id = ?", (diff_id,))
+        layer = Layer.from_row(row)
+        staging.discard(self.paths.layer_dir(layer.dir), self.paths.tmp)
+        return layer

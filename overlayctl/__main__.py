@@ -1,0 +1,5 @@
+"""`python -m overlayctl`."""
+
+from overlayctl.cli import main
+
+main()

@@ -1,0 +1,81 @@
+"""The command line: thin commands that parse, call the library and print.
+
+`main` is the console script. It sends `run` down a fast path that never
+imports click, and everything else to the click application.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from overlayctl.errors import OverlayctlError
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `overlayctl` command."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args[: _first_command_index(args)]
+    try:
+        if _is_fast_run(args):
+            from overlayctl.cli.fastrun import fast_run
+
+            sys.exit(fast_run(args))
+        from overlayctl.cli.app import cli
+
+        cli.main(args=args, prog_name="overlayctl", standalone_mode=False)
+    except OverlayctlError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        _fail(exc.message, exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one line for the user, --debug for us
+        import click
+
+        if isinstance(exc, click.exceptions.Abort):
+            _fail("aborted", 125)
+        if isinstance(exc, click.ClickException):
+            _fail(exc.format_message().rstrip(".") + '; see "overlayctl --help"', 125)
+        if debug:
+            raise
+        _fail(f"internal error: {exc!r} (run with --debug for the traceback)", 125)
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"overlayctl: {message}\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+_GLOBAL_WITH_VALUE = ("--root", "--runroot")
+
+
+def _first_command_index(args: list[str]) -> int:
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in _GLOBAL_WITH_VALUE:
+            i += 2
+        elif arg.startswith("--root=") or arg.startswith("--runroot=") or arg == "--debug":
+            i += 1
+        else:
+            return i
+    return i
+
+
+def _is_fast_run(args: list[str]) -> bool:
+    i = _first_command_index(args)
+    if i >= len(args) or args[i] != "run":
+        return False
+    # Help goes to click, which renders it from the same option table.
+    for arg in args[i + 1 :]:
+        if arg == "--help":
+            return False
+        if not arg.startswith("-"):
+            break
+    return True

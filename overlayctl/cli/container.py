@@ -1,0 +1,158 @@
+"""Container commands: run, create, start, ps, inspect, rm."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from overlayctl.cli import runopts
+from overlayctl.cli.common import create_options, open_store, run_container
+from overlayctl.cli.output import json_document, json_lines, table
+from overlayctl.errors import NotFoundError
+
+_PASSTHROUGH = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
+
+
+@click.command("run", context_settings=_PASSTHROUGH)
+@runopts.click_options(runopts.RUN_OPTIONS)
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def run(obj: dict, image: str, command: tuple[str, ...], **opts: object) -> None:
+    """Create a container from IMAGE and run COMMAND in it."""
+    sys.exit(run_container(obj, opts, image, list(command)))
+
+
+@click.command("create", context_settings=_PASSTHROUGH)
+@runopts.click_options(runopts.CREATE_OPTIONS)
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def create(obj: dict, image: str, command: tuple[str, ...], **opts: object) -> None:
+    """Create a container (its upper and work directories) without starting it."""
+    from overlayctl import lifecycle
+
+    store = open_store(obj)
+    container = lifecycle.create(store, create_options(opts, image, list(command)))
+    click.echo(container.id)
+
+
+@click.command("start")
+@click.argument("containers", nargs=-1, required=True, metavar="CONTAINER...")
+@click.option("-a", "--attach", is_flag=True, help="attach stdout/stderr and pass on the exit code")
+@click.option("-i", "--interactive", is_flag=True, help="attach stdin")
+@click.pass_obj
+def start(obj: dict, containers: tuple[str, ...], attach: bool, interactive: bool) -> None:
+    """Start created or exited containers."""
+    from overlayctl import lifecycle
+
+    store = open_store(obj)
+    if attach or interactive:
+        if len(containers) > 1:
+            raise click.UsageError("you cannot start and attach multiple containers at once")
+        sys.exit(lifecycle.start_attached(store, store.containers.get(containers[0])))
+    for text in containers:
+        lifecycle.start_detached(store, store.containers.get(text))
+        click.echo(text)
+
+
+@click.command("ps")
+@click.option("-a", "--all", "all_", is_flag=True, help="show all containers (default: running only)")
+@click.option("-q", "--quiet", is_flag=True, help="only show container IDs")
+@click.option("-s", "--size", is_flag=True, help="show sizes: the writable layer and the virtual total")
+@click.option("--no-trunc", is_flag=True, help="do not truncate output")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="output format")
+@click.pass_obj
+def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str) -> None:
+    """List containers; with -s, SIZE is the upper dir and virtual adds the image."""
+    from overlayctl.inspect import ago, command_text, container_size, status_text
+    from overlayctl.units import human_size
+
+    store = open_store(obj)
+    containers = store.containers.list(all=all_)
+    if quiet:
+        for c in containers:
+            click.echo(c.id if no_trunc else c.short_id)
+        return
+    now = time.time()
+    sizes = {}
+    if size:
+        image_sizes: dict[str, int] = {}
+        for c in containers:
+            if c.image_id not in image_sizes:
+                image_sizes[c.image_id] = store.images.get(c.image_id).size
+            rw = container_size(store, c)
+            sizes[c.id] = (rw, rw + image_sizes[c.image_id])
+    if fmt == "json":
+        items = []
+        for c in containers:
+            item = {
+                "ID": c.id if no_trunc else c.short_id, "Image": c.image_name, "Command": command_text(c, 10**6),
+                "CreatedAt": c.created, "RunningFor": ago(c.created, now), "State": c.status,
+                "Status": status_text(c, now), "Names": c.name, "Ports": "",
+            }
+            if size:
+                rw, virtual = sizes[c.id]
+                item.update(SizeRw=rw, SizeRootFs=virtual, Size=f"{human_size(rw)} (virtual {human_size(virtual)})")
+            items.append(item)
+        json_lines(items)
+        return
+    headers = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    rows = []
+    for c in containers:
+        row = [c.id if no_trunc else c.short_id, c.image_name,
+               command_text(c, 10**6 if no_trunc else 20), ago(c.created, now), status_text(c, now), "", c.name]
+        if size:
+            rw, virtual = sizes[c.id]
+            row.append(f"{human_size(rw)} (virtual {human_size(virtual)})")
+        rows.append(row)
+    table(headers + (["SIZE"] if size else []), rows)
+
+
+@click.command("inspect")
+@click.argument("objects", nargs=-1, required=True, metavar="CONTAINER|IMAGE...")
+@click.option("-s", "--size", is_flag=True, help="add SizeRw and SizeRootFs for containers")
+@click.option("--format", "fmt", type=click.Choice(["json"]), default="json", help="output format")
+@click.pass_obj
+def inspect(obj: dict, objects: tuple[str, ...], size: bool, fmt: str) -> None:
+    """Show containers (or images) as Docker-shaped JSON."""
+    from overlayctl.inspect import container_inspect, image_inspect
+
+    store = open_store(obj)
+    result = []
+    for text in objects:
+        try:
+            result.append(container_inspect(store, store.containers.get(text), size))
+        except NotFoundError:
+            try:
+                result.append(image_inspect(store.images.resolve(text)))
+            except NotFoundError:
+                raise NotFoundError(f'no such container or image: "{text}"; see "overlayctl ps -a"') from None
+    json_document(result)
+
+
+@click.command("rm")
+@click.argument("containers", nargs=-1, required=True, metavar="CONTAINER...")
+@click.option("-f", "--force", is_flag=True, help="kill and remove a running container")
+@click.pass_obj
+def rm(obj: dict, containers: tuple[str, ...], force: bool) -> None:
+    """Remove containers and their writable layers."""
+    store = open_store(obj)
+    for text in containers:
+        store.containers.remove(store.containers.get(text), force)
+        click.echo(text)
+
+
+def register(cli: click.Group) -> None:
+    """Attach the container commands, at top level and under `container`."""
+
+    @cli.group("container")
+    def container() -> None:
+        """Manage containers."""
+
+    for command in (run, create, start, ps, inspect, rm):
+        cli.add_command(command)
+        container.add_command(command)
+    container.add_command(ps, "ls")

@@ -1,0 +1,29 @@
+"""Printing: Docker-style tables and JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Columns padded to their widest cell plus three spaces, as Docker's tabwriter."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
+    for row in [list(headers)] + [list(r) for r in rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths)]
+        click.echo("   ".join(cells).rstrip())
+
+
+def json_lines(items: Sequence[dict[str, Any]]) -> None:
+    """One JSON object per line, as `docker ps --format json` prints."""
+    for item in items:
+        click.echo(json.dumps(item))
+
+
+def json_document(value: Any) -> None:
+    click.echo(json.dumps(value, indent=4))

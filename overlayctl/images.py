@@ -1,0 +1,57 @@
+"""Image operations a user asks for by name: import, list, remove."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from typing import Any, BinaryIO
+
+from overlayctl.errors import InvalidArgumentError, OverlayctlError
+from overlayctl.reference import parse_reference
+from overlayctl.store import Store
+from overlayctl.store.images import Image
+from overlayctl.units import now_rfc3339
+
+_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+def import_image(store: Store, source: str, name: str | None, message: str = "") -> tuple[Image, bool]:
+    """`docker import`: a root filesystem tar (plain, gzip, xz, zstd, bzip2)
+    becomes a one-layer image. Returns the image and whether its layer was
+    new (identical content is stored once)."""
+    ref = parse_reference(name) if name else None
+    stream: BinaryIO
+    if source == "-":
+        stream = sys.stdin.buffer
+    else:
+        try:
+            stream = open(source, "rb")
+        except OSError as exc:
+            raise InvalidArgumentError(f"cannot open {source}: {exc.strerror}") from exc
+    try:
+        from overlayctl.layer.compression import open_decompressed
+
+        layer, new = store.layers.import_tar(open_decompressed(stream))
+    except EOFError as exc:
+        raise OverlayctlError(f"cannot import {source}: the archive is truncated") from exc
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    created = now_rfc3339()
+    config: dict[str, Any] = {
+        "architecture": _GOARCH.get(platform.machine(), platform.machine()),
+        "os": "linux",
+        "created": created,
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+        "history": [{"created": created, "created_by": "", "comment": message or f"Imported from {source}"}],
+    }
+    return store.images.create(config, ref), new
+
+
+def remove_image(store: Store, text: str, force: bool = False) -> list[str]:
+    """`docker rmi`: the Untagged/Deleted lines Docker prints."""
+    untagged, deleted, diff_ids = store.images.remove(text, force)
+    lines = [f"Untagged: {name}" for name in untagged] + [f"Deleted: {image_id}" for image_id in deleted]
+    lines += [f"Deleted: {layer.diff_id}" for layer in store.layers.remove_unreferenced(diff_ids)]
+    return lines

@@ -1,0 +1,109 @@
+"""Docker-shaped descriptions of containers and images (inspect, ps, image ls)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from overlayctl.store import Store
+from overlayctl.store.containers import RUNNING, Container
+from overlayctl.store.images import Image
+from overlayctl.units import human_duration, parse_rfc3339
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def container_size(store: Store, container: Container) -> int:
+    """The container's own bytes on disk: its upper dir, as du counts it."""
+    from overlayctl.measure.du import disk_usage
+
+    return disk_usage(store.paths.upper(container.id)).bytes
+
+
+def container_inspect(store: Store, container: Container, size: bool = False) -> dict[str, Any]:
+    """`docker inspect CONTAINER`."""
+    image = store.images.get(container.image_id)
+    cfg = container.config["Config"]
+    argv = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
+    layout = store.overlay_layout(image, container)
+    running = container.status == RUNNING
+    data: dict[str, Any] = {
+        "Id": container.id,
+        "Created": container.created,
+        "Path": argv[0] if argv else "",
+        "Args": argv[1:],
+        "State": {
+            "Status": container.status,
+            "Running": running,
+            "Paused": False,
+            "Restarting": False,
+            "OOMKilled": False,
+            "Dead": False,
+            "Pid": container.pid if running else 0,
+            "ExitCode": container.exit_code if container.exit_code is not None else (0 if container.status != "exited" else -1),
+            "Error": container.error,
+            "StartedAt": container.started_at or ZERO_TIME,
+            "FinishedAt": container.finished_at or ZERO_TIME,
+        },
+        "Image": container.image_id,
+        "Name": "/" + container.name,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "HostConfig": dict(container.config.get("HostConfig", {})),
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": {
+                "LowerDir": ":".join(layout.lowerdirs),
+                "UpperDir": layout.upperdir,
+                "WorkDir": layout.workdir,
+            },
+        },
+        "Config": dict(cfg, Hostname=cfg.get("Hostname") or container.id[:12]),
+    }
+    if size:
+        size_rw = container_size(store, container)
+        data["SizeRw"] = size_rw
+        data["SizeRootFs"] = size_rw + image.size
+    return data
+
+
+def image_inspect(image: Image) -> dict[str, Any]:
+    """`docker image inspect IMAGE`."""
+    return {
+        "Id": image.id,
+        "RepoTags": image.tags,
+        "Created": image.created,
+        "Architecture": image.config.get("architecture", ""),
+        "Os": image.config.get("os", ""),
+        "Config": image.container_config,
+        "Size": image.size,
+        "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in image.layers]},
+        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(layer.dir for layer in reversed(image.layers))}},
+        "History": image.config.get("history", []),
+    }
+
+
+def ago(rfc3339: str, now: float | None = None) -> str:
+    """"3 minutes ago" for a catalog timestamp."""
+    now = time.time() if now is None else now
+    return human_duration(max(0.0, now - parse_rfc3339(rfc3339))) + " ago"
+
+
+def status_text(container: Container, now: float | None = None) -> str:
+    """The STATUS column of `docker ps`."""
+    now = time.time() if now is None else now
+    if container.status == RUNNING:
+        return "Up " + human_duration(max(0.0, now - parse_rfc3339(container.started_at)))
+    if container.status == "exited":
+        code = "unknown" if container.exit_code is None else str(container.exit_code)
+        return f"Exited ({code}) {ago(container.finished_at, now)}"
+    return "Created"
+
+
+def command_text(container: Container, width: int = 20) -> str:
+    """The COMMAND column: quoted, cut with an ellipsis like Docker's."""
+    cfg = container.config["Config"]
+    text = " ".join(list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or []))
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    return f'"{text}"'

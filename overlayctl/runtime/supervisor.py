@@ -1,0 +1,126 @@
+"""The supervisor: the container's parent, in the host's namespaces.
+
+It forks PID 1 of a new PID namespace, learns whether the command could be
+executed, relays a terminal when asked for one, forwards the signals a user
+sends to it, reaps the container and returns its exit status the way
+Docker reports it (128 + N for a death by signal N).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from overlayctl.errors import OverlayctlError
+from overlayctl.runtime import syscalls as sc
+from overlayctl.runtime.spec import ContainerSpec
+
+FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+
+
+def run(spec: ContainerSpec, on_started: Callable[[int], None] | None = None) -> int:
+    """Start the container, wait for it, return its exit code.
+
+    Raises OverlayctlError (with exit code 125, 126 or 127) if the container
+    could not be set up or its command could not be executed; the container
+    process is reaped before that.
+    """
+    import signal
+
+    os.makedirs(spec.mountpoint, exist_ok=True)
+    error_r, error_w = os.pipe()  # both close-on-exec: EOF means exec happened
+    console_parent = console_child = None
+    if spec.tty:
+        import socket
+
+        console_parent, console_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    pid = _fork_in_new_pid_namespace()
+    if pid == 0:
+        # The child must never unwind into the caller's code (which would
+        # record or remove the container a second time): exit, whatever happens.
+        try:
+            os.close(error_r)
+            if console_parent is not None:
+                console_parent.close()
+            from overlayctl.runtime.init import container_main
+
+            container_main(spec, error_w, console_child.detach() if console_child is not None else None)
+        finally:
+            os._exit(125)
+    os.close(error_w)
+    if console_child is not None:
+        console_child.close()
+
+    # From now on the user's signals are the container's.
+    previous = {}
+    for name in FORWARDED_SIGNALS:
+        sig = getattr(signal, name)
+        previous[sig] = signal.signal(sig, lambda signum, _frame: _forward(pid, signum))
+    try:
+        master = _receive_console(console_parent) if console_parent is not None else None
+        failure = _read_all(error_r)
+        os.close(error_r)
+        if failure:
+            _, status = os.waitpid(pid, 0)
+            code, _, message = failure.decode(errors="replace").partition(" ")
+            raise OverlayctlError(message, exit_code=int(code) if code.isdigit() else 125)
+        if on_started is not None:
+            on_started(pid)
+        if master is not None:
+            from overlayctl.runtime.console import relay
+
+            relay(master, pid, forward_stdin=spec.stdin)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _fork_in_new_pid_namespace() -> int:
+    # unshare(CLONE_NEWPID) only changes where our *children* go; the
+    # supervisor itself stays in the host's PID namespace. Joining our own
+    # namespace again afterwards resets that, so the next fork (another
+    # container, or a helper) is not caught in this one.
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sc.unshare(sc.CLONE_NEWPID)
+        try:
+            pid = os.fork()
+        finally:
+            if os.getpid() != 1:
+                sc.setns(own, sc.CLONE_NEWPID)
+    finally:
+        os.close(own)
+    return pid
+
+
+def _forward(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _receive_console(sock) -> int | None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with sock:
+        _, fds, _, _ = socket.recv_fds(sock, 16, 1)
+    return fds[0] if fds else None
+
+
+def require_root() -> None:
+    """Every privileged command checks for root first and says so."""
+    if os.geteuid() != 0:
+        raise OverlayctlError("overlayctl needs root: run it with sudo or as root")

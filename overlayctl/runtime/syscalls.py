@@ -1,0 +1,244 @@
+"""The only module that calls libc directly.
+
+Thin ctypes wrappers for the namespace and mount syscalls Python does not
+expose (3.11 has no os.unshare/os.setns). Each wrapper raises KernelError
+naming the operation, its arguments and errno's meaning, so a failed mount
+explains itself. Constants follow <linux/sched.h> and <linux/mount.h>.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from overlayctl.errors import KernelError
+
+# Namespace flags (<linux/sched.h>).
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# mount(2) flags (<linux/mount.h>).
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_STRICTATIME = 1 << 24
+
+MNT_DETACH = 2
+
+MOUNT_FLAG_NAMES = {
+    MS_RDONLY: "MS_RDONLY",
+    MS_NOSUID: "MS_NOSUID",
+    MS_NODEV: "MS_NODEV",
+    MS_NOEXEC: "MS_NOEXEC",
+    MS_REMOUNT: "MS_REMOUNT",
+    MS_BIND: "MS_BIND",
+    MS_MOVE: "MS_MOVE",
+    MS_REC: "MS_REC",
+    MS_PRIVATE: "MS_PRIVATE",
+    MS_SLAVE: "MS_SLAVE",
+    MS_STRICTATIME: "MS_STRICTATIME",
+}
+
+# New mount API (Linux >= 5.2; "lowerdir+" for overlayfs since 6.8).
+FSOPEN_CLOEXEC = 1
+FSCONFIG_SET_FLAG = 0
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 1
+MOVE_MOUNT_F_EMPTY_PATH = 4
+AT_FDCWD = -100
+
+_SYSCALLS = {
+    # name: (x86_64, aarch64)
+    "pivot_root": (155, 41),
+    "setns": (308, 268),
+    "unshare": (272, 97),
+    "syncfs": (306, 267),
+    "move_mount": (429, 429),
+    "fsopen": (430, 430),
+    "fsconfig": (431, 431),
+    "fsmount": (432, 432),
+}
+_ARCH_INDEX = {"x86_64": 0, "aarch64": 1}
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+_mount = _libc.mount
+_mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
+_umount2 = _libc.umount2
+_umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
+_sethostname = _libc.sethostname
+_sethostname.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
+
+
+def _nr(name: str) -> int:
+    machine = os.uname().machine
+    try:
+        return _SYSCALLS[name][_ARCH_INDEX[machine]]
+    except KeyError:
+        raise KernelError(f"overlayctl does not know the syscall numbers of {machine}") from None
+
+
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        raise KernelError(f"{what}: {os.strerror(err)}", exit_code=125) from OSError(err, os.strerror(err))
+    return result
+
+
+def errno_of(exc: BaseException) -> int:
+    """The errno behind a KernelError raised here (0 if none)."""
+    cause = exc.__cause__
+    return cause.errno if isinstance(cause, OSError) and cause.errno else 0
+
+
+def flag_names(flags: int) -> str:
+    """MS_* flags printed symbolically, e.g. "MS_BIND|MS_REC"."""
+    names = [name for bit, name in MOUNT_FLAG_NAMES.items() if flags & bit]
+    rest = flags & ~sum(MOUNT_FLAG_NAMES)
+    if rest:
+        names.append(hex(rest))
+    return "|".join(names) or "0"
+
+
+def _b(value: str | None) -> bytes | None:
+    return None if value is None else os.fsencode(value)
+
+
+def unshare(flags: int) -> None:
+    """Move the caller into new namespaces (CLONE_NEWPID affects children only)."""
+    _check(_syscall(_nr("unshare"), ctypes.c_int(flags)), f"unshare({flags:#x})")
+
+
+def setns(fd: int, nstype: int) -> None:
+    """Join the namespace open at fd."""
+    _check(_syscall(_nr("setns"), ctypes.c_int(fd), ctypes.c_int(nstype)), f"setns({nstype:#x})")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+    """mount(2), with an error that names source, target, type, flags and data."""
+    result = _mount(_b(source), _b(target), _b(fstype), flags, _b(data))
+    if result < 0:
+        detail = f"mount {source or 'none'} on {target}"
+        if fstype:
+            detail += f" type {fstype}"
+        detail += f" (flags {flag_names(flags)}"
+        detail += f", data {data!r})" if data else ")"
+        _check(result, detail)
+
+
+def umount(target: str, flags: int = 0) -> None:
+    """umount2(2)."""
+    _check(_umount2(_b(target), flags), f"umount {target}")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """pivot_root(2); pivot_root(".", ".") stacks the old root under the new one."""
+    _check(
+        _syscall(_nr("pivot_root"), ctypes.c_char_p(_b(new_root)), ctypes.c_char_p(_b(put_old))),
+        f"pivot_root {new_root}",
+    )
+
+
+def sethostname(name: str) -> None:
+    """Set the hostname of the caller's UTS namespace."""
+    raw = name.encode()
+    _check(_sethostname(raw, len(raw)), f"sethostname {name!r}")
+
+
+def syncfs(fd: int) -> None:
+    """Flush the whole filesystem holding fd: one call instead of an fsync per file."""
+    _check(_syscall(_nr("syncfs"), ctypes.c_int(fd)), "syncfs")
+
+
+def fsopen(fstype: str) -> int:
+    """Open a filesystem context (new mount API); returns its fd."""
+    return _check(
+        _syscall(_nr("fsopen"), ctypes.c_char_p(fstype.encode()), ctypes.c_uint(FSOPEN_CLOEXEC)),
+        f"fsopen {fstype}",
+    )
+
+
+def fsconfig_string(fd: int, key: str, value: str) -> None:
+    """fsconfig(FSCONFIG_SET_STRING): one option, no page-size limit overall."""
+    _check(
+        _syscall(
+            _nr("fsconfig"),
+            ctypes.c_int(fd),
+            ctypes.c_uint(FSCONFIG_SET_STRING),
+            ctypes.c_char_p(key.encode()),
+            ctypes.c_char_p(os.fsencode(value)),
+            ctypes.c_int(0),
+        ),
+        f"fsconfig {key}={value}",
+    )
+
+
+def fsconfig_create(fd: int) -> None:
+    """fsconfig(FSCONFIG_CMD_CREATE): build the superblock from the options."""
+    _check(
+        _syscall(_nr("fsconfig"), ctypes.c_int(fd), ctypes.c_uint(FSCONFIG_CMD_CREATE), None, None, ctypes.c_int(0)),
+        "fsconfig create",
+    )
+
+
+def fsmount(fd: int, attr_flags: int = 0) -> int:
+    """Turn a configured context into a detached mount; returns its fd."""
+    return _check(
+        _syscall(_nr("fsmount"), ctypes.c_int(fd), ctypes.c_uint(FSMOUNT_CLOEXEC), ctypes.c_uint(attr_flags)),
+        "fsmount",
+    )
+
+
+def move_mount(mount_fd: int, target: str) -> None:
+    """Attach a detached mount (from fsmount) at target."""
+    _check(
+        _syscall(
+            _nr("move_mount"),
+            ctypes.c_int(mount_fd),
+            ctypes.c_char_p(b""),
+            ctypes.c_int(AT_FDCWD),
+            ctypes.c_char_p(os.fsencode(target)),
+            ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH),
+        ),
+        f"move_mount to {target}",
+    )
+
+
+# Bringing up loopback needs only two ioctls on a socket; pyroute2 would cost
+# ~125 ms of imports on every `run`.
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+_AF_INET = 2
+_SOCK_DGRAM = 2
+_SOCK_CLOEXEC = 0o2000000
+
+
+class _IfReq(ctypes.Structure):
+    _fields_ = [("ifr_name", ctypes.c_char * 16), ("ifr_flags", ctypes.c_short), ("_pad", ctypes.c_char * 22)]
+
+
+def loopback_up() -> None:
+    """Set `lo` up in the caller's network namespace."""
+    fd = _check(_libc.socket(_AF_INET, _SOCK_DGRAM | _SOCK_CLOEXEC, 0), "socket for lo")
+    try:
+        req = _IfReq(b"lo")
+        _check(_libc.ioctl(fd, _SIOCGIFFLAGS, ctypes.byref(req)), "SIOCGIFFLAGS lo")
+        req.ifr_flags |= _IFF_UP
+        _check(_libc.ioctl(fd, _SIOCSIFFLAGS, ctypes.byref(req)), "SIOCSIFFLAGS lo")
+    finally:
+        os.close(fd)

@@ -1,0 +1,98 @@
+"""The catalog: one SQLite database in WAL mode, the durable truth.
+
+Reference counts are not stored: they are derived with queries from the
+image_layers and containers tables, so they can never drift from the rows
+they count.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS layers (
+    diff_id     TEXT PRIMARY KEY,          -- sha256 of the uncompressed layer tar
+    dir         TEXT NOT NULL UNIQUE,      -- short id: layers/<dir>/diff
+    size        INTEGER NOT NULL,          -- allocated bytes, measured at commit
+    apparent    INTEGER NOT NULL,          -- apparent bytes (st_size)
+    inodes      INTEGER NOT NULL,
+    created     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+    id          TEXT PRIMARY KEY,          -- sha256 of the config JSON
+    config      BLOB NOT NULL,             -- the OCI image config, exactly as hashed
+    created     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS image_layers (
+    image_id    TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    position    INTEGER NOT NULL,          -- 0 = the base layer
+    diff_id     TEXT NOT NULL REFERENCES layers(diff_id),
+    PRIMARY KEY (image_id, position)
+);
+CREATE INDEX IF NOT EXISTS image_layers_by_layer ON image_layers(diff_id);
+CREATE TABLE IF NOT EXISTS tags (
+    name        TEXT PRIMARY KEY,          -- repository:tag
+    image_id    TEXT NOT NULL REFERENCES images(id)
+);
+CREATE INDEX IF NOT EXISTS tags_by_image ON tags(image_id);
+CREATE TABLE IF NOT EXISTS containers (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    image_id    TEXT NOT NULL REFERENCES images(id),
+    image_name  TEXT NOT NULL,             -- the reference the user gave
+    config      TEXT NOT NULL,             -- JSON: Cmd, Env, WorkingDir, ...
+    created     TEXT NOT NULL,
+    status      TEXT NOT NULL,             -- created | running | exited
+    pid         INTEGER NOT NULL DEFAULT 0,
+    pid_start   INTEGER NOT NULL DEFAULT 0,-- /proc/<pid>/stat starttime: detects pid reuse
+    exit_code   INTEGER,
+    started_at  TEXT NOT NULL DEFAULT '',
+    finished_at TEXT NOT NULL DEFAULT '',
+    error       TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS containers_by_image ON containers(image_id);
+"""
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """Open the catalog, creating the schema on first use.
+
+    WAL lets readers run beside one writer; synchronous=NORMAL keeps every
+    commit atomic and ordered (a crash keeps the old or the new state) while
+    fsyncing only at checkpoints. busy_timeout makes concurrent writers wait
+    instead of failing.
+    """
+    conn = sqlite3.connect(path, timeout=60.0, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 60000")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version != SCHEMA_VERSION:
+        conn.execute("PRAGMA journal_mode = WAL")
+        with transaction(conn):
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+class transaction:  # noqa: N801 - used like a function: `with transaction(conn):`
+    """BEGIN IMMEDIATE ... COMMIT: take the write lock up front so a
+    read-then-write cannot be overtaken by another process. (A class, not
+    contextlib: `run` does not pay for importing contextlib.)"""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")

@@ -1,0 +1,60 @@
+#!/bin/sh
+# Set up overlayctl on a fresh Debian 12 / Ubuntu host, as root, then
+# optionally run the demo or the test suite:
+#
+#   scripts/setup.sh          install only
+#   scripts/setup.sh demo     install, then the storage walkthrough (scripts/demo.sh)
+#   scripts/setup.sh test     install, then lint and the whole test suite (scripts/test.sh)
+#
+# Installs the system packages, a virtualenv under /opt/overlayctl/venv with
+# the package and its test tools, and /usr/local/bin/overlayctl.
+set -eu
+
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+VENV=${OVERLAYCTL_VENV:-/opt/overlayctl/venv}
+
+if [ "$(id -u)" != 0 ]; then
+    echo "overlayctl setup: needs root (it installs packages and mounts overlayfs): sudo $0 $*" >&2
+    exit 1
+fi
+
+# System packages: Python with venv and headers, and libcap-dev, which
+# python-prctl compiles against; busybox-static is the tests' base image.
+PACKAGES="python3 python3-venv python3-dev gcc libcap-dev busybox-static tar gzip xz-utils zstd bzip2 util-linux coreutils"
+missing=""
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "overlayctl setup: installing$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# The Debian interpreter, not whatever python3 is first on PATH: its
+# headers are the ones python3-dev installed.
+if [ ! -x "$VENV/bin/python" ]; then
+    /usr/bin/python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install -q --upgrade pip >/dev/null
+# A regular (not editable) install: an editable one adds an import hook
+# that every `overlayctl run` would pay for at start-up.
+"$VENV/bin/pip" install -q "$HERE[test]"
+
+# The launcher: the venv's interpreter in isolated mode (-I: no user site,
+# no PYTHONPATH surprises, and fewer imports at start-up).
+cat > /usr/local/bin/overlayctl <<LAUNCHER
+#!$VENV/bin/python -I
+from overlayctl.cli import main
+main()
+LAUNCHER
+chmod 755 /usr/local/bin/overlayctl
+echo "overlayctl setup: $(/usr/local/bin/overlayctl --version) installed in $VENV"
+
+case "${1:-}" in
+    demo) exec sh "$HERE/scripts/demo.sh" ;;
+    test) exec sh "$HERE/scripts/test.sh" ;;
+    "") ;;
+    *) echo "overlayctl setup: unknown action \"$1\" (use demo or test)" >&2; exit 2 ;;
+esac
