@@ -125,7 +125,7 @@ def container_spec(store: Store, container: Container) -> ContainerSpec:
 
 
 def start_attached(
-    store: Store, container: Container, on_started: Callable[[int], None] | None = None
+    store: Store, container: Container, on_started: Callable[[int], None] | None = None, attach_stdin: bool = True
 ) -> int:
     """Run a created or exited container in the foreground; return its exit code.
 
@@ -145,7 +145,7 @@ def start_attached(
             if on_started is not None:
                 on_started(pid)
 
-        code = supervisor.run(spec, on_started=started)
+        code = supervisor.run(spec, on_started=started, attach_stdin=attach_stdin)
         return code
     except OverlayctlError as exc:
         code, error = exc.exit_code, exc.message
@@ -196,6 +196,10 @@ def _detached_supervisor(store: Store, container_id: str, ready_w: int) -> None:
         null = os.open("/dev/null", os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
+        # `-d -i`: stdin stays open (a pipe nobody writes to yet), as Docker
+        # keeps it, so a shell waiting on it does not see EOF and exit.
+        stdin_r, _stdin_w_kept_open = os.pipe()
+        os.dup2(stdin_r, 0)
         # SQLite connections must not cross a fork: open the store anew.
         own = Store(store.paths)
 
@@ -203,7 +207,7 @@ def _detached_supervisor(store: Store, container_id: str, ready_w: int) -> None:
             os.write(ready_w, b"ok")
             os.close(ready_w)
 
-        start_attached(own, own.containers.get(container_id), on_started=ready)
+        start_attached(own, own.containers.get(container_id), on_started=ready, attach_stdin=False)
     except OverlayctlError as exc:
         code = exc.exit_code
         try:

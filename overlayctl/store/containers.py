@@ -193,12 +193,24 @@ class ContainerStore:
                 f'container "{container.name}" is running; stop it first or use "overlayctl rm -f"'
             )
         if container.status == RUNNING:
-            import signal
-
-            try:
-                os.kill(container.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _kill_and_wait(container.pid, container.pid_start)
         with transaction(self.conn):
             self.conn.execute("DELETE FROM containers WHERE id = ?", (container.id,))
         staging.discard(self.paths.container_dir(container.id), self.paths.tmp)
+
+
+def _kill_and_wait(pid: int, pid_start: int, timeout: float = 10.0) -> None:
+    """SIGKILL a container's PID 1 and wait until it is gone, so that its
+    mount namespace (and the overlay on the upper dir) is torn down before
+    the directories are deleted."""
+    import time
+
+    if process_start_time(pid) != pid_start:
+        return
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while process_start_time(pid) == pid_start and time.monotonic() < deadline:
+        time.sleep(0.01)

@@ -1,0 +1,102 @@
+"""Shared fixtures: a private store per test, the busybox base image, and a
+check that every test leaves the host clean (no overlay mount, no container
+process), even when it fails."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.root)
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A busybox-static root filesystem tar, made once per session."""
+    out = tmp_path_factory.mktemp("base") / "busybox-rootfs.tar"
+    subprocess.run(["sh", str(REPO / "scripts" / "busybox-rootfs.sh"), str(out)], check=True)
+    return out
+
+
+class CLI:
+    """Runs `overlayctl` from this checkout against a private store."""
+
+    def __init__(self, root: Path, runroot: Path) -> None:
+        self.root = root
+        self.runroot = runroot
+        self.env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.env.pop("OVERLAYCTL_ROOT", None)
+        self.env.pop("OVERLAYCTL_RUNROOT", None)
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "overlayctl", "--root", str(self.root), "--runroot", str(self.runroot), *args]
+
+    def __call__(self, *args: str, input: bytes | None = None, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run(self.argv(*args), input=input, capture_output=True, timeout=timeout, env=self.env, **kw)
+
+    def ok(self, *args: str, **kw) -> str:
+        result = self(*args, **kw)
+        assert result.returncode == 0, (args, result.returncode, result.stdout, result.stderr)
+        return result.stdout.decode()
+
+
+def _overlay_mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line for line in f if str(path) in line]
+
+
+def _processes_using(path: Path) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if str(path).encode() in f.read():
+                    pids.append(int(entry))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[CLI]:
+    """The CLI on a fresh store; afterwards every container is removed and
+    the host is checked for leftovers (and cleaned, so one failure does not
+    cascade)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: overlayfs and namespaces")
+    c = CLI(tmp_path / "root", tmp_path / "run")
+    yield c
+    ids = c("ps", "-aq", "--no-trunc").stdout.decode().split()
+    if ids:
+        c("rm", "-f", *ids)
+    leftovers = _processes_using(tmp_path)
+    for pid in leftovers:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    mounts = _overlay_mounts_under(tmp_path)
+    assert not leftovers, f"processes left behind: {leftovers}"
+    assert not mounts, f"mounts left on the host: {mounts}"
+
+
+@pytest.fixture
+def bb(cli: CLI, busybox_tar: Path) -> str:
+    """The busybox image imported as bb:1; returns its image ID."""
+    return cli.ok("import", str(busybox_tar), "bb:1").strip()
+
+
+RunFn = Callable[..., subprocess.CompletedProcess]
