@@ -1,0 +1,96 @@
+"""Pure logic: references, units, option parsing, mount plans, overlay options."""
+
+from __future__ import annotations
+
+import pytest
+
+from overlayctl.cli import runopts
+from overlayctl.errors import InvalidArgumentError, KernelError
+from overlayctl.reference import parse_reference, validate_container_name
+from overlayctl.runtime.mountplan import DeviceNode, FsMount, OverlayMount, rootfs_plan
+from overlayctl.runtime.overlay import PAGE_SIZE, OverlayLayout, classic_options
+from overlayctl.runtime.spec import merge_env
+from overlayctl.store.images import chain_ids
+from overlayctl.units import human_duration, human_size
+
+
+@pytest.mark.parametrize(
+    "text, repo, tag",
+    [("bb:1", "bb", "1"), ("acme/my-base-image:1.0", "acme/my-base-image", "1.0"), ("busybox", "busybox", "latest"),
+     ("localhost:5000/a/b:x", "localhost:5000/a/b", "x"), ("a.b-c__d:v_1.2-3", "a.b-c__d", "v_1.2-3")],
+)
+def test_references(text, repo, tag):
+    ref = parse_reference(text)
+    assert (ref.repository, ref.tag) == (repo, tag)
+
+
+@pytest.mark.parametrize("text", ["", "BB:1", "bb:", "a//b", "-a", "a:b:c", "a@sha256:x", "a_", "a:-x"])
+def test_bad_references(text):
+    with pytest.raises(InvalidArgumentError, match="invalid reference format"):
+        parse_reference(text)
+
+
+def test_container_names():
+    assert validate_container_name("/my_container_1") == "my_container_1"
+    for bad in ("k", "_x", "a b", "a/b"):
+        with pytest.raises(InvalidArgumentError):
+            validate_container_name(bad)
+
+
+def test_human_units_match_docker():
+    assert [human_size(n) for n in (0, 999, 4096, 32768, 1234567, 103 * 10**6)] == [
+        "0B", "999B", "4.1kB", "32.8kB", "1.23MB", "103MB"]
+    assert [human_duration(s) for s in (0.5, 1, 58, 90, 3600 * 3, 86400 * 90)] == [
+        "Less than a second", "1 second", "58 seconds", "About a minute", "3 hours", "3 months"]
+
+
+def test_run_options_like_docker():
+    opts, rest = runopts.parse(["-itd", "--name=web", "-e", "A=1", "-eB=2", "--rm", "bb:1", "sh", "-c", "ls -l"],
+                               runopts.RUN_OPTIONS)
+    assert opts["tty"] and opts["interactive"] and opts["detach"] and opts["rm"]
+    assert opts["name"] == "web" and opts["env"] == ["A=1", "B=2"]
+    assert rest == ["bb:1", "sh", "-c", "ls -l"]
+    with pytest.raises(InvalidArgumentError, match="unknown flag: --nope"):
+        runopts.parse(["--nope", "bb:1"], runopts.RUN_OPTIONS)
+    with pytest.raises(InvalidArgumentError, match="needs an argument"):
+        runopts.parse(["--name"], runopts.RUN_OPTIONS)
+
+
+def test_rootfs_plan_is_data():
+    layout = OverlayLayout(("/s/layers/b/diff", "/s/layers/a/diff"), "/s/c/upper", "/s/c/work")
+    plan = rootfs_plan(layout, "/s")
+    assert plan.ops[0] == OverlayMount(layout, "/s", "new")
+    targets = [op.target for op in plan.ops if isinstance(op, FsMount)]
+    assert targets == ["/proc", "/sys", "/dev", "/dev/pts", "/dev/shm"]
+    sysfs = next(op for op in plan.ops if isinstance(op, FsMount) and op.target == "/sys")
+    assert sysfs.flags & 1  # MS_RDONLY
+    devices = {op.target for op in plan.ops if isinstance(op, DeviceNode)}
+    assert devices == {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"}
+
+
+def test_classic_options_are_relative_and_bounded():
+    layout = OverlayLayout(tuple(f"/store/layers/{i:016x}/diff" for i in range(3)), "/store/c/1/upper", "/store/c/1/work")
+    data = classic_options(layout, "/store")
+    assert data.startswith("lowerdir=layers/0000000000000000/diff:layers/0000000000000001/diff:")
+    assert "upperdir=c/1/upper" in data and "/store" not in data
+    wide = OverlayLayout(tuple(f"/store/layers/{i:016x}/diff" for i in range(200)), "/store/u", "/store/w")
+    with pytest.raises(KernelError, match=f"at most {PAGE_SIZE}"):
+        classic_options(wide, "/store")
+
+
+def test_classic_options_escape_separators():
+    layout = OverlayLayout(("/s/odd:name,x/diff",), "/s/u", "/s/w")
+    assert classic_options(layout, "/s").startswith(r"lowerdir=odd\:name\,x/diff,")
+
+
+def test_merge_env_defaults_path_and_overrides():
+    env = merge_env(["A=1", "PATH=/bin"], ["A=2", "B=3"])
+    assert env == ["A=2", "PATH=/bin", "B=3"]
+    assert merge_env([], [])[0].startswith("PATH=/usr/local/sbin")
+
+
+def test_chain_ids_follow_the_oci_rule():
+    import hashlib
+
+    a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    assert chain_ids([a, b]) == [a, "sha256:" + hashlib.sha256(f"{a} {b}".encode()).hexdigest()]
