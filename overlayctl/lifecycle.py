@@ -182,8 +182,10 @@ def start_detached(store: Store, container: Container) -> None:
         answer = ready.read().decode(errors="replace")
     if answer != "ok":
         code, _, message = answer.partition(" ")
-        raise OverlayctlError(message or "the container's supervisor died before the container started",
-                              exit_code=int(code) if code.isdigit() else 125)
+        raise OverlayctlError(
+            message or "the container's supervisor died before the container started",
+            exit_code=int(code) if code.isdigit() else 125,
+        )
 
 
 def _detached_supervisor(store: Store, container_id: str, ready_w: int) -> None:

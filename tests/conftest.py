@@ -42,7 +42,9 @@ class CLI:
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "overlayctl", "--root", str(self.root), "--runroot", str(self.runroot), *args]
 
-    def __call__(self, *args: str, input: bytes | None = None, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    def __call__(
+        self, *args: str, input: bytes | None = None, timeout: float = 60, **kw
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(self.argv(*args), input=input, capture_output=True, timeout=timeout, env=self.env, **kw)
 
     def ok(self, *args: str, **kw) -> str:

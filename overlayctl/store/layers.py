@@ -17,7 +17,6 @@ from overlayctl.store.catalog import transaction
 from overlayctl.store.locks import exclusive
 from overlayctl.units import now_rfc3339
 
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import BinaryIO
@@ -40,7 +39,7 @@ class Layer:
         return f"Layer({self.diff_id!r}, dir={self.dir!r}, size={self.size})"
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "Layer":
+    def from_row(cls, row: sqlite3.Row) -> Layer:
         return cls(row["diff_id"], row["dir"], row["size"], row["apparent"], row["inodes"], row["created"])
 
 

@@ -25,7 +25,9 @@ def test_import_and_image_ls(cli, bb, busybox_tar):
     assert cli.ok("image", "ls", "-q").strip() == short_id
     info = json.loads(cli.ok("image", "ls", "--format", "json"))
     layer_dir = cli.root / "layers" / os.listdir(cli.root / "layers")[0]
-    du = int(subprocess.run(["du", "-s", "--block-size=1", str(layer_dir / "diff")], capture_output=True).stdout.split()[0])
+    du = int(
+        subprocess.run(["du", "-s", "--block-size=1", str(layer_dir / "diff")], capture_output=True).stdout.split()[0]
+    )
     assert info["Size"] == du
 
 

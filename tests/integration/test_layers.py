@@ -36,7 +36,10 @@ def _stack(cli, busybox_tar, count: int, tag: str) -> None:
             assert new
             diff_ids.append(layer.diff_id)
         config = {
-            "architecture": "amd64", "os": "linux", "created": now_rfc3339(), "config": {},
+            "architecture": "amd64",
+            "os": "linux",
+            "created": now_rfc3339(),
+            "config": {},
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
         }
         image = store.images.create(config, parse_reference(tag))
@@ -48,7 +51,14 @@ def _stack(cli, busybox_tar, count: int, tag: str) -> None:
 @pytest.mark.slow
 def test_500_layers_run(cli, busybox_tar):
     _stack(cli, busybox_tar, 500, "deep:500")
-    out = cli.ok("run", "--rm", "deep:500", "sh", "-c", "cat /layer1 /layer250 /layer499 /which; grep -o 'lowerdir+=' /proc/self/mountinfo | wc -l")
+    out = cli.ok(
+        "run",
+        "--rm",
+        "deep:500",
+        "sh",
+        "-c",
+        "cat /layer1 /layer250 /layer499 /which; grep -o 'lowerdir+=' /proc/self/mountinfo | wc -l",
+    )
     assert out.split() == ["1", "250", "499", "499", "500"]
 
 

@@ -22,8 +22,19 @@ def test_run_prints_and_removes(cli, bb):
 
 def test_pid1_hostname_env_workdir(cli, bb):
     out = cli.ok(
-        "run", "--name", "c1", "-e", "A=1", "-w", "/tmp", "--hostname", "box", "bb:1",
-        "sh", "-c", 'echo $$ $(hostname) $A $(pwd); ls /proc | grep -c "^[0-9]"',
+        "run",
+        "--name",
+        "c1",
+        "-e",
+        "A=1",
+        "-w",
+        "/tmp",
+        "--hostname",
+        "box",
+        "bb:1",
+        "sh",
+        "-c",
+        'echo $$ $(hostname) $A $(pwd); ls /proc | grep -c "^[0-9]"',
     )
     pid, host, a, cwd, nprocs = out.split()
     assert (pid, host, a, cwd) == ("1", "box", "1", "/tmp")
@@ -32,8 +43,9 @@ def test_pid1_hostname_env_workdir(cli, bb):
 
 
 def test_overlay_never_on_host_mount_table(cli, bb):
-    proc = subprocess.Popen(cli.argv("run", "--rm", "bb:1", "sh", "-c", "echo up; sleep 5"),
-                            stdout=subprocess.PIPE, env=cli.env)
+    proc = subprocess.Popen(
+        cli.argv("run", "--rm", "bb:1", "sh", "-c", "echo up; sleep 5"), stdout=subprocess.PIPE, env=cli.env
+    )
     try:
         assert proc.stdout.readline() == b"up\n"
         with open("/proc/self/mountinfo") as f:
@@ -88,8 +100,9 @@ def test_exit_code_passes_through(cli, bb, code):
 
 def test_death_by_signal_is_128_plus_n(cli, bb):
     # PID 1 cannot be killed from inside its namespace; the host can.
-    proc = subprocess.Popen(cli.argv("run", "--name", "kk", "bb:1", "sh", "-c", "echo up; sleep 30"),
-                            stdout=subprocess.PIPE, env=cli.env)
+    proc = subprocess.Popen(
+        cli.argv("run", "--name", "kk", "bb:1", "sh", "-c", "echo up; sleep 30"), stdout=subprocess.PIPE, env=cli.env
+    )
     assert proc.stdout.readline() == b"up\n"
     pid = json.loads(cli.ok("inspect", "kk"))[0]["State"]["Pid"]
     os.kill(pid, signal.SIGKILL)
@@ -99,8 +112,16 @@ def test_death_by_signal_is_128_plus_n(cli, bb):
 
 def test_sigterm_is_forwarded(cli, bb):
     proc = subprocess.Popen(
-        cli.argv("run", "--rm", "bb:1", "sh", "-c", "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done"),
-        stdout=subprocess.PIPE, env=cli.env,
+        cli.argv(
+            "run",
+            "--rm",
+            "bb:1",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done",
+        ),
+        stdout=subprocess.PIPE,
+        env=cli.env,
     )
     assert proc.stdout.readline() == b"ready\n"
     proc.send_signal(signal.SIGTERM)
@@ -150,7 +171,9 @@ def test_sizes_match_du(cli, bb):
     cli.ok("run", "--name", "big", "bb:1", "sh", "-c", "dd if=/dev/zero of=/data bs=1k count=100 2>/dev/null")
     row = json.loads(cli.ok("ps", "-a", "-s", "--format", "json"))
     upper = cli.root / "containers" / json.loads(cli.ok("inspect", "big"))[0]["Id"] / "upper"
-    du = int(subprocess.run(["du", "-s", "--block-size=1", str(upper)], capture_output=True, check=True).stdout.split()[0])
+    du = int(
+        subprocess.run(["du", "-s", "--block-size=1", str(upper)], capture_output=True, check=True).stdout.split()[0]
+    )
     assert row["SizeRw"] == du
     image_size = json.loads(cli.ok("image", "ls", "--format", "json"))["Size"]
     assert row["SizeRootFs"] == du + image_size
@@ -181,8 +204,11 @@ def test_tty_is_a_real_pty(cli, bb):
 
     pid, fd = pty.fork()
     if pid == 0:
-        os.execve(cli.argv("run", "--rm", "-t", "bb:1", "sh", "-c", "tty; exit 5")[0],
-                  cli.argv("run", "--rm", "-t", "bb:1", "sh", "-c", "tty; exit 5"), cli.env)
+        os.execve(
+            cli.argv("run", "--rm", "-t", "bb:1", "sh", "-c", "tty; exit 5")[0],
+            cli.argv("run", "--rm", "-t", "bb:1", "sh", "-c", "tty; exit 5"),
+            cli.env,
+        )
     out = b""
     while True:
         try:

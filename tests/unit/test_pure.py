@@ -16,8 +16,13 @@ from overlayctl.units import human_duration, human_size
 
 @pytest.mark.parametrize(
     "text, repo, tag",
-    [("bb:1", "bb", "1"), ("acme/my-base-image:1.0", "acme/my-base-image", "1.0"), ("busybox", "busybox", "latest"),
-     ("localhost:5000/a/b:x", "localhost:5000/a/b", "x"), ("a.b-c__d:v_1.2-3", "a.b-c__d", "v_1.2-3")],
+    [
+        ("bb:1", "bb", "1"),
+        ("acme/my-base-image:1.0", "acme/my-base-image", "1.0"),
+        ("busybox", "busybox", "latest"),
+        ("localhost:5000/a/b:x", "localhost:5000/a/b", "x"),
+        ("a.b-c__d:v_1.2-3", "a.b-c__d", "v_1.2-3"),
+    ],
 )
 def test_references(text, repo, tag):
     ref = parse_reference(text)
@@ -39,14 +44,27 @@ def test_container_names():
 
 def test_human_units_match_docker():
     assert [human_size(n) for n in (0, 999, 4096, 32768, 1234567, 103 * 10**6)] == [
-        "0B", "999B", "4.1kB", "32.8kB", "1.23MB", "103MB"]
+        "0B",
+        "999B",
+        "4.1kB",
+        "32.8kB",
+        "1.23MB",
+        "103MB",
+    ]
     assert [human_duration(s) for s in (0.5, 1, 58, 90, 3600 * 3, 86400 * 90)] == [
-        "Less than a second", "1 second", "58 seconds", "About a minute", "3 hours", "3 months"]
+        "Less than a second",
+        "1 second",
+        "58 seconds",
+        "About a minute",
+        "3 hours",
+        "3 months",
+    ]
 
 
 def test_run_options_like_docker():
-    opts, rest = runopts.parse(["-itd", "--name=web", "-e", "A=1", "-eB=2", "--rm", "bb:1", "sh", "-c", "ls -l"],
-                               runopts.RUN_OPTIONS)
+    opts, rest = runopts.parse(
+        ["-itd", "--name=web", "-e", "A=1", "-eB=2", "--rm", "bb:1", "sh", "-c", "ls -l"], runopts.RUN_OPTIONS
+    )
     assert opts["tty"] and opts["interactive"] and opts["detach"] and opts["rm"]
     assert opts["name"] == "web" and opts["env"] == ["A=1", "B=2"]
     assert rest == ["bb:1", "sh", "-c", "ls -l"]
@@ -69,7 +87,9 @@ def test_rootfs_plan_is_data():
 
 
 def test_classic_options_are_relative_and_bounded():
-    layout = OverlayLayout(tuple(f"/store/layers/{i:016x}/diff" for i in range(3)), "/store/c/1/upper", "/store/c/1/work")
+    layout = OverlayLayout(
+        tuple(f"/store/layers/{i:016x}/diff" for i in range(3)), "/store/c/1/upper", "/store/c/1/work"
+    )
     data = classic_options(layout, "/store")
     assert data.startswith("lowerdir=layers/0000000000000000/diff:layers/0000000000000001/diff:")
     assert "upperdir=c/1/upper" in data and "/store" not in data
