@@ -136,6 +136,8 @@ def start_attached(
 
     container = store.containers.claim_start(container.id)
     spec = container_spec(store, container)
+    if not os.path.isdir(spec.layout.workdir):
+        os.mkdir(spec.layout.workdir, 0o700)
     code: int | None = None
     error = ""
     try:

@@ -42,10 +42,15 @@ fi
 # that every `overlayctl run` would pay for at start-up.
 "$VENV/bin/pip" install -q "$HERE[test]"
 
-# The launcher: the venv's interpreter in isolated mode (-I: no user site,
-# no PYTHONPATH surprises, and fewer imports at start-up).
+# The launcher: the venv's interpreter isolated (-I: no user site, no
+# PYTHONPATH surprises) and without the site module (-S), which would read
+# every .pth file and the distribution's sitecustomize on each start-up;
+# the venv's site-packages is put on the path by hand instead.
+SITE_PACKAGES=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 cat > /usr/local/bin/overlayctl <<LAUNCHER
-#!$VENV/bin/python -I
+#!$VENV/bin/python -IS
+import sys
+sys.path.append("$SITE_PACKAGES")
 from overlayctl.cli import main
 main()
 LAUNCHER

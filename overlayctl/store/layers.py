@@ -14,7 +14,6 @@ from overlayctl.errors import NotFoundError
 from overlayctl.paths import Paths
 from overlayctl.store import staging
 from overlayctl.store.catalog import transaction
-from overlayctl.store.locks import exclusive
 from overlayctl.units import now_rfc3339
 
 TYPE_CHECKING = False
@@ -90,6 +89,7 @@ class LayerStore:
         row whose directory is missing or half written.
         """
         from overlayctl.measure.du import disk_usage
+        from overlayctl.store.locks import exclusive
 
         usage = disk_usage(os.path.join(stage, "diff"))
         staging.flush(stage)
@@ -128,6 +128,8 @@ class LayerStore:
 
     def remove_unreferenced(self, diff_ids: list[str]) -> list[Layer]:
         """Delete those of the given layers that no image uses any more."""
+        from overlayctl.store.locks import exclusive
+
         with exclusive(self.paths.layers_lock, "the layer store"):
             removed = [layer for diff_id in diff_ids if (layer := self._remove_if_unused(diff_id))]
         return removed

@@ -40,7 +40,9 @@ def container_inspect(store: Store, container: Container, size: bool = False) ->
             "OOMKilled": False,
             "Dead": False,
             "Pid": container.pid if running else 0,
-            "ExitCode": container.exit_code if container.exit_code is not None else (0 if container.status != "exited" else -1),
+            "ExitCode": container.exit_code
+            if container.exit_code is not None
+            else (0 if container.status != "exited" else -1),
             "Error": container.error,
             "StartedAt": container.started_at or ZERO_TIME,
             "FinishedAt": container.finished_at or ZERO_TIME,
@@ -78,13 +80,16 @@ def image_inspect(image: Image) -> dict[str, Any]:
         "Config": image.container_config,
         "Size": image.size,
         "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in image.layers]},
-        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(layer.dir for layer in reversed(image.layers))}},
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": {"LowerDir": ":".join(layer.dir for layer in reversed(image.layers))},
+        },
         "History": image.config.get("history", []),
     }
 
 
 def ago(rfc3339: str, now: float | None = None) -> str:
-    """"3 minutes ago" for a catalog timestamp."""
+    """ "3 minutes ago" for a catalog timestamp."""
     now = time.time() if now is None else now
     return human_duration(max(0.0, now - parse_rfc3339(rfc3339))) + " ago"
 

@@ -125,7 +125,7 @@ def container_spec(store: Store, container: Container) -> ContainerSpec:
 
 
 def start_attached(
-    store: Store, container: Container, on_started: Callable[[int], None] | None = None
+    store: Store, container: Container, on_started: Callable[[int], None] | None = None, attach_stdin: bool = True
 ) -> int:
     """Run a created or exited container in the foreground; return its exit code.
 
@@ -136,6 +136,8 @@ def start_attached(
 
     container = store.containers.claim_start(container.id)
     spec = container_spec(store, container)
+    if not os.path.isdir(spec.layout.workdir):
+        os.mkdir(spec.layout.workdir, 0o700)
     code: int | None = None
     error = ""
     try:
@@ -145,7 +147,7 @@ def start_attached(
             if on_started is not None:
                 on_started(pid)
 
-        code = supervisor.run(spec, on_started=started)
+        code = supervisor.run(spec, on_started=started, attach_stdin=attach_stdin)
         return code
     except OverlayctlError as exc:
         code, error = exc.exit_code, exc.message
@@ -182,8 +184,10 @@ def start_detached(store: Store, container: Container) -> None:
         answer = ready.read().decode(errors="replace")
     if answer != "ok":
         code, _, message = answer.partition(" ")
-        raise OverlayctlError(message or "the container's supervisor died before the container started",
-                              exit_code=int(code) if code.isdigit() else 125)
+        raise OverlayctlError(
+            message or "the container's supervisor died before the container started",
+            exit_code=int(code) if code.isdigit() else 125,
+        )
 
 
 def _detached_supervisor(store: Store, container_id: str, ready_w: int) -> None:
@@ -196,6 +200,10 @@ def _detached_supervisor(store: Store, container_id: str, ready_w: int) -> None:
         null = os.open("/dev/null", os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
+        # `-d -i`: stdin stays open (a pipe nobody writes to yet), as Docker
+        # keeps it, so a shell waiting on it does not see EOF and exit.
+        stdin_r, _stdin_w_kept_open = os.pipe()
+        os.dup2(stdin_r, 0)
         # SQLite connections must not cross a fork: open the store anew.
         own = Store(store.paths)
 
@@ -203,7 +211,7 @@ def _detached_supervisor(store: Store, container_id: str, ready_w: int) -> None:
             os.write(ready_w, b"ok")
             os.close(ready_w)
 
-        start_attached(own, own.containers.get(container_id), on_started=ready)
+        start_attached(own, own.containers.get(container_id), on_started=ready, attach_stdin=False)
     except OverlayctlError as exc:
         code = exc.exit_code
         try:

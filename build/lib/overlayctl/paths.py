@@ -25,7 +25,7 @@ class Paths:
         return f"Paths(root={self.root!r}, runroot={self.runroot!r})"
 
     @classmethod
-    def from_env(cls, root: str | None = None, runroot: str | None = None) -> "Paths":
+    def from_env(cls, root: str | None = None, runroot: str | None = None) -> Paths:
         """Resolve explicit options, then the environment, then the defaults."""
         root = root or os.environ.get("OVERLAYCTL_ROOT") or DEFAULT_ROOT
         runroot = runroot or os.environ.get("OVERLAYCTL_RUNROOT") or DEFAULT_RUNROOT

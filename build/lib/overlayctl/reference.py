@@ -59,9 +59,7 @@ def _valid_tag(tag: str) -> bool:
 
 def parse_reference(text: str) -> Reference:
     """Parse NAME[:TAG] (tag defaults to "latest"), rejecting what Docker rejects."""
-    bad = InvalidArgumentError(
-        f'invalid reference format: "{text}" (use lowercase NAME[:TAG], e.g. acme/base:1.0)'
-    )
+    bad = InvalidArgumentError(f'invalid reference format: "{text}" (use lowercase NAME[:TAG], e.g. acme/base:1.0)')
     if not text or "@" in text or len(text) > 255:
         raise bad
     name, tag = text, "latest"
@@ -96,7 +94,5 @@ def validate_container_name(name: str) -> str:
     """Docker's rule: [a-zA-Z0-9][a-zA-Z0-9_.-]+ (a leading "/" is dropped)."""
     bare = name[1:] if name.startswith("/") else name
     if len(bare) < 2 or bare[0] not in _NAME_FIRST or not set(bare[1:]) <= _NAME_REST:
-        raise InvalidArgumentError(
-            f'invalid container name "{name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed'
-        )
+        raise InvalidArgumentError(f'invalid container name "{name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
     return bare

@@ -6,7 +6,6 @@ imports click, and everything else to the click application.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from overlayctl.errors import OverlayctlError

@@ -89,9 +89,15 @@ def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str)
         items = []
         for c in containers:
             item = {
-                "ID": c.id if no_trunc else c.short_id, "Image": c.image_name, "Command": command_text(c, 10**6),
-                "CreatedAt": c.created, "RunningFor": ago(c.created, now), "State": c.status,
-                "Status": status_text(c, now), "Names": c.name, "Ports": "",
+                "ID": c.id if no_trunc else c.short_id,
+                "Image": c.image_name,
+                "Command": command_text(c, 10**6),
+                "CreatedAt": c.created,
+                "RunningFor": ago(c.created, now),
+                "State": c.status,
+                "Status": status_text(c, now),
+                "Names": c.name,
+                "Ports": "",
             }
             if size:
                 rw, virtual = sizes[c.id]
@@ -102,8 +108,15 @@ def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str)
     headers = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
     rows = []
     for c in containers:
-        row = [c.id if no_trunc else c.short_id, c.image_name,
-               command_text(c, 10**6 if no_trunc else 20), ago(c.created, now), status_text(c, now), "", c.name]
+        row = [
+            c.id if no_trunc else c.short_id,
+            c.image_name,
+            command_text(c, 10**6 if no_trunc else 20),
+            ago(c.created, now),
+            status_text(c, now),
+            "",
+            c.name,
+        ]
         if size:
             rw, virtual = sizes[c.id]
             row.append(f"{human_size(rw)} (virtual {human_size(virtual)})")

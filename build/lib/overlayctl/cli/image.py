@@ -52,8 +52,15 @@ def image_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
     if fmt == "json":
         json_lines(
             [
-                {"Repository": repo, "Tag": tag, "ID": image_id, "CreatedAt": image.created,
-                 "CreatedSince": ago(image.created, now), "Size": image.size, "Containers": None}
+                {
+                    "Repository": repo,
+                    "Tag": tag,
+                    "ID": image_id,
+                    "CreatedAt": image.created,
+                    "CreatedSince": ago(image.created, now),
+                    "Size": image.size,
+                    "Containers": None,
+                }
                 for repo, tag, image_id, image in rows
             ]
         )

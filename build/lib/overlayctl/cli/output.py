@@ -13,9 +13,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """Columns padded to their widest cell plus three spaces, as Docker's tabwriter."""
     widths = [len(h) for h in headers]
     for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
     for row in [list(headers)] + [list(r) for r in rows]:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths)]
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
         click.echo("   ".join(cells).rstrip())
 
 

@@ -25,7 +25,13 @@ class Opt:
 
 GLOBAL_OPTIONS = (
     Opt(("--root",), "root", "value", "store directory (default /var/lib/overlayctl, env OVERLAYCTL_ROOT)", "DIR"),
-    Opt(("--runroot",), "runroot", "value", "runtime state directory (default /run/overlayctl, env OVERLAYCTL_RUNROOT)", "DIR"),
+    Opt(
+        ("--runroot",),
+        "runroot",
+        "value",
+        "runtime state directory (default /run/overlayctl, env OVERLAYCTL_RUNROOT)",
+        "DIR",
+    ),
     Opt(("--debug",), "debug", "flag", "show tracebacks of errors"),
 )
 
@@ -109,7 +115,7 @@ def _lookup(by_flag: dict[str, Opt], flag: str) -> Opt:
     try:
         return by_flag[flag]
     except KeyError:
-        raise InvalidArgumentError(f"unknown flag: {flag}; see \"overlayctl run --help\"") from None
+        raise InvalidArgumentError(f'unknown flag: {flag}; see "overlayctl run --help"') from None
 
 
 def _next_value(argv: list[str], i: int, flag: str) -> str:

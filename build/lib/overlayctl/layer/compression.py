@@ -72,9 +72,7 @@ class _Decompressed(io.RawIOBase):
     sees one error for "this is not a valid layer".
     """
 
-    def __init__(
-        self, inner: BinaryIO, kind: str, data_errors: tuple[type[Exception], ...] = ()
-    ) -> None:
+    def __init__(self, inner: BinaryIO, kind: str, data_errors: tuple[type[Exception], ...] = ()) -> None:
         super().__init__()
         self._inner = inner
         self._kind = kind
@@ -126,14 +124,11 @@ def _zstd_reader(source: BinaryIO) -> tuple[BinaryIO, tuple[type[Exception], ...
         import zstandard
     except ImportError:
         raise OverlayctlError(
-            "cannot read a zstd-compressed layer: the zstandard module is missing; "
-            "run \"pip install zstandard\""
+            'cannot read a zstd-compressed layer: the zstandard module is missing; run "pip install zstandard"'
         ) from None
     # Layers compressed in parallel (pzstd, seekable zstd) are several frames
     # back to back: without read_across_frames only the first would be read.
-    reader = zstandard.ZstdDecompressor().stream_reader(
-        source, read_across_frames=True, closefd=False
-    )
+    reader = zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True, closefd=False)
     return cast(BinaryIO, reader), (zstandard.ZstdError,)
 
 

@@ -31,14 +31,14 @@ import stat
 import tarfile
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from overlayctl.errors import KernelError, LayerRejectedError
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
-# aufs kept its own bookkeeping (.wh..wh.plnk, .wh..wh.aufs) under this prefix;
-# Docker drops such entries, and so do we.
+# aufs kept its own bookkeeping (.wh..wh.plnk, .wh..wh.aufs) under this
+# prefix; Docker drops such entries, and so do we.
 WHITEOUT_META_PREFIX = ".wh..wh."
 OPAQUE_XATTR = "trusted.overlay.opaque"
 # overlayfs reads its own state (opaque, redirect, metacopy, origin) from these
@@ -153,7 +153,7 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
         offset += n
 
 
-def _write_with_holes(src: BinaryIO, fd: int) -> int:
+def _write_with_holes(src: IO[bytes], fd: int) -> int:
     """Copy ``src`` into ``fd``, leaving zero blocks unwritten, and return the length.
 
     Unwritten ranges read back as zeros, and the filesystem allocates nothing
@@ -321,6 +321,11 @@ class _Extractor:
         if not parts:
             self._root_entry(member)
             return
+        if parts[0].startswith(WHITEOUT_META_PREFIX) and parts != (OPAQUE_MARKER,):
+            # aufs-era bookkeeping at the top of the layer (.wh..wh.plnk,
+            # .wh..wh.aufs): not content. A hardlink into it is then rejected
+            # as pointing at nothing, which only very old images would do.
+            return
         if parts[-1].startswith(WHITEOUT_PREFIX):
             self._whiteout(member, parts)
             return
@@ -335,9 +340,7 @@ class _Extractor:
         elif member.ischr() or member.isblk() or member.isfifo():
             self._node(member, parts)
         else:
-            raise _rejected(
-                f"entry {quote(member.name)} has the unsupported type {member.type!r}"
-            )
+            raise _rejected(f"entry {quote(member.name)} has the unsupported type {member.type!r}")
 
     def _root_entry(self, member: tarfile.TarInfo) -> None:
         if not member.isdir():
@@ -420,10 +423,7 @@ class _Extractor:
         if not target:
             raise _rejected(f"symlink {quote(member.name)} has an empty target")
         if not target.startswith("/") and normalize_parts("/".join(parts[:-1] + (target,))) is None:
-            raise _rejected(
-                f"symlink {quote(member.name)} points to {quote(target)}, "
-                "which leaves the layer root"
-            )
+            raise _rejected(f"symlink {quote(member.name)} points to {quote(target)}, which leaves the layer root")
         xattrs = _xattrs(member)
         parent_fd = self._parent_fd(parts, member.name)
         self._remove_existing(parent_fd, parts)
@@ -438,12 +438,10 @@ class _Extractor:
         target_parts = normalize_parts(member.linkname)
         if not target_parts:
             raise _rejected(
-                f"hardlink {quote(member.name)} points to {quote(member.linkname)}, "
-                "which is outside the layer"
+                f"hardlink {quote(member.name)} points to {quote(member.linkname)}, which is outside the layer"
             )
         missing = _rejected(
-            f"hardlink {quote(member.name)} points to {quote(member.linkname)}, "
-            "which is not in the layer before it"
+            f"hardlink {quote(member.name)} points to {quote(member.linkname)}, which is not in the layer before it"
         )
         target_fd = self._descend(target_parts[:-1], member.name, create=False)
         if target_fd is None:
@@ -454,9 +452,7 @@ class _Extractor:
             except FileNotFoundError:
                 raise missing from None
             if stat.S_ISDIR(st.st_mode):
-                raise _rejected(
-                    f"hardlink {quote(member.name)} points to the directory {quote(member.linkname)}"
-                )
+                raise _rejected(f"hardlink {quote(member.name)} points to the directory {quote(member.linkname)}")
             if target_parts == parts:
                 return
             parent_fd = self._parent_fd(parts, member.name)
@@ -510,8 +506,7 @@ class _Extractor:
                     self._release(fd)
             except OSError as e:
                 raise KernelError(
-                    f"cannot set the mode and mtime of layer directory {quote(name)}: "
-                    f"{e.strerror or e}"
+                    f"cannot set the mode and mtime of layer directory {quote(name)}: {e.strerror or e}"
                 ) from e
 
 
@@ -545,7 +540,7 @@ def _extract_all(reader: _HashingReader, extractor: _Extractor) -> None:
         # 'r|' reads strictly forwards, so a pipe or a decompressor will do;
         # the encoding is fixed so that names do not depend on the locale.
         tar = tarfile.open(
-            fileobj=reader,  # type: ignore[arg-type]
+            fileobj=reader,  # type: ignore[call-overload]
             mode="r|",
             encoding="utf-8",
             errors="surrogateescape",
@@ -558,10 +553,7 @@ def _extract_all(reader: _HashingReader, extractor: _Extractor) -> None:
                 try:
                     extractor.extract(tar, member)
                 except OSError as e:
-                    raise KernelError(
-                        f"cannot unpack layer entry {quote(member.name)}: "
-                        f"{e.strerror or e}"
-                    ) from e
+                    raise KernelError(f"cannot unpack layer entry {quote(member.name)}: {e.strerror or e}") from e
             extractor.finish()
     except tarfile.TarError as e:
         raise _rejected(f"not a valid tar archive ({e})") from e

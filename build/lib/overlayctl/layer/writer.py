@@ -42,8 +42,10 @@ _BLOCK = 512
 _CHUNK = 1 << 20
 _NS = 1_000_000_000
 # A ustar name or linkname field holds 100 bytes; anything longer, or not
-# plain ASCII, goes into the pax header where it is unambiguous UTF-8 (or raw
-# bytes, for names that are not UTF-8 at all).
+# plain ASCII, goes into the pax header where it is unambiguous UTF-8. A name
+# that is not UTF-8 at all goes there as raw bytes, without the hdrcharset
+# record POSIX suggests: GNU tar warns about it, and readers (GNU tar, Go,
+# Python) take the bytes as they are anyway.
 _NAME_FIELD = 100
 # tar's end of archive: two zero blocks. No padding to a 10 KiB record as GNU
 # tar does: the OCI tools do not, and the diff_id would not care either way.
@@ -305,9 +307,7 @@ def _link_hardlinks(entries: list[_Entry]) -> None:
 
 
 def _opaque_marker(d: _Entry) -> _Entry:
-    return _Entry(
-        d.path + b"/" + OPAQUE_MARKER.encode(), _REGTYPE, d.mode & 0o777, d.uid, d.gid, d.mtime
-    )
+    return _Entry(d.path + b"/" + OPAQUE_MARKER.encode(), _REGTYPE, d.mode & 0o777, d.uid, d.gid, d.mtime)
 
 
 def _copy_data(e: _Entry, w: _HashingWriter) -> None:
@@ -317,9 +317,7 @@ def _copy_data(e: _Entry, w: _HashingWriter) -> None:
     fd = os.open(e.source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OverlayctlError(
-                f"cannot write layer: {quote(os.fsdecode(e.path))} changed type while being read"
-            )
+            raise OverlayctlError(f"cannot write layer: {quote(os.fsdecode(e.path))} changed type while being read")
         remaining = e.size
         while remaining:
             data = os.read(fd, min(_CHUNK, remaining))
@@ -365,7 +363,5 @@ def write_layer_tar(src_dir: str, out: BinaryIO, *, clamp_mtime: int | None = No
         w.write(_END_OF_ARCHIVE)
     except OSError as e:
         where = f" ({os.fsdecode(e.filename)})" if e.filename else ""
-        raise KernelError(
-            f"cannot write layer tar of {quote(src_dir)}: {e.strerror or e}{where}"
-        ) from e
+        raise KernelError(f"cannot write layer tar of {quote(src_dir)}: {e.strerror or e}{where}") from e
     return w.digest()

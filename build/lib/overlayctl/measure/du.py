@@ -41,6 +41,14 @@ def disk_usage(path: str) -> Usage:
         top = os.lstat(path)
     except OSError as e:
         raise OverlayctlError(f'cannot measure "{path}": {e.strerror}') from e
+    try:
+        return _walk(path, top)
+    except OSError as e:
+        where = f" ({os.fsdecode(e.filename)})" if e.filename else ""
+        raise OverlayctlError(f'cannot measure "{path}": {e.strerror}{where}') from e
+
+
+def _walk(path: str, top: os.stat_result) -> Usage:
     seen: set[tuple[int, int]] = set()
     allocated = top.st_blocks * _STAT_BLOCK
     apparent = top.st_size

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+
 from overlayctl.errors import KernelError
 from overlayctl.runtime import syscalls as sc
 from overlayctl.runtime.overlay import OverlayLayout, check_layer_count, classic_options
@@ -22,9 +23,7 @@ class MountOp:
         return f"{type(self).__name__}({fields})"
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and all(
-            getattr(self, n) == getattr(other, n) for n in self.__slots__
-        )
+        return type(self) is type(other) and all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
 
     def execute(self, root: str) -> None:  # pragma: no cover - interface
         raise NotImplementedError

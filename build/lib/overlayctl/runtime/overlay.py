@@ -15,6 +15,7 @@ this module turns it into the kernel's language. Two ways exist:
 from __future__ import annotations
 
 import os
+
 from overlayctl.errors import InvalidArgumentError, KernelError
 
 PAGE_SIZE = 4096
@@ -36,7 +37,10 @@ class OverlayLayout:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, OverlayLayout) and (self.lowerdirs, self.upperdir, self.workdir) == (
-            other.lowerdirs, other.upperdir, other.workdir)
+            other.lowerdirs,
+            other.upperdir,
+            other.workdir,
+        )
 
 
 def check_layer_count(layout: OverlayLayout) -> None:
@@ -44,9 +48,7 @@ def check_layer_count(layout: OverlayLayout) -> None:
     if not layout.lowerdirs:
         raise InvalidArgumentError("an image needs at least one layer to run")
     if len(layout.lowerdirs) > MAX_LAYERS:
-        raise InvalidArgumentError(
-            f"image has {len(layout.lowerdirs)} layers; overlayfs mounts at most {MAX_LAYERS}"
-        )
+        raise InvalidArgumentError(f"image has {len(layout.lowerdirs)} layers; overlayfs mounts at most {MAX_LAYERS}")
 
 
 def classic_options(layout: OverlayLayout, base: str) -> str:

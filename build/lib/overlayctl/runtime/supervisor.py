@@ -9,16 +9,19 @@ Docker reports it (128 + N for a death by signal N).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 from overlayctl.errors import OverlayctlError
 from overlayctl.runtime import syscalls as sc
 from overlayctl.runtime.spec import ContainerSpec
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 
 
-def run(spec: ContainerSpec, on_started: Callable[[int], None] | None = None) -> int:
+def run(spec: ContainerSpec, on_started: Callable[[int], None] | None = None, attach_stdin: bool = True) -> int:
     """Start the container, wait for it, return its exit code.
 
     Raises OverlayctlError (with exit code 125, 126 or 127) if the container
@@ -69,7 +72,7 @@ def run(spec: ContainerSpec, on_started: Callable[[int], None] | None = None) ->
         if master is not None:
             from overlayctl.runtime.console import relay
 
-            relay(master, pid, forward_stdin=spec.stdin)
+            relay(master, pid, forward_stdin=spec.stdin and attach_stdin)
         _, status = os.waitpid(pid, 0)
     finally:
         for sig, handler in previous.items():

@@ -14,7 +14,6 @@ from overlayctl.reference import Reference, looks_like_id_prefix, parse_referenc
 from overlayctl.store.catalog import transaction
 from overlayctl.store.layers import Layer
 
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -43,9 +42,7 @@ class Image:
 
     __slots__ = ("id", "config", "created", "tags", "layers")
 
-    def __init__(
-        self, id: str, config: dict[str, Any], created: str, tags: list[str], layers: list[Layer]
-    ) -> None:
+    def __init__(self, id: str, config: dict[str, Any], created: str, tags: list[str], layers: list[Layer]) -> None:
         self.id = id
         self.config = config
         self.created = created
@@ -107,7 +104,8 @@ class ImageStore:
 
     def _tag_in_tx(self, image_id: str, tag: Reference) -> None:
         self.conn.execute(
-            "INSERT INTO tags (name, image_id) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id",
+            "INSERT INTO tags (name, image_id) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id",
             (str(tag), image_id),
         )
 
@@ -194,7 +192,9 @@ class ImageStore:
                 return tags, [], []
             if users:
                 raise ConflictError(f'image "{text}" is used by running or stopped containers; remove them first')
-            diff_ids = [r[0] for r in self.conn.execute("SELECT diff_id FROM image_layers WHERE image_id = ?", (image_id,))]
+            diff_ids = [
+                r[0] for r in self.conn.execute("SELECT diff_id FROM image_layers WHERE image_id = ?", (image_id,))
+            ]
             self.conn.execute("DELETE FROM tags WHERE image_id = ?", (image_id,))
             self.conn.execute("DELETE FROM image_layers WHERE image_id = ?", (image_id,))
             self.conn.execute("DELETE FROM images WHERE id = ?", (image_id,))

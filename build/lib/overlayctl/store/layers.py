@@ -14,9 +14,7 @@ from overlayctl.errors import NotFoundError
 from overlayctl.paths import Paths
 from overlayctl.store import staging
 from overlayctl.store.catalog import transaction
-from overlayctl.store.locks import exclusive
 from overlayctl.units import now_rfc3339
-
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,7 +38,7 @@ class Layer:
         return f"Layer({self.diff_id!r}, dir={self.dir!r}, size={self.size})"
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "Layer":
+    def from_row(cls, row: sqlite3.Row) -> Layer:
         return cls(row["diff_id"], row["dir"], row["size"], row["apparent"], row["inodes"], row["created"])
 
 
@@ -91,6 +89,8 @@ class LayerStore:
         row whose directory is missing or half written.
         """
         from overlayctl.measure.du import disk_usage
+
+        from overlayctl.store.locks import exclusive
 
         usage = disk_usage(os.path.join(stage, "diff"))
         staging.flush(stage)
