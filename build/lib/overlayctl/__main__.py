@@ -1,5 +1,0 @@
-"""`python -m overlayctl`."""
-
-from overlayctl.cli import main
-
-main()
