@@ -12,6 +12,7 @@ from overlayctl.errors import InvalidArgumentError, OverlayctlError
 from overlayctl.runtime.spec import ContainerSpec, merge_env
 from overlayctl.store import Store
 from overlayctl.store.containers import Container
+from overlayctl.store.images import Image
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -50,8 +51,11 @@ class CreateOptions:
 
 
 def create(store: Store, opts: CreateOptions) -> Container:
-    """Record a container with its upper and work directories; start nothing."""
-    image = store.images.resolve(opts.image)
+    """Record a container with its (empty) upper directory; start nothing."""
+    return _create(store, opts, store.images.resolve(opts.image))
+
+
+def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
     image_cfg = image.container_config
     entrypoint = _entrypoint(opts.entrypoint, image_cfg.get("Entrypoint"))
     cmd = list(opts.command) if opts.command else list(image_cfg.get("Cmd") or [])
@@ -103,9 +107,8 @@ def parse_user(user: str) -> tuple[int, int]:
     return uid, int(gid_text) if gid_text else 0
 
 
-def container_spec(store: Store, container: Container) -> ContainerSpec:
+def container_spec(store: Store, container: Container, image: Image) -> ContainerSpec:
     """Resolve everything the runtime needs to start this container."""
-    image = store.images.get(container.image_id)
     cfg = container.config["Config"]
     uid, gid = parse_user(cfg.get("User") or "")
     return ContainerSpec(
@@ -132,10 +135,20 @@ def start_attached(
     The calling process is the supervisor. The exit is recorded however the
     start ends; an AutoRemove container is removed afterwards.
     """
+    container = store.containers.claim_start(container.id)
+    return _start_attached(store, container, store.images.get(container.image_id), on_started, attach_stdin)
+
+
+def _start_attached(
+    store: Store,
+    container: Container,
+    image: Image,
+    on_started: Callable[[int], None] | None = None,
+    attach_stdin: bool = True,
+) -> int:
     from overlayctl.runtime import supervisor
 
-    container = store.containers.claim_start(container.id)
-    spec = container_spec(store, container)
+    spec = container_spec(store, container, image)
     if not os.path.isdir(spec.layout.workdir):
         os.mkdir(spec.layout.workdir, 0o700)
     code: int | None = None
@@ -156,13 +169,19 @@ def start_attached(
         # Recorded however the start ends (an unknown code if it was cut short).
         store.containers.set_exited(container.id, code, error=error)
         if container.config.get("HostConfig", {}).get("AutoRemove"):
+            # Read back: if the start was cut short while the process lived,
+            # the row says "running" and remove() kills and waits first.
             store.containers.remove(store.containers.get(container.id), force=True)
 
 
 def run(store: Store, opts: CreateOptions) -> int:
-    """`docker run` in the foreground: create, then start attached."""
-    container = create(store, opts)
-    return start_attached(store, container)
+    """`docker run` in the foreground: create, then start attached.
+
+    The image is resolved once and the new container is not read back:
+    this is the start-up path every `run` pays for.
+    """
+    image = store.images.resolve(opts.image)
+    return _start_attached(store, _create(store, opts, image), image)
 
 
 def start_detached(store: Store, container: Container) -> None:

@@ -61,12 +61,11 @@ def connect(path: str) -> sqlite3.Connection:
 
     WAL lets readers run beside one writer; synchronous=NORMAL keeps every
     commit atomic and ordered (a crash keeps the old or the new state) while
-    fsyncing only at checkpoints. busy_timeout makes concurrent writers wait
-    instead of failing.
+    fsyncing only at checkpoints. The connect timeout (SQLite's busy
+    timeout) makes concurrent writers wait instead of failing.
     """
     conn = sqlite3.connect(path, timeout=60.0, isolation_level=None)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA busy_timeout = 60000")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version != SCHEMA_VERSION:
         conn.execute("PRAGMA journal_mode = WAL")

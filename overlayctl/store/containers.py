@@ -124,12 +124,13 @@ class ContainerStore:
         self.conn = conn
 
     def create(self, image_id: str, image_name: str, config: dict[str, Any], name: str | None = None) -> Container:
-        """Make the container's upper and work directories and record it.
+        """Make the container's directory (with an empty upper/) and record it.
 
-        The directories are made in staging and renamed into place before the
-        catalog row exists, so a row always has its directories.
+        The directory is made in staging and renamed into place before the
+        catalog row exists, so a row always has its directory.
         """
         container_id = os.urandom(32).hex()
+        created = now_rfc3339()
         if name is not None:
             name = validate_container_name(name)
         stage = os.path.join(self.paths.tmp, f"container-{os.getpid()}-{container_id[:12]}")
@@ -153,12 +154,12 @@ class ContainerStore:
                 self.conn.execute(
                     "INSERT INTO containers (id, name, image_id, image_name, config, created, status) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (container_id, name, image_id, image_name, json.dumps(config), now_rfc3339(), CREATED),
+                    (container_id, name, image_id, image_name, json.dumps(config), created, CREATED),
                 )
         except BaseException:
             staging.discard(self.paths.container_dir(container_id), self.paths.tmp)
             raise
-        return self.get(container_id)
+        return Container(container_id, name, image_id, image_name, config, created, CREATED, 0, 0, None, "", "", "")
 
     def _free_generated_name(self) -> str:
         from overlayctl.names import generate_name
