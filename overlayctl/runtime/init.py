@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import sys
 
 from overlayctl.errors import CommandNotExecutableError, CommandNotFoundError, KernelError, OverlayctlError
 from overlayctl.runtime import syscalls as sc
@@ -174,6 +173,3 @@ def _reset_signals() -> None:
 def _env_dict(env: list[str]) -> dict[str, str]:
     return dict(item.partition("=")[::2] for item in env)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("overlayctl.runtime.init is not a program")

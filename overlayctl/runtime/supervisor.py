@@ -64,7 +64,7 @@ def run(spec: ContainerSpec, on_started: Callable[[int], None] | None = None, at
         failure = _read_all(error_r)
         os.close(error_r)
         if failure:
-            _, status = os.waitpid(pid, 0)
+            os.waitpid(pid, 0)  # reap it before reporting
             code, _, message = failure.decode(errors="replace").partition(" ")
             raise OverlayctlError(message, exit_code=int(code) if code.isdigit() else 125)
         if on_started is not None:
