@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import click
+
+from overlayctl import jsonio
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -22,8 +23,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 def json_lines(items: Sequence[dict[str, Any]]) -> None:
     """One JSON object per line, as `docker ps --format json` prints."""
     for item in items:
-        click.echo(json.dumps(item))
+        click.echo(jsonio.dumps(item))
 
 
 def json_document(value: Any) -> None:
-    click.echo(json.dumps(value, indent=4))
+    click.echo(jsonio.pretty(value))

@@ -24,7 +24,6 @@ lowerdir: ``dir/.wh.NAME`` becomes a character device 0:0 called ``NAME``
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import stat
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import IO, BinaryIO
 
+from overlayctl import jsonio
 from overlayctl.errors import KernelError, LayerRejectedError
 
 WHITEOUT_PREFIX = ".wh."
@@ -66,7 +66,7 @@ class LayerDigest:
 def quote(name: str) -> str:
     """Quote a tar or file name for a one-line message, whatever bytes it holds."""
     printable = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return json.dumps(printable, ensure_ascii=False)
+    return jsonio.dumps(printable)
 
 
 def _rejected(reason: str) -> LayerRejectedError:

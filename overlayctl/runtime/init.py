@@ -53,7 +53,7 @@ def _report(error_fd: int, code: int, message: str) -> None:
 def _setup(spec: ContainerSpec, console_fd: int | None) -> None:
     # After pivot_root the host's files, Python's library included, are out
     # of reach: import everything the rest of the set-up needs now.
-    import signal  # noqa: F401  (used by _reset_signals)
+    import _signal  # noqa: F401  (used by _reset_signals)
 
     import prctl
 
@@ -163,7 +163,7 @@ def _exec_error(name: str, exc: OSError) -> OverlayctlError:
 def _reset_signals() -> None:
     # Python ignores SIGPIPE and SIGXFSZ; an ignored signal stays ignored
     # across exec, and the container's programs must see the defaults.
-    import signal
+    import _signal as signal  # signal.py's enums would cost an import of enum
 
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)

@@ -28,7 +28,9 @@ def run(spec: ContainerSpec, on_started: Callable[[int], None] | None = None, at
     could not be set up or its command could not be executed; the container
     process is reaped before that.
     """
-    import signal
+    # The C module: signal.py wraps it in enums, and importing enum costs
+    # `run` more than everything else it does with signals.
+    import _signal as signal
 
     os.makedirs(spec.mountpoint, exist_ok=True)
     error_r, error_w = os.pipe()  # both close-on-exec: EOF means exec happened

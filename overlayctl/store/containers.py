@@ -8,10 +8,9 @@ rebooted) is reported as exited.
 
 from __future__ import annotations
 
-import json
 import os
-import sqlite3
 
+from overlayctl import jsonio
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
 from overlayctl.paths import Paths
 from overlayctl.reference import validate_container_name
@@ -21,6 +20,7 @@ from overlayctl.units import now_rfc3339
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import sqlite3
     from typing import Any
 
 CREATED, RUNNING, EXITED = "created", "running", "exited"
@@ -89,7 +89,7 @@ class Container:
             row["name"],
             row["image_id"],
             row["image_name"],
-            json.loads(row["config"]),
+            jsonio.loads(row["config"]),
             row["created"],
             row["status"],
             row["pid"],
@@ -154,7 +154,7 @@ class ContainerStore:
                 self.conn.execute(
                     "INSERT INTO containers (id, name, image_id, image_name, config, created, status) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (container_id, name, image_id, image_name, json.dumps(config), created, CREATED),
+                    (container_id, name, image_id, image_name, jsonio.dumps(config), created, CREATED),
                 )
         except BaseException:
             staging.discard(self.paths.container_dir(container_id), self.paths.tmp)

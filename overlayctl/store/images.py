@@ -6,9 +6,7 @@ same config always has the same ID, here and in any OCI tool.
 
 from __future__ import annotations
 
-import json
-import sqlite3
-
+from overlayctl import jsonio
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
 from overlayctl.reference import Reference, looks_like_id_prefix, parse_reference
 from overlayctl.store.catalog import transaction
@@ -16,12 +14,8 @@ from overlayctl.store.layers import Layer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import sqlite3
     from typing import Any
-
-
-def canonical_json(value: Any) -> bytes:
-    """Sorted keys, no spaces: the same config always hashes the same."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
@@ -76,7 +70,7 @@ class ImageStore:
         """Record an image whose layers (config.rootfs.diff_ids) are committed."""
         import hashlib
 
-        raw = canonical_json(config)
+        raw = jsonio.canonical(config)
         image_id = "sha256:" + hashlib.sha256(raw).hexdigest()
         diff_ids = list(config["rootfs"]["diff_ids"])
         with transaction(self.conn):
@@ -126,7 +120,7 @@ class ImageStore:
                 (image_id,),
             )
         ]
-        return Image(image_id, json.loads(row["config"]), row["created"], tags, layers)
+        return Image(image_id, jsonio.loads(row["config"]), row["created"], tags, layers)
 
     def resolve(self, text: str) -> Image:
         """Find an image by repository[:tag], full ID or unique ID prefix."""

@@ -8,7 +8,6 @@ measured once, at commit, and stored.
 from __future__ import annotations
 
 import os
-import sqlite3
 
 from overlayctl.errors import NotFoundError
 from overlayctl.paths import Paths
@@ -18,6 +17,7 @@ from overlayctl.units import now_rfc3339
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import sqlite3
     from typing import BinaryIO
 
 
