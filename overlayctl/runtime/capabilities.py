@@ -22,21 +22,36 @@ DEFAULT_CAPABILITIES = (
 
 
 def drop_to(keep: tuple[str, ...] = DEFAULT_CAPABILITIES) -> None:
-    """Shrink the bounding set to `keep`; clear inheritable and ambient.
+    """Shrink the bounding set to `keep`; cut effective and permitted to it;
+    clear inheritable (and with it the ambient set).
 
-    Effective and permitted are cut to the same set by limit(); a later
-    setuid to a non-root user clears them entirely, as for any process.
+    A later setuid to a non-root user clears effective and permitted
+    entirely, as for any process. This uses python-prctl's C layer, _prctl:
+    the `prctl` module builds a property per capability when imported,
+    which costs every `run` more than the calls themselves.
     """
-    import prctl
+    import _prctl
 
-    wanted = [getattr(prctl, "CAP_" + name.upper()) for name in keep]
-    for name in dir(prctl):
-        if name.startswith("CAP_") and getattr(prctl, name) not in wanted:
+    wanted = {getattr(_prctl, "CAP_" + name.upper()) for name in keep}
+    # The kernel may know capabilities newer than python-prctl: the
+    # bounding set is cut up to the kernel's own last one.
+    with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+        kernel_last = int(f.read())
+    for cap in range(max(kernel_last, _prctl.CAP_LAST_CAP) + 1):
+        if cap not in wanted:
             try:
-                prctl.capbset.drop(getattr(prctl, name))
+                _prctl.prctl(_prctl.PR_CAPBSET_DROP, cap)
             except (OSError, ValueError):
                 pass  # a capability this kernel does not know
-    # Effective must stay a subset of permitted at every step: cut it first.
-    prctl.cap_effective.limit(*wanted)
-    prctl.cap_permitted.limit(*wanted)
-    prctl.cap_inheritable.limit()
+    known = range(_prctl.CAP_LAST_CAP + 1)
+    unwanted = [cap for cap in known if cap not in wanted]
+    # One capset call: (raise effective, permitted, inheritable; lower
+    # effective, permitted, inheritable).
+    _prctl.set_caps([], [], [], unwanted, unwanted, list(known))
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """prctl(PR_SET_PDEATHSIG): the signal we get when our parent dies."""
+    import _prctl
+
+    _prctl.prctl(_prctl.PR_SET_PDEATHSIG, signum)

@@ -55,9 +55,9 @@ def _setup(spec: ContainerSpec, console_fd: int | None) -> None:
     # of reach: import everything the rest of the set-up needs now.
     import _signal  # noqa: F401  (used by _reset_signals)
 
-    import prctl
+    import _prctl  # noqa: F401  (used by capabilities)
 
-    from overlayctl.runtime.capabilities import drop_to
+    from overlayctl.runtime.capabilities import drop_to, set_parent_death_signal
 
     if spec.tty:
         import fcntl  # noqa: F401
@@ -66,7 +66,7 @@ def _setup(spec: ContainerSpec, console_fd: int | None) -> None:
 
     # A killed supervisor takes its container with it: nothing would record
     # the exit, and the mount namespace dies with the last process.
-    prctl.set_pdeathsig(9)
+    set_parent_death_signal(9)
     sc.unshare(NAMESPACES)
     # Nothing mounted from here on may propagate back to the host.
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)

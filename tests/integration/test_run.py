@@ -235,3 +235,24 @@ def test_tty_is_a_real_pty(cli, bb):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 5
     assert b"/dev/pts/0" in out
+
+
+# Docker's default set: chown dac_override fowner fsetid kill setgid setuid
+# setpcap net_bind_service net_raw sys_chroot mknod audit_write setfcap.
+DOCKER_DEFAULT_CAPS = 0x00000000A80425FB
+
+
+def test_capabilities_are_dockers_defaults(cli, bb):
+    out = cli.ok("run", "--rm", "bb:1", "grep", "^Cap", "/proc/self/status")
+    caps = {name.rstrip(":"): int(value, 16) for name, value in (line.split() for line in out.splitlines())}
+    assert caps == {
+        "CapInh": 0,
+        "CapPrm": DOCKER_DEFAULT_CAPS,
+        "CapEff": DOCKER_DEFAULT_CAPS,
+        "CapBnd": DOCKER_DEFAULT_CAPS,
+        "CapAmb": 0,
+    }
+    # Without CAP_SYS_ADMIN the container cannot mount, even as root.
+    result = cli("run", "--rm", "bb:1", "mount", "-t", "tmpfs", "none", "/tmp")
+    assert result.returncode != 0
+    assert b"denied" in result.stderr.lower() or b"not permitted" in result.stderr.lower()
