@@ -84,12 +84,14 @@ _sethostname = _libc.sethostname
 _sethostname.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
 
 
+_MACHINE = os.uname().machine
+
+
 def _nr(name: str) -> int:
-    machine = os.uname().machine
     try:
-        return _SYSCALLS[name][_ARCH_INDEX[machine]]
+        return _SYSCALLS[name][_ARCH_INDEX[_MACHINE]]
     except KeyError:
-        raise KernelError(f"overlayctl does not know the syscall numbers of {machine}") from None
+        raise KernelError(f"overlayctl does not know the syscall numbers of {_MACHINE}") from None
 
 
 def _check(result: int, what: str) -> int:
