@@ -55,3 +55,32 @@ def remove_image(store: Store, text: str, force: bool = False) -> list[str]:
     lines = [f"Untagged: {name}" for name in untagged] + [f"Deleted: {image_id}" for image_id in deleted]
     lines += [f"Deleted: {layer.diff_id}" for layer in store.layers.remove_unreferenced(diff_ids)]
     return lines
+
+
+def image_history(store: Store, image: Image) -> list[dict[str, Any]]:
+    """`docker history`, newest first: each history entry with the ID of the
+    image that step produced ("<missing>" where that image is not known
+    here), when, the instruction, the size of its layer, the comment."""
+    entries = list(image.config.get("history") or [])
+    ids: list[str] = ["<missing>"] * len(entries)
+    current: str | None = image.id
+    for i in range(len(entries) - 1, -1, -1):
+        if not current:
+            break
+        ids[i] = current
+        current = store.build_cache.parent_of(current)
+    sizes = iter(layer.size for layer in image.layers)
+    rows = []
+    for image_id, entry in zip(ids, entries, strict=True):
+        size = 0 if entry.get("empty_layer") else next(sizes, 0)
+        rows.append(
+            {
+                "id": image_id,
+                "created": entry.get("created", ""),
+                "created_by": entry.get("created_by", ""),
+                "size": size,
+                "comment": entry.get("comment", ""),
+            }
+        )
+    rows.reverse()
+    return rows

@@ -20,10 +20,11 @@ def cli(ctx: click.Context, root: str | None, runroot: str | None, debug: bool) 
 
 
 def _register() -> None:
-    from overlayctl.cli import container, image
+    from overlayctl.cli import build, container, image
 
     image.register(cli)
     container.register(cli)
+    build.register(cli)
 
 
 _register()

@@ -365,3 +365,48 @@ def write_layer_tar(src_dir: str, out: BinaryIO, *, clamp_mtime: int | None = No
         where = f" ({os.fsdecode(e.filename)})" if e.filename else ""
         raise KernelError(f"cannot write layer tar of {quote(src_dir)}: {e.strerror or e}{where}") from e
     return w.digest()
+
+
+class _Discard:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def digest_tree(src_dir: str) -> LayerDigest:
+    """The diff_id ``src_dir`` would have as a layer, without keeping the tar."""
+    return write_layer_tar(src_dir, _Discard())  # type: ignore[arg-type]
+
+
+def normalize_tree(src_dir: str, *, clamp_mtime: int | None = None) -> None:
+    """Make an upper dir fit to be stored as a layer directory, in place.
+
+    A stored layer must be exactly what its tar says, so that writing the
+    tar again (save, push) gives the same diff_id: mtimes newer than
+    ``clamp_mtime`` are set to it, and overlayfs' own bookkeeping xattrs
+    (origin, impure, ...), which describe the stack the upper was made on,
+    are removed. Opacity and whiteouts stay: they are the layer's content.
+    """
+    src = os.fsencode(src_dir)
+    pending = [src]
+    while pending:
+        directory = pending.pop()
+        with os.scandir(directory) as it:
+            for de in it:
+                st = de.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    pending.append(de.path)
+                _drop_overlay_xattrs(de.path)
+                if clamp_mtime is not None and st.st_mtime_ns > clamp_mtime * _NS:
+                    os.utime(de.path, ns=(clamp_mtime * _NS, clamp_mtime * _NS), follow_symlinks=False)
+
+
+def _drop_overlay_xattrs(path: bytes) -> None:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return
+        raise
+    for name in names:
+        if name.startswith(OVERLAY_XATTR_PREFIX) and name != OPAQUE_XATTR and name not in _UNEXPORTABLE_XATTRS:
+            os.removexattr(path, name, follow_symlinks=False)

@@ -67,14 +67,15 @@ def _setup(spec: ContainerSpec, console_fd: int | None) -> None:
     # A killed supervisor takes its container with it: nothing would record
     # the exit, and the mount namespace dies with the last process.
     set_parent_death_signal(9)
-    sc.unshare(NAMESPACES)
+    sc.unshare(NAMESPACES if spec.network != "host" else NAMESPACES & ~sc.CLONE_NEWNET)
     # Nothing mounted from here on may propagate back to the host.
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
     rootfs_plan(spec.layout, spec.store_root, spec.overlay_api).execute(spec.mountpoint)
     _switch_root(spec.mountpoint)
     if spec.hostname:
         sc.sethostname(spec.hostname)
-    sc.loopback_up()
+    if spec.network != "host":
+        sc.loopback_up()
     if spec.tty:
         _attach_console(console_fd)
     elif not spec.stdin:

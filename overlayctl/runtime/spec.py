@@ -28,6 +28,7 @@ class ContainerSpec:
         tty: bool = False,
         stdin: bool = False,
         overlay_api: str = "new",
+        network: str = "none",
     ) -> None:
         self.layout = layout
         self.store_root = store_root  # the classic mount(2) fallback chdirs here
@@ -41,6 +42,7 @@ class ContainerSpec:
         self.tty = tty
         self.stdin = stdin
         self.overlay_api = overlay_api  # "new" (fsconfig lowerdir+) or "classic"
+        self.network = network  # "none": own namespace with lo only; "host": the host's
 
     def env_value(self, key: str) -> str | None:
         prefix = key + "="

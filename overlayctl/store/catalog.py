@@ -7,6 +7,8 @@ they count.
 
 from __future__ import annotations
 
+from overlayctl.errors import StoreError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
@@ -19,7 +21,7 @@ try:
 except ImportError:  # pragma: no cover
     import sqlite3 as _sqlite
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
@@ -63,6 +65,20 @@ CREATE TABLE IF NOT EXISTS containers (
     error       TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS containers_by_image ON containers(image_id);
+-- v2: the build cache. One row per build step of a successful build: the
+-- image config after the step, found by the config before it and the step's
+-- key. Its layers are all layers of the owner, so they need no reference of
+-- their own. Removing the owner removes its rows.
+CREATE TABLE IF NOT EXISTS build_cache (
+    parent      TEXT NOT NULL,             -- image ID before the step ("" for scratch)
+    key         TEXT NOT NULL,             -- sha256 of the step: instruction, args, sources
+    result      TEXT NOT NULL,             -- image ID after the step
+    config      BLOB NOT NULL,             -- that image config, exactly as hashed
+    owner       TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    PRIMARY KEY (parent, key, owner)
+);
+CREATE INDEX IF NOT EXISTS build_cache_by_result ON build_cache(result);
+CREATE INDEX IF NOT EXISTS build_cache_by_owner ON build_cache(owner);
 """
 
 
@@ -81,7 +97,14 @@ def connect(path: str) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         with transaction(conn):
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the store at {path} has catalog schema {version}, newer than this overlayctl "
+                    f"knows ({SCHEMA_VERSION}); upgrade overlayctl"
+                )
+            if version < SCHEMA_VERSION:
+                # Every statement is CREATE ... IF NOT EXISTS: running them
+                # all upgrades any older schema to this one.
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)

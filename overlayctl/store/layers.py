@@ -81,6 +81,29 @@ class LayerStore:
                 return existing, False
             return self.commit_staged(stage, digest.diff_id), True
 
+    def commit_tree(self, stage: str, clamp_mtime: int | None = None) -> tuple[Layer, bool]:
+        """Store the directory stage/diff (an upper dir built in staging) as a layer.
+
+        The directory itself becomes the layer: no tar is written or
+        extracted, only hashed. It is normalised first (see normalize_tree)
+        so the layer is exactly what its tar says. Anything else in stage
+        (an overlay workdir) is removed. Returns the layer and whether it
+        was new; when the content is already stored, the stage is dropped.
+        """
+        from overlayctl.layer.writer import digest_tree, normalize_tree
+
+        diff = os.path.join(stage, "diff")
+        for name in os.listdir(stage):
+            if name != "diff":
+                staging.remove_tree(os.path.join(stage, name))
+        normalize_tree(diff, clamp_mtime=clamp_mtime)
+        digest = digest_tree(diff)
+        existing = self.find(digest.diff_id)
+        if existing is not None:
+            staging.remove_tree(stage)
+            return existing, False
+        return self.commit_staged(stage, digest.diff_id), True
+
     def commit_staged(self, stage: str, diff_id: str) -> Layer:
         """Move a staged layer (stage/diff) into place and record it.
 

@@ -11,6 +11,10 @@ from overlayctl.store.containers import Container, ContainerStore
 from overlayctl.store.images import Image, ImageStore
 from overlayctl.store.layers import LayerStore
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from overlayctl.store.buildcache import BuildCache
+
 
 class Store:
     """Everything under --root, opened once per command."""
@@ -24,6 +28,12 @@ class Store:
         self.layers = LayerStore(paths, self.conn)
         self.images = ImageStore(self.conn)
         self.containers = ContainerStore(paths, self.conn)
+
+    @property
+    def build_cache(self) -> BuildCache:
+        from overlayctl.store.buildcache import BuildCache
+
+        return BuildCache(self.conn)
 
     def close(self) -> None:
         self.conn.close()

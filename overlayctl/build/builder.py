@@ -1,0 +1,641 @@
+"""`overlayctl build`: a Dockerfile, one step at a time, into cached layers.
+
+Each step starts from an image config (the base image's, or an empty one
+for scratch) and produces the next: metadata instructions change the config
+and add a history entry marked empty_layer; COPY, ADD and RUN write into a
+fresh upper dir over the current layers, and that directory becomes a
+layer. Every intermediate config has an ID (the sha256 of its bytes), which
+is what the build cache keys on and what `history` shows.
+
+Nothing is tagged, and no cache row is written, unless the whole build
+succeeds; layers that a failed build created are removed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import posixpath
+import sys
+from typing import Any, TextIO
+
+from overlayctl import jsonio
+from overlayctl.build.context import Context
+from overlayctl.build.dockerfile import Instruction, expand, parse_dockerfile_file
+from overlayctl.errors import InvalidArgumentError, NotFoundError, OverlayctlError
+from overlayctl.reference import Reference, parse_reference
+from overlayctl.runtime.overlay import OverlayLayout
+from overlayctl.runtime.spec import DEFAULT_PATH, ContainerSpec
+from overlayctl.store import Store
+from overlayctl.store.buildcache import CacheEntry
+from overlayctl.store.staging import staging
+from overlayctl.units import now_rfc3339
+
+_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+DEFAULT_SHELL = ["/bin/sh", "-c"]
+_NOP = "/bin/sh -c #(nop) "
+_SUPPORTED_NETWORKS = ("none", "host")
+
+
+class BuildError(OverlayctlError):
+    """A build step failed; `docker build` exits 1 for these."""
+
+    exit_code = 1
+
+
+class BuildOptions:
+    """What `build` accepts, as Docker names it."""
+
+    def __init__(
+        self,
+        context: str,
+        dockerfile: str | None = None,
+        tags: list[str] | None = None,
+        build_args: dict[str, str] | None = None,
+        no_cache: bool = False,
+        quiet: bool = False,
+        network: str = "none",
+        timestamp: int | None = None,
+    ) -> None:
+        self.context = context
+        self.dockerfile = dockerfile
+        self.tags = tags or []
+        self.build_args = build_args or {}
+        self.no_cache = no_cache
+        self.quiet = quiet
+        self.network = network
+        self.timestamp = timestamp
+
+
+def rfc3339(seconds: int) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+class _State:
+    """The image being built: its config and the ID of that config."""
+
+    def __init__(self, config: dict[str, Any], image_id: str) -> None:
+        self.config = config
+        self.id = image_id  # "" for scratch before any step
+
+    @property
+    def cfg(self) -> dict[str, Any]:
+        return self.config.setdefault("config", {})
+
+
+class Builder:
+    """One build: options, store, output."""
+
+    def __init__(self, store: Store, opts: BuildOptions, out: TextIO | None = None) -> None:
+        self.store = store
+        self.opts = opts
+        self.out = out or sys.stdout
+        self.context = Context(opts.context)
+        path = opts.dockerfile or os.path.join(opts.context, "Dockerfile")
+        if opts.dockerfile and not os.path.isabs(path) and not os.path.exists(path):
+            path = os.path.join(opts.context, opts.dockerfile)
+        self.dockerfile = path
+        self.instructions, self.escape = parse_dockerfile_file(path)
+        self.tags: list[Reference] = [parse_reference(t) for t in opts.tags]
+        if opts.network not in _SUPPORTED_NETWORKS:
+            raise InvalidArgumentError(
+                f'network "{opts.network}" is not supported by build; use one of: {", ".join(_SUPPORTED_NETWORKS)}'
+            )
+        epoch = opts.timestamp
+        if epoch is None and os.environ.get("SOURCE_DATE_EPOCH"):
+            text = os.environ["SOURCE_DATE_EPOCH"]
+            if not text.isdigit():
+                raise InvalidArgumentError(f'SOURCE_DATE_EPOCH must be whole seconds since 1970, not "{text}"')
+            epoch = int(text)
+        self.epoch = epoch
+        self.cache_entries: list[CacheEntry] = []
+        self.new_layers: list[str] = []
+        self.args: dict[str, str | None] = {}  # ARGs declared in the stage: name -> value
+        self.global_args: dict[str, str | None] = {}
+        self.used_build_args: set[str] = set()
+        self.shell = list(DEFAULT_SHELL)
+
+    # -- output ----------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        if not self.opts.quiet:
+            self.out.write(text + "\n")
+            self.out.flush()
+
+    def _fail(self, ins: Instruction, message: str) -> BuildError:
+        return BuildError(f"{self.dockerfile}:{ins.line}: {ins.keyword}: {message}")
+
+    # -- the build -------------------------------------------------------
+
+    def build(self) -> str:
+        """Run every step; return the new image ID."""
+        try:
+            image_id = self._build()
+        except BaseException:
+            self._drop_new_layers()
+            raise
+        for name in sorted(set(self.opts.build_args) - self.used_build_args):
+            self.say(f"[Warning] One or more build-args [{name}] were not consumed")
+        return image_id
+
+    def _build(self) -> str:
+        state: _State | None = None
+        total = len(self.instructions)
+        for number, ins in enumerate(self.instructions, 1):
+            self.say(f"Step {number}/{total} : {ins.original}")
+            if ins.keyword == "FROM":
+                if state is not None:
+                    raise self._fail(ins, "multi-stage builds (a second FROM) are not supported")
+                state = self._from(ins)
+            elif state is None:
+                if ins.keyword != "ARG":
+                    raise self._fail(ins, "the first instruction must be FROM")
+                self._arg(ins, self.global_args, None)
+                continue
+            else:
+                state = self._step(state, ins)
+            self.say(f" ---> {_short(state.id) if state.id else 'scratch'}")
+        if state is None:
+            raise BuildError(f"{self.dockerfile}: no FROM instruction")
+        image = self.store.images.create(state.config)
+        self.store.build_cache.record(image.id, self.cache_entries)
+        for tag in self.tags:
+            self.store.images.tag(image, tag)
+        self.say(f"Successfully built {_short(image.id)}")
+        for tag in self.tags:
+            self.say(f"Successfully tagged {tag}")
+        return image.id
+
+    def _drop_new_layers(self) -> None:
+        if self.new_layers:
+            try:
+                self.store.layers.remove_unreferenced(self.new_layers)
+            except OverlayctlError:
+                pass
+
+    # -- instructions ----------------------------------------------------
+
+    def _env(self, state: _State | None) -> dict[str, str]:
+        """Variables for ${...} in instructions: ARGs in scope, then ENV."""
+        env: dict[str, str] = {}
+        scope = self.args if state is not None else self.global_args
+        for name, value in scope.items():
+            if value is not None:
+                env[name] = value
+        if state is not None:
+            for item in state.cfg.get("Env") or []:
+                key, _, value = item.partition("=")
+                env[key] = value
+        return env
+
+    def _word(self, raw: str, state: _State | None) -> str:
+        return expand(raw, self._env(state), self.escape)
+
+    def _arg(self, ins: Instruction, scope: dict[str, str | None], state: _State | None) -> None:
+        name = ins.args[0]
+        default = self._word(ins.args[1], state) if len(ins.args) > 1 else None
+        if name in self.opts.build_args:
+            self.used_build_args.add(name)
+            scope[name] = self.opts.build_args[name]
+        else:
+            scope[name] = default
+
+    def _from(self, ins: Instruction) -> _State:
+        words = [self._word(w, None) for w in ins.args]
+        name = words[0]
+        self.shell = list(DEFAULT_SHELL)
+        if name == "scratch":
+            config: dict[str, Any] = {
+                "architecture": _GOARCH.get(platform.machine(), platform.machine()),
+                "os": "linux",
+                "config": {},
+                "rootfs": {"type": "layers", "diff_ids": []},
+                "history": [],
+            }
+            return _State(config, "")
+        try:
+            base = self.store.images.resolve(name)
+        except NotFoundError:
+            raise self._fail(
+                ins, f'base image "{name}" not found locally (pulling is not supported: import or build it first)'
+            ) from None
+        config = jsonio.loads(jsonio.canonical(base.config))
+        config.setdefault("config", {})
+        config.setdefault("history", [])
+        shell = config["config"].get("Shell")
+        if shell:
+            self.shell = list(shell)
+        self._base_id = base.id
+        return _State(config, base.id)
+
+    def _step(self, state: _State, ins: Instruction) -> _State:
+        kw = ins.keyword
+        if kw == "ARG":
+            # A global ARG named again inside the stage takes the global value as its default.
+            if len(ins.args) == 1 and ins.args[0] in self.global_args:
+                self.args[ins.args[0]] = self.global_args[ins.args[0]]
+            self._arg(ins, self.args, state)
+            if len(ins.args) == 1 and self.args[ins.args[0]] is None and ins.args[0] in self.global_args:
+                self.args[ins.args[0]] = self.global_args[ins.args[0]]
+            # Docker records ARG as a metadata step too; the value reaches
+            # the cache through the RUN steps that see it.
+            return self._metadata(state, ins, f"ARG {ins.args[0]}", lambda cfg: None)
+        if kw in ("RUN", "COPY", "ADD"):
+            return self._layer_step(state, ins)
+        if kw in ("HEALTHCHECK", "ONBUILD"):
+            raise self._fail(ins, "is not supported by overlayctl build yet")
+        return self._metadata_instruction(state, ins)
+
+    def _metadata_instruction(self, state: _State, ins: Instruction) -> _State:
+        text, apply, author = self._change(state, ins)
+        return self._metadata(state, ins, text, apply, author=author)
+
+    def _change(self, state: _State, ins: Instruction) -> tuple[str, Any, str | None]:
+        """What a metadata instruction records in history and does to the config."""
+        kw = ins.keyword
+        if kw == "ENV":
+            pairs = [(ins.args[i], self._word(ins.args[i + 1], state)) for i in range(0, len(ins.args), 2)]
+
+            def apply_env(cfg: dict[str, Any]) -> None:
+                env = list(cfg.get("Env") or [])
+                for key, value in pairs:
+                    env = [e for e in env if e.partition("=")[0] != key] + [f"{key}={value}"]
+                cfg["Env"] = env
+
+            return "ENV " + " ".join(f"{k}={v}" for k, v in pairs), apply_env, None
+        if kw == "LABEL":
+            labels = [
+                (self._word(ins.args[i], state), self._word(ins.args[i + 1], state)) for i in range(0, len(ins.args), 2)
+            ]
+
+            def apply_label(cfg: dict[str, Any]) -> None:
+                merged = dict(cfg.get("Labels") or {})
+                merged.update(labels)
+                cfg["Labels"] = merged
+
+            text = "LABEL " + " ".join(f"{k}={v}" for k, v in labels)
+            return text, apply_label, None
+        if kw in ("CMD", "ENTRYPOINT"):
+            argv = list(ins.args) if ins.json_form else self.shell + [ins.args[0]]
+            key = "Cmd" if kw == "CMD" else "Entrypoint"
+
+            def apply_cmd(cfg: dict[str, Any]) -> None:
+                cfg[key] = argv
+                if kw == "ENTRYPOINT" and not self._cmd_set:
+                    cfg["Cmd"] = None  # Docker: ENTRYPOINT resets an inherited CMD
+
+            if kw == "CMD":
+                self._cmd_set = True
+            return f"{kw} {_go_list(argv)}", apply_cmd, None
+        if kw == "WORKDIR":
+            path = self._word(ins.args[0], state)
+            workdir = posixpath.normpath(posixpath.join(state.cfg.get("WorkingDir") or "/", path))
+
+            def apply_workdir(cfg: dict[str, Any]) -> None:
+                cfg["WorkingDir"] = workdir
+
+            return f"WORKDIR {workdir}", apply_workdir, None
+        if kw == "USER":
+            user = self._word(ins.args[0], state)
+
+            def apply_user(cfg: dict[str, Any]) -> None:
+                cfg["User"] = user
+
+            return f"USER {user}", apply_user, None
+        if kw == "EXPOSE":
+            ports = []
+            for raw in ins.args:
+                port = self._word(raw, state)
+                number, _, proto = port.partition("/")
+                if not number.replace("-", "").isdigit() or proto not in ("", "tcp", "udp", "sctp"):
+                    raise self._fail(ins, f'invalid port "{port}": use PORT[/tcp|udp|sctp]')
+                ports.append(f"{number}/{proto or 'tcp'}")
+
+            def apply_expose(cfg: dict[str, Any]) -> None:
+                exposed = dict(cfg.get("ExposedPorts") or {})
+                exposed.update({p: {} for p in ports})
+                cfg["ExposedPorts"] = exposed
+
+            return "EXPOSE " + " ".join(sorted(ports)), apply_expose, None
+        if kw == "VOLUME":
+            paths = [self._word(raw, state) if not ins.json_form else raw for raw in ins.args]
+
+            def apply_volume(cfg: dict[str, Any]) -> None:
+                volumes = dict(cfg.get("Volumes") or {})
+                volumes.update({p: {} for p in paths})
+                cfg["Volumes"] = volumes
+
+            return f"VOLUME {_go_list(paths)}", apply_volume, None
+        if kw == "SHELL":
+            self.shell = list(ins.args)
+            shell = list(ins.args)
+
+            def apply_shell(cfg: dict[str, Any]) -> None:
+                cfg["Shell"] = shell
+
+            return f"SHELL {_go_list(shell)}", apply_shell, None
+        if kw == "STOPSIGNAL":
+            signal = self._word(ins.args[0], state)
+
+            def apply_stop(cfg: dict[str, Any]) -> None:
+                cfg["StopSignal"] = signal
+
+            return f"STOPSIGNAL {signal}", apply_stop, None
+        if kw == "MAINTAINER":
+            author = ins.args[0]
+
+            return f"MAINTAINER {author}", lambda cfg: None, author
+        raise self._fail(ins, "unknown instruction")
+
+    _cmd_set = False
+
+    # -- steps -----------------------------------------------------------
+
+    def _created(self) -> str:
+        return rfc3339(self.epoch) if self.epoch is not None else now_rfc3339()
+
+    def _cached(self, state: _State, key: str) -> _State | None:
+        if self.opts.no_cache:
+            return None
+        raw = self.store.build_cache.lookup(state.id, key)
+        if raw is None:
+            return None
+        config = jsonio.loads(raw)
+        # The layers a cached config names must still be stored.
+        for diff_id in config["rootfs"]["diff_ids"]:
+            if self.store.layers.find(diff_id) is None:
+                return None
+        self.say(" ---> Using cache")
+        return _State(config, "sha256:" + hashlib.sha256(raw).hexdigest())
+
+    def _commit_state(self, state: _State, key: str, config: dict[str, Any]) -> _State:
+        raw = jsonio.canonical(config)
+        new_id = "sha256:" + hashlib.sha256(raw).hexdigest()
+        self.cache_entries.append(CacheEntry(state.id, key, new_id, raw))
+        return _State(config, new_id)
+
+    def _next_config(self, state: _State, created_by: str, diff_id: str | None, author: str | None = None) -> dict:
+        config = jsonio.loads(jsonio.canonical(state.config))
+        created = self._created()
+        config["created"] = created
+        entry: dict[str, Any] = {"created": created, "created_by": created_by}
+        if author:
+            config["author"] = author
+            entry["author"] = author
+        if diff_id is None:
+            entry["empty_layer"] = True
+        else:
+            config["rootfs"]["diff_ids"].append(diff_id)
+        config["history"].append(entry)
+        return config
+
+    def _metadata(self, state: _State, ins: Instruction, text: str, apply: Any, author: str | None = None) -> _State:
+        # Docker's spelling: two spaces after "#(nop)" except for WORKDIR.
+        created_by = _NOP + (text if ins.keyword == "WORKDIR" else " " + text)
+        key = _step_key(created_by)
+        cached = self._cached(state, key)
+        if cached is not None:
+            self.cache_entries.append(CacheEntry(state.id, key, cached.id, jsonio.canonical(cached.config)))
+            return cached
+        config = self._next_config(state, created_by, None, author)
+        apply(config.setdefault("config", {}))
+        return self._commit_state(state, key, config)
+
+    def _layer_step(self, state: _State, ins: Instruction) -> _State:
+        if ins.keyword == "RUN":
+            return self._run(state, ins)
+        return self._copy(state, ins)
+
+    def _stack(self, state: _State) -> tuple[str, ...]:
+        """Layer directories of the current config, top first."""
+        dirs = []
+        for diff_id in reversed(state.config["rootfs"]["diff_ids"]):
+            layer = self.store.layers.find(diff_id)
+            if layer is None:
+                raise BuildError(f"layer {diff_id} of the image being built is missing from the store")
+            dirs.append(self.store.layers.diff_path(layer))
+        return tuple(dirs)
+
+    def _new_layer(self, state: _State, key: str, created_by: str, stage: str) -> _State:
+        layer, new = self.store.layers.commit_tree(stage, clamp_mtime=self.epoch)
+        if new:
+            self.new_layers.append(layer.diff_id)
+        config = self._next_config(state, created_by, layer.diff_id)
+        return self._commit_state(state, key, config)
+
+    def _copy(self, state: _State, ins: Instruction) -> _State:
+        what = ins.keyword
+        if "from" in ins.flags:
+            raise self._fail(ins, "--from (copying from another stage or image) is not supported")
+        words = list(ins.args) if ins.json_form else [self._word(w, state) for w in ins.args]
+        sources, dest = words[:-1], words[-1]
+        workdir = state.cfg.get("WorkingDir") or "/"
+        if not dest.startswith("/"):
+            trailing = dest.endswith("/") or dest in (".", "./")
+            dest = posixpath.join(workdir, dest)
+            dest = posixpath.normpath(dest) + ("/" if trailing and not dest.endswith("/") else "")
+        uid, gid = self._chown(ins, state)
+        chmod = None
+        if "chmod" in ins.flags:
+            text = ins.flags["chmod"]
+            try:
+                chmod = int(text, 8)
+            except ValueError:
+                raise self._fail(ins, f'--chmod must be octal, e.g. --chmod=755, not "{text}"') from None
+        try:
+            plan = self.context.plan(sources, dest, what, extract_archives=(what == "ADD"))
+        except InvalidArgumentError as exc:
+            raise self._fail(ins, exc.message) from None
+        digest = self.context.digest(plan)
+        created_by = f"{_NOP}{what} {plan.kind}:{digest} in {dest} "
+        key = _step_key(created_by, f"chown={uid}:{gid}", f"chmod={chmod}")
+        cached = self._cached(state, key)
+        if cached is not None:
+            self.cache_entries.append(CacheEntry(state.id, key, cached.id, jsonio.canonical(cached.config)))
+            return cached
+        from overlayctl.build.context import apply_plan
+
+        with staging(self.store.paths.tmp, "build") as stage:
+            upper = os.path.join(stage, "diff")
+            os.mkdir(upper, 0o755)
+            lowers = self._stack(state)
+            if lowers:
+                os.mkdir(os.path.join(stage, "work"), 0o700)
+                context_fd = os.open(self.context.root, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    from overlayctl.runtime.rootfs import in_rootfs
+
+                    layout = OverlayLayout(lowers, upper, os.path.join(stage, "work"))
+                    in_rootfs(
+                        layout,
+                        self.store.paths.root,
+                        self.store.paths.mountpoint,
+                        lambda: apply_plan(plan, context_fd, uid, gid, chmod),
+                        os.environ.get("OVERLAYCTL_OVERLAY_API", "new"),
+                    )
+                finally:
+                    os.close(context_fd)
+            else:
+                # FROM scratch: nothing below, the upper dir is the whole root.
+                self._apply_in_chroot(plan, upper, uid, gid, chmod)
+            try:
+                return self._new_layer(state, key, created_by, stage)
+            except OverlayctlError as exc:
+                raise self._fail(ins, exc.message) from None
+
+    def _apply_in_chroot(self, plan: Any, root: str, uid: int, gid: int, chmod: int | None) -> None:
+        from overlayctl.build.context import apply_plan
+
+        context_fd = os.open(self.context.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    os.chroot(root)
+                    os.chdir("/")
+                    apply_plan(plan, context_fd, uid, gid, chmod)
+                except BaseException as exc:  # noqa: BLE001 - the child must not unwind
+                    sys.stderr.write(f"overlayctl: {exc}\n")
+                    code = 1
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+        finally:
+            os.close(context_fd)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise BuildError("copying into the scratch image failed")
+
+    def _chown(self, ins: Instruction, state: _State) -> tuple[int, int]:
+        if "chown" not in ins.flags:
+            return 0, 0
+        text = self._word(ins.flags["chown"], state)
+        user, _, group = text.partition(":")
+        if not user.isdigit() or (group and not group.isdigit()):
+            raise self._fail(ins, f'--chown takes numeric UID[:GID] for now, not "{text}"')
+        return int(user), int(group) if group else int(user)
+
+    def _run(self, state: _State, ins: Instruction) -> _State:
+        argv = list(ins.args) if ins.json_form else self.shell + [ins.args[0]]
+        network = ins.flags.get("network") or self.opts.network
+        if network == "default":
+            network = self.opts.network
+        if network not in _SUPPORTED_NETWORKS:
+            raise self._fail(ins, f'network "{network}" is not supported; use one of: {", ".join(_SUPPORTED_NETWORKS)}')
+        # Build args in scope are the command's environment, not the image's;
+        # Docker writes them into history as "|N K=V ..." so the cache sees them.
+        arg_env = {k: v for k, v in self.args.items() if v is not None}
+        prefix = f"|{len(arg_env)} " + " ".join(f"{k}={v}" for k, v in sorted(arg_env.items())) + " " if arg_env else ""
+        created_by = prefix + " ".join(argv) if not ins.json_form else prefix + _go_list(argv)
+        key = _step_key(created_by, f"network={network}")
+        cached = self._cached(state, key)
+        if cached is not None:
+            self.cache_entries.append(CacheEntry(state.id, key, cached.id, jsonio.canonical(cached.config)))
+            return cached
+        lowers = self._stack(state)
+        if not lowers:
+            raise self._fail(ins, "cannot RUN on an empty image (FROM scratch has no shell); COPY files in first")
+        from overlayctl.lifecycle import parse_user
+        from overlayctl.runtime import supervisor
+
+        cfg = state.cfg
+        try:
+            uid, gid = parse_user(cfg.get("User") or "")
+        except InvalidArgumentError as exc:
+            raise self._fail(ins, exc.message) from None
+        env = list(cfg.get("Env") or [])
+        names = {e.partition("=")[0] for e in env}
+        env += [f"{k}={v}" for k, v in arg_env.items() if k not in names]
+        if "PATH" not in names:
+            env.append(f"PATH={DEFAULT_PATH}")
+        run_id = os.urandom(32).hex()
+        self.say(f" ---> Running in {run_id[:12]}")
+        with staging(self.store.paths.tmp, "build") as stage:
+            upper = os.path.join(stage, "diff")
+            os.mkdir(upper, 0o755)
+            os.mkdir(os.path.join(stage, "work"), 0o700)
+            spec = ContainerSpec(
+                layout=OverlayLayout(lowers, upper, os.path.join(stage, "work")),
+                store_root=self.store.paths.root,
+                mountpoint=self.store.paths.mountpoint,
+                argv=argv,
+                env=env,
+                cwd=cfg.get("WorkingDir") or "/",
+                hostname=run_id[:12],
+                uid=uid,
+                gid=gid,
+                overlay_api=os.environ.get("OVERLAYCTL_OVERLAY_API", "new"),
+                network=network,
+            )
+            code = self._supervise(supervisor, spec)
+            if code != 0:
+                shown = " ".join(argv) if not ins.json_form else _go_list(argv)
+                raise BuildError(
+                    f"{self.dockerfile}:{ins.line}: RUN: the command '{shown}' returned a non-zero code: {code}"
+                )
+            self.say(f"Removing intermediate container {run_id[:12]}")
+            try:
+                return self._new_layer(state, key, created_by, stage)
+            except OverlayctlError as exc:
+                raise self._fail(ins, exc.message) from None
+
+    def _supervise(self, supervisor: Any, spec: ContainerSpec) -> int:
+        if not self.opts.quiet:
+            sys.stdout.flush()
+            return int(supervisor.run(spec, attach_stdin=False))
+        # -q: the command's output is not the user's to see, as with Docker.
+        saved = os.dup(1), os.dup(2)
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            return int(supervisor.run(spec, attach_stdin=False))
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in (*saved, null):
+                os.close(fd)
+
+
+def _short(image_id: str) -> str:
+    return image_id.split(":", 1)[-1][:12]
+
+
+def _go_list(items: list[str]) -> str:
+    """A list the way Docker prints it in history: ["a" "b"]."""
+    return "[" + " ".join(jsonio.dumps(i) for i in items) + "]"
+
+
+def _step_key(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+_CHANGE_KEYWORDS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "VOLUME", "WORKDIR")
+
+
+def apply_change(config: dict[str, Any], text: str) -> None:
+    """Apply one `commit --change` instruction (CMD, ENV, ...) to an image config."""
+    from overlayctl.build.dockerfile import parse
+
+    instructions = parse("FROM scratch\n" + text, "--change")
+    if len(instructions) != 2 or instructions[1].keyword not in _CHANGE_KEYWORDS:
+        raise InvalidArgumentError(
+            f'--change "{text}" must be one instruction of: {", ".join(_CHANGE_KEYWORDS)}'
+        )
+    applier = Builder.__new__(Builder)
+    applier.dockerfile = "--change"
+    applier.escape = "\\"
+    applier.shell = list(config.get("config", {}).get("Shell") or DEFAULT_SHELL)
+    applier.args = {}
+    applier.global_args = {}
+    state = _State(config, "")
+    _text, apply, _author = applier._change(state, instructions[1])
+    apply(state.cfg)
+
+
+def build(store: Store, opts: BuildOptions, out: TextIO | None = None) -> str:
+    """Build the Dockerfile in opts.context; returns the image ID."""
+    return Builder(store, opts, out).build()

@@ -1,0 +1,175 @@
+"""Build commands: build, history, and what a container's upper dir holds (diff, commit, export)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from overlayctl.cli.common import open_store
+from overlayctl.cli.output import json_lines, table
+from overlayctl.errors import InvalidArgumentError
+
+
+@click.command("build")
+@click.argument("context", metavar="CONTEXT")
+@click.option("-t", "--tag", "tags", multiple=True, metavar="NAME[:TAG]", help="name the image (repeatable)")
+@click.option("-f", "--file", "dockerfile", metavar="PATH", help="the Dockerfile (default: CONTEXT/Dockerfile)")
+@click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE", help="set a build-time ARG")
+@click.option("--no-cache", is_flag=True, help="do not use the build cache")
+@click.option("-q", "--quiet", is_flag=True, help="print only the image ID")
+@click.option("--network", default="none", show_default=True, help="network for RUN: none or host")
+@click.option("--timestamp", type=int, metavar="EPOCH", help="clamp times to EPOCH (default: $SOURCE_DATE_EPOCH)")
+@click.pass_obj
+def build(
+    obj: dict,
+    context: str,
+    tags: tuple[str, ...],
+    dockerfile: str | None,
+    build_args: tuple[str, ...],
+    no_cache: bool,
+    quiet: bool,
+    network: str,
+    timestamp: int | None,
+) -> None:
+    """Build an image from a Dockerfile, one cached layer per step."""
+    from overlayctl.build.builder import BuildOptions
+    from overlayctl.build.builder import build as run_build
+
+    args: dict[str, str] = {}
+    for item in build_args:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise InvalidArgumentError(f'invalid --build-arg "{item}": use KEY=VALUE')
+        if not sep:
+            import os
+
+            value = os.environ.get(key, "")
+        args[key] = value
+    store = open_store(obj)
+    opts = BuildOptions(context, dockerfile, list(tags), args, no_cache, quiet, network, timestamp)
+    image_id = run_build(store, opts)
+    if quiet:
+        click.echo(image_id)
+
+
+@click.command("history")
+@click.argument("image")
+@click.option("--no-trunc", is_flag=True, help="do not truncate output")
+@click.option("-q", "--quiet", is_flag=True, help="only show image IDs")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="output format")
+@click.pass_obj
+def history(obj: dict, image: str, no_trunc: bool, quiet: bool, fmt: str) -> None:
+    """Show the layers of an image and the instructions that made them."""
+    from overlayctl.images import image_history
+    from overlayctl.inspect import ago
+    from overlayctl.units import human_size
+
+    store = open_store(obj)
+    rows = image_history(store, store.images.resolve(image))
+    now = time.time()
+
+    def short(image_id: str) -> str:
+        return image_id if no_trunc or image_id == "<missing>" else image_id.split(":", 1)[1][:12]
+
+    if quiet:
+        for row in rows:
+            click.echo(short(row["id"]))
+        return
+    if fmt == "json":
+        json_lines(
+            [
+                {
+                    "Comment": row["comment"],
+                    "CreatedAt": row["created"],
+                    "CreatedBy": row["created_by"],
+                    "CreatedSince": ago(row["created"], now),
+                    "ID": short(row["id"]),
+                    "Size": human_size(row["size"]),
+                }
+                for row in rows
+            ]
+        )
+        return
+
+    def created_by(text: str) -> str:
+        text = " ".join(text.split()) if not no_trunc else text
+        return text if no_trunc or len(text) <= 45 else text[:44] + "…"
+
+    table(
+        ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+        [
+            (short(r["id"]), ago(r["created"], now), created_by(r["created_by"]), human_size(r["size"]), r["comment"])
+            for r in rows
+        ],
+    )
+
+
+@click.command("diff")
+@click.argument("container")
+@click.pass_obj
+def diff(obj: dict, container: str) -> None:
+    """List what a container changed: A added, C changed, D deleted."""
+    from overlayctl.snapshot import container_changes
+
+    store = open_store(obj)
+    for kind, path in container_changes(store, store.containers.get(container)):
+        click.echo(f"{kind} {path}")
+
+
+@click.command("commit")
+@click.argument("container")
+@click.argument("name", metavar="[NAME[:TAG]]", required=False)
+@click.option("-m", "--message", default="", help="commit message")
+@click.option("-a", "--author", default="", help='author (e.g. "Jane <jane@example.com>")')
+@click.option("-c", "--change", "changes", multiple=True, help="apply a Dockerfile instruction (CMD, ENV, ...)")
+@click.pass_obj
+def commit(obj: dict, container: str, name: str | None, message: str, author: str, changes: tuple[str, ...]) -> None:
+    """Create an image from a container's changes."""
+    from overlayctl.snapshot import commit as commit_container
+
+    store = open_store(obj)
+    image = commit_container(store, store.containers.get(container), name, message, author, list(changes))
+    click.echo(image.id)
+
+
+@click.command("export")
+@click.argument("container")
+@click.option("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+@click.pass_obj
+def export(obj: dict, container: str, output: str | None) -> None:
+    """Write a container's filesystem as a tar archive."""
+    import os
+
+    from overlayctl.snapshot import export as export_container
+
+    store = open_store(obj)
+    target = store.containers.get(container)
+    if output is None:
+        if sys.stdout.isatty():
+            raise InvalidArgumentError("refusing to write a tar to a terminal; use -o FILE or redirect")
+        export_container(store, target, sys.stdout.buffer)
+        return
+    partial = f"{output}.partial-{os.getpid()}"
+    try:
+        with open(partial, "wb") as f:
+            export_container(store, target, f)
+        os.replace(partial, output)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
+def register(cli: click.Group) -> None:
+    """Attach the build commands at top level (and history under `image`)."""
+    for command in (build, history, diff, commit, export):
+        cli.add_command(command)
+    image_group = cli.commands.get("image")
+    if isinstance(image_group, click.Group):
+        image_group.add_command(build)
+        image_group.add_command(history)
+    container_group = cli.commands.get("container")
+    if isinstance(container_group, click.Group):
+        for command in (diff, commit, export):
+            container_group.add_command(command)

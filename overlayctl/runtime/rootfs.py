@@ -1,0 +1,77 @@
+"""Work on an image's merged filesystem without running a container in it.
+
+Build steps that copy files in (COPY, ADD) and commands that read a
+container's whole tree (export) need the overlay mounted, but no new PID
+namespace, no devices and no exec. A forked child mounts it in a private
+mount namespace, chroots into it so that every path (and every symlink in
+the image) resolves inside the image, runs one function and exits; the
+mount vanishes with the child and never appears in the host's table.
+"""
+
+from __future__ import annotations
+
+import os
+
+from overlayctl.errors import OverlayctlError
+from overlayctl.runtime import syscalls as sc
+from overlayctl.runtime.mountplan import OverlayMount
+from overlayctl.runtime.overlay import OverlayLayout
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+def in_rootfs(
+    layout: OverlayLayout,
+    store_root: str,
+    mountpoint: str,
+    work: Callable[[], None],
+    overlay_api: str = "new",
+) -> None:
+    """Mount `layout` at `mountpoint` in a child, chroot there and call `work`.
+
+    `work` runs as root inside the image's root; it must have imported what
+    it needs and opened any host file it reads before it is called (the
+    host's tree is out of reach after the chroot). An OverlayctlError or
+    OSError it raises is re-raised here with its message; the child is
+    always reaped first.
+    """
+    os.makedirs(mountpoint, exist_ok=True)
+    error_r, error_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(error_r)
+            sc.unshare(sc.CLONE_NEWNS)
+            sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+            OverlayMount(layout, store_root, overlay_api).execute(mountpoint)
+            os.chroot(mountpoint)
+            os.chdir("/")
+            work()
+        except OverlayctlError as exc:
+            code = exc.exit_code or 1
+            os.write(error_w, f"{code} {exc.message}".encode())
+        except OSError as exc:
+            code = 125
+            where = f": {exc.filename}" if exc.filename else ""
+            os.write(error_w, f"125 {exc.strerror or exc}{where}".encode())
+        except BaseException as exc:  # noqa: BLE001 - the child must never unwind into the caller
+            code = 125
+            os.write(error_w, f"125 {exc!r}".encode())
+        finally:
+            os._exit(code)
+    os.close(error_w)
+    try:
+        chunks = []
+        while chunk := os.read(error_r, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(error_r)
+        _, status = os.waitpid(pid, 0)
+    if chunks:
+        code, _, message = b"".join(chunks).decode(errors="replace").partition(" ")
+        raise OverlayctlError(message, exit_code=int(code) if code.isdigit() else 125)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise OverlayctlError(f"working in the image's filesystem failed (status {os.waitstatus_to_exitcode(status)})")

@@ -1,0 +1,609 @@
+"""Dockerfile parsing and word expansion, to Docker's rules; no root, no files but tmp_path."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from overlayctl.build.dockerfile import DockerfileError, Instruction, expand, parse, parse_dockerfile_file
+from overlayctl.errors import InvalidArgumentError
+
+
+def one(line: str) -> Instruction:
+    """Parse a single instruction after a FROM."""
+    instructions = parse(f"FROM busybox\n{line}\n")
+    assert len(instructions) == 2
+    return instructions[1]
+
+
+def parse_text_with_escape(text: str) -> tuple[list[Instruction], str]:
+    """parse() does not return the escape character; parse_dockerfile_file() does."""
+    with tempfile.NamedTemporaryFile("w", suffix=".Dockerfile", delete=False) as f:
+        f.write(text)
+    try:
+        return parse_dockerfile_file(f.name)
+    finally:
+        os.unlink(f.name)
+
+
+def error_of(text: str, path: str = "Dockerfile") -> str:
+    with pytest.raises(DockerfileError) as info:
+        parse(text, path)
+    return str(info.value)
+
+
+# --- shapes --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line, keyword, args, json_form, flags",
+    [
+        ("RUN echo hi && ls", "RUN", ["echo hi && ls"], False, {}),
+        ('RUN ["echo", "hi"]', "RUN", ["echo", "hi"], True, {}),
+        ("RUN --network=none wget x", "RUN", ["wget x"], False, {"network": "none"}),
+        ("CMD echo $HOME", "CMD", ["echo $HOME"], False, {}),
+        ('CMD ["/bin/app", "--port", "80"]', "CMD", ["/bin/app", "--port", "80"], True, {}),
+        ("CMD []", "CMD", [], True, {}),
+        ('ENTRYPOINT ["/entry.sh"]', "ENTRYPOINT", ["/entry.sh"], True, {}),
+        ("ENTRYPOINT exec top -b", "ENTRYPOINT", ["exec top -b"], False, {}),
+        ('SHELL ["/bin/bash", "-c"]', "SHELL", ["/bin/bash", "-c"], True, {}),
+        ("WORKDIR /app/my dir", "WORKDIR", ["/app/my dir"], False, {}),
+        ("USER app:staff", "USER", ["app:staff"], False, {}),
+        ("STOPSIGNAL SIGKILL", "STOPSIGNAL", ["SIGKILL"], False, {}),
+        ("MAINTAINER Jane Doe <jane@example.com>", "MAINTAINER", ["Jane Doe <jane@example.com>"], False, {}),
+        ("EXPOSE 80/tcp  443 53/udp", "EXPOSE", ["80/tcp", "443", "53/udp"], False, {}),
+        ("VOLUME /data /logs", "VOLUME", ["/data", "/logs"], False, {}),
+        ('VOLUME ["/data", "/my logs"]', "VOLUME", ["/data", "/my logs"], True, {}),
+        ("COPY a.txt b.txt /dst/", "COPY", ["a.txt", "b.txt", "/dst/"], False, {}),
+        ('COPY ["my file", "/dst dir/"]', "COPY", ["my file", "/dst dir/"], True, {}),
+        (
+            "COPY --chown=1000:1000 --chmod=644 --from=build /out /app",
+            "COPY",
+            ["/out", "/app"],
+            False,
+            {"chown": "1000:1000", "chmod": "644", "from": "build"},
+        ),
+        ("COPY $SRC ${DST}", "COPY", ["$SRC", "${DST}"], False, {}),
+        (
+            "ADD --chown=app https://example.com/x.tgz /x",
+            "ADD",
+            ["https://example.com/x.tgz", "/x"],
+            False,
+            {"chown": "app"},
+        ),
+        ("ARG VERSION", "ARG", ["VERSION"], False, {}),
+        ("ARG VERSION=1.2", "ARG", ["VERSION", "1.2"], False, {}),
+        ("ARG EMPTY=", "ARG", ["EMPTY", ""], False, {}),
+        ('ARG GREETING="hello world"', "ARG", ["GREETING", '"hello world"'], False, {}),
+        ("LABEL version=1.0", "LABEL", ["version", "1.0"], False, {}),
+        (
+            'LABEL "com.example.vendor"="ACME Inc" description=This\\ text',
+            "LABEL",
+            ['"com.example.vendor"', '"ACME Inc"', "description", "This\\ text"],
+            False,
+            {},
+        ),
+        ("LABEL maintainer Jane Doe", "LABEL", ["maintainer", "Jane Doe"], False, {}),
+        (
+            "HEALTHCHECK --interval=5s CMD curl -f http://localhost/",
+            "HEALTHCHECK",
+            ["CMD curl -f http://localhost/"],
+            False,
+            {"interval": "5s"},
+        ),
+        ("HEALTHCHECK NONE", "HEALTHCHECK", ["NONE"], False, {}),
+        ("ONBUILD RUN make", "ONBUILD", ["RUN make"], False, {}),
+    ],
+)
+def test_instruction_shapes(line, keyword, args, json_form, flags):
+    ins = one(line)
+    assert (ins.keyword, ins.args, ins.json_form, ins.flags) == (keyword, args, json_form, flags)
+    assert ins.line == 2
+    assert ins.original == line
+
+
+@pytest.mark.parametrize(
+    "line, args",
+    [
+        ("FROM busybox", ["busybox"]),
+        ("FROM busybox:1.36 AS build", ["busybox:1.36", "AS", "build"]),
+        ("FROM busybox as build", ["busybox", "AS", "build"]),
+        ("FROM ${BASE}:${TAG}", ["${BASE}:${TAG}"]),
+    ],
+)
+def test_from_shapes(line, args):
+    (ins,) = parse(line)
+    assert ins.keyword == "FROM" and ins.args == args and ins.flags == {}
+
+
+def test_from_platform_flag():
+    (ins,) = parse("FROM --platform=linux/amd64 busybox")
+    assert ins.flags == {"platform": "linux/amd64"} and ins.args == ["busybox"]
+
+
+def test_keywords_are_case_insensitive_and_original_is_upper_cased():
+    instructions = parse("from busybox\nrUn  echo   Hi\ncopy . /app\n")
+    assert [i.keyword for i in instructions] == ["FROM", "RUN", "COPY"]
+    # Only the keyword changes; the rest is kept as written (used in "Step 3/3 : COPY . /app").
+    assert [i.original for i in instructions] == ["FROM busybox", "RUN  echo   Hi", "COPY . /app"]
+
+
+def test_line_numbers_count_comments_blank_lines_and_continuations():
+    text = "# a comment\n\nFROM busybox\nRUN a \\\n  b \\\n  c\n\n   # indented comment\nCMD x\n"
+    assert [(i.keyword, i.line) for i in parse(text)] == [("FROM", 3), ("RUN", 4), ("CMD", 9)]
+
+
+def test_flag_values_can_be_quoted_and_may_be_empty():
+    ins = one('COPY --chown="app user" --chmod 755 a /b')
+    # A flag without "=value" maps to "" (the builder decides whether that is allowed).
+    assert ins.flags == {"chown": "app user", "chmod": ""}
+    assert ins.args == ["755", "a", "/b"]
+
+
+def test_double_dash_ends_flags():
+    ins = one("RUN -- --not-a-flag")
+    assert ins.flags == {} and ins.args == ["--not-a-flag"]
+
+
+def test_a_dash_word_after_the_command_is_not_a_flag():
+    ins = one("RUN ls --all")
+    assert ins.flags == {} and ins.args == ["ls --all"]
+
+
+# --- continuations and directives ------------------------------------------------------------------------------------
+
+
+def test_continuation_joins_lines_and_keeps_indentation():
+    ins = one("RUN apt-get update \\\n    && apt-get install -y curl")
+    assert ins.args == ["apt-get update     && apt-get install -y curl"]
+    assert ins.original == "RUN apt-get update     && apt-get install -y curl"
+
+
+def test_continuation_skips_comment_and_blank_lines_inside():
+    text = "FROM busybox\nRUN echo one \\\n# a comment, not the end\n\n    # another\n  && echo two\nCMD done\n"
+    instructions = parse(text)
+    assert [i.keyword for i in instructions] == ["FROM", "RUN", "CMD"]
+    assert instructions[1].args == ["echo one   && echo two"]
+
+
+def test_whitespace_after_the_continuation_character_is_allowed():
+    ins = one("RUN a \\ \t\n  b")
+    assert ins.args == ["a   b"]
+
+
+def test_a_continuation_on_the_last_line_ends_the_instruction():
+    ins = one("RUN echo hi \\")
+    assert ins.args == ["echo hi"]
+
+
+def test_a_hash_inside_an_instruction_is_not_a_comment():
+    ins = one("RUN echo a # b")
+    assert ins.args == ["echo a # b"]
+
+
+WINDOWS = "# escape=`\n\nFROM microsoft/nanoserver\nCOPY testfile.txt c:\\\nRUN dir c:\\\n"
+
+
+def test_escape_directive_backtick_leaves_backslashes_alone():
+    instructions, escape = parse_text_with_escape(WINDOWS)
+    assert escape == "`"
+    assert [(i.keyword, i.args) for i in instructions] == [
+        ("FROM", ["microsoft/nanoserver"]),
+        ("COPY", ["testfile.txt", "c:\\"]),
+        ("RUN", ["dir c:\\"]),
+    ]
+
+
+def test_without_the_directive_the_same_backslashes_continue_lines():
+    instructions = parse(WINDOWS.replace("# escape=`\n", ""))
+    # "c:\" continues onto the RUN line: two instructions, as Docker's documentation warns.
+    assert [(i.keyword, i.args) for i in instructions] == [
+        ("FROM", ["microsoft/nanoserver"]),
+        ("COPY", ["testfile.txt", "c:RUN", "dir", "c:"]),
+    ]
+
+
+def test_backtick_continues_lines_and_escapes_env_words():
+    text = "# escape=`\nFROM busybox\nRUN echo a `\n    b\nENV DIR=C:\\Program` Files\n"
+    instructions, escape = parse_text_with_escape(text)
+    assert instructions[1].args == ["echo a     b"]
+    assert instructions[2].args == ["DIR", "C:\\Program` Files"]
+    assert expand(instructions[2].args[1], {}, escape) == "C:\\Program Files"
+
+
+@pytest.mark.parametrize("directive", ["#escape=`", "# ESCAPE = `", "#\tescape= `  ", "  # escape=`"])
+def test_directive_spelling_variants(directive):
+    _instructions, escape = parse_text_with_escape(f"{directive}\nFROM busybox\n")
+    assert escape == "`"
+
+
+def test_directives_may_be_stacked_with_syntax():
+    _instructions, escape = parse_text_with_escape("# syntax=docker/dockerfile:1\n# escape=`\nFROM busybox\n")
+    assert escape == "`"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "# a comment\n# escape=`\nFROM busybox\n",  # after a comment
+        "\n# escape=`\nFROM busybox\n",  # after a blank line
+        "# unknowndirective=value\n# escape=`\nFROM busybox\n",  # after an unknown directive
+        "FROM busybox\n# escape=`\n",  # after an instruction
+    ],
+)
+def test_a_directive_that_is_not_at_the_very_top_is_a_comment(text):
+    _instructions, escape = parse_text_with_escape(text)
+    assert escape == "\\"
+
+
+def test_bad_escape_directive():
+    assert error_of("# escape=x\nFROM busybox\n") == "Dockerfile:1: invalid escape directive 'x': use \\ or `"
+
+
+def test_duplicate_directive():
+    msg = error_of("# escape=`\n# escape=\\\nFROM busybox\n")
+    assert msg == "Dockerfile:2: only one escape parser directive can be used"
+
+
+def test_crlf_line_endings_and_byte_order_mark():
+    instructions = parse('\ufeffFROM busybox\r\nRUN a \\\r\n  b\r\nCMD ["x"]\r\n')
+    assert [(i.keyword, i.args) for i in instructions] == [("FROM", ["busybox"]), ("RUN", ["a   b"]), ("CMD", ["x"])]
+
+
+# --- JSON versus shell form ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line, args, json_form",
+    [
+        ('RUN ["a", "b c"]', ["a", "b c"], True),
+        ('RUN   [ "a" ,"b" ]  ', ["a", "b"], True),
+        ("RUN ['a', 'b']", ["['a', 'b']"], False),  # single quotes are not JSON
+        ('RUN ["a", "b"', ['["a", "b"'], False),  # not closed: shell form
+        ('RUN ["a"] && echo', ['["a"] && echo'], False),  # trailing text: shell form, as in Docker
+        ('RUN [NaN, "a"]', ['[NaN, "a"]'], False),  # Go's JSON has no NaN
+        ('CMD ["a\\tb", "\\u00e9"]', ["a\tb", "é"], True),
+    ],
+)
+def test_json_or_shell_form(line, args, json_form):
+    ins = one(line)
+    assert ins.args == args and ins.json_form is json_form
+
+
+@pytest.mark.parametrize("line", ['RUN ["a", 1]', 'CMD ["a", null]', 'COPY ["a", ["b"]]', "ENTRYPOINT [true]"])
+def test_json_array_of_non_strings_is_an_error(line):
+    msg = error_of(f"FROM busybox\n{line}\n")
+    assert msg.startswith(f"Dockerfile:2: {line.split()[0]}: ")
+    assert "must be comprised of strings only" in msg
+
+
+# --- ENV and LABEL ---------------------------------------------------------------------------------------------------
+
+
+def test_env_new_form_keeps_raw_values_for_expand():
+    ins = one('ENV A=1 B="two words" C=a\\ b D=\'$LIT\' E=$A F="" G=')
+    assert ins.args == ["A", "1", "B", '"two words"', "C", "a\\ b", "D", "'$LIT'", "E", "$A", "F", '""', "G", ""]
+    env: dict[str, str] = {}
+    for key, raw in zip(ins.args[::2], ins.args[1::2], strict=True):
+        env[key] = expand(raw, env)
+    assert env == {"A": "1", "B": "two words", "C": "a b", "D": "$LIT", "E": "1", "F": "", "G": ""}
+
+
+def test_env_legacy_form_takes_the_rest_of_the_line():
+    ins = one("ENV MY_NAME John  Doe ")
+    assert ins.args == ["MY_NAME", "John  Doe"]
+
+
+def test_env_values_with_quoted_spaces_and_equals():
+    ins = one('ENV URL="http://x/?a=b c" K=v=w')
+    assert ins.args == ["URL", '"http://x/?a=b c"', "K", "v=w"]
+    assert expand(ins.args[1], {}) == "http://x/?a=b c"
+
+
+def test_env_escape_does_not_work_inside_single_quotes():
+    # As in sh, a backslash does not protect the closing single quote, so the word ends there.
+    ins = one("ENV A='a\\' B=c")
+    assert ins.args == ["A", "'a\\'", "B", "c"]
+    assert expand(ins.args[1], {}) == "a\\"
+
+
+def test_env_multi_line():
+    ins = one('ENV A=1 \\\n    B="x y" \\\n    C=3')
+    assert ins.args == ["A", "1", "B", '"x y"', "C", "3"]
+
+
+def test_env_key_without_value_is_an_error():
+    assert error_of("FROM busybox\nENV KEY\n") == "Dockerfile:2: ENV: KEY has no value (write ENV KEY=VALUE)"
+
+
+def test_env_word_without_equals_after_pairs_is_an_error():
+    msg = error_of("FROM busybox\nENV A=1 B\n")
+    assert msg.startswith("Dockerfile:2: ENV: syntax error: can't find = in 'B'")
+
+
+def test_env_blank_name_is_an_error():
+    assert error_of("FROM busybox\nENV =x\n") == "Dockerfile:2: ENV: ENV names can not be blank"
+
+
+# --- errors ----------------------------------------------------------------------------------------------------------
+
+
+def test_unknown_instruction_names_file_and_line():
+    text = "FROM busybox\n# comment\nFORM x\n"
+    assert error_of(text, "ctx/Dockerfile.dev") == "ctx/Dockerfile.dev:3: unknown instruction: FORM"
+
+
+def test_unknown_instruction_is_reported_upper_cased():
+    assert error_of("FROM busybox\nrunn x\n") == "Dockerfile:2: unknown instruction: RUNN"
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("RUN", "RUN requires at least one argument"),
+        ("RUN   ", "RUN requires at least one argument"),
+        ("RUN []", "RUN requires at least one argument"),
+        ("CMD", "CMD requires at least one argument"),
+        ("WORKDIR", "WORKDIR requires at least one argument"),
+        ("ENV", "ENV requires at least one argument"),
+        ("EXPOSE", "EXPOSE requires at least one argument"),
+        ("SHELL []", "SHELL requires at least one argument"),
+        ("COPY", "COPY requires at least two arguments: one or more sources and a destination"),
+        ("COPY onlyone", "COPY requires at least two arguments: one or more sources and a destination"),
+        ('ADD ["onlyone"]', "ADD requires at least two arguments: one or more sources and a destination"),
+        ("COPY --chown=1 a", "COPY requires at least two arguments: one or more sources and a destination"),
+    ],
+)
+def test_missing_arguments(line, message):
+    assert error_of(f"FROM busybox\n{line}\n") == f"Dockerfile:2: {message}"
+
+
+def test_from_without_image():
+    assert error_of("FROM\n") == "Dockerfile:1: FROM requires an image: FROM IMAGE [AS NAME]"
+
+
+@pytest.mark.parametrize("line", ["FROM a b", "FROM a AS", "FROM a FOR b", "FROM a AS b c"])
+def test_from_with_wrong_words(line):
+    assert error_of(line).startswith("Dockerfile:1: FROM: expected FROM IMAGE [AS NAME]")
+
+
+def test_shell_must_be_json():
+    msg = error_of("FROM busybox\nSHELL /bin/bash -c\n")
+    assert msg.startswith("Dockerfile:2: SHELL: SHELL requires the arguments to be in JSON form")
+
+
+def test_first_instruction_must_be_from():
+    msg = error_of("# hi\nRUN echo\nFROM busybox\n")
+    assert msg == "Dockerfile:2: RUN: no build stage yet: the first instruction (other than ARG) must be FROM"
+
+
+def test_args_may_come_before_from():
+    instructions = parse("ARG BASE=busybox\nARG TAG\nFROM $BASE:$TAG\n")
+    assert [(i.keyword, i.args) for i in instructions] == [
+        ("ARG", ["BASE", "busybox"]),
+        ("ARG", ["TAG"]),
+        ("FROM", ["$BASE:$TAG"]),
+    ]
+
+
+def test_only_args_is_an_error():
+    assert error_of("ARG A=1\n") == "Dockerfile: no FROM instruction: nothing to build"
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# just a comment\n", "# escape=`\n\n   \n"])
+def test_empty_dockerfile(text):
+    assert error_of(text) == "Dockerfile: file with no instructions"
+
+
+@pytest.mark.parametrize(
+    "line, flag",
+    [
+        ("COPY --bogus=1 a b", "--bogus"),
+        ("ADD --from=build a b", "--from"),  # Docker's ADD has no --from
+        ("RUN --mount=type=cache,target=/x make", "--mount"),
+        ("CMD --help", "--help"),
+        ("ENV --x=1 A=b", "--x"),
+        ("WORKDIR --p /x", "--p"),
+    ],
+)
+def test_bad_flag(line, flag):
+    keyword = line.split()[0]
+    assert error_of(f"FROM busybox\n{line}\n") == f"Dockerfile:2: {keyword}: unknown flag: {flag}"
+
+
+def test_from_rejects_other_flags():
+    assert error_of("FROM --network=host busybox\n") == "Dockerfile:1: FROM: unknown flag: --network"
+
+
+def test_duplicate_flag():
+    msg = error_of("FROM busybox\nCOPY --chown=1 --chown=2 a b\n")
+    assert msg == "Dockerfile:2: COPY: duplicate flag specified: --chown"
+
+
+def test_arg_takes_one_name():
+    assert error_of("ARG A B\nFROM x\n").startswith("Dockerfile:1: ARG: expected one NAME[=DEFAULT] per ARG")
+    assert error_of("ARG =x\nFROM x\n") == "Dockerfile:1: ARG: ARG names can not be blank"
+
+
+def test_empty_volume_path():
+    assert error_of('FROM busybox\nVOLUME ["/a", ""]\n') == "Dockerfile:2: VOLUME: a volume path can not be empty"
+
+
+def test_error_is_an_invalid_argument_with_location():
+    with pytest.raises(InvalidArgumentError) as info:
+        parse("FROM busybox\nBOGUS\n", "x/Dockerfile")
+    err = info.value
+    assert isinstance(err, DockerfileError)
+    assert (err.path, err.line, err.exit_code) == ("x/Dockerfile", 2, 125)
+
+
+# --- reading files ---------------------------------------------------------------------------------------------------
+
+
+def test_parse_dockerfile_file(tmp_path):
+    path = tmp_path / "Dockerfile"
+    path.write_text("FROM busybox\nCOPY . /app\n")
+    instructions, escape = parse_dockerfile_file(str(path))
+    assert escape == "\\"
+    assert [i.original for i in instructions] == ["FROM busybox", "COPY . /app"]
+
+
+def test_parse_dockerfile_file_uses_the_path_in_errors(tmp_path):
+    path = tmp_path / "Dockerfile"
+    path.write_text("FROM busybox\nNOPE\n")
+    with pytest.raises(DockerfileError, match=rf"^{path}:2: unknown instruction: NOPE$"):
+        parse_dockerfile_file(str(path))
+
+
+def test_missing_dockerfile(tmp_path):
+    path = tmp_path / "nope" / "Dockerfile"
+    with pytest.raises(DockerfileError) as info:
+        parse_dockerfile_file(str(path))
+    assert str(info.value) == f"{path}: cannot read the Dockerfile: No such file or directory"
+    assert "\n" not in str(info.value)
+
+
+def test_dockerfile_that_is_a_directory(tmp_path):
+    with pytest.raises(DockerfileError, match="cannot read the Dockerfile: Is a directory"):
+        parse_dockerfile_file(str(tmp_path))
+
+
+def test_dockerfile_that_is_not_utf8(tmp_path):
+    path = tmp_path / "Dockerfile"
+    path.write_bytes(b"FROM busybox\nRUN echo \xff\n")
+    with pytest.raises(DockerfileError, match="not valid UTF-8"):
+        parse_dockerfile_file(str(path))
+
+
+def test_instruction_equality_and_repr():
+    a = Instruction("RUN", "RUN x", ["x"], line=2)
+    assert a == Instruction("RUN", "RUN x", ["x"], False, {}, 2)
+    assert a != Instruction("RUN", "RUN x", ["x"], line=3)
+    assert "Instruction('RUN'" in repr(a)
+
+
+# --- expand ----------------------------------------------------------------------------------------------------------
+
+ENV = {"HOME": "/root", "NAME": "world", "EMPTY": "", "SPACED": "a b"}
+
+
+@pytest.mark.parametrize(
+    "word, expected",
+    [
+        ("plain", "plain"),
+        ("$HOME", "/root"),
+        ("${HOME}/bin", "/root/bin"),
+        ("$HOME/bin", "/root/bin"),
+        ("pre${NAME}post", "preworldpost"),
+        ("$NAMEpost", ""),  # the name runs to the first non-name character
+        ("$UNSET", ""),
+        ("${UNSET}x", "x"),
+        ("a$", "a$"),
+        ("$ x", "$ x"),
+        ("$/", "$/"),
+        ("${UNSET:-default}", "default"),
+        ("${EMPTY:-default}", "default"),
+        ("${NAME:-default}", "world"),
+        ("${UNSET:+alt}", ""),
+        ("${EMPTY:+alt}", ""),
+        ("${NAME:+alt}", "alt"),
+        ("${EMPTY-default}", ""),  # without ":" an empty but set variable counts as set
+        ("${UNSET-default}", "default"),
+        ("${EMPTY+alt}", "alt"),
+        ("${UNSET+alt}", ""),
+        ("${UNSET:-${NAME:-x}}", "world"),
+        ("${UNSET:-$HOME/x}", "/root/x"),
+        ("${UNSET:-'a b'}", "a b"),
+        ("${UNSET:-a\\}b}", "a}b"),
+        ("${NAME:+[$HOME]}", "[/root]"),
+        ("'$HOME'", "$HOME"),
+        ("'a\\b'", "a\\b"),  # nothing escapes inside single quotes
+        ('"$HOME"', "/root"),
+        ('"${SPACED}"', "a b"),
+        ('"a b"', "a b"),
+        ('"it\'s"', "it's"),
+        ("'say \"hi\"'", 'say "hi"'),
+        ('"a\\"b"', 'a"b'),
+        ('"\\$HOME"', "$HOME"),
+        ('"a\\\\b"', "a\\b"),
+        ('"a\\nb"', "a\\nb"),  # other escapes are kept inside double quotes
+        ("\\$HOME", "$HOME"),
+        ("a\\ b", "a b"),
+        ("a\\\\b", "a\\b"),
+        ("a\\nb", "anb"),
+        ("trailing\\", "trailing"),
+        ("x'$NAME'\"$NAME\"$NAME", "x$NAMEworldworld"),
+        ("$1", ""),
+        ("${1}", ""),
+    ],
+)
+def test_expand(word, expected):
+    assert expand(word, ENV) == expected
+
+
+def test_expand_with_backtick_escape_keeps_backslashes():
+    assert expand("C:\\dir\\$NAME", ENV, "`") == "C:\\dir\\world"
+    assert expand("`$NAME a` b", ENV, "`") == "$NAME a b"
+    assert expand('"a`"b"', ENV, "`") == 'a"b'
+
+
+def test_expand_colon_question_mark():
+    assert expand("${NAME:?must be set}", ENV) == "world"
+    with pytest.raises(InvalidArgumentError, match="UNSET: must be set"):
+        expand("${UNSET:?must be set}", ENV)
+    with pytest.raises(InvalidArgumentError, match="EMPTY: is not set"):
+        expand("${EMPTY:?}", ENV)
+    assert expand("${EMPTY?}", ENV) == ""
+
+
+@pytest.mark.parametrize(
+    "word, message",
+    [
+        ("'open", "matching single-quote"),
+        ('"open', "matching double-quote"),
+        ("${", "missing '}'"),
+        ("${NAME", "missing '}'"),
+        ("${NAME:-x", "missing '}'"),
+        ("${}", "bad substitution"),
+        ("${:-x}", "bad substitution"),
+        ("${NAME/a/b}", "unsupported modifier (/)"),
+        ("${NAME:=x}", "unsupported modifier (:=)"),
+    ],
+)
+def test_expand_errors(word, message):
+    with pytest.raises(InvalidArgumentError) as info:
+        expand(word, ENV)
+    assert message in str(info.value)
+    assert not isinstance(info.value, DockerfileError)  # the caller adds file:line
+
+
+_PLAIN = st.text(alphabet=st.characters(blacklist_characters="\\'\"$", blacklist_categories=("Cs",)))
+# A value written on one Dockerfile line: no control characters (newlines would end the instruction).
+_ONE_LINE = st.text(alphabet=st.characters(blacklist_characters="\\'\"$", blacklist_categories=("Cs", "Cc")))
+
+
+@given(_PLAIN)
+def test_expand_leaves_words_without_special_characters_alone(word):
+    assert expand(word, ENV) == word
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="'", blacklist_categories=("Cs",))))
+def test_expand_single_quotes_are_literal(text):
+    assert expand(f"'{text}'", ENV) == text
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",))))
+def test_expand_escaping_every_character_gives_it_back(text):
+    assert expand("".join("\\" + ch for ch in text), ENV) == text
+
+
+@given(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True), _ONE_LINE)
+def test_env_value_round_trip(key, value):
+    # Quoting a value in double quotes (escaping nothing special) survives parse + expand.
+    ins = one(f'ENV {key}="{value}"')
+    assert ins.args[0] == key
+    assert expand(ins.args[1], {}) == value
