@@ -156,7 +156,13 @@ class Builder:
                 self._arg(ins, self.global_args, None)
                 continue
             else:
-                state = self._step(state, ins)
+                try:
+                    state = self._step(state, ins)
+                except BuildError:
+                    raise
+                except InvalidArgumentError as exc:
+                    # From expanding a word: say where.
+                    raise self._fail(ins, exc.message) from None
             self.say(f" ---> {_short(state.id) if state.id else 'scratch'}")
         if state is None:
             raise BuildError(f"{self.dockerfile}: no FROM instruction")
@@ -257,7 +263,9 @@ class Builder:
         """What a metadata instruction records in history and does to the config."""
         kw = ins.keyword
         if kw == "ENV":
-            pairs = [(ins.args[i], self._word(ins.args[i + 1], state)) for i in range(0, len(ins.args), 2)]
+            pairs = [
+                (self._word(ins.args[i], state), self._word(ins.args[i + 1], state)) for i in range(0, len(ins.args), 2)
+            ]
 
             def apply_env(cfg: dict[str, Any]) -> None:
                 env = list(cfg.get("Env") or [])
@@ -449,12 +457,21 @@ class Builder:
             plan = self.context.plan(sources, dest, what, extract_archives=(what == "ADD"))
         except InvalidArgumentError as exc:
             raise self._fail(ins, exc.message) from None
+        options = (f"chown={uid}:{gid}", f"chmod={chmod}")
+        # First the stat stamps: an untouched context is a hit without
+        # reading a byte. Then the content, as Docker keys it.
+        stat_key = _step_key("stat", what, dest, self.context.stat_digest(plan), *options)
+        cached = self._cached(state, stat_key)
+        if cached is not None:
+            self.cache_entries.append(CacheEntry(state.id, stat_key, cached.id, jsonio.canonical(cached.config)))
+            return cached
         digest = self.context.digest(plan)
         created_by = f"{_NOP}{what} {plan.kind}:{digest} in {dest} "
-        key = _step_key(created_by, f"chown={uid}:{gid}", f"chmod={chmod}")
+        key = _step_key(created_by, *options)
         cached = self._cached(state, key)
         if cached is not None:
-            self.cache_entries.append(CacheEntry(state.id, key, cached.id, jsonio.canonical(cached.config)))
+            raw = jsonio.canonical(cached.config)
+            self.cache_entries += [CacheEntry(state.id, k, cached.id, raw) for k in (key, stat_key)]
             return cached
         from overlayctl.build.context import apply_plan
 
@@ -482,9 +499,11 @@ class Builder:
                 # FROM scratch: nothing below, the upper dir is the whole root.
                 self._apply_in_chroot(plan, upper, uid, gid, chmod)
             try:
-                return self._new_layer(state, key, created_by, stage)
+                new = self._new_layer(state, key, created_by, stage)
             except OverlayctlError as exc:
                 raise self._fail(ins, exc.message) from None
+            self.cache_entries.append(CacheEntry(state.id, stat_key, new.id, self.cache_entries[-1].config))
+            return new
 
     def _apply_in_chroot(self, plan: Any, root: str, uid: int, gid: int, chmod: int | None) -> None:
         from overlayctl.build.context import apply_plan

@@ -29,7 +29,7 @@ _CHUNK = 1 << 20
 class CopyEntry:
     """One thing to create: `src` (relative to the context) at `dest` (absolute, in the image)."""
 
-    __slots__ = ("src", "dest", "kind", "mode", "size", "mtime_ns", "link", "into_dir")
+    __slots__ = ("src", "dest", "kind", "mode", "size", "mtime_ns", "link", "into_dir", "stamp")
 
     def __init__(self, src: str, dest: str, st: os.stat_result, link: str = "", into_dir: bool = False) -> None:
         self.src = src
@@ -42,6 +42,9 @@ class CopyEntry:
         # A lone file copied to a destination without a trailing "/": it goes
         # into that destination if the image has a directory there.
         self.into_dir = into_dir
+        # What changes whenever the content can have changed: ctime cannot be
+        # set back by anyone, unlike mtime.
+        self.stamp = f"{st.st_dev}:{st.st_ino}:{st.st_ctime_ns}:{st.st_mtime_ns}"
 
 
 class CopyPlan:
@@ -157,6 +160,18 @@ class Context:
             elif stat.S_ISREG(st.st_mode):
                 entries.append(CopyEntry(rel, dest, st))
             # Sockets, fifos and devices in a context are not copied, as Docker.
+
+    def stat_digest(self, plan: CopyPlan) -> str:
+        """sha256 over names, types, modes and stat stamps (inode, ctime,
+        mtime) of the plan's sources: equal only if nothing was touched
+        since, so a cache hit on it needs no reading of file contents."""
+        h = hashlib.sha256(self.root.encode())
+        for e in plan.entries:
+            h.update(f"{e.kind}\0{e.dest}\0{e.mode:o}\0{e.size}\0{e.link}\0{int(e.into_dir)}\0{e.stamp}\0".encode())
+        for src, dest in plan.archives:
+            st = os.stat(os.path.join(self.root, src))
+            h.update(f"archive\0{dest}\0{src}\0{st.st_ino}:{st.st_ctime_ns}:{st.st_size}\0".encode())
+        return h.hexdigest()
 
     def digest(self, plan: CopyPlan) -> str:
         """sha256 over the content and metadata of everything the plan copies

@@ -31,8 +31,12 @@ def _layer_dirs(cli) -> set[str]:
 
 
 def _history(cli, image: str) -> list[dict]:
+    """History rows without CreatedSince, which moves with the clock."""
     out = cli.ok("history", "--no-trunc", "--format", "json", image)
-    return [json.loads(line) for line in out.splitlines()]
+    rows = [json.loads(line) for line in out.splitlines()]
+    for row in rows:
+        del row["CreatedSince"]
+    return rows
 
 
 def _inspect_image(cli, image: str) -> dict:
@@ -285,3 +289,20 @@ def test_build_from_scratch_and_quiet(cli, bb, tmp_path):
     _write(ctx / "Dockerfile", "FROM scratch\nRUN true\n")
     result = cli("build", str(ctx))
     assert result.returncode == 1 and b"empty image" in result.stderr
+
+
+def test_untouched_context_hits_without_reading_and_a_same_size_edit_misses(cli, bb, tmp_path):
+    ctx = tmp_path / "ctx"
+    target = _write(ctx / "data.txt", "aaaa\n")
+    _write(ctx / "Dockerfile", "FROM bb:1\nCOPY data.txt /data.txt\n")
+    first = cli.ok("build", "-q", str(ctx)).strip()
+    stat = target.stat()
+    # Same size, same mtime, new content: the stat stamp (ctime) still differs.
+    target.write_text("bbbb\n")
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    out = cli.ok("build", str(ctx))
+    assert "Using cache" not in out.split("Step 2/2")[1]
+    assert cli.ok("run", "--rm", out.split("Successfully built ")[1].strip(), "cat", "/data.txt") == "bbbb\n"
+    # Back to the old content: the content key finds the first build.
+    target.write_text("aaaa\n")
+    assert cli.ok("build", "-q", str(ctx)).strip() == first
