@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import posixpath
 import sys
-from typing import Any, TextIO
 
 from overlayctl import jsonio
 from overlayctl.build.context import Context
@@ -31,6 +29,10 @@ from overlayctl.store import Store
 from overlayctl.store.buildcache import CacheEntry
 from overlayctl.store.staging import staging
 from overlayctl.units import now_rfc3339
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 DEFAULT_SHELL = ["/bin/sh", "-c"]
@@ -214,6 +216,8 @@ class Builder:
         name = words[0]
         self.shell = list(DEFAULT_SHELL)
         if name == "scratch":
+            import platform
+
             config: dict[str, Any] = {
                 "architecture": _GOARCH.get(platform.machine(), platform.machine()),
                 "os": "linux",

@@ -18,11 +18,6 @@ import stat
 from overlayctl.build.ignore import IgnoreRules
 from overlayctl.errors import InvalidArgumentError
 
-# Imported here, not where used: apply_plan runs after a chroot into the
-# image, where the host's Python library is out of reach.
-from overlayctl.layer.compression import open_decompressed
-from overlayctl.layer.extract import extract_layer
-
 _CHUNK = 1 << 20
 
 
@@ -133,6 +128,10 @@ class Context:
                 entries.append(CopyEntry(rel, dest, st))
                 self._walk(rel, dest, entries)
             elif extract_archives and _is_archive(full):
+                # apply_plan will extract it after the chroot, where the
+                # host's Python library is out of reach: load the tools now.
+                import overlayctl.layer.extract  # noqa: F401
+
                 archives.append((rel, dest))
             elif dest_is_dir:
                 entries.append(CopyEntry(rel, posixpath.join(dest, posixpath.basename(rel)), st))
@@ -198,6 +197,8 @@ def _file_digest(path: str) -> str:
 
 def _is_archive(path: str) -> bool:
     """ADD extracts local tar archives (plain or compressed); other files are copied."""
+    from overlayctl.layer.compression import open_decompressed
+
     try:
         with open(path, "rb") as raw:
             head = open_decompressed(raw).read(512)
@@ -254,6 +255,9 @@ def apply_plan(plan: CopyPlan, context_fd: int, uid: int, gid: int, chmod: int |
             _copy_file(e, context_fd, dest, mode, uid, gid)
     for dest, mtime_ns in reversed(dirs):
         os.utime(dest, ns=(mtime_ns, mtime_ns))
+    if plan.archives:
+        from overlayctl.layer.compression import open_decompressed
+        from overlayctl.layer.extract import extract_layer
     for src, dest in plan.archives:
         _make_parents(dest)
         if not os.path.isdir(dest):

@@ -16,10 +16,15 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args[: _first_command_index(args)]
     try:
-        if _is_fast_run(args):
+        fast = _fast_command(args)
+        if fast == "run":
             from overlayctl.cli.fastrun import fast_run
 
             _exit_now(fast_run(args))
+        if fast == "build":
+            from overlayctl.cli.fastrun import fast_build
+
+            sys.exit(fast_build(args))
         from overlayctl.cli.app import cli
 
         cli.main(args=args, prog_name="overlayctl", standalone_mode=False)
@@ -84,14 +89,15 @@ def _first_command_index(args: list[str]) -> int:
     return i
 
 
-def _is_fast_run(args: list[str]) -> bool:
+def _fast_command(args: list[str]) -> str | None:
+    """`run` or `build` when they can skip click, else None."""
     i = _first_command_index(args)
-    if i >= len(args) or args[i] != "run":
-        return False
+    if i >= len(args) or args[i] not in ("run", "build"):
+        return None
     # Help goes to click, which renders it from the same option table.
     for arg in args[i + 1 :]:
         if arg == "--help":
-            return False
-        if not arg.startswith("-"):
+            return None
+        if not arg.startswith("-") and args[i] == "run":
             break
-    return True
+    return args[i]

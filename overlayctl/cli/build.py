@@ -7,51 +7,19 @@ import time
 
 import click
 
-from overlayctl.cli.common import open_store
+from overlayctl.cli import runopts
+from overlayctl.cli.common import build_image, open_store
 from overlayctl.cli.output import json_lines, table
 from overlayctl.errors import InvalidArgumentError
 
 
 @click.command("build")
+@runopts.click_options(runopts.BUILD_OPTIONS)
 @click.argument("context", metavar="CONTEXT")
-@click.option("-t", "--tag", "tags", multiple=True, metavar="NAME[:TAG]", help="name the image (repeatable)")
-@click.option("-f", "--file", "dockerfile", metavar="PATH", help="the Dockerfile (default: CONTEXT/Dockerfile)")
-@click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE", help="set a build-time ARG")
-@click.option("--no-cache", is_flag=True, help="do not use the build cache")
-@click.option("-q", "--quiet", is_flag=True, help="print only the image ID")
-@click.option("--network", default="none", show_default=True, help="network for RUN: none or host")
-@click.option("--timestamp", type=int, metavar="EPOCH", help="clamp times to EPOCH (default: $SOURCE_DATE_EPOCH)")
 @click.pass_obj
-def build(
-    obj: dict,
-    context: str,
-    tags: tuple[str, ...],
-    dockerfile: str | None,
-    build_args: tuple[str, ...],
-    no_cache: bool,
-    quiet: bool,
-    network: str,
-    timestamp: int | None,
-) -> None:
+def build(obj: dict, context: str, **opts: object) -> None:
     """Build an image from a Dockerfile, one cached layer per step."""
-    from overlayctl.build.builder import BuildOptions
-    from overlayctl.build.builder import build as run_build
-
-    args: dict[str, str] = {}
-    for item in build_args:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise InvalidArgumentError(f'invalid --build-arg "{item}": use KEY=VALUE')
-        if not sep:
-            import os
-
-            value = os.environ.get(key, "")
-        args[key] = value
-    store = open_store(obj)
-    opts = BuildOptions(context, dockerfile, list(tags), args, no_cache, quiet, network, timestamp)
-    image_id = run_build(store, opts)
-    if quiet:
-        click.echo(image_id)
+    build_image(obj, opts, context)
 
 
 @click.command("history")

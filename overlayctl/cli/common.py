@@ -49,3 +49,36 @@ def run_container(global_opts: Mapping[str, Any], opts: Mapping[str, Any], image
         print(container.id)
         return 0
     return lifecycle.run(store, create)
+
+
+def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context: str) -> int:
+    """`build`: options as parsed by click or the fast path."""
+    import os
+
+    from overlayctl.build.builder import BuildOptions, build
+    from overlayctl.errors import InvalidArgumentError
+
+    args: dict[str, str] = {}
+    for item in opts.get("build_args") or []:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise InvalidArgumentError(f'invalid --build-arg "{item}": use KEY=VALUE')
+        args[key] = value if sep else os.environ.get(key, "")
+    timestamp = opts.get("timestamp")
+    if timestamp is not None and not str(timestamp).isdigit():
+        raise InvalidArgumentError(f'--timestamp takes whole seconds since 1970, not "{timestamp}"')
+    store = open_store(global_opts)
+    build_opts = BuildOptions(
+        context,
+        opts.get("dockerfile"),
+        list(opts.get("tags") or []),
+        args,
+        bool(opts.get("no_cache")),
+        bool(opts.get("quiet")),
+        opts.get("network") or "none",
+        int(timestamp) if timestamp is not None else None,
+    )
+    image_id = build(store, build_opts)
+    if build_opts.quiet:
+        print(image_id)
+    return 0

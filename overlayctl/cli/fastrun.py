@@ -1,4 +1,4 @@
-"""`overlayctl run` without click: parse from the shared option table and go."""
+"""`overlayctl run` and `build` without click: parse from the shared option tables and go."""
 
 from __future__ import annotations
 
@@ -20,3 +20,19 @@ def fast_run(args: list[str]) -> int:
     from overlayctl.cli.common import run_container
 
     return run_container(global_opts, opts, positional[0], positional[1:])
+
+
+def fast_build(args: list[str]) -> int:
+    """Parse `[GLOBAL...] build [OPTIONS] CONTEXT` and build."""
+    from overlayctl.cli import _first_command_index
+
+    split = _first_command_index(args)
+    global_opts, rest = runopts.parse(args[:split], runopts.GLOBAL_OPTIONS)
+    if rest:
+        raise InvalidArgumentError(f"unexpected argument {rest[0]}")
+    opts, positional = runopts.parse(args[split + 1 :], runopts.BUILD_OPTIONS, interspersed=True)
+    if len(positional) != 1:
+        raise InvalidArgumentError('"build" requires exactly one argument: overlayctl build [OPTIONS] CONTEXT')
+    from overlayctl.cli.common import build_image
+
+    return build_image(global_opts, opts, positional[0])

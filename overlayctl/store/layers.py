@@ -100,7 +100,7 @@ class LayerStore:
         digest = digest_tree(diff)
         existing = self.find(digest.diff_id)
         if existing is not None:
-            staging.remove_tree(stage)
+            staging.discard_detached(stage, self.paths.tmp)
             return existing, False
         return self.commit_staged(stage, digest.diff_id), True
 

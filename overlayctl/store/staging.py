@@ -90,6 +90,42 @@ def discard(path: str, tmp: str) -> None:
     remove_tree(trash)
 
 
+def discard_detached(path: str, tmp: str) -> None:
+    """Like discard, but the deleting happens in a detached process.
+
+    For a large tree nobody waits for (a duplicate of a stored layer): it
+    leaves its place at once, by rename, and the caller does not pay for
+    thousands of unlinks. If the deleting process dies, the trash entry's
+    owner is gone and sweep removes it.
+    """
+    if not os.path.lexists(path):
+        return
+    trash = os.path.join(tmp, f"trash-{os.getpid()}-{os.urandom(6).hex()}")
+    os.rename(path, trash)
+    pid = os.fork()
+    if pid != 0:
+        os.waitpid(pid, 0)
+        return
+    try:
+        os.setsid()
+        if os.fork() == 0:
+            # Hold none of the caller's pipes open: whoever reads our
+            # output must see its end now, not when the deleting is done.
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.closerange(3, 65536)
+            try:
+                import _prctl
+
+                _prctl.set_proctitle("overlayctl: removing a duplicate layer")
+            except (ImportError, OSError):
+                pass
+            remove_tree(trash)
+    finally:
+        os._exit(0)
+
+
 def sweep(tmp: str) -> None:
     """Delete staging entries whose owning process is gone (a crash leftover)."""
     for name in os.listdir(tmp):
