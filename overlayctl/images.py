@@ -64,11 +64,14 @@ def image_history(store: Store, image: Image) -> list[dict[str, Any]]:
     entries = list(image.config.get("history") or [])
     ids: list[str] = ["<missing>"] * len(entries)
     current: str | None = image.id
+    cache = store.build_cache
     for i in range(len(entries) - 1, -1, -1):
-        if not current:
+        # An ID is shown only for an image this store has: a tagged or
+        # untagged image, or the result of a build step it remembers.
+        if not current or not (current == image.id or cache.known(current) or _exists(store, current)):
             break
         ids[i] = current
-        current = store.build_cache.parent_of(current)
+        current = cache.parent_of(current)
     sizes = iter(layer.size for layer in image.layers)
     rows = []
     for image_id, entry in zip(ids, entries, strict=True):
@@ -84,3 +87,11 @@ def image_history(store: Store, image: Image) -> list[dict[str, Any]]:
         )
     rows.reverse()
     return rows
+
+
+def _exists(store: Store, image_id: str) -> bool:
+    try:
+        store.images.get(image_id)
+    except OverlayctlError:
+        return False
+    return True

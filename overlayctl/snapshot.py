@@ -166,7 +166,14 @@ def commit(
     config["created"] = created
     config.setdefault("history", []).append(entry)
     config["rootfs"]["diff_ids"].append(layer.diff_id)
-    return store.images.create(config, ref)
+    new = store.images.create(config, ref)
+    # Remember where it came from, as a build step would, so that `history`
+    # can name the image below it. The key is unique: never a cache hit.
+    from overlayctl.store.buildcache import CacheEntry
+
+    key = "commit:" + os.urandom(16).hex()
+    store.build_cache.record(new.id, [CacheEntry(image.id, key, new.id, jsonio.canonical(config))])
+    return new
 
 
 def _apply_change(config: dict[str, Any], text: str) -> None:

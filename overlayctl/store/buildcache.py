@@ -53,5 +53,10 @@ class BuildCache:
         row = self.conn.execute("SELECT parent FROM build_cache WHERE result = ? LIMIT 1", (image_id,)).fetchone()
         return None if row is None else str(row[0])
 
+    def known(self, image_id: str) -> bool:
+        """Whether a build step here produced this image ID."""
+        row = self.conn.execute("SELECT 1 FROM build_cache WHERE result = ? LIMIT 1", (image_id,)).fetchone()
+        return row is not None
+
     def count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM build_cache").fetchone()[0])

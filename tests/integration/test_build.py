@@ -235,9 +235,19 @@ def test_diff_commit_export_round_trip_whiteouts_and_opaque_dirs(cli, bb, tmp_pa
     hist = _history(cli, image_id)
     assert hist[0]["Comment"] == "snapshot"
 
-    # The committed layer carries OCI whiteouts: the layer dir has overlay ones.
-    layer = [d for d in _inspect_image(cli, "snap:1")["RootFS"]["Layers"]][-1]
-    assert layer.startswith("sha256:")
+    assert hist[1]["ID"] == bb  # the image the container ran
+    # As a layer tar, the commit carries OCI whiteouts: a .wh. file for the
+    # deleted file and the opaque marker for the replaced directory.
+    diff_id = _inspect_image(cli, "snap:1")["RootFS"]["Layers"][-1]
+    layer_dir = cli.root / "layers" / diff_id.split(":")[1][:16] / "diff"
+    from overlayctl.layer.writer import write_layer_tar
+
+    buf = io.BytesIO()
+    assert write_layer_tar(str(layer_dir), buf).diff_id == diff_id
+    buf.seek(0)
+    with tarfile.open(fileobj=buf) as tar:
+        names = set(tar.getnames())
+    assert {"etc/.wh.group", "usr/.wh..wh..opq", "usr/new/file", "added"} <= names
 
     cli.ok("export", "-o", str(tmp_path / "c1.tar"), "c1")
     with tarfile.open(tmp_path / "c1.tar") as tar:
@@ -306,3 +316,14 @@ def test_untouched_context_hits_without_reading_and_a_same_size_edit_misses(cli,
     # Back to the old content: the content key finds the first build.
     target.write_text("aaaa\n")
     assert cli.ok("build", "-q", str(ctx)).strip() == first
+
+
+def test_history_shows_missing_where_the_image_below_is_gone(cli, bb, cow_test):
+    cli.ok("build", "-t", "acme/my-base-image:1.0", "-f", str(cow_test / "Dockerfile.base"), str(cow_test))
+    cli.ok("build", "-t", "acme/my-final-image:1.0", "-f", str(cow_test / "Dockerfile"), str(cow_test))
+    cli.ok("rmi", "acme/my-base-image:1.0", "bb:1")
+    rows = _history(cli, "acme/my-final-image:1.0")
+    assert rows[0]["ID"] == _inspect_image(cli, "acme/my-final-image:1.0")["Id"]
+    assert [r["ID"] for r in rows[1:]] == ["<missing>", "<missing>"]
+    # The layers stay: the final image still uses them.
+    assert cli.ok("run", "--rm", "acme/my-final-image:1.0") == "Hello world\n"
