@@ -15,6 +15,11 @@ from overlayctl.units import now_rfc3339
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
+def host_architecture() -> str:
+    """This machine's architecture as OCI image configs name it (GOARCH)."""
+    return _GOARCH.get(platform.machine(), platform.machine())
+
+
 def import_image(store: Store, source: str, name: str | None, message: str = "") -> tuple[Image, bool]:
     """`docker import`: a root filesystem tar (plain, gzip, xz, zstd, bzip2)
     becomes a one-layer image. Returns the image and whether its layer was
@@ -39,7 +44,7 @@ def import_image(store: Store, source: str, name: str | None, message: str = "")
             stream.close()
     created = now_rfc3339()
     config: dict[str, Any] = {
-        "architecture": _GOARCH.get(platform.machine(), platform.machine()),
+        "architecture": host_architecture(),
         "os": "linux",
         "created": created,
         "config": {},

@@ -34,7 +34,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TextIO
 
-_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 _NOP = "/bin/sh -c #(nop) "
 _SUPPORTED_NETWORKS = ("none", "host")
@@ -216,10 +215,10 @@ class Builder:
         name = words[0]
         self.shell = list(DEFAULT_SHELL)
         if name == "scratch":
-            import platform
+            from overlayctl.images import host_architecture
 
             config: dict[str, Any] = {
-                "architecture": _GOARCH.get(platform.machine(), platform.machine()),
+                "architecture": host_architecture(),
                 "os": "linux",
                 "config": {},
                 "rootfs": {"type": "layers", "diff_ids": []},
