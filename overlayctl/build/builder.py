@@ -112,6 +112,11 @@ class Builder:
                 raise InvalidArgumentError(f'SOURCE_DATE_EPOCH must be whole seconds since 1970, not "{text}"')
             epoch = int(text)
         self.epoch = epoch
+        # Staging left by builds that crashed (their process is gone) goes
+        # before this build adds its own.
+        from overlayctl.store.staging import sweep
+
+        sweep(store.paths.tmp)
         self.cache_entries: list[CacheEntry] = []
         self.new_layers: list[str] = []
         self.args: dict[str, str | None] = {}  # ARGs declared in the stage: name -> value

@@ -121,7 +121,11 @@ def discard_detached(path: str, tmp: str) -> None:
                 _prctl.set_proctitle("overlayctl: removing a duplicate layer")
             except (ImportError, OSError):
                 pass
-            remove_tree(trash)
+            # Named after the process that deletes it, so that sweep leaves
+            # it alone for as long as the deleting goes on.
+            mine = os.path.join(tmp, f"trash-{os.getpid()}-{os.urandom(6).hex()}")
+            os.rename(trash, mine)
+            remove_tree(mine)
     finally:
         os._exit(0)
 
@@ -131,4 +135,7 @@ def sweep(tmp: str) -> None:
     for name in os.listdir(tmp):
         parts = name.split("-")
         if len(parts) >= 3 and parts[1].isdigit() and not os.path.exists(f"/proc/{parts[1]}"):
-            remove_tree(os.path.join(tmp, name))
+            try:
+                remove_tree(os.path.join(tmp, name))
+            except FileNotFoundError:
+                pass  # another sweep got there first

@@ -327,3 +327,17 @@ def test_history_shows_missing_where_the_image_below_is_gone(cli, bb, cow_test):
     assert [r["ID"] for r in rows[1:]] == ["<missing>", "<missing>"]
     # The layers stay: the final image still uses them.
     assert cli.ok("run", "--rm", "acme/my-final-image:1.0") == "Hello world\n"
+
+
+def test_a_crashed_builds_staging_is_swept_by_the_next_build(cli, bb, tmp_path):
+    ctx = tmp_path / "ctx"
+    _write(ctx / "Dockerfile", "FROM bb:1\nRUN touch /x\n")
+    cli.ok("build", "-q", str(ctx))
+    # What a build killed mid-step leaves: a staging dir named after a dead process.
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    leftover = cli.root / "tmp" / f"build-{proc.pid}-0123456789ab"
+    (leftover / "diff" / "etc").mkdir(parents=True)
+    (leftover / "diff" / "etc" / "file").write_text("half written\n")
+    cli.ok("build", "-q", "--no-cache", str(ctx))
+    assert not leftover.exists()
