@@ -21,7 +21,7 @@ DEFAULT_CAPABILITIES = (
 )
 
 
-def drop_to(keep: tuple[str, ...] = DEFAULT_CAPABILITIES) -> None:
+def drop_to(keep: tuple[str, ...] | None = DEFAULT_CAPABILITIES) -> None:
     """Shrink the bounding set to `keep`; cut effective and permitted to it;
     clear inheritable (and with it the ambient set).
 
@@ -32,6 +32,9 @@ def drop_to(keep: tuple[str, ...] = DEFAULT_CAPABILITIES) -> None:
     """
     import _prctl
 
+    if keep is None:  # privileged: everything stays, only inheritable is cleared
+        _prctl.set_caps([], [], [], [], [], list(range(_prctl.CAP_LAST_CAP + 1)))
+        return
     wanted = {getattr(_prctl, "CAP_" + name.upper()) for name in keep}
     # The kernel may know capabilities newer than python-prctl: the
     # bounding set is cut up to the kernel's own last one.

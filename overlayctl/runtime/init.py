@@ -17,15 +17,21 @@ import stat
 from overlayctl.errors import CommandNotExecutableError, CommandNotFoundError, KernelError, OverlayctlError
 from overlayctl.runtime import syscalls as sc
 from overlayctl.runtime.mountplan import rootfs_plan
-from overlayctl.runtime.spec import DEFAULT_PATH, ContainerSpec
+from overlayctl.runtime.spec import DEFAULT_PATH, ContainerSpec, Mount
 
 NAMESPACES = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWNET | sc.CLONE_NEWCGROUP
 
 
-def container_main(spec: ContainerSpec, error_fd: int, console_fd: int | None) -> None:
-    """Set up the container and exec its command; never returns."""
+def container_main(
+    spec: ContainerSpec, error_fd: int, console_fd: int | None, sync_fds: tuple[int, int] | None = None
+) -> None:
+    """Set up the container and exec its command; never returns.
+
+    With `sync_fds` (ready_w, go_r), PID 1 says when its namespaces exist
+    and waits for the supervisor to finish its part (the network) first.
+    """
     try:
-        _setup(spec, console_fd)
+        _setup(spec, console_fd, sync_fds)
         path = resolve_command(spec.argv[0], spec.env_value("PATH") or DEFAULT_PATH)
         _reset_signals()
         try:
@@ -50,14 +56,17 @@ def _report(error_fd: int, code: int, message: str) -> None:
         os._exit(code)
 
 
-def _setup(spec: ContainerSpec, console_fd: int | None) -> None:
+def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int] | None = None) -> None:
     # After pivot_root the host's files, Python's library included, are out
     # of reach: import everything the rest of the set-up needs now.
     import _signal  # noqa: F401  (used by _reset_signals)
 
-    import _prctl  # noqa: F401  (used by capabilities)
+    import _prctl
 
     from overlayctl.runtime.capabilities import drop_to, set_parent_death_signal
+
+    if spec.user:
+        import overlayctl.runtime.users  # noqa: F401  (resolved after pivot_root)
 
     if spec.tty:
         import fcntl  # noqa: F401
@@ -67,11 +76,27 @@ def _setup(spec: ContainerSpec, console_fd: int | None) -> None:
     # A killed supervisor takes its container with it: nothing would record
     # the exit, and the mount namespace dies with the last process.
     set_parent_death_signal(9)
+    # Into the container's cgroups first, so that everything it ever starts
+    # is counted, and before the cgroup namespace makes them its root.
+    for procs in spec.cgroup_procs:
+        with open(procs, "w") as f:
+            f.write("0")
     sc.unshare(NAMESPACES if spec.network != "host" else NAMESPACES & ~sc.CLONE_NEWNET)
+    if sync_fds is not None:
+        ready_w, go_r = sync_fds
+        os.write(ready_w, b"r")
+        os.close(ready_w)
+        if os.read(go_r, 1) != b"g":
+            raise KernelError("the supervisor did not finish setting up the container's namespaces")
+        os.close(go_r)
     # Nothing mounted from here on may propagate back to the host.
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-    rootfs_plan(spec.layout, spec.store_root, spec.overlay_api).execute(spec.mountpoint)
+    rootfs_plan(spec.layout, spec.store_root, spec.overlay_api, spec.privileged).execute(spec.mountpoint)
+    trees = _open_mount_sources(spec.mounts)
     _switch_root(spec.mountpoint)
+    _attach_mounts(spec.mounts, trees)
+    if spec.readonly_rootfs:
+        sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
     if spec.hostname:
         sc.sethostname(spec.hostname)
     if spec.network != "host":
@@ -82,14 +107,74 @@ def _setup(spec: ContainerSpec, console_fd: int | None) -> None:
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
+    uid, gid, groups = spec.uid, spec.gid, []
+    if spec.user:
+        who = _resolve_user(spec.user)
+        uid, gid, groups = who.uid, who.gid, who.groups
+        if spec.env_value("HOME") is None:
+            spec.env.append(f"HOME={who.home}")
     _enter_workdir(spec.cwd)
-    drop_to()
-    if spec.uid or spec.gid:
-        os.setgroups([])
-        os.setgid(spec.gid)
-        os.setuid(spec.uid)
-    elif os.getgroups():
-        os.setgroups([])
+    if spec.privileged:
+        drop_to(None)
+    elif spec.capabilities is not None:
+        drop_to(spec.capabilities)
+    else:
+        drop_to()
+    os.setgroups(groups)
+    if uid or gid:
+        os.setgid(gid)
+        os.setuid(uid)
+    if not spec.privileged:
+        # No setuid binary or file capability can give back what was dropped.
+        _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
+        if spec.seccomp:
+            sc.seccomp_set_filter(spec.seccomp)
+
+
+def _resolve_user(user: str):  # type: ignore[no-untyped-def]
+    from overlayctl.runtime.users import resolve_user
+
+    def read(path: str) -> str:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    return resolve_user(user, read("/etc/passwd"), read("/etc/group"))
+
+
+def _open_mount_sources(mounts: list[Mount]) -> list[int | None]:
+    """Clone each bind source's mount tree while the host's paths are reachable."""
+    return [sc.open_tree_clone(m.source) if m.kind == "bind" else None for m in mounts]
+
+
+def _attach_mounts(mounts: list[Mount], trees: list[int | None]) -> None:
+    """Attach volumes, binds and tmpfs mounts, after pivot_root: every target
+    resolves inside the container's own root, symlinks included, so no
+    symlink in the image can aim a mount at the host."""
+    for mount, tree in zip(mounts, trees, strict=True):
+        target = mount.target
+        if tree is not None:
+            is_dir = stat.S_ISDIR(os.fstat(tree).st_mode)
+            _make_target(target, is_dir)
+            sc.move_mount(tree, target)
+            os.close(tree)
+            if mount.readonly:
+                sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
+        else:
+            _make_target(target, True)
+            flags = sc.MS_NOSUID | sc.MS_NODEV | (sc.MS_RDONLY if mount.readonly else 0)
+            sc.mount("tmpfs", target, "tmpfs", flags, mount.options or None)
+
+
+def _make_target(path: str, is_dir: bool) -> None:
+    if is_dir:
+        os.makedirs(path, 0o755, exist_ok=True)
+        return
+    os.makedirs(os.path.dirname(path) or "/", 0o755, exist_ok=True)
+    if not os.path.exists(path):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
 
 
 def _switch_root(new_root: str) -> None:

@@ -179,6 +179,61 @@ _DEV_LINKS = (
 )
 
 
+# runc's defaults, which Docker applies to every unprivileged container:
+# kernel interfaces that leak host information or let root poke the kernel.
+MASKED_PATHS = (
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+class MaskedPath(MountOp):
+    """Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def execute(self, root: str) -> None:
+        path = _inside(root, self.target)
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return  # nothing to hide on this kernel
+        if stat.S_ISDIR(st.st_mode):
+            sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, "size=0")
+        else:
+            sc.mount(_inside(root, "/dev/null"), path, None, sc.MS_BIND)
+
+
+class ReadonlyPath(MountOp):
+    """Bind a path onto itself and make that bind read-only."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def execute(self, root: str) -> None:
+        path = _inside(root, self.target)
+        if not os.path.lexists(path):
+            return
+        sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
+        locked = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC  # kept from /proc's own mount
+        sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | locked)
+
+
 class RootfsPlan:
     """Everything mounted, in order, before pivot_root."""
 
@@ -190,14 +245,16 @@ class RootfsPlan:
             op.execute(root)
 
 
-def rootfs_plan(layout: OverlayLayout, classic_base: str, api: str = "new") -> RootfsPlan:
+def rootfs_plan(layout: OverlayLayout, classic_base: str, api: str = "new", privileged: bool = False) -> RootfsPlan:
     """The default root filesystem: overlay, /proc, read-only /sys and a
-    minimal /dev with its own devpts instance and /dev/shm."""
+    minimal /dev with its own devpts instance and /dev/shm; then runc's
+    masked and read-only paths (not for a privileged container, whose /sys
+    is writable too)."""
     nosuid_nodev_noexec = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
     ops: list[MountOp] = [
         OverlayMount(layout, classic_base, api),
         FsMount("proc", "/proc", nosuid_nodev_noexec),
-        FsMount("sysfs", "/sys", nosuid_nodev_noexec | sc.MS_RDONLY),
+        FsMount("sysfs", "/sys", nosuid_nodev_noexec | (0 if privileged else sc.MS_RDONLY)),
         FsMount("tmpfs", "/dev", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k"),
     ]
     ops += [DeviceNode(f"/dev/{name}", major, minor) for name, major, minor in _DEVICES]
@@ -209,4 +266,7 @@ def rootfs_plan(layout: OverlayLayout, classic_base: str, api: str = "new") -> R
         FsMount("tmpfs", "/dev/shm", nosuid_nodev_noexec, "mode=1777,size=65536k"),
     ]
     ops += [Symlink(path, to) for path, to in _DEV_LINKS]
+    if not privileged:
+        ops += [MaskedPath(path) for path in MASKED_PATHS]
+        ops += [ReadonlyPath(path) for path in READONLY_PATHS]
     return RootfsPlan(ops)

@@ -29,6 +29,13 @@ class ContainerSpec:
         stdin: bool = False,
         overlay_api: str = "new",
         network: str = "none",
+        user: str = "",
+        capabilities: tuple[str, ...] | None = None,
+        privileged: bool = False,
+        readonly_rootfs: bool = False,
+        mounts: list[Mount] | None = None,
+        cgroup_procs: list[str] | None = None,
+        seccomp: bytes | None = None,
     ) -> None:
         self.layout = layout
         self.store_root = store_root  # the classic mount(2) fallback chdirs here
@@ -42,7 +49,15 @@ class ContainerSpec:
         self.tty = tty
         self.stdin = stdin
         self.overlay_api = overlay_api  # "new" (fsconfig lowerdir+) or "classic"
-        self.network = network  # "none": own namespace with lo only; "host": the host's
+        self.network = network  # "none": own namespace with lo only; "host": the host's;
+        # anything else: own namespace that the supervisor configures (see supervisor.run's on_namespaces)
+        self.user = user  # USER as given (name or id, [:group]); resolved inside the root when set
+        self.capabilities = capabilities  # names to keep; None: Docker's default set
+        self.privileged = privileged  # every capability, no masked paths, /sys writable, no seccomp
+        self.readonly_rootfs = readonly_rootfs
+        self.mounts = mounts or []  # volumes, binds, tmpfs, generated /etc files: after the root is built
+        self.cgroup_procs = cgroup_procs or []  # cgroup.procs files PID 1 joins before anything else
+        self.seccomp = seccomp  # a compiled BPF filter (struct sock_filter array), loaded just before exec
 
     def env_value(self, key: str) -> str | None:
         prefix = key + "="
@@ -50,6 +65,29 @@ class ContainerSpec:
             if item.startswith(prefix):
                 return item[len(prefix) :]
         return None
+
+
+class Mount:
+    """Something mounted into the container after its root is built.
+
+    kind "bind": `source` is a host path (file or directory), attached at
+    `target` inside the container; "tmpfs": a fresh tmpfs with `options`.
+    Targets are resolved after pivot_root, inside the container's root, so a
+    symlink in the image can never send a mount onto the host.
+    """
+
+    __slots__ = ("kind", "source", "target", "readonly", "options")
+
+    def __init__(self, kind: str, source: str, target: str, readonly: bool = False, options: str = "") -> None:
+        self.kind = kind
+        self.source = source
+        self.target = target
+        self.readonly = readonly
+        self.options = options
+
+    def __repr__(self) -> str:
+        ro = ",ro" if self.readonly else ""
+        return f"Mount({self.kind} {self.source or ''} -> {self.target}{ro})"
 
 
 def merge_env(image_env: list[str], overrides: list[str]) -> list[str]:

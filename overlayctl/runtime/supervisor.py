@@ -21,8 +21,18 @@ if TYPE_CHECKING:
 FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 
 
-def run(spec: ContainerSpec, on_started: Callable[[int], None] | None = None, attach_stdin: bool = True) -> int:
+def run(
+    spec: ContainerSpec,
+    on_started: Callable[[int], None] | None = None,
+    attach_stdin: bool = True,
+    on_namespaces: Callable[[int], None] | None = None,
+) -> int:
     """Start the container, wait for it, return its exit code.
+
+    `on_namespaces(pid)` runs in the supervisor once PID 1 has its own
+    namespaces and before it builds its root (the network is configured
+    there, from the host's side); PID 1 waits for it. If it raises, the
+    container is killed and reaped and the error passes on.
 
     Raises OverlayctlError (with exit code 125, 126 or 127) if the container
     could not be set up or its command could not be executed; the container
@@ -39,6 +49,11 @@ def run(spec: ContainerSpec, on_started: Callable[[int], None] | None = None, at
         import socket
 
         console_parent, console_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    sync_child = sync_parent = None
+    if on_namespaces is not None:
+        ready_r, ready_w = os.pipe()
+        go_r, go_w = os.pipe()
+        sync_child, sync_parent = (ready_w, go_r), (ready_r, go_w)
     pid = _fork_in_new_pid_namespace()
     if pid == 0:
         # The child must never unwind into the caller's code (which would
@@ -47,14 +62,25 @@ def run(spec: ContainerSpec, on_started: Callable[[int], None] | None = None, at
             os.close(error_r)
             if console_parent is not None:
                 console_parent.close()
+            if sync_parent is not None:
+                for fd in sync_parent:
+                    os.close(fd)
             from overlayctl.runtime.init import container_main
 
-            container_main(spec, error_w, console_child.detach() if console_child is not None else None)
+            container_main(spec, error_w, console_child.detach() if console_child is not None else None, sync_child)
         finally:
             os._exit(125)
     os.close(error_w)
     if console_child is not None:
         console_child.close()
+    if sync_parent is not None and sync_child is not None and on_namespaces is not None:
+        for fd in sync_child:
+            os.close(fd)
+        try:
+            _sync_namespaces(pid, sync_parent, on_namespaces)
+        except BaseException:
+            os.close(error_r)
+            raise
 
     # From now on the user's signals are the container's.
     previous = {}
@@ -81,6 +107,25 @@ def run(spec: ContainerSpec, on_started: Callable[[int], None] | None = None, at
             signal.signal(sig, handler)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
+
+
+def _sync_namespaces(pid: int, fds: tuple[int, int], hook: Callable[[int], None]) -> None:
+    ready_r, go_w = fds
+    try:
+        ready = os.read(ready_r, 1)
+        if ready == b"r":
+            try:
+                hook(pid)
+            except BaseException:
+                _forward(pid, 9)
+                os.waitpid(pid, 0)
+                raise
+            os.write(go_w, b"g")
+        # Otherwise PID 1 failed before its namespaces existed: the error
+        # pipe says why.
+    finally:
+        os.close(ready_r)
+        os.close(go_w)
 
 
 def _fork_in_new_pid_namespace() -> int:

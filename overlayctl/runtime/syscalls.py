@@ -59,6 +59,9 @@ FSCONFIG_CMD_CREATE = 6
 FSMOUNT_CLOEXEC = 1
 MOVE_MOUNT_F_EMPTY_PATH = 4
 AT_FDCWD = -100
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = 0o2000000
+AT_RECURSIVE = 0x8000
 
 _SYSCALLS = {
     # name: (x86_64, aarch64)
@@ -66,6 +69,8 @@ _SYSCALLS = {
     "setns": (308, 268),
     "unshare": (272, 97),
     "syncfs": (306, 267),
+    "open_tree": (428, 428),
+    "seccomp": (317, 277),
     "move_mount": (429, 429),
     "fsopen": (430, 430),
     "fsconfig": (431, 431),
@@ -217,6 +222,42 @@ def move_mount(mount_fd: int, target: str) -> None:
             ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH),
         ),
         f"move_mount to {target}",
+    )
+
+
+def open_tree_clone(path: str) -> int:
+    """A detached copy of the mount tree at path (a bind source), as an fd:
+    it can be attached later, after pivot_root, when `path` is out of reach."""
+    return _check(
+        _syscall(
+            _nr("open_tree"),
+            ctypes.c_int(AT_FDCWD),
+            ctypes.c_char_p(os.fsencode(path)),
+            ctypes.c_uint(OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE),
+        ),
+        f"open_tree {path}",
+    )
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+SECCOMP_SET_MODE_FILTER = 1
+_BPF_INSTRUCTION_SIZE = 8  # struct sock_filter: u16 code, u8 jt, u8 jf, u32 k
+
+
+def seccomp_set_filter(program: bytes) -> None:
+    """Install a compiled seccomp BPF program (an array of struct
+    sock_filter, as libseccomp's seccomp_export_bpf writes it) on the caller.
+    no_new_privs must be set first."""
+    if not program or len(program) % _BPF_INSTRUCTION_SIZE:
+        raise KernelError(f"seccomp: a BPF program of {len(program)} bytes is not whole instructions")
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // _BPF_INSTRUCTION_SIZE, ctypes.cast(buf, ctypes.c_void_p))
+    _check(
+        _syscall(_nr("seccomp"), ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(0), ctypes.byref(prog)),
+        "seccomp(SECCOMP_SET_MODE_FILTER)",
     )
 
 
