@@ -21,7 +21,7 @@ try:
 except ImportError:  # pragma: no cover
     import sqlite3 as _sqlite
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
@@ -79,6 +79,40 @@ CREATE TABLE IF NOT EXISTS build_cache (
 );
 CREATE INDEX IF NOT EXISTS build_cache_by_result ON build_cache(result);
 CREATE INDEX IF NOT EXISTS build_cache_by_owner ON build_cache(owner);
+-- v3: networks and their address leases.
+CREATE TABLE IF NOT EXISTS networks (
+    name        TEXT PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,      -- 64 hex, as Docker's network IDs
+    driver      TEXT NOT NULL,             -- bridge
+    bridge      TEXT NOT NULL UNIQUE,      -- the host's bridge device
+    subnet      TEXT NOT NULL,             -- e.g. 10.88.0.0/16
+    gateway     TEXT NOT NULL,             -- the bridge's own address
+    created     TEXT NOT NULL,
+    options     TEXT NOT NULL DEFAULT '{}' -- JSON
+);
+CREATE TABLE IF NOT EXISTS leases (
+    network     TEXT NOT NULL REFERENCES networks(name),
+    address     TEXT NOT NULL,
+    container   TEXT NOT NULL,             -- container ID
+    mac         TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (network, address)
+);
+CREATE INDEX IF NOT EXISTS leases_by_container ON leases(container);
+-- v3: named and anonymous volumes, and which containers use them.
+CREATE TABLE IF NOT EXISTS volumes (
+    name        TEXT PRIMARY KEY,
+    driver      TEXT NOT NULL,             -- local
+    anonymous   INTEGER NOT NULL DEFAULT 0,
+    created     TEXT NOT NULL,
+    labels      TEXT NOT NULL DEFAULT '{}' -- JSON
+);
+CREATE TABLE IF NOT EXISTS volume_users (
+    volume      TEXT NOT NULL REFERENCES volumes(name),
+    container   TEXT NOT NULL,             -- container ID
+    target      TEXT NOT NULL,             -- mount point inside the container
+    PRIMARY KEY (volume, container, target)
+);
+CREATE INDEX IF NOT EXISTS volume_users_by_container ON volume_users(container);
 """
 
 
