@@ -37,7 +37,7 @@ def container_inspect(store: Store, container: Container, size: bool = False) ->
             "Running": running,
             "Paused": False,
             "Restarting": False,
-            "OOMKilled": False,
+            "OOMKilled": container.oom_killed,
             "Dead": False,
             "Pid": container.pid if running else 0,
             "ExitCode": container.exit_code
@@ -62,6 +62,21 @@ def container_inspect(store: Store, container: Container, size: bool = False) ->
         },
         "Config": dict(cfg, Hostname=cfg.get("Hostname") or container.id[:12]),
     }
+    hc = data["HostConfig"]
+    hc.pop("Limits", None)  # the options as given; the parsed values are beside them
+    if hc.get("Mounts"):
+        from overlayctl import volumes
+
+        data["Mounts"] = volumes.inspect_mounts(store, container)
+    else:
+        data["Mounts"] = []
+    mode = hc.get("NetworkMode") or "none"
+    if mode not in ("none", "host"):
+        from overlayctl.network import attach
+
+        data["NetworkSettings"] = attach.settings_for(store, container)
+    else:
+        data["NetworkSettings"] = {"IPAddress": "", "Networks": {mode: {}}}
     if size:
         size_rw = container_size(store, container)
         data["SizeRw"] = size_rw

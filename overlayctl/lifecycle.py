@@ -36,6 +36,7 @@ class CreateOptions:
         tty: bool = False,
         interactive: bool = False,
         auto_remove: bool = False,
+        host: dict[str, Any] | None = None,
     ) -> None:
         self.image = image
         self.command = command or []
@@ -48,6 +49,10 @@ class CreateOptions:
         self.tty = tty
         self.interactive = interactive
         self.auto_remove = auto_remove
+        # Isolation options as given (network, ip, cap_add, cap_drop,
+        # privileged, read_only, security_opt, volume, mount, tmpfs, memory,
+        # memory_swap, pids_limit, cpus, cpu_shares); checked by _host_config.
+        self.host = host or {}
 
 
 def create(store: Store, opts: CreateOptions) -> Container:
@@ -72,7 +77,11 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
     if opts.workdir is not None and not opts.workdir.startswith("/"):
         raise InvalidArgumentError(f'working directory "{opts.workdir}" is not an absolute path')
     user = opts.user if opts.user is not None else image_cfg.get("User", "") or ""
-    parse_user(user)
+    if user:
+        from overlayctl.runtime.users import check_user_syntax
+
+        check_user_syntax(user)
+    host_config = _host_config(opts)
     config: dict[str, Any] = {
         "Config": {
             "Hostname": opts.hostname or "",
@@ -85,9 +94,70 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
             "OpenStdin": opts.interactive,
             "Image": opts.image,
         },
-        "HostConfig": {"AutoRemove": opts.auto_remove},
+        "HostConfig": host_config,
     }
+    requests = opts.host.get("mount_requests")
+    if requests or image_cfg.get("Volumes"):
+        container = store.containers.create(image.id, opts.image, config, opts.name)
+        return _with_volumes(store, container, image, requests or [])
     return store.containers.create(image.id, opts.image, config, opts.name)
+
+
+def _host_config(opts: CreateOptions) -> dict[str, Any]:
+    """HostConfig as Docker's inspect shows it, every option checked now:
+    a bad value is refused before anything is created."""
+    host = opts.host
+    # TEMPORARY: "none" until the bridge network lands; then "bridge", as Docker.
+    hc: dict[str, Any] = {"AutoRemove": opts.auto_remove, "NetworkMode": host.get("network") or "none"}
+    if host.get("ip"):
+        hc["IPAddress"] = host["ip"]
+    if hc["NetworkMode"] in ("none", "host") and host.get("ip"):
+        raise InvalidArgumentError(f'--ip needs a bridge network, not "{hc["NetworkMode"]}"')
+    cap_add, cap_drop = list(host.get("cap_add") or []), list(host.get("cap_drop") or [])
+    if cap_add or cap_drop:
+        from overlayctl.runtime.capabilities import resolve_capabilities
+
+        resolve_capabilities(cap_add, cap_drop)  # validates
+        hc["CapAdd"], hc["CapDrop"] = cap_add, cap_drop
+    if host.get("privileged"):
+        hc["Privileged"] = True
+    if host.get("read_only"):
+        hc["ReadonlyRootfs"] = True
+    security = list(host.get("security_opt") or [])
+    for item in security:
+        key, sep, value = item.partition("=")
+        if key == "seccomp" and sep and value:
+            continue
+        if key in ("no-new-privileges", "no-new-privileges:true"):
+            continue
+        raise InvalidArgumentError(
+            f'invalid --security-opt "{item}": use seccomp=unconfined or seccomp=PROFILE.json'
+        )
+    if security:
+        hc["SecurityOpt"] = security
+    limit_keys = ("memory", "memory_swap", "pids_limit", "cpus", "cpu_shares")
+    if any(host.get(k) for k in limit_keys):
+        from overlayctl.runtime.cgroups import parse_limits
+
+        limits = parse_limits(*(host.get(k) for k in limit_keys))
+        hc.update(limits.to_inspect())
+        hc["Limits"] = {k: host.get(k) for k in limit_keys if host.get(k)}
+    return hc
+
+
+def _with_volumes(store: Store, container: Container, image: Image, requests: list[Any]) -> Container:
+    """Create volumes (named ones on first use, anonymous ones for the
+    image's VOLUME entries), seed new ones from the image, record the use."""
+    from overlayctl import volumes
+
+    try:
+        mounts = volumes.prepare(store, container.id, requests, image)
+    except BaseException:
+        store.containers.remove(container, force=True)
+        raise
+    container.config["HostConfig"]["Mounts"] = mounts
+    store.containers.update_config(container.id, container.config)
+    return container
 
 
 def _entrypoint(override: str | None, image_entrypoint: list[str] | None) -> list[str]:
@@ -96,34 +166,62 @@ def _entrypoint(override: str | None, image_entrypoint: list[str] | None) -> lis
     return list(image_entrypoint or [])
 
 
-def parse_user(user: str) -> tuple[int, int]:
-    """UID[:GID] as numbers (names arrive with /etc/passwd support)."""
-    if not user:
-        return 0, 0
-    uid_text, _, gid_text = user.partition(":")
-    if not uid_text.isdigit() or (gid_text and not gid_text.isdigit()):
-        raise InvalidArgumentError(f'user "{user}" must be numeric UID[:GID] for now, e.g. --user 1000:1000')
-    uid = int(uid_text)
-    return uid, int(gid_text) if gid_text else 0
-
-
 def container_spec(store: Store, container: Container, image: Image) -> ContainerSpec:
-    """Resolve everything the runtime needs to start this container."""
+    """Resolve everything the runtime needs to start this container
+    (network and cgroup are added by the start itself)."""
     cfg = container.config["Config"]
-    uid, gid = parse_user(cfg.get("User") or "")
+    hc = container.config.get("HostConfig", {})
+    env = list(cfg["Env"])
+    user = cfg.get("User") or ""
+    if not user and not any(e.startswith("HOME=") for e in env):
+        env.append("HOME=/root")
+    privileged = bool(hc.get("Privileged"))
+    capabilities = None
+    if hc.get("CapAdd") or hc.get("CapDrop"):
+        from overlayctl.runtime.capabilities import resolve_capabilities
+
+        capabilities = resolve_capabilities(hc.get("CapAdd") or [], hc.get("CapDrop") or [])
+    mounts = []
+    if hc.get("Mounts"):
+        from overlayctl import volumes
+
+        mounts = volumes.mounts_for(store, container)
+    seccomp = None
+    if not privileged:
+        profile = None
+        for item in hc.get("SecurityOpt") or []:
+            key, _, value = item.partition("=")
+            if key == "seccomp":
+                profile = value
+        from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES
+
+        try:  # TEMPORARY until runtime/seccomp.py lands
+            from overlayctl.runtime.seccomp import compile_profile
+        except ImportError:
+            compile_profile = lambda *a: None  # noqa: E731
+        seccomp = compile_profile(
+            profile,
+            capabilities if capabilities is not None else DEFAULT_CAPABILITIES,
+            os.path.join(store.paths.runroot, "seccomp"),
+        )
     return ContainerSpec(
         layout=store.overlay_layout(image, container),
         store_root=store.paths.root,
         mountpoint=store.paths.mountpoint,
         argv=list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or []),
-        env=list(cfg["Env"]),
+        env=env,
         cwd=cfg.get("WorkingDir") or "/",
         hostname=cfg.get("Hostname") or container.id[:12],
-        uid=uid,
-        gid=gid,
         tty=bool(cfg.get("Tty")),
         stdin=bool(cfg.get("OpenStdin")),
         overlay_api=os.environ.get("OVERLAYCTL_OVERLAY_API", "new"),
+        network=hc.get("NetworkMode") or "none",
+        user=user,
+        capabilities=capabilities,
+        privileged=privileged,
+        readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
+        mounts=mounts,
+        seccomp=seccomp,
     )
 
 
@@ -151,27 +249,77 @@ def _start_attached(
     spec = container_spec(store, container, image)
     if not os.path.isdir(spec.layout.workdir):
         os.mkdir(spec.layout.workdir, 0o700)
+    hc = container.config.get("HostConfig", {})
     code: int | None = None
     error = ""
+    plan = cgroup = None
+    oom = False
     try:
+        if spec.network not in ("none", "host"):
+            from overlayctl.network import attach
+
+            attach.release_stale(store)
+            plan = attach.prepare(store, container, spec.network, hc.get("IPAddress"), spec.hostname)
+            spec.mounts = plan.mounts + spec.mounts
+        if hc.get("Limits"):
+            from overlayctl.runtime import cgroups
+
+            limits = cgroups.parse_limits(*(hc["Limits"].get(k) for k in _LIMIT_KEYS))
+            cgroup = cgroups.create(container.id, limits)
+            if cgroup is not None:
+                spec.cgroup_procs = cgroup.procs_files
 
         def started(pid: int) -> None:
             store.containers.set_running(container.id, pid)
             if on_started is not None:
                 on_started(pid)
 
-        code = supervisor.run(spec, on_started=started, attach_stdin=attach_stdin)
+        code = supervisor.run(
+            spec,
+            on_started=started,
+            attach_stdin=attach_stdin,
+            on_namespaces=plan.on_namespaces if plan is not None else None,
+        )
         return code
     except OverlayctlError as exc:
         code, error = exc.exit_code, exc.message
         raise
     finally:
+        if cgroup is not None:
+            oom = cgroup.oom_killed()
+            cgroup.remove()
+        if plan is not None:
+            plan.release()
         # Recorded however the start ends (an unknown code if it was cut short).
-        store.containers.set_exited(container.id, code, error=error)
-        if container.config.get("HostConfig", {}).get("AutoRemove"):
+        store.containers.set_exited(container.id, code, error=error, oom_killed=oom)
+        if hc.get("AutoRemove"):
             # Read back: if the start was cut short while the process lived,
             # the row says "running" and remove() kills and waits first.
-            store.containers.remove(store.containers.get(container.id), force=True)
+            remove(store, store.containers.get(container.id), force=True, volumes=True)
+
+
+_LIMIT_KEYS = ("memory", "memory_swap", "pids_limit", "cpus", "cpu_shares")
+
+
+def remove(store: Store, container: Container, force: bool = False, volumes: bool = False) -> None:
+    """`rm`: the container, what it holds (lease, cgroup), and with `volumes`
+    its anonymous volumes (`rm -v`; --rm does the same, as Docker)."""
+    store.containers.remove(container, force)
+    hc = container.config.get("HostConfig", {})
+    if hc.get("NetworkMode") not in (None, "none", "host"):
+        from overlayctl.network import attach
+
+        attach.release_stale(store)
+    if hc.get("Limits"):
+        from overlayctl.runtime import cgroups
+
+        stale = cgroups.find(container.id)
+        if stale is not None:
+            stale.remove()
+    if hc.get("Mounts"):
+        from overlayctl import volumes as volume_ops
+
+        volume_ops.release(store, container, remove_anonymous=volumes)
 
 
 def run(store: Store, opts: CreateOptions) -> int:

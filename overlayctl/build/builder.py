@@ -565,14 +565,9 @@ class Builder:
         lowers = self._stack(state)
         if not lowers:
             raise self._fail(ins, "cannot RUN on an empty image (FROM scratch has no shell); COPY files in first")
-        from overlayctl.lifecycle import parse_user
         from overlayctl.runtime import supervisor
 
         cfg = state.cfg
-        try:
-            uid, gid = parse_user(cfg.get("User") or "")
-        except InvalidArgumentError as exc:
-            raise self._fail(ins, exc.message) from None
         env = list(cfg.get("Env") or [])
         names = {e.partition("=")[0] for e in env}
         env += [f"{k}={v}" for k, v in arg_env.items() if k not in names]
@@ -592,8 +587,7 @@ class Builder:
                 env=env,
                 cwd=cfg.get("WorkingDir") or "/",
                 hostname=run_id[:12],
-                uid=uid,
-                gid=gid,
+                user=cfg.get("User") or "",
                 overlay_api=os.environ.get("OVERLAYCTL_OVERLAY_API", "new"),
                 network=network,
             )

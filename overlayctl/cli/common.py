@@ -34,7 +34,28 @@ def create_options(opts: Mapping[str, Any], image: str, command: list[str]) -> C
         tty=bool(opts.get("tty")),
         interactive=bool(opts.get("interactive")),
         auto_remove=bool(opts.get("rm")),
+        host=_host_options(opts),
     )
+
+
+_HOST_KEYS = (
+    "network", "ip", "cap_add", "cap_drop", "privileged", "read_only", "security_opt",
+    "memory", "memory_swap", "pids_limit", "cpus", "cpu_shares",
+)
+
+
+def _host_options(opts: Mapping[str, Any]) -> dict[str, Any]:
+    host = {key: opts.get(key) for key in _HOST_KEYS if opts.get(key)}
+    volume, mount, tmpfs = opts.get("volume") or [], opts.get("mount") or [], opts.get("tmpfs") or []
+    if volume or mount or tmpfs:
+        from overlayctl import volumes
+
+        host["mount_requests"] = (
+            [volumes.parse_volume_option(v) for v in volume]
+            + [volumes.parse_mount_option(m) for m in mount]
+            + [volumes.parse_tmpfs_option(t) for t in tmpfs]
+        )
+    return host
 
 
 def run_container(global_opts: Mapping[str, Any], opts: Mapping[str, Any], image: str, command: list[str]) -> int:

@@ -149,12 +149,15 @@ def inspect(obj: dict, objects: tuple[str, ...], size: bool, fmt: str) -> None:
 @click.command("rm")
 @click.argument("containers", nargs=-1, required=True, metavar="CONTAINER...")
 @click.option("-f", "--force", is_flag=True, help="kill and remove a running container")
+@click.option("-v", "--volumes", is_flag=True, help="remove the container's anonymous volumes too")
 @click.pass_obj
-def rm(obj: dict, containers: tuple[str, ...], force: bool) -> None:
+def rm(obj: dict, containers: tuple[str, ...], force: bool, volumes: bool) -> None:
     """Remove containers and their writable layers."""
+    from overlayctl.lifecycle import remove
+
     store = open_store(obj)
     for text in containers:
-        store.containers.remove(store.containers.get(text), force)
+        remove(store, store.containers.get(text), force, volumes)
         click.echo(text)
 
 

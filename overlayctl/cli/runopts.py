@@ -46,6 +46,21 @@ CREATE_OPTIONS = (
     Opt(("-t", "--tty"), "tty", "flag", "allocate a pseudo-terminal"),
     Opt(("-i", "--interactive"), "interactive", "flag", "keep stdin open"),
     Opt(("--rm",), "rm", "flag", "remove the container when it exits"),
+    Opt(("--network", "--net"), "network", "value", "bridge (the default), none, host or a network name", "NETWORK"),
+    Opt(("--ip",), "ip", "value", "IPv4 address on the network", "IP"),
+    Opt(("-v", "--volume"), "volume", "multi", "NAME:/path[:ro], /host/path:/path[:ro] or /path", "VOLUME"),
+    Opt(("--mount",), "mount", "multi", "type=volume|bind|tmpfs,source=..,target=..[,readonly]", "SPEC"),
+    Opt(("--tmpfs",), "tmpfs", "multi", "mount a tmpfs at PATH (PATH[:options])", "PATH"),
+    Opt(("--read-only",), "read_only", "flag", "mount the container's root read-only"),
+    Opt(("--cap-add",), "cap_add", "multi", "add a capability (or ALL)", "CAP"),
+    Opt(("--cap-drop",), "cap_drop", "multi", "drop a capability (or ALL)", "CAP"),
+    Opt(("--privileged",), "privileged", "flag", "every capability, no masked paths, no seccomp"),
+    Opt(("--security-opt",), "security_opt", "multi", "seccomp=unconfined or seccomp=PROFILE.json", "OPT"),
+    Opt(("-m", "--memory"), "memory", "value", "memory limit (e.g. 512m)", "BYTES"),
+    Opt(("--memory-swap",), "memory_swap", "value", "memory plus swap limit (-1: unlimited swap)", "BYTES"),
+    Opt(("--pids-limit",), "pids_limit", "value", "limit on the number of processes", "N"),
+    Opt(("--cpus",), "cpus", "value", "number of CPUs (e.g. 1.5)", "N"),
+    Opt(("--cpu-shares",), "cpu_shares", "value", "relative CPU weight", "N"),
 )
 
 RUN_OPTIONS = CREATE_OPTIONS + (

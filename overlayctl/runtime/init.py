@@ -63,7 +63,12 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
 
     import _prctl
 
-    from overlayctl.runtime.capabilities import drop_to, set_parent_death_signal
+    from overlayctl.runtime.capabilities import (
+        DEFAULT_CAPABILITIES,
+        drop_bounding,
+        limit_sets,
+        set_parent_death_signal,
+    )
 
     if spec.user:
         import overlayctl.runtime.users  # noqa: F401  (resolved after pivot_root)
@@ -114,16 +119,13 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
         if spec.env_value("HOME") is None:
             spec.env.append(f"HOME={who.home}")
     _enter_workdir(spec.cwd)
-    if spec.privileged:
-        drop_to(None)
-    elif spec.capabilities is not None:
-        drop_to(spec.capabilities)
-    else:
-        drop_to()
+    keep = None if spec.privileged else spec.capabilities if spec.capabilities is not None else DEFAULT_CAPABILITIES
+    drop_bounding(keep)
     os.setgroups(groups)
     if uid or gid:
         os.setgid(gid)
         os.setuid(uid)
+    limit_sets(keep)
     if not spec.privileged:
         # No setuid binary or file capability can give back what was dropped.
         _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)

@@ -49,22 +49,26 @@ def _inside(root: str, path: str) -> str:
 class OverlayMount(MountOp):
     """The image layers plus the container's upper dir, attached at root."""
 
-    __slots__ = ("layout", "classic_base", "api")
+    __slots__ = ("layout", "classic_base", "api", "nodev")
 
-    def __init__(self, layout: OverlayLayout, classic_base: str, api: str = "new") -> None:
+    def __init__(self, layout: OverlayLayout, classic_base: str, api: str = "new", nodev: bool = True) -> None:
         self.layout = layout
         self.classic_base = classic_base  # chdir here for classic mount(2): keeps options short
         self.api = api  # "new" (fsconfig lowerdir+) or "classic" (mount(2))
+        # Device nodes in the image, or made with mknod (CAP_MKNOD is in
+        # Docker's default set), must not open host devices: Docker stops
+        # that with the devices cgroup, we with nodev on every writable mount.
+        self.nodev = nodev
 
     def execute(self, root: str) -> None:
         check_layer_count(self.layout)
         if self.api == "new":
-            if _mount_new_api(self.layout, root):
+            if _mount_new_api(self.layout, root, self.nodev):
                 return
-        _mount_classic(self.layout, self.classic_base, root)
+        _mount_classic(self.layout, self.classic_base, root, self.nodev)
 
 
-def _mount_new_api(layout: OverlayLayout, target: str) -> bool:
+def _mount_new_api(layout: OverlayLayout, target: str, nodev: bool = True) -> bool:
     """Mount with fsopen/fsconfig/fsmount/move_mount; False if the kernel
     lacks the API or "lowerdir+" (before 6.8), so the caller falls back."""
     try:
@@ -85,7 +89,7 @@ def _mount_new_api(layout: OverlayLayout, target: str) -> bool:
         sc.fsconfig_string(fs_fd, "upperdir", layout.upperdir)
         sc.fsconfig_string(fs_fd, "workdir", layout.workdir)
         sc.fsconfig_create(fs_fd)
-        mnt_fd = sc.fsmount(fs_fd)
+        mnt_fd = sc.fsmount(fs_fd, sc.MOUNT_ATTR_NODEV if nodev else 0)
         try:
             sc.move_mount(mnt_fd, target)
         finally:
@@ -95,12 +99,12 @@ def _mount_new_api(layout: OverlayLayout, target: str) -> bool:
     return True
 
 
-def _mount_classic(layout: OverlayLayout, base: str, target: str) -> None:
+def _mount_classic(layout: OverlayLayout, base: str, target: str, nodev: bool = True) -> None:
     data = classic_options(layout, base)
     cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.chdir(base)
-        sc.mount("overlay", target, "overlay", 0, data)
+        sc.mount("overlay", target, "overlay", sc.MS_NODEV if nodev else 0, data)
     finally:
         os.fchdir(cwd)
         os.close(cwd)
@@ -125,7 +129,8 @@ class FsMount(MountOp):
 
 
 class DeviceNode(MountOp):
-    """A character device made with mknod in the container's /dev tmpfs."""
+    """One of the host's character devices, bind-mounted into the
+    container's /dev (a nodev tmpfs: a node made there opens nothing)."""
 
     __slots__ = ("target", "major", "minor", "mode")
 
@@ -137,8 +142,12 @@ class DeviceNode(MountOp):
 
     def execute(self, root: str) -> None:
         path = _inside(root, self.target)
-        os.mknod(path, stat.S_IFCHR | self.mode, os.makedev(self.major, self.minor))
-        os.chmod(path, self.mode)  # mknod honours the umask; the mode must not
+        host = self.target  # the same name in the host's /dev
+        st = os.stat(host)
+        if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(self.major, self.minor):
+            raise KernelError(f"the host's {host} is not the character device {self.major}:{self.minor}")
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        sc.mount(host, path, None, sc.MS_BIND)
 
 
 class Symlink(MountOp):
@@ -251,11 +260,12 @@ def rootfs_plan(layout: OverlayLayout, classic_base: str, api: str = "new", priv
     masked and read-only paths (not for a privileged container, whose /sys
     is writable too)."""
     nosuid_nodev_noexec = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+    nodev = 0 if privileged else sc.MS_NODEV
     ops: list[MountOp] = [
-        OverlayMount(layout, classic_base, api),
+        OverlayMount(layout, classic_base, api, nodev=not privileged),
         FsMount("proc", "/proc", nosuid_nodev_noexec),
         FsMount("sysfs", "/sys", nosuid_nodev_noexec | (0 if privileged else sc.MS_RDONLY)),
-        FsMount("tmpfs", "/dev", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k"),
+        FsMount("tmpfs", "/dev", sc.MS_NOSUID | sc.MS_STRICTATIME | nodev, "mode=755,size=65536k"),
     ]
     ops += [DeviceNode(f"/dev/{name}", major, minor) for name, major, minor in _DEVICES]
     ops += [

@@ -116,6 +116,11 @@ CREATE INDEX IF NOT EXISTS volume_users_by_container ON volume_users(container);
 """
 
 
+# Columns added to existing tables after v1 (CREATE ... IF NOT EXISTS does
+# not add them to a table that exists).
+_ADDED_COLUMNS = (("oom_killed", "INTEGER NOT NULL DEFAULT 0"),)  # v3
+
+
 def connect(path: str) -> sqlite3.Connection:
     """Open the catalog, creating the schema on first use.
 
@@ -142,6 +147,10 @@ def connect(path: str) -> sqlite3.Connection:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(containers)")}
+                for column, declaration in _ADDED_COLUMNS:
+                    if column not in columns:
+                        conn.execute(f"ALTER TABLE containers ADD COLUMN {column} {declaration}")
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     conn.execute("PRAGMA synchronous = NORMAL")
     # `run` exits without closing (see cli._exit_now), so the WAL is not

@@ -43,6 +43,7 @@ class Container:
         "started_at",
         "finished_at",
         "error",
+        "oom_killed",
     )
 
     def __init__(
@@ -60,6 +61,7 @@ class Container:
         started_at: str,
         finished_at: str,
         error: str,
+        oom_killed: bool = False,
     ) -> None:
         self.id = id
         self.name = name
@@ -74,6 +76,7 @@ class Container:
         self.started_at = started_at
         self.finished_at = finished_at
         self.error = error
+        self.oom_killed = oom_killed
 
     def __repr__(self) -> str:
         return f"Container({self.short_id!r}, name={self.name!r}, status={self.status!r})"
@@ -98,6 +101,7 @@ class Container:
             row["started_at"],
             row["finished_at"],
             row["error"],
+            bool(row["oom_killed"]),
         )
 
 
@@ -207,12 +211,12 @@ class ContainerStore:
                 (RUNNING, pid, process_start_time(pid), now_rfc3339(), container_id),
             )
 
-    def set_exited(self, container_id: str, exit_code: int | None, error: str = "") -> None:
+    def set_exited(self, container_id: str, exit_code: int | None, error: str = "", oom_killed: bool = False) -> None:
         with transaction(self.conn):
             self.conn.execute(
-                "UPDATE containers SET status = ?, pid = 0, pid_start = 0, exit_code = ?, finished_at = ?, error = ? "
-                "WHERE id = ?",
-                (EXITED, exit_code, now_rfc3339(), error, container_id),
+                "UPDATE containers SET status = ?, pid = 0, pid_start = 0, exit_code = ?, finished_at = ?, error = ?, "
+                "oom_killed = ? WHERE id = ?",
+                (EXITED, exit_code, now_rfc3339(), error, int(oom_killed), container_id),
             )
 
     def claim_start(self, container_id: str) -> Container:
@@ -221,6 +225,11 @@ class ContainerStore:
         if container.status == RUNNING:
             raise ConflictError(f'container "{container.name}" is already running')
         return container
+
+    def update_config(self, container_id: str, config: dict[str, Any]) -> None:
+        """Replace a container's config (volumes are added after the row exists)."""
+        with transaction(self.conn):
+            self.conn.execute("UPDATE containers SET config = ? WHERE id = ?", (jsonio.dumps(config), container_id))
 
     def remove(self, container: Container, force: bool = False) -> None:
         """Delete the catalog row, then the directories (upper dir and all)."""

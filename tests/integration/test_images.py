@@ -129,7 +129,7 @@ def test_image_rm_refused_while_a_container_uses_it(cli, bb):
         (("rm", "ghost"), 125, 'container "ghost" not found'),
         (("run", "--rm", "bb:1"), 125, "no command specified"),
         (("run", "--bogus", "bb:1", "true"), 125, "unknown flag: --bogus"),
-        (("run", "--rm", "-u", "alice", "bb:1", "true"), 125, "numeric"),
+        (("run", "--rm", "-u", "alice", "bb:1", "true"), 125, "unable to find user alice"),
     ],
 )
 def test_errors_are_one_line(cli, bb, args, code, words):
