@@ -81,7 +81,7 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
         from overlayctl.runtime.users import check_user_syntax
 
         check_user_syntax(user)
-    host_config = _host_config(opts)
+    host_config = _host_config(opts, store)
     config: dict[str, Any] = {
         "Config": {
             "Hostname": opts.hostname or "",
@@ -103,7 +103,7 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
     return store.containers.create(image.id, opts.image, config, opts.name)
 
 
-def _host_config(opts: CreateOptions) -> dict[str, Any]:
+def _host_config(opts: CreateOptions, store: Store) -> dict[str, Any]:
     """HostConfig as Docker's inspect shows it, every option checked now:
     a bad value is refused before anything is created."""
     host = opts.host
@@ -123,12 +123,21 @@ def _host_config(opts: CreateOptions) -> dict[str, Any]:
         hc["Privileged"] = True
     if host.get("read_only"):
         hc["ReadonlyRootfs"] = True
-    security = list(host.get("security_opt") or [])
-    for item in security:
+    security = []
+    for item in host.get("security_opt") or []:
         key, sep, value = item.partition("=")
         if key == "seccomp" and sep and value:
+            if value not in ("unconfined", "builtin"):
+                # Read now, relative to where the user is, and refused now
+                # if it is not a valid profile: not at some later start.
+                value = os.path.abspath(value)
+                from overlayctl.runtime.seccomp import compile_profile
+
+                compile_profile(value, (), _seccomp_cache(store))
+            security.append(f"seccomp={value}")
             continue
         if key in ("no-new-privileges", "no-new-privileges:true"):
+            security.append(item)
             continue
         raise InvalidArgumentError(
             f'invalid --security-opt "{item}": use seccomp=unconfined or seccomp=PROFILE.json'
@@ -143,6 +152,12 @@ def _host_config(opts: CreateOptions) -> dict[str, Any]:
         hc.update(limits.to_inspect())
         hc["Limits"] = {k: host.get(k) for k in limit_keys if host.get(k)}
     return hc
+
+
+def _seccomp_cache(store: Store) -> str:
+    # In the store, not the runroot: compiled filters survive a reboot (the
+    # key covers the kernel and libseccomp).
+    return os.path.join(store.paths.root, "cache", "seccomp")
 
 
 def _with_volumes(store: Store, container: Container, image: Image, requests: list[Any]) -> Container:
@@ -194,15 +209,12 @@ def container_spec(store: Store, container: Container, image: Image) -> Containe
             if key == "seccomp":
                 profile = value
         from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES
+        from overlayctl.runtime.seccomp import compile_profile
 
-        try:  # TEMPORARY until runtime/seccomp.py lands
-            from overlayctl.runtime.seccomp import compile_profile
-        except ImportError:
-            compile_profile = lambda *a: None  # noqa: E731
         seccomp = compile_profile(
             profile,
             capabilities if capabilities is not None else DEFAULT_CAPABILITIES,
-            os.path.join(store.paths.runroot, "seccomp"),
+            _seccomp_cache(store),
         )
     return ContainerSpec(
         layout=store.overlay_layout(image, container),
@@ -268,6 +280,10 @@ def _start_attached(
             cgroup = cgroups.create(container.id, limits)
             if cgroup is not None:
                 spec.cgroup_procs = cgroup.procs_files
+                for warning in getattr(cgroup, "warnings", []):
+                    import sys
+
+                    sys.stderr.write(f"WARNING: {warning}\n")
 
         def started(pid: int) -> None:
             store.containers.set_running(container.id, pid)
@@ -287,7 +303,10 @@ def _start_attached(
     finally:
         if cgroup is not None:
             oom = cgroup.oom_killed()
-            cgroup.remove()
+            try:
+                cgroup.remove()
+            except OverlayctlError as exc:
+                error = error or exc.message
         if plan is not None:
             plan.release()
         # Recorded however the start ends (an unknown code if it was cut short).

@@ -48,6 +48,17 @@ class Paths:
         """Staging: everything is built here, fsynced, then renamed into place."""
         return os.path.join(self.root, "tmp")
 
+    @property
+    def volumes(self) -> str:
+        return os.path.join(self.root, "volumes")
+
+    def volume_dir(self, name: str) -> str:
+        return os.path.join(self.root, "volumes", name)
+
+    def volume_data(self, name: str) -> str:
+        """What a container sees at the volume's mount point (Docker's layout)."""
+        return os.path.join(self.root, "volumes", name, "_data")
+
     def layer_dir(self, short_id: str) -> str:
         return os.path.join(self.layers, short_id)
 

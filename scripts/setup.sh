@@ -19,8 +19,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # System packages: Python with venv and headers, and libcap-dev, which
-# python-prctl compiles against; busybox-static is the tests' base image.
-PACKAGES="python3 python3-venv python3-dev gcc libcap-dev busybox-static tar gzip xz-utils zstd bzip2 util-linux coreutils"
+# python-prctl compiles against; libseccomp2, which pyseccomp loads to
+# compile seccomp profiles; busybox-static is the tests' base image.
+PACKAGES="python3 python3-venv python3-dev gcc libcap-dev libseccomp2 busybox-static tar gzip xz-utils zstd bzip2 util-linux coreutils"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -20,11 +20,12 @@ def cli(ctx: click.Context, root: str | None, runroot: str | None, debug: bool) 
 
 
 def _register() -> None:
-    from overlayctl.cli import build, container, image
+    from overlayctl.cli import build, container, image, volume
 
     image.register(cli)
     container.register(cli)
     build.register(cli)
+    volume.register(cli)
 
 
 _register()

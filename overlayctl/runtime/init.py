@@ -167,7 +167,12 @@ def _attach_mounts(mounts: list[Mount], trees: list[int | None]) -> None:
         else:
             _make_target(target, True)
             flags = sc.MS_NOSUID | sc.MS_NODEV | (sc.MS_RDONLY if mount.readonly else 0)
-            sc.mount("tmpfs", target, "tmpfs", flags, mount.options or None)
+            # exec/noexec are mount flags, not tmpfs options.
+            words = [w for w in mount.options.split(",") if w]
+            if "noexec" in words:
+                flags |= sc.MS_NOEXEC
+            data = ",".join(w for w in words if w not in ("exec", "noexec"))
+            sc.mount("tmpfs", target, "tmpfs", flags, data or None)
 
 
 def _make_target(path: str, is_dir: bool) -> None:
