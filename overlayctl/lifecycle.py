@@ -107,12 +107,13 @@ def _host_config(opts: CreateOptions, store: Store) -> dict[str, Any]:
     """HostConfig as Docker's inspect shows it, every option checked now:
     a bad value is refused before anything is created."""
     host = opts.host
-    # TEMPORARY: "none" until the bridge network lands; then "bridge", as Docker.
-    hc: dict[str, Any] = {"AutoRemove": opts.auto_remove, "NetworkMode": host.get("network") or "none"}
+    hc: dict[str, Any] = {"AutoRemove": opts.auto_remove, "NetworkMode": host.get("network") or "bridge"}
     if host.get("ip"):
         hc["IPAddress"] = host["ip"]
-    if hc["NetworkMode"] in ("none", "host") and host.get("ip"):
-        raise InvalidArgumentError(f'--ip needs a bridge network, not "{hc["NetworkMode"]}"')
+    if hc["NetworkMode"] not in ("none", "host") or host.get("ip"):
+        from overlayctl.network import attach
+
+        attach.check(store, hc["NetworkMode"], host.get("ip"))
     cap_add, cap_drop = list(host.get("cap_add") or []), list(host.get("cap_drop") or [])
     if cap_add or cap_drop:
         from overlayctl.runtime.capabilities import resolve_capabilities

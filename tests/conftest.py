@@ -13,12 +13,22 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# The default bridge of every test store: its own device and subnet, not the
+# host's octl0, and deleted when the session ends.
+TEST_BRIDGE = f"octlt{os.getpid() % 100000}"
+TEST_BRIDGE_SUBNET = "10.249.0.0/24"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.root)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_bridge_removed() -> Iterator[None]:
+    yield
+    subprocess.run(["ip", "link", "del", TEST_BRIDGE], capture_output=True)
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +45,12 @@ class CLI:
     def __init__(self, root: Path, runroot: Path) -> None:
         self.root = root
         self.runroot = runroot
-        self.env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.env = dict(
+            os.environ,
+            PYTHONPATH=str(REPO),
+            OVERLAYCTL_BRIDGE_NAME=TEST_BRIDGE,
+            OVERLAYCTL_BRIDGE_SUBNET=TEST_BRIDGE_SUBNET,
+        )
         self.env.pop("OVERLAYCTL_ROOT", None)
         self.env.pop("OVERLAYCTL_RUNROOT", None)
 

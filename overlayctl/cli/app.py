@@ -20,12 +20,13 @@ def cli(ctx: click.Context, root: str | None, runroot: str | None, debug: bool) 
 
 
 def _register() -> None:
-    from overlayctl.cli import build, container, image, volume
+    from overlayctl.cli import build, container, image, network, volume
 
     image.register(cli)
     container.register(cli)
     build.register(cli)
     volume.register(cli)
+    network.register(cli)
 
 
 _register()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from overlayctl.paths import Paths
-from overlayctl.runtime.overlay import OverlayLayout
+from overlayctl.runtime.overlay import MAX_LAYERS, OverlayLayout
 from overlayctl.store import catalog
 from overlayctl.store.containers import Container, ContainerStore
 from overlayctl.store.images import Image, ImageStore
@@ -40,6 +40,42 @@ class Store:
 
     def overlay_layout(self, image: Image, container: Container) -> OverlayLayout:
         """The directories the runtime mounts for this container: the image's
-        layers top first (overlayfs order), then its own upper and work."""
+        layers top first (overlayfs order), then its own upper and work.
+
+        A container on a network also gets the init layer on top of the
+        image: empty /etc/hosts, /etc/hostname and /etc/resolv.conf for the
+        generated files to be mounted on, so that making the mount targets
+        never writes into the container's upper dir (as Docker's init layer).
+        """
         lowerdirs = tuple(self.layers.diff_path(layer) for layer in reversed(image.layers))
+        mode = container.config.get("HostConfig", {}).get("NetworkMode") or "none"
+        if mode not in ("none", "host") and len(lowerdirs) < MAX_LAYERS:
+            # (An image at the kernel's limit goes without: its mount targets
+            # are then made in the upper dir.)
+            lowerdirs = (self.init_layer(),) + lowerdirs
         return OverlayLayout(lowerdirs, self.paths.upper(container.id), self.paths.work(container.id))
+
+    def init_layer(self) -> str:
+        """The shared init layer's directory, made on first use (staged, then
+        renamed into place, so a crash never leaves half of it)."""
+        diff = os.path.join(self.paths.root, "init", "diff")
+        if os.path.isdir(diff):
+            return diff
+        from overlayctl.store import staging
+
+        stage = staging.new_staging_dir(self.paths.tmp, "init")
+        try:
+            os.makedirs(os.path.join(stage, "diff", "etc"), 0o755)
+            os.chmod(os.path.join(stage, "diff"), 0o755)
+            for name in ("hosts", "hostname", "resolv.conf"):
+                os.close(os.open(os.path.join(stage, "diff", "etc", name), os.O_WRONLY | os.O_CREAT, 0o644))
+            staging.flush(stage)
+            try:
+                os.rename(stage, os.path.join(self.paths.root, "init"))
+            except OSError:
+                if not os.path.isdir(diff):  # not another process that got there first
+                    raise
+        finally:
+            if os.path.lexists(stage):
+                staging.remove_tree(stage)
+        return diff

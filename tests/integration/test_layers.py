@@ -72,7 +72,7 @@ def test_501_layers_refused_cleanly(cli, busybox_tar):
 def test_classic_mount_fallback(cli, busybox_tar):
     _stack(cli, busybox_tar, 3, "small:3")
     cli.env["OVERLAYCTL_OVERLAY_API"] = "classic"
-    out = cli.ok("run", "--rm", "small:3", "sh", "-c", "cat /which; head -1 /proc/self/mountinfo")
+    out = cli.ok("run", "--rm", "--network", "none", "small:3", "sh", "-c", "cat /which; head -1 /proc/self/mountinfo")
     which, mountinfo = out.split("\n", 1)
     assert which == "2"
     assert "lowerdir=layers/" in mountinfo and "lowerdir+=" not in mountinfo

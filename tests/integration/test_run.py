@@ -66,7 +66,8 @@ def test_inside_the_container_is_an_overlay(cli, bb):
 
 
 def test_copy_up_leaves_the_image_layer_unchanged(cli, bb):
-    cli.ok("run", "--name", "cow", "bb:1", "sh", "-c", "echo changed >> /etc/passwd")
+    # (--network none: no init layer, so the image's layer is the first lowerdir.)
+    cli.ok("run", "--name", "cow", "--network", "none", "bb:1", "sh", "-c", "echo changed >> /etc/passwd")
     info = json.loads(cli.ok("inspect", "cow"))[0]
     upper = info["GraphDriver"]["Data"]["UpperDir"]
     lower = info["GraphDriver"]["Data"]["LowerDir"].split(":")[0]
@@ -88,13 +89,14 @@ def test_delete_leaves_a_whiteout(cli, bb):
 def test_replaced_directory_is_opaque(cli, bb):
     replace = "rm -rf /etc && mkdir /etc && echo new > /etc/only && ls /etc"
     # The merged view shows only the new content...
-    assert cli.ok("run", "--name", "opq", "bb:1", "sh", "-c", replace).split() == ["only"]
+    # (--network none: nothing is mounted on /etc/hosts, which rm -rf /etc would hit.)
+    assert cli.ok("run", "--name", "opq", "--network", "none", "bb:1", "sh", "-c", replace).split() == ["only"]
     upper = json.loads(cli.ok("inspect", "opq"))[0]["GraphDriver"]["Data"]["UpperDir"]
     assert os.getxattr(os.path.join(upper, "etc"), "trusted.overlay.opaque") == b"y"
     # ...and the container starts again on its own upper dir.
     assert cli.ok("start", "-a", "opq").split() == ["only"]
     # The image layer is untouched.
-    assert cli.ok("run", "--rm", "bb:1", "ls", "/etc").split() == ["group", "passwd"]
+    assert cli.ok("run", "--rm", "--network", "none", "bb:1", "ls", "/etc").split() == ["group", "passwd"]
 
 
 @pytest.mark.parametrize("code", [0, 1, 3, 42])

@@ -1,0 +1,100 @@
+"""Network commands: network ls, create, rm, inspect."""
+
+from __future__ import annotations
+
+import click
+
+from overlayctl.cli.common import open_store
+from overlayctl.cli.output import json_document, json_lines, table
+
+
+@click.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="only show network IDs")
+@click.option("--no-trunc", is_flag=True, help="do not truncate IDs")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="output format")
+@click.pass_obj
+def network_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
+    """List networks: NETWORK ID NAME DRIVER SCOPE."""
+    from overlayctl.network.manage import list_networks
+
+    rows = list_networks(open_store(obj))
+    ids = [row.id if no_trunc else row.id[:12] for row in rows]
+    if quiet:
+        for network_id in ids:
+            click.echo(network_id)
+        return
+    if fmt == "json":
+        json_lines(
+            [
+                {
+                    "ID": network_id,
+                    "Name": row.name,
+                    "Driver": row.driver,
+                    "Scope": "local",
+                    "CreatedAt": row.created,
+                    "IPv6": "false",
+                    "Internal": "false",
+                    "Labels": "",
+                }
+                for network_id, row in zip(ids, rows, strict=True)
+            ]
+        )
+        return
+    table(
+        ["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
+        [(network_id, row.name, row.driver, "local") for network_id, row in zip(ids, rows, strict=True)],
+    )
+
+
+@click.command("create")
+@click.argument("name")
+@click.option("--subnet", metavar="CIDR", help="the network's subnet (default: a free /24 of 10.78.0.0/16)")
+@click.option("--gateway", metavar="IP", help="the bridge's own address (default: the subnet's first)")
+@click.option("-d", "--driver", default="bridge", show_default=True, help="network driver (bridge only)")
+@click.pass_obj
+def network_create(obj: dict, name: str, subnet: str | None, gateway: str | None, driver: str) -> None:
+    """Create a bridge network with its own device and subnet."""
+    from overlayctl.network.manage import create_network
+
+    network = create_network(open_store(obj), name, subnet, gateway, driver)
+    click.echo(network.id)
+
+
+@click.command("rm")
+@click.argument("names", nargs=-1, required=True, metavar="NETWORK...")
+@click.pass_obj
+def network_rm(obj: dict, names: tuple[str, ...]) -> None:
+    """Remove networks and their bridge devices; refused while a container uses one."""
+    from overlayctl.network.manage import remove_network
+
+    store = open_store(obj)
+    for name in names:
+        click.echo(remove_network(store, name))
+
+
+@click.command("inspect")
+@click.argument("names", nargs=-1, required=True, metavar="NETWORK...")
+@click.pass_obj
+def network_inspect(obj: dict, names: tuple[str, ...]) -> None:
+    """Show networks as JSON: IPAM config, attached containers, options."""
+    from overlayctl.network.attach import release_stale
+    from overlayctl.network.manage import inspect_network
+
+    store = open_store(obj)
+    release_stale(store)
+    json_document([inspect_network(store, name) for name in names])
+
+
+def register(cli: click.Group) -> None:
+    """Attach `network` and its commands."""
+
+    @cli.group("network")
+    def network() -> None:
+        """Manage networks."""
+
+    network.add_command(network_ls)
+    network.add_command(network_ls, "list")
+    network.add_command(network_create)
+    network.add_command(network_rm)
+    network.add_command(network_rm, "remove")
+    network.add_command(network_inspect)

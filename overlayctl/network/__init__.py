@@ -1,0 +1,10 @@
+"""Container networks: none, host, the default bridge and user-defined bridges.
+
+- `attach`: what a container start and removal call (prepare a plan with its
+  lease and /etc files, configure the namespace from the host, release).
+- `manage`: the networks a user creates, lists, inspects and removes.
+- `ipam`: subnets, addresses and overlap checks, as pure functions.
+- `etcfiles`: the generated /etc/hosts, /etc/hostname and /etc/resolv.conf.
+- `netlink`: bridge, veth, address and route requests; the only user of
+  pyroute2, imported only when a bridge network is used.
+"""

@@ -1,0 +1,397 @@
+"""Attach a container to its network: what container start and removal call.
+
+    plan = prepare(store, container, network, ip, hostname)   # before the start
+    spec.mounts += plan.mounts                                 # /etc/hosts, hostname, resolv.conf
+    supervisor.run(spec, on_namespaces=plan.on_namespaces)     # veth, address, route
+    plan.release()                                             # after the container ended
+
+`prepare` must run in the process that will supervise the container: the
+lease is held by that process through a lock file
+(<runroot>/containers/<id>/network.lock, flock'd for as long as the
+supervisor lives). When the supervisor dies in any way, SIGKILL included,
+the kernel drops the lock (and, with the container's network namespace,
+the veth pair); `release_stale` then frees every lease whose lock nobody
+holds. No process, pid or namespace file has to be trusted or cleaned.
+
+This module imports no pyroute2: only `on_namespaces` (and the removal of a
+left-over device) does, for bridge networks.
+"""
+
+from __future__ import annotations
+
+import os
+
+from overlayctl.errors import InvalidArgumentError
+from overlayctl.network import etcfiles, ipam, manage
+from overlayctl.runtime.spec import Mount
+from overlayctl.store.networks import Lease, Network
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from overlayctl.paths import Paths
+    from overlayctl.store import Store
+    from overlayctl.store.containers import Container
+
+LOCK_FILE = "network.lock"
+
+
+def network_mode(container: Container) -> str:
+    """The container's --network: "bridge", "host", "none" or a network name.
+    A container recorded before networks existed has none."""
+    mode = container.config.get("HostConfig", {}).get("NetworkMode") or "none"
+    return manage.DEFAULT_NETWORK if mode == "default" else mode
+
+
+def network_dir(paths: Paths, container_id: str) -> str:
+    """Where a container's generated /etc files and its lease lock live."""
+    return os.path.join(paths.run_containers, container_id)
+
+
+def veth_name(container_id: str) -> str:
+    """The host end of a container's veth pair (15 characters, the kernel's limit)."""
+    return "veth" + container_id[:11]
+
+
+class NetworkPlan:
+    """One container's network for one start: mounts, host-side set-up, release."""
+
+    def __init__(
+        self,
+        store: Store,
+        container_id: str,
+        mode: str,
+        network: Network | None,
+        lease: Lease | None,
+        directory: str,
+        mounts: list[Mount],
+        settings: dict[str, Any],
+        lock_fd: int | None,
+    ) -> None:
+        self.store = store
+        self.container_id = container_id
+        self.mode = mode  # "host", "none" or the network's name
+        self.network = network  # None for host and none
+        self.lease = lease
+        self.directory = directory
+        self.mounts = mounts
+        self.settings = settings
+        self._lock_fd = lock_fd
+        self._released = False
+
+    def __repr__(self) -> str:
+        where = self.lease.address if self.lease is not None else "-"
+        return f"NetworkPlan({self.mode}, {where}, mounts={self.mounts})"
+
+    def on_namespaces(self, pid: int) -> None:
+        """In the supervisor, once PID 1 has its own network namespace: the
+        bridge (made on first use), the veth pair with eth0 inside, its
+        address and the default route."""
+        if self.network is None or self.lease is None:
+            return
+        import ipaddress
+
+        from overlayctl.network import netlink
+
+        network, lease = self.network, self.lease
+        subnet = ipaddress.IPv4Network(network.subnet)
+        broadcast = str(subnet.broadcast_address)
+        with netlink.Rtnl() as rtnl:
+            bridge = netlink.ensure_bridge(
+                rtnl, network.bridge, network.gateway, subnet.prefixlen, broadcast, ipam.bridge_mac(network.id)
+            )
+            netlink.attach_container(
+                rtnl,
+                pid,
+                bridge,
+                veth_name(self.container_id),
+                lease.address,
+                subnet.prefixlen,
+                broadcast,
+                network.gateway,
+                lease.mac,
+            )
+        self.settings["SandboxKey"] = f"/proc/{pid}/ns/net"
+
+    def release(self) -> None:
+        """Free the lease and delete the generated files. Idempotent.
+
+        The veth pair is not deleted here: once PID 1 has been reaped its
+        network namespace is gone, and the kernel deletes the pair with it
+        (a few milliseconds later, off this process's clock; deleting it
+        ourselves would cost every run 10-20 ms of synchronize_net). A pair
+        that outlives its container (something else kept the namespace
+        open) is deleted by release_stale."""
+        if self._released:
+            return
+        self._released = True
+        try:
+            if self.lease is not None:
+                manage.networks(self.store).release(self.container_id)
+            etcfiles.remove_files(self.directory)
+        finally:
+            if self._lock_fd is not None:
+                _unlock_and_remove(self.directory, self._lock_fd)
+                self._lock_fd = None
+
+
+def check(store: Store, network: str, ip: str | None) -> None:
+    """What `create` can refuse before anything exists, as Docker does: an
+    unknown network, --ip with host/none or on the default bridge, an
+    address outside the subnet. (Whether it is free is known only at start.)"""
+    _resolve_request(store, network, ip)
+
+
+def _resolve_request(store: Store, network: str, ip: str | None) -> tuple[str, Network | None]:
+    mode = manage.DEFAULT_NETWORK if network in ("", "default") else network
+    if mode in ("host", "none") and ip:
+        raise InvalidArgumentError(f"conflicting options: --ip cannot be used with --network {mode}")
+    bridge = manage.resolve(store, mode)
+    if bridge is not None and ip:
+        if bridge.name == manage.DEFAULT_NETWORK:
+            # As Docker: the default bridge hands out addresses itself.
+            raise InvalidArgumentError(
+                "a fixed IP address (--ip) is supported on user-defined networks only; "
+                'create one with "overlayctl network create --subnet CIDR NAME"'
+            )
+        ipam.choose_address(bridge.subnet, bridge.gateway, set(), ip, bridge.name)
+    return mode, bridge
+
+
+def prepare(store: Store, container: Container, network: str, ip: str | None, hostname: str) -> NetworkPlan:
+    """Everything before the start: resolve the network, lease an address
+    (`ip` if given), write /etc/hosts, /etc/hostname and /etc/resolv.conf.
+
+    Raises NotFoundError for an unknown network, InvalidArgumentError for an
+    address outside the subnet or an option that does not fit the mode,
+    ConflictError for an address in use; then nothing is changed."""
+    mode, bridge = _resolve_request(store, network, ip)
+    directory = network_dir(store.paths, container.id)
+    lock_fd = _lock(directory, block=True) if bridge is not None else None
+    lease = None
+    try:
+        if bridge is not None:
+            lease = manage.networks(store).lease(
+                bridge,
+                container.id,
+                lambda taken: ipam.choose_address(bridge.subnet, bridge.gateway, taken, ip, bridge.name),
+                ipam.mac_for,
+            )
+        etcfiles.write_files(directory, _etc_contents(mode, lease, hostname, container.name))
+        mounts = [Mount("bind", os.path.join(directory, name), "/etc/" + name) for name in etcfiles.FILES]
+        settings = _settings(mode, bridge, lease, container.id, running_pid=0, fixed_ip=ip)
+    except BaseException:
+        if lease is not None:
+            manage.networks(store).release(container.id)
+        etcfiles.remove_files(directory)
+        if lock_fd is not None:
+            _unlock_and_remove(directory, lock_fd)
+        raise
+    return NetworkPlan(
+        store, container.id, bridge.name if bridge else mode, bridge, lease, directory, mounts, settings, lock_fd
+    )
+
+
+def _etc_contents(mode: str, lease: Lease | None, hostname: str, name: str) -> dict[str, str]:
+    if mode == "host":
+        # The host's own files: its loopback resolver is reachable from here.
+        return {
+            "hosts": _read_or("/etc/hosts", etcfiles.HOSTS_PREAMBLE),
+            "hostname": etcfiles.hostname_content(hostname),
+            "resolv.conf": etcfiles.host_resolv_conf(),
+        }
+    return {
+        "hosts": etcfiles.hosts_content(lease.address if lease else "", hostname, [name]),
+        "hostname": etcfiles.hostname_content(hostname),
+        "resolv.conf": etcfiles.resolv_content(etcfiles.host_resolv_conf()),
+    }
+
+
+def _read_or(path: str, default: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+# -- leases held by a lock ---------------------------------------------------
+
+
+def _lock(directory: str, block: bool) -> int | None:
+    """Take <directory>/network.lock; None if another process holds it and
+    `block` is false. The last holder unlinks the file, so a lock taken on a
+    file that is no longer there is dropped and taken again."""
+    import fcntl
+
+    path = os.path.join(directory, LOCK_FILE)
+    while True:
+        os.makedirs(directory, 0o755, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            continue  # the directory went between makedirs and open
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
+def _unlock_and_remove(directory: str, fd: int) -> None:
+    try:
+        os.unlink(os.path.join(directory, LOCK_FILE))
+    except FileNotFoundError:
+        pass
+    os.close(fd)
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass
+
+
+def release_stale(store: Store) -> None:
+    """Free the leases nobody holds any more (their supervisor is gone, e.g.
+    SIGKILLed), delete veth ends whose container is not running, and the
+    generated files of containers that no longer exist. Cheap when there
+    is nothing to do: a query, a directory listing or two."""
+    nets = manage.networks(store)
+    for container_id in sorted({lease.container for lease in nets.leases()}):
+        directory = network_dir(store.paths, container_id)
+        fd = _lock(directory, block=False)
+        if fd is None:
+            continue  # its supervisor is alive: the lease is held
+        try:
+            nets.release(container_id)
+            etcfiles.remove_files(directory)
+        finally:
+            _unlock_and_remove(directory, fd)
+    _sweep_veths(store)
+    _sweep_removed(store)
+
+
+def _sweep_veths(store: Store) -> None:
+    """Host veth ends named after a container of this store whose lease
+    nobody holds: its namespace outlived it, or the kernel is still tearing
+    it down."""
+    try:
+        names = [n for n in os.listdir("/sys/class/net") if len(n) == 15 and n.startswith("veth")]
+    except OSError:
+        return
+    for name in names:
+        prefix = name[4:]
+        row = store.conn.execute(
+            "SELECT id FROM containers WHERE id >= ? AND id < ? LIMIT 1", (prefix, prefix + "g")
+        ).fetchone()
+        if row is None:
+            continue  # not ours (another store's, podman's, Docker's)
+        directory = network_dir(store.paths, row["id"])
+        fd = _lock(directory, block=False)
+        if fd is None:
+            continue  # starting or running
+        try:
+            from overlayctl.network import netlink
+
+            netlink.delete_link(name, "veth")
+        finally:
+            _unlock_and_remove(directory, fd)
+
+
+def _sweep_removed(store: Store) -> None:
+    """Generated files of containers whose catalog row is gone."""
+    try:
+        entries = os.listdir(store.paths.run_containers)
+    except FileNotFoundError:
+        return
+    candidates = [e for e in entries if len(e) == 64 and os.path.isdir(os.path.join(store.paths.run_containers, e))]
+    if not candidates:
+        return
+    known = {row["id"] for row in store.conn.execute("SELECT id FROM containers")}
+    for container_id in candidates:
+        if container_id in known:
+            continue
+        directory = network_dir(store.paths, container_id)
+        fd = _lock(directory, block=False)
+        if fd is None:
+            continue
+        try:
+            etcfiles.remove_files(directory)
+        finally:
+            _unlock_and_remove(directory, fd)
+
+
+# -- NetworkSettings -----------------------------------------------------------
+
+
+def settings_for(store: Store, container: Container) -> dict[str, Any]:
+    """`NetworkSettings` of `inspect CONTAINER`: addresses while it runs,
+    empty values otherwise (and for host and none)."""
+    from overlayctl.store.containers import RUNNING
+
+    mode = network_mode(container)
+    running = container.status == RUNNING
+    network = None
+    lease = None
+    if mode not in ("host", "none"):
+        network = manage.networks(store).find(mode)
+        if network is not None and running:
+            leases = manage.networks(store).leases(network=network.name, container_id=container.id)
+            lease = leases[0] if leases else None
+    fixed_ip = container.config.get("HostConfig", {}).get("IPAddress") or None
+    return _settings(mode, network, lease, container.id, container.pid if running else 0, fixed_ip)
+
+
+def _settings(
+    mode: str,
+    network: Network | None,
+    lease: Lease | None,
+    container_id: str,
+    running_pid: int,
+    fixed_ip: str | None,
+) -> dict[str, Any]:
+    name = network.name if network is not None else mode
+    network_id = network.id if network is not None else (manage.predefined_id(mode) if mode in ("host", "none") else "")
+    address = lease.address if lease is not None else ""
+    prefixlen = network.prefixlen if network is not None and lease is not None else 0
+    gateway = network.gateway if network is not None and lease is not None else ""
+    mac = lease.mac if lease is not None else ""
+    endpoint = manage.endpoint_id(network_id, container_id) if lease is not None or running_pid else ""
+    entry = {
+        "IPAMConfig": {"IPv4Address": fixed_ip} if fixed_ip else None,
+        "Links": None,
+        "Aliases": None,
+        "MacAddress": mac,
+        "DriverOpts": None,
+        "NetworkID": network_id,
+        "EndpointID": endpoint,
+        "Gateway": gateway,
+        "IPAddress": address,
+        "IPPrefixLen": prefixlen,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "DNSNames": None,
+    }
+    return {
+        "Bridge": "",
+        "SandboxID": "",
+        "SandboxKey": f"/proc/{running_pid}/ns/net" if running_pid and mode != "host" else "",
+        "Ports": {},
+        "EndpointID": endpoint,
+        "Gateway": gateway,
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": address,
+        "IPPrefixLen": prefixlen,
+        "IPv6Gateway": "",
+        "MacAddress": mac,
+        "Networks": {name: entry},
+    }

@@ -1,0 +1,250 @@
+"""Networks and address leases: the catalog side.
+
+A network row describes a bridge (its device, subnet and gateway); a lease
+row says which container holds which address on it. Addresses are chosen
+inside one write transaction, so two containers starting at once never get
+the same one. Whether a lease is still held is not stored here: the runtime
+decides that (overlayctl.network.attach) and calls `release`.
+
+No devices, no namespaces: this module only reads and writes rows.
+"""
+
+from __future__ import annotations
+
+from overlayctl import jsonio
+from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
+from overlayctl.store.catalog import transaction
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import builtins
+    import sqlite3
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+
+class Network:
+    """A network as the catalog knows it."""
+
+    __slots__ = ("name", "id", "driver", "bridge", "subnet", "gateway", "created", "options")
+
+    def __init__(
+        self,
+        name: str,
+        id: str,
+        driver: str,
+        bridge: str,
+        subnet: str,
+        gateway: str,
+        created: str,
+        options: dict[str, Any],
+    ) -> None:
+        self.name = name
+        self.id = id
+        self.driver = driver
+        self.bridge = bridge  # the host's bridge device
+        self.subnet = subnet  # "10.77.0.0/16"
+        self.gateway = gateway  # the bridge's own address
+        self.created = created
+        self.options = options
+
+    def __repr__(self) -> str:
+        return f"Network({self.name!r}, {self.bridge}, {self.subnet})"
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def prefixlen(self) -> int:
+        return int(self.subnet.partition("/")[2])
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Network:
+        return cls(
+            row["name"],
+            row["id"],
+            row["driver"],
+            row["bridge"],
+            row["subnet"],
+            row["gateway"],
+            row["created"],
+            jsonio.loads(row["options"] or "{}"),
+        )
+
+
+class Lease:
+    """One address of one network, held by one container."""
+
+    __slots__ = ("network", "address", "container", "mac")
+
+    def __init__(self, network: str, address: str, container: str, mac: str) -> None:
+        self.network = network
+        self.address = address
+        self.container = container
+        self.mac = mac
+
+    def __repr__(self) -> str:
+        return f"Lease({self.network}: {self.address} -> {self.container[:12]})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Lease) and (self.network, self.address, self.container, self.mac) == (
+            other.network,
+            other.address,
+            other.container,
+            other.mac,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Lease:
+        return cls(row["network"], row["address"], row["container"], row["mac"])
+
+
+class NetworkStore:
+    """Create, find and remove networks; lease and release addresses."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    # Networks
+
+    def find(self, text: str) -> Network | None:
+        """A network by name, full ID or unique ID prefix; None if there is none."""
+        row = self.conn.execute("SELECT * FROM networks WHERE name = ? OR id = ?", (text, text)).fetchone()
+        if row is None and text and len(text) <= 64 and text.isalnum():
+            rows = self.conn.execute(
+                "SELECT * FROM networks WHERE id >= ? AND id < ? LIMIT 2", (text, text + "g")
+            ).fetchall()
+            if len(rows) > 1:
+                raise InvalidArgumentError(f'network ID prefix "{text}" is ambiguous; give more characters')
+            row = rows[0] if rows else None
+        return Network.from_row(row) if row is not None else None
+
+    def get(self, text: str) -> Network:
+        network = self.find(text)
+        if network is None:
+            raise NotFoundError(f'network "{text}" not found; see "overlayctl network ls"')
+        return network
+
+    def list(self) -> builtins.list[Network]:
+        rows = self.conn.execute("SELECT * FROM networks ORDER BY name").fetchall()
+        return [Network.from_row(row) for row in rows]
+
+    def add(self, network: Network, overlaps: Callable[[Iterable[Network]], str | None] | None = None) -> None:
+        """Record a network. `overlaps(others)` returns why the new subnet
+        clashes with one of the networks already recorded (or None); it is
+        asked inside the write transaction, so two creates cannot both pass."""
+        with transaction(self.conn):
+            if self.conn.execute("SELECT 1 FROM networks WHERE name = ?", (network.name,)).fetchone():
+                raise ConflictError(f'network with name "{network.name}" already exists')
+            others = [Network.from_row(row) for row in self.conn.execute("SELECT * FROM networks")]
+            for other in others:
+                if other.bridge == network.bridge:
+                    raise ConflictError(
+                        f'bridge device "{network.bridge}" is already used by network "{other.name}"'
+                    )
+            if overlaps is not None:
+                why = overlaps(others)
+                if why:
+                    raise InvalidArgumentError(why)
+            self.conn.execute(
+                "INSERT INTO networks (name, id, driver, bridge, subnet, gateway, created, options) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    network.name,
+                    network.id,
+                    network.driver,
+                    network.bridge,
+                    network.subnet,
+                    network.gateway,
+                    network.created,
+                    jsonio.dumps(network.options),
+                ),
+            )
+
+    def readdress(self, name: str, bridge: str, subnet: str, gateway: str) -> None:
+        """Give a network with no leases a new device, subnet and gateway."""
+        with transaction(self.conn):
+            if self.conn.execute("SELECT 1 FROM leases WHERE network = ?", (name,)).fetchone():
+                raise ConflictError(
+                    f'network "{name}" has running containers; stop them before changing its subnet'
+                )
+            self.conn.execute(
+                "UPDATE networks SET bridge = ?, subnet = ?, gateway = ? WHERE name = ?",
+                (bridge, subnet, gateway, name),
+            )
+
+    def remove(self, name: str) -> None:
+        """Delete a network's row; refused while any container holds a lease on it."""
+        with transaction(self.conn):
+            row = self.conn.execute("SELECT container FROM leases WHERE network = ? LIMIT 1", (name,)).fetchone()
+            if row is not None:
+                raise ConflictError(
+                    f'network "{name}" is in use by container {self._container_name(row["container"])}; '
+                    "stop or remove it first"
+                )
+            if self.conn.execute("DELETE FROM networks WHERE name = ?", (name,)).rowcount == 0:
+                raise NotFoundError(f'network "{name}" not found; see "overlayctl network ls"')
+
+    def _container_name(self, container_id: str) -> str:
+        row = self.conn.execute("SELECT name FROM containers WHERE id = ?", (container_id,)).fetchone()
+        return f'"{row["name"]}"' if row is not None else container_id[:12]
+
+    # Leases
+
+    def lease(
+        self,
+        network: Network,
+        container_id: str,
+        choose: Callable[[set[str]], str],
+        mac_of: Callable[[str], str],
+    ) -> Lease:
+        """Lease an address on `network` for a container.
+
+        `choose(taken)` returns the address to lease given the addresses
+        already leased (it raises if the one asked for is taken, or if the
+        subnet is full). Any lease the container still had is dropped
+        first: a container that is starting holds nothing from an earlier run.
+        """
+        with transaction(self.conn):
+            self.conn.execute("DELETE FROM leases WHERE container = ?", (container_id,))
+            taken = {
+                row["address"]
+                for row in self.conn.execute("SELECT address FROM leases WHERE network = ?", (network.name,))
+            }
+            address = choose(taken)
+            mac = mac_of(address)
+            self.conn.execute(
+                "INSERT INTO leases (network, address, container, mac) VALUES (?, ?, ?, ?)",
+                (network.name, address, container_id, mac),
+            )
+        return Lease(network.name, address, container_id, mac)
+
+    def holder_of(self, network: str, address: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT container FROM leases WHERE network = ? AND address = ?", (network, address)
+        ).fetchone()
+        return row["container"] if row is not None else None
+
+    def leases(self, network: str | None = None, container_id: str | None = None) -> builtins.list[Lease]:
+        query, args = "SELECT * FROM leases", []
+        conditions = []
+        if network is not None:
+            conditions.append("network = ?")
+            args.append(network)
+        if container_id is not None:
+            conditions.append("container = ?")
+            args.append(container_id)
+        if conditions:
+            query += " WHERE " + " AND ".join(conditions)
+        rows = self.conn.execute(query + " ORDER BY network, address", args).fetchall()
+        return [Lease.from_row(row) for row in rows]
+
+    def release(self, container_id: str) -> builtins.list[Lease]:
+        """Free every lease of a container; returns what was freed."""
+        with transaction(self.conn):
+            rows = self.conn.execute("SELECT * FROM leases WHERE container = ?", (container_id,)).fetchall()
+            self.conn.execute("DELETE FROM leases WHERE container = ?", (container_id,))
+        return [Lease.from_row(row) for row in rows]

@@ -1,0 +1,188 @@
+"""The catalog side of networks and leases, and the lock that says whether a
+lease is still held. No devices are touched: prepare() only leases and
+writes files; on_namespaces is not called."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
+from overlayctl.network import attach, manage
+from overlayctl.paths import Paths
+from overlayctl.store import Store
+from overlayctl.store.networks import Network, NetworkStore
+
+IMAGE_ID = "sha256:" + "ab" * 32
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    # A subnet no host route can hold (TEST-NET-3 is documentation-only).
+    monkeypatch.setenv("OVERLAYCTL_BRIDGE_SUBNET", "203.0.113.0/24")
+    monkeypatch.setenv("OVERLAYCTL_BRIDGE_NAME", "octlunit0")
+    s = Store(Paths(str(tmp_path / "root"), str(tmp_path / "run")))
+    s.conn.execute("INSERT INTO images (id, config, created) VALUES (?, '{}', '')", (IMAGE_ID,))
+    yield s
+    s.close()
+
+
+def container(store, name, mode="bridge", ip=None):
+    hc = {"NetworkMode": mode}
+    if ip:
+        hc["IPAddress"] = ip
+    return store.containers.create(IMAGE_ID, "bb:1", {"Config": {}, "HostConfig": hc}, name)
+
+
+def user_network(store, name="web", subnet="198.51.100.0/24"):
+    net = Network(name, os.urandom(32).hex(), "bridge", "br-" + name, subnet, subnet.replace("0/24", "1"), "", {})
+    NetworkStore(store.conn).add(net)
+    return net
+
+
+def test_networks_rows(store):
+    nets = NetworkStore(store.conn)
+    net = user_network(store)
+    assert nets.get("web").subnet == "198.51.100.0/24"
+    assert nets.get(net.id[:6]).name == "web"
+    with pytest.raises(NotFoundError, match='network "nope" not found'):
+        nets.get("nope")
+    with pytest.raises(ConflictError, match="already exists"):
+        user_network(store)
+    with pytest.raises(InvalidArgumentError, match="clash"):
+        nets.add(
+            Network("other", os.urandom(32).hex(), "bridge", "br-o", "198.51.100.0/25", "198.51.100.1", "", {}),
+            overlaps=lambda others: "clash" if others else None,
+        )
+    assert [n.name for n in nets.list()] == ["web"]
+
+
+def test_default_network_recorded_once_from_the_environment(store):
+    first = manage.default_network(store)
+    assert (first.name, first.bridge, first.subnet) == ("bridge", "octlunit0", "203.0.113.0/24")
+    assert first.gateway == "203.0.113.1"
+    assert manage.default_network(store).id == first.id
+
+
+def test_default_network_follows_the_environment_when_free(store, monkeypatch):
+    first = manage.default_network(store)
+    plan = attach.prepare(store, container(store, "c1"), "bridge", None, "h")
+    monkeypatch.setenv("OVERLAYCTL_BRIDGE_SUBNET", "198.51.100.0/24")
+    # A container is attached: new ones join it on the old subnet.
+    assert manage.default_network(store).subnet == "203.0.113.0/24"
+    plan.release()
+    moved = manage.default_network(store)
+    assert (moved.id, moved.subnet, moved.gateway) == (first.id, "198.51.100.0/24", "198.51.100.1")
+    monkeypatch.setenv("OVERLAYCTL_BRIDGE_SUBNET", "198.51.100.0/33")
+    with pytest.raises(InvalidArgumentError, match="CIDR"):
+        manage.default_network(store)
+
+
+def test_prepare_leases_writes_files_and_release_frees(store):
+    c = container(store, "c1")
+    plan = attach.prepare(store, c, "bridge", None, "host1")
+    assert plan.lease.address == "203.0.113.2" and plan.lease.mac == "02:42:cb:00:71:02"
+    assert [(m.kind, m.target) for m in plan.mounts] == [
+        ("bind", "/etc/hosts"),
+        ("bind", "/etc/hostname"),
+        ("bind", "/etc/resolv.conf"),
+    ]
+    with open(plan.mounts[0].source) as f:
+        assert f.read().endswith("203.0.113.2\thost1 c1\n")
+    with open(plan.mounts[1].source) as f:
+        assert f.read() == "host1\n"
+    assert plan.settings["IPAddress"] == "203.0.113.2" and plan.settings["IPPrefixLen"] == 24
+    assert plan.settings["Networks"]["bridge"]["Gateway"] == "203.0.113.1"
+    second = attach.prepare(store, container(store, "c2"), "bridge", None, "host2")
+    assert second.lease.address == "203.0.113.3"
+    plan.release()
+    plan.release()  # idempotent
+    assert [lease.address for lease in NetworkStore(store.conn).leases()] == ["203.0.113.3"]
+    assert not os.path.exists(attach.network_dir(store.paths, c.id))
+    second.release()
+    assert NetworkStore(store.conn).leases() == []
+
+
+def test_prepare_errors_change_nothing(store):
+    user_network(store)
+    c = container(store, "c1")
+    taken = attach.prepare(store, container(store, "c0"), "web", "198.51.100.9", "h")
+    cases = [
+        ("nope", None, NotFoundError, 'network "nope" not found'),
+        ("web", "198.51.101.9", InvalidArgumentError, "not a host address"),
+        ("web", "198.51.100.9", ConflictError, "already in use"),
+        ("bridge", "203.0.113.9", InvalidArgumentError, "user-defined networks only"),
+        ("none", "203.0.113.9", InvalidArgumentError, "conflicting options"),
+        ("container:abc", None, InvalidArgumentError, "not supported"),
+    ]
+    for network, ip, error, message in cases:
+        if error is not ConflictError:  # whether an address is free is known only at start
+            with pytest.raises(error, match=message):
+                attach.check(store, network, ip)
+        with pytest.raises(error, match=message):
+            attach.prepare(store, c, network, ip, "h")
+        assert [lease.address for lease in NetworkStore(store.conn).leases()] == ["198.51.100.9"]
+        assert not os.path.exists(attach.network_dir(store.paths, c.id))
+    taken.release()
+
+
+def test_release_stale_frees_only_leases_nobody_holds(store):
+    live = attach.prepare(store, container(store, "alive"), "bridge", None, "h")
+    dead = container(store, "dead")
+    pid = os.fork()
+    if pid == 0:
+        # A supervisor that dies without releasing (as after SIGKILL).
+        try:
+            own = Store(store.paths)
+            attach.prepare(own, own.containers.get(dead.id), "bridge", None, "h")
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    nets = NetworkStore(store.conn)
+    assert len(nets.leases()) == 2
+    attach.release_stale(store)
+    assert [lease.container for lease in nets.leases()] == [live.container_id]
+    assert not os.path.exists(attach.network_dir(store.paths, dead.id))
+    live.release()
+
+
+def test_release_stale_removes_files_of_removed_containers(store):
+    c = container(store, "gone", mode="none")
+    plan = attach.prepare(store, c, "none", None, "h")
+    assert plan.lease is None and len(plan.mounts) == 3
+    store.containers.remove(store.containers.get(c.id))
+    attach.release_stale(store)
+    assert not os.path.exists(attach.network_dir(store.paths, c.id))
+
+
+def test_network_rm_refused_while_leased(store):
+    user_network(store)
+    plan = attach.prepare(store, container(store, "c1"), "web", None, "h")
+    with pytest.raises(ConflictError, match='in use by container "c1"'):
+        NetworkStore(store.conn).remove("web")
+    plan.release()
+    NetworkStore(store.conn).remove("web")
+    with pytest.raises(NotFoundError):
+        NetworkStore(store.conn).remove("web")
+
+
+def test_predefined_networks_cannot_be_created_or_removed(store):
+    for name in ("bridge", "host", "none", "default"):
+        with pytest.raises(ConflictError, match="pre-defined"):
+            manage.validate_name(name)
+    for name in ("bridge", "host", "none"):
+        with pytest.raises(ConflictError, match="pre-defined"):
+            manage.remove_network(store, name)
+    for bad in ("", "-x", "a b", "a/b"):
+        with pytest.raises(InvalidArgumentError, match="invalid network name"):
+            manage.validate_name(bad)
+
+
+def test_settings_for_stopped_and_host(store):
+    c = container(store, "c1")
+    settings = attach.settings_for(store, c)
+    assert settings["IPAddress"] == "" and list(settings["Networks"]) == ["bridge"]
+    h = container(store, "c2", mode="host")
+    assert list(attach.settings_for(store, h)["Networks"]) == ["host"]
