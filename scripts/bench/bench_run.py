@@ -538,7 +538,11 @@ class Bench:
         self.args = args
         self.tmp = Path(tempfile.mkdtemp(prefix="overlayctl-bench."))
         self.tmp.chmod(0o755)
-        self.ctl = Overlayctl(cmd, self.tmp / "store", self.tmp / "run", dict(os.environ))
+        # Its own default bridge device and subnet, deleted at the end: the
+        # host's octl0 (and whatever uses it) is left alone.
+        self.bridge = f"octlb{os.getpid() % 100000}"
+        env = dict(os.environ, OVERLAYCTL_BRIDGE_NAME=self.bridge, OVERLAYCTL_BRIDGE_SUBNET="10.248.0.0/24")
+        self.ctl = Overlayctl(cmd, self.tmp / "store", self.tmp / "run", env)
         self.peers: dict[str, str] = {}
         self.podman_ref: str | None = None
         self.podman_env: dict[str, str] | None = None
@@ -722,6 +726,12 @@ class Bench:
     # -- clean-up ---------------------------------------------------------
 
     def cleanup(self) -> None:
+        try:
+            self._cleanup()
+        finally:
+            subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+
+    def _cleanup(self) -> None:
         problems = []
         if self.podman_ref:
             podman = self.peers.get("PEER_PODMAN") or "podman"
