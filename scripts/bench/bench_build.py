@@ -31,12 +31,10 @@ interrupted.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -58,8 +56,8 @@ from bench_run import (  # noqa: E402 - the path above makes bench_run importabl
     mounts,
     peers_env,
     remove_tree,
-    resolve_overlayctl,
     run,
+    run_main,
     say,
     tail,
 )
@@ -574,45 +572,7 @@ class Bench:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if os.geteuid() != 0:
-        say("needs root (overlay mounts, namespaces, podman): sudo python3 " + shlex.join(sys.argv))
-        return 2
-    try:
-        cmd = resolve_overlayctl(args.overlayctl)
-    except SetupError as exc:
-        say(str(exc))
-        return 2
-
-    # SIGTERM and SIGHUP clean up as Ctrl-C does.
-    def on_signal(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-
-    bench = Bench(args, cmd)
-    try:
-        result = bench.run()
-    except OverlayctlFailed as exc:
-        say(f"overlayctl failed: {exc}")
-        return 1
-    except SetupError as exc:
-        say(str(exc))
-        return 2
-    except KeyboardInterrupt:
-        say("interrupted")
-        return 130
-    finally:
-        try:
-            bench.cleanup()
-        except Exception as exc:  # noqa: BLE001 - report, never mask the run's own outcome
-            say(f"clean-up failed: {exc!r}; check {bench.tmp} and /proc/self/mountinfo")
-    print(report(result), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        say(f"results written to {args.json}")
-    return 0
+    return run_main(parse_args(argv), Bench, report)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -774,8 +775,11 @@ def run_goal(runs: dict, ours: str = "overlayctl", theirs: str = "podman", ratio
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_main(args: argparse.Namespace, make_bench: Callable, make_report: Callable[[dict], str]) -> int:
+    """What every benchmark script's main does with its parsed arguments:
+    check root, find the CLI, run `make_bench(args, cmd).run()`, always clean
+    up, print `make_report(result)`, write --json. Exit codes: 0 (goals met
+    or not), 1 (overlayctl failed), 2 (cannot run), 130 (interrupted)."""
     if os.geteuid() != 0:
         say("needs root (overlay mounts, namespaces, podman): sudo python3 " + shlex.join(sys.argv))
         return 2
@@ -792,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
 
-    bench = Bench(args, cmd)
+    bench = make_bench(args, cmd)
     try:
         result = bench.run()
     except OverlayctlFailed as exc:
@@ -809,11 +813,15 @@ def main(argv: list[str] | None = None) -> int:
             bench.cleanup()
         except Exception as exc:  # noqa: BLE001 - report, never mask the run's own outcome
             say(f"clean-up failed: {exc!r}; check {bench.tmp}, podman images and /proc/self/mountinfo")
-    print(report(result), flush=True)
+    print(make_report(result), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         say(f"results written to {args.json}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(parse_args(argv), Bench, report)
 
 
 if __name__ == "__main__":
