@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from overlayctl.store import Store
-from overlayctl.store.containers import RUNNING, Container
+from overlayctl.store.containers import RESTARTING, RUNNING, Container
 from overlayctl.store.images import Image
 from overlayctl.units import human_duration, parse_rfc3339
 
@@ -27,27 +27,31 @@ def container_inspect(store: Store, container: Container, size: bool = False) ->
     argv = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
     layout = store.overlay_layout(image, container)
     running = container.status == RUNNING
+    hc_saved = container.config.get("HostConfig", {})
+    log_type = (hc_saved.get("LogConfig") or {}).get("Type") or "json-file"
     data: dict[str, Any] = {
         "Id": container.id,
         "Created": container.created,
         "Path": argv[0] if argv else "",
         "Args": argv[1:],
         "State": {
-            "Status": container.status,
+            "Status": state_name(container),
             "Running": running,
-            "Paused": False,
-            "Restarting": False,
+            "Paused": running and _paused(container),
+            "Restarting": container.status == RESTARTING,
             "OOMKilled": container.oom_killed,
             "Dead": False,
             "Pid": container.pid if running else 0,
-            "ExitCode": container.exit_code
-            if container.exit_code is not None
-            else (0 if container.status != "exited" else -1),
+            "ExitCode": _exit_code(container),
             "Error": container.error,
             "StartedAt": container.started_at or ZERO_TIME,
             "FinishedAt": container.finished_at or ZERO_TIME,
+            # Not Docker's: the process that owns the container (conmon's pid, in podman's words).
+            "SupervisorPid": container.supervisor_pid if container.is_active else 0,
         },
         "Image": container.image_id,
+        "LogPath": _log_path(store, container) if log_type == "json-file" else "",
+        "RestartCount": container.restart_count,
         "Name": "/" + container.name,
         "Driver": "overlay",
         "Platform": "linux",
@@ -103,6 +107,32 @@ def image_inspect(image: Image) -> dict[str, Any]:
     }
 
 
+def _exit_code(container: Container) -> int:
+    # Docker: 0 while it never ended, the last code after, -1 when unknown.
+    if container.exit_code is not None:
+        return container.exit_code
+    return -1 if container.status == "exited" else 0
+
+
+def _log_path(store: Store, container: Container) -> str:
+    from overlayctl.logs import log_path
+
+    return log_path(store.paths.containers, container.id)
+
+
+def _paused(container: Container) -> bool:
+    from overlayctl.control import is_paused
+
+    return is_paused(container)
+
+
+def state_name(container: Container) -> str:
+    """State.Status: created, running, paused, restarting or exited."""
+    if container.status == RUNNING and _paused(container):
+        return "paused"
+    return container.status
+
+
 def ago(rfc3339: str, now: float | None = None) -> str:
     """ "3 minutes ago" for a catalog timestamp."""
     now = time.time() if now is None else now
@@ -113,7 +143,11 @@ def status_text(container: Container, now: float | None = None) -> str:
     """The STATUS column of `docker ps`."""
     now = time.time() if now is None else now
     if container.status == RUNNING:
-        return "Up " + human_duration(max(0.0, now - parse_rfc3339(container.started_at)))
+        up = "Up " + human_duration(max(0.0, now - parse_rfc3339(container.started_at)))
+        return up + " (Paused)" if _paused(container) else up
+    if container.status == RESTARTING:
+        code = "unknown" if container.exit_code is None else str(container.exit_code)
+        return f"Restarting ({code}) {ago(container.finished_at, now)}"
     if container.status == "exited":
         code = "unknown" if container.exit_code is None else str(container.exit_code)
         return f"Exited ({code}) {ago(container.finished_at, now)}"

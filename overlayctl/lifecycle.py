@@ -2,6 +2,21 @@
 
 The CLI calls these; they hold the sequencing (record, start, record the
 exit, clean up) so that every front end behaves the same.
+
+A container always has one supervisor: the process that forked its PID 1,
+in the host's namespaces, which reaps it and records its end.
+
+- In the foreground (`run`, `start -a`) it is the command itself. It keeps
+  a log when the container outlives the run (not with --rm, whose log would
+  be deleted at once: then the container writes straight to the user's
+  terminal, which is what keeps `run --rm` fast), and it tells systemd
+  (sdnotify) when the container runs and when it stops.
+- Detached (`run -d`, `start`), a double-forked process in its own session
+  starts the container, reports back, then execs the small monitor
+  (runtime.monitor) that holds the container's output, its log and its
+  attach socket; when the container ends, that process loads overlayctl
+  again here, in `after_exit`, to record the end, release what the
+  container held, and restart or remove it as its policies say.
 """
 
 from __future__ import annotations
@@ -51,7 +66,9 @@ class CreateOptions:
         self.auto_remove = auto_remove
         # Isolation options as given (network, ip, cap_add, cap_drop,
         # privileged, read_only, security_opt, volume, mount, tmpfs, memory,
-        # memory_swap, pids_limit, cpus, cpu_shares); checked by _host_config.
+        # memory_swap, pids_limit, cpus, cpu_shares), and restart,
+        # log_driver, log_opt, stop_signal, stop_timeout; checked by
+        # _host_config and _stop_config.
         self.host = host or {}
 
 
@@ -93,6 +110,7 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
             "Tty": opts.tty,
             "OpenStdin": opts.interactive,
             "Image": opts.image,
+            **_stop_config(opts, image_cfg),
         },
         "HostConfig": host_config,
     }
@@ -103,11 +121,43 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
     return store.containers.create(image.id, opts.image, config, opts.name)
 
 
+def _stop_config(opts: CreateOptions, image_cfg: dict[str, Any]) -> dict[str, Any]:
+    """Config.StopSignal (--stop-signal, else the image's STOPSIGNAL) and
+    Config.StopTimeout (--stop-timeout), checked now."""
+    out: dict[str, Any] = {}
+    text = opts.host.get("stop_signal") or image_cfg.get("StopSignal")
+    if text:
+        from overlayctl.control import parse_signal
+
+        parse_signal(str(text))
+        out["StopSignal"] = str(text)
+    timeout = opts.host.get("stop_timeout")
+    if timeout not in (None, ""):
+        value = str(timeout).strip()
+        if not value.lstrip("-").isdigit():
+            raise InvalidArgumentError(f'invalid --stop-timeout "{timeout}": give whole seconds')
+        out["StopTimeout"] = int(value)
+    return out
+
+
 def _host_config(opts: CreateOptions, store: Store) -> dict[str, Any]:
     """HostConfig as Docker's inspect shows it, every option checked now:
     a bad value is refused before anything is created."""
     host = opts.host
     hc: dict[str, Any] = {"AutoRemove": opts.auto_remove, "NetworkMode": host.get("network") or "bridge"}
+    hc["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
+    if host.get("restart"):
+        from overlayctl.restart import parse_policy
+
+        hc["RestartPolicy"] = parse_policy(host["restart"])
+        if opts.auto_remove and hc["RestartPolicy"]["Name"] != "no":
+            raise InvalidArgumentError("conflicting options: --restart and --rm")
+    if host.get("log_driver") or host.get("log_opt"):
+        from overlayctl.logs import parse_log_config
+
+        hc["LogConfig"] = parse_log_config(host.get("log_driver"), list(host.get("log_opt") or []))
+    else:
+        hc["LogConfig"] = {"Type": "json-file", "Config": {}}
     if host.get("ip"):
         hc["IPAddress"] = host["ip"]
     if hc["NetworkMode"] not in ("none", "host") or host.get("ip"):
@@ -250,6 +300,15 @@ def start_attached(
     return _start_attached(store, container, store.images.get(container.image_id), on_started, attach_stdin)
 
 
+def _keeps_log(container: Container) -> bool:
+    """Whether a foreground run copies the output through the supervisor
+    into a log: not for --rm (the log would go with the container a moment
+    later; the container writes straight to the terminal) nor without a
+    log driver."""
+    hc = container.config.get("HostConfig", {})
+    return not hc.get("AutoRemove") and (hc.get("LogConfig") or {}).get("Type", "json-file") != "none"
+
+
 def _start_attached(
     store: Store,
     container: Container,
@@ -263,67 +322,228 @@ def _start_attached(
     if not os.path.isdir(spec.layout.workdir):
         os.mkdir(spec.layout.workdir, 0o700)
     hc = container.config.get("HostConfig", {})
+    notify = "NOTIFY_SOCKET" in os.environ  # under systemd (Type=notify)
     code: int | None = None
     error = ""
-    plan = cgroup = None
-    oom = False
+    held = Held()
+    ran: list[int] = []  # the command was executed (a failed start is never restarted)
+    output = _ForegroundOutput(store, container, spec.tty) if _keeps_log(container) else None
     try:
-        if spec.network not in ("none", "host"):
-            from overlayctl.network import attach
-
-            attach.release_stale(store)
-            plan = attach.prepare(store, container, spec.network, hc.get("IPAddress"), spec.hostname)
-            spec.mounts = plan.mounts + spec.mounts
-        if hc.get("Limits"):
-            from overlayctl.runtime import cgroups
-
-            limits = cgroups.parse_limits(*(hc["Limits"].get(k) for k in _LIMIT_KEYS))
-            cgroup = cgroups.create(container.id, limits)
-            if cgroup is not None:
-                spec.cgroup_procs = cgroup.procs_files
-                for warning in getattr(cgroup, "warnings", []):
-                    import sys
-
-                    sys.stderr.write(f"WARNING: {warning}\n")
+        acquire(store, container, spec, held)
 
         def started(pid: int) -> None:
             store.containers.set_running(container.id, pid)
+            ran.append(pid)
             if on_started is not None:
                 on_started(pid)
+            if notify:
+                from overlayctl import sdnotify
+
+                sdnotify.ready(f"container {container.name} running (pid {pid})", os.getpid())
+
+        def on_signal(signum: int) -> None:
+            if notify and signum in (2, 15):  # SIGINT, SIGTERM: a stop begins
+                from overlayctl import sdnotify
+
+                sdnotify.stopping(f"stopping container {container.name}")
 
         code = supervisor.run(
             spec,
             on_started=started,
             attach_stdin=attach_stdin,
-            on_namespaces=plan.on_namespaces if plan is not None else None,
+            on_namespaces=held.plan.on_namespaces if held.plan is not None else None,
+            stdio=output.stdio if output is not None else None,
+            relay=output.relay(spec, attach_stdin) if output is not None else None,
+            on_signal=on_signal if notify else None,
         )
         return code
     except OverlayctlError as exc:
         code, error = exc.exit_code, exc.message
         raise
     finally:
-        if cgroup is not None:
-            oom = cgroup.oom_killed()
-            try:
-                cgroup.remove()
-            except OverlayctlError as exc:
-                error = error or exc.message
-        if plan is not None:
-            plan.release()
+        if output is not None:
+            output.close()
+        if notify:
+            from overlayctl import sdnotify
+
+            sdnotify.stopping(f"container {container.name} exited ({'unknown' if code is None else code})")
+        oom, cleanup_error = release_held(store, container, held)
+        error = error or cleanup_error
         # Recorded however the start ends (an unknown code if it was cut short).
-        store.containers.set_exited(container.id, code, error=error, oom_killed=oom)
-        if hc.get("AutoRemove"):
-            # Read back: if the start was cut short while the process lived,
-            # the row says "running" and remove() kills and waits first.
-            remove(store, store.containers.get(container.id), force=True, volumes=True)
+        if not (ran and _hand_over_restart(store, container, code, oom, notify)):
+            store.containers.set_exited(container.id, code, error=error, oom_killed=oom)
+            if hc.get("AutoRemove"):
+                # Read back: if the start was cut short while the process lived,
+                # the row says "running" and remove() kills and waits first.
+                remove(store, store.containers.get(container.id), force=True, volumes=True)
+
+
+class _ForegroundOutput:
+    """A foreground run that keeps a log: the container's stdout and stderr
+    are pipes (without -t) that the supervisor copies to its own and to the
+    log; with -t, the terminal relay copies to the log too."""
+
+    def __init__(self, store: Store, container: Container, tty: bool) -> None:
+        from overlayctl.logs import log_path, open_writer
+
+        self.writer = open_writer(
+            container.config["HostConfig"].get("LogConfig") or {},
+            log_path(store.paths.containers, container.id),
+            {"id": container.id, "name": container.name, "image": container.image_name},
+        )
+        self.pipes: list[int] = []
+        self.stdio: tuple[int | None, int | None, int | None] | None = None
+        if not tty:
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            self.pipes = [out_r, out_w, err_r, err_w]
+            self.stdio = (None, out_w, err_w)
+
+    def relay(self, spec: ContainerSpec, attach_stdin: bool) -> Callable[[int, int | None], None]:
+        def copy(pid: int, master: int | None) -> None:
+            if master is not None:
+                from overlayctl.logs import Lines
+                from overlayctl.runtime.console import relay
+
+                lines = Lines()
+
+                def log(data: bytes) -> None:
+                    import time
+
+                    now = time.time_ns()
+                    for line in lines.feed(data):
+                        self.writer.write("stdout", line, now)
+
+                try:
+                    relay(master, pid, forward_stdin=spec.stdin and attach_stdin, on_output=log)
+                finally:
+                    rest = lines.flush()
+                    if rest:
+                        import time
+
+                        self.writer.write("stdout", rest, time.time_ns())
+                return
+            from overlayctl.runtime.monitor import Pump
+
+            out_r, out_w, err_r, err_w = self.pipes
+            os.close(out_w)
+            os.close(err_w)
+            self.pipes = []  # the pump closes the read ends
+            Pump(self.writer, [(out_r, "stdout"), (err_r, "stderr")], {"stdout": 1, "stderr": 2}).run()
+
+        return copy
+
+    def close(self) -> None:
+        for fd in self.pipes:
+            os.close(fd)
+        self.pipes = []
+        self.writer.close()
+
+
+class Held:
+    """What a start holds until the container ends: its network plan and
+    its cgroup."""
+
+    __slots__ = ("plan", "cgroup")
+
+    def __init__(self) -> None:
+        self.plan: Any = None
+        self.cgroup: Any = None
+
+
+def acquire(store: Store, container: Container, spec: ContainerSpec, held: Held) -> None:
+    """Prepare the network and the cgroup of a start (into `held`)."""
+    hc = container.config.get("HostConfig", {})
+    if spec.network not in ("none", "host"):
+        from overlayctl.network import attach
+
+        attach.release_stale(store)
+        held.plan = attach.prepare(store, container, spec.network, hc.get("IPAddress"), spec.hostname)
+        spec.mounts = held.plan.mounts + spec.mounts
+    if hc.get("Limits"):
+        from overlayctl.runtime import cgroups
+
+        stale = cgroups.find(container.id)
+        if stale is not None:
+            stale.remove()  # its last supervisor was killed before it could
+        limits = cgroups.parse_limits(*(hc["Limits"].get(k) for k in _LIMIT_KEYS))
+        held.cgroup = cgroups.create(container.id, limits)
+        if held.cgroup is not None:
+            spec.cgroup_procs = held.cgroup.procs_files
+            for warning in getattr(held.cgroup, "warnings", []):
+                import sys
+
+                sys.stderr.write(f"WARNING: {warning}\n")
+
+
+def release_held(store: Store, container: Container, held: Held) -> tuple[bool, str]:
+    """After the container ended: its cgroup (was it OOM-killed?), a freezer
+    made by `pause`, its network. Returns (oom_killed, error)."""
+    oom, error = False, ""
+    if held.cgroup is not None:
+        oom = held.cgroup.oom_killed()
+        try:
+            held.cgroup.remove()
+        except OverlayctlError as exc:
+            error = exc.message
+    if paused_once(container.id):
+        from overlayctl.runtime import cgroups
+
+        try:
+            cgroups.Freezer(container.id).remove()
+        except OverlayctlError as exc:
+            error = error or exc.message
+    if held.plan is not None:
+        held.plan.release()
+    return oom, error
+
+
+def paused_once(container_id: str) -> bool:
+    """Whether `pause` made a freezer for this container (cheap to ask:
+    a stat on a cgroup tree; no cgroup module unless one is there)."""
+    for directory in ("/sys/fs/cgroup/freezer", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        if os.path.isdir(os.path.join(directory, "overlayctl", container_id)):
+            return True
+    return False
+
+
+def _hand_over_restart(store: Store, container: Container, code: int | None, oom: bool, notify: bool) -> bool:
+    """A foreground container whose restart policy wants it again: as with
+    Docker, the run returns the exit code and the restarts go on in the
+    background, in a detached supervisor. Not under systemd, whose
+    Restart= decides there."""
+    policy = container.config.get("HostConfig", {}).get("RestartPolicy")
+    if notify or not policy or policy.get("Name") in (None, "no"):
+        return False
+    from overlayctl.restart import should_restart
+
+    try:
+        current = store.containers.get(container.id)
+    except OverlayctlError:
+        return False
+    if not should_restart(policy, code, current.manually_stopped, current.restart_count):
+        return False
+    from overlayctl.detached import spawn_supervisor
+
+    answer = spawn_supervisor(store, container.id, restart=(code, oom, current.restart_count + 1, 0, 0.0))
+    return answer == "ok"
 
 
 _LIMIT_KEYS = ("memory", "memory_swap", "pids_limit", "cpus", "cpu_shares")
 
 
 def remove(store: Store, container: Container, force: bool = False, volumes: bool = False) -> None:
-    """`rm`: the container, what it holds (lease, cgroup), and with `volumes`
-    its anonymous volumes (`rm -v`; --rm does the same, as Docker)."""
+    """`rm`: the container, what it holds (lease, cgroup, freezer, attach
+    socket), and with `volumes` its anonymous volumes (`rm -v`; --rm does
+    the same, as Docker)."""
+    if force and container.is_active and paused_once(container.id):
+        # A frozen process does not die of SIGKILL until it is thawed.
+        from overlayctl.control import signal_container
+
+        signal_container(container, 9)
+        from overlayctl.runtime import cgroups
+
+        cgroups.Freezer(container.id).thaw()
     store.containers.remove(container, force)
     hc = container.config.get("HostConfig", {})
     if hc.get("NetworkMode") not in (None, "none", "host"):
@@ -336,6 +556,15 @@ def remove(store: Store, container: Container, force: bool = False, volumes: boo
         stale = cgroups.find(container.id)
         if stale is not None:
             stale.remove()
+    if paused_once(container.id):
+        from overlayctl.runtime import cgroups
+
+        cgroups.Freezer(container.id).remove()
+    try:
+        # (runtime.attach.socket_path, without importing it on run's path)
+        os.unlink(os.path.join(store.paths.run_containers, container.id + ".sock"))
+    except OSError:
+        pass
     if hc.get("Mounts"):
         from overlayctl import volumes as volume_ops
 
@@ -352,6 +581,9 @@ def run(store: Store, opts: CreateOptions) -> int:
     return _start_attached(store, _create(store, opts, image), image)
 
 
+# --- detached: the background supervisor --------------------------------------
+
+
 def start_detached(store: Store, container: Container) -> None:
     """Start a container in the background and return once its command runs.
 
@@ -359,52 +591,13 @@ def start_detached(store: Store, container: Container) -> None:
     conmon does for podman); this process only waits for the word that the
     command was executed, or for the error that stopped it.
     """
+    from overlayctl.detached import spawn_supervisor
+
     store.containers.claim_start(container.id)
-    ready_r, ready_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(ready_r)
-        _detached_supervisor(store, container.id, ready_w)
-    os.close(ready_w)
-    os.waitpid(pid, 0)
-    with os.fdopen(ready_r, "rb") as ready:
-        answer = ready.read().decode(errors="replace")
+    answer = spawn_supervisor(store, container.id)
     if answer != "ok":
         code, _, message = answer.partition(" ")
         raise OverlayctlError(
             message or "the container's supervisor died before the container started",
             exit_code=int(code) if code.isdigit() else 125,
         )
-
-
-def _detached_supervisor(store: Store, container_id: str, ready_w: int) -> None:
-    """The background supervisor; never returns."""
-    code = 0
-    try:
-        os.setsid()
-        if os.fork() != 0:
-            os._exit(0)
-        null = os.open("/dev/null", os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        # `-d -i`: stdin stays open (a pipe nobody writes to yet), as Docker
-        # keeps it, so a shell waiting on it does not see EOF and exit.
-        stdin_r, _stdin_w_kept_open = os.pipe()
-        os.dup2(stdin_r, 0)
-        # SQLite connections must not cross a fork: open the store anew.
-        own = Store(store.paths)
-
-        def ready(_pid: int) -> None:
-            os.write(ready_w, b"ok")
-            os.close(ready_w)
-
-        start_attached(own, own.containers.get(container_id), on_started=ready, attach_stdin=False)
-    except OverlayctlError as exc:
-        code = exc.exit_code
-        try:
-            os.write(ready_w, f"{exc.exit_code} {exc.message}".encode())
-        except OSError:
-            pass  # already reported ready; the exit is in the catalog
-    except BaseException:  # noqa: BLE001
-        code = 125
-    os._exit(code)

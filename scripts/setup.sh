@@ -20,8 +20,10 @@ fi
 
 # System packages: Python with venv and headers, and libcap-dev, which
 # python-prctl compiles against; libseccomp2, which pyseccomp loads to
-# compile seccomp profiles; busybox-static is the tests' base image.
-PACKAGES="python3 python3-venv python3-dev gcc libcap-dev libseccomp2 busybox-static tar gzip xz-utils zstd bzip2 util-linux coreutils"
+# compile seccomp profiles; busybox-static is the tests' base image;
+# debootstrap and systemd-container (systemd-nspawn) build and boot the
+# guest of the systemd test.
+PACKAGES="python3 python3-venv python3-dev gcc libcap-dev libseccomp2 busybox-static tar gzip xz-utils zstd bzip2 util-linux coreutils debootstrap systemd-container"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

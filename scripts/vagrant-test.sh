@@ -78,7 +78,7 @@ finish() {
             [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null
         done
     elif [ -n "$STARTED" ]; then
-        say "left running: the VM and$STARTED (stop: vagrant destroy -f; kill \$(cat /run/libvirtd.pid) \$(cat /run/virtlogd.pid))"
+        say "left running: the VM,$STARTED (stop: vagrant destroy -f; kill \$(cat /run/libvirtd.pid) \$(cat /run/virtlogd.pid))"
     fi
     exit "$status"
 }
@@ -91,12 +91,35 @@ if ! vagrant box list 2>/dev/null | grep -q "^$BOX "; then
     vagrant box add --name "$BOX" "$BOX_FILE"
 fi
 
+# The VM's Python packages come from the host: `pip download` here, with
+# the host's own pip configuration (index, certificates, constraints), into
+# a wheelhouse that the Vagrantfile syncs and provisioning installs from
+# with --no-index. The guest then needs no route to PyPI, only the Debian
+# mirror for setup.sh's apt-get. Same Python (Debian 12's 3.11) on both
+# sides, so the wheels fit; python-prctl comes as an sdist and is compiled
+# in the VM, as setup.sh would.
+WHEELS=$HERE/build/vagrant/wheels
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -m pip --version >/dev/null 2>&1 || {
+    export DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes
+    apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+}
+rm -rf "$WHEELS"
+mkdir -p "$WHEELS"
+say "pip download: the suite's Python packages into $WHEELS"
+build_requires=$(/usr/bin/python3 -c 'import sys, tomllib
+print(" ".join(tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"]))' "$HERE/pyproject.toml")
+/usr/bin/python3 -m pip download -q --disable-pip-version-check -d "$WHEELS" \
+    pip wheel $build_requires "$HERE[test]" 2>&1 | grep -v '^WARNING: Location' || true
+rm -f "$WHEELS"/overlayctl-*
+[ -n "$(ls "$WHEELS")" ] || die "pip download left $WHEELS empty"
+
 mkdir -p "$(dirname "$LOG")"
 say "vagrant up --provider=libvirt (driver ${OVERLAYCTL_VM_DRIVER:-qemu}); output in $LOG"
 start=$(date +%s)
 rc_file=$(mktemp)
 { vagrant up --provider=libvirt; echo $? > "$rc_file"; } 2>&1 | tee "$LOG"
 rc=$(cat "$rc_file"); rm -f "$rc_file"
+rc=${rc:-130}   # vagrant was interrupted before the status was written
 elapsed=$(( $(date +%s) - start ))
 
 # pytest's closing line, and the provisioner's own timing.

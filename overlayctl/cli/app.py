@@ -20,13 +20,14 @@ def cli(ctx: click.Context, root: str | None, runroot: str | None, debug: bool) 
 
 
 def _register() -> None:
-    from overlayctl.cli import build, container, image, network, volume
+    from overlayctl.cli import build, container, image, network, system, volume
 
     image.register(cli)
     container.register(cli)
     build.register(cli)
     volume.register(cli)
     network.register(cli)
+    system.register(cli)
 
 
 _register()

@@ -1,4 +1,6 @@
-"""Container commands: run, create, start, ps, inspect, rm."""
+"""Container commands: run, create, start, ps, inspect, rm (and, from
+cli.verbs, stop, kill, restart, wait, pause, unpause, rename, top, attach,
+exec, logs)."""
 
 from __future__ import annotations
 
@@ -67,7 +69,7 @@ def start(obj: dict, containers: tuple[str, ...], attach: bool, interactive: boo
 @click.pass_obj
 def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str) -> None:
     """List containers; with -s, SIZE is the upper dir and virtual adds the image."""
-    from overlayctl.inspect import ago, command_text, container_size, status_text
+    from overlayctl.inspect import ago, command_text, container_size, state_name, status_text
     from overlayctl.units import human_size
 
     store = open_store(obj)
@@ -94,7 +96,7 @@ def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str)
                 "Command": command_text(c, 10**6),
                 "CreatedAt": c.created,
                 "RunningFor": ago(c.created, now),
-                "State": c.status,
+                "State": state_name(c),
                 "Status": status_text(c, now),
                 "Names": c.name,
                 "Ports": "",
@@ -168,7 +170,9 @@ def register(cli: click.Group) -> None:
     def container() -> None:
         """Manage containers."""
 
-    for command in (run, create, start, ps, inspect, rm):
+    from overlayctl.cli.verbs import COMMANDS
+
+    for command in (run, create, start, ps, inspect, rm, *COMMANDS):
         cli.add_command(command)
         container.add_command(command)
     container.add_command(ps, "ls")

@@ -61,6 +61,11 @@ CREATE_OPTIONS = (
     Opt(("--pids-limit",), "pids_limit", "value", "limit on the number of processes", "N"),
     Opt(("--cpus",), "cpus", "value", "number of CPUs (e.g. 1.5)", "N"),
     Opt(("--cpu-shares",), "cpu_shares", "value", "relative CPU weight", "N"),
+    Opt(("--restart",), "restart", "value", "no, on-failure[:N], always or unless-stopped", "POLICY"),
+    Opt(("--log-driver",), "log_driver", "value", "json-file (the default), journald or none", "DRIVER"),
+    Opt(("--log-opt",), "log_opt", "multi", "log driver option: max-size=10m, max-file=3, tag=...", "KEY=VALUE"),
+    Opt(("--stop-signal",), "stop_signal", "value", "signal that stops the container (default SIGTERM)", "SIGNAL"),
+    Opt(("--stop-timeout",), "stop_timeout", "value", "seconds to wait for a stop before SIGKILL (default 10)", "N"),
 )
 
 RUN_OPTIONS = CREATE_OPTIONS + (

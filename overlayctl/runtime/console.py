@@ -7,10 +7,17 @@ import os
 import select
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-def relay(master: int, pid: int, forward_stdin: bool) -> None:
+
+def relay(
+    master: int, pid: int, forward_stdin: bool, on_output: Callable[[bytes], None] | None = None
+) -> None:
     """Copy stdin to the pty and the pty to stdout until the container's
-    side closes (EIO once its last process holding the slave exits)."""
+    side closes (EIO once its last process holding the slave exits).
+    `on_output` sees every chunk of output too (the log)."""
     import signal
     import termios
     import tty
@@ -37,7 +44,12 @@ def relay(master: int, pid: int, forward_stdin: bool) -> None:
                     data = b""
                 if not data:
                     break
-                os.write(stdout, data)
+                if on_output is not None:
+                    on_output(data)
+                try:
+                    os.write(stdout, data)
+                except OSError:
+                    pass  # the terminal went away; the container and its log go on
             if stdin in ready:
                 data = os.read(stdin, 65536)
                 if data:

@@ -26,6 +26,9 @@ def run(
     on_started: Callable[[int], None] | None = None,
     attach_stdin: bool = True,
     on_namespaces: Callable[[int], None] | None = None,
+    stdio: tuple[int | None, int | None, int | None] | None = None,
+    relay: Callable[[int, int | None], None] | None = None,
+    on_signal: Callable[[int], None] | None = None,
 ) -> int:
     """Start the container, wait for it, return its exit code.
 
@@ -33,6 +36,13 @@ def run(
     namespaces and before it builds its root (the network is configured
     there, from the host's side); PID 1 waits for it. If it raises, the
     container is killed and reaped and the error passes on.
+
+    `stdio` (stdin, stdout, stderr) replaces the supervisor's own for the
+    container (None keeps that one). `relay(pid, pty_master)` runs once the
+    command runs, instead of the terminal relay, and returns when the
+    container's output has ended (or never: the detached supervisor
+    replaces itself with its small monitor there). `on_signal(signum)` runs
+    after a signal was forwarded to the container.
 
     Raises OverlayctlError (with exit code 125, 126 or 127) if the container
     could not be set up or its command could not be executed; the container
@@ -65,6 +75,10 @@ def run(
             if sync_parent is not None:
                 for fd in sync_parent:
                     os.close(fd)
+            if stdio is not None:
+                for target, fd in enumerate(stdio):
+                    if fd is not None:
+                        os.dup2(fd, target)
             from overlayctl.runtime.init import container_main
 
             container_main(spec, error_w, console_child.detach() if console_child is not None else None, sync_child)
@@ -83,10 +97,15 @@ def run(
             raise
 
     # From now on the user's signals are the container's.
+    def forward(signum: int, _frame: object) -> None:
+        _forward(pid, signum)
+        if on_signal is not None:
+            on_signal(signum)
+
     previous = {}
     for name in FORWARDED_SIGNALS:
         sig = getattr(signal, name)
-        previous[sig] = signal.signal(sig, lambda signum, _frame: _forward(pid, signum))
+        previous[sig] = signal.signal(sig, forward)
     try:
         master = _receive_console(console_parent) if console_parent is not None else None
         failure = _read_all(error_r)
@@ -95,12 +114,20 @@ def run(
             os.waitpid(pid, 0)  # reap it before reporting
             code, _, message = failure.decode(errors="replace").partition(" ")
             raise OverlayctlError(message, exit_code=int(code) if code.isdigit() else 125)
-        if on_started is not None:
-            on_started(pid)
-        if master is not None:
-            from overlayctl.runtime.console import relay
+        try:
+            if on_started is not None:
+                on_started(pid)
+            if relay is not None:
+                relay(pid, master)
+            elif master is not None:
+                from overlayctl.runtime.console import relay as terminal_relay
 
-            relay(master, pid, forward_stdin=spec.stdin and attach_stdin)
+                terminal_relay(master, pid, forward_stdin=spec.stdin and attach_stdin)
+        except BaseException:
+            # Nobody would reap it or record its end: it must not outlive us.
+            _forward(pid, 9)
+            os.waitpid(pid, 0)
+            raise
         _, status = os.waitpid(pid, 0)
     finally:
         for sig, handler in previous.items():

@@ -21,7 +21,7 @@ try:
 except ImportError:  # pragma: no cover
     import sqlite3 as _sqlite
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
@@ -62,7 +62,12 @@ CREATE TABLE IF NOT EXISTS containers (
     exit_code   INTEGER,
     started_at  TEXT NOT NULL DEFAULT '',
     finished_at TEXT NOT NULL DEFAULT '',
-    error       TEXT NOT NULL DEFAULT ''
+    error       TEXT NOT NULL DEFAULT '',
+    oom_killed  INTEGER NOT NULL DEFAULT 0,
+    supervisor_pid   INTEGER NOT NULL DEFAULT 0, -- v4: the process that owns the container
+    supervisor_start INTEGER NOT NULL DEFAULT 0, -- its /proc start time
+    restart_count    INTEGER NOT NULL DEFAULT 0, -- v4: restarts by the restart policy since the last start
+    manually_stopped INTEGER NOT NULL DEFAULT 0  -- v4: stop/kill asked for the end: no restart
 );
 CREATE INDEX IF NOT EXISTS containers_by_image ON containers(image_id);
 -- v2: the build cache. One row per build step of a successful build: the
@@ -118,7 +123,13 @@ CREATE INDEX IF NOT EXISTS volume_users_by_container ON volume_users(container);
 
 # Columns added to existing tables after v1 (CREATE ... IF NOT EXISTS does
 # not add them to a table that exists).
-_ADDED_COLUMNS = (("oom_killed", "INTEGER NOT NULL DEFAULT 0"),)  # v3
+_ADDED_COLUMNS = (
+    ("oom_killed", "INTEGER NOT NULL DEFAULT 0"),  # v3
+    ("supervisor_pid", "INTEGER NOT NULL DEFAULT 0"),  # v4
+    ("supervisor_start", "INTEGER NOT NULL DEFAULT 0"),  # v4
+    ("restart_count", "INTEGER NOT NULL DEFAULT 0"),  # v4
+    ("manually_stopped", "INTEGER NOT NULL DEFAULT 0"),  # v4
+)
 
 
 def connect(path: str) -> sqlite3.Connection:

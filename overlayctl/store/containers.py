@@ -1,9 +1,11 @@
 """Containers: an image plus one writable layer (upper + work directories).
 
 The catalog row holds the configuration and the last known state. A running
-state is only believed while its process is alive: a row that says
-"running" for a pid that is gone (the supervisor was killed, or the host
-rebooted) is reported as exited.
+state is only believed while its processes are alive: a row that says
+"running" for a container process and a supervisor that are both gone (the
+supervisor was killed, or the host rebooted) is reported as exited, with an
+unknown exit code. Processes are named by pid and /proc start time, so a
+recycled pid is never mistaken for the container.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ if TYPE_CHECKING:
     import sqlite3
     from typing import Any
 
-CREATED, RUNNING, EXITED = "created", "running", "exited"
+CREATED, RUNNING, RESTARTING, EXITED = "created", "running", "restarting", "exited"
+LOST = "its process ended while no supervisor was watching"
 
 
 class Container:
@@ -44,6 +47,10 @@ class Container:
         "finished_at",
         "error",
         "oom_killed",
+        "supervisor_pid",
+        "supervisor_start",
+        "restart_count",
+        "manually_stopped",
     )
 
     def __init__(
@@ -62,6 +69,10 @@ class Container:
         finished_at: str,
         error: str,
         oom_killed: bool = False,
+        supervisor_pid: int = 0,
+        supervisor_start: int = 0,
+        restart_count: int = 0,
+        manually_stopped: bool = False,
     ) -> None:
         self.id = id
         self.name = name
@@ -77,6 +88,10 @@ class Container:
         self.finished_at = finished_at
         self.error = error
         self.oom_killed = oom_killed
+        self.supervisor_pid = supervisor_pid  # the process that reaps it and records its exit
+        self.supervisor_start = supervisor_start
+        self.restart_count = restart_count  # restarts by its restart policy since the last start
+        self.manually_stopped = manually_stopped  # stop or kill ended it: the policy does not restart it
 
     def __repr__(self) -> str:
         return f"Container({self.short_id!r}, name={self.name!r}, status={self.status!r})"
@@ -102,7 +117,24 @@ class Container:
             row["finished_at"],
             row["error"],
             bool(row["oom_killed"]),
+            row["supervisor_pid"],
+            row["supervisor_start"],
+            row["restart_count"],
+            bool(row["manually_stopped"]),
         )
+
+    @property
+    def is_active(self) -> bool:
+        """Running, or waiting to be restarted by its supervisor."""
+        return self.status in (RUNNING, RESTARTING)
+
+    def process_alive(self) -> bool:
+        """Whether the container's PID 1 (as recorded) still exists."""
+        return bool(self.pid) and process_start_time(self.pid) == self.pid_start
+
+    def supervisor_alive(self) -> bool:
+        """Whether the recorded supervisor still exists."""
+        return bool(self.supervisor_pid) and process_start_time(self.supervisor_pid) == self.supervisor_start
 
 
 def process_start_time(pid: int) -> int:
@@ -197,34 +229,113 @@ class ContainerStore:
 
     def _reconciled(self, container: Container) -> Container:
         # The catalog's "running" is a claim; the process table is the truth.
-        if container.status == RUNNING and process_start_time(container.pid) != container.pid_start:
-            self.set_exited(container.id, None, error="its process ended while no supervisor was watching")
-            container.status, container.exit_code = EXITED, None
-            container.error = "its process ended while no supervisor was watching"
+        # While the supervisor lives it has the last word (it records the
+        # exit a moment after the container's process is gone).
+        if container.status == RUNNING and not container.process_alive() and not container.supervisor_alive():
+            self._mark_lost(container, None)
+        elif container.status == RESTARTING and not container.supervisor_alive():
+            self._mark_lost(container, container.exit_code)
         return container
 
-    def set_running(self, container_id: str, pid: int) -> None:
+    def _mark_lost(self, container: Container, exit_code: int | None) -> None:
         with transaction(self.conn):
             self.conn.execute(
-                "UPDATE containers SET status = ?, pid = ?, pid_start = ?, started_at = ?, finished_at = '', "
-                "exit_code = NULL, error = '' WHERE id = ?",
-                (RUNNING, pid, process_start_time(pid), now_rfc3339(), container_id),
+                "UPDATE containers SET status = ?, pid = 0, pid_start = 0, supervisor_pid = 0, supervisor_start = 0, "
+                "exit_code = ?, finished_at = ?, error = ? WHERE id = ? AND status = ?",
+                (EXITED, exit_code, now_rfc3339(), LOST, container.id, container.status),
+            )
+        container.status, container.exit_code, container.error = EXITED, exit_code, LOST
+        container.pid = container.pid_start = container.supervisor_pid = container.supervisor_start = 0
+
+    def set_running(self, container_id: str, pid: int, supervisor_pid: int | None = None) -> None:
+        """Record the container's PID 1 and its supervisor (default: the caller)."""
+        supervisor = os.getpid() if supervisor_pid is None else supervisor_pid
+        with transaction(self.conn):
+            self.conn.execute(
+                "UPDATE containers SET status = ?, pid = ?, pid_start = ?, supervisor_pid = ?, supervisor_start = ?, "
+                "started_at = ?, finished_at = '', exit_code = NULL, error = '', oom_killed = 0 WHERE id = ?",
+                (
+                    RUNNING,
+                    pid,
+                    process_start_time(pid),
+                    supervisor,
+                    process_start_time(supervisor),
+                    now_rfc3339(),
+                    container_id,
+                ),
             )
 
     def set_exited(self, container_id: str, exit_code: int | None, error: str = "", oom_killed: bool = False) -> None:
+        """Record the end. The supervisor is kept: it exits a moment later,
+        and `rm`, `stop` and `wait` wait for that (nothing of the container
+        is left when they return)."""
         with transaction(self.conn):
             self.conn.execute(
-                "UPDATE containers SET status = ?, pid = 0, pid_start = 0, exit_code = ?, finished_at = ?, error = ?, "
-                "oom_killed = ? WHERE id = ?",
+                "UPDATE containers SET status = ?, pid = 0, pid_start = 0, "
+                "exit_code = ?, finished_at = ?, error = ?, oom_killed = ? WHERE id = ?",
                 (EXITED, exit_code, now_rfc3339(), error, int(oom_killed), container_id),
             )
 
+    def set_restarting(self, container_id: str, exit_code: int | None, restart_count: int, oom_killed: bool) -> None:
+        """The container ended and the calling process, its supervisor, will
+        start it again after a back-off: the exit is recorded, and the
+        caller as the supervisor (it may have just taken over)."""
+        supervisor = os.getpid()
+        with transaction(self.conn):
+            self.conn.execute(
+                "UPDATE containers SET status = ?, pid = 0, pid_start = 0, exit_code = ?, finished_at = ?, "
+                "error = '', oom_killed = ?, restart_count = ?, supervisor_pid = ?, supervisor_start = ? WHERE id = ?",
+                (
+                    RESTARTING,
+                    exit_code,
+                    now_rfc3339(),
+                    int(oom_killed),
+                    restart_count,
+                    supervisor,
+                    process_start_time(supervisor),
+                    container_id,
+                ),
+            )
+
+    def set_manually_stopped(self, container_id: str, stopped: bool = True) -> None:
+        """`stop` and `kill` say so before they signal: the supervisor then
+        does not restart the container, whatever its policy."""
+        with transaction(self.conn):
+            self.conn.execute(
+                "UPDATE containers SET manually_stopped = ? WHERE id = ?", (int(stopped), container_id)
+            )
+
     def claim_start(self, container_id: str) -> Container:
-        """Check a container can be started; refuse one that is running."""
+        """Check a container can be started (refuse one that is running or
+        restarting) and reset what a user's start resets: the restart count
+        and the mark of a manual stop."""
         container = self.get(container_id)
         if container.status == RUNNING:
             raise ConflictError(f'container "{container.name}" is already running')
+        if container.status == RESTARTING:
+            raise ConflictError(
+                f'container "{container.name}" is restarting (its restart policy); stop it first'
+            )
+        if container.restart_count or container.manually_stopped:
+            with transaction(self.conn):
+                self.conn.execute(
+                    "UPDATE containers SET restart_count = 0, manually_stopped = 0 WHERE id = ?", (container.id,)
+                )
+            container.restart_count, container.manually_stopped = 0, False
         return container
+
+    def rename(self, container: Container, new_name: str) -> None:
+        """Give a container another name (which no other container may have)."""
+        new_name = validate_container_name(new_name)
+        if new_name == container.name:
+            raise ConflictError(f'renaming container "{container.name}": the new name is the same as the old one')
+        with transaction(self.conn):
+            if self.conn.execute("SELECT 1 FROM containers WHERE name = ?", (new_name,)).fetchone():
+                raise ConflictError(
+                    f'container name "{new_name}" is already in use; remove that container or choose another name'
+                )
+            self.conn.execute("UPDATE containers SET name = ? WHERE id = ?", (new_name, container.id))
+        container.name = new_name
 
     def update_config(self, container_id: str, config: dict[str, Any]) -> None:
         """Replace a container's config (volumes are added after the row exists)."""
@@ -232,11 +343,22 @@ class ContainerStore:
             self.conn.execute("UPDATE containers SET config = ? WHERE id = ?", (jsonio.dumps(config), container_id))
 
     def remove(self, container: Container, force: bool = False) -> None:
-        """Delete the catalog row, then the directories (upper dir and all)."""
-        if container.status == RUNNING and not force:
-            raise ConflictError(f'container "{container.name}" is running; stop it first or use "overlayctl rm -f"')
-        if container.status == RUNNING:
+        """Delete the catalog row, then the directories (upper dir and all).
+
+        With `force`, a running container is killed first, and its
+        supervisor is given the time to record the end and clean up."""
+        if container.is_active and not force:
+            raise ConflictError(
+                f'container "{container.name}" is {container.status}; stop it first or use "overlayctl rm -f"'
+            )
+        if container.is_active:
+            self.set_manually_stopped(container.id)
             _kill_and_wait(container.pid, container.pid_start)
+        if container.supervisor_pid > 0 and container.supervisor_pid != os.getpid():
+            # Waiting to restart, it needs the word at once; else it records
+            # the end (or has) and cleans up first.
+            at_once = container.status == RESTARTING
+            _end_supervisor(container.supervisor_pid, container.supervisor_start, at_once=at_once)
         with transaction(self.conn):
             self.conn.execute("DELETE FROM containers WHERE id = ?", (container.id,))
         staging.discard(self.paths.container_dir(container.id), self.paths.tmp)
@@ -248,12 +370,43 @@ def _kill_and_wait(pid: int, pid_start: int, timeout: float = 10.0) -> None:
     the directories are deleted."""
     import time
 
-    if process_start_time(pid) != pid_start:
-        return
+    if pid <= 0 or process_start_time(pid) != pid_start:
+        return  # (pid 0 would be our own process group)
     try:
         os.kill(pid, 9)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
     while process_start_time(pid) == pid_start and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _end_supervisor(pid: int, pid_start: int, at_once: bool = False, timeout: float = 10.0) -> None:
+    """Wait for a supervisor whose container was killed to finish its
+    clean-up and exit; SIGTERM (it then stops restarting) and at last
+    SIGKILL one that does not."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    signalled = False
+    if at_once and process_start_time(pid) == pid_start:
+        try:
+            os.kill(pid, 15)
+        except ProcessLookupError:
+            return
+        signalled = True
+    while process_start_time(pid) == pid_start:
+        now = time.monotonic()
+        if now > deadline:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+            return
+        if not signalled and now > deadline - timeout / 2:
+            try:
+                os.kill(pid, 15)
+            except ProcessLookupError:
+                return
+            signalled = True
         time.sleep(0.01)

@@ -1,0 +1,390 @@
+"""Verbs on a container that exists: stop, kill, restart, wait, pause,
+unpause, rename, top, exec, attach, and what `logs` needs to follow.
+
+Signals go straight to the container's PID 1 (named by pid and start time,
+so a recycled pid is never hit); the supervisor sees the end and records
+it, and these commands wait for that record, so that the next command
+sees the container exited. `stop` and `kill` mark the container as stopped
+by hand first: its restart policy then does not start it again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from overlayctl.errors import ConflictError, InvalidArgumentError, OverlayctlError
+from overlayctl.store import Store
+from overlayctl.store.containers import EXITED, RESTARTING, RUNNING, Container
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+DEFAULT_STOP_TIMEOUT = 10
+RECORD_TIMEOUT = 30.0  # how long the supervisor may take to record an end
+
+
+# --- signals --------------------------------------------------------------------
+
+
+def parse_signal(text: str) -> int:
+    """A signal as Docker takes it: "KILL", "SIGKILL", "sigkill", "9"."""
+    import signal
+
+    value = text.strip()
+    if value.isdigit():
+        number = int(value)
+        if 0 < number < signal.NSIG:
+            return number
+    else:
+        name = value.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        number = getattr(signal, name, None)
+        if isinstance(number, int) and not name.startswith("SIG_"):
+            return int(number)
+    raise InvalidArgumentError(f'invalid signal "{text}": use a name (TERM, SIGKILL) or a number')
+
+
+def stop_signal(container: Container) -> int:
+    """Config.StopSignal (--stop-signal or the image's STOPSIGNAL), else SIGTERM."""
+    text = container.config["Config"].get("StopSignal")
+    return parse_signal(str(text)) if text else 15
+
+
+def signal_container(container: Container, signum: int) -> bool:
+    """Send `signum` to the container's PID 1; False if it is gone."""
+    if not container.pid:
+        return False
+    # Through a pidfd, opened and then checked against the start time: it
+    # names that one process for good, even if the pid is recycled later.
+    try:
+        fd = os.pidfd_open(container.pid)
+    except ProcessLookupError:
+        return False
+    try:
+        from overlayctl.store.containers import process_start_time
+
+        if process_start_time(container.pid) != container.pid_start:
+            return False
+        import signal
+
+        signal.pidfd_send_signal(fd, signum)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _wait_pid_gone(container: Container, timeout: float | None) -> bool:
+    """Wait until the container's PID 1 is gone; False on timeout."""
+    return _wait_gone(container.pid, container.pid_start, 10**9 if timeout is None else timeout)
+
+
+def _wait_recorded(store: Store, container_id: str, timeout: float = RECORD_TIMEOUT) -> Container | None:
+    """Wait until the catalog no longer says "running" (the supervisor has
+    recorded the end, or is gone) and, once it says "exited", until the
+    supervisor has finished its clean-up; the row then, None if removed."""
+    deadline = time.monotonic() + timeout
+    pause = 0.002
+    while True:
+        try:
+            container = store.containers.get(container_id)
+        except OverlayctlError:
+            return None
+        if time.monotonic() > deadline:
+            return container
+        if container.status != RUNNING:
+            if container.status == EXITED and container.supervisor_pid != os.getpid():
+                _wait_gone(container.supervisor_pid, container.supervisor_start, deadline - time.monotonic())
+            return container
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+def _wait_gone(pid: int, pid_start: int, timeout: float) -> bool:
+    """Wait until process `pid` (with that start time) is gone."""
+    import select
+
+    from overlayctl.store.containers import process_start_time
+
+    if pid <= 0:
+        return True
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        if process_start_time(pid) != pid_start:
+            return True
+        ready, _, _ = select.select([fd], [], [], max(0.0, timeout))
+        return bool(ready)
+    finally:
+        os.close(fd)
+
+
+# --- stop, kill, restart, wait ----------------------------------------------------
+
+
+def stop(store: Store, container: Container, timeout: int | None = None) -> None:
+    """`stop`: the stop signal, SIGKILL after `timeout` seconds (default
+    Config.StopTimeout, else 10), and return once the end is recorded. A
+    container waiting for a restart is simply not restarted."""
+    if not container.is_active:
+        return
+    if timeout is None:
+        configured = container.config["Config"].get("StopTimeout")
+        timeout = DEFAULT_STOP_TIMEOUT if configured is None else int(configured)
+    signum = stop_signal(container)
+    store.containers.set_manually_stopped(container.id)
+    if container.status == RESTARTING:
+        _stop_restarting(store, container)
+        return
+    signal_container(container, signum)
+    _thaw_if_paused(container)
+    if not _wait_pid_gone(container, max(0, timeout)):
+        signal_container(container, 9)
+        _thaw_if_paused(container)
+        _wait_pid_gone(container, 10.0)
+    after = _wait_recorded(store, container.id)
+    if after is not None and after.status == RESTARTING:
+        _stop_restarting(store, after)  # it ended just before the mark was read
+
+
+def _stop_restarting(store: Store, container: Container) -> None:
+    """Wake the supervisor from its back-off; it then records the exit."""
+    if container.supervisor_alive():
+        try:
+            os.kill(container.supervisor_pid, 15)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + RECORD_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            current = store.containers.get(container.id)
+        except OverlayctlError:
+            return
+        if current.status == RUNNING:
+            # It had just restarted: stop that run.
+            stop(store, current, DEFAULT_STOP_TIMEOUT)
+            return
+        if current.status != RESTARTING:
+            return
+        time.sleep(0.01)
+
+
+def kill(store: Store, container: Container, signum: int = 9) -> None:
+    """`kill`: send `signum` to the container's PID 1. SIGKILL and the stop
+    signal end it for good (no restart), and the end is waited for."""
+    if container.status != RUNNING:
+        if container.status == RESTARTING and signum in (9, stop_signal(container)):
+            store.containers.set_manually_stopped(container.id)
+            _stop_restarting(store, container)
+            return
+        raise ConflictError(f'cannot kill container "{container.name}": it is not running')
+    final = signum in (9, stop_signal(container))
+    if final:
+        store.containers.set_manually_stopped(container.id)
+    if not signal_container(container, signum):
+        return  # it ended meanwhile
+    if final:
+        _thaw_if_paused(container)
+    if signum == 9:
+        _wait_pid_gone(container, 10.0)
+        _wait_recorded(store, container.id)
+
+
+def restart(store: Store, container: Container, timeout: int | None = None) -> None:
+    """`restart`: stop (if it runs), then start in the background."""
+    from overlayctl.lifecycle import start_detached
+
+    stop(store, container, timeout)
+    start_detached(store, store.containers.get(container.id))
+
+
+def wait(store: Store, container: Container) -> int:
+    """`wait`: block until the container is not running; its exit code
+    (-1 when it could not be learned)."""
+    while True:
+        if container.status == RUNNING:
+            if container.process_alive():
+                _wait_pid_gone(container, None)
+            refreshed = _wait_recorded(store, container.id)
+            if refreshed is None:
+                return -1
+            container = refreshed
+            continue
+        if container.status in (EXITED, RESTARTING):
+            return container.exit_code if container.exit_code is not None else -1
+        return 0  # created: nothing ran
+
+
+# --- pause ----------------------------------------------------------------------
+
+
+def is_paused(container: Container) -> bool:
+    """Whether a running container is frozen (read from its freezer)."""
+    if container.status != RUNNING:
+        return False
+    from overlayctl.lifecycle import paused_once
+
+    if not paused_once(container.id):
+        return False
+    from overlayctl.runtime import cgroups
+
+    return cgroups.Freezer(container.id).state() in ("FROZEN", "FREEZING")
+
+
+def pause(store: Store, container: Container) -> None:
+    """`pause`: move the container's processes into its freezer (made now,
+    at the first pause) and freeze them."""
+    from overlayctl.runtime import cgroups, procs
+
+    if container.status != RUNNING or not container.process_alive():
+        raise ConflictError(f'container "{container.name}" is not running')
+    if is_paused(container):
+        raise ConflictError(f'container "{container.name}" is already paused')
+    freezer = cgroups.Freezer(container.id)
+    freezer.adopt(lambda: procs.namespace_pids(container.pid))
+    freezer.freeze()
+
+
+def unpause(store: Store, container: Container) -> None:
+    """`unpause`: thaw (the processes stay in the freezer until the end)."""
+    from overlayctl.runtime import cgroups
+
+    if not is_paused(container):
+        raise ConflictError(f'container "{container.name}" is not paused')
+    cgroups.Freezer(container.id).thaw()
+
+
+def _thaw_if_paused(container: Container) -> None:
+    """A frozen process gets its signal only once thawed (Docker's stop and
+    kill unpause too)."""
+    if is_paused(container):
+        from overlayctl.runtime import cgroups
+
+        cgroups.Freezer(container.id).thaw()
+
+
+# --- rename, top --------------------------------------------------------------------
+
+
+def rename(store: Store, container: Container, new_name: str) -> None:
+    store.containers.rename(container, new_name)
+
+
+def top(store: Store, container: Container) -> tuple[list[str], list[list[str]]]:
+    """`top`: ps -ef's table of the container's processes (host pids)."""
+    from overlayctl.runtime import procs
+
+    if container.status != RUNNING or not container.process_alive():
+        raise ConflictError(f'container "{container.name}" is not running')
+    return procs.top_table(procs.namespace_pids(container.pid))
+
+
+# --- exec, attach -------------------------------------------------------------------
+
+
+def exec_in(
+    store: Store,
+    container: Container,
+    argv: list[str],
+    env: list[str] | None = None,
+    workdir: str | None = None,
+    user: str | None = None,
+    tty: bool = False,
+    interactive: bool = False,
+    detach: bool = False,
+) -> int:
+    """`exec`: run argv in the running container, with its namespaces,
+    cgroups, capabilities and seccomp filter; its exit code."""
+    from overlayctl.lifecycle import container_spec
+    from overlayctl.runtime import exec as runtime_exec
+    from overlayctl.runtime.spec import merge_env
+
+    if container.status != RUNNING or not container.process_alive():
+        raise ConflictError(f'container "{container.name}" is not running')
+    if is_paused(container):
+        raise ConflictError(f'container "{container.name}" is paused; unpause it before exec')
+    if not argv:
+        raise InvalidArgumentError('"exec" requires a command: overlayctl exec CONTAINER COMMAND [ARG...]')
+    overrides = []
+    for item in env or []:
+        if not item or item.startswith("="):
+            raise InvalidArgumentError(f'invalid environment variable "{item}": use -e KEY=value')
+        overrides.append(item if "=" in item else f"{item}={os.environ.get(item, '')}")
+    if workdir is not None and not workdir.startswith("/"):
+        raise InvalidArgumentError(f'working directory "{workdir}" is not an absolute path')
+    cfg = container.config["Config"]
+    spec = container_spec(store, container, store.images.get(container.image_id))
+    exec_spec = runtime_exec.ExecSpec(
+        argv=list(argv),
+        env=merge_env(list(cfg.get("Env") or []), overrides),
+        cwd=workdir or cfg.get("WorkingDir") or "/",
+        user=user if user is not None else cfg.get("User") or "",
+        tty=tty,
+        interactive=interactive,
+        detach=detach,
+        capabilities=spec.capabilities,
+        privileged=spec.privileged,
+        seccomp=spec.seccomp,
+    )
+    return runtime_exec.run(container.pid, container.pid_start, exec_spec)
+
+
+def attach(store: Store, container: Container, stdin: bool = True) -> int:
+    """`attach`: the container's output (and, for a container made with -i,
+    stdin) until it ends (its exit code) or the user detaches (0)."""
+    from overlayctl.runtime import attach as client
+
+    if container.status != RUNNING:
+        raise ConflictError(f'cannot attach to container "{container.name}": it is not running; start it first')
+    cfg = container.config["Config"]
+    sock = client.connect(store.paths.run_containers, container.id, container.name)
+    code = client.attach(sock, stdin and bool(cfg.get("OpenStdin")), bool(cfg.get("Tty")), container.pid)
+    if code is not None:
+        return code
+    after = store.containers.get(container.id)
+    if after.status == RUNNING and after.process_alive():
+        return 0  # detached
+    after = _wait_recorded(store, container.id) or after
+    return after.exit_code if after.exit_code is not None else -1
+
+
+# --- logs -----------------------------------------------------------------------------
+
+
+def still_logging(store: Store, container_id: str) -> Callable[[], bool]:
+    """For `logs -f`: whether the container may still write to its log
+    (it runs, or its supervisor will restart it)."""
+
+    def check() -> bool:
+        try:
+            current = store.containers.get(container_id)
+        except OverlayctlError:
+            return False
+        return current.status in (RUNNING, RESTARTING)
+
+    return check
+
+
+# --- after a reboot -------------------------------------------------------------------
+
+
+def restart_on_boot(store: Store) -> list[str]:
+    """Start what Docker's daemon starts when it comes up: containers with
+    restart policy `always`, and `unless-stopped` ones not stopped by hand.
+    For a boot-time unit, after the state is reconciled; names started."""
+    from overlayctl.lifecycle import start_detached
+
+    started = []
+    for container in store.containers.list(all=True):
+        policy = (container.config.get("HostConfig", {}).get("RestartPolicy") or {}).get("Name")
+        if container.status != EXITED:
+            continue
+        if policy == "always" or (policy == "unless-stopped" and not container.manually_stopped):
+            start_detached(store, container)
+            started.append(container.name)
+    return started

@@ -1,0 +1,259 @@
+"""`exec`: start another process in a running container.
+
+The process joins everything PID 1 has: its cgroups (written into their
+cgroup.procs from the host's side first, so that its limits and freezer
+count it), then its IPC, UTS, network and cgroup namespaces, its PID
+namespace (through the parent: setns(CLONE_NEWPID) moves only the children
+of the caller, so the caller joins, forks, and goes back), and last its
+mount namespace, which puts it in the container's root: setns to a mount
+namespace sets the root and working directory to that namespace's root,
+and after the container's pivot_root that is its overlay. Then, as PID 1
+did: user and groups from the container's own /etc/passwd and /etc/group,
+the container's capability sets, no_new_privs, its seccomp filter, exec.
+
+Failures before exec come back over a close-on-exec pipe as
+"<exit code> <message>", as from PID 1: 127 for a command not found, 126
+for one that cannot run or a working directory that does not exist.
+"""
+
+from __future__ import annotations
+
+import os
+
+from overlayctl.errors import CommandNotExecutableError, ConflictError, OverlayctlError
+from overlayctl.runtime import syscalls as sc
+
+# setns order: the mount namespace last (it takes the host's files away).
+NAMESPACES = (
+    ("ipc", sc.CLONE_NEWIPC),
+    ("uts", sc.CLONE_NEWUTS),
+    ("net", sc.CLONE_NEWNET),
+    ("cgroup", sc.CLONE_NEWCGROUP),
+    ("pid", sc.CLONE_NEWPID),
+    ("mnt", sc.CLONE_NEWNS),
+)
+
+
+class ExecSpec:
+    """What to run in the container, and with which privileges."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        env: list[str],
+        cwd: str = "/",
+        user: str = "",
+        tty: bool = False,
+        interactive: bool = False,
+        detach: bool = False,
+        capabilities: tuple[str, ...] | None = None,
+        privileged: bool = False,
+        seccomp: bytes | None = None,
+    ) -> None:
+        self.argv = argv
+        self.env = env  # "KEY=value", HOME added from the user when missing
+        self.cwd = cwd
+        self.user = user
+        self.tty = tty
+        self.interactive = interactive
+        self.detach = detach
+        self.capabilities = capabilities  # None: Docker's default set
+        self.privileged = privileged
+        self.seccomp = seccomp
+
+
+def run(pid: int, pid_start: int, spec: ExecSpec) -> int:
+    """Run `spec` in the container whose PID 1 is `pid` (with that start
+    time); return its exit code (0 at once with `detach`)."""
+    import _signal as signal
+
+    from overlayctl.store.containers import process_start_time
+
+    fds: dict[str, int] = {}
+    try:
+        for name, _ in NAMESPACES:
+            fds[name] = os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        _close_all(fds)
+        raise ConflictError("the container is not running") from None
+    # Opened, then checked: the descriptors hold the namespaces of the right
+    # process even if the pid is recycled from now on.
+    if process_start_time(pid) != pid_start:
+        _close_all(fds)
+        raise ConflictError("the container is not running")
+    error_r, error_w = os.pipe()
+    console_parent = console_child = None
+    if spec.tty and not spec.detach:
+        import socket
+
+        console_parent, console_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    child = -1
+    try:
+        sc.setns(fds["pid"], sc.CLONE_NEWPID)
+        try:
+            child = os.fork()
+        finally:
+            # Back to our own PID namespace for any later child; only on the
+            # parent's side (the child cannot go up to an ancestor namespace).
+            if child != 0:
+                sc.setns(own, sc.CLONE_NEWPID)
+    finally:
+        if child != 0:
+            os.close(own)
+    if child == 0:
+        try:
+            os.close(error_r)
+            if console_parent is not None:
+                console_parent.close()
+            _child(pid, fds, spec, error_w, console_child.detach() if console_child is not None else None)
+        finally:
+            os._exit(126)
+    _close_all(fds)
+    os.close(error_w)
+    if console_child is not None:
+        console_child.close()
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(child, signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {}
+    if not spec.detach:
+        for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"):
+            sig = getattr(signal, name)
+            previous[sig] = signal.signal(sig, forward)
+    try:
+        master = None
+        if console_parent is not None:
+            with console_parent:
+                import socket
+
+                _, received, _, _ = socket.recv_fds(console_parent, 16, 1)
+                master = received[0] if received else None
+        failure = _read_all(error_r)
+        os.close(error_r)
+        if failure:
+            os.waitpid(child, 0)
+            code, _, message = failure.decode(errors="replace").partition(" ")
+            raise OverlayctlError(message, exit_code=int(code) if code.isdigit() else 126)
+        if spec.detach:
+            return 0
+        if master is not None:
+            from overlayctl.runtime.console import relay
+
+            relay(master, child, forward_stdin=spec.interactive)
+        _, status = os.waitpid(child, 0)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _child(pid: int, fds: dict[str, int], spec: ExecSpec, error_fd: int, console_fd: int | None) -> None:
+    """In the forked child: join, drop, exec; never returns."""
+    from overlayctl.runtime.init import _env_dict, _exec_error, _report, _reset_signals, resolve_command
+
+    try:
+        import _prctl
+
+        from overlayctl.runtime import cgroups
+        from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES, drop_bounding, limit_sets
+        from overlayctl.runtime.spec import DEFAULT_PATH
+        from overlayctl.runtime.users import resolve_user
+
+        if spec.tty:
+            import fcntl
+            import socket
+            import termios
+        if spec.detach:
+            os.setsid()
+            null = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.close(null)
+        cgroups.join_cgroups_of(pid)
+        for name, flag in NAMESPACES:
+            if name != "pid":  # (joined through the parent)
+                sc.setns(fds[name], flag)
+            os.close(fds[name])
+        # From here on the root is the container's.
+        try:
+            os.chdir(spec.cwd or "/")
+        except OSError as exc:
+            raise CommandNotExecutableError(
+                f"cannot change to working directory {spec.cwd}: {os.strerror(exc.errno or 0).lower()}"
+            ) from None
+        env = list(spec.env)
+        uid, gid, groups = 0, 0, []
+        if spec.user:
+            who = resolve_user(spec.user, _read("/etc/passwd"), _read("/etc/group"))
+            uid, gid, groups = who.uid, who.gid, who.groups
+            home = who.home
+        else:
+            home = "/root"
+        if not any(e.startswith("HOME=") for e in env):
+            env.append(f"HOME={home}")
+        if spec.tty:
+            master, slave = os.openpty()
+            assert console_fd is not None
+            with socket.socket(fileno=console_fd) as sock:
+                socket.send_fds(sock, [b"pty"], [master])
+            os.close(master)
+            os.setsid()
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+            for fd in (0, 1, 2):
+                os.dup2(slave, fd)
+            if slave > 2:
+                os.close(slave)
+        elif not spec.interactive and not spec.detach:
+            null = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(null, 0)
+            os.close(null)
+        keep = None if spec.privileged else spec.capabilities if spec.capabilities is not None else DEFAULT_CAPABILITIES
+        drop_bounding(keep)
+        os.setgroups(groups)
+        if uid or gid:
+            os.setgid(gid)
+            os.setuid(uid)
+        limit_sets(keep)
+        if not spec.privileged:
+            _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
+            if spec.seccomp:
+                sc.seccomp_set_filter(spec.seccomp)
+        env_map = _env_dict(env)
+        path = resolve_command(spec.argv[0], env_map.get("PATH") or DEFAULT_PATH)
+        _reset_signals()
+        try:
+            os.execve(path, spec.argv, env_map)
+        except OSError as exc:
+            raise _exec_error(spec.argv[0], exc) from exc
+    except OverlayctlError as exc:
+        _report(error_fd, exc.exit_code, exc.message)
+    except BaseException as exc:  # noqa: BLE001 - the child must report, never unwind
+        _report(error_fd, 126, f"exec failed: {exc}")
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _close_all(fds: dict[str, int]) -> None:
+    for fd in fds.values():
+        os.close(fd)

@@ -1,0 +1,381 @@
+"""The small, long-lived part of a detached container's supervisor.
+
+`run -d` forks a full overlayctl process (catalog, network, cgroups, the
+mount plan) that starts the container; once the command runs, that process
+replaces itself (execv, same pid, still the container's parent) with
+
+    python -IS -c "...monitor.main(...)" key=value...
+
+which imports only C modules and `overlayctl.logs`: about 9 MB resident
+instead of ~30. It keeps only file descriptors: the container's stdout and
+stderr pipes (or its pty), its stdin, the attach socket and the network
+lease lock. It copies output to the log and to attached clients, passes
+attached stdin on, forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2
+to the container, reaps it, and then, with the container gone, loads the
+full overlayctl again in the same process (`detached.after_exit`) to
+record the exit, clean up, and restart it or remove it as the container's
+policies say.
+
+`Pump`, the copying loop, also serves the foreground supervisor of an
+attached run that keeps a log.
+
+The attach protocol, over the stream socket <runroot>/containers/<id>.sock:
+every message is an 8-byte header (kind, three zero bytes, length as a
+32-bit big-endian number) and its payload, as Docker's multiplexed
+streams. Supervisor to client: 1 stdout, 2 stderr, 3 the exit code (ASCII)
+as the last message. Client to supervisor: 0 stdin bytes, 1 close stdin,
+2 terminal size ("rows cols").
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+STDIN, CLOSE_STDIN, RESIZE = 0, 1, 2
+STDOUT_FRAME, STDERR_FRAME, EXIT_FRAME = 1, 2, 3
+HEADER = 8
+STDIN_LIMIT = 1 << 20  # stdin bytes held for a container that does not read them
+DRAIN_SECONDS = 5.0  # how long output may go on after the container's PID 1 is gone
+FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+
+_BOOT = "import sys;sys.path.insert(0,sys.argv[1]);from overlayctl.runtime.monitor import main;main(sys.argv[2:])"
+
+
+def frame(kind: int, payload: bytes) -> bytes:
+    return bytes((kind, 0, 0, 0)) + len(payload).to_bytes(4, "big") + payload
+
+
+def split_frames(buffer: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """Whole messages at the start of `buffer`, and what is left of it."""
+    out = []
+    while len(buffer) >= HEADER:
+        size = int.from_bytes(buffer[4:8], "big")
+        if len(buffer) < HEADER + size:
+            break
+        out.append((buffer[0], buffer[HEADER : HEADER + size]))
+        buffer = buffer[HEADER + size :]
+    return out, buffer
+
+
+class Pump:
+    """Copy a container's output to its log, to `sinks` (the foreground's
+    own stdout/stderr) and to attached clients; stdin from clients to
+    `stdin_fd`. With `child`, also reap it (through a pidfd) and return
+    its wait status; without, return None once the output has ended."""
+
+    def __init__(
+        self,
+        log: Any,
+        sources: list[tuple[int, str]],
+        sinks: dict[str, int] | None = None,
+        stdin_fd: int | None = None,
+        listener: int | None = None,
+        child: int | None = None,
+        tty: bool = False,
+    ) -> None:
+        from overlayctl.logs import Lines
+
+        self.log = log
+        self.sources = dict(sources)  # fd -> "stdout" | "stderr"
+        self.lines = {fd: Lines() for fd in self.sources}
+        self.sinks = dict(sinks or {})
+        self.stdin_fd = stdin_fd
+        self.listener = listener
+        self.child = child
+        self.tty = tty
+        self.clients: dict[int, bytes] = {}  # fd -> bytes received, not yet a whole message
+        self.pending = b""  # for stdin_fd
+        self.masks: dict[int, int] = {}
+        self._listen_sock = None
+        if listener is not None:
+            import _socket
+
+            self._listen_sock = _socket.socket(fileno=listener)
+
+    def run(self) -> int | None:
+        import select
+        import time
+
+        self.poller = poller = select.poll()
+        for fd in self.sources:
+            self._watch(fd, select.POLLIN)
+        if self.listener is not None:
+            self._watch(self.listener, select.POLLIN)
+        pidfd = None
+        if self.child is not None:
+            pidfd = os.pidfd_open(self.child)
+            self._watch(pidfd, select.POLLIN)
+        status = None
+        deadline = None
+        while self.sources or (self.child is not None and status is None):
+            timeout = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            events = poller.poll(timeout)
+            if not events and deadline is not None and time.monotonic() >= deadline:
+                break  # something outside the container holds its output open: stop waiting
+            for fd, event in events:
+                if fd in self.sources:
+                    self._read_source(fd)
+                elif fd == pidfd:
+                    _, status = os.waitpid(self.child, 0)  # type: ignore[arg-type]
+                    self._unwatch(pidfd)
+                    os.close(pidfd)
+                    pidfd = None
+                    deadline = time.monotonic() + DRAIN_SECONDS
+                elif fd == self.listener:
+                    self._accept()
+                elif fd in self.clients:
+                    self._read_client(fd)
+                elif fd == self.stdin_fd and event & select.POLLOUT:
+                    self._flush_stdin()
+                elif event & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+                    self._unwatch(fd)
+        for fd in list(self.sources):
+            self._close_source(fd)
+        if status is not None:
+            code = os.waitstatus_to_exitcode(status)
+            code = 128 - code if code < 0 else code
+            self._broadcast(EXIT_FRAME, str(code).encode())
+        for fd in list(self.clients):
+            self._drop(fd)
+        # Nothing of this container may leak into what comes next (a restart).
+        if self._listen_sock is not None:
+            self._listen_sock.close()
+        if self.stdin_fd is not None:
+            os.close(self.stdin_fd)
+            self.stdin_fd = None
+        return status
+
+    # -- poll bookkeeping
+
+    def _watch(self, fd: int, mask: int) -> None:
+        if fd in self.masks:
+            self.masks[fd] |= mask
+            self.poller.modify(fd, self.masks[fd])
+        else:
+            self.masks[fd] = mask
+            self.poller.register(fd, mask)
+
+    def _unwatch(self, fd: int, mask: int | None = None) -> None:
+        if fd not in self.masks:
+            return
+        remaining = 0 if mask is None else self.masks[fd] & ~mask
+        if remaining:
+            self.masks[fd] = remaining
+            self.poller.modify(fd, remaining)
+        else:
+            del self.masks[fd]
+            self.poller.unregister(fd)
+
+    # -- the container's output
+
+    def _read_source(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""  # EIO: the pty's last slave is closed
+        if not data:
+            self._close_source(fd)
+            return
+        import time
+
+        stream = self.sources[fd]
+        now = time.time_ns()
+        for line in self.lines[fd].feed(data):
+            self.log.write(stream, line, now)
+        sink = self.sinks.get(stream)
+        if sink is not None:
+            try:
+                _write_all(sink, data)
+            except OSError:
+                del self.sinks[stream]  # the reader went away; the log goes on
+        self._broadcast(STDERR_FRAME if stream == "stderr" else STDOUT_FRAME, data)
+
+    def _close_source(self, fd: int) -> None:
+        import time
+
+        rest = self.lines[fd].flush()
+        if rest:
+            self.log.write(self.sources[fd], rest, time.time_ns())
+        self._unwatch(fd)
+        del self.sources[fd]
+        if fd != self.stdin_fd:
+            os.close(fd)  # (a pty master is also the stdin: closed at the end)
+
+    # -- attached clients
+
+    def _accept(self) -> None:
+        try:
+            fd = self._listen_sock._accept()[0]  # type: ignore[union-attr]
+        except OSError:
+            return
+        os.set_blocking(fd, False)
+        self.clients[fd] = b""
+        import select
+
+        self._watch(fd, select.POLLIN)
+
+    def _read_client(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(fd)
+            return
+        messages, self.clients[fd] = split_frames(self.clients[fd] + data)
+        for kind, payload in messages:
+            if kind == STDIN and self.stdin_fd is not None:
+                if len(self.pending) + len(payload) <= STDIN_LIMIT:
+                    self.pending += payload
+                    self._flush_stdin()
+            elif kind == CLOSE_STDIN and self.stdin_fd is not None:
+                if self.tty:
+                    self.pending += b"\x04"
+                    self._flush_stdin()
+                elif self.stdin_fd not in self.sources:
+                    self._unwatch(self.stdin_fd)
+                    os.close(self.stdin_fd)
+                    self.stdin_fd, self.pending = None, b""
+            elif kind == RESIZE and self.tty and self.stdin_fd is not None:
+                _set_winsize(self.stdin_fd, payload)
+
+    def _flush_stdin(self) -> None:
+        import select
+
+        assert self.stdin_fd is not None
+        while self.pending:
+            try:
+                n = os.write(self.stdin_fd, self.pending)
+            except BlockingIOError:
+                self._watch(self.stdin_fd, select.POLLOUT)
+                return
+            except OSError:
+                self.pending = b""  # the container closed its stdin
+                break
+            self.pending = self.pending[n:]
+        self._unwatch(self.stdin_fd, select.POLLOUT)
+
+    def _broadcast(self, kind: int, data: bytes) -> None:
+        if not self.clients:
+            return
+        message = frame(kind, data)
+        for fd in list(self.clients):
+            try:
+                if os.write(fd, message) != len(message):
+                    self._drop(fd)  # too slow a reader: it would hold the container up
+            except OSError:
+                self._drop(fd)
+
+    def _drop(self, fd: int) -> None:
+        self._unwatch(fd)
+        del self.clients[fd]
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _set_winsize(master: int, payload: bytes) -> None:
+    import fcntl
+    import termios
+
+    try:
+        rows, cols = (int(x) for x in payload.split())
+        fcntl.ioctl(master, termios.TIOCSWINSZ, rows.to_bytes(2, "little") + cols.to_bytes(2, "little") + bytes(4))
+    except (ValueError, OSError):
+        pass
+
+
+# --- the detached supervisor's two halves ------------------------------------
+
+
+def exec_monitor(state: dict[str, str], fds: list[int]) -> None:
+    """Replace this process (the full supervisor) with the small monitor,
+    keeping `fds` open; `state` is everything the monitor and, after the
+    exit, detached.after_exit need. Never returns."""
+    import sys
+
+    import overlayctl
+
+    for fd in fds:
+        os.set_inheritable(fd, True)
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(overlayctl.__file__)))
+    state = dict(state, syspath=os.pathsep.join(p for p in sys.path if p))
+    argv = [sys.executable, "-IS", "-c", _BOOT, package_parent]
+    argv += [f"{key}={value}" for key, value in state.items()]
+    os.execv(sys.executable, argv)
+
+
+def main(argv: list[str]) -> None:
+    """The monitor: pump until the container is reaped, then hand over."""
+    state = dict(item.partition("=")[::2] for item in argv)
+    status = None
+    try:
+        status = _monitor(state)
+    finally:
+        # The rest needs the whole of overlayctl (and its dependencies).
+        import sys
+
+        sys.path[:] = [p for p in state.get("syspath", "").split(os.pathsep) if p]
+        try:
+            from overlayctl.detached import after_exit
+
+            after_exit(state, status)
+        finally:
+            os._exit(125)
+
+
+def _monitor(state: dict[str, str]) -> int | None:
+    import _signal
+
+    pid = int(state["pid"])
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for name in FORWARDED:
+        _signal.signal(getattr(_signal, name), forward)
+    log = _writer(state)
+    sources = []
+    if state.get("master"):
+        sources.append((int(state["master"]), "stdout"))
+    for key in ("out", "err"):
+        if state.get(key):
+            sources.append((int(state[key]), "stdout" if key == "out" else "stderr"))
+    stdin_fd = int(state["master"]) if state.get("master") else int(state["stdin"]) if state.get("stdin") else None
+    if stdin_fd is not None:
+        os.set_blocking(stdin_fd, False)
+    listener = int(state["listen"]) if state.get("listen") else None
+    try:
+        return Pump(log, sources, None, stdin_fd, listener, pid, tty=bool(state.get("master"))).run()
+    finally:
+        log.close()
+
+
+def _writer(state: dict[str, str]):  # type: ignore[no-untyped-def]
+    from overlayctl import logs
+
+    kind = state.get("log_type") or logs.DEFAULT_DRIVER
+    if kind == "none":
+        return logs.NoLog()
+    if kind == "journald":
+        return logs.open_writer(
+            {"Type": kind, "Config": {"tag": state.get("log_tag", "")}},
+            "",
+            {"id": state["id"], "name": state.get("name", ""), "image": state.get("image", "")},
+        )
+    return logs.JsonFileLog(state["log_path"], int(state.get("log_max_size") or 0), int(state.get("log_max_file") or 1))

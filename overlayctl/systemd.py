@@ -1,0 +1,463 @@
+"""systemd units: `overlayctl@.service` (one container per instance), the
+boot-time `overlayctl-reconcile.service`, and the unit `overlayctl generate
+systemd CONTAINER` prints for one container.
+
+A unit is data first: a list of sections, each a list of (key, value)
+lines, rendered by one function. The files in systemd/ are renderings of
+`template_unit()` and `reconcile_unit()` (a unit test keeps them equal);
+a generated unit is the template's service with the container put in, plus
+the hardening that container's configuration allows.
+
+Hardening follows one rule: a container under systemd must see exactly
+what it sees when started from a root shell. The template cannot know its
+container, so it only takes what no container can notice. A generated unit
+knows its container's binds, capabilities and seccomp profile, and adds each
+protection those leave untouched (`hardening`).
+"""
+
+from __future__ import annotations
+
+from overlayctl.paths import DEFAULT_ROOT, DEFAULT_RUNROOT
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from overlayctl.store.containers import Container
+
+EXECUTABLE = "/usr/local/bin/overlayctl"  # the launcher scripts/setup.sh writes
+STOP_TIMEOUT = 10  # seconds: `overlayctl stop`'s default, as `docker stop`'s
+# What systemd allows a stop beyond the container's stop timeout (`overlayctl
+# stop` then still waits for the kill and for the supervisor's record).
+STOP_MARGIN = 60
+RESTART_POLICIES = ("no", "on-success", "on-failure", "on-abnormal", "on-watchdog", "on-abort", "always")
+# A container's own --restart, as the unit's Restart= (podman's choice: a
+# container without one gets on-failure).
+RESTART_FROM_CONTAINER = {
+    "no": "on-failure",
+    "on-failure": "on-failure",
+    "always": "always",
+    "unless-stopped": "always",
+}
+RECONCILE_UNIT = "overlayctl-reconcile.service"
+# A death by HUP, INT, PIPE or TERM is clean for systemd; the supervisor
+# reports a death by signal N as 128+N.
+CLEAN_EXITS = (129, 130, 141, 143)
+
+Line = tuple[str, str]  # ("Key", "value"); ("#", "text") is a comment
+Section = tuple[str, list[Line]]
+
+
+def render(sections: Sequence[Section], header: Sequence[str] = ()) -> str:
+    """The unit file's text: header comments, then each [Section]."""
+    out = [f"# {text}".rstrip() for text in header]
+    for name, lines in sections:
+        if out:
+            out.append("")
+        out.append(f"[{name}]")
+        out.extend(f"# {value}" if key == "#" else f"{key}={value}" for key, value in lines)
+    return "\n".join(out) + "\n"
+
+
+# --- command lines ---------------------------------------------------------
+
+
+def exec_quote(arg: str) -> str:
+    """One word of an Exec*= line: systemd splits on whitespace, unquotes
+    C-style, expands $VAR and %-specifiers; this keeps `arg` literal."""
+    arg = arg.replace("%", "%%").replace("$", "$$")
+    if arg and not any(c in arg for c in " \t\n\"'\\;"):
+        return arg
+    escaped = arg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    return f'"{escaped}"'
+
+
+def global_args(root: str = DEFAULT_ROOT, runroot: str = DEFAULT_RUNROOT) -> list[str]:
+    """--root/--runroot for a command line, only where they differ from
+    the defaults (a unit must reach the store the container is in)."""
+    args = []
+    if root != DEFAULT_ROOT:
+        args += ["--root", root]
+    if runroot != DEFAULT_RUNROOT:
+        args += ["--runroot", runroot]
+    return args
+
+
+def path_word(path: str) -> str:
+    """A path in a space-separated list such as RequiresMountsFor=."""
+    path = path.replace("%", "%%")
+    return f'"{path}"' if any(c in path for c in " \t\"'\\") else path
+
+
+# --- the service -----------------------------------------------------------
+
+
+def service_lines(
+    target: str,
+    executable: str = EXECUTABLE,
+    args: Sequence[str] = (),
+    stop_timeout: int | None = None,
+    restart: str = "on-failure",
+    stop_signal: int = 15,
+    stop_waits: int | None = None,
+) -> list[Line]:
+    """What runs one container: shared by the template and generated units.
+
+    `target` is the container's name or ID as it goes on a command line (in
+    the template, the specifier %i, left unquoted). With `stop_timeout`
+    None, `overlayctl stop` uses the container's own (--stop-timeout, else
+    10 s), which `stop_waits` gives when it is known. `stop_signal` is the
+    container's (--stop-signal or STOPSIGNAL).
+    """
+    words = [exec_quote(word) for word in (executable, *args)]
+    start = " ".join([*words, "start", "-a", target])
+    stop = " ".join([*words, "stop", *([] if stop_timeout is None else ["-t", str(stop_timeout)]), target])
+    waits = next((t for t in (stop_timeout, stop_waits) if t is not None), STOP_TIMEOUT)
+    grace = waits + STOP_MARGIN
+    clean = sorted(set(CLEAN_EXITS) | {128 + stop_signal})
+    return [
+        ("#", "The foreground supervisor is the main process: it says READY=1 once the"),
+        ("#", "container's command runs, STATUS= as it goes and STOPPING=1 on the way out."),
+        ("Type", "notify"),
+        ("NotifyAccess", "main"),
+        ("ExecStart", start),
+        ("#", "The container's stop signal, SIGKILL after its stop timeout; the supervisor"),
+        ("#", "records the end and exits. Should that fail, SIGTERM goes to the supervisor"),
+        ("#", "alone, which forwards it; past TimeoutStopSec all that is left is killed."),
+        ("ExecStop", stop),
+        ("#", "`overlayctl stop` returns once the end is recorded, a moment before the"),
+        ("#", "supervisor exits with the container's code: wait for that, or the SIGTERM"),
+        ("#", "that follows ExecStop would end it first and the code would be lost."),
+        ("ExecStop", "/bin/sh -c 'while kill -0 $MAINPID 2>/dev/null; do sleep 0.05; done'"),
+        ("KillMode", "mixed"),
+        ("KillSignal", "SIGTERM"),
+        ("TimeoutStopSec", str(grace)),
+        ("#", "The unit's result is the container's exit code, 128+N for a death by signal"),
+        ("#", "N: the deaths systemd counts as clean, and by the stop signal, are clean."),
+        ("SuccessExitStatus", " ".join(map(str, clean))),
+        ("Restart", restart),
+        ("#", "126 and 127: the command cannot be executed, and a restart cannot help."),
+        ("RestartPreventExitStatus", "126 127"),
+    ]
+
+
+# What no container can notice, so even the template has it.
+INVISIBLE_HARDENING: list[Line] = [
+    ("#", "The supervisor gets its own mount namespace, a slave of the host's: nothing"),
+    ("#", "mounted on the way to the container can reach the host's mount table (the"),
+    ("#", "container's PID 1 makes a private namespace of its own on top of it)."),
+    ("PrivateMounts", "yes"),
+]
+
+
+def template_unit(executable: str = EXECUTABLE) -> str:
+    """systemd/overlayctl@.service."""
+    unit = [
+        ("Description", "overlayctl container %i"),
+        ("Wants", f"network-online.target {RECONCILE_UNIT}"),
+        ("After", f"network-online.target {RECONCILE_UNIT}"),
+        ("RequiresMountsFor", f"{DEFAULT_ROOT} {DEFAULT_RUNROOT}"),
+    ]
+    service = service_lines("%i", executable) + INVISIBLE_HARDENING
+    header = [
+        "overlayctl@.service: run the container named by the instance in the foreground.",
+        "",
+        "  overlayctl create --name web IMAGE [COMMAND...]",
+        "  systemctl enable --now overlayctl@web",
+        "",
+        "Generated by overlayctl.systemd.template_unit(); edit that, not this file.",
+        "No ProtectSystem=, ProtectHome=, PrivateTmp= or capability limits here: a",
+        "container may bind any host path and hold any capability, and must see the",
+        "same under systemd as from a shell. `overlayctl generate systemd NAME` writes",
+        "a unit for one container with every protection its configuration allows.",
+    ]
+    return render([("Unit", unit), ("Service", service), ("Install", [("WantedBy", "multi-user.target")])], header)
+
+
+def reconcile_unit(executable: str = EXECUTABLE) -> str:
+    """systemd/overlayctl-reconcile.service: once per boot, before any
+    overlayctl@ unit (they order themselves after it)."""
+    unit = [
+        ("Description", "overlayctl: mark containers left running by the last boot as exited"),
+        ("#", "Nothing to do on a host that never stored anything."),
+        ("ConditionPathExists", f"{DEFAULT_ROOT}/catalog.db"),
+        ("RequiresMountsFor", f"{DEFAULT_ROOT} {DEFAULT_RUNROOT}"),
+    ]
+    service = [
+        ("Type", "oneshot"),
+        ("RemainAfterExit", "yes"),
+        ("ExecStart", f"{exec_quote(executable)} system reconcile"),
+        ("#", "It writes the store and the runroot, removes cgroups and veth devices,"),
+        ("#", "and kills what is left in a stale cgroup; nothing else. After a reboot"),
+        ("#", "the runroot is gone: systemd makes it (0755, as overlayctl does) and keeps it."),
+        ("ProtectSystem", "strict"),
+        ("ReadWritePaths", DEFAULT_ROOT),
+        ("RuntimeDirectory", DEFAULT_RUNROOT.removeprefix("/run/")),
+        ("RuntimeDirectoryMode", "0755"),
+        ("RuntimeDirectoryPreserve", "yes"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", "CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER CAP_KILL CAP_NET_ADMIN"),
+        ("RestrictNamespaces", "yes"),
+        ("RestrictAddressFamilies", "AF_UNIX AF_NETLINK"),
+        ("IPAddressDeny", "any"),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectKernelModules", "yes"),
+        ("ProtectKernelLogs", "yes"),
+        ("ProtectClock", "yes"),
+        ("ProtectHostname", "yes"),
+        ("ProtectProc", "invisible"),
+        ("RestrictRealtime", "yes"),
+        ("RestrictSUIDSGID", "yes"),
+        ("LockPersonality", "yes"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("SystemCallArchitectures", "native"),
+        ("SystemCallFilter", "@system-service"),
+        ("SystemCallErrorNumber", "EPERM"),
+    ]
+    header = [
+        "overlayctl-reconcile.service: after a reboot (or whenever it is started), mark",
+        "containers whose supervisor is gone as exited and free what they held.",
+        "",
+        "Generated by overlayctl.systemd.reconcile_unit(); edit that, not this file.",
+    ]
+    return render([("Unit", unit), ("Service", service), ("Install", [("WantedBy", "multi-user.target")])], header)
+
+
+def unit_files() -> dict[str, str]:
+    """The files of systemd/, by name."""
+    return {"overlayctl@.service": template_unit(), RECONCILE_UNIT: reconcile_unit()}
+
+
+# --- one container: what it needs of the host, and the unit for it ----------
+
+# Capabilities neither overlayctl (the supervisor and the container's PID 1
+# before it drops privileges) nor a container with Docker's default set
+# uses. A generated unit removes from the bounding set those its container
+# was not given with --cap-add.
+UNUSED_CAPABILITIES = (
+    "audit_control",
+    "audit_read",
+    "block_suspend",
+    "bpf",
+    "checkpoint_restore",
+    "ipc_lock",
+    "ipc_owner",
+    "lease",
+    "linux_immutable",
+    "mac_admin",
+    "mac_override",
+    "net_broadcast",
+    "perfmon",
+    "sys_boot",
+    "sys_module",
+    "sys_nice",
+    "sys_pacct",
+    "sys_rawio",
+    "sys_time",
+    "sys_tty_config",
+    "syslog",
+    "wake_alarm",
+)
+
+
+class HostNeeds:
+    """What one container needs of the host, read from its configuration:
+    every host path it reaches (store, runroot, bind sources) and whether
+    it writes there, its capabilities, privileged mode, and whether it runs
+    under the default seccomp profile."""
+
+    __slots__ = ("paths", "capabilities", "privileged", "default_seccomp")
+
+    def __init__(
+        self,
+        paths: Sequence[tuple[str, bool]],
+        capabilities: Iterable[str] = (),
+        privileged: bool = False,
+        default_seccomp: bool = True,
+    ) -> None:
+        self.paths = list(paths)
+        self.capabilities = frozenset(capabilities)
+        self.privileged = privileged
+        self.default_seccomp = default_seccomp and not privileged
+
+    def __repr__(self) -> str:
+        return (
+            f"HostNeeds(paths={self.paths}, capabilities={sorted(self.capabilities)}, privileged={self.privileged}, "
+            f"default_seccomp={self.default_seccomp})"
+        )
+
+    def touches(self, *prefixes: str, writable_only: bool = False) -> bool:
+        """Whether a path the container reaches is one of `prefixes`, lies
+        under one, or holds one (a bind of / reaches /home too)."""
+        paths = [path for path, writable in self.paths if writable or not writable_only]
+        return any(_overlaps(path, prefix) for path in paths for prefix in prefixes)
+
+    def may_have(self, *capabilities: str) -> bool:
+        return self.privileged or any(c in self.capabilities for c in capabilities)
+
+
+def _overlaps(path: str, prefix: str) -> bool:
+    path, prefix = path.rstrip("/") or "/", prefix.rstrip("/")
+    return path == prefix or path.startswith(prefix + "/") or prefix.startswith(path.rstrip("/") + "/")
+
+
+def needs_of(container: Container, root: str, runroot: str) -> HostNeeds:
+    """The HostNeeds of a stored container."""
+    from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES, resolve_capabilities
+
+    hc = container.config.get("HostConfig", {})
+    paths = [(root, True), (runroot, True)]
+    for mount in hc.get("Mounts") or []:
+        if mount.get("Type") == "bind" and mount.get("Source"):
+            paths.append((mount["Source"], not mount.get("ReadOnly")))
+    if hc.get("CapAdd") or hc.get("CapDrop"):
+        capabilities = resolve_capabilities(hc.get("CapAdd") or [], hc.get("CapDrop") or [])
+    else:
+        capabilities = DEFAULT_CAPABILITIES
+    profiles = [o.partition("=")[2] for o in hc.get("SecurityOpt") or [] if o.startswith("seccomp=")]
+    default_seccomp = all(p == "builtin" for p in profiles)
+    return HostNeeds(paths, capabilities, bool(hc.get("Privileged")), default_seccomp)
+
+
+# Syscall groups (systemd.exec(5)) whose every call needs a capability: a
+# container without it gets EPERM from the kernel anyway, and gets the same
+# EPERM from the unit's filter.
+SYSCALL_GROUPS_BY_CAPABILITY = (
+    ("@module", "sys_module"),
+    ("@raw-io", "sys_rawio"),
+    ("@reboot", "sys_boot"),
+    ("@swap", "sys_admin"),
+)
+
+
+def hardening(needs: HostNeeds) -> list[Line]:
+    """Every protection the container cannot notice, given what it needs.
+
+    Never added, whatever the container: ProtectHostname (its seccomp filter
+    refuses sethostname, which PID 1 calls), PrivateUsers, PrivateNetwork and
+    most of RestrictNamespaces (a container is made of namespaces), and what
+    a container's processes inherit and would feel: SystemCallArchitectures
+    (32-bit binaries), MemoryDenyWriteExecute (JITs), RestrictSUIDSGID
+    (package installs), LockPersonality (linux32), RestrictAddressFamilies,
+    ProtectClock (it refuses even a read-only adjtimex), PrivateDevices (it
+    takes CAP_MKNOD, in Docker's default set), ProcSubset=pid (overlayctl
+    reads /proc/net/route and /proc/uptime), UMask (a non-root user in the
+    container reads the /etc/hosts written for it), ProtectControlGroups
+    (the supervisor removes the cgroups of limits and of `pause`).
+    """
+    lines = list(INVISIBLE_HARDENING)
+    lines.append(("#", "What this container's binds, capabilities and seccomp profile leave alone"))
+    lines.append(("#", "(see overlayctl.systemd.hardening):"))
+    if not needs.privileged:
+        lines.append(("NoNewPrivileges", "yes"))  # PID 1 sets no_new_privs itself
+    if not needs.touches("/usr", "/boot", "/efi", "/etc", writable_only=True):
+        lines.append(("ProtectSystem", "full"))
+    if not needs.touches("/home", "/root", "/run/user"):
+        lines.append(("ProtectHome", "yes"))
+    elif not needs.touches("/home", "/root", "/run/user", writable_only=True):
+        lines.append(("ProtectHome", "read-only"))
+    if not needs.touches("/tmp", "/var/tmp"):
+        lines.append(("PrivateTmp", "yes"))
+    if not needs.touches("/proc"):
+        lines.append(("ProtectProc", "invisible"))
+    if not needs.privileged and not needs.touches("/proc", "/sys"):
+        # The container mounts a /proc and a /sys of its own, and systemd
+        # leaves /sys/fs/cgroup writable (limits, the freezer of `pause`).
+        lines.append(("ProtectKernelTunables", "yes"))
+    if not needs.may_have("sys_module") and not needs.touches("/lib/modules", "/usr/lib/modules"):
+        lines.append(("ProtectKernelModules", "yes"))
+    if not needs.may_have("syslog") and not needs.touches("/dev/kmsg", "/proc/kmsg"):
+        lines.append(("ProtectKernelLogs", "yes"))
+    if not needs.privileged and not needs.touches("/dev"):
+        # null, zero, full, random, urandom, tty and its own pts are all a
+        # container's /dev holds; a node made with mknod stays unopenable,
+        # as under Docker's devices cgroup.
+        lines.append(("DevicePolicy", "closed"))
+    if not needs.may_have("sys_nice"):
+        lines.append(("RestrictRealtime", "yes"))
+    if needs.default_seccomp and not needs.may_have("sys_admin"):
+        # The default profile refuses user namespaces without CAP_SYS_ADMIN.
+        lines.append(("RestrictNamespaces", "~user"))
+    groups = [group for group, capability in SYSCALL_GROUPS_BY_CAPABILITY if not needs.may_have(capability)]
+    if groups:
+        lines.append(("SystemCallFilter", "~" + " ".join(groups)))
+        lines.append(("SystemCallErrorNumber", "EPERM"))
+    if not needs.privileged:
+        unused = [c for c in UNUSED_CAPABILITIES if c not in needs.capabilities]
+        if unused:
+            lines.append(("CapabilityBoundingSet", "~" + " ".join("CAP_" + c.upper() for c in unused)))
+    return lines
+
+
+def unit_name(container: Container, use_name: bool = False) -> str:
+    """container-<name or ID>.service, as podman names its generated units."""
+    return f"container-{container.name if use_name else container.id}.service"
+
+
+def generate_unit(
+    container: Container,
+    use_name: bool = False,
+    root: str = DEFAULT_ROOT,
+    runroot: str = DEFAULT_RUNROOT,
+    stop_timeout: int | None = None,
+    restart: str | None = None,
+    executable: str = EXECUTABLE,
+    header: bool = True,
+) -> str:
+    """The unit `overlayctl generate systemd` prints for one container.
+
+    The container is named by ID (or by name with `use_name`); the store it
+    lives in (`root`, `runroot`) is passed on when not the default one.
+    `stop_timeout` overrides the container's own; `restart` (Restart=)
+    defaults to the container's --restart policy, else on-failure.
+    """
+    from overlayctl import __version__
+    from overlayctl.control import parse_signal
+    from overlayctl.errors import InvalidArgumentError
+
+    hc = container.config.get("HostConfig", {})
+    cfg = container.config.get("Config", {})
+    if hc.get("AutoRemove"):
+        raise InvalidArgumentError(
+            f'container "{container.name}" is removed when it exits (--rm): a unit could start it only once; '
+            "create it without --rm"
+        )
+    if restart is None:
+        restart = RESTART_FROM_CONTAINER.get((hc.get("RestartPolicy") or {}).get("Name") or "no", "on-failure")
+    if restart not in RESTART_POLICIES:
+        raise InvalidArgumentError(f'invalid restart policy "{restart}": use one of {", ".join(RESTART_POLICIES)}')
+    target = exec_quote(container.name if use_name else container.id)
+    needs = needs_of(container, root, runroot)
+    unit = [
+        ("Description", f"overlayctl container {container.name}"),
+        ("Wants", f"network-online.target {RECONCILE_UNIT}"),
+        ("After", f"network-online.target {RECONCILE_UNIT}"),
+        ("RequiresMountsFor", " ".join(path_word(p) for p in dict.fromkeys(p for p, _ in needs.paths))),
+    ]
+    signal = parse_signal(str(cfg["StopSignal"])) if cfg.get("StopSignal") else 15
+    own = int(cfg["StopTimeout"]) if cfg.get("StopTimeout") is not None else None
+    args = global_args(root, runroot)
+    service = service_lines(target, executable, args, stop_timeout, restart, signal, stop_waits=own)
+    service += hardening(needs)
+    lines = (
+        [
+            unit_name(container, use_name),
+            f"generated by overlayctl {__version__} for container {container.name} ({container.short_id})",
+        ]
+        if header
+        else []
+    )
+    return render([("Unit", unit), ("Service", service), ("Install", [("WantedBy", "multi-user.target")])], lines)
+
+
+if __name__ == "__main__":
+    # python3 -m overlayctl.systemd DIR: write the unit files into DIR (systemd/).
+    import os
+    import sys
+
+    for name, text in unit_files().items():
+        with open(os.path.join(sys.argv[1], name), "w") as f:
+            f.write(text)

@@ -1,0 +1,308 @@
+"""The systemd units: the files in systemd/ are what overlayctl.systemd
+renders, systemd-analyze accepts them and rates their exposure, and a
+generated unit takes exactly the protections its container leaves alone."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from overlayctl import systemd
+from overlayctl.errors import InvalidArgumentError
+from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES
+from overlayctl.store.containers import Container
+
+REPO = Path(__file__).resolve().parents[2]
+UNITS = REPO / "systemd"
+TEMPLATE = UNITS / "overlayctl@.service"
+RECONCILE = UNITS / "overlayctl-reconcile.service"
+
+# Exposure scores of `systemd-analyze security --offline=yes` (0 safest,
+# 10 least safe) as of systemd 252; a change that raises one fails here.
+# The template is high because it must run any container: namespaces,
+# mounts, every capability, any host path. See README, "### systemd".
+MAX_EXPOSURE = {"template": 9.4, "generated": 6.1, "reconcile": 2.4}
+
+
+def _container(name: str = "web", **host_config: object) -> Container:
+    config = {"Config": {"Cmd": ["sh"]}, "HostConfig": {"NetworkMode": "bridge", **host_config}}
+    return Container("ab" * 32, name, "cd" * 32, "bb:1", config, "", "created", 0, 0, None, "", "", "")
+
+
+def _keys(lines: list[tuple[str, str]]) -> dict[str, str]:
+    return {key: value for key, value in lines if key != "#"}
+
+
+def _analyze() -> str:
+    found = shutil.which("systemd-analyze")
+    if found is None:
+        pytest.skip("systemd-analyze is missing (package systemd): the unit files cannot be checked")
+    return found
+
+
+# --- the files ----------------------------------------------------------------
+
+
+def test_unit_files_are_the_rendered_units() -> None:
+    for name, text in systemd.unit_files().items():
+        assert (UNITS / name).read_text() == text, f"systemd/{name} is stale: python3 -m overlayctl.systemd systemd"
+
+
+def test_template_runs_the_instance_in_the_foreground() -> None:
+    service = _keys(systemd.service_lines("%i"))
+    assert service["Type"] == "notify"
+    assert service["ExecStart"] == "/usr/local/bin/overlayctl start -a %i"
+    assert service["KillMode"] == "mixed"
+    assert service["Restart"] == "on-failure"
+    assert service["SuccessExitStatus"] == "129 130 141 143"
+    text = TEMPLATE.read_text()
+    assert "After=network-online.target overlayctl-reconcile.service" in text
+    # Nothing a container could notice: it may bind any path and hold any capability.
+    keys = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line and not line.startswith("#")}
+    assert not keys & {"ProtectSystem", "ProtectHome", "PrivateTmp", "CapabilityBoundingSet", "NoNewPrivileges"}
+
+
+def test_systemd_analyze_verify_accepts_the_units(tmp_path: Path) -> None:
+    analyze = _analyze()
+    generated = tmp_path / "container-web.service"
+    generated.write_text(systemd.generate_unit(_container()))
+    for unit in (TEMPLATE, RECONCILE, generated):
+        result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, cwd=UNITS)
+        assert result.returncode == 0 and not result.stderr.strip(), (unit.name, result.stderr)
+
+
+def _exposure(analyze: str, unit: Path) -> float:
+    result = subprocess.run([analyze, "security", "--offline=yes", str(unit)], capture_output=True, text=True)
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d)", result.stdout)
+    assert match, (unit.name, result.returncode, result.stdout[-2000:], result.stderr)
+    return float(match.group(1))
+
+
+def test_systemd_analyze_security_exposure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    analyze = _analyze()
+    generated = tmp_path / "container-web.service"
+    generated.write_text(systemd.generate_unit(_container()))
+    scores = {
+        "template": _exposure(analyze, TEMPLATE),
+        "generated": _exposure(analyze, generated),
+        "reconcile": _exposure(analyze, RECONCILE),
+    }
+    with capsys.disabled():
+        print("\nsystemd-analyze security exposure:", ", ".join(f"{k} {v}" for k, v in scores.items()))
+    for unit, score in scores.items():
+        assert score <= MAX_EXPOSURE[unit], f"{unit} unit: exposure {score} > {MAX_EXPOSURE[unit]}"
+
+
+# --- command lines ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("word", "quoted"),
+    [
+        ("/var/lib/overlayctl", "/var/lib/overlayctl"),
+        ("/srv/my store", '"/srv/my store"'),
+        ("50%", "50%%"),
+        ("$HOME", "$$HOME"),
+        ('a"b', '"a\\"b"'),
+        ("back\\slash", '"back\\\\slash"'),
+        ("", '""'),
+    ],
+)
+def test_exec_quote_keeps_words_literal(word: str, quoted: str) -> None:
+    assert systemd.exec_quote(word) == quoted
+
+
+def test_global_args_only_for_another_store() -> None:
+    assert systemd.global_args() == []
+    assert systemd.global_args("/srv/octl", "/run/octl") == ["--root", "/srv/octl", "--runroot", "/run/octl"]
+
+
+# --- generate systemd -------------------------------------------------------
+
+
+def test_generated_unit_names_the_container_by_id_or_name() -> None:
+    c = _container()
+    by_id = systemd.generate_unit(c)
+    assert f"ExecStart=/usr/local/bin/overlayctl start -a {c.id}\n" in by_id
+    assert by_id.startswith(f"# container-{c.id}.service\n")
+    by_name = systemd.generate_unit(c, use_name=True, header=False)
+    assert "ExecStart=/usr/local/bin/overlayctl start -a web\n" in by_name
+    assert not by_name.startswith("#")
+    assert systemd.unit_name(c, use_name=True) == "container-web.service"
+
+
+def test_generated_unit_reaches_a_store_elsewhere() -> None:
+    text = systemd.generate_unit(_container(), root="/srv/my store", runroot="/run/octl%1", executable="/opt/octl")
+    assert 'ExecStart=/opt/octl --root "/srv/my store" --runroot /run/octl%%1 start -a ' in text
+    assert 'RequiresMountsFor="/srv/my store" /run/octl%%1\n' in text
+
+
+def test_the_unit_stops_the_container_with_overlayctl_stop() -> None:
+    lines = systemd.service_lines("%i")
+    stops = [value for key, value in lines if key == "ExecStop"]
+    assert stops[0] == "/usr/local/bin/overlayctl stop %i"
+    assert stops[1].startswith("/bin/sh -c 'while kill -0 $MAINPID ")  # then the supervisor's exit
+    service = _keys(lines)
+    assert (service["KillMode"], service["KillSignal"], service["TimeoutStopSec"]) == ("mixed", "SIGTERM", "70")
+    lines = systemd.service_lines("web", stop_timeout=30, restart="always", stop_signal=3)
+    assert [v for k, v in lines if k == "ExecStop"][0] == "/usr/local/bin/overlayctl stop -t 30 web"
+    service = _keys(lines)
+    assert (service["TimeoutStopSec"], service["Restart"]) == ("90", "always")
+    assert service["SuccessExitStatus"] == "129 130 131 141 143"
+
+
+def test_generated_unit_follows_the_containers_stop_settings_and_policy() -> None:
+    c = _container(RestartPolicy={"Name": "unless-stopped", "MaximumRetryCount": 0})
+    c.config["Config"].update(StopSignal="SIGQUIT", StopTimeout=100)
+    service = _keys(systemd.service_lines("x"))  # the defaults, for comparison
+    text = systemd.generate_unit(c, use_name=True)
+    assert "ExecStop=/usr/local/bin/overlayctl stop web\n" in text  # the stop reads the container's own
+    assert "TimeoutStopSec=160\n" in text and service["TimeoutStopSec"] == "70"
+    assert "SuccessExitStatus=129 130 131 141 143\n" in text
+    assert "Restart=always\n" in text
+    text = systemd.generate_unit(c, use_name=True, stop_timeout=5, restart="no")
+    assert "ExecStop=/usr/local/bin/overlayctl stop -t 5 web\n" in text and "TimeoutStopSec=65\n" in text
+    assert "Restart=no\n" in text
+    assert "Restart=on-failure\n" in systemd.generate_unit(_container())
+
+
+def test_generate_refuses_an_auto_remove_container() -> None:
+    with pytest.raises(InvalidArgumentError, match="--rm"):
+        systemd.generate_unit(_container(AutoRemove=True))
+
+
+def test_generate_refuses_an_unknown_restart_policy() -> None:
+    with pytest.raises(InvalidArgumentError, match="restart policy"):
+        systemd.generate_unit(_container(), restart="sometimes")
+
+
+# --- hardening: what a container leaves alone ---------------------------------
+
+STORE = [("/var/lib/overlayctl", True), ("/run/overlayctl", True)]
+
+
+def _hardening(paths=(), capabilities=DEFAULT_CAPABILITIES, **kw: bool) -> dict[str, str]:
+    return _keys(systemd.hardening(systemd.HostNeeds(STORE + list(paths), capabilities, **kw)))
+
+
+def test_a_default_container_gets_every_protection() -> None:
+    h = _hardening()
+    expected = {
+        "PrivateMounts": "yes",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "full",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "ProtectProc": "invisible",
+        "ProtectKernelTunables": "yes",
+        "ProtectKernelModules": "yes",
+        "ProtectKernelLogs": "yes",
+        "DevicePolicy": "closed",
+        "RestrictRealtime": "yes",
+        "RestrictNamespaces": "~user",
+        "SystemCallFilter": "~@module @raw-io @reboot @swap",
+        "SystemCallErrorNumber": "EPERM",
+    }
+    assert {k: h[k] for k in expected} == expected
+    dropped = h["CapabilityBoundingSet"].lstrip("~").split()
+    assert "CAP_SYS_MODULE" in dropped and "CAP_SYS_TIME" in dropped
+    # Nothing overlayctl or Docker's default set uses is taken away.
+    for needed in ("SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "MKNOD", "SETPCAP", "DAC_READ_SEARCH", "SYS_RESOURCE"):
+        assert f"CAP_{needed}" not in dropped
+    for capability in DEFAULT_CAPABILITIES:
+        assert f"CAP_{capability.upper()}" not in dropped
+
+
+def test_never_what_a_container_would_feel() -> None:
+    h = _hardening()
+    for key in ("ProtectHostname", "PrivateUsers", "PrivateNetwork", "PrivateDevices", "ProtectClock", "UMask"):
+        assert key not in h
+    for key in ("ProtectControlGroups", "ProcSubset", "PrivateIPC"):
+        assert key not in h
+    for key in ("SystemCallArchitectures", "MemoryDenyWriteExecute", "RestrictSUIDSGID", "LockPersonality"):
+        assert key not in h
+    assert "RestrictAddressFamilies" not in h and "ProcSubset" not in h
+
+
+def test_binds_under_home() -> None:
+    assert "ProtectHome" not in _hardening([("/home/u/site", True)])
+    assert _hardening([("/home/u/site", False)])["ProtectHome"] == "read-only"
+    assert "ProtectHome" not in _hardening([("/root", True)])
+
+
+def test_binds_under_the_os_tree() -> None:
+    assert "ProtectSystem" not in _hardening([("/etc/app", True)])
+    assert _hardening([("/etc/app", False)])["ProtectSystem"] == "full"
+    assert _hardening([("/srv/www", True)])["ProtectSystem"] == "full"
+
+
+def test_a_bind_of_the_root_reaches_everything_below() -> None:
+    h = _hardening([("/", False)])
+    assert h["ProtectHome"] == "read-only"
+    assert h["ProtectSystem"] == "full"  # read-only: writes there fail either way
+    for key in ("PrivateTmp", "ProtectProc", "ProtectKernelTunables", "DevicePolicy", "ProtectKernelModules"):
+        assert key not in h
+
+
+def test_a_store_under_tmp_keeps_tmp_shared() -> None:
+    h = systemd.hardening(systemd.HostNeeds([("/tmp/t/root", True), ("/tmp/t/run", True)], DEFAULT_CAPABILITIES))
+    assert "PrivateTmp" not in _keys(h)
+
+
+def test_similar_prefixes_do_not_count() -> None:
+    h = _hardening([("/homes", True), ("/etcetera", True), ("/tmpdata", True)])
+    assert (h["ProtectHome"], h["ProtectSystem"], h["PrivateTmp"]) == ("yes", "full", "yes")
+
+
+def test_privileged_keeps_everything_a_privileged_container_may_use() -> None:
+    h = _hardening(privileged=True)
+    for key in ("NoNewPrivileges", "CapabilityBoundingSet", "DevicePolicy", "RestrictNamespaces", "SystemCallFilter"):
+        assert key not in h
+    for key in ("ProtectKernelModules", "ProtectKernelLogs", "RestrictRealtime", "ProtectKernelTunables"):
+        assert key not in h
+    assert h["ProtectSystem"] == "full" and h["ProtectHome"] == "yes"
+
+
+def test_added_capabilities_keep_what_they_need() -> None:
+    h = _hardening(capabilities=(*DEFAULT_CAPABILITIES, "sys_module", "sys_nice", "syslog", "sys_admin"))
+    assert "ProtectKernelModules" not in h and "ProtectKernelLogs" not in h and "RestrictRealtime" not in h
+    assert h["SystemCallFilter"] == "~@raw-io @reboot"
+    assert "RestrictNamespaces" not in h  # the default profile lets CAP_SYS_ADMIN make user namespaces
+    dropped = h["CapabilityBoundingSet"].lstrip("~").split()
+    assert "CAP_SYS_MODULE" not in dropped and "CAP_SYSLOG" not in dropped and "CAP_SYS_NICE" not in dropped
+
+
+def test_the_cgroup_tree_stays_writable() -> None:
+    # For limits, and for the freezer `pause` makes: the supervisor removes both.
+    h = _hardening()
+    assert "ProtectControlGroups" not in h and h["ProtectKernelTunables"] == "yes"
+
+
+def test_an_unconfined_container_may_make_user_namespaces() -> None:
+    assert "RestrictNamespaces" not in _hardening(default_seccomp=False)
+
+
+def test_needs_of_a_stored_container() -> None:
+    c = _container(
+        Mounts=[
+            {"Type": "bind", "Source": "/home/u/site", "Target": "/www", "ReadOnly": True},
+            {"Type": "volume", "Source": "data", "Target": "/data", "ReadOnly": False},
+            {"Type": "tmpfs", "Source": "", "Target": "/scratch", "ReadOnly": False},
+        ],
+        CapAdd=["NET_ADMIN"],
+        CapDrop=["MKNOD"],
+        SecurityOpt=["seccomp=unconfined"],
+        Limits={"memory": "64m"},
+    )
+    needs = systemd.needs_of(c, "/var/lib/overlayctl", "/run/overlayctl")
+    assert needs.paths == STORE + [("/home/u/site", False)]
+    assert "net_admin" in needs.capabilities and "mknod" not in needs.capabilities
+    assert not needs.default_seccomp and not needs.privileged
+    text = systemd.generate_unit(c)
+    assert (
+        "ProtectHome=read-only" in text and "RequiresMountsFor=/var/lib/overlayctl /run/overlayctl /home/u/site" in text
+    )
