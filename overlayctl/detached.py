@@ -1,10 +1,12 @@
 """The detached supervisor: `run -d` and `start` without -a.
 
-    overlayctl run -d ...            (waits for "ok", prints the ID, exits)
+    overlayctl run -d ...      prepares the start with its catalog connection
+     │                         (network, cgroup, pipes, attach socket), records
+     │                         the container running, prints the ID, exits
      └─ fork, setsid, fork: the supervisor, in its own session and the
         host's namespaces, stdio on /dev/null
-         ├─ starts the container (network, cgroup, pipes, attach socket),
-         │  records it running, says "ok"
+         ├─ forks PID 1, reports its pid once the command runs, waits
+         │  until that is recorded
          ├─ execv: the small monitor (runtime.monitor), same pid, still the
          │  parent of the container's PID 1 (whose PR_SET_PDEATHSIG kills it
          │  if the supervisor is ever killed)
@@ -30,168 +32,263 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from overlayctl.paths import Paths
-
 STOP_SIGNALS = (1, 2, 15)  # SIGHUP, SIGINT, SIGTERM: no (more) restarts
-RestartInfo = tuple  # (exit code, oom killed, restart count, last delay ms, seconds it ran)
 
 
-class Ready:
-    """The pipe to the command waiting for the start: one answer, once."""
+def _daemonize() -> None:
+    """In the first child: a session of our own, then fork again and let
+    the first child go, so that the supervisor can never gain a controlling
+    terminal; stdio on /dev/null (whoever reads the caller's output must
+    see its end when the caller exits, not when the container does)."""
+    os.setsid()
+    if os.fork() != 0:
+        os._exit(0)
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    # Not the caller's service: systemd must not hear from this process.
+    os.environ.pop("NOTIFY_SOCKET", None)
 
-    def __init__(self, fd: int | None) -> None:
-        self.fd = fd
 
-    def send(self, text: str) -> None:
-        if self.fd is None:
+def start(store: Store, container: Container) -> None:
+    """Start `container` (claimed) under a new detached supervisor; return
+    once its command runs, or raise what stopped it.
+
+    Everything that needs the catalog is done here, before the fork, with
+    this process's connection (a SQLite connection must not cross a fork,
+    and opening another costs the start): the spec, the network lease, the
+    cgroup, the pipes and the attach socket. The supervisor only forks
+    PID 1 and reports its pid; this process records it running, then lets
+    the supervisor become the monitor."""
+    import gc
+
+    image = store.images.get(container.image_id)
+    launch = Launch(store, container, image, 0, 0)
+    to_caller_r, to_caller_w = os.pipe()
+    to_child_r, to_child_w = os.pipe()
+    gc.freeze()  # the collector must not touch (and so copy) every inherited page
+    pid = os.fork()
+    if pid == 0:
+        os.close(to_caller_r)
+        os.close(to_child_w)
+        _first_supervisor(launch, to_caller_w, to_child_r)
+    os.close(to_caller_w)
+    os.close(to_child_r)
+    os.waitpid(pid, 0)
+    with os.fdopen(to_caller_r, "rb") as answers, os.fdopen(to_child_w, "wb", buffering=0) as ack:
+        answer = answers.readline().decode(errors="replace").strip()
+        word, _, rest = answer.partition(" ")
+        if word == "running":
+            pid1, supervisor = (int(x) for x in rest.split())
+            store.containers.set_running(container.id, pid1, supervisor_pid=supervisor)
+            ack.write(b"ok")
+            launch.hand_over()
             return
-        fd, self.fd = self.fd, None
-        try:
-            os.write(fd, text.encode())
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+    code, _, message = answer.partition(" ")
+    exit_code = int(code) if code.isdigit() else 125
+    message = message or "the container's supervisor died before the container started"
+    launch.fail(exit_code, message)
+    raise OverlayctlError(message, exit_code=exit_code)
 
 
-def spawn_supervisor(store: Store, container_id: str, restart: RestartInfo | None = None) -> str:
-    """Fork the detached supervisor and return what it reports: "ok" once
-    the command runs (or, with `restart`, once it has taken the container
-    over to restart it), else "<exit code> <message>"."""
+def _first_supervisor(launch: Launch, to_caller: int, from_caller: int) -> None:
+    """The supervisor of a first start; never returns."""
+    code = 0
+    reported = []
+    try:
+        _daemonize()
+
+        def started(pid: int) -> None:
+            os.write(to_caller, f"running {pid} {os.getpid()}\n".encode())
+            reported.append(pid)
+            if os.read(from_caller, 2) != b"ok":
+                raise OverlayctlError("the command that started the container went away before it was recorded")
+            os.close(to_caller)
+            os.close(from_caller)
+
+        launch.supervise(started)
+    except OverlayctlError as exc:
+        code = exc.exit_code
+        if not reported:
+            _send(to_caller, f"{exc.exit_code} {exc.message}\n")
+    except BaseException as exc:  # noqa: BLE001
+        code = 125
+        if not reported:
+            _send(to_caller, f"125 the container's supervisor failed: {exc!r}\n")
+    if reported:
+        # Recorded as running, then lost (supervise killed and reaped it):
+        # record the end with a connection of our own.
+        _record_lost(launch, code)
+    os._exit(code)
+
+
+def _send(fd: int, text: str) -> None:
+    try:
+        os.write(fd, text.encode())
+    except OSError:
+        pass
+
+
+def _record_lost(launch: Launch, code: int) -> None:
+    try:
+        own = Store(launch.store.paths)
+        launch.store = own
+        launch.fail(code, "the supervisor could not go on watching the container")
+    except BaseException:  # noqa: BLE001 - nobody is left to tell
+        pass
+
+
+def spawn_restarter(store: Store, container_id: str, restart: tuple) -> str:
+    """For a foreground run whose policy restarts its container: fork a
+    detached supervisor that takes it over (records itself, waits out the
+    back-off, starts it again) and return "ok" once it has taken over.
+    `restart`: (exit code, oom killed, restart count, last delay ms, seconds it ran)."""
+    import gc
+
     ready_r, ready_w = os.pipe()
+    gc.freeze()
     pid = os.fork()
     if pid == 0:
         os.close(ready_r)
-        _supervisor_main(store.paths, container_id, Ready(ready_w), restart)
+        code = 0
+        try:
+            _daemonize()
+            own = Store(store.paths)  # (a SQLite connection must not cross a fork)
+            exit_code, oom, count, delay_ms, ran = restart
+            own.containers.set_restarting(container_id, exit_code, count, oom)
+            _send(ready_w, "ok")
+            os.close(ready_w)
+            _restart_after_backoff(own, container_id, count, delay_ms, ran)
+        except BaseException as exc:  # noqa: BLE001
+            code = 125
+            _send(ready_w, f"125 {exc}")
+        os._exit(code)
     os.close(ready_w)
     os.waitpid(pid, 0)
     with os.fdopen(ready_r, "rb") as ready:
         return ready.read().decode(errors="replace")
 
 
-def _supervisor_main(paths: Paths, container_id: str, ready: Ready, restart: RestartInfo | None) -> None:
-    """The background supervisor; never returns."""
-    code = 0
-    try:
-        os.setsid()
-        if os.fork() != 0:
-            os._exit(0)
-        null = os.open("/dev/null", os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        os.close(null)
-        # Not the caller's service: systemd must not hear from this process.
-        os.environ.pop("NOTIFY_SOCKET", None)
-        # SQLite connections must not cross a fork: open the store anew.
-        own = Store(paths)
-        if restart is not None:
-            exit_code, oom, count, delay_ms, ran = restart
-            own.containers.set_restarting(container_id, exit_code, count, oom)
-            ready.send("ok")
-            _restart_after_backoff(own, container_id, count, delay_ms, ran)
-        else:
-            launch(own, container_id, ready, 0, 0)
-    except OverlayctlError as exc:
-        code = exc.exit_code
-        ready.send(f"{exc.exit_code} {exc.message}")
-    except BaseException as exc:  # noqa: BLE001
-        code = 125
-        ready.send(f"125 the container's supervisor failed: {exc!r}")
-    os._exit(code)
+class Launch:
+    """One start of a detached container: prepared in the process that has
+    the catalog (network, cgroup, pipes, attach socket, the monitor's
+    settings), supervised in the supervisor."""
 
+    def __init__(self, store: Store, container: Container, image: Any, restart_count: int, delay_ms: int) -> None:
+        from overlayctl.runtime import attach
 
-def launch(store: Store, container_id: str, ready: Ready, restart_count: int, delay_ms: int) -> None:
-    """Start the container with this process as its supervisor, then
-    become the monitor (execv). Returns only by raising: the start failed,
-    and its end is recorded."""
-    from overlayctl.runtime import attach, supervisor
-    from overlayctl.runtime.monitor import exec_monitor
+        self.store = store
+        self.container = container
+        self.spec = spec = container_spec(store, container, image)
+        if not os.path.isdir(spec.layout.workdir):
+            os.mkdir(spec.layout.workdir, 0o700)
+        self.held = Held()
+        self.fds: dict[str, int] = {}  # the monitor's: listen, out, err, stdin (master: once known)
+        self.child_stdio: list[int | None] = [None, None, None]
+        self.lock_fd: int | None = None
+        try:
+            acquire(store, container, spec, self.held)
+            if paused_once(container.id):
+                from overlayctl.runtime import cgroups
 
-    container = store.containers.get(container_id)
-    image = store.images.get(container.image_id)
-    spec = container_spec(store, container, image)
-    if not os.path.isdir(spec.layout.workdir):
-        os.mkdir(spec.layout.workdir, 0o700)
-    hc = container.config.get("HostConfig", {})
-    held = Held()
-    fds: dict[str, int] = {}
-    child_stdio: list[int | None] = [None, None, None]
-    code: int | None = None
-    error = ""
-    try:
-        acquire(store, container, spec, held)
-        if paused_once(container.id):
-            from overlayctl.runtime import cgroups
+                cgroups.Freezer(container.id).remove()  # left by a supervisor that was killed
+            self.fds["listen"] = attach.listen(store.paths.run_containers, container.id)
+            if not spec.tty:
+                self.fds["out"], self.child_stdio[1] = os.pipe()
+                self.fds["err"], self.child_stdio[2] = os.pipe()
+                if spec.stdin:
+                    # `-d -i`: stdin stays open (a pipe only attach writes to),
+                    # as Docker keeps it, so a shell waiting on it goes on.
+                    self.child_stdio[0], self.fds["stdin"] = os.pipe()
+            self.state = {
+                "id": container.id,
+                "name": container.name,
+                "image": container.image_name,
+                "root": store.paths.root,
+                "runroot": store.paths.runroot,
+                "restart_count": str(restart_count),
+                "delay_ms": str(delay_ms),
+            }
+            self.state.update(_log_state(store, container))
+            # The lease is held by a lock for as long as the supervisor
+            # lives: the monitor inherits it. (NetworkPlan keeps it private.)
+            plan = self.held.plan
+            self.lock_fd = getattr(plan, "_lock_fd", None) if plan is not None else None
+            if self.lock_fd is not None:
+                self.state["lock"], self.state["network"] = str(self.lock_fd), plan.mode
+        except OverlayctlError as exc:
+            self.fail(exc.exit_code, exc.message)
+            raise
 
-            cgroups.Freezer(container.id).remove()  # left by a supervisor that was killed
-        fds["listen"] = attach.listen(store.paths.run_containers, container.id)
-        if not spec.tty:
-            fds["out"], child_stdio[1] = os.pipe()
-            fds["err"], child_stdio[2] = os.pipe()
-            if spec.stdin:
-                # `-d -i`: stdin stays open (a pipe only attach writes to),
-                # as Docker keeps it, so a shell waiting on it goes on.
-                child_stdio[0], fds["stdin"] = os.pipe()
-        state = {
-            "id": container.id,
-            "name": container.name,
-            "image": container.image_name,
-            "root": store.paths.root,
-            "runroot": store.paths.runroot,
-            "restart_count": str(restart_count),
-            "delay_ms": str(delay_ms),
-        }
-        state.update(_log_state(store, container))
-        # The lease is held by a lock for as long as the supervisor lives:
-        # the monitor inherits it. (NetworkPlan keeps it private.)
-        lock_fd = getattr(held.plan, "_lock_fd", None) if held.plan is not None else None
-        if lock_fd is not None:
-            state["lock"], state["network"] = str(lock_fd), held.plan.mode
+    def supervise(self, started: Any) -> None:
+        """In the supervisor: fork PID 1, `started(pid)` once its command
+        runs, then become the monitor. Returns only by raising."""
+        import time
 
-        def started(pid: int) -> None:
-            import time
+        from overlayctl.runtime import supervisor
+        from overlayctl.runtime.monitor import exec_monitor
 
-            store.containers.set_running(container.id, pid)
-            state["pid"], state["started"] = str(pid), repr(time.time())
-            ready.send("ok")
+        def on_started(pid: int) -> None:
+            self.state["pid"], self.state["started"] = str(pid), repr(time.time())
+            started(pid)
 
         def become_monitor(pid: int, master: int | None) -> None:
-            for fd in child_stdio:
-                if fd is not None:
-                    os.close(fd)  # the monitor must see the end of the output
-            child_stdio[:] = [None, None, None]
+            self._close_child_stdio()  # the monitor must see the end of the output
             if master is not None:
-                fds["master"] = master
-            state.update({key: str(fd) for key, fd in fds.items()})
+                self.fds["master"] = master
+            self.state.update({key: str(fd) for key, fd in self.fds.items()})
             import _signal
 
             _signal.pthread_sigmask(_signal.SIG_SETMASK, [])  # a blocked signal stays blocked across exec
-            exec_monitor(state, list(fds.values()) + ([lock_fd] if lock_fd is not None else []))
+            # The monitor's interpreter starts while the user's next command
+            # runs: at the lowest priority, which the monitor resets once it
+            # is up (see monitor._monitor), so that it takes only idle time.
+            os.setpriority(os.PRIO_PROCESS, 0, 19)
+            keep = list(self.fds.values()) + ([self.lock_fd] if self.lock_fd is not None else [])
+            exec_monitor(self.state, keep)
 
         supervisor.run(
-            spec,
-            on_started=started,
+            self.spec,
+            on_started=on_started,
             attach_stdin=False,
-            on_namespaces=held.plan.on_namespaces if held.plan is not None else None,
-            stdio=(child_stdio[0], child_stdio[1], child_stdio[2]),
+            on_namespaces=self.held.plan.on_namespaces if self.held.plan is not None else None,
+            stdio=(self.child_stdio[0], self.child_stdio[1], self.child_stdio[2]),
             relay=become_monitor,
         )
         raise OverlayctlError("the supervisor could not become the container's monitor")
-    except OverlayctlError as exc:
-        code, error = exc.exit_code, exc.message
-        raise
-    finally:
-        # Only a failed start gets here (a good one became the monitor).
-        for fd in list(fds.values()) + [fd for fd in child_stdio if fd is not None]:
+
+    def hand_over(self) -> None:
+        """In the caller, once the supervisor runs the container: let go of
+        every descriptor (the supervisor holds its own copies; the lease's
+        lock stays held through them)."""
+        self._close_child_stdio()
+        for fd in list(self.fds.values()) + ([self.lock_fd] if self.lock_fd is not None else []):
+            os.close(fd)
+        self.fds, self.lock_fd = {}, None
+
+    def fail(self, code: int | None, error: str) -> None:
+        """The start failed: release everything and record the end."""
+        from overlayctl.runtime import attach
+
+        self._close_child_stdio()
+        for fd in self.fds.values():
             try:
                 os.close(fd)
             except OSError:
                 pass
-        attach.remove_socket(store.paths.run_containers, container.id)
-        oom, cleanup_error = release_held(store, container, held)
-        store.containers.set_exited(container.id, code, error=error or cleanup_error, oom_killed=oom)
-        if hc.get("AutoRemove"):
-            remove(store, store.containers.get(container.id), force=True, volumes=True)
+        self.fds = {}
+        attach.remove_socket(self.store.paths.run_containers, self.container.id)
+        oom, cleanup_error = release_held(self.store, self.container, self.held)
+        self.store.containers.set_exited(self.container.id, code, error=error or cleanup_error, oom_killed=oom)
+        if self.container.config.get("HostConfig", {}).get("AutoRemove"):
+            remove(self.store, self.store.containers.get(self.container.id), force=True, volumes=True)
+
+    def _close_child_stdio(self) -> None:
+        for fd in self.child_stdio:
+            if fd is not None:
+                os.close(fd)
+        self.child_stdio = [None, None, None]
 
 
 def _log_state(store: Store, container: Container) -> dict[str, str]:
@@ -289,7 +386,12 @@ def _restart_after_backoff(store: Store, container_id: str, count: int, last_del
             store.containers.set_exited(container_id, container.exit_code, oom_killed=container.oom_killed)
         return
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, STOP_SIGNALS)
-    launch(store, container_id, Ready(None), count, delay_ms)
+    launch = Launch(store, container, store.images.get(container.image_id), count, delay_ms)
+    try:
+        launch.supervise(lambda pid: store.containers.set_running(container_id, pid))
+    except OverlayctlError as exc:
+        launch.fail(exc.exit_code, exc.message)
+        raise
 
 
 def _network_plan(store: Store, container_id: str, mode: str, lock_fd: int) -> Any:

@@ -410,9 +410,8 @@ class _ForegroundOutput:
                 def log(data: bytes) -> None:
                     import time
 
-                    now = time.time_ns()
                     for line in lines.feed(data):
-                        self.writer.write("stdout", line, now)
+                        self.writer.write("stdout", line, time.time_ns())
 
                 try:
                     relay(master, pid, forward_stdin=spec.stdin and attach_stdin, on_output=log)
@@ -523,10 +522,9 @@ def _hand_over_restart(store: Store, container: Container, code: int | None, oom
         return False
     if not should_restart(policy, code, current.manually_stopped, current.restart_count):
         return False
-    from overlayctl.detached import spawn_supervisor
+    from overlayctl.detached import spawn_restarter
 
-    answer = spawn_supervisor(store, container.id, restart=(code, oom, current.restart_count + 1, 0, 0.0))
-    return answer == "ok"
+    return spawn_restarter(store, container.id, (code, oom, current.restart_count + 1, 0, 0.0)) == "ok"
 
 
 _LIMIT_KEYS = ("memory", "memory_swap", "pids_limit", "cpus", "cpu_shares")
@@ -588,16 +586,8 @@ def start_detached(store: Store, container: Container) -> None:
     """Start a container in the background and return once its command runs.
 
     A double-forked supervisor in its own session owns the container (as
-    conmon does for podman); this process only waits for the word that the
-    command was executed, or for the error that stopped it.
+    conmon does for podman); see overlayctl.detached.
     """
-    from overlayctl.detached import spawn_supervisor
+    from overlayctl import detached
 
-    store.containers.claim_start(container.id)
-    answer = spawn_supervisor(store, container.id)
-    if answer != "ok":
-        code, _, message = answer.partition(" ")
-        raise OverlayctlError(
-            message or "the container's supervisor died before the container started",
-            exit_code=int(code) if code.isdigit() else 125,
-        )
+    detached.start(store, store.containers.claim_start(container.id))

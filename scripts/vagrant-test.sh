@@ -117,7 +117,7 @@ mkdir -p "$(dirname "$LOG")"
 say "vagrant up --provider=libvirt (driver ${OVERLAYCTL_VM_DRIVER:-qemu}); output in $LOG"
 start=$(date +%s)
 rc_file=$(mktemp)
-{ vagrant up --provider=libvirt; echo $? > "$rc_file"; } 2>&1 | tee "$LOG"
+{ rc=0; vagrant up --provider=libvirt || rc=$?; echo "$rc" > "$rc_file"; } 2>&1 | tee "$LOG"
 rc=$(cat "$rc_file"); rm -f "$rc_file"
 rc=${rc:-130}   # vagrant was interrupted before the status was written
 elapsed=$(( $(date +%s) - start ))

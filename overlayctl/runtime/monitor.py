@@ -185,9 +185,8 @@ class Pump:
         import time
 
         stream = self.sources[fd]
-        now = time.time_ns()
         for line in self.lines[fd].feed(data):
-            self.log.write(stream, line, now)
+            self.log.write(stream, line, time.time_ns())  # per line, as Docker stamps them
         sink = self.sinks.get(stream)
         if sink is not None:
             try:
@@ -360,8 +359,10 @@ def _monitor(state: dict[str, str]) -> int | None:
     if stdin_fd is not None:
         os.set_blocking(stdin_fd, False)
     listener = int(state["listen"]) if state.get("listen") else None
+    pump = Pump(log, sources, None, stdin_fd, listener, pid, tty=bool(state.get("master")))
+    os.setpriority(os.PRIO_PROCESS, 0, 0)  # up and running: back to the normal priority
     try:
-        return Pump(log, sources, None, stdin_fd, listener, pid, tty=bool(state.get("master"))).run()
+        return pump.run()
     finally:
         log.close()
 
