@@ -54,7 +54,7 @@ def stop_signal(container: Container) -> int:
 
 def signal_container(container: Container, signum: int) -> bool:
     """Send `signum` to the container's PID 1; False if it is gone."""
-    if not container.pid:
+    if not container.pid or not container.pid_start:
         return False
     # Through a pidfd, opened and then checked against the start time: it
     # names that one process for good, even if the pid is recycled later.
@@ -109,7 +109,7 @@ def _wait_gone(pid: int, pid_start: int, timeout: float) -> bool:
 
     from overlayctl.store.containers import process_start_time
 
-    if pid <= 0:
+    if pid <= 0 or not pid_start:
         return True
     try:
         fd = os.pidfd_open(pid)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 
 from overlayctl.errors import OverlayctlError
-from overlayctl.lifecycle import Held, acquire, container_spec, paused_once, release_held, remove
+from overlayctl.lifecycle import Held, acquire, container_spec, image_of, release_held, remove
 from overlayctl.store import Store
 from overlayctl.store.containers import RESTARTING, Container
 
@@ -39,7 +39,10 @@ def _daemonize() -> None:
     """In the first child: a session of our own, then fork again and let
     the first child go, so that the supervisor can never gain a controlling
     terminal; stdio on /dev/null (whoever reads the caller's output must
-    see its end when the caller exits, not when the container does)."""
+    see its end when the caller exits, not when the container does), and
+    no descriptor the caller inherited from its own caller (a shell's or a
+    test harness's pipe, held open for as long as the container runs).
+    Ours are all close-on-exec, and stay: the monitor keeps what it needs."""
     os.setsid()
     if os.fork() != 0:
         os._exit(0)
@@ -47,6 +50,14 @@ def _daemonize() -> None:
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            try:
+                if os.get_inheritable(fd):
+                    os.close(fd)
+            except OSError:
+                pass  # (the directory's own descriptor, already gone)
     # Not the caller's service: systemd must not hear from this process.
     os.environ.pop("NOTIFY_SOCKET", None)
 
@@ -63,8 +74,7 @@ def start(store: Store, container: Container) -> None:
     the supervisor become the monitor."""
     import gc
 
-    image = store.images.get(container.image_id)
-    launch = Launch(store, container, image, 0, 0)
+    launch = Launch(store, container, image_of(store, container), 0, 0)
     to_caller_r, to_caller_w = os.pipe()
     to_child_r, to_child_w = os.pipe()
     gc.freeze()  # the collector must not touch (and so copy) every inherited page
@@ -130,9 +140,15 @@ def _send(fd: int, text: str) -> None:
         pass
 
 
+_INHERITED: list[Any] = []  # the caller's catalog connection: never closed in a child
+
+
 def _record_lost(launch: Launch, code: int) -> None:
     try:
         own = Store(launch.store.paths)
+        # Closing the caller's connection here could make SQLite believe it
+        # is the last one (its locks are not inherited) and reset the WAL.
+        _INHERITED.append(launch.store)
         launch.store = own
         launch.fail(code, "the supervisor could not go on watching the container")
     except BaseException:  # noqa: BLE001 - nobody is left to tell
@@ -176,8 +192,6 @@ class Launch:
     settings), supervised in the supervisor."""
 
     def __init__(self, store: Store, container: Container, image: Any, restart_count: int, delay_ms: int) -> None:
-        from overlayctl.runtime import attach
-
         self.store = store
         self.container = container
         self.spec = spec = container_spec(store, container, image)
@@ -189,11 +203,7 @@ class Launch:
         self.lock_fd: int | None = None
         try:
             acquire(store, container, spec, self.held)
-            if paused_once(container.id):
-                from overlayctl.runtime import cgroups
-
-                cgroups.Freezer(container.id).remove()  # left by a supervisor that was killed
-            self.fds["listen"] = attach.listen(store.paths.run_containers, container.id)
+            self.fds["listen"] = _listen(store.paths.run_containers, container.id)
             if not spec.tty:
                 self.fds["out"], self.child_stdio[1] = os.pipe()
                 self.fds["err"], self.child_stdio[2] = os.pipe()
@@ -227,7 +237,6 @@ class Launch:
         import time
 
         from overlayctl.runtime import supervisor
-        from overlayctl.runtime.monitor import exec_monitor
 
         def on_started(pid: int) -> None:
             self.state["pid"], self.state["started"] = str(pid), repr(time.time())
@@ -246,6 +255,8 @@ class Launch:
             # is up (see monitor._monitor), so that it takes only idle time.
             os.setpriority(os.PRIO_PROCESS, 0, 19)
             keep = list(self.fds.values()) + ([self.lock_fd] if self.lock_fd is not None else [])
+            from overlayctl.runtime.monitor import exec_monitor
+
             exec_monitor(self.state, keep)
 
         supervisor.run(
@@ -269,8 +280,6 @@ class Launch:
 
     def fail(self, code: int | None, error: str) -> None:
         """The start failed: release everything and record the end."""
-        from overlayctl.runtime import attach
-
         self._close_child_stdio()
         for fd in self.fds.values():
             try:
@@ -278,7 +287,10 @@ class Launch:
             except OSError:
                 pass
         self.fds = {}
-        attach.remove_socket(self.store.paths.run_containers, self.container.id)
+        try:
+            os.unlink(os.path.join(self.store.paths.run_containers, self.container.id + ".sock"))
+        except OSError:
+            pass
         oom, cleanup_error = release_held(self.store, self.container, self.held)
         self.store.containers.set_exited(self.container.id, code, error=error or cleanup_error, oom_killed=oom)
         if self.container.config.get("HostConfig", {}).get("AutoRemove"):
@@ -291,17 +303,30 @@ class Launch:
         self.child_stdio = [None, None, None]
 
 
-def _log_state(store: Store, container: Container) -> dict[str, str]:
-    """The monitor's log settings, as key=value strings."""
-    from overlayctl import logs
+def _listen(run_containers: str, container_id: str) -> int:
+    """The attach socket (runtime.attach.listen; its import, with the attach
+    client, is left to `attach` itself)."""
+    from overlayctl.runtime.attach import listen
 
+    return listen(run_containers, container_id)
+
+
+def _log_state(store: Store, container: Container) -> dict[str, str]:
+    """The monitor's log settings, as key=value strings (overlayctl.logs is
+    imported only for a size to parse: not on every `run -d`)."""
     log_config = container.config.get("HostConfig", {}).get("LogConfig") or {}
-    kind = log_config.get("Type") or logs.DEFAULT_DRIVER
+    kind = log_config.get("Type") or "json-file"
     config = log_config.get("Config") or {}
     state = {"log_type": kind}
     if kind == "json-file":
-        state["log_path"] = logs.log_path(store.paths.containers, container.id)
-        state["log_max_size"] = str(logs.parse_size(config["max-size"]) if config.get("max-size") else 0)
+        # (logs.log_path)
+        state["log_path"] = os.path.join(store.paths.containers, container.id, f"{container.id}-json.log")
+        max_size = 0
+        if config.get("max-size"):
+            from overlayctl.logs import parse_size
+
+            max_size = parse_size(config["max-size"])
+        state["log_max_size"] = str(max_size)
         state["log_max_file"] = str(config.get("max-file") or 1)
     elif kind == "journald":
         state["log_tag"] = config.get("tag") or ""

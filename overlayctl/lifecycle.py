@@ -72,12 +72,22 @@ class CreateOptions:
         self.host = host or {}
 
 
+def image_of(store: Store, container: Container) -> Image:
+    """The container's image (an image ID names the same content for good,
+    so one resolved earlier in this process is reused)."""
+    return _images_seen.get(container.image_id) or store.images.get(container.image_id)
+
+
 def create(store: Store, opts: CreateOptions) -> Container:
     """Record a container with its (empty) upper directory; start nothing."""
     return _create(store, opts, store.images.resolve(opts.image))
 
 
+_images_seen: dict[str, Image] = {}  # by ID, in this process: `run -d` starts what it just created
+
+
 def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
+    _images_seen[image.id] = image
     image_cfg = image.container_config
     entrypoint = _entrypoint(opts.entrypoint, image_cfg.get("Entrypoint"))
     cmd = list(opts.command) if opts.command else list(image_cfg.get("Cmd") or [])
@@ -453,6 +463,10 @@ class Held:
 def acquire(store: Store, container: Container, spec: ContainerSpec, held: Held) -> None:
     """Prepare the network and the cgroup of a start (into `held`)."""
     hc = container.config.get("HostConfig", {})
+    if paused_once(container.id):
+        from overlayctl.runtime import cgroups
+
+        cgroups.Freezer(container.id).remove()  # left by a supervisor that was killed
     if spec.network not in ("none", "host"):
         from overlayctl.network import attach
 

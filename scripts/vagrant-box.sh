@@ -14,7 +14,7 @@
 #
 # Environment: MIRROR (default http://deb.debian.org/debian, as the host's
 # apt uses), SECURITY_MIRROR, SUITE (bookworm), DISK_GB (20), CACHE_DIR for
-# debootstrap's downloaded packages (/var/cache/overlayctl/debootstrap).
+# debootstrap's downloaded packages (/var/cache/overlayctl/vagrant-box-debs).
 set -eu
 
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,7 +23,7 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 SUITE=${SUITE:-bookworm}
 DISK_GB=${DISK_GB:-20}
-CACHE_DIR=${CACHE_DIR:-/var/cache/overlayctl/debootstrap}
+CACHE_DIR=${CACHE_DIR:-/var/cache/overlayctl/vagrant-box-debs}
 
 say() { echo "vagrant-box: $*"; }
 die() { echo "vagrant-box: $*" >&2; exit 1; }

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 
 from overlayctl.errors import OverlayctlError
-from overlayctl.runtime.monitor import CLOSE_STDIN, EXIT_FRAME, RESIZE, STDERR_FRAME, STDIN, frame, split_frames
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -107,6 +106,8 @@ def attach(
     import signal
     import sys
 
+    from overlayctl.runtime.monitor import CLOSE_STDIN, EXIT_FRAME, STDERR_FRAME, STDIN, frame, split_frames
+
     in_fd, out_fd, err_fd = sys.stdin.fileno(), sys.stdout.fileno(), sys.stderr.fileno()
     raw = tty and stdin and os.isatty(in_fd)
     saved = None
@@ -175,6 +176,8 @@ def attach(
 def _send_size(sock: socket.socket, fd: int) -> None:
     import fcntl
     import termios
+
+    from overlayctl.runtime.monitor import RESIZE, frame
 
     try:
         size = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)

@@ -699,6 +699,18 @@ def remove_stale(known_running: set[str], layout: Layout | None = None, grace: f
             continue
         cgroup.remove()
         removed.append(container_id)
+    # Freezers `pause` made (on a v1 host, in a tree of their own).
+    if layout.freezer is not None:
+        try:
+            names = os.listdir(os.path.join(layout.freezer, layout.parent))
+        except (FileNotFoundError, NotADirectoryError):
+            names = []
+        for container_id in sorted(set(names) - set(known_running)):
+            freezer = Freezer(container_id, layout)
+            if freezer.exists() and not freezer.pids():
+                freezer.remove()
+                if container_id not in removed:
+                    removed.append(container_id)
     return removed
 
 

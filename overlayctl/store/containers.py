@@ -130,15 +130,23 @@ class Container:
 
     def process_alive(self) -> bool:
         """Whether the container's PID 1 (as recorded) still exists."""
-        return bool(self.pid) and process_start_time(self.pid) == self.pid_start
+        return _alive(self.pid, self.pid_start)
 
     def supervisor_alive(self) -> bool:
         """Whether the recorded supervisor still exists."""
-        return bool(self.supervisor_pid) and process_start_time(self.supervisor_pid) == self.supervisor_start
+        return _alive(self.supervisor_pid, self.supervisor_start)
+
+
+def _alive(pid: int, start: int) -> bool:
+    # (A start time of 0 is a process that was gone when it was recorded.)
+    return pid > 0 and start != 0 and process_start_time(pid) == start
 
 
 def process_start_time(pid: int) -> int:
-    """The kernel's start time of pid (clock ticks since boot), 0 if gone.
+    """The kernel's start time of pid (clock ticks since boot), 0 if gone
+    or a zombie (it has ended; only its parent has yet to reap it, and the
+    reaper of a supervisor whose parent is long gone is init, which may
+    take its time).
 
     Together with the pid it names one process for good: a recycled pid has
     a different start time.
@@ -149,7 +157,10 @@ def process_start_time(pid: int) -> int:
     except OSError:
         return 0
     # comm (field 2) may contain spaces and parentheses: split after the last ")".
-    return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return 0
+    return int(fields[19])
 
 
 class ContainerStore:
@@ -225,7 +236,7 @@ class ContainerStore:
     def list(self, all: bool = False) -> list[Container]:
         rows = self.conn.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
         containers = [self._reconciled(Container.from_row(row)) for row in rows]
-        return containers if all else [c for c in containers if c.status == RUNNING]
+        return containers if all else [c for c in containers if c.is_active]
 
     def _reconciled(self, container: Container) -> Container:
         # The catalog's "running" is a claim; the process table is the truth.
@@ -370,14 +381,14 @@ def _kill_and_wait(pid: int, pid_start: int, timeout: float = 10.0) -> None:
     the directories are deleted."""
     import time
 
-    if pid <= 0 or process_start_time(pid) != pid_start:
-        return  # (pid 0 would be our own process group)
+    if not _alive(pid, pid_start):
+        return  # (and pid 0 would be our own process group)
     try:
         os.kill(pid, 9)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
-    while process_start_time(pid) == pid_start and time.monotonic() < deadline:
+    while _alive(pid, pid_start) and time.monotonic() < deadline:
         time.sleep(0.01)
 
 
@@ -389,13 +400,13 @@ def _end_supervisor(pid: int, pid_start: int, at_once: bool = False, timeout: fl
 
     deadline = time.monotonic() + timeout
     signalled = False
-    if at_once and process_start_time(pid) == pid_start:
+    if at_once and _alive(pid, pid_start):
         try:
             os.kill(pid, 15)
         except ProcessLookupError:
             return
         signalled = True
-    while process_start_time(pid) == pid_start:
+    while _alive(pid, pid_start):
         now = time.monotonic()
         if now > deadline:
             try:

@@ -167,6 +167,7 @@ class Bench:
         pss = [m["pss_kb"] for m in memory]
         return {
             "run_ms": summary(times),
+            "times_ms": [round(t, 2) for t in times],
             "running": running,
             "supervisors_measured": len(memory),
             "rss_kb": summary(rss) if rss else None,
@@ -187,8 +188,9 @@ class Bench:
         return [s["State"]["SupervisorPid"] for s in json.loads(self.ctl("inspect", *self.ours))]
 
     def conmon_pids(self) -> list[int]:
-        out = self.podman_run("inspect", "--format", "{{.State.ConmonPid}}", *self.theirs).stdout
-        return [int(x) for x in out.split() if x.isdigit()]
+        # (check=False: inspect prints what it found even if one is gone.)
+        out = self.podman_run("inspect", "--format", "{{.State.ConmonPid}}", *self.theirs, check=False).stdout
+        return [int(x) for x in out.split() if x.isdigit() and x != "0"]
 
     def versions(self) -> dict[str, str]:
         v = {"overlayctl": first_line([*self.ctl.cmd, "--version"])}
@@ -205,6 +207,10 @@ class Bench:
             if proc.returncode != 0:
                 problems.append(f"overlayctl rm -f failed: {tail(proc.stderr)}")
         if self.podman and self.podman_ref:
+            conf = self.podman_env.get("CONTAINERS_CONF")
+            if conf and not os.path.exists(conf):
+                problems.append(f"{conf} vanished; cleaning podman up without it")
+                self.podman_env.pop("CONTAINERS_CONF")
             left = self.podman_run(
                 "ps", "-a", "-q", "--filter", f"ancestor={self.podman_ref}", check=False
             ).stdout.split()

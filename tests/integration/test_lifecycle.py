@@ -42,7 +42,12 @@ def stat_fields(pid: int) -> list[str]:
 
 
 def alive(pid: int) -> bool:
-    return os.path.exists(f"/proc/{pid}")
+    """The process exists and has not ended (a zombie waits only for its
+    reaper: init, for a supervisor whose parent is long gone)."""
+    try:
+        return stat_fields(pid)[0] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def cgroup_dirs(cid: str) -> list[str]:
