@@ -54,7 +54,12 @@ if ! libvirt_up; then
     else
         say "starting virtlogd and libvirtd (no systemd here)"
         mkdir -p /run/libvirt
-        [ -S /run/libvirt/virtlogd-sock ] || { virtlogd -d; STARTED="virtlogd"; }
+        # (A socket left by a virtlogd that was killed answers nothing.)
+        if ! pgrep -x virtlogd >/dev/null; then
+            rm -f /run/libvirt/virtlogd-sock /run/libvirt/virtlogd-admin-sock
+            virtlogd -d
+            STARTED="virtlogd"
+        fi
         libvirtd -d
         STARTED="$STARTED libvirtd"
     fi
@@ -112,6 +117,17 @@ print(" ".join(tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"]
     pip wheel $build_requires "$HERE[test]" 2>&1 | grep -v '^WARNING: Location' || true
 rm -f "$WHEELS"/overlayctl-*
 [ -n "$(ls "$WHEELS")" ] || die "pip download left $WHEELS empty"
+
+# A run killed before `vagrant destroy` leaves its domain defined while
+# Vagrant has forgotten it ("Name overlayctl_default ... is already taken"):
+# that domain is this script's, so it goes, with its own disk.
+DOMAIN=overlayctl_default
+if vagrant status --machine-readable 2>/dev/null | grep -q ',state,not_created$' &&
+    virsh -q -c qemu:///system dominfo "$DOMAIN" >/dev/null 2>&1; then
+    say "removing the domain $DOMAIN an earlier run left behind"
+    virsh -q -c qemu:///system destroy "$DOMAIN" >/dev/null 2>&1 || true
+    virsh -q -c qemu:///system undefine "$DOMAIN" --remove-all-storage >/dev/null
+fi
 
 mkdir -p "$(dirname "$LOG")"
 say "vagrant up --provider=libvirt (driver ${OVERLAYCTL_VM_DRIVER:-qemu}); output in $LOG"

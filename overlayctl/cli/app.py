@@ -20,7 +20,7 @@ def cli(ctx: click.Context, root: str | None, runroot: str | None, debug: bool) 
 
 
 def _register() -> None:
-    from overlayctl.cli import build, container, image, network, system, volume
+    from overlayctl.cli import build, container, du, image, network, stats, system, volume
 
     image.register(cli)
     container.register(cli)
@@ -28,6 +28,8 @@ def _register() -> None:
     volume.register(cli)
     network.register(cli)
     system.register(cli)
+    stats.register(cli)
+    du.register(cli)
 
 
 _register()

@@ -11,6 +11,7 @@ from overlayctl.systemd import EXECUTABLE, RESTART_POLICIES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from overlayctl.measure.df import Report
     from overlayctl.store import Store
 
 
@@ -32,6 +33,151 @@ def reconcile(obj: dict) -> None:
     """
     for line in reconcile_store(open_store(obj)):
         click.echo(line)
+
+
+@system.command("df")
+@click.option("-v", "--verbose", is_flag=True, help="per image, container and volume")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="output format")
+@click.pass_obj
+def df(obj: dict, verbose: bool, fmt: str) -> None:
+    """Disk usage: Images, Containers, Local Volumes, Logs, Build Cache.
+
+    Exact (bytes as `du` counts them); the rows plus the catalog line add up
+    to `du -s --block-size=1` of the store root. A layer shared by several
+    images is counted once; -v shows each image's SHARED and UNIQUE SIZE.
+    """
+    from overlayctl.measure import df as measure_df
+
+    report = measure_df.measure(open_store(obj))
+    if fmt == "json":
+        _df_json(report, verbose)
+    else:
+        _df_table(report, verbose)
+
+
+def _percent(part: int, whole: int) -> str:
+    return f" ({round(100 * part / whole)}%)" if whole else ""
+
+
+def _df_table(report: Report, verbose: bool) -> None:
+    import time
+
+    from overlayctl.cli.output import table
+    from overlayctl.inspect import ago, command_text, status_text
+    from overlayctl.units import human_size
+
+    table(
+        ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+        [
+            [
+                k.type,
+                str(k.total),
+                str(k.active),
+                human_size(k.size),
+                human_size(k.reclaimable) + _percent(k.reclaimable, k.size),
+            ]
+            for k in report.kinds
+        ],
+    )
+    click.echo(
+        f"Catalog and store metadata: {human_size(report.catalog)}; "
+        f"total {human_size(report.total)} ({report.total} bytes)"
+    )
+    if not verbose:
+        return
+    now = time.time()
+    click.echo("\nImages space usage:\n")
+    rows = []
+    for i in report.images:
+        for name in i.tags or ["<none>:<none>"]:
+            repo, _, tag = name.rpartition(":")
+            rows.append(
+                [
+                    repo,
+                    tag,
+                    i.id.split(":", 1)[1][:12],
+                    ago(i.created, now),
+                    human_size(i.size),
+                    human_size(i.shared),
+                    human_size(i.unique),
+                    str(i.containers),
+                ]
+            )
+    table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"], rows)
+    click.echo("\nContainers space usage:\n")
+    table(
+        ["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "LOGS", "CREATED", "STATUS", "NAMES"],
+        [
+            [
+                u.container.short_id,
+                u.container.image_name,
+                command_text(u.container, 20),
+                str(u.volumes),
+                human_size(u.size),
+                human_size(u.logs),
+                ago(u.container.created, now),
+                status_text(u.container, now),
+                u.container.name,
+            ]
+            for u in report.containers
+        ],
+    )
+    click.echo("\nLocal Volumes space usage:\n")
+    table(["VOLUME NAME", "LINKS", "SIZE"], [[v.name, str(v.links), human_size(v.size)] for v in report.volumes])
+    click.echo(
+        f"\nBuild cache usage: {human_size(report.staging)} ({report.build_cache_entries} cache entries; "
+        "their layers belong to images)"
+    )
+    if report.other:
+        click.echo("\nStore metadata besides the catalog:\n")
+        table(["PATH", "SIZE"], [[name, human_size(size)] for name, size in sorted(report.other.items())])
+
+
+def _df_json(report: Report, verbose: bool) -> None:
+    from overlayctl.cli.output import json_document, json_lines
+
+    kinds = [
+        {"Type": k.type, "TotalCount": k.total, "Active": k.active, "Size": k.size, "Reclaimable": k.reclaimable}
+        for k in report.kinds
+    ]
+    if not verbose:
+        json_lines(kinds + [{"Type": "Catalog", "Size": report.catalog}])
+        return
+    json_document(
+        {
+            "Types": kinds,
+            "Catalog": report.catalog,
+            "Total": report.total,
+            "Images": [
+                {
+                    "Id": i.id,
+                    "RepoTags": i.tags,
+                    "Created": i.created,
+                    "Size": i.size,
+                    "SharedSize": i.shared,
+                    "UniqueSize": i.unique,
+                    "Containers": i.containers,
+                }
+                for i in report.images
+            ],
+            "Containers": [
+                {
+                    "Id": u.container.id,
+                    "Names": [u.container.name],
+                    "Image": u.container.image_name,
+                    "ImageID": u.container.image_id,
+                    "SizeRw": u.size,
+                    "LogSize": u.logs,
+                    "LocalVolumes": u.volumes,
+                    "State": u.container.status,
+                }
+                for u in report.containers
+            ],
+            "Volumes": [{"Name": v.name, "Links": v.links, "Size": v.size} for v in report.volumes],
+            "BuildCache": {"Entries": report.build_cache_entries, "Staging": report.staging},
+            "Other": report.other,
+        }
+    )
 
 
 def reconcile_store(store: Store) -> list[str]:

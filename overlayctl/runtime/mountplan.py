@@ -70,7 +70,8 @@ class OverlayMount(MountOp):
 
 def _mount_new_api(layout: OverlayLayout, target: str, nodev: bool = True) -> bool:
     """Mount with fsopen/fsconfig/fsmount/move_mount; False if the kernel
-    lacks the API or "lowerdir+" (before 6.8), so the caller falls back."""
+    lacks the API or "lowerdir+" (before 6.8), or refuses the mount with
+    EINVAL, so the caller falls back to mount(2)."""
     try:
         fs_fd = sc.fsopen("overlay")
     except KernelError as exc:
@@ -88,7 +89,16 @@ def _mount_new_api(layout: OverlayLayout, target: str, nodev: bool = True) -> bo
             sc.fsconfig_string(fs_fd, "lowerdir+", lower)
         sc.fsconfig_string(fs_fd, "upperdir", layout.upperdir)
         sc.fsconfig_string(fs_fd, "workdir", layout.workdir)
-        sc.fsconfig_create(fs_fd)
+        try:
+            sc.fsconfig_create(fs_fd)
+        except KernelError as exc:
+            # Before 6.5 overlayfs had no fsconfig parser of its own: the
+            # kernel's legacy one takes any key, "lowerdir+" included, and
+            # the overlay refuses it only here ('unrecognized mount option').
+            # mount(2) then says what, if anything, is really wrong.
+            if sc.errno_of(exc) == 22:  # EINVAL
+                return False
+            raise
         mnt_fd = sc.fsmount(fs_fd, sc.MOUNT_ATTR_NODEV if nodev else 0)
         try:
             sc.move_mount(mnt_fd, target)

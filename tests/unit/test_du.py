@@ -9,12 +9,14 @@ import stat
 import subprocess
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from overlayctl.errors import OverlayctlError
+from overlayctl.measure import du
 from overlayctl.measure.du import Usage, disk_usage
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -146,4 +148,32 @@ def test_matches_gnu_du_on_random_trees(plan: list[Op]) -> None:
         root = Path(tmp) / "t"
         root.mkdir()
         build(root, plan)
-        assert disk_usage(str(root)) == gnu_du(root)
+        expected = gnu_du(root)
+        assert disk_usage(str(root)) == expected
+        # The same tree shared out among forked workers after a few entries.
+        with mock.patch.object(du, "SERIAL_BUDGET", 3):
+            assert disk_usage(str(root), workers=3) == expected
+
+
+@needs_du
+@pytest.mark.parametrize("workers, budget", [(1, du.SERIAL_BUDGET), (2, 10), (4, 1)])
+def test_deep_and_wide_trees_serial_and_shared_out(tmp_path: Path, workers: int, budget: int) -> None:
+    root = tmp_path / "t"
+    # Deeper than the walk holds descriptors for, so the rest goes by path.
+    deep = root
+    for level in range(du._MAX_FD_DEPTH + 40):
+        deep = deep / "d"
+        deep.mkdir(parents=True)
+        if level % 50 == 0:
+            (deep / "f").write_bytes(b"x" * level)
+    for i in range(30):
+        wide = root / f"w{i}"
+        wide.mkdir()
+        for j in range(i):
+            (wide / f"f{j}").write_bytes(b"y" * (j * 300))
+        if i:
+            os.link(wide / "f0", root / f"link{i}")  # a hard link across subtrees
+    with mock.patch.object(du, "SERIAL_BUDGET", budget), mock.patch.object(os, "fork", wraps=os.fork) as fork:
+        assert disk_usage(str(root), workers=workers) == gnu_du(root)
+    assert fork.call_count == workers - 1
+

@@ -1,0 +1,261 @@
+"""`system df`: what the store holds on disk, by kind, adding up to ``du``.
+
+Every byte under the store root is charged to exactly one place, so that
+the rows plus the catalog equal ``du -s --block-size=1 ROOT``:
+
+- Images: ``layers/`` and every layer directory. A layer's files were
+  measured at commit and are never walked again; only its directory entry
+  and anything beside ``diff/`` are looked at. A layer shared by many
+  images is charged once; the images' SHARED and UNIQUE sizes say how it
+  divides.
+- Containers: each ``containers/<id>/`` (upper dir, work dir, its files)
+  except its logs, measured now with the one measuring function.
+- Logs: the json-file logs, rotated files included.
+- Local Volumes: ``volumes/`` and each volume.
+- Build Cache: the build cache's entries (rows of the catalog pointing at
+  layers the images own: no bytes of their own) and ``tmp/``, where builds,
+  imports and commits stage their work.
+- Catalog: the root directory itself, the catalog database with its WAL,
+  the locks, the shared init layer, compiled seccomp filters and anything
+  else at the top of the store (named in ``Other``).
+
+Hard links never cross these places (layers, uppers and volumes are
+separate trees), which is what lets per-place sums equal ``du``'s total.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from overlayctl.measure.du import disk_usage
+from overlayctl.store import Store
+from overlayctl.store.containers import Container
+
+_STAT_BLOCK = 512
+_LOG_SUFFIX = "-json.log"
+
+
+@dataclass
+class ImageUsage:
+    """One image: its total, what it shares with other images and what only it has."""
+
+    id: str
+    tags: list[str]
+    created: str
+    size: int
+    shared: int
+    unique: int
+    containers: int
+
+
+@dataclass
+class ContainerUsage:
+    """One container: its directory (upper, work) without logs, and its logs."""
+
+    container: Container
+    size: int
+    logs: int
+    volumes: int
+
+
+@dataclass
+class VolumeUsage:
+    """One volume: its directory and how many containers use it."""
+
+    name: str
+    links: int
+    size: int
+
+
+@dataclass
+class Kind:
+    """One row of the summary table."""
+
+    type: str
+    total: int
+    active: int
+    size: int
+    reclaimable: int
+
+
+@dataclass
+class Report:
+    """Everything `system df` prints; ``total`` equals du of the root."""
+
+    images: list[ImageUsage] = field(default_factory=list)
+    containers: list[ContainerUsage] = field(default_factory=list)
+    volumes: list[VolumeUsage] = field(default_factory=list)
+    kinds: list[Kind] = field(default_factory=list)
+    build_cache_entries: int = 0
+    staging: int = 0
+    catalog: int = 0
+    other: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(kind.size for kind in self.kinds) + self.catalog
+
+
+def _own(path: str) -> int:
+    """Bytes of one directory entry itself (not what is below it)."""
+    try:
+        return os.lstat(path).st_blocks * _STAT_BLOCK
+    except FileNotFoundError:
+        return 0
+
+
+def _tree(path: str) -> int:
+    try:
+        return disk_usage(path).bytes
+    except Exception:  # noqa: BLE001 - gone since it was listed
+        if os.path.lexists(path):
+            raise
+        return 0
+
+
+def _layer_dirs(store: Store) -> tuple[dict[str, int], int]:
+    """Bytes of each layer by diff_id (the stored size of its files plus its
+    directory and anything beside diff/), and of layer directories the
+    catalog does not know (walked)."""
+    rows = store.conn.execute("SELECT diff_id, dir, size FROM layers").fetchall()
+    known = {row["dir"]: (row["diff_id"], row["size"]) for row in rows}
+    sizes: dict[str, int] = {}
+    unknown = 0
+    try:
+        names = os.listdir(store.paths.layers)
+    except FileNotFoundError:
+        names = []
+    for name in names:
+        path = os.path.join(store.paths.layers, name)
+        if name not in known:
+            unknown += _tree(path)
+            continue
+        diff_id, diff_size = known[name]
+        size = _own(path) + diff_size
+        with os.scandir(path) as it:
+            for entry in it:
+                if entry.name != "diff":
+                    size += _tree(entry.path)
+        sizes[diff_id] = size
+    return sizes, unknown
+
+
+def measure(store: Store) -> Report:
+    """Measure the whole store (see the module's docstring for who pays what)."""
+    report = Report()
+    root = store.paths.root
+
+    # Images and their layers.
+    layer_sizes, orphan_layers = _layer_dirs(store)
+    images = store.images.list()
+    containers = store.containers.list(all=True)
+    users: dict[str, int] = {}
+    for c in containers:
+        users[c.image_id] = users.get(c.image_id, 0) + 1
+    layer_images: dict[str, int] = {}
+    for image in images:
+        for diff_id in {layer.diff_id for layer in image.layers}:
+            layer_images[diff_id] = layer_images.get(diff_id, 0) + 1
+    for image in images:
+        diff_ids = {layer.diff_id for layer in image.layers}
+        shared = sum(layer_sizes.get(d, 0) for d in diff_ids if layer_images[d] > 1)
+        unique = sum(layer_sizes.get(d, 0) for d in diff_ids if layer_images[d] == 1)
+        report.images.append(
+            ImageUsage(image.id, image.tags, image.created, shared + unique, shared, unique, users.get(image.id, 0))
+        )
+    in_use = {d for image in images if users.get(image.id) for d in (layer.diff_id for layer in image.layers)}
+    images_size = _own(store.paths.layers) + sum(layer_sizes.values()) + orphan_layers
+    images_reclaimable = (
+        images_size - _own(store.paths.layers) - sum(layer_sizes[d] for d in in_use if d in layer_sizes)
+    )
+    report.kinds.append(
+        Kind("Images", len(images), sum(1 for i in images if users.get(i.id)), images_size, images_reclaimable)
+    )
+
+    # Containers, and their logs.
+    volume_counts = dict(
+        store.conn.execute("SELECT container, COUNT(DISTINCT volume) FROM volume_users GROUP BY container").fetchall()
+    )
+    by_id = {c.id: c for c in containers}
+    orphan_containers = 0
+    try:
+        names = os.listdir(store.paths.containers)
+    except FileNotFoundError:
+        names = []
+    for name in names:
+        path = os.path.join(store.paths.containers, name)
+        if name not in by_id:
+            orphan_containers += _tree(path)
+            continue
+        logs = 0
+        with os.scandir(path) as it:
+            for entry in it:
+                if _LOG_SUFFIX in entry.name and entry.is_file(follow_symlinks=False):
+                    logs += entry.stat(follow_symlinks=False).st_blocks * _STAT_BLOCK
+        report.containers.append(ContainerUsage(by_id[name], _tree(path) - logs, logs, volume_counts.get(name, 0)))
+    active = [u for u in report.containers if u.container.is_active]
+    containers_size = _own(store.paths.containers) + orphan_containers + sum(u.size for u in report.containers)
+    report.kinds.append(
+        Kind(
+            "Containers",
+            len(report.containers),
+            len(active),
+            containers_size,
+            containers_size - _own(store.paths.containers) - sum(u.size for u in active),
+        )
+    )
+
+    # Local volumes.
+    volume_users = dict(
+        store.conn.execute("SELECT volume, COUNT(DISTINCT container) FROM volume_users GROUP BY volume").fetchall()
+    )
+    volumes_dir = store.paths.volumes
+    volumes_size = 0
+    if os.path.isdir(volumes_dir):
+        volumes_size = _own(volumes_dir)
+        for name in sorted(os.listdir(volumes_dir)):
+            usage = VolumeUsage(name, volume_users.get(name, 0), _tree(os.path.join(volumes_dir, name)))
+            report.volumes.append(usage)
+            volumes_size += usage.size
+    report.kinds.append(
+        Kind(
+            "Local Volumes",
+            len(report.volumes),
+            sum(1 for v in report.volumes if v.links),
+            volumes_size,
+            sum(v.size for v in report.volumes if not v.links),
+        )
+    )
+
+    # Logs.
+    logs = [u for u in report.containers if u.logs]
+    report.kinds.append(
+        Kind(
+            "Logs",
+            len(logs),
+            sum(1 for u in logs if u.container.is_active),
+            sum(u.logs for u in logs),
+            sum(u.logs for u in logs if not u.container.is_active),
+        )
+    )
+
+    # Build cache: catalog rows, and the staging area.
+    (report.build_cache_entries,) = store.conn.execute("SELECT COUNT(*) FROM build_cache").fetchone()
+    report.staging = _tree(store.paths.tmp) if os.path.isdir(store.paths.tmp) else 0
+    report.kinds.append(
+        Kind("Build Cache", report.build_cache_entries, 0, report.staging, report.staging - _own(store.paths.tmp))
+    )
+
+    # The catalog and everything else at the top of the store.
+    charged = {"layers", "containers", "volumes", "tmp"}
+    report.catalog = _own(root)
+    with os.scandir(root) as it:
+        for entry in it:
+            if entry.name in charged:
+                continue
+            size = _tree(entry.path)
+            report.catalog += size
+            if not entry.name.startswith("catalog.db") and entry.name != "layers.lock":
+                report.other[entry.name] = size
+    return report
