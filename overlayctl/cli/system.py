@@ -21,18 +21,31 @@ def system() -> None:
 
 
 @system.command("reconcile")
+@click.option(
+    "--boot",
+    is_flag=True,
+    help="then start containers with --restart always, and unless-stopped ones not stopped by hand",
+)
 @click.pass_obj
-def reconcile(obj: dict) -> None:
+def reconcile(obj: dict, boot: bool) -> None:
     """Mark containers whose supervisor is gone as exited, and free what they held.
 
     Removes those that were started with --rm, leases and veth devices
     nobody holds, cgroups of containers that are not running, and staging
     left by crashed commands. Safe while containers run: it touches only
     what no living process holds. overlayctl-reconcile.service runs it at
-    boot, before any overlayctl@ unit.
+    boot, before any overlayctl@ unit; overlayctl-boot.service then runs
+    it with --boot, which starts what Docker's daemon starts when it comes
+    up.
     """
-    for line in reconcile_store(open_store(obj)):
+    from overlayctl import control
+
+    store = open_store(obj)
+    for line in reconcile_store(store):
         click.echo(line)
+    if boot:
+        for name in control.restart_on_boot(store):
+            click.echo(f"started: {name}")
 
 
 @system.command("df")

@@ -431,6 +431,29 @@ def test_recovery_after_a_wiped_runroot(cli, bb):
     _nothing_left(cli, cid, [pid, supervisor, new["Pid"], new["SupervisorPid"]])
 
 
+def test_boot_starts_what_the_restart_policies_ask_for(cli, bb):
+    for name, policy in (("always", "always"), ("unless", "unless-stopped"), ("stopped", "unless-stopped"),
+                         ("never", "no")):
+        cli.ok("run", "-d", "--name", name, *NONE, "--restart", policy, "bb:1", "sleep", "100")
+    cli.ok("stop", "-t", "0", "stopped")  # by hand: not brought back at boot
+    # A reboot: every process gone, and /run with them.
+    gone = []
+    for name in ("always", "unless", "never"):
+        state = inspect(cli, name)["State"]
+        os.kill(state["SupervisorPid"], signal.SIGKILL)
+        gone.append(state["Pid"])
+    for pid in gone:
+        wait_for(lambda pid=pid: not alive(pid), what="PID 1 to die")
+    shutil.rmtree(cli.runroot)
+    out = cli.ok("system", "reconcile", "--boot")
+    assert sorted(line for line in out.splitlines() if line.startswith("started: ")) == [
+        "started: always",
+        "started: unless",
+    ]
+    running = {name: inspect(cli, name)["State"]["Running"] for name in ("always", "unless", "stopped", "never")}
+    assert running == {"always": True, "unless": True, "stopped": False, "never": False}
+
+
 def test_wiped_runroot_under_a_running_container(cli, bb):
     cid = cli.ok("run", "-d", "--name", "live", *NONE, "bb:1", "sleep", "60").strip()
     state = inspect(cli, "live")["State"]

@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "systemd"
 TEMPLATE = UNITS / "overlayctl@.service"
 RECONCILE = UNITS / "overlayctl-reconcile.service"
+BOOT = UNITS / "overlayctl-boot.service"
 
 # Exposure scores of `systemd-analyze security --offline=yes` (0 safest,
 # 10 least safe) as of systemd 252; a change that raises one fails here.
@@ -70,7 +71,7 @@ def test_systemd_analyze_verify_accepts_the_units(tmp_path: Path) -> None:
     analyze = _analyze()
     generated = tmp_path / "container-web.service"
     generated.write_text(systemd.generate_unit(_container()))
-    for unit in (TEMPLATE, RECONCILE, generated):
+    for unit in (TEMPLATE, RECONCILE, BOOT, generated):
         result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, cwd=UNITS)
         assert result.returncode == 0 and not result.stderr.strip(), (unit.name, result.stderr)
 
@@ -306,3 +307,10 @@ def test_needs_of_a_stored_container() -> None:
     assert (
         "ProtectHome=read-only" in text and "RequiresMountsFor=/var/lib/overlayctl /run/overlayctl /home/u/site" in text
     )
+
+
+def test_the_boot_unit_starts_containers_after_the_reconcile() -> None:
+    text = BOOT.read_text()
+    assert "ExecStart=/usr/local/bin/overlayctl system reconcile --boot\n" in text
+    assert "After=network-online.target overlayctl-reconcile.service\n" in text
+    assert "KillMode=process\n" in text  # the supervisors it starts outlive it
