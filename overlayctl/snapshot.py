@@ -12,22 +12,11 @@ from typing import Any, BinaryIO
 
 from overlayctl import jsonio
 from overlayctl.errors import ConflictError
-from overlayctl.layer.extract import OPAQUE_XATTR
+from overlayctl.layer.extract import is_opaque, is_whiteout
 from overlayctl.store import Store
 from overlayctl.store.containers import RUNNING, Container
 from overlayctl.store.images import Image
 from overlayctl.units import now_rfc3339
-
-
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def _is_opaque(path: str) -> bool:
-    try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
 
 
 def exists_in_stack(lowers: tuple[str, ...], rel: str) -> bool:
@@ -42,13 +31,13 @@ def exists_in_stack(lowers: tuple[str, ...], rel: str) -> bool:
                 st = os.lstat(path)
             except (FileNotFoundError, NotADirectoryError):
                 break
-            if _is_whiteout(st):
+            if is_whiteout(st):
                 return False
             if i == len(parts) - 1:
                 return True
             if not stat.S_ISDIR(st.st_mode):
                 return False
-            if _is_opaque(path):
+            if is_opaque(path):
                 hidden_below = True
         if hidden_below:
             return False
@@ -70,11 +59,11 @@ def _names_in_stack(lowers: tuple[str, ...], rel: str) -> set[str]:
         for de in os.scandir(path):
             if de.name in visible or de.name in deleted:
                 continue
-            if _is_whiteout(de.stat(follow_symlinks=False)):
+            if is_whiteout(de.stat(follow_symlinks=False)):
                 deleted.add(de.name)
             else:
                 visible.add(de.name)
-        if _is_opaque(path):
+        if is_opaque(path):
             break
     return visible
 
@@ -99,14 +88,14 @@ def changes(upper: str, lowers: tuple[str, ...]) -> list[tuple[str, str]]:
             rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
             present.add(de.name)
             st = de.stat(follow_symlinks=False)
-            if _is_whiteout(st):
+            if is_whiteout(st):
                 found.append(("D", "/" + rel))
                 continue
             below = exists_in_stack(lowers, rel)
             found.append(("C" if below else "A", "/" + rel))
             if stat.S_ISDIR(st.st_mode):
                 pending.append(rel)
-        if rel_dir and _is_opaque(directory) and exists_in_stack(lowers, rel_dir):
+        if rel_dir and is_opaque(directory) and exists_in_stack(lowers, rel_dir):
             for name in _names_in_stack(lowers, rel_dir) - present:
                 found.append(("D", f"/{rel_dir}/{name}"))
     found.sort(key=lambda item: item[1].encode())

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 _DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
+_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
 
 
 def human_size(size: float, precision: int = 3) -> str:
     """Decimal units with `precision` significant digits: 4096 -> "4.1kB"."""
+    return _scaled(size, 1000.0, _DECIMAL_UNITS, precision)
+
+
+def binary_size(size: float) -> str:
+    """Binary units with 4 significant digits, as Docker's MEM USAGE: "1.195MiB"."""
+    return _scaled(size, 1024.0, _BINARY_UNITS, 4)
+
+
+def _scaled(size: float, base: float, units: tuple[str, ...], precision: int) -> str:
     i = 0
-    while size >= 1000 and i < len(_DECIMAL_UNITS) - 1:
-        size /= 1000.0
+    while size >= base and i < len(units) - 1:
+        size /= base
         i += 1
-    return f"{size:.{precision}g}{_DECIMAL_UNITS[i]}"
+    return f"{size:.{precision}g}{units[i]}"
 
 
 def human_duration(seconds: float) -> str:

@@ -12,7 +12,7 @@ import click
 from overlayctl.cli.common import open_store
 from overlayctl.cli.output import json_lines, table
 from overlayctl.errors import NotFoundError, OverlayctlError
-from overlayctl.units import human_size
+from overlayctl.units import binary_size, human_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ HEADERS = [
     "UPPER RATE",
 ]
 
-_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
 
 
 @click.command("stats")
@@ -173,15 +172,6 @@ def json_item(row: Stats, no_trunc: bool = False) -> dict[str, Any]:
         "UpperSizeText": cells[8],
         "UpperRateText": cells[9],
     }
-
-
-def binary_size(size: float) -> str:
-    """Binary units with 4 significant digits, as Docker's MEM USAGE: "1.195MiB"."""
-    i = 0
-    while size >= 1024 and i < len(_BINARY_UNITS) - 1:
-        size /= 1024.0
-        i += 1
-    return f"{size:.4g}{_BINARY_UNITS[i]}"
 
 
 def rate_text(bytes_per_second: int) -> str:

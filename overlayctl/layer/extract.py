@@ -46,6 +46,19 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 OVERLAY_XATTR_PREFIX = "trusted.overlay."
 PAX_XATTR_PREFIX = "SCHILY.xattr."
 
+
+def is_whiteout(st: os.stat_result) -> bool:
+    """An overlay whiteout: overlayfs took device 0:0, which no real device has."""
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def is_opaque(path: str) -> bool:
+    """An overlay opaque directory: nothing of the layers below shows through."""
+    try:
+        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
 _CHUNK = 1 << 20
 _HOLE_BLOCK = 4096
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -25,13 +25,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 
 from overlayctl.errors import InvalidArgumentError, OverlayctlError
+from overlayctl.layer.extract import is_opaque, is_whiteout
 from overlayctl.measure.du import disk_usage
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from overlayctl.runtime.overlay import OverlayLayout
 
-OPAQUE_XATTR = "trusted.overlay.opaque"
 COPY_UP, NEW, WHITEOUT = "copy-up", "new", "whiteout"
 
 
@@ -74,16 +74,6 @@ COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Sample))
 # --- classification (names, never sizes) -----------------------------------------
 
 
-def _is_whiteout(st: os.stat_result) -> bool:
-    # overlayfs reserved device 0:0 for whiteouts because no real device has it.
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def _is_opaque(path: str) -> bool:
-    try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
 
 
 def _lstat(path: str) -> os.stat_result | None:
@@ -106,7 +96,7 @@ def _merged_below(lowers: Sequence[str], name: str) -> list[str]:
         if not stat.S_ISDIR(st.st_mode):
             break
         found.append(path)
-        if _is_opaque(path):
+        if is_opaque(path):
             break
     return found
 
@@ -116,7 +106,7 @@ def _shown_below(lowers: Sequence[str], name: str) -> bool:
     for directory in lowers:
         st = _lstat(os.path.join(directory, name))
         if st is not None:
-            return not _is_whiteout(st)
+            return not is_whiteout(st)
     return False
 
 
@@ -132,7 +122,7 @@ def upper_entries(upper: str, lowers: Sequence[str]) -> Iterator[tuple[str, str]
     roots = []
     for lower in lowers:
         roots.append(lower)
-        if _is_opaque(lower):
+        if is_opaque(lower):
             break
     pending: list[tuple[str, str, list[str]]] = [(upper, "", roots)]
     while pending:
@@ -149,9 +139,9 @@ def upper_entries(upper: str, lowers: Sequence[str]) -> Iterator[tuple[str, str]
                 continue
             path = f"{rel}/{de.name}"
             if stat.S_ISDIR(st.st_mode):
-                inner = [] if _is_opaque(de.path) else _merged_below(below, de.name)
+                inner = [] if is_opaque(de.path) else _merged_below(below, de.name)
                 pending.append((de.path, path, inner))
-            elif _is_whiteout(st):
+            elif is_whiteout(st):
                 yield WHITEOUT, path
             else:
                 yield (COPY_UP if _shown_below(below, de.name) else NEW), path

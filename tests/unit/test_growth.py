@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from overlayctl.errors import InvalidArgumentError, OverlayctlError
+from overlayctl.layer.extract import OPAQUE_XATTR
 from overlayctl.measure import chart, growth
 from overlayctl.measure.du import disk_usage
 from overlayctl.measure.growth import COPY_UP, NEW, WHITEOUT, Classification, Sample
@@ -35,7 +36,7 @@ def _whiteout(path: Path) -> None:
 
 def _opaque(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    os.setxattr(path, growth.OPAQUE_XATTR, b"y")
+    os.setxattr(path, OPAQUE_XATTR, b"y")
 
 
 @pytest.fixture
