@@ -50,10 +50,12 @@ from bench_run import (  # noqa: E402 - the path above makes bench_run importabl
     OverlayctlFailed,
     Row,
     SetupError,
+    bench_parser,
     first_line,
     fmt_ms,
     is_python,
     mounts,
+    parse_bench_args,
     peers_env,
     remove_tree,
     run,
@@ -359,18 +361,7 @@ def report(result: dict) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("-n", "--iterations", type=int, default=10, help="timed rounds (default 10)")
-    p.add_argument("--warmups", type=int, default=2, help="untimed rounds first (default 2)")
-    p.add_argument(
-        "--overlayctl",
-        default="overlayctl",
-        metavar="CMD",
-        help="the CLI under test, split like a shell would (default: overlayctl from PATH; "
-        'e.g. "python3 -m overlayctl" with PYTHONPATH=the checkout)',
-    )
+    p = bench_parser(__doc__, 10, 2)
     p.add_argument(
         "--podman-network",
         default="none",
@@ -383,12 +374,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="mount a tmpfs on the temporary directory, so that both stores and the context are in memory",
     )
-    p.add_argument("--no-install", action="store_true", help="do not apt-get install missing peers")
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
-    args = p.parse_args(argv)
-    if args.iterations < 1 or args.warmups < 0:
-        p.error("counts must be positive")
-    return args
+    return parse_bench_args(p, argv)
 
 
 class Bench:

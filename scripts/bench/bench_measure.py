@@ -44,10 +44,12 @@ from bench_run import (  # noqa: E402
     OverlayctlFailed,
     Row,
     SetupError,
+    bench_parser,
     first_line,
     importtime_argv,
     is_python,
     mounts,
+    parse_bench_args,
     peers_env,
     remove_tree,
     run,
@@ -94,16 +96,7 @@ def median(xs: list[float]) -> float:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("-n", "--iterations", type=int, default=10, help="timed rounds (default 10)")
-    p.add_argument("--warmups", type=int, default=2, help="untimed rounds first (default 2)")
-    p.add_argument("--overlayctl", default="overlayctl", metavar="CMD", help="the CLI under test")
-    p.add_argument("--no-install", action="store_true", help="do not apt-get install missing peers")
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
-    args = p.parse_args(argv)
-    if args.iterations < 1 or args.warmups < 0:
-        p.error("counts must be positive")
-    return args
+    return parse_bench_args(bench_parser(__doc__, 10, 2), argv)
 
 
 class Bench:

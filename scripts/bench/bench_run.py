@@ -509,12 +509,12 @@ def report(result: dict) -> str:
 # --------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("-n", "--iterations", type=int, default=30, help="timed rounds (default 30)")
-    p.add_argument("--warmups", type=int, default=3, help="untimed rounds first (default 3)")
+def bench_parser(doc: str, iterations: int, warmups: int) -> argparse.ArgumentParser:
+    """The options every benchmark script takes: rounds, warm-ups, the CLI
+    under test, whether peers may be installed, and a JSON copy."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-n", "--iterations", type=int, default=iterations, help=f"timed rounds (default {iterations})")
+    p.add_argument("--warmups", type=int, default=warmups, help=f"untimed rounds first (default {warmups})")
     p.add_argument(
         "--overlayctl",
         default="overlayctl",
@@ -522,14 +522,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the CLI under test, split like a shell would (default: overlayctl from PATH; "
         'e.g. "python3 -m overlayctl" with PYTHONPATH=the checkout)',
     )
-    p.add_argument("--containers", type=int, default=20, help="idle containers for the disk cost (default 20)")
-    p.add_argument("--importtime-runs", type=int, default=5, help="runs under -X importtime (default 5)")
     p.add_argument("--no-install", action="store_true", help="do not apt-get install missing peers")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    return p
+
+
+def parse_bench_args(
+    p: argparse.ArgumentParser, argv: list[str] | None, positive: tuple[str, ...] = ()
+) -> argparse.Namespace:
+    """Parse, refusing counts that make no benchmark (`positive`: more
+    options that must be at least 1)."""
     args = p.parse_args(argv)
-    if args.iterations < 1 or args.warmups < 0 or args.containers < 1 or args.importtime_runs < 1:
+    if args.iterations < 1 or args.warmups < 0 or any(getattr(args, name) < 1 for name in positive):
         p.error("counts must be positive")
     return args
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = bench_parser(__doc__, 30, 3)
+    p.add_argument("--containers", type=int, default=20, help="idle containers for the disk cost (default 20)")
+    p.add_argument("--importtime-runs", type=int, default=5, help="runs under -X importtime (default 5)")
+    return parse_bench_args(p, argv, ("containers", "importtime_runs"))
 
 
 class Bench:
