@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from overlayctl.runtime import cgroups
+
 NONE = ("--network", "none")
 
 
@@ -61,7 +63,8 @@ def test_exec_joins_the_containers_cgroups(cli, bb):
     cid = json.loads(cli.ok("inspect", "limited"))[0]["Id"]
     # The exec'd process, seen from the host, is in the same cgroups.
     cli.ok("exec", "-d", "limited", "sleep", "30")
-    procs = f"/sys/fs/cgroup/pids/overlayctl/{cid}/cgroup.procs"
+    # The pids controller's cgroup, wherever this host mounts it (v1 or v2).
+    procs = os.path.join(cgroups.find(cid).controllers["pids"], "cgroup.procs")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with open(procs) as f:
