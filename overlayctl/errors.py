@@ -62,3 +62,19 @@ class CommandNotExecutableError(OverlayctlError):
     """The container's command exists but cannot be executed."""
 
     exit_code = 126
+
+
+class DigestMismatchError(OverlayctlError):
+    """Content whose sha256 or size is not what its descriptor promised; nothing was kept."""
+
+
+class UnsupportedMediaTypeError(OverlayctlError):
+    """An image archive or manifest uses a media type overlayctl cannot read."""
+
+
+class RegistryError(OverlayctlError):
+    """A registry that cannot be reached or answers with an error; nothing partial was stored."""
+
+
+class RegistryAuthError(RegistryError):
+    """A registry refused our credentials, or wants some and we have none."""

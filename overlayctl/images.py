@@ -35,8 +35,10 @@ def import_image(store: Store, source: str, name: str | None, message: str = "")
             raise InvalidArgumentError(f"cannot open {source}: {exc.strerror}") from exc
     try:
         from overlayctl.layer.compression import open_decompressed
+        from overlayctl.oci.image import import_tar_layer
 
-        layer, new = store.layers.import_tar(open_decompressed(stream))
+        # The tar is kept as the layer's blob: save and push need it as it was.
+        layer, new = import_tar_layer(store, open_decompressed(stream))
     except EOFError as exc:
         raise OverlayctlError(f"cannot import {source}: the archive is truncated") from exc
     finally:

@@ -24,6 +24,11 @@ fi
 # debootstrap and systemd-container (systemd-nspawn) build and boot the
 # guest of the systemd test.
 PACKAGES="python3 python3-venv python3-dev gcc libcap-dev libseccomp2 busybox-static tar gzip xz-utils zstd bzip2 util-linux coreutils debootstrap systemd-container"
+# The registry tests push and pull through real peers: Debian's
+# docker-registry (the CNCF distribution registry), skopeo and podman.
+if [ "${1:-}" = test ]; then
+    PACKAGES="$PACKAGES docker-registry skopeo podman"
+fi
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -32,7 +37,29 @@ if [ -n "$missing" ]; then
     echo "overlayctl setup: installing$missing"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
+    # The tests start their own registry on 127.0.0.1. Debian's package
+    # would start and enable one on every interface (port 5000): no service
+    # may start during the install, and the registry's stays disabled.
+    # (A policy-rc.d the host already has is left as it is.)
+    made_policy=""
+    case "$missing" in
+        *docker-registry*)
+            if [ ! -e /usr/sbin/policy-rc.d ]; then
+                printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+                chmod 755 /usr/sbin/policy-rc.d
+                made_policy=1
+                trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+            fi
+            ;;
+    esac
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    if [ -n "$made_policy" ]; then
+        rm -f /usr/sbin/policy-rc.d
+        trap - EXIT
+    fi
+    if [ -d /run/systemd/system ] && systemctl is-enabled docker-registry >/dev/null 2>&1; then
+        systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    fi
 fi
 
 # The Debian interpreter, not whatever python3 is first on PATH: its

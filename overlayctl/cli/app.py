@@ -20,7 +20,7 @@ def cli(ctx: click.Context, root: str | None, runroot: str | None, debug: bool) 
 
 
 def _register() -> None:
-    from overlayctl.cli import build, container, du, image, network, stats, system, volume
+    from overlayctl.cli import build, container, du, image, network, registry, stats, system, transfer, volume
 
     image.register(cli)
     container.register(cli)
@@ -30,6 +30,8 @@ def _register() -> None:
     system.register(cli)
     stats.register(cli)
     du.register(cli)
+    registry.register(cli)
+    transfer.register(cli)
 
 
 _register()

@@ -21,7 +21,7 @@ try:
 except ImportError:  # pragma: no cover
     import sqlite3 as _sqlite
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
@@ -118,6 +118,25 @@ CREATE TABLE IF NOT EXISTS volume_users (
     PRIMARY KEY (volume, container, target)
 );
 CREATE INDEX IF NOT EXISTS volume_users_by_container ON volume_users(container);
+-- v5: the blobs a layer was received or sent as (blobs/sha256/<hex>): the
+-- compressed tar of a pull or a load, kept so that saving or pushing the
+-- image again gives the same bytes, and the tars made on the way out.
+-- Removing the layer drops its rows (the files are left to a gc).
+CREATE TABLE IF NOT EXISTS layer_blobs (
+    digest      TEXT PRIMARY KEY,          -- sha256 of the blob as stored
+    diff_id     TEXT NOT NULL REFERENCES layers(diff_id) ON DELETE CASCADE,
+    media_type  TEXT NOT NULL,             -- OCI or Docker layer media type
+    size        INTEGER NOT NULL,
+    original    INTEGER NOT NULL DEFAULT 0 -- 1: received as is (pull, load, import)
+);
+CREATE INDEX IF NOT EXISTS layer_blobs_by_layer ON layer_blobs(diff_id);
+-- v5: the manifest an image was pulled or loaded with, byte for byte, so
+-- that it is sent out again with the same digest.
+CREATE TABLE IF NOT EXISTS image_manifests (
+    image_id    TEXT PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+    media_type  TEXT NOT NULL,
+    manifest    BLOB NOT NULL
+);
 """
 
 

@@ -66,11 +66,16 @@ class ImageStore:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def create(self, config: dict[str, Any], tag: Reference | None = None) -> Image:
-        """Record an image whose layers (config.rootfs.diff_ids) are committed."""
+    def create(self, config: dict[str, Any], tag: Reference | None = None, raw: bytes | None = None) -> Image:
+        """Record an image whose layers (config.rootfs.diff_ids) are committed.
+
+        ``raw`` is the config exactly as received (load, pull), when it is not
+        in canonical form: its bytes, not ours, are what the ID hashes.
+        """
         import hashlib
 
-        raw = jsonio.canonical(config)
+        if raw is None:
+            raw = jsonio.canonical(config)
         image_id = "sha256:" + hashlib.sha256(raw).hexdigest()
         diff_ids = list(config["rootfs"]["diff_ids"])
         with transaction(self.conn):

@@ -1,0 +1,405 @@
+"""`pull`: an image from a registry into the store.
+
+Order, so that a failure leaves nothing behind: the manifest (an index is
+resolved to one platform first) and the config are fetched and checked
+(media types included) before any layer; the missing layer blobs are
+downloaded in parallel, each verified against its digest, and each is
+unpacked as soon as it is complete, in a worker process; each layer must
+hash to the diff_id the config lists; the image is recorded last. A failure
+before that removes the blobs and layers this pull added.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, BinaryIO
+
+import requests
+
+from overlayctl.errors import (
+    DigestMismatchError,
+    InvalidArgumentError,
+    LayerRejectedError,
+    RegistryError,
+    UnsupportedMediaTypeError,
+)
+from overlayctl.oci import image as oci_image
+from overlayctl.oci.blobs import BlobStore
+from overlayctl.oci.progress import Progress, short_digest
+from overlayctl.oci.registry import INDEX_TYPES, MANIFEST_TYPES, RETRIES, RegistryClient, RemoteReference
+from overlayctl.store.images import Image
+from overlayctl.store.layers import Layer
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from overlayctl.store import Store
+
+PARALLEL = 3  # concurrent downloads, as Docker's max-concurrent-downloads
+MAX_CONFIG = 16 * 1024 * 1024
+
+
+def parse_platform(text: str | None) -> tuple[str, str | None]:
+    """("linux", "arm64") from "linux/arm64"; (linux, None = this host) when unset."""
+    if not text:
+        return "linux", None
+    parts = text.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise InvalidArgumentError(f'invalid --platform "{text}" (use OS/ARCH, e.g. linux/arm64)')
+    return parts[0], parts[1]
+
+
+def _media_type(body: bytes, header_type: str) -> tuple[dict[str, Any], str]:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise RegistryError("the registry sent a manifest that is not JSON") from None
+    if not isinstance(doc, dict):
+        raise RegistryError("the registry sent a manifest that is not a JSON object")
+    # The document's own mediaType wins over Content-Type, which some
+    # registries set to application/json.
+    media_type = doc.get("mediaType") or header_type
+    if media_type not in MANIFEST_TYPES + INDEX_TYPES:
+        hint = " (Docker schema 1, retired in 2019)" if "v1+" in media_type or doc.get("schemaVersion") == 1 else ""
+        raise UnsupportedMediaTypeError(f'unsupported manifest media type "{media_type}"{hint}')
+    return doc, media_type
+
+
+def resolve_manifest(
+    client: RegistryClient, ref: RemoteReference, platform: str | None
+) -> tuple[bytes, dict[str, Any], str, str]:
+    """(bytes, parsed, media type, digest) of the image manifest for the
+    platform; an index or manifest list is resolved with select_platform."""
+    os_, arch = parse_platform(platform)
+    body, header_type, digest = client.get_manifest(ref.repository, ref.reference)
+    doc, media_type = _media_type(body, header_type)
+    if media_type in INDEX_TYPES:
+        chosen = oci_image.select_platform(doc, os_, arch)
+        body, header_type, digest = client.get_manifest(ref.repository, chosen["digest"])
+        doc, media_type = _media_type(body, header_type)
+        if media_type in INDEX_TYPES:
+            raise UnsupportedMediaTypeError("an index that points at another index is not supported")
+    if (
+        doc.get("schemaVersion") != 2
+        or not isinstance(doc.get("config"), dict)
+        or not isinstance(doc.get("layers"), list)
+    ):
+        raise RegistryError(f"{ref}: malformed manifest (want schemaVersion 2 with a config and layers)")
+    for layer in doc["layers"]:
+        oci_image.layer_compression(layer.get("mediaType", ""))  # unsupported: fail before any download
+    return body, doc, media_type, digest
+
+
+def _fetch_config(client: RegistryClient, ref: RemoteReference, desc: dict[str, Any]) -> bytes:
+    size = int(desc.get("size", 0))
+    if size > MAX_CONFIG:
+        raise RegistryError(f"{ref}: image config of {size} bytes is too large")
+    response = client.open_blob(ref.repository, desc["digest"])
+    try:
+        data = response.raw.read(MAX_CONFIG + 1, decode_content=True)
+    except (requests.exceptions.RequestException, OSError) as exc:
+        raise RegistryError(f"{ref}: reading the image config failed: {exc}") from None
+    finally:
+        response.close()
+    from overlayctl.oci.blobs import check_digest
+    from overlayctl.oci.registry import sha256_digest
+
+    check_digest("image config", desc["digest"], size, sha256_digest(data), len(data))
+    return data
+
+
+class _Download:
+    """One layer blob into the BlobStore, retried on a dropped connection."""
+
+    def __init__(self, client: RegistryClient, repository: str, blobs: BlobStore, progress: Progress) -> None:
+        self.client, self.repository, self.blobs, self.progress = client, repository, blobs, progress
+
+    def __call__(self, desc: dict[str, Any]) -> None:
+        key = short_digest(desc["digest"])
+        self.progress.status(key, "Downloading", line=False)
+        for attempt in range(RETRIES + 1):
+            response = self.client.open_blob(self.repository, desc["digest"])
+            response.raw.decode_content = True
+            try:
+                self.blobs.put(response.raw, desc["digest"], int(desc["size"]), lambda n: self.progress.advance(key, n))
+                break
+            except DigestMismatchError:
+                raise
+            except (requests.exceptions.RequestException, OSError, _urllib3_errors()) as exc:
+                if attempt == RETRIES:
+                    raise RegistryError(f"downloading layer {desc['digest']} failed: {exc}") from None
+                self.progress.advance(key, -1)
+            finally:
+                response.close()
+        self.progress.status(key, "Download complete", line=False)
+
+
+def _urllib3_errors() -> type[Exception]:
+    import urllib3.exceptions
+
+    return urllib3.exceptions.HTTPError
+
+
+def pull(
+    store: Store,
+    ref: RemoteReference,
+    client: RegistryClient,
+    progress: Progress,
+    platform: str | None = None,
+) -> tuple[Image, str, bool]:
+    """Pull ref into the store: (image, manifest digest, whether anything new was stored)."""
+    body, manifest, media_type, manifest_digest = resolve_manifest(client, ref, platform)
+    config_bytes = _fetch_config(client, ref, manifest["config"])
+    config = oci_image.parse_config(config_bytes, f"{ref}")
+    _check_platform(config, platform)
+    layers = manifest["layers"]
+    diff_ids = config["rootfs"]["diff_ids"]
+    if len(diff_ids) != len(layers):
+        raise RegistryError(f"{ref}: the manifest has {len(layers)} layers, its config {len(diff_ids)}")
+
+    blobs = BlobStore(store.paths)
+    todo = []
+    for desc, diff_id in zip(layers, diff_ids, strict=True):
+        key = short_digest(desc["digest"])
+        known = oci_image.layer_for_blob(store, desc["digest"])
+        if known is not None:
+            oci_image.check_layer_digest(diff_id, known.diff_id, desc["digest"])
+            progress.add(key, "Already exists")
+        else:
+            progress.add(key, "Pulling fs layer", int(desc.get("size", 0)) or None)
+            todo.append(desc)
+    added_blobs = [d["digest"] for d in todo if not blobs.has(d["digest"])]
+    added_layers: list[str] = []
+    try:
+        added_layers += _fetch_and_unpack(
+            store,
+            blobs,
+            _Download(client, ref.repository, blobs, progress),
+            _unique(todo),
+            dict(zip((d["digest"] for d in layers), diff_ids, strict=True)),
+            progress,
+        )
+        existed = _tagged_image(store, ref)
+        image = oci_image.create_image(store, config_bytes, ref.local, body, media_type)
+    except BaseException as exc:
+        _roll_back(store, blobs, added_layers + getattr(exc, "added_layers", []), added_blobs)
+        raise
+    try:
+        from overlayctl.oci.push import remember_sources
+
+        digests = [manifest["config"]["digest"]] + [d["digest"] for d in layers]
+        remember_sources(store, ref.registry, ref.repository, digests)
+    except OSError:
+        pass  # hints for cross-repository mounts only
+    return image, manifest_digest, existed != image.id or bool(todo)
+
+
+def _fetch_and_unpack(
+    store: Store,
+    blobs: BlobStore,
+    download: _Download,
+    todo: list[dict[str, Any]],
+    diff_ids: dict[str, str],
+    progress: Progress,
+) -> list[str]:
+    """Download the blobs (threads) and unpack each, as soon as it is here,
+    in a worker process; returns the diff_ids of the layers that were new.
+
+    Processes, not threads: unpacking is Python work that threads would only
+    take turns at, and each layer ends in a syncfs that is better waited
+    for beside the others. On a failure every worker is still waited for,
+    so that the caller can roll back all the layers that were made.
+    """
+    import multiprocessing
+    from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+
+    errors: list[BaseException] = []
+    added: list[str] = []
+    fork = multiprocessing.get_context("fork")
+    fetchers = ThreadPoolExecutor(PARALLEL)
+    fetching = {fetchers.submit(download, desc): desc for desc in todo}
+    # What the workers need, imported here while the downloads run, once,
+    # rather than in each forked worker.
+    import overlayctl.layer.extract  # noqa: F401
+    import overlayctl.measure.du  # noqa: F401
+
+    with fetchers, ProcessPoolExecutor(PARALLEL, mp_context=fork, initializer=_worker_init) as unpackers:
+        unpacking: dict[Future[tuple[str, bool]], dict[str, Any]] = {}
+        for done in as_completed(fetching):
+            desc = fetching[done]
+            try:
+                done.result()
+            except BaseException as exc:  # noqa: BLE001 - kept, raised once all workers are done
+                errors.append(exc)
+                continue
+            if not errors:
+                progress.status(short_digest(desc["digest"]), "Extracting", line=False)
+                unpacking[unpackers.submit(_unpack, store.paths, desc)] = desc
+        for unpacked in as_completed(unpacking):
+            desc = unpacking[unpacked]
+            try:
+                diff_id, created = unpacked.result()
+            except BaseException as exc:  # noqa: BLE001 - as above
+                errors.append(exc)
+                continue
+            if created:
+                added.append(diff_id)
+            try:
+                oci_image.check_layer_digest(diff_ids[desc["digest"]], diff_id, desc["digest"])
+            except BaseException as exc:  # noqa: BLE001 - as above
+                errors.append(exc)
+                continue
+            progress.status(short_digest(desc["digest"]), "Pull complete")
+    if errors:
+        first = errors[0]
+        first.added_layers = added  # type: ignore[attr-defined]
+        raise first
+    return added
+
+
+def _worker_init() -> None:
+    # The workers share the layer store's lock with each other: its "waiting
+    # for another overlayctl process" notice would be about a sibling.
+    sys.stderr = _QuietWaits(sys.stderr)
+
+
+class _QuietWaits:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    dropped = False
+
+    def write(self, text: str) -> int:
+        # print() writes the message and its newline separately: drop both.
+        if "waiting for another overlayctl process" in text or (self.dropped and text == "\n"):
+            self.dropped = text != "\n"
+            return len(text)
+        self.dropped = False
+        return self.inner.write(text)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+
+def _unpack(paths: Any, desc: dict[str, Any]) -> tuple[str, bool]:
+    """In a worker process: one layer into the store (its own catalog connection)."""
+    from overlayctl.store import Store
+
+    store = Store(paths)
+    try:
+        layer, created = import_layer(store, BlobStore(paths), desc)
+        return layer.diff_id, created
+    finally:
+        store.close()
+
+
+def import_layer(store: Store, blobs: BlobStore, desc: dict[str, Any]) -> tuple[Layer, bool]:
+    """Unpack a downloaded layer blob: oci.image.import_layer_blob, except that
+    a gzip blob is decompressed by a second thread into a pipe.
+
+    zlib lets go of the GIL while it inflates, so the decompression runs on
+    another core beside the (Python) unpacking instead of before it: a
+    third less time for a typical layer.
+    """
+    digest, media_type = desc["digest"], desc["mediaType"]
+    known = oci_image.layer_for_blob(store, digest)
+    if known is not None:
+        return known, False
+    path = blobs.path(digest)
+    if oci_image.layer_compression(media_type) != "gzip":
+        return oci_image.import_layer_blob(store, path, media_type, digest)
+    with _Gunzip(path) as tar:
+        layer, created = store.layers.import_tar(tar)
+    oci_image.record_blob(store, digest, layer.diff_id, media_type, os.path.getsize(path), original=True)
+    return layer, created
+
+
+class _Gunzip:
+    """A gzip file decompressed by a thread into a pipe; the read end is the
+    context's value. A corrupt stream is a LayerRejectedError on exit."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> BinaryIO:
+        rfd, self._wfd = os.pipe()
+        self._reader = os.fdopen(rfd, "rb", buffering=self.CHUNK)
+        self._thread = threading.Thread(target=self._run, name="gunzip", daemon=True)
+        self._thread.start()
+        return self._reader
+
+    def _run(self) -> None:
+        try:
+            with open(self.path, "rb") as f, os.fdopen(self._wfd, "wb", buffering=0) as out:
+                inflate, fed = zlib.decompressobj(wbits=31), False  # 31: gzip header and CRC checked
+                total = 0
+                while chunk := f.read(self.CHUNK):
+                    total += len(chunk)
+                    while chunk:
+                        out.write(inflate.decompress(chunk))
+                        fed = True
+                        chunk = b""
+                        if inflate.eof:
+                            # Concatenated members (pigz, appends) are one stream.
+                            chunk = inflate.unused_data
+                            inflate, fed = zlib.decompressobj(wbits=31), False
+                if fed and not inflate.eof:
+                    raise EOFError("the gzip stream ends in the middle of a member")
+                if total == 0:
+                    raise EOFError("the layer blob is empty")
+        except BrokenPipeError:
+            pass  # the reader stopped first: its own error is the one to report
+        except (zlib.error, EOFError, OSError) as exc:
+            self.error = exc
+
+    def __exit__(self, kind: object, value: object, tb: object) -> None:
+        self._reader.close()  # a writer still blocked on a full pipe gets EPIPE
+        self._thread.join()
+        if self.error is not None:
+            raise LayerRejectedError(f"layer rejected: corrupt gzip data ({self.error})") from None
+
+
+def _unique(descs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: set[str] = set()
+    return [d for d in descs if not (d["digest"] in seen or seen.add(d["digest"]))]  # type: ignore[func-returns-value]
+
+
+def _tagged_image(store: Store, ref: RemoteReference) -> str | None:
+    if ref.local is None:
+        return None
+    row = store.conn.execute("SELECT image_id FROM tags WHERE name = ?", (str(ref.local),)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _check_platform(config: dict[str, Any], platform: str | None) -> None:
+    if not platform:
+        return
+    os_, arch = parse_platform(platform)
+    got = (config.get("os"), config.get("architecture"))
+    if got[0] and got[1] and got != (os_, arch):
+        raise RegistryError(f"the image is for {got[0]}/{got[1]}, not the requested {platform}")
+
+
+def _roll_back(store: Store, blobs: BlobStore, layers: list[str], added: list[str]) -> None:
+    # Layers first (their layer_blobs rows go with them), then the blob files
+    # this pull wrote; layers another image uses are left alone.
+    if layers:
+        store.layers.remove_unreferenced(layers)
+    from overlayctl.store.catalog import transaction
+
+    for digest in added:
+        # A blob new to this pull that a kept layer recorded (its tar was
+        # already stored, from another source) goes too: the pull failed.
+        with transaction(store.conn):
+            store.conn.execute("DELETE FROM layer_blobs WHERE digest = ?", (digest,))
+        try:
+            os.unlink(blobs.path(digest))
+        except FileNotFoundError:
+            pass
