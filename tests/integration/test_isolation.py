@@ -58,10 +58,12 @@ def test_kernel_interfaces_are_masked_or_read_only(cli, bb):
         "ls /sys/firmware | wc -l; "
         "echo 1 > /proc/sys/vm/drop_caches 2>/dev/null && echo sys-writable || echo sys-ro; "
         "echo h > /proc/sysrq-trigger 2>/dev/null && echo sysrq-writable || echo sysrq-ro; "
-        "cat /proc/kcore >/dev/null 2>&1 && echo kcore-readable || echo kcore-blocked"
+        # /dev/null is bound over it, as Docker does: an open fails where that
+        # bind is nodev and reads nothing where it is not; never memory.
+        "head -c 64 /proc/kcore 2>/dev/null | wc -c"
     )
     out = cli.ok("run", "--rm", "--network", "none", "bb:1", "sh", "-c", script).split()
-    assert out == ["0", "0", "sys-ro", "sysrq-ro", "kcore-blocked"]
+    assert out == ["0", "0", "sys-ro", "sysrq-ro", "0"]
     # A privileged container sees them, as with Docker.
     out = cli.ok("run", "--rm", "--network", "none", "--privileged", "bb:1", "sh", "-c", "ls /sys/firmware | wc -l")
     assert int(out) > 0
