@@ -16,7 +16,16 @@ REPO = Path(__file__).resolve().parent.parent
 # The default bridge of every test store: its own device and subnet, not the
 # host's octl0, and deleted when the session ends.
 TEST_BRIDGE = f"octlt{os.getpid() % 100000}"
-TEST_BRIDGE_SUBNET = "10.249.0.0/24"
+# Per session, so that two suites running at once (a developer's and CI's)
+# do not fight over one subnet.
+TEST_BRIDGE_SUBNET = f"10.249.{os.getpid() % 256}.0/24"
+
+
+def kernel_has_lowerdir_plus() -> bool:
+    """overlayfs takes one fsconfig("lowerdir+") per layer since Linux 6.8;
+    before that, all layers go in one mount(2) string of at most a page."""
+    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    return (major, minor) >= (6, 8)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
