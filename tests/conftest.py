@@ -21,11 +21,16 @@ TEST_BRIDGE = f"octlt{os.getpid() % 100000}"
 TEST_BRIDGE_SUBNET = f"10.249.{os.getpid() % 256}.0/24"
 
 
+def kernel_at_least(major: int, minor: int) -> bool:
+    """Whether the running kernel is Linux major.minor or newer."""
+    release = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+    return release >= (major, minor)
+
+
 def kernel_has_lowerdir_plus() -> bool:
     """overlayfs takes one fsconfig("lowerdir+") per layer since Linux 6.8;
     before that, all layers go in one mount(2) string of at most a page."""
-    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
-    return (major, minor) >= (6, 8)
+    return kernel_at_least(6, 8)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
