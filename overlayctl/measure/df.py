@@ -3,7 +3,8 @@
 Every byte under the store root is charged to exactly one place, so that
 the rows plus the catalog equal ``du -s --block-size=1 ROOT``:
 
-- Images: ``layers/`` and every layer directory. A layer's files were
+- Images: ``layers/``, every layer directory, and ``blobs/`` (layer tars
+  kept as received or sent, for save and push). A layer's files were
   measured at commit and are never walked again; only its directory entry
   and anything beside ``diff/`` are looked at. A layer shared by many
   images is charged once; the images' SHARED and UNIQUE sizes say how it
@@ -141,6 +142,24 @@ def _layer_dirs(store: Store) -> tuple[dict[str, int], int]:
     return sizes, unknown
 
 
+def _blobs(store: Store) -> tuple[int, int]:
+    """Bytes of ``blobs/`` (the layer tars kept as received or sent, for
+    save and push), and of the blob files no layer claims any more."""
+    top = os.path.join(store.paths.root, "blobs")
+    if not os.path.isdir(top):
+        return 0, 0
+    total = _tree(top)
+    claimed = {row[0] for row in store.conn.execute("SELECT digest FROM layer_blobs").fetchall()}
+    orphans = 0
+    sha256 = os.path.join(top, "sha256")
+    if os.path.isdir(sha256):
+        with os.scandir(sha256) as it:
+            for entry in it:
+                if "sha256:" + entry.name not in claimed and entry.is_file(follow_symlinks=False):
+                    orphans += entry.stat(follow_symlinks=False).st_blocks * _STAT_BLOCK
+    return total, orphans
+
+
 def measure(store: Store) -> Report:
     """Measure the whole store (see the module's docstring for who pays what)."""
     report = Report()
@@ -165,9 +184,13 @@ def measure(store: Store) -> Report:
             ImageUsage(image.id, image.tags, image.created, shared + unique, shared, unique, users.get(image.id, 0))
         )
     in_use = {d for image in images if users.get(image.id) for d in (layer.diff_id for layer in image.layers)}
-    images_size = _own(store.paths.layers) + sum(layer_sizes.values()) + orphan_layers
+    blobs, orphan_blobs = _blobs(store)
+    images_size = _own(store.paths.layers) + sum(layer_sizes.values()) + orphan_layers + blobs
     images_reclaimable = (
-        images_size - _own(store.paths.layers) - sum(layer_sizes[d] for d in in_use if d in layer_sizes)
+        images_size
+        - _own(store.paths.layers)
+        - sum(layer_sizes[d] for d in in_use if d in layer_sizes)
+        - (blobs - orphan_blobs)
     )
     report.kinds.append(
         Kind("Images", len(images), sum(1 for i in images if users.get(i.id)), images_size, images_reclaimable)
@@ -248,7 +271,7 @@ def measure(store: Store) -> Report:
     )
 
     # The catalog and everything else at the top of the store.
-    charged = {"layers", "containers", "volumes", "tmp"}
+    charged = {"layers", "blobs", "containers", "volumes", "tmp"}
     report.catalog = _own(root)
     with os.scandir(root) as it:
         for entry in it:
