@@ -60,7 +60,7 @@ class Watcher:
         )
         self.out = b""
 
-    def wait_for_lines(self, count: int, timeout: float = 60) -> None:
+    def wait_for_lines(self, count: int, timeout: float = 180) -> None:
         """Until `count` lines are out (the header, then one per sample)."""
         deadline = time.monotonic() + timeout
         fd = self.proc.stdout.fileno()
@@ -72,7 +72,7 @@ class Watcher:
                 assert chunk, f"du --watch ended early: {self.out!r} {self.proc.stderr.read()!r}"
                 self.out += chunk
 
-    def finish(self, timeout: float = 60) -> tuple[int, str, str]:
+    def finish(self, timeout: float = 180) -> tuple[int, str, str]:
         out, err = self.proc.communicate(timeout=timeout)
         return self.proc.returncode, (self.out + out).decode(), err.decode()
 
@@ -182,7 +182,7 @@ def test_volume_writes_leave_the_upper_dir_alone(cli, bb, watchers, tmp_path: Pa
     w.wait_for_lines(2)
     started = time.monotonic()
     (cli.root / "volumes" / "ctl" / "_data" / "go").touch()
-    code, out, err = w.finish(timeout=90)  # the watch ends by itself when the container exits
+    code, out, err = w.finish(timeout=180)  # the watch ends by itself when the container exits
     assert code == 0, (out, err)
     assert time.monotonic() - started < 60
     series = json.loads(json_path.read_text())
@@ -198,7 +198,7 @@ def test_volume_writes_leave_the_upper_dir_alone(cli, bb, watchers, tmp_path: Pa
 
 def test_duration_ends_the_watch(cli, bb):
     cli.ok("run", "-d", "--name", "idle", *NONE, "bb:1", "sleep", "100")
-    result = cli("du", "--watch", "--interval", "0.2", "--duration", "1", "--format", "json", "idle", timeout=60)
+    result = cli("du", "--watch", "--interval", "0.2", "--duration", "1", "--format", "json", "idle", timeout=180)
     assert result.returncode == 0, result.stderr
     samples = [json.loads(line) for line in result.stdout.decode().splitlines()]
     assert 3 <= len(samples) <= 7

@@ -22,7 +22,7 @@ def inspect(cli, name: str) -> dict:
     return json.loads(cli.ok("inspect", name))[0]
 
 
-def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
