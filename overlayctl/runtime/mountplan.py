@@ -80,23 +80,18 @@ def _mount_new_api(layout: OverlayLayout, target: str, nodev: bool = True) -> bo
         raise
     try:
         try:
-            sc.fsconfig_string(fs_fd, "lowerdir+", layout.lowerdirs[0])
-        except KernelError as exc:
-            if sc.errno_of(exc) == 22:  # EINVAL: "lowerdir+" unknown before 6.8
-                return False
-            raise
-        for lower in layout.lowerdirs[1:]:
-            sc.fsconfig_string(fs_fd, "lowerdir+", lower)
-        sc.fsconfig_string(fs_fd, "upperdir", layout.upperdir)
-        sc.fsconfig_string(fs_fd, "workdir", layout.workdir)
-        try:
+            for lower in layout.lowerdirs:
+                sc.fsconfig_string(fs_fd, "lowerdir+", lower)
+            sc.fsconfig_string(fs_fd, "upperdir", layout.upperdir)
+            sc.fsconfig_string(fs_fd, "workdir", layout.workdir)
             sc.fsconfig_create(fs_fd)
         except KernelError as exc:
-            # Before 6.5 overlayfs had no fsconfig parser of its own: the
-            # kernel's legacy one takes any key, "lowerdir+" included, and
-            # the overlay refuses it only here ('unrecognized mount option').
+            # EINVAL: before 6.8 there is no "lowerdir+". Before 6.5 overlayfs
+            # had no fsconfig parser of its own: the kernel's legacy one takes
+            # any key into one page of options, refusing only once the page
+            # is full, and the overlay refuses "lowerdir+" only at create.
             # mount(2) then says what, if anything, is really wrong.
-            if sc.errno_of(exc) == 22:  # EINVAL
+            if sc.errno_of(exc) == 22:
                 return False
             raise
         mnt_fd = sc.fsmount(fs_fd, sc.MOUNT_ATTR_NODEV if nodev else 0)
