@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -44,14 +43,13 @@ from bench_run import (  # noqa: E402
     IMAGE,
     ROOTFS_SH,
     Overlayctl,
-    OverlayctlFailed,
     SetupError,
     first_line,
     mounts,
     peers_env,
     remove_tree,
-    resolve_overlayctl,
     run,
+    run_main,
     say,
     tail,
 )
@@ -294,42 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.containers < 1:
         p.error("--containers must be positive")
-    if os.geteuid() != 0:
-        say("needs root (overlay mounts, namespaces, podman)")
-        return 2
-    try:
-        cmd = resolve_overlayctl(args.overlayctl)
-    except SetupError as exc:
-        say(str(exc))
-        return 2
-
-    def on_signal(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-    bench = Bench(args, cmd)
-    try:
-        result = bench.run()
-    except OverlayctlFailed as exc:
-        say(f"overlayctl failed: {exc}")
-        return 1
-    except SetupError as exc:
-        say(str(exc))
-        return 2
-    except KeyboardInterrupt:
-        say("interrupted")
-        return 130
-    finally:
-        try:
-            bench.cleanup()
-        except Exception as exc:  # noqa: BLE001 - report, never mask the run's own outcome
-            say(f"clean-up failed: {exc!r}; check {bench.tmp}, podman ps -a and /proc/self/mountinfo")
-    print(report(result), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    return 0
-
+    return run_main(args, Bench, report)
 
 if __name__ == "__main__":
     sys.exit(main())
