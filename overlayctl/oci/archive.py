@@ -414,25 +414,76 @@ def _short(layer: _LayerPlan) -> str:
     return layer.member.digest.split(":", 1)[1][:12]
 
 
-def _extract(layer: _LayerPlan, stage: str, where: str, progress: Progress) -> _Prepared:
-    """Unpack a layer blob into its own staging directory and check its diff_id."""
+def _extract(layer: _LayerPlan, stage: str, where: str, counter: int = -1) -> _Prepared:
+    """Unpack a layer blob into its own staging directory and check its
+    diff_id; the compressed bytes read are added to _COUNTERS[counter]."""
     from overlayctl.layer.extract import extract_layer
 
     layer_stage = staging.new_staging_dir(stage, "layer")
     diff = os.path.join(layer_stage, "diff")
     os.mkdir(diff, 0o755)
-    progress.layer_start(layer.member.digest, layer.member.size)
+
+    def count(n: int) -> None:
+        if counter >= 0:
+            _COUNTERS[counter] += n
+
     try:
-        with open(layer.member.path, "rb") as raw:
-            counted = _Counting(raw, progress, layer.member.digest)
-            got = extract_layer(oci.open_layer(counted, layer.media_type), diff)  # type: ignore[arg-type]
+        with oci.open_layer_file(layer.member.path, layer.media_type, count) as tar:
+            got = extract_layer(tar, diff)
     except LayerRejectedError as e:
         raise LayerRejectedError(f"{where}: layer {_short(layer)}: {e}") from None
     except EOFError:
         raise LayerRejectedError(f"{where}: layer {_short(layer)}: layer rejected: truncated compressed data") from None
     oci.check_layer_digest(layer.diff_id, got.diff_id, _short(layer))
-    progress.layer_done(layer.member.digest, "Loaded")
     return _Prepared(layer.diff_id, layer_stage)
+
+
+# Bytes read of each layer being unpacked, shared with the forked workers.
+_COUNTERS: Any = []
+
+
+def _extract_all(layers: list[_LayerPlan], stage: str, where: str, progress: Progress) -> list[_Prepared]:
+    """Unpack the layers side by side in forked workers (layer.workers),
+    reporting each one's progress from the counters they share; every
+    worker is waited for before the first error is raised."""
+    global _COUNTERS
+    from concurrent.futures import FIRST_COMPLETED, Future, wait
+
+    from overlayctl.layer.workers import shared_counters, unpack_pool, worker_count
+
+    for layer in layers:
+        progress.layer_start(layer.member.digest, layer.member.size)
+    if len(layers) == 1:  # no fork for one layer
+        prepared = [_extract(layers[0], stage, where)]
+        progress.layer_done(layers[0].member.digest, "Loaded")
+        return prepared
+    _COUNTERS = shared_counters(len(layers))
+    reported = [0] * len(layers)
+    results: dict[int, _Prepared] = {}
+    errors: list[BaseException] = []
+    with unpack_pool(worker_count(len(layers))) as pool:
+        pending: dict[Future[_Prepared], int] = {
+            pool.submit(_extract, layer, stage, where, i): i for i, layer in enumerate(layers)
+        }
+        while pending:
+            done, _ = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            for i, layer in enumerate(layers):
+                if _COUNTERS[i] > reported[i]:
+                    progress.layer_advance(layer.member.digest, _COUNTERS[i] - reported[i])
+                    reported[i] = _COUNTERS[i]
+            for future in done:
+                i = pending.pop(future)
+                try:
+                    results[i] = future.result()
+                except BaseException as exc:  # noqa: BLE001 - raised once every worker is done
+                    errors.append(exc)
+                    for other in pending:
+                        other.cancel()
+                    continue
+                progress.layer_done(layers[i].member.digest, "Loaded")
+    if errors:
+        raise errors[0]
+    return [results[i] for i in range(len(layers))]
 
 
 def load_archive(store: Store, source: BinaryIO, where: str, progress: Progress | None = None) -> list[Image]:
@@ -463,8 +514,8 @@ def load_archive(store: Store, source: BinaryIO, where: str, progress: Progress 
                         new[layer.diff_id] = layer
                     else:
                         prepared[layer.diff_id] = existing
-            for layer in new.values():
-                prepared[layer.diff_id] = _extract(layer, stage, where, progress)
+            for done in _extract_all(list(new.values()), stage, where, progress):
+                prepared[done.diff_id] = done
             # One flush for the blobs; each layer's commit flushes again.
             staging.flush(stage)
         except OSError as e:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from overlayctl import jsonio
@@ -91,6 +93,17 @@ def open_layer(raw: BinaryIO, media_type: str) -> BinaryIO:
     # The magic bytes decide, not the label: a mislabelled blob still has to
     # give the diff_id the config promises, which every caller checks.
     return open_decompressed(raw)
+
+
+@contextmanager
+def open_layer_file(path: str, media_type: str, on_read: Callable[[int], None] | None = None) -> Iterator[BinaryIO]:
+    """The uncompressed tar of the layer blob file at ``path``, gzip inflated
+    on a second thread (layer.compression.decompressed_file)."""
+    from overlayctl.layer.compression import decompressed_file
+
+    layer_compression(media_type)
+    with decompressed_file(path, on_read) as tar:
+        yield tar
 
 
 def descriptor(media_type: str, digest: str, size: int) -> dict[str, Any]:
@@ -325,8 +338,8 @@ def import_layer_blob(store: Store, blob_path: str, media_type: str, digest: str
     known = layer_for_blob(store, digest)
     if known is not None:
         return known, False
-    with open(blob_path, "rb") as raw:
-        layer, created = store.layers.import_tar(open_layer(raw, media_type))
+    with open_layer_file(blob_path, media_type) as tar:
+        layer, created = store.layers.import_tar(tar)
     record_blob(store, digest, layer.diff_id, media_type, os.path.getsize(blob_path), original=True)
     return layer, created
 

@@ -13,27 +13,23 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import threading
-import zlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, BinaryIO
+from typing import Any
 
 import requests
 
 from overlayctl.errors import (
     DigestMismatchError,
     InvalidArgumentError,
-    LayerRejectedError,
     RegistryError,
     UnsupportedMediaTypeError,
 )
+from overlayctl.layer.workers import unpack_pool, worker_count
 from overlayctl.oci import image as oci_image
 from overlayctl.oci.blobs import BlobStore
 from overlayctl.oci.progress import Progress, short_digest
 from overlayctl.oci.registry import INDEX_TYPES, MANIFEST_TYPES, RETRIES, RegistryClient, RemoteReference
 from overlayctl.store.images import Image
-from overlayctl.store.layers import Layer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -209,25 +205,17 @@ def _fetch_and_unpack(
     """Download the blobs (threads) and unpack each, as soon as it is here,
     in a worker process; returns the diff_ids of the layers that were new.
 
-    Processes, not threads: unpacking is Python work that threads would only
-    take turns at, and each layer ends in a syncfs that is better waited
-    for beside the others. On a failure every worker is still waited for,
-    so that the caller can roll back all the layers that were made.
+    Each layer ends in a syncfs that is better waited for beside the others.
+    On a failure every worker is still waited for, so that the caller can
+    roll back all the layers that were made.
     """
-    import multiprocessing
-    from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+    from concurrent.futures import Future, as_completed
 
     errors: list[BaseException] = []
     added: list[str] = []
-    fork = multiprocessing.get_context("fork")
     fetchers = ThreadPoolExecutor(PARALLEL)
     fetching = {fetchers.submit(download, desc): desc for desc in todo}
-    # What the workers need, imported here while the downloads run, once,
-    # rather than in each forked worker.
-    import overlayctl.layer.extract  # noqa: F401
-    import overlayctl.measure.du  # noqa: F401
-
-    with fetchers, ProcessPoolExecutor(PARALLEL, mp_context=fork, initializer=_worker_init) as unpackers:
+    with fetchers, unpack_pool(worker_count(len(todo))) as unpackers:
         unpacking: dict[Future[tuple[str, bool]], dict[str, Any]] = {}
         for done in as_completed(fetching):
             desc = fetching[done]
@@ -261,109 +249,17 @@ def _fetch_and_unpack(
     return added
 
 
-def _worker_init() -> None:
-    # The workers share the layer store's lock with each other: its "waiting
-    # for another overlayctl process" notice would be about a sibling.
-    sys.stderr = _QuietWaits(sys.stderr)
-
-
-class _QuietWaits:
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    dropped = False
-
-    def write(self, text: str) -> int:
-        # print() writes the message and its newline separately: drop both.
-        if "waiting for another overlayctl process" in text or (self.dropped and text == "\n"):
-            self.dropped = text != "\n"
-            return len(text)
-        self.dropped = False
-        return self.inner.write(text)
-
-    def flush(self) -> None:
-        self.inner.flush()
-
-
 def _unpack(paths: Any, desc: dict[str, Any]) -> tuple[str, bool]:
     """In a worker process: one layer into the store (its own catalog connection)."""
     from overlayctl.store import Store
 
     store = Store(paths)
     try:
-        layer, created = import_layer(store, BlobStore(paths), desc)
+        path = BlobStore(paths).path(desc["digest"])
+        layer, created = oci_image.import_layer_blob(store, path, desc["mediaType"], desc["digest"])
         return layer.diff_id, created
     finally:
         store.close()
-
-
-def import_layer(store: Store, blobs: BlobStore, desc: dict[str, Any]) -> tuple[Layer, bool]:
-    """Unpack a downloaded layer blob: oci.image.import_layer_blob, except that
-    a gzip blob is decompressed by a second thread into a pipe.
-
-    zlib lets go of the GIL while it inflates, so the decompression runs on
-    another core beside the (Python) unpacking instead of before it: a
-    third less time for a typical layer.
-    """
-    digest, media_type = desc["digest"], desc["mediaType"]
-    known = oci_image.layer_for_blob(store, digest)
-    if known is not None:
-        return known, False
-    path = blobs.path(digest)
-    if oci_image.layer_compression(media_type) != "gzip":
-        return oci_image.import_layer_blob(store, path, media_type, digest)
-    with _Gunzip(path) as tar:
-        layer, created = store.layers.import_tar(tar)
-    oci_image.record_blob(store, digest, layer.diff_id, media_type, os.path.getsize(path), original=True)
-    return layer, created
-
-
-class _Gunzip:
-    """A gzip file decompressed by a thread into a pipe; the read end is the
-    context's value. A corrupt stream is a LayerRejectedError on exit."""
-
-    CHUNK = 1 << 20
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.error: BaseException | None = None
-
-    def __enter__(self) -> BinaryIO:
-        rfd, self._wfd = os.pipe()
-        self._reader = os.fdopen(rfd, "rb", buffering=self.CHUNK)
-        self._thread = threading.Thread(target=self._run, name="gunzip", daemon=True)
-        self._thread.start()
-        return self._reader
-
-    def _run(self) -> None:
-        try:
-            with open(self.path, "rb") as f, os.fdopen(self._wfd, "wb", buffering=0) as out:
-                inflate, fed = zlib.decompressobj(wbits=31), False  # 31: gzip header and CRC checked
-                total = 0
-                while chunk := f.read(self.CHUNK):
-                    total += len(chunk)
-                    while chunk:
-                        out.write(inflate.decompress(chunk))
-                        fed = True
-                        chunk = b""
-                        if inflate.eof:
-                            # Concatenated members (pigz, appends) are one stream.
-                            chunk = inflate.unused_data
-                            inflate, fed = zlib.decompressobj(wbits=31), False
-                if fed and not inflate.eof:
-                    raise EOFError("the gzip stream ends in the middle of a member")
-                if total == 0:
-                    raise EOFError("the layer blob is empty")
-        except BrokenPipeError:
-            pass  # the reader stopped first: its own error is the one to report
-        except (zlib.error, EOFError, OSError) as exc:
-            self.error = exc
-
-    def __exit__(self, kind: object, value: object, tb: object) -> None:
-        self._reader.close()  # a writer still blocked on a full pipe gets EPIPE
-        self._thread.join()
-        if self.error is not None:
-            raise LayerRejectedError(f"layer rejected: corrupt gzip data ({self.error})") from None
 
 
 def _unique(descs: list[dict[str, Any]]) -> list[dict[str, Any]]:

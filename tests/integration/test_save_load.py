@@ -13,7 +13,7 @@ import shutil
 import sqlite3
 import subprocess
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -54,13 +54,18 @@ def _layer_tar(entries: list[tuple[str, bytes]]) -> bytes:
 
 
 def oci_archive(
-    layers: list[bytes], name: str = "evil:1", layer_type: str | None = None, diff_ids: list[str] | None = None
+    layers: list[bytes],
+    name: str = "evil:1",
+    layer_type: str | None = None,
+    diff_ids: list[str] | None = None,
+    wire: Callable[[bytes], bytes] = lambda gz: gz,
 ) -> bytes:
-    """An OCI archive of an image with these uncompressed layers (gzip on the wire)."""
+    """An OCI archive of an image with these uncompressed layers (gzip on the
+    wire, each blob passed through `wire` and described as what it gives)."""
     blobs: dict[str, bytes] = {}
     descs = []
     for tar in layers:
-        gz = gzip.compress(tar, mtime=0)
+        gz = wire(gzip.compress(tar, mtime=0))
         blobs[_digest(gz)] = gz
         descs.append(
             {
@@ -250,6 +255,14 @@ BAD = {
     ),
     "escaping entry": (lambda: oci_archive([_good_layer(), _layer_tar([("../escape", b"x")])]), "layer rejected"),
     "whiteout of ..": (lambda: oci_archive([_good_layer(), _layer_tar([("a/.wh...", b"")])]), "layer rejected"),
+    # Blobs that match their digests but not gzip: a worker's gunzip fails.
+    "corrupt gzip": (
+        lambda: oci_archive(
+            [_good_layer(), _layer_tar([("big", b"y" * 300000)]), _layer_tar([("z", b"z")])],
+            wire=lambda gz: gz[:-12] if len(gz) > 200 else gz,
+        ),
+        "corrupt gzip data",
+    ),
     "not a tar": (lambda: b"hello, this is not an archive" * 100, "not a valid image archive"),
     "no index": (lambda: _tar({"foo": b"bar"}), "not an image archive"),
 }
