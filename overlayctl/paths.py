@@ -52,6 +52,15 @@ class Paths:
     def volumes(self) -> str:
         return os.path.join(self.root, "volumes")
 
+    @property
+    def blobs(self) -> str:
+        """Layer tars kept as received or sent, by sha256: blobs/sha256/<hex>."""
+        return os.path.join(self.root, "blobs", "sha256")
+
+    def blob(self, digest: str) -> str:
+        """The file of blob ``digest`` ("sha256:<hex>"), checked by the caller."""
+        return os.path.join(self.blobs, digest.split(":", 1)[-1])
+
     def volume_dir(self, name: str) -> str:
         return os.path.join(self.root, "volumes", name)
 

@@ -34,11 +34,12 @@ class BlobStore:
 
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
-        self.dir = os.path.join(paths.root, "blobs", "sha256")
+        self.dir = paths.blobs
 
     def path(self, digest: str) -> str:
         """Where the blob with this digest lives (the file may not exist)."""
-        return os.path.join(self.dir, split_digest(digest))
+        split_digest(digest)
+        return self.paths.blob(digest)
 
     def has(self, digest: str) -> bool:
         return os.path.isfile(self.path(digest))

@@ -121,7 +121,7 @@ CREATE INDEX IF NOT EXISTS volume_users_by_container ON volume_users(container);
 -- v5: the blobs a layer was received or sent as (blobs/sha256/<hex>): the
 -- compressed tar of a pull or a load, kept so that saving or pushing the
 -- image again gives the same bytes, and the tars made on the way out.
--- Removing the layer drops its rows (the files are left to a gc).
+-- Removing the layer removes its rows and then their files.
 CREATE TABLE IF NOT EXISTS layer_blobs (
     digest      TEXT PRIMARY KEY,          -- sha256 of the blob as stored
     diff_id     TEXT NOT NULL REFERENCES layers(diff_id) ON DELETE CASCADE,

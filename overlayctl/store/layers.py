@@ -7,6 +7,7 @@ measured once, at commit, and stored.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from overlayctl.errors import NotFoundError
@@ -165,7 +166,13 @@ class LayerStore:
             used = self.conn.execute("SELECT 1 FROM image_layers WHERE diff_id = ? LIMIT 1", (diff_id,)).fetchone()
             if used is not None:
                 return None
+            blobs = [r[0] for r in self.conn.execute("SELECT digest FROM layer_blobs WHERE diff_id = ?", (diff_id,))]
             self.conn.execute("DELETE FROM layers WHERE diff_id = ?", (diff_id,))
         layer = Layer.from_row(row)
         staging.discard(self.paths.layer_dir(layer.dir), self.paths.tmp)
+        # The tars the layer was received or sent as go with it (their rows
+        # went with the layer's); a crash before this leaves them to a gc.
+        for digest in blobs:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.paths.blob(digest))
         return layer

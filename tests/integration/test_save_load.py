@@ -185,6 +185,20 @@ def test_load_twice_says_already_exists(cli, built, tmp_path):
     assert store_state(other) == before
 
 
+def test_rmi_removes_the_blobs_of_the_layers_it_removes(cli, built, tmp_path):
+    archive = tmp_path / "m.tar"
+    cli.ok("save", "-o", str(archive), "multi:1")
+    other = _second_store(cli)
+    other.ok("images")  # the store, made
+    empty = store_state(other)
+    other.ok("load", "-q", "-i", str(archive))
+    assert len(store_state(other)["blobs"]) == 1 + 3  # sha256/ and the 3 layer tars
+    other.ok("rmi", "multi:1")
+    after = store_state(other)
+    assert after.pop("blobs") == ["sha256"]
+    assert after == {k: v for k, v in empty.items() if k != "blobs"}
+
+
 def test_load_quiet(cli, bb, tmp_path):
     archive = tmp_path / "bb.tar"
     cli.ok("save", "-o", str(archive), "bb:1")
