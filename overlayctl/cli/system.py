@@ -1,6 +1,6 @@
 """System commands: `system reconcile` (run at boot by
-overlayctl-reconcile.service) and `generate systemd` (a unit for one
-container)."""
+overlayctl-reconcile.service), `system fsck`, `system df` and `generate
+systemd` (a unit for one container)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,47 @@ def reconcile(obj: dict, boot: bool) -> None:
     if boot:
         for name in control.restart_on_boot(store):
             click.echo(f"started: {name}")
+
+
+@system.command("fsck")
+@click.option("--repair", is_flag=True, help="also fix what can be fixed without losing anything, then check again")
+@click.option(
+    "--verify-content",
+    is_flag=True,
+    help="read every layer's files and compare them with what was recorded when the layer was stored",
+)
+@click.pass_obj
+def fsck(obj: dict, repair: bool, verify_content: bool) -> None:
+    """Check the store: the catalog against the layer, container, volume,
+    blob and staging directories, reference counts, and the runroot against
+    the processes that really run.
+
+    Prints one line per problem and exits 1 while any is left. --repair
+    removes leftovers nothing refers to (crash leftovers, staging of dead
+    processes), forgets blob files that are gone, and records containers
+    whose processes are gone as exited; lost layers and containers are
+    reported with what they break and left for you to remove.
+    """
+    from overlayctl.store import fsck as store_fsck
+
+    store = open_store(obj)
+    findings = store_fsck.check(store, verify_content)
+    if repair:
+        store_fsck.repair(findings)
+        for line in reconcile_store(store):
+            click.echo(f"reconciled: {line}")
+    for finding in findings:
+        click.echo(finding.line())
+    left = [f for f in findings if not f.repaired]
+    if repair and len(left) < len(findings):
+        # Checked again: a repair may have uncovered something.
+        left = store_fsck.check(store, verify_content)
+        for finding in left:
+            click.echo(f"still: {finding.line()}")
+    if left:
+        raise SystemExit(1)
+    if not findings:
+        click.echo("no problems found")
 
 
 @system.command("df")

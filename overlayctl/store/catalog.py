@@ -21,7 +21,7 @@ try:
 except ImportError:  # pragma: no cover
     import sqlite3 as _sqlite
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS layers (
     size        INTEGER NOT NULL,          -- allocated bytes, measured at commit
     apparent    INTEGER NOT NULL,          -- apparent bytes (st_size)
     inodes      INTEGER NOT NULL,
-    created     TEXT NOT NULL
+    created     TEXT NOT NULL,
+    content_index TEXT NOT NULL DEFAULT '' -- v6: sha256 of layers/<dir>/content ('' before v6)
 );
 CREATE TABLE IF NOT EXISTS images (
     id          TEXT PRIMARY KEY,          -- sha256 of the config JSON
@@ -143,11 +144,12 @@ CREATE TABLE IF NOT EXISTS image_manifests (
 # Columns added to existing tables after v1 (CREATE ... IF NOT EXISTS does
 # not add them to a table that exists).
 _ADDED_COLUMNS = (
-    ("oom_killed", "INTEGER NOT NULL DEFAULT 0"),  # v3
-    ("supervisor_pid", "INTEGER NOT NULL DEFAULT 0"),  # v4
-    ("supervisor_start", "INTEGER NOT NULL DEFAULT 0"),  # v4
-    ("restart_count", "INTEGER NOT NULL DEFAULT 0"),  # v4
-    ("manually_stopped", "INTEGER NOT NULL DEFAULT 0"),  # v4
+    ("containers", "oom_killed", "INTEGER NOT NULL DEFAULT 0"),  # v3
+    ("containers", "supervisor_pid", "INTEGER NOT NULL DEFAULT 0"),  # v4
+    ("containers", "supervisor_start", "INTEGER NOT NULL DEFAULT 0"),  # v4
+    ("containers", "restart_count", "INTEGER NOT NULL DEFAULT 0"),  # v4
+    ("containers", "manually_stopped", "INTEGER NOT NULL DEFAULT 0"),  # v4
+    ("layers", "content_index", "TEXT NOT NULL DEFAULT ''"),  # v6
 )
 
 
@@ -177,10 +179,10 @@ def connect(path: str) -> sqlite3.Connection:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
-                columns = {row[1] for row in conn.execute("PRAGMA table_info(containers)")}
-                for column, declaration in _ADDED_COLUMNS:
+                for table, column, declaration in _ADDED_COLUMNS:
+                    columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
                     if column not in columns:
-                        conn.execute(f"ALTER TABLE containers ADD COLUMN {column} {declaration}")
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     conn.execute("PRAGMA synchronous = NORMAL")
     # `run` exits without closing (see cli._exit_now), so the WAL is not

@@ -128,6 +128,15 @@ class Container:
         """Running, or waiting to be restarted by its supervisor."""
         return self.status in (RUNNING, RESTARTING)
 
+    @property
+    def is_lost(self) -> bool:
+        """Recorded as running or restarting, with no living process behind
+        the claim (while the supervisor lives it has the last word: it
+        records the exit a moment after the container's process is gone)."""
+        if self.status == RUNNING:
+            return not self.process_alive() and not self.supervisor_alive()
+        return self.status == RESTARTING and not self.supervisor_alive()
+
     def process_alive(self) -> bool:
         """Whether the container's PID 1 (as recorded) still exists."""
         return _alive(self.pid, self.pid_start)
@@ -240,12 +249,8 @@ class ContainerStore:
 
     def _reconciled(self, container: Container) -> Container:
         # The catalog's "running" is a claim; the process table is the truth.
-        # While the supervisor lives it has the last word (it records the
-        # exit a moment after the container's process is gone).
-        if container.status == RUNNING and not container.process_alive() and not container.supervisor_alive():
-            self._mark_lost(container, None)
-        elif container.status == RESTARTING and not container.supervisor_alive():
-            self._mark_lost(container, container.exit_code)
+        if container.is_lost:
+            self._mark_lost(container, container.exit_code if container.status == RESTARTING else None)
         return container
 
     def _mark_lost(self, container: Container, exit_code: int | None) -> None:

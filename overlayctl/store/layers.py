@@ -112,10 +112,12 @@ class LayerStore:
         the row leaves an orphan directory that sweep/gc removes, never a
         row whose directory is missing or half written.
         """
+        from overlayctl.layer import contentindex
         from overlayctl.measure.du import disk_usage
         from overlayctl.store.locks import exclusive
 
         usage = disk_usage(os.path.join(stage, "diff"))
+        content = contentindex.write_index(stage)
         staging.flush(stage)
         with exclusive(self.paths.layers_lock, "the layer store"):
             existing = self.find(diff_id)
@@ -132,8 +134,9 @@ class LayerStore:
             layer = Layer(diff_id, short, usage.bytes, usage.apparent, usage.inodes, now_rfc3339())
             with transaction(self.conn):
                 self.conn.execute(
-                    "INSERT INTO layers (diff_id, dir, size, apparent, inodes, created) VALUES (?, ?, ?, ?, ?, ?)",
-                    (layer.diff_id, layer.dir, layer.size, layer.apparent, layer.inodes, layer.created),
+                    "INSERT INTO layers (diff_id, dir, size, apparent, inodes, created, content_index) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (layer.diff_id, layer.dir, layer.size, layer.apparent, layer.inodes, layer.created, content),
                 )
             return layer
 

@@ -130,12 +130,21 @@ def discard_detached(path: str, tmp: str) -> None:
         os._exit(0)
 
 
-def sweep(tmp: str) -> None:
-    """Delete staging entries whose owning process is gone (a crash leftover)."""
-    for name in os.listdir(tmp):
+def leftovers(tmp: str) -> list[tuple[str, int]]:
+    """Staging entries whose owning process is gone (crash leftovers), with
+    the pid that owned each."""
+    found = []
+    for name in sorted(os.listdir(tmp)):
         parts = name.split("-")
         if len(parts) >= 3 and parts[1].isdigit() and not os.path.exists(f"/proc/{parts[1]}"):
-            try:
-                remove_tree(os.path.join(tmp, name))
-            except FileNotFoundError:
-                pass  # another sweep got there first
+            found.append((os.path.join(tmp, name), int(parts[1])))
+    return found
+
+
+def sweep(tmp: str) -> None:
+    """Delete staging entries whose owning process is gone (a crash leftover)."""
+    for path, _owner in leftovers(tmp):
+        try:
+            remove_tree(path)
+        except FileNotFoundError:
+            pass  # another sweep got there first

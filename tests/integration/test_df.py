@@ -151,5 +151,6 @@ def du_own(path: Path) -> int:
 
 
 def layer_dir_overhead(root: Path) -> int:
-    """What the layer directories themselves take beside their diff/ trees."""
-    return sum(du_own(d) for d in (root / "layers").iterdir())
+    """What the layer directories take beside their diff/ trees: their own
+    entries and their content indexes."""
+    return sum(du(d) - du(d / "diff") for d in (root / "layers").iterdir())

@@ -1,0 +1,313 @@
+"""`system fsck`: the catalog against the directories, and what to do about it.
+
+Every check compares what the catalog records with what is on disk and
+reports each difference as a Finding. A finding carries a repair only when
+the repair loses nothing that still exists: leftovers nothing refers to (a
+layer, container or blob directory written before a crash kept its catalog
+row from being written, staging of a dead process) are removed; a blob row
+whose file is gone is dropped (save and push write the layer anew if they
+can). What
+is really lost (a layer or a container's upper directory that the catalog
+still names) is reported with the images and containers it breaks, and left
+for the user to decide: fsck never deletes an image or a container.
+
+Entries that a running command may be between writing and recording (a
+container directory or blob file created in the last GRACE seconds) are
+not called leftovers yet; layer directories are checked under the layer
+store's lock, volumes inside a catalog write transaction, the same ways
+their commits are serialised.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from overlayctl.store import staging
+from overlayctl.store.catalog import transaction
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from overlayctl.store import Store
+
+# Seconds a directory or blob without its row is left to its writer
+# (OVERLAYCTL_FSCK_GRACE: tests, and whoever knows nothing else runs).
+GRACE = float(os.environ.get("OVERLAYCTL_FSCK_GRACE", "3600"))
+
+
+@dataclass
+class Finding:
+    """One difference between the catalog and the disk."""
+
+    problem: str  # e.g. "orphan layer directory"
+    subject: str  # what it is about: a path, an ID, a name
+    detail: str = ""
+    repair: Callable[[], None] | None = field(default=None, repr=False)  # a repair that loses nothing
+    repaired: bool = False
+
+    def line(self) -> str:
+        """One line for the report."""
+        text = f"{self.problem}: {self.subject}" + (f" ({self.detail})" if self.detail else "")
+        if self.repaired:
+            return text + ": repaired"
+        return text + (": repairable with --repair" if self.repair else "")
+
+
+def _old(path: str, now: float) -> bool:
+    try:
+        return now - os.lstat(path).st_ctime > GRACE
+    except FileNotFoundError:
+        return False
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except FileNotFoundError:
+        return []
+
+
+def _ours(name: str, lengths: tuple[int, ...]) -> bool:
+    """A name overlayctl could have given: lowercase hex of one of these lengths."""
+    return len(name) in lengths and all(c in "0123456789abcdef" for c in name)
+
+
+def _images_using(store: Store, diff_id: str) -> str:
+    rows = store.conn.execute(
+        "SELECT DISTINCT image_id FROM image_layers WHERE diff_id = ? ORDER BY image_id", (diff_id,)
+    ).fetchall()
+    names = []
+    for row in rows:
+        tags = [t[0] for t in store.conn.execute("SELECT name FROM tags WHERE image_id = ?", (row[0],))]
+        names.append(", ".join(sorted(tags)) or row[0].split(":", 1)[-1][:12])
+    return "; ".join(names) if names else "no image"
+
+
+def check(store: Store, verify_content: bool = False) -> list[Finding]:
+    """Everything that differs between the catalog and the store's
+    directories; with verify_content, every layer's files are read and
+    compared with the content index recorded at its commit."""
+    findings: list[Finding] = []
+    findings += _catalog(store)
+    findings += _layers(store, verify_content)
+    findings += _containers(store)
+    findings += _volumes(store)
+    findings += _blobs(store)
+    findings += _staging(store)
+    findings += _runtime(store)
+    return findings
+
+
+def repair(findings: list[Finding]) -> None:
+    """Carry out every repair the findings carry."""
+    for finding in findings:
+        if finding.repair is not None and not finding.repaired:
+            try:
+                finding.repair()
+            except FileNotFoundError:
+                pass  # gone meanwhile: what the repair was for
+            finding.repaired = True
+
+
+def _catalog(store: Store) -> list[Finding]:
+    out = []
+    result = [row[0] for row in store.conn.execute("PRAGMA integrity_check").fetchall()]
+    if result != ["ok"]:
+        out += [Finding("catalog damaged", store.paths.catalog, text) for text in result[:20]]
+    for table, rowid, parent, _fk in store.conn.execute("PRAGMA foreign_key_check").fetchall():
+        out.append(Finding("dangling reference", f"{table} row {rowid}", f"names a missing {parent} row"))
+    return out
+
+
+def _layers(store: Store, verify_content: bool) -> list[Finding]:
+    from overlayctl.store.locks import exclusive
+
+    out: list[Finding] = []
+    with exclusive(store.paths.layers_lock, "the layer store"):
+        rows = store.conn.execute("SELECT diff_id, dir, content_index FROM layers ORDER BY diff_id").fetchall()
+        known = {row["dir"] for row in rows}
+        for row in rows:
+            if not os.path.isdir(store.paths.layer_diff(row["dir"])):
+                out.append(
+                    Finding(
+                        "layer missing",
+                        row["diff_id"],
+                        f"layers/{row['dir']}/diff is gone; broken: {_images_using(store, row['diff_id'])}",
+                    )
+                )
+        for name in _listdir(store.paths.layers):
+            path = os.path.join(store.paths.layers, name)
+            if name in known:
+                continue
+            if _ours(name, (16, 24, 32, 64)):
+                out.append(
+                    Finding(
+                        "orphan layer directory",
+                        path,
+                        "no layer row names it",
+                        lambda path=path: staging.discard(path, store.paths.tmp),
+                    )
+                )
+            else:
+                out.append(Finding("unknown entry", path, "not a name overlayctl gives a layer; kept"))
+    if verify_content:
+        out += _verify_layers(store, rows)
+    return out
+
+
+def _verify_layers(store: Store, rows: list) -> list[Finding]:  # type: ignore[type-arg]
+    from overlayctl.layer import contentindex
+
+    out = []
+    for row in rows:
+        layer_dir = store.paths.layer_dir(row["dir"])
+        if not os.path.isdir(os.path.join(layer_dir, "diff")):
+            continue  # reported as missing
+        if not row["content_index"]:
+            out.append(Finding("layer not verifiable", row["diff_id"], "stored before content indexes"))
+            continue
+        damage = contentindex.compare(layer_dir, row["content_index"])
+        if damage:
+            shown = "; ".join(damage[:5]) + (f"; and {len(damage) - 5} more" if len(damage) > 5 else "")
+            out.append(
+                Finding(
+                    "layer damaged",
+                    row["diff_id"],
+                    f"{shown}; used by: {_images_using(store, row['diff_id'])}",
+                )
+            )
+    return out
+
+
+def _containers(store: Store) -> list[Finding]:
+    out = []
+    now = time.time()
+    rows = store.conn.execute("SELECT id, name FROM containers ORDER BY name").fetchall()
+    known = {row["id"] for row in rows}
+    for row in rows:
+        if not os.path.isdir(store.paths.upper(row["id"])):
+            out.append(
+                Finding(
+                    "container layer missing",
+                    row["name"],
+                    f"containers/{row['id']}/upper is gone; `overlayctl rm -f {row['name']}` removes the container",
+                )
+            )
+    mounted = _mount_points()
+    for name in _listdir(store.paths.containers):
+        path = os.path.join(store.paths.containers, name)
+        if name in known or not _old(path, now):
+            continue
+        if not _ours(name, (64,)):
+            out.append(Finding("unknown entry", path, "not a name overlayctl gives a container; kept"))
+            continue
+        busy = any(m == path or m.startswith(path + "/") for m in mounted)
+        out.append(
+            Finding(
+                "orphan container directory",
+                path,
+                "no container row names it" + ("; something is mounted in it" if busy else ""),
+                None if busy else lambda path=path: staging.discard(path, store.paths.tmp),
+            )
+        )
+    return out
+
+
+def _volumes(store: Store) -> list[Finding]:
+    out = []
+    # Inside a write transaction: volumes are renamed into place and recorded
+    # in one, so nothing is half-way while this looks.
+    with transaction(store.conn):
+        rows = store.conn.execute("SELECT name FROM volumes ORDER BY name").fetchall()
+        known = {row["name"] for row in rows}
+        for row in rows:
+            if not os.path.isdir(store.paths.volume_data(row["name"])):
+                out.append(Finding("volume missing", row["name"], f"volumes/{row['name']}/_data is gone"))
+        for name in _listdir(store.paths.volumes):
+            if name in known:
+                continue
+            path = store.paths.volume_dir(name)
+            data = os.path.join(path, "_data")
+            empty = not _listdir(data)
+            # A volume directory with data in it may be all that is left of
+            # someone's volume: reported, never deleted.
+            out.append(
+                Finding(
+                    "orphan volume directory",
+                    path,
+                    "no volume row names it" + ("" if empty else "; it holds data, so it is kept"),
+                    (lambda path=path: staging.discard(path, store.paths.tmp)) if empty else None,
+                )
+            )
+    return out
+
+
+def _blobs(store: Store) -> list[Finding]:
+    out = []
+    now = time.time()
+    rows = store.conn.execute("SELECT digest FROM layer_blobs ORDER BY digest").fetchall()
+    known = {row["digest"] for row in rows}
+    for row in rows:
+        digest = row["digest"]
+        if not os.path.isfile(store.paths.blob(digest)):
+
+            def drop(digest: str = digest) -> None:
+                with transaction(store.conn):
+                    store.conn.execute("DELETE FROM layer_blobs WHERE digest = ?", (digest,))
+
+            out.append(
+                Finding(
+                    "blob missing",
+                    digest,
+                    "the tar its layer came as is gone; save and push write the layer anew where its files give "
+                    "back its diff_id",
+                    drop,
+                )
+            )
+    for name in _listdir(store.paths.blobs):
+        path = os.path.join(store.paths.blobs, name)
+        if "sha256:" + name in known or not _old(path, now):
+            continue
+        out.append(Finding("orphan blob", path, "no layer claims it", lambda path=path: os.unlink(path)))
+    return out
+
+
+def _staging(store: Store) -> list[Finding]:
+    try:
+        found = staging.leftovers(store.paths.tmp)
+    except FileNotFoundError:
+        return []
+    return [
+        Finding("staging leftover", path, f"its process {owner} is gone", lambda path=path: staging.remove_tree(path))
+        for path, owner in found
+    ]
+
+
+def _runtime(store: Store) -> list[Finding]:
+    from overlayctl.store.containers import Container
+
+    out = []
+    for row in store.conn.execute("SELECT * FROM containers ORDER BY name").fetchall():
+        container = Container.from_row(row)
+        if container.is_lost:
+            out.append(
+                Finding(
+                    "container not running",
+                    container.name,
+                    f"recorded as {container.status}; no process of it is left",
+                    # Reading it through the store records the truth (exited).
+                    lambda cid=container.id: store.containers.get(cid),
+                )
+            )
+    return out
+
+
+def _mount_points() -> list[str]:
+    points = []
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            field_ = line.split(b" ")[4]
+            points.append(field_.decode("unicode_escape", "replace"))
+    return points
