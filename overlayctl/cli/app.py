@@ -20,7 +20,7 @@ def cli(ctx: click.Context, root: str | None, runroot: str | None, debug: bool) 
 
 
 def _register() -> None:
-    from overlayctl.cli import build, container, du, image, network, registry, stats, system, transfer, volume
+    from overlayctl.cli import build, container, du, image, network, prune, registry, stats, system, transfer, volume
 
     image.register(cli)
     container.register(cli)
@@ -32,6 +32,7 @@ def _register() -> None:
     du.register(cli)
     registry.register(cli)
     transfer.register(cli)
+    prune.register(cli)
 
 
 _register()

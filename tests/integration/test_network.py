@@ -403,3 +403,18 @@ def test_netlink_in_a_private_namespace():
     assert "wrong kind False True" in out
     assert "deleted True False False" in out
     assert _links() == before
+
+
+def test_network_prune_keeps_networks_a_container_refers_to(net):
+    cli = net.cli
+    spare = ipaddress.IPv4Network(net.spare)
+    halves = [str(s) for s in spare.subnets(new_prefix=25)]
+    used_id = cli.ok("network", "create", "--subnet", halves[0], "used").strip()
+    idle_id = cli.ok("network", "create", "--subnet", halves[1], "idle").strip()
+    cli.ok("create", "--name", "later", "--network", "used", "bb:1", "true")  # not running: still refers to it
+    assert "br-" + idle_id[:12] in _links()
+    out = cli.ok("network", "prune", "-f")
+    assert out == "Deleted Networks:\nidle\n"
+    names = [json.loads(line)["Name"] for line in cli.ok("network", "ls", "--format", "json").splitlines()]
+    assert "used" in names and "idle" not in names and "bridge" in names
+    assert "br-" + idle_id[:12] not in _links() and "br-" + used_id[:12] in _links()

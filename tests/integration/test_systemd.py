@@ -31,6 +31,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -376,7 +377,8 @@ def guest(busybox_tar: Path) -> Iterator[Guest]:
             "mkdir /tmp/src && cp -r /src/pyproject.toml /src/README.md /src/overlayctl /src/scripts /tmp/src/",
         )
         g.run("env", "PIP_NO_INDEX=1", "PIP_FIND_LINKS=/wheels", "sh", "/tmp/src/scripts/setup.sh", timeout=300)
-        g.run("sh", "-c", "cp /src/systemd/*.service /etc/systemd/system/ && systemctl daemon-reload")
+        units = "/src/systemd/*.service /src/systemd/*.timer"
+        g.run("sh", "-c", f"cp {units} /etc/systemd/system/ && systemctl daemon-reload")
         g.overlayctl("import", f"/bb/{busybox_tar.name}", "bb:1")
         installed = time.monotonic()
         sys.stderr.write(
@@ -562,6 +564,23 @@ def test_reconcile_unit_marks_containers_whose_supervisor_is_gone(guest: Guest, 
     assert state["Status"] == "exited" and not state["Running"], state
     bridge = json.loads(guest.overlayctl("network", "inspect", "bridge"))[0]
     assert not bridge.get("Containers"), bridge
+
+
+def test_gc_unit_and_timer(guest: Guest) -> None:
+    # A crash leftover: staging of a process that is gone.
+    leftover = "/var/lib/overlayctl/tmp/build-4194304-000000"
+    guest.run("mkdir", "-p", leftover + "/half")
+    guest.run("systemctl", "start", "overlayctl-gc.service")
+    assert guest.show("overlayctl-gc.service", "Result")["Result"] == "success"
+    journal = guest.journal("overlayctl-gc.service")
+    assert re.search(rf"staging leftover +{leftover} ", journal) and "Total reclaimed space" in journal, journal
+    assert not guest.path(leftover).exists()
+    guest.run("systemctl", "enable", "--now", "overlayctl-gc.timer")
+    try:
+        timer = guest.show("overlayctl-gc.timer", "ActiveState", "Triggers")
+        assert timer == {"ActiveState": "active", "Triggers": "overlayctl-gc.service"}, timer
+    finally:
+        guest.run("systemctl", "disable", "--now", "overlayctl-gc.timer")
 
 
 # What a container sees of its privileges, mounts, devices and network.

@@ -1,0 +1,181 @@
+"""Prune commands, as Docker's: container, image, network, builder and
+system prune; and `system gc [--dry-run]`, the store's own garbage."""
+
+from __future__ import annotations
+
+import click
+
+from overlayctl.cli.common import open_store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from overlayctl.prune import Removed
+
+FORCE = click.option("-f", "--force", is_flag=True, help="do not ask for confirmation")
+
+
+def _confirm(force: bool, what: list[str]) -> bool:
+    if force:
+        return True
+    click.echo("WARNING! This will remove:")
+    for line in what:
+        click.echo(f"  - {line}")
+    return click.confirm("Are you sure you want to continue?", default=False)
+
+
+def _total(removed: list[Removed]) -> None:
+    from overlayctl.units import human_size
+
+    click.echo(f"Total reclaimed space: {human_size(sum(r.size for r in removed))}")
+
+
+@click.command("prune")
+@FORCE
+@click.pass_obj
+def container_prune(obj: dict, force: bool) -> None:
+    """Remove all stopped containers (created or exited) and their writable layers."""
+    from overlayctl.prune import prune_containers
+
+    if not _confirm(force, ["all stopped containers"]):
+        return
+    removed = prune_containers(open_store(obj))
+    if removed:
+        click.echo("Deleted Containers:")
+        for item in removed:
+            click.echo(item.name)
+        click.echo("")
+    _total(removed)
+
+
+@click.command("prune")
+@click.option("-a", "--all", "all_", is_flag=True, help="every image no container uses, not only dangling ones")
+@FORCE
+@click.pass_obj
+def image_prune(obj: dict, all_: bool, force: bool) -> None:
+    """Remove dangling images (no tag, no container), and the layers only they use."""
+    from overlayctl.prune import prune_images
+
+    if not _confirm(force, ["all images without at least one container" if all_ else "all dangling images"]):
+        return
+    lines, removed = prune_images(open_store(obj), all_)
+    if lines:
+        click.echo("Deleted Images:")
+        for line in lines:
+            click.echo(line)
+        click.echo("")
+    _total(removed)
+
+
+@click.command("prune")
+@FORCE
+@click.pass_obj
+def network_prune(obj: dict, force: bool) -> None:
+    """Remove networks no container refers to (the predefined ones stay)."""
+    from overlayctl.prune import prune_networks
+
+    if not _confirm(force, ["all networks not used by at least one container"]):
+        return
+    names = prune_networks(open_store(obj))
+    if names:
+        click.echo("Deleted Networks:")
+        for name in names:
+            click.echo(name)
+
+
+@click.command("prune")
+@click.option("-a", "--all", "all_", is_flag=True, help="accepted for Docker's sake: the whole cache goes either way")
+@FORCE
+@click.pass_obj
+def builder_prune(obj: dict, all_: bool, force: bool) -> None:
+    """Forget the build cache (cached steps; their layers stay with the
+    images that use them) and remove the staging of builds that died."""
+    from overlayctl.prune import prune_build_cache
+
+    if not _confirm(force, ["all build cache"]):
+        return
+    removed = prune_build_cache(open_store(obj))
+    for item in removed:
+        click.echo(f"Deleted: {item.name}")
+    _total(removed)
+
+
+@click.command("prune")
+@click.option("-a", "--all", "all_", is_flag=True, help="every unused image, not only dangling ones")
+@click.option("--volumes", is_flag=True, help="also anonymous volumes no container uses")
+@FORCE
+@click.pass_obj
+def system_prune(obj: dict, all_: bool, volumes: bool, force: bool) -> None:
+    """Remove stopped containers, unused networks, dangling (with -a:
+    unused) images, the build cache, and with --volumes unused anonymous
+    volumes."""
+    from overlayctl.prune import Removed, prune_build_cache, prune_containers, prune_images, prune_networks
+    from overlayctl.volumes import prune_volumes
+
+    what = ["all stopped containers", "all networks not used by at least one container"]
+    if volumes:
+        what.append("all anonymous volumes not used by at least one container")
+    what += ["all images without at least one container" if all_ else "all dangling images", "all build cache"]
+    if not _confirm(force, what):
+        return
+    store = open_store(obj)
+    removed = prune_containers(store)
+    if removed:
+        click.echo("Deleted Containers:\n" + "\n".join(r.name for r in removed) + "\n")
+    networks = prune_networks(store)
+    if networks:
+        click.echo("Deleted Networks:\n" + "\n".join(networks) + "\n")
+    if volumes:
+        gone = prune_volumes(store)
+        if gone:
+            click.echo("Deleted Volumes:\n" + "\n".join(name for name, _ in gone) + "\n")
+        removed += [Removed("unused volume", name, size) for name, size in gone]
+    lines, images = prune_images(store, all_)
+    if lines:
+        click.echo("Deleted Images:\n" + "\n".join(lines) + "\n")
+    removed += images
+    cache = prune_build_cache(store)
+    if cache:
+        click.echo("Deleted build cache objects:\n" + "\n".join(r.name for r in cache) + "\n")
+    removed += cache
+    _total(removed)
+
+
+@click.command("gc")
+@click.option("--dry-run", is_flag=True, help="list what would be removed, and why, and remove nothing")
+@click.pass_obj
+def system_gc(obj: dict, dry_run: bool) -> None:
+    """Remove the store's garbage: dangling images, layers no image uses,
+    stale build cache rows, and crash leftovers (orphan directories and
+    blobs, staging of dead processes). Each item is listed with its reason
+    and the bytes it frees."""
+    from overlayctl.cli.output import table
+    from overlayctl.prune import gc
+    from overlayctl.units import human_size
+
+    removed = gc(open_store(obj), dry_run)
+    if removed:
+        rows = [[r.reason, r.name, human_size(r.size)] for r in removed]
+        table(["REASON", "ITEM", "SIZE"], rows)
+    total = human_size(sum(r.size for r in removed))
+    if dry_run:
+        click.echo(f"Would remove {len(removed)} items, freeing {total}")
+    else:
+        click.echo(f"Removed {len(removed)} items. Total reclaimed space: {total}")
+
+
+def register(cli: click.Group) -> None:
+    """Attach the prune commands to their groups, and `builder`."""
+
+    @cli.group("builder")
+    def builder() -> None:
+        """Manage the build cache."""
+
+    builder.add_command(builder_prune)
+    for group, command in (
+        ("container", container_prune),
+        ("image", image_prune),
+        ("network", network_prune),
+        ("system", system_prune),
+        ("system", system_gc),
+    ):
+        cli.commands[group].add_command(command)  # type: ignore[attr-defined]

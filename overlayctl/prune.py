@@ -1,0 +1,223 @@
+"""Prune and gc: what Docker's prune commands remove, and the store's own garbage.
+
+The prune commands remove things a user made and no longer uses: stopped
+containers, dangling (or, with all, unused) images, unused networks, the
+build cache, unused volumes. `system gc` removes what nobody made on
+purpose: layers no image uses, dangling images, build cache rows whose
+owner is gone, and the crash leftovers `system fsck --repair` would remove
+(orphan directories and blobs, staging of dead processes). Every item is
+measured before it goes, as `du` counts it, so "reclaimed" is what the
+filesystem gets back.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from overlayctl.errors import OverlayctlError
+from overlayctl.store.catalog import transaction
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from overlayctl.store import Store
+    from overlayctl.store.images import Image
+
+
+@dataclass
+class Removed:
+    """One item a prune or gc removes (or, in a dry run, would remove)."""
+
+    reason: str  # "stopped container", "dangling image", "unreferenced layer", ...
+    name: str
+    size: int  # bytes as du counts them
+
+
+def _tree(path: str) -> int:
+    from overlayctl.measure.du import disk_usage
+
+    try:
+        return disk_usage(path).bytes
+    except (OverlayctlError, FileNotFoundError):
+        return 0
+
+
+def _file(path: str) -> int:
+    try:
+        return os.lstat(path).st_blocks * 512
+    except FileNotFoundError:
+        return 0
+
+
+def layer_bytes(store: Store, diff_id: str) -> int:
+    """What removing a layer frees: its directory and the blobs it came as."""
+    row = store.conn.execute("SELECT dir FROM layers WHERE diff_id = ?", (diff_id,)).fetchone()
+    if row is None:
+        return 0
+    blobs = store.conn.execute("SELECT digest FROM layer_blobs WHERE diff_id = ?", (diff_id,)).fetchall()
+    return _tree(store.paths.layer_dir(row["dir"])) + sum(_file(store.paths.blob(b[0])) for b in blobs)
+
+
+# -- containers ------------------------------------------------------------------
+
+
+def prune_containers(store: Store) -> list[Removed]:
+    """`container prune`: every container that is not running (created or
+    exited), with its writable layer and logs; its volumes stay, as in Docker."""
+    from overlayctl import lifecycle
+
+    removed = []
+    for container in store.containers.list(all=True):
+        if container.is_active:
+            continue
+        size = _tree(store.paths.container_dir(container.id))
+        try:
+            lifecycle.remove(store, container)
+        except OverlayctlError:
+            continue  # started meanwhile: in use again
+        removed.append(Removed("stopped container", container.id, size))
+    return removed
+
+
+# -- images ----------------------------------------------------------------------
+
+
+def _unused_images(store: Store, all_images: bool) -> list[Image]:
+    used = {row[0] for row in store.conn.execute("SELECT DISTINCT image_id FROM containers")}
+    return [i for i in store.images.list() if i.id not in used and (all_images or not i.tags)]
+
+
+def _layers_freed_by(store: Store, image_ids: set[str]) -> list[str]:
+    """The layers only these images use (in first-use order)."""
+    marks = ",".join("?" * len(image_ids))
+    rows = store.conn.execute(
+        f"SELECT diff_id FROM image_layers GROUP BY diff_id HAVING SUM(image_id NOT IN ({marks})) = 0 "
+        "ORDER BY MIN(rowid)",
+        tuple(image_ids),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def prune_images(store: Store, all_images: bool = False, dry_run: bool = False) -> tuple[list[str], list[Removed]]:
+    """`image prune [-a]`: dangling images (no tag, no container), or with
+    all_images every image no container uses. Returns Docker's
+    untagged:/deleted: lines and what was removed (images, then layers)."""
+    images = _unused_images(store, all_images)
+    if not images:
+        return [], []
+    reason = "unused image" if all_images else "dangling image"
+    removed = [Removed(reason, image.id, 0) for image in images]
+    layers = _layers_freed_by(store, {image.id for image in images})
+    sizes = {diff_id: layer_bytes(store, diff_id) for diff_id in layers}
+    if dry_run:
+        return [], removed + [Removed("unreferenced layer", d, sizes[d]) for d in layers]
+    lines: list[str] = []
+    gone: list[str] = []
+    for image in images:
+        try:
+            untagged, deleted, diff_ids = store.images.remove(image.id)
+        except OverlayctlError:
+            continue  # a container was made from it meanwhile
+        lines += [f"untagged: {name}" for name in untagged] + [f"deleted: {i}" for i in deleted]
+        gone += diff_ids
+    deleted_layers = store.layers.remove_unreferenced(list(dict.fromkeys(gone)))
+    lines += [f"deleted: {layer.diff_id}" for layer in deleted_layers]
+    removed += [Removed("unreferenced layer", layer.diff_id, sizes.get(layer.diff_id, 0)) for layer in deleted_layers]
+    return lines, removed
+
+
+# -- networks and build cache ------------------------------------------------------
+
+
+def prune_networks(store: Store) -> list[str]:
+    """`network prune`: networks no container (running or not) refers to;
+    the predefined ones stay."""
+    from overlayctl.network.manage import DEFAULT_NETWORK, networks, remove_network
+
+    wanted = set()
+    for container in store.containers.list(all=True):
+        hc = container.config.get("HostConfig", {})
+        wanted.add(hc.get("NetworkMode") or "")
+    names = []
+    for network in networks(store).list():
+        if network.name == DEFAULT_NETWORK or network.name in wanted:
+            continue
+        try:
+            names.append(remove_network(store, network.name))
+        except OverlayctlError:
+            continue
+    return names
+
+
+def prune_build_cache(store: Store, dry_run: bool = False) -> list[Removed]:
+    """`builder prune`: forget every cached build step (the rows; their
+    layers belong to the images the builds made and stay with them) and
+    remove the staging of builds that died."""
+    from overlayctl.store import staging
+
+    count = store.build_cache.count()
+    removed = [Removed("build cache", f"{count} cached build steps", 0)] if count else []
+    leftovers = staging.leftovers(store.paths.tmp)
+    removed += [Removed("staging leftover", path, _tree(path)) for path, _ in leftovers]
+    if not dry_run:
+        with transaction(store.conn):
+            store.conn.execute("DELETE FROM build_cache")
+        for path, _ in leftovers:
+            try:
+                staging.remove_tree(path)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+# -- gc ----------------------------------------------------------------------------------
+
+_GARBAGE = (
+    "orphan layer directory",
+    "orphan container directory",
+    "orphan volume directory",
+    "orphan blob",
+    "staging leftover",
+)  # fsck findings that are garbage (when they carry a repair)
+
+
+def gc(store: Store, dry_run: bool = False) -> list[Removed]:
+    """`system gc`: the store's garbage, each item with its reason and size."""
+    from overlayctl.store import fsck
+
+    removed: list[Removed] = []
+    # Dangling images, and the layers only they use.
+    removed += prune_images(store, all_images=False, dry_run=dry_run)[1]
+    # Layers no image uses (a crash between an image's removal and its layers').
+    rows = store.conn.execute(
+        "SELECT diff_id FROM layers WHERE diff_id NOT IN (SELECT diff_id FROM image_layers) ORDER BY created"
+    ).fetchall()
+    stray = [row[0] for row in rows]
+    sizes = {d: layer_bytes(store, d) for d in stray}
+    if stray and not dry_run:
+        stray = [layer.diff_id for layer in store.layers.remove_unreferenced(stray)]
+    removed += [Removed("unreferenced layer", d, sizes[d]) for d in stray]
+    # Build cache rows whose owner is gone (the catalog cascades normally;
+    # a catalog that lost its foreign keys may keep them).
+    stale = store.conn.execute(
+        "SELECT COUNT(*) FROM build_cache WHERE owner NOT IN (SELECT id FROM images)"
+    ).fetchone()[0]
+    if stale:
+        removed.append(Removed("stale cache entry", f"{stale} build steps of removed images", 0))
+        if not dry_run:
+            with transaction(store.conn):
+                store.conn.execute("DELETE FROM build_cache WHERE owner NOT IN (SELECT id FROM images)")
+    # Crash leftovers, as fsck finds them.
+    findings = [f for f in fsck.check(store) if f.problem in _GARBAGE and f.repair is not None]
+    for finding in findings:
+        path = finding.subject
+        size = _tree(path) if os.path.isdir(path) else _file(path)
+        reason = (
+            "orphan blob"
+            if finding.problem == "orphan blob"
+            else ("staging leftover" if finding.problem == "staging leftover" else "orphan directory")
+        )
+        removed.append(Removed(reason, path, size))
+    if not dry_run:
+        fsck.repair(findings)
+    return removed
