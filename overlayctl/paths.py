@@ -98,6 +98,10 @@ class Paths:
         the mount never exists outside the container's private namespace."""
         return os.path.join(self.runroot, "rootfs")
 
+    def layer_lease(self, diff_id: str) -> str:
+        """The lock file whose shared flocks keep layer ``diff_id`` stored."""
+        return os.path.join(self.root, "leases", diff_id.split(":", 1)[-1])
+
     @property
     def layers_lock(self) -> str:
         return os.path.join(self.root, "layers.lock")

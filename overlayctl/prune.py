@@ -172,13 +172,15 @@ def prune_build_cache(store: Store, dry_run: bool = False) -> list[Removed]:
 
 # -- gc ----------------------------------------------------------------------------------
 
-_GARBAGE = (
-    "orphan layer directory",
-    "orphan container directory",
-    "orphan volume directory",
-    "orphan blob",
-    "staging leftover",
-)  # fsck findings that are garbage (when they carry a repair)
+# fsck's findings that are garbage (when they carry a repair), as gc names them.
+_GARBAGE = {
+    "orphan layer directory": "orphan directory",
+    "orphan container directory": "orphan directory",
+    "orphan volume directory": "orphan directory",
+    "orphan blob": "orphan blob",
+    "staging leftover": "staging leftover",
+    "stale lease": "stale lease",
+}
 
 
 def gc(store: Store, dry_run: bool = False) -> list[Removed]:
@@ -208,16 +210,11 @@ def gc(store: Store, dry_run: bool = False) -> list[Removed]:
             with transaction(store.conn):
                 store.conn.execute("DELETE FROM build_cache WHERE owner NOT IN (SELECT id FROM images)")
     # Crash leftovers, as fsck finds them.
-    findings = [f for f in fsck.check(store) if f.problem in _GARBAGE and f.repair is not None]
+    findings = [f for f in fsck.check(store) + fsck.stale_leases(store) if f.problem in _GARBAGE and f.repair]
     for finding in findings:
         path = finding.subject
         size = _tree(path) if os.path.isdir(path) else _file(path)
-        reason = (
-            "orphan blob"
-            if finding.problem == "orphan blob"
-            else ("staging leftover" if finding.problem == "staging leftover" else "orphan directory")
-        )
-        removed.append(Removed(reason, path, size))
+        removed.append(Removed(_GARBAGE[finding.problem], path, size))
     if not dry_run:
         fsck.repair(findings)
     return removed

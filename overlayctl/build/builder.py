@@ -18,7 +18,7 @@ import os
 import posixpath
 import sys
 
-from overlayctl import jsonio
+from overlayctl import faults, jsonio
 from overlayctl.build.context import Context
 from overlayctl.build.dockerfile import Instruction, expand, parse_dockerfile_file
 from overlayctl.errors import InvalidArgumentError, NotFoundError, OverlayctlError
@@ -183,6 +183,7 @@ class Builder:
 
     def _drop_new_layers(self) -> None:
         if self.new_layers:
+            self.store.layers.release(self.new_layers)
             try:
                 self.store.layers.remove_unreferenced(self.new_layers)
             except OverlayctlError:
@@ -236,6 +237,13 @@ class Builder:
             raise self._fail(
                 ins, f'base image "{name}" not found locally (pulling is not supported: import or build it first)'
             ) from None
+        # The base's layers stay for the build even if the base is removed
+        # meanwhile (rmi, prune): the new image will use them.
+        self.store.layers.lease(layer.diff_id for layer in base.layers)
+        for layer in base.layers:
+            if self.store.layers.find(layer.diff_id) is None:
+                raise self._fail(ins, f'base image "{name}" was removed while the build started; try again')
+        faults.point("build-from")
         config = jsonio.loads(jsonio.canonical(base.config))
         config.setdefault("config", {})
         config.setdefault("history", [])
@@ -380,7 +388,8 @@ class Builder:
         if raw is None:
             return None
         config = jsonio.loads(raw)
-        # The layers a cached config names must still be stored.
+        # The layers a cached config names must still be stored (and stay so).
+        self.store.layers.lease(config["rootfs"]["diff_ids"])
         for diff_id in config["rootfs"]["diff_ids"]:
             if self.store.layers.find(diff_id) is None:
                 return None

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO
 
-from overlayctl import jsonio
+from overlayctl import faults, jsonio
 from overlayctl.errors import (
     DigestMismatchError,
     InvalidArgumentError,
@@ -494,10 +494,14 @@ def load_archive(store: Store, source: BinaryIO, where: str, progress: Progress 
     media type or layer raises an OverlayctlError and stores nothing.
     """
     progress = progress or Progress()
+    leased: list[str] = []
     with staging.staging(store.paths.tmp, "load") as stage:
         try:
             archive = _unpack_outer(source, stage, where)
             plans = _plan(archive)
+            # Leased before anything is found stored (see LayerStore).
+            leased += [layer.diff_id for plan in plans for layer in plan.layers]
+            store.layers.lease(leased)
             prepared: dict[str, _Prepared] = {}
             new: dict[str, _LayerPlan] = {}
             seen: dict[str, str] = {}  # diff_id -> the blob digest handled for it
@@ -518,10 +522,15 @@ def load_archive(store: Store, source: BinaryIO, where: str, progress: Progress 
                 prepared[done.diff_id] = done
             # One flush for the blobs; each layer's commit flushes again.
             staging.flush(stage)
+            faults.point("load-staged")
         except OSError as e:
+            store.layers.release(leased)
             raise KernelError(
                 f"cannot load {where}: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
             ) from e
+        except BaseException:
+            store.layers.release(leased)
+            raise
         return _commit(store, plans, prepared, progress)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import requests
 
+from overlayctl import faults
 from overlayctl.errors import (
     DigestMismatchError,
     InvalidArgumentError,
@@ -157,6 +158,9 @@ def pull(
     if len(diff_ids) != len(layers):
         raise RegistryError(f"{ref}: the manifest has {len(layers)} layers, its config {len(diff_ids)}")
 
+    # Leased before anything is found stored: a concurrent rmi or gc leaves
+    # these layers alone until the image that uses them is recorded.
+    store.layers.lease(diff_ids)
     blobs = BlobStore(store.paths)
     todo = []
     for desc, diff_id in zip(layers, diff_ids, strict=True):
@@ -179,10 +183,12 @@ def pull(
             dict(zip((d["digest"] for d in layers), diff_ids, strict=True)),
             progress,
         )
+        faults.point("pull-layers")
         existed = _tagged_image(store, ref)
         image = oci_image.create_image(store, config_bytes, ref.local, body, media_type)
     except BaseException as exc:
         _roll_back(store, blobs, added_layers + getattr(exc, "added_layers", []), added_blobs)
+        store.layers.release(diff_ids)
         raise
     try:
         from overlayctl.oci.push import remember_sources
@@ -287,6 +293,7 @@ def _roll_back(store: Store, blobs: BlobStore, layers: list[str], added: list[st
     # Layers first (their layer_blobs rows go with them), then the blob files
     # this pull wrote; layers another image uses are left alone.
     if layers:
+        store.layers.release(layers)
         store.layers.remove_unreferenced(layers)
     from overlayctl.store.catalog import transaction
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from overlayctl import jsonio
+from overlayctl import faults, jsonio
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
 from overlayctl.paths import Paths
 from overlayctl.reference import validate_container_name
@@ -377,6 +377,7 @@ class ContainerStore:
             _end_supervisor(container.supervisor_pid, container.supervisor_start, at_once=at_once)
         with transaction(self.conn):
             self.conn.execute("DELETE FROM containers WHERE id = ?", (container.id,))
+        faults.point("container-forgotten")
         staging.discard(self.paths.container_dir(container.id), self.paths.tmp)
 
 

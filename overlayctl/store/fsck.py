@@ -285,6 +285,36 @@ def _staging(store: Store) -> list[Finding]:
     ]
 
 
+def stale_leases(store: Store) -> list[Finding]:
+    """Lease files of layers that are not stored (a pull or build that
+    failed leaves them): harmless empty files, so not problems for check(),
+    but garbage for gc."""
+    import fcntl
+
+    out = []
+    top = os.path.join(store.paths.root, "leases")
+    known = {row[0].split(":", 1)[-1] for row in store.conn.execute("SELECT diff_id FROM layers")}
+    for name in _listdir(top):
+        if name in known:
+            continue
+        path = os.path.join(top, name)
+
+        def drop(path: str = path) -> None:
+            # Only while nobody holds it: a command may be leasing a layer
+            # it is about to store.
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.unlink(path)
+            except BlockingIOError:
+                pass
+            finally:
+                os.close(fd)
+
+        out.append(Finding("stale lease", path, "a lease file of a layer that is not stored", drop))
+    return out
+
+
 def _runtime(store: Store) -> list[Finding]:
     from overlayctl.store.containers import Container
 

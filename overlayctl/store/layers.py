@@ -8,8 +8,11 @@ measured once, at commit, and stored.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+from collections.abc import Iterable
 
+from overlayctl import faults
 from overlayctl.errors import NotFoundError
 from overlayctl.paths import Paths
 from overlayctl.store import staging
@@ -43,8 +46,21 @@ class Layer:
         return cls(row["diff_id"], row["dir"], row["size"], row["apparent"], row["inodes"], row["created"])
 
 
+# Leases this process holds: diff_id -> the lock file's descriptor.
+_LEASES: dict[str, int] = {}
+
+
 class LayerStore:
-    """Commit, look up and delete layers."""
+    """Commit, look up and delete layers.
+
+    A layer is kept while an image uses it, and while a command relies on
+    it before any image does (a pull that found it stored, a build on its
+    base, a layer just committed): such a command holds a lease, a shared
+    flock on leases/<hex>, until it ends or releases it. Removal takes that
+    lock exclusively without waiting, and leaves a leased layer in place
+    (for the next rmi, prune or gc once nothing relies on it): nobody waits,
+    and a layer never vanishes under a command that is using it.
+    """
 
     def __init__(self, paths: Paths, conn: sqlite3.Connection) -> None:
         self.paths = paths
@@ -77,6 +93,7 @@ class LayerStore:
             diff = os.path.join(stage, "diff")
             os.mkdir(diff, 0o755)
             digest = extract_layer(stream, diff)
+            self.lease([digest.diff_id])
             existing = self.find(digest.diff_id)
             if existing is not None:
                 return existing, False
@@ -99,6 +116,7 @@ class LayerStore:
                 staging.remove_tree(os.path.join(stage, name))
         normalize_tree(diff, clamp_mtime=clamp_mtime)
         digest = digest_tree(diff)
+        self.lease([digest.diff_id])
         existing = self.find(digest.diff_id)
         if existing is not None:
             staging.discard_detached(stage, self.paths.tmp)
@@ -116,9 +134,11 @@ class LayerStore:
         from overlayctl.measure.du import disk_usage
         from overlayctl.store.locks import exclusive
 
+        self.lease([diff_id])  # from the moment it exists until an image uses it
         usage = disk_usage(os.path.join(stage, "diff"))
         content = contentindex.write_index(stage)
         staging.flush(stage)
+        faults.point("layer-staged")
         with exclusive(self.paths.layers_lock, "the layer store"):
             existing = self.find(diff_id)
             if existing is not None:  # committed meanwhile by another process
@@ -131,6 +151,7 @@ class LayerStore:
                 staging.discard(target, self.paths.tmp)
             os.rename(stage, target)
             staging.fsync_dir(self.paths.layers)
+            faults.point("layer-placed")
             layer = Layer(diff_id, short, usage.bytes, usage.apparent, usage.inodes, now_rfc3339())
             with transaction(self.conn):
                 self.conn.execute(
@@ -153,6 +174,46 @@ class LayerStore:
                 return short
         raise NotFoundError(f"no free directory name for layer {diff_id}")
 
+    def lease(self, diff_ids: Iterable[str]) -> None:
+        """Keep these layers (stored or about to be) from removal while this
+        process lives, or until release()."""
+        for diff_id in diff_ids:
+            if diff_id in _LEASES:
+                continue
+            path = self.paths.layer_lease(diff_id)
+            while True:
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                except FileNotFoundError:
+                    os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+                    continue
+                # Waits only while a removal of this very layer is under way.
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                try:
+                    same = os.stat(path).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    break
+                os.close(fd)  # the file of a layer removed meanwhile: take the new one
+            _LEASES[diff_id] = fd
+
+    def release(self, diff_ids: Iterable[str]) -> None:
+        """Give up this process's leases on these layers (the lease file of
+        a layer that was never stored goes, unless another holds it)."""
+        for diff_id in diff_ids:
+            fd = _LEASES.pop(diff_id, None)
+            if fd is None:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if self.find(diff_id) is None:
+                    os.unlink(self.paths.layer_lease(diff_id))
+            except (BlockingIOError, FileNotFoundError):
+                pass
+            finally:
+                os.close(fd)
+
     def remove_unreferenced(self, diff_ids: list[str]) -> list[Layer]:
         """Delete those of the given layers that no image uses any more."""
         from overlayctl.store.locks import exclusive
@@ -162,15 +223,35 @@ class LayerStore:
         return removed
 
     def _remove_if_unused(self, diff_id: str) -> Layer | None:
-        with transaction(self.conn):
-            row = self.conn.execute("SELECT * FROM layers WHERE diff_id = ?", (diff_id,)).fetchone()
-            if row is None:
-                return None
-            used = self.conn.execute("SELECT 1 FROM image_layers WHERE diff_id = ? LIMIT 1", (diff_id,)).fetchone()
-            if used is not None:
-                return None
-            blobs = [r[0] for r in self.conn.execute("SELECT digest FROM layer_blobs WHERE diff_id = ?", (diff_id,))]
-            self.conn.execute("DELETE FROM layers WHERE diff_id = ?", (diff_id,))
+        # The lease file, made if need be: a command leasing the layer from
+        # now on either holds it first (and the layer stays) or waits until
+        # the row is gone (and finds the layer missing).
+        lease = self.paths.layer_lease(diff_id)
+        os.makedirs(os.path.dirname(lease), 0o700, exist_ok=True)
+        fd = os.open(lease, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return None  # a command relies on it: kept
+            with transaction(self.conn):
+                row = self.conn.execute("SELECT * FROM layers WHERE diff_id = ?", (diff_id,)).fetchone()
+                if row is None:
+                    os.unlink(lease)
+                    return None
+                used = self.conn.execute(
+                    "SELECT 1 FROM image_layers WHERE diff_id = ? LIMIT 1", (diff_id,)
+                ).fetchone()
+                if used is not None:
+                    return None
+                blobs = [
+                    r[0] for r in self.conn.execute("SELECT digest FROM layer_blobs WHERE diff_id = ?", (diff_id,))
+                ]
+                self.conn.execute("DELETE FROM layers WHERE diff_id = ?", (diff_id,))
+            faults.point("layer-forgotten")
+            os.unlink(lease)  # under the exclusive lock: a waiting lease takes a new file
+        finally:
+            os.close(fd)
         layer = Layer.from_row(row)
         staging.discard(self.paths.layer_dir(layer.dir), self.paths.tmp)
         # The tars the layer was received or sent as go with it (their rows

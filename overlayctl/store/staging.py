@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import stat
 
+from overlayctl import faults
 from overlayctl.runtime.syscalls import syncfs
 
 
@@ -87,6 +88,7 @@ def discard(path: str, tmp: str) -> None:
         return
     trash = os.path.join(tmp, f"trash-{os.getpid()}-{os.urandom(6).hex()}")
     os.rename(path, trash)
+    faults.point("discard-moved")
     remove_tree(trash)
 
 

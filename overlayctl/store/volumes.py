@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from overlayctl import jsonio
+from overlayctl import faults, jsonio
 from overlayctl.errors import ConflictError, NotFoundError
 from overlayctl.paths import Paths
 from overlayctl.store import staging
@@ -222,6 +222,7 @@ class VolumeStore:
                 raise ConflictError(f"remove {name}: volume is in use - [{', '.join(blocking)}]")
             self.conn.execute("DELETE FROM volume_users WHERE volume = ?", (name,))
             self.conn.execute("DELETE FROM volumes WHERE name = ?", (name,))
+        faults.point("volume-forgotten")
         self._delete_dirs([name])
 
     def prune(

@@ -224,7 +224,7 @@ def _store_state(cli: CLI) -> dict:
     """What a failed pull must not change: directories and catalog rows."""
     root = cli.root
     state: dict = {}
-    for sub in ("layers", "blobs", "tmp"):
+    for sub in ("layers", "blobs", "tmp", "leases"):
         path = root / sub
         # Files only: an empty blobs/sha256 made on the way is layout, not content.
         state[sub] = sorted(str(p.relative_to(root)) for p in path.rglob("*") if not p.is_dir() or sub != "blobs")
@@ -296,6 +296,29 @@ def test_push_rm_pull_gives_the_same_image(cli, bb, registry):
     assert cli.ok("pull", "-q", f"{registry}/rt:1").strip() == bb
     assert cli.ok("run", "--rm", f"{registry}/rt:1", "echo", "pulled") == "pulled\n"
     assert os.listdir(cli.root / "tmp") == []
+
+
+def test_rmi_of_the_local_copy_during_a_pull_that_found_its_layers(cli, bb, registry, tmp_path):
+    cli.ok("push", "bb:1", f"{registry}/race:1")
+    layers = json.loads(cli.ok("image", "inspect", "bb:1"))[0]["RootFS"]["Layers"]
+    gate = tmp_path / "gate"
+    env = dict(cli.env, OVERLAYCTL_FAULTS=f"pull-layers=pause:{gate}")
+    pull = subprocess.Popen(
+        cli.argv("pull", f"{registry}/race:1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "gate.reached").exists():
+        assert pull.poll() is None and time.monotonic() < deadline, pull.communicate()
+        time.sleep(0.02)
+    # The pull found every layer stored ("Already exists") and relies on
+    # them: the image goes, its layers stay for the pull.
+    assert cli.ok("rmi", "bb:1") == f"Untagged: bb:1\nDeleted: {bb}\n"
+    gate.touch()
+    out, err = pull.communicate(timeout=120)
+    assert pull.returncode == 0, err
+    assert out.decode().count("Already exists") == len(layers)
+    assert cli.ok("run", "--rm", "--network", "none", f"{registry}/race:1", "echo", "ok") == "ok\n"
+    assert cli.ok("system", "fsck") == "no problems found\n"
 
 
 def test_pull_by_digest(cli, bb, registry):

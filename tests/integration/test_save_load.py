@@ -116,7 +116,7 @@ def oci_archive(
 def store_state(cli: CLI) -> dict:
     """Everything a failed load must leave as it was."""
     state: dict = {}
-    for sub in ("layers", "blobs", "tmp"):
+    for sub in ("layers", "blobs", "tmp", "leases"):
         top = cli.root / sub
         state[sub] = sorted(str(p.relative_to(top)) for p in top.rglob("*")) if top.exists() else []
     conn = sqlite3.connect(cli.root / "catalog.db")
