@@ -2,9 +2,12 @@
 kill overlayctl, deterministically.
 
 Off unless OVERLAYCTL_FAULTS is set; then it is a comma-separated list of
-``NAME=ACTION``:
+``NAME[#N]=ACTION``, N counting the times this process reaches NAME (1
+when left out):
 
-- ``kill``: SIGKILL this process at the point (a crash, exactly there);
+- ``kill``: SIGKILL this process's whole process group at the point (a
+  crash of the command, workers included, exactly there; the test starts
+  the command in a session of its own);
 - ``pause:PATH``: create ``PATH.reached`` and wait until ``PATH`` exists
   (a test runs another command meanwhile, then lets this one go on).
 
@@ -17,18 +20,22 @@ from __future__ import annotations
 
 import os
 
+_reached: dict[str, int] = {}
+
 
 def point(name: str) -> None:
     """Reached ``name``: do what OVERLAYCTL_FAULTS asks for it, if anything."""
     spec = os.environ.get("OVERLAYCTL_FAULTS")
     if not spec:
         return
+    _reached[name] = count = _reached.get(name, 0) + 1
     for item in spec.split(","):
         key, _, action = item.partition("=")
-        if key.strip() != name:
+        key, _, nth = key.strip().partition("#")
+        if key != name or int(nth or 1) != count:
             continue
         if action == "kill":
-            os.kill(os.getpid(), 9)
+            os.killpg(0, 9)
         elif action.startswith("pause:"):
             _pause(action[len("pause:") :])
 

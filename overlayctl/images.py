@@ -6,6 +6,7 @@ import platform
 import sys
 from typing import Any, BinaryIO
 
+from overlayctl import faults
 from overlayctl.errors import InvalidArgumentError, OverlayctlError
 from overlayctl.reference import parse_reference
 from overlayctl.store import Store
@@ -53,6 +54,7 @@ def import_image(store: Store, source: str, name: str | None, message: str = "")
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
         "history": [{"created": created, "created_by": "", "comment": message or f"Imported from {source}"}],
     }
+    faults.point("import-layer")
     return store.images.create(config, ref), new
 
 

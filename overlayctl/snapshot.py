@@ -10,7 +10,7 @@ import os
 import stat
 from typing import Any, BinaryIO
 
-from overlayctl import jsonio
+from overlayctl import faults, jsonio
 from overlayctl.errors import ConflictError
 from overlayctl.layer.extract import is_opaque, is_whiteout
 from overlayctl.store import Store
@@ -155,6 +155,7 @@ def commit(
     config["created"] = created
     config.setdefault("history", []).append(entry)
     config["rootfs"]["diff_ids"].append(layer.diff_id)
+    faults.point("commit-layer")
     new = store.images.create(config, ref)
     # Remember where it came from, as a build step would, so that `history`
     # can name the image below it. The key is unique: never a cache hit.

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
-from overlayctl import jsonio
+from overlayctl import faults, jsonio
 from overlayctl.errors import (
     DigestMismatchError,
     InvalidArgumentError,
@@ -243,6 +243,7 @@ def _make_layer_blob(store: Store, layer: Layer, compression: str) -> dict[str, 
             )
         digest, size = staged.digest, staged.size
         BlobStore(store.paths).adopt(staged.path, digest)
+        faults.point("blob-adopted")
     finally:
         staged.discard()
     record_blob(store, digest, layer.diff_id, media_type, size, original=False)

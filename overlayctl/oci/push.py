@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
+from overlayctl import faults
 from overlayctl.oci import image as oci_image
 from overlayctl.oci.blobs import BlobStore
 from overlayctl.oci.progress import Progress, short_digest
@@ -120,6 +121,7 @@ def push(
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         list(pool.map(send, unique))
     media_type = manifest.get("mediaType") or oci_image.OCI_MANIFEST
+    faults.point("push-blobs")
     digest = client.put_manifest(ref.repository, ref.reference, manifest_bytes, media_type)
     try:
         remember_sources(store, ref.registry, ref.repository, [b.desc["digest"] for b in unique])

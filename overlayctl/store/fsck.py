@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from overlayctl.store import staging
 from overlayctl.store.catalog import transaction
+from overlayctl.store.volumes import REMOVING_MARKER
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -225,20 +226,36 @@ def _volumes(store: Store) -> list[Finding]:
         for row in rows:
             if not os.path.isdir(store.paths.volume_data(row["name"])):
                 out.append(Finding("volume missing", row["name"], f"volumes/{row['name']}/_data is gone"))
+            marker = os.path.join(store.paths.volume_dir(row["name"]), REMOVING_MARKER)
+            if os.path.lexists(marker):
+                out.append(
+                    Finding(
+                        "interrupted volume removal",
+                        row["name"],
+                        "a removal crashed before its commit; the volume is intact",
+                        lambda marker=marker: os.unlink(marker),
+                    )
+                )
         for name in _listdir(store.paths.volumes):
             if name in known:
                 continue
             path = store.paths.volume_dir(name)
             data = os.path.join(path, "_data")
+            removing = os.path.lexists(os.path.join(path, REMOVING_MARKER))
             empty = not _listdir(data)
             # A volume directory with data in it may be all that is left of
-            # someone's volume: reported, never deleted.
+            # someone's volume: reported, never deleted, unless its removal
+            # had been asked for (the marker) and crashed half-way.
+            if removing:
+                detail = "its removal was interrupted"
+            else:
+                detail = "no volume row names it" + ("" if empty else "; it holds data, so it is kept")
             out.append(
                 Finding(
                     "orphan volume directory",
                     path,
-                    "no volume row names it" + ("" if empty else "; it holds data, so it is kept"),
-                    (lambda path=path: staging.discard(path, store.paths.tmp)) if empty else None,
+                    detail,
+                    (lambda path=path: staging.discard(path, store.paths.tmp)) if empty or removing else None,
                 )
             )
     return out

@@ -138,9 +138,20 @@ def leftovers(tmp: str) -> list[tuple[str, int]]:
     found = []
     for name in sorted(os.listdir(tmp)):
         parts = name.split("-")
-        if len(parts) >= 3 and parts[1].isdigit() and not os.path.exists(f"/proc/{parts[1]}"):
+        if len(parts) >= 3 and parts[1].isdigit() and not _running(int(parts[1])):
             found.append((os.path.join(tmp, name), int(parts[1])))
     return found
+
+
+def _running(pid: int) -> bool:
+    # A killed process nobody has reaped yet (a zombie) still has its /proc
+    # entry, but writes nothing any more.
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
 
 
 def sweep(tmp: str) -> None:

@@ -33,6 +33,9 @@ DRIVER = "local"
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"
 
 
+# Beside _data in a volume directory whose removal has begun (see _mark_removing).
+REMOVING_MARKER = "removing"
+
 class Volume:
     """A volume as the catalog knows it."""
 
@@ -220,6 +223,7 @@ class VolumeStore:
             blocking = [c for c in users if not may_drop(c)]
             if blocking:
                 raise ConflictError(f"remove {name}: volume is in use - [{', '.join(blocking)}]")
+            self._mark_removing([name])
             self.conn.execute("DELETE FROM volume_users WHERE volume = ?", (name,))
             self.conn.execute("DELETE FROM volumes WHERE name = ?", (name,))
         faults.point("volume-forgotten")
@@ -235,6 +239,7 @@ class VolumeStore:
             self._forget_stale_users()
             used = self.in_use()
             doomed = [v.name for v in self.list_all() if v.name not in used and select(v)]
+            self._mark_removing(doomed)
             for name in doomed:
                 self.conn.execute("DELETE FROM volumes WHERE name = ?", (name,))
         sizes = [(name, measure(self.paths.volume_data(name)) if measure else 0) for name in doomed]
@@ -246,6 +251,19 @@ class VolumeStore:
         # after it is deleted: a use without a container is a leftover of a
         # crash between the two, and must not keep a volume forever.
         self.conn.execute("DELETE FROM volume_users WHERE container NOT IN (SELECT id FROM containers)")
+
+    def _mark_removing(self, names: list[str]) -> None:
+        """Before the rows go: a marker beside each volume's _data saying its
+        removal was asked for, so that a crash between the catalog and the
+        directory leaves a directory fsck may delete (a volume directory
+        without a row and without the marker may be someone's data, and is
+        kept). A marker whose row stays (the transaction did not commit)
+        changes nothing and goes with the next removal or fsck --repair."""
+        for name in names:
+            path = os.path.join(self.paths.volume_dir(name), REMOVING_MARKER)
+            with open(path, "wb") as f:
+                os.fsync(f.fileno())
+            staging.fsync_dir(self.paths.volume_dir(name))
 
     def _delete_dirs(self, names: list[str]) -> None:
         for name in names:
