@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from typing import Any, BinaryIO
 
-from overlayctl import faults
+from overlayctl import faults, space
 from overlayctl.errors import InvalidArgumentError, OverlayctlError
 from overlayctl.reference import parse_reference
 from overlayctl.store import Store
@@ -34,6 +35,8 @@ def import_image(store: Store, source: str, name: str | None, message: str = "")
             stream = open(source, "rb")
         except OSError as exc:
             raise InvalidArgumentError(f"cannot open {source}: {exc.strerror}") from exc
+        # Unpacked, and kept as the layer's blob: twice its size (more if compressed).
+        space.expect(2 * os.fstat(stream.fileno()).st_size)
     try:
         from overlayctl.layer.compression import open_decompressed
         from overlayctl.oci.image import import_tar_layer

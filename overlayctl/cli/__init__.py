@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        _fail(exc.message, exc.exit_code)
+        _fail(_out_of_space(args, exc) or exc.message, exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except SystemExit:
@@ -47,7 +47,28 @@ def main(argv: list[str] | None = None) -> None:
             _fail(exc.format_message().rstrip(".") + '; see "overlayctl --help"', 125)
         if debug:
             raise
-        _fail(f"internal error: {exc!r} (run with --debug for the traceback)", 125)
+        _fail(_out_of_space(args, exc) or f"internal error: {exc!r} (run with --debug for the traceback)", 125)
+
+
+def _out_of_space(args: list[str], exc: BaseException) -> str | None:
+    """The out-of-space line (overlayctl.space) if that is what this is."""
+    from overlayctl import space
+
+    if not space.is_out_of_space(exc):
+        return None
+    from overlayctl.paths import Paths
+
+    root = None
+    head = args[: _first_command_index(args)]
+    for i, arg in enumerate(head):
+        if arg == "--root" and i + 1 < len(head):
+            root = head[i + 1]
+        elif arg.startswith("--root="):
+            root = arg.split("=", 1)[1]
+    try:
+        return space.describe(Paths.from_env(root).root)
+    except OSError:
+        return None
 
 
 def _exit_now(code: int) -> None:

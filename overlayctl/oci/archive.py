@@ -718,4 +718,9 @@ def open_source(path: str | None) -> tuple[BinaryIO, str, Callable[[], None]]:
         f = open(path, "rb")
     except OSError as e:
         raise InvalidArgumentError(f"cannot open {path}: {e.strerror}") from None
+    from overlayctl import space
+
+    # Staged as it is, then unpacked: twice its size at most (compressed
+    # layers unpack to more, layers already stored to nothing).
+    space.expect(2 * os.fstat(f.fileno()).st_size)
     return f, path, f.close

@@ -173,6 +173,9 @@ def pull(
             progress.add(key, "Pulling fs layer", int(desc.get("size", 0)) or None)
             todo.append(desc)
     added_blobs = [d["digest"] for d in todo if not blobs.has(d["digest"])]
+    from overlayctl import space
+
+    space.expect(2 * sum(int(d.get("size", 0)) for d in todo))  # the blobs, and their layers unpacked
     added_layers: list[str] = []
     try:
         added_layers += _fetch_and_unpack(
