@@ -111,3 +111,59 @@ def test_a_failed_build_drops_its_own_layers_but_not_leased_ones(cli, bb, tmp_pa
     assert result.returncode != 0
     assert set(layer_rows(cli)) == before
     assert not [n for n in os.listdir(cli.root / "leases") if "sha256:" + n not in before]
+
+
+def test_a_reboot_in_the_middle_of_everything(cli, bb, tmp_path):
+    """Containers running, a build killed while it held the layer store's
+    lock, then every process gone and /run wiped, as a power cut and a
+    boot do: the containers are reported exited, no lock is left held,
+    and everything runs again."""
+    import shutil
+    import signal
+
+    for name in ("web", "db"):
+        cli.ok("run", "-d", "--name", name, *NONE, "bb:1", "sleep", "300")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM bb:1\nRUN echo half > /half\n")
+    env = dict(cli.env, OVERLAYCTL_FAULTS="layer-placed=kill")
+    build = subprocess.Popen(
+        cli.argv("build", "-t", "half:1", str(ctx)),
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert build.wait(timeout=300) == -signal.SIGKILL
+    conn = sqlite3.connect(cli.root / "catalog.db")
+    try:
+        pids = conn.execute("SELECT pid, supervisor_pid FROM containers").fetchall()
+    finally:
+        conn.close()
+    for pid, supervisor in pids:
+        os.kill(supervisor, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while any(
+        os.path.exists(f"/proc/{p}/stat") and open(f"/proc/{p}/stat").read().split(") ")[1][0] != "Z" for p, _ in pids
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    shutil.rmtree(cli.runroot)
+    # At boot: overlayctl-reconcile.service, then the repair a crash may need.
+    cli.ok("system", "reconcile")
+    states = {
+        json.loads(line)["Names"]: json.loads(line)["State"]
+        for line in cli.ok("ps", "-a", "--format", "json").splitlines()
+    }
+    assert states == {"web": "exited", "db": "exited"}
+    cli.env["OVERLAYCTL_FSCK_GRACE"] = "0"
+    result = cli("system", "fsck", "--repair")
+    assert result.returncode == 0, result.stdout.decode()
+    assert cli.ok("system", "fsck") == "no problems found\n"
+    # No lock is held by the dead: nothing waits.
+    again = cli("build", "-q", "-t", "half:1", str(ctx))
+    assert again.returncode == 0 and b"waiting" not in again.stderr, again.stderr
+    cli.ok("start", "web")
+    assert cli.ok("run", "--rm", *NONE, "half:1", "cat", "/half") == "half\n"
+    cli.ok("rm", "-f", "web", "db")
