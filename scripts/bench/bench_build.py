@@ -51,13 +51,13 @@ from bench_run import (  # noqa: E402 - the path above makes bench_run importabl
     Row,
     SetupError,
     bench_parser,
+    finish_cleanup,
     first_line,
     fmt_ms,
     is_python,
     mounts,
     parse_bench_args,
     peers_env,
-    remove_tree,
     run,
     run_main,
     say,
@@ -545,16 +545,7 @@ class Bench:
             proc = run(["umount", str(self.tmp)], check=False)
             if proc.returncode != 0:
                 problems.append(f"umount {self.tmp}: {tail(proc.stderr)}")
-        remove_tree(self.tmp)
-        if self.tmp.exists():
-            problems.append(f"{self.tmp} could not be removed")
-        new_mounts = sorted(set(mounts()) - self.mounts_before)
-        if new_mounts:
-            problems.append("mounts left behind: " + ", ".join(new_mounts))
-        for p in problems:
-            say("clean-up: " + p)
-        if not problems:
-            say("clean-up: done; no mounts, containers, images or files left")
+        finish_cleanup(self.tmp, self.mounts_before, problems, "mounts, containers, images")
 
 
 def main(argv: list[str] | None = None) -> int:

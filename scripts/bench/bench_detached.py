@@ -44,10 +44,10 @@ from bench_run import (  # noqa: E402
     ROOTFS_SH,
     Overlayctl,
     SetupError,
+    finish_cleanup,
     first_line,
     mounts,
     peers_env,
-    remove_tree,
     run,
     run_main,
     say,
@@ -217,16 +217,7 @@ class Bench:
             proc = self.podman_run("rmi", self.podman_ref, check=False)
             if proc.returncode != 0:
                 problems.append(f"podman rmi failed: {tail(proc.stderr)}")
-        remove_tree(self.tmp)
-        if self.tmp.exists():
-            problems.append(f"{self.tmp} could not be removed")
-        new_mounts = sorted(set(mounts()) - self.mounts_before)
-        if new_mounts:
-            problems.append("mounts left behind: " + ", ".join(new_mounts))
-        for p in problems:
-            say("clean-up: " + p)
-        if not problems:
-            say("clean-up: done; no containers, images, mounts or files left")
+        finish_cleanup(self.tmp, self.mounts_before, problems, "containers, images, mounts")
 
 
 def goals(result: dict) -> dict:

@@ -51,6 +51,7 @@ from bench_run import (  # noqa: E402
     Row,
     SetupError,
     bench_parser,
+    finish_cleanup,
     first_line,
     mounts,
     parse_bench_args,
@@ -237,17 +238,7 @@ class Bench:
     def cleanup(self) -> None:
         if self.podman:
             run([*self.podman, "rmi", "-a", "-f"], env=self.podman_env, check=False)
-        remove_tree(self.tmp)
-        problems = []
-        if self.tmp.exists():
-            problems.append(f"{self.tmp} could not be removed")
-        new_mounts = sorted(set(mounts()) - self.mounts_before)
-        if new_mounts:
-            problems.append("mounts left behind: " + ", ".join(new_mounts))
-        for p in problems:
-            say("clean-up: " + p)
-        if not problems:
-            say("clean-up: done; no stores, images, mounts or files left")
+        finish_cleanup(self.tmp, self.mounts_before, [], "stores, images, mounts")
 
 
 def report(result: dict) -> str:

@@ -49,6 +49,7 @@ from bench_run import (  # noqa: E402
     Row,
     SetupError,
     bench_parser,
+    finish_cleanup,
     first_line,
     mounts,
     parse_bench_args,
@@ -250,16 +251,7 @@ class Bench:
             proc = run(["sh", str(REGISTRY_SH), "stop", self.registry_dir], check=False)
             if proc.returncode != 0:
                 problems.append(f"registry stop failed: {tail(proc.stderr)}")
-        remove_tree(self.tmp)
-        if self.tmp.exists():
-            problems.append(f"{self.tmp} could not be removed")
-        new_mounts = sorted(set(mounts()) - self.mounts_before)
-        if new_mounts:
-            problems.append("mounts left behind: " + ", ".join(new_mounts))
-        for p in problems:
-            say("clean-up: " + p)
-        if not problems:
-            say("clean-up: done; no registry, images, mounts or files left")
+        finish_cleanup(self.tmp, self.mounts_before, problems, "registry, images, mounts")
 
 
 def report(result: dict) -> str:

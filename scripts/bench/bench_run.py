@@ -415,6 +415,22 @@ def remove_tree(top: Path) -> None:
     subprocess.run(["rm", "-rf", "--one-file-system", str(top)], stdin=subprocess.DEVNULL)
 
 
+def finish_cleanup(tmp: Path, mounts_before: set[str], problems: list[str], left: str) -> None:
+    """The end of every benchmark's clean-up: remove its temporary tree,
+    check that no mount it made is left, and say what is (or that nothing
+    is: `left` names what it looked for, e.g. "containers, images")."""
+    remove_tree(tmp)
+    if tmp.exists():
+        problems.append(f"{tmp} could not be removed")
+    new_mounts = sorted(set(mounts()) - mounts_before)
+    if new_mounts:
+        problems.append("mounts left behind: " + ", ".join(new_mounts))
+    for p in problems:
+        say("clean-up: " + p)
+    if not problems:
+        say(f"clean-up: done; no {left} or files left")
+
+
 def remove_empty_dirs(top: Path) -> None:
     """Remove top and its subdirectories, bottom-up, where they are empty."""
     if not top.is_dir():
