@@ -122,6 +122,16 @@ def write_index(layer_dir: str) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def ensure_index(layer_dir: str) -> str:
+    """write_index, unless layer_dir/content was written already (by the
+    worker that unpacked the layer, beside the others): its sha256 then."""
+    try:
+        with open(os.path.join(layer_dir, INDEX_NAME), "rb") as f:
+            return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+    except FileNotFoundError:
+        return write_index(layer_dir)
+
+
 def _parse(data: bytes) -> dict[bytes, bytes]:
     out = {}
     for line in data.splitlines():

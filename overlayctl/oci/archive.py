@@ -435,6 +435,11 @@ def _extract(layer: _LayerPlan, stage: str, where: str, counter: int = -1) -> _P
     except EOFError:
         raise LayerRejectedError(f"{where}: layer {_short(layer)}: layer rejected: truncated compressed data") from None
     oci.check_layer_digest(layer.diff_id, got.diff_id, _short(layer))
+    # Indexed here, in the worker, while its files are in the page cache;
+    # the commit in the parent finds the index written.
+    from overlayctl.layer import contentindex
+
+    contentindex.write_index(layer_stage)
     return _Prepared(layer.diff_id, layer_stage)
 
 

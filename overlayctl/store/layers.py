@@ -136,7 +136,7 @@ class LayerStore:
 
         self.lease([diff_id])  # from the moment it exists until an image uses it
         usage = disk_usage(os.path.join(stage, "diff"))
-        content = contentindex.write_index(stage)
+        content = contentindex.ensure_index(stage)
         staging.flush(stage)
         faults.point("layer-staged")
         with exclusive(self.paths.layers_lock, "the layer store"):
