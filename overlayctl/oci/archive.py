@@ -129,10 +129,13 @@ def _normalize(name: str) -> str:
     return "/".join(parts) if parts else ""
 
 
-def _unpack_outer(source: BinaryIO, stage: str, where: str) -> _Archive:
-    """Copy every regular file of the archive into ``stage``, hashing it;
-    symlinks and hardlinks (docker-archive uses them for shared layers)
-    become aliases of the file they point at."""
+def _unpack_outer(
+    source: BinaryIO, stage: str, where: str, staged: Callable[[_Member], None] = lambda member: None
+) -> _Archive:
+    """Copy every regular file of the archive into ``stage``, hashing it,
+    and hand each to ``staged`` once it is complete; symlinks and hardlinks
+    (docker-archive uses them for shared layers) become aliases of the file
+    they point at."""
     archive = _Archive(where)
     links: dict[str, str] = {}
     try:
@@ -154,6 +157,7 @@ def _unpack_outer(source: BinaryIO, stage: str, where: str) -> _Archive:
                     src = tar.extractfile(info)
                     assert src is not None
                     archive.files[name] = _copy_hashed(src, path, info.size, where, name)
+                    staged(archive.files[name])
     except (tarfile.TarError, EOFError, zlib_errors()) as e:
         raise InvalidArgumentError(f"{where} is not a valid image archive: it is truncated or corrupt ({e})") from None
     for _ in range(8):  # links to links, a few levels deep at most
@@ -414,9 +418,14 @@ def _short(layer: _LayerPlan) -> str:
     return layer.member.digest.split(":", 1)[1][:12]
 
 
-def _extract(layer: _LayerPlan, stage: str, where: str, counter: int = -1) -> _Prepared:
-    """Unpack a layer blob into its own staging directory and check its
-    diff_id; the compressed bytes read are added to _COUNTERS[counter]."""
+def _unpack_blob(path: str, stage: str, counter: int) -> tuple[str, str]:
+    """In a worker: unpack the layer blob at ``path`` (its compression told
+    by its magic bytes) into a new staging directory, and index it while
+    its files are in the page cache (the commit finds the index written).
+    Returns (that directory, the diff_id); the compressed bytes read are
+    added to _COUNTERS[counter]."""
+    from overlayctl.layer import contentindex
+    from overlayctl.layer.compression import decompressed_file
     from overlayctl.layer.extract import extract_layer
 
     layer_stage = staging.new_staging_dir(stage, "layer")
@@ -427,68 +436,121 @@ def _extract(layer: _LayerPlan, stage: str, where: str, counter: int = -1) -> _P
         if counter >= 0:
             _COUNTERS[counter] += n
 
-    try:
-        with oci.open_layer_file(layer.member.path, layer.media_type, count) as tar:
-            got = extract_layer(tar, diff)
-    except LayerRejectedError as e:
-        raise LayerRejectedError(f"{where}: layer {_short(layer)}: {e}") from None
-    except EOFError:
-        raise LayerRejectedError(f"{where}: layer {_short(layer)}: layer rejected: truncated compressed data") from None
-    oci.check_layer_digest(layer.diff_id, got.diff_id, _short(layer))
-    # Indexed here, in the worker, while its files are in the page cache;
-    # the commit in the parent finds the index written.
-    from overlayctl.layer import contentindex
-
+    with decompressed_file(path, count) as tar:
+        got = extract_layer(tar, diff)
     contentindex.write_index(layer_stage)
-    return _Prepared(layer.diff_id, layer_stage)
+    return layer_stage, got.diff_id
 
 
-# Bytes read of each layer being unpacked, shared with the forked workers.
+# Bytes read of each blob being unpacked, shared with the forked workers.
 _COUNTERS: Any = []
+_MAX_BLOBS = 256  # counters made for one load; blobs past that are unpacked without a bar
+_SPECULATE_ABOVE = 1 << 20  # smaller blobs are not worth a worker before the plan is known
 
 
-def _extract_all(layers: list[_LayerPlan], stage: str, where: str, progress: Progress) -> list[_Prepared]:
-    """Unpack the layers side by side in forked workers (layer.workers),
-    reporting each one's progress from the counters they share; every
-    worker is waited for before the first error is raised."""
-    global _COUNTERS
-    from concurrent.futures import FIRST_COMPLETED, Future, wait
+class _Unpacker:
+    """Unpacks layer blobs in forked workers (layer.workers), starting as
+    soon as a blob that looks like a layer is staged, while the rest of the
+    archive is still being read: which blobs are layers, and what they must
+    hash to, is only known from the manifests, which may come last. A blob
+    unpacked for nothing (a layer that turns out to be stored already, or
+    not a layer at all) costs only its worker's time: its staging goes with
+    the load's. Every worker is waited for before an error is raised."""
 
-    from overlayctl.layer.workers import shared_counters, unpack_pool, worker_count
+    def __init__(self, store: Store, stage: str, where: str) -> None:
+        self.store = store
+        self.stage = stage
+        self.where = where
+        self.pool: Any = None
+        self.futures: dict[str, Any] = {}  # blob path -> Future of _unpack_blob
+        self.counter: dict[str, int] = {}
 
-    for layer in layers:
-        progress.layer_start(layer.member.digest, layer.member.size)
-    if len(layers) == 1:  # no fork for one layer
-        prepared = [_extract(layers[0], stage, where)]
-        progress.layer_done(layers[0].member.digest, "Loaded")
-        return prepared
-    _COUNTERS = shared_counters(len(layers))
-    reported = [0] * len(layers)
-    results: dict[int, _Prepared] = {}
-    errors: list[BaseException] = []
-    with unpack_pool(worker_count(len(layers))) as pool:
-        pending: dict[Future[_Prepared], int] = {
-            pool.submit(_extract, layer, stage, where, i): i for i, layer in enumerate(layers)
-        }
+    def _submit(self, path: str) -> None:
+        global _COUNTERS
+        from overlayctl.layer.workers import MAX_WORKERS, shared_counters, unpack_pool, worker_count
+
+        if self.pool is None:
+            _COUNTERS = shared_counters(_MAX_BLOBS)
+            self.pool = unpack_pool(worker_count(MAX_WORKERS))
+        index = len(self.counter) if len(self.counter) < _MAX_BLOBS else -1
+        self.counter[path] = index
+        self.futures[path] = self.pool.submit(_unpack_blob, path, self.stage, index)
+
+    def offer(self, member: _Member) -> None:
+        """A file of the archive, just staged: start unpacking it if it
+        looks like a layer nobody has stored yet."""
+        if member.size < _SPECULATE_ABOVE:
+            return
+        known = self.store.conn.execute("SELECT 1 FROM layer_blobs WHERE digest = ?", (member.digest,)).fetchone()
+        if known is not None:
+            return
+        with open(member.path, "rb") as f:
+            head = f.read(512)
+        if head[:2] == b"\x1f\x8b" or head[:4] == b"\x28\xb5\x2f\xfd" or head[257:262] == b"ustar":
+            self._submit(member.path)
+
+    def unpack(self, layers: list[_LayerPlan], progress: Progress) -> list[_Prepared]:
+        """The layers the load needs, unpacked and checked against their
+        diff_ids; progress reported from the workers' counters."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        for layer in layers:
+            oci.layer_compression(layer.media_type)  # an unsupported type is refused before anything else
+            progress.layer_start(layer.member.digest, layer.member.size)
+        if len(layers) == 1 and not self.futures:  # no fork for one layer
+            layer = layers[0]
+            try:
+                unpacked = _unpack_blob(layer.member.path, self.stage, -1)
+            except (LayerRejectedError, EOFError) as exc:
+                raise _layer_error(self.where, _short(layer), exc) from None
+            return [self._checked(layer, *unpacked, progress)]
+        for layer in layers:
+            if layer.member.path not in self.futures:
+                self._submit(layer.member.path)
+        by_future = {self.futures[layer.member.path]: layer for layer in layers}
+        reported = dict.fromkeys((layer.member.path for layer in layers), 0)
+        results: dict[str, _Prepared] = {}
+        errors: list[BaseException] = []
+        pending = set(by_future)
         while pending:
-            done, _ = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
-            for i, layer in enumerate(layers):
-                if _COUNTERS[i] > reported[i]:
-                    progress.layer_advance(layer.member.digest, _COUNTERS[i] - reported[i])
-                    reported[i] = _COUNTERS[i]
+            done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            for layer in layers:
+                path = layer.member.path
+                index = self.counter[path]
+                if index >= 0 and _COUNTERS[index] > reported[path]:
+                    progress.layer_advance(layer.member.digest, _COUNTERS[index] - reported[path])
+                    reported[path] = _COUNTERS[index]
             for future in done:
-                i = pending.pop(future)
+                layer = by_future[future]
                 try:
-                    results[i] = future.result()
+                    results[layer.diff_id] = self._checked(layer, *future.result(), progress)
                 except BaseException as exc:  # noqa: BLE001 - raised once every worker is done
-                    errors.append(exc)
+                    errors.append(_layer_error(self.where, _short(layer), exc))
                     for other in pending:
                         other.cancel()
-                    continue
-                progress.layer_done(layers[i].member.digest, "Loaded")
-    if errors:
-        raise errors[0]
-    return [results[i] for i in range(len(layers))]
+        if errors:
+            raise errors[0]
+        return [results[layer.diff_id] for layer in layers]
+
+    def _checked(self, layer: _LayerPlan, layer_stage: str, diff_id: str, progress: Progress) -> _Prepared:
+        oci.check_layer_digest(layer.diff_id, diff_id, _short(layer))
+        progress.layer_done(layer.member.digest, "Loaded")
+        return _Prepared(layer.diff_id, layer_stage)
+
+    def close(self) -> None:
+        """Wait for every worker (unpacking for nothing included)."""
+        if self.pool is not None:
+            for future in self.futures.values():
+                future.cancel()
+            self.pool.shutdown(wait=True)
+
+
+def _layer_error(where: str, short: str, exc: BaseException) -> BaseException:
+    if isinstance(exc, LayerRejectedError):
+        return LayerRejectedError(f"{where}: layer {short}: {exc}")
+    if isinstance(exc, EOFError):
+        return LayerRejectedError(f"{where}: layer {short}: layer rejected: truncated compressed data")
+    return exc
 
 
 def load_archive(store: Store, source: BinaryIO, where: str, progress: Progress | None = None) -> list[Image]:
@@ -501,8 +563,9 @@ def load_archive(store: Store, source: BinaryIO, where: str, progress: Progress 
     progress = progress or Progress()
     leased: list[str] = []
     with staging.staging(store.paths.tmp, "load") as stage:
+        unpacker = _Unpacker(store, stage, where)
         try:
-            archive = _unpack_outer(source, stage, where)
+            archive = _unpack_outer(source, stage, where, unpacker.offer)
             plans = _plan(archive)
             # Leased before anything is found stored (see LayerStore).
             leased += [layer.diff_id for plan in plans for layer in plan.layers]
@@ -523,17 +586,20 @@ def load_archive(store: Store, source: BinaryIO, where: str, progress: Progress 
                         new[layer.diff_id] = layer
                     else:
                         prepared[layer.diff_id] = existing
-            for done in _extract_all(list(new.values()), stage, where, progress):
+            for done in unpacker.unpack(list(new.values()), progress):
                 prepared[done.diff_id] = done
+            unpacker.close()
             # One flush for the blobs; each layer's commit flushes again.
             staging.flush(stage)
             faults.point("load-staged")
         except OSError as e:
+            unpacker.close()
             store.layers.release(leased)
             raise KernelError(
                 f"cannot load {where}: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
             ) from e
         except BaseException:
+            unpacker.close()
             store.layers.release(leased)
             raise
         return _commit(store, plans, prepared, progress)
