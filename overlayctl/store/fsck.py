@@ -144,18 +144,37 @@ def _layers(store: Store, verify_content: bool) -> list[Finding]:
                 continue
             if _ours(name, (16, 24, 32, 64)):
                 out.append(
-                    Finding(
-                        "orphan layer directory",
-                        path,
-                        "no layer row names it",
-                        lambda path=path: staging.discard(path, store.paths.tmp),
-                    )
+                    Finding("orphan layer directory", path, "no layer row names it", _drop_layer_dir(store, name))
                 )
             else:
                 out.append(Finding("unknown entry", path, "not a name overlayctl gives a layer; kept"))
     if verify_content:
         out += _verify_layers(store, rows)
     return out
+
+
+def _drop_layer_dir(store: Store, name: str) -> Callable[[], None]:
+    def drop() -> None:
+        from overlayctl.store.locks import exclusive
+
+        # Checked again under the lock: a commit may have put a layer there
+        # since (it replaces a leftover of the same name).
+        with exclusive(store.paths.layers_lock, "the layer store"):
+            if store.conn.execute("SELECT 1 FROM layers WHERE dir = ?", (name,)).fetchone() is None:
+                staging.discard(store.paths.layer_dir(name), store.paths.tmp)
+
+    return drop
+
+
+def _drop_volume_dir(store: Store, name: str) -> Callable[[], None]:
+    def drop() -> None:
+        # In a write transaction, as volumes are placed and recorded: a
+        # volume of that name made since is left alone.
+        with transaction(store.conn):
+            if store.conn.execute("SELECT 1 FROM volumes WHERE name = ?", (name,)).fetchone() is None:
+                staging.discard(store.paths.volume_dir(name), store.paths.tmp)
+
+    return drop
 
 
 def _verify_layers(store: Store, rows: list) -> list[Finding]:  # type: ignore[type-arg]
@@ -255,7 +274,7 @@ def _volumes(store: Store) -> list[Finding]:
                     "orphan volume directory",
                     path,
                     detail,
-                    (lambda path=path: staging.discard(path, store.paths.tmp)) if empty or removing else None,
+                    _drop_volume_dir(store, name) if empty or removing else None,
                 )
             )
     return out
