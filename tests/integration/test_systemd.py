@@ -48,7 +48,13 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("OVERLAYCTL_SYSTEMD_CACHE", "/var/cache/overlayctl"))
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-STORE_OVERLAY = "upperdir=/var/lib/overlayctl"  # in the options of every container overlay
+# In the options of every container overlay: absolute with the new mount
+# API, relative to the store with mount(2) (kernels before 6.5 fall back to it).
+STORE_OVERLAYS = ("upperdir=/var/lib/overlayctl/", "upperdir=containers/")
+
+
+def _store_overlay(line: str) -> bool:
+    return any(option in line for option in STORE_OVERLAYS)
 # A container that stops at once on SIGTERM (PID 1 of a namespace gets
 # only the signals it has a handler for) and runs until then.
 SERVE = ["sh", "-c", 'trap "exit 0" TERM; sleep 1000 & wait']
@@ -266,7 +272,7 @@ class Guest:
     def store_mounts(self) -> list[str]:
         """Container overlays in any mount namespace of any guest process."""
         text = self.out("sh", "-c", "cat /proc/[0-9]*/mountinfo 2>/dev/null; true")
-        return [line for line in text.splitlines() if STORE_OVERLAY in line]
+        return [line for line in text.splitlines() if _store_overlay(line)]
 
     def journal(self, unit: str) -> str:
         return self.out("journalctl", "--no-pager", "-o", "cat", "-u", unit)
@@ -461,13 +467,13 @@ def test_mounts_stay_in_the_container(guest: Guest, container) -> None:
     supervisor = int(guest.show("overlayctl@priv", "MainPID")["MainPID"])
     for process in (1, supervisor):
         table = guest.path(f"/proc/{process}/mountinfo").read_text()
-        assert STORE_OVERLAY not in table and "/run/overlayctl/rootfs" not in table, process
+        assert not _store_overlay(table) and "/run/overlayctl/rootfs" not in table, process
     # The container's root is the overlay, private: no shared or master peer group.
     root = next(
         line for line in guest.path(f"/proc/{pid}/mountinfo").read_text().splitlines() if line.split()[4] == "/"
     )
     before, _, after = root.partition(" - ")
-    assert after.startswith("overlay ") and STORE_OVERLAY in after, root
+    assert after.startswith("overlay ") and _store_overlay(after), root
     assert not [tag for tag in before.split()[6:] if tag.startswith(("shared:", "master:"))], root
     assert len(guest.store_mounts()) >= 1
 
