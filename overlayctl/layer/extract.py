@@ -166,27 +166,44 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
         offset += n
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (threads may be creating files)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o777  # unknown: always fchmod
+
+
 def _write_with_holes(src: IO[bytes], fd: int) -> int:
-    """Copy ``src`` into ``fd``, leaving zero blocks unwritten, and return the length.
+    """Copy ``src`` into ``fd``, leaving zero blocks unwritten, and return
+    the file's length as written (the end of the last block written).
 
     Unwritten ranges read back as zeros, and the filesystem allocates nothing
     for whole blocks never written: a sparse file stays sparse, and zero-filled
-    regions of ordinary files cost no disk. The caller sets the final length
-    with ftruncate, which also covers a trailing hole.
+    regions of ordinary files cost no disk. When the data ends in zeros, the
+    caller sets the final length with ftruncate, which covers that hole.
     """
     offset = 0
+    written = 0
     while True:
         chunk = src.read(_CHUNK)
         if not chunk:
-            return offset
+            return written
         if chunk.count(0) != len(chunk):
-            _write_nonzero_blocks(fd, chunk, offset)
+            written = _write_nonzero_blocks(fd, chunk, offset)
         offset += len(chunk)
 
 
-def _write_nonzero_blocks(fd: int, chunk: bytes, offset: int) -> None:
+def _write_nonzero_blocks(fd: int, chunk: bytes, offset: int) -> int:
+    """Write the blocks of ``chunk`` that are not all zeros; the end of the
+    last one written (``chunk`` has at least one)."""
     view = memoryview(chunk)
     run_start: int | None = None
+    written = 0
     pos = 0
     while pos < len(chunk):
         # Block edges follow file offsets so that holes line up with the
@@ -195,12 +212,15 @@ def _write_nonzero_blocks(fd: int, chunk: bytes, offset: int) -> None:
         if chunk.count(0, pos, end) == end - pos:
             if run_start is not None:
                 _pwrite_all(fd, view[run_start:pos], offset + run_start)
+                written = offset + pos
                 run_start = None
         elif run_start is None:
             run_start = pos
         pos = end
     if run_start is not None:
         _pwrite_all(fd, view[run_start:], offset + run_start)
+        written = offset + len(chunk)
+    return written
 
 
 class _Extractor:
@@ -216,6 +236,12 @@ class _Extractor:
         # would change the mtime, and a read-only mode could block them.
         self._pending_dirs: dict[Parts, tuple[int, int]] = {}
         self._set_owner = os.geteuid() == 0
+        # A new file is owned by root:root when we are root and no directory
+        # hands down its group (setgid): no dir made here has its mode yet,
+        # so only the root's could. Then a root-owned entry needs no chown.
+        st = os.fstat(root_fd)
+        self._born_root = os.geteuid() == 0 and os.getegid() == 0 and not st.st_mode & stat.S_ISGID
+        self._umask = _umask()
 
     # -- fds -------------------------------------------------------------
 
@@ -413,17 +439,24 @@ class _Extractor:
         xattrs = _xattrs(member)
         parent_fd = self._parent_fd(parts, member.name)
         self._remove_existing(parent_fd, parts)
-        fd = os.open(parts[-1], _FILE_FLAGS, 0o600, dir_fd=parent_fd)
+        mode = member.mode & 0o7777
+        # Created with its permission bits (the directory is ours, in
+        # staging): as often as not the umask leaves them as they are, and
+        # no fchmod is needed.
+        fd = os.open(parts[-1], _FILE_FLAGS, mode & 0o777, dir_fd=parent_fd)
         try:
             src = tar.extractfile(member)
-            if src is not None:
-                _write_with_holes(src, fd)
-            os.ftruncate(fd, member.size)
+            written = _write_with_holes(src, fd) if src is not None else 0
+            if written != member.size:
+                os.ftruncate(fd, member.size)
             # Order matters: chown clears setuid/setgid and
             # security.capability, so it goes before chmod and the xattrs.
-            if self._set_owner:
+            chowned = False
+            if self._set_owner and not (self._born_root and member.uid == 0 and member.gid == 0):
                 os.fchown(fd, member.uid, member.gid)
-            os.fchmod(fd, member.mode & 0o7777)
+                chowned = True
+            if chowned or mode != mode & 0o777 & ~self._umask:
+                os.fchmod(fd, mode)
             for key, value in xattrs:
                 os.setxattr(fd, key, value)
             t = _mtime_ns(member)
