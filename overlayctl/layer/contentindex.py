@@ -36,18 +36,23 @@ _TYPES = {
 _EMPTY = hashlib.sha256(b"").hexdigest()
 
 
-def _file_sha(dir_fd: int, name: bytes) -> str:
+def _file_shas(dir_fd: int, name: bytes) -> tuple[str, str]:
+    """The sha256 of a regular file's data and of its xattrs, through one
+    descriptor (no path walked again for the xattrs)."""
     fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+            data = hashlib.file_digest(f, "sha256").hexdigest()
+        return data, _xattr_sha(fd)
     finally:
         os.close(fd)
 
 
-def _xattr_sha(path: bytes) -> str:
+def _xattr_sha(target: bytes | int) -> str:
+    """The sha256 of the xattrs of a path (not followed) or an open file."""
+    follow = isinstance(target, int)  # (an fd has nothing to follow)
     try:
-        names = sorted(os.listxattr(path, follow_symlinks=False))
+        names = sorted(os.listxattr(target, follow_symlinks=follow))
     except OSError:
         return _EMPTY
     if not names:
@@ -55,7 +60,7 @@ def _xattr_sha(path: bytes) -> str:
     sha = hashlib.sha256()
     for name in names:
         try:
-            value = os.getxattr(path, name, follow_symlinks=False)
+            value = os.getxattr(target, name, follow_symlinks=follow)
         except OSError:
             continue
         sha.update(name.encode() + b"\0" + len(value).to_bytes(8, "big") + value)
@@ -65,7 +70,7 @@ def _xattr_sha(path: bytes) -> str:
 def _entries(root: bytes) -> dict[bytes, bytes]:
     """Every entry under root (root itself as b"."): path -> its line's rest."""
     out: dict[bytes, bytes] = {}
-    seen: dict[tuple[int, int], str] = {}  # hard links: hashed once
+    seen: dict[tuple[int, int], tuple[str, str]] = {}  # hard links: read once
 
     def record(rel: bytes, path: bytes, st: os.stat_result, parent_fd: int, name: bytes) -> None:
         kind = _TYPES.get(stat.S_IFMT(st.st_mode), "?")
@@ -73,13 +78,16 @@ def _entries(root: bytes) -> dict[bytes, bytes]:
         if kind == "f":
             size = st.st_size
             key = (st.st_dev, st.st_ino)
-            data = seen.get(key) or _file_sha(parent_fd, name)
-            seen[key] = data
-        elif kind == "l":
-            target = os.readlink(name, dir_fd=parent_fd)
-            size, data = len(target), hashlib.sha256(target).hexdigest()
+            if key not in seen:
+                seen[key] = _file_shas(parent_fd, name)
+            data, xattrs = seen[key]
+        else:
+            if kind == "l":
+                target = os.readlink(name, dir_fd=parent_fd)
+                size, data = len(target), hashlib.sha256(target).hexdigest()
+            xattrs = _xattr_sha(path)
         rdev = st.st_rdev if kind in "cb" else 0
-        fields = f"{kind} {stat.S_IMODE(st.st_mode):o} {st.st_uid} {st.st_gid} {size} {rdev} {data} {_xattr_sha(path)}"
+        fields = f"{kind} {stat.S_IMODE(st.st_mode):o} {st.st_uid} {st.st_gid} {size} {rdev} {data} {xattrs}"
         out[rel] = fields.encode()
 
     record(b".", root, os.lstat(root), -1, b"")
