@@ -7,10 +7,7 @@ measured once, at commit, and stored.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-from collections.abc import Iterable
 
 from overlayctl import faults
 from overlayctl.errors import NotFoundError
@@ -22,6 +19,7 @@ from overlayctl.units import now_rfc3339
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
+    from collections.abc import Iterable
     from typing import BinaryIO
 
 
@@ -177,6 +175,8 @@ class LayerStore:
     def lease(self, diff_ids: Iterable[str]) -> None:
         """Keep these layers (stored or about to be) from removal while this
         process lives, or until release()."""
+        import fcntl  # (not on `run`'s path)
+
         for diff_id in diff_ids:
             if diff_id in _LEASES:
                 continue
@@ -201,6 +201,8 @@ class LayerStore:
     def release(self, diff_ids: Iterable[str]) -> None:
         """Give up this process's leases on these layers (the lease file of
         a layer that was never stored goes, unless another holds it)."""
+        import fcntl
+
         for diff_id in diff_ids:
             fd = _LEASES.pop(diff_id, None)
             if fd is None:
@@ -223,6 +225,8 @@ class LayerStore:
         return removed
 
     def _remove_if_unused(self, diff_id: str) -> Layer | None:
+        import fcntl
+
         # The lease file, made if need be: a command leasing the layer from
         # now on either holds it first (and the layer stays) or waits until
         # the row is gone (and finds the layer missing).
@@ -257,6 +261,8 @@ class LayerStore:
         # The tars the layer was received or sent as go with it (their rows
         # went with the layer's); a crash before this leaves them to a gc.
         for digest in blobs:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(self.paths.blob(digest))
+            except FileNotFoundError:
+                pass
         return layer
