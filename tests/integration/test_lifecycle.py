@@ -159,18 +159,32 @@ def test_stop_signal_option(cli, bb):
     assert cli("run", "--rm", "--stop-signal", "NOPE", "bb:1", "true").returncode == 125
 
 
+def signal_state(pid: int) -> str:
+    """PID 1's signal masks and children, for a failure's message."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            lines = [line.strip() for line in f if line.startswith(("State", "Sig", "ShdPnd"))]
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = f.read().split()
+    except OSError as exc:
+        return f"pid {pid}: {exc}"
+    return f"pid {pid}: {'; '.join(lines)}; children {children}"
+
+
 def test_kill_with_a_signal_and_sigkill(cli, bb):
-    script = "trap 'echo got-hup' HUP; echo ready; while :; do sleep 0.1; done"
+    # The sleep in the background and `wait`: a trapped signal interrupts
+    # `wait` at once (POSIX), where a foreground sleep (a busybox applet
+    # run inside the shell) defers the trap and, under heavy load, was seen
+    # to defer it for longer than the test waits.
+    script = "trap 'echo got-hup' HUP; echo ready; while :; do sleep 0.1 & wait; done"
     cli.ok("run", "-d", "--name", "killed", *NONE, "bb:1", "sh", "-c", script)
     wait_for(lambda: "ready" in log_lines(cli, "killed"), what="the trap")
-
-    def trapped():
-        # Repeated, as for the forwarded SIGTERM below: a busybox sh busy
-        # with its sleep loop can miss one under heavy load.
-        cli.ok("kill", "-s", "HUP", "killed")
-        return "got-hup" in log_lines(cli, "killed")
-
-    wait_for(trapped, what="SIGHUP to arrive")
+    pid = inspect(cli, "killed")["State"]["Pid"]
+    cli.ok("kill", "-s", "HUP", "killed")
+    try:
+        wait_for(lambda: "got-hup" in log_lines(cli, "killed"), what="SIGHUP to arrive")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; {signal_state(pid)}; log {log_lines(cli, 'killed')}") from None
     assert inspect(cli, "killed")["State"]["Running"]
     cli.ok("kill", "killed")
     state = inspect(cli, "killed")["State"]
