@@ -254,12 +254,21 @@ def _exec_error(name: str, exc: OSError) -> OverlayctlError:
 
 
 def _reset_signals() -> None:
-    # Python ignores SIGPIPE and SIGXFSZ; an ignored signal stays ignored
-    # across exec, and the container's programs must see the defaults.
+    # An ignored signal stays ignored across exec, and a blocked one stays
+    # blocked: the container's programs must start with the defaults, as
+    # Docker's do, whatever overlayctl was started from. Python itself
+    # ignores SIGPIPE and SIGXFSZ; nohup ignores SIGHUP; a shell's
+    # background job ignores SIGINT and SIGQUIT (and a shell, as PID 1,
+    # cannot trap a signal that was ignored when it started).
     import _signal as signal  # signal.py's enums would cost an import of enum
 
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass  # the C library's own real-time signals
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 

@@ -172,11 +172,7 @@ def signal_state(pid: int) -> str:
 
 
 def test_kill_with_a_signal_and_sigkill(cli, bb):
-    # The sleep in the background and `wait`: a trapped signal interrupts
-    # `wait` at once (POSIX), where a foreground sleep (a busybox applet
-    # run inside the shell) defers the trap and, under heavy load, was seen
-    # to defer it for longer than the test waits.
-    script = "trap 'echo got-hup' HUP; echo ready; while :; do sleep 0.1 & wait; done"
+    script = "trap 'echo got-hup' HUP; echo ready; while :; do sleep 0.1; done"
     cli.ok("run", "-d", "--name", "killed", *NONE, "bb:1", "sh", "-c", script)
     wait_for(lambda: "ready" in log_lines(cli, "killed"), what="the trap")
     pid = inspect(cli, "killed")["State"]["Pid"]
@@ -344,6 +340,7 @@ def test_rename(cli, bb):
 def test_top_lists_the_containers_processes(cli, bb):
     cli.ok("run", "-d", "--name", "tp", *NONE, "bb:1", "sh", "-c", "sleep 100 & sleep 200 & wait")
     pid = inspect(cli, "tp")["State"]["Pid"]
+
     def listed():
         out = cli.ok("top", "tp").splitlines()
         return out if len(out) >= 4 else None
@@ -463,8 +460,12 @@ def test_recovery_after_a_wiped_runroot(cli, bb):
 
 
 def test_boot_starts_what_the_restart_policies_ask_for(cli, bb):
-    for name, policy in (("always", "always"), ("unless", "unless-stopped"), ("stopped", "unless-stopped"),
-                         ("never", "no")):
+    for name, policy in (
+        ("always", "always"),
+        ("unless", "unless-stopped"),
+        ("stopped", "unless-stopped"),
+        ("never", "no"),
+    ):
         cli.ok("run", "-d", "--name", name, *NONE, "--restart", policy, "bb:1", "sleep", "100")
     cli.ok("stop", "-t", "0", "stopped")  # by hand: not brought back at boot
     # A reboot: every process gone, and /run with them.
@@ -530,3 +531,37 @@ def test_foreground_start_notifies_systemd(cli, bb, tmp_path):
 def test_verbs_name_missing_containers(cli, verb):
     result = cli(verb, "nope")
     assert result.returncode == 125 and b'"nope" not found' in result.stderr
+
+
+def test_the_container_starts_with_default_signal_dispositions(cli, bb):
+    """Whatever overlayctl was started from (nohup ignores SIGHUP, a shell's
+    background job SIGINT and SIGQUIT, Python SIGPIPE), the container's
+    processes start with every signal at its default and none blocked, as
+    Docker's do: a shell as PID 1 could not even trap an ignored one."""
+
+    def careless_parent() -> None:
+        for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGPIPE, signal.SIGUSR2):
+            signal.signal(sig, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGTERM})
+
+    def masks(*args: str) -> dict[str, str]:
+        result = subprocess.run(cli.argv(*args), capture_output=True, env=cli.env, preexec_fn=careless_parent)
+        assert result.returncode == 0, result.stderr
+        fields = dict(line.split(":\t") for line in result.stdout.decode().splitlines() if ":\t" in line)
+        return {k: fields[k] for k in ("SigIgn", "SigBlk")}
+
+    clean = {"SigIgn": "0000000000000000", "SigBlk": "0000000000000000"}
+    assert masks("run", "--rm", *NONE, "bb:1", "cat", "/proc/self/status") == clean
+    script = "trap 'echo got-hup' HUP; echo ready; while :; do sleep 0.1 & wait; done"
+    subprocess.run(
+        cli.argv("run", "-d", "--name", "bg", *NONE, "bb:1", "sh", "-c", script),
+        env=cli.env,
+        preexec_fn=careless_parent,
+        check=True,
+        capture_output=True,
+    )
+    wait_for(lambda: "ready" in log_lines(cli, "bg"), what="the trap")
+    assert masks("exec", "bg", "cat", "/proc/self/status") == clean
+    cli.ok("kill", "-s", "HUP", "bg")
+    wait_for(lambda: "got-hup" in log_lines(cli, "bg"), what="SIGHUP to be trapped")
+    cli.ok("rm", "-f", "bg")
