@@ -12,10 +12,10 @@ filesystem gets back.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from overlayctl.errors import OverlayctlError
+from overlayctl.measure.du import tree_bytes
 from overlayctl.store.catalog import transaction
 
 TYPE_CHECKING = False
@@ -33,29 +33,13 @@ class Removed:
     size: int  # bytes as du counts them
 
 
-def _tree(path: str) -> int:
-    from overlayctl.measure.du import disk_usage
-
-    try:
-        return disk_usage(path).bytes
-    except (OverlayctlError, FileNotFoundError):
-        return 0
-
-
-def _file(path: str) -> int:
-    try:
-        return os.lstat(path).st_blocks * 512
-    except FileNotFoundError:
-        return 0
-
-
 def layer_bytes(store: Store, diff_id: str) -> int:
     """What removing a layer frees: its directory and the blobs it came as."""
     row = store.conn.execute("SELECT dir FROM layers WHERE diff_id = ?", (diff_id,)).fetchone()
     if row is None:
         return 0
     blobs = store.conn.execute("SELECT digest FROM layer_blobs WHERE diff_id = ?", (diff_id,)).fetchall()
-    return _tree(store.paths.layer_dir(row["dir"])) + sum(_file(store.paths.blob(b[0])) for b in blobs)
+    return tree_bytes(store.paths.layer_dir(row["dir"])) + sum(tree_bytes(store.paths.blob(b[0])) for b in blobs)
 
 
 # -- containers ------------------------------------------------------------------
@@ -70,7 +54,7 @@ def prune_containers(store: Store) -> list[Removed]:
     for container in store.containers.list(all=True):
         if container.is_active:
             continue
-        size = _tree(store.paths.container_dir(container.id))
+        size = tree_bytes(store.paths.container_dir(container.id))
         try:
             lifecycle.remove(store, container)
         except OverlayctlError:
@@ -158,7 +142,7 @@ def prune_build_cache(store: Store, dry_run: bool = False) -> list[Removed]:
     count = store.build_cache.count()
     removed = [Removed("build cache", f"{count} cached build steps", 0)] if count else []
     leftovers = staging.leftovers(store.paths.tmp)
-    removed += [Removed("staging leftover", path, _tree(path)) for path, _ in leftovers]
+    removed += [Removed("staging leftover", path, tree_bytes(path)) for path, _ in leftovers]
     if not dry_run:
         with transaction(store.conn):
             store.conn.execute("DELETE FROM build_cache")
@@ -213,7 +197,7 @@ def gc(store: Store, dry_run: bool = False) -> list[Removed]:
     findings = [f for f in fsck.check(store) + fsck.stale_leases(store) if f.problem in _GARBAGE and f.repair]
     for finding in findings:
         path = finding.subject
-        size = _tree(path) if os.path.isdir(path) else _file(path)
+        size = tree_bytes(path)
         removed.append(Removed(_GARBAGE[finding.problem], path, size))
     if not dry_run:
         fsck.repair(findings)

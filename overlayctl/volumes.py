@@ -688,13 +688,9 @@ def prune_volumes(store: Store, all_volumes: bool = False, filters: list[str] | 
 
 
 def _measure(path: str) -> int:
-    from overlayctl.errors import OverlayctlError
-    from overlayctl.measure.du import disk_usage
+    from overlayctl.measure.du import tree_bytes
 
-    try:
-        return disk_usage(path).bytes
-    except OverlayctlError:
-        return 0
+    return tree_bytes(path)
 
 
 # Seeding a volume from the image.

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from overlayctl.measure.du import disk_usage
+from overlayctl.measure.du import entry_bytes, tree_bytes
 from overlayctl.store import Store
 from overlayctl.store.containers import Container
 
@@ -98,23 +98,6 @@ class Report:
         return sum(kind.size for kind in self.kinds) + self.catalog
 
 
-def _own(path: str) -> int:
-    """Bytes of one directory entry itself (not what is below it)."""
-    try:
-        return os.lstat(path).st_blocks * _STAT_BLOCK
-    except FileNotFoundError:
-        return 0
-
-
-def _tree(path: str) -> int:
-    try:
-        return disk_usage(path).bytes
-    except Exception:  # noqa: BLE001 - gone since it was listed
-        if os.path.lexists(path):
-            raise
-        return 0
-
-
 def _layer_dirs(store: Store) -> tuple[dict[str, int], int]:
     """Bytes of each layer by diff_id (the stored size of its files plus its
     directory and anything beside diff/), and of layer directories the
@@ -130,14 +113,14 @@ def _layer_dirs(store: Store) -> tuple[dict[str, int], int]:
     for name in names:
         path = os.path.join(store.paths.layers, name)
         if name not in known:
-            unknown += _tree(path)
+            unknown += tree_bytes(path)
             continue
         diff_id, diff_size = known[name]
-        size = _own(path) + diff_size
+        size = entry_bytes(path) + diff_size
         with os.scandir(path) as it:
             for entry in it:
                 if entry.name != "diff":
-                    size += _tree(entry.path)
+                    size += tree_bytes(entry.path)
         sizes[diff_id] = size
     return sizes, unknown
 
@@ -148,7 +131,7 @@ def _blobs(store: Store) -> tuple[int, int]:
     top = os.path.join(store.paths.root, "blobs")
     if not os.path.isdir(top):
         return 0, 0
-    total = _tree(top)
+    total = tree_bytes(top)
     claimed = {row[0] for row in store.conn.execute("SELECT digest FROM layer_blobs").fetchall()}
     orphans = 0
     sha256 = os.path.join(top, "sha256")
@@ -185,10 +168,10 @@ def measure(store: Store) -> Report:
         )
     in_use = {d for image in images if users.get(image.id) for d in (layer.diff_id for layer in image.layers)}
     blobs, orphan_blobs = _blobs(store)
-    images_size = _own(store.paths.layers) + sum(layer_sizes.values()) + orphan_layers + blobs
+    images_size = entry_bytes(store.paths.layers) + sum(layer_sizes.values()) + orphan_layers + blobs
     images_reclaimable = (
         images_size
-        - _own(store.paths.layers)
+        - entry_bytes(store.paths.layers)
         - sum(layer_sizes[d] for d in in_use if d in layer_sizes)
         - (blobs - orphan_blobs)
     )
@@ -209,23 +192,23 @@ def measure(store: Store) -> Report:
     for name in names:
         path = os.path.join(store.paths.containers, name)
         if name not in by_id:
-            orphan_containers += _tree(path)
+            orphan_containers += tree_bytes(path)
             continue
         logs = 0
         with os.scandir(path) as it:
             for entry in it:
                 if _LOG_SUFFIX in entry.name and entry.is_file(follow_symlinks=False):
                     logs += entry.stat(follow_symlinks=False).st_blocks * _STAT_BLOCK
-        report.containers.append(ContainerUsage(by_id[name], _tree(path) - logs, logs, volume_counts.get(name, 0)))
+        report.containers.append(ContainerUsage(by_id[name], tree_bytes(path) - logs, logs, volume_counts.get(name, 0)))
     active = [u for u in report.containers if u.container.is_active]
-    containers_size = _own(store.paths.containers) + orphan_containers + sum(u.size for u in report.containers)
+    containers_size = entry_bytes(store.paths.containers) + orphan_containers + sum(u.size for u in report.containers)
     report.kinds.append(
         Kind(
             "Containers",
             len(report.containers),
             len(active),
             containers_size,
-            containers_size - _own(store.paths.containers) - sum(u.size for u in active),
+            containers_size - entry_bytes(store.paths.containers) - sum(u.size for u in active),
         )
     )
 
@@ -236,9 +219,9 @@ def measure(store: Store) -> Report:
     volumes_dir = store.paths.volumes
     volumes_size = 0
     if os.path.isdir(volumes_dir):
-        volumes_size = _own(volumes_dir)
+        volumes_size = entry_bytes(volumes_dir)
         for name in sorted(os.listdir(volumes_dir)):
-            usage = VolumeUsage(name, volume_users.get(name, 0), _tree(os.path.join(volumes_dir, name)))
+            usage = VolumeUsage(name, volume_users.get(name, 0), tree_bytes(os.path.join(volumes_dir, name)))
             report.volumes.append(usage)
             volumes_size += usage.size
     report.kinds.append(
@@ -265,19 +248,25 @@ def measure(store: Store) -> Report:
 
     # Build cache: catalog rows, and the staging area.
     (report.build_cache_entries,) = store.conn.execute("SELECT COUNT(*) FROM build_cache").fetchone()
-    report.staging = _tree(store.paths.tmp) if os.path.isdir(store.paths.tmp) else 0
+    report.staging = tree_bytes(store.paths.tmp) if os.path.isdir(store.paths.tmp) else 0
     report.kinds.append(
-        Kind("Build Cache", report.build_cache_entries, 0, report.staging, report.staging - _own(store.paths.tmp))
+        Kind(
+            "Build Cache",
+            report.build_cache_entries,
+            0,
+            report.staging,
+            report.staging - entry_bytes(store.paths.tmp),
+        )
     )
 
     # The catalog and everything else at the top of the store.
     charged = {"layers", "blobs", "containers", "volumes", "tmp"}
-    report.catalog = _own(root)
+    report.catalog = entry_bytes(root)
     with os.scandir(root) as it:
         for entry in it:
             if entry.name in charged:
                 continue
-            size = _tree(entry.path)
+            size = tree_bytes(entry.path)
             report.catalog += size
             if not entry.name.startswith("catalog.db") and entry.name != "layers.lock":
                 report.other[entry.name] = size

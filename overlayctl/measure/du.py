@@ -72,6 +72,25 @@ def disk_usage(path: str, workers: int | None = None) -> Usage:
     return walk.usage()
 
 
+def tree_bytes(path: str) -> int:
+    """disk_usage(path).bytes (a file or a tree), or 0 when ``path`` is gone:
+    removed since whoever measures it listed it."""
+    try:
+        return disk_usage(path).bytes
+    except OverlayctlError:
+        if os.path.lexists(path):
+            raise
+        return 0
+
+
+def entry_bytes(path: str) -> int:
+    """Bytes of one directory entry itself (not what is below it); 0 when gone."""
+    try:
+        return os.lstat(path).st_blocks * _STAT_BLOCK
+    except FileNotFoundError:
+        return 0
+
+
 class _Walk:
     """Running totals of one walk (or of one worker's share of it)."""
 
