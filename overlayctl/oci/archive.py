@@ -129,13 +129,10 @@ def _normalize(name: str) -> str:
     return "/".join(parts) if parts else ""
 
 
-def _unpack_outer(
-    source: BinaryIO, stage: str, where: str, staged: Callable[[_Member], None] = lambda member: None
-) -> _Archive:
-    """Copy every regular file of the archive into ``stage``, hashing it,
-    and hand each to ``staged`` once it is complete; symlinks and hardlinks
-    (docker-archive uses them for shared layers) become aliases of the file
-    they point at."""
+def _unpack_outer(source: BinaryIO, stage: str, where: str) -> _Archive:
+    """Copy every regular file of the archive into ``stage``, hashing it;
+    symlinks and hardlinks (docker-archive uses them for shared layers)
+    become aliases of the file they point at."""
     archive = _Archive(where)
     links: dict[str, str] = {}
     try:
@@ -157,7 +154,6 @@ def _unpack_outer(
                     src = tar.extractfile(info)
                     assert src is not None
                     archive.files[name] = _copy_hashed(src, path, info.size, where, name)
-                    staged(archive.files[name])
     except (tarfile.TarError, EOFError, zlib_errors()) as e:
         raise InvalidArgumentError(f"{where} is not a valid image archive: it is truncated or corrupt ({e})") from None
     for _ in range(8):  # links to links, a few levels deep at most
@@ -445,20 +441,14 @@ def _unpack_blob(path: str, stage: str, counter: int) -> tuple[str, str]:
 # Bytes read of each blob being unpacked, shared with the forked workers.
 _COUNTERS: Any = []
 _MAX_BLOBS = 256  # counters made for one load; blobs past that are unpacked without a bar
-_SPECULATE_ABOVE = 1 << 20  # smaller blobs are not worth a worker before the plan is known
 
 
 class _Unpacker:
-    """Unpacks layer blobs in forked workers (layer.workers), starting as
-    soon as a blob that looks like a layer is staged, while the rest of the
-    archive is still being read: which blobs are layers, and what they must
-    hash to, is only known from the manifests, which may come last. A blob
-    unpacked for nothing (a layer that turns out to be stored already, or
-    not a layer at all) costs only its worker's time: its staging goes with
-    the load's. Every worker is waited for before an error is raised."""
+    """Unpacks the layer blobs a load needs side by side in forked workers
+    (layer.workers), reporting each one's progress from the counters they
+    share; every worker is waited for before an error is raised."""
 
-    def __init__(self, store: Store, stage: str, where: str) -> None:
-        self.store = store
+    def __init__(self, stage: str, where: str) -> None:
         self.stage = stage
         self.where = where
         self.pool: Any = None
@@ -476,19 +466,6 @@ class _Unpacker:
         self.counter[path] = index
         self.futures[path] = self.pool.submit(_unpack_blob, path, self.stage, index)
 
-    def offer(self, member: _Member) -> None:
-        """A file of the archive, just staged: start unpacking it if it
-        looks like a layer nobody has stored yet."""
-        if member.size < _SPECULATE_ABOVE:
-            return
-        known = self.store.conn.execute("SELECT 1 FROM layer_blobs WHERE digest = ?", (member.digest,)).fetchone()
-        if known is not None:
-            return
-        with open(member.path, "rb") as f:
-            head = f.read(512)
-        if head[:2] == b"\x1f\x8b" or head[:4] == b"\x28\xb5\x2f\xfd" or head[257:262] == b"ustar":
-            self._submit(member.path)
-
     def unpack(self, layers: list[_LayerPlan], progress: Progress) -> list[_Prepared]:
         """The layers the load needs, unpacked and checked against their
         diff_ids; progress reported from the workers' counters."""
@@ -497,7 +474,7 @@ class _Unpacker:
         for layer in layers:
             oci.layer_compression(layer.media_type)  # an unsupported type is refused before anything else
             progress.layer_start(layer.member.digest, layer.member.size)
-        if len(layers) == 1 and not self.futures:  # no fork for one layer
+        if len(layers) == 1:  # no fork for one layer
             layer = layers[0]
             try:
                 unpacked = _unpack_blob(layer.member.path, self.stage, -1)
@@ -505,8 +482,7 @@ class _Unpacker:
                 raise _layer_error(self.where, _short(layer), exc) from None
             return [self._checked(layer, *unpacked, progress)]
         for layer in layers:
-            if layer.member.path not in self.futures:
-                self._submit(layer.member.path)
+            self._submit(layer.member.path)
         by_future = {self.futures[layer.member.path]: layer for layer in layers}
         reported = dict.fromkeys((layer.member.path for layer in layers), 0)
         results: dict[str, _Prepared] = {}
@@ -538,7 +514,7 @@ class _Unpacker:
         return _Prepared(layer.diff_id, layer_stage)
 
     def close(self) -> None:
-        """Wait for every worker (unpacking for nothing included)."""
+        """Wait for every worker."""
         if self.pool is not None:
             for future in self.futures.values():
                 future.cancel()
@@ -563,9 +539,9 @@ def load_archive(store: Store, source: BinaryIO, where: str, progress: Progress 
     progress = progress or Progress()
     leased: list[str] = []
     with staging.staging(store.paths.tmp, "load") as stage:
-        unpacker = _Unpacker(store, stage, where)
+        unpacker = _Unpacker(stage, where)
         try:
-            archive = _unpack_outer(source, stage, where, unpacker.offer)
+            archive = _unpack_outer(source, stage, where)
             plans = _plan(archive)
             # Leased before anything is found stored (see LayerStore).
             leased += [layer.diff_id for plan in plans for layer in plan.layers]
