@@ -23,17 +23,17 @@ lowerdir: ``dir/.wh.NAME`` becomes a character device 0:0 called ``NAME``
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat
-import tarfile
+from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from typing import IO, BinaryIO
+from typing import BinaryIO
 
 from overlayctl import jsonio
 from overlayctl.errors import KernelError, LayerRejectedError
+from overlayctl.layer import tarstream
+from overlayctl.layer.tarstream import Entry, TarFormatError, TarReader
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -59,8 +59,8 @@ def is_opaque(path: str) -> bool:
     except OSError:
         return False
 
-_CHUNK = 1 << 20
 _HOLE_BLOCK = 4096
+_ZERO_BLOCK = bytes(_HOLE_BLOCK)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _NS = 1_000_000_000
@@ -108,54 +108,16 @@ def normalize_parts(path: str) -> Parts | None:
     return tuple(parts)
 
 
-class _HashingReader:
-    """Pass reads through while hashing and counting every byte."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self._sha = hashlib.sha256()
-        self.size = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._raw.read(n)
-        if data:
-            self._sha.update(data)
-            self.size += len(data)
-        return data or b""
-
-    def drain(self) -> None:
-        # tarfile stops at the first zero block, but the diff_id covers the
-        # whole stream: the second zero block and any record padding too.
-        while self.read(_CHUNK):
-            pass
-
-    def digest(self) -> LayerDigest:
-        return LayerDigest(diff_id="sha256:" + self._sha.hexdigest(), tar_size=self.size)
-
-
-def _mtime_ns(member: tarfile.TarInfo) -> int:
-    # tarfile turns a PAX mtime into a float, which loses nanoseconds on
-    # current dates; the header's text is exact.
-    text = member.pax_headers.get("mtime")
-    if text is not None:
-        try:
-            return int(Decimal(text) * _NS)
-        except InvalidOperation:
-            pass
-    return int(member.mtime) * _NS
-
-
-def _xattrs(member: tarfile.TarInfo) -> list[tuple[str, bytes]]:
+def _xattrs(member: Entry) -> list[tuple[str, bytes]]:
     found = []
-    for key, value in member.pax_headers.items():
+    for key, value in member.pax.items():
         if not key.startswith(PAX_XATTR_PREFIX):
             continue
         name = key[len(PAX_XATTR_PREFIX) :]
         if name.startswith(OVERLAY_XATTR_PREFIX):
             raise _rejected(f"entry {quote(member.name)} sets the reserved xattr {quote(name)}")
-        # tarfile decoded the value with surrogateescape: this gives back the
-        # exact bytes, binary values (security.capability) included.
-        found.append((name, value.encode("utf-8", "surrogateescape")))
+        # The record's bytes as they are: binary values (security.capability) included.
+        found.append((name, value))
     return sorted(found)
 
 
@@ -178,9 +140,10 @@ def _umask() -> int:
     return 0o777  # unknown: always fchmod
 
 
-def _write_with_holes(src: IO[bytes], fd: int) -> int:
-    """Copy ``src`` into ``fd``, leaving zero blocks unwritten, and return
-    the file's length as written (the end of the last block written).
+def _write_with_holes(chunks: Iterable[bytes], fd: int) -> int:
+    """Write ``chunks`` into ``fd`` one after another, leaving zero blocks
+    unwritten, and return the file's length as written (the end of the
+    last block written).
 
     Unwritten ranges read back as zeros, and the filesystem allocates nothing
     for whole blocks never written: a sparse file stays sparse, and zero-filled
@@ -189,13 +152,45 @@ def _write_with_holes(src: IO[bytes], fd: int) -> int:
     """
     offset = 0
     written = 0
-    while True:
-        chunk = src.read(_CHUNK)
-        if not chunk:
-            return written
-        if chunk.count(0) != len(chunk):
-            written = _write_nonzero_blocks(fd, chunk, offset)
+    for chunk in chunks:
+        written = _write_chunk(fd, chunk, offset) or written
         offset += len(chunk)
+    return written
+
+
+def _write_chunk(fd: int, chunk: bytes, offset: int) -> int:
+    """Write ``chunk`` at ``offset`` but for its zero blocks; the end of the
+    last block written, 0 when all were zeros."""
+    if len(chunk) >= _HOLE_BLOCK and _ZERO_BLOCK not in chunk:
+        # No run of zeros a block long, so no zero block: the common case,
+        # told by one fast search instead of a look at every block.
+        n = os.pwrite(fd, chunk, offset)
+        if n != len(chunk):
+            _pwrite_all(fd, memoryview(chunk)[n:], offset + n)
+        return offset + len(chunk)
+    if chunk.count(0) == len(chunk):
+        return 0
+    return _write_nonzero_blocks(fd, chunk, offset)
+
+
+def _write_regions(tar: TarReader, regions: list[tuple[int, int]], fd: int) -> int:
+    """Write a sparse member, whose data is its regions' bytes one after
+    another; return the end of the last byte written."""
+    data = tar.chunks()
+    pending = memoryview(b"")
+    written = 0
+    for offset, length in regions:
+        while length > 0:
+            if not pending:
+                pending = memoryview(next(data, b""))
+                if not pending:
+                    raise _rejected("a sparse file has less data than its map says")
+            piece, pending = pending[:length], pending[length:]
+            _pwrite_all(fd, piece, offset)
+            offset += len(piece)
+            length -= len(piece)
+            written = max(written, offset)
+    return written
 
 
 def _write_nonzero_blocks(fd: int, chunk: bytes, offset: int) -> int:
@@ -209,7 +204,7 @@ def _write_nonzero_blocks(fd: int, chunk: bytes, offset: int) -> int:
         # Block edges follow file offsets so that holes line up with the
         # filesystem's blocks.
         end = min(len(chunk), pos + _HOLE_BLOCK - (offset + pos) % _HOLE_BLOCK)
-        if chunk.count(0, pos, end) == end - pos:
+        if chunk.startswith(_ZERO_BLOCK[: end - pos], pos):
             if run_start is not None:
                 _pwrite_all(fd, view[run_start:pos], offset + run_start)
                 written = offset + pos
@@ -334,7 +329,7 @@ class _Extractor:
 
     # -- metadata --------------------------------------------------------
 
-    def _chown(self, member: tarfile.TarInfo, parent_fd: int, name: str) -> None:
+    def _chown(self, member: Entry, parent_fd: int, name: str) -> None:
         if self._set_owner:
             os.chown(name, member.uid, member.gid, dir_fd=parent_fd, follow_symlinks=False)
 
@@ -345,13 +340,13 @@ class _Extractor:
         for key, value in xattrs:
             os.setxattr(path, key, value, follow_symlinks=False)
 
-    def _set_times_at(self, parent_fd: int, name: str, member: tarfile.TarInfo) -> None:
-        t = _mtime_ns(member)
+    def _set_times_at(self, parent_fd: int, name: str, member: Entry) -> None:
+        t = member.mtime_ns
         os.utime(name, ns=(t, t), dir_fd=parent_fd, follow_symlinks=False)
 
     # -- entries ---------------------------------------------------------
 
-    def extract(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def extract(self, tar: TarReader, member: Entry) -> None:
         parts = normalize_parts(member.name)
         if parts is None:
             if member.name.startswith("/"):
@@ -376,21 +371,21 @@ class _Extractor:
             self._symlink(member, parts)
         elif member.islnk():
             self._hardlink(member, parts)
-        elif member.ischr() or member.isblk() or member.isfifo():
+        elif member.type in (tarstream.CHAR, tarstream.BLOCKDEV, tarstream.FIFO):
             self._node(member, parts)
         else:
             raise _rejected(f"entry {quote(member.name)} has the unsupported type {member.type!r}")
 
-    def _root_entry(self, member: tarfile.TarInfo) -> None:
+    def _root_entry(self, member: Entry) -> None:
         if not member.isdir():
             raise _rejected(f"entry {quote(member.name)} is the layer root but not a directory")
         if self._set_owner:
             os.fchown(self._root_fd, member.uid, member.gid)
         for key, value in _xattrs(member):
             os.setxattr(self._root_fd, key, value)
-        self._pending_dirs[()] = (member.mode, _mtime_ns(member))
+        self._pending_dirs[()] = (member.mode, member.mtime_ns)
 
-    def _whiteout(self, member: tarfile.TarInfo, parts: Parts) -> None:
+    def _whiteout(self, member: Entry, parts: Parts) -> None:
         base = parts[-1]
         if base == OPAQUE_MARKER:
             parent_fd = self._parent_fd(parts, member.name)
@@ -411,7 +406,7 @@ class _Extractor:
         os.chmod(target, member.mode & 0o7777, dir_fd=parent_fd)
         self._set_times_at(parent_fd, target, member)
 
-    def _directory(self, member: tarfile.TarInfo, parts: Parts) -> None:
+    def _directory(self, member: Entry, parts: Parts) -> None:
         parent_fd = self._parent_fd(parts, member.name)
         name = parts[-1]
         try:
@@ -433,22 +428,31 @@ class _Extractor:
                 os.setxattr(fd, key, value)
         finally:
             os.close(fd)
-        self._pending_dirs[parts] = (member.mode, _mtime_ns(member))
+        self._pending_dirs[parts] = (member.mode, member.mtime_ns)
 
-    def _regular(self, tar: tarfile.TarFile, member: tarfile.TarInfo, parts: Parts) -> None:
+    def _regular(self, tar: TarReader, member: Entry, parts: Parts) -> None:
         xattrs = _xattrs(member)
         parent_fd = self._parent_fd(parts, member.name)
-        self._remove_existing(parent_fd, parts)
         mode = member.mode & 0o7777
         # Created with its permission bits (the directory is ours, in
         # staging): as often as not the umask leaves them as they are, and
-        # no fchmod is needed.
-        fd = os.open(parts[-1], _FILE_FLAGS, mode & 0o777, dir_fd=parent_fd)
+        # no fchmod is needed. O_EXCL fails on anything already there, a
+        # symlink included, which is then replaced.
         try:
-            src = tar.extractfile(member)
-            written = _write_with_holes(src, fd) if src is not None else 0
-            if written != member.size:
-                os.ftruncate(fd, member.size)
+            fd = os.open(parts[-1], _FILE_FLAGS, mode & 0o777, dir_fd=parent_fd)
+        except FileExistsError:
+            self._remove_existing(parent_fd, parts)
+            fd = os.open(parts[-1], _FILE_FLAGS, mode & 0o777, dir_fd=parent_fd)
+        try:
+            if member.sparse is None and member.size <= tarstream.CHUNK:
+                # Most files: all their data in one piece, one write.
+                written, size = _write_chunk(fd, tar.whole(), 0), member.size
+            elif member.sparse is None:
+                written, size = _write_with_holes(tar.chunks(), fd), member.size
+            else:
+                written, size = _write_regions(tar, member.sparse, fd), member.realsize
+            if written != size:
+                os.ftruncate(fd, size)
             # Order matters: chown clears setuid/setgid and
             # security.capability, so it goes before chmod and the xattrs.
             chowned = False
@@ -459,12 +463,12 @@ class _Extractor:
                 os.fchmod(fd, mode)
             for key, value in xattrs:
                 os.setxattr(fd, key, value)
-            t = _mtime_ns(member)
+            t = member.mtime_ns
             os.utime(fd, ns=(t, t))
         finally:
             os.close(fd)
 
-    def _symlink(self, member: tarfile.TarInfo, parts: Parts) -> None:
+    def _symlink(self, member: Entry, parts: Parts) -> None:
         target = member.linkname
         if not target:
             raise _rejected(f"symlink {quote(member.name)} has an empty target")
@@ -472,15 +476,18 @@ class _Extractor:
             raise _rejected(f"symlink {quote(member.name)} points to {quote(target)}, which leaves the layer root")
         xattrs = _xattrs(member)
         parent_fd = self._parent_fd(parts, member.name)
-        self._remove_existing(parent_fd, parts)
         name = parts[-1]
-        os.symlink(target, name, dir_fd=parent_fd)
+        try:
+            os.symlink(target, name, dir_fd=parent_fd)
+        except FileExistsError:
+            self._remove_existing(parent_fd, parts)
+            os.symlink(target, name, dir_fd=parent_fd)
         # No chmod: a symlink's mode means nothing on Linux.
         self._chown(member, parent_fd, name)
         self._set_xattrs_at(parent_fd, name, xattrs)
         self._set_times_at(parent_fd, name, member)
 
-    def _hardlink(self, member: tarfile.TarInfo, parts: Parts) -> None:
+    def _hardlink(self, member: Entry, parts: Parts) -> None:
         target_parts = normalize_parts(member.linkname)
         if not target_parts:
             raise _rejected(
@@ -515,10 +522,10 @@ class _Extractor:
         finally:
             self._release(target_fd)
 
-    def _node(self, member: tarfile.TarInfo, parts: Parts) -> None:
-        if member.ischr():
+    def _node(self, member: Entry, parts: Parts) -> None:
+        if member.type == tarstream.CHAR:
             kind, dev = stat.S_IFCHR, os.makedev(member.devmajor, member.devminor)
-        elif member.isblk():
+        elif member.type == tarstream.BLOCKDEV:
             kind, dev = stat.S_IFBLK, os.makedev(member.devmajor, member.devminor)
         else:
             kind, dev = stat.S_IFIFO, 0
@@ -569,37 +576,26 @@ def extract_layer(stream: BinaryIO, dest: str) -> LayerDigest:
     KernelError when the filesystem refuses an operation; either way ``dest``
     is left half-filled, for the caller to delete.
     """
-    reader = _HashingReader(stream)
+    reader = TarReader(stream)
     root_fd = os.open(dest, _DIR_FLAGS)
     extractor = _Extractor(root_fd)
     try:
         _extract_all(reader, extractor)
+        reader.drain()
     finally:
         extractor.close()
         os.close(root_fd)
-    reader.drain()
-    return reader.digest()
+        reader.close()
+    return LayerDigest(diff_id=reader.digest(), tar_size=reader.size)
 
 
-def _extract_all(reader: _HashingReader, extractor: _Extractor) -> None:
+def _extract_all(reader: TarReader, extractor: _Extractor) -> None:
     try:
-        # 'r|' reads strictly forwards, so a pipe or a decompressor will do;
-        # the encoding is fixed so that names do not depend on the locale.
-        tar = tarfile.open(
-            fileobj=reader,  # type: ignore[call-overload]
-            mode="r|",
-            encoding="utf-8",
-            errors="surrogateescape",
-        )
-        with tar:
-            while (member := tar.next()) is not None:
-                # A stream TarFile keeps every member it has read; nothing
-                # here looks back, so let a huge layer not fill the memory.
-                tar.members.clear()
-                try:
-                    extractor.extract(tar, member)
-                except OSError as e:
-                    raise KernelError(f"cannot unpack layer entry {quote(member.name)}: {e.strerror or e}") from e
-            extractor.finish()
-    except tarfile.TarError as e:
+        for member in reader.entries():
+            try:
+                extractor.extract(reader, member)
+            except OSError as e:
+                raise KernelError(f"cannot unpack layer entry {quote(member.name)}: {e.strerror or e}") from e
+        extractor.finish()
+    except TarFormatError as e:
         raise _rejected(f"not a valid tar archive ({e})") from e
