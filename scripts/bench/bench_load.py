@@ -12,13 +12,15 @@ writes them), then measures:
 
 1. load: wall time of `overlayctl load -i ARCHIVE` into an empty store and
    of `podman load -i ARCHIVE` into an empty private podman store, the same
-   archive, round-robin (--warmups untimed rounds, then N timed ones; after
-   each load the store is emptied and `sync` run, untimed); goal:
-   overlayctl median <= 0.7 x podman;
+   archive, round-robin (--warmups untimed rounds, then N timed ones); each
+   load goes into a fresh store initialised untimed, after an untimed
+   `sync`; no store is deleted before the end (bench_run.FRESH_STORES_NOTE
+   says why); goal: overlayctl median <= 0.7 x podman;
 2. extraction: one layer's uncompressed tar (the largest) unpacked by
    overlayctl's extract_layer (timed inside the Python process, so without
    the interpreter's start-up) and by `tar -xf` (GNU tar as root: owners,
-   modes, times), into a fresh directory each time; goal: within 1.3 x tar.
+   modes, times), into a fresh directory each time, kept to the end as the
+   stores are; goal: within 1.3 x tar.
 
 Everything runs against throw-away state (private overlayctl stores, a
 private podman --root/--runroot, one temporary directory), removed at the
@@ -43,6 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_run import (  # noqa: E402
+    FRESH_STORES_NOTE,
     IMAGE,
     REPO,
     ROOTFS_SH,
@@ -56,11 +59,12 @@ from bench_run import (  # noqa: E402
     mounts,
     parse_bench_args,
     peers_env,
-    remove_tree,
+    podman_argv,
     run,
     run_main,
     say,
     tail,
+    unmount_under,
 )
 
 LOAD_GOAL_RATIO = 0.7  # overlayctl load median <= 0.7 x podman load median
@@ -90,7 +94,8 @@ class Bench:
         self.tmp.chmod(0o755)
         self.env = dict(os.environ)
         self.src = Overlayctl(cmd, self.tmp / "src", self.tmp / "run", self.env)
-        self.podman: list[str] | None = None
+        self.podman: str | None = None  # the binary
+        self.podman_roots: list[Path] = []
         self.podman_env = dict(os.environ)
         self.mounts_before = set(mounts())
 
@@ -128,8 +133,7 @@ class Bench:
             return "podman is not installed"
         if peers.get("CONTAINERS_CONF"):
             self.podman_env["CONTAINERS_CONF"] = peers["CONTAINERS_CONF"]
-        self.podman = [podman, "--root", str(self.tmp / "podman"), "--runroot", str(self.tmp / "podman-run")]
-        self.podman += ["--storage-driver", "overlay"]
+        self.podman = podman
         return None
 
     # -- measuring -----------------------------------------------------------
@@ -145,12 +149,10 @@ class Bench:
                 row = rows[key]
                 if row.skipped:
                     continue
-                if key == "overlayctl":
-                    store = Overlayctl(self.cmd, self.tmp / "dest", self.tmp / "dest-run", self.env)
-                    row.argv = store.argv("load", "-q", "-i", str(archive))
-                else:
-                    assert self.podman is not None
-                    row.argv = [*self.podman, "load", "-q", "-i", str(archive)]
+                row.argv = self.fresh_store(key, i) + ["load", "-q", "-i", str(archive)]
+                # Neither side pays for the other's dirty pages (overlayctl
+                # flushes its layers with syncfs, which waits for all).
+                run(["sync"])
                 ms, rc, err = row.once()
                 if rc != 0:
                     if key == "overlayctl":
@@ -159,24 +161,21 @@ class Bench:
                     continue
                 if i >= warmups:
                     row.times.append(ms)
-                self.empty_stores(key)
             say(f"load round {i + 1}/{total}" + (" (warm-up)" if i < warmups else ""))
         return rows
 
-    def empty_stores(self, key: str) -> None:
-        """Untimed: empty the store just loaded into, and write everything
-        back (sync), so that neither side pays for the other's dirty pages
-        (overlayctl flushes its layers with syncfs, which waits for all)."""
-        self._empty(key)
-        run(["sync"])
-
-    def _empty(self, key: str) -> None:
+    def fresh_store(self, key: str, round_no: int) -> list[str]:
+        """The command line of ``key`` with an empty store of its own for this
+        round, initialised untimed (bench_run.FRESH_STORES_NOTE says why)."""
         if key == "overlayctl":
-            remove_tree(self.tmp / "dest")
-            remove_tree(self.tmp / "dest-run")
-        else:
-            assert self.podman is not None
-            run([*self.podman, "rmi", "-a", "-f"], env=self.podman_env, check=False)
+            store = Overlayctl(self.cmd, self.tmp / f"dest-{round_no}", self.tmp / f"dest-{round_no}-run", self.env)
+            store("images")
+            return store.argv()
+        assert self.podman is not None
+        argv = podman_argv(self.podman, self.tmp, f"podman-{round_no}")
+        run([*argv, "images"], env=self.podman_env, check=False)
+        self.podman_roots.append(self.tmp / f"podman-{round_no}")
+        return argv
 
     def time_extraction(self, layer: Path) -> dict[str, list[float]]:
         times: dict[str, list[float]] = {"extract_layer": [], "tar": []}
@@ -185,7 +184,7 @@ class Bench:
         warmups = self.args.warmups
         for i in range(warmups + self.args.iterations):
             for key in ("extract_layer", "tar") if i % 2 == 0 else ("tar", "extract_layer"):
-                dest = self.tmp / "x"
+                dest = self.tmp / f"x-{i}-{key}"  # fresh, removed at the end (see time_loads)
                 dest.mkdir()
                 if key == "tar":
                     t0 = time.perf_counter()
@@ -196,7 +195,6 @@ class Bench:
                     ms = float(proc.stdout.strip())
                 if i >= warmups:
                     times[key].append(ms)
-                remove_tree(dest)
         return times
 
     def python(self) -> str:
@@ -218,13 +216,14 @@ class Bench:
         say("extraction: extract_layer vs tar -x")
         extraction = self.time_extraction(layer)
         result: dict = {
+            "method": FRESH_STORES_NOTE,
             "archive_bytes": archive.stat().st_size,
             "layer_bytes": layer.stat().st_size,
             "rounds": self.args.iterations,
             "load_ms": {k: {"stats": r.stats(), "skipped": r.skipped} for k, r in rows.items()},
             "extract_ms": {k: Row(k, k, [], times=v).stats() for k, v in extraction.items()},
             "versions": {
-                "podman": first_line([self.podman[0], "--version"]) if self.podman else "not installed",
+                "podman": first_line([self.podman, "--version"]) if self.podman else "not installed",
                 "tar": first_line(["tar", "--version"]),
             },
         }
@@ -236,8 +235,9 @@ class Bench:
         return result
 
     def cleanup(self) -> None:
-        if self.podman:
-            run([*self.podman, "rmi", "-a", "-f"], env=self.podman_env, check=False)
+        for root in self.podman_roots:
+            # podman's overlay driver keeps its storage bind-mounted on itself.
+            unmount_under(root)
         finish_cleanup(self.tmp, self.mounts_before, [], "stores, images, mounts")
 
 
@@ -268,6 +268,7 @@ def report(result: dict) -> str:
         f"goal  extracting a {layer_mb:.0f} MB layer <= {EXTRACT_GOAL_RATIO:.1f} x tar -x: {r:.2f}x -> {verdict}"
     )
     lines.append(f"peers: {result['versions']['podman']}; {result['versions']['tar']}")
+    lines.append(f"method: {result['method']}")
     return "\n".join(lines)
 
 

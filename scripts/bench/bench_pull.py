@@ -10,10 +10,12 @@ Run as root. A throw-away registry (scripts/registry.sh: docker-registry on
 work to do as with real images). Then, interleaved and swapping order each
 round, both pull it cold:
 
-- overlayctl pull into a fresh store (the store of the previous round is
-  deleted untimed);
-- podman pull into its own private storage (--root/--runroot in the
-  temporary directory), with `podman rmi` untimed between rounds.
+- overlayctl pull into a fresh store;
+- podman pull into fresh private storage (--root/--runroot in the
+  temporary directory).
+
+Each store is initialised untimed and `sync` runs before each pull; no
+store is deleted before the end (bench_run.FRESH_STORES_NOTE says why).
 
 The goal: overlayctl's median <= 0.7 x podman's. Both verify every digest
 and unpack every layer; neither runs anything. Everything (registry,
@@ -43,6 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_run import (  # noqa: E402
+    FRESH_STORES_NOTE,
     REPO,
     Overlayctl,
     OverlayctlFailed,
@@ -54,7 +57,7 @@ from bench_run import (  # noqa: E402
     mounts,
     parse_bench_args,
     peers_env,
-    remove_tree,
+    podman_argv,
     run,
     run_goal,
     run_main,
@@ -159,7 +162,8 @@ class Bench:
         self.ctl = Overlayctl(cmd, self.tmp / "store", self.tmp / "run", dict(os.environ))
         self.registry_dir: str | None = None
         self.podman_env: dict[str, str] = dict(os.environ)
-        self.podman: list[str] = []
+        self.podman: list[str] = []  # the binary, when installed
+        self.podman_roots: list[Path] = []
         self.mounts_before = set(mounts())
 
     def start_registry(self) -> str:
@@ -182,22 +186,22 @@ class Bench:
         peers = peers_env(self.tmp / "peers", install=not args.no_install)
         self.podman_env.update({k: v for k, v in peers.items() if k == "CONTAINERS_CONF"})
         podman = peers.get("PEER_PODMAN")
-        if podman:
-            self.podman = [podman, "--root", str(self.tmp / "podman-root"), "--runroot", str(self.tmp / "podman-run")]
-            self.podman += ["--storage-driver", "overlay"]
+        self.podman = [podman] if podman else []
 
-        ours = Row("overlayctl", "overlayctl pull", self.ctl.argv("pull", ref), self.ctl.env)
-        theirs = Row("podman", "podman pull", [*self.podman, "pull", "--tls-verify=false", ref], self.podman_env)
+        ours = Row("overlayctl", "overlayctl pull", [], self.ctl.env)
+        theirs = Row("podman", "podman pull", [], self.podman_env)
         if not podman:
             theirs.skipped = "podman is not installed"
         rows = [ours, theirs]
-        # Interleaved, the order swapped every round; the stores are emptied
-        # (untimed) after each round so that every pull is a cold one.
+        # Interleaved, the order swapped every round; every pull is a cold
+        # one into fresh stores (bench_run.FRESH_STORES_NOTE).
         total = args.warmups + args.iterations
         for i in range(total):
             for row in rows if i % 2 == 0 else rows[::-1]:
                 if row.skipped:
                     continue
+                row.argv = self.fresh_store(row.key, i, ref)
+                run(["sync"])  # untimed: no one pays for the other's dirty pages
                 ms, rc, err = row.once()
                 if rc != 0 and row.key == "overlayctl":
                     raise OverlayctlFailed(f"{shlex.join(row.argv)} exited {rc}\n{tail(err)}")
@@ -206,10 +210,11 @@ class Bench:
                     row.last_error = f"exit {rc}: {tail(err)}"
                 elif i >= args.warmups:
                     row.times.append(ms)
-            self.check_and_reset(ref, theirs.skipped is None)
+            self.check(ref)
             say(f"round {i + 1}/{total}" + (" (warm-up)" if i < args.warmups else ""))
         result = {
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "method": FRESH_STORES_NOTE,
             "image": {"layers": 3, "unpacked_bytes": sum(len(t) for t in layers), "blob_bytes": blob_bytes},
             "runs": {
                 r.key: ({"skipped": r.skipped} if r.skipped else {**(r.stats() or {}), "failures": r.failures,
@@ -221,16 +226,24 @@ class Bench:
         result["goal"] = run_goal(result["runs"], ratio=PULL_GOAL_RATIO)
         return result
 
-    def check_and_reset(self, ref: str, podman: bool) -> None:
-        """Both got the image (checked), then both are emptied for the next round."""
+    def fresh_store(self, key: str, round_no: int, ref: str) -> list[str]:
+        """The pull command of ``key`` into an empty store of its own for
+        this round, initialised untimed."""
+        if key == "overlayctl":
+            root, runroot = self.tmp / f"store-{round_no}", self.tmp / f"run-{round_no}"
+            self.ctl = Overlayctl(self.ctl.cmd, root, runroot, self.ctl.env)
+            self.ctl("images")
+            return self.ctl.argv("pull", ref)
+        argv = podman_argv(self.podman[0], self.tmp, f"podman-{round_no}")
+        run([*argv, "images"], env=self.podman_env, check=False)
+        self.podman_roots.append(self.tmp / f"podman-{round_no}")
+        return [*argv, "pull", "--tls-verify=false", ref]
+
+    def check(self, ref: str) -> None:
+        """overlayctl got the image."""
         image_id = json.loads(self.ctl("image", "inspect", ref))[0]["Id"]
         if not image_id.startswith("sha256:"):
             raise SetupError(f"overlayctl pulled no image for {ref}")
-        remove_tree(self.ctl.root)
-        if podman:
-            proc = run([*self.podman, "rmi", "-f", ref], env=self.podman_env, check=False)
-            if proc.returncode != 0:
-                say(f"podman rmi: {tail(proc.stderr)}")
 
     def versions(self) -> dict[str, str]:
         v = {"overlayctl": first_line([*self.ctl.cmd, "--version"])}
@@ -242,11 +255,10 @@ class Bench:
 
     def cleanup(self) -> None:
         problems = []
-        if self.podman:
-            run([*self.podman, "rmi", "-a", "-f"], env=self.podman_env, check=False)
+        for root in self.podman_roots:
             # podman's overlay driver keeps its private storage bind-mounted
             # on itself; that mount is ours to undo (remove_tree would warn).
-            unmount_under(self.tmp / "podman-root")
+            unmount_under(root)
         if self.registry_dir:
             proc = run(["sh", str(REGISTRY_SH), "stop", self.registry_dir], check=False)
             if proc.returncode != 0:
@@ -276,6 +288,7 @@ def report(result: dict) -> str:
         lines.append(
             f"goal  median <= {g['goal_ratio']:.2f} x podman: {g['ratio']:.2f}x -> {'MET' if g['met'] else 'MISSED'}"
         )
+    lines.append(f"method: {result['method']}")
     lines += ["", "versions:"] + [f"  {k:<16} {v}" for k, v in result["versions"].items()]
     return "\n".join(lines)
 
