@@ -61,6 +61,7 @@ def is_opaque(path: str) -> bool:
 
 _HOLE_BLOCK = 4096
 _ZERO_BLOCK = bytes(_HOLE_BLOCK)
+_ZERO_RUN = bytes(64)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _NS = 1_000_000_000
@@ -95,6 +96,8 @@ def normalize_parts(path: str) -> Parts | None:
     """
     if path.startswith("/"):
         return None
+    if path and not path.startswith(".") and "/." not in path and "//" not in path and not path.endswith("/"):
+        return tuple(path.split("/"))  # no ".", "..", or empty component: nothing to resolve
     parts: list[str] = []
     for comp in path.split("/"):
         if comp in ("", "."):
@@ -109,6 +112,8 @@ def normalize_parts(path: str) -> Parts | None:
 
 
 def _xattrs(member: Entry) -> list[tuple[str, bytes]]:
+    if not member.pax:
+        return []
     found = []
     for key, value in member.pax.items():
         if not key.startswith(PAX_XATTR_PREFIX):
@@ -161,9 +166,10 @@ def _write_with_holes(chunks: Iterable[bytes], fd: int) -> int:
 def _write_chunk(fd: int, chunk: bytes, offset: int) -> int:
     """Write ``chunk`` at ``offset`` but for its zero blocks; the end of the
     last block written, 0 when all were zeros."""
-    if len(chunk) >= _HOLE_BLOCK and _ZERO_BLOCK not in chunk:
-        # No run of zeros a block long, so no zero block: the common case,
-        # told by one fast search instead of a look at every block.
+    if len(chunk) >= _HOLE_BLOCK and _ZERO_RUN not in chunk:
+        # Not even 64 zeros in a row, so no zero block: the common case,
+        # told by one search (for a short needle: a block-long one costs
+        # more to prepare than an 8 KiB file takes to scan).
         n = os.pwrite(fd, chunk, offset)
         if n != len(chunk):
             _pwrite_all(fd, memoryview(chunk)[n:], offset + n)

@@ -19,14 +19,20 @@ import hashlib
 import queue
 import struct
 import threading
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterator, Mapping
 from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
 from typing import BinaryIO
 
 BLOCK = 512
 CHUNK = 1 << 20  # what is read at a time, and the largest piece of data handed out
 _META_LIMIT = 16 << 20  # a long name or a PAX header larger than this is not one
 _ZERO_HEADER = bytes(BLOCK)
+_NO_PAX: Mapping[str, bytes] = MappingProxyType({})
+_ADLER_MOD = 65521
+# PAX records that make a member a GNU sparse file (formats 0.0, 0.1, 1.0).
+_SPARSE_KEYS = frozenset(("GNU.sparse.map", "GNU.sparse.size", "GNU.sparse.major"))
 _NS = 1_000_000_000
 # name, mode, uid, gid, size, mtime, chksum, typeflag, linkname, magic,
 # version, uname, gname, devmajor, devminor, prefix
@@ -70,13 +76,17 @@ class Entry:
         "realsize",
     )
 
-    def __init__(self) -> None:
-        self.name = ""
-        self.type = REGULAR
-        self.mode = self.uid = self.gid = self.size = self.mtime_ns = 0
+    def __init__(self, name: str, kind: bytes, mode: int, uid: int, gid: int, mtime_ns: int) -> None:
+        self.name = name
+        self.type = kind
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.mtime_ns = mtime_ns
+        self.size = 0
         self.linkname = ""
         self.devmajor = self.devminor = 0
-        self.pax: dict[str, bytes] = {}  # this member's PAX records (global ones under them)
+        self.pax: Mapping[str, bytes] = _NO_PAX  # this member's PAX records (global ones under them)
         # A sparse file: the (offset, length) of each data region, stored
         # one after another as the member's data, and the file's length.
         self.sparse: list[tuple[int, int]] | None = None
@@ -124,8 +134,16 @@ def _number(field: bytes) -> int:
 
 def _checksum_ok(header: bytes, recorded: bytes) -> bool:
     want = _number(recorded)
-    # The checksum field counts as eight spaces (8 * 32 = 256).
-    unsigned = sum(header[:148]) + sum(header[156:]) + 256
+    # The sum of the header's bytes, the checksum field counted as eight
+    # spaces (8 * 32 = 256). Adler-32's low half is 1 + that sum modulo
+    # 65521, computed in C: ten times faster than sum() over 512 bytes. A
+    # header can sum to 130560 at most, so a false match needs a recorded
+    # checksum off by exactly 65521 or 131042; the data's digests are
+    # checked anyway.
+    low = zlib.adler32(header) & 0xFFFF
+    if 0 <= want <= 130560 and (want + sum(header[148:156]) - 256 + 1 - low) % _ADLER_MOD == 0:
+        return True
+    unsigned = sum(header) - sum(header[148:156]) + 256
     if want == unsigned:
         return True
     # Some old tars summed signed chars.
@@ -157,7 +175,7 @@ def _pax_records(data: bytes) -> list[tuple[str, bytes]]:
     return out
 
 
-def _pax_int(pax: dict[str, bytes], key: str) -> int | None:
+def _pax_int(pax: Mapping[str, bytes], key: str) -> int | None:
     raw = pax.get(key)
     if raw is None:
         return None
@@ -168,6 +186,14 @@ def _pax_int(pax: dict[str, bytes], key: str) -> int | None:
     if value < 0:
         raise TarFormatError(f"invalid PAX {key}")
     return value
+
+
+def _pax_mtime_ns(text: bytes) -> int:
+    # Exact nanoseconds: a float would lose them on current dates.
+    try:
+        return int(Decimal(text.decode("ascii")) * _NS)
+    except (InvalidOperation, UnicodeDecodeError, ValueError):
+        raise TarFormatError("invalid PAX mtime") from None
 
 
 def _pairs(numbers: list[int]) -> list[tuple[int, int]]:
@@ -327,7 +353,8 @@ class TarReader:
         longname = longlink = None
         first = True
         while True:
-            self._finish_member()
+            if self._left or self._pad:
+                self._finish_member()
             header = self._take(BLOCK)
             if len(header) < BLOCK:
                 if first:
@@ -372,34 +399,30 @@ class TarReader:
         longname: bytes | None,
         longlink: bytes | None,
     ) -> Entry:
-        e = Entry()
         kind = fields[7]
-        name = _cstr(fields[0])
-        if fields[9] == b"ustar\0":  # POSIX ustar: a long name is split over prefix and name
-            prefix = _cstr(fields[15])
-            if prefix:
-                name = prefix + b"/" + name
-        pax = {**global_pax, **dict(records)} if global_pax else dict(records)
-        e.pax = pax
+        name = fields[0].split(b"\0", 1)[0]
+        if fields[9] == b"ustar\0" and fields[15][0]:
+            # POSIX ustar: a long name is split over prefix and name.
+            name = _cstr(fields[15]) + b"/" + name
         if longname is not None:
             name = longname
-        if "path" in pax:
-            name = pax["path"]
         link = longlink if longlink is not None else _cstr(fields[8])
-        if "linkpath" in pax:
-            link = pax["linkpath"]
+        uid, gid, mtime_ns = _number(fields[2]), _number(fields[3]), _number(fields[5]) * _NS
+        pax = _NO_PAX
+        if records or global_pax:
+            pax = {**global_pax, **dict(records)}
+            name = pax.get("path", name)
+            link = pax.get("linkpath", link)
+            uid = _pax_int(pax, "uid") if "uid" in pax else uid  # type: ignore[assignment]
+            gid = _pax_int(pax, "gid") if "gid" in pax else gid  # type: ignore[assignment]
+            size = _pax_int(pax, "size") if "size" in pax else size  # type: ignore[assignment]
+            if "mtime" in pax:
+                mtime_ns = _pax_mtime_ns(pax["mtime"])
         if kind in _REGULAR_TYPES:
-            if kind == b"\0" and name.endswith(b"/"):
-                kind = DIRECTORY  # the old V7 way of writing a directory
-            else:
-                kind = REGULAR
-        e.type = kind
-        e.mode = _number(fields[1])
-        e.uid = _pax_int(pax, "uid") if "uid" in pax else _number(fields[2])  # type: ignore[assignment]
-        e.gid = _pax_int(pax, "gid") if "gid" in pax else _number(fields[3])  # type: ignore[assignment]
-        if "size" in pax:
-            size = _pax_int(pax, "size")  # type: ignore[assignment]
-        e.mtime_ns = self._mtime_ns(pax, fields[5])
+            # (The old V7 way of writing a directory: a name ending in "/".)
+            kind = DIRECTORY if kind == b"\0" and name.endswith(b"/") else REGULAR
+        e = Entry("", kind, _number(fields[1]), uid, gid, mtime_ns)
+        e.pax = pax
         if kind in (CHAR, BLOCKDEV):
             e.devmajor = _number(fields[13])
             e.devminor = _number(fields[14])
@@ -407,29 +430,19 @@ class TarReader:
         # any other member's data is skipped unread.
         self._left = size
         self._pad = -size % BLOCK
-        e.size = size if kind in (REGULAR, _GNU_SPARSE) else 0
+        if kind == REGULAR or kind == _GNU_SPARSE:
+            e.size = size
         if kind == _GNU_SPARSE:
             self._old_gnu_sparse(e, header)
-        elif kind == REGULAR and ("GNU.sparse.map" in pax or "GNU.sparse.size" in pax or "GNU.sparse.major" in pax):
+        elif pax and kind == REGULAR and not _SPARSE_KEYS.isdisjoint(pax):
             self._pax_sparse(e, pax, records)
-        if "GNU.sparse.name" in pax:
+        if pax and "GNU.sparse.name" in pax:
             name = pax["GNU.sparse.name"]
-        if e.type == DIRECTORY:
+        if kind == DIRECTORY:
             name = name.rstrip(b"/")
         e.name = _text(name)
         e.linkname = _text(link)
         return e
-
-    @staticmethod
-    def _mtime_ns(pax: dict[str, bytes], field: bytes) -> int:
-        text = pax.get("mtime")
-        if text is not None:
-            # Exact nanoseconds: a float would lose them on current dates.
-            try:
-                return int(Decimal(text.decode("ascii")) * _NS)
-            except (InvalidOperation, UnicodeDecodeError, ValueError):
-                raise TarFormatError("invalid PAX mtime") from None
-        return _number(field) * _NS
 
     def _old_gnu_sparse(self, e: Entry, header: bytes) -> None:
         # GNU's own format: up to four (offset, length) pairs in the header,
@@ -456,7 +469,7 @@ class TarReader:
                 out.append((offset, length))
         return out
 
-    def _pax_sparse(self, e: Entry, pax: dict[str, bytes], records: list[tuple[str, bytes]]) -> None:
+    def _pax_sparse(self, e: Entry, pax: Mapping[str, bytes], records: list[tuple[str, bytes]]) -> None:
         realsize = _pax_int(pax, "GNU.sparse.realsize")
         if realsize is None:
             realsize = _pax_int(pax, "GNU.sparse.size")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies
 
 from overlayctl.errors import LayerRejectedError, OverlayctlError
 from overlayctl.layer.compression import detect_compression, open_decompressed
@@ -103,6 +104,21 @@ def rejection(data: bytes, dest: Path) -> str:
 )
 def test_normalize_parts(path: str, parts: tuple[str, ...] | None) -> None:
     assert normalize_parts(path) == parts
+
+
+@settings(max_examples=500, deadline=None)
+@given(strategies.lists(strategies.sampled_from(["a", ".b", "..c", ".", "..", "", ".wh.d"]), max_size=6).map("/".join))
+def test_normalize_parts_takes_no_shortcut_that_changes_a_path(path: str) -> None:
+    # The reference: resolve every component, as the slow path does.
+    stack: list[str] | None = []
+    for comp in path.split("/"):
+        if stack is None or comp in ("", "."):
+            continue
+        if comp == "..":
+            stack = stack[:-1] if stack else None
+        else:
+            stack.append(comp)
+    assert normalize_parts(path) == (None if stack is None or path.startswith("/") else tuple(stack))
 
 
 # -- rejections ------------------------------------------------------------

@@ -36,9 +36,8 @@ def with_tarfile(data: bytes) -> list[tuple]:
             xattrs = sorted(
                 (k, v.encode("utf-8", "surrogateescape")) for k, v in m.pax_headers.items() if k.startswith("SCHILY.")
             )
-            out.append(
-                (m.name, kind, m.mode, m.uid, m.gid, int(m.mtime) * 10**9, m.linkname, m.devmajor, m.devminor, xattrs, body)
-            )
+            mtime_ns = int(m.mtime) * 10**9
+            out.append((m.name, kind, m.mode, m.uid, m.gid, mtime_ns, m.linkname, m.devmajor, m.devminor, xattrs, body))
     return out
 
 
