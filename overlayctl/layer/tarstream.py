@@ -418,10 +418,15 @@ class TarReader:
             size = _pax_int(pax, "size") if "size" in pax else size  # type: ignore[assignment]
             if "mtime" in pax:
                 mtime_ns = _pax_mtime_ns(pax["mtime"])
+            if b"\0" in name or b"\0" in link:
+                raise TarFormatError("a PAX path with a NUL byte in it")
         if kind in _REGULAR_TYPES:
             # (The old V7 way of writing a directory: a name ending in "/".)
             kind = DIRECTORY if kind == b"\0" and name.endswith(b"/") else REGULAR
-        e = Entry("", kind, _number(fields[1]), uid, gid, mtime_ns)
+        mode = _number(fields[1])
+        if mode < 0 or uid < 0 or gid < 0:
+            raise TarFormatError("a negative mode, uid or gid")
+        e = Entry("", kind, mode, uid, gid, mtime_ns)
         e.pax = pax
         if kind in (CHAR, BLOCKDEV):
             e.devmajor = _number(fields[13])

@@ -164,3 +164,19 @@ def test_an_old_style_directory_with_a_trailing_slash() -> None:
     data = one_file(fmt=tarfile.USTAR_FORMAT, name="d/", type=tarfile.AREGTYPE, size=0)
     entries, _ = read_all(bytes(data[:512]) + bytes(1024))
     assert entries[0][0] == "d" and entries[0][1] == b"5"
+
+
+def test_a_negative_owner_is_an_error() -> None:
+    # GNU base-256 can say -1, which chown would take as "leave as it is".
+    with pytest.raises(TarFormatError, match="negative"):
+        read_all(bytes(one_file(uid=-1)))
+
+
+def test_a_pax_path_with_a_nul_byte_is_an_error() -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        info = tarfile.TarInfo("f")
+        info.pax_headers = {"path": "a\0b"}
+        t.addfile(info, io.BytesIO(b""))
+    with pytest.raises(TarFormatError, match="NUL"):
+        read_all(buf.getvalue())
