@@ -33,7 +33,7 @@ _NO_PAX: Mapping[str, bytes] = MappingProxyType({})
 _ADLER_MOD = 65521
 # PAX records that make a member a GNU sparse file (formats 0.0, 0.1, 1.0).
 _SPARSE_KEYS = frozenset(("GNU.sparse.map", "GNU.sparse.size", "GNU.sparse.major"))
-_NS = 1_000_000_000
+NS = 1_000_000_000
 # name, mode, uid, gid, size, mtime, chksum, typeflag, linkname, magic,
 # version, uname, gname, devmajor, devminor, prefix
 _HEADER = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s")
@@ -49,7 +49,7 @@ _REGULAR_TYPES = (b"0", b"\0", b"7")  # "7" (contiguous) is a regular file every
 _GNU_SPARSE = b"S"
 _GNU_LONGNAME = b"L"
 _GNU_LONGLINK = b"K"
-_PAX = b"x"
+PAX_HEADER = b"x"  # the records of the next member
 _PAX_GLOBAL = b"g"
 
 
@@ -191,7 +191,7 @@ def _pax_int(pax: Mapping[str, bytes], key: str) -> int | None:
 def _pax_mtime_ns(text: bytes) -> int:
     # Exact nanoseconds: a float would lose them on current dates.
     try:
-        return int(Decimal(text.decode("ascii")) * _NS)
+        return int(Decimal(text.decode("ascii")) * NS)
     except (InvalidOperation, UnicodeDecodeError, ValueError):
         raise TarFormatError("invalid PAX mtime") from None
 
@@ -378,9 +378,9 @@ class TarReader:
             if kind == _GNU_LONGLINK:
                 longlink = _cstr(self._data(size, "long link name"))
                 continue
-            if kind in (_PAX, _PAX_GLOBAL):
+            if kind in (PAX_HEADER, _PAX_GLOBAL):
                 records = _pax_records(self._data(size, "PAX header"))
-                if kind == _PAX:
+                if kind == PAX_HEADER:
                     pax = records
                 else:
                     global_pax.update(records)
@@ -407,7 +407,7 @@ class TarReader:
         if longname is not None:
             name = longname
         link = longlink if longlink is not None else _cstr(fields[8])
-        uid, gid, mtime_ns = _number(fields[2]), _number(fields[3]), _number(fields[5]) * _NS
+        uid, gid, mtime_ns = _number(fields[2]), _number(fields[3]), _number(fields[5]) * NS
         pax = _NO_PAX
         if records or global_pax:
             pax = {**global_pax, **dict(records)}

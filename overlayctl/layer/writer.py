@@ -28,19 +28,20 @@ from overlayctl.layer.extract import (
     LayerDigest,
     quote,
 )
+from overlayctl.layer.tarstream import (
+    BLOCK,
+    BLOCKDEV,
+    CHAR,
+    DIRECTORY,
+    FIFO,
+    HARDLINK,
+    NS,
+    PAX_HEADER,
+    REGULAR,
+    SYMLINK,
+)
 
-_REGTYPE = b"0"
-_LNKTYPE = b"1"
-_SYMTYPE = b"2"
-_CHRTYPE = b"3"
-_BLKTYPE = b"4"
-_DIRTYPE = b"5"
-_FIFOTYPE = b"6"
-_PAXTYPE = b"x"
-
-_BLOCK = 512
 _CHUNK = 1 << 20
-_NS = 1_000_000_000
 # A ustar name or linkname field holds 100 bytes; anything longer, or not
 # plain ASCII, goes into the pax header where it is unambiguous UTF-8. A name
 # that is not UTF-8 at all goes there as raw bytes, without the hdrcharset
@@ -49,7 +50,7 @@ _NS = 1_000_000_000
 _NAME_FIELD = 100
 # tar's end of archive: two zero blocks. No padding to a 10 KiB record as GNU
 # tar does: the OCI tools do not, and the diff_id would not care either way.
-_END_OF_ARCHIVE = bytes(2 * _BLOCK)
+_END_OF_ARCHIVE = bytes(2 * BLOCK)
 _WHITEOUT_PREFIX_B = WHITEOUT_PREFIX.encode()
 
 # overlayfs features that make an upper dir depend on the lower layers in ways
@@ -123,7 +124,7 @@ def _ustar(
     devmajor: int = 0,
     devminor: int = 0,
 ) -> bytes:
-    buf = bytearray(_BLOCK)
+    buf = bytearray(BLOCK)
 
     def put(offset: int, width: int, data: bytes) -> None:
         data = data[:width]
@@ -149,7 +150,7 @@ def _ustar(
 
 
 def _pad(length: int) -> bytes:
-    return bytes(-length % _BLOCK)
+    return bytes(-length % BLOCK)
 
 
 def _pax_record(key: bytes, value: bytes) -> bytes:
@@ -161,7 +162,7 @@ def _pax_record(key: bytes, value: bytes) -> bytes:
 
 
 def _encode_header(e: _Entry) -> bytes:
-    name = e.path + b"/" if e.typeflag == _DIRTYPE else e.path
+    name = e.path + b"/" if e.typeflag == DIRECTORY else e.path
     records: dict[bytes, bytes] = {}
     if len(name) > _NAME_FIELD or not name.isascii():
         records[b"path"] = name
@@ -180,7 +181,7 @@ def _encode_header(e: _Entry) -> bytes:
     header = b""
     if records:
         body = b"".join(_pax_record(k, records[k]) for k in sorted(records))
-        header = _ustar(b"././@PaxHeader", _PAXTYPE, mode=0o644, size=len(body))
+        header = _ustar(b"././@PaxHeader", PAX_HEADER, mode=0o644, size=len(body))
         header += body + _pad(len(body))
     header += _ustar(
         name,
@@ -235,7 +236,7 @@ def _entry_for(full: bytes, rel: bytes, name: bytes, st: os.stat_result, clamp: 
             f"cannot write layer: {quote(os.fsdecode(rel))} has a name starting with "
             f"{quote(WHITEOUT_PREFIX)}, which layer tars reserve for whiteouts; rename it"
         )
-    mtime = st.st_mtime_ns // _NS
+    mtime = st.st_mtime_ns // NS
     if clamp is not None and mtime > clamp:
         mtime = clamp
     mode = stat.S_IMODE(st.st_mode)
@@ -245,14 +246,14 @@ def _entry_for(full: bytes, rel: bytes, name: bytes, st: os.stat_result, clamp: 
         # many names, so it never becomes a hardlink: each is its own entry.
         dirname, _, base = rel.rpartition(b"/")
         path = (dirname + b"/" if dirname else b"") + _WHITEOUT_PREFIX_B + base
-        return _Entry(path, _REGTYPE, mode, st.st_uid, st.st_gid, mtime)
+        return _Entry(path, REGULAR, mode, st.st_uid, st.st_gid, mtime)
     if kind == stat.S_IFSOCK:
         # A socket is a live endpoint, not content: tar cannot carry it.
         return None
     xattrs, opaque = _read_xattrs(full, rel)
-    e = _Entry(rel, _REGTYPE, mode, st.st_uid, st.st_gid, mtime, xattrs=xattrs)
+    e = _Entry(rel, REGULAR, mode, st.st_uid, st.st_gid, mtime, xattrs=xattrs)
     if kind == stat.S_IFDIR:
-        e.typeflag = _DIRTYPE
+        e.typeflag = DIRECTORY
         e.opaque = opaque
         return e
     if st.st_nlink > 1:
@@ -261,14 +262,14 @@ def _entry_for(full: bytes, rel: bytes, name: bytes, st: os.stat_result, clamp: 
         e.size = st.st_size
         e.source = full
     elif kind == stat.S_IFLNK:
-        e.typeflag = _SYMTYPE
+        e.typeflag = SYMLINK
         e.linkname = os.readlink(full)
     elif kind in (stat.S_IFCHR, stat.S_IFBLK):
-        e.typeflag = _CHRTYPE if kind == stat.S_IFCHR else _BLKTYPE
+        e.typeflag = CHAR if kind == stat.S_IFCHR else BLOCKDEV
         e.devmajor = os.major(st.st_rdev)
         e.devminor = os.minor(st.st_rdev)
     else:
-        e.typeflag = _FIFOTYPE
+        e.typeflag = FIFO
     return e
 
 
@@ -298,7 +299,7 @@ def _link_hardlinks(entries: list[_Entry]) -> None:
         if e.inode not in first:
             first[e.inode] = e.path
             continue
-        e.typeflag = _LNKTYPE
+        e.typeflag = HARDLINK
         e.linkname = first[e.inode]
         e.size = 0
         e.source = None
@@ -307,7 +308,7 @@ def _link_hardlinks(entries: list[_Entry]) -> None:
 
 
 def _opaque_marker(d: _Entry) -> _Entry:
-    return _Entry(d.path + b"/" + OPAQUE_MARKER.encode(), _REGTYPE, d.mode & 0o777, d.uid, d.gid, d.mtime)
+    return _Entry(d.path + b"/" + OPAQUE_MARKER.encode(), REGULAR, d.mode & 0o777, d.uid, d.gid, d.mtime)
 
 
 def _copy_data(e: _Entry, w: _HashingWriter) -> None:
@@ -396,8 +397,8 @@ def normalize_tree(src_dir: str, *, clamp_mtime: int | None = None) -> None:
                 if stat.S_ISDIR(st.st_mode):
                     pending.append(de.path)
                 _drop_overlay_xattrs(de.path)
-                if clamp_mtime is not None and st.st_mtime_ns > clamp_mtime * _NS:
-                    os.utime(de.path, ns=(clamp_mtime * _NS, clamp_mtime * _NS), follow_symlinks=False)
+                if clamp_mtime is not None and st.st_mtime_ns > clamp_mtime * NS:
+                    os.utime(de.path, ns=(clamp_mtime * NS, clamp_mtime * NS), follow_symlinks=False)
 
 
 def _drop_overlay_xattrs(path: bytes) -> None:

@@ -150,13 +150,17 @@ def test_global_pax_records_apply_to_the_members_after_them() -> None:
     assert entry[0] == "f" and entry[3] == 4242
 
 
-def test_the_pax_mtime_keeps_its_nanoseconds() -> None:
+def empty_file_with_pax(records: dict[str, str]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
         info = tarfile.TarInfo("f")
-        info.pax_headers = {"mtime": "1700000000.123456789"}
+        info.pax_headers = records
         t.addfile(info, io.BytesIO(b""))
-    (entry,), _ = read_all(buf.getvalue())
+    return buf.getvalue()
+
+
+def test_the_pax_mtime_keeps_its_nanoseconds() -> None:
+    (entry,), _ = read_all(empty_file_with_pax({"mtime": "1700000000.123456789"}))
     assert entry[5] == 1700000000_123456789
 
 
@@ -173,10 +177,5 @@ def test_a_negative_owner_is_an_error() -> None:
 
 
 def test_a_pax_path_with_a_nul_byte_is_an_error() -> None:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-        info = tarfile.TarInfo("f")
-        info.pax_headers = {"path": "a\0b"}
-        t.addfile(info, io.BytesIO(b""))
     with pytest.raises(TarFormatError, match="NUL"):
-        read_all(buf.getvalue())
+        read_all(empty_file_with_pax({"path": "a\0b"}))
