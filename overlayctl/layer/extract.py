@@ -64,7 +64,6 @@ _ZERO_BLOCK = bytes(_HOLE_BLOCK)
 _ZERO_RUN = bytes(64)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_NS = 1_000_000_000
 
 Parts = tuple[str, ...]
 
