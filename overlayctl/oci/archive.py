@@ -440,85 +440,59 @@ def _unpack_blob(path: str, stage: str, counter: int) -> tuple[str, str]:
 
 # Bytes read of each blob being unpacked, shared with the forked workers.
 _COUNTERS: Any = []
-_MAX_BLOBS = 256  # counters made for one load; blobs past that are unpacked without a bar
 
 
-class _Unpacker:
-    """Unpacks the layer blobs a load needs side by side in forked workers
-    (layer.workers), reporting each one's progress from the counters they
-    share; every worker is waited for before an error is raised."""
+def _unpack_all(layers: list[_LayerPlan], stage: str, where: str, progress: Progress) -> list[_Prepared]:
+    """Unpack the layers a load needs side by side in forked workers
+    (layer.workers) and check them against their diff_ids, reporting each
+    one's progress from the counters the workers share. Every worker is
+    done (the pool's ``with``) before the first error is raised."""
+    global _COUNTERS
+    from concurrent.futures import FIRST_COMPLETED, Future, wait
 
-    def __init__(self, stage: str, where: str) -> None:
-        self.stage = stage
-        self.where = where
-        self.pool: Any = None
-        self.futures: dict[str, Any] = {}  # blob path -> Future of _unpack_blob
-        self.counter: dict[str, int] = {}
+    from overlayctl.layer.workers import shared_counters, unpack_pool, worker_count
 
-    def _submit(self, path: str) -> None:
-        global _COUNTERS
-        from overlayctl.layer.workers import MAX_WORKERS, shared_counters, unpack_pool, worker_count
-
-        if self.pool is None:
-            _COUNTERS = shared_counters(_MAX_BLOBS)
-            self.pool = unpack_pool(worker_count(MAX_WORKERS))
-        index = len(self.counter) if len(self.counter) < _MAX_BLOBS else -1
-        self.counter[path] = index
-        self.futures[path] = self.pool.submit(_unpack_blob, path, self.stage, index)
-
-    def unpack(self, layers: list[_LayerPlan], progress: Progress) -> list[_Prepared]:
-        """The layers the load needs, unpacked and checked against their
-        diff_ids; progress reported from the workers' counters."""
-        from concurrent.futures import FIRST_COMPLETED, wait
-
-        for layer in layers:
-            oci.layer_compression(layer.media_type)  # an unsupported type is refused before anything else
-            progress.layer_start(layer.member.digest, layer.member.size)
-        if len(layers) == 1:  # no fork for one layer
-            layer = layers[0]
-            try:
-                unpacked = _unpack_blob(layer.member.path, self.stage, -1)
-            except (LayerRejectedError, EOFError) as exc:
-                raise _layer_error(self.where, _short(layer), exc) from None
-            return [self._checked(layer, *unpacked, progress)]
-        for layer in layers:
-            self._submit(layer.member.path)
-        by_future = {self.futures[layer.member.path]: layer for layer in layers}
-        reported = dict.fromkeys((layer.member.path for layer in layers), 0)
-        results: dict[str, _Prepared] = {}
-        errors: list[BaseException] = []
-        pending = set(by_future)
+    for layer in layers:
+        oci.layer_compression(layer.media_type)  # an unsupported type is refused before anything else
+        progress.layer_start(layer.member.digest, layer.member.size)
+    if len(layers) == 1:  # no fork for one layer
+        layer = layers[0]
+        try:
+            unpacked = _unpack_blob(layer.member.path, stage, -1)
+        except (LayerRejectedError, EOFError) as exc:
+            raise _layer_error(where, _short(layer), exc) from None
+        return [_checked(layer, *unpacked, progress)]
+    _COUNTERS = shared_counters(len(layers))
+    reported = [0] * len(layers)
+    results: dict[int, _Prepared] = {}
+    errors: list[BaseException] = []
+    with unpack_pool(worker_count(len(layers))) as pool:
+        pending: dict[Future[tuple[str, str]], int] = {
+            pool.submit(_unpack_blob, layer.member.path, stage, i): i for i, layer in enumerate(layers)
+        }
         while pending:
-            done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
-            for layer in layers:
-                path = layer.member.path
-                index = self.counter[path]
-                if index >= 0 and _COUNTERS[index] > reported[path]:
-                    progress.layer_advance(layer.member.digest, _COUNTERS[index] - reported[path])
-                    reported[path] = _COUNTERS[index]
+            done, _ = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            for i, layer in enumerate(layers):
+                if _COUNTERS[i] > reported[i]:
+                    progress.layer_advance(layer.member.digest, _COUNTERS[i] - reported[i])
+                    reported[i] = _COUNTERS[i]
             for future in done:
-                layer = by_future[future]
+                i = pending.pop(future)
                 try:
-                    results[layer.diff_id] = self._checked(layer, *future.result(), progress)
+                    results[i] = _checked(layers[i], *future.result(), progress)
                 except BaseException as exc:  # noqa: BLE001 - raised once every worker is done
-                    errors.append(_layer_error(self.where, _short(layer), exc))
+                    errors.append(_layer_error(where, _short(layers[i]), exc))
                     for other in pending:
                         other.cancel()
-        if errors:
-            raise errors[0]
-        return [results[layer.diff_id] for layer in layers]
+    if errors:
+        raise errors[0]
+    return [results[i] for i in range(len(layers))]
 
-    def _checked(self, layer: _LayerPlan, layer_stage: str, diff_id: str, progress: Progress) -> _Prepared:
-        oci.check_layer_digest(layer.diff_id, diff_id, _short(layer))
-        progress.layer_done(layer.member.digest, "Loaded")
-        return _Prepared(layer.diff_id, layer_stage)
 
-    def close(self) -> None:
-        """Wait for every worker."""
-        if self.pool is not None:
-            for future in self.futures.values():
-                future.cancel()
-            self.pool.shutdown(wait=True)
+def _checked(layer: _LayerPlan, layer_stage: str, diff_id: str, progress: Progress) -> _Prepared:
+    oci.check_layer_digest(layer.diff_id, diff_id, _short(layer))
+    progress.layer_done(layer.member.digest, "Loaded")
+    return _Prepared(layer.diff_id, layer_stage)
 
 
 def _layer_error(where: str, short: str, exc: BaseException) -> BaseException:
@@ -539,7 +513,6 @@ def load_archive(store: Store, source: BinaryIO, where: str, progress: Progress 
     progress = progress or Progress()
     leased: list[str] = []
     with staging.staging(store.paths.tmp, "load") as stage:
-        unpacker = _Unpacker(stage, where)
         try:
             archive = _unpack_outer(source, stage, where)
             plans = _plan(archive)
@@ -562,20 +535,17 @@ def load_archive(store: Store, source: BinaryIO, where: str, progress: Progress 
                         new[layer.diff_id] = layer
                     else:
                         prepared[layer.diff_id] = existing
-            for done in unpacker.unpack(list(new.values()), progress):
+            for done in _unpack_all(list(new.values()), stage, where, progress):
                 prepared[done.diff_id] = done
-            unpacker.close()
             # One flush for the blobs; each layer's commit flushes again.
             staging.flush(stage)
             faults.point("load-staged")
         except OSError as e:
-            unpacker.close()
             store.layers.release(leased)
             raise KernelError(
                 f"cannot load {where}: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
             ) from e
         except BaseException:
-            unpacker.close()
             store.layers.release(leased)
             raise
         return _commit(store, plans, prepared, progress)
