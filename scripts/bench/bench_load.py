@@ -58,15 +58,16 @@ from bench_run import (  # noqa: E402
     bench_parser,
     finish_cleanup,
     first_line,
+    fresh_overlayctl,
+    fresh_podman,
     mounts,
     parse_bench_args,
     peers_env,
-    podman_argv,
     run,
     run_main,
     say,
     tail,
-    unmount_under,
+    unmount_podman_stores,
 )
 
 LOAD_GOAL_RATIO = 0.7  # overlayctl load median <= 0.7 x podman load median
@@ -103,7 +104,6 @@ class Bench:
         self.env = dict(os.environ)
         self.src = Overlayctl(cmd, self.tmp / "src", self.tmp / "run", self.env)
         self.podman: str | None = None  # the binary
-        self.podman_roots: list[Path] = []
         self.podman_env = dict(os.environ)
         self.mounts_before = set(mounts())
 
@@ -157,7 +157,13 @@ class Bench:
                 row = rows[key]
                 if row.skipped:
                     continue
-                row.argv = self.fresh_store(key, i) + ["load", "-q", "-i", str(archive)]
+                # A fresh store each time (bench_run.FRESH_STORES_NOTE says why).
+                if key == "overlayctl":
+                    base = fresh_overlayctl(self.cmd, self.tmp, i, self.env).argv()
+                else:
+                    assert self.podman is not None
+                    base = fresh_podman(self.podman, self.tmp, i, self.podman_env)
+                row.argv = [*base, "load", "-q", "-i", str(archive)]
                 # Neither side pays for the other's dirty pages (overlayctl
                 # flushes its layers with syncfs, which waits for all).
                 run(["sync"])
@@ -171,19 +177,6 @@ class Bench:
                     row.times.append(ms)
             say(f"load round {i + 1}/{total}" + (" (warm-up)" if i < warmups else ""))
         return rows
-
-    def fresh_store(self, key: str, round_no: int) -> list[str]:
-        """The command line of ``key`` with an empty store of its own for this
-        round, initialised untimed (bench_run.FRESH_STORES_NOTE says why)."""
-        if key == "overlayctl":
-            store = Overlayctl(self.cmd, self.tmp / f"dest-{round_no}", self.tmp / f"dest-{round_no}-run", self.env)
-            store("images")
-            return store.argv()
-        assert self.podman is not None
-        argv = podman_argv(self.podman, self.tmp, f"podman-{round_no}")
-        run([*argv, "images"], env=self.podman_env, check=False)
-        self.podman_roots.append(self.tmp / f"podman-{round_no}")
-        return argv
 
     def time_extraction(self, layer: Path) -> dict[str, list[float]]:
         times: dict[str, list[float]] = {"extract_layer": [], "tar": []}
@@ -249,9 +242,7 @@ class Bench:
         return result
 
     def cleanup(self) -> None:
-        for root in self.podman_roots:
-            # podman's overlay driver keeps its storage bind-mounted on itself.
-            unmount_under(root)
+        unmount_podman_stores(self.tmp)
         finish_cleanup(self.tmp, self.mounts_before, [], "stores, images, mounts")
 
 

@@ -54,16 +54,17 @@ from bench_run import (  # noqa: E402
     bench_parser,
     finish_cleanup,
     first_line,
+    fresh_overlayctl,
+    fresh_podman,
     mounts,
     parse_bench_args,
     peers_env,
-    podman_argv,
     run,
     run_goal,
     run_main,
     say,
     tail,
-    unmount_under,
+    unmount_podman_stores,
 )
 
 PULL_GOAL_RATIO = 0.7
@@ -162,8 +163,7 @@ class Bench:
         self.ctl = Overlayctl(cmd, self.tmp / "store", self.tmp / "run", dict(os.environ))
         self.registry_dir: str | None = None
         self.podman_env: dict[str, str] = dict(os.environ)
-        self.podman: list[str] = []  # the binary, when installed
-        self.podman_roots: list[Path] = []
+        self.podman: str | None = None  # the binary, when installed
         self.mounts_before = set(mounts())
 
     def start_registry(self) -> str:
@@ -186,7 +186,7 @@ class Bench:
         peers = peers_env(self.tmp / "peers", install=not args.no_install)
         self.podman_env.update({k: v for k, v in peers.items() if k == "CONTAINERS_CONF"})
         podman = peers.get("PEER_PODMAN")
-        self.podman = [podman] if podman else []
+        self.podman = podman or None
 
         ours = Row("overlayctl", "overlayctl pull", [], self.ctl.env)
         theirs = Row("podman", "podman pull", [], self.podman_env)
@@ -200,7 +200,13 @@ class Bench:
             for row in rows if i % 2 == 0 else rows[::-1]:
                 if row.skipped:
                     continue
-                row.argv = self.fresh_store(row.key, i, ref)
+                if row.key == "overlayctl":
+                    self.ctl = fresh_overlayctl(self.ctl.cmd, self.tmp, i, self.ctl.env)
+                    row.argv = self.ctl.argv("pull", ref)
+                else:
+                    assert self.podman is not None
+                    base = fresh_podman(self.podman, self.tmp, i, self.podman_env)
+                    row.argv = [*base, "pull", "--tls-verify=false", ref]
                 run(["sync"])  # untimed: no one pays for the other's dirty pages
                 ms, rc, err = row.once()
                 if rc != 0 and row.key == "overlayctl":
@@ -226,19 +232,6 @@ class Bench:
         result["goal"] = run_goal(result["runs"], ratio=PULL_GOAL_RATIO)
         return result
 
-    def fresh_store(self, key: str, round_no: int, ref: str) -> list[str]:
-        """The pull command of ``key`` into an empty store of its own for
-        this round, initialised untimed."""
-        if key == "overlayctl":
-            root, runroot = self.tmp / f"store-{round_no}", self.tmp / f"run-{round_no}"
-            self.ctl = Overlayctl(self.ctl.cmd, root, runroot, self.ctl.env)
-            self.ctl("images")
-            return self.ctl.argv("pull", ref)
-        argv = podman_argv(self.podman[0], self.tmp, f"podman-{round_no}")
-        run([*argv, "images"], env=self.podman_env, check=False)
-        self.podman_roots.append(self.tmp / f"podman-{round_no}")
-        return [*argv, "pull", "--tls-verify=false", ref]
-
     def check(self, ref: str) -> None:
         """overlayctl got the image."""
         image_id = json.loads(self.ctl("image", "inspect", ref))[0]["Id"]
@@ -248,17 +241,14 @@ class Bench:
     def versions(self) -> dict[str, str]:
         v = {"overlayctl": first_line([*self.ctl.cmd, "--version"])}
         if self.podman:
-            v["podman"] = first_line([self.podman[0], "--version"], self.podman_env)
+            v["podman"] = first_line([self.podman, "--version"], self.podman_env)
         v["docker-registry"] = first_line(["docker-registry", "--version"])
         v["kernel"] = f"{os.uname().release}, {os.cpu_count()} cpus"
         return v
 
     def cleanup(self) -> None:
         problems = []
-        for root in self.podman_roots:
-            # podman's overlay driver keeps its private storage bind-mounted
-            # on itself; that mount is ours to undo (remove_tree would warn).
-            unmount_under(root)
+        unmount_podman_stores(self.tmp)
         if self.registry_dir:
             proc = run(["sh", str(REGISTRY_SH), "stop", self.registry_dir], check=False)
             if proc.returncode != 0:

@@ -425,9 +425,27 @@ def remove_tree(top: Path) -> None:
 FRESH_STORES_NOTE = "every command gets fresh, initialised stores, all removed at the end (not between rounds)"
 
 
-def podman_argv(podman: str, top: Path, name: str) -> list[str]:
-    """podman with private storage (root and runroot) under ``top``, named ``name``."""
-    return [podman, "--root", str(top / name), "--runroot", str(top / f"{name}-run"), "--storage-driver", "overlay"]
+def fresh_podman(podman: str, top: Path, round_no: int, env: dict[str, str]) -> list[str]:
+    """podman with new private storage (root and runroot) under ``top`` for
+    this round, initialised untimed; unmount_podman_stores(top) at the end."""
+    root = top / f"podman-{round_no}"
+    argv = [podman, "--root", str(root), "--runroot", f"{root}-run", "--storage-driver", "overlay"]
+    run([*argv, "images"], env=env, check=False)
+    return argv
+
+
+def fresh_overlayctl(cmd: list[str], top: Path, round_no: int, env: dict[str, str]) -> Overlayctl:
+    """overlayctl with a new store under ``top`` for this round, initialised untimed."""
+    ctl = Overlayctl(cmd, top / f"store-{round_no}", top / f"store-{round_no}-run", env)
+    ctl("images")
+    return ctl
+
+
+def unmount_podman_stores(top: Path) -> None:
+    """podman's overlay driver keeps its storage bind-mounted on itself: undo
+    that for every fresh_podman store under ``top`` (remove_tree would warn)."""
+    for root in top.glob("podman-*"):
+        unmount_under(root)
 
 
 def finish_cleanup(tmp: Path, mounts_before: set[str], problems: list[str], left: str) -> None:
