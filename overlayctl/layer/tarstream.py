@@ -34,9 +34,14 @@ _ADLER_MOD = 65521
 # PAX records that make a member a GNU sparse file (formats 0.0, 0.1, 1.0).
 _SPARSE_KEYS = frozenset(("GNU.sparse.map", "GNU.sparse.size", "GNU.sparse.major"))
 NS = 1_000_000_000
-# name, mode, uid, gid, size, mtime, chksum, typeflag, linkname, magic,
-# version, uname, gname, devmajor, devminor, prefix
-_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s")
+# name, mode+uid+gid, size, mtime, chksum, typeflag, linkname, magic,
+# devmajor, devminor, prefix (version, uname and gname are not read: owners
+# are numeric in layers)
+_HEADER = struct.Struct("100s24s12s12s8sc100s6s2x64x8s8s155s")
+# The mode, uid and gid fields of a header, as found before: a layer has few
+# distinct ones, and a lookup costs less than parsing three numbers.
+_IDS: dict[bytes, tuple[int, int, int]] = {}
+_IDS_LIMIT = 4096
 
 REGULAR = b"0"
 HARDLINK = b"1"
@@ -117,6 +122,13 @@ def _cstr(field: bytes) -> bytes:
 
 def _number(field: bytes) -> int:
     """A header number: octal text, or GNU's base-256 for large values."""
+    try:
+        # Octal digits ended by NULs or spaces, as nearly every tar writes
+        # them: int() reads them once the ending is cut (and refuses
+        # anything else, which the slow way below then reads).
+        return int(field.rstrip(b"\0 "), 8)
+    except ValueError:
+        pass
     if field[0] & 0x80:
         if field[0] not in (0x80, 0xFF):
             raise TarFormatError("invalid number in a header")
@@ -277,9 +289,13 @@ class TarReader:
                 break
             parts.append(data)
             have += len(data)
-        joined = b"".join(parts)
-        self._buf, self._pos = joined, min(n, len(joined))
-        return joined[:n]
+        # The last chunk read becomes the buffer; only the n bytes asked
+        # for are copied (not the whole chunk, a megabyte, at every edge).
+        last = parts[-1]
+        keep = len(last) - (have - n) if have > n else len(last)
+        parts[-1] = last[:keep] if keep < len(last) else last
+        self._buf, self._pos = last, keep
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _skip(self, n: int) -> None:
         while n > 0:
@@ -329,6 +345,17 @@ class TarReader:
         self._left = 0
         return data
 
+    def whole_view(self) -> bytes | memoryview:
+        """whole(), but data that lies in the chunk read comes as a view of
+        it rather than a copy (for a consumer that takes any buffer)."""
+        end = self._pos + self._left
+        if end > len(self._buf):
+            return self.whole()
+        view = memoryview(self._buf)[self._pos : end]
+        self._pos = end
+        self._left = 0
+        return view
+
     def _data(self, size: int, what: str) -> bytes:
         """A whole small member (a long name, a PAX header), padding skipped."""
         if size > _META_LIMIT:
@@ -365,11 +392,11 @@ class TarReader:
             if header == _ZERO_HEADER:
                 return
             fields = _HEADER.unpack_from(header)
-            if not _checksum_ok(header, fields[6]):
+            if not _checksum_ok(header, fields[4]):
                 raise TarFormatError("bad checksum" if not first else "not a tar header (bad checksum)")
             first = False
-            kind = fields[7]
-            size = _number(fields[4])
+            kind = fields[5]
+            size = _number(fields[2])
             if size < 0:
                 raise TarFormatError("negative size")
             if kind == _GNU_LONGNAME:
@@ -399,15 +426,23 @@ class TarReader:
         longname: bytes | None,
         longlink: bytes | None,
     ) -> Entry:
-        kind = fields[7]
+        kind = fields[5]
         name = fields[0].split(b"\0", 1)[0]
-        if fields[9] == b"ustar\0" and fields[15][0]:
+        if fields[7] == b"ustar\0" and fields[10][0]:
             # POSIX ustar: a long name is split over prefix and name.
-            name = _cstr(fields[15]) + b"/" + name
+            name = _cstr(fields[10]) + b"/" + name
         if longname is not None:
             name = longname
-        link = longlink if longlink is not None else _cstr(fields[8])
-        uid, gid, mtime_ns = _number(fields[2]), _number(fields[3]), _number(fields[5]) * NS
+        link = longlink if longlink is not None else _cstr(fields[6])
+        ids = _IDS.get(fields[1])
+        if ids is None:
+            raw = fields[1]
+            ids = (_number(raw[:8]), _number(raw[8:16]), _number(raw[16:]))
+            if len(_IDS) >= _IDS_LIMIT:
+                _IDS.clear()
+            _IDS[raw] = ids
+        mode, uid, gid = ids
+        mtime_ns = _number(fields[3]) * NS
         pax = _NO_PAX
         if records or global_pax:
             pax = {**global_pax, **dict(records)}
@@ -423,14 +458,13 @@ class TarReader:
         if kind in _REGULAR_TYPES:
             # (The old V7 way of writing a directory: a name ending in "/".)
             kind = DIRECTORY if kind == b"\0" and name.endswith(b"/") else REGULAR
-        mode = _number(fields[1])
         if mode < 0 or uid < 0 or gid < 0:
             raise TarFormatError("a negative mode, uid or gid")
         e = Entry("", kind, mode, uid, gid, mtime_ns)
         e.pax = pax
         if kind in (CHAR, BLOCKDEV):
-            e.devmajor = _number(fields[13])
-            e.devminor = _number(fields[14])
+            e.devmajor = _number(fields[8])
+            e.devminor = _number(fields[9])
         # Only regular files and the sparse kinds carry data that is theirs;
         # any other member's data is skipped unread.
         self._left = size
