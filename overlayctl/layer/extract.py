@@ -19,10 +19,19 @@ lowerdir: ``dir/.wh.NAME`` becomes a character device 0:0 called ``NAME``
 (overlayfs reserved that device number because no real device uses it) and
 ``dir/.wh..wh..opq`` becomes the xattr ``trusted.overlay.opaque=y`` on
 ``dir``, which hides everything the lower layers have in it.
+
+Small plain files, most of a layer, are created by the compiled batch writer
+(``_batchwrite.c``) when it is built: a batch of them in the directory of the
+entry before, on a thread that does not hold the GIL, while the next headers
+are parsed here. Every check above is made here first; the writer only
+makes the syscalls (openat with O_EXCL|O_NOFOLLOW, pwrite, fchown, fchmod,
+futimens), and a name already taken comes back here to be replaced. Any
+other entry waits until the batches before it are written.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -34,6 +43,11 @@ from overlayctl import jsonio
 from overlayctl.errors import KernelError, LayerRejectedError
 from overlayctl.layer import tarstream
 from overlayctl.layer.tarstream import Entry, TarFormatError, TarReader
+
+try:
+    from overlayctl.layer import _batchwrite
+except ImportError:  # not compiled (no C compiler at install): Python writes every file
+    _batchwrite = None  # type: ignore[assignment]
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -66,6 +80,12 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 Parts = tuple[str, ...]
+
+# Small files are written in batches by _batchwrite's worker thread while
+# the next headers are parsed: a batch is handed over when it has this many
+# files or bytes. One batch is in flight while the next one fills.
+_BATCH_FILES = 64
+_BATCH_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -242,10 +262,26 @@ class _Extractor:
         st = os.fstat(root_fd)
         self._born_root = os.geteuid() == 0 and os.getegid() == 0 and not st.st_mode & stat.S_ISGID
         self._umask = _umask()
+        # Batched small files (see _BATCH_FILES): the one being filled, and
+        # the one the writer has, with its own fd of their directory.
+        self._writer: _batchwrite.Writer | None = None
+        self._batch: list[tuple[bytes, bytes | memoryview, int, int, int, int, int]] = []
+        self._batch_entries: list[tuple[Entry, Parts, bytes | memoryview]] = []
+        self._batch_bytes = 0
+        self._in_flight: tuple[int, list[tuple[Entry, Parts, bytes | memoryview]]] | None = None
 
     # -- fds -------------------------------------------------------------
 
     def close(self) -> None:
+        """Release everything; a batch in flight is finished first, its
+        outcome ignored (close() is for giving up as well as for the end)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._in_flight is not None:
+            os.close(self._in_flight[0])
+            self._in_flight = None
+        self._batch, self._batch_entries = [], []
         self._drop_cache()
 
     def _drop_cache(self) -> None:
@@ -349,6 +385,90 @@ class _Extractor:
         t = member.mtime_ns
         os.utime(name, ns=(t, t), dir_fd=parent_fd, follow_symlinks=False)
 
+    # -- batches ---------------------------------------------------------
+
+    def _batchable(self, member: Entry, parts: Parts) -> bool:
+        # A plain small file in the directory the batch is for; anything
+        # with xattrs, holes by map, or a new parent takes the Python path.
+        return (
+            _batchwrite is not None
+            and member.type == tarstream.REGULAR
+            and member.sparse is None
+            and member.size <= tarstream.CHUNK
+            and parts[:-1] == self._cached_parts
+            and (not member.pax or not _xattrs(member))
+        )
+
+    def _add_to_batch(self, member: Entry, parts: Parts, data: bytes | memoryview) -> None:
+        uid, gid, mode = member.uid, member.gid, member.mode & 0o7777
+        # The same owner and mode rules as _regular.
+        chown = self._set_owner and not (self._born_root and uid == 0 and gid == 0)
+        flags = _batchwrite.CHOWN if chown else 0
+        if chown or mode != mode & 0o777 & ~self._umask:
+            flags |= _batchwrite.CHMOD
+        name = parts[-1].encode("utf-8", "surrogateescape")
+        self._batch.append((name, data, mode, uid, gid, member.mtime_ns, flags))
+        self._batch_entries.append((member, parts, data))
+        self._batch_bytes += len(data)
+        if len(self._batch) >= _BATCH_FILES or self._batch_bytes >= _BATCH_BYTES:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Give the batch being filled to the writer, once the one it has is done."""
+        self._collect()
+        if not self._batch:
+            return
+        batch, entries = self._batch, self._batch_entries
+        self._batch, self._batch_entries, self._batch_bytes = [], [], 0
+        if self._writer is None:
+            self._writer = _batchwrite.Writer()
+        # The writer gets an fd of its own: the cached one may be closed
+        # while the batch is still being written.
+        dir_fd = os.dup(self._cached_fd)
+        try:
+            self._writer.submit(dir_fd, batch)
+        except (OverflowError, ValueError):
+            # An owner or time too large for the syscalls' types: Python
+            # says so for the entry that has it.
+            os.close(dir_fd)
+            self._write_here(entries)
+            return
+        except BaseException:
+            os.close(dir_fd)
+            raise
+        self._in_flight = (dir_fd, entries)
+
+    def _collect(self) -> None:
+        """Wait for the batch in flight; a file whose name was taken, and
+        those after it, are then written here (replacing, as tar does)."""
+        if self._in_flight is None:
+            return
+        dir_fd, entries = self._in_flight
+        self._in_flight = None
+        try:
+            assert self._writer is not None
+            done, err = self._writer.wait()
+        finally:
+            os.close(dir_fd)
+        if err == 0:
+            return
+        if err != errno.EEXIST:
+            cause = OSError(err, os.strerror(err))
+            raise KernelError(f"cannot unpack layer entry {quote(entries[done][0].name)}: {cause.strerror}") from cause
+        self._write_here(entries[done:])
+
+    def _write_here(self, entries: list[tuple[Entry, Parts, bytes | memoryview]]) -> None:
+        for member, parts, data in entries:
+            try:
+                self._regular(None, member, parts, bytes(data))
+            except OSError as e:
+                raise KernelError(f"cannot unpack layer entry {quote(member.name)}: {e.strerror or e}") from e
+
+    def settle(self) -> None:
+        """Write every batched file before anything else touches the tree."""
+        self._hand_over()
+        self._collect()
+
     # -- entries ---------------------------------------------------------
 
     def extract(self, tar: TarReader, member: Entry) -> None:
@@ -358,6 +478,7 @@ class _Extractor:
                 raise _rejected(f"entry {quote(member.name)} has an absolute path")
             raise _rejected(f"entry {quote(member.name)} leaves the layer root")
         if not parts:
+            self.settle()
             self._root_entry(member)
             return
         if parts[0].startswith(WHITEOUT_META_PREFIX) and parts != (OPAQUE_MARKER,):
@@ -366,8 +487,13 @@ class _Extractor:
             # as pointing at nothing, which only very old images would do.
             return
         if parts[-1].startswith(WHITEOUT_PREFIX):
+            self.settle()
             self._whiteout(member, parts)
             return
+        if self._batchable(member, parts):
+            self._add_to_batch(member, parts, tar.whole_view())
+            return
+        self.settle()
         if member.isdir():
             self._directory(member, parts)
         elif member.isreg():
@@ -435,7 +561,9 @@ class _Extractor:
             os.close(fd)
         self._pending_dirs[parts] = (member.mode, member.mtime_ns)
 
-    def _regular(self, tar: TarReader, member: Entry, parts: Parts) -> None:
+    def _regular(self, tar: TarReader | None, member: Entry, parts: Parts, data: bytes | None = None) -> None:
+        """Unpack a regular file whose data is read from ``tar``, or is
+        ``data`` when it was read already (a batched file written here after all)."""
         xattrs = _xattrs(member)
         parent_fd = self._parent_fd(parts, member.name)
         mode = member.mode & 0o7777
@@ -449,7 +577,11 @@ class _Extractor:
             self._remove_existing(parent_fd, parts)
             fd = os.open(parts[-1], _FILE_FLAGS, mode & 0o777, dir_fd=parent_fd)
         try:
-            if member.sparse is None and member.size <= tarstream.CHUNK:
+            if data is not None:
+                written, size = _write_chunk(fd, data, 0), member.size
+            elif tar is None:
+                raise AssertionError("a regular file without its data")
+            elif member.sparse is None and member.size <= tarstream.CHUNK:
                 # Most files: all their data in one piece, one write.
                 written, size = _write_chunk(fd, tar.whole(), 0), member.size
             elif member.sparse is None:
@@ -549,6 +681,7 @@ class _Extractor:
 
     def finish(self) -> None:
         """Apply directory modes and mtimes, deepest first, now that all children exist."""
+        self.settle()
         self._drop_cache()
         for parts in sorted(self._pending_dirs, key=len, reverse=True):
             mode, mtime = self._pending_dirs[parts]
