@@ -155,20 +155,30 @@ def run(pid: int, pid_start: int, spec: ExecSpec) -> int:
 
 def _child(pid: int, fds: dict[str, int], spec: ExecSpec, error_fd: int, console_fd: int | None) -> None:
     """In the forked child: join, drop, exec; never returns."""
-    from overlayctl.runtime.init import _env_dict, _exec_error, _report, _reset_signals, resolve_command
+    from overlayctl.runtime.init import (
+        _env_dict,
+        _exec_error,
+        _report,
+        _reset_signals,
+        attach_console,
+        drop_privileges,
+        resolve_command,
+        resolve_user_here,
+    )
 
     try:
-        import _prctl
+        # Imported while the host's files are in reach (setns below).
+        import _prctl  # noqa: F401  (used by drop_privileges)
 
+        import overlayctl.runtime.capabilities  # noqa: F401  (used by drop_privileges)
+        import overlayctl.runtime.users  # noqa: F401  (used by resolve_user_here)
         from overlayctl.runtime import cgroups
-        from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES, drop_bounding, limit_sets
         from overlayctl.runtime.spec import DEFAULT_PATH
-        from overlayctl.runtime.users import resolve_user
 
         if spec.tty:
-            import fcntl
-            import socket
-            import termios
+            import fcntl  # noqa: F401  (used by attach_console)
+            import socket  # noqa: F401
+            import termios  # noqa: F401
         if spec.detach:
             os.setsid()
             null = os.open("/dev/null", os.O_RDWR)
@@ -190,7 +200,7 @@ def _child(pid: int, fds: dict[str, int], spec: ExecSpec, error_fd: int, console
         env = list(spec.env)
         uid, gid, groups = 0, 0, []
         if spec.user:
-            who = resolve_user(spec.user, _read("/etc/passwd"), _read("/etc/group"))
+            who = resolve_user_here(spec.user)
             uid, gid, groups = who.uid, who.gid, who.groups
             home = who.home
         else:
@@ -198,32 +208,12 @@ def _child(pid: int, fds: dict[str, int], spec: ExecSpec, error_fd: int, console
         if not any(e.startswith("HOME=") for e in env):
             env.append(f"HOME={home}")
         if spec.tty:
-            master, slave = os.openpty()
-            assert console_fd is not None
-            with socket.socket(fileno=console_fd) as sock:
-                socket.send_fds(sock, [b"pty"], [master])
-            os.close(master)
-            os.setsid()
-            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-            for fd in (0, 1, 2):
-                os.dup2(slave, fd)
-            if slave > 2:
-                os.close(slave)
+            attach_console(console_fd)
         elif not spec.interactive and not spec.detach:
             null = os.open("/dev/null", os.O_RDONLY)
             os.dup2(null, 0)
             os.close(null)
-        keep = None if spec.privileged else spec.capabilities if spec.capabilities is not None else DEFAULT_CAPABILITIES
-        drop_bounding(keep)
-        os.setgroups(groups)
-        if uid or gid:
-            os.setgid(gid)
-            os.setuid(uid)
-        limit_sets(keep)
-        if not spec.privileged:
-            _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
-            if spec.seccomp:
-                sc.seccomp_set_filter(spec.seccomp)
+        drop_privileges(spec.privileged, spec.capabilities, spec.seccomp, uid, gid, groups)
         env_map = _env_dict(env)
         path = resolve_command(spec.argv[0], env_map.get("PATH") or DEFAULT_PATH)
         _reset_signals()
@@ -235,14 +225,6 @@ def _child(pid: int, fds: dict[str, int], spec: ExecSpec, error_fd: int, console
         _report(error_fd, exc.exit_code, exc.message)
     except BaseException as exc:  # noqa: BLE001 - the child must report, never unwind
         _report(error_fd, 126, f"exec failed: {exc}")
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 def _read_all(fd: int) -> bytes:

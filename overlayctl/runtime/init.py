@@ -61,14 +61,9 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
     # of reach: import everything the rest of the set-up needs now.
     import _signal  # noqa: F401  (used by _reset_signals)
 
-    import _prctl
+    import _prctl  # noqa: F401  (used by drop_privileges)
 
-    from overlayctl.runtime.capabilities import (
-        DEFAULT_CAPABILITIES,
-        drop_bounding,
-        limit_sets,
-        set_parent_death_signal,
-    )
+    from overlayctl.runtime.capabilities import set_parent_death_signal
 
     if spec.user:
         import overlayctl.runtime.users  # noqa: F401  (resolved after pivot_root)
@@ -107,33 +102,56 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
     if spec.network != "host":
         sc.loopback_up()
     if spec.tty:
-        _attach_console(console_fd)
+        attach_console(console_fd)
     elif not spec.stdin:
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
     uid, gid, groups = spec.uid, spec.gid, []
     if spec.user:
-        who = _resolve_user(spec.user)
+        who = resolve_user_here(spec.user)
         uid, gid, groups = who.uid, who.gid, who.groups
         if spec.env_value("HOME") is None:
             spec.env.append(f"HOME={who.home}")
     _enter_workdir(spec.cwd)
-    keep = None if spec.privileged else spec.capabilities if spec.capabilities is not None else DEFAULT_CAPABILITIES
+    drop_privileges(spec.privileged, spec.capabilities, spec.seccomp, uid, gid, groups)
+
+
+def drop_privileges(
+    privileged: bool,
+    capabilities: tuple[str, ...] | None,
+    seccomp: bytes | None,
+    uid: int,
+    gid: int,
+    groups: list[int],
+) -> None:
+    """Become the container's user with its capabilities, for PID 1 and for
+    `exec` alike: the bounding set is cut while still root, then the groups
+    and ids change, then the other sets are limited; unless privileged,
+    no_new_privs and the seccomp filter come last. ``capabilities`` None
+    is Docker's default set. The caller has imported _prctl and
+    overlayctl.runtime.capabilities while the host's files were in reach."""
+    import _prctl
+
+    from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES, drop_bounding, limit_sets
+
+    keep = None if privileged else capabilities if capabilities is not None else DEFAULT_CAPABILITIES
     drop_bounding(keep)
     os.setgroups(groups)
     if uid or gid:
         os.setgid(gid)
         os.setuid(uid)
     limit_sets(keep)
-    if not spec.privileged:
+    if not privileged:
         # No setuid binary or file capability can give back what was dropped.
         _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
-        if spec.seccomp:
-            sc.seccomp_set_filter(spec.seccomp)
+        if seccomp:
+            sc.seccomp_set_filter(seccomp)
 
 
-def _resolve_user(user: str):  # type: ignore[no-untyped-def]
+def resolve_user_here(user: str):  # type: ignore[no-untyped-def]
+    """``user`` (name or id, with an optional group) looked up in this
+    root's /etc/passwd and /etc/group: the container's, once inside it."""
     from overlayctl.runtime.users import resolve_user
 
     def read(path: str) -> str:
@@ -196,7 +214,7 @@ def _switch_root(new_root: str) -> None:
     os.chdir("/")
 
 
-def _attach_console(console_fd: int | None) -> None:
+def attach_console(console_fd: int | None) -> None:
     """Open a pty in the container's own devpts, hand the master to the
     supervisor over the console socket and make the slave our terminal."""
     import fcntl
