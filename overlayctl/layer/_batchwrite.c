@@ -93,6 +93,10 @@ static int pwrite_all(int fd, const unsigned char *p, size_t n, off_t off)
                 continue;
             return -1;
         }
+        if (w == 0) { /* no progress: say so rather than loop */
+            errno = EIO;
+            return -1;
+        }
         p += w;
         n -= (size_t)w;
         off += w;
