@@ -645,6 +645,12 @@ class _Extractor:
                 raise _rejected(f"hardlink {quote(member.name)} points to the directory {quote(member.linkname)}")
             if target_parts == parts:
                 return
+            if target_parts[: len(parts)] == parts:
+                # Replacing the directory would delete the very file to link.
+                raise _rejected(
+                    f"hardlink {quote(member.name)} points to {quote(member.linkname)}, "
+                    "inside the directory it would replace"
+                )
             parent_fd = self._parent_fd(parts, member.name)
             self._remove_existing(parent_fd, parts)
             # The link shares the target's inode, and with it the owner, mode

@@ -190,6 +190,11 @@ def test_rejected_name_is_quoted_on_one_line(dest: Path) -> None:
     assert message == 'layer rejected: entry "../a\\nb" leaves the layer root'
 
 
+def test_hardlink_replacing_the_directory_of_its_target_is_rejected(dest: Path) -> None:
+    message = rejection(make_tar(reg("d/a", b"x"), hard("d", "d/a")), dest)
+    assert message == 'layer rejected: hardlink "d" points to "d/a", inside the directory it would replace'
+
+
 def test_unsupported_type_is_rejected(dest: Path) -> None:
     ti, _ = reg("odd")
     ti.type = b"Z"
