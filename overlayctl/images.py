@@ -35,13 +35,14 @@ def import_image(store: Store, source: str, name: str | None, message: str = "")
             stream = open(source, "rb")
         except OSError as exc:
             raise InvalidArgumentError(f"cannot open {source}: {exc.strerror}") from exc
-        # Unpacked, and kept as the layer's blob: twice its size (more if compressed).
+        # Unpacked, and staged whole until its tar-split is made: twice its
+        # size (more if compressed).
         space.expect(2 * os.fstat(stream.fileno()).st_size)
     try:
         from overlayctl.layer.compression import open_decompressed
         from overlayctl.oci.image import import_tar_layer
 
-        # The tar is kept as the layer's blob: save and push need it as it was.
+        # Save and push need the tar as it was: its tar-split is kept.
         layer, new = import_tar_layer(store, open_decompressed(stream))
     except EOFError as exc:
         raise OverlayctlError(f"cannot import {source}: the archive is truncated") from exc

@@ -74,6 +74,10 @@ class Paths:
     def layer_diff(self, short_id: str) -> str:
         return os.path.join(self.layers, short_id, "diff")
 
+    def layer_tar_split(self, short_id: str) -> str:
+        """Kept for an imported layer: its tar's bytes but file contents (layer/tarsplit.py)."""
+        return os.path.join(self.layers, short_id, "tar-split")
+
     def container_dir(self, container_id: str) -> str:
         return os.path.join(self.containers, container_id)
 

@@ -304,6 +304,12 @@ class TarReader:
                 raise TarFormatError("unexpected end of data")
             n -= got
 
+    @property
+    def position(self) -> int:
+        """Bytes of the stream consumed so far: right after entries() yields
+        a member, where that member's data starts."""
+        return self.size - (len(self._buf) - self._pos)
+
     def drain(self) -> None:
         """Read (and hash) the stream to its end: the diff_id covers the
         end-of-archive blocks and any padding after them."""

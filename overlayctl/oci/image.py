@@ -223,6 +223,7 @@ def _make_layer_blob(store: Store, layer: Layer, compression: str) -> dict[str, 
         compressor = _compressor(compression, staged)
         sink = _HashingSink(compressor if compressor is not None else staged)
         sources = _blob_rows(store, layer.diff_id)
+        split = store.layers.tar_split(layer)
         if sources:
             # A received layer: its files may not give back the exact tar it
             # came as, its kept blob does.
@@ -230,12 +231,22 @@ def _make_layer_blob(store: Store, layer: Layer, compression: str) -> dict[str, 
                 tar = open_layer(raw, sources[0]["media_type"])
                 while chunk := tar.read(_CHUNK):
                     sink.write(chunk)
+        elif split is not None:
+            # An imported layer: its files and the rest of the tar it was.
+            from overlayctl.layer import tarsplit
+
+            try:
+                tarsplit.reassemble(split, store.layers.diff_path(layer), sink.write)
+            except tarsplit.TarSplitError as e:
+                raise _changed_layer(layer, str(e)) from None
         else:
             write_layer_tar(store.layers.diff_path(layer), sink)  # type: ignore[arg-type]
         if compressor is not None:
             compressor.close()
         staged.close()
         tar_digest = "sha256:" + sink.sha.hexdigest()
+        if tar_digest != layer.diff_id and split is not None and not sources:
+            raise _changed_layer(layer, f"its files and its tar-split give a tar with digest {tar_digest}")
         if tar_digest != layer.diff_id:
             raise OverlayctlError(
                 f"cannot export layer {layer.diff_id}: its files give a tar with digest {tar_digest}, "
@@ -248,6 +259,13 @@ def _make_layer_blob(store: Store, layer: Layer, compression: str) -> dict[str, 
         staged.discard()
     record_blob(store, digest, layer.diff_id, media_type, size, original=False)
     return descriptor(media_type, digest, size)
+
+
+def _changed_layer(layer: Layer, what: str) -> OverlayctlError:
+    return OverlayctlError(
+        f"cannot export layer {layer.diff_id}: {what}; a file of the layer was changed "
+        "(`overlayctl system fsck --verify-content` says which): re-import the image"
+    )
 
 
 def layer_descriptors(
@@ -360,17 +378,21 @@ class _Tee:
 
 
 def import_tar_layer(store: Store, stream: BinaryIO) -> tuple[Layer, bool]:
-    """`import`: unpack an uncompressed layer tar and keep the tar as its blob.
+    """`import`: unpack an uncompressed layer tar and keep what it takes to
+    give it back.
 
     A tar made by another tool (GNU tar, say) cannot be rebuilt from the
     unpacked files byte for byte, and its digest is the layer's diff_id:
-    without the copy, the image could not be saved or pushed.
+    without it, the image could not be saved or pushed. The layer keeps its
+    tar-split (the tar but its file contents) when that gives back the tar;
+    otherwise the whole tar is kept as the layer's blob.
     """
     staged = _StagedBlob(store.paths.tmp)
     try:
         layer, created = store.layers.import_tar(_Tee(stream, staged))  # type: ignore[arg-type]
         staged.close()
-        if staged.digest == layer.diff_id:
+        kept = bool(_blob_rows(store, layer.diff_id)) or store.layers.tar_split(layer) is not None
+        if staged.digest == layer.diff_id and not kept and not store.layers.keep_tar_split(layer, staged.path):
             BlobStore(store.paths).adopt(staged.path, staged.digest)
             record_blob(store, staged.digest, layer.diff_id, OCI_LAYER, staged.size, original=True)
     finally:

@@ -97,6 +97,38 @@ class LayerStore:
                 return existing, False
             return self.commit_staged(stage, digest.diff_id), True
 
+    def keep_tar_split(self, layer: Layer, tar_path: str) -> bool:
+        """Keep beside ``layer`` its tar-split: what it takes, with the
+        layer's files, to give back the tar at ``tar_path`` it was unpacked
+        from, byte for byte. False, keeping nothing, when the files do not
+        give back that tar (the caller then keeps the whole tar)."""
+        from overlayctl.layer import tarsplit
+
+        target = self.paths.layer_tar_split(layer.dir)
+        if os.path.exists(target):
+            return True
+        tmp = os.path.join(self.paths.tmp, f"tarsplit-{os.getpid()}-{os.urandom(6).hex()}")
+        try:
+            if tarsplit.write(tar_path, self.diff_path(layer), tmp) != layer.diff_id:
+                return False
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.rename(tmp, target)
+            staging.fsync_dir(os.path.dirname(target))
+            return True
+        except (OSError, tarsplit.TarSplitError):
+            # A full disk, say: keeping the whole tar needs no more space
+            # (it is written already), so the import goes on that way.
+            return False
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def tar_split(self, layer: Layer) -> str | None:
+        """The layer's tar-split (keep_tar_split), if it has one."""
+        path = self.paths.layer_tar_split(layer.dir)
+        return path if os.path.isfile(path) else None
+
     def commit_tree(self, stage: str, clamp_mtime: int | None = None) -> tuple[Layer, bool]:
         """Store the directory stage/diff (an upper dir built in staging) as a layer.
 

@@ -173,6 +173,32 @@ def test_round_trip_across_stores(cli, built, tmp_path):
     assert os.listdir(other.root / "tmp") == []
 
 
+def test_import_keeps_a_tar_split_that_gives_the_tar_back(cli, busybox_tar, tmp_path):
+    cli.ok("import", str(busybox_tar), "plain:1")
+    # Not the whole tar again beside the layer: its headers and padding.
+    assert not [p for p in (cli.root / "blobs").rglob("*") if p.is_file()]
+    (split,) = (cli.root / "layers").glob("*/tar-split")
+    assert split.stat().st_size < busybox_tar.stat().st_size / 20
+    archive = tmp_path / "plain.tar"
+    cli.ok("save", "--compression", "none", "-o", str(archive), "plain:1")
+    assert busybox_tar.read_bytes() in _members(archive.read_bytes()).values()  # the very tar
+    other = _second_store(cli)
+    other.ok("load", "-i", str(archive))
+    assert _inspect(other, "plain:1")["Id"] == _inspect(cli, "plain:1")["Id"]
+
+
+def test_save_says_when_an_imported_layers_file_changed(cli, busybox_tar, tmp_path):
+    cli.ok("import", str(busybox_tar), "plain:1")
+    (busybox,) = (cli.root / "layers").glob("*/diff/bin/busybox")
+    busybox.write_bytes(b"not busybox any more")
+    result = cli("save", "-o", str(tmp_path / "out.tar"), "plain:1")
+    err = result.stderr.decode()
+    assert result.returncode != 0
+    assert "cannot export layer sha256:" in err and "re-import the image" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.tar").exists()
+
+
 def test_load_twice_says_already_exists(cli, built, tmp_path):
     archive = tmp_path / "m.tar"
     cli.ok("save", "-o", str(archive), "multi:1")

@@ -205,6 +205,7 @@ def _tree(root: str) -> dict[str, tuple[object, ...]]:
 _NAMES = ["d1/a", "d1/b", "d1/c", "d1/sub/e", "d2/x", "d2/y", "top", "d1", "d2/x/z"]
 _DATA = strategies.one_of(
     strategies.binary(max_size=3000),
+    strategies.binary(min_size=700, max_size=700),  # the same size, other bytes
     strategies.integers(0, 9000).map(bytes),
     strategies.tuples(strategies.binary(min_size=1, max_size=100), strategies.integers(0, 9000)).map(
         lambda t: t[0] + bytes(t[1]) + t[0]
