@@ -24,7 +24,8 @@ writes them), then measures:
    `sync`), kept to the end as the stores are; goal: within 1.3 x tar;
 3. the same extraction on a tmpfs the benchmark mounts (and unmounts):
    no disk, so what is compared is the CPU each side spends, without this
-   host's swings in file creation.
+   host's swings in file creation; a third contender there is
+   extract_layer without the compiled batch writer (Python alone).
 
 Everything runs against throw-away state (private overlayctl stores, a
 private podman --root/--runroot, one temporary directory), removed at the
@@ -81,13 +82,16 @@ DOCKERFILE = "FROM {base}\n" + "".join(
     f"n=0; while [ $n -lt 1500 ]; do head -c 8192 /dev/urandom > /l{i}/f$n; n=$((n+1)); done\n"
     for i in (1, 2, 3)
 )
-# extract_layer timed inside the interpreter: argv = tar, destination.
+# extract_layer timed inside the interpreter: argv = tar, destination, and
+# "python-only" to leave the compiled batch writer out.
 EXTRACT_SNIPPET = (
     "import sys, time\n"
-    "from overlayctl.layer.extract import extract_layer\n"
+    "from overlayctl.layer import extract\n"
+    "if sys.argv[3:] == ['python-only']:\n"
+    "    extract._batchwrite = None\n"
     "t0 = time.perf_counter()\n"
     "with open(sys.argv[1], 'rb') as f:\n"
-    "    extract_layer(f, sys.argv[2])\n"
+    "    extract.extract_layer(f, sys.argv[2])\n"
     "print((time.perf_counter() - t0) * 1000)\n"
 )
 
@@ -181,16 +185,20 @@ class Bench:
             say(f"load round {i + 1}/{total}" + (" (warm-up)" if i < warmups else ""))
         return rows
 
-    def time_extraction(self, layer: Path, top: Path, *, keep: bool) -> dict[str, list[float]]:
-        """Both extractors, round-robin, each into a fresh directory under
-        ``top``: kept to the end when ``keep`` (on disk, see time_loads),
-        removed after each round otherwise (tmpfs frees at once)."""
-        times: dict[str, list[float]] = {"extract_layer": [], "tar": []}
+    def time_extraction(
+        self, layer: Path, top: Path, *, keep: bool, python_only: bool = False
+    ) -> dict[str, list[float]]:
+        """The extractors, round-robin (the order turned each round), each
+        into a fresh directory under ``top``: kept to the end when ``keep``
+        (on disk, see time_loads), removed after each round otherwise
+        (tmpfs frees at once)."""
+        keys = ["extract_layer", "tar"] + (["python_only"] if python_only else [])
+        times: dict[str, list[float]] = {key: [] for key in keys}
         env = dict(self.env, PYTHONPATH=str(REPO))
         python = self.python()
         warmups = self.args.warmups
         for i in range(warmups + extraction_rounds(self.args.iterations)):
-            for key in ("extract_layer", "tar") if i % 2 == 0 else ("tar", "extract_layer"):
+            for key in keys[i % len(keys) :] + keys[: i % len(keys)]:
                 dest = top / f"x-{i}-{key}"
                 dest.mkdir()
                 run(["sync"])  # untimed, as for the loads: no one writes back the other's pages
@@ -199,7 +207,8 @@ class Bench:
                     run(["tar", "-xf", str(layer), "-C", str(dest)])
                     ms = (time.perf_counter() - t0) * 1000
                 else:
-                    proc = run([python, "-c", EXTRACT_SNIPPET, str(layer), str(dest)], env=env)
+                    flag = ["python-only"] if key == "python_only" else []
+                    proc = run([python, "-c", EXTRACT_SNIPPET, str(layer), str(dest), *flag], env=env)
                     ms = float(proc.stdout.strip())
                 if i >= warmups:
                     times[key].append(ms)
@@ -214,7 +223,7 @@ class Bench:
         run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "overlayctl-bench", str(mnt)])
         try:
             shutil.copyfile(layer, mnt / "layer.tar")
-            return self.time_extraction(mnt / "layer.tar", mnt, keep=False)
+            return self.time_extraction(mnt / "layer.tar", mnt, keep=False, python_only=True)
         finally:
             run(["umount", str(mnt)])
 
@@ -281,7 +290,8 @@ def report(result: dict) -> str:
         lines.append(f"{key + ' load':<16} {s['median']:>10.0f} {s['p90']:>8.0f} {s['min']:>8.0f}")
     for where, label in (("extract_ms", ""), ("extract_tmpfs_ms", " tmpfs")):
         for key, s in result[where].items():
-            lines.append(f"{key + label:<20} {s['median']:>6.0f} {s['p90']:>8.0f} {s['min']:>8.0f}")
+            name = key.replace("_only", " only") + label
+            lines.append(f"{name:<20} {s['median']:>6.0f} {s['p90']:>8.0f} {s['min']:>8.0f}")
     lines.append("")
     if "load_ratio" in result:
         r = result["load_ratio"]
