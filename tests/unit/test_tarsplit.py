@@ -7,7 +7,6 @@ import hashlib
 import io
 import os
 import subprocess
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -79,13 +78,7 @@ def test_a_gnu_tar_of_many_files_keeps_little(tmp_path: Path) -> None:
 
 
 def _tar(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
-        for name, data in files.items():
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
+    return _layer([("reg", name, data, 0o644, 0, 0, 0) for name, data in files.items()])
 
 
 def test_a_path_written_twice_takes_its_data_from_the_last(tmp_path: Path) -> None:
