@@ -105,8 +105,6 @@ class LayerStore:
         from overlayctl.layer import tarsplit
 
         target = self.paths.layer_tar_split(layer.dir)
-        if os.path.exists(target):
-            return True
         tmp = os.path.join(self.paths.tmp, f"tarsplit-{os.getpid()}-{os.urandom(6).hex()}")
         try:
             if tarsplit.write(tar_path, self.diff_path(layer), tmp) != layer.diff_id:
