@@ -100,17 +100,15 @@ def _references(tar_path: str, diff_dir: str) -> list[tuple[int, int, bytes]]:
 
     last: dict[tuple[str, ...], tuple[int, int]] = {}
     with open(tar_path, "rb") as f:
-        reader = TarReader(f)
-        try:
-            for member in reader.entries():
-                if member.type != REGULAR or member.sparse is not None or member.size == 0:
-                    continue
-                parts = normalize_parts(member.name)
-                if not parts or parts[-1].startswith(WHITEOUT_PREFIX):
-                    continue
-                last[parts] = (reader.position, member.size)
-        finally:
-            reader.close()
+        # Its digest is known (and checked on the tar reassembled): not hashed again.
+        reader = TarReader(f, hashed=False)
+        for member in reader.entries():
+            if member.type != REGULAR or member.sparse is not None or member.size == 0:
+                continue
+            parts = normalize_parts(member.name)
+            if not parts or parts[-1].startswith(WHITEOUT_PREFIX):
+                continue
+            last[parts] = (reader.position, member.size)
     root_fd = os.open(diff_dir, _DIR_FLAGS)
     try:
         refs = [

@@ -250,15 +250,16 @@ class TarReader:
     """The members of the tar read from ``raw``: iterate over ``entries()``
     and read a member's data with ``chunks()`` before asking for the next.
 
-    Every byte read from ``raw`` is hashed, the end-of-archive blocks and
-    anything after them included once ``drain()`` has run; ``digest()`` and
-    ``size`` then describe the whole stream. ``close()`` when the reader is
-    left before digest().
+    Every byte read from ``raw`` is hashed (unless ``hashed`` is False, for
+    a tar whose digest is known), the end-of-archive blocks and anything
+    after them included once ``drain()`` has run; ``digest()`` and ``size``
+    then describe the whole stream. ``close()`` when the reader is left
+    before digest().
     """
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: BinaryIO, *, hashed: bool = True) -> None:
         self._raw = raw
-        self._sha = _Hasher()
+        self._sha = _Hasher() if hashed else None
         self.size = 0
         self._buf = b""
         self._pos = 0
@@ -270,7 +271,8 @@ class TarReader:
     def _read(self, n: int) -> bytes:
         data = self._raw.read(n)
         if data:
-            self._sha.update(data)
+            if self._sha is not None:
+                self._sha.update(data)
             self.size += len(data)
         return data or b""
 
@@ -318,11 +320,14 @@ class TarReader:
 
     def digest(self) -> str:
         """sha256 of every byte read, as "sha256:<hex>"."""
+        if self._sha is None:
+            raise ValueError("this reader does not hash")
         return "sha256:" + self._sha.hexdigest()
 
     def close(self) -> None:
         """Stop the hashing thread (digest() does too); call it when giving up early."""
-        self._sha.close()
+        if self._sha is not None:
+            self._sha.close()
 
     # -- member data ----------------------------------------------------------
 
