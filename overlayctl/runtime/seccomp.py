@@ -7,7 +7,8 @@ errnoRet, args, includes and excludes) and says what is wrong with it;
 `select_rules` keeps the rules that apply to this container (its
 capabilities, this machine, this kernel); `build_program` hands them to
 libseccomp, through the pyseccomp binding, which writes the BPF. No BPF is
-written here.
+written here. Architectures and syscall names libseccomp does not know are
+left out of the program, and `skipped_warning` says which.
 
 All three run only on a cache miss. The program is cached under a digest of
 everything it depends on, so that `run` reads one small file and imports
@@ -250,7 +251,7 @@ def compile_profile(
         raw = _read_profile(path)
         digest = _sha256(raw).hexdigest()
     cache_file = os.path.join(cache_dir, cache_key(digest, caps) + ".bpf")
-    # Beside the program, written before it: a hit finds both or neither.
+    # Beside the program, written before it: a hit finds both.
     warning_file = cache_file[: -len(".bpf")] + ".warning"
     program = _read_cached(cache_file)
     if program is not None:
@@ -262,11 +263,11 @@ def compile_profile(
     parsed = parse_profile(raw, path)
     warning = skipped_warning(parsed)
     program = build_program(parsed, select_rules(parsed, caps))
-    if warning:
-        _write_cached(warning_file, warning.encode())
-        if warnings is not None:
-            warnings.append(warning)
-    _write_cached(cache_file, program)
+    if warnings is not None and warning:
+        warnings.append(warning)
+    # A program cached without its warning would hide the warning on a hit.
+    if not warning or _write_cached(warning_file, warning.encode()):
+        _write_cached(cache_file, program)
     return program
 
 
@@ -355,13 +356,14 @@ def _read_warning(path: str) -> list[str]:
         return []  # none: the profile compiled whole
 
 
-def _write_cached(path: str, program: bytes) -> None:
+def _write_cached(path: str, program: bytes) -> bool:
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         with open(tmp, "wb") as f:
             f.write(program)
         os.replace(tmp, path)
+        return True
     except OSError:
         # The cache only saves time: a start that cannot write it still
         # has its program, and the next one compiles again.
@@ -369,6 +371,7 @@ def _write_cached(path: str, program: bytes) -> None:
             os.unlink(tmp)
         except OSError:
             pass
+        return False
 
 
 def _read_profile(path: str) -> bytes:
