@@ -192,9 +192,15 @@ def _host_config(opts: CreateOptions, store: Store) -> dict[str, Any]:
                 # Read now, relative to where the user is, and refused now
                 # if it is not a valid profile: not at some later start.
                 value = os.path.abspath(value)
+                import sys
+
                 from overlayctl.runtime.seccomp import compile_profile
 
-                compile_profile(value, (), _seccomp_cache(store))
+                warnings: list[str] = []
+                compile_profile(value, (), _seccomp_cache(store), warnings)
+                for warning in warnings:
+                    # Once, here at create: the start compiles it quietly.
+                    sys.stderr.write(f"WARNING: {warning}\n")
             security.append(f"seccomp={value}")
             continue
         if key in ("no-new-privileges", "no-new-privileges:true"):

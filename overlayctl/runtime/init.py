@@ -16,7 +16,7 @@ import stat
 
 from overlayctl.errors import CommandNotExecutableError, CommandNotFoundError, KernelError, OverlayctlError
 from overlayctl.runtime import syscalls as sc
-from overlayctl.runtime.mountplan import rootfs_plan
+from overlayctl.runtime.mountplan import MASKED_PATHS, rootfs_plan, thermal_throttle_paths
 from overlayctl.runtime.spec import DEFAULT_PATH, ContainerSpec, Mount
 
 NAMESPACES = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWNET | sc.CLONE_NEWCGROUP
@@ -91,7 +91,8 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
         os.close(go_r)
     # Nothing mounted from here on may propagate back to the host.
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-    rootfs_plan(spec.layout, spec.store_root, spec.overlay_api, spec.privileged).execute(spec.mountpoint)
+    masked = () if spec.privileged else MASKED_PATHS + thermal_throttle_paths()
+    rootfs_plan(spec.layout, spec.store_root, spec.overlay_api, spec.privileged, masked).execute(spec.mountpoint)
     trees = _open_mount_sources(spec.mounts)
     _switch_root(spec.mountpoint)
     _attach_mounts(spec.mounts, trees)

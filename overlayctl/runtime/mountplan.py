@@ -193,22 +193,50 @@ _DEV_LINKS = (
 )
 
 
-# runc's defaults, which Docker applies to every unprivileged container:
-# kernel interfaces that leak host information or let root poke the kernel.
+# Docker's defaults for every unprivileged container (moby's
+# daemon/pkg/oci/defaults.go): kernel interfaces that leak host information
+# or let root poke the kernel. /proc/interrupts and powercap's energy
+# counters show what the host's other tenants do, to the point of reading
+# their keys by timing (GHSA-6fw5-f8r9-fgfm, GHSA-jq35-85cj-fj4p).
 MASKED_PATHS = (
-    "/proc/asound",
     "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
     "/proc/kcore",
     "/proc/keys",
     "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
     "/proc/sched_debug",
     "/proc/scsi",
-    "/sys/firmware",
+    "/proc/timer_list",
+    "/proc/timer_stats",
     "/sys/devices/virtual/powercap",
+    "/sys/firmware",
 )
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+def thermal_throttle_paths() -> tuple[str, ...]:
+    """Each CPU's thermal_throttle directory that this kernel has, masked
+    by Docker too: its counters are the same side channel as
+    /proc/interrupts. The container's sysfs is the host's, so what exists
+    here exists there."""
+    try:
+        with open("/sys/devices/system/cpu/possible") as f:
+            cpus = _cpu_list(f.read())
+    except OSError:
+        return ()
+    paths = (f"/sys/devices/system/cpu/cpu{cpu}/thermal_throttle" for cpu in cpus)
+    return tuple(path for path in paths if os.path.exists(path))
+
+
+def _cpu_list(text: str) -> list[int]:
+    """The kernel's CPU list format: "0-3,8,10-11"."""
+    cpus: list[int] = []
+    for part in text.strip().split(","):
+        first, _, last = part.partition("-")
+        if first.isdigit() and (not last or last.isdigit()):
+            cpus.extend(range(int(first), int(last or first) + 1))
+    return cpus
 
 
 class MaskedPath(MountOp):
@@ -259,11 +287,17 @@ class RootfsPlan:
             op.execute(root)
 
 
-def rootfs_plan(layout: OverlayLayout, classic_base: str, api: str = "new", privileged: bool = False) -> RootfsPlan:
+def rootfs_plan(
+    layout: OverlayLayout,
+    classic_base: str,
+    api: str = "new",
+    privileged: bool = False,
+    masked: tuple[str, ...] = MASKED_PATHS,
+) -> RootfsPlan:
     """The default root filesystem: overlay, /proc, read-only /sys and a
-    minimal /dev with its own devpts instance and /dev/shm; then runc's
-    masked and read-only paths (not for a privileged container, whose /sys
-    is writable too)."""
+    minimal /dev with its own devpts instance and /dev/shm; then the
+    `masked` and read-only paths (not for a privileged container, whose
+    /sys is writable too)."""
     nosuid_nodev_noexec = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
     nodev = 0 if privileged else sc.MS_NODEV
     ops: list[MountOp] = [
@@ -282,6 +316,6 @@ def rootfs_plan(layout: OverlayLayout, classic_base: str, api: str = "new", priv
     ]
     ops += [Symlink(path, to) for path, to in _DEV_LINKS]
     if not privileged:
-        ops += [MaskedPath(path) for path in MASKED_PATHS]
+        ops += [MaskedPath(path) for path in masked]
         ops += [ReadonlyPath(path) for path in READONLY_PATHS]
     return RootfsPlan(ops)

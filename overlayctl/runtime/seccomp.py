@@ -7,7 +7,8 @@ errnoRet, args, includes and excludes) and says what is wrong with it;
 `select_rules` keeps the rules that apply to this container (its
 capabilities, this machine, this kernel); `build_program` hands them to
 libseccomp, through the pyseccomp binding, which writes the BPF. No BPF is
-written here.
+written here. Architectures and syscall names libseccomp does not know are
+left out of the program, and `skipped_warning` says which.
 
 All three run only on a cache miss. The program is cached under a digest of
 everything it depends on, so that `run` reads one small file and imports
@@ -28,9 +29,9 @@ if TYPE_CHECKING:
 DEFAULT_PROFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seccomp_default.json")
 # sha256 of seccomp_default.json as bytes: the default profile's cache key
 # without reading the file (tests/unit/test_seccomp.py keeps it in step).
-DEFAULT_PROFILE_SHA256 = "11f21a2c3a4ad149d81c567590093c624e53956464d8b2dcba52be580b9fc81f"
+DEFAULT_PROFILE_SHA256 = "a8f8954d46534f789be35d75be07d723067e386e451e9609fbdb8d335592976d"
 # Part of every cache key: change it when the way rules are compiled changes.
-_COMPILER = "overlayctl-seccomp-2"
+_COMPILER = "overlayctl-seccomp-3"
 
 EPERM = 1
 ENOSYS = 38
@@ -87,6 +88,12 @@ ARCHES = {
     "SCMP_ARCH_PARISC": "PARISC",
     "SCMP_ARCH_PARISC64": "PARISC64",
     "SCMP_ARCH_RISCV64": "RISCV64",
+    # Known to libseccomp 2.6 and later, not to Debian 12's 2.5.4 nor to the
+    # pyseccomp binding: a profile naming them still loads, without them.
+    "SCMP_ARCH_LOONGARCH64": "LOONGARCH64",
+    "SCMP_ARCH_M68K": "M68K",
+    "SCMP_ARCH_SH": "SH",
+    "SCMP_ARCH_SHEB": "SHEB",
 }
 
 # uname's machine -> (its profile architecture, the names that
@@ -118,7 +125,7 @@ NEWER_SYSCALLS = {
     "file_getattr": 468,
     "file_setattr": 469,
 }
-NEWER_MACHINE_SYSCALLS = {"x86_64": {"uretprobe": 335}}
+NEWER_MACHINE_SYSCALLS = {"x86_64": {"uretprobe": 335}, "riscv64": {"riscv_hwprobe": 258}}
 # Native syscall numbers past the last one libseccomp knows, up to here,
 # fail with ENOSYS rather than the profile's default: a program then falls
 # back as on an older kernel instead of giving up on EPERM (runc does the
@@ -218,7 +225,9 @@ class Rule:
 # --- the entry point --------------------------------------------------------
 
 
-def compile_profile(profile: str | None, capabilities: Iterable[str], cache_dir: str) -> bytes | None:
+def compile_profile(
+    profile: str | None, capabilities: Iterable[str], cache_dir: str, warnings: list[str] | None = None
+) -> bytes | None:
     """The BPF program (struct sock_filter array) for a container.
 
     `profile`: None (or "builtin", as Docker spells it) for the default
@@ -227,6 +236,9 @@ def compile_profile(profile: str | None, capabilities: Iterable[str], cache_dir:
     `capabilities`: those the container keeps ("sys_admin" or
     "CAP_SYS_ADMIN"), for the rules that depend on them. Compiled programs
     are kept in `cache_dir`; a hit reads one file.
+    `warnings`: when given, gets the line saying which architectures and
+    syscalls of the profile this libseccomp does not know and were left
+    out, on a cache hit as on a compile (a hit then reads a second file).
     """
     if profile == "unconfined":
         return None
@@ -239,14 +251,23 @@ def compile_profile(profile: str | None, capabilities: Iterable[str], cache_dir:
         raw = _read_profile(path)
         digest = _sha256(raw).hexdigest()
     cache_file = os.path.join(cache_dir, cache_key(digest, caps) + ".bpf")
+    # Beside the program, written before it: a hit finds both.
+    warning_file = cache_file[: -len(".bpf")] + ".warning"
     program = _read_cached(cache_file)
     if program is not None:
+        if warnings is not None:
+            warnings.extend(_read_warning(warning_file))
         return program
     if raw is None:
         raw = _read_profile(path)
     parsed = parse_profile(raw, path)
+    warning = skipped_warning(parsed)
     program = build_program(parsed, select_rules(parsed, caps))
-    _write_cached(cache_file, program)
+    if warnings is not None and warning:
+        warnings.append(warning)
+    # A program cached without its warning would hide the warning on a hit.
+    if not warning or _write_cached(warning_file, warning.encode()):
+        _write_cached(cache_file, program)
     return program
 
 
@@ -291,14 +312,30 @@ def cache_key(profile_digest: str, caps: frozenset[str]) -> str:
 def _libseccomp_identity() -> str:
     """Which libseccomp would compile, without loading it: the library's
     inode, size and mtime change with every package update."""
+    path = _libseccomp_path()
+    if path is None:
+        return "unknown"
+    st = os.stat(path)
+    return f"{os.path.dirname(path)}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _libseccomp_path() -> str | None:
     multiarch = getattr(sys.implementation, "_multiarch", "")
     for directory in (f"/usr/lib/{multiarch}", f"/lib/{multiarch}", "/usr/lib64", "/usr/lib", "/usr/local/lib"):
-        try:
-            st = os.stat(os.path.join(directory, "libseccomp.so.2"))
-        except OSError:
-            continue
-        return f"{directory}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
-    return "unknown"
+        path = os.path.join(directory, "libseccomp.so.2")
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def libseccomp_version() -> str:
+    """libseccomp's version as its file names it ("2.5.4"), or "" when
+    the name does not say: libseccomp.so.2 links to libseccomp.so.2.5.4."""
+    path = _libseccomp_path()
+    name = os.path.basename(os.path.realpath(path)) if path else ""
+    prefix = "libseccomp.so."
+    version = name[len(prefix) :] if name.startswith(prefix) else ""
+    return version if version.count(".") == 2 else ""
 
 
 def _read_cached(path: str) -> bytes | None:
@@ -311,13 +348,22 @@ def _read_cached(path: str) -> bytes | None:
     return program if program and len(program) % 8 == 0 else None
 
 
-def _write_cached(path: str, program: bytes) -> None:
+def _read_warning(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [f.read().strip()]
+    except OSError:
+        return []  # none: the profile compiled whole
+
+
+def _write_cached(path: str, program: bytes) -> bool:
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         with open(tmp, "wb") as f:
             f.write(program)
         os.replace(tmp, path)
+        return True
     except OSError:
         # The cache only saves time: a start that cannot write it still
         # has its program, and the next one compiles again.
@@ -325,6 +371,7 @@ def _write_cached(path: str, program: bytes) -> None:
             os.unlink(tmp)
         except OSError:
             pass
+        return False
 
 
 def _read_profile(path: str) -> bytes:
@@ -592,7 +639,7 @@ def build_program(profile: Profile, rules: list[Rule], machine: str | None = Non
     seccomp = _binding()
     machine = machine or os.uname().machine
     native = _new_filter(seccomp, profile.default_action)
-    others = filter_arches(profile, machine)[1:]
+    others = [a for a in filter_arches(profile, machine)[1:] if _arch_token(seccomp, a) is not None]
     compat = None
     if others:
         compat = _new_filter(seccomp, profile.default_action)
@@ -606,9 +653,10 @@ def build_program(profile: Profile, rules: list[Rule], machine: str | None = Non
         for name in rule.names:
             number = seccomp.resolve_syscall(seccomp.Arch.NATIVE, name)
             if number == -1:  # __NR_SCMP_ERROR: a name libseccomp does not know
-                if not _is_newer_syscall(name):
-                    raise profile_error(profile.path, f'{rule.where}: unknown syscall "{name}"')
-                number = newer.get(name)  # None: not a syscall of this architecture
+                # None: not a syscall of this architecture, or one newer than
+                # libseccomp and us, left out as runc leaves it out (the
+                # warning of skipped_warning names it).
+                number = newer.get(name)
             elif number < 0:
                 number = None  # a syscall of other architectures only
             if number is not None:
@@ -627,6 +675,48 @@ def build_program(profile: Profile, rules: list[Rule], machine: str | None = Non
 
 def _is_newer_syscall(name: str) -> bool:
     return name in NEWER_SYSCALLS or any(name in table for table in NEWER_MACHINE_SYSCALLS.values())
+
+
+def _arch_token(seccomp, arch: str) -> int | None:  # type: ignore[no-untyped-def]
+    """libseccomp's token for a profile architecture, or None when the
+    binding or the library does not know it."""
+    token = getattr(seccomp.Arch, ARCHES[arch], None)
+    # For an architecture it does not support libseccomp resolves no name.
+    if token is None or seccomp.resolve_syscall(token, "read") < 0:
+        return None
+    return token
+
+
+def skipped_warning(profile: Profile, machine: str | None = None) -> str:
+    """The one line that says what of `profile` this libseccomp cannot
+    rule and is left out, or "": architectures the filter would cover and
+    syscall names it does not know (nor NEWER_SYSCALLS). As Docker and
+    runc, the rest of the profile applies: a profile written for a newer
+    libseccomp stays usable, and the line shows a misspelt name."""
+    seccomp = _binding()
+    arches = [a for a in filter_arches(profile, machine) if a and _arch_token(seccomp, a) is None]
+    names = sorted(
+        {
+            name
+            for entry in profile.entries
+            for name in entry.names
+            if seccomp.resolve_syscall(seccomp.Arch.NATIVE, name) == -1 and not _is_newer_syscall(name)
+        }
+    )
+    parts = []
+    if arches:
+        parts.append(f"{_counted(len(arches), 'architecture')} ({', '.join(arches)})")
+    if names:
+        parts.append(f"{_counted(len(names), 'syscall')} ({', '.join(names)})")
+    if not parts:
+        return ""
+    version = libseccomp_version()
+    library = f"libseccomp {version}" if version else "this libseccomp"
+    return f"seccomp profile {profile.path}: skipped {' and '.join(parts)} unknown to {library}"
+
+
+def _counted(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _new_filter(seccomp, default_action: int):  # type: ignore[no-untyped-def]

@@ -87,10 +87,11 @@ def test_host_processes_mounts_and_binaries_are_invisible(cli, bb):
     mount_points = {line.split()[4] for line in lines[1 + len(exes) :]}
     allowed = {"/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue"}
     allowed |= {f"/dev/{n}" for n in ("null", "zero", "full", "random", "urandom", "tty")}
-    allowed |= {f"/proc/{n}" for n in ("asound", "acpi", "kcore", "keys", "latency_stats", "timer_list",
-                                        "timer_stats", "sched_debug", "scsi", "bus", "fs", "irq", "sys",
-                                        "sysrq-trigger")}
+    allowed |= {f"/proc/{n}" for n in ("asound", "acpi", "interrupts", "kcore", "keys", "latency_stats",
+                                        "timer_list", "timer_stats", "sched_debug", "scsi", "bus", "fs", "irq",
+                                        "sys", "sysrq-trigger")}
     allowed |= {"/sys/firmware", "/sys/devices/virtual/powercap"}
+    allowed |= {p for p in mount_points if p.startswith("/sys/devices/system/cpu/") and p.endswith("/thermal_throttle")}
     assert mount_points <= allowed, mount_points - allowed
 
 
