@@ -509,6 +509,7 @@ class Builder:
                         self.store.paths.mountpoint,
                         lambda: apply_plan(plan, context_fd, uid, gid, chmod),
                         os.environ.get("OVERLAYCTL_OVERLAY_API", "new"),
+                        keep_fds=(context_fd,),
                     )
                 finally:
                     os.close(context_fd)
