@@ -9,8 +9,10 @@ command in `run`, `exec`, a build's RUN and a restart by the supervisor.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -158,3 +160,21 @@ def test_restarts_by_the_supervisor_get_no_descriptor_or_environment_of_the_call
         names = {line.split()[1].partition("=")[0] for line in run.splitlines() if line.startswith("env ")}
         assert names <= {"PATH", "HOSTNAME", "HOME", "TERM"}, run
     assert SECRET not in out and "PYTHONPATH" not in out, out
+
+
+def test_close_fds_except_keeps_stdio_and_the_kept_ones_only(tmp_path):
+    # Descriptors 3..15 open, some kept at either end of and between the
+    # gaps close_range is called on.
+    code = (
+        "import os, sys\n"
+        "from overlayctl.runtime import syscalls as sc\n"
+        "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+        "for n in range(3, 16):\n"
+        "    os.dup2(fd, n)\n"
+        "sc.close_fds_except([3, 7, 8, 15])\n"
+        "print(' '.join(sorted(os.listdir('/proc/self/fd'), key=int)))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[3]))
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, env=env, check=True)
+    # (listdir's own descriptor, the lowest free one, is listed too.)
+    assert out.stdout.split() == [b"0", b"1", b"2", b"3", b"4", b"7", b"8", b"15"], out
