@@ -532,6 +532,9 @@ class Builder:
             if pid == 0:
                 code = 0
                 try:
+                    from overlayctl.runtime.init import leave_host_behind
+
+                    leave_host_behind((context_fd,))  # as in_rootfs's child
                     os.chroot(root)
                     os.chdir("/")
                     apply_plan(plan, context_fd, uid, gid, chmod)
