@@ -191,4 +191,5 @@ def export(store: Store, container: Container, out: BinaryIO) -> None:
         with os.fdopen(os.dup(fd), "wb") as f:
             write_layer_tar("/", f)
 
-    in_rootfs(layout, store.paths.root, store.paths.mountpoint, write, os.environ.get("OVERLAYCTL_OVERLAY_API", "new"))
+    api = os.environ.get("OVERLAYCTL_OVERLAY_API", "new")
+    in_rootfs(layout, store.paths.root, store.paths.mountpoint, write, api, keep_fds=(fd,))

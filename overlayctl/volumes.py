@@ -735,6 +735,7 @@ def seed_from_image(store: Store, image: Image, seeds: list[tuple[str, str]]) ->
                 store.paths.mountpoint,
                 lambda: copy_targets(fds),
                 os.environ.get("OVERLAYCTL_OVERLAY_API", "new"),
+                keep_fds=[fd for _, fd in fds],
             )
         finally:
             for _, fd in fds:

@@ -509,6 +509,7 @@ class Builder:
                         self.store.paths.mountpoint,
                         lambda: apply_plan(plan, context_fd, uid, gid, chmod),
                         os.environ.get("OVERLAYCTL_OVERLAY_API", "new"),
+                        keep_fds=(context_fd,),
                     )
                 finally:
                     os.close(context_fd)
@@ -531,6 +532,9 @@ class Builder:
             if pid == 0:
                 code = 0
                 try:
+                    from overlayctl.runtime.init import leave_host_behind
+
+                    leave_host_behind((context_fd,))  # as in_rootfs's child
                     os.chroot(root)
                     os.chdir("/")
                     apply_plan(plan, context_fd, uid, gid, chmod)

@@ -80,6 +80,15 @@ def set_parent_death_signal(signum: int) -> None:
     _prctl.prctl(_prctl.PR_SET_PDEATHSIG, signum)
 
 
+def make_non_dumpable() -> None:
+    """prctl(PR_SET_DUMPABLE, 0): only a holder of CAP_SYS_PTRACE may then
+    open our /proc/<pid>/fd, exe, environ, cwd, root or mem, or ptrace us.
+    Kept across fork; execve makes the new program dumpable again."""
+    import _prctl
+
+    _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
+
+
 def known_capabilities() -> tuple[str, ...]:
     """Every capability name python-prctl knows, lower-case without CAP_."""
     import _prctl

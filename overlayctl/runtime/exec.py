@@ -87,6 +87,12 @@ def run(pid: int, pid_start: int, spec: ExecSpec) -> int:
         import socket
 
         console_parent, console_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    # Non-dumpable before the child exists in the container's PID namespace
+    # (see init.leave_host_behind); harmless to this process, which stays
+    # on the host's side.
+    from overlayctl.runtime.capabilities import make_non_dumpable
+
+    make_non_dumpable()
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     child = -1
     try:
@@ -161,12 +167,16 @@ def _child(pid: int, fds: dict[str, int], spec: ExecSpec, error_fd: int, console
         _report,
         _reset_signals,
         attach_console,
+        cwd_inside_root,
         drop_privileges,
+        leave_host_behind,
         resolve_command,
         resolve_user_here,
     )
 
     try:
+        # The namespaces' descriptors are kept until each is joined.
+        leave_host_behind((error_fd, console_fd, *fds.values()))
         # Imported while the host's files are in reach (setns below).
         import _prctl  # noqa: F401  (used by drop_privileges)
 
@@ -197,6 +207,8 @@ def _child(pid: int, fds: dict[str, int], spec: ExecSpec, error_fd: int, console
             raise CommandNotExecutableError(
                 f"cannot change to working directory {spec.cwd}: {os.strerror(exc.errno or 0).lower()}"
             ) from None
+        if not cwd_inside_root():
+            raise CommandNotExecutableError(f"working directory {spec.cwd} is outside the container's root")
         env = list(spec.env)
         uid, gid, groups = 0, 0, []
         if spec.user:

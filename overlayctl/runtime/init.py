@@ -19,6 +19,10 @@ from overlayctl.runtime import syscalls as sc
 from overlayctl.runtime.mountplan import MASKED_PATHS, rootfs_plan, thermal_throttle_paths
 from overlayctl.runtime.spec import DEFAULT_PATH, ContainerSpec, Mount
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 NAMESPACES = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWNET | sc.CLONE_NEWCGROUP
 
 
@@ -31,6 +35,7 @@ def container_main(
     and waits for the supervisor to finish its part (the network) first.
     """
     try:
+        leave_host_behind((error_fd, console_fd, *(sync_fds or ())))
         _setup(spec, console_fd, sync_fds)
         path = resolve_command(spec.argv[0], spec.env_value("PATH") or DEFAULT_PATH)
         _reset_signals()
@@ -47,6 +52,40 @@ def container_main(
             tb = tb.tb_next
         where = f" (in {tb.tb_frame.f_code.co_name}, line {tb.tb_lineno})" if tb is not None else ""
         _report(error_fd, 125, f"container set-up failed: {exc}{where}")
+
+
+def leave_host_behind(keep_fds: Iterable[int | None]) -> None:
+    """For a process about to make or join a container's namespaces (PID 1
+    of a run, start, restart or build step; an exec; a COPY): from now until
+    its execve it must be out of reach of the processes in there, and hold
+    nothing of the host's that they could take from it. runc's init does
+    the same (nsexec, then init_linux.go), after CVE-2019-5736 and
+    CVE-2024-21626.
+
+    Non-dumpable first: otherwise, once its capabilities are no more than
+    theirs (an exec after drop_privileges), a container process of the same
+    uid may open its /proc/<pid>/fd/* (the CLI's catalog.db, read-write),
+    exe (the host's python: CVE-2019-5736 overwrote runc through it),
+    environ, cwd and root. Only CAP_SYS_PTRACE passes that check, which a
+    container has only when made privileged. The flag is inherited by a
+    fork, and execve makes the container's own program dumpable again.
+
+    Then no descriptor but stdio and `keep_fds` (the set-up's own): one the
+    caller left inheritable (a shell's `exec 9</dir`) would reach the
+    container's command, and a directory among them is a way out of its
+    root (CVE-2024-21626: a working directory of /proc/self/fd/N). Ours are
+    close-on-exec, but open until execve.
+
+    Last the environment: the command gets the container's alone, through
+    execve; nothing before that may hand on the caller's. (/proc/<pid>/environ
+    shows the block the process started with whatever is cleared here: the
+    flag above is what hides it.)
+    """
+    from overlayctl.runtime.capabilities import make_non_dumpable
+
+    make_non_dumpable()
+    sc.close_fds_except(fd for fd in keep_fds if fd is not None)
+    os.environ.clear()
 
 
 def _report(error_fd: int, code: int, message: str) -> None:
@@ -134,7 +173,7 @@ def drop_privileges(
     overlayctl.runtime.capabilities while the host's files were in reach."""
     import _prctl
 
-    from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES, drop_bounding, limit_sets
+    from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES, drop_bounding, limit_sets, make_non_dumpable
 
     keep = None if privileged else capabilities if capabilities is not None else DEFAULT_CAPABILITIES
     drop_bounding(keep)
@@ -143,6 +182,10 @@ def drop_privileges(
         os.setgid(gid)
         os.setuid(uid)
     limit_sets(keep)
+    # A change of uid makes the kernel reset dumpability to fs.suid_dumpable:
+    # 0 by default (so it stays so), but 1 on a host set up for debugging,
+    # which would open this process to the container's until its execve.
+    make_non_dumpable()
     if not privileged:
         # No setuid binary or file capability can give back what was dropped.
         _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
@@ -244,6 +287,20 @@ def _enter_workdir(cwd: str) -> None:
         os.chdir(cwd)
     except NotADirectoryError:
         raise KernelError(f"working directory {cwd} is not a directory in the image") from None
+    if not cwd_inside_root():
+        raise KernelError(f"working directory {cwd} is outside the container's root")
+
+
+def cwd_inside_root() -> bool:
+    """Whether the working directory can be reached from our root. One
+    reached through a descriptor (/proc/self/fd/N) may lie outside it
+    (CVE-2024-21626); getcwd then fails with ENOENT (the kernel's answer
+    starts "(unreachable)", which glibc refuses)."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def resolve_command(name: str, search_path: str) -> str:

@@ -19,7 +19,7 @@ from overlayctl.runtime.overlay import OverlayLayout
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
 
 def in_rootfs(
@@ -28,12 +28,15 @@ def in_rootfs(
     mountpoint: str,
     work: Callable[[], None],
     overlay_api: str = "new",
+    keep_fds: Iterable[int] = (),
 ) -> None:
     """Mount `layout` at `mountpoint` in a child, chroot there and call `work`.
 
     `work` runs as root inside the image's root; it must have imported what
-    it needs and opened any host file it reads before it is called (the
-    host's tree is out of reach after the chroot). An OverlayctlError or
+    it needs and opened any host file it uses before it is called (the
+    host's tree is out of reach after the chroot), and those descriptors
+    must be in `keep_fds`: the child holds no other but stdio, as a
+    container's PID 1 (init.leave_host_behind). An OverlayctlError or
     OSError it raises is re-raised here with its message; the child is
     always reaped first.
     """
@@ -44,6 +47,9 @@ def in_rootfs(
         code = 0
         try:
             os.close(error_r)
+            from overlayctl.runtime.init import leave_host_behind
+
+            leave_host_behind((error_w, *keep_fds))
             sc.unshare(sc.CLONE_NEWNS)
             sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
             OverlayMount(layout, store_root, overlay_api).execute(mountpoint)

@@ -13,6 +13,10 @@ import os
 
 from overlayctl.errors import KernelError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 # Namespace flags (<linux/sched.h>).
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -64,6 +68,9 @@ OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = 0o2000000
 AT_RECURSIVE = 0x8000
 
+# close_range(2) (Linux >= 5.9): the last descriptor there can be.
+CLOSE_RANGE_ALL = 0xFFFFFFFF
+
 _SYSCALLS = {
     # name: (x86_64, aarch64)
     "pivot_root": (155, 41),
@@ -76,6 +83,7 @@ _SYSCALLS = {
     "fsopen": (430, 430),
     "fsconfig": (431, 431),
     "fsmount": (432, 432),
+    "close_range": (436, 436),
 }
 _ARCH_INDEX = {"x86_64": 0, "aarch64": 1}
 
@@ -238,6 +246,41 @@ def open_tree_clone(path: str) -> int:
         ),
         f"open_tree {path}",
     )
+
+
+def close_range(first: int, last: int = CLOSE_RANGE_ALL) -> None:
+    """close_range(2): close every descriptor from first to last, both included."""
+    _check(
+        _syscall(_nr("close_range"), ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(0)),
+        f"close_range({first}, {last})",
+    )
+
+
+def close_fds_except(keep: Iterable[int]) -> None:
+    """Close every descriptor above stdio except those in `keep`: one
+    close_range per gap between the kept ones, whatever their number
+    (the caller cannot know what it inherited). Before Linux 5.9, each
+    descriptor /proc/self/fd lists."""
+    kept = sorted({fd for fd in keep if fd > 2})
+    try:
+        first = 3
+        for fd in kept:
+            if fd > first:
+                close_range(first, fd - 1)
+            first = fd + 1
+        close_range(first)
+    except KernelError as exc:
+        import errno
+
+        if errno_of(exc) != errno.ENOSYS:
+            raise
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd > 2 and fd not in kept:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass  # (the listing's own descriptor, closed already)
 
 
 class _SockFprog(ctypes.Structure):
