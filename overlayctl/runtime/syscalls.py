@@ -58,11 +58,20 @@ FSCONFIG_SET_STRING = 1
 FSCONFIG_CMD_CREATE = 6
 FSMOUNT_CLOEXEC = 1
 MOVE_MOUNT_F_EMPTY_PATH = 4
+MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NODEV = 0x4
 AT_FDCWD = -100
 OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = 0o2000000
 AT_RECURSIVE = 0x8000
+AT_EMPTY_PATH = 0x1000
+
+# bpf(2) (<linux/bpf.h>): a cgroup device program.
+BPF_PROG_LOAD = 5
+BPF_PROG_ATTACH = 8
+BPF_PROG_TYPE_CGROUP_DEVICE = 15
+BPF_CGROUP_DEVICE = 6
+BPF_F_ALLOW_MULTI = 2
 
 _SYSCALLS = {
     # name: (x86_64, aarch64)
@@ -76,6 +85,8 @@ _SYSCALLS = {
     "fsopen": (430, 430),
     "fsconfig": (431, 431),
     "fsmount": (432, 432),
+    "mount_setattr": (442, 442),
+    "bpf": (321, 280),
 }
 _ARCH_INDEX = {"x86_64": 0, "aarch64": 1}
 
@@ -237,6 +248,97 @@ def open_tree_clone(path: str) -> int:
             ctypes.c_uint(OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE),
         ),
         f"open_tree {path}",
+    )
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+def mount_setattr_tree(fd: int, attr_set: int) -> None:
+    """Set MOUNT_ATTR_* flags on every mount of the tree open at fd (a
+    detached tree from open_tree_clone), keeping its other flags (Linux
+    >= 5.12; ENOSYS before)."""
+    attr = _MountAttr(attr_set, 0, 0, 0)
+    _check(
+        _syscall(
+            _nr("mount_setattr"),
+            ctypes.c_int(fd),
+            ctypes.c_char_p(b""),
+            ctypes.c_uint(AT_EMPTY_PATH | AT_RECURSIVE),
+            ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
+        ),
+        f"mount_setattr({attr_set:#x})",
+    )
+
+
+class _BpfProgLoad(ctypes.Structure):
+    _fields_ = [
+        ("prog_type", ctypes.c_uint32),
+        ("insn_cnt", ctypes.c_uint32),
+        ("insns", ctypes.c_uint64),
+        ("license", ctypes.c_uint64),
+        ("log_level", ctypes.c_uint32),
+        ("log_size", ctypes.c_uint32),
+        ("log_buf", ctypes.c_uint64),
+        ("kern_version", ctypes.c_uint32),
+        ("prog_flags", ctypes.c_uint32),
+        ("prog_name", ctypes.c_char * 16),
+        ("prog_ifindex", ctypes.c_uint32),
+        ("expected_attach_type", ctypes.c_uint32),
+    ]
+
+
+class _BpfProgAttach(ctypes.Structure):
+    _fields_ = [
+        ("target_fd", ctypes.c_uint32),
+        ("attach_bpf_fd", ctypes.c_uint32),
+        ("attach_type", ctypes.c_uint32),
+        ("attach_flags", ctypes.c_uint32),
+    ]
+
+
+_EBPF_INSTRUCTION_SIZE = 8  # struct bpf_insn: u8 code, u8 regs, s16 off, s32 imm
+
+
+def bpf_prog_load(prog_type: int, program: bytes, name: str, expected_attach_type: int = 0) -> int:
+    """Load an eBPF program (an array of struct bpf_insn); returns its fd.
+    A refusal names the verifier's last line."""
+    if not program or len(program) % _EBPF_INSTRUCTION_SIZE:
+        raise KernelError(f"bpf: a program of {len(program)} bytes is not whole instructions")
+    insns = ctypes.create_string_buffer(program, len(program))
+    license = ctypes.create_string_buffer(b"GPL")
+    log = ctypes.create_string_buffer(4096)
+    attr = _BpfProgLoad(
+        prog_type=prog_type,
+        insn_cnt=len(program) // _EBPF_INSTRUCTION_SIZE,
+        insns=ctypes.addressof(insns),
+        license=ctypes.addressof(license),
+        log_level=1,
+        log_size=len(log),
+        log_buf=ctypes.addressof(log),
+        prog_name=name.encode()[:15],
+        expected_attach_type=expected_attach_type,
+    )
+    fd = _syscall(_nr("bpf"), ctypes.c_int(BPF_PROG_LOAD), ctypes.byref(attr), ctypes.c_uint(ctypes.sizeof(attr)))
+    if fd < 0:
+        lines = log.value.decode(errors="replace").strip().splitlines()
+        _check(fd, f"bpf(BPF_PROG_LOAD {name})" + (f" ({lines[-1]})" if lines else ""))
+    return fd
+
+
+def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) -> None:
+    """Attach a loaded program to the cgroup open at target_fd."""
+    attr = _BpfProgAttach(target_fd, prog_fd, attach_type, flags)
+    _check(
+        _syscall(_nr("bpf"), ctypes.c_int(BPF_PROG_ATTACH), ctypes.byref(attr), ctypes.c_uint(ctypes.sizeof(attr))),
+        f"bpf(BPF_PROG_ATTACH type {attach_type})",
     )
 
 
