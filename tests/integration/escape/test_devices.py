@@ -197,3 +197,13 @@ def test_privileged_gets_the_hosts_devices(cli, bb):
     # Without --privileged it is not there.
     result = cli("run", "--rm", "bb:1", "stat", path)
     assert result.returncode != 0
+
+
+def test_generated_etc_files_are_nodev(cli, bb):
+    # /etc/hosts, /etc/hostname and /etc/resolv.conf are binds of files on
+    # the host's filesystem: nodev like every other bind.
+    out = cli.ok("run", "--rm", "bb:1", "cat", "/proc/self/mountinfo")
+    etc = [line.split() for line in out.splitlines() if line.split()[4].startswith("/etc/")]
+    assert sorted(fields[4] for fields in etc) == ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"], out
+    for fields in etc:
+        assert "nodev" in fields[5].split(","), fields
