@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 
 from overlayctl.errors import OverlayctlError
-from overlayctl.lifecycle import Held, acquire, container_spec, image_of, release_held, remove
+from overlayctl.lifecycle import Held, acquire, container_spec, image_of, needs_cgroup, release_held, remove
 from overlayctl.store import Store
 from overlayctl.store.containers import RESTARTING, Container
 
@@ -370,7 +370,7 @@ def _after_exit(state: dict[str, str], status: int | None) -> None:
         container: Container | None = store.containers.get(container_id)
     except OverlayctlError:
         container = None  # removed meanwhile (rm -f): only clean up
-    if container is not None and container.config.get("HostConfig", {}).get("Limits"):
+    if container is not None and needs_cgroup(container.config.get("HostConfig", {})):
         from overlayctl.runtime import cgroups
 
         held.cgroup = cgroups.find(container_id)

@@ -211,6 +211,8 @@ def _host_config(opts: CreateOptions, store: Store) -> dict[str, Any]:
         )
     if security:
         hc["SecurityOpt"] = security
+    if host.get("device"):
+        hc["Devices"] = _devices(list(host["device"]))
     limit_keys = ("memory", "memory_swap", "pids_limit", "cpus", "cpu_shares")
     if any(host.get(k) for k in limit_keys):
         from overlayctl.runtime.cgroups import parse_limits
@@ -219,6 +221,38 @@ def _host_config(opts: CreateOptions, store: Store) -> dict[str, Any]:
         hc.update(limits.to_inspect())
         hc["Limits"] = {k: host.get(k) for k in limit_keys if host.get(k)}
     return hc
+
+
+def _devices(values: list[str]) -> list[dict[str, str]]:
+    """HostConfig.Devices for --device values, each host node checked now;
+    narrowed permissions need the cgroup2 tree their device program goes in."""
+    from overlayctl.runtime.devices import host_node, parse_device
+
+    devices = [parse_device(value) for value in values]
+    for device in devices:
+        host_node(device.host)
+    narrowed = [d for d in devices if d.restricted]
+    if narrowed:
+        from overlayctl.runtime.cgroups import host_layout
+
+        if host_layout().unified is None:
+            d = narrowed[0]
+            raise InvalidArgumentError(
+                f'--device {d.host}:{d.container}:{d.permissions}: permissions narrower than "rw" need a '
+                "cgroup2 tree for their device program, and this host has none mounted; use rw"
+            )
+    return [d.to_inspect() for d in devices]
+
+
+def needs_cgroup(hc: dict[str, Any]) -> bool:
+    """Whether a start makes a cgroup: for limits, or a device program."""
+    if hc.get("Limits"):
+        return True
+    if hc.get("Devices"):
+        from overlayctl.runtime.devices import needs_program
+
+        return needs_program(hc)
+    return False
 
 
 def _seccomp_cache(store: Store) -> str:
@@ -301,6 +335,7 @@ def container_spec(store: Store, container: Container, image: Image) -> Containe
         readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
         mounts=mounts,
         seccomp=seccomp,
+        devices=[(d["PathOnHost"], d["PathInContainer"]) for d in hc.get("Devices") or []],
     )
 
 
@@ -479,13 +514,14 @@ def acquire(store: Store, container: Container, spec: ContainerSpec, held: Held)
         attach.release_stale(store)
         held.plan = attach.prepare(store, container, spec.network, hc.get("IPAddress"), spec.hostname)
         spec.mounts = held.plan.mounts + spec.mounts
-    if hc.get("Limits"):
+    if needs_cgroup(hc):
         from overlayctl.runtime import cgroups
 
         stale = cgroups.find(container.id)
         if stale is not None:
             stale.remove()  # its last supervisor was killed before it could
-        limits = cgroups.parse_limits(*(hc["Limits"].get(k) for k in _LIMIT_KEYS))
+        given = hc.get("Limits") or {}
+        limits = cgroups.parse_limits(*(given.get(k) for k in _LIMIT_KEYS))
         held.cgroup = cgroups.create(container.id, limits)
         if held.cgroup is not None:
             spec.cgroup_procs = held.cgroup.procs_files
@@ -493,6 +529,25 @@ def acquire(store: Store, container: Container, spec: ContainerSpec, held: Held)
                 import sys
 
                 sys.stderr.write(f"WARNING: {warning}\n")
+        _restrict_devices(hc, held.cgroup)
+
+
+def _restrict_devices(hc: dict[str, Any], cgroup: Any) -> None:
+    """Attach the device program of --device permissions narrower than rw
+    to the container's cgroup2 directory, before PID 1 joins it."""
+    from overlayctl.runtime import devices
+
+    rules = devices.rules_for(hc.get("Devices") or [])
+    if not rules:
+        return
+    if cgroup is None or cgroup.unified is None:
+        from overlayctl.errors import KernelError
+
+        raise KernelError(
+            "--device permissions narrower than rw need a cgroup2 directory for the container, "
+            "and none could be made here; use rw"
+        )
+    devices.restrict(cgroup.unified, rules)
 
 
 def release_held(store: Store, container: Container, held: Held) -> tuple[bool, str]:
@@ -568,7 +623,7 @@ def remove(store: Store, container: Container, force: bool = False, volumes: boo
         from overlayctl.network import attach
 
         attach.release_stale(store)
-    if hc.get("Limits"):
+    if needs_cgroup(hc):
         from overlayctl.runtime import cgroups
 
         stale = cgroups.find(container.id)

@@ -52,6 +52,7 @@ CREATE_OPTIONS = (
     Opt(("--mount",), "mount", "multi", "type=volume|bind|tmpfs,source=..,target=..[,readonly]", "SPEC"),
     Opt(("--tmpfs",), "tmpfs", "multi", "mount a tmpfs at PATH (PATH[:options])", "PATH"),
     Opt(("--read-only",), "read_only", "flag", "mount the container's root read-only"),
+    Opt(("--device",), "device", "multi", "give access to a host device (HOST[:CONTAINER[:rwm]])", "DEVICE"),
     Opt(("--cap-add",), "cap_add", "multi", "add a capability (or ALL)", "CAP"),
     Opt(("--cap-drop",), "cap_drop", "multi", "drop a capability (or ALL)", "CAP"),
     Opt(("--privileged",), "privileged", "flag", "every capability, no masked paths, no seccomp"),

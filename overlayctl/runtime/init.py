@@ -131,12 +131,16 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
     # Nothing mounted from here on may propagate back to the host.
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
     masked = () if spec.privileged else MASKED_PATHS + thermal_throttle_paths()
-    rootfs_plan(spec.layout, spec.store_root, spec.overlay_api, spec.privileged, masked).execute(spec.mountpoint)
-    trees = _open_mount_sources(spec.mounts)
+    plan = rootfs_plan(spec.layout, spec.store_root, spec.overlay_api, spec.privileged, masked, spec.devices)
+    plan.execute(spec.mountpoint)
+    trees = _open_mount_sources(spec.mounts, nodev=not spec.privileged)
     _switch_root(spec.mountpoint)
     _attach_mounts(spec.mounts, trees)
     if spec.readonly_rootfs:
-        sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
+        # A bind remount sets exactly the flags it is given: without nodev
+        # here, a device node shipped in the image would open again.
+        nodev = 0 if spec.privileged else sc.MS_NODEV
+        sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | nodev)
     if spec.hostname:
         sc.sethostname(spec.hostname)
     if spec.network != "host":
@@ -208,24 +212,51 @@ def resolve_user_here(user: str):  # type: ignore[no-untyped-def]
     return resolve_user(user, read("/etc/passwd"), read("/etc/group"))
 
 
-def _open_mount_sources(mounts: list[Mount]) -> list[int | None]:
-    """Clone each bind source's mount tree while the host's paths are reachable."""
-    return [sc.open_tree_clone(m.source) if m.kind == "bind" else None for m in mounts]
+def _open_mount_sources(mounts: list[Mount], nodev: bool = True) -> list[tuple[int, int] | None]:
+    """Clone each bind source's mount tree while the host's paths are
+    reachable, as (tree fd, MS_* flags still to set once it is attached).
+
+    The whole tree is made nodev before it is attached: binds, volumes and
+    generated /etc files live on the host's own filesystems, where a node
+    made with mknod (CAP_MKNOD is in the default set) would open the
+    host's device. A :ro bind is made read-only with every submount, as a
+    user expects. Kernels before 5.12 lack mount_setattr: then the flags
+    are set by a remount after attaching, which reaches the top mount only.
+    """
+    wanted = sc.MOUNT_ATTR_NODEV if nodev else 0
+    trees: list[tuple[int, int] | None] = []
+    for mount in mounts:
+        if mount.kind != "bind":
+            trees.append(None)
+            continue
+        tree = sc.open_tree_clone(mount.source)
+        attrs = wanted | (sc.MOUNT_ATTR_RDONLY if mount.readonly else 0)
+        later = 0
+        if attrs:
+            try:
+                sc.mount_setattr_tree(tree, attrs)
+            except KernelError as exc:
+                if sc.errno_of(exc) != errno.ENOSYS:
+                    raise
+                later = (sc.MS_NODEV if nodev else 0) | (sc.MS_RDONLY if mount.readonly else 0)
+        trees.append((tree, later))
+    return trees
 
 
-def _attach_mounts(mounts: list[Mount], trees: list[int | None]) -> None:
+def _attach_mounts(mounts: list[Mount], trees: list[tuple[int, int] | None]) -> None:
     """Attach volumes, binds and tmpfs mounts, after pivot_root: every target
     resolves inside the container's own root, symlinks included, so no
     symlink in the image can aim a mount at the host."""
-    for mount, tree in zip(mounts, trees, strict=True):
+    for mount, opened in zip(mounts, trees, strict=True):
         target = mount.target
-        if tree is not None:
+        if opened is not None:
+            tree, later = opened
             is_dir = stat.S_ISDIR(os.fstat(tree).st_mode)
             _make_target(target, is_dir)
             sc.move_mount(tree, target)
             os.close(tree)
-            if mount.readonly:
-                sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
+            if later:
+                _remount_adding(target, later)
         else:
             _make_target(target, True)
             flags = sc.MS_NOSUID | sc.MS_NODEV | (sc.MS_RDONLY if mount.readonly else 0)
@@ -235,6 +266,13 @@ def _attach_mounts(mounts: list[Mount], trees: list[int | None]) -> None:
                 flags |= sc.MS_NOEXEC
             data = ",".join(w for w in words if w not in ("exec", "noexec"))
             sc.mount("tmpfs", target, "tmpfs", flags, data or None)
+
+
+def _remount_adding(target: str, flags: int) -> None:
+    # A bind remount sets exactly the flags given: keep the ones the mount
+    # has (statvfs's ST_* bits are the MS_* ones for these four).
+    kept = os.statvfs(target).f_flag & (sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | kept | flags)
 
 
 def _make_target(path: str, is_dir: bool) -> None:

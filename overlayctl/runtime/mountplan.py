@@ -155,6 +155,62 @@ class DeviceNode(MountOp):
         sc.mount(host, path, None, sc.MS_BIND)
 
 
+class GrantedDevice(MountOp):
+    """A --device: the host's node bind-mounted at a container path. The
+    bind keeps the host mount's flags, so this node opens although every
+    writable mount around it is nodev; it may replace a default one."""
+
+    __slots__ = ("host", "target")
+
+    def __init__(self, host: str, target: str) -> None:
+        self.host = host
+        self.target = target
+
+    def execute(self, root: str) -> None:
+        st = os.stat(self.host)
+        if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+            raise KernelError(f"--device {self.host}: not a character or block device on the host")
+        path = _inside(root, self.target)
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        if not os.path.lexists(path):  # (a default node, e.g. /dev/null, is mounted over)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        sc.mount(self.host, path, None, sc.MS_BIND)
+
+
+class HostDevices(MountOp):
+    """--privileged: every device node of the host's /dev made again in
+    the container's /dev (not nodev for a privileged container), as Docker
+    does; names the container's /dev already has are left as they are."""
+
+    __slots__ = ("skip",)
+
+    # Mounts of their own in the container, or the host's console.
+    SKIP = ("pts", "shm", "mqueue", "console")
+
+    def __init__(self, skip: tuple[str, ...] = SKIP) -> None:
+        self.skip = skip
+
+    def execute(self, root: str) -> None:
+        self._copy("/dev", _inside(root, "/dev"), top=True)
+
+    def _copy(self, host_dir: str, dest: str, top: bool = False) -> None:
+        with os.scandir(host_dir) as entries:
+            for entry in entries:
+                if top and entry.name in self.skip:
+                    continue
+                target = os.path.join(dest, entry.name)
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    if os.path.lexists(target) and not os.path.isdir(target):
+                        continue
+                    os.makedirs(target, mode=stat.S_IMODE(st.st_mode), exist_ok=True)
+                    self._copy(entry.path, target)
+                elif (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) and not os.path.lexists(target):
+                    os.mknod(target, st.st_mode, st.st_rdev)
+                    os.chown(target, st.st_uid, st.st_gid, follow_symlinks=False)
+                    os.chmod(target, stat.S_IMODE(st.st_mode), follow_symlinks=False)
+
+
 class Symlink(MountOp):
     """A symlink in the container's /dev."""
 
@@ -293,11 +349,17 @@ def rootfs_plan(
     api: str = "new",
     privileged: bool = False,
     masked: tuple[str, ...] = MASKED_PATHS,
+    devices: list[tuple[str, str]] | None = None,
 ) -> RootfsPlan:
     """The default root filesystem: overlay, /proc, read-only /sys and a
-    minimal /dev with its own devpts instance and /dev/shm; then the
-    `masked` and read-only paths (not for a privileged container, whose
-    /sys is writable too)."""
+    minimal /dev with its own devpts instance and /dev/shm; the --device
+    nodes (host, container path); then the `masked` and read-only paths
+    (not for a privileged container, whose /sys is writable too, and which
+    gets every device node of the host's /dev).
+
+    Every writable mount here is nodev unless privileged: a node made with
+    mknod (CAP_MKNOD is in the default set) or shipped in the image opens
+    nothing. Only the binds of host nodes keep device access."""
     nosuid_nodev_noexec = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
     nodev = 0 if privileged else sc.MS_NODEV
     ops: list[MountOp] = [
@@ -315,7 +377,10 @@ def rootfs_plan(
         FsMount("tmpfs", "/dev/shm", nosuid_nodev_noexec, "mode=1777,size=65536k"),
     ]
     ops += [Symlink(path, to) for path, to in _DEV_LINKS]
-    if not privileged:
+    ops += [GrantedDevice(host, target) for host, target in devices or []]
+    if privileged:
+        ops.append(HostDevices())
+    else:
         ops += [MaskedPath(path) for path in masked]
         ops += [ReadonlyPath(path) for path in READONLY_PATHS]
     return RootfsPlan(ops)

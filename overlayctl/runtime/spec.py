@@ -36,6 +36,7 @@ class ContainerSpec:
         mounts: list[Mount] | None = None,
         cgroup_procs: list[str] | None = None,
         seccomp: bytes | None = None,
+        devices: list[tuple[str, str]] | None = None,
     ) -> None:
         self.layout = layout
         self.store_root = store_root  # the classic mount(2) fallback chdirs here
@@ -58,6 +59,7 @@ class ContainerSpec:
         self.mounts = mounts or []  # volumes, binds, tmpfs, generated /etc files: after the root is built
         self.cgroup_procs = cgroup_procs or []  # cgroup.procs files PID 1 joins before anything else
         self.seccomp = seccomp  # a compiled BPF filter (struct sock_filter array), loaded just before exec
+        self.devices = devices or []  # --device (host node, container path): bound into the root
 
     def env_value(self, key: str) -> str | None:
         prefix = key + "="
