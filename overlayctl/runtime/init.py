@@ -51,7 +51,7 @@ def container_main(
 
 def _report(error_fd: int, code: int, message: str) -> None:
     try:
-        os.write(error_fd, f"{code} {message}".encode())
+        os.write(error_fd, f"{code} {message}".encode(errors="backslashreplace"))
     finally:
         os._exit(code)
 
