@@ -125,3 +125,15 @@ def test_error_lines_are_cut_in_the_middle():
     assert line.startswith('layer rejected: entry "aaa') and line.endswith('aaa" leaves the layer root')
     assert line.count("\u2026") == 1
     assert one_line("a\nb\rc") == "a\\nb\\rc"
+
+
+@pytest.mark.parametrize("finished", ["", "0001-01-01T00:00:00Z"])
+def test_no_age_is_made_up_from_a_time_never_recorded(finished):
+    from overlayctl.inspect import ago, status_text
+    from overlayctl.store.containers import Container
+
+    lost = Container("ab" * 32, "ks", "cd" * 32, "bb:1", {}, "", "exited", 0, 0, None, "", finished, "")
+    assert status_text(lost, now=1_800_000_000) == "Exited (unknown)"
+    assert ago(finished, now=1_800_000_000) == "N/A"
+    lost.finished_at, lost.exit_code = "2027-01-15T07:59:57Z", 137
+    assert status_text(lost, now=1_800_000_000) == "Exited (137) 3 seconds ago"
