@@ -8,6 +8,21 @@ when it cannot be found.
 
 from __future__ import annotations
 
+# An error line names what failed, and a name in it can be as long as a user
+# or a layer makes it (a tar entry name has no limit): past this many
+# characters its middle is cut, keeping how it starts and how it ends.
+MAX_LINE = 400
+
+
+def one_line(message: str, limit: int = MAX_LINE) -> str:
+    """``message`` as one terminal line of at most ``limit`` characters."""
+    if "\n" in message or "\r" in message:
+        message = message.replace("\r", "\\r").replace("\n", "\\n")
+    if len(message) <= limit:
+        return message
+    tail = limit // 4
+    return message[: limit - tail - 1] + "\u2026" + message[-tail:]
+
 
 class OverlayctlError(Exception):
     """Base of every error overlayctl reports to a user."""

@@ -133,24 +133,34 @@ def state_name(container: Container) -> str:
     return container.status
 
 
+def _seconds(rfc3339: str) -> float | None:
+    # A time never recorded is "" in the catalog and Docker's zero time in
+    # image configs: rendered as an age it would read "56 years ago".
+    seconds = parse_rfc3339(rfc3339)
+    return seconds if seconds > 0 else None
+
+
 def ago(rfc3339: str, now: float | None = None) -> str:
-    """ "3 minutes ago" for a catalog timestamp."""
+    """ "3 minutes ago" for a catalog timestamp; "N/A" (as Docker) when there is none."""
+    seconds = _seconds(rfc3339)
+    if seconds is None:
+        return "N/A"
     now = time.time() if now is None else now
-    return human_duration(max(0.0, now - parse_rfc3339(rfc3339))) + " ago"
+    return human_duration(max(0.0, now - seconds)) + " ago"
 
 
 def status_text(container: Container, now: float | None = None) -> str:
-    """The STATUS column of `docker ps`."""
+    """The STATUS column of `docker ps` (with no age when its time is unknown)."""
     now = time.time() if now is None else now
     if container.status == RUNNING:
-        up = "Up " + human_duration(max(0.0, now - parse_rfc3339(container.started_at)))
+        started = _seconds(container.started_at)
+        up = "Up" if started is None else "Up " + human_duration(max(0.0, now - started))
         return up + " (Paused)" if _paused(container) else up
-    if container.status == RESTARTING:
+    if container.status in (RESTARTING, "exited"):
         code = "unknown" if container.exit_code is None else str(container.exit_code)
-        return f"Restarting ({code}) {ago(container.finished_at, now)}"
-    if container.status == "exited":
-        code = "unknown" if container.exit_code is None else str(container.exit_code)
-        return f"Exited ({code}) {ago(container.finished_at, now)}"
+        word = "Restarting" if container.status == RESTARTING else "Exited"
+        when = "" if _seconds(container.finished_at) is None else " " + ago(container.finished_at, now)
+        return f"{word} ({code}){when}"
     return "Created"
 
 

@@ -71,15 +71,33 @@ def loads(text: str | bytes) -> Any:
 
 
 def dumps(value: Any, *, sort_keys: bool = False) -> str:
-    """Compact JSON (separators "," and ":", non-ASCII kept as is)."""
+    """Compact JSON (separators "," and ":", non-ASCII kept as is).
+
+    Lone surrogates, which is how Python hands over bytes that are not
+    UTF-8 in argv, the environment and file names, are written as \\uXXXX
+    escapes, so the text is valid UTF-8 and `loads` gives the same str back
+    (and os.fsencode the same bytes).
+    """
     encoder = _sorted if sort_keys else _compact
     if encoder is None:  # pragma: no cover
         import json
 
-        return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False)
-    if isinstance(value, str):
-        return encode_basestring(value)
-    return "".join(encoder(value, 0))
+        text = json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False)
+    elif isinstance(value, str):
+        text = encode_basestring(value)
+    else:
+        text = "".join(encoder(value, 0))
+    return text if text.isascii() else _escape_surrogates(text)
+
+
+def _escape_surrogates(text: str) -> str:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        # Surrogates only occur inside JSON strings, and backslashreplace
+        # writes each as exactly the JSON escape for it.
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
 
 
 def canonical(value: Any) -> bytes:

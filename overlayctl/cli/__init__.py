@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from overlayctl.errors import OverlayctlError
+from overlayctl.errors import OverlayctlError, one_line
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,7 +89,7 @@ def _exit_now(code: int) -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    sys.stderr.write(f"overlayctl: {message}\n")
+    sys.stderr.write(f"overlayctl: {one_line(message)}\n")
     sys.stderr.flush()
     sys.exit(code)
 

@@ -12,6 +12,7 @@ import click
 from overlayctl.cli import runopts
 from overlayctl.cli.common import create_options, open_store, run_container
 from overlayctl.cli.output import json_document, json_lines, table
+from overlayctl.cli.verbs import each_container
 from overlayctl.errors import NotFoundError
 
 _PASSTHROUGH = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
@@ -55,9 +56,7 @@ def start(obj: dict, containers: tuple[str, ...], attach: bool, interactive: boo
         if len(containers) > 1:
             raise click.UsageError("you cannot start and attach multiple containers at once")
         sys.exit(lifecycle.start_attached(store, store.containers.get(containers[0])))
-    for text in containers:
-        lifecycle.start_detached(store, store.containers.get(text))
-        click.echo(text)
+    each_container(store, containers, lambda c: lifecycle.start_detached(store, c))
 
 
 @click.command("ps")
@@ -158,9 +157,7 @@ def rm(obj: dict, containers: tuple[str, ...], force: bool, volumes: bool) -> No
     from overlayctl.lifecycle import remove
 
     store = open_store(obj)
-    for text in containers:
-        remove(store, store.containers.get(text), force, volumes)
-        click.echo(text)
+    each_container(store, containers, lambda c: remove(store, c, force, volumes))
 
 
 def register(cli: click.Group) -> None:

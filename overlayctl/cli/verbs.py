@@ -12,6 +12,41 @@ from overlayctl.cli.output import table
 
 _PASSTHROUGH = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from overlayctl.store import Store
+    from overlayctl.store.containers import Container
+
+
+def each_container(store: Store, names: Sequence[str], act: Callable[[Container], object]) -> None:
+    """Do ``act`` to every named container and print what it returns (the
+    name when it returns None), going on past the ones that fail, as Docker
+    does: one error line each, then exit status 1.
+
+    With one name, its error is raised as it is (and keeps its exit code).
+    """
+    if len(names) == 1:
+        result = act(store.containers.get(names[0]))
+        click.echo(names[0] if result is None else result)
+        return
+    from overlayctl.errors import OverlayctlError, one_line
+
+    failed = False
+    for text in names:
+        try:
+            result = act(store.containers.get(text))
+        except OverlayctlError as exc:
+            failed = True
+            sys.stdout.flush()
+            sys.stderr.write(f"overlayctl: {one_line(exc.message)}\n")
+            sys.stderr.flush()
+            continue
+        click.echo(text if result is None else result)
+    if failed:
+        sys.exit(1)
+
 
 @click.command("stop")
 @click.argument("containers", nargs=-1, required=True, metavar="CONTAINER...")
@@ -22,9 +57,7 @@ def stop(obj: dict, containers: tuple[str, ...], timeout: int | None) -> None:
     from overlayctl import control
 
     store = open_store(obj)
-    for text in containers:
-        control.stop(store, store.containers.get(text), timeout)
-        click.echo(text)
+    each_container(store, containers, lambda c: control.stop(store, c, timeout))
 
 
 @click.command("kill")
@@ -37,9 +70,7 @@ def kill(obj: dict, containers: tuple[str, ...], signal_name: str) -> None:
 
     signum = control.parse_signal(signal_name)
     store = open_store(obj)
-    for text in containers:
-        control.kill(store, store.containers.get(text), signum)
-        click.echo(text)
+    each_container(store, containers, lambda c: control.kill(store, c, signum))
 
 
 @click.command("restart")
@@ -51,9 +82,7 @@ def restart(obj: dict, containers: tuple[str, ...], timeout: int | None) -> None
     from overlayctl import control
 
     store = open_store(obj)
-    for text in containers:
-        control.restart(store, store.containers.get(text), timeout)
-        click.echo(text)
+    each_container(store, containers, lambda c: control.restart(store, c, timeout))
 
 
 @click.command("wait")
@@ -64,8 +93,7 @@ def wait(obj: dict, containers: tuple[str, ...]) -> None:
     from overlayctl import control
 
     store = open_store(obj)
-    for text in containers:
-        click.echo(str(control.wait(store, store.containers.get(text))))
+    each_container(store, containers, lambda c: str(control.wait(store, c)))
 
 
 @click.command("pause")
@@ -76,9 +104,7 @@ def pause(obj: dict, containers: tuple[str, ...]) -> None:
     from overlayctl import control
 
     store = open_store(obj)
-    for text in containers:
-        control.pause(store, store.containers.get(text))
-        click.echo(text)
+    each_container(store, containers, lambda c: control.pause(store, c))
 
 
 @click.command("unpause")
@@ -89,9 +115,7 @@ def unpause(obj: dict, containers: tuple[str, ...]) -> None:
     from overlayctl import control
 
     store = open_store(obj)
-    for text in containers:
-        control.unpause(store, store.containers.get(text))
-        click.echo(text)
+    each_container(store, containers, lambda c: control.unpause(store, c))
 
 
 @click.command("rename")

@@ -140,6 +140,9 @@ def _xattrs(member: Entry) -> list[tuple[str, bytes]]:
         name = key[len(PAX_XATTR_PREFIX) :]
         if name.startswith(OVERLAY_XATTR_PREFIX):
             raise _rejected(f"entry {quote(member.name)} sets the reserved xattr {quote(name)}")
+        if "\0" in name or not name:
+            # No xattr name can hold a NUL (or be empty): the record is malformed.
+            raise _rejected(f"entry {quote(member.name)} has an xattr record with a bad name {quote(name)}")
         # The record's bytes as they are: binary values (security.capability) included.
         found.append((name, value))
     return sorted(found)

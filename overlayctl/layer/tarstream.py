@@ -488,6 +488,8 @@ class TarReader:
             self._pax_sparse(e, pax, records)
         if pax and "GNU.sparse.name" in pax:
             name = pax["GNU.sparse.name"]
+            if b"\0" in name:
+                raise TarFormatError("a PAX path with a NUL byte in it")
         if kind == DIRECTORY:
             name = name.rstrip(b"/")
         e.name = _text(name)

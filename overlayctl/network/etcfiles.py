@@ -94,7 +94,9 @@ def write_files(directory: str, contents: dict[str, str]) -> None:
     for name, text in contents.items():
         path = os.path.join(directory, name)
         tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
+        # surrogateescape: a hostname given in bytes that are not UTF-8 is
+        # written as those bytes.
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(text)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)

@@ -90,7 +90,7 @@ def leave_host_behind(keep_fds: Iterable[int | None]) -> None:
 
 def _report(error_fd: int, code: int, message: str) -> None:
     try:
-        os.write(error_fd, f"{code} {message}".encode())
+        os.write(error_fd, f"{code} {message}".encode(errors="backslashreplace"))
     finally:
         os._exit(code)
 

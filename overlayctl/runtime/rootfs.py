@@ -58,14 +58,14 @@ def in_rootfs(
             work()
         except OverlayctlError as exc:
             code = exc.exit_code or 1
-            os.write(error_w, f"{code} {exc.message}".encode())
+            os.write(error_w, f"{code} {exc.message}".encode(errors="backslashreplace"))
         except OSError as exc:
             code = 125
             where = f": {exc.filename}" if exc.filename else ""
-            os.write(error_w, f"125 {exc.strerror or exc}{where}".encode())
+            os.write(error_w, f"125 {exc.strerror or exc}{where}".encode(errors="backslashreplace"))
         except BaseException as exc:  # noqa: BLE001 - the child must never unwind into the caller
             code = 125
-            os.write(error_w, f"125 {exc!r}".encode())
+            os.write(error_w, f"125 {exc!r}".encode(errors="backslashreplace"))
         finally:
             os._exit(code)
     os.close(error_w)

@@ -183,7 +183,7 @@ def pivot_root(new_root: str, put_old: str) -> None:
 
 def sethostname(name: str) -> None:
     """Set the hostname of the caller's UTS namespace."""
-    raw = name.encode()
+    raw = os.fsencode(name)
     _check(_sethostname(raw, len(raw)), f"sethostname {name!r}")
 
 

@@ -254,13 +254,16 @@ class ContainerStore:
         return container
 
     def _mark_lost(self, container: Container, exit_code: int | None) -> None:
+        # When the loss is noticed is the best finish time there is.
+        finished = now_rfc3339()
         with transaction(self.conn):
             self.conn.execute(
                 "UPDATE containers SET status = ?, pid = 0, pid_start = 0, supervisor_pid = 0, supervisor_start = 0, "
                 "exit_code = ?, finished_at = ?, error = ? WHERE id = ? AND status = ?",
-                (EXITED, exit_code, now_rfc3339(), LOST, container.id, container.status),
+                (EXITED, exit_code, finished, LOST, container.id, container.status),
             )
         container.status, container.exit_code, container.error = EXITED, exit_code, LOST
+        container.finished_at = finished
         container.pid = container.pid_start = container.supervisor_pid = container.supervisor_start = 0
 
     def set_running(self, container_id: str, pid: int, supervisor_pid: int | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 from hypothesis import given
@@ -50,3 +51,14 @@ def test_dumps_rejects_unserialisable() -> None:
         jsonio.dumps({"a": {1, 2}})
     # A failure leaves nothing behind for the next call.
     assert jsonio.dumps({"a": [1]}) == '{"a":[1]}'
+
+
+def test_surrogates_round_trip_as_escapes() -> None:
+    # How Python hands over argv, env values and file names that are not UTF-8.
+    value = {"Env": ["X=" + b"\xff\xfe".decode("utf-8", "surrogateescape")], "é": "a\\b\udc80"}
+    text = jsonio.dumps(value)
+    assert "\\udcff\\udcfe" in text and "é" in text
+    text.encode()  # valid UTF-8: what the catalog can store
+    assert jsonio.loads(text) == value == json.loads(text)
+    assert jsonio.loads(jsonio.canonical(value)) == value
+    assert os.fsencode(jsonio.loads(text)["Env"][0]) == b"X=\xff\xfe"

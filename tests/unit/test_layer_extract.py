@@ -176,6 +176,14 @@ def test_normalize_parts_takes_no_shortcut_that_changes_a_path(path: str) -> Non
             [reg("f", b"x", pax_headers={"SCHILY.xattr.trusted.overlay.redirect": "/etc"})],
             'layer rejected: entry "f" sets the reserved xattr "trusted.overlay.redirect"',
         ),
+        (
+            [reg("f", b"x", pax_headers={"SCHILY.xattr.user.a\0b": "v"})],
+            'layer rejected: entry "f" has an xattr record with a bad name "user.a\\u0000b"',
+        ),
+        (
+            [reg("f", b"x", pax_headers={"SCHILY.xattr.": "v"})],
+            'layer rejected: entry "f" has an xattr record with a bad name ""',
+        ),
     ],
 )
 def test_unsafe_entries_are_rejected(members: list[Member], message: str, dest: Path, tmp_path: Path) -> None:

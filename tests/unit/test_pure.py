@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from overlayctl.cli import runopts
-from overlayctl.errors import InvalidArgumentError, KernelError
+from overlayctl.errors import MAX_LINE, InvalidArgumentError, KernelError, one_line
 from overlayctl.reference import parse_reference, validate_container_name
 from overlayctl.runtime.mountplan import DeviceNode, FsMount, OverlayMount, rootfs_plan
 from overlayctl.runtime.overlay import PAGE_SIZE, OverlayLayout, classic_options
@@ -114,3 +114,26 @@ def test_chain_ids_follow_the_oci_rule():
 
     a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
     assert chain_ids([a, b]) == [a, "sha256:" + hashlib.sha256(f"{a} {b}".encode()).hexdigest()]
+
+
+def test_error_lines_are_cut_in_the_middle():
+    short = 'no such container: "web"'
+    assert one_line(short) == short
+    long = 'layer rejected: entry "' + "a" * 1_000_000 + '" leaves the layer root'
+    line = one_line(long)
+    assert len(line) == MAX_LINE
+    assert line.startswith('layer rejected: entry "aaa') and line.endswith('aaa" leaves the layer root')
+    assert line.count("\u2026") == 1
+    assert one_line("a\nb\rc") == "a\\nb\\rc"
+
+
+@pytest.mark.parametrize("finished", ["", "0001-01-01T00:00:00Z"])
+def test_no_age_is_made_up_from_a_time_never_recorded(finished):
+    from overlayctl.inspect import ago, status_text
+    from overlayctl.store.containers import Container
+
+    lost = Container("ab" * 32, "ks", "cd" * 32, "bb:1", {}, "", "exited", 0, 0, None, "", finished, "")
+    assert status_text(lost, now=1_800_000_000) == "Exited (unknown)"
+    assert ago(finished, now=1_800_000_000) == "N/A"
+    lost.finished_at, lost.exit_code = "2027-01-15T07:59:57Z", 137
+    assert status_text(lost, now=1_800_000_000) == "Exited (137) 3 seconds ago"

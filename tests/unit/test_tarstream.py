@@ -179,3 +179,8 @@ def test_a_negative_owner_is_an_error() -> None:
 def test_a_pax_path_with_a_nul_byte_is_an_error() -> None:
     with pytest.raises(TarFormatError, match="NUL"):
         read_all(empty_file_with_pax({"path": "a\0b"}))
+
+
+def test_a_sparse_name_with_a_nul_byte_is_an_error() -> None:
+    with pytest.raises(TarFormatError, match="NUL"):
+        read_all(empty_file_with_pax({"GNU.sparse.name": "a\0b"}))
