@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 
-from overlayctl.errors import InvalidArgumentError
+from overlayctl.errors import ConflictError, InvalidArgumentError
 from overlayctl.network import etcfiles, ipam, manage
 from overlayctl.runtime.spec import Mount
 from overlayctl.store.networks import Lease, Network
@@ -221,17 +221,15 @@ def _choose_and_claim(bridge: Network, taken: set[str], wanted: str | None, clai
     claimed here host-wide; its claim's descriptor is appended to `claim`.
     An address another store holds on the same bridge device is skipped
     (refused if it was asked for with --ip)."""
-    from overlayctl.errors import ConflictError
-
-    for fd in claim:
-        os.close(fd)  # an earlier try of this lease
+    for earlier in claim:
+        os.close(earlier)  # an earlier try of this lease
     claim.clear()
     taken = set(taken)
     while True:
         address = ipam.choose_address(bridge.subnet, bridge.gateway, taken, wanted, bridge.name)
-        fd = _lock(claim_path(bridge.bridge, address), block=False)
-        if fd is not None:
-            claim.append(fd)
+        held = _lock(claim_path(bridge.bridge, address), block=False)
+        if held is not None:
+            claim.append(held)
             return address
         if wanted:
             raise ConflictError(
