@@ -181,6 +181,11 @@ def prepare(store: Store, container: Container, network: str, ip: str | None, ho
     address outside the subnet or an option that does not fit the mode,
     ConflictError for an address in use; then nothing is changed."""
     mode, bridge = _resolve_request(store, network, ip)
+    if bridge is not None:
+        # Loaded here, before the fork, rather than by PID 1 (which uses
+        # its ipv6_off) on the start's critical path; the supervisor needs
+        # it anyway. Its own import of pyroute2 stays lazy.
+        from overlayctl.network import netlink  # noqa: F401
     directory = network_dir(store.paths, container.id)
     lock_fd = _lock(os.path.join(directory, LOCK_FILE), block=True) if bridge is not None else None
     lease = None
