@@ -201,6 +201,7 @@ class Launch:
         self.fds: dict[str, int] = {}  # the monitor's: listen, out, err, stdin (master: once known)
         self.child_stdio: list[int | None] = [None, None, None]
         self.lock_fd: int | None = None
+        self.claim_fd: int | None = None
         try:
             acquire(store, container, spec, self.held)
             self.fds["listen"] = _listen(store.paths.run_containers, container.id)
@@ -222,11 +223,15 @@ class Launch:
             }
             self.state.update(_log_state(store, container))
             # The lease is held by a lock for as long as the supervisor
-            # lives: the monitor inherits it. (NetworkPlan keeps it private.)
+            # lives, and its address by a host-wide claim: the monitor
+            # inherits both. (NetworkPlan keeps them private.)
             plan = self.held.plan
             self.lock_fd = getattr(plan, "_lock_fd", None) if plan is not None else None
+            self.claim_fd = getattr(plan, "_claim_fd", None) if plan is not None else None
             if self.lock_fd is not None:
                 self.state["lock"], self.state["network"] = str(self.lock_fd), plan.mode
+            if self.claim_fd is not None:
+                self.state["claim"] = str(self.claim_fd)
         except OverlayctlError as exc:
             self.fail(exc.exit_code, exc.message)
             raise
@@ -254,7 +259,7 @@ class Launch:
             # runs: at the lowest priority, which the monitor resets once it
             # is up (see monitor._monitor), so that it takes only idle time.
             os.setpriority(os.PRIO_PROCESS, 0, 19)
-            keep = list(self.fds.values()) + ([self.lock_fd] if self.lock_fd is not None else [])
+            keep = list(self.fds.values()) + self._lease_fds()
             from overlayctl.runtime.monitor import exec_monitor
 
             exec_monitor(self.state, keep)
@@ -274,9 +279,12 @@ class Launch:
         every descriptor (the supervisor holds its own copies; the lease's
         lock stays held through them)."""
         self._close_child_stdio()
-        for fd in list(self.fds.values()) + ([self.lock_fd] if self.lock_fd is not None else []):
+        for fd in list(self.fds.values()) + self._lease_fds():
             os.close(fd)
-        self.fds, self.lock_fd = {}, None
+        self.fds, self.lock_fd, self.claim_fd = {}, None, None
+
+    def _lease_fds(self) -> list[int]:
+        return [fd for fd in (self.lock_fd, self.claim_fd) if fd is not None]
 
     def fail(self, code: int | None, error: str) -> None:
         """The start failed: release everything and record the end."""
@@ -365,7 +373,8 @@ def _after_exit(state: dict[str, str], status: int | None) -> None:
     store = Store(paths)
     held = Held()
     if state.get("lock"):
-        held.plan = _network_plan(store, container_id, state.get("network", ""), int(state["lock"]))
+        claim = int(state["claim"]) if state.get("claim") else None
+        held.plan = _network_plan(store, container_id, state.get("network", ""), int(state["lock"]), claim)
     try:
         container: Container | None = store.containers.get(container_id)
     except OverlayctlError:
@@ -419,9 +428,10 @@ def _restart_after_backoff(store: Store, container_id: str, count: int, last_del
         raise
 
 
-def _network_plan(store: Store, container_id: str, mode: str, lock_fd: int) -> Any:
+def _network_plan(store: Store, container_id: str, mode: str, lock_fd: int, claim_fd: int | None) -> Any:
     """The network plan of the start, rebuilt from what the monitor kept:
-    its release() frees the lease, the generated files and the lock."""
+    its release() frees the lease, the generated files, the lock and the
+    address's claim."""
     from overlayctl.network import attach, manage
 
     leases = manage.networks(store).leases(container_id=container_id)
@@ -435,4 +445,5 @@ def _network_plan(store: Store, container_id: str, mode: str, lock_fd: int) -> A
         [],
         {},
         lock_fd,
+        claim_fd,
     )

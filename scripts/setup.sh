@@ -22,8 +22,9 @@ fi
 # python-prctl compiles against; libseccomp2, which pyseccomp loads to
 # compile seccomp profiles; busybox-static is the tests' base image;
 # debootstrap and systemd-container (systemd-nspawn) build and boot the
-# guest of the systemd test.
-PACKAGES="python3 python3-venv python3-dev gcc libcap-dev libseccomp2 busybox-static tar gzip xz-utils zstd bzip2 util-linux coreutils debootstrap systemd-container"
+# guest of the systemd test; python3-nftables is libnftables' own binding,
+# through which bridge networks keep their isolation table.
+PACKAGES="python3 python3-venv python3-dev gcc libcap-dev libseccomp2 busybox-static tar gzip xz-utils zstd bzip2 util-linux coreutils debootstrap systemd-container python3-nftables"
 # The registry tests push and pull through real peers: Debian's
 # docker-registry (the CNCF distribution registry), skopeo and podman.
 if [ "${1:-}" = test ]; then
@@ -79,11 +80,17 @@ if ! (cd "$HERE" && "$VENV/bin/python" setup.py -q build_ext --inplace >/dev/nul
     echo "overlayctl setup: warning: the batch file writer (overlayctl/layer/_batchwrite.c) did not compile; layers unpack without it" >&2
 fi
 
+# libnftables' binding is not on PyPI: Debian's, linked into the venv (the
+# venv sees no system packages, and should not see all of them for this
+# one). It is built for the same /usr/bin/python3 as the venv.
+SITE_PACKAGES=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+NFTABLES=$(/usr/bin/python3 -c 'import nftables, os; print(os.path.dirname(nftables.__file__))')
+ln -sfn "$NFTABLES" "$SITE_PACKAGES/nftables"
+
 # The launcher: the venv's interpreter isolated (-I: no user site, no
 # PYTHONPATH surprises) and without the site module (-S), which would read
 # every .pth file and the distribution's sitecustomize on each start-up;
 # the venv's site-packages is put on the path by hand instead.
-SITE_PACKAGES=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 cat > /usr/local/bin/overlayctl <<LAUNCHER
 #!$VENV/bin/python -IS
 import sys

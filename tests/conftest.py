@@ -39,10 +39,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.root)
 
 
+def delete_bridge(name: str) -> None:
+    """Delete a bridge through overlayctl's own deletion, which also takes it
+    out of the firewall's table (and the table with the last bridge)."""
+    code = f"from overlayctl.network import netlink; netlink.delete_link({name!r}, 'bridge')"
+    subprocess.run(
+        [sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, check=True
+    )
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _test_bridge_removed() -> Iterator[None]:
     yield
-    subprocess.run(["ip", "link", "del", TEST_BRIDGE], capture_output=True)
+    delete_bridge(TEST_BRIDGE)
 
 
 @pytest.fixture(scope="session")

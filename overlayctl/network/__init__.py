@@ -7,4 +7,7 @@
 - `etcfiles`: the generated /etc/hosts, /etc/hostname and /etc/resolv.conf.
 - `netlink`: bridge, veth, address and route requests; the only user of
   pyroute2, imported only when a bridge network is used.
+- `firewall`: the nftables table `inet overlayctl` (isolation between our
+  networks), through libnftables' binding, used only when a bridge is made
+  or deleted.
 """

@@ -13,6 +13,13 @@ the kernel drops the lock (and, with the container's network namespace,
 the veth pair); `release_stale` then frees every lease whose lock nobody
 holds. No process, pid or namespace file has to be trusted or cleaned.
 
+A bridge is the host's, not one store's: two --root's may share the default
+bridge's device and subnet. So each leased address is also claimed
+host-wide, by a flock'd file /run/overlayctl-ipam/<bridge>/<address> that
+the same supervisor holds; an address whose claim another process holds is
+skipped, a claim file nobody holds is stale and taken over. The MAC derives
+from the address (ipam.mac_for), so it is unique with it.
+
 This module imports no pyroute2: only `on_namespaces` (and the removal of a
 left-over device) does, for bridge networks.
 """
@@ -21,7 +28,7 @@ from __future__ import annotations
 
 import os
 
-from overlayctl.errors import InvalidArgumentError
+from overlayctl.errors import ConflictError, InvalidArgumentError
 from overlayctl.network import etcfiles, ipam, manage
 from overlayctl.runtime.spec import Mount
 from overlayctl.store.networks import Lease, Network
@@ -35,6 +42,8 @@ if TYPE_CHECKING:
     from overlayctl.store.containers import Container
 
 LOCK_FILE = "network.lock"
+# Host-wide, not under --runroot: every store on the host sees the claims.
+CLAIM_DIR = "/run/overlayctl-ipam"
 
 
 def network_mode(container: Container) -> str:
@@ -68,6 +77,7 @@ class NetworkPlan:
         mounts: list[Mount],
         settings: dict[str, Any],
         lock_fd: int | None,
+        claim_fd: int | None = None,
     ) -> None:
         self.store = store
         self.container_id = container_id
@@ -78,6 +88,7 @@ class NetworkPlan:
         self.mounts = mounts
         self.settings = settings
         self._lock_fd = lock_fd
+        self._claim_fd = claim_fd  # the host-wide claim of the lease's address
         self._released = False
 
     def __repr__(self) -> str:
@@ -131,8 +142,11 @@ class NetworkPlan:
                 manage.networks(self.store).release(self.container_id)
             etcfiles.remove_files(self.directory)
         finally:
+            if self._claim_fd is not None and self.lease is not None:
+                _unlock_and_remove(_claim_path(self.store, self.lease), self._claim_fd)
+                self._claim_fd = None
             if self._lock_fd is not None:
-                _unlock_and_remove(self.directory, self._lock_fd)
+                _unlock_and_remove(os.path.join(self.directory, LOCK_FILE), self._lock_fd)
                 self._lock_fd = None
 
 
@@ -167,16 +181,19 @@ def prepare(store: Store, container: Container, network: str, ip: str | None, ho
     address outside the subnet or an option that does not fit the mode,
     ConflictError for an address in use; then nothing is changed."""
     mode, bridge = _resolve_request(store, network, ip)
+    if bridge is not None:
+        # Loaded here, before the fork, rather than by PID 1 (which uses
+        # its ipv6_off) on the start's critical path; the supervisor needs
+        # it anyway. Its own import of pyroute2 stays lazy.
+        from overlayctl.network import netlink  # noqa: F401
     directory = network_dir(store.paths, container.id)
-    lock_fd = _lock(directory, block=True) if bridge is not None else None
+    lock_fd = _lock(os.path.join(directory, LOCK_FILE), block=True) if bridge is not None else None
     lease = None
+    claim: list[int] = []
     try:
         if bridge is not None:
             lease = manage.networks(store).lease(
-                bridge,
-                container.id,
-                lambda taken: ipam.choose_address(bridge.subnet, bridge.gateway, taken, ip, bridge.name),
-                ipam.mac_for,
+                bridge, container.id, lambda taken: _choose_and_claim(bridge, taken, ip, claim), ipam.mac_for
             )
         etcfiles.write_files(directory, _etc_contents(mode, lease, hostname, container.name))
         mounts = [Mount("bind", os.path.join(directory, name), "/etc/" + name) for name in etcfiles.FILES]
@@ -185,12 +202,56 @@ def prepare(store: Store, container: Container, network: str, ip: str | None, ho
         if lease is not None:
             manage.networks(store).release(container.id)
         etcfiles.remove_files(directory)
+        for fd in claim:
+            os.close(fd)  # the file stays: a claim nobody holds is taken over
         if lock_fd is not None:
-            _unlock_and_remove(directory, lock_fd)
+            _unlock_and_remove(os.path.join(directory, LOCK_FILE), lock_fd)
         raise
     return NetworkPlan(
-        store, container.id, bridge.name if bridge else mode, bridge, lease, directory, mounts, settings, lock_fd
+        store,
+        container.id,
+        bridge.name if bridge else mode,
+        bridge,
+        lease,
+        directory,
+        mounts,
+        settings,
+        lock_fd,
+        claim[0] if claim else None,
     )
+
+
+def _choose_and_claim(bridge: Network, taken: set[str], wanted: str | None, claim: list[int]) -> str:
+    """The address to lease: free in this store's catalog (`taken`) and
+    claimed here host-wide; its claim's descriptor is appended to `claim`.
+    An address another store holds on the same bridge device is skipped
+    (refused if it was asked for with --ip)."""
+    for earlier in claim:
+        os.close(earlier)  # an earlier try of this lease
+    claim.clear()
+    taken = set(taken)
+    while True:
+        address = ipam.choose_address(bridge.subnet, bridge.gateway, taken, wanted, bridge.name)
+        held = _lock(claim_path(bridge.bridge, address), block=False)
+        if held is not None:
+            claim.append(held)
+            return address
+        if wanted:
+            raise ConflictError(
+                f'IP address {address} is already in use on network "{bridge.name}" '
+                f"(bridge {bridge.bridge}, by another overlayctl store); choose another"
+            )
+        taken.add(address)
+
+
+def claim_path(bridge_device: str, address: str) -> str:
+    """The host-wide claim file of an address on a bridge device."""
+    return os.path.join(CLAIM_DIR, bridge_device, address)
+
+
+def _claim_path(store: Store, lease: Lease) -> str:
+    network = manage.networks(store).find(lease.network)
+    return claim_path(network.bridge if network is not None else lease.network, lease.address)
 
 
 def _etc_contents(mode: str, lease: Lease | None, hostname: str, name: str) -> dict[str, str]:
@@ -219,13 +280,14 @@ def _read_or(path: str, default: str) -> str:
 # -- leases held by a lock ---------------------------------------------------
 
 
-def _lock(directory: str, block: bool) -> int | None:
-    """Take <directory>/network.lock; None if another process holds it and
-    `block` is false. The last holder unlinks the file, so a lock taken on a
-    file that is no longer there is dropped and taken again."""
+def _lock(path: str, block: bool) -> int | None:
+    """Take a lock file (a container's network.lock, an address's claim);
+    None if another process holds it and `block` is false. The last holder
+    unlinks the file, so a lock taken on a file that is no longer there is
+    dropped and taken again."""
     import fcntl
 
-    path = os.path.join(directory, LOCK_FILE)
+    directory = os.path.dirname(path)
     while True:
         os.makedirs(directory, 0o755, exist_ok=True)
         try:
@@ -246,14 +308,16 @@ def _lock(directory: str, block: bool) -> int | None:
         os.close(fd)
 
 
-def _unlock_and_remove(directory: str, fd: int) -> None:
+def _unlock_and_remove(path: str, fd: int) -> None:
+    """Let go of a lock file taken by `_lock`, and of its directory if that
+    is now empty."""
     try:
-        os.unlink(os.path.join(directory, LOCK_FILE))
+        os.unlink(path)
     except FileNotFoundError:
         pass
     os.close(fd)
     try:
-        os.rmdir(directory)
+        os.rmdir(os.path.dirname(path))
     except OSError:
         pass
 
@@ -266,16 +330,27 @@ def release_stale(store: Store) -> None:
     nets = manage.networks(store)
     for container_id in sorted({lease.container for lease in nets.leases()}):
         directory = network_dir(store.paths, container_id)
-        fd = _lock(directory, block=False)
+        lock = os.path.join(directory, LOCK_FILE)
+        fd = _lock(lock, block=False)
         if fd is None:
             continue  # its supervisor is alive: the lease is held
         try:
+            for lease in nets.leases(container_id=container_id):
+                _remove_stale_claim(_claim_path(store, lease))
             nets.release(container_id)
             etcfiles.remove_files(directory)
         finally:
-            _unlock_and_remove(directory, fd)
+            _unlock_and_remove(lock, fd)
     _sweep_veths(store)
     _sweep_removed(store)
+
+
+def _remove_stale_claim(path: str) -> None:
+    """A claim file its holder left behind; one that is held (the address
+    was taken over by another store meanwhile) stays."""
+    fd = _lock(path, block=False)
+    if fd is not None:
+        _unlock_and_remove(path, fd)
 
 
 def _sweep_veths(store: Store) -> None:
@@ -293,8 +368,8 @@ def _sweep_veths(store: Store) -> None:
         ).fetchone()
         if row is None:
             continue  # not ours (another store's, podman's, Docker's)
-        directory = network_dir(store.paths, row["id"])
-        fd = _lock(directory, block=False)
+        lock = os.path.join(network_dir(store.paths, row["id"]), LOCK_FILE)
+        fd = _lock(lock, block=False)
         if fd is None:
             continue  # starting or running
         try:
@@ -302,7 +377,7 @@ def _sweep_veths(store: Store) -> None:
 
             netlink.delete_link(name, "veth")
         finally:
-            _unlock_and_remove(directory, fd)
+            _unlock_and_remove(lock, fd)
 
 
 def _sweep_removed(store: Store) -> None:
@@ -319,13 +394,14 @@ def _sweep_removed(store: Store) -> None:
         if container_id in known:
             continue
         directory = network_dir(store.paths, container_id)
-        fd = _lock(directory, block=False)
+        lock = os.path.join(directory, LOCK_FILE)
+        fd = _lock(lock, block=False)
         if fd is None:
             continue
         try:
             etcfiles.remove_files(directory)
         finally:
-            _unlock_and_remove(directory, fd)
+            _unlock_and_remove(lock, fd)
 
 
 # -- NetworkSettings -----------------------------------------------------------

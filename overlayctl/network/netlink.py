@@ -306,11 +306,20 @@ def ensure_bridge(rtnl: Rtnl, name: str, gateway: str, prefixlen: int, broadcast
         )
     index = found[0] if found is not None else None
     if index is None:
-        try:
-            rtnl.add_bridge(name, mac)
-        except NetlinkError as exc:
-            if exc.errno != 17:  # EEXIST
-                raise
+        from overlayctl.network import firewall
+
+        def create() -> None:
+            try:
+                rtnl.add_bridge(name, mac)
+            except NetlinkError as exc:
+                if exc.errno != 17:  # EEXIST: made meanwhile by another start, which did the rest
+                    raise
+                return
+            ipv6_off(name)
+
+        # Only a bridge made here pays for nftables: a start that finds its
+        # bridge costs nothing more.
+        firewall.adding(name, create)
         index = rtnl.index(name)
         if index is None:
             raise KernelError(f"bridge {name} vanished right after it was created; try again")
@@ -350,6 +359,7 @@ def attach_container(
         host_index = rtnl.index(host_name)
         if host_index is None:
             raise KernelError(f"veth {host_name} vanished right after it was created; try again")
+        ipv6_off(host_name)
         rtnl.set_up(host_index, host_name)
         with Rtnl(netns_fd) as inside:
             eth0 = inside.index("eth0")
@@ -378,11 +388,44 @@ def _delete_if_present(rtnl: Rtnl, name: str, kind: str | None = None) -> bool:
 def delete_link(name: str, kind: str) -> bool:
     """Delete a device of the host's namespace if it is of this kind
     ("bridge", "veth": a device of any other kind is someone else's and
-    stays); a veth end takes its peer with it. False if nothing was deleted."""
+    stays); a veth end takes its peer with it. False if nothing was deleted.
+
+    A bridge leaves the firewall's table with its device (the table goes
+    with the last bridge)."""
+    if kind == "bridge":
+        from overlayctl.network import firewall
+
+        deleted = [False]
+
+        def delete() -> None:
+            if link_exists(name):
+                with Rtnl() as rtnl:
+                    deleted[0] = _delete_if_present(rtnl, name, kind)
+
+        firewall.removing(delete)
+        return deleted[0]
     if not link_exists(name):
         return False
     with Rtnl() as rtnl:
         return _delete_if_present(rtnl, name, kind)
+
+
+def ipv6_off(name: str) -> None:
+    """No IPv6 on a device of ours, or on those made from now on in the
+    caller's namespace with "default" (no network is IPv6 yet): no link-local
+    address, and router advertisements refused, so that a container's
+    forged advertisement configures neither the host nor its neighbours
+    (Docker's CVE-2020-13401). Set before the device is up, when the
+    kernel would configure it. A host without IPv6 has nothing to refuse."""
+    for key, value in (("accept_ra", b"0"), ("disable_ipv6", b"1")):
+        try:
+            fd = os.open(f"/proc/sys/net/ipv6/conf/{name}/{key}", os.O_WRONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            os.write(fd, value)
+        finally:
+            os.close(fd)
 
 
 def link_exists(name: str) -> bool:

@@ -121,6 +121,15 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
         with open(procs, "w") as f:
             f.write("0")
     sc.unshare(NAMESPACES if spec.network != "host" else NAMESPACES & ~sc.CLONE_NEWNET)
+    if spec.network not in ("host", "none"):
+        # Before the supervisor makes eth0 in this namespace: devices made
+        # from now on have no IPv6 and refuse router advertisements. Only
+        # `default`: lo keeps ::1 (programs binding "localhost" expect it)
+        # and never sees an advertisement. Sysctls under /proc/sys/net are
+        # those of the writer's namespace.
+        from overlayctl.network.netlink import ipv6_off
+
+        ipv6_off("default")
     if sync_fds is not None:
         ready_w, go_r = sync_fds
         os.write(ready_w, b"r")

@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from overlayctl.network import ipam
+from overlayctl.network import attach, firewall, ipam
+from tests.conftest import CLI, delete_bridge
 
 
 def _links() -> set[str]:
@@ -96,7 +97,8 @@ def net(cli, bb):
         left = _wait_gone(ours)
         for name in left | {n.bridge}:
             if name in _links():
-                subprocess.run(["ip", "link", "del", name], capture_output=True)
+                # overlayctl's own deletion: the bridge leaves the firewall's table too.
+                delete_bridge(name)
         assert not left, f"devices left behind: {left}"
 
 
@@ -176,7 +178,8 @@ def test_network_create_bad_input_changes_nothing(net):
     for args, message in cases:
         assert message in _fails(cli, "network", "create", *args), args
         assert cli.ok("network", "ls", "-q") == before_ls
-        assert _links() == before_links
+        # No device made and left (other sessions' devices come and go meanwhile).
+        assert not [name for name in _links() - before_links if name.startswith("br-")]
     assert "not found" in _fails(cli, "network", "rm", "nope")
     assert "pre-defined" in _fails(cli, "network", "rm", "bridge")
     assert "not found" in _fails(cli, "network", "inspect", "nope")
@@ -323,13 +326,17 @@ def test_none_never_imports_pyroute2_and_bridge_only_its_messages(net):
     argv = cli.argv("run", "--rm", "--network", "none", "bb:1", "true")
     result = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], capture_output=True, env=cli.env, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert b"pyroute2" not in result.stderr
+    assert b"pyroute2" not in result.stderr and b"nftables" not in result.stderr
     argv = cli.argv("run", "--rm", "--network", "bridge", "bb:1", "true")
     result = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], capture_output=True, env=cli.env, timeout=60)
     assert result.returncode == 0, result.stderr
     assert b"pyroute2.netlink.rtnl.ifinfmsg" in result.stderr
     modules = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.decode().splitlines()}
     assert "pyroute2.iproute" not in modules and "asyncio" not in modules
+    # The bridge exists now: a start that finds it leaves nftables alone.
+    result = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], capture_output=True, env=cli.env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert b"pyroute2.netlink.rtnl.ifinfmsg" in result.stderr and b"nftables" not in result.stderr
 
 
 def test_a_device_that_is_not_a_bridge_is_never_touched(net):
@@ -418,3 +425,96 @@ def test_network_prune_keeps_networks_a_container_refers_to(net):
     names = [json.loads(line)["Name"] for line in cli.ok("network", "ls", "--format", "json").splitlines()]
     assert "used" in names and "idle" not in names and "bridge" in names
     assert "br-" + idle_id[:12] not in _links() and "br-" + used_id[:12] in _links()
+
+
+def _nft(commands: list[dict]) -> dict:
+    import nftables
+
+    rc, output, error = nftables.Nftables().json_cmd({"nftables": commands})
+    assert rc == 0, error
+    return output
+
+
+def _table_elements() -> list[str] | None:
+    """The bridges in overlayctl's table; None when there is no table."""
+    listed = firewall.table()
+    if listed is None:
+        return None
+    sets = [item["set"] for item in listed["nftables"] if "set" in item]
+    return next(found.get("elem", []) for found in sets if found["name"] == "bridges")
+
+
+@pytest.fixture
+def other_table():
+    """A table of someone else's, `inet othertest<pid>`, with a chain and a rule."""
+    name = f"othertest{os.getpid()}"
+    where = {"family": "inet", "table": name}
+    _nft(
+        [
+            {"add": {"table": {"family": "inet", "name": name}}},
+            {"add": {"set": {**where, "name": "bridges", "type": "ifname", "elem": ["octlzz0"]}}},
+            {"add": {"chain": {**where, "name": "forward", "type": "filter", "hook": "forward", "prio": 0}}},
+            {"add": {"rule": {**where, "chain": "forward", "expr": [{"counter": None}]}}},
+        ]
+    )
+    try:
+        yield lambda: _nft([{"list": {"table": {"family": "inet", "name": name}}}])
+    finally:
+        _nft([{"delete": {"table": {"family": "inet", "name": name}}}])
+
+
+def test_the_firewall_table_lives_with_our_bridges_and_touches_no_other(net, other_table):
+    cli = net.cli
+    before = other_table()
+    cli.ok("network", "create", "--subnet", net.spare, "walled")
+    device = net.network("walled")["Options"]["com.docker.network.bridge.name"]
+    cli.ok("run", "--rm", "bb:1", "true")  # makes the default bridge
+    elements = _table_elements()
+    assert elements is not None and {device, net.bridge} <= set(elements)
+    listed = json.dumps(firewall.table())
+    assert f'{{"concat": ["{device}", "{device}"]}}' in listed and '"drop": null' in listed
+
+    cli.ok("network", "rm", "walled")
+    elements = _table_elements()
+    assert elements is not None and device not in elements and net.bridge in elements
+    delete_bridge(net.bridge)
+    # The table goes with the last bridge of ours on the host (another
+    # session's may still be there: then only existing ones are listed).
+    elements = _table_elements()
+    assert elements is None or (elements and all(name in _links() for name in elements))
+    assert net.bridge not in (elements or [])
+    assert other_table() == before
+
+
+def test_two_stores_sharing_a_bridge_give_out_distinct_addresses(net, busybox_tar, tmp_path):
+    first = net.cli
+    second = CLI(tmp_path / "root2", tmp_path / "run2")
+    second.env.update(OVERLAYCTL_BRIDGE_NAME=net.bridge, OVERLAYCTL_BRIDGE_SUBNET=net.subnet)
+    second.ok("import", str(busybox_tar), "bb:1")
+    try:
+        first.ok("run", "-d", "--name", "one", "bb:1", "sleep", "60")
+        two_id = second.ok("run", "-d", "--name", "two", "bb:1", "sleep", "60").strip()
+        one = net.inspect("one")["NetworkSettings"]
+        two = json.loads(second.ok("inspect", "two"))[0]["NetworkSettings"]
+        print(f"store 1: {one['IPAddress']} {one['MacAddress']}; store 2: {two['IPAddress']} {two['MacAddress']}")
+        assert one["IPAddress"] != two["IPAddress"] and one["MacAddress"] != two["MacAddress"]
+        claims = os.path.join(attach.CLAIM_DIR, net.bridge)
+        assert sorted(os.listdir(claims)) == sorted([one["IPAddress"], two["IPAddress"]])
+        # They are neighbours on one bridge: each reaches the other.
+        first.ok("exec", "one", "ping", "-c1", "-W2", two["IPAddress"])
+
+        # A supervisor killed leaves a claim nobody holds: the next start
+        # in the other store takes the address over.
+        pid1 = json.loads(second.ok("inspect", "two"))[0]["State"]["Pid"]
+        with open(f"/proc/{pid1}/stat") as f:
+            os.kill(int(f.read().rsplit(")", 1)[1].split()[1]), 9)
+        assert not _wait_gone({_veth(two_id)})
+        three = first.ok("run", "--rm", "bb:1", "ip", "-4", "-o", "addr", "show", "eth0")
+        assert f"inet {two['IPAddress']}/" in three
+        first.ok("rm", "-f", "one")
+        second.ok("network", "ls")  # frees the dead supervisor's lease in its store
+        assert not os.path.exists(claims)
+    finally:
+        ids = second("ps", "-aq", "--no-trunc").stdout.decode().split()
+        if ids:
+            second("rm", "-f", *ids)

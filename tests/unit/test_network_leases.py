@@ -22,6 +22,9 @@ def store(tmp_path, monkeypatch):
     # A subnet no host route can hold (TEST-NET-3 is documentation-only).
     monkeypatch.setenv("OVERLAYCTL_BRIDGE_SUBNET", "203.0.113.0/24")
     monkeypatch.setenv("OVERLAYCTL_BRIDGE_NAME", "octlunit0")
+    # The host-wide claims of this test's own: a unit test needs no /run,
+    # and two sessions at once must not see each other's.
+    monkeypatch.setattr(attach, "CLAIM_DIR", str(tmp_path / "ipam"))
     s = Store(Paths(str(tmp_path / "root"), str(tmp_path / "run")))
     s.conn.execute("INSERT INTO images (id, config, created) VALUES (?, '{}', '')", (IMAGE_ID,))
     yield s
@@ -186,3 +189,36 @@ def test_settings_for_stopped_and_host(store):
     assert settings["IPAddress"] == "" and list(settings["Networks"]) == ["bridge"]
     h = container(store, "c2", mode="host")
     assert list(attach.settings_for(store, h)["Networks"]) == ["host"]
+
+
+def _bridge_network() -> Network:
+    return Network("shared", "ef" * 32, "bridge", "octlunit1", "198.51.100.0/29", "198.51.100.1", "", {})
+
+
+def test_an_address_claimed_by_another_store_is_skipped(store):
+    network = _bridge_network()
+    other = attach._lock(attach.claim_path(network.bridge, "198.51.100.2"), block=False)
+    assert other is not None
+    claim: list[int] = []
+    try:
+        assert attach._choose_and_claim(network, set(), None, claim) == "198.51.100.3"
+        assert len(claim) == 1
+        with pytest.raises(ConflictError, match="another overlayctl store"):
+            attach._choose_and_claim(network, set(), "198.51.100.2", [])
+    finally:
+        for fd in claim + [other]:
+            os.close(fd)
+
+
+def test_a_claim_nobody_holds_is_taken_over_and_removed_stale(store):
+    network = _bridge_network()
+    path = attach.claim_path(network.bridge, "198.51.100.2")
+    os.makedirs(os.path.dirname(path))
+    open(path, "w").close()  # left by a supervisor that was killed
+    claim: list[int] = []
+    assert attach._choose_and_claim(network, {"198.51.100.3"}, None, claim) == "198.51.100.2"
+    # Held now: the stale-claim sweep leaves it; released, it goes.
+    attach._remove_stale_claim(path)
+    assert os.path.exists(path)
+    attach._unlock_and_remove(path, claim[0])
+    assert not os.path.exists(os.path.dirname(path))
