@@ -32,7 +32,8 @@ from overlayctl import systemd
 from overlayctl.errors import InvalidArgumentError
 from overlayctl.store.containers import Container
 
-ATTACK = "x\n[Service]\nExecStartPre=/bin/sh -c 'touch /tmp/pwned'"
+# The closing quote a quoting function adds lands in the comment line.
+ATTACK = "x\n[Service]\nExecStartPre=/bin/sh -c 'touch /tmp/pwned'\n#"
 # Characters that have a meaning somewhere in a unit, so that examples hit
 # them far more often than uniform text would.
 SPECIAL = list("\n\r\0\t \"'\\%$;#=[]@-:+!/.\x01\x1b\x7f\x85\xa0\u2028\ufdd0\ufffe") + [
