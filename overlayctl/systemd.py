@@ -662,7 +662,7 @@ def generate_unit(
     target = exec_quote(container.name, "container name") if use_name else exec_quote(container.id, "container ID")
     needs = needs_of(container, root, runroot)
     unit = [
-        ("Description", unit_text(f"overlayctl container {container.name}", "description")),
+        ("Description", "overlayctl container " + unit_text(container.name, "container name")),
         ("Wants", f"network-online.target {RECONCILE_UNIT}"),
         ("After", f"network-online.target {RECONCILE_UNIT}"),
         ("RequiresMountsFor", " ".join(path_word(p, "host path") for p in dict.fromkeys(p for p, _ in needs.paths))),
