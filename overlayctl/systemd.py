@@ -152,10 +152,11 @@ def _plain_text(value: str, what: str) -> str:
 
 def _check_executable(path: str) -> None:
     """systemd takes an Exec*= program only as a normalized absolute path
-    of UTF-8 text with no control character, quote or backslash (it checks
-    string_is_safe(): escaped or not, such a path fails the unit), nor $. A path
-    that is not absolute would be looked up, and one starting with
-    @ - : + ! would change how the command runs."""
+    of UTF-8 text with no control character, quote or backslash: escaped or
+    not, those fail the unit ("Executable name contains special
+    characters"). A $ cannot be written either (below). A path that is not
+    absolute would be looked up, and one starting with @ - : + ! would
+    change how the command runs."""
     _plain_text(path, "executable")
     if not path.startswith("/") or path.endswith("/") or {"", ".", ".."} & set(path[1:].split("/")):
         raise InvalidArgumentError(f"executable {path!r} for a unit is not a normalized absolute path")
