@@ -17,6 +17,7 @@ protection those leave untouched (`hardening`).
 
 from __future__ import annotations
 
+from overlayctl.errors import InvalidArgumentError
 from overlayctl.paths import DEFAULT_ROOT, DEFAULT_RUNROOT
 
 TYPE_CHECKING = False
@@ -49,27 +50,131 @@ Section = tuple[str, list[Line]]
 
 
 def render(sections: Sequence[Section], header: Sequence[str] = ()) -> str:
-    """The unit file's text: header comments, then each [Section]."""
-    out = [f"# {text}".rstrip() for text in header]
+    """The unit file's text: header comments, then each [Section].
+
+    Every line is checked once more for a line break: whatever a caller
+    forgot to quote, a value can never start a line of its own."""
+    out = [f"# {_one_line(text, 'comment')}".rstrip() for text in header]
     for name, lines in sections:
         if out:
             out.append("")
         out.append(f"[{name}]")
-        out.extend(f"# {value}" if key == "#" else f"{key}={value}" for key, value in lines)
+        for key, value in lines:
+            value = _one_line(value, "comment" if key == "#" else f"{key}=")
+            out.append(f"# {value}" if key == "#" else f"{key}={value}")
     return "\n".join(out) + "\n"
 
 
-# --- command lines ---------------------------------------------------------
+# --- what a unit can carry ---------------------------------------------------
+#
+# systemd reads a unit line by line, and a line ends at \n, at \r and at
+# NUL (systemd 252 reads "Description=a\r[Service]\rExecStartPre=..." as three
+# lines, and runs that ExecStartPre=). No quoting hides them from that
+# reader, so they are refused wherever they come from. Past that, what a
+# value may hold depends on how its setting is parsed:
+#
+# - Exec*= words are unquoted and C-unescaped (systemd.service(5)), so any
+#   other byte can be written as \xNN: control characters, and the bytes of
+#   a path that are not UTF-8 (os.fsencode's surrogate escapes), reach the
+#   command's argv exactly.
+# - Every other setting is taken as UTF-8 text with no C escapes (Description=
+#   as it is, RequiresMountsFor= only unquoted): systemd ignores an
+#   assignment that is not UTF-8 and a raw control byte is nothing anyone
+#   means, so both are refused, as are the code points systemd counts as
+#   invalid UTF-8 (the noncharacters).
 
 
-def exec_quote(arg: str) -> str:
+def _line_break(value: str) -> str | None:
+    for char, name in (("\n", "a newline"), ("\r", "a carriage return"), ("\0", "a NUL byte")):
+        if char in value:
+            return name
+    return None
+
+
+def _refuse(value: str, what: str, reason: str) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"{what} {value!r} cannot be written into a systemd unit: it holds {reason}; choose one without it"
+    )
+
+
+def _one_line(value: str, what: str) -> str:
+    reason = _line_break(value)
+    if reason:
+        raise _refuse(value, what, reason)
+    return value
+
+
+def _raw_char_refused(char: str) -> str | None:
+    """Why `char` cannot stand unescaped in a unit, or None."""
+    code = ord(char)
+    if code < 0x20 or 0x7F <= code < 0xA0:
+        return "a control character"
+    if 0xD800 <= code < 0xE000:
+        return "bytes that are not UTF-8"
+    if 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE:
+        return "a Unicode noncharacter"
+    return None
+
+
+def exec_quote(arg: str, what: str = "command word") -> str:
     """One word of an Exec*= line: systemd splits on whitespace, unquotes
-    C-style, expands $VAR and %-specifiers; this keeps `arg` literal."""
-    arg = arg.replace("%", "%%").replace("$", "$$")
-    if arg and not any(c in arg for c in " \t\n\"'\\;"):
-        return arg
-    escaped = arg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-    return f'"{escaped}"'
+    C-style, expands $VAR and %-specifiers; this keeps `arg` literal, byte
+    for byte. Line breaks and NUL are refused (see above)."""
+    _one_line(arg, what)
+    out = []
+    quote = not arg
+    for char in arg:
+        if _raw_char_refused(char):
+            try:
+                data = char.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                raise _refuse(arg, what, "text that is neither UTF-8 nor escaped bytes") from None
+            out.append("".join(f"\\x{byte:02x}" for byte in data))
+            quote = True
+        elif char in '\\"':
+            out.append("\\" + char)
+            quote = True
+        else:
+            out.append({"%": "%%", "$": "$$"}.get(char, char))
+            quote = quote or char in " ';"
+    word = "".join(out)
+    return f'"{word}"' if quote else word
+
+
+def _plain_text(value: str, what: str) -> str:
+    """`value`, refused unless a setting other than Exec*= can hold it."""
+    _one_line(value, what)
+    reason = next(filter(None, map(_raw_char_refused, value)), None)
+    if reason:
+        raise _refuse(value, what, reason)
+    return value
+
+
+def _check_executable(path: str) -> None:
+    """systemd takes an Exec*= program only as a normalized absolute path
+    of UTF-8 text with no control character, quote or backslash: escaped or
+    not, those fail the unit ("Executable name contains special
+    characters"). A $ cannot be written either (below). A path that is not
+    absolute would be looked up, and one starting with @ - : + ! would
+    change how the command runs."""
+    _plain_text(path, "executable")
+    if not path.startswith("/") or path.endswith("/") or {"", ".", ".."} & set(path[1:].split("/")):
+        raise InvalidArgumentError(f"executable {path!r} for a unit is not a normalized absolute path")
+    if any(c in path for c in "\\\"'"):
+        raise _refuse(path, "executable", "a quote or a backslash, which systemd refuses in a program's path")
+    if "$" in path:
+        # $$ would be a $ in the program's argv[0] but stay $$ in the path
+        # systemd executes: no spelling gives both.
+        raise _refuse(path, "executable", "a $, which systemd does not unescape in a program's path")
+
+
+def unit_text(value: str, what: str = "value") -> str:
+    """A free-text setting (Description=), read back as written: specifiers
+    doubled; refused as above, and with a trailing backslash (systemd would
+    join the next line to it)."""
+    if _plain_text(value, what).endswith("\\"):
+        raise _refuse(value, what, "a trailing backslash")
+    return value.replace("%", "%%")
 
 
 def global_args(root: str = DEFAULT_ROOT, runroot: str = DEFAULT_RUNROOT) -> list[str]:
@@ -83,10 +188,13 @@ def global_args(root: str = DEFAULT_ROOT, runroot: str = DEFAULT_RUNROOT) -> lis
     return args
 
 
-def path_word(path: str) -> str:
-    """A path in a space-separated list such as RequiresMountsFor=."""
-    path = path.replace("%", "%%")
-    return f'"{path}"' if any(c in path for c in " \t\"'\\") else path
+def path_word(path: str, what: str = "path") -> str:
+    """A path in a space-separated list such as RequiresMountsFor=: that
+    list is unquoted ("" and backslash) but not C-unescaped."""
+    path = _plain_text(path, what).replace("%", "%%")
+    if any(c in path for c in " \t\"'\\"):
+        return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return path
 
 
 # --- the service -----------------------------------------------------------
@@ -104,12 +212,13 @@ def service_lines(
     """What runs one container: shared by the template and generated units.
 
     `target` is the container's name or ID as it goes on a command line (in
-    the template, the specifier %i, left unquoted). With `stop_timeout`
+    the template, the specifier %I, left unquoted). With `stop_timeout`
     None, `overlayctl stop` uses the container's own (--stop-timeout, else
     10 s), which `stop_waits` gives when it is known. `stop_signal` is the
     container's (--stop-signal or STOPSIGNAL).
     """
-    words = [exec_quote(word) for word in (executable, *args)]
+    _check_executable(executable)
+    words = [exec_quote(word, "executable" if i == 0 else "option") for i, word in enumerate((executable, *args))]
     start = " ".join([*words, "start", "-a", target])
     stop = " ".join([*words, "stop", *([] if stop_timeout is None else ["-t", str(stop_timeout)]), target])
     waits = next((t for t in (stop_timeout, stop_waits) if t is not None), STOP_TIMEOUT)
@@ -151,17 +260,22 @@ INVISIBLE_HARDENING: list[Line] = [
 def template_unit(executable: str = EXECUTABLE) -> str:
     """systemd/overlayctl@.service."""
     unit = [
-        ("Description", "overlayctl container %i"),
+        ("Description", "overlayctl container %I"),
         ("Wants", f"network-online.target {RECONCILE_UNIT}"),
         ("After", f"network-online.target {RECONCILE_UNIT}"),
         ("RequiresMountsFor", f"{DEFAULT_ROOT} {DEFAULT_RUNROOT}"),
     ]
-    service = service_lines("%i", executable) + INVISIBLE_HARDENING
+    # %I: the instance unescaped, as systemd-escape made it (instance_unit);
+    # systemd expands it inside one word, whatever it holds.
+    service = service_lines("%I", executable) + INVISIBLE_HARDENING
     header = [
         "overlayctl@.service: run the container named by the instance in the foreground.",
         "",
         "  overlayctl create --name web IMAGE [COMMAND...]",
         "  systemctl enable --now overlayctl@web",
+        "",
+        "The instance is the name escaped by systemd-escape: my-app is my\\x2dapp,",
+        '  systemctl enable --now "overlayctl@$(systemd-escape my-app)"',
         "",
         "Generated by overlayctl.systemd.template_unit(); edit that, not this file.",
         "No ProtectSystem=, ProtectHome=, PrivateTmp= or capability limits here: a",
@@ -170,6 +284,31 @@ def template_unit(executable: str = EXECUTABLE) -> str:
         "a unit for one container with every protection its configuration allows.",
     ]
     return render([("Unit", unit), ("Service", service), ("Install", [("WantedBy", "multi-user.target")])], header)
+
+
+# What systemd-escape leaves as it is (unit-name.c's VALID_CHARS less - and \).
+_UNESCAPED = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ:_.")
+UNIT_NAME_MAX = 255
+
+
+def instance_unit(name: str) -> str:
+    """The unit of the template that runs container `name`:
+    overlayctl@NAME.service, NAME escaped as `systemd-escape` escapes it
+    (/ becomes -, a leading dot and every other byte \\xNN), which the
+    template's %I undoes."""
+    _one_line(name, "container name")
+    try:
+        data = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise _refuse(name, "container name", "text that is neither UTF-8 nor escaped bytes") from None
+    escaped = "".join(
+        "-" if byte == 0x2F else chr(byte) if chr(byte) in _UNESCAPED and (i or byte != 0x2E) else f"\\x{byte:02x}"
+        for i, byte in enumerate(data)
+    )
+    unit = f"overlayctl@{escaped}.service"
+    if not name or len(unit) > UNIT_NAME_MAX:
+        raise InvalidArgumentError(f"container name {name!r} cannot name a unit: empty, or too long once escaped")
+    return unit
 
 
 def _store_sandbox(capabilities: str) -> list[Line]:
@@ -478,8 +617,15 @@ def hardening(needs: HostNeeds) -> list[Line]:
 
 
 def unit_name(container: Container, use_name: bool = False) -> str:
-    """container-<name or ID>.service, as podman names its generated units."""
-    return f"container-{container.name if use_name else container.id}.service"
+    """container-<name or ID>.service, as podman names its generated units.
+    `-f` writes the file under this name, so it must be a unit name and
+    nothing else: no path, no character a unit name cannot hold."""
+    unit = f"container-{container.name if use_name else container.id}.service"
+    if len(unit) > UNIT_NAME_MAX or not set(unit) <= _UNESCAPED | {"-"}:
+        raise InvalidArgumentError(
+            f"{unit!r} is not a valid systemd unit name: name the container by its ID (leave out --name)"
+        )
+    return unit
 
 
 def generate_unit(
@@ -501,7 +647,6 @@ def generate_unit(
     """
     from overlayctl import __version__
     from overlayctl.control import parse_signal
-    from overlayctl.errors import InvalidArgumentError
 
     hc = container.config.get("HostConfig", {})
     cfg = container.config.get("Config", {})
@@ -514,13 +659,14 @@ def generate_unit(
         restart = RESTART_FROM_CONTAINER.get((hc.get("RestartPolicy") or {}).get("Name") or "no", "on-failure")
     if restart not in RESTART_POLICIES:
         raise InvalidArgumentError(f'invalid restart policy "{restart}": use one of {", ".join(RESTART_POLICIES)}')
-    target = exec_quote(container.name if use_name else container.id)
+    name = unit_name(container, use_name)
+    target = exec_quote(container.name, "container name") if use_name else exec_quote(container.id, "container ID")
     needs = needs_of(container, root, runroot)
     unit = [
-        ("Description", f"overlayctl container {container.name}"),
+        ("Description", "overlayctl container " + unit_text(container.name, "container name")),
         ("Wants", f"network-online.target {RECONCILE_UNIT}"),
         ("After", f"network-online.target {RECONCILE_UNIT}"),
-        ("RequiresMountsFor", " ".join(path_word(p) for p in dict.fromkeys(p for p, _ in needs.paths))),
+        ("RequiresMountsFor", " ".join(path_word(p, "host path") for p in dict.fromkeys(p for p, _ in needs.paths))),
     ]
     signal = parse_signal(str(cfg["StopSignal"])) if cfg.get("StopSignal") else 15
     own = int(cfg["StopTimeout"]) if cfg.get("StopTimeout") is not None else None
@@ -529,7 +675,7 @@ def generate_unit(
     service += hardening(needs)
     lines = (
         [
-            unit_name(container, use_name),
+            name,
             f"generated by overlayctl {__version__} for container {container.name} ({container.short_id})",
         ]
         if header

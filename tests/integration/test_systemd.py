@@ -43,6 +43,8 @@ from pathlib import Path
 
 import pytest
 
+from overlayctl.systemd import instance_unit
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -423,7 +425,7 @@ def container(guest: Guest) -> Iterator[Callable[..., str]]:
 
     yield create
     for name in made:
-        for unit in (f"overlayctl@{name}.service", f"container-{name}.service"):
+        for unit in (instance_unit(name), f"container-{name}.service"):
             guest.run("systemctl", "stop", unit, check=False)
             guest.run("systemctl", "reset-failed", unit, check=False)
             shutil.rmtree(guest.path(f"/run/systemd/system/{unit}.d"), ignore_errors=True)
@@ -618,7 +620,9 @@ def test_container_sees_the_same_under_every_unit(guest: Guest, container) -> No
                 path = guest.out("sh", "-c", f"cd /etc/systemd/system && overlayctl generate systemd --name -f {probe}")
                 assert path.strip() == f"/etc/systemd/system/container-{probe}.service"
                 guest.run("systemctl", "daemon-reload")
-            guest.run("systemctl", "start", how.format(probe))
+            # probe-overlayctl has a dash: the template's instance is it escaped.
+            unit = instance_unit(probe) if how.startswith("overlayctl@") else how.format(probe)
+            guest.run("systemctl", "start", unit)
         wait_for(f"the probe run by {how}", (out / "done").exists)
         reports[how] = (out / "report").read_text()
     assert "write-ok" in reports["shell"] and "eth0" in reports["shell"], reports["shell"]

@@ -4,6 +4,7 @@ generated unit takes exactly the protections its container leaves alone."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -56,9 +57,9 @@ def test_unit_files_are_the_rendered_units() -> None:
 
 
 def test_template_runs_the_instance_in_the_foreground() -> None:
-    service = _keys(systemd.service_lines("%i"))
+    service = _keys(systemd.service_lines("%I"))
     assert service["Type"] == "notify"
-    assert service["ExecStart"] == "/usr/local/bin/overlayctl start -a %i"
+    assert service["ExecStart"] == "/usr/local/bin/overlayctl start -a %I"
     assert service["KillMode"] == "mixed"
     assert service["Restart"] == "on-failure"
     assert service["SuccessExitStatus"] == "129 130 141 143"
@@ -120,6 +121,98 @@ def test_exec_quote_keeps_words_literal(word: str, quoted: str) -> None:
     assert systemd.exec_quote(word) == quoted
 
 
+@pytest.mark.parametrize(
+    ("word", "quoted"),
+    [
+        ("a\tb", '"a\\x09b"'),
+        ("\x1b[0m", '"\\x1b[0m"'),
+        ("caf\u00e9", "caf\u00e9"),
+        ("\u0085", '"\\xc2\\x85"'),  # a C1 control, as its UTF-8 bytes
+        ("\ufdd0", '"\\xef\\xb7\\x90"'),  # a noncharacter systemd would call invalid UTF-8
+        ("/srv/\udcff\udc80", '"/srv/\\xff\\x80"'),  # a path's undecodable bytes, exactly
+        ("a;", '"a;"'),
+        ("it's", '"it\'s"'),
+    ],
+)
+def test_exec_quote_escapes_what_cannot_stand_raw(word: str, quoted: str) -> None:
+    assert systemd.exec_quote(word) == quoted
+
+
+@pytest.mark.parametrize(("word", "reason"), [("a\nb", "a newline"), ("a\rb", "a carriage return"), ("a\0", "a NUL")])
+def test_line_breaks_are_refused_in_one_line(word: str, reason: str) -> None:
+    for quote in (systemd.exec_quote, systemd.unit_text, systemd.path_word):
+        with pytest.raises(InvalidArgumentError, match=reason) as refused:
+            quote(word)
+        assert "\n" not in str(refused.value) and "\r" not in str(refused.value)
+
+
+def test_exec_quote_refuses_text_that_has_no_bytes() -> None:
+    with pytest.raises(InvalidArgumentError, match="neither UTF-8 nor escaped bytes"):
+        systemd.exec_quote("\ud800")
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("a\x01b", "a control character"),
+        ("tab\there", "a control character"),
+        ("\u009b", "a control character"),
+        ("/srv/\udcff", "bytes that are not UTF-8"),
+        ("\ufffe", "a Unicode noncharacter"),
+    ],
+)
+def test_other_settings_refuse_what_systemd_would_not_read_back(value: str, reason: str) -> None:
+    for quote in (systemd.unit_text, systemd.path_word):
+        with pytest.raises(InvalidArgumentError, match=reason):
+            quote(value)
+
+
+def test_unit_text_doubles_specifiers_and_refuses_a_trailing_backslash() -> None:
+    assert systemd.unit_text("50% of $HOME \\ x") == "50%% of $HOME \\ x"
+    with pytest.raises(InvalidArgumentError, match="trailing backslash"):
+        systemd.unit_text("ends\\")
+
+
+@pytest.mark.parametrize(
+    ("path", "word"),
+    [
+        ("/srv/a", "/srv/a"),
+        ("/srv/a b", '"/srv/a b"'),
+        ('/q"\\', '"/q\\"\\\\"'),
+        ("/pc%t", "/pc%%t"),
+        ("/x\\", '"/x\\\\"'),
+    ],
+)
+def test_path_word_quotes_without_c_escapes(path: str, word: str) -> None:
+    assert systemd.path_word(path) == word
+
+
+@pytest.mark.parametrize(
+    "executable", ["overlayctl", "-/bin/true", "/usr/bin/", "/usr//bin/x", "/a/../x", '/a"b', "/a$b"]
+)
+def test_the_executable_must_be_a_path_systemd_runs_as_written(executable: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="executable"):
+        systemd.service_lines("web", executable)
+
+
+@pytest.mark.parametrize(
+    "name", ["web", "my-app", "a.b_c:d", ".dot", "a/b", "sp ace", "caf\u00e9", "x\\y", "@", "\udcff"]
+)
+def test_instance_unit_escapes_as_systemd_escape_does(name: str) -> None:
+    escape = shutil.which("systemd-escape")
+    if escape is None:
+        pytest.skip("systemd-escape is missing (package systemd)")
+    arg = os.fsencode(name)
+    result = subprocess.run([escape, "--template=overlayctl@.service", "--", arg], capture_output=True, check=True)
+    assert systemd.instance_unit(name) == os.fsdecode(result.stdout.strip())
+
+
+def test_instance_unit_refuses_what_no_instance_can_name() -> None:
+    for name in ("", "a\nb", "x" * 300):
+        with pytest.raises(InvalidArgumentError):
+            systemd.instance_unit(name)
+
+
 def test_global_args_only_for_another_store() -> None:
     assert systemd.global_args() == []
     assert systemd.global_args("/srv/octl", "/run/octl") == ["--root", "/srv/octl", "--runroot", "/run/octl"]
@@ -146,10 +239,10 @@ def test_generated_unit_reaches_a_store_elsewhere() -> None:
 
 
 def test_the_unit_stops_the_container_with_overlayctl_stop() -> None:
-    lines = systemd.service_lines("%i")
+    lines = systemd.service_lines("%I")
     stops = [value for key, value in lines if key == "ExecStop"]
     # One ExecStop: `overlayctl stop` itself waits for the supervisor's exit.
-    assert stops == ["/usr/local/bin/overlayctl stop %i"]
+    assert stops == ["/usr/local/bin/overlayctl stop %I"]
     service = _keys(lines)
     assert (service["KillMode"], service["KillSignal"], service["TimeoutStopSec"]) == ("mixed", "SIGTERM", "70")
     lines = systemd.service_lines("web", stop_timeout=30, restart="always", stop_signal=3)
@@ -172,6 +265,14 @@ def test_generated_unit_follows_the_containers_stop_settings_and_policy() -> Non
     assert "ExecStop=/usr/local/bin/overlayctl stop -t 5 web\n" in text and "TimeoutStopSec=65\n" in text
     assert "Restart=no\n" in text
     assert "Restart=on-failure\n" in systemd.generate_unit(_container())
+
+
+def test_generated_unit_name_is_a_unit_name() -> None:
+    assert systemd.unit_name(_container("my-app.1"), use_name=True) == "container-my-app.1.service"
+    for name in ("../../etc/cron.d/x", "a b", "caf\u00e9"):
+        with pytest.raises(InvalidArgumentError, match="not a valid systemd unit name"):
+            systemd.unit_name(_container(name), use_name=True)
+        assert systemd.unit_name(_container(name)) == f"container-{'ab' * 32}.service"
 
 
 def test_generate_refuses_an_auto_remove_container() -> None:
