@@ -197,7 +197,7 @@ def _host_config(opts: CreateOptions, store: Store) -> dict[str, Any]:
                 from overlayctl.runtime.seccomp import compile_profile
 
                 warnings: list[str] = []
-                compile_profile(value, (), _seccomp_cache(store), warnings)
+                compile_profile(value, (), store.paths.seccomp_cache, warnings)
                 for warning in warnings:
                     # Once, here at create: the start compiles it quietly.
                     sys.stderr.write(f"WARNING: {warning}\n")
@@ -255,12 +255,6 @@ def needs_cgroup(hc: dict[str, Any]) -> bool:
     return False
 
 
-def _seccomp_cache(store: Store) -> str:
-    # In the store, not the runroot: compiled filters survive a reboot (the
-    # key covers the kernel and libseccomp).
-    return os.path.join(store.paths.root, "cache", "seccomp")
-
-
 def _with_volumes(store: Store, container: Container, image: Image, requests: list[Any]) -> Container:
     """Create volumes (named ones on first use, anonymous ones for the
     image's VOLUME entries), seed new ones from the image, record the use."""
@@ -315,7 +309,7 @@ def container_spec(store: Store, container: Container, image: Image) -> Containe
         seccomp = compile_profile(
             profile,
             capabilities if capabilities is not None else DEFAULT_CAPABILITIES,
-            _seccomp_cache(store),
+            store.paths.seccomp_cache,
         )
     return ContainerSpec(
         layout=store.overlay_layout(image, container),

@@ -61,6 +61,12 @@ class Paths:
         """The file of blob ``digest`` ("sha256:<hex>"), checked by the caller."""
         return os.path.join(self.blobs, digest.split(":", 1)[-1])
 
+    @property
+    def seccomp_cache(self) -> str:
+        """Compiled seccomp filters: in the store, not the runroot, so they
+        survive a reboot (the key covers the kernel and libseccomp)."""
+        return os.path.join(self.root, "cache", "seccomp")
+
     def volume_dir(self, name: str) -> str:
         return os.path.join(self.root, "volumes", name)
 

@@ -579,6 +579,8 @@ class Builder:
         if not lowers:
             raise self._fail(ins, "cannot RUN on an empty image (FROM scratch has no shell); COPY files in first")
         from overlayctl.runtime import supervisor
+        from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES
+        from overlayctl.runtime.seccomp import compile_profile
 
         cfg = state.cfg
         env = list(cfg.get("Env") or [])
@@ -603,6 +605,9 @@ class Builder:
                 user=cfg.get("User") or "",
                 overlay_api=os.environ.get("OVERLAYCTL_OVERLAY_API", "new"),
                 network=network,
+                # A RUN step is a container like any other: Docker's default
+                # seccomp profile confines it too.
+                seccomp=compile_profile(None, DEFAULT_CAPABILITIES, self.store.paths.seccomp_cache),
             )
             code = self._supervise(supervisor, spec)
             if code != 0:

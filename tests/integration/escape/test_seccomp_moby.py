@@ -100,3 +100,20 @@ def test_unknown_architecture_and_syscall_load_with_one_warning(cli, bb, tmp_pat
         assert result.stdout == b"refused\n"  # the rest of the profile applies
         warnings = [line for line in result.stderr.decode().splitlines() if "WARNING" in line]
         assert warnings == [f"WARNING: {expected}"]
+
+
+def test_a_build_run_step_is_confined_as_a_container_is(cli, socket_image, tmp_path):
+    # A Dockerfile's RUN is someone else's code run as root: the default
+    # profile must hold there too (AF_ALG refused, no user namespace).
+    ctx = tmp_path / "run-ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        f"FROM {socket_image}\n"
+        f"RUN grep Seccomp: /proc/self/status; /sockets {AF_ALG}; unshare -U true || echo unshare=$?\n"
+    )
+    result = cli("build", "--no-cache", "-t", "confined:1", str(ctx))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    assert "Seccomp:\t2" in out, out
+    assert f"{AF_ALG}: {REFUSED}" in out, out
+    assert "unshare=" in out, out
