@@ -9,6 +9,7 @@ explains itself. Constants follow <linux/sched.h> and <linux/mount.h>.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 
 from overlayctl.errors import KernelError
@@ -64,6 +65,11 @@ OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = 0o2000000
 AT_RECURSIVE = 0x8000
 
+# openat2(2) resolve flags (<linux/openat2.h>, Linux >= 5.6).
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+
 _SYSCALLS = {
     # name: (x86_64, aarch64)
     "pivot_root": (155, 41),
@@ -76,6 +82,7 @@ _SYSCALLS = {
     "fsopen": (430, 430),
     "fsconfig": (431, 431),
     "fsmount": (432, 432),
+    "openat2": (437, 437),
 }
 _ARCH_INDEX = {"x86_64": 0, "aarch64": 1}
 
@@ -238,6 +245,70 @@ def open_tree_clone(path: str) -> int:
         ),
         f"open_tree {path}",
     )
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+# None until the first call says whether the kernel has openat2.
+_have_openat2: bool | None = None
+
+
+def open_beneath(dirfd: int, path: str | bytes, flags: int) -> int:
+    """Open `path` below the directory `dirfd` without following any symlink
+    on the way or at its end, and without leaving dirfd's tree.
+
+    For a tree someone else can change while it is read (a live container's
+    upper dir): every component is resolved by the kernel in one call
+    (openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS), so a directory swapped
+    for a symlink between a check and the open makes the open fail (ELOOP)
+    instead of reaching the host. Kernels before 5.6 get a walk of one
+    O_NOFOLLOW open per component, which is as strict. O_NOFOLLOW and
+    O_CLOEXEC are always added; with O_PATH a final symlink is opened itself.
+    Raises OSError as os.open does, so a walker handles it with its other
+    os calls.
+    """
+    global _have_openat2
+    raw = os.fsencode(path)
+    flags |= os.O_NOFOLLOW | os.O_CLOEXEC
+    if _have_openat2 is not False:
+        how = _OpenHow(flags, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+        fd = _syscall(
+            _nr("openat2"),
+            ctypes.c_int(dirfd),
+            ctypes.c_char_p(raw),
+            ctypes.byref(how),
+            ctypes.c_size_t(ctypes.sizeof(how)),
+        )
+        if fd >= 0:
+            _have_openat2 = True
+            return fd
+        err = ctypes.get_errno()
+        if err != errno.ENOSYS:
+            raise OSError(err, os.strerror(err), raw)
+        _have_openat2 = False
+    return _open_by_components(dirfd, raw, flags)
+
+
+def _open_by_components(dirfd: int, path: bytes, flags: int) -> int:
+    parts = path.split(b"/")
+    if not path or b".." in parts:
+        # RESOLVE_BENEATH's answer to a path that could climb out.
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), path)
+    fd = dirfd
+    try:
+        for comp in parts[:-1]:
+            if comp in (b"", b"."):
+                continue
+            child = os.open(comp, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            if fd != dirfd:
+                os.close(fd)
+            fd = child
+        return os.open(parts[-1] or b".", flags, dir_fd=fd)
+    finally:
+        if fd != dirfd:
+            os.close(fd)
 
 
 class _SockFprog(ctypes.Structure):
