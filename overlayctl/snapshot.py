@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from overlayctl import faults, jsonio
@@ -116,13 +118,16 @@ def commit(
     message: str = "",
     author: str = "",
     change: list[str] | None = None,
+    *,
+    pause: bool = True,
 ) -> Image:
     """`docker commit`: the container's upper dir becomes a new top layer.
 
     The upper dir is written as a deterministic layer tar and unpacked into
     the store (so the layer is exactly its tar, whatever overlayfs left in
     the upper dir); the new config is the image's, plus the history entry
-    and any --change instructions.
+    and any --change instructions. A running container is paused while its
+    upper dir is read, as Docker does, unless `pause` is false.
     """
     from overlayctl.layer.writer import write_layer_tar
     from overlayctl.reference import parse_reference
@@ -136,7 +141,9 @@ def commit(
     spool = os.path.join(store.paths.tmp, f"commit-{os.getpid()}-{os.urandom(6).hex()}.tar")
     try:
         with open(spool, "w+b") as f:
-            write_layer_tar(upper, f)
+            with _paused(store, container, pause):
+                write_layer_tar(upper, f)
+                faults.point("commit-spooled")
             f.seek(0)
             layer, _new = store.layers.import_tar(f)
     finally:
@@ -164,6 +171,24 @@ def commit(
     key = "commit:" + os.urandom(16).hex()
     store.build_cache.record(new.id, [CacheEntry(image.id, key, new.id, jsonio.canonical(config))])
     return new
+
+
+@contextmanager
+def _paused(store: Store, container: Container, pause: bool) -> Iterator[None]:
+    """Freeze a running container for the block, so that what is read is one
+    moment of its upper dir; thawed afterwards, even on failure. A container
+    the user paused stays paused."""
+    from overlayctl import control
+
+    if not pause or container.status != RUNNING or not container.process_alive() or control.is_paused(container):
+        yield
+        return
+    control.pause(store, container)
+    try:
+        yield
+    finally:
+        # Not control.unpause: if someone thawed it meanwhile, that is no error here.
+        control.thaw_if_paused(container)
 
 
 def _apply_change(config: dict[str, Any], text: str) -> None:
