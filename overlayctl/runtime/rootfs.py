@@ -28,6 +28,8 @@ def in_rootfs(
     mountpoint: str,
     work: Callable[[], None],
     overlay_api: str = "new",
+    *,
+    chroot: bool = True,
 ) -> None:
     """Mount `layout` at `mountpoint` in a child, chroot there and call `work`.
 
@@ -35,7 +37,10 @@ def in_rootfs(
     it needs and opened any host file it reads before it is called (the
     host's tree is out of reach after the chroot). An OverlayctlError or
     OSError it raises is re-raised here with its message; the child is
-    always reaped first.
+    always reaped first. With `chroot` false, `work` stays in the host's
+    root and finds the tree at `mountpoint` (in the child's own mount
+    namespace): for work that keeps itself beneath the tree, and needs
+    the host's /proc.
     """
     os.makedirs(mountpoint, exist_ok=True)
     error_r, error_w = os.pipe()
@@ -47,8 +52,9 @@ def in_rootfs(
             sc.unshare(sc.CLONE_NEWNS)
             sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
             OverlayMount(layout, store_root, overlay_api).execute(mountpoint)
-            os.chroot(mountpoint)
-            os.chdir("/")
+            if chroot:
+                os.chroot(mountpoint)
+                os.chdir("/")
             work()
         except OverlayctlError as exc:
             code = exc.exit_code or 1
