@@ -196,3 +196,16 @@ def test_commit_pauses_a_running_container_unless_told_not_to(cli, bb, tmp_path)
     assert _paused_while_committing(cli, "busy", tmp_path / "gate5") is True
     assert json.loads(cli.ok("inspect", "busy"))[0]["State"]["Status"] == "paused"
     cli.ok("unpause", "busy")
+
+
+def test_a_failed_commit_thaws_the_container_it_paused(cli, bb):
+    # A name the layer tar reserves for whiteouts: the writer refuses it
+    # while the container is frozen.
+    cli.ok("run", "-d", "--name", "odd", *NONE, "bb:1", "sh", "-c", "touch /.wh.odd; while :; do sleep 0.05; done")
+    deadline = time.monotonic() + 30
+    while "A /.wh.odd" not in cli.ok("diff", "odd"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    result = cli("commit", "odd", "odd:1")
+    assert result.returncode == 125 and b"reserve for whiteouts" in result.stderr, result.stderr
+    assert json.loads(cli.ok("inspect", "odd"))[0]["State"]["Status"] == "running"
