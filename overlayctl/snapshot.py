@@ -203,7 +203,13 @@ def _paused(store: Store, container: Container, pause: bool) -> Iterator[None]:
     if not pause or container.status != RUNNING or not container.process_alive() or control.is_paused(container):
         yield
         return
-    control.pause(store, container)
+    try:
+        control.pause(store, container)
+    except ConflictError:
+        # It stopped, or was paused by someone else, since the check: either
+        # way it stands still, and it is not ours to thaw.
+        yield
+        return
     try:
         yield
     finally:
