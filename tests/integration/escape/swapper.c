@@ -2,12 +2,15 @@
  *
  * swapper DIR TARGET: makes PAIRS pairs of a directory DIR/dN/sub (holding
  * FILES files named secret-00, secret-01, ...) and a symlink DIR/lN ->
- * TARGET, then swaps each dN with its lN atomically, forever. A host
- * process that checks DIR/dN is a directory and then opens
- * DIR/dN/sub/secret-MM by path may find the symlink there by then, and read
- * TARGET/sub/secret-MM in the host's root: what the container's snapshot
- * walkers must never do. Many pairs and files, many chances for each walk;
- * sub, so that dN is a component in the middle of the paths opened. */
+ * TARGET, then, forever, swaps each dN with its lN atomically and back,
+ * and rests a moment. A host process that checks DIR/dN is a directory and
+ * then opens DIR/dN/sub/secret-MM by path may find the symlink there by
+ * then, and read TARGET/sub/secret-MM in the host's root: what the
+ * container's snapshot walkers must never do. Many pairs and files, many
+ * chances for each walk; sub, so that dN is a component in the middle of
+ * the paths opened. dN is a symlink only briefly: a walker that refuses a
+ * directory found to be a symlink when it opens it is refused seldom, and
+ * goes on to meet the symlink mid-path, where the bug would be. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -15,10 +18,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PAIRS 8
 #define FILES 8
+#define REST_NS 50000
 /* As long as the host's files (HOST-<16 hex digits>\n), so that a walker
  * that stats one and reads the other does not fail on the size. */
 #define CONTENT "inside-00000000000000\n"
@@ -59,12 +64,16 @@ int main(int argc, char **argv) {
     }
     printf("swapping\n");
     fflush(stdout);
+    struct timespec rest = {0, REST_NS};
     for (;;) {
         for (int n = 0; n < PAIRS; n++) {
-            if (syscall(SYS_renameat2, AT_FDCWD, d[n], AT_FDCWD, l[n], RENAME_EXCHANGE) != 0) {
-                perror("swapper: renameat2");
-                return 1;
+            for (int there_and_back = 0; there_and_back < 2; there_and_back++) {
+                if (syscall(SYS_renameat2, AT_FDCWD, d[n], AT_FDCWD, l[n], RENAME_EXCHANGE) != 0) {
+                    perror("swapper: renameat2");
+                    return 1;
+                }
             }
         }
+        nanosleep(&rest, NULL);
     }
 }

@@ -1,11 +1,14 @@
 """Reading a live container's writable layer never follows its symlinks out.
 
-A container swaps a directory and a symlink to a host directory in a tight
-loop (escape/swapper.c, renameat2 RENAME_EXCHANGE) while `commit`, `diff`
-and `export` read its upper dir from the host. A walker that checks a name
-and then uses it by path reads the host directory through the symlink; one
-that opens every name beneath a directory fd with no symlink followed
-cannot. Each check below succeeds against a path walker.
+A container swaps directories and symlinks to a host directory in a tight
+loop (escape/swapper.c, renameat2 RENAME_EXCHANGE) while `commit` and
+`diff` read its upper dir from the host. A walker that checks a name and
+then uses it by path reads the host directory through the symlink (both
+race tests fail against the path walkers overlayctl had, and the commit one
+also with openat2's RESOLVE flags dropped); one that opens every name
+beneath a directory fd with no symlink followed cannot. `export` refuses a
+running container, so its test checks the stopped tree's symlinks are
+kept as symlinks. And commit pauses the container unless told not to.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import pytest
 
 SWAPPER_SOURCE = Path(__file__).parent / "swapper.c"
 NONE = ("--network", "none")
-ROUNDS = 25
+ROUNDS = 50
 
 
 @pytest.fixture(scope="module")
@@ -100,16 +103,18 @@ def _race(cli, image: str, target: Path, *command: str) -> list[subprocess.Compl
     """Run `command CONTAINER` ROUNDS times while the container swaps."""
     name = _start_swapper(cli, image, target)
     results = [cli(*command, name) for _ in range(ROUNDS)]
+    # Still swapping at the end: every run was raced.
+    assert json.loads(cli.ok("inspect", name))[0]["State"]["Status"] == "running"
+    assert cli.ok("logs", name) == "swapping\n"
     cli.ok("stop", "-t", "1", name)
     return results
 
 
 def _check_refusals(results: list[subprocess.CompletedProcess]) -> None:
-    """A race is refused with a message that says so, never another error;
-    and not every run is refused (the walker was raced, not merely stopped)."""
+    """A race may be refused (how many depends on the machine's load), but
+    with a message that says so, never another error."""
     failed = [r.stderr.decode().strip() for r in results if r.returncode != 0]
     assert all("while being read" in err for err in failed), failed
-    assert len(failed) < len(results), failed
 
 
 def _leaks_in_output(results: list[subprocess.CompletedProcess], token: str) -> list[str]:
@@ -143,6 +148,7 @@ def test_diff_never_lists_a_host_directory_through_a_swapped_symlink(cli, swappe
     _check_refusals(results)
 
 
+@pytest.mark.slow
 def test_export_keeps_the_container_symlink_as_a_symlink(cli, swapper_image, token, tmp_path):
     target = _host_dir(tmp_path, token, f"host-only-{token}")
     name = _start_swapper(cli, swapper_image, target)
@@ -181,6 +187,7 @@ def _paused_while_committing(cli, name: str, gate: Path, *flags: str) -> bool:
         assert proc.returncode == 0, err
 
 
+@pytest.mark.slow
 def test_commit_pauses_a_running_container_unless_told_not_to(cli, bb, tmp_path):
     # (It writes nothing: unpaused, a file it rewrote during the commit
     # would fail it, rightly.)
@@ -198,6 +205,7 @@ def test_commit_pauses_a_running_container_unless_told_not_to(cli, bb, tmp_path)
     cli.ok("unpause", "busy")
 
 
+@pytest.mark.slow
 def test_a_failed_commit_thaws_the_container_it_paused(cli, bb):
     # A name the layer tar reserves for whiteouts: the writer refuses it
     # while the container is frozen.
