@@ -9,7 +9,6 @@ explains itself. Constants follow <linux/sched.h> and <linux/mount.h>.
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 
 from overlayctl.errors import KernelError
@@ -270,21 +269,28 @@ def open_beneath(dirfd: int, path: str | bytes, flags: int) -> int:
     os calls.
     """
     global _have_openat2
+    import errno  # (not at the top: syscalls is on `run`'s start-up path)
+
     raw = os.fsencode(path)
     flags |= os.O_NOFOLLOW | os.O_CLOEXEC
     if _have_openat2 is not False:
         how = _OpenHow(flags, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
-        fd = _syscall(
-            _nr("openat2"),
-            ctypes.c_int(dirfd),
-            ctypes.c_char_p(raw),
-            ctypes.byref(how),
-            ctypes.c_size_t(ctypes.sizeof(how)),
-        )
-        if fd >= 0:
-            _have_openat2 = True
-            return fd
-        err = ctypes.get_errno()
+        # EAGAIN: a rename elsewhere raced the lookup and the kernel could
+        # not prove it stayed beneath; it asks for a retry.
+        for _attempt in range(8):
+            fd = _syscall(
+                _nr("openat2"),
+                ctypes.c_int(dirfd),
+                ctypes.c_char_p(raw),
+                ctypes.byref(how),
+                ctypes.c_size_t(ctypes.sizeof(how)),
+            )
+            if fd >= 0:
+                _have_openat2 = True
+                return fd
+            err = ctypes.get_errno()
+            if err not in (errno.EAGAIN, errno.EINTR):
+                break
         if err != errno.ENOSYS:
             raise OSError(err, os.strerror(err), raw)
         _have_openat2 = False
@@ -292,6 +298,8 @@ def open_beneath(dirfd: int, path: str | bytes, flags: int) -> int:
 
 
 def _open_by_components(dirfd: int, path: bytes, flags: int) -> int:
+    import errno
+
     parts = path.split(b"/")
     if not path or b".." in parts:
         # RESOLVE_BENEATH's answer to a path that could climb out.
