@@ -142,10 +142,10 @@ def stop(store: Store, container: Container, timeout: int | None = None) -> None
         _stop_restarting(store, container)
         return
     signal_container(container, signum)
-    _thaw_if_paused(container)
+    thaw_if_paused(container)
     if not _wait_pid_gone(container, max(0, timeout)):
         signal_container(container, 9)
-        _thaw_if_paused(container)
+        thaw_if_paused(container)
         _wait_pid_gone(container, 10.0)
     after = _wait_recorded(store, container.id)
     if after is not None and after.status == RESTARTING:
@@ -189,7 +189,7 @@ def kill(store: Store, container: Container, signum: int = 9) -> None:
     if not signal_container(container, signum):
         return  # it ended meanwhile
     if final:
-        _thaw_if_paused(container)
+        thaw_if_paused(container)
     if signum == 9:
         _wait_pid_gone(container, 10.0)
         _wait_recorded(store, container.id)
@@ -259,9 +259,9 @@ def unpause(store: Store, container: Container) -> None:
     cgroups.Freezer(container.id).thaw()
 
 
-def _thaw_if_paused(container: Container) -> None:
-    """A frozen process gets its signal only once thawed (Docker's stop and
-    kill unpause too)."""
+def thaw_if_paused(container: Container) -> None:
+    """Thaw the container if it is frozen. A frozen process gets its signal
+    only once thawed (Docker's stop and kill unpause too)."""
     if is_paused(container):
         from overlayctl.runtime import cgroups
 

@@ -6,8 +6,11 @@ upper dir into a layer of a new image, `export` writes the merged tree.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from overlayctl import faults, jsonio
@@ -46,24 +49,39 @@ def exists_in_stack(lowers: tuple[str, ...], rel: str) -> bool:
 
 def _names_in_stack(lowers: tuple[str, ...], rel: str) -> set[str]:
     """Names visible in directory /rel of the merged `lowers`."""
+    from overlayctl.layer.walk import open_root
+    from overlayctl.runtime.syscalls import open_beneath
+
     visible: set[str] = set()
     deleted: set[str] = set()
     for layer in lowers:
-        path = os.path.join(layer, rel)
+        root_fd = open_root(layer)
         try:
-            st = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
+            # An image's layer may hold a symlink where another has a
+            # directory: overlayfs stops there, and so does this, instead
+            # of listing wherever it points on the host.
+            fd = open_beneath(root_fd, rel, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
             continue
-        if not stat.S_ISDIR(st.st_mode):
-            break
-        for de in os.scandir(path):
-            if de.name in visible or de.name in deleted:
-                continue
-            if is_whiteout(de.stat(follow_symlinks=False)):
-                deleted.add(de.name)
-            else:
-                visible.add(de.name)
-        if is_opaque(path):
+        except OSError as e:
+            if e.errno in (errno.ENOTDIR, errno.ELOOP):
+                break
+            raise
+        finally:
+            os.close(root_fd)
+        try:
+            with os.scandir(fd) as it:
+                for de in it:
+                    if de.name in visible or de.name in deleted:
+                        continue
+                    if is_whiteout(de.stat(follow_symlinks=False)):
+                        deleted.add(de.name)
+                    else:
+                        visible.add(de.name)
+            opaque = is_opaque(fd)
+        finally:
+            os.close(fd)
+        if opaque:
             break
     return visible
 
@@ -74,30 +92,34 @@ def changes(upper: str, lowers: tuple[str, ...]) -> list[tuple[str, str]]:
     A whiteout is a deletion; an entry that exists below is changed (so the
     parents of every change show as "C"), otherwise added. An opaque
     directory replaces the one below: what was visible under it and is not
-    in the upper dir any more is deleted.
+    in the upper dir any more is deleted. The upper dir may belong to a
+    running container: it is read beneath its root, never through a
+    symlink (see overlayctl.layer.walk).
     """
+    from overlayctl.layer.walk import join, open_root, walk_beneath, xattr_path
+
     found: list[tuple[str, str]] = []
-    pending = [""]
-    while pending:
-        rel_dir = pending.pop()
-        directory = os.path.join(upper, rel_dir) if rel_dir else upper
-        present = set()
-        with os.scandir(directory) as it:
-            entries = list(it)
-        for de in entries:
-            rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
-            present.add(de.name)
-            st = de.stat(follow_symlinks=False)
-            if is_whiteout(st):
-                found.append(("D", "/" + rel))
-                continue
-            below = exists_in_stack(lowers, rel)
-            found.append(("C" if below else "A", "/" + rel))
-            if stat.S_ISDIR(st.st_mode):
-                pending.append(rel)
-        if rel_dir and is_opaque(directory) and exists_in_stack(lowers, rel_dir):
-            for name in _names_in_stack(lowers, rel_dir) - present:
-                found.append(("D", f"/{rel_dir}/{name}"))
+    opaque_dirs: set[bytes] = set()
+    root_fd = open_root(upper)
+    try:
+        for dir_fd, rel_dir_b, listing in walk_beneath(root_fd):
+            rel_dir = os.fsdecode(rel_dir_b)
+            present = set()
+            for name, st in listing:
+                rel = os.fsdecode(join(rel_dir_b, name))
+                present.add(os.fsdecode(name))
+                if is_whiteout(st):
+                    found.append(("D", "/" + rel))
+                    continue
+                below = exists_in_stack(lowers, rel)
+                found.append(("C" if below else "A", "/" + rel))
+                if stat.S_ISDIR(st.st_mode) and is_opaque(xattr_path(dir_fd, name)):
+                    opaque_dirs.add(join(rel_dir_b, name))
+            if rel_dir_b in opaque_dirs and exists_in_stack(lowers, rel_dir):
+                for gone in _names_in_stack(lowers, rel_dir) - present:
+                    found.append(("D", f"/{rel_dir}/{gone}"))
+    finally:
+        os.close(root_fd)
     found.sort(key=lambda item: item[1].encode())
     return found
 
@@ -116,13 +138,16 @@ def commit(
     message: str = "",
     author: str = "",
     change: list[str] | None = None,
+    *,
+    pause: bool = True,
 ) -> Image:
     """`docker commit`: the container's upper dir becomes a new top layer.
 
     The upper dir is written as a deterministic layer tar and unpacked into
     the store (so the layer is exactly its tar, whatever overlayfs left in
     the upper dir); the new config is the image's, plus the history entry
-    and any --change instructions.
+    and any --change instructions. A running container is paused while its
+    upper dir is read, as Docker does, unless `pause` is false.
     """
     from overlayctl.layer.writer import write_layer_tar
     from overlayctl.reference import parse_reference
@@ -136,7 +161,9 @@ def commit(
     spool = os.path.join(store.paths.tmp, f"commit-{os.getpid()}-{os.urandom(6).hex()}.tar")
     try:
         with open(spool, "w+b") as f:
-            write_layer_tar(upper, f)
+            with _paused(store, container, pause):
+                write_layer_tar(upper, f)
+                faults.point("commit-spooled")
             f.seek(0)
             layer, _new = store.layers.import_tar(f)
     finally:
@@ -166,6 +193,30 @@ def commit(
     return new
 
 
+@contextmanager
+def _paused(store: Store, container: Container, pause: bool) -> Iterator[None]:
+    """Freeze a running container for the block, so that what is read is one
+    moment of its upper dir; thawed afterwards, even on failure. A container
+    the user paused stays paused."""
+    from overlayctl import control
+
+    if not pause or container.status != RUNNING or not container.process_alive() or control.is_paused(container):
+        yield
+        return
+    try:
+        control.pause(store, container)
+    except ConflictError:
+        # It stopped, or was paused by someone else, since the check: either
+        # way it stands still, and it is not ours to thaw.
+        yield
+        return
+    try:
+        yield
+    finally:
+        # Not control.unpause: if someone thawed it meanwhile, that is no error here.
+        control.thaw_if_paused(container)
+
+
 def _apply_change(config: dict[str, Any], text: str) -> None:
     """One Dockerfile instruction from --change, applied to the config."""
     from overlayctl.build.builder import apply_change
@@ -174,7 +225,12 @@ def _apply_change(config: dict[str, Any], text: str) -> None:
 
 
 def export(store: Store, container: Container, out: BinaryIO) -> None:
-    """`docker export`: the container's merged filesystem as a tar on `out`."""
+    """`docker export`: the container's merged filesystem as a tar on `out`.
+
+    Unlike Docker, a running container is refused: its overlay lives in
+    its own mount namespace, and a second overlay on the same upper dir
+    while it runs is undefined behaviour for overlayfs.
+    """
     from overlayctl.layer.writer import write_layer_tar
     from overlayctl.runtime.rootfs import in_rootfs
 
@@ -186,10 +242,13 @@ def export(store: Store, container: Container, out: BinaryIO) -> None:
         os.mkdir(layout.workdir, 0o700)
     out.flush()
     fd = out.fileno()
+    mountpoint = store.paths.mountpoint
 
     def write() -> None:
         with os.fdopen(os.dup(fd), "wb") as f:
-            write_layer_tar("/", f)
+            write_layer_tar(mountpoint, f)
 
+    # No chroot: the writer reads beneath the mount and follows no symlink
+    # (as commit does), and it needs the host's /proc to read xattrs.
     api = os.environ.get("OVERLAYCTL_OVERLAY_API", "new")
-    in_rootfs(layout, store.paths.root, store.paths.mountpoint, write, api, keep_fds=(fd,))
+    in_rootfs(layout, store.paths.root, mountpoint, write, api, keep_fds=(fd,), chroot=False)

@@ -86,19 +86,53 @@ def diff(obj: dict, container: str) -> None:
         click.echo(f"{kind} {path}")
 
 
-@click.command("commit")
+class _BoolFlagValues(click.Command):
+    """A command whose on/off flags also take Docker's spelling with a value
+    (`--pause=false`, `-p=true`): click's flags take no value."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        spelled: dict[str, tuple[str, str]] = {}
+        takes_value: set[str] = set()
+        for param in self.params:
+            if isinstance(param, click.Option) and param.is_flag and param.secondary_opts:
+                for flag in param.opts:
+                    spelled[flag] = (param.opts[-1], param.secondary_opts[0])
+            elif isinstance(param, click.Option) and not param.is_flag:
+                takes_value.update(param.opts)
+        rewritten: list[str] = []
+        for i, arg in enumerate(args):
+            if arg == "--":
+                rewritten += args[i:]
+                break
+            flag, eq, value = arg.partition("=")
+            if i and args[i - 1] in takes_value:
+                pass  # a value (`-m --pause=x`), not a flag
+            elif eq and flag in spelled:
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise InvalidArgumentError(f'option {flag} takes true or false (got "{value}")')
+                arg = spelled[flag][0 if value.lower() in ("true", "1") else 1]
+            rewritten.append(arg)
+        return super().parse_args(ctx, rewritten)
+
+
+@click.command("commit", cls=_BoolFlagValues)
 @click.argument("container")
 @click.argument("name", metavar="[NAME[:TAG]]", required=False)
 @click.option("-m", "--message", default="", help="commit message")
 @click.option("-a", "--author", default="", help='author (e.g. "Jane <jane@example.com>")')
 @click.option("-c", "--change", "changes", multiple=True, help="apply a Dockerfile instruction (CMD, ENV, ...)")
+@click.option(
+    "-p", "--pause/--no-pause", "pause", default=True, show_default=True, help="pause the container while it is read"
+)
 @click.pass_obj
-def commit(obj: dict, container: str, name: str | None, message: str, author: str, changes: tuple[str, ...]) -> None:
+def commit(
+    obj: dict, container: str, name: str | None, message: str, author: str, changes: tuple[str, ...], pause: bool
+) -> None:
     """Create an image from a container's changes."""
     from overlayctl.snapshot import commit as commit_container
 
     store = open_store(obj)
-    image = commit_container(store, store.containers.get(container), name, message, author, list(changes))
+    image = commit_container(store, store.containers.get(container), name, message, author, list(changes), pause=pause)
     click.echo(image.id)
 
 

@@ -66,9 +66,12 @@ def is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def is_opaque(path: str) -> bool:
-    """An overlay opaque directory: nothing of the layers below shows through."""
+def is_opaque(path: str | bytes | int) -> bool:
+    """An overlay opaque directory (a path, or an fd of the directory):
+    nothing of the layers below shows through."""
     try:
+        if isinstance(path, int):
+            return os.getxattr(path, OPAQUE_XATTR) == b"y"
         return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
     except OSError:
         return False

@@ -29,6 +29,7 @@ from typing import BinaryIO
 
 from overlayctl.errors import OverlayctlError
 from overlayctl.layer.tarstream import REGULAR, TarReader
+from overlayctl.runtime.syscalls import open_beneath
 
 MAGIC = b"overlayctl tar-split 1\n"
 _RAW = b"R"
@@ -121,26 +122,10 @@ def _references(tar_path: str, diff_dir: str) -> list[tuple[int, int, bytes]]:
     return sorted(refs)
 
 
-def _open_beneath(root_fd: int, parts: tuple[str, ...] | list[str]) -> int:
-    """An fd of the regular file ``parts`` below ``root_fd``, reached one
-    component at a time without following a symlink (a layer may hold
-    symlinks to anywhere)."""
-    fd = root_fd
-    try:
-        for comp in parts[:-1]:
-            child = os.open(comp, _DIR_FLAGS, dir_fd=fd)
-            if fd != root_fd:
-                os.close(fd)
-            fd = child
-        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-    finally:
-        if fd != root_fd:
-            os.close(fd)
-
-
 def _regular_size(root_fd: int, parts: tuple[str, ...]) -> int | None:
     try:
-        fd = _open_beneath(root_fd, parts)
+        # A layer may hold symlinks to anywhere: none is followed.
+        fd = open_beneath(root_fd, "/".join(parts), os.O_RDONLY)
     except OSError:
         return None
     try:
@@ -164,7 +149,7 @@ def _copy_raw(src: BinaryIO, start: int, length: int, write: Callable[[bytes], o
 def _copy_file(root_fd: int, path: bytes, length: int, sink: Callable[[bytes], object]) -> None:
     name = path.decode("utf-8", "surrogateescape")
     try:
-        fd = _open_beneath(root_fd, name.split("/"))
+        fd = open_beneath(root_fd, name, os.O_RDONLY)
     except OSError as e:
         raise TarSplitError(f"the layer's file {name} cannot be read: {e.strerror}") from e
     try:

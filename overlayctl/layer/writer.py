@@ -40,6 +40,16 @@ from overlayctl.layer.tarstream import (
     REGULAR,
     SYMLINK,
 )
+from overlayctl.layer.walk import (
+    DIR_FLAGS,
+    RACE_ERRNOS,
+    TreeChangedError,
+    join,
+    open_in_tree,
+    open_root,
+    walk_beneath,
+    xattr_path,
+)
 
 _CHUNK = 1 << 20
 # A ustar name or linkname field holds 100 bytes; anything longer, or not
@@ -201,35 +211,47 @@ def _encode_header(e: _Entry) -> bytes:
 # -- reading the tree ----------------------------------------------------
 
 
-def _read_xattrs(full: bytes, rel: bytes) -> tuple[list[tuple[bytes, bytes]], bool]:
+def _read_xattrs(dir_fd: int, name: bytes, rel: bytes) -> tuple[list[tuple[bytes, bytes]], bool]:
     """The xattrs to carry in the tar, and whether the entry is an opaque directory."""
+    path = xattr_path(dir_fd, name)
     try:
-        names = os.listxattr(full, follow_symlinks=False)
+        names = os.listxattr(path, follow_symlinks=False)
     except OSError as e:
         if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
             return [], False
-        raise
+        raise _named(e, rel) from e
     carried = []
     opaque = False
-    for name in names:
-        if name in _UNEXPORTABLE_XATTRS:
-            feature = _UNEXPORTABLE_XATTRS[name]
+    for xname in names:
+        if xname in _UNEXPORTABLE_XATTRS:
+            feature = _UNEXPORTABLE_XATTRS[xname]
             raise OverlayctlError(
                 f"cannot write layer: {quote(os.fsdecode(rel))} uses overlayfs {feature}, "
                 f"which a layer tar cannot express; mount the overlay with {feature}=off"
             )
-        value = os.getxattr(full, name, follow_symlinks=False)
-        if name.startswith(OVERLAY_XATTR_PREFIX):
+        try:
+            value = os.getxattr(path, xname, follow_symlinks=False)
+        except OSError as e:
+            raise _named(e, rel) from e
+        if xname.startswith(OVERLAY_XATTR_PREFIX):
             # overlayfs bookkeeping (origin, impure, ...) describes this host's
             # stack, not the layer; only opacity has an OCI spelling.
-            opaque = opaque or (name == OPAQUE_XATTR and value == b"y")
+            opaque = opaque or (xname == OPAQUE_XATTR and value == b"y")
             continue
-        carried.append((os.fsencode(name), value))
+        carried.append((os.fsencode(xname), value))
     carried.sort()
     return carried, opaque
 
 
-def _entry_for(full: bytes, rel: bytes, name: bytes, st: os.stat_result, clamp: int | None) -> _Entry | None:
+def _named(e: OSError, rel: bytes) -> Exception:
+    """`e` naming the entry by its path in the tree, not by the /proc path
+    or the bare name it was reached by; a race says so."""
+    if e.errno in RACE_ERRNOS:
+        return TreeChangedError(rel)
+    return OSError(e.errno, e.strerror, rel)
+
+
+def _entry_for(dir_fd: int, name: bytes, rel: bytes, st: os.stat_result, clamp: int | None) -> _Entry | None:
     if name.startswith(_WHITEOUT_PREFIX_B):
         # The name would read back as a whiteout and delete a lower file.
         raise OverlayctlError(
@@ -250,7 +272,7 @@ def _entry_for(full: bytes, rel: bytes, name: bytes, st: os.stat_result, clamp: 
     if kind == stat.S_IFSOCK:
         # A socket is a live endpoint, not content: tar cannot carry it.
         return None
-    xattrs, opaque = _read_xattrs(full, rel)
+    xattrs, opaque = _read_xattrs(dir_fd, name, rel)
     e = _Entry(rel, REGULAR, mode, st.st_uid, st.st_gid, mtime, xattrs=xattrs)
     if kind == stat.S_IFDIR:
         e.typeflag = DIRECTORY
@@ -260,10 +282,13 @@ def _entry_for(full: bytes, rel: bytes, name: bytes, st: os.stat_result, clamp: 
         e.inode = (st.st_dev, st.st_ino)
     if kind == stat.S_IFREG:
         e.size = st.st_size
-        e.source = full
+        e.source = rel
     elif kind == stat.S_IFLNK:
         e.typeflag = SYMLINK
-        e.linkname = os.readlink(full)
+        try:
+            e.linkname = os.readlink(name, dir_fd=dir_fd)
+        except OSError as err:
+            raise _named(err, rel) from err
     elif kind in (stat.S_IFCHR, stat.S_IFBLK):
         e.typeflag = CHAR if kind == stat.S_IFCHR else BLOCKDEV
         e.devmajor = os.major(st.st_rdev)
@@ -273,20 +298,13 @@ def _entry_for(full: bytes, rel: bytes, name: bytes, st: os.stat_result, clamp: 
     return e
 
 
-def _scan(src: bytes, clamp: int | None) -> list[_Entry]:
+def _scan(root_fd: int, clamp: int | None) -> list[_Entry]:
     entries = []
-    pending = [b""]
-    while pending:
-        rel_dir = pending.pop()
-        with os.scandir(os.path.join(src, rel_dir) if rel_dir else src) as it:
-            for de in it:
-                rel = rel_dir + b"/" + de.name if rel_dir else de.name
-                st = de.stat(follow_symlinks=False)
-                entry = _entry_for(de.path, rel, de.name, st, clamp)
-                if entry is not None:
-                    entries.append(entry)
-                if stat.S_ISDIR(st.st_mode):
-                    pending.append(rel)
+    for dir_fd, rel_dir, listing in walk_beneath(root_fd):
+        for name, st in listing:
+            entry = _entry_for(dir_fd, name, join(rel_dir, name), st, clamp)
+            if entry is not None:
+                entries.append(entry)
     return entries
 
 
@@ -311,11 +329,41 @@ def _opaque_marker(d: _Entry) -> _Entry:
     return _Entry(d.path + b"/" + OPAQUE_MARKER.encode(), REGULAR, d.mode & 0o777, d.uid, d.gid, d.mtime)
 
 
-def _copy_data(e: _Entry, w: _HashingWriter) -> None:
+class _Dirs:
+    """The fd of the directory the last file was read from: entries come
+    sorted by path, so the files of one directory mostly follow each other,
+    and each directory is opened (beneath the root) once rather than once
+    per file."""
+
+    def __init__(self, root_fd: int) -> None:
+        self.root_fd = root_fd
+        self.rel = b""
+        self.fd = root_fd
+
+    def open_file(self, rel: bytes) -> int:
+        rel_dir, _, name = rel.rpartition(b"/")
+        if rel_dir != self.rel:
+            self.close()
+            if rel_dir:
+                self.fd = open_in_tree(self.root_fd, rel_dir, DIR_FLAGS)
+            self.rel = rel_dir
+        # O_NONBLOCK: if the name became a fifo since the scan, fail instead
+        # of waiting for a writer that never comes. Opened beneath the root,
+        # what is read is in the tree even if names were swapped since.
+        return open_in_tree(self.fd, name, os.O_RDONLY | os.O_NONBLOCK)
+
+    def close(self) -> None:
+        if self.fd != self.root_fd:
+            os.close(self.fd)
+        self.rel, self.fd = b"", self.root_fd
+
+
+def _copy_data(dirs: _Dirs, e: _Entry, w: _HashingWriter) -> None:
     assert e.source is not None
-    # O_NONBLOCK: if the name became a fifo since the scan, fail instead of
-    # waiting for a writer that never comes.
-    fd = os.open(e.source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fd = dirs.open_file(e.source)
+    except TreeChangedError:
+        raise TreeChangedError(e.source) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OverlayctlError(f"cannot write layer: {quote(os.fsdecode(e.path))} changed type while being read")
@@ -346,26 +394,43 @@ def write_layer_tar(src_dir: str, out: BinaryIO, *, clamp_mtime: int | None = No
     whiteouts become ``.wh.NAME`` files and an opaque directory is followed by
     its ``.wh..wh..opq`` entry. Sockets are skipped.
 
+    The tree is read beneath ``src_dir`` only, never through a symlink (see
+    overlayctl.layer.walk): a live container's upper dir may be read.
+
     Returns the diff_id (sha256 of exactly the bytes written) and the size.
-    Raises OverlayctlError for trees a layer cannot express and KernelError
+    Raises OverlayctlError for trees a layer cannot express,
+    TreeChangedError when the tree changed under the walk, and KernelError
     when reading the tree or writing ``out`` fails.
     """
     try:
-        entries = _scan(os.fsencode(src_dir), clamp_mtime)
-        entries.sort(key=lambda e: e.path)
-        _link_hardlinks(entries)
-        w = _HashingWriter(out)
-        for e in entries:
-            w.write(_encode_header(e))
-            if e.source is not None:
-                _copy_data(e, w)
-            if e.opaque:
-                w.write(_encode_header(_opaque_marker(e)))
-        w.write(_END_OF_ARCHIVE)
+        root_fd = open_root(src_dir)
+        try:
+            w = _write_tree(root_fd, out, clamp_mtime)
+        finally:
+            os.close(root_fd)
     except OSError as e:
         where = f" ({os.fsdecode(e.filename)})" if e.filename else ""
         raise KernelError(f"cannot write layer tar of {quote(src_dir)}: {e.strerror or e}{where}") from e
     return w.digest()
+
+
+def _write_tree(root_fd: int, out: BinaryIO, clamp_mtime: int | None) -> _HashingWriter:
+    entries = _scan(root_fd, clamp_mtime)
+    entries.sort(key=lambda e: e.path)
+    _link_hardlinks(entries)
+    w = _HashingWriter(out)
+    dirs = _Dirs(root_fd)
+    try:
+        for e in entries:
+            w.write(_encode_header(e))
+            if e.source is not None:
+                _copy_data(dirs, e, w)
+            if e.opaque:
+                w.write(_encode_header(_opaque_marker(e)))
+    finally:
+        dirs.close()
+    w.write(_END_OF_ARCHIVE)
+    return w
 
 
 class _Discard:
@@ -387,18 +452,15 @@ def normalize_tree(src_dir: str, *, clamp_mtime: int | None = None) -> None:
     (origin, impure, ...), which describe the stack the upper was made on,
     are removed. Opacity and whiteouts stay: they are the layer's content.
     """
-    src = os.fsencode(src_dir)
-    pending = [src]
-    while pending:
-        directory = pending.pop()
-        with os.scandir(directory) as it:
-            for de in it:
-                st = de.stat(follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
-                    pending.append(de.path)
-                _drop_overlay_xattrs(de.path)
+    root_fd = open_root(src_dir)
+    try:
+        for dir_fd, _rel_dir, listing in walk_beneath(root_fd):
+            for name, st in listing:
+                _drop_overlay_xattrs(xattr_path(dir_fd, name))
                 if clamp_mtime is not None and st.st_mtime_ns > clamp_mtime * NS:
-                    os.utime(de.path, ns=(clamp_mtime * NS, clamp_mtime * NS), follow_symlinks=False)
+                    os.utime(name, ns=(clamp_mtime * NS, clamp_mtime * NS), dir_fd=dir_fd, follow_symlinks=False)
+    finally:
+        os.close(root_fd)
 
 
 def _drop_overlay_xattrs(path: bytes) -> None:

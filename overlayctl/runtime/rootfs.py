@@ -29,6 +29,8 @@ def in_rootfs(
     work: Callable[[], None],
     overlay_api: str = "new",
     keep_fds: Iterable[int] = (),
+    *,
+    chroot: bool = True,
 ) -> None:
     """Mount `layout` at `mountpoint` in a child, chroot there and call `work`.
 
@@ -38,7 +40,10 @@ def in_rootfs(
     must be in `keep_fds`: the child holds no other but stdio, as a
     container's PID 1 (init.leave_host_behind). An OverlayctlError or
     OSError it raises is re-raised here with its message; the child is
-    always reaped first.
+    always reaped first. With `chroot` false, `work` stays in the host's
+    root and finds the tree at `mountpoint` (in the child's own mount
+    namespace): for work that keeps itself beneath the tree, and needs
+    the host's /proc.
     """
     os.makedirs(mountpoint, exist_ok=True)
     error_r, error_w = os.pipe()
@@ -53,8 +58,9 @@ def in_rootfs(
             sc.unshare(sc.CLONE_NEWNS)
             sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
             OverlayMount(layout, store_root, overlay_api).execute(mountpoint)
-            os.chroot(mountpoint)
-            os.chdir("/")
+            if chroot:
+                os.chroot(mountpoint)
+                os.chdir("/")
             work()
         except OverlayctlError as exc:
             code = exc.exit_code or 1

@@ -81,6 +81,11 @@ BPF_F_ALLOW_MULTI = 2
 # close_range(2) (Linux >= 5.9): the last descriptor there can be.
 CLOSE_RANGE_ALL = 0xFFFFFFFF
 
+# openat2(2) resolve flags (<linux/openat2.h>, Linux >= 5.6).
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+
 _SYSCALLS = {
     # name: (x86_64, aarch64)
     "pivot_root": (155, 41),
@@ -96,6 +101,7 @@ _SYSCALLS = {
     "close_range": (436, 436),
     "mount_setattr": (442, 442),
     "bpf": (321, 280),
+    "openat2": (437, 437),
 }
 _ARCH_INDEX = {"x86_64": 0, "aarch64": 1}
 
@@ -361,6 +367,78 @@ def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int =
         _syscall(_nr("bpf"), ctypes.c_int(BPF_PROG_ATTACH), attr, ctypes.c_uint(16)),
         f"bpf(BPF_PROG_ATTACH type {attach_type})",
     )
+
+
+# None until the first call says whether the kernel has openat2.
+_have_openat2: bool | None = None
+
+
+def open_beneath(dirfd: int, path: str | bytes, flags: int) -> int:
+    """Open `path` below the directory `dirfd` without following any symlink
+    on the way or at its end, and without leaving dirfd's tree.
+
+    For a tree someone else can change while it is read (a live container's
+    upper dir): every component is resolved by the kernel in one call
+    (openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS), so a directory swapped
+    for a symlink between a check and the open makes the open fail (ELOOP)
+    instead of reaching the host. Kernels before 5.6 get a walk of one
+    O_NOFOLLOW open per component, which is as strict. O_NOFOLLOW and
+    O_CLOEXEC are always added; with O_PATH a final symlink is opened itself.
+    Raises OSError as os.open does, so a walker handles it with its other
+    os calls.
+    """
+    global _have_openat2
+    import errno  # (not at the top: syscalls is on `run`'s start-up path)
+
+    raw = os.fsencode(path)
+    flags |= os.O_NOFOLLOW | os.O_CLOEXEC
+    if _have_openat2 is not False:
+        # struct open_how { u64 flags, mode, resolve; }, packed as the others.
+        how = ctypes.create_string_buffer(
+            struct.pack("=QQQ", flags, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS), 24
+        )
+        # EAGAIN: a rename elsewhere raced the lookup and the kernel could
+        # not prove it stayed beneath; it asks for a retry.
+        for _attempt in range(8):
+            fd = _syscall(
+                _nr("openat2"),
+                ctypes.c_int(dirfd),
+                ctypes.c_char_p(raw),
+                how,
+                ctypes.c_size_t(24),
+            )
+            if fd >= 0:
+                _have_openat2 = True
+                return fd
+            err = ctypes.get_errno()
+            if err not in (errno.EAGAIN, errno.EINTR):
+                break
+        if err != errno.ENOSYS:
+            raise OSError(err, os.strerror(err), raw)
+        _have_openat2 = False
+    return _open_by_components(dirfd, raw, flags)
+
+
+def _open_by_components(dirfd: int, path: bytes, flags: int) -> int:
+    import errno
+
+    parts = path.split(b"/")
+    if not path or b".." in parts:
+        # RESOLVE_BENEATH's answer to a path that could climb out.
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), path)
+    fd = dirfd
+    try:
+        for comp in parts[:-1]:
+            if comp in (b"", b"."):
+                continue
+            child = os.open(comp, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            if fd != dirfd:
+                os.close(fd)
+            fd = child
+        return os.open(parts[-1] or b".", flags, dir_fd=fd)
+    finally:
+        if fd != dirfd:
+            os.close(fd)
 
 
 class _SockFprog(ctypes.Structure):

@@ -188,7 +188,7 @@ def test_commit(harness):
         harness.cli.ok("run", "--name", "cc", *NONE, "bb:1", "sh", "-c", f"echo {n} > /n; mkdir -p /d/{n}")
         return ["commit", "cc", f"snap:{n}"]
 
-    harness.exercise(Scenario(prepare, ["layer-staged", "layer-placed", "commit-layer"]))
+    harness.exercise(Scenario(prepare, ["commit-spooled", "layer-staged", "layer-placed", "commit-layer"]))
 
 
 def test_load(harness):
