@@ -285,8 +285,9 @@ def _containers(store: Store) -> list[Finding]:
 def _volumes(store: Store) -> list[Finding]:
     out = []
     # Inside a write transaction: volumes are renamed into place and recorded
-    # in one, so nothing is half-way while this looks.
-    with transaction(store.conn):
+    # in one, so nothing is half-way while this looks (a store on a
+    # read-only filesystem changes under nobody, and takes no write lock).
+    with _reading(store) if store.read_only else transaction(store.conn):
         rows = store.conn.execute("SELECT name FROM volumes ORDER BY name").fetchall()
         known = {row["name"] for row in rows}
         for row in rows:
@@ -325,6 +326,19 @@ def _volumes(store: Store) -> list[Finding]:
                 )
             )
     return out
+
+
+class _reading:  # noqa: N801 - used like transaction()
+    """Nothing to take: the store cannot change."""
+
+    def __init__(self, store: Store) -> None:
+        self.conn = store.conn
+
+    def __enter__(self) -> object:
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
 
 def _blobs(store: Store) -> list[Finding]:

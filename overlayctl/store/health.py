@@ -161,7 +161,7 @@ def error_for(root: str, exc: BaseException) -> str | None:
     if not isinstance(exc, sqlite3.DatabaseError):
         return None
     text = str(exc)
-    if "readonly" in text or (isinstance(exc, OSError) and exc.errno == 30):
+    if "readonly" in text or (isinstance(exc, sqlite3.OperationalError) and _read_only_filesystem(path)):
         return f"the store at {root} is on a read-only filesystem"
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
         return None
