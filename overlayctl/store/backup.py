@@ -109,23 +109,26 @@ def prune(root: str, keep: int = KEEP, dry_run: bool = False) -> list[str]:
 
 
 def _running_containers(paths: Paths) -> list[str]:
-    """Containers with processes, found by their cgroups, not the catalog
-    (which may be the damaged thing)."""
-    from overlayctl.runtime import cgroups
-
+    """Containers with a living process, found without the catalog (which
+    may be the damaged thing): each container's supervisor carries its ID
+    on its command line. (Any process naming a container ID counts: a
+    restore waits rather than guess.)"""
     try:
-        names = os.listdir(paths.containers)
+        ids = [name for name in os.listdir(paths.containers) if len(name) == 64]
     except FileNotFoundError:
         return []
-    running = []
-    for name in names:
-        try:
-            cgroup = cgroups.find(name)
-        except Exception:  # noqa: BLE001 - not a container ID: not a container's cgroup
+    if not ids:
+        return []
+    lines = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
             continue
-        if cgroup is not None and cgroup.pids():
-            running.append(name)
-    return running
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                lines.append(f.read())
+        except OSError:
+            continue
+    return [cid for cid in ids if any(cid.encode() in line for line in lines)]
 
 
 def _chosen(root: str, source: str | None) -> str:
