@@ -1,6 +1,6 @@
 """System commands: `system reconcile` (run at boot by
-overlayctl-reconcile.service), `system fsck`, `system df` and `generate
-systemd` (a unit for one container)."""
+overlayctl-reconcile.service), `system fsck`, `system backup` and `system
+restore`, `system df` and `generate systemd` (a unit for one container)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,8 @@ def fsck(obj: dict, repair: bool, verify_content: bool) -> None:
     removes leftovers nothing refers to (crash leftovers, staging of dead
     processes), forgets blob files that are gone, and records containers
     whose processes are gone as exited; lost layers and containers are
-    reported with what they break and left for you to remove.
+    reported with what they break and left for you to remove. It deletes
+    nothing unless the catalog is proven healthy (see `system restore`).
     """
     from overlayctl.store import fsck as store_fsck
 

@@ -153,10 +153,7 @@ def restore(paths: Paths, source: str | None = None) -> tuple[str, list[str]]:
     """Put backup ``source`` (default: the newest good one) in place of the
     catalog, keeping the current one aside; then reconcile it with the
     disk. Returns the backup restored and one line per thing reconciled."""
-    import sqlite3
-
     from overlayctl.store import staging
-    from overlayctl.store.health import uri
     from overlayctl.store.locks import exclusive
 
     chosen = _chosen(paths.root, source)
@@ -168,6 +165,16 @@ def restore(paths: Paths, source: str | None = None) -> tuple[str, list[str]]:
         )
     report = []
     with exclusive(paths.layers_lock, "the layer store"):
+        # Copied in full before anything is moved: a copy that fails (no
+        # space) leaves the store as it was.
+        tmp = os.path.join(paths.root, f".catalog-restore-{os.getpid()}")
+        try:
+            _copy(chosen, tmp)
+        except BaseException:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                if os.path.lexists(tmp + suffix):
+                    os.unlink(tmp + suffix)
+            raise
         stamp = _stamp()
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(paths.catalog + suffix):
@@ -175,20 +182,6 @@ def restore(paths: Paths, source: str | None = None) -> tuple[str, list[str]]:
                 os.rename(paths.catalog + suffix, aside)
                 if not suffix:
                     report.append(f"kept aside: {aside}")
-        tmp = os.path.join(paths.root, f".catalog-restore-{os.getpid()}")
-        src = sqlite3.connect(uri(chosen, "mode=ro"), uri=True)
-        dst = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            src.backup(dst)
-            dst.execute("PRAGMA journal_mode = WAL")
-        finally:
-            src.close()
-            dst.close()
-        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         os.rename(tmp, paths.catalog)
         staging.fsync_dir(paths.root)
     from overlayctl.store import Store
@@ -200,6 +193,27 @@ def restore(paths: Paths, source: str | None = None) -> tuple[str, list[str]]:
     finally:
         store.close()
     return chosen, report
+
+
+def _copy(source: str, target: str) -> None:
+    """A backup copied into a new catalog file, WAL mode, fsynced."""
+    import sqlite3
+
+    from overlayctl.store.health import uri
+
+    src = sqlite3.connect(uri(source, "mode=ro"), uri=True)
+    dst = sqlite3.connect(target, isolation_level=None)
+    try:
+        src.backup(dst)
+        dst.execute("PRAGMA journal_mode = WAL")
+    finally:
+        src.close()
+        dst.close()
+    fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _lost_found(paths: Paths, kind: str) -> str:
