@@ -122,7 +122,7 @@ def restore(obj: dict, backup_file: str | None) -> None:
     catalog.db.damaged-TIME, and reconcile it with the disk.
 
     Refuses while containers run. Layer and container directories the
-    backup does not know (made after it) are moved to ROOT/lost+found, not
+    backup does not know (made after it) are moved to ROOT/kept-after-restore, not
     deleted; a container whose directory is gone is forgotten; a layer whose
     directory is gone is reported with the images it breaks.
     """

@@ -8,7 +8,7 @@ before each schema upgrade, before `system fsck --repair`, and by `system
 backup`; `system gc` keeps the newest KEEP.
 
 `system restore` puts one back and reconciles it with the disk: what the
-backup does not know is moved to ROOT/lost+found, never deleted, and put
+backup does not know is moved to ROOT/kept-after-restore, never deleted, and put
 back by a later restore of a catalog that names it again.
 """
 
@@ -217,16 +217,16 @@ def _copy(source: str, target: str) -> None:
 
 
 def _lost_found(paths: Paths, kind: str) -> str:
-    return os.path.join(paths.root, "lost+found", kind)
+    return os.path.join(paths.root, "kept-after-restore", kind)
 
 
 def reconcile(store: Store) -> list[str]:
     """Make a restored catalog and the disk agree without losing data.
 
     Layer and container directories the catalog does not name are moved to
-    ROOT/lost+found (fsck would call them orphans and delete them: they may
+    ROOT/kept-after-restore (fsck would call them orphans and delete them: they may
     be all that is left of images made after the backup); those it names
-    that are in lost+found from an earlier restore are moved back. A
+    that are in kept-after-restore from an earlier restore are moved back. A
     container whose directory is gone is forgotten (nothing of it is left
     to lose); a layer whose directory is gone is reported with what it
     breaks, for the user to decide.
@@ -244,7 +244,7 @@ def reconcile(store: Store) -> list[str]:
         for name in sorted(_names(found)):
             if name in known and not os.path.lexists(os.path.join(top, name)):
                 os.rename(os.path.join(found, name), os.path.join(top, name))
-                report.append(f"put back from lost+found: {kind}/{name}")
+                report.append(f"put back from kept-after-restore: {kind}/{name}")
         for name in sorted(_names(top)):
             if name in known:
                 continue

@@ -94,16 +94,16 @@ def test_restore_keeps_what_the_backup_does_not_know_and_puts_it_back(cli, bb, b
     out = cli.ok("system", "restore", os.path.basename(before))
     moved = [line for line in out.splitlines() if "not in the restored catalog" in line]
     assert len(moved) == 2 and all("(nothing deleted)" in line for line in moved), out
-    lost = cli.root / "lost+found"
-    assert len(os.listdir(lost / "layers")) == 1 and len(os.listdir(lost / "containers")) == 1
+    kept = cli.root / "kept-after-restore"
+    assert len(os.listdir(kept / "layers")) == 1 and len(os.listdir(kept / "containers")) == 1
     assert names(cli) == ["old"]
     # Nothing of it is garbage to fsck: it is out of the store's directories.
     assert cli("system", "fsck").returncode == 0
-    assert os.listdir(lost / "layers")
+    assert os.listdir(kept / "layers")
 
     # Restoring the newer backup puts them back where its rows say.
     out = cli.ok("system", "restore", after)
-    assert out.count("put back from lost+found") == 2, out
+    assert out.count("put back from kept-after-restore") == 2, out
     assert set(os.listdir(cli.root / "layers")) == new_layers
     assert names(cli) == ["old", "young"]
     assert cli.ok("run", "--rm", *NONE, "new:1", "cat", "/new") == "new\n"
