@@ -172,6 +172,9 @@ def gc(store: Store, dry_run: bool = False) -> list[Removed]:
     """`system gc`: the store's garbage, each item with its reason and size."""
     from overlayctl.store import fsck
 
+    # Nothing goes on the word of a catalog that is damaged or lost (and
+    # a dry run says so too).
+    fsck.ensure_repairable(store, [])
     removed: list[Removed] = []
     # Dangling images, and the layers only they use.
     removed += prune_images(store, all_images=False, dry_run=dry_run)[1]
@@ -200,7 +203,9 @@ def gc(store: Store, dry_run: bool = False) -> list[Removed]:
         path = finding.subject
         size = tree_bytes(path)
         removed.append(Removed(_GARBAGE[finding.problem], path, size))
-    if not dry_run:
+    if dry_run:
+        fsck.ensure_repairable(store, findings)
+    else:
         fsck.repair(store, findings)
     removed += _made_blobs(store, dry_run)
     removed += _old_backups(store, dry_run)

@@ -191,7 +191,7 @@ def test_a_catalog_with_its_rows_gone_is_refused(cli, bb):
     finally:
         conn.close()
     layers = sorted(os.listdir(cli.root / "layers"))
-    for args in (("system", "fsck", "--repair"), ("system", "gc")):
+    for args in (("system", "fsck", "--repair"), ("system", "gc"), ("system", "gc", "--dry-run")):
         result = cli(*args)
         err = result.stderr.decode()
         assert result.returncode == 125 and "is empty but layers/ holds 1 layers" in err, err
