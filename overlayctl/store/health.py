@@ -115,6 +115,8 @@ def open_failed(path: str, exc: Exception) -> sqlite3.Connection:
         return open_read_only(path)
     if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
         raise StoreError(f"the catalog at {path} stayed locked by another process: {exc}")
+    if not os.path.isfile(path):
+        raise StoreError(f"the catalog at {path} is not a regular file (SQLite: {exc})")
     raise damaged(path, quick_check(path) if "not a database" not in str(exc) else str(exc))
 
 
@@ -165,7 +167,11 @@ def error_for(root: str, exc: BaseException) -> str | None:
         return f"the store at {root} is on a read-only filesystem"
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
         return None
+    if os.path.lexists(path) and not os.path.isfile(path):
+        return f"the catalog at {path} is not a regular file (SQLite: {text})"
     result = quick_check(path)
-    if result == "ok" and isinstance(exc, sqlite3.OperationalError):
-        return None
-    return damaged(path, result if result != "ok" else text).message
+    if result != "ok":
+        return damaged(path, result).message
+    if "malformed" in text or "not a database" in text:
+        return damaged(path, text).message
+    return None  # (a constraint, say: not the catalog's state)

@@ -229,3 +229,10 @@ def test_a_read_only_store_reads_and_refuses_writes_in_one_line(tmpfs_store, bus
     ):
         err = one_line_error(cli(*command))
         assert f"the store at {cli.root} is on a read-only filesystem" in err, (command, err)
+
+
+def test_a_catalog_that_is_not_a_file(cli):
+    (cli.root / "catalog.db").mkdir(parents=True)
+    for command in (("ps",), ("run", "--rm", "bb:1", "true")):
+        err = one_line_error(cli(*command))
+        assert f"the catalog at {cli.root / 'catalog.db'} is not a regular file" in err
