@@ -253,7 +253,7 @@ def reconcile(store: Store) -> list[str]:
             if os.path.lexists(target):
                 target += f".{_stamp()}"
             os.rename(os.path.join(top, name), target)
-            report.append(f"not in the restored catalog, moved to {target} (nothing deleted)")
+            report.append(f"not in the restored catalog, moved to {target}{_what(target)} (nothing deleted)")
     for row in store.conn.execute("SELECT diff_id, dir FROM layers ORDER BY diff_id").fetchall():
         if not os.path.isdir(paths.layer_diff(row["dir"])):
             report.append(f"layer missing: {row['diff_id']} (layers/{row['dir']} is gone); its images are broken")
@@ -264,6 +264,15 @@ def reconcile(store: Store) -> list[str]:
                     store.conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (row["id"],))
             report.append(f"forgotten: container {row['name']} ({row['id'][:12]}): its directory is gone")
     return report
+
+
+def _what(layer_dir: str) -> str:
+    """The diff_id a layer directory carries beside its data, if any."""
+    try:
+        with open(os.path.join(layer_dir, "diff_id")) as f:
+            return f" (layer {f.read().strip()})"
+    except (FileNotFoundError, NotADirectoryError):
+        return ""
 
 
 def _names(path: str) -> list[str]:

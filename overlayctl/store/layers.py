@@ -165,6 +165,8 @@ class LayerStore:
         self.lease([diff_id])  # from the moment it exists until an image uses it
         usage = disk_usage(os.path.join(stage, "diff"))
         content = contentindex.ensure_index(stage)
+        with open(os.path.join(stage, "diff_id"), "w") as f:
+            f.write(diff_id + "\n")
         staging.flush(stage)
         faults.point("layer-staged")
         with exclusive(self.paths.layers_lock, "the layer store"):

@@ -96,6 +96,10 @@ def test_restore_keeps_what_the_backup_does_not_know_and_puts_it_back(cli, bb, b
     assert len(moved) == 2 and all("(nothing deleted)" in line for line in moved), out
     kept = cli.root / "kept-after-restore"
     assert len(os.listdir(kept / "layers")) == 1 and len(os.listdir(kept / "containers")) == 1
+    # A kept layer says what it is: its diff_id is written beside it.
+    (layer,) = os.listdir(kept / "layers")
+    diff_id = (kept / "layers" / layer / "diff_id").read_text().strip()
+    assert diff_id.startswith("sha256:" + layer) and f"(layer {diff_id})" in out
     assert names(cli) == ["old"]
     # Nothing of it is garbage to fsck: it is out of the store's directories.
     assert cli("system", "fsck").returncode == 0
