@@ -80,6 +80,11 @@ class Paths:
     def layer_diff(self, short_id: str) -> str:
         return os.path.join(self.layers, short_id, "diff")
 
+    def layer_diff_id(self, short_id: str) -> str:
+        """The layer's diff_id, written beside it: what the layer is, known
+        from the disk alone (a catalog restored from an older backup)."""
+        return os.path.join(self.layers, short_id, "diff_id")
+
     def layer_tar_split(self, short_id: str) -> str:
         """Kept for an imported layer: its tar's bytes but file contents (layer/tarsplit.py)."""
         return os.path.join(self.layers, short_id, "tar-split")

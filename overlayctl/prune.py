@@ -4,7 +4,8 @@ The prune commands remove things a user made and no longer uses: stopped
 containers, dangling (or, with all, unused) images, unused networks, the
 build cache, unused volumes. `system gc` removes what nobody made on
 purpose: layers no image uses, dangling images, build cache rows whose
-owner is gone, and the crash leftovers `system fsck --repair` would remove
+owner is gone, layer tars made by save or push, catalog backups beyond the
+newest few, and the crash leftovers `system fsck --repair` would remove
 (orphan directories and blobs, staging of dead processes). Every item is
 measured before it goes, as `du` counts it, so "reclaimed" is what the
 filesystem gets back.
@@ -171,6 +172,9 @@ def gc(store: Store, dry_run: bool = False) -> list[Removed]:
     """`system gc`: the store's garbage, each item with its reason and size."""
     from overlayctl.store import fsck
 
+    # Nothing goes on the word of a catalog that is damaged or lost (and
+    # a dry run says so too).
+    fsck.ensure_repairable(store, [])
     removed: list[Removed] = []
     # Dangling images, and the layers only they use.
     removed += prune_images(store, all_images=False, dry_run=dry_run)[1]
@@ -199,6 +203,33 @@ def gc(store: Store, dry_run: bool = False) -> list[Removed]:
         path = finding.subject
         size = tree_bytes(path)
         removed.append(Removed(_GARBAGE[finding.problem], path, size))
-    if not dry_run:
-        fsck.repair(findings)
+    if dry_run:
+        fsck.ensure_repairable(store, findings)
+    else:
+        fsck.repair(store, findings)
+    removed += _made_blobs(store, dry_run)
+    removed += _old_backups(store, dry_run)
     return removed
+
+
+def _made_blobs(store: Store, dry_run: bool) -> list[Removed]:
+    """The layer tars save and push made: kept, each `save` would grow the
+    store for good; made again (the same bytes, so the same digests) by the
+    next save or push that needs them."""
+    removed = []
+    for digest, diff_id in store.layers.made_blobs():
+        size = tree_bytes(store.paths.blob(digest))
+        if dry_run or store.layers.drop_made_blob(digest, diff_id):
+            removed.append(Removed("exported blob", digest, size))
+    return removed
+
+
+def _old_backups(store: Store, dry_run: bool) -> list[Removed]:
+    """Catalog backups beyond the newest few (overlayctl.store.backup.KEEP)."""
+    from overlayctl.store import backup
+
+    doomed = backup.prune(store.paths.root, dry_run=True)
+    sizes = {path: tree_bytes(path) for path in doomed}
+    if not dry_run:
+        doomed = backup.prune(store.paths.root)
+    return [Removed("old catalog backup", path, sizes.get(path, 0)) for path in doomed]

@@ -47,15 +47,12 @@ def main(argv: list[str] | None = None) -> None:
             _fail(exc.format_message().rstrip(".") + '; see "overlayctl --help"', 125)
         if debug:
             raise
-        _fail(_out_of_space(args, exc) or f"internal error: {exc!r} (run with --debug for the traceback)", 125)
+        message = _out_of_space(args, exc) or _store_state(args, exc)
+        _fail(message or f"internal error: {exc!r} (run with --debug for the traceback)", 125)
 
 
-def _out_of_space(args: list[str], exc: BaseException) -> str | None:
-    """The out-of-space line (overlayctl.space) if that is what this is."""
-    from overlayctl import space
-
-    if not space.is_out_of_space(exc):
-        return None
+def _root(args: list[str]) -> str:
+    """The store root these arguments name."""
     from overlayctl.paths import Paths
 
     root = None
@@ -65,10 +62,34 @@ def _out_of_space(args: list[str], exc: BaseException) -> str | None:
             root = head[i + 1]
         elif arg.startswith("--root="):
             root = arg.split("=", 1)[1]
+    return Paths.from_env(root).root
+
+
+def _out_of_space(args: list[str], exc: BaseException) -> str | None:
+    """The out-of-space line (overlayctl.space) if that is what this is."""
+    from overlayctl import space
+
+    if not space.is_out_of_space(exc):
+        return None
     try:
-        return space.describe(Paths.from_env(root).root)
+        return space.describe(_root(args))
     except OSError:
         return None
+
+
+def _store_state(args: list[str], exc: BaseException) -> str | None:
+    """The line for a store that cannot be written (a read-only filesystem)
+    or whose catalog turned out damaged after it was opened."""
+    import errno
+
+    root = _root(args)
+    if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+        if str(exc.filename or "").startswith(root + "/"):
+            return f"the store at {root} is on a read-only filesystem"
+        return None
+    from overlayctl.store import health
+
+    return health.error_for(root, exc)
 
 
 def _exit_now(code: int) -> None:

@@ -145,8 +145,9 @@ def system_prune(obj: dict, all_: bool, volumes: bool, force: bool) -> None:
 @click.pass_obj
 def system_gc(obj: dict, dry_run: bool) -> None:
     """Remove the store's garbage: dangling images, layers no image uses,
-    stale build cache rows, and crash leftovers (orphan directories and
-    blobs, staging of dead processes). Each item is listed with its reason
+    stale build cache rows, layer tars made by save and push, catalog
+    backups beyond the newest five, and crash leftovers (orphan directories
+    and blobs, staging of dead processes). Each item is listed with its reason
     and the bytes it frees."""
     from overlayctl.cli.output import table
     from overlayctl.prune import gc

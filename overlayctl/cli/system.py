@@ -1,6 +1,6 @@
 """System commands: `system reconcile` (run at boot by
-overlayctl-reconcile.service), `system fsck`, `system df` and `generate
-systemd` (a unit for one container)."""
+overlayctl-reconcile.service), `system fsck`, `system backup` and `system
+restore`, `system df` and `generate systemd` (a unit for one container)."""
 
 from __future__ import annotations
 
@@ -65,14 +65,15 @@ def fsck(obj: dict, repair: bool, verify_content: bool) -> None:
     removes leftovers nothing refers to (crash leftovers, staging of dead
     processes), forgets blob files that are gone, and records containers
     whose processes are gone as exited; lost layers and containers are
-    reported with what they break and left for you to remove.
+    reported with what they break and left for you to remove. It deletes
+    nothing unless the catalog is proven healthy (see `system restore`).
     """
     from overlayctl.store import fsck as store_fsck
 
     store = open_store(obj)
     findings = store_fsck.check(store, verify_content)
     if repair:
-        store_fsck.repair(findings)
+        store_fsck.repair(store, findings)
         for line in reconcile_store(store):
             click.echo(f"reconciled: {line}")
     for finding in findings:
@@ -84,9 +85,60 @@ def fsck(obj: dict, repair: bool, verify_content: bool) -> None:
         for finding in left:
             click.echo(f"still: {finding.line()}")
     if left:
+        click.echo(_backup_line(store.paths.root))
         raise SystemExit(1)
     if not findings:
         click.echo("no problems found")
+
+
+def _backup_line(root: str) -> str:
+    from overlayctl.store import backup
+
+    newest = backup.newest_good(root)
+    if newest is None:
+        return 'catalog backup: none kept ("overlayctl system backup" makes one)'
+    return f'catalog backup: {newest} (the newest good one; "overlayctl system restore" brings it back)'
+
+
+@system.command("backup")
+@click.pass_obj
+def backup_command(obj: dict) -> None:
+    """Back up the catalog (SQLite's online backup, safe while other commands
+    run) into ROOT/backups and print the backup's path. One is also made
+    before each schema upgrade and each `system fsck --repair`; `system gc`
+    keeps the newest few."""
+    from overlayctl.store import backup
+
+    store = open_store(obj)
+    click.echo(backup.make(store.conn, store.paths.catalog, "manual"))
+
+
+@system.command("restore")
+@click.argument("backup_file", metavar="[BACKUP]", required=False)
+@click.pass_obj
+def restore(obj: dict, backup_file: str | None) -> None:
+    """Put a backup of the catalog in place (default: the newest good one in
+    ROOT/backups), keeping the current catalog aside as
+    catalog.db.damaged-TIME, and reconcile it with the disk.
+
+    Refuses while containers run. Layer and container directories the
+    backup does not know (made after it) are moved to ROOT/kept-after-restore, not
+    deleted; a container whose directory is gone is forgotten; a layer whose
+    directory is gone is reported with the images it breaks.
+    """
+    from overlayctl.paths import Paths
+    from overlayctl.runtime.supervisor import require_root
+    from overlayctl.store import backup
+
+    require_root()
+    paths = Paths.from_env(obj.get("root"), obj.get("runroot"))
+    chosen, report = backup.restore(paths, backup_file)
+    click.echo(f"restored: {chosen}")
+    for line in report:
+        click.echo(line)
+    store = open_store(obj)
+    for line in reconcile_store(store):
+        click.echo(f"reconciled: {line}")
 
 
 @system.command("df")

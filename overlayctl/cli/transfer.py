@@ -90,6 +90,8 @@ def save(
             os.fsync(out.fileno())
         os.rename(partial, target)
     except OSError as e:
+        if e.filename not in (None, partial, target):
+            raise  # the store's, not the archive's (cli.main names it)
         raise KernelError(f"cannot write {output}: {e.strerror or e}") from e
     finally:
         if os.path.lexists(partial):

@@ -682,8 +682,14 @@ def save_archive(
     for text in texts:
         image = store.images.resolve(text)
         named.append((image, _name_for(store, text, image)))
-    entries = _oci_entries(store, named, compression) if fmt == OCI_ARCHIVE else _docker_entries(store, named)
-    _write_tar(store, entries, out, progress)
+    # Leased while written: gc leaves the blobs made for them alone.
+    leased = list(dict.fromkeys(layer.diff_id for image, _ in named for layer in image.layers))
+    store.layers.lease(leased)
+    try:
+        entries = _oci_entries(store, named, compression) if fmt == OCI_ARCHIVE else _docker_entries(store, named)
+        _write_tar(store, entries, out, progress)
+    finally:
+        store.layers.release(leased)
 
 
 def _write_tar(store: Store, entries: list[_Entry], out: BinaryIO, progress: Progress) -> None:

@@ -103,6 +103,24 @@ def push(
     compression: str = "gzip",
 ) -> tuple[str, int]:
     """Push image as ref; returns (manifest digest, manifest size)."""
+    # Leased while sent: gc leaves the layer tars made for them alone.
+    leased = list(dict.fromkeys(layer.diff_id for layer in image.layers))
+    store.layers.lease(leased)
+    try:
+        return _push(store, image, ref, client, progress, chunk_size, compression)
+    finally:
+        store.layers.release(leased)
+
+
+def _push(
+    store: Store,
+    image: Image,
+    ref: RemoteReference,
+    client: RegistryClient,
+    progress: Progress,
+    chunk_size: int | None,
+    compression: str,
+) -> tuple[str, int]:
     manifest_bytes, config_bytes = oci_image.image_manifest(store, image, compression)
     manifest = json.loads(manifest_bytes)
     blobs = BlobStore(store.paths)

@@ -160,30 +160,21 @@ def connect(path: str) -> sqlite3.Connection:
     commit atomic and ordered (a crash keeps the old or the new state) while
     fsyncing only at checkpoints. The connect timeout (SQLite's busy
     timeout) makes concurrent writers wait instead of failing.
+
+    A catalog that cannot be read is diagnosed only when its first query
+    fails (overlayctl.store.health), so the normal path pays for no check.
     """
     conn = _sqlite.connect(path, timeout=60.0, isolation_level=None)
     conn.row_factory = _sqlite.Row
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except _sqlite.DatabaseError as exc:
+        conn.close()
+        from overlayctl.store import health
+
+        return health.open_failed(path, exc)
     if version != SCHEMA_VERSION:
-        conn.execute("PRAGMA journal_mode = WAL")
-        with transaction(conn):
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"the store at {path} has catalog schema {version}, newer than this overlayctl "
-                    f"knows ({SCHEMA_VERSION}); upgrade overlayctl"
-                )
-            if version < SCHEMA_VERSION:
-                # Every statement is CREATE ... IF NOT EXISTS: running them
-                # all upgrades any older schema to this one.
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                for table, column, declaration in _ADDED_COLUMNS:
-                    columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-                    if column not in columns:
-                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        _upgrade(conn, path, version)
     conn.execute("PRAGMA synchronous = NORMAL")
     # `run` exits without closing (see cli._exit_now), so the WAL is not
     # checkpointed on close; every opener replays it into the wal-index.
@@ -191,6 +182,42 @@ def connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA wal_autocheckpoint = 128")
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
+
+
+def _upgrade(conn: sqlite3.Connection, path: str, version: int) -> None:
+    """Create the schema in a new catalog, or upgrade an older one (after
+    backing it up: overlayctl.store.backup)."""
+    from overlayctl.store import health
+
+    if version == 0:
+        # A catalog without a schema beside layers or containers is a lost
+        # one, not a new store: creating an empty schema would hide that.
+        health.refuse_empty(path)
+    elif version < SCHEMA_VERSION:
+        from overlayctl.store import backup
+
+        # Outside the transaction: the backup API cannot read a database
+        # its own connection holds the write lock of.
+        backup.make(conn, path, f"schema{version}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    with transaction(conn):
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store at {path} has catalog schema {version}, newer than this overlayctl "
+                f"knows ({SCHEMA_VERSION}); upgrade overlayctl"
+            )
+        if version < SCHEMA_VERSION:
+            # Every statement is CREATE ... IF NOT EXISTS: running them
+            # all upgrades any older schema to this one.
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            for table, column, declaration in _ADDED_COLUMNS:
+                columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 class transaction:  # noqa: N801 - used like a function: `with transaction(conn):`

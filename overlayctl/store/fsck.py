@@ -101,8 +101,55 @@ def check(store: Store, verify_content: bool = False) -> list[Finding]:
     return findings
 
 
-def repair(findings: list[Finding]) -> None:
-    """Carry out every repair the findings carry."""
+# More orphan directories than this, outnumbering those the catalog names,
+# is not what crashes leave (each leaves at most one or two): it is a
+# catalog that lost its rows, and repair refuses.
+MAX_ORPHANS = 8
+
+_DELETES_DIRECTORY = ("orphan layer directory", "orphan container directory")
+
+
+def ensure_repairable(store: Store, findings: list[Finding]) -> None:
+    """Refuse, deleting nothing, unless the catalog is proven healthy.
+
+    An orphan is garbage only if the catalog that does not name it is the
+    whole truth. So repair deletes a directory only when the catalog passes
+    SQLite's quick_check, has the current schema, is not empty beside a
+    populated layers/ or containers/ (an emptied or replaced catalog), and
+    the directories it would delete are plausible crash leftovers: at most
+    MAX_ORPHANS, or fewer than those the catalog names. Otherwise the way
+    back is a backup (overlayctl.store.backup), not a deletion.
+    """
+    from overlayctl.store import health
+    from overlayctl.store.catalog import SCHEMA_VERSION
+
+    path = store.paths.catalog
+    result = "; ".join(str(r[0]) for r in store.conn.execute("PRAGMA quick_check").fetchall()[:3])
+    if result != "ok":
+        raise health.damaged(path, result)
+    version = store.conn.execute("PRAGMA user_version").fetchone()[0]
+    if version != SCHEMA_VERSION:
+        raise health.damaged(path, f"schema {version}, not {SCHEMA_VERSION}")
+    layers, containers = health.stored_entries(store.paths.root)
+    rows = [store.conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("layers", "images", "containers")]
+    if (layers or containers) and not any(rows):
+        raise health.lost(path, "empty", layers, containers, "repair")
+    doomed = sum(1 for f in findings if f.problem in _DELETES_DIRECTORY and f.repair and not f.repaired)
+    named = rows[0] + rows[2]
+    if doomed > MAX_ORPHANS and doomed > named:
+        raise health.lost(
+            path, f"missing {doomed} of the directories on disk ({named} named)", layers, containers, "repair"
+        )
+
+
+def repair(store: Store, findings: list[Finding]) -> None:
+    """Carry out every repair the findings carry, once the catalog is
+    proven healthy (ensure_repairable)."""
+    ensure_repairable(store, findings)
+    if any(f.repair is not None and not f.repaired for f in findings):
+        from overlayctl.store import backup
+
+        backup.make(store.conn, store.paths.catalog, "repair")
     for finding in findings:
         if finding.repair is not None and not finding.repaired:
             try:
@@ -238,8 +285,9 @@ def _containers(store: Store) -> list[Finding]:
 def _volumes(store: Store) -> list[Finding]:
     out = []
     # Inside a write transaction: volumes are renamed into place and recorded
-    # in one, so nothing is half-way while this looks.
-    with transaction(store.conn):
+    # in one, so nothing is half-way while this looks (a store on a
+    # read-only filesystem changes under nobody, and takes no write lock).
+    with _reading(store) if store.read_only else transaction(store.conn):
         rows = store.conn.execute("SELECT name FROM volumes ORDER BY name").fetchall()
         known = {row["name"] for row in rows}
         for row in rows:
@@ -278,6 +326,19 @@ def _volumes(store: Store) -> list[Finding]:
                 )
             )
     return out
+
+
+class _reading:  # noqa: N801 - used like transaction()
+    """Nothing to take: the store cannot change."""
+
+    def __init__(self, store: Store) -> None:
+        self.conn = store.conn
+
+    def __enter__(self) -> object:
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
 
 def _blobs(store: Store) -> list[Finding]:

@@ -165,6 +165,8 @@ class LayerStore:
         self.lease([diff_id])  # from the moment it exists until an image uses it
         usage = disk_usage(os.path.join(stage, "diff"))
         content = contentindex.ensure_index(stage)
+        with open(os.path.join(stage, "diff_id"), "w") as f:
+            f.write(diff_id + "\n")
         staging.flush(stage)
         faults.point("layer-staged")
         with exclusive(self.paths.layers_lock, "the layer store"):
@@ -244,6 +246,39 @@ class LayerStore:
             except (BlockingIOError, FileNotFoundError):
                 pass
             finally:
+                os.close(fd)
+
+    def made_blobs(self) -> list[tuple[str, str]]:
+        """(digest, diff_id) of the blobs made here on the way out (save,
+        push), not received: they are made again, byte for byte, when needed."""
+        rows = self.conn.execute("SELECT digest, diff_id FROM layer_blobs WHERE original = 0 ORDER BY digest")
+        return [(row[0], row[1]) for row in rows]
+
+    def drop_made_blob(self, digest: str, diff_id: str) -> bool:
+        """Forget and delete a made blob, unless a command holds its layer's
+        lease (a save writing it out); whether it went."""
+        import fcntl
+
+        try:
+            fd = os.open(self.paths.layer_lease(diff_id), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            fd = -1
+        try:
+            if fd >= 0:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return False
+            with transaction(self.conn):
+                gone = self.conn.execute("DELETE FROM layer_blobs WHERE digest = ? AND original = 0", (digest,))
+            if gone.rowcount:
+                try:
+                    os.unlink(self.paths.blob(digest))
+                except FileNotFoundError:
+                    pass
+            return bool(gone.rowcount)
+        finally:
+            if fd >= 0:
                 os.close(fd)
 
     def remove_unreferenced(self, diff_ids: list[str]) -> list[Layer]:

@@ -18,7 +18,15 @@ from contextlib import contextmanager
 @contextmanager
 def exclusive(path: str, what: str = "the store") -> Iterator[None]:
     """Hold an exclusive flock on path; say so if another process makes us wait."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        if e.errno != 30:  # EROFS
+            raise
+        # A store on a read-only filesystem: nothing changes in it, so a
+        # reader needs no lock (and a writer fails at its first write).
+        yield
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -23,11 +23,22 @@ class Store:
         self.paths = paths
         for directory in (paths.root, paths.layers, paths.containers, paths.tmp):
             if not os.path.isdir(directory):
-                os.makedirs(directory, mode=0o700, exist_ok=True)
+                _make_dir(directory, paths.root)
+        if not os.path.isdir(paths.runroot):
+            _check_place(paths.runroot, "--runroot")
         self.conn = catalog.connect(paths.catalog)
         self.layers = LayerStore(paths, self.conn)
         self.images = ImageStore(self.conn)
         self.containers = ContainerStore(paths, self.conn)
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store is on a read-only filesystem (only commands
+        that read can work on it)."""
+        try:
+            return bool(os.statvfs(self.paths.root).f_flag & os.ST_RDONLY)
+        except OSError:
+            return False
 
     @property
     def build_cache(self) -> BuildCache:
@@ -79,3 +90,32 @@ class Store:
             if os.path.lexists(stage):
                 staging.remove_tree(stage)
         return diff
+
+
+def _check_place(path: str, option: str) -> None:
+    """One line naming ``path`` when it cannot be a directory of ours: a
+    file is in the way, or its parent does not exist (a missing directory
+    is made, as Docker makes its root, only inside an existing one)."""
+    from overlayctl.errors import StoreError
+
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise StoreError(f"{option} {path} is not a directory")
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        what = "is not a directory" if os.path.lexists(parent) else "does not exist"
+        raise StoreError(f"{option} {path}: its parent directory {parent} {what}")
+
+
+def _make_dir(directory: str, root: str) -> None:
+    from overlayctl.errors import StoreError
+
+    if directory == root:
+        _check_place(root, "--root")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError as e:
+        if e.errno == 30:  # EROFS
+            raise StoreError(f"the store at {root} is on a read-only filesystem") from None
+        if os.path.lexists(directory) and not os.path.isdir(directory):
+            raise StoreError(f"{directory} in the store is not a directory") from None
+        raise StoreError(f"cannot create {directory}: {e.strerror}") from None

@@ -157,3 +157,59 @@ def test_a_container_whose_processes_died_is_recorded_as_exited(cli):
     finally:
         conn.close()
     cli.ok("rm", "-f", "gone")
+
+
+# -- a catalog that lost what the disk holds: repair deletes nothing --------------
+
+
+def test_an_emptied_catalog_is_refused_and_nothing_is_deleted(cli, bb):
+    cli.ok("create", "--name", "c1", *NONE, "bb:1", "true")
+    backup = cli.ok("system", "backup").strip()
+    layers = sorted(os.listdir(cli.root / "layers"))
+    for suffix in ("-wal", "-shm"):
+        (cli.root / f"catalog.db{suffix}").unlink(missing_ok=True)
+    (cli.root / "catalog.db").write_bytes(b"")
+    rc, out, err = fsck(cli, "--repair")
+    assert rc == 125 and out == ""
+    assert err.count("\n") == 1, err
+    assert "is empty but layers/ holds 1 layers and containers/ 1 containers; refusing" in err
+    assert "(nothing deleted)" in err and "system restore" in err and backup in err
+    assert sorted(os.listdir(cli.root / "layers")) == layers
+    assert len(os.listdir(cli.root / "containers")) == 1
+    # The way back the line gives works, and the store is whole again.
+    cli.ok("system", "restore")
+    assert fsck(cli)[:2] == (0, "no problems found\n")
+    assert cli.ok("run", "--rm", *NONE, "bb:1", "echo", "back") == "back\n"
+
+
+def test_a_catalog_with_its_rows_gone_is_refused(cli, bb):
+    conn = sqlite3.connect(cli.root / "catalog.db")
+    try:
+        for table in ("tags", "image_layers", "layer_blobs", "image_manifests", "build_cache", "images", "layers"):
+            conn.execute(f"DELETE FROM {table}")
+        conn.commit()
+    finally:
+        conn.close()
+    layers = sorted(os.listdir(cli.root / "layers"))
+    for args in (("system", "fsck", "--repair"), ("system", "gc"), ("system", "gc", "--dry-run")):
+        result = cli(*args)
+        err = result.stderr.decode()
+        assert result.returncode == 125 and "is empty but layers/ holds 1 layers" in err, err
+        assert "refusing to repair (nothing deleted)" in err and "good backup is kept in" in err
+        assert sorted(os.listdir(cli.root / "layers")) == layers
+
+
+def test_repair_refuses_to_delete_more_orphans_than_crashes_leave(cli, bb):
+    layers = cli.root / "layers"
+    fakes = [f"{i:016x}" for i in range(12)]
+    for name in fakes:
+        (layers / name / "diff").mkdir(parents=True)
+    rc, out, err = fsck(cli, "--repair")
+    assert rc == 125 and "missing 12 of the directories on disk (1 named)" in err and "refusing to repair" in err
+    assert all((layers / name).is_dir() for name in fakes)
+    # A few are crash leftovers, and go.
+    for name in fakes[3:]:
+        os.rename(layers / name, cli.root / name)
+    rc, out, _ = fsck(cli, "--repair")
+    assert rc == 0 and out.count("orphan layer directory") == 3 and out.count(": repaired") == 3, out
+    assert not any((layers / name).exists() for name in fakes)

@@ -489,3 +489,34 @@ def test_a_blob_that_lies_about_a_stored_layer_is_refused(cli, bb, tmp_path):
     result = cli("load", "-i", str(path))
     assert result.returncode == 125 and b"does not match its image config" in result.stderr
     assert store_state(cli) == before
+
+
+def _du_without_catalog(root: Path) -> int:
+    """`du` of the store but the catalog's files (SQLite reuses its pages
+    as it likes)."""
+    out = subprocess.run(
+        ["du", "-s", "--block-size=1", "--exclude=catalog.db*", str(root)], capture_output=True, check=True, text=True
+    )
+    return int(out.stdout.split()[0])
+
+
+def test_saves_do_not_grow_the_store_for_good(cli, built, tmp_path):
+    first = tmp_path / "first.tar"
+    cli.ok("save", "-o", str(first), "multi:1")
+    cli.ok("system", "gc")
+    before = _du_without_catalog(cli.root)
+    blobs = cli.root / "blobs" / "sha256"
+    assert os.listdir(blobs) == []
+    for i, args in enumerate((("--format", "docker-archive"), ("--compression", "zstd"), ())):
+        cli.ok("save", "-o", str(tmp_path / f"{i}.tar"), *args, "multi:1")
+    assert _du_without_catalog(cli.root) > before  # the tars saves made are kept ...
+    out = cli.ok("system", "gc")
+    assert out.count("exported blob") == 9, out  # 3 layers, 3 ways: gzip, zstd, plain tar
+    # ... until gc, which gives the store back its size.
+    assert os.listdir(blobs) == []
+    assert _du_without_catalog(cli.root) == before
+    # They are made again byte for byte: the same image, the same archive.
+    again = tmp_path / "again.tar"
+    cli.ok("save", "-o", str(again), "multi:1")
+    assert again.read_bytes() == first.read_bytes()
+    assert cli.ok("system", "fsck") == "no problems found\n"

@@ -34,3 +34,51 @@ def test_a_v5_catalog_gains_the_v6_column_and_keeps_its_rows(tmp_path):
         assert {"oom_killed", "supervisor_pid", "restart_count", "manually_stopped"} <= columns
     finally:
         conn.close()
+
+
+def test_an_upgrade_backs_the_old_catalog_up_first(tmp_path):
+    path = str(tmp_path / "catalog.db")
+    old = sqlite3.connect(path)
+    old.executescript(V5_LAYERS)
+    old.close()
+    catalog.connect(path).close()
+    backups = list((tmp_path / "backups").iterdir())
+    assert [b.name.endswith("-schema5.db") for b in backups] == [True]
+    kept = sqlite3.connect(backups[0])
+    try:
+        assert kept.execute("PRAGMA user_version").fetchone()[0] == 5
+        assert kept.execute("SELECT diff_id FROM layers").fetchall() == [("sha256:aa",)]
+    finally:
+        kept.close()
+    # A current catalog is not backed up again, nor is a new one.
+    catalog.connect(path).close()
+    catalog.connect(str(tmp_path / "new.db")).close()
+    assert len(list((tmp_path / "backups").iterdir())) == 1
+
+
+def test_an_empty_catalog_beside_stored_layers_is_refused(tmp_path):
+    from overlayctl.errors import StoreError
+
+    (tmp_path / "layers" / "0123456789abcdef").mkdir(parents=True)
+    path = tmp_path / "catalog.db"
+    path.write_bytes(b"")
+    try:
+        catalog.connect(str(path))
+    except StoreError as e:
+        assert "is empty but layers/ holds 1 layers and containers/ 0 containers" in e.message
+    else:
+        raise AssertionError("an empty catalog beside a layer was opened")
+    assert path.read_bytes() == b""
+
+
+def test_garbage_is_called_damaged(tmp_path):
+    from overlayctl.errors import StoreError
+
+    path = tmp_path / "catalog.db"
+    path.write_bytes(b"\x01" * 8192)
+    try:
+        catalog.connect(str(path))
+    except StoreError as e:
+        assert e.message.startswith(f"the catalog at {path} is damaged (SQLite: file is not a database); ")
+    else:
+        raise AssertionError("garbage was opened as a catalog")

@@ -1,0 +1,177 @@
+"""A catalog that cannot be trusted, told as such.
+
+The catalog is only checked when something already went wrong: its first
+query failed (overlayctl.store.catalog.connect), a later one raised a
+DatabaseError (cli.main), or it has no schema beside populated layers/ or
+containers/. Then SQLite's quick_check says what is wrong, and the message
+names the way back: the newest good backup and `overlayctl system restore`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from overlayctl.errors import StoreError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import sqlite3
+
+
+class CatalogDamagedError(StoreError):
+    """The catalog cannot be read, or lost what the disk still holds."""
+
+
+def quick_check(path: str) -> str:
+    """SQLite's quick_check of the database at ``path``: "ok" or what is wrong."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(uri(path, "mode=ro"), uri=True, timeout=10.0)
+    except sqlite3.Error as e:
+        return str(e)
+    try:
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+        return "; ".join(str(row[0]) for row in rows[:3]) or "no answer"
+    except sqlite3.Error as e:
+        return str(e)
+    finally:
+        conn.close()
+
+
+def uri(path: str, query: str) -> str:
+    """A SQLite file: URI for ``path`` with ``query`` (the characters a URI
+    gives a meaning to escaped)."""
+    escaped = path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+    return f"file:{escaped}?{query}"
+
+
+def way_back(root: str) -> str:
+    """The newest good backup and the command that restores it."""
+    from overlayctl.paths import DEFAULT_ROOT
+    from overlayctl.store import backup
+
+    command = "overlayctl system restore" if root == DEFAULT_ROOT else f"overlayctl --root {root} system restore"
+    newest = backup.newest_good(root)
+    if newest is None:
+        return f"no good backup is kept in {backup.directory(root)}; `{command} FILE` restores one kept elsewhere"
+    return f'restore the newest good backup with "{command}" ({newest})'
+
+
+def damaged(path: str, detail: str | None = None) -> CatalogDamagedError:
+    """The error for a catalog SQLite cannot read."""
+    detail = detail or quick_check(path)
+    return CatalogDamagedError(
+        f"the catalog at {path} is damaged (SQLite: {detail}); {way_back(os.path.dirname(path))}"
+    )
+
+
+def stored_entries(root: str) -> tuple[int, int]:
+    """How many entries layers/ and containers/ hold."""
+    counts = []
+    for name in ("layers", "containers"):
+        try:
+            counts.append(len(os.listdir(os.path.join(root, name))))
+        except FileNotFoundError:
+            counts.append(0)
+    return counts[0], counts[1]
+
+
+def lost(path: str, state: str, layers: int, containers: int, doing: str) -> CatalogDamagedError:
+    """The error for a catalog that knows nothing of what the disk holds."""
+    back = way_back(os.path.dirname(path))
+    return CatalogDamagedError(
+        f"the catalog at {path} is {state} but layers/ holds {layers} layers and containers/ {containers} "
+        f"containers; refusing to {doing} (nothing deleted). {back[0].upper()}{back[1:]}"
+    )
+
+
+def refuse_empty(path: str) -> None:
+    """Raise when a catalog without a schema sits beside stored layers or
+    containers: it was emptied or lost, and a new empty one would make every
+    layer look like garbage."""
+    layers, containers = stored_entries(os.path.dirname(path))
+    if layers or containers:
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            size = 0
+        raise lost(path, "empty" if size == 0 else "without tables", layers, containers, "use it")
+
+
+def _read_only_filesystem(path: str) -> bool:
+    try:
+        return bool(os.statvfs(os.path.dirname(path)).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def open_failed(path: str, exc: Exception) -> sqlite3.Connection:
+    """The catalog's first query failed: open it read-only if that is why,
+    else raise what is wrong with it."""
+    import sqlite3
+
+    if isinstance(exc, sqlite3.OperationalError) and _read_only_filesystem(path):
+        return open_read_only(path)
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+        raise StoreError(f"the catalog at {path} stayed locked by another process: {exc}")
+    if not os.path.isfile(path):
+        raise StoreError(f"the catalog at {path} is not a regular file (SQLite: {exc})")
+    raise damaged(path, quick_check(path) if "not a database" not in str(exc) else str(exc))
+
+
+def open_read_only(path: str) -> sqlite3.Connection:
+    """The catalog on a read-only filesystem.
+
+    SQLite reads a WAL database there when its -shm file exists (it then
+    keeps the wal-index in memory). Without one it cannot open it at all;
+    when there is also no WAL to replay, immutable=1 reads the database
+    file alone, which is then the whole truth.
+    """
+    import sqlite3
+
+    wal = path + "-wal"
+    if os.path.exists(wal) and os.path.getsize(wal) > 0:
+        raise StoreError(
+            f"the catalog at {path} is on a read-only filesystem with a write-ahead log that needs replaying "
+            f"and no {os.path.basename(path)}-shm; mount it read-write once to replay it"
+        )
+    conn = sqlite3.connect(uri(path, "mode=ro&immutable=1"), uri=True, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise damaged(path, str(e)) from None
+    from overlayctl.store.catalog import SCHEMA_VERSION
+
+    if version != SCHEMA_VERSION:
+        conn.close()
+        raise StoreError(
+            f"the catalog at {path} has schema {version}, not {SCHEMA_VERSION}, and is on a read-only "
+            "filesystem where it cannot be upgraded"
+        )
+    return conn
+
+
+def error_for(root: str, exc: BaseException) -> str | None:
+    """The one line for a DatabaseError a command met after opening the
+    catalog, or None when it is not about the catalog's state."""
+    import sqlite3
+
+    path = os.path.join(root, "catalog.db")
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return None
+    text = str(exc)
+    if "readonly" in text or (isinstance(exc, sqlite3.OperationalError) and _read_only_filesystem(path)):
+        return f"the store at {root} is on a read-only filesystem"
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return None
+    if os.path.lexists(path) and not os.path.isfile(path):
+        return f"the catalog at {path} is not a regular file (SQLite: {text})"
+    result = quick_check(path)
+    if result != "ok":
+        return damaged(path, result).message
+    if "malformed" in text or "not a database" in text:
+        return damaged(path, text).message
+    return None  # (a constraint, say: not the catalog's state)
