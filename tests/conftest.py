@@ -139,4 +139,29 @@ def bb(cli: CLI, busybox_tar: Path) -> str:
     return cli.ok("import", str(busybox_tar), "bb:1").strip()
 
 
+def static_program(source: Path, out_dir: Path) -> Path:
+    """A small attack or probe program, built static from C so that it
+    runs in the busybox image (which has no C library)."""
+    import shutil
+
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc is needed to build the escape tests (scripts/setup.sh installs it)")
+    out = out_dir / source.stem
+    subprocess.run(["gcc", "-static", "-O1", "-o", str(out), str(source)], check=True, capture_output=True)
+    return out
+
+
+def image_with_program(cli: CLI, program: Path, ctx_parent: Path) -> str:
+    """bb:1 with `program` at /<its name>, tagged <its name>:1."""
+    import shutil
+
+    ctx = ctx_parent / f"{program.name}-ctx"
+    ctx.mkdir()
+    shutil.copy2(program, ctx / program.name)
+    (ctx / "Dockerfile").write_text(f"FROM bb:1\nCOPY {program.name} /{program.name}\n")
+    tag = f"{program.name}:1"
+    cli.ok("build", "-q", "-t", tag, str(ctx))
+    return tag
+
+
 RunFn = Callable[..., subprocess.CompletedProcess]

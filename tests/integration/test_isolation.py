@@ -8,32 +8,23 @@ host's gcc into an image.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import image_with_program, static_program
 
 ESCAPE_SOURCE = Path(__file__).parent / "escape" / "escape.c"
 
 
 @pytest.fixture(scope="session")
 def escape_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.fail("gcc is needed to build the escape tests (scripts/setup.sh installs it)")
-    out = tmp_path_factory.mktemp("escape") / "escape"
-    subprocess.run(["gcc", "-static", "-O1", "-o", str(out), str(ESCAPE_SOURCE)], check=True, capture_output=True)
-    return out
+    return static_program(ESCAPE_SOURCE, tmp_path_factory.mktemp("escape"))
 
 
 @pytest.fixture
 def escape_image(cli, bb, escape_binary, tmp_path) -> str:
-    ctx = tmp_path / "escape-ctx"
-    ctx.mkdir()
-    shutil.copy2(escape_binary, ctx / "escape")
-    (ctx / "Dockerfile").write_text("FROM bb:1\nCOPY escape /escape\n")
-    cli.ok("build", "-q", "-t", "escape:1", str(ctx))
-    return "escape:1"
+    return image_with_program(cli, escape_binary, tmp_path)
 
 
 @pytest.fixture

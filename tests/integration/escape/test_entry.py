@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import image_with_program, static_program
 
 PROCWATCH_SOURCE = Path(__file__).parent / "procwatch.c"
 NONE = ("--network", "none")
@@ -28,21 +29,12 @@ WITH_FD9 = 'exec 9<"$0"; exec "$@"'
 
 @pytest.fixture(scope="session")
 def procwatch_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.fail("gcc is needed to build the escape tests (scripts/setup.sh installs it)")
-    out = tmp_path_factory.mktemp("procwatch") / "procwatch"
-    subprocess.run(["gcc", "-static", "-O1", "-o", str(out), str(PROCWATCH_SOURCE)], check=True, capture_output=True)
-    return out
+    return static_program(PROCWATCH_SOURCE, tmp_path_factory.mktemp("procwatch"))
 
 
 @pytest.fixture
 def procwatch_image(cli, bb, procwatch_binary, tmp_path) -> str:
-    ctx = tmp_path / "procwatch-ctx"
-    ctx.mkdir()
-    shutil.copy2(procwatch_binary, ctx / "procwatch")
-    (ctx / "Dockerfile").write_text("FROM bb:1\nCOPY procwatch /procwatch\n")
-    cli.ok("build", "-q", "-t", "procwatch:1", str(ctx))
-    return "procwatch:1"
+    return image_with_program(cli, procwatch_binary, tmp_path)
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ veth ends and the container's eth0, and refuses advertisements.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import image_with_program, static_program
 from tests.integration.test_network import net  # noqa: F401 - the per-test networks fixture
 
 RA_SOURCE = Path(__file__).parent / "ra.c"
@@ -27,21 +27,12 @@ PREFIX_PROC = "20010db8007700"  # as /proc/net/if_inet6 prints one
 
 @pytest.fixture(scope="session")
 def ra_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.fail("gcc is needed to build the escape tests (scripts/setup.sh installs it)")
-    out = tmp_path_factory.mktemp("ra") / "ra"
-    subprocess.run(["gcc", "-static", "-O1", "-o", str(out), str(RA_SOURCE)], check=True, capture_output=True)
-    return out
+    return static_program(RA_SOURCE, tmp_path_factory.mktemp("ra"))
 
 
 @pytest.fixture
 def ra_image(net, ra_binary, tmp_path) -> str:  # noqa: F811
-    ctx = tmp_path / "ra-ctx"
-    ctx.mkdir()
-    shutil.copy2(ra_binary, ctx / "ra")
-    (ctx / "Dockerfile").write_text("FROM bb:1\nCOPY ra /ra\n")
-    net.cli.ok("build", "-q", "-t", "ra:1", str(ctx))
-    return "ra:1"
+    return image_with_program(net.cli, ra_binary, tmp_path)
 
 
 def _host_v6(device: str) -> str:

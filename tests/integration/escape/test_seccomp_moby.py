@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from overlayctl.runtime import seccomp
+from tests.conftest import image_with_program, static_program
 
 pytestmark = pytest.mark.skipif(os.uname().machine != "x86_64", reason="Docker's profile is checked on x86_64")
 
@@ -29,21 +29,12 @@ REFUSED = "errno 1"  # EPERM: the profile's default action
 
 @pytest.fixture(scope="module")
 def socket_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.fail("gcc is needed to build the attack program (scripts/setup.sh installs it)")
-    out = tmp_path_factory.mktemp("sockets") / "sockets"
-    subprocess.run(["gcc", "-static", "-O1", "-o", str(out), str(SOURCE)], check=True, capture_output=True)
-    return out
+    return static_program(SOURCE, tmp_path_factory.mktemp("sockets"))
 
 
 @pytest.fixture
 def socket_image(cli, bb, socket_binary, tmp_path) -> str:
-    ctx = tmp_path / "sockets-ctx"
-    ctx.mkdir()
-    shutil.copy2(socket_binary, ctx / "sockets")
-    (ctx / "Dockerfile").write_text("FROM bb:1\nCOPY sockets /sockets\n")
-    cli.ok("build", "-q", "-t", "sockets:1", str(ctx))
-    return "sockets:1"
+    return image_with_program(cli, socket_binary, tmp_path)
 
 
 def _run(cli, *args: str) -> subprocess.CompletedProcess:
@@ -57,12 +48,12 @@ def _sockets(out: bytes) -> dict[int, str]:
 
 def test_af_alg_socket_is_refused_by_the_default_profile(cli, socket_image):
     families = [str(f) for f in (AF_UNIX, AF_ALG, AF_VSOCK)]
-    result = _run(cli, socket_image, "/sockets", *families)
+    result = _run(cli, socket_image, "/seccomp_moby", *families)
     assert result.returncode == 0, result.stderr
     assert _sockets(result.stdout) == {AF_UNIX: "ok", AF_ALG: REFUSED, AF_VSOCK: REFUSED}
     # Without the filter the same calls reach the kernel: they open, or
     # answer EAFNOSUPPORT from a kernel built without the family.
-    result = _run(cli, "--security-opt", "seccomp=unconfined", socket_image, "/sockets", *families)
+    result = _run(cli, "--security-opt", "seccomp=unconfined", socket_image, "/seccomp_moby", *families)
     assert result.returncode == 0, result.stderr
     opened = _sockets(result.stdout)
     assert opened[AF_UNIX] == "ok"
@@ -77,7 +68,7 @@ def test_proc_interrupts_is_masked_unless_privileged(cli, bb):
 
 
 def test_dockers_default_profile_runs_a_confined_container(cli, socket_image):
-    script = f"grep Seccomp: /proc/self/status; /sockets {AF_UNIX} {AF_ALG}; unshare -U true || echo unshare=$?"
+    script = f"grep Seccomp: /proc/self/status; /seccomp_moby {AF_UNIX} {AF_ALG}; unshare -U true || echo unshare=$?"
     result = _run(cli, "--security-opt", f"seccomp={MOBY_PROFILE}", socket_image, "sh", "-c", script)
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().splitlines() == ["Seccomp:\t2", "1: ok", f"38: {REFUSED}", "unshare=1"]
@@ -109,7 +100,7 @@ def test_a_build_run_step_is_confined_as_a_container_is(cli, socket_image, tmp_p
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(
         f"FROM {socket_image}\n"
-        f"RUN grep Seccomp: /proc/self/status; /sockets {AF_ALG}; unshare -U true || echo unshare=$?\n"
+        f"RUN grep Seccomp: /proc/self/status; /seccomp_moby {AF_ALG}; unshare -U true || echo unshare=$?\n"
     )
     result = cli("build", "--no-cache", "-t", "confined:1", str(ctx))
     assert result.returncode == 0, result.stderr

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import tarfile
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import image_with_program, static_program
 
 SWAPPER_SOURCE = Path(__file__).parent / "swapper.c"
 NONE = ("--network", "none")
@@ -30,21 +31,12 @@ ROUNDS = 50
 
 @pytest.fixture(scope="module")
 def swapper_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.fail("gcc is needed to build the escape tests (scripts/setup.sh installs it)")
-    out = tmp_path_factory.mktemp("swapper") / "swapper"
-    subprocess.run(["gcc", "-static", "-O1", "-o", str(out), str(SWAPPER_SOURCE)], check=True, capture_output=True)
-    return out
+    return static_program(SWAPPER_SOURCE, tmp_path_factory.mktemp("swapper"))
 
 
 @pytest.fixture
 def swapper_image(cli, bb, swapper_binary, tmp_path) -> str:
-    ctx = tmp_path / "swapper-ctx"
-    ctx.mkdir()
-    shutil.copy2(swapper_binary, ctx / "swapper")
-    (ctx / "Dockerfile").write_text("FROM bb:1\nCOPY swapper /swapper\n")
-    cli.ok("build", "-q", "-t", "swapper:1", str(ctx))
-    return "swapper:1"
+    return image_with_program(cli, swapper_binary, tmp_path)
 
 
 @pytest.fixture
