@@ -45,6 +45,7 @@ class Checkout:
         self.source = source
         self.root = state / label / "root"
         self.runroot = state / label / "run"
+        (state / label).mkdir()
         self.prefix = [str(VENV / "bin" / "python"), "-IS", "-c", BOOT, str(source), site]
         self.times: dict[str, list[float]] = {"run --rm": [], "run -d": []}
 
