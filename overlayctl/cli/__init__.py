@@ -66,8 +66,8 @@ def _root(args: list[str]) -> str:
 
 
 def _out_of_space(args: list[str], exc: BaseException) -> str | None:
-    """The out-of-space line (overlayctl.space) if that is what this is."""
-    from overlayctl import space
+    """The out-of-space line (overlayctl.util.space) if that is what this is."""
+    from overlayctl.util import space
 
     if not space.is_out_of_space(exc):
         return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from overlayctl.lifecycle import CreateOptions
+from overlayctl.engine.containers import CreateOptions
 from overlayctl.paths import Paths
 from overlayctl.store import Store
 
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def open_store(global_opts: Mapping[str, Any]) -> Store:
     """Check for root, then open the store named by --root/--runroot."""
-    from overlayctl.runtime.supervisor import require_root
+    from overlayctl.supervise.supervisor import require_root
 
     require_root()
     return Store(Paths.from_env(global_opts.get("root"), global_opts.get("runroot")))
@@ -49,7 +49,7 @@ def _host_options(opts: Mapping[str, Any]) -> dict[str, Any]:
     host = {key: opts.get(key) for key in _HOST_KEYS if opts.get(key)}
     volume, mount, tmpfs = opts.get("volume") or [], opts.get("mount") or [], opts.get("tmpfs") or []
     if volume or mount or tmpfs:
-        from overlayctl import volumes
+        from overlayctl.volumes import mounts as volumes
 
         host["mount_requests"] = (
             [volumes.parse_volume_option(v) for v in volume]
@@ -61,7 +61,7 @@ def _host_options(opts: Mapping[str, Any]) -> dict[str, Any]:
 
 def run_container(global_opts: Mapping[str, Any], opts: Mapping[str, Any], image: str, command: list[str]) -> int:
     """`run`: in the foreground, or with -d in the background."""
-    from overlayctl import lifecycle
+    from overlayctl.engine import containers as lifecycle
 
     store = open_store(global_opts)
     create = create_options(opts, image, command)
@@ -77,7 +77,7 @@ def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context
     """`build`: options as parsed by click or the fast path."""
     import os
 
-    from overlayctl.build.builder import BuildOptions, build
+    from overlayctl.builder.builder import BuildOptions, build
     from overlayctl.errors import InvalidArgumentError
 
     args: dict[str, str] = {}

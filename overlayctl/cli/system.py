@@ -7,7 +7,7 @@ from __future__ import annotations
 import click
 
 from overlayctl.cli.common import open_store
-from overlayctl.systemd import EXECUTABLE, RESTART_POLICIES
+from overlayctl.systemd.units import EXECUTABLE, RESTART_POLICIES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def reconcile(obj: dict, boot: bool) -> None:
     it with --boot, which starts what Docker's daemon starts when it comes
     up.
     """
-    from overlayctl import control
+    from overlayctl.engine import control
 
     store = open_store(obj)
     for line in reconcile_store(store):
@@ -127,8 +127,8 @@ def restore(obj: dict, backup_file: str | None) -> None:
     directory is gone is reported with the images it breaks.
     """
     from overlayctl.paths import Paths
-    from overlayctl.runtime.supervisor import require_root
     from overlayctl.store import backup
+    from overlayctl.supervise.supervisor import require_root
 
     require_root()
     paths = Paths.from_env(obj.get("root"), obj.get("runroot"))
@@ -169,8 +169,8 @@ def _df_table(report: Report, verbose: bool) -> None:
     import time
 
     from overlayctl.cli.output import table
-    from overlayctl.inspect import ago, command_text, status_text
-    from overlayctl.units import human_size
+    from overlayctl.engine.inspect import ago, command_text, status_text
+    from overlayctl.util.humanize import human_size
 
     table(
         ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
@@ -288,7 +288,7 @@ def _df_json(report: Report, verbose: bool) -> None:
 
 def reconcile_store(store: Store) -> list[str]:
     """What `system reconcile` does; one line per thing it changed."""
-    from overlayctl import lifecycle
+    from overlayctl.engine import containers as lifecycle
     from overlayctl.network import attach
     from overlayctl.runtime import cgroups
     from overlayctl.store import staging
@@ -360,7 +360,7 @@ def generate_systemd(
     """
     import os
 
-    from overlayctl import systemd
+    from overlayctl.systemd import units as systemd
 
     store = open_store(obj)
     found = store.containers.get(container)

@@ -283,7 +283,7 @@ def series_csv(series: Sequence[Sample]) -> str:
 
 def series_json(series: Sequence[Sample]) -> str:
     """The series as a JSON list of objects keyed by COLUMNS."""
-    from overlayctl import jsonio
+    from overlayctl.util import jsonio
 
     return jsonio.pretty([asdict(sample) for sample in series]) + "\n"
 

@@ -14,7 +14,7 @@ import os
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
 from overlayctl.network import ipam
 from overlayctl.store.networks import Network, NetworkStore
-from overlayctl.units import now_rfc3339
+from overlayctl.util.humanize import now_rfc3339
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

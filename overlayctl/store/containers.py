@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 
-from overlayctl import faults, jsonio
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
+from overlayctl.image.reference import validate_container_name
 from overlayctl.paths import Paths
-from overlayctl.reference import validate_container_name
 from overlayctl.store import staging
 from overlayctl.store.catalog import transaction
-from overlayctl.units import now_rfc3339
+from overlayctl.util import faults, jsonio
+from overlayctl.util.humanize import now_rfc3339
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ class ContainerStore:
         return Container(container_id, name, image_id, image_name, config, created, CREATED, 0, 0, None, "", "", "")
 
     def _free_generated_name(self) -> str:
-        from overlayctl.names import generate_name
+        from overlayctl.util.names import generate_name
 
         for _ in range(100):
             name = generate_name()

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 
-from overlayctl import faults
 from overlayctl.errors import NotFoundError
 from overlayctl.paths import Paths
 from overlayctl.store import staging
 from overlayctl.store.catalog import transaction
-from overlayctl.units import now_rfc3339
+from overlayctl.util import faults
+from overlayctl.util.humanize import now_rfc3339
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

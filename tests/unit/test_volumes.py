@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from overlayctl import volumes
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
 from overlayctl.paths import Paths
 from overlayctl.store import Store
 from overlayctl.store.volumes import ANONYMOUS_LABEL
-from overlayctl.volumes import MountRequest, parse_mount_option, parse_tmpfs_option, parse_volume_option
+from overlayctl.volumes import mounts as volumes
+from overlayctl.volumes.mounts import MountRequest, parse_mount_option, parse_tmpfs_option, parse_volume_option
 
 # Parsing.
 

@@ -197,7 +197,7 @@ def kill(store: Store, container: Container, signum: int = 9) -> None:
 
 def restart(store: Store, container: Container, timeout: int | None = None) -> None:
     """`restart`: stop (if it runs), then start in the background."""
-    from overlayctl.lifecycle import start_detached
+    from overlayctl.engine.containers import start_detached
 
     stop(store, container, timeout)
     start_detached(store, store.containers.get(container.id))
@@ -227,7 +227,7 @@ def is_paused(container: Container) -> bool:
     """Whether a running container is frozen (read from its freezer)."""
     if container.status != RUNNING:
         return False
-    from overlayctl.lifecycle import paused_once
+    from overlayctl.engine.containers import paused_once
 
     if not paused_once(container.id):
         return False
@@ -300,7 +300,7 @@ def exec_in(
 ) -> int:
     """`exec`: run argv in the running container, with its namespaces,
     cgroups, capabilities and seccomp filter; its exit code."""
-    from overlayctl.lifecycle import container_spec
+    from overlayctl.engine.containers import container_spec
     from overlayctl.runtime import exec as runtime_exec
     from overlayctl.runtime.spec import merge_env
 
@@ -337,7 +337,7 @@ def exec_in(
 def attach(store: Store, container: Container, stdin: bool = True) -> int:
     """`attach`: the container's output (and, for a container made with -i,
     stdin) until it ends (its exit code) or the user detaches (0)."""
-    from overlayctl.runtime import attach as client
+    from overlayctl.supervise import attach as client
 
     if container.status != RUNNING:
         raise ConflictError(f'cannot attach to container "{container.name}": it is not running; start it first')
@@ -377,7 +377,7 @@ def restart_on_boot(store: Store) -> list[str]:
     """Start what Docker's daemon starts when it comes up: containers with
     restart policy `always`, and `unless-stopped` ones not stopped by hand.
     For a boot-time unit, after the state is reconciled; names started."""
-    from overlayctl.lifecycle import start_detached
+    from overlayctl.engine.containers import start_detached
 
     started = []
     for container in store.containers.list(all=True):

@@ -6,7 +6,7 @@ replaces itself (execv, same pid, still the container's parent) with
 
     python -IS -c "...monitor.main(...)" key=value...
 
-which imports only C modules and `overlayctl.logs`: about 9 MB resident
+which imports only C modules and `overlayctl.supervise.logs`: about 9 MB resident
 instead of ~30. It keeps only file descriptors: the container's stdout and
 stderr pipes (or its pty), its stdin, the attach socket and the network
 lease lock. It copies output to the log and to attached clients, passes
@@ -42,7 +42,7 @@ STDIN_LIMIT = 1 << 20  # stdin bytes held for a container that does not read the
 DRAIN_SECONDS = 5.0  # how long output may go on after the container's PID 1 is gone
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 
-_BOOT = "import sys;sys.path.insert(0,sys.argv[1]);from overlayctl.runtime.monitor import main;main(sys.argv[2:])"
+_BOOT = "import sys;sys.path.insert(0,sys.argv[1]);from overlayctl.supervise.monitor import main;main(sys.argv[2:])"
 
 
 def frame(kind: int, payload: bytes) -> bytes:
@@ -77,7 +77,7 @@ class Pump:
         child: int | None = None,
         tty: bool = False,
     ) -> None:
-        from overlayctl.logs import Lines
+        from overlayctl.supervise.logs import Lines
 
         self.log = log
         self.sources = dict(sources)  # fd -> "stdout" | "stderr"
@@ -328,7 +328,7 @@ def main(argv: list[str]) -> None:
 
         sys.path[:] = [p for p in state.get("syspath", "").split(os.pathsep) if p]
         try:
-            from overlayctl.detached import after_exit
+            from overlayctl.supervise.detached import after_exit
 
             after_exit(state, status)
         finally:
@@ -368,7 +368,7 @@ def _monitor(state: dict[str, str]) -> int | None:
 
 
 def _writer(state: dict[str, str]):  # type: ignore[no-untyped-def]
-    from overlayctl import logs
+    from overlayctl.supervise import logs
 
     kind = state.get("log_type") or logs.DEFAULT_DRIVER
     if kind == "none":

@@ -49,7 +49,7 @@ def layer_bytes(store: Store, diff_id: str) -> int:
 def prune_containers(store: Store) -> list[Removed]:
     """`container prune`: every container that is not running (created or
     exited), with its writable layer and logs; its volumes stay, as in Docker."""
-    from overlayctl import lifecycle
+    from overlayctl.engine import containers as lifecycle
 
     removed = []
     for container in store.containers.list(all=True):

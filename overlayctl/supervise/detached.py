@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import os
 
+from overlayctl.engine.containers import Held, acquire, container_spec, image_of, needs_cgroup, release_held, remove
 from overlayctl.errors import OverlayctlError
-from overlayctl.lifecycle import Held, acquire, container_spec, image_of, needs_cgroup, release_held, remove
 from overlayctl.store import Store
 from overlayctl.store.containers import RESTARTING, Container
 
@@ -241,7 +241,7 @@ class Launch:
         runs, then become the monitor. Returns only by raising."""
         import time
 
-        from overlayctl.runtime import supervisor
+        from overlayctl.supervise import supervisor
 
         def on_started(pid: int) -> None:
             self.state["pid"], self.state["started"] = str(pid), repr(time.time())
@@ -260,7 +260,7 @@ class Launch:
             # is up (see monitor._monitor), so that it takes only idle time.
             os.setpriority(os.PRIO_PROCESS, 0, 19)
             keep = list(self.fds.values()) + self._lease_fds()
-            from overlayctl.runtime.monitor import exec_monitor
+            from overlayctl.supervise.monitor import exec_monitor
 
             exec_monitor(self.state, keep)
 
@@ -314,13 +314,13 @@ class Launch:
 def _listen(run_containers: str, container_id: str) -> int:
     """The attach socket (runtime.attach.listen; its import, with the attach
     client, is left to `attach` itself)."""
-    from overlayctl.runtime.attach import listen
+    from overlayctl.supervise.attach import listen
 
     return listen(run_containers, container_id)
 
 
 def _log_state(store: Store, container: Container) -> dict[str, str]:
-    """The monitor's log settings, as key=value strings (overlayctl.logs is
+    """The monitor's log settings, as key=value strings (overlayctl.supervise.logs is
     imported only for a size to parse: not on every `run -d`)."""
     log_config = container.config.get("HostConfig", {}).get("LogConfig") or {}
     kind = log_config.get("Type") or "json-file"
@@ -331,7 +331,7 @@ def _log_state(store: Store, container: Container) -> dict[str, str]:
         state["log_path"] = os.path.join(store.paths.containers, container.id, f"{container.id}-json.log")
         max_size = 0
         if config.get("max-size"):
-            from overlayctl.logs import parse_size
+            from overlayctl.supervise.logs import parse_size
 
             max_size = parse_size(config["max-size"])
         state["log_max_size"] = str(max_size)
@@ -356,9 +356,9 @@ def _after_exit(state: dict[str, str], status: int | None) -> None:
     import _signal
     import time
 
+    from overlayctl.container.restart import should_restart
     from overlayctl.paths import Paths
-    from overlayctl.restart import should_restart
-    from overlayctl.runtime import attach
+    from overlayctl.supervise import attach
 
     # From now on a SIGTERM (stop, rm -f) means: no restart. It is held
     # pending and read before a restart, or while waiting for one.
@@ -405,7 +405,7 @@ def _restart_after_backoff(store: Store, container_id: str, count: int, last_del
     restarts), then start the container again as its supervisor."""
     import _signal
 
-    from overlayctl.restart import next_delay_ms
+    from overlayctl.container.restart import next_delay_ms
 
     _signal.pthread_sigmask(_signal.SIG_BLOCK, STOP_SIGNALS)
     delay_ms = next_delay_ms(last_delay_ms, ran)

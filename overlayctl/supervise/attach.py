@@ -106,7 +106,7 @@ def attach(
     import signal
     import sys
 
-    from overlayctl.runtime.monitor import CLOSE_STDIN, EXIT_FRAME, STDERR_FRAME, STDIN, frame, split_frames
+    from overlayctl.supervise.monitor import CLOSE_STDIN, EXIT_FRAME, STDERR_FRAME, STDIN, frame, split_frames
 
     in_fd, out_fd, err_fd = sys.stdin.fileno(), sys.stdout.fileno(), sys.stderr.fileno()
     raw = tty and stdin and os.isatty(in_fd)
@@ -177,7 +177,7 @@ def _send_size(sock: socket.socket, fd: int) -> None:
     import fcntl
     import termios
 
-    from overlayctl.runtime.monitor import RESIZE, frame
+    from overlayctl.supervise.monitor import RESIZE, frame
 
     try:
         size = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)

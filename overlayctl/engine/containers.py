@@ -137,7 +137,7 @@ def _stop_config(opts: CreateOptions, image_cfg: dict[str, Any]) -> dict[str, An
     out: dict[str, Any] = {}
     text = opts.host.get("stop_signal") or image_cfg.get("StopSignal")
     if text:
-        from overlayctl.control import parse_signal
+        from overlayctl.engine.control import parse_signal
 
         parse_signal(str(text))
         out["StopSignal"] = str(text)
@@ -157,13 +157,13 @@ def _host_config(opts: CreateOptions, store: Store) -> dict[str, Any]:
     hc: dict[str, Any] = {"AutoRemove": opts.auto_remove, "NetworkMode": host.get("network") or "bridge"}
     hc["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
     if host.get("restart"):
-        from overlayctl.restart import parse_policy
+        from overlayctl.container.restart import parse_policy
 
         hc["RestartPolicy"] = parse_policy(host["restart"])
         if opts.auto_remove and hc["RestartPolicy"]["Name"] != "no":
             raise InvalidArgumentError("conflicting options: --restart and --rm")
     if host.get("log_driver") or host.get("log_opt"):
-        from overlayctl.logs import parse_log_config
+        from overlayctl.supervise.logs import parse_log_config
 
         hc["LogConfig"] = parse_log_config(host.get("log_driver"), list(host.get("log_opt") or []))
     else:
@@ -258,7 +258,7 @@ def needs_cgroup(hc: dict[str, Any]) -> bool:
 def _with_volumes(store: Store, container: Container, image: Image, requests: list[Any]) -> Container:
     """Create volumes (named ones on first use, anonymous ones for the
     image's VOLUME entries), seed new ones from the image, record the use."""
-    from overlayctl import volumes
+    from overlayctl.volumes import mounts as volumes
 
     try:
         mounts = volumes.prepare(store, container.id, requests, image)
@@ -293,7 +293,7 @@ def container_spec(store: Store, container: Container, image: Image) -> Containe
         capabilities = resolve_capabilities(hc.get("CapAdd") or [], hc.get("CapDrop") or [])
     mounts = []
     if hc.get("Mounts"):
-        from overlayctl import volumes
+        from overlayctl.volumes import mounts as volumes
 
         mounts = volumes.mounts_for(store, container)
     seccomp = None
@@ -361,7 +361,7 @@ def _start_attached(
     on_started: Callable[[int], None] | None = None,
     attach_stdin: bool = True,
 ) -> int:
-    from overlayctl.runtime import supervisor
+    from overlayctl.supervise import supervisor
 
     spec = container_spec(store, container, image)
     if not os.path.isdir(spec.layout.workdir):
@@ -382,13 +382,13 @@ def _start_attached(
             if on_started is not None:
                 on_started(pid)
             if notify:
-                from overlayctl import sdnotify
+                from overlayctl.supervise import sdnotify
 
                 sdnotify.ready(f"container {container.name} running (pid {pid})", os.getpid())
 
         def on_signal(signum: int) -> None:
             if notify and signum in (2, 15):  # SIGINT, SIGTERM: a stop begins
-                from overlayctl import sdnotify
+                from overlayctl.supervise import sdnotify
 
                 sdnotify.stopping(f"stopping container {container.name}")
 
@@ -409,7 +409,7 @@ def _start_attached(
         if output is not None:
             output.close()
         if notify:
-            from overlayctl import sdnotify
+            from overlayctl.supervise import sdnotify
 
             sdnotify.stopping(f"container {container.name} exited ({'unknown' if code is None else code})")
         oom, cleanup_error = release_held(store, container, held)
@@ -429,7 +429,7 @@ class _ForegroundOutput:
     log; with -t, the terminal relay copies to the log too."""
 
     def __init__(self, store: Store, container: Container, tty: bool) -> None:
-        from overlayctl.logs import log_path, open_writer
+        from overlayctl.supervise.logs import log_path, open_writer
 
         self.writer = open_writer(
             container.config["HostConfig"].get("LogConfig") or {},
@@ -447,8 +447,8 @@ class _ForegroundOutput:
     def relay(self, spec: ContainerSpec, attach_stdin: bool) -> Callable[[int, int | None], None]:
         def copy(pid: int, master: int | None) -> None:
             if master is not None:
-                from overlayctl.logs import Lines
                 from overlayctl.runtime.console import relay
+                from overlayctl.supervise.logs import Lines
 
                 lines = Lines()
 
@@ -467,7 +467,7 @@ class _ForegroundOutput:
 
                         self.writer.write("stdout", rest, time.time_ns())
                 return
-            from overlayctl.runtime.monitor import Pump
+            from overlayctl.supervise.monitor import Pump
 
             out_r, out_w, err_r, err_w = self.pipes
             os.close(out_w)
@@ -583,7 +583,7 @@ def _hand_over_restart(store: Store, container: Container, code: int | None, oom
     policy = container.config.get("HostConfig", {}).get("RestartPolicy")
     if notify or not policy or policy.get("Name") in (None, "no"):
         return False
-    from overlayctl.restart import should_restart
+    from overlayctl.container.restart import should_restart
 
     try:
         current = store.containers.get(container.id)
@@ -591,7 +591,7 @@ def _hand_over_restart(store: Store, container: Container, code: int | None, oom
         return False
     if not should_restart(policy, code, current.manually_stopped, current.restart_count):
         return False
-    from overlayctl.detached import spawn_restarter
+    from overlayctl.supervise.detached import spawn_restarter
 
     return spawn_restarter(store, container.id, (code, oom, current.restart_count + 1, 0, 0.0)) == "ok"
 
@@ -605,7 +605,7 @@ def remove(store: Store, container: Container, force: bool = False, volumes: boo
     the same, as Docker)."""
     if force and container.is_active and paused_once(container.id):
         # A frozen process does not die of SIGKILL until it is thawed.
-        from overlayctl.control import signal_container
+        from overlayctl.engine.control import signal_container
 
         signal_container(container, 9)
         from overlayctl.runtime import cgroups
@@ -633,7 +633,7 @@ def remove(store: Store, container: Container, force: bool = False, volumes: boo
     except OSError:
         pass
     if hc.get("Mounts"):
-        from overlayctl import volumes as volume_ops
+        from overlayctl.volumes import mounts as volume_ops
 
         volume_ops.release(store, container, remove_anonymous=volumes)
 
@@ -655,8 +655,8 @@ def start_detached(store: Store, container: Container) -> None:
     """Start a container in the background and return once its command runs.
 
     A double-forked supervisor in its own session owns the container (as
-    conmon does for podman); see overlayctl.detached.
+    conmon does for podman); see overlayctl.supervise.detached.
     """
-    from overlayctl import detached
+    from overlayctl.supervise import detached
 
     detached.start(store, store.containers.claim_start(container.id))

@@ -7,12 +7,12 @@ import platform
 import sys
 from typing import Any, BinaryIO
 
-from overlayctl import faults, space
 from overlayctl.errors import InvalidArgumentError, OverlayctlError
-from overlayctl.reference import parse_reference
+from overlayctl.image.reference import parse_reference
 from overlayctl.store import Store
 from overlayctl.store.images import Image
-from overlayctl.units import now_rfc3339
+from overlayctl.util import faults, space
+from overlayctl.util.humanize import now_rfc3339
 
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 
