@@ -66,9 +66,10 @@ def stop(obj: dict, containers: tuple[str, ...], timeout: int | None) -> None:
 @click.pass_obj
 def kill(obj: dict, containers: tuple[str, ...], signal_name: str) -> None:
     """Send a signal to the main process of containers."""
+    from overlayctl.container.signals import parse_signal
     from overlayctl.engine import control
 
-    signum = control.parse_signal(signal_name)
+    signum = parse_signal(signal_name)
     store = open_store(obj)
     each_container(store, containers, lambda c: control.kill(store, c, signum))
 

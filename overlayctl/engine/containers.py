@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import os
 
-from overlayctl.errors import InvalidArgumentError, OverlayctlError
-from overlayctl.runtime.spec import ContainerSpec, merge_env
+from overlayctl.errors import InvalidArgumentError
+from overlayctl.runtime.spec import merge_env
 from overlayctl.store import Store
 from overlayctl.store.containers import Container
 from overlayctl.store.images import Image
@@ -72,22 +72,15 @@ class CreateOptions:
         self.host = host or {}
 
 
-def image_of(store: Store, container: Container) -> Image:
-    """The container's image (an image ID names the same content for good,
-    so one resolved earlier in this process is reused)."""
-    return _images_seen.get(container.image_id) or store.images.get(container.image_id)
-
-
 def create(store: Store, opts: CreateOptions) -> Container:
     """Record a container with its (empty) upper directory; start nothing."""
     return _create(store, opts, store.images.resolve(opts.image))
 
 
-_images_seen: dict[str, Image] = {}  # by ID, in this process: `run -d` starts what it just created
-
-
 def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
-    _images_seen[image.id] = image
+    from overlayctl.container.spec import remember_image
+
+    remember_image(image)
     image_cfg = image.container_config
     entrypoint = _entrypoint(opts.entrypoint, image_cfg.get("Entrypoint"))
     cmd = list(opts.command) if opts.command else list(image_cfg.get("Cmd") or [])
@@ -137,7 +130,7 @@ def _stop_config(opts: CreateOptions, image_cfg: dict[str, Any]) -> dict[str, An
     out: dict[str, Any] = {}
     text = opts.host.get("stop_signal") or image_cfg.get("StopSignal")
     if text:
-        from overlayctl.engine.control import parse_signal
+        from overlayctl.container.signals import parse_signal
 
         parse_signal(str(text))
         out["StopSignal"] = str(text)
@@ -244,17 +237,6 @@ def _devices(values: list[str]) -> list[dict[str, str]]:
     return [d.to_inspect() for d in devices]
 
 
-def needs_cgroup(hc: dict[str, Any]) -> bool:
-    """Whether a start makes a cgroup: for limits, or a device program."""
-    if hc.get("Limits"):
-        return True
-    if hc.get("Devices"):
-        from overlayctl.runtime.devices import needs_program
-
-        return needs_program(hc)
-    return False
-
-
 def _with_volumes(store: Store, container: Container, image: Image, requests: list[Any]) -> Container:
     """Create volumes (named ones on first use, anonymous ones for the
     image's VOLUME entries), seed new ones from the image, record the use."""
@@ -276,63 +258,6 @@ def _entrypoint(override: str | None, image_entrypoint: list[str] | None) -> lis
     return list(image_entrypoint or [])
 
 
-def container_spec(store: Store, container: Container, image: Image) -> ContainerSpec:
-    """Resolve everything the runtime needs to start this container
-    (network and cgroup are added by the start itself)."""
-    cfg = container.config["Config"]
-    hc = container.config.get("HostConfig", {})
-    env = list(cfg["Env"])
-    user = cfg.get("User") or ""
-    if not user and not any(e.startswith("HOME=") for e in env):
-        env.append("HOME=/root")
-    privileged = bool(hc.get("Privileged"))
-    capabilities = None
-    if hc.get("CapAdd") or hc.get("CapDrop"):
-        from overlayctl.runtime.capabilities import resolve_capabilities
-
-        capabilities = resolve_capabilities(hc.get("CapAdd") or [], hc.get("CapDrop") or [])
-    mounts = []
-    if hc.get("Mounts"):
-        from overlayctl.volumes import mounts as volumes
-
-        mounts = volumes.mounts_for(store, container)
-    seccomp = None
-    if not privileged:
-        profile = None
-        for item in hc.get("SecurityOpt") or []:
-            key, _, value = item.partition("=")
-            if key == "seccomp":
-                profile = value
-        from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES
-        from overlayctl.runtime.seccomp import compile_profile
-
-        seccomp = compile_profile(
-            profile,
-            capabilities if capabilities is not None else DEFAULT_CAPABILITIES,
-            store.paths.seccomp_cache,
-        )
-    return ContainerSpec(
-        layout=store.overlay_layout(image, container),
-        store_root=store.paths.root,
-        mountpoint=store.paths.mountpoint,
-        argv=list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or []),
-        env=env,
-        cwd=cfg.get("WorkingDir") or "/",
-        hostname=cfg.get("Hostname") or container.id[:12],
-        tty=bool(cfg.get("Tty")),
-        stdin=bool(cfg.get("OpenStdin")),
-        overlay_api=os.environ.get("OVERLAYCTL_OVERLAY_API", "new"),
-        network=hc.get("NetworkMode") or "none",
-        user=user,
-        capabilities=capabilities,
-        privileged=privileged,
-        readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
-        mounts=mounts,
-        seccomp=seccomp,
-        devices=[(d["PathOnHost"], d["PathInContainer"]) for d in hc.get("Devices") or []],
-    )
-
-
 def start_attached(
     store: Store, container: Container, on_started: Callable[[int], None] | None = None, attach_stdin: bool = True
 ) -> int:
@@ -342,300 +267,19 @@ def start_attached(
     start ends; an AutoRemove container is removed afterwards.
     """
     container = store.containers.claim_start(container.id)
-    return _start_attached(store, container, store.images.get(container.image_id), on_started, attach_stdin)
+    from overlayctl.supervise import foreground
 
-
-def _keeps_log(container: Container) -> bool:
-    """Whether a foreground run copies the output through the supervisor
-    into a log: not for --rm (the log would go with the container a moment
-    later; the container writes straight to the terminal) nor without a
-    log driver."""
-    hc = container.config.get("HostConfig", {})
-    return not hc.get("AutoRemove") and (hc.get("LogConfig") or {}).get("Type", "json-file") != "none"
-
-
-def _start_attached(
-    store: Store,
-    container: Container,
-    image: Image,
-    on_started: Callable[[int], None] | None = None,
-    attach_stdin: bool = True,
-) -> int:
-    from overlayctl.supervise import supervisor
-
-    spec = container_spec(store, container, image)
-    if not os.path.isdir(spec.layout.workdir):
-        os.mkdir(spec.layout.workdir, 0o700)
-    hc = container.config.get("HostConfig", {})
-    notify = "NOTIFY_SOCKET" in os.environ  # under systemd (Type=notify)
-    code: int | None = None
-    error = ""
-    held = Held()
-    ran: list[int] = []  # the command was executed (a failed start is never restarted)
-    output = _ForegroundOutput(store, container, spec.tty) if _keeps_log(container) else None
-    try:
-        acquire(store, container, spec, held)
-
-        def started(pid: int) -> None:
-            store.containers.set_running(container.id, pid)
-            ran.append(pid)
-            if on_started is not None:
-                on_started(pid)
-            if notify:
-                from overlayctl.supervise import sdnotify
-
-                sdnotify.ready(f"container {container.name} running (pid {pid})", os.getpid())
-
-        def on_signal(signum: int) -> None:
-            if notify and signum in (2, 15):  # SIGINT, SIGTERM: a stop begins
-                from overlayctl.supervise import sdnotify
-
-                sdnotify.stopping(f"stopping container {container.name}")
-
-        code = supervisor.run(
-            spec,
-            on_started=started,
-            attach_stdin=attach_stdin,
-            on_namespaces=held.plan.on_namespaces if held.plan is not None else None,
-            stdio=output.stdio if output is not None else None,
-            relay=output.relay(spec, attach_stdin) if output is not None else None,
-            on_signal=on_signal if notify else None,
-        )
-        return code
-    except OverlayctlError as exc:
-        code, error = exc.exit_code, exc.message
-        raise
-    finally:
-        if output is not None:
-            output.close()
-        if notify:
-            from overlayctl.supervise import sdnotify
-
-            sdnotify.stopping(f"container {container.name} exited ({'unknown' if code is None else code})")
-        oom, cleanup_error = release_held(store, container, held)
-        error = error or cleanup_error
-        # Recorded however the start ends (an unknown code if it was cut short).
-        if not (ran and _hand_over_restart(store, container, code, oom, notify)):
-            store.containers.set_exited(container.id, code, error=error, oom_killed=oom)
-            if hc.get("AutoRemove"):
-                # Read back: if the start was cut short while the process lived,
-                # the row says "running" and remove() kills and waits first.
-                remove(store, store.containers.get(container.id), force=True, volumes=True)
-
-
-class _ForegroundOutput:
-    """A foreground run that keeps a log: the container's stdout and stderr
-    are pipes (without -t) that the supervisor copies to its own and to the
-    log; with -t, the terminal relay copies to the log too."""
-
-    def __init__(self, store: Store, container: Container, tty: bool) -> None:
-        from overlayctl.supervise.logs import log_path, open_writer
-
-        self.writer = open_writer(
-            container.config["HostConfig"].get("LogConfig") or {},
-            log_path(store.paths.containers, container.id),
-            {"id": container.id, "name": container.name, "image": container.image_name},
-        )
-        self.pipes: list[int] = []
-        self.stdio: tuple[int | None, int | None, int | None] | None = None
-        if not tty:
-            out_r, out_w = os.pipe()
-            err_r, err_w = os.pipe()
-            self.pipes = [out_r, out_w, err_r, err_w]
-            self.stdio = (None, out_w, err_w)
-
-    def relay(self, spec: ContainerSpec, attach_stdin: bool) -> Callable[[int, int | None], None]:
-        def copy(pid: int, master: int | None) -> None:
-            if master is not None:
-                from overlayctl.runtime.console import relay
-                from overlayctl.supervise.logs import Lines
-
-                lines = Lines()
-
-                def log(data: bytes) -> None:
-                    import time
-
-                    for line in lines.feed(data):
-                        self.writer.write("stdout", line, time.time_ns())
-
-                try:
-                    relay(master, pid, forward_stdin=spec.stdin and attach_stdin, on_output=log)
-                finally:
-                    rest = lines.flush()
-                    if rest:
-                        import time
-
-                        self.writer.write("stdout", rest, time.time_ns())
-                return
-            from overlayctl.supervise.monitor import Pump
-
-            out_r, out_w, err_r, err_w = self.pipes
-            os.close(out_w)
-            os.close(err_w)
-            self.pipes = []  # the pump closes the read ends
-            Pump(self.writer, [(out_r, "stdout"), (err_r, "stderr")], {"stdout": 1, "stderr": 2}).run()
-
-        return copy
-
-    def close(self) -> None:
-        for fd in self.pipes:
-            os.close(fd)
-        self.pipes = []
-        self.writer.close()
-
-
-class Held:
-    """What a start holds until the container ends: its network plan and
-    its cgroup."""
-
-    __slots__ = ("plan", "cgroup")
-
-    def __init__(self) -> None:
-        self.plan: Any = None
-        self.cgroup: Any = None
-
-
-def acquire(store: Store, container: Container, spec: ContainerSpec, held: Held) -> None:
-    """Prepare the network and the cgroup of a start (into `held`)."""
-    hc = container.config.get("HostConfig", {})
-    if paused_once(container.id):
-        from overlayctl.runtime import cgroups
-
-        cgroups.Freezer(container.id).remove()  # left by a supervisor that was killed
-    if spec.network not in ("none", "host"):
-        from overlayctl.network import attach
-
-        attach.release_stale(store)
-        held.plan = attach.prepare(store, container, spec.network, hc.get("IPAddress"), spec.hostname)
-        spec.mounts = held.plan.mounts + spec.mounts
-    if needs_cgroup(hc):
-        from overlayctl.runtime import cgroups
-
-        stale = cgroups.find(container.id)
-        if stale is not None:
-            stale.remove()  # its last supervisor was killed before it could
-        given = hc.get("Limits") or {}
-        limits = cgroups.parse_limits(*(given.get(k) for k in _LIMIT_KEYS))
-        held.cgroup = cgroups.create(container.id, limits)
-        if held.cgroup is not None:
-            spec.cgroup_procs = held.cgroup.procs_files
-            for warning in getattr(held.cgroup, "warnings", []):
-                import sys
-
-                sys.stderr.write(f"WARNING: {warning}\n")
-        _restrict_devices(hc, held.cgroup)
-
-
-def _restrict_devices(hc: dict[str, Any], cgroup: Any) -> None:
-    """Attach the device program of --device permissions narrower than rw
-    to the container's cgroup2 directory, before PID 1 joins it."""
-    from overlayctl.runtime import devices
-
-    rules = devices.rules_for(hc.get("Devices") or [])
-    if not rules:
-        return
-    if cgroup is None or cgroup.unified is None:
-        from overlayctl.errors import KernelError
-
-        raise KernelError(
-            "--device permissions narrower than rw need a cgroup2 directory for the container, "
-            "and none could be made here; use rw"
-        )
-    devices.restrict(cgroup.unified, rules)
-
-
-def release_held(store: Store, container: Container, held: Held) -> tuple[bool, str]:
-    """After the container ended: its cgroup (was it OOM-killed?), a freezer
-    made by `pause`, its network. Returns (oom_killed, error)."""
-    oom, error = False, ""
-    if held.cgroup is not None:
-        oom = held.cgroup.oom_killed()
-        try:
-            held.cgroup.remove()
-        except OverlayctlError as exc:
-            error = exc.message
-    if paused_once(container.id):
-        from overlayctl.runtime import cgroups
-
-        try:
-            cgroups.Freezer(container.id).remove()
-        except OverlayctlError as exc:
-            error = error or exc.message
-    if held.plan is not None:
-        held.plan.release()
-    return oom, error
-
-
-def paused_once(container_id: str) -> bool:
-    """Whether `pause` made a freezer for this container (cheap to ask:
-    a stat on a cgroup tree; no cgroup module unless one is there)."""
-    for directory in ("/sys/fs/cgroup/freezer", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
-        if os.path.isdir(os.path.join(directory, "overlayctl", container_id)):
-            return True
-    return False
-
-
-def _hand_over_restart(store: Store, container: Container, code: int | None, oom: bool, notify: bool) -> bool:
-    """A foreground container whose restart policy wants it again: as with
-    Docker, the run returns the exit code and the restarts go on in the
-    background, in a detached supervisor. Not under systemd, whose
-    Restart= decides there."""
-    policy = container.config.get("HostConfig", {}).get("RestartPolicy")
-    if notify or not policy or policy.get("Name") in (None, "no"):
-        return False
-    from overlayctl.container.restart import should_restart
-
-    try:
-        current = store.containers.get(container.id)
-    except OverlayctlError:
-        return False
-    if not should_restart(policy, code, current.manually_stopped, current.restart_count):
-        return False
-    from overlayctl.supervise.detached import spawn_restarter
-
-    return spawn_restarter(store, container.id, (code, oom, current.restart_count + 1, 0, 0.0)) == "ok"
-
-
-_LIMIT_KEYS = ("memory", "memory_swap", "pids_limit", "cpus", "cpu_shares")
+    return foreground.run(store, container, store.images.get(container.image_id), on_started, attach_stdin)
 
 
 def remove(store: Store, container: Container, force: bool = False, volumes: bool = False) -> None:
     """`rm`: the container, what it holds (lease, cgroup, freezer, attach
     socket), and with `volumes` its anonymous volumes (`rm -v`; --rm does
-    the same, as Docker)."""
-    if force and container.is_active and paused_once(container.id):
-        # A frozen process does not die of SIGKILL until it is thawed.
-        from overlayctl.engine.control import signal_container
+    the same, as Docker). The work is container.teardown's, which the
+    supervisors call for --rm too."""
+    from overlayctl.container import teardown
 
-        signal_container(container, 9)
-        from overlayctl.runtime import cgroups
-
-        cgroups.Freezer(container.id).thaw()
-    store.containers.remove(container, force)
-    hc = container.config.get("HostConfig", {})
-    if hc.get("NetworkMode") not in (None, "none", "host"):
-        from overlayctl.network import attach
-
-        attach.release_stale(store)
-    if needs_cgroup(hc):
-        from overlayctl.runtime import cgroups
-
-        stale = cgroups.find(container.id)
-        if stale is not None:
-            stale.remove()
-    if paused_once(container.id):
-        from overlayctl.runtime import cgroups
-
-        cgroups.Freezer(container.id).remove()
-    try:
-        # (runtime.attach.socket_path, without importing it on run's path)
-        os.unlink(os.path.join(store.paths.run_containers, container.id + ".sock"))
-    except OSError:
-        pass
-    if hc.get("Mounts"):
-        from overlayctl.volumes import mounts as volume_ops
-
-        volume_ops.release(store, container, remove_anonymous=volumes)
+    teardown.remove(store, container, force, volumes)
 
 
 def run(store: Store, opts: CreateOptions) -> int:
@@ -645,7 +289,9 @@ def run(store: Store, opts: CreateOptions) -> int:
     this is the start-up path every `run` pays for.
     """
     image = store.images.resolve(opts.image)
-    return _start_attached(store, _create(store, opts, image), image)
+    from overlayctl.supervise import foreground
+
+    return foreground.run(store, _create(store, opts, image), image)
 
 
 # --- detached: the background supervisor --------------------------------------

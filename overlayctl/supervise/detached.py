@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import os
 
-from overlayctl.engine.containers import Held, acquire, container_spec, image_of, needs_cgroup, release_held, remove
+from overlayctl.container.resources import Held, acquire, release_held
+from overlayctl.container.spec import container_spec, image_of, needs_cgroup
+from overlayctl.container.teardown import remove
 from overlayctl.errors import OverlayctlError
 from overlayctl.store import Store
 from overlayctl.store.containers import RESTARTING, Container

@@ -646,7 +646,7 @@ def generate_unit(
     defaults to the container's --restart policy, else on-failure.
     """
     from overlayctl import __version__
-    from overlayctl.engine.control import parse_signal
+    from overlayctl.container.signals import parse_signal
 
     hc = container.config.get("HostConfig", {})
     cfg = container.config.get("Config", {})
