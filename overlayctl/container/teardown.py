@@ -42,7 +42,7 @@ def remove(store: Store, container: Container, force: bool = False, volumes: boo
 
         cgroups.Freezer(container.id).remove()
     try:
-        # (runtime.attach.socket_path, without importing it on run's path)
+        # (supervise.attach.socket_path, without importing it on run's path)
         os.unlink(os.path.join(store.paths.run_containers, container.id + ".sock"))
     except OSError:
         pass

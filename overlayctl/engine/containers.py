@@ -13,7 +13,7 @@ in the host's namespaces, which reaps it and records its end.
   (sdnotify) when the container runs and when it stops.
 - Detached (`run -d`, `start`), a double-forked process in its own session
   starts the container, reports back, then execs the small monitor
-  (runtime.monitor) that holds the container's output, its log and its
+  (supervise.monitor) that holds the container's output, its log and its
   attach socket; when the container ends, that process loads overlayctl
   again here, in `after_exit`, to record the end, release what the
   container held, and restart or remove it as its policies say.

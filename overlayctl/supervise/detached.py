@@ -7,7 +7,7 @@
         host's namespaces, stdio on /dev/null
          ├─ forks PID 1, reports its pid once the command runs, waits
          │  until that is recorded
-         ├─ execv: the small monitor (runtime.monitor), same pid, still the
+         ├─ execv: the small monitor (supervise.monitor), same pid, still the
          │  parent of the container's PID 1 (whose PR_SET_PDEATHSIG kills it
          │  if the supervisor is ever killed)
          └─ after the container's end, overlayctl again (`after_exit`):
@@ -262,8 +262,6 @@ class Launch:
             # is up (see monitor._monitor), so that it takes only idle time.
             os.setpriority(os.PRIO_PROCESS, 0, 19)
             keep = list(self.fds.values()) + self._lease_fds()
-            from overlayctl.supervise.monitor import exec_monitor
-
             exec_monitor(self.state, keep)
 
         supervisor.run(
@@ -314,7 +312,7 @@ class Launch:
 
 
 def _listen(run_containers: str, container_id: str) -> int:
-    """The attach socket (runtime.attach.listen; its import, with the attach
+    """The attach socket (supervise.attach.listen; its import, with the attach
     client, is left to `attach` itself)."""
     from overlayctl.supervise.attach import listen
 
@@ -449,3 +447,24 @@ def _network_plan(store: Store, container_id: str, mode: str, lock_fd: int, clai
         lock_fd,
         claim_fd,
     )
+
+
+# The monitor's entry point, run by exec_monitor in a fresh interpreter.
+_BOOT = "import sys;sys.path.insert(0,sys.argv[1]);from overlayctl.supervise.monitor import main;main(sys.argv[2:])"
+
+
+def exec_monitor(state: dict[str, str], fds: list[int]) -> None:
+    """Replace this process (the full supervisor) with the small monitor,
+    keeping `fds` open; `state` is everything the monitor and, after the
+    exit, detached.after_exit need. Never returns."""
+    import sys
+
+    import overlayctl
+
+    for fd in fds:
+        os.set_inheritable(fd, True)
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(overlayctl.__file__)))
+    state = dict(state, syspath=os.pathsep.join(p for p in sys.path if p))
+    argv = [sys.executable, "-IS", "-c", _BOOT, package_parent]
+    argv += [f"{key}={value}" for key, value in state.items()]
+    os.execv(sys.executable, argv)

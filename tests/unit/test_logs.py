@@ -14,7 +14,7 @@ import pytest
 from overlayctl.container import restart
 from overlayctl.errors import InvalidArgumentError
 from overlayctl.supervise import logs, sdnotify
-from overlayctl.supervise.monitor import frame, split_frames
+from overlayctl.supervise.frames import frame, split_frames
 
 RFC3339NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
 
