@@ -444,7 +444,7 @@ def host_platform() -> tuple[str, str]:
     """(architecture, variant) of this machine as OCI indexes name them."""
     import platform
 
-    from overlayctl.image.local import host_architecture
+    from overlayctl.image.platform import host_architecture
 
     arch = host_architecture()
     machine = platform.machine()
