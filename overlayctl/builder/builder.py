@@ -21,7 +21,6 @@ import sys
 from overlayctl.builder.context import Context
 from overlayctl.builder.dockerfile import Instruction, expand, parse_dockerfile_file
 from overlayctl.errors import InvalidArgumentError, NotFoundError, OverlayctlError
-from overlayctl.image.reference import Reference, parse_reference
 from overlayctl.runtime.overlay import OverlayLayout
 from overlayctl.runtime.spec import DEFAULT_PATH, ContainerSpec
 from overlayctl.store import Store
@@ -29,6 +28,7 @@ from overlayctl.store.buildcache import CacheEntry
 from overlayctl.store.staging import staging
 from overlayctl.util import faults, jsonio
 from overlayctl.util.humanize import now_rfc3339
+from overlayctl.util.reference import Reference, parse_reference
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -149,8 +149,8 @@ def commit(
     and any --change instructions. A running container is paused while its
     upper dir is read, as Docker does, unless `pause` is false.
     """
-    from overlayctl.image.reference import parse_reference
     from overlayctl.layer.writer import write_layer_tar
+    from overlayctl.util.reference import parse_reference
 
     ref = parse_reference(name) if name else None
     image = store.images.get(container.image_id)

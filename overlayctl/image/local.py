@@ -8,11 +8,11 @@ from typing import Any, BinaryIO
 
 from overlayctl.errors import InvalidArgumentError, OverlayctlError
 from overlayctl.image.platform import host_architecture
-from overlayctl.image.reference import parse_reference
 from overlayctl.store import Store
 from overlayctl.store.images import Image
 from overlayctl.util import faults, space
 from overlayctl.util.humanize import now_rfc3339
+from overlayctl.util.reference import parse_reference
 
 
 def import_image(store: Store, source: str, name: str | None, message: str = "") -> tuple[Image, bool]:

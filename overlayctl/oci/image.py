@@ -32,8 +32,8 @@ from overlayctl.util import faults, jsonio
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from overlayctl.image.reference import Reference
     from overlayctl.store import Store
+    from overlayctl.util.reference import Reference
 
 OCI_LAYOUT_VERSION = "1.0.0"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -423,7 +423,7 @@ def create_image(
 ) -> Image:
     """Record the image whose config is exactly ``config_bytes`` (its layers
     must be stored), tag it, and keep the manifest it came with."""
-    from overlayctl.image.reference import parse_reference
+    from overlayctl.util.reference import parse_reference
 
     config = parse_config(config_bytes, "the image")
     ref = parse_reference(tag) if isinstance(tag, str) else tag

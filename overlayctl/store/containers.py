@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
-from overlayctl.image.reference import validate_container_name
 from overlayctl.paths import Paths
 from overlayctl.store import staging
 from overlayctl.store.catalog import transaction
 from overlayctl.util import faults, jsonio
 from overlayctl.util.humanize import now_rfc3339
+from overlayctl.util.reference import validate_container_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -8,10 +8,10 @@ import tarfile
 
 import pytest
 
-from overlayctl.image.reference import parse_reference
 from overlayctl.paths import Paths
 from overlayctl.store import Store
 from overlayctl.util.humanize import now_rfc3339
+from overlayctl.util.reference import parse_reference
 from tests.conftest import kernel_has_lowerdir_plus
 
 

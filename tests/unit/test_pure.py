@@ -6,12 +6,12 @@ import pytest
 
 from overlayctl.cli import runopts
 from overlayctl.errors import MAX_LINE, InvalidArgumentError, KernelError, one_line
-from overlayctl.image.reference import parse_reference, validate_container_name
 from overlayctl.runtime.mountplan import DeviceNode, FsMount, OverlayMount, rootfs_plan
 from overlayctl.runtime.overlay import PAGE_SIZE, OverlayLayout, classic_options
 from overlayctl.runtime.spec import merge_env
 from overlayctl.store.images import chain_ids
 from overlayctl.util.humanize import human_duration, human_size
+from overlayctl.util.reference import parse_reference, validate_container_name
 
 
 @pytest.mark.parametrize(
