@@ -289,7 +289,7 @@ def _df_json(report: Report, verbose: bool) -> None:
 def reconcile_store(store: Store) -> list[str]:
     """What `system reconcile` does; one line per thing it changed."""
     from overlayctl.engine import containers as lifecycle
-    from overlayctl.network import attach
+    from overlayctl.network import leases
     from overlayctl.runtime import cgroups
     from overlayctl.store import staging
     from overlayctl.store.containers import CREATED, EXITED
@@ -305,7 +305,7 @@ def reconcile_store(store: Store) -> list[str]:
         if container.config.get("HostConfig", {}).get("AutoRemove"):
             lifecycle.remove(store, container, force=True, volumes=True)
             report.append(f"removed: {container.name} ({container.short_id}), started with --rm")
-    attach.release_stale(store)
+    leases.release_stale(store)
     running = {c.id for c in containers if c.status not in (CREATED, EXITED)}
     report += [f"cgroup removed: {cid[:12]}" for cid in cgroups.remove_stale(running)]
     staging.sweep(store.paths.tmp)

@@ -36,9 +36,9 @@ def acquire(store: Store, container: Container, spec: ContainerSpec, held: Held)
 
         cgroups.Freezer(container.id).remove()  # left by a supervisor that was killed
     if spec.network not in ("none", "host"):
-        from overlayctl.network import attach
+        from overlayctl.network import attach, leases
 
-        attach.release_stale(store)
+        leases.release_stale(store)
         held.plan = attach.prepare(store, container, spec.network, hc.get("IPAddress"), spec.hostname)
         spec.mounts = held.plan.mounts + spec.mounts
     if needs_cgroup(hc):

@@ -28,9 +28,9 @@ def remove(store: Store, container: Container, force: bool = False, volumes: boo
     store.containers.remove(container, force)
     hc = container.config.get("HostConfig", {})
     if hc.get("NetworkMode") not in (None, "none", "host"):
-        from overlayctl.network import attach
+        from overlayctl.network import leases
 
-        attach.release_stale(store)
+        leases.release_stale(store)
     if needs_cgroup(hc):
         from overlayctl.runtime import cgroups
 

@@ -117,7 +117,8 @@ def prune_images(store: Store, all_images: bool = False, dry_run: bool = False) 
 def prune_networks(store: Store) -> list[str]:
     """`network prune`: networks no container (running or not) refers to;
     the predefined ones stay."""
-    from overlayctl.network.manage import DEFAULT_NETWORK, networks, remove_network
+    from overlayctl.network.leases import networks
+    from overlayctl.network.manage import DEFAULT_NETWORK, remove_network
 
     wanted = set()
     for container in store.containers.list(all=True):

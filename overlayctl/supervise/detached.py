@@ -432,16 +432,17 @@ def _network_plan(store: Store, container_id: str, mode: str, lock_fd: int, clai
     """The network plan of the start, rebuilt from what the monitor kept:
     its release() frees the lease, the generated files, the lock and the
     address's claim."""
-    from overlayctl.network import attach, manage
+    from overlayctl.network import attach
+    from overlayctl.network.leases import network_dir, networks
 
-    leases = manage.networks(store).leases(container_id=container_id)
+    leases = networks(store).leases(container_id=container_id)
     return attach.NetworkPlan(
         store,
         container_id,
         mode,
         None,
         leases[0] if leases else None,
-        attach.network_dir(store.paths, container_id),
+        network_dir(store.paths, container_id),
         [],
         {},
         lock_fd,

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from overlayctl.network import attach, firewall, ipam
+from overlayctl.network import firewall, ipam, leases
 from tests.conftest import CLI, delete_bridge
 
 
@@ -498,7 +498,7 @@ def test_two_stores_sharing_a_bridge_give_out_distinct_addresses(net, busybox_ta
         two = json.loads(second.ok("inspect", "two"))[0]["NetworkSettings"]
         print(f"store 1: {one['IPAddress']} {one['MacAddress']}; store 2: {two['IPAddress']} {two['MacAddress']}")
         assert one["IPAddress"] != two["IPAddress"] and one["MacAddress"] != two["MacAddress"]
-        claims = os.path.join(attach.CLAIM_DIR, net.bridge)
+        claims = os.path.join(leases.CLAIM_DIR, net.bridge)
         assert sorted(os.listdir(claims)) == sorted([one["IPAddress"], two["IPAddress"]])
         # They are neighbours on one bridge: each reaches the other.
         first.ok("exec", "one", "ping", "-c1", "-W2", two["IPAddress"])
