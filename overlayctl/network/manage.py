@@ -135,8 +135,9 @@ def create_network(store: Store, name: str, subnet: str | None, gateway: str | N
     network = Network(name, network_id, driver, device, str(net), str(gw), now_rfc3339(), {})
     nets.add(network, overlaps=lambda others: _overlap(net, others, own_device=device))
     from overlayctl.network import netlink
+    from overlayctl.runtime.netdev import link_exists
 
-    existed = netlink.link_exists(device)
+    existed = link_exists(device)
     try:
         with netlink.Rtnl() as rtnl:
             netlink.ensure_bridge(

@@ -360,6 +360,7 @@ NETLINK_SCRIPT = """
 import os, subprocess, sys
 sys.path.insert(0, sys.argv[1])
 from overlayctl.network import netlink
+from overlayctl.runtime.netdev import link_exists
 child = subprocess.Popen(["unshare", "-n", "sleep", "30"])
 try:
     for _ in range(100):
@@ -376,8 +377,8 @@ try:
                             capture_output=True, text=True, check=True).stdout
     print(inside)
     print("master", open("/sys/class/net/vetht/master/uevent").read().count("INTERFACE=brt"))
-    print("wrong kind", netlink.delete_link("brt", "veth"), netlink.link_exists("brt"))
-    print("deleted", netlink.delete_link("vetht", "veth"), netlink.link_exists("vetht"),
+    print("wrong kind", netlink.delete_link("brt", "veth"), link_exists("brt"))
+    print("deleted", netlink.delete_link("vetht", "veth"), link_exists("vetht"),
           netlink.delete_link("vetht", "veth"))
 finally:
     child.kill()
