@@ -46,7 +46,7 @@ def signal_container(container: Container, signum: int) -> bool:
     except ProcessLookupError:
         return False
     try:
-        from overlayctl.store.containers import process_start_time
+        from overlayctl.util.proc import process_start_time
 
         if process_start_time(container.pid) != container.pid_start:
             return False

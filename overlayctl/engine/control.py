@@ -56,7 +56,7 @@ def _wait_gone(pid: int, pid_start: int, timeout: float) -> bool:
     """Wait until process `pid` (with that start time) is gone."""
     import select
 
-    from overlayctl.store.containers import process_start_time
+    from overlayctl.util.proc import process_start_time
 
     if pid <= 0 or not pid_start:
         return True

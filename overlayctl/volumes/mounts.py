@@ -664,7 +664,8 @@ def remove_volume(store: Store, name: str, force: bool = False) -> bool:
 
 def _is_running(store: Store, container_id: str) -> bool:
     # Read-only (no reconciling write): remove() asks inside its transaction.
-    from overlayctl.store.containers import RUNNING, process_start_time
+    from overlayctl.store.containers import RUNNING
+    from overlayctl.util.proc import process_start_time
 
     row = store.conn.execute("SELECT status, pid, pid_start FROM containers WHERE id = ?", (container_id,)).fetchone()
     return row is not None and row["status"] == RUNNING and process_start_time(row["pid"]) == row["pid_start"]
