@@ -15,7 +15,7 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 
 def container_size(store: Store, container: Container) -> int:
     """The container's own bytes on disk: its upper dir, as du counts it."""
-    from overlayctl.measure.du import disk_usage
+    from overlayctl.layer.du import disk_usage
 
     return disk_usage(store.paths.upper(container.id)).bytes
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from overlayctl.errors import OverlayctlError
-from overlayctl.measure.du import tree_bytes
+from overlayctl.layer.du import tree_bytes
 from overlayctl.store.catalog import transaction
 
 TYPE_CHECKING = False

@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 
 from overlayctl.errors import InvalidArgumentError, OverlayctlError
+from overlayctl.layer.du import disk_usage
 from overlayctl.layer.extract import is_opaque, is_whiteout
-from overlayctl.measure.du import disk_usage
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

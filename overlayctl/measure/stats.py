@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from overlayctl.measure.du import disk_usage
+from overlayctl.layer.du import disk_usage
 from overlayctl.runtime import cgroups, procs
 from overlayctl.store.containers import RUNNING
 

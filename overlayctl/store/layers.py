@@ -159,7 +159,7 @@ class LayerStore:
         row whose directory is missing or half written.
         """
         from overlayctl.layer import contentindex
-        from overlayctl.measure.du import disk_usage
+        from overlayctl.layer.du import disk_usage
         from overlayctl.store.locks import exclusive
 
         self.lease([diff_id])  # from the moment it exists until an image uses it

@@ -689,7 +689,7 @@ def prune_volumes(store: Store, all_volumes: bool = False, filters: list[str] | 
 
 
 def _measure(path: str) -> int:
-    from overlayctl.measure.du import tree_bytes
+    from overlayctl.layer.du import tree_bytes
 
     return tree_bytes(path)
 
