@@ -127,12 +127,12 @@ def restore(obj: dict, backup_file: str | None) -> None:
     directory is gone is reported with the images it breaks.
     """
     from overlayctl.paths import Paths
-    from overlayctl.store import backup
+    from overlayctl.store.restore import restore
     from overlayctl.supervise.supervisor import require_root
 
     require_root()
     paths = Paths.from_env(obj.get("root"), obj.get("runroot"))
-    chosen, report = backup.restore(paths, backup_file)
+    chosen, report = restore(paths, backup_file)
     click.echo(f"restored: {chosen}")
     for line in report:
         click.echo(line)
