@@ -37,9 +37,9 @@ LAYERS: dict[str, int] = {
     "overlayctl.volumes": 5,
     "overlayctl.network": 5,
     "overlayctl.measure": 5,
-    "overlayctl.runtime": 6,
-    "overlayctl.store": 7,
-    "overlayctl.layer": 8,
+    "overlayctl.store": 6,
+    "overlayctl.layer": 7,
+    "overlayctl.runtime": 8,
     "overlayctl.util": 9,
     "overlayctl.errors": 10,
     "overlayctl.paths": 10,
@@ -228,8 +228,8 @@ def test_no_import_cycles() -> None:
 
 
 def test_the_checks_see_what_they_must() -> None:
-    """The reader and the searches catch a function-level, a relative and a
-    package-form import, and a cycle, on a hand-made graph."""
+    """The reader and the searches catch a function-level, a relative, a
+    package-form and a type-only import, and a cycle, on hand-made input."""
     source = (
         "from overlayctl import errors\n"
         "def f():\n"
@@ -237,18 +237,22 @@ def test_the_checks_see_what_they_must() -> None:
         "    from ..cli import app\n"
         "TYPE_CHECKING = False\n"
         "if TYPE_CHECKING:\n"
-        "    from overlayctl.store import store\n"
+        "    from overlayctl.image import local\n"
     )
-    known = {"overlayctl.errors", "overlayctl.engine.control", "overlayctl.cli.app", "overlayctl.store.store"}
-    tree_edges = imports_of("overlayctl.runtime.probe", source, False, known)
-    assert [(e.imported, e.type_only) for e in tree_edges] == [
+    known = {"overlayctl.errors", "overlayctl.engine.control", "overlayctl.cli.app", "overlayctl.image.local"}
+    edges = imports_of("overlayctl.store.probe", source, False, known)
+    assert [(e.imported, e.type_only) for e in edges] == [
         ("overlayctl.errors", False),
         ("overlayctl.engine.control", False),
         ("overlayctl.cli.app", False),
-        ("overlayctl.store.store", True),
+        ("overlayctl.image.local", True),
     ]
-    up = upward_imports(tree_edges)
-    assert len(up) == 2 and "engine.control" in up[0] and "cli.app" in up[1]
+    up = upward_imports(edges)
+    assert [line.split(" imports ")[1].split()[0] for line in up] == [
+        "overlayctl.engine.control",
+        "overlayctl.cli.app",
+        "overlayctl.image.local",
+    ]
     loop = [
         Edge("overlayctl.util.a", "overlayctl.util.b", 1, False),
         Edge("overlayctl.util.b", "overlayctl.util.c", 1, False),
@@ -258,4 +262,3 @@ def test_the_checks_see_what_they_must() -> None:
         Edge("overlayctl.util.d", "overlayctl.util.a", 1, False),
     ]
     assert cycles(loop) == [["overlayctl.util.a", "overlayctl.util.b", "overlayctl.util.c"]]
-
