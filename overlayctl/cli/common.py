@@ -49,12 +49,12 @@ def _host_options(opts: Mapping[str, Any]) -> dict[str, Any]:
     host = {key: opts.get(key) for key in _HOST_KEYS if opts.get(key)}
     volume, mount, tmpfs = opts.get("volume") or [], opts.get("mount") or [], opts.get("tmpfs") or []
     if volume or mount or tmpfs:
-        from overlayctl.volumes import mounts as volumes
+        from overlayctl.volumes import options
 
         host["mount_requests"] = (
-            [volumes.parse_volume_option(v) for v in volume]
-            + [volumes.parse_mount_option(m) for m in mount]
-            + [volumes.parse_tmpfs_option(t) for t in tmpfs]
+            [options.parse_volume_option(v) for v in volume]
+            + [options.parse_mount_option(m) for m in mount]
+            + [options.parse_tmpfs_option(t) for t in tmpfs]
         )
     return host
 
