@@ -6,17 +6,21 @@ exit, clean up) so that every front end behaves the same.
 A container always has one supervisor: the process that forked its PID 1,
 in the host's namespaces, which reaps it and records its end.
 
-- In the foreground (`run`, `start -a`) it is the command itself. It keeps
-  a log when the container outlives the run (not with --rm, whose log would
-  be deleted at once: then the container writes straight to the user's
-  terminal, which is what keeps `run --rm` fast), and it tells systemd
-  (sdnotify) when the container runs and when it stops.
+- In the foreground (`run`, `start -a`) it is the command itself
+  (supervise.foreground). It keeps a log when the container outlives the
+  run (not with --rm, whose log would be deleted at once: then the
+  container writes straight to the user's terminal, which is what keeps
+  `run --rm` fast), and it tells systemd (sdnotify) when the container runs
+  and when it stops.
 - Detached (`run -d`, `start`), a double-forked process in its own session
   starts the container, reports back, then execs the small monitor
   (supervise.monitor) that holds the container's output, its log and its
   attach socket; when the container ends, that process loads overlayctl
-  again here, in `after_exit`, to record the end, release what the
-  container held, and restart or remove it as its policies say.
+  again, in supervise.detached.after_exit, to record the end, release what
+  the container held, and restart or remove it as its policies say.
+
+What a start holds, the spec and the teardown are the container model's
+(container/); this module only sequences them.
 """
 
 from __future__ import annotations
