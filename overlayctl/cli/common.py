@@ -61,16 +61,16 @@ def _host_options(opts: Mapping[str, Any]) -> dict[str, Any]:
 
 def run_container(global_opts: Mapping[str, Any], opts: Mapping[str, Any], image: str, command: list[str]) -> int:
     """`run`: in the foreground, or with -d in the background."""
-    from overlayctl.engine import containers as lifecycle
+    from overlayctl.engine import containers as engine
 
     store = open_store(global_opts)
     create = create_options(opts, image, command)
     if opts.get("detach"):
-        container = lifecycle.create(store, create)
-        lifecycle.start_detached(store, container)
+        container = engine.create(store, create)
+        engine.start_detached(store, container)
         print(container.id)
         return 0
-    return lifecycle.run(store, create)
+    return engine.run(store, create)
 
 
 def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context: str) -> int:

@@ -35,10 +35,10 @@ def run(obj: dict, image: str, command: tuple[str, ...], **opts: object) -> None
 @click.pass_obj
 def create(obj: dict, image: str, command: tuple[str, ...], **opts: object) -> None:
     """Create a container (its upper and work directories) without starting it."""
-    from overlayctl.engine import containers as lifecycle
+    from overlayctl.engine import containers as engine
 
     store = open_store(obj)
-    container = lifecycle.create(store, create_options(opts, image, list(command)))
+    container = engine.create(store, create_options(opts, image, list(command)))
     click.echo(container.id)
 
 
@@ -49,14 +49,14 @@ def create(obj: dict, image: str, command: tuple[str, ...], **opts: object) -> N
 @click.pass_obj
 def start(obj: dict, containers: tuple[str, ...], attach: bool, interactive: bool) -> None:
     """Start created or exited containers."""
-    from overlayctl.engine import containers as lifecycle
+    from overlayctl.engine import containers as engine
 
     store = open_store(obj)
     if attach or interactive:
         if len(containers) > 1:
             raise click.UsageError("you cannot start and attach multiple containers at once")
-        sys.exit(lifecycle.start_attached(store, store.containers.get(containers[0])))
-    each_container(store, containers, lambda c: lifecycle.start_detached(store, c))
+        sys.exit(engine.start_attached(store, store.containers.get(containers[0])))
+    each_container(store, containers, lambda c: engine.start_detached(store, c))
 
 
 @click.command("ps")

@@ -49,7 +49,7 @@ def layer_bytes(store: Store, diff_id: str) -> int:
 def prune_containers(store: Store) -> list[Removed]:
     """`container prune`: every container that is not running (created or
     exited), with its writable layer and logs; its volumes stay, as in Docker."""
-    from overlayctl.engine import containers as lifecycle
+    from overlayctl.engine.containers import remove
 
     removed = []
     for container in store.containers.list(all=True):
@@ -57,7 +57,7 @@ def prune_containers(store: Store) -> list[Removed]:
             continue
         size = tree_bytes(store.paths.container_dir(container.id))
         try:
-            lifecycle.remove(store, container)
+            remove(store, container)
         except OverlayctlError:
             continue  # started meanwhile: in use again
         removed.append(Removed("stopped container", container.id, size))
