@@ -9,19 +9,27 @@ when it cannot be found.
 from __future__ import annotations
 
 # An error line names what failed, and a name in it can be as long as a user
-# or a layer makes it (a tar entry name has no limit): past this many
-# characters its middle is cut, keeping how it starts and how it ends.
-MAX_LINE = 400
+# or a layer makes it (a tar entry name has no limit). A word past MAX_WORD
+# characters has its middle cut, keeping how it starts and how it ends; the
+# rest of the line stays whole, so that the way out it names (a command with
+# the store's paths) can still be copied. Past MAX_LINE the line itself is cut.
+MAX_WORD = 200
+MAX_LINE = 1000
+
+
+def _cut(text: str, limit: int) -> str:
+    tail = limit // 4
+    return text[: limit - tail - 1] + "\u2026" + text[-tail:]
 
 
 def one_line(message: str, limit: int = MAX_LINE) -> str:
-    """``message`` as one terminal line of at most ``limit`` characters."""
+    """``message`` as one terminal line: no line break, no word longer than
+    MAX_WORD, at most ``limit`` characters."""
     if "\n" in message or "\r" in message:
         message = message.replace("\r", "\\r").replace("\n", "\\n")
-    if len(message) <= limit:
-        return message
-    tail = limit // 4
-    return message[: limit - tail - 1] + "\u2026" + message[-tail:]
+    if len(message) > MAX_WORD:
+        message = " ".join(_cut(word, MAX_WORD) if len(word) > MAX_WORD else word for word in message.split(" "))
+    return message if len(message) <= limit else _cut(message, limit)
 
 
 class OverlayctlError(Exception):

@@ -490,10 +490,11 @@ UNUSED_CAPABILITIES = (
 class HostNeeds:
     """What one container needs of the host, read from its configuration:
     every host path it reaches (store, runroot, bind sources) and whether
-    it writes there, its capabilities, privileged mode, and whether it runs
-    under the default seccomp profile."""
+    it writes there, its capabilities, privileged mode, whether it runs
+    under the default seccomp profile, and whether it joins a bridge
+    network (whose set-up writes the host's kernel tunables)."""
 
-    __slots__ = ("paths", "capabilities", "privileged", "default_seccomp")
+    __slots__ = ("paths", "capabilities", "privileged", "default_seccomp", "bridge")
 
     def __init__(
         self,
@@ -501,16 +502,18 @@ class HostNeeds:
         capabilities: Iterable[str] = (),
         privileged: bool = False,
         default_seccomp: bool = True,
+        bridge: bool = False,
     ) -> None:
         self.paths = list(paths)
         self.capabilities = frozenset(capabilities)
         self.privileged = privileged
         self.default_seccomp = default_seccomp and not privileged
+        self.bridge = bridge
 
     def __repr__(self) -> str:
         return (
             f"HostNeeds(paths={self.paths}, capabilities={sorted(self.capabilities)}, privileged={self.privileged}, "
-            f"default_seccomp={self.default_seccomp})"
+            f"default_seccomp={self.default_seccomp}, bridge={self.bridge})"
         )
 
     def touches(self, *prefixes: str, writable_only: bool = False) -> bool:
@@ -537,13 +540,16 @@ def needs_of(container: Container, root: str, runroot: str) -> HostNeeds:
     for mount in hc.get("Mounts") or []:
         if mount.get("Type") == "bind" and mount.get("Source"):
             paths.append((mount["Source"], not mount.get("ReadOnly")))
+    # A --device is a host node the supervisor binds in: /dev is reached.
+    paths += [(device["PathOnHost"], True) for device in hc.get("Devices") or [] if device.get("PathOnHost")]
     if hc.get("CapAdd") or hc.get("CapDrop"):
         capabilities = resolve_capabilities(hc.get("CapAdd") or [], hc.get("CapDrop") or [])
     else:
         capabilities = DEFAULT_CAPABILITIES
     profiles = [o.partition("=")[2] for o in hc.get("SecurityOpt") or [] if o.startswith("seccomp=")]
     default_seccomp = all(p == "builtin" for p in profiles)
-    return HostNeeds(paths, capabilities, bool(hc.get("Privileged")), default_seccomp)
+    bridge = (hc.get("NetworkMode") or "none") not in ("none", "host")
+    return HostNeeds(paths, capabilities, bool(hc.get("Privileged")), default_seccomp, bridge)
 
 
 # Syscall groups (systemd.exec(5)) whose every call needs a capability: a
@@ -587,9 +593,12 @@ def hardening(needs: HostNeeds) -> list[Line]:
         lines.append(("PrivateTmp", "yes"))
     if not needs.touches("/proc"):
         lines.append(("ProtectProc", "invisible"))
-    if not needs.privileged and not needs.touches("/proc", "/sys"):
+    if not needs.privileged and not needs.bridge and not needs.touches("/proc", "/sys"):
         # The container mounts a /proc and a /sys of its own, and systemd
         # leaves /sys/fs/cgroup writable (limits, the freezer of `pause`).
+        # A bridge network is set up through the host's /proc/sys: IPv6
+        # off on a new bridge and on the host's end of each veth, and in
+        # the container's own network namespace before eth0 arrives.
         lines.append(("ProtectKernelTunables", "yes"))
     if not needs.may_have("sys_module") and not needs.touches("/lib/modules", "/usr/lib/modules"):
         lines.append(("ProtectKernelModules", "yes"))

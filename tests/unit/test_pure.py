@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from overlayctl.cli import runopts
-from overlayctl.errors import MAX_LINE, InvalidArgumentError, KernelError, one_line
+from overlayctl.errors import MAX_LINE, MAX_WORD, InvalidArgumentError, KernelError, one_line
 from overlayctl.runtime.mountplan import DeviceNode, FsMount, OverlayMount, rootfs_plan
 from overlayctl.runtime.overlay import PAGE_SIZE, OverlayLayout, classic_options
 from overlayctl.runtime.spec import merge_env
@@ -121,9 +121,13 @@ def test_error_lines_are_cut_in_the_middle():
     assert one_line(short) == short
     long = 'layer rejected: entry "' + "a" * 1_000_000 + '" leaves the layer root'
     line = one_line(long)
-    assert len(line) == MAX_LINE
+    assert len(line) < len("layer rejected: entry") + MAX_WORD + len(" leaves the layer root") + 2
     assert line.startswith('layer rejected: entry "aaa') and line.endswith('aaa" leaves the layer root')
     assert line.count("\u2026") == 1
+    # The way out a message names stays whole: paths are words of their own.
+    hint = "the catalog at /" + "p" * 150 + "/catalog.db is damaged; run overlayctl --root /" + "p" * 150
+    assert one_line(hint) == hint
+    assert len(one_line("word " * 1000)) == MAX_LINE
     assert one_line("a\nb\rc") == "a\\nb\\rc"
 
 
