@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import sys
 
+from overlayctl.cli.runopts import first_command_index
 from overlayctl.errors import OverlayctlError, one_line
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `overlayctl` command."""
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args[: _first_command_index(args)]
+    debug = "--debug" in args[: first_command_index(args)]
     try:
         fast = _fast_command(args)
         if fast == "run":
@@ -56,7 +57,7 @@ def _root(args: list[str]) -> str:
     from overlayctl.paths import Paths
 
     root = None
-    head = args[: _first_command_index(args)]
+    head = args[: first_command_index(args)]
     for i, arg in enumerate(head):
         if arg == "--root" and i + 1 < len(head):
             root = head[i + 1]
@@ -66,8 +67,8 @@ def _root(args: list[str]) -> str:
 
 
 def _out_of_space(args: list[str], exc: BaseException) -> str | None:
-    """The out-of-space line (overlayctl.space) if that is what this is."""
-    from overlayctl import space
+    """The out-of-space line (overlayctl.util.space) if that is what this is."""
+    from overlayctl.util import space
 
     if not space.is_out_of_space(exc):
         return None
@@ -115,25 +116,9 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-_GLOBAL_WITH_VALUE = ("--root", "--runroot")
-
-
-def _first_command_index(args: list[str]) -> int:
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg in _GLOBAL_WITH_VALUE:
-            i += 2
-        elif arg.startswith("--root=") or arg.startswith("--runroot=") or arg == "--debug":
-            i += 1
-        else:
-            return i
-    return i
-
-
 def _fast_command(args: list[str]) -> str | None:
     """`run` or `build` when they can skip click, else None."""
-    i = _first_command_index(args)
+    i = first_command_index(args)
     if i >= len(args) or args[i] not in ("run", "build"):
         return None
     # Help goes to click, which renders it from the same option table.

@@ -30,9 +30,9 @@ def build(obj: dict, context: str, **opts: object) -> None:
 @click.pass_obj
 def history(obj: dict, image: str, no_trunc: bool, quiet: bool, fmt: str) -> None:
     """Show the layers of an image and the instructions that made them."""
-    from overlayctl.images import image_history
-    from overlayctl.inspect import ago
-    from overlayctl.units import human_size
+    from overlayctl.engine.inspect import ago
+    from overlayctl.image.local import image_history
+    from overlayctl.util.humanize import human_size
 
     store = open_store(obj)
     rows = image_history(store, store.images.resolve(image))
@@ -79,7 +79,7 @@ def history(obj: dict, image: str, no_trunc: bool, quiet: bool, fmt: str) -> Non
 @click.pass_obj
 def diff(obj: dict, container: str) -> None:
     """List what a container changed: A added, C changed, D deleted."""
-    from overlayctl.snapshot import container_changes
+    from overlayctl.engine.snapshot import container_changes
 
     store = open_store(obj)
     for kind, path in container_changes(store, store.containers.get(container)):
@@ -129,7 +129,7 @@ def commit(
     obj: dict, container: str, name: str | None, message: str, author: str, changes: tuple[str, ...], pause: bool
 ) -> None:
     """Create an image from a container's changes."""
-    from overlayctl.snapshot import commit as commit_container
+    from overlayctl.engine.snapshot import commit as commit_container
 
     store = open_store(obj)
     image = commit_container(store, store.containers.get(container), name, message, author, list(changes), pause=pause)
@@ -144,7 +144,7 @@ def export(obj: dict, container: str, output: str | None) -> None:
     """Write a container's filesystem as a tar archive."""
     import os
 
-    from overlayctl.snapshot import export as export_container
+    from overlayctl.engine.snapshot import export as export_container
 
     store = open_store(obj)
     target = store.containers.get(container)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from overlayctl.lifecycle import CreateOptions
+from overlayctl.engine.containers import CreateOptions
 from overlayctl.paths import Paths
 from overlayctl.store import Store
 
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def open_store(global_opts: Mapping[str, Any]) -> Store:
     """Check for root, then open the store named by --root/--runroot."""
-    from overlayctl.runtime.supervisor import require_root
+    from overlayctl.supervise.supervisor import require_root
 
     require_root()
     return Store(Paths.from_env(global_opts.get("root"), global_opts.get("runroot")))
@@ -49,35 +49,35 @@ def _host_options(opts: Mapping[str, Any]) -> dict[str, Any]:
     host = {key: opts.get(key) for key in _HOST_KEYS if opts.get(key)}
     volume, mount, tmpfs = opts.get("volume") or [], opts.get("mount") or [], opts.get("tmpfs") or []
     if volume or mount or tmpfs:
-        from overlayctl import volumes
+        from overlayctl.volumes import options
 
         host["mount_requests"] = (
-            [volumes.parse_volume_option(v) for v in volume]
-            + [volumes.parse_mount_option(m) for m in mount]
-            + [volumes.parse_tmpfs_option(t) for t in tmpfs]
+            [options.parse_volume_option(v) for v in volume]
+            + [options.parse_mount_option(m) for m in mount]
+            + [options.parse_tmpfs_option(t) for t in tmpfs]
         )
     return host
 
 
 def run_container(global_opts: Mapping[str, Any], opts: Mapping[str, Any], image: str, command: list[str]) -> int:
     """`run`: in the foreground, or with -d in the background."""
-    from overlayctl import lifecycle
+    from overlayctl.engine import containers as engine
 
     store = open_store(global_opts)
     create = create_options(opts, image, command)
     if opts.get("detach"):
-        container = lifecycle.create(store, create)
-        lifecycle.start_detached(store, container)
+        container = engine.create(store, create)
+        engine.start_detached(store, container)
         print(container.id)
         return 0
-    return lifecycle.run(store, create)
+    return engine.run(store, create)
 
 
 def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context: str) -> int:
     """`build`: options as parsed by click or the fast path."""
     import os
 
-    from overlayctl.build.builder import BuildOptions, build
+    from overlayctl.builder.builder import BuildOptions, build
     from overlayctl.errors import InvalidArgumentError
 
     args: dict[str, str] = {}

@@ -35,10 +35,10 @@ def run(obj: dict, image: str, command: tuple[str, ...], **opts: object) -> None
 @click.pass_obj
 def create(obj: dict, image: str, command: tuple[str, ...], **opts: object) -> None:
     """Create a container (its upper and work directories) without starting it."""
-    from overlayctl import lifecycle
+    from overlayctl.engine import containers as engine
 
     store = open_store(obj)
-    container = lifecycle.create(store, create_options(opts, image, list(command)))
+    container = engine.create(store, create_options(opts, image, list(command)))
     click.echo(container.id)
 
 
@@ -49,14 +49,14 @@ def create(obj: dict, image: str, command: tuple[str, ...], **opts: object) -> N
 @click.pass_obj
 def start(obj: dict, containers: tuple[str, ...], attach: bool, interactive: bool) -> None:
     """Start created or exited containers."""
-    from overlayctl import lifecycle
+    from overlayctl.engine import containers as engine
 
     store = open_store(obj)
     if attach or interactive:
         if len(containers) > 1:
             raise click.UsageError("you cannot start and attach multiple containers at once")
-        sys.exit(lifecycle.start_attached(store, store.containers.get(containers[0])))
-    each_container(store, containers, lambda c: lifecycle.start_detached(store, c))
+        sys.exit(engine.start_attached(store, store.containers.get(containers[0])))
+    each_container(store, containers, lambda c: engine.start_detached(store, c))
 
 
 @click.command("ps")
@@ -68,8 +68,8 @@ def start(obj: dict, containers: tuple[str, ...], attach: bool, interactive: boo
 @click.pass_obj
 def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str) -> None:
     """List containers; with -s, SIZE is the upper dir and virtual adds the image."""
-    from overlayctl.inspect import ago, command_text, container_size, state_name, status_text
-    from overlayctl.units import human_size
+    from overlayctl.engine.inspect import ago, command_text, container_size, state_name, status_text
+    from overlayctl.util.humanize import human_size
 
     store = open_store(obj)
     containers = store.containers.list(all=all_)
@@ -132,7 +132,7 @@ def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str)
 @click.pass_obj
 def inspect(obj: dict, objects: tuple[str, ...], size: bool, fmt: str) -> None:
     """Show containers (or images) as Docker-shaped JSON."""
-    from overlayctl.inspect import container_inspect, image_inspect
+    from overlayctl.engine.inspect import container_inspect, image_inspect
 
     store = open_store(obj)
     result = []
@@ -154,7 +154,7 @@ def inspect(obj: dict, objects: tuple[str, ...], size: bool, fmt: str) -> None:
 @click.pass_obj
 def rm(obj: dict, containers: tuple[str, ...], force: bool, volumes: bool) -> None:
     """Remove containers and their writable layers."""
-    from overlayctl.lifecycle import remove
+    from overlayctl.engine.containers import remove
 
     store = open_store(obj)
     each_container(store, containers, lambda c: remove(store, c, force, volumes))

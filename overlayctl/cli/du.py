@@ -108,7 +108,7 @@ def _watch(store: Store, container: Container, interval: float, duration: float 
 
 def _print_once(container: Container, sample: Sample | None, fmt: str) -> None:
     from overlayctl.cli.output import json_document, table
-    from overlayctl.units import human_size
+    from overlayctl.util.humanize import human_size
 
     if sample is None:
         return
@@ -155,7 +155,7 @@ class _LiveLine:
         from dataclasses import asdict
 
         if self.fmt == "json":
-            from overlayctl import jsonio
+            from overlayctl.util import jsonio
 
             click.echo(jsonio.dumps(asdict(sample)))
             return
@@ -184,7 +184,7 @@ def _row(cells: Sequence[str]) -> str:
 
 
 def _live_cells(sample: Sample) -> list[str]:
-    from overlayctl.units import human_size
+    from overlayctl.util.humanize import human_size
 
     return [
         f"{sample.time:.1f}s",
@@ -207,7 +207,7 @@ def _terminal_width() -> int:
 
 def _print_summary(series: Sequence[Sample]) -> None:
     from overlayctl.measure.chart import ASCII_BLOCKS, BLOCKS, terminal_chart
-    from overlayctl.units import human_size
+    from overlayctl.util.humanize import human_size
 
     first, last = series[0], series[-1]
     grew = last.bytes - first.bytes

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from overlayctl.cli import runopts
+from overlayctl.cli.runopts import first_command_index
 from overlayctl.errors import InvalidArgumentError
 
 
 def fast_run(args: list[str]) -> int:
     """Parse `[GLOBAL...] run [OPTIONS] IMAGE [COMMAND...]` and run it."""
-    from overlayctl.cli import _first_command_index
-
-    split = _first_command_index(args)
+    split = first_command_index(args)
     global_opts, rest = runopts.parse(args[:split], runopts.GLOBAL_OPTIONS)
     if rest:
         raise InvalidArgumentError(f"unexpected argument {rest[0]}")
@@ -24,9 +23,7 @@ def fast_run(args: list[str]) -> int:
 
 def fast_build(args: list[str]) -> int:
     """Parse `[GLOBAL...] build [OPTIONS] CONTEXT` and build."""
-    from overlayctl.cli import _first_command_index
-
-    split = _first_command_index(args)
+    split = first_command_index(args)
     global_opts, rest = runopts.parse(args[:split], runopts.GLOBAL_OPTIONS)
     if rest:
         raise InvalidArgumentError(f"unexpected argument {rest[0]}")

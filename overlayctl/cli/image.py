@@ -17,7 +17,7 @@ from overlayctl.cli.output import json_document, json_lines, table
 @click.pass_obj
 def import_(obj: dict, source: str, name: str | None, message: str) -> None:
     """Import a root filesystem tar (plain, gzip, xz, zstd) as a one-layer image."""
-    from overlayctl.images import import_image
+    from overlayctl.image.local import import_image
 
     store = open_store(obj)
     image, _new = import_image(store, source, name, message)
@@ -31,8 +31,8 @@ def import_(obj: dict, source: str, name: str | None, message: str) -> None:
 @click.pass_obj
 def image_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
     """List images: REPOSITORY TAG IMAGE ID CREATED SIZE."""
-    from overlayctl.inspect import ago
-    from overlayctl.units import human_size
+    from overlayctl.engine.inspect import ago
+    from overlayctl.util.humanize import human_size
 
     store = open_store(obj)
     now = time.time()
@@ -77,7 +77,7 @@ def image_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
 @click.pass_obj
 def image_rm(obj: dict, images: tuple[str, ...], force: bool) -> None:
     """Remove images; layers no other image uses are deleted."""
-    from overlayctl.images import remove_image
+    from overlayctl.image.local import remove_image
 
     store = open_store(obj)
     for text in images:
@@ -90,7 +90,7 @@ def image_rm(obj: dict, images: tuple[str, ...], force: bool) -> None:
 @click.pass_obj
 def image_inspect(obj: dict, images: tuple[str, ...]) -> None:
     """Show images as JSON."""
-    from overlayctl.inspect import image_inspect as describe
+    from overlayctl.engine.inspect import image_inspect as describe
 
     store = open_store(obj)
     json_document([describe(store.images.resolve(text)) for text in images])

@@ -77,7 +77,7 @@ def network_rm(obj: dict, names: tuple[str, ...]) -> None:
 @click.pass_obj
 def network_inspect(obj: dict, names: tuple[str, ...]) -> None:
     """Show networks as JSON: IPAM config, attached containers, options."""
-    from overlayctl.network.attach import release_stale
+    from overlayctl.network.leases import release_stale
     from overlayctl.network.manage import inspect_network
 
     store = open_store(obj)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from overlayctl import jsonio
+from overlayctl.util import jsonio
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

@@ -9,7 +9,7 @@ from overlayctl.cli.common import open_store
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from overlayctl.prune import Removed
+    from overlayctl.engine.prune import Removed
 
 FORCE = click.option("-f", "--force", is_flag=True, help="do not ask for confirmation")
 
@@ -24,7 +24,7 @@ def _confirm(force: bool, what: list[str]) -> bool:
 
 
 def _total(removed: list[Removed]) -> None:
-    from overlayctl.units import human_size
+    from overlayctl.util.humanize import human_size
 
     click.echo(f"Total reclaimed space: {human_size(sum(r.size for r in removed))}")
 
@@ -34,7 +34,7 @@ def _total(removed: list[Removed]) -> None:
 @click.pass_obj
 def container_prune(obj: dict, force: bool) -> None:
     """Remove all stopped containers (created or exited) and their writable layers."""
-    from overlayctl.prune import prune_containers
+    from overlayctl.engine.prune import prune_containers
 
     if not _confirm(force, ["all stopped containers"]):
         return
@@ -53,7 +53,7 @@ def container_prune(obj: dict, force: bool) -> None:
 @click.pass_obj
 def image_prune(obj: dict, all_: bool, force: bool) -> None:
     """Remove dangling images (no tag, no container), and the layers only they use."""
-    from overlayctl.prune import prune_images
+    from overlayctl.engine.prune import prune_images
 
     if not _confirm(force, ["all images without at least one container" if all_ else "all dangling images"]):
         return
@@ -71,7 +71,7 @@ def image_prune(obj: dict, all_: bool, force: bool) -> None:
 @click.pass_obj
 def network_prune(obj: dict, force: bool) -> None:
     """Remove networks no container refers to (the predefined ones stay)."""
-    from overlayctl.prune import prune_networks
+    from overlayctl.engine.prune import prune_networks
 
     if not _confirm(force, ["all networks not used by at least one container"]):
         return
@@ -89,7 +89,7 @@ def network_prune(obj: dict, force: bool) -> None:
 def builder_prune(obj: dict, all_: bool, force: bool) -> None:
     """Forget the build cache (cached steps; their layers stay with the
     images that use them) and remove the staging of builds that died."""
-    from overlayctl.prune import prune_build_cache
+    from overlayctl.engine.prune import prune_build_cache
 
     if not _confirm(force, ["all build cache"]):
         return
@@ -108,8 +108,8 @@ def system_prune(obj: dict, all_: bool, volumes: bool, force: bool) -> None:
     """Remove stopped containers, unused networks, dangling (with -a:
     unused) images, the build cache, and with --volumes unused anonymous
     volumes."""
-    from overlayctl.prune import Removed, prune_build_cache, prune_containers, prune_images, prune_networks
-    from overlayctl.volumes import prune_volumes
+    from overlayctl.engine.prune import Removed, prune_build_cache, prune_containers, prune_images, prune_networks
+    from overlayctl.volumes.mounts import prune_volumes
 
     what = ["all stopped containers", "all networks not used by at least one container"]
     if volumes:
@@ -150,8 +150,8 @@ def system_gc(obj: dict, dry_run: bool) -> None:
     and blobs, staging of dead processes). Each item is listed with its reason
     and the bytes it frees."""
     from overlayctl.cli.output import table
-    from overlayctl.prune import gc
-    from overlayctl.units import human_size
+    from overlayctl.engine.prune import gc
+    from overlayctl.util.humanize import human_size
 
     removed = gc(open_store(obj), dry_run)
     if removed:

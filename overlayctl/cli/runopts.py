@@ -199,3 +199,20 @@ def click_options(table: tuple[Opt, ...]):  # type: ignore[no-untyped-def]
         return func
 
     return decorate
+
+
+_GLOBAL_WITH_VALUE = ("--root", "--runroot")
+
+
+def first_command_index(args: list[str]) -> int:
+    """Where the command starts, after the global options (--root, --runroot, --debug)."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in _GLOBAL_WITH_VALUE:
+            i += 2
+        elif arg.startswith("--root=") or arg.startswith("--runroot=") or arg == "--debug":
+            i += 1
+        else:
+            return i
+    return i

@@ -12,7 +12,7 @@ import click
 from overlayctl.cli.common import open_store
 from overlayctl.cli.output import json_lines, table
 from overlayctl.errors import NotFoundError, OverlayctlError
-from overlayctl.units import binary_size, human_size
+from overlayctl.util.humanize import binary_size, human_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

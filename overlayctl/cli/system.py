@@ -7,12 +7,12 @@ from __future__ import annotations
 import click
 
 from overlayctl.cli.common import open_store
-from overlayctl.systemd import EXECUTABLE, RESTART_POLICIES
+from overlayctl.engine.reconcile import reconcile_store
+from overlayctl.systemd.units import EXECUTABLE, RESTART_POLICIES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from overlayctl.measure.df import Report
-    from overlayctl.store import Store
 
 
 @click.group("system")
@@ -38,7 +38,7 @@ def reconcile(obj: dict, boot: bool) -> None:
     it with --boot, which starts what Docker's daemon starts when it comes
     up.
     """
-    from overlayctl import control
+    from overlayctl.engine import control
 
     store = open_store(obj)
     for line in reconcile_store(store):
@@ -127,12 +127,12 @@ def restore(obj: dict, backup_file: str | None) -> None:
     directory is gone is reported with the images it breaks.
     """
     from overlayctl.paths import Paths
-    from overlayctl.runtime.supervisor import require_root
-    from overlayctl.store import backup
+    from overlayctl.store.restore import restore
+    from overlayctl.supervise.supervisor import require_root
 
     require_root()
     paths = Paths.from_env(obj.get("root"), obj.get("runroot"))
-    chosen, report = backup.restore(paths, backup_file)
+    chosen, report = restore(paths, backup_file)
     click.echo(f"restored: {chosen}")
     for line in report:
         click.echo(line)
@@ -169,8 +169,8 @@ def _df_table(report: Report, verbose: bool) -> None:
     import time
 
     from overlayctl.cli.output import table
-    from overlayctl.inspect import ago, command_text, status_text
-    from overlayctl.units import human_size
+    from overlayctl.engine.inspect import ago, command_text, status_text
+    from overlayctl.util.humanize import human_size
 
     table(
         ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
@@ -286,32 +286,6 @@ def _df_json(report: Report, verbose: bool) -> None:
     )
 
 
-def reconcile_store(store: Store) -> list[str]:
-    """What `system reconcile` does; one line per thing it changed."""
-    from overlayctl import lifecycle
-    from overlayctl.network import attach
-    from overlayctl.runtime import cgroups
-    from overlayctl.store import staging
-    from overlayctl.store.containers import CREATED, EXITED
-
-    # A row that is neither created nor exited claims a living container;
-    # reading it back through the store checks the claim against /proc.
-    rows = store.conn.execute("SELECT id FROM containers WHERE status NOT IN (?, ?)", (CREATED, EXITED))
-    claimed = {row["id"] for row in rows}
-    containers = store.containers.list(all=True)
-    lost = [c for c in containers if c.id in claimed and c.status == EXITED]
-    report = [f"exited: {c.name} ({c.short_id}): {c.error or 'its supervisor is gone'}" for c in lost]
-    for container in lost:
-        if container.config.get("HostConfig", {}).get("AutoRemove"):
-            lifecycle.remove(store, container, force=True, volumes=True)
-            report.append(f"removed: {container.name} ({container.short_id}), started with --rm")
-    attach.release_stale(store)
-    running = {c.id for c in containers if c.status not in (CREATED, EXITED)}
-    report += [f"cgroup removed: {cid[:12]}" for cid in cgroups.remove_stale(running)]
-    staging.sweep(store.paths.tmp)
-    return report
-
-
 @click.group("generate")
 def generate() -> None:
     """Generate files for other tools (systemd units)."""
@@ -360,7 +334,7 @@ def generate_systemd(
     """
     import os
 
-    from overlayctl import systemd
+    from overlayctl.systemd import units as systemd
 
     store = open_store(obj)
     found = store.containers.get(container)

@@ -54,7 +54,7 @@ def each_container(store: Store, names: Sequence[str], act: Callable[[Container]
 @click.pass_obj
 def stop(obj: dict, containers: tuple[str, ...], timeout: int | None) -> None:
     """Stop containers: the stop signal (SIGTERM), then SIGKILL after a grace period."""
-    from overlayctl import control
+    from overlayctl.engine import control
 
     store = open_store(obj)
     each_container(store, containers, lambda c: control.stop(store, c, timeout))
@@ -66,9 +66,10 @@ def stop(obj: dict, containers: tuple[str, ...], timeout: int | None) -> None:
 @click.pass_obj
 def kill(obj: dict, containers: tuple[str, ...], signal_name: str) -> None:
     """Send a signal to the main process of containers."""
-    from overlayctl import control
+    from overlayctl.container.signals import parse_signal
+    from overlayctl.engine import control
 
-    signum = control.parse_signal(signal_name)
+    signum = parse_signal(signal_name)
     store = open_store(obj)
     each_container(store, containers, lambda c: control.kill(store, c, signum))
 
@@ -79,7 +80,7 @@ def kill(obj: dict, containers: tuple[str, ...], signal_name: str) -> None:
 @click.pass_obj
 def restart(obj: dict, containers: tuple[str, ...], timeout: int | None) -> None:
     """Stop containers (if they run) and start them again in the background."""
-    from overlayctl import control
+    from overlayctl.engine import control
 
     store = open_store(obj)
     each_container(store, containers, lambda c: control.restart(store, c, timeout))
@@ -90,7 +91,7 @@ def restart(obj: dict, containers: tuple[str, ...], timeout: int | None) -> None
 @click.pass_obj
 def wait(obj: dict, containers: tuple[str, ...]) -> None:
     """Block until containers stop, then print their exit codes."""
-    from overlayctl import control
+    from overlayctl.engine import control
 
     store = open_store(obj)
     each_container(store, containers, lambda c: str(control.wait(store, c)))
@@ -101,7 +102,7 @@ def wait(obj: dict, containers: tuple[str, ...]) -> None:
 @click.pass_obj
 def pause(obj: dict, containers: tuple[str, ...]) -> None:
     """Freeze every process of containers (the freezer cgroup)."""
-    from overlayctl import control
+    from overlayctl.engine import control
 
     store = open_store(obj)
     each_container(store, containers, lambda c: control.pause(store, c))
@@ -112,7 +113,7 @@ def pause(obj: dict, containers: tuple[str, ...]) -> None:
 @click.pass_obj
 def unpause(obj: dict, containers: tuple[str, ...]) -> None:
     """Thaw paused containers."""
-    from overlayctl import control
+    from overlayctl.engine import control
 
     store = open_store(obj)
     each_container(store, containers, lambda c: control.unpause(store, c))
@@ -124,7 +125,7 @@ def unpause(obj: dict, containers: tuple[str, ...]) -> None:
 @click.pass_obj
 def rename(obj: dict, container: str, new_name: str) -> None:
     """Rename a container."""
-    from overlayctl import control
+    from overlayctl.engine import control
 
     store = open_store(obj)
     control.rename(store, store.containers.get(container), new_name)
@@ -135,7 +136,7 @@ def rename(obj: dict, container: str, new_name: str) -> None:
 @click.pass_obj
 def top(obj: dict, container: str) -> None:
     """Show the processes of a running container (host PIDs), as ps -ef."""
-    from overlayctl import control
+    from overlayctl.engine import control
 
     store = open_store(obj)
     headers, rows = control.top(store, store.containers.get(container))
@@ -148,7 +149,7 @@ def top(obj: dict, container: str) -> None:
 @click.pass_obj
 def attach(obj: dict, container: str, no_stdin: bool) -> None:
     """Attach to a detached container's output (and stdin with -i); ctrl-p ctrl-q detaches from a terminal."""
-    from overlayctl import control
+    from overlayctl.engine import control
 
     store = open_store(obj)
     sys.exit(control.attach(store, store.containers.get(container), stdin=not no_stdin))
@@ -176,7 +177,7 @@ def exec_(
     command: tuple[str, ...],
 ) -> None:
     """Run a command in a running container (its namespaces, cgroups, capabilities and seccomp)."""
-    from overlayctl import control
+    from overlayctl.engine import control
 
     store = open_store(obj)
     sys.exit(
@@ -206,8 +207,8 @@ def logs(
     obj: dict, container: str, follow: bool, tail: str, since: str | None, until: str | None, timestamps: bool
 ) -> None:
     """Show a container's output: its json-file log (journald: through journalctl)."""
-    from overlayctl import logs as logmod
     from overlayctl.errors import InvalidArgumentError, OverlayctlError
+    from overlayctl.supervise import logs as logmod
 
     store = open_store(obj)
     found = store.containers.get(container)
@@ -232,7 +233,7 @@ def logs(
         for entry in _journal_entries(found.id, since_ns, until_ns, count, follow):
             show(entry)
         return
-    from overlayctl import control
+    from overlayctl.engine import control
 
     path = logmod.log_path(store.paths.containers, found.id)
     for entry in logmod.read_entries(path, since_ns, until_ns, count):
@@ -247,9 +248,9 @@ def _journal_entries(container_id: str, since: int, until: int, tail: int, follo
     import shutil
     import subprocess
 
-    from overlayctl import jsonio
-    from overlayctl import logs as logmod
     from overlayctl.errors import OverlayctlError
+    from overlayctl.supervise import logs as logmod
+    from overlayctl.util import jsonio
 
     journalctl = shutil.which("journalctl")
     if journalctl is None:

@@ -27,7 +27,7 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
 @click.pass_obj
 def volume_create(obj: dict, name: str | None, driver: str, labels: tuple[str, ...], opts: tuple[str, ...]) -> None:
     """Create a volume (a random 64-hex name when NAME is omitted)."""
-    from overlayctl.volumes import create_volume
+    from overlayctl.volumes.mounts import create_volume
 
     store = open_store(obj)
     volume = create_volume(store, name, _pairs(labels, "label"), driver, _pairs(opts, "option"))
@@ -41,7 +41,7 @@ def volume_create(obj: dict, name: str | None, driver: str, labels: tuple[str, .
 @click.pass_obj
 def volume_ls(obj: dict, quiet: bool, filters: tuple[str, ...], fmt: str) -> None:
     """List volumes: DRIVER VOLUME NAME."""
-    from overlayctl.volumes import list_volumes
+    from overlayctl.volumes.mounts import list_volumes
 
     store = open_store(obj)
     volumes = list_volumes(store, list(filters))
@@ -77,8 +77,8 @@ def volume_ls(obj: dict, quiet: bool, filters: tuple[str, ...], fmt: str) -> Non
 @click.pass_obj
 def volume_inspect(obj: dict, names: tuple[str, ...], fmt: str) -> None:
     """Show volumes as Docker-shaped JSON."""
-    from overlayctl.volumes import volume_inspect as describe
-    from overlayctl.volumes import volume_store
+    from overlayctl.volumes.mounts import volume_inspect as describe
+    from overlayctl.volumes.mounts import volume_store
 
     store = open_store(obj)
     volumes = volume_store(store)
@@ -91,7 +91,7 @@ def volume_inspect(obj: dict, names: tuple[str, ...], fmt: str) -> None:
 @click.pass_obj
 def volume_rm(obj: dict, names: tuple[str, ...], force: bool) -> None:
     """Remove volumes no container uses (running or not)."""
-    from overlayctl.volumes import remove_volume
+    from overlayctl.volumes.mounts import remove_volume
 
     store = open_store(obj)
     # As Docker: every name is tried; the first failure is reported at the end.
@@ -116,8 +116,8 @@ def volume_rm(obj: dict, names: tuple[str, ...], force: bool) -> None:
 @click.pass_obj
 def volume_prune(obj: dict, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove volumes no container uses (anonymous ones unless --all)."""
-    from overlayctl.units import human_size
-    from overlayctl.volumes import prune_volumes
+    from overlayctl.util.humanize import human_size
+    from overlayctl.volumes.mounts import prune_volumes
 
     store = open_store(obj)
     if not force:

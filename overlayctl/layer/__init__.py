@@ -11,7 +11,9 @@ the two:
   ``.wh..wh..opq``) into overlay ones, and computing the layer's diff_id;
 - ``writer``: pack a layer directory (a committed layer or a container's
   upper dir) into a deterministic tar, turning overlay whiteouts back into
-  OCI ones.
+  OCI ones;
+- ``du``: the tree walker that measures a directory as GNU ``du -s`` does
+  (the store measures every layer it commits).
 
 Nothing is imported here so that ``import overlayctl.layer`` stays free;
 import the submodule you need.

@@ -39,10 +39,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from overlayctl import jsonio
 from overlayctl.errors import KernelError, LayerRejectedError
 from overlayctl.layer import tarstream
 from overlayctl.layer.tarstream import Entry, TarFormatError, TarReader
+from overlayctl.util import jsonio
 
 try:
     from overlayctl.layer import _batchwrite

@@ -26,8 +26,8 @@ def worker_count(layers: int) -> int:
 def unpack_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of ``workers`` forked processes ready to unpack layers."""
     # What the workers need, imported once here rather than in each of them.
+    import overlayctl.layer.du  # noqa: F401
     import overlayctl.layer.extract  # noqa: F401
-    import overlayctl.measure.du  # noqa: F401
 
     fork = multiprocessing.get_context("fork")
     return ProcessPoolExecutor(workers, mp_context=fork, initializer=_worker_init)

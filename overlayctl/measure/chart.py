@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from overlayctl.errors import InvalidArgumentError, OverlayctlError
 from overlayctl.measure.growth import Sample
-from overlayctl.units import human_size
+from overlayctl.util.humanize import human_size
 
 # Eighths of a cell, bottom up: one row of these is a sparkline.
 BLOCKS = "▁▂▃▄▅▆▇█"

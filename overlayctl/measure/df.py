@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from overlayctl.measure.du import entry_bytes, tree_bytes
+from overlayctl.layer.du import entry_bytes, tree_bytes
 from overlayctl.store import Store
 from overlayctl.store.containers import Container
 

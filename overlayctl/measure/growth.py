@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 
 from overlayctl.errors import InvalidArgumentError, OverlayctlError
+from overlayctl.layer.du import disk_usage
 from overlayctl.layer.extract import is_opaque, is_whiteout
-from overlayctl.measure.du import disk_usage
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -283,7 +283,7 @@ def series_csv(series: Sequence[Sample]) -> str:
 
 def series_json(series: Sequence[Sample]) -> str:
     """The series as a JSON list of objects keyed by COLUMNS."""
-    from overlayctl import jsonio
+    from overlayctl.util import jsonio
 
     return jsonio.pretty([asdict(sample) for sample in series]) + "\n"
 

@@ -17,7 +17,7 @@ comes from:
   the reader's network namespace);
 - block I/O: the processes' read_bytes/write_bytes (/proc/<pid>/io, which
   also counts reaped children);
-- upper: `measure.du.disk_usage` of the upper dir, `du -s --block-size=1`.
+- upper: `layer.du.disk_usage` of the upper dir, `du -s --block-size=1`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from overlayctl.measure.du import disk_usage
+from overlayctl.layer.du import disk_usage
 from overlayctl.runtime import cgroups, procs
 from overlayctl.store.containers import RUNNING
 

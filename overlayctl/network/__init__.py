@@ -3,10 +3,13 @@
 - `attach`: what a container start and removal call (prepare a plan with its
   lease and /etc files, configure the namespace from the host, release).
 - `manage`: the networks a user creates, lists, inspects and removes.
+- `leases`: leases held by a lock file, host-wide address claims, and
+  `release_stale`, which frees what no living supervisor holds.
 - `ipam`: subnets, addresses and overlap checks, as pure functions.
 - `etcfiles`: the generated /etc/hosts, /etc/hostname and /etc/resolv.conf.
 - `netlink`: bridge, veth, address and route requests; the only user of
-  pyroute2, imported only when a bridge network is used.
+  pyroute2, imported only when a bridge network is used. (Whether a device
+  exists and turning IPv6 off on one need no netlink: runtime.netdev.)
 - `firewall`: the nftables table `inet overlayctl` (isolation between our
   networks), through libnftables' binding, used only when a bridge is made
   or deleted.

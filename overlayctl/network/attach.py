@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 
 from overlayctl.errors import ConflictError, InvalidArgumentError
-from overlayctl.network import etcfiles, ipam, manage
+from overlayctl.network import etcfiles, ipam, leases, manage
 from overlayctl.runtime.spec import Mount
 from overlayctl.store.networks import Lease, Network
 
@@ -37,25 +37,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from overlayctl.paths import Paths
     from overlayctl.store import Store
     from overlayctl.store.containers import Container
-
-LOCK_FILE = "network.lock"
-# Host-wide, not under --runroot: every store on the host sees the claims.
-CLAIM_DIR = "/run/overlayctl-ipam"
-
-
-def network_mode(container: Container) -> str:
-    """The container's --network: "bridge", "host", "none" or a network name.
-    A container recorded before networks existed has none."""
-    mode = container.config.get("HostConfig", {}).get("NetworkMode") or "none"
-    return manage.DEFAULT_NETWORK if mode == "default" else mode
-
-
-def network_dir(paths: Paths, container_id: str) -> str:
-    """Where a container's generated /etc files and its lease lock live."""
-    return os.path.join(paths.run_containers, container_id)
 
 
 def veth_name(container_id: str) -> str:
@@ -139,14 +122,14 @@ class NetworkPlan:
         self._released = True
         try:
             if self.lease is not None:
-                manage.networks(self.store).release(self.container_id)
+                leases.networks(self.store).release(self.container_id)
             etcfiles.remove_files(self.directory)
         finally:
             if self._claim_fd is not None and self.lease is not None:
-                _unlock_and_remove(_claim_path(self.store, self.lease), self._claim_fd)
+                leases.unlock_and_remove(leases.lease_claim_path(self.store, self.lease), self._claim_fd)
                 self._claim_fd = None
             if self._lock_fd is not None:
-                _unlock_and_remove(os.path.join(self.directory, LOCK_FILE), self._lock_fd)
+                leases.unlock_and_remove(os.path.join(self.directory, leases.LOCK_FILE), self._lock_fd)
                 self._lock_fd = None
 
 
@@ -186,13 +169,13 @@ def prepare(store: Store, container: Container, network: str, ip: str | None, ho
         # its ipv6_off) on the start's critical path; the supervisor needs
         # it anyway. Its own import of pyroute2 stays lazy.
         from overlayctl.network import netlink  # noqa: F401
-    directory = network_dir(store.paths, container.id)
-    lock_fd = _lock(os.path.join(directory, LOCK_FILE), block=True) if bridge is not None else None
+    directory = leases.network_dir(store.paths, container.id)
+    lock_fd = leases.take_lock(os.path.join(directory, leases.LOCK_FILE), block=True) if bridge is not None else None
     lease = None
     claim: list[int] = []
     try:
         if bridge is not None:
-            lease = manage.networks(store).lease(
+            lease = leases.networks(store).lease(
                 bridge, container.id, lambda taken: _choose_and_claim(bridge, taken, ip, claim), ipam.mac_for
             )
         etcfiles.write_files(directory, _etc_contents(mode, lease, hostname, container.name))
@@ -200,12 +183,12 @@ def prepare(store: Store, container: Container, network: str, ip: str | None, ho
         settings = _settings(mode, bridge, lease, container.id, running_pid=0, fixed_ip=ip)
     except BaseException:
         if lease is not None:
-            manage.networks(store).release(container.id)
+            leases.networks(store).release(container.id)
         etcfiles.remove_files(directory)
         for fd in claim:
             os.close(fd)  # the file stays: a claim nobody holds is taken over
         if lock_fd is not None:
-            _unlock_and_remove(os.path.join(directory, LOCK_FILE), lock_fd)
+            leases.unlock_and_remove(os.path.join(directory, leases.LOCK_FILE), lock_fd)
         raise
     return NetworkPlan(
         store,
@@ -232,7 +215,7 @@ def _choose_and_claim(bridge: Network, taken: set[str], wanted: str | None, clai
     taken = set(taken)
     while True:
         address = ipam.choose_address(bridge.subnet, bridge.gateway, taken, wanted, bridge.name)
-        held = _lock(claim_path(bridge.bridge, address), block=False)
+        held = leases.take_lock(leases.claim_path(bridge.bridge, address), block=False)
         if held is not None:
             claim.append(held)
             return address
@@ -242,16 +225,6 @@ def _choose_and_claim(bridge: Network, taken: set[str], wanted: str | None, clai
                 f"(bridge {bridge.bridge}, by another overlayctl store); choose another"
             )
         taken.add(address)
-
-
-def claim_path(bridge_device: str, address: str) -> str:
-    """The host-wide claim file of an address on a bridge device."""
-    return os.path.join(CLAIM_DIR, bridge_device, address)
-
-
-def _claim_path(store: Store, lease: Lease) -> str:
-    network = manage.networks(store).find(lease.network)
-    return claim_path(network.bridge if network is not None else lease.network, lease.address)
 
 
 def _etc_contents(mode: str, lease: Lease | None, hostname: str, name: str) -> dict[str, str]:
@@ -277,133 +250,6 @@ def _read_or(path: str, default: str) -> str:
         return default
 
 
-# -- leases held by a lock ---------------------------------------------------
-
-
-def _lock(path: str, block: bool) -> int | None:
-    """Take a lock file (a container's network.lock, an address's claim);
-    None if another process holds it and `block` is false. The last holder
-    unlinks the file, so a lock taken on a file that is no longer there is
-    dropped and taken again."""
-    import fcntl
-
-    directory = os.path.dirname(path)
-    while True:
-        os.makedirs(directory, 0o755, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            continue  # the directory went between makedirs and open
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            return fd
-        os.close(fd)
-
-
-def _unlock_and_remove(path: str, fd: int) -> None:
-    """Let go of a lock file taken by `_lock`, and of its directory if that
-    is now empty."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    os.close(fd)
-    try:
-        os.rmdir(os.path.dirname(path))
-    except OSError:
-        pass
-
-
-def release_stale(store: Store) -> None:
-    """Free the leases nobody holds any more (their supervisor is gone, e.g.
-    SIGKILLed), delete veth ends whose container is not running, and the
-    generated files of containers that no longer exist. Cheap when there
-    is nothing to do: a query, a directory listing or two."""
-    nets = manage.networks(store)
-    for container_id in sorted({lease.container for lease in nets.leases()}):
-        directory = network_dir(store.paths, container_id)
-        lock = os.path.join(directory, LOCK_FILE)
-        fd = _lock(lock, block=False)
-        if fd is None:
-            continue  # its supervisor is alive: the lease is held
-        try:
-            for lease in nets.leases(container_id=container_id):
-                _remove_stale_claim(_claim_path(store, lease))
-            nets.release(container_id)
-            etcfiles.remove_files(directory)
-        finally:
-            _unlock_and_remove(lock, fd)
-    _sweep_veths(store)
-    _sweep_removed(store)
-
-
-def _remove_stale_claim(path: str) -> None:
-    """A claim file its holder left behind; one that is held (the address
-    was taken over by another store meanwhile) stays."""
-    fd = _lock(path, block=False)
-    if fd is not None:
-        _unlock_and_remove(path, fd)
-
-
-def _sweep_veths(store: Store) -> None:
-    """Host veth ends named after a container of this store whose lease
-    nobody holds: its namespace outlived it, or the kernel is still tearing
-    it down."""
-    try:
-        names = [n for n in os.listdir("/sys/class/net") if len(n) == 15 and n.startswith("veth")]
-    except OSError:
-        return
-    for name in names:
-        prefix = name[4:]
-        row = store.conn.execute(
-            "SELECT id FROM containers WHERE id >= ? AND id < ? LIMIT 1", (prefix, prefix + "g")
-        ).fetchone()
-        if row is None:
-            continue  # not ours (another store's, podman's, Docker's)
-        lock = os.path.join(network_dir(store.paths, row["id"]), LOCK_FILE)
-        fd = _lock(lock, block=False)
-        if fd is None:
-            continue  # starting or running
-        try:
-            from overlayctl.network import netlink
-
-            netlink.delete_link(name, "veth")
-        finally:
-            _unlock_and_remove(lock, fd)
-
-
-def _sweep_removed(store: Store) -> None:
-    """Generated files of containers whose catalog row is gone."""
-    try:
-        entries = os.listdir(store.paths.run_containers)
-    except FileNotFoundError:
-        return
-    candidates = [e for e in entries if len(e) == 64 and os.path.isdir(os.path.join(store.paths.run_containers, e))]
-    if not candidates:
-        return
-    known = {row["id"] for row in store.conn.execute("SELECT id FROM containers")}
-    for container_id in candidates:
-        if container_id in known:
-            continue
-        directory = network_dir(store.paths, container_id)
-        lock = os.path.join(directory, LOCK_FILE)
-        fd = _lock(lock, block=False)
-        if fd is None:
-            continue
-        try:
-            etcfiles.remove_files(directory)
-        finally:
-            _unlock_and_remove(lock, fd)
-
-
 # -- NetworkSettings -----------------------------------------------------------
 
 
@@ -412,15 +258,15 @@ def settings_for(store: Store, container: Container) -> dict[str, Any]:
     empty values otherwise (and for host and none)."""
     from overlayctl.store.containers import RUNNING
 
-    mode = network_mode(container)
+    mode = manage.network_mode(container)
     running = container.status == RUNNING
     network = None
     lease = None
     if mode not in ("host", "none"):
-        network = manage.networks(store).find(mode)
+        network = leases.networks(store).find(mode)
         if network is not None and running:
-            leases = manage.networks(store).leases(network=network.name, container_id=container.id)
-            lease = leases[0] if leases else None
+            held = leases.networks(store).leases(network=network.name, container_id=container.id)
+            lease = held[0] if held else None
     fixed_ip = container.config.get("HostConfig", {}).get("IPAddress") or None
     return _settings(mode, network, lease, container.id, container.pid if running else 0, fixed_ip)
 

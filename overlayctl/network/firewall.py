@@ -196,7 +196,7 @@ def _forget(nft: Any) -> None:
 
     Bridges are made and deleted under the lock, so "in the set, no device"
     is never a bridge being made right now."""
-    from overlayctl.network.netlink import link_exists
+    from overlayctl.runtime.netdev import link_exists
 
     present = _bridges(nft)
     if present is None:

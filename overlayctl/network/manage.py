@@ -13,14 +13,16 @@ import os
 
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
 from overlayctl.network import ipam
-from overlayctl.store.networks import Network, NetworkStore
-from overlayctl.units import now_rfc3339
+from overlayctl.network.leases import networks
+from overlayctl.store.networks import Network
+from overlayctl.util.humanize import now_rfc3339
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
     from overlayctl.store import Store
+    from overlayctl.store.containers import Container
 
 DEFAULT_NETWORK = "bridge"
 DEFAULT_BRIDGE_DEVICE = "octl0"
@@ -28,10 +30,6 @@ PREDEFINED = ("bridge", "host", "none")
 _RESERVED = PREDEFINED + ("default",)
 _DRIVER_OF = {"host": "host", "none": "null"}
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
-
-
-def networks(store: Store) -> NetworkStore:
-    return NetworkStore(store.conn)
 
 
 def default_settings() -> tuple[str, str]:
@@ -137,8 +135,9 @@ def create_network(store: Store, name: str, subnet: str | None, gateway: str | N
     network = Network(name, network_id, driver, device, str(net), str(gw), now_rfc3339(), {})
     nets.add(network, overlaps=lambda others: _overlap(net, others, own_device=device))
     from overlayctl.network import netlink
+    from overlayctl.runtime.netdev import link_exists
 
-    existed = netlink.link_exists(device)
+    existed = link_exists(device)
     try:
         with netlink.Rtnl() as rtnl:
             netlink.ensure_bridge(
@@ -155,7 +154,7 @@ def create_network(store: Store, name: str, subnet: str | None, gateway: str | N
 def remove_network(store: Store, name: str) -> str:
     """`network rm`: refused for predefined networks and while a container
     is attached. The row goes first, then the device."""
-    from overlayctl.network.attach import release_stale
+    from overlayctl.network.leases import release_stale
 
     if name in PREDEFINED:
         raise ConflictError(f"{name} is a pre-defined network and cannot be removed")
@@ -192,7 +191,7 @@ class Listed:
 
 def list_networks(store: Store) -> list[Listed]:
     """Every network, predefined ones included, by name."""
-    from overlayctl.network.attach import release_stale
+    from overlayctl.network.leases import release_stale
 
     release_stale(store)
     default_network(store)
@@ -210,8 +209,6 @@ def find_listed(store: Store, text: str) -> Listed:
 
 def inspect_network(store: Store, text: str) -> dict[str, Any]:
     """`network inspect`: Docker's shape."""
-    from overlayctl.network.attach import network_mode
-
     row = find_listed(store, text)
     network = row.network
     containers: dict[str, Any] = {}
@@ -271,3 +268,10 @@ def endpoint_id(network_id: str, container_id: str) -> str:
     """A stable ID for one container's attachment to one network, 64 hex
     digits as Docker's (no hash: hashlib costs `run` 5 ms to import)."""
     return network_id[:32] + container_id[:32]
+
+
+def network_mode(container: Container) -> str:
+    """The container's --network: "bridge", "host", "none" or a network name.
+    A container recorded before networks existed has none."""
+    mode = container.config.get("HostConfig", {}).get("NetworkMode") or "none"
+    return DEFAULT_NETWORK if mode == "default" else mode

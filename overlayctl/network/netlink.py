@@ -24,6 +24,7 @@ import os
 import sys
 
 from overlayctl.errors import KernelError
+from overlayctl.runtime.netdev import ipv6_off, link_exists
 
 _NLMSG_ERROR = 2
 _NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_EXCL, _NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
@@ -409,32 +410,4 @@ def delete_link(name: str, kind: str) -> bool:
     with Rtnl() as rtnl:
         return _delete_if_present(rtnl, name, kind)
 
-
-def ipv6_off(name: str) -> None:
-    """No IPv6 on a device of ours, or on those made from now on in the
-    caller's namespace with "default" (no network is IPv6 yet): no link-local
-    address, and router advertisements refused, so that a container's
-    forged advertisement configures neither the host nor its neighbours
-    (Docker's CVE-2020-13401). Set before the device is up, when the
-    kernel would configure it. A host without IPv6 has nothing to refuse."""
-    for key, value in (("accept_ra", b"0"), ("disable_ipv6", b"1")):
-        try:
-            fd = os.open(f"/proc/sys/net/ipv6/conf/{name}/{key}", os.O_WRONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return
-        try:
-            os.write(fd, value)
-        finally:
-            os.close(fd)
-
-
-def link_exists(name: str) -> bool:
-    """Whether the caller's network namespace has this device (no netlink needed)."""
-    import socket
-
-    try:
-        socket.if_nametoindex(name)
-    except OSError:
-        return False
-    return True
 

@@ -25,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO
 
-from overlayctl import faults, jsonio
 from overlayctl.errors import (
     DigestMismatchError,
     InvalidArgumentError,
@@ -36,6 +35,7 @@ from overlayctl.errors import (
 from overlayctl.oci import image as oci
 from overlayctl.oci.blobs import BlobStore, check_digest, split_digest
 from overlayctl.store import staging
+from overlayctl.util import faults, jsonio
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -257,7 +257,7 @@ def _name_of(desc: Any) -> str | None:
     name = annotations.get(REF_NAME)
     # A bare tag ("latest", as Docker writes beside CONTAINERD_NAME) names no repository.
     if isinstance(name, str) and ("/" in name or ":" in name or (name and not name.replace(".", "").isdigit())):
-        from overlayctl.reference import parse_reference
+        from overlayctl.util.reference import parse_reference
 
         try:
             return str(parse_reference(name))
@@ -343,7 +343,7 @@ def _plan_docker(archive: _Archive) -> list[_ImagePlan]:
 
 
 def _valid_name(name: object, where: str) -> str:
-    from overlayctl.reference import parse_reference
+    from overlayctl.util.reference import parse_reference
 
     try:
         return str(parse_reference(str(name)))
@@ -565,7 +565,7 @@ def _commit(store: Store, plans: list[_ImagePlan], prepared: dict[str, _Prepared
         names: list[str | None] = list(plan.names) or [None]
         image = oci.create_image(store, plan.config, names[0], plan.manifest, plan.manifest_type)
         for name in names[1:]:
-            from overlayctl.reference import parse_reference
+            from overlayctl.util.reference import parse_reference
 
             store.images.tag(image, parse_reference(name))  # type: ignore[arg-type]
         for name in plan.names:
@@ -589,7 +589,7 @@ class _Entry:
 
 def _name_for(store: Store, text: str, image: Image) -> str | None:
     """The tag to write for IMAGE as the user named it (none for an ID)."""
-    from overlayctl.reference import parse_reference
+    from overlayctl.util.reference import parse_reference
 
     try:
         name = str(parse_reference(text))
@@ -741,7 +741,7 @@ def open_source(path: str | None) -> tuple[BinaryIO, str, Callable[[], None]]:
         f = open(path, "rb")
     except OSError as e:
         raise InvalidArgumentError(f"cannot open {path}: {e.strerror}") from None
-    from overlayctl import space
+    from overlayctl.util import space
 
     # Staged as it is, then unpacked: twice its size at most (compressed
     # layers unpack to more, layers already stored to nothing).

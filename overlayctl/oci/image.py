@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
-from overlayctl import faults, jsonio
 from overlayctl.errors import (
     DigestMismatchError,
     InvalidArgumentError,
@@ -29,11 +28,12 @@ from overlayctl.oci.blobs import BlobStore, split_digest
 from overlayctl.store.catalog import transaction
 from overlayctl.store.images import Image
 from overlayctl.store.layers import Layer
+from overlayctl.util import faults, jsonio
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from overlayctl.reference import Reference
     from overlayctl.store import Store
+    from overlayctl.util.reference import Reference
 
 OCI_LAYOUT_VERSION = "1.0.0"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -423,7 +423,7 @@ def create_image(
 ) -> Image:
     """Record the image whose config is exactly ``config_bytes`` (its layers
     must be stored), tag it, and keep the manifest it came with."""
-    from overlayctl.reference import parse_reference
+    from overlayctl.util.reference import parse_reference
 
     config = parse_config(config_bytes, "the image")
     ref = parse_reference(tag) if isinstance(tag, str) else tag
@@ -444,7 +444,7 @@ def host_platform() -> tuple[str, str]:
     """(architecture, variant) of this machine as OCI indexes name them."""
     import platform
 
-    from overlayctl.images import host_architecture
+    from overlayctl.image.platform import host_architecture
 
     arch = host_architecture()
     machine = platform.machine()

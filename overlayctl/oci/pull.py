@@ -18,7 +18,6 @@ from typing import Any
 
 import requests
 
-from overlayctl import faults
 from overlayctl.errors import (
     DigestMismatchError,
     InvalidArgumentError,
@@ -31,6 +30,7 @@ from overlayctl.oci.blobs import BlobStore
 from overlayctl.oci.progress import Progress, short_digest
 from overlayctl.oci.registry import INDEX_TYPES, MANIFEST_TYPES, RETRIES, RegistryClient, RemoteReference
 from overlayctl.store.images import Image
+from overlayctl.util import faults
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -173,7 +173,7 @@ def pull(
             progress.add(key, "Pulling fs layer", int(desc.get("size", 0)) or None)
             todo.append(desc)
     added_blobs = [d["digest"] for d in todo if not blobs.has(d["digest"])]
-    from overlayctl import space
+    from overlayctl.util import space
 
     space.expect(2 * sum(int(d.get("size", 0)) for d in todo))  # the blobs, and their layers unpacked
     added_layers: list[str] = []

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
-from overlayctl import faults
 from overlayctl.oci import image as oci_image
 from overlayctl.oci.blobs import BlobStore
 from overlayctl.oci.progress import Progress, short_digest
 from overlayctl.oci.registry import RegistryClient, RemoteReference
+from overlayctl.util import faults
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

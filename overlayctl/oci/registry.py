@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import requests
 
 from overlayctl.errors import InvalidArgumentError, RegistryAuthError, RegistryError
-from overlayctl.reference import Reference, parse_reference
+from overlayctl.util.reference import Reference, parse_reference
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -1,6 +1,8 @@
-"""The container runtime: syscalls, the mount plan, the container's PID 1
-set-up and the supervisor that owns it from the host namespaces.
+"""The container runtime: PID 1 and the kernel. Syscalls (the only ctypes),
+the mount plan, overlay, seccomp, capabilities, devices, cgroups, exec,
+users, processes, network devices.
 
-Nothing here knows about the catalog: the runtime is handed a ContainerSpec
-(layers, upper, work, command) and returns an exit status.
+Nothing here knows about the catalog or imports anything above it: the
+runtime is handed a ContainerSpec (layers, upper, work, command); the
+supervisor that forks PID 1 and reaps it lives in supervise/.
 """

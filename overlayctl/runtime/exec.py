@@ -67,7 +67,7 @@ def run(pid: int, pid_start: int, spec: ExecSpec) -> int:
     time); return its exit code (0 at once with `detach`)."""
     import _signal as signal
 
-    from overlayctl.store.containers import process_start_time
+    from overlayctl.util.proc import process_start_time
 
     fds: dict[str, int] = {}
     try:

@@ -127,7 +127,7 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
         # `default`: lo keeps ::1 (programs binding "localhost" expect it)
         # and never sees an advertisement. Sysctls under /proc/sys/net are
         # those of the writer's namespace.
-        from overlayctl.network.netlink import ipv6_off
+        from overlayctl.runtime.netdev import ipv6_off
 
         ipv6_off("default")
     if sync_fds is not None:

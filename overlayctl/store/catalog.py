@@ -170,9 +170,7 @@ def connect(path: str) -> sqlite3.Connection:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
     except _sqlite.DatabaseError as exc:
         conn.close()
-        from overlayctl.store import health
-
-        return health.open_failed(path, exc)
+        return open_failed(path, exc)
     if version != SCHEMA_VERSION:
         _upgrade(conn, path, version)
     conn.execute("PRAGMA synchronous = NORMAL")
@@ -234,3 +232,57 @@ class transaction:  # noqa: N801 - used like a function: `with transaction(conn)
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def open_failed(path: str, exc: Exception) -> sqlite3.Connection:
+    """The catalog's first query failed: open it read-only if that is why,
+    else raise what is wrong with it."""
+    import os
+    import sqlite3
+
+    from overlayctl.store.health import damaged
+    from overlayctl.store.integrity import quick_check, read_only_filesystem
+
+    if isinstance(exc, sqlite3.OperationalError) and read_only_filesystem(path):
+        return open_read_only(path)
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+        raise StoreError(f"the catalog at {path} stayed locked by another process: {exc}")
+    if not os.path.isfile(path):
+        raise StoreError(f"the catalog at {path} is not a regular file (SQLite: {exc})")
+    raise damaged(path, quick_check(path) if "not a database" not in str(exc) else str(exc))
+
+
+def open_read_only(path: str) -> sqlite3.Connection:
+    """The catalog on a read-only filesystem.
+
+    SQLite reads a WAL database there when its -shm file exists (it then
+    keeps the wal-index in memory). Without one it cannot open it at all;
+    when there is also no WAL to replay, immutable=1 reads the database
+    file alone, which is then the whole truth.
+    """
+    import os
+    import sqlite3
+
+    from overlayctl.store.health import damaged
+    from overlayctl.store.integrity import uri
+
+    wal = path + "-wal"
+    if os.path.exists(wal) and os.path.getsize(wal) > 0:
+        raise StoreError(
+            f"the catalog at {path} is on a read-only filesystem with a write-ahead log that needs replaying "
+            f"and no {os.path.basename(path)}-shm; mount it read-write once to replay it"
+        )
+    conn = sqlite3.connect(uri(path, "mode=ro&immutable=1"), uri=True, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise damaged(path, str(e)) from None
+    if version != SCHEMA_VERSION:
+        conn.close()
+        raise StoreError(
+            f"the catalog at {path} has schema {version}, not {SCHEMA_VERSION}, and is on a read-only "
+            "filesystem where it cannot be upgraded"
+        )
+    return conn

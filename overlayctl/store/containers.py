@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 
-from overlayctl import faults, jsonio
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
 from overlayctl.paths import Paths
-from overlayctl.reference import validate_container_name
 from overlayctl.store import staging
 from overlayctl.store.catalog import transaction
-from overlayctl.units import now_rfc3339
+from overlayctl.util import faults, jsonio
+from overlayctl.util.humanize import now_rfc3339
+from overlayctl.util.proc import process_start_time
+from overlayctl.util.reference import validate_container_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -151,27 +152,6 @@ def _alive(pid: int, start: int) -> bool:
     return pid > 0 and start != 0 and process_start_time(pid) == start
 
 
-def process_start_time(pid: int) -> int:
-    """The kernel's start time of pid (clock ticks since boot), 0 if gone
-    or a zombie (it has ended; only its parent has yet to reap it, and the
-    reaper of a supervisor whose parent is long gone is init, which may
-    take its time).
-
-    Together with the pid it names one process for good: a recycled pid has
-    a different start time.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return 0
-    # comm (field 2) may contain spaces and parentheses: split after the last ")".
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    if fields[0] in (b"Z", b"X"):
-        return 0
-    return int(fields[19])
-
-
 class ContainerStore:
     """Create, find, update and remove containers."""
 
@@ -218,7 +198,7 @@ class ContainerStore:
         return Container(container_id, name, image_id, image_name, config, created, CREATED, 0, 0, None, "", "", "")
 
     def _free_generated_name(self) -> str:
-        from overlayctl.names import generate_name
+        from overlayctl.util.names import generate_name
 
         for _ in range(100):
             name = generate_name()

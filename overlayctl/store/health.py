@@ -12,38 +12,15 @@ from __future__ import annotations
 import os
 
 from overlayctl.errors import StoreError
+from overlayctl.store.integrity import quick_check, read_only_filesystem
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import sqlite3
+    pass
 
 
 class CatalogDamagedError(StoreError):
     """The catalog cannot be read, or lost what the disk still holds."""
-
-
-def quick_check(path: str) -> str:
-    """SQLite's quick_check of the database at ``path``: "ok" or what is wrong."""
-    import sqlite3
-
-    try:
-        conn = sqlite3.connect(uri(path, "mode=ro"), uri=True, timeout=10.0)
-    except sqlite3.Error as e:
-        return str(e)
-    try:
-        rows = conn.execute("PRAGMA quick_check").fetchall()
-        return "; ".join(str(row[0]) for row in rows[:3]) or "no answer"
-    except sqlite3.Error as e:
-        return str(e)
-    finally:
-        conn.close()
-
-
-def uri(path: str, query: str) -> str:
-    """A SQLite file: URI for ``path`` with ``query`` (the characters a URI
-    gives a meaning to escaped)."""
-    escaped = path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
-    return f"file:{escaped}?{query}"
 
 
 def way_back(root: str) -> str:
@@ -99,61 +76,6 @@ def refuse_empty(path: str) -> None:
         raise lost(path, "empty" if size == 0 else "without tables", layers, containers, "use it")
 
 
-def _read_only_filesystem(path: str) -> bool:
-    try:
-        return bool(os.statvfs(os.path.dirname(path)).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
-
-
-def open_failed(path: str, exc: Exception) -> sqlite3.Connection:
-    """The catalog's first query failed: open it read-only if that is why,
-    else raise what is wrong with it."""
-    import sqlite3
-
-    if isinstance(exc, sqlite3.OperationalError) and _read_only_filesystem(path):
-        return open_read_only(path)
-    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-        raise StoreError(f"the catalog at {path} stayed locked by another process: {exc}")
-    if not os.path.isfile(path):
-        raise StoreError(f"the catalog at {path} is not a regular file (SQLite: {exc})")
-    raise damaged(path, quick_check(path) if "not a database" not in str(exc) else str(exc))
-
-
-def open_read_only(path: str) -> sqlite3.Connection:
-    """The catalog on a read-only filesystem.
-
-    SQLite reads a WAL database there when its -shm file exists (it then
-    keeps the wal-index in memory). Without one it cannot open it at all;
-    when there is also no WAL to replay, immutable=1 reads the database
-    file alone, which is then the whole truth.
-    """
-    import sqlite3
-
-    wal = path + "-wal"
-    if os.path.exists(wal) and os.path.getsize(wal) > 0:
-        raise StoreError(
-            f"the catalog at {path} is on a read-only filesystem with a write-ahead log that needs replaying "
-            f"and no {os.path.basename(path)}-shm; mount it read-write once to replay it"
-        )
-    conn = sqlite3.connect(uri(path, "mode=ro&immutable=1"), uri=True, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.DatabaseError as e:
-        conn.close()
-        raise damaged(path, str(e)) from None
-    from overlayctl.store.catalog import SCHEMA_VERSION
-
-    if version != SCHEMA_VERSION:
-        conn.close()
-        raise StoreError(
-            f"the catalog at {path} has schema {version}, not {SCHEMA_VERSION}, and is on a read-only "
-            "filesystem where it cannot be upgraded"
-        )
-    return conn
-
-
 def error_for(root: str, exc: BaseException) -> str | None:
     """The one line for a DatabaseError a command met after opening the
     catalog, or None when it is not about the catalog's state."""
@@ -163,7 +85,7 @@ def error_for(root: str, exc: BaseException) -> str | None:
     if not isinstance(exc, sqlite3.DatabaseError):
         return None
     text = str(exc)
-    if "readonly" in text or (isinstance(exc, sqlite3.OperationalError) and _read_only_filesystem(path)):
+    if "readonly" in text or (isinstance(exc, sqlite3.OperationalError) and read_only_filesystem(path)):
         return f"the store at {root} is on a read-only filesystem"
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
         return None

@@ -6,11 +6,11 @@ same config always has the same ID, here and in any OCI tool.
 
 from __future__ import annotations
 
-from overlayctl import jsonio
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
-from overlayctl.reference import Reference, looks_like_id_prefix, parse_reference
 from overlayctl.store.catalog import transaction
 from overlayctl.store.layers import Layer
+from overlayctl.util import jsonio
+from overlayctl.util.reference import Reference, looks_like_id_prefix, parse_reference
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 
-from overlayctl import faults
 from overlayctl.errors import NotFoundError
 from overlayctl.paths import Paths
 from overlayctl.store import staging
 from overlayctl.store.catalog import transaction
-from overlayctl.units import now_rfc3339
+from overlayctl.util import faults
+from overlayctl.util.humanize import now_rfc3339
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ class LayerStore:
         row whose directory is missing or half written.
         """
         from overlayctl.layer import contentindex
-        from overlayctl.measure.du import disk_usage
+        from overlayctl.layer.du import disk_usage
         from overlayctl.store.locks import exclusive
 
         self.lease([diff_id])  # from the moment it exists until an image uses it

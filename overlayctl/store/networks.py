@@ -11,9 +11,9 @@ No devices, no namespaces: this module only reads and writes rows.
 
 from __future__ import annotations
 
-from overlayctl import jsonio
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
 from overlayctl.store.catalog import transaction
+from overlayctl.util import jsonio
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import stat
 
-from overlayctl import faults
 from overlayctl.runtime.syscalls import syncfs
+from overlayctl.util import faults
 
 
 def new_staging_dir(tmp: str, kind: str) -> str:

@@ -8,19 +8,19 @@ can never see a new volume before its first user. Removal commits first and
 deletes after, as everywhere in the store.
 
 This module holds the transactional primitives only; the policy (what
-`-f` may override, which volumes `rm -v` takes along) is overlayctl.volumes'.
+`-f` may override, which volumes `rm -v` takes along) is overlayctl.volumes.mounts'.
 """
 
 from __future__ import annotations
 
 import os
 
-from overlayctl import faults, jsonio
 from overlayctl.errors import ConflictError, NotFoundError
 from overlayctl.paths import Paths
 from overlayctl.store import staging
 from overlayctl.store.catalog import transaction
-from overlayctl.units import now_rfc3339
+from overlayctl.util import faults, jsonio
+from overlayctl.util.humanize import now_rfc3339
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

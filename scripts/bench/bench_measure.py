@@ -70,7 +70,7 @@ BIG_DIRS, BIG_FILES = 100, 1000
 # turn, in one warm process; prints JSON.
 SIZING = r"""
 import json, subprocess, sys, time
-from overlayctl.measure.du import disk_usage
+from overlayctl.layer.du import disk_usage
 path, rounds = sys.argv[1], int(sys.argv[2])
 ours, theirs = [], []
 for i in range(rounds + 2):

@@ -9,9 +9,9 @@ import tarfile
 import pytest
 
 from overlayctl.paths import Paths
-from overlayctl.reference import parse_reference
 from overlayctl.store import Store
-from overlayctl.units import now_rfc3339
+from overlayctl.util.humanize import now_rfc3339
+from overlayctl.util.reference import parse_reference
 from tests.conftest import kernel_has_lowerdir_plus
 
 

@@ -84,7 +84,7 @@ def test_run_d_returns_once_running_with_a_small_supervisor(cli, bb):
     assert int(fields[3]) not in (os.getsid(0), supervisor) and int(fields[4]) == 0
     # It became the small monitor: a bare interpreter with a few modules.
     with open(f"/proc/{supervisor}/cmdline", "rb") as f:
-        assert b"overlayctl.runtime.monitor" in f.read()
+        assert b"overlayctl.supervise.monitor" in f.read()
     with open(f"/proc/{supervisor}/status") as f:
         rss_kb = int(next(line for line in f if line.startswith("VmRSS:")).split()[1])
     assert rss_kb < 15 * 1024, rss_kb

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from overlayctl.network import attach, firewall, ipam
+from overlayctl.network import firewall, ipam, leases
 from tests.conftest import CLI, delete_bridge
 
 
@@ -360,6 +360,7 @@ NETLINK_SCRIPT = """
 import os, subprocess, sys
 sys.path.insert(0, sys.argv[1])
 from overlayctl.network import netlink
+from overlayctl.runtime.netdev import link_exists
 child = subprocess.Popen(["unshare", "-n", "sleep", "30"])
 try:
     for _ in range(100):
@@ -376,8 +377,8 @@ try:
                             capture_output=True, text=True, check=True).stdout
     print(inside)
     print("master", open("/sys/class/net/vetht/master/uevent").read().count("INTERFACE=brt"))
-    print("wrong kind", netlink.delete_link("brt", "veth"), netlink.link_exists("brt"))
-    print("deleted", netlink.delete_link("vetht", "veth"), netlink.link_exists("vetht"),
+    print("wrong kind", netlink.delete_link("brt", "veth"), link_exists("brt"))
+    print("deleted", netlink.delete_link("vetht", "veth"), link_exists("vetht"),
           netlink.delete_link("vetht", "veth"))
 finally:
     child.kill()
@@ -498,7 +499,7 @@ def test_two_stores_sharing_a_bridge_give_out_distinct_addresses(net, busybox_ta
         two = json.loads(second.ok("inspect", "two"))[0]["NetworkSettings"]
         print(f"store 1: {one['IPAddress']} {one['MacAddress']}; store 2: {two['IPAddress']} {two['MacAddress']}")
         assert one["IPAddress"] != two["IPAddress"] and one["MacAddress"] != two["MacAddress"]
-        claims = os.path.join(attach.CLAIM_DIR, net.bridge)
+        claims = os.path.join(leases.CLAIM_DIR, net.bridge)
         assert sorted(os.listdir(claims)) == sorted([one["IPAddress"], two["IPAddress"]])
         # They are neighbours on one bridge: each reaches the other.
         first.ok("exec", "one", "ping", "-c1", "-W2", two["IPAddress"])

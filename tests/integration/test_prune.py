@@ -47,7 +47,7 @@ def test_container_prune_removes_the_stopped_ones_only(cli, bb):
     assert lines[0] == "Deleted Containers:" and set(lines[1:3]) == set(ids.values())
     assert cli.ok("ps", "-aq", "--no-trunc").split() == [up]
     assert sorted(os.listdir(cli.root / "containers")) == [up]
-    from overlayctl.units import human_size
+    from overlayctl.util.humanize import human_size
 
     assert lines[-1] == f"Total reclaimed space: {human_size(sizes)}"
     cli.ok("rm", "-f", "up")
@@ -106,7 +106,7 @@ def test_gc_dry_run_lists_every_item_with_reason_and_size_then_gc_removes_them(c
     before = du(cli.root)
     dry = cli.ok("system", "gc", "--dry-run").splitlines()
     assert du(cli.root) == before  # nothing removed
-    from overlayctl.units import human_size
+    from overlayctl.util.humanize import human_size
 
     assert dry[0].split() == ["REASON", "ITEM", "SIZE"]
     cells = [re.split(r"\s{3,}", line) for line in dry[1:-1]]

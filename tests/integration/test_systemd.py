@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pytest
 
-from overlayctl.systemd import instance_unit
+from overlayctl.systemd.units import instance_unit
 
 pytestmark = pytest.mark.slow
 

@@ -28,9 +28,9 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from overlayctl import systemd
 from overlayctl.errors import InvalidArgumentError
 from overlayctl.store.containers import Container
+from overlayctl.systemd import units as systemd
 
 # The closing quote a quoting function adds lands in the comment line.
 ATTACK = "x\n[Service]\nExecStartPre=/bin/sh -c 'touch /tmp/pwned'\n#"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from overlayctl.units import human_size
+from overlayctl.util.humanize import human_size
 
 
 def _build(cli, tmp_path: Path, tag: str, dockerfile: str) -> None:

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies
 
-from overlayctl import space
 from overlayctl.errors import KernelError, OverlayctlError
 from overlayctl.layer import extract as extract_module
+from overlayctl.util import space
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 

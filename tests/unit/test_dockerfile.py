@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from overlayctl.build.dockerfile import DockerfileError, Instruction, expand, parse, parse_dockerfile_file
+from overlayctl.builder.dockerfile import DockerfileError, Instruction, expand, parse, parse_dockerfile_file
 from overlayctl.errors import InvalidArgumentError
 
 

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from overlayctl.errors import OverlayctlError
-from overlayctl.measure import du
-from overlayctl.measure.du import Usage, disk_usage
+from overlayctl.layer import du
+from overlayctl.layer.du import Usage, disk_usage
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 needs_du = pytest.mark.skipif(shutil.which("du") is None, reason="GNU du not installed")

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from overlayctl.errors import InvalidArgumentError, OverlayctlError
+from overlayctl.layer.du import disk_usage
 from overlayctl.layer.extract import OPAQUE_XATTR
 from overlayctl.measure import chart, growth
-from overlayctl.measure.du import disk_usage
 from overlayctl.measure.growth import COPY_UP, NEW, WHITEOUT, Classification, Sample
 from overlayctl.runtime.overlay import OverlayLayout
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from overlayctl.build.ignore import IgnoreRules
+from overlayctl.builder.ignore import IgnoreRules
 from overlayctl.errors import InvalidArgumentError
 
 

@@ -1,4 +1,4 @@
-"""overlayctl.jsonio must read and write exactly what the json module does."""
+"""overlayctl.util.jsonio must read and write exactly what the json module does."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from overlayctl import jsonio
+from overlayctl.util import jsonio
 
 _scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
 _values = st.recursive(

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from overlayctl.cli import runopts
-from overlayctl.control import parse_signal
+from overlayctl.container.signals import parse_signal
 from overlayctl.errors import InvalidArgumentError
 from overlayctl.runtime import cgroups, procs
 

@@ -11,9 +11,10 @@ import time
 
 import pytest
 
-from overlayctl import logs, restart, sdnotify
+from overlayctl.container import restart
 from overlayctl.errors import InvalidArgumentError
-from overlayctl.runtime.monitor import frame, split_frames
+from overlayctl.supervise import logs, sdnotify
+from overlayctl.supervise.frames import frame, split_frames
 
 RFC3339NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
 

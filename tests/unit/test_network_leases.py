@@ -9,7 +9,7 @@ import os
 import pytest
 
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
-from overlayctl.network import attach, manage
+from overlayctl.network import attach, leases, manage
 from overlayctl.paths import Paths
 from overlayctl.store import Store
 from overlayctl.store.networks import Network, NetworkStore
@@ -24,7 +24,7 @@ def store(tmp_path, monkeypatch):
     monkeypatch.setenv("OVERLAYCTL_BRIDGE_NAME", "octlunit0")
     # The host-wide claims of this test's own: a unit test needs no /run,
     # and two sessions at once must not see each other's.
-    monkeypatch.setattr(attach, "CLAIM_DIR", str(tmp_path / "ipam"))
+    monkeypatch.setattr(leases, "CLAIM_DIR", str(tmp_path / "ipam"))
     s = Store(Paths(str(tmp_path / "root"), str(tmp_path / "run")))
     s.conn.execute("INSERT INTO images (id, config, created) VALUES (?, '{}', '')", (IMAGE_ID,))
     yield s
@@ -102,7 +102,7 @@ def test_prepare_leases_writes_files_and_release_frees(store):
     plan.release()
     plan.release()  # idempotent
     assert [lease.address for lease in NetworkStore(store.conn).leases()] == ["203.0.113.3"]
-    assert not os.path.exists(attach.network_dir(store.paths, c.id))
+    assert not os.path.exists(leases.network_dir(store.paths, c.id))
     second.release()
     assert NetworkStore(store.conn).leases() == []
 
@@ -126,7 +126,7 @@ def test_prepare_errors_change_nothing(store):
         with pytest.raises(error, match=message):
             attach.prepare(store, c, network, ip, "h")
         assert [lease.address for lease in NetworkStore(store.conn).leases()] == ["198.51.100.9"]
-        assert not os.path.exists(attach.network_dir(store.paths, c.id))
+        assert not os.path.exists(leases.network_dir(store.paths, c.id))
     taken.release()
 
 
@@ -145,9 +145,9 @@ def test_release_stale_frees_only_leases_nobody_holds(store):
     assert status == 0
     nets = NetworkStore(store.conn)
     assert len(nets.leases()) == 2
-    attach.release_stale(store)
+    leases.release_stale(store)
     assert [lease.container for lease in nets.leases()] == [live.container_id]
-    assert not os.path.exists(attach.network_dir(store.paths, dead.id))
+    assert not os.path.exists(leases.network_dir(store.paths, dead.id))
     live.release()
 
 
@@ -156,8 +156,8 @@ def test_release_stale_removes_files_of_removed_containers(store):
     plan = attach.prepare(store, c, "none", None, "h")
     assert plan.lease is None and len(plan.mounts) == 3
     store.containers.remove(store.containers.get(c.id))
-    attach.release_stale(store)
-    assert not os.path.exists(attach.network_dir(store.paths, c.id))
+    leases.release_stale(store)
+    assert not os.path.exists(leases.network_dir(store.paths, c.id))
 
 
 def test_network_rm_refused_while_leased(store):
@@ -197,7 +197,7 @@ def _bridge_network() -> Network:
 
 def test_an_address_claimed_by_another_store_is_skipped(store):
     network = _bridge_network()
-    other = attach._lock(attach.claim_path(network.bridge, "198.51.100.2"), block=False)
+    other = leases.take_lock(leases.claim_path(network.bridge, "198.51.100.2"), block=False)
     assert other is not None
     claim: list[int] = []
     try:
@@ -212,13 +212,13 @@ def test_an_address_claimed_by_another_store_is_skipped(store):
 
 def test_a_claim_nobody_holds_is_taken_over_and_removed_stale(store):
     network = _bridge_network()
-    path = attach.claim_path(network.bridge, "198.51.100.2")
+    path = leases.claim_path(network.bridge, "198.51.100.2")
     os.makedirs(os.path.dirname(path))
     open(path, "w").close()  # left by a supervisor that was killed
     claim: list[int] = []
     assert attach._choose_and_claim(network, {"198.51.100.3"}, None, claim) == "198.51.100.2"
     # Held now: the stale-claim sweep leaves it; released, it goes.
-    attach._remove_stale_claim(path)
+    leases._remove_stale_claim(path)
     assert os.path.exists(path)
-    attach._unlock_and_remove(path, claim[0])
+    leases.unlock_and_remove(path, claim[0])
     assert not os.path.exists(os.path.dirname(path))

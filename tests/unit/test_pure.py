@@ -6,12 +6,12 @@ import pytest
 
 from overlayctl.cli import runopts
 from overlayctl.errors import MAX_LINE, MAX_WORD, InvalidArgumentError, KernelError, one_line
-from overlayctl.reference import parse_reference, validate_container_name
 from overlayctl.runtime.mountplan import DeviceNode, FsMount, OverlayMount, rootfs_plan
 from overlayctl.runtime.overlay import PAGE_SIZE, OverlayLayout, classic_options
 from overlayctl.runtime.spec import merge_env
 from overlayctl.store.images import chain_ids
-from overlayctl.units import human_duration, human_size
+from overlayctl.util.humanize import human_duration, human_size
+from overlayctl.util.reference import parse_reference, validate_container_name
 
 
 @pytest.mark.parametrize(
@@ -133,7 +133,7 @@ def test_error_lines_are_cut_in_the_middle():
 
 @pytest.mark.parametrize("finished", ["", "0001-01-01T00:00:00Z"])
 def test_no_age_is_made_up_from_a_time_never_recorded(finished):
-    from overlayctl.inspect import ago, status_text
+    from overlayctl.engine.inspect import ago, status_text
     from overlayctl.store.containers import Container
 
     lost = Container("ab" * 32, "ks", "cd" * 32, "bb:1", {}, "", "exited", 0, 0, None, "", finished, "")

@@ -1,4 +1,4 @@
-"""The systemd units: the files in systemd/ are what overlayctl.systemd
+"""The systemd units: the files in systemd/ are what overlayctl.systemd.units
 renders, systemd-analyze accepts them and rates their exposure, and a
 generated unit takes exactly the protections its container leaves alone."""
 
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from overlayctl import systemd
 from overlayctl.errors import InvalidArgumentError
 from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES
 from overlayctl.store.containers import Container
+from overlayctl.systemd import units as systemd
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "systemd"
@@ -55,7 +55,8 @@ def _analyze() -> str:
 
 def test_unit_files_are_the_rendered_units() -> None:
     for name, text in systemd.unit_files().items():
-        assert (UNITS / name).read_text() == text, f"systemd/{name} is stale: python3 -m overlayctl.systemd systemd"
+        stale = f"systemd/{name} is stale: python3 -m overlayctl.systemd.units systemd"
+        assert (UNITS / name).read_text() == text, stale
 
 
 def test_template_runs_the_instance_in_the_foreground() -> None:

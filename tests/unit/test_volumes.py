@@ -9,12 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from overlayctl import volumes
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
 from overlayctl.paths import Paths
 from overlayctl.store import Store
 from overlayctl.store.volumes import ANONYMOUS_LABEL
-from overlayctl.volumes import MountRequest, parse_mount_option, parse_tmpfs_option, parse_volume_option
+from overlayctl.volumes import mounts as volumes
+from overlayctl.volumes.copy import copy_tree
+from overlayctl.volumes.options import (
+    MountRequest,
+    parse_bytes,
+    parse_mount_option,
+    parse_tmpfs_option,
+    parse_volume_option,
+)
 
 # Parsing.
 
@@ -141,12 +148,12 @@ def test_parse_tmpfs_option():
     "text, size", [("4096", 4096), ("64m", 64 << 20), ("1G", 1 << 30), ("512kb", 512 << 10), ("1.5k", 1536)]
 )
 def test_parse_bytes(text, size):
-    assert volumes.parse_bytes(text) == size
+    assert parse_bytes(text) == size
 
 
 @pytest.mark.parametrize("text", ["", "m", "-1", "1x", "nan", "1mm"])
 def test_parse_bytes_rejects(text):
-    assert volumes.parse_bytes(text) is None
+    assert parse_bytes(text) is None
 
 
 def test_stored_shape_round_trips():
@@ -397,7 +404,7 @@ def test_copy_tree_keeps_content_links_and_metadata(tmp_path):
     dest.mkdir()
     s, d = os.open(src, os.O_RDONLY | os.O_DIRECTORY), os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        volumes.copy_tree(s, d)
+        copy_tree(s, d)
     finally:
         os.close(s)
         os.close(d)
@@ -426,7 +433,7 @@ def test_copy_tree_skips_existing_and_never_follows_dest_symlinks(tmp_path):
     (dest / "keep").write_text("mine")
     s, d = os.open(src, os.O_RDONLY | os.O_DIRECTORY), os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        volumes.copy_tree(s, d)
+        copy_tree(s, d)
     finally:
         os.close(s)
         os.close(d)

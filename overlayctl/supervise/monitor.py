@@ -6,7 +6,7 @@ replaces itself (execv, same pid, still the container's parent) with
 
     python -IS -c "...monitor.main(...)" key=value...
 
-which imports only C modules and `overlayctl.logs`: about 9 MB resident
+which imports only C modules and `overlayctl.supervise.logs`: about 9 MB resident
 instead of ~30. It keeps only file descriptors: the container's stdout and
 stderr pipes (or its pty), its stdin, the attach socket and the network
 lease lock. It copies output to the log and to attached clients, passes
@@ -19,46 +19,31 @@ policies say.
 `Pump`, the copying loop, also serves the foreground supervisor of an
 attached run that keeps a log.
 
-The attach protocol, over the stream socket <runroot>/containers/<id>.sock:
-every message is an 8-byte header (kind, three zero bytes, length as a
-32-bit big-endian number) and its payload, as Docker's multiplexed
-streams. Supervisor to client: 1 stdout, 2 stderr, 3 the exit code (ASCII)
-as the last message. Client to supervisor: 0 stdin bytes, 1 close stdin,
-2 terminal size ("rows cols").
+The attach protocol it speaks is supervise.frames'.
 """
 
 from __future__ import annotations
 
 import os
 
+from overlayctl.supervise.frames import (
+    CLOSE_STDIN,
+    EXIT_FRAME,
+    RESIZE,
+    STDERR_FRAME,
+    STDIN,
+    STDOUT_FRAME,
+    frame,
+    split_frames,
+)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-STDIN, CLOSE_STDIN, RESIZE = 0, 1, 2
-STDOUT_FRAME, STDERR_FRAME, EXIT_FRAME = 1, 2, 3
-HEADER = 8
 STDIN_LIMIT = 1 << 20  # stdin bytes held for a container that does not read them
 DRAIN_SECONDS = 5.0  # how long output may go on after the container's PID 1 is gone
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
-
-_BOOT = "import sys;sys.path.insert(0,sys.argv[1]);from overlayctl.runtime.monitor import main;main(sys.argv[2:])"
-
-
-def frame(kind: int, payload: bytes) -> bytes:
-    return bytes((kind, 0, 0, 0)) + len(payload).to_bytes(4, "big") + payload
-
-
-def split_frames(buffer: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
-    """Whole messages at the start of `buffer`, and what is left of it."""
-    out = []
-    while len(buffer) >= HEADER:
-        size = int.from_bytes(buffer[4:8], "big")
-        if len(buffer) < HEADER + size:
-            break
-        out.append((buffer[0], buffer[HEADER : HEADER + size]))
-        buffer = buffer[HEADER + size :]
-    return out, buffer
 
 
 class Pump:
@@ -77,7 +62,7 @@ class Pump:
         child: int | None = None,
         tty: bool = False,
     ) -> None:
-        from overlayctl.logs import Lines
+        from overlayctl.supervise.logs import Lines
 
         self.log = log
         self.sources = dict(sources)  # fd -> "stdout" | "stderr"
@@ -296,24 +281,7 @@ def _set_winsize(master: int, payload: bytes) -> None:
         pass
 
 
-# --- the detached supervisor's two halves ------------------------------------
-
-
-def exec_monitor(state: dict[str, str], fds: list[int]) -> None:
-    """Replace this process (the full supervisor) with the small monitor,
-    keeping `fds` open; `state` is everything the monitor and, after the
-    exit, detached.after_exit need. Never returns."""
-    import sys
-
-    import overlayctl
-
-    for fd in fds:
-        os.set_inheritable(fd, True)
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(overlayctl.__file__)))
-    state = dict(state, syspath=os.pathsep.join(p for p in sys.path if p))
-    argv = [sys.executable, "-IS", "-c", _BOOT, package_parent]
-    argv += [f"{key}={value}" for key, value in state.items()]
-    os.execv(sys.executable, argv)
+# --- the entry point (detached.exec_monitor runs it) ----------------------------
 
 
 def main(argv: list[str]) -> None:
@@ -328,7 +296,7 @@ def main(argv: list[str]) -> None:
 
         sys.path[:] = [p for p in state.get("syspath", "").split(os.pathsep) if p]
         try:
-            from overlayctl.detached import after_exit
+            from overlayctl.supervise.detached import after_exit
 
             after_exit(state, status)
         finally:
@@ -368,7 +336,7 @@ def _monitor(state: dict[str, str]) -> int | None:
 
 
 def _writer(state: dict[str, str]):  # type: ignore[no-untyped-def]
-    from overlayctl import logs
+    from overlayctl.supervise import logs
 
     kind = state.get("log_type") or logs.DEFAULT_DRIVER
     if kind == "none":

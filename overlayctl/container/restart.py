@@ -7,7 +7,7 @@ The container's supervisor decides when the container ends: `always` and
 code is not 0 (at most N times when N is given), `no` never. A container
 that `stop` or `kill` ended (or `rm -f`) is never restarted. `always` and
 `unless-stopped` differ only after a reboot, where `always` starts the
-container again even if it had been stopped (see lifecycle.restart_on_boot).
+container again even if it had been stopped (see engine.control.restart_on_boot).
 
 The delay before a restart starts at 100 ms and doubles each time, up to a
 minute; a container that ran for 10 seconds or more starts again from 100 ms

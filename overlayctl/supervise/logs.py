@@ -314,7 +314,7 @@ def log_files(path: str) -> list[str]:
 
 def parse_line(line: bytes) -> Entry | None:
     """One json-file line; None for a torn or foreign one."""
-    from overlayctl import jsonio
+    from overlayctl.util import jsonio
 
     try:
         obj = jsonio.loads(line)

@@ -1,7 +1,7 @@
 """`attach`: the client side of a detached container's attach socket.
 
 The supervisor listens on <runroot>/containers/<id>.sock (see
-runtime.monitor for the framing). A socket path must fit in 108 bytes and
+supervise.frames for the framing). A socket path must fit in 108 bytes and
 a runroot may be deep, so both sides name it through an O_PATH descriptor
 of its directory: /proc/self/fd/N/<id>.sock is always short.
 """
@@ -106,7 +106,7 @@ def attach(
     import signal
     import sys
 
-    from overlayctl.runtime.monitor import CLOSE_STDIN, EXIT_FRAME, STDERR_FRAME, STDIN, frame, split_frames
+    from overlayctl.supervise.frames import CLOSE_STDIN, EXIT_FRAME, STDERR_FRAME, STDIN, frame, split_frames
 
     in_fd, out_fd, err_fd = sys.stdin.fileno(), sys.stdout.fileno(), sys.stderr.fileno()
     raw = tty and stdin and os.isatty(in_fd)
@@ -177,7 +177,7 @@ def _send_size(sock: socket.socket, fd: int) -> None:
     import fcntl
     import termios
 
-    from overlayctl.runtime.monitor import RESIZE, frame
+    from overlayctl.supervise.frames import RESIZE, frame
 
     try:
         size = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import os
-import platform
 import sys
 from typing import Any, BinaryIO
 
-from overlayctl import faults, space
 from overlayctl.errors import InvalidArgumentError, OverlayctlError
-from overlayctl.reference import parse_reference
+from overlayctl.image.platform import host_architecture
 from overlayctl.store import Store
 from overlayctl.store.images import Image
-from overlayctl.units import now_rfc3339
-
-_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
-
-
-def host_architecture() -> str:
-    """This machine's architecture as OCI image configs name it (GOARCH)."""
-    return _GOARCH.get(platform.machine(), platform.machine())
+from overlayctl.util import faults, space
+from overlayctl.util.humanize import now_rfc3339
+from overlayctl.util.reference import parse_reference
 
 
 def import_image(store: Store, source: str, name: str | None, message: str = "") -> tuple[Image, bool]:

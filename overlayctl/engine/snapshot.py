@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
-from overlayctl import faults, jsonio
 from overlayctl.errors import ConflictError
 from overlayctl.layer.extract import is_opaque, is_whiteout
 from overlayctl.store import Store
 from overlayctl.store.containers import RUNNING, Container
 from overlayctl.store.images import Image
-from overlayctl.units import now_rfc3339
+from overlayctl.util import faults, jsonio
+from overlayctl.util.humanize import now_rfc3339
 
 
 def exists_in_stack(lowers: tuple[str, ...], rel: str) -> bool:
@@ -150,7 +150,7 @@ def commit(
     upper dir is read, as Docker does, unless `pause` is false.
     """
     from overlayctl.layer.writer import write_layer_tar
-    from overlayctl.reference import parse_reference
+    from overlayctl.util.reference import parse_reference
 
     ref = parse_reference(name) if name else None
     image = store.images.get(container.image_id)
@@ -198,7 +198,7 @@ def _paused(store: Store, container: Container, pause: bool) -> Iterator[None]:
     """Freeze a running container for the block, so that what is read is one
     moment of its upper dir; thawed afterwards, even on failure. A container
     the user paused stays paused."""
-    from overlayctl import control
+    from overlayctl.engine import control
 
     if not pause or container.status != RUNNING or not container.process_alive() or control.is_paused(container):
         yield
@@ -219,7 +219,7 @@ def _paused(store: Store, container: Container, pause: bool) -> Iterator[None]:
 
 def _apply_change(config: dict[str, Any], text: str) -> None:
     """One Dockerfile instruction from --change, applied to the config."""
-    from overlayctl.build.builder import apply_change
+    from overlayctl.builder.builder import apply_change
 
     apply_change(config, text)
 

@@ -52,7 +52,7 @@ def _mount_of(path: str) -> tuple[str, str]:
 
 def describe(root: str) -> str:
     """The one line for a command that ran out of space under ``root``."""
-    from overlayctl.units import human_size
+    from overlayctl.util.humanize import human_size
 
     path = root
     while not os.path.exists(path) and path not in ("", "/"):

@@ -15,7 +15,7 @@ import os
 import posixpath
 import stat
 
-from overlayctl.build.ignore import IgnoreRules
+from overlayctl.builder.ignore import IgnoreRules
 from overlayctl.errors import InvalidArgumentError
 
 _CHUNK = 1 << 20

@@ -7,7 +7,7 @@
         host's namespaces, stdio on /dev/null
          ├─ forks PID 1, reports its pid once the command runs, waits
          │  until that is recorded
-         ├─ execv: the small monitor (runtime.monitor), same pid, still the
+         ├─ execv: the small monitor (supervise.monitor), same pid, still the
          │  parent of the container's PID 1 (whose PR_SET_PDEATHSIG kills it
          │  if the supervisor is ever killed)
          └─ after the container's end, overlayctl again (`after_exit`):
@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import os
 
+from overlayctl.container.resources import Held, acquire, release_held
+from overlayctl.container.spec import container_spec, image_of, needs_cgroup
+from overlayctl.container.teardown import remove
 from overlayctl.errors import OverlayctlError
-from overlayctl.lifecycle import Held, acquire, container_spec, image_of, needs_cgroup, release_held, remove
 from overlayctl.store import Store
 from overlayctl.store.containers import RESTARTING, Container
 
@@ -241,7 +243,7 @@ class Launch:
         runs, then become the monitor. Returns only by raising."""
         import time
 
-        from overlayctl.runtime import supervisor
+        from overlayctl.supervise import supervisor
 
         def on_started(pid: int) -> None:
             self.state["pid"], self.state["started"] = str(pid), repr(time.time())
@@ -260,8 +262,6 @@ class Launch:
             # is up (see monitor._monitor), so that it takes only idle time.
             os.setpriority(os.PRIO_PROCESS, 0, 19)
             keep = list(self.fds.values()) + self._lease_fds()
-            from overlayctl.runtime.monitor import exec_monitor
-
             exec_monitor(self.state, keep)
 
         supervisor.run(
@@ -312,15 +312,15 @@ class Launch:
 
 
 def _listen(run_containers: str, container_id: str) -> int:
-    """The attach socket (runtime.attach.listen; its import, with the attach
+    """The attach socket (supervise.attach.listen; its import, with the attach
     client, is left to `attach` itself)."""
-    from overlayctl.runtime.attach import listen
+    from overlayctl.supervise.attach import listen
 
     return listen(run_containers, container_id)
 
 
 def _log_state(store: Store, container: Container) -> dict[str, str]:
-    """The monitor's log settings, as key=value strings (overlayctl.logs is
+    """The monitor's log settings, as key=value strings (overlayctl.supervise.logs is
     imported only for a size to parse: not on every `run -d`)."""
     log_config = container.config.get("HostConfig", {}).get("LogConfig") or {}
     kind = log_config.get("Type") or "json-file"
@@ -331,7 +331,7 @@ def _log_state(store: Store, container: Container) -> dict[str, str]:
         state["log_path"] = os.path.join(store.paths.containers, container.id, f"{container.id}-json.log")
         max_size = 0
         if config.get("max-size"):
-            from overlayctl.logs import parse_size
+            from overlayctl.supervise.logs import parse_size
 
             max_size = parse_size(config["max-size"])
         state["log_max_size"] = str(max_size)
@@ -356,9 +356,9 @@ def _after_exit(state: dict[str, str], status: int | None) -> None:
     import _signal
     import time
 
+    from overlayctl.container.restart import should_restart
     from overlayctl.paths import Paths
-    from overlayctl.restart import should_restart
-    from overlayctl.runtime import attach
+    from overlayctl.supervise import attach
 
     # From now on a SIGTERM (stop, rm -f) means: no restart. It is held
     # pending and read before a restart, or while waiting for one.
@@ -405,7 +405,7 @@ def _restart_after_backoff(store: Store, container_id: str, count: int, last_del
     restarts), then start the container again as its supervisor."""
     import _signal
 
-    from overlayctl.restart import next_delay_ms
+    from overlayctl.container.restart import next_delay_ms
 
     _signal.pthread_sigmask(_signal.SIG_BLOCK, STOP_SIGNALS)
     delay_ms = next_delay_ms(last_delay_ms, ran)
@@ -432,18 +432,40 @@ def _network_plan(store: Store, container_id: str, mode: str, lock_fd: int, clai
     """The network plan of the start, rebuilt from what the monitor kept:
     its release() frees the lease, the generated files, the lock and the
     address's claim."""
-    from overlayctl.network import attach, manage
+    from overlayctl.network import attach
+    from overlayctl.network.leases import network_dir, networks
 
-    leases = manage.networks(store).leases(container_id=container_id)
+    leases = networks(store).leases(container_id=container_id)
     return attach.NetworkPlan(
         store,
         container_id,
         mode,
         None,
         leases[0] if leases else None,
-        attach.network_dir(store.paths, container_id),
+        network_dir(store.paths, container_id),
         [],
         {},
         lock_fd,
         claim_fd,
     )
+
+
+# The monitor's entry point, run by exec_monitor in a fresh interpreter.
+_BOOT = "import sys;sys.path.insert(0,sys.argv[1]);from overlayctl.supervise.monitor import main;main(sys.argv[2:])"
+
+
+def exec_monitor(state: dict[str, str], fds: list[int]) -> None:
+    """Replace this process (the full supervisor) with the small monitor,
+    keeping `fds` open; `state` is everything the monitor and, after the
+    exit, detached.after_exit need. Never returns."""
+    import sys
+
+    import overlayctl
+
+    for fd in fds:
+        os.set_inheritable(fd, True)
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(overlayctl.__file__)))
+    state = dict(state, syspath=os.pathsep.join(p for p in sys.path if p))
+    argv = [sys.executable, "-IS", "-c", _BOOT, package_parent]
+    argv += [f"{key}={value}" for key, value in state.items()]
+    os.execv(sys.executable, argv)

@@ -8,14 +8,14 @@ from typing import Any
 from overlayctl.store import Store
 from overlayctl.store.containers import RESTARTING, RUNNING, Container
 from overlayctl.store.images import Image
-from overlayctl.units import human_duration, parse_rfc3339
+from overlayctl.util.humanize import human_duration, parse_rfc3339
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def container_size(store: Store, container: Container) -> int:
     """The container's own bytes on disk: its upper dir, as du counts it."""
-    from overlayctl.measure.du import disk_usage
+    from overlayctl.layer.du import disk_usage
 
     return disk_usage(store.paths.upper(container.id)).bytes
 
@@ -69,7 +69,7 @@ def container_inspect(store: Store, container: Container, size: bool = False) ->
     hc = data["HostConfig"]
     hc.pop("Limits", None)  # the options as given; the parsed values are beside them
     if hc.get("Mounts"):
-        from overlayctl import volumes
+        from overlayctl.volumes import mounts as volumes
 
         data["Mounts"] = volumes.inspect_mounts(store, container)
     else:
@@ -115,13 +115,13 @@ def _exit_code(container: Container) -> int:
 
 
 def _log_path(store: Store, container: Container) -> str:
-    from overlayctl.logs import log_path
+    from overlayctl.supervise.logs import log_path
 
     return log_path(store.paths.containers, container.id)
 
 
 def _paused(container: Container) -> bool:
-    from overlayctl.control import is_paused
+    from overlayctl.engine.control import is_paused
 
     return is_paused(container)
 

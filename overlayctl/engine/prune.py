@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from overlayctl.errors import OverlayctlError
-from overlayctl.measure.du import tree_bytes
+from overlayctl.layer.du import tree_bytes
 from overlayctl.store.catalog import transaction
 
 TYPE_CHECKING = False
@@ -49,7 +49,7 @@ def layer_bytes(store: Store, diff_id: str) -> int:
 def prune_containers(store: Store) -> list[Removed]:
     """`container prune`: every container that is not running (created or
     exited), with its writable layer and logs; its volumes stay, as in Docker."""
-    from overlayctl import lifecycle
+    from overlayctl.engine.containers import remove
 
     removed = []
     for container in store.containers.list(all=True):
@@ -57,7 +57,7 @@ def prune_containers(store: Store) -> list[Removed]:
             continue
         size = tree_bytes(store.paths.container_dir(container.id))
         try:
-            lifecycle.remove(store, container)
+            remove(store, container)
         except OverlayctlError:
             continue  # started meanwhile: in use again
         removed.append(Removed("stopped container", container.id, size))
@@ -117,7 +117,8 @@ def prune_images(store: Store, all_images: bool = False, dry_run: bool = False) 
 def prune_networks(store: Store) -> list[str]:
     """`network prune`: networks no container (running or not) refers to;
     the predefined ones stay."""
-    from overlayctl.network.manage import DEFAULT_NETWORK, networks, remove_network
+    from overlayctl.network.leases import networks
+    from overlayctl.network.manage import DEFAULT_NETWORK, remove_network
 
     wanted = set()
     for container in store.containers.list(all=True):

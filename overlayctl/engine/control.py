@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 
+from overlayctl.container.signals import signal_container, stop_signal
 from overlayctl.errors import ConflictError, InvalidArgumentError, OverlayctlError
 from overlayctl.store import Store
 from overlayctl.store.containers import EXITED, RESTARTING, RUNNING, Container
@@ -23,58 +24,6 @@ if TYPE_CHECKING:
 
 DEFAULT_STOP_TIMEOUT = 10
 RECORD_TIMEOUT = 30.0  # how long the supervisor may take to record an end
-
-
-# --- signals --------------------------------------------------------------------
-
-
-def parse_signal(text: str) -> int:
-    """A signal as Docker takes it: "KILL", "SIGKILL", "sigkill", "9"."""
-    import signal
-
-    value = text.strip()
-    if value.isdigit():
-        number = int(value)
-        if 0 < number < signal.NSIG:
-            return number
-    else:
-        name = value.upper()
-        name = name if name.startswith("SIG") else "SIG" + name
-        number = getattr(signal, name, None)
-        if isinstance(number, int) and not name.startswith("SIG_"):
-            return int(number)
-    raise InvalidArgumentError(f'invalid signal "{text}": use a name (TERM, SIGKILL) or a number')
-
-
-def stop_signal(container: Container) -> int:
-    """Config.StopSignal (--stop-signal or the image's STOPSIGNAL), else SIGTERM."""
-    text = container.config["Config"].get("StopSignal")
-    return parse_signal(str(text)) if text else 15
-
-
-def signal_container(container: Container, signum: int) -> bool:
-    """Send `signum` to the container's PID 1; False if it is gone."""
-    if not container.pid or not container.pid_start:
-        return False
-    # Through a pidfd, opened and then checked against the start time: it
-    # names that one process for good, even if the pid is recycled later.
-    try:
-        fd = os.pidfd_open(container.pid)
-    except ProcessLookupError:
-        return False
-    try:
-        from overlayctl.store.containers import process_start_time
-
-        if process_start_time(container.pid) != container.pid_start:
-            return False
-        import signal
-
-        signal.pidfd_send_signal(fd, signum)
-        return True
-    except ProcessLookupError:
-        return False
-    finally:
-        os.close(fd)
 
 
 def _wait_pid_gone(container: Container, timeout: float | None) -> bool:
@@ -107,7 +56,7 @@ def _wait_gone(pid: int, pid_start: int, timeout: float) -> bool:
     """Wait until process `pid` (with that start time) is gone."""
     import select
 
-    from overlayctl.store.containers import process_start_time
+    from overlayctl.util.proc import process_start_time
 
     if pid <= 0 or not pid_start:
         return True
@@ -197,7 +146,7 @@ def kill(store: Store, container: Container, signum: int = 9) -> None:
 
 def restart(store: Store, container: Container, timeout: int | None = None) -> None:
     """`restart`: stop (if it runs), then start in the background."""
-    from overlayctl.lifecycle import start_detached
+    from overlayctl.engine.containers import start_detached
 
     stop(store, container, timeout)
     start_detached(store, store.containers.get(container.id))
@@ -227,7 +176,7 @@ def is_paused(container: Container) -> bool:
     """Whether a running container is frozen (read from its freezer)."""
     if container.status != RUNNING:
         return False
-    from overlayctl.lifecycle import paused_once
+    from overlayctl.container.resources import paused_once
 
     if not paused_once(container.id):
         return False
@@ -300,7 +249,7 @@ def exec_in(
 ) -> int:
     """`exec`: run argv in the running container, with its namespaces,
     cgroups, capabilities and seccomp filter; its exit code."""
-    from overlayctl.lifecycle import container_spec
+    from overlayctl.container.spec import container_spec
     from overlayctl.runtime import exec as runtime_exec
     from overlayctl.runtime.spec import merge_env
 
@@ -337,7 +286,7 @@ def exec_in(
 def attach(store: Store, container: Container, stdin: bool = True) -> int:
     """`attach`: the container's output (and, for a container made with -i,
     stdin) until it ends (its exit code) or the user detaches (0)."""
-    from overlayctl.runtime import attach as client
+    from overlayctl.supervise import attach as client
 
     if container.status != RUNNING:
         raise ConflictError(f'cannot attach to container "{container.name}": it is not running; start it first')
@@ -377,7 +326,7 @@ def restart_on_boot(store: Store) -> list[str]:
     """Start what Docker's daemon starts when it comes up: containers with
     restart policy `always`, and `unless-stopped` ones not stopped by hand.
     For a boot-time unit, after the state is reconciled; names started."""
-    from overlayctl.lifecycle import start_detached
+    from overlayctl.engine.containers import start_detached
 
     started = []
     for container in store.containers.list(all=True):

@@ -18,17 +18,17 @@ import os
 import posixpath
 import sys
 
-from overlayctl import faults, jsonio
-from overlayctl.build.context import Context
-from overlayctl.build.dockerfile import Instruction, expand, parse_dockerfile_file
+from overlayctl.builder.context import Context
+from overlayctl.builder.dockerfile import Instruction, expand, parse_dockerfile_file
 from overlayctl.errors import InvalidArgumentError, NotFoundError, OverlayctlError
-from overlayctl.reference import Reference, parse_reference
 from overlayctl.runtime.overlay import OverlayLayout
 from overlayctl.runtime.spec import DEFAULT_PATH, ContainerSpec
 from overlayctl.store import Store
 from overlayctl.store.buildcache import CacheEntry
 from overlayctl.store.staging import staging
-from overlayctl.units import now_rfc3339
+from overlayctl.util import faults, jsonio
+from overlayctl.util.humanize import now_rfc3339
+from overlayctl.util.reference import Reference, parse_reference
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -221,7 +221,7 @@ class Builder:
         name = words[0]
         self.shell = list(DEFAULT_SHELL)
         if name == "scratch":
-            from overlayctl.images import host_architecture
+            from overlayctl.image.platform import host_architecture
 
             config: dict[str, Any] = {
                 "architecture": host_architecture(),
@@ -490,7 +490,7 @@ class Builder:
             raw = jsonio.canonical(cached.config)
             self.cache_entries += [CacheEntry(state.id, k, cached.id, raw) for k in (key, stat_key)]
             return cached
-        from overlayctl.build.context import apply_plan
+        from overlayctl.builder.context import apply_plan
 
         with staging(self.store.paths.tmp, "build") as stage:
             upper = os.path.join(stage, "diff")
@@ -524,7 +524,7 @@ class Builder:
             return new
 
     def _apply_in_chroot(self, plan: Any, root: str, uid: int, gid: int, chmod: int | None) -> None:
-        from overlayctl.build.context import apply_plan
+        from overlayctl.builder.context import apply_plan
 
         context_fd = os.open(self.context.root, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -578,9 +578,9 @@ class Builder:
         lowers = self._stack(state)
         if not lowers:
             raise self._fail(ins, "cannot RUN on an empty image (FROM scratch has no shell); COPY files in first")
-        from overlayctl.runtime import supervisor
         from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES
         from overlayctl.runtime.seccomp import compile_profile
+        from overlayctl.supervise import supervisor
 
         cfg = state.cfg
         env = list(cfg.get("Env") or [])
@@ -657,7 +657,7 @@ _CHANGE_KEYWORDS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "VOLU
 
 def apply_change(config: dict[str, Any], text: str) -> None:
     """Apply one `commit --change` instruction (CMD, ENV, ...) to an image config."""
-    from overlayctl.build.dockerfile import parse
+    from overlayctl.builder.dockerfile import parse
 
     instructions = parse("FROM scratch\n" + text, "--change")
     if len(instructions) != 2 or instructions[1].keyword not in _CHANGE_KEYWORDS:

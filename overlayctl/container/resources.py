@@ -1,0 +1,111 @@
+"""What a start holds until the container ends (its network plan, its
+cgroup), taking it and giving it back, and the freezer `pause` leaves.
+"""
+
+from __future__ import annotations
+
+import os
+
+from overlayctl.container.spec import needs_cgroup
+from overlayctl.errors import OverlayctlError
+from overlayctl.runtime.spec import ContainerSpec
+from overlayctl.store import Store
+from overlayctl.store.containers import Container
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+class Held:
+    """What a start holds until the container ends: its network plan and
+    its cgroup."""
+
+    __slots__ = ("plan", "cgroup")
+
+    def __init__(self) -> None:
+        self.plan: Any = None
+        self.cgroup: Any = None
+
+
+def acquire(store: Store, container: Container, spec: ContainerSpec, held: Held) -> None:
+    """Prepare the network and the cgroup of a start (into `held`)."""
+    hc = container.config.get("HostConfig", {})
+    if paused_once(container.id):
+        from overlayctl.runtime import cgroups
+
+        cgroups.Freezer(container.id).remove()  # left by a supervisor that was killed
+    if spec.network not in ("none", "host"):
+        from overlayctl.network import attach, leases
+
+        leases.release_stale(store)
+        held.plan = attach.prepare(store, container, spec.network, hc.get("IPAddress"), spec.hostname)
+        spec.mounts = held.plan.mounts + spec.mounts
+    if needs_cgroup(hc):
+        from overlayctl.runtime import cgroups
+
+        stale = cgroups.find(container.id)
+        if stale is not None:
+            stale.remove()  # its last supervisor was killed before it could
+        given = hc.get("Limits") or {}
+        limits = cgroups.parse_limits(*(given.get(k) for k in _LIMIT_KEYS))
+        held.cgroup = cgroups.create(container.id, limits)
+        if held.cgroup is not None:
+            spec.cgroup_procs = held.cgroup.procs_files
+            for warning in getattr(held.cgroup, "warnings", []):
+                import sys
+
+                sys.stderr.write(f"WARNING: {warning}\n")
+        _restrict_devices(hc, held.cgroup)
+
+
+def _restrict_devices(hc: dict[str, Any], cgroup: Any) -> None:
+    """Attach the device program of --device permissions narrower than rw
+    to the container's cgroup2 directory, before PID 1 joins it."""
+    from overlayctl.runtime import devices
+
+    rules = devices.rules_for(hc.get("Devices") or [])
+    if not rules:
+        return
+    if cgroup is None or cgroup.unified is None:
+        from overlayctl.errors import KernelError
+
+        raise KernelError(
+            "--device permissions narrower than rw need a cgroup2 directory for the container, "
+            "and none could be made here; use rw"
+        )
+    devices.restrict(cgroup.unified, rules)
+
+
+def release_held(store: Store, container: Container, held: Held) -> tuple[bool, str]:
+    """After the container ended: its cgroup (was it OOM-killed?), a freezer
+    made by `pause`, its network. Returns (oom_killed, error)."""
+    oom, error = False, ""
+    if held.cgroup is not None:
+        oom = held.cgroup.oom_killed()
+        try:
+            held.cgroup.remove()
+        except OverlayctlError as exc:
+            error = exc.message
+    if paused_once(container.id):
+        from overlayctl.runtime import cgroups
+
+        try:
+            cgroups.Freezer(container.id).remove()
+        except OverlayctlError as exc:
+            error = error or exc.message
+    if held.plan is not None:
+        held.plan.release()
+    return oom, error
+
+
+def paused_once(container_id: str) -> bool:
+    """Whether `pause` made a freezer for this container (cheap to ask:
+    a stat on a cgroup tree; no cgroup module unless one is there)."""
+    for directory in ("/sys/fs/cgroup/freezer", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        if os.path.isdir(os.path.join(directory, "overlayctl", container_id)):
+            return True
+    return False
+
+
+_LIMIT_KEYS = ("memory", "memory_swap", "pids_limit", "cpus", "cpu_shares")

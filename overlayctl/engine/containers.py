@@ -1,0 +1,312 @@
+"""Container life: create, start, run and remove, joining store and runtime.
+
+The CLI calls these; they hold the sequencing (record, start, record the
+exit, clean up) so that every front end behaves the same.
+
+A container always has one supervisor: the process that forked its PID 1,
+in the host's namespaces, which reaps it and records its end.
+
+- In the foreground (`run`, `start -a`) it is the command itself
+  (supervise.foreground). It keeps a log when the container outlives the
+  run (not with --rm, whose log would be deleted at once: then the
+  container writes straight to the user's terminal, which is what keeps
+  `run --rm` fast), and it tells systemd (sdnotify) when the container runs
+  and when it stops.
+- Detached (`run -d`, `start`), a double-forked process in its own session
+  starts the container, reports back, then execs the small monitor
+  (supervise.monitor) that holds the container's output, its log and its
+  attach socket; when the container ends, that process loads overlayctl
+  again, in supervise.detached.after_exit, to record the end, release what
+  the container held, and restart or remove it as its policies say.
+
+What a start holds, the spec and the teardown are the container model's
+(container/); this module only sequences them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from overlayctl.errors import InvalidArgumentError
+from overlayctl.runtime.spec import merge_env
+from overlayctl.store import Store
+from overlayctl.store.containers import Container
+from overlayctl.store.images import Image
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+
+class CreateOptions:
+    """What `create` and `run` accept, as Docker names it."""
+
+    def __init__(
+        self,
+        image: str,
+        command: list[str] | None = None,
+        name: str | None = None,
+        env: list[str] | None = None,
+        workdir: str | None = None,
+        hostname: str | None = None,
+        user: str | None = None,
+        entrypoint: str | None = None,
+        tty: bool = False,
+        interactive: bool = False,
+        auto_remove: bool = False,
+        host: dict[str, Any] | None = None,
+    ) -> None:
+        self.image = image
+        self.command = command or []
+        self.name = name
+        self.env = env or []
+        self.workdir = workdir
+        self.hostname = hostname
+        self.user = user
+        self.entrypoint = entrypoint
+        self.tty = tty
+        self.interactive = interactive
+        self.auto_remove = auto_remove
+        # Isolation options as given (network, ip, cap_add, cap_drop,
+        # privileged, read_only, security_opt, volume, mount, tmpfs, memory,
+        # memory_swap, pids_limit, cpus, cpu_shares), and restart,
+        # log_driver, log_opt, stop_signal, stop_timeout; checked by
+        # _host_config and _stop_config.
+        self.host = host or {}
+
+
+def create(store: Store, opts: CreateOptions) -> Container:
+    """Record a container with its (empty) upper directory; start nothing."""
+    return _create(store, opts, store.images.resolve(opts.image))
+
+
+def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
+    from overlayctl.container.spec import remember_image
+
+    remember_image(image)
+    image_cfg = image.container_config
+    entrypoint = _entrypoint(opts.entrypoint, image_cfg.get("Entrypoint"))
+    cmd = list(opts.command) if opts.command else list(image_cfg.get("Cmd") or [])
+    if opts.entrypoint is not None and not opts.command:
+        cmd = []  # Docker: --entrypoint resets the image's CMD
+    if not entrypoint and not cmd:
+        raise InvalidArgumentError(
+            f'no command specified: image "{opts.image}" has no CMD or ENTRYPOINT; give one after the image name'
+        )
+    for item in opts.env:
+        if not item or item.startswith("="):
+            raise InvalidArgumentError(f'invalid environment variable "{item}": use -e KEY=value')
+    env = [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in opts.env]
+    if opts.workdir is not None and not opts.workdir.startswith("/"):
+        raise InvalidArgumentError(f'working directory "{opts.workdir}" is not an absolute path')
+    user = opts.user if opts.user is not None else image_cfg.get("User", "") or ""
+    if user:
+        from overlayctl.runtime.users import check_user_syntax
+
+        check_user_syntax(user)
+    host_config = _host_config(opts, store)
+    config: dict[str, Any] = {
+        "Config": {
+            "Hostname": opts.hostname or "",
+            "User": user,
+            "Env": merge_env(list(image_cfg.get("Env") or []), env),
+            "Cmd": cmd,
+            "Entrypoint": entrypoint or None,
+            "WorkingDir": opts.workdir or image_cfg.get("WorkingDir") or "",
+            "Tty": opts.tty,
+            "OpenStdin": opts.interactive,
+            "Image": opts.image,
+            **_stop_config(opts, image_cfg),
+        },
+        "HostConfig": host_config,
+    }
+    requests = opts.host.get("mount_requests")
+    if requests or image_cfg.get("Volumes"):
+        container = store.containers.create(image.id, opts.image, config, opts.name)
+        return _with_volumes(store, container, image, requests or [])
+    return store.containers.create(image.id, opts.image, config, opts.name)
+
+
+def _stop_config(opts: CreateOptions, image_cfg: dict[str, Any]) -> dict[str, Any]:
+    """Config.StopSignal (--stop-signal, else the image's STOPSIGNAL) and
+    Config.StopTimeout (--stop-timeout), checked now."""
+    out: dict[str, Any] = {}
+    text = opts.host.get("stop_signal") or image_cfg.get("StopSignal")
+    if text:
+        from overlayctl.container.signals import parse_signal
+
+        parse_signal(str(text))
+        out["StopSignal"] = str(text)
+    timeout = opts.host.get("stop_timeout")
+    if timeout not in (None, ""):
+        value = str(timeout).strip()
+        if not value.lstrip("-").isdigit():
+            raise InvalidArgumentError(f'invalid --stop-timeout "{timeout}": give whole seconds')
+        out["StopTimeout"] = int(value)
+    return out
+
+
+def _host_config(opts: CreateOptions, store: Store) -> dict[str, Any]:
+    """HostConfig as Docker's inspect shows it, every option checked now:
+    a bad value is refused before anything is created."""
+    host = opts.host
+    hc: dict[str, Any] = {"AutoRemove": opts.auto_remove, "NetworkMode": host.get("network") or "bridge"}
+    hc["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
+    if host.get("restart"):
+        from overlayctl.container.restart import parse_policy
+
+        hc["RestartPolicy"] = parse_policy(host["restart"])
+        if opts.auto_remove and hc["RestartPolicy"]["Name"] != "no":
+            raise InvalidArgumentError("conflicting options: --restart and --rm")
+    if host.get("log_driver") or host.get("log_opt"):
+        from overlayctl.supervise.logs import parse_log_config
+
+        hc["LogConfig"] = parse_log_config(host.get("log_driver"), list(host.get("log_opt") or []))
+    else:
+        hc["LogConfig"] = {"Type": "json-file", "Config": {}}
+    if host.get("ip"):
+        hc["IPAddress"] = host["ip"]
+    if hc["NetworkMode"] not in ("none", "host") or host.get("ip"):
+        from overlayctl.network import attach
+
+        attach.check(store, hc["NetworkMode"], host.get("ip"))
+    cap_add, cap_drop = list(host.get("cap_add") or []), list(host.get("cap_drop") or [])
+    if cap_add or cap_drop:
+        from overlayctl.runtime.capabilities import resolve_capabilities
+
+        resolve_capabilities(cap_add, cap_drop)  # validates
+        hc["CapAdd"], hc["CapDrop"] = cap_add, cap_drop
+    if host.get("privileged"):
+        hc["Privileged"] = True
+    if host.get("read_only"):
+        hc["ReadonlyRootfs"] = True
+    security = []
+    for item in host.get("security_opt") or []:
+        key, sep, value = item.partition("=")
+        if key == "seccomp" and sep and value:
+            if value not in ("unconfined", "builtin"):
+                # Read now, relative to where the user is, and refused now
+                # if it is not a valid profile: not at some later start.
+                value = os.path.abspath(value)
+                import sys
+
+                from overlayctl.runtime.seccomp import compile_profile
+
+                warnings: list[str] = []
+                compile_profile(value, (), store.paths.seccomp_cache, warnings)
+                for warning in warnings:
+                    # Once, here at create: the start compiles it quietly.
+                    sys.stderr.write(f"WARNING: {warning}\n")
+            security.append(f"seccomp={value}")
+            continue
+        if key in ("no-new-privileges", "no-new-privileges:true"):
+            security.append(item)
+            continue
+        raise InvalidArgumentError(
+            f'invalid --security-opt "{item}": use seccomp=unconfined or seccomp=PROFILE.json'
+        )
+    if security:
+        hc["SecurityOpt"] = security
+    if host.get("device"):
+        hc["Devices"] = _devices(list(host["device"]))
+    limit_keys = ("memory", "memory_swap", "pids_limit", "cpus", "cpu_shares")
+    if any(host.get(k) for k in limit_keys):
+        from overlayctl.runtime.cgroups import parse_limits
+
+        limits = parse_limits(*(host.get(k) for k in limit_keys))
+        hc.update(limits.to_inspect())
+        hc["Limits"] = {k: host.get(k) for k in limit_keys if host.get(k)}
+    return hc
+
+
+def _devices(values: list[str]) -> list[dict[str, str]]:
+    """HostConfig.Devices for --device values, each host node checked now;
+    narrowed permissions need the cgroup2 tree their device program goes in."""
+    from overlayctl.runtime.devices import host_node, parse_device
+
+    devices = [parse_device(value) for value in values]
+    for device in devices:
+        host_node(device.host)
+    narrowed = [d for d in devices if d.restricted]
+    if narrowed:
+        from overlayctl.runtime.cgroups import host_layout
+
+        if host_layout().unified is None:
+            d = narrowed[0]
+            raise InvalidArgumentError(
+                f'--device {d.host}:{d.container}:{d.permissions}: permissions narrower than "rw" need a '
+                "cgroup2 tree for their device program, and this host has none mounted; use rw"
+            )
+    return [d.to_inspect() for d in devices]
+
+
+def _with_volumes(store: Store, container: Container, image: Image, requests: list[Any]) -> Container:
+    """Create volumes (named ones on first use, anonymous ones for the
+    image's VOLUME entries), seed new ones from the image, record the use."""
+    from overlayctl.volumes import mounts as volumes
+
+    try:
+        mounts = volumes.prepare(store, container.id, requests, image)
+    except BaseException:
+        store.containers.remove(container, force=True)
+        raise
+    container.config["HostConfig"]["Mounts"] = mounts
+    store.containers.update_config(container.id, container.config)
+    return container
+
+
+def _entrypoint(override: str | None, image_entrypoint: list[str] | None) -> list[str]:
+    if override is not None:
+        return [override] if override else []
+    return list(image_entrypoint or [])
+
+
+def start_attached(
+    store: Store, container: Container, on_started: Callable[[int], None] | None = None, attach_stdin: bool = True
+) -> int:
+    """Run a created or exited container in the foreground; return its exit code.
+
+    The calling process is the supervisor. The exit is recorded however the
+    start ends; an AutoRemove container is removed afterwards.
+    """
+    container = store.containers.claim_start(container.id)
+    from overlayctl.supervise import foreground
+
+    return foreground.run(store, container, store.images.get(container.image_id), on_started, attach_stdin)
+
+
+def remove(store: Store, container: Container, force: bool = False, volumes: bool = False) -> None:
+    """`rm`: the container, what it holds (lease, cgroup, freezer, attach
+    socket), and with `volumes` its anonymous volumes (`rm -v`; --rm does
+    the same, as Docker). The work is container.teardown's, which the
+    supervisors call for --rm too."""
+    from overlayctl.container import teardown
+
+    teardown.remove(store, container, force, volumes)
+
+
+def run(store: Store, opts: CreateOptions) -> int:
+    """`docker run` in the foreground: create, then start attached.
+
+    The image is resolved once and the new container is not read back:
+    this is the start-up path every `run` pays for.
+    """
+    image = store.images.resolve(opts.image)
+    from overlayctl.supervise import foreground
+
+    return foreground.run(store, _create(store, opts, image), image)
+
+
+# --- detached: the background supervisor --------------------------------------
+
+
+def start_detached(store: Store, container: Container) -> None:
+    """Start a container in the background and return once its command runs.
+
+    A double-forked supervisor in its own session owns the container (as
+    conmon does for podman); see overlayctl.supervise.detached.
+    """
+    from overlayctl.supervise import detached
+
+    detached.start(store, store.containers.claim_start(container.id))
