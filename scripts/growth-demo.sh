@@ -1,5 +1,5 @@
 #!/bin/sh
-# The README picture: `du --watch` on a container that (1) writes a new 20 MB
+# The picture in docs/measurement.md (docs/growth.svg): `du --watch` on a container that (1) writes a new 20 MB
 # file, (2) appends one line to a 30 MB file of its image, which copies the
 # whole file up into its upper dir, and (3) writes 20 MB to a named volume,
 # which never lands in the upper dir. Writes docs/growth.svg and

@@ -41,7 +41,7 @@ CREATE_OPTIONS = (
     Opt(("-e", "--env"), "env", "multi", "set an environment variable (KEY=value, or KEY to copy it)", "KEY=VALUE"),
     Opt(("-w", "--workdir"), "workdir", "value", "working directory inside the container", "DIR"),
     Opt(("-h", "--hostname"), "hostname", "value", "container host name", "NAME"),
-    Opt(("-u", "--user"), "user", "value", "user to run as: UID[:GID]", "UID[:GID]"),
+    Opt(("-u", "--user"), "user", "value", "user to run as: NAME|UID[:GROUP|GID] (image's passwd)", "USER[:GROUP]"),
     Opt(("--entrypoint",), "entrypoint", "value", "override the image's ENTRYPOINT", "CMD"),
     Opt(("-t", "--tty"), "tty", "flag", "allocate a pseudo-terminal"),
     Opt(("-i", "--interactive"), "interactive", "flag", "keep stdin open"),

@@ -28,7 +28,7 @@ GC_TIMER = UNITS / "overlayctl-gc.timer"
 # Exposure scores of `systemd-analyze security --offline=yes` (0 safest,
 # 10 least safe) as of systemd 252; a change that raises one fails here.
 # The template is high because it must run any container: namespaces,
-# mounts, every capability, any host path. See README, "### systemd".
+# mounts, every capability, any host path. See docs/systemd.md, "Hardening".
 # A container on a bridge network keeps the host's kernel tunables writable
 # (its set-up turns IPv6 off on the bridge and the veth): 0.2 more.
 MAX_EXPOSURE = {"template": 9.4, "generated": 6.1, "generated-bridge": 6.3, "reconcile": 2.4, "gc": 2.0}
