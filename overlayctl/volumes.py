@@ -429,9 +429,7 @@ def _parse_bytes(value: str, context: str) -> int:
 
 
 def volume_store(store: Store) -> VolumeStore:
-    from overlayctl.store.volumes import VolumeStore
-
-    return VolumeStore(store.paths, store.conn)
+    return store.volumes
 
 
 def with_image_volumes(requests: list[MountRequest], image: Image) -> list[MountRequest]:
@@ -664,10 +662,7 @@ def remove_volume(store: Store, name: str, force: bool = False) -> bool:
 
 def _is_running(store: Store, container_id: str) -> bool:
     # Read-only (no reconciling write): remove() asks inside its transaction.
-    from overlayctl.store.containers import RUNNING, process_start_time
-
-    row = store.conn.execute("SELECT status, pid, pid_start FROM containers WHERE id = ?", (container_id,)).fetchone()
-    return row is not None and row["status"] == RUNNING and process_start_time(row["pid"]) == row["pid_start"]
+    return store.containers.is_running(container_id)
 
 
 def prune_volumes(store: Store, all_volumes: bool = False, filters: list[str] | None = None) -> list[tuple[str, int]]:
