@@ -107,10 +107,8 @@ def backup_command(obj: dict) -> None:
     run) into ROOT/backups and print the backup's path. One is also made
     before each schema upgrade and each `system fsck --repair`; `system gc`
     keeps the newest few."""
-    from overlayctl.store import backup
-
     store = open_store(obj)
-    click.echo(backup.make(store.conn, store.paths.catalog, "manual"))
+    click.echo(store.backup("manual"))
 
 
 @system.command("restore")

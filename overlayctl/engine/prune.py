@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from overlayctl.errors import OverlayctlError
 from overlayctl.layer.du import tree_bytes
-from overlayctl.store.catalog import transaction
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,11 +35,11 @@ class Removed:
 
 def layer_bytes(store: Store, diff_id: str) -> int:
     """What removing a layer frees: its directory and the blobs it came as."""
-    row = store.conn.execute("SELECT dir FROM layers WHERE diff_id = ?", (diff_id,)).fetchone()
-    if row is None:
+    layer = store.layers.find(diff_id)
+    if layer is None:
         return 0
-    blobs = store.conn.execute("SELECT digest FROM layer_blobs WHERE diff_id = ?", (diff_id,)).fetchall()
-    return tree_bytes(store.paths.layer_dir(row["dir"])) + sum(tree_bytes(store.paths.blob(b[0])) for b in blobs)
+    blobs = store.layers.blobs_of(diff_id)
+    return tree_bytes(store.paths.layer_dir(layer.dir)) + sum(tree_bytes(store.paths.blob(b["digest"])) for b in blobs)
 
 
 # -- containers ------------------------------------------------------------------
@@ -68,19 +67,13 @@ def prune_containers(store: Store) -> list[Removed]:
 
 
 def _unused_images(store: Store, all_images: bool) -> list[Image]:
-    used = {row[0] for row in store.conn.execute("SELECT DISTINCT image_id FROM containers")}
+    used = store.containers.image_ids_in_use()
     return [i for i in store.images.list() if i.id not in used and (all_images or not i.tags)]
 
 
 def _layers_freed_by(store: Store, image_ids: set[str]) -> list[str]:
     """The layers only these images use (in first-use order)."""
-    marks = ",".join("?" * len(image_ids))
-    rows = store.conn.execute(
-        f"SELECT diff_id FROM image_layers GROUP BY diff_id HAVING SUM(image_id NOT IN ({marks})) = 0 "
-        "ORDER BY MIN(rowid)",
-        tuple(image_ids),
-    ).fetchall()
-    return [row[0] for row in rows]
+    return store.images.layers_only_of(image_ids)
 
 
 def prune_images(store: Store, all_images: bool = False, dry_run: bool = False) -> tuple[list[str], list[Removed]]:
@@ -146,8 +139,7 @@ def prune_build_cache(store: Store, dry_run: bool = False) -> list[Removed]:
     leftovers = staging.leftovers(store.paths.tmp)
     removed += [Removed("staging leftover", path, tree_bytes(path)) for path, _ in leftovers]
     if not dry_run:
-        with transaction(store.conn):
-            store.conn.execute("DELETE FROM build_cache")
+        store.build_cache.clear()
         for path, _ in leftovers:
             try:
                 staging.remove_tree(path)
@@ -180,24 +172,18 @@ def gc(store: Store, dry_run: bool = False) -> list[Removed]:
     # Dangling images, and the layers only they use.
     removed += prune_images(store, all_images=False, dry_run=dry_run)[1]
     # Layers no image uses (a crash between an image's removal and its layers').
-    rows = store.conn.execute(
-        "SELECT diff_id FROM layers WHERE diff_id NOT IN (SELECT diff_id FROM image_layers) ORDER BY created"
-    ).fetchall()
-    stray = [row[0] for row in rows]
+    stray = store.layers.unreferenced()
     sizes = {d: layer_bytes(store, d) for d in stray}
     if stray and not dry_run:
         stray = [layer.diff_id for layer in store.layers.remove_unreferenced(stray)]
     removed += [Removed("unreferenced layer", d, sizes[d]) for d in stray]
     # Build cache rows whose owner is gone (the catalog cascades normally;
     # a catalog that lost its foreign keys may keep them).
-    stale = store.conn.execute(
-        "SELECT COUNT(*) FROM build_cache WHERE owner NOT IN (SELECT id FROM images)"
-    ).fetchone()[0]
+    stale = store.build_cache.orphaned_count()
     if stale:
         removed.append(Removed("stale cache entry", f"{stale} build steps of removed images", 0))
         if not dry_run:
-            with transaction(store.conn):
-                store.conn.execute("DELETE FROM build_cache WHERE owner NOT IN (SELECT id FROM images)")
+            store.build_cache.remove_orphaned()
     # Crash leftovers, as fsck finds them.
     findings = [f for f in fsck.check(store) + fsck.stale_leases(store) if f.problem in _GARBAGE and f.repair]
     for finding in findings:

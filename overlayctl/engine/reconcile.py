@@ -20,8 +20,7 @@ def reconcile_store(store: Store) -> list[str]:
 
     # A row that is neither created nor exited claims a living container;
     # reading it back through the store checks the claim against /proc.
-    rows = store.conn.execute("SELECT id FROM containers WHERE status NOT IN (?, ?)", (CREATED, EXITED))
-    claimed = {row["id"] for row in rows}
+    claimed = store.containers.ids_claimed_alive()
     containers = store.containers.list(all=True)
     lost = [c for c in containers if c.id in claimed and c.status == EXITED]
     report = [f"exited: {c.name} ({c.short_id}): {c.error or 'its supervisor is gone'}" for c in lost]

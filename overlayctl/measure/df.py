@@ -102,8 +102,7 @@ def _layer_dirs(store: Store) -> tuple[dict[str, int], int]:
     """Bytes of each layer by diff_id (the stored size of its files plus its
     directory and anything beside diff/), and of layer directories the
     catalog does not know (walked)."""
-    rows = store.conn.execute("SELECT diff_id, dir, size FROM layers").fetchall()
-    known = {row["dir"]: (row["diff_id"], row["size"]) for row in rows}
+    known = {layer.dir: (layer.diff_id, layer.size) for layer in store.layers.all_layers()}
     sizes: dict[str, int] = {}
     unknown = 0
     try:
@@ -132,7 +131,7 @@ def _blobs(store: Store) -> tuple[int, int]:
     if not os.path.isdir(top):
         return 0, 0
     total = tree_bytes(top)
-    claimed = {row[0] for row in store.conn.execute("SELECT digest FROM layer_blobs").fetchall()}
+    claimed = store.layers.blob_digests()
     orphans = 0
     sha256 = os.path.join(top, "sha256")
     if os.path.isdir(sha256):
@@ -180,9 +179,7 @@ def measure(store: Store) -> Report:
     )
 
     # Containers, and their logs.
-    volume_counts = dict(
-        store.conn.execute("SELECT container, COUNT(DISTINCT volume) FROM volume_users GROUP BY container").fetchall()
-    )
+    volume_counts = store.volumes.volume_counts()
     by_id = {c.id: c for c in containers}
     orphan_containers = 0
     try:
@@ -213,9 +210,7 @@ def measure(store: Store) -> Report:
     )
 
     # Local volumes.
-    volume_users = dict(
-        store.conn.execute("SELECT volume, COUNT(DISTINCT container) FROM volume_users GROUP BY volume").fetchall()
-    )
+    volume_users = store.volumes.user_counts()
     volumes_dir = store.paths.volumes
     volumes_size = 0
     if os.path.isdir(volumes_dir):
@@ -247,7 +242,7 @@ def measure(store: Store) -> Report:
     )
 
     # Build cache: catalog rows, and the staging area.
-    (report.build_cache_entries,) = store.conn.execute("SELECT COUNT(*) FROM build_cache").fetchone()
+    report.build_cache_entries = store.build_cache.count()
     report.staging = tree_bytes(store.paths.tmp) if os.path.isdir(store.paths.tmp) else 0
     report.kinds.append(
         Kind(

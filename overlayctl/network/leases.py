@@ -121,12 +121,10 @@ def _sweep_veths(store: Store) -> None:
         return
     for name in names:
         prefix = name[4:]
-        row = store.conn.execute(
-            "SELECT id FROM containers WHERE id >= ? AND id < ? LIMIT 1", (prefix, prefix + "g")
-        ).fetchone()
-        if row is None:
+        container_id = store.containers.id_with_prefix(prefix)
+        if container_id is None:
             continue  # not ours (another store's, podman's, Docker's)
-        lock = os.path.join(network_dir(store.paths, row["id"]), LOCK_FILE)
+        lock = os.path.join(network_dir(store.paths, container_id), LOCK_FILE)
         fd = take_lock(lock, block=False)
         if fd is None:
             continue  # starting or running
@@ -147,7 +145,7 @@ def _sweep_removed(store: Store) -> None:
     candidates = [e for e in entries if len(e) == 64 and os.path.isdir(os.path.join(store.paths.run_containers, e))]
     if not candidates:
         return
-    known = {row["id"] for row in store.conn.execute("SELECT id FROM containers")}
+    known = store.containers.ids()
     for container_id in candidates:
         if container_id in known:
             continue
@@ -164,4 +162,4 @@ def _sweep_removed(store: Store) -> None:
 
 def networks(store: Store) -> NetworkStore:
     """The catalog's networks and leases."""
-    return NetworkStore(store.conn)
+    return store.networks

@@ -260,8 +260,7 @@ def inspect_network(store: Store, text: str) -> dict[str, Any]:
 
 
 def _container_name(store: Store, container_id: str) -> str:
-    row = store.conn.execute("SELECT name FROM containers WHERE id = ?", (container_id,)).fetchone()
-    return row["name"] if row is not None else ""
+    return store.containers.name_of(container_id) or ""
 
 
 def endpoint_id(network_id: str, container_id: str) -> str:

@@ -405,8 +405,8 @@ def _prepare_existing(store: Store, layer: _LayerPlan, progress: Progress) -> _P
 def _check_unpacked_blob(store: Store, layer: _LayerPlan) -> None:
     """A blob that is kept without being unpacked must really be the layer
     the config says: it is what the next save sends out."""
-    row = store.conn.execute("SELECT diff_id FROM layer_blobs WHERE digest = ?", (layer.member.digest,)).fetchone()
-    got = row["diff_id"] if row is not None else _hash_layer(layer.member, layer.media_type)
+    known = store.layers.layer_of_blob(layer.member.digest)
+    got = known if known is not None else _hash_layer(layer.member, layer.media_type)
     oci.check_layer_digest(layer.diff_id, got, _short(layer))
 
 

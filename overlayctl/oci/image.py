@@ -25,7 +25,6 @@ from overlayctl.errors import (
     UnsupportedMediaTypeError,
 )
 from overlayctl.oci.blobs import BlobStore, split_digest
-from overlayctl.store.catalog import transaction
 from overlayctl.store.images import Image
 from overlayctl.store.layers import Layer
 from overlayctl.util import faults, jsonio
@@ -116,37 +115,28 @@ def descriptor(media_type: str, digest: str, size: int) -> dict[str, Any]:
 
 def record_blob(store: Store, digest: str, diff_id: str, media_type: str, size: int, original: bool) -> None:
     """Remember that blob ``digest`` is layer ``diff_id`` as ``media_type``."""
-    with transaction(store.conn):
-        store.conn.execute(
-            "INSERT INTO layer_blobs (digest, diff_id, media_type, size, original) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(digest) DO UPDATE SET original = max(original, excluded.original)",
-            (digest, diff_id, media_type, size, int(original)),
-        )
+    store.layers.record_blob(digest, diff_id, media_type, size, original)
 
 
 def _blob_rows(store: Store, diff_id: str) -> list[Any]:
     blobs = BlobStore(store.paths)
-    rows = store.conn.execute(
-        "SELECT * FROM layer_blobs WHERE diff_id = ? ORDER BY original DESC, rowid", (diff_id,)
-    ).fetchall()
-    return [row for row in rows if blobs.has(row["digest"])]
+    return [row for row in store.layers.blobs_of(diff_id) if blobs.has(row["digest"])]
 
 
 def layer_for_blob(store: Store, digest: str) -> Layer | None:
     """The stored layer this blob unpacks to, if both are known here."""
-    row = store.conn.execute("SELECT diff_id FROM layer_blobs WHERE digest = ?", (digest,)).fetchone()
-    if row is None or not BlobStore(store.paths).has(digest):
+    diff_id = store.layers.layer_of_blob(digest)
+    if diff_id is None or not BlobStore(store.paths).has(digest):
         return None
-    return store.layers.find(row["diff_id"])
+    return store.layers.find(diff_id)
 
 
 def image_config_bytes(store: Store, image: Image) -> bytes:
     """The image's config exactly as stored and hashed (its digest is the image ID)."""
-    row = store.conn.execute("SELECT config FROM images WHERE id = ?", (image.id,)).fetchone()
-    if row is None:
+    raw = store.images.config_bytes(image.id)
+    if raw is None:
         raise NotFoundError(f"image {image.id} not found")
-    raw = row["config"]
-    return raw if isinstance(raw, bytes) else str(raw).encode()
+    return raw
 
 
 # -- blobs for layers made here -------------------------------------------------
@@ -302,12 +292,10 @@ def layer_descriptors(
 
 def kept_manifest(store: Store, image: Image) -> tuple[str, bytes] | None:
     """The manifest the image was received with, if kept and all its blobs are here."""
-    row = store.conn.execute(
-        "SELECT media_type, manifest FROM image_manifests WHERE image_id = ?", (image.id,)
-    ).fetchone()
-    if row is None:
+    kept = store.images.kept_manifest(image.id)
+    if kept is None:
         return None
-    raw = bytes(row["manifest"])
+    media_type, raw = kept
     try:
         manifest = jsonio.loads(raw)
         blobs = BlobStore(store.paths)
@@ -315,7 +303,7 @@ def kept_manifest(store: Store, image: Image) -> tuple[str, bytes] | None:
             return None
     except (ValueError, KeyError, TypeError, InvalidArgumentError):
         return None
-    return str(row["media_type"]), raw
+    return media_type, raw
 
 
 def image_manifest(
@@ -431,12 +419,7 @@ def create_image(
     if manifest_bytes is not None:
         if manifest_media_type is None:
             manifest_media_type = jsonio.loads(manifest_bytes).get("mediaType") or OCI_MANIFEST
-        with transaction(store.conn):
-            store.conn.execute(
-                "INSERT INTO image_manifests (image_id, media_type, manifest) VALUES (?, ?, ?) "
-                "ON CONFLICT(image_id) DO UPDATE SET media_type = excluded.media_type, manifest = excluded.manifest",
-                (image.id, manifest_media_type, manifest_bytes),
-            )
+        store.images.keep_manifest(image.id, manifest_media_type, manifest_bytes)
     return image
 
 

@@ -279,8 +279,7 @@ def _unique(descs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _tagged_image(store: Store, ref: RemoteReference) -> str | None:
     if ref.local is None:
         return None
-    row = store.conn.execute("SELECT image_id FROM tags WHERE name = ?", (str(ref.local),)).fetchone()
-    return None if row is None else str(row[0])
+    return store.images.id_tagged(str(ref.local))
 
 
 def _check_platform(config: dict[str, Any], platform: str | None) -> None:
@@ -298,13 +297,10 @@ def _roll_back(store: Store, blobs: BlobStore, layers: list[str], added: list[st
     if layers:
         store.layers.release(layers)
         store.layers.remove_unreferenced(layers)
-    from overlayctl.store.catalog import transaction
-
     for digest in added:
         # A blob new to this pull that a kept layer recorded (its tar was
         # already stored, from another source) goes too: the pull failed.
-        with transaction(store.conn):
-            store.conn.execute("DELETE FROM layer_blobs WHERE digest = ?", (digest,))
+        store.layers.forget_blob(digest)
         try:
             os.unlink(blobs.path(digest))
         except FileNotFoundError:

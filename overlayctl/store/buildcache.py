@@ -59,4 +59,23 @@ class BuildCache:
         return row is not None
 
     def count(self) -> int:
+        """How many build steps are cached."""
         return int(self.conn.execute("SELECT COUNT(*) FROM build_cache").fetchone()[0])
+
+    def clear(self) -> None:
+        """Forget every cached build step (their layers stay with the images
+        the builds made)."""
+        with transaction(self.conn):
+            self.conn.execute("DELETE FROM build_cache")
+
+    def orphaned_count(self) -> int:
+        """How many cached steps belong to an image that is gone (the
+        catalog cascades normally; one that lost its foreign keys may
+        keep them)."""
+        row = self.conn.execute("SELECT COUNT(*) FROM build_cache WHERE owner NOT IN (SELECT id FROM images)")
+        return int(row.fetchone()[0])
+
+    def remove_orphaned(self) -> None:
+        """Forget the cached steps whose owning image is gone."""
+        with transaction(self.conn):
+            self.conn.execute("DELETE FROM build_cache WHERE owner NOT IN (SELECT id FROM images)")

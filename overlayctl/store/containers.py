@@ -227,6 +227,43 @@ class ContainerStore:
         containers = [self._reconciled(Container.from_row(row)) for row in rows]
         return containers if all else [c for c in containers if c.is_active]
 
+    # Reads of the rows as recorded: no reconciling write.
+
+    def name_of(self, container_id: str) -> str | None:
+        """The name of the container with this full ID."""
+        row = self.conn.execute("SELECT name FROM containers WHERE id = ?", (container_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def id_with_prefix(self, prefix: str) -> str | None:
+        """The ID of a container whose ID starts with ``prefix`` (the first
+        one, if several do)."""
+        row = self.conn.execute(
+            "SELECT id FROM containers WHERE id >= ? AND id < ? LIMIT 1", (prefix, prefix + "g")
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def ids(self) -> set[str]:
+        """The ID of every container recorded."""
+        return {row[0] for row in self.conn.execute("SELECT id FROM containers")}
+
+    def ids_claimed_alive(self) -> set[str]:
+        """IDs of the containers recorded as neither created nor exited: each
+        row claims a living container (get or list checks the claim)."""
+        rows = self.conn.execute("SELECT id FROM containers WHERE status NOT IN (?, ?)", (CREATED, EXITED))
+        return {row[0] for row in rows}
+
+    def image_ids_in_use(self) -> set[str]:
+        """IDs of the images some container (running or not) is made from."""
+        return {row[0] for row in self.conn.execute("SELECT DISTINCT image_id FROM containers")}
+
+    def is_running(self, container_id: str) -> bool:
+        """Whether the container is recorded as running and its PID 1 lives.
+        Only reads, so it may be asked inside another store transaction."""
+        row = self.conn.execute(
+            "SELECT status, pid, pid_start FROM containers WHERE id = ?", (container_id,)
+        ).fetchone()
+        return row is not None and row["status"] == RUNNING and process_start_time(row["pid"]) == row["pid_start"]
+
     def _reconciled(self, container: Container) -> Container:
         # The catalog's "running" is a claim; the process table is the truth.
         if container.is_lost:

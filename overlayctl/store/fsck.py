@@ -147,9 +147,7 @@ def repair(store: Store, findings: list[Finding]) -> None:
     proven healthy (ensure_repairable)."""
     ensure_repairable(store, findings)
     if any(f.repair is not None and not f.repaired for f in findings):
-        from overlayctl.store import backup
-
-        backup.make(store.conn, store.paths.catalog, "repair")
+        store.backup("repair")
     for finding in findings:
         if finding.repair is not None and not finding.repaired:
             try:

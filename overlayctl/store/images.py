@@ -14,6 +14,7 @@ from overlayctl.util.reference import Reference, looks_like_id_prefix, parse_ref
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import builtins
     import sqlite3
     from typing import Any
 
@@ -153,6 +154,46 @@ class ImageStore:
             raise
         row = self.conn.execute("SELECT image_id FROM tags WHERE name = ?", (str(ref),)).fetchone()
         return None if row is None else str(row[0])
+
+    def config_bytes(self, image_id: str) -> bytes | None:
+        """The image's config exactly as stored and hashed."""
+        row = self.conn.execute("SELECT config FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row is None:
+            return None
+        raw = row["config"]
+        return raw if isinstance(raw, bytes) else str(raw).encode()
+
+    def id_tagged(self, name: str) -> str | None:
+        """The ID of the image the tag ``name`` (repository:tag) points at."""
+        row = self.conn.execute("SELECT image_id FROM tags WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def kept_manifest(self, image_id: str) -> tuple[str, bytes] | None:
+        """(media type, bytes) of the manifest the image was received with, if kept."""
+        row = self.conn.execute(
+            "SELECT media_type, manifest FROM image_manifests WHERE image_id = ?", (image_id,)
+        ).fetchone()
+        return None if row is None else (str(row["media_type"]), bytes(row["manifest"]))
+
+    def keep_manifest(self, image_id: str, media_type: str, manifest: bytes) -> None:
+        """Keep the manifest an image was received with, byte for byte (it
+        replaces any kept before), to send it out again with its digest."""
+        with transaction(self.conn):
+            self.conn.execute(
+                "INSERT INTO image_manifests (image_id, media_type, manifest) VALUES (?, ?, ?) "
+                "ON CONFLICT(image_id) DO UPDATE SET media_type = excluded.media_type, manifest = excluded.manifest",
+                (image_id, media_type, manifest),
+            )
+
+    def layers_only_of(self, image_ids: set[str]) -> builtins.list[str]:
+        """The layers no image but these uses (in first-use order)."""
+        marks = ",".join("?" * len(image_ids))
+        rows = self.conn.execute(
+            f"SELECT diff_id FROM image_layers GROUP BY diff_id HAVING SUM(image_id NOT IN ({marks})) = 0 "
+            "ORDER BY MIN(rowid)",
+            tuple(image_ids),
+        ).fetchall()
+        return [row[0] for row in rows]
 
     def list(self) -> list[Image]:
         rows = self.conn.execute("SELECT * FROM images ORDER BY created DESC").fetchall()

@@ -20,7 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Iterable
-    from typing import BinaryIO
+    from typing import Any, BinaryIO
 
 
 class Layer:
@@ -247,6 +247,57 @@ class LayerStore:
                 pass
             finally:
                 os.close(fd)
+
+    def all_layers(self) -> list[Layer]:
+        """Every committed layer."""
+        return [Layer.from_row(row) for row in self.conn.execute("SELECT * FROM layers").fetchall()]
+
+    def unreferenced(self) -> list[str]:
+        """diff_ids of the layers no image uses, oldest first (left by a
+        crash between an image's removal and its layers')."""
+        rows = self.conn.execute(
+            "SELECT diff_id FROM layers WHERE diff_id NOT IN (SELECT diff_id FROM image_layers) ORDER BY created"
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    # The blobs (blobs/sha256/<hex>) a layer was received or sent as.
+
+    def record_blob(self, digest: str, diff_id: str, media_type: str, size: int, original: bool) -> None:
+        """Remember that blob ``digest`` is layer ``diff_id`` as ``media_type``
+        (``original``: received as is; a blob once received stays so)."""
+        with transaction(self.conn):
+            self.conn.execute(
+                "INSERT INTO layer_blobs (digest, diff_id, media_type, size, original) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(digest) DO UPDATE SET original = max(original, excluded.original)",
+                (digest, diff_id, media_type, size, int(original)),
+            )
+
+    def forget_blob(self, digest: str) -> None:
+        """Drop the record of a blob (its file is the caller's to delete)."""
+        with transaction(self.conn):
+            self.conn.execute("DELETE FROM layer_blobs WHERE digest = ?", (digest,))
+
+    def blobs_of(self, diff_id: str) -> list[dict[str, Any]]:
+        """The recorded blobs of a layer (digest, media_type, size,
+        original), those received as is first, then in the order recorded."""
+        rows = self.conn.execute(
+            "SELECT digest, media_type, size, original FROM layer_blobs WHERE diff_id = ? "
+            "ORDER BY original DESC, rowid",
+            (diff_id,),
+        ).fetchall()
+        return [
+            {"digest": r["digest"], "media_type": r["media_type"], "size": r["size"], "original": r["original"]}
+            for r in rows
+        ]
+
+    def layer_of_blob(self, digest: str) -> str | None:
+        """The diff_id of the layer a recorded blob unpacks to."""
+        row = self.conn.execute("SELECT diff_id FROM layer_blobs WHERE digest = ?", (digest,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def blob_digests(self) -> set[str]:
+        """The digests of every recorded blob."""
+        return {row[0] for row in self.conn.execute("SELECT digest FROM layer_blobs").fetchall()}
 
     def made_blobs(self) -> list[tuple[str, str]]:
         """(digest, diff_id) of the blobs made here on the way out (save,

@@ -14,6 +14,8 @@ from overlayctl.store.layers import LayerStore
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from overlayctl.store.buildcache import BuildCache
+    from overlayctl.store.networks import NetworkStore
+    from overlayctl.store.volumes import VolumeStore
 
 
 class Store:
@@ -45,6 +47,27 @@ class Store:
         from overlayctl.store.buildcache import BuildCache
 
         return BuildCache(self.conn)
+
+    @property
+    def volumes(self) -> VolumeStore:
+        """The volumes and which containers use them."""
+        from overlayctl.store.volumes import VolumeStore
+
+        return VolumeStore(self.paths, self.conn)
+
+    @property
+    def networks(self) -> NetworkStore:
+        """The networks and their address leases."""
+        from overlayctl.store.networks import NetworkStore
+
+        return NetworkStore(self.conn)
+
+    def backup(self, label: str) -> str:
+        """Back up the catalog into ROOT/backups (SQLite's online backup,
+        safe while other commands run); the backup's path."""
+        from overlayctl.store import backup
+
+        return backup.make(self.conn, self.paths.catalog, label)
 
     def close(self) -> None:
         self.conn.close()

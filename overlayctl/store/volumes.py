@@ -112,6 +112,16 @@ class VolumeStore:
     def in_use(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT DISTINCT volume FROM volume_users")}
 
+    def volume_counts(self) -> dict[str, int]:
+        """How many volumes each container that uses any uses."""
+        rows = self.conn.execute("SELECT container, COUNT(DISTINCT volume) FROM volume_users GROUP BY container")
+        return {r[0]: r[1] for r in rows}
+
+    def user_counts(self) -> dict[str, int]:
+        """How many containers use each volume that is in use."""
+        rows = self.conn.execute("SELECT volume, COUNT(DISTINCT container) FROM volume_users GROUP BY volume")
+        return {r[0]: r[1] for r in rows}
+
     # Creating.
 
     def stage(self, name: str, anonymous: bool = False, labels: dict[str, str] | None = None) -> NewVolume:

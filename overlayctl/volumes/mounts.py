@@ -49,9 +49,7 @@ if TYPE_CHECKING:
 
 
 def volume_store(store: Store) -> VolumeStore:
-    from overlayctl.store.volumes import VolumeStore
-
-    return VolumeStore(store.paths, store.conn)
+    return store.volumes
 
 
 def with_image_volumes(requests: list[MountRequest], image: Image) -> list[MountRequest]:
@@ -276,19 +274,10 @@ def remove_volume(store: Store, name: str, force: bool = False) -> bool:
         return False
 
     def not_running(container_id: str) -> bool:
-        return force and not _is_running(store, container_id)
+        return force and not store.containers.is_running(container_id)
 
     volumes.remove(name, not_running)
     return True
-
-
-def _is_running(store: Store, container_id: str) -> bool:
-    # Read-only (no reconciling write): remove() asks inside its transaction.
-    from overlayctl.store.containers import RUNNING
-    from overlayctl.util.proc import process_start_time
-
-    row = store.conn.execute("SELECT status, pid, pid_start FROM containers WHERE id = ?", (container_id,)).fetchone()
-    return row is not None and row["status"] == RUNNING and process_start_time(row["pid"]) == row["pid_start"]
 
 
 def prune_volumes(store: Store, all_volumes: bool = False, filters: list[str] | None = None) -> list[tuple[str, int]]:
