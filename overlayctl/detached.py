@@ -320,8 +320,9 @@ def _listen(run_containers: str, container_id: str) -> int:
 
 
 def _log_state(store: Store, container: Container) -> dict[str, str]:
-    """The monitor's log settings, as key=value strings (overlayctl.logs is
-    imported only for a size to parse: not on every `run -d`)."""
+    """The monitor's log settings, as key=value strings (max-size was checked
+    by logs.parse_log_config at create; overlayctl.logs is not imported on
+    every `run -d`)."""
     log_config = container.config.get("HostConfig", {}).get("LogConfig") or {}
     kind = log_config.get("Type") or "json-file"
     config = log_config.get("Config") or {}
@@ -331,9 +332,9 @@ def _log_state(store: Store, container: Container) -> dict[str, str]:
         state["log_path"] = os.path.join(store.paths.containers, container.id, f"{container.id}-json.log")
         max_size = 0
         if config.get("max-size"):
-            from overlayctl.logs import parse_size
+            from overlayctl.util.sizes import parse_size
 
-            max_size = parse_size(config["max-size"])
+            max_size = parse_size(config["max-size"], "--log-opt max-size")
         state["log_max_size"] = str(max_size)
         state["log_max_file"] = str(config.get("max-file") or 1)
     elif kind == "journald":
