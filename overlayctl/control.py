@@ -338,7 +338,7 @@ def attach(store: Store, container: Container, stdin: bool = True) -> int:
     if container.status != RUNNING:
         raise ConflictError(f'cannot attach to container "{container.name}": it is not running; start it first')
     cfg = container.config["Config"]
-    sock = client.connect(store.paths.run_containers, container.id, container.name)
+    sock = client.connect(store.paths.attach_socket(container.id), container.name)
     code = client.attach(sock, stdin and bool(cfg.get("OpenStdin")), bool(cfg.get("Tty")), container.pid)
     if code is not None:
         return code

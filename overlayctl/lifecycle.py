@@ -428,11 +428,11 @@ class _ForegroundOutput:
     log; with -t, the terminal relay copies to the log too."""
 
     def __init__(self, store: Store, container: Container, tty: bool) -> None:
-        from overlayctl.logs import log_path, open_writer
+        from overlayctl.logs import open_writer
 
         self.writer = open_writer(
             container.config["HostConfig"].get("LogConfig") or {},
-            log_path(store.paths.containers, container.id),
+            store.paths.container_log(container.id),
             {"id": container.id, "name": container.name, "image": container.image_name},
         )
         self.pipes: list[int] = []
@@ -567,11 +567,10 @@ def release_held(store: Store, container: Container, held: Held) -> tuple[bool, 
 
 def paused_once(container_id: str) -> bool:
     """Whether `pause` made a freezer for this container (cheap to ask:
-    a stat on a cgroup tree; no cgroup module unless one is there)."""
-    for directory in ("/sys/fs/cgroup/freezer", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
-        if os.path.isdir(os.path.join(directory, "overlayctl", container_id)):
-            return True
-    return False
+    a stat on a cgroup tree, no mountinfo read)."""
+    from overlayctl.runtime import cgroups
+
+    return cgroups.has_cgroup_dir(container_id)
 
 
 def _hand_over_restart(store: Store, container: Container, code: int | None, oom: bool, notify: bool) -> bool:
@@ -627,8 +626,7 @@ def remove(store: Store, container: Container, force: bool = False, volumes: boo
 
         cgroups.Freezer(container.id).remove()
     try:
-        # (runtime.attach.socket_path, without importing it on run's path)
-        os.unlink(os.path.join(store.paths.run_containers, container.id + ".sock"))
+        os.unlink(store.paths.attach_socket(container.id))
     except OSError:
         pass
     if hc.get("Mounts"):

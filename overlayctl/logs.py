@@ -3,7 +3,7 @@
 Three drivers, as Docker names them:
 
 - json-file (the default): one JSON object per line in
-  <root>/containers/<id>/<id>-json.log, Docker's format
+  <root>/containers/<id>/<id>-json.log (Paths.container_log), Docker's format
   (`{"log":"hi\\n","stream":"stdout","time":"2024-05-01T12:00:00.123456789Z"}`),
   rotated by `--log-opt max-size=10m --log-opt max-file=3` into
   <id>-json.log.1, .2 ... (the highest number the oldest);
@@ -105,11 +105,6 @@ def _is_socket(path: str) -> bool:
         return stat.S_ISSOCK(os.stat(path).st_mode)
     except OSError:
         return False
-
-
-def log_path(containers_dir: str, container_id: str) -> str:
-    """Where the json-file driver writes: beside the container's upper dir."""
-    return os.path.join(containers_dir, container_id, f"{container_id}-json.log")
 
 
 # --- writing ------------------------------------------------------------------

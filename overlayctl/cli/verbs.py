@@ -234,7 +234,7 @@ def logs(
         return
     from overlayctl import control
 
-    path = logmod.log_path(store.paths.containers, found.id)
+    path = store.paths.container_log(found.id)
     for entry in logmod.read_entries(path, since_ns, until_ns, count):
         show(entry)
     if follow:

@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from overlayctl.store import Store
     from overlayctl.store.containers import Container
 
-LOCK_FILE = "network.lock"
 # Host-wide, not under --runroot: every store on the host sees the claims.
 CLAIM_DIR = "/run/overlayctl-ipam"
 
@@ -55,7 +54,7 @@ def network_mode(container: Container) -> str:
 
 def network_dir(paths: Paths, container_id: str) -> str:
     """Where a container's generated /etc files and its lease lock live."""
-    return os.path.join(paths.run_containers, container_id)
+    return paths.run_dir(container_id)
 
 
 def veth_name(container_id: str) -> str:
@@ -146,7 +145,7 @@ class NetworkPlan:
                 _unlock_and_remove(_claim_path(self.store, self.lease), self._claim_fd)
                 self._claim_fd = None
             if self._lock_fd is not None:
-                _unlock_and_remove(os.path.join(self.directory, LOCK_FILE), self._lock_fd)
+                _unlock_and_remove(self.store.paths.network_lock(self.container_id), self._lock_fd)
                 self._lock_fd = None
 
 
@@ -187,7 +186,7 @@ def prepare(store: Store, container: Container, network: str, ip: str | None, ho
         # it anyway. Its own import of pyroute2 stays lazy.
         from overlayctl.network import netlink  # noqa: F401
     directory = network_dir(store.paths, container.id)
-    lock_fd = _lock(os.path.join(directory, LOCK_FILE), block=True) if bridge is not None else None
+    lock_fd = _lock(store.paths.network_lock(container.id), block=True) if bridge is not None else None
     lease = None
     claim: list[int] = []
     try:
@@ -205,7 +204,7 @@ def prepare(store: Store, container: Container, network: str, ip: str | None, ho
         for fd in claim:
             os.close(fd)  # the file stays: a claim nobody holds is taken over
         if lock_fd is not None:
-            _unlock_and_remove(os.path.join(directory, LOCK_FILE), lock_fd)
+            _unlock_and_remove(store.paths.network_lock(container.id), lock_fd)
         raise
     return NetworkPlan(
         store,
@@ -330,7 +329,7 @@ def release_stale(store: Store) -> None:
     nets = manage.networks(store)
     for container_id in sorted({lease.container for lease in nets.leases()}):
         directory = network_dir(store.paths, container_id)
-        lock = os.path.join(directory, LOCK_FILE)
+        lock = store.paths.network_lock(container_id)
         fd = _lock(lock, block=False)
         if fd is None:
             continue  # its supervisor is alive: the lease is held
@@ -368,7 +367,7 @@ def _sweep_veths(store: Store) -> None:
         ).fetchone()
         if row is None:
             continue  # not ours (another store's, podman's, Docker's)
-        lock = os.path.join(network_dir(store.paths, row["id"]), LOCK_FILE)
+        lock = store.paths.network_lock(row["id"])
         fd = _lock(lock, block=False)
         if fd is None:
             continue  # starting or running
@@ -386,7 +385,7 @@ def _sweep_removed(store: Store) -> None:
         entries = os.listdir(store.paths.run_containers)
     except FileNotFoundError:
         return
-    candidates = [e for e in entries if len(e) == 64 and os.path.isdir(os.path.join(store.paths.run_containers, e))]
+    candidates = [e for e in entries if len(e) == 64 and os.path.isdir(store.paths.run_dir(e))]
     if not candidates:
         return
     known = {row["id"] for row in store.conn.execute("SELECT id FROM containers")}
@@ -394,7 +393,7 @@ def _sweep_removed(store: Store) -> None:
         if container_id in known:
             continue
         directory = network_dir(store.paths, container_id)
-        lock = os.path.join(directory, LOCK_FILE)
+        lock = store.paths.network_lock(container_id)
         fd = _lock(lock, block=False)
         if fd is None:
             continue

@@ -258,6 +258,24 @@ _MISSING_HINT = {
 # --- Layout: where this host mounts its cgroup trees ---
 
 
+# Where the trees are mounted on the hosts overlayctl knows (a v1 freezer,
+# a hybrid host's controller-less cgroup2, a v2 host): enough to ask
+# whether a container has a cgroup without reading mountinfo.
+USUAL_TREES = ("/sys/fs/cgroup/freezer", "/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+
+
+def container_dir(tree: str, container_id: str, parent: str = PARENT) -> str:
+    """The directory of a container's cgroup (or freezer) in the cgroup tree
+    mounted at `tree`: <tree>/overlayctl/<id>. The one place it is spelt."""
+    return os.path.join(tree, parent, container_id)
+
+
+def has_cgroup_dir(container_id: str) -> bool:
+    """Whether any usual tree holds a directory for the container (a stat
+    or three; no mountinfo)."""
+    return any(os.path.isdir(container_dir(tree, container_id)) for tree in USUAL_TREES)
+
+
 class Layout:
     """The cgroup mounts of a host: `version` 2 (unified at `unified`), 1 (v1
     trees in `v1`, controller -> mount point, and on a hybrid host a
@@ -371,11 +389,11 @@ class Cgroup:
         self.unified: str | None = None
         self.warnings: list[str] = []  # for the user, as Docker prints "WARNING: ..."
         if layout.unified is not None:
-            self.unified = os.path.join(layout.unified, layout.parent, container_id)
+            self.unified = container_dir(layout.unified, container_id, layout.parent)
         if layout.version == 2 and self.unified is not None:
             self.controllers = {c: self.unified for c in _V2_CONTROLLERS}
         elif layout.version == 1:
-            self.controllers = {c: os.path.join(m, layout.parent, container_id) for c, m in layout.v1.items()}
+            self.controllers = {c: container_dir(m, container_id, layout.parent) for c, m in layout.v1.items()}
         dirs = list(dict.fromkeys(self.controllers.values()))
         if self.unified is not None and self.unified not in dirs:
             dirs.append(self.unified)
@@ -717,9 +735,9 @@ class Freezer:
         layout = layout or host_layout()
         self.container_id = container_id
         if layout.freezer is not None:
-            self.version, self.dir = 1, os.path.join(layout.freezer, layout.parent, container_id)
+            self.version, self.dir = 1, container_dir(layout.freezer, container_id, layout.parent)
         elif layout.unified is not None:
-            self.version, self.dir = 2, os.path.join(layout.unified, layout.parent, container_id)
+            self.version, self.dir = 2, container_dir(layout.unified, container_id, layout.parent)
         else:
             self.version, self.dir = 0, ""
 

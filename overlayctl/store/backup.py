@@ -31,8 +31,11 @@ _PREFIX = "catalog-"
 
 
 def directory(root: str) -> str:
-    """Where the backups of the store at ``root`` are kept."""
-    return os.path.join(root, "backups")
+    """Where the backups of the store at ``root`` are kept: Paths.backups,
+    for the callers that hold only the root (a catalog opened by path)."""
+    from overlayctl.paths import Paths
+
+    return Paths(root, runroot="").backups
 
 
 def _stamp() -> str:
@@ -167,7 +170,7 @@ def restore(paths: Paths, source: str | None = None) -> tuple[str, list[str]]:
     with exclusive(paths.layers_lock, "the layer store"):
         # Copied in full before anything is moved: a copy that fails (no
         # space) leaves the store as it was.
-        tmp = os.path.join(paths.root, f".catalog-restore-{os.getpid()}")
+        tmp = paths.catalog_restore_tmp()
         try:
             _copy(chosen, tmp)
         except BaseException:
@@ -216,10 +219,6 @@ def _copy(source: str, target: str) -> None:
         os.close(fd)
 
 
-def _lost_found(paths: Paths, kind: str) -> str:
-    return os.path.join(paths.root, "kept-after-restore", kind)
-
-
 def reconcile(store: Store) -> list[str]:
     """Make a restored catalog and the disk agree without losing data.
 
@@ -240,7 +239,7 @@ def reconcile(store: Store) -> list[str]:
         ("containers", paths.containers, {r[0] for r in store.conn.execute("SELECT id FROM containers")}),
     )
     for kind, top, known in kinds:
-        found = _lost_found(paths, kind)
+        found = paths.kept_after_restore(kind)
         for name in sorted(_names(found)):
             if name in known and not os.path.lexists(os.path.join(top, name)):
                 os.rename(os.path.join(found, name), os.path.join(top, name))
