@@ -53,9 +53,19 @@ class Paths:
         return os.path.join(self.root, "volumes")
 
     @property
+    def blobs_dir(self) -> str:
+        """Everything about kept blobs: sha256/ and the sources file."""
+        return os.path.join(self.root, "blobs")
+
+    @property
     def blobs(self) -> str:
         """Layer tars kept as received or sent, by sha256: blobs/sha256/<hex>."""
-        return os.path.join(self.root, "blobs", "sha256")
+        return os.path.join(self.blobs_dir, "sha256")
+
+    @property
+    def blob_sources(self) -> str:
+        """Which registry repositories each kept blob came from (oci/push)."""
+        return os.path.join(self.blobs_dir, "blob-sources.json")
 
     def blob(self, digest: str) -> str:
         """The file of blob ``digest`` ("sha256:<hex>"), checked by the caller."""
@@ -66,6 +76,29 @@ class Paths:
         """Compiled seccomp filters: in the store, not the runroot, so they
         survive a reboot (the key covers the kernel and libseccomp)."""
         return os.path.join(self.root, "cache", "seccomp")
+
+    @property
+    def backups(self) -> str:
+        """Backups of the catalog (store/backup.py)."""
+        return os.path.join(self.root, "backups")
+
+    def kept_after_restore(self, kind: str) -> str:
+        """Where a restore moves the `kind` ("layers", "containers") the
+        restored catalog does not know, rather than deleting them."""
+        return os.path.join(self.root, "kept-after-restore", kind)
+
+    def catalog_restore_tmp(self) -> str:
+        """A restore's copy of the catalog, renamed over catalog.db when whole."""
+        return os.path.join(self.root, f".catalog-restore-{os.getpid()}")
+
+    @property
+    def init_layer(self) -> str:
+        """The shared init layer (empty mount points every container needs)."""
+        return os.path.join(self.root, "init")
+
+    @property
+    def init_diff(self) -> str:
+        return os.path.join(self.init_layer, "diff")
 
     def volume_dir(self, name: str) -> str:
         return os.path.join(self.root, "volumes", name)
@@ -92,6 +125,11 @@ class Paths:
     def container_dir(self, container_id: str) -> str:
         return os.path.join(self.containers, container_id)
 
+    def container_log(self, container_id: str) -> str:
+        """The json-file driver's log, beside the container's upper dir
+        (rotated copies add .1, .2 ...)."""
+        return os.path.join(self.containers, container_id, f"{container_id}-json.log")
+
     def upper(self, container_id: str) -> str:
         return os.path.join(self.containers, container_id, "upper")
 
@@ -106,6 +144,19 @@ class Paths:
         """The live state of a running container (pids), gone on reboot."""
         return os.path.join(self.runroot, "containers", container_id + ".json")
 
+    def attach_socket(self, container_id: str) -> str:
+        """The detached supervisor's attach socket (runtime/attach.py)."""
+        return os.path.join(self.runroot, "containers", container_id + ".sock")
+
+    def run_dir(self, container_id: str) -> str:
+        """A started container's volatile files: generated /etc files, the
+        network lease lock."""
+        return os.path.join(self.runroot, "containers", container_id)
+
+    def network_lock(self, container_id: str) -> str:
+        """Held (flock) while the container's network lease is in use."""
+        return os.path.join(self.run_dir(container_id), "network.lock")
+
     @property
     def mountpoint(self) -> str:
         """Where each container attaches its overlay inside its own mount
@@ -113,9 +164,13 @@ class Paths:
         the mount never exists outside the container's private namespace."""
         return os.path.join(self.runroot, "rootfs")
 
+    @property
+    def leases(self) -> str:
+        return os.path.join(self.root, "leases")
+
     def layer_lease(self, diff_id: str) -> str:
         """The lock file whose shared flocks keep layer ``diff_id`` stored."""
-        return os.path.join(self.root, "leases", diff_id.split(":", 1)[-1])
+        return os.path.join(self.leases, diff_id.split(":", 1)[-1])
 
     @property
     def layers_lock(self) -> str:

@@ -125,9 +125,9 @@ def push_cmd(
     """Upload an image to a registry (DESTINATION defaults to IMAGE's name)."""
     from overlayctl.oci import push as push_mod
     from overlayctl.oci.registry import parse_remote
-    from overlayctl.runtime.cgroups import parse_bytes
+    from overlayctl.util.sizes import parse_size
 
-    chunk = parse_bytes(chunk_size, "--chunk-size") if chunk_size else None
+    chunk = parse_size(chunk_size, "--chunk-size") if chunk_size else None
     if chunk is not None and chunk < 1024:
         raise InvalidArgumentError("--chunk-size must be at least 1k")
     store = open_store(obj)

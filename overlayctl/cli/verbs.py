@@ -235,7 +235,7 @@ def logs(
         return
     from overlayctl.engine import control
 
-    path = logmod.log_path(store.paths.containers, found.id)
+    path = store.paths.container_log(found.id)
     for entry in logmod.read_entries(path, since_ns, until_ns, count):
         show(entry)
     if follow:

@@ -42,8 +42,7 @@ def remove(store: Store, container: Container, force: bool = False, volumes: boo
 
         cgroups.Freezer(container.id).remove()
     try:
-        # (supervise.attach.socket_path, without importing it on run's path)
-        os.unlink(os.path.join(store.paths.run_containers, container.id + ".sock"))
+        os.unlink(store.paths.attach_socket(container.id))
     except OSError:
         pass
     if hc.get("Mounts"):

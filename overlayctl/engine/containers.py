@@ -94,10 +94,9 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
         raise InvalidArgumentError(
             f'no command specified: image "{opts.image}" has no CMD or ENTRYPOINT; give one after the image name'
         )
-    for item in opts.env:
-        if not item or item.startswith("="):
-            raise InvalidArgumentError(f'invalid environment variable "{item}": use -e KEY=value')
-    env = [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in opts.env]
+    from overlayctl.runtime.spec import resolve_env
+
+    env = resolve_env(opts.env)
     if opts.workdir is not None and not opts.workdir.startswith("/"):
         raise InvalidArgumentError(f'working directory "{opts.workdir}" is not an absolute path')
     user = opts.user if opts.user is not None else image_cfg.get("User", "") or ""

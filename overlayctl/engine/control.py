@@ -251,7 +251,7 @@ def exec_in(
     cgroups, capabilities and seccomp filter; its exit code."""
     from overlayctl.container.spec import container_spec
     from overlayctl.runtime import exec as runtime_exec
-    from overlayctl.runtime.spec import merge_env
+    from overlayctl.runtime.spec import merge_env, resolve_env
 
     if container.status != RUNNING or not container.process_alive():
         raise ConflictError(f'container "{container.name}" is not running')
@@ -259,11 +259,7 @@ def exec_in(
         raise ConflictError(f'container "{container.name}" is paused; unpause it before exec')
     if not argv:
         raise InvalidArgumentError('"exec" requires a command: overlayctl exec CONTAINER COMMAND [ARG...]')
-    overrides = []
-    for item in env or []:
-        if not item or item.startswith("="):
-            raise InvalidArgumentError(f'invalid environment variable "{item}": use -e KEY=value')
-        overrides.append(item if "=" in item else f"{item}={os.environ.get(item, '')}")
+    overrides = resolve_env(env or [])
     if workdir is not None and not workdir.startswith("/"):
         raise InvalidArgumentError(f'working directory "{workdir}" is not an absolute path')
     cfg = container.config["Config"]
@@ -291,7 +287,7 @@ def attach(store: Store, container: Container, stdin: bool = True) -> int:
     if container.status != RUNNING:
         raise ConflictError(f'cannot attach to container "{container.name}": it is not running; start it first')
     cfg = container.config["Config"]
-    sock = client.connect(store.paths.run_containers, container.id, container.name)
+    sock = client.connect(store.paths.attach_socket(container.id), container.name)
     code = client.attach(sock, stdin and bool(cfg.get("OpenStdin")), bool(cfg.get("Tty")), container.pid)
     if code is not None:
         return code

@@ -50,7 +50,7 @@ def container_inspect(store: Store, container: Container, size: bool = False) ->
             "SupervisorPid": container.supervisor_pid if container.is_active else 0,
         },
         "Image": container.image_id,
-        "LogPath": _log_path(store, container) if log_type == "json-file" else "",
+        "LogPath": store.paths.container_log(container.id) if log_type == "json-file" else "",
         "RestartCount": container.restart_count,
         "Name": "/" + container.name,
         "Driver": "overlay",
@@ -112,12 +112,6 @@ def _exit_code(container: Container) -> int:
     if container.exit_code is not None:
         return container.exit_code
     return -1 if container.status == "exited" else 0
-
-
-def _log_path(store: Store, container: Container) -> str:
-    from overlayctl.supervise.logs import log_path
-
-    return log_path(store.paths.containers, container.id)
 
 
 def _paused(container: Container) -> bool:

@@ -110,7 +110,7 @@ def _layer_dirs(store: Store) -> tuple[dict[str, int], int]:
     except FileNotFoundError:
         names = []
     for name in names:
-        path = os.path.join(store.paths.layers, name)
+        path = store.paths.layer_dir(name)
         if name not in known:
             unknown += tree_bytes(path)
             continue
@@ -127,7 +127,7 @@ def _layer_dirs(store: Store) -> tuple[dict[str, int], int]:
 def _blobs(store: Store) -> tuple[int, int]:
     """Bytes of ``blobs/`` (the layer tars kept as received or sent, for
     save and push), and of the blob files no layer claims any more."""
-    top = os.path.join(store.paths.root, "blobs")
+    top = store.paths.blobs_dir
     if not os.path.isdir(top):
         return 0, 0
     total = tree_bytes(top)
@@ -187,7 +187,7 @@ def measure(store: Store) -> Report:
     except FileNotFoundError:
         names = []
     for name in names:
-        path = os.path.join(store.paths.containers, name)
+        path = store.paths.container_dir(name)
         if name not in by_id:
             orphan_containers += tree_bytes(path)
             continue

@@ -129,7 +129,7 @@ class NetworkPlan:
                 leases.unlock_and_remove(leases.lease_claim_path(self.store, self.lease), self._claim_fd)
                 self._claim_fd = None
             if self._lock_fd is not None:
-                leases.unlock_and_remove(os.path.join(self.directory, leases.LOCK_FILE), self._lock_fd)
+                leases.unlock_and_remove(self.store.paths.network_lock(self.container_id), self._lock_fd)
                 self._lock_fd = None
 
 
@@ -170,7 +170,7 @@ def prepare(store: Store, container: Container, network: str, ip: str | None, ho
         # it anyway. Its own import of pyroute2 stays lazy.
         from overlayctl.network import netlink  # noqa: F401
     directory = leases.network_dir(store.paths, container.id)
-    lock_fd = leases.take_lock(os.path.join(directory, leases.LOCK_FILE), block=True) if bridge is not None else None
+    lock_fd = leases.take_lock(store.paths.network_lock(container.id), block=True) if bridge is not None else None
     lease = None
     claim: list[int] = []
     try:
@@ -188,7 +188,7 @@ def prepare(store: Store, container: Container, network: str, ip: str | None, ho
         for fd in claim:
             os.close(fd)  # the file stays: a claim nobody holds is taken over
         if lock_fd is not None:
-            leases.unlock_and_remove(os.path.join(directory, leases.LOCK_FILE), lock_fd)
+            leases.unlock_and_remove(store.paths.network_lock(container.id), lock_fd)
         raise
     return NetworkPlan(
         store,

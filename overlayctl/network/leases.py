@@ -18,14 +18,13 @@ if TYPE_CHECKING:
     from overlayctl.store.networks import Lease
 
 
-LOCK_FILE = "network.lock"
 # Host-wide, not under --runroot: every store on the host sees the claims.
 CLAIM_DIR = "/run/overlayctl-ipam"
 
 
 def network_dir(paths: Paths, container_id: str) -> str:
     """Where a container's generated /etc files and its lease lock live."""
-    return os.path.join(paths.run_containers, container_id)
+    return paths.run_dir(container_id)
 
 
 def claim_path(bridge_device: str, address: str) -> str:
@@ -88,7 +87,7 @@ def release_stale(store: Store) -> None:
     nets = networks(store)
     for container_id in sorted({lease.container for lease in nets.leases()}):
         directory = network_dir(store.paths, container_id)
-        lock = os.path.join(directory, LOCK_FILE)
+        lock = store.paths.network_lock(container_id)
         fd = take_lock(lock, block=False)
         if fd is None:
             continue  # its supervisor is alive: the lease is held
@@ -124,7 +123,7 @@ def _sweep_veths(store: Store) -> None:
         container_id = store.containers.id_with_prefix(prefix)
         if container_id is None:
             continue  # not ours (another store's, podman's, Docker's)
-        lock = os.path.join(network_dir(store.paths, container_id), LOCK_FILE)
+        lock = store.paths.network_lock(container_id)
         fd = take_lock(lock, block=False)
         if fd is None:
             continue  # starting or running
@@ -150,7 +149,7 @@ def _sweep_removed(store: Store) -> None:
         if container_id in known:
             continue
         directory = network_dir(store.paths, container_id)
-        lock = os.path.join(directory, LOCK_FILE)
+        lock = store.paths.network_lock(container_id)
         fd = take_lock(lock, block=False)
         if fd is None:
             continue

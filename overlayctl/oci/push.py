@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 PARALLEL = 3  # concurrent uploads, as Docker's max-concurrent-uploads
 CHUNKED_ABOVE = 256 * 1024 * 1024  # blobs larger than this go in chunks...
 DEFAULT_CHUNK = 64 * 1024 * 1024  # ...of this size, unless --chunk-size says otherwise
-SOURCES_FILE = "blob-sources.json"
 MAX_SOURCES = 8  # repositories remembered per blob
 
 
@@ -40,7 +39,7 @@ MAX_SOURCES = 8  # repositories remembered per blob
 
 
 def _sources_path(store: Store) -> str:
-    return os.path.join(store.paths.root, "blobs", SOURCES_FILE)
+    return store.paths.blob_sources
 
 
 def load_sources(store: Store) -> dict[str, list[str]]:

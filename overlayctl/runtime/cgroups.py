@@ -47,7 +47,6 @@ STALE_GRACE = 60.0  # seconds an empty, never-joined cgroup is left to its creat
 _V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
 _V2_CONTROLLERS = ("memory", "pids", "cpu")
 _NANO = 1_000_000_000
-_SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
 # --- Limits: what the user asked for, parsed and checked as Docker does ---
@@ -132,13 +131,15 @@ def parse_limits(
 
     `host_cpus` defaults to the CPUs this process may run on.
     """
-    mem = parse_bytes(memory, "-m, --memory") if memory else None
+    from overlayctl.util.sizes import parse_size
+
+    mem = parse_size(memory, "-m, --memory") if memory else None
     if memory_swap in (None, ""):
         swap = None
     elif memory_swap.strip() == "-1":
         swap = -1
     else:
-        swap = parse_bytes(memory_swap, "--memory-swap")
+        swap = parse_size(memory_swap, "--memory-swap")
     mem = mem or None  # 0: no limit, as Docker
     swap = swap or None
     if mem is not None and mem < MIN_MEMORY:
@@ -165,26 +166,6 @@ def parse_limits(
         # Docker clamps into the kernel's range rather than failing; 0 is the default (1024).
         limits.cpu_shares = min(max(shares, MIN_CPU_SHARES), MAX_CPU_SHARES) if shares else None
     return limits
-
-
-def parse_bytes(text: str, flag: str = "--memory") -> int:
-    """A size as Docker reads --memory: "512m", "1.5g", "1GiB", "100000" (bytes),
-    binary units whatever the spelling."""
-    value = text.strip()
-    i = len(value)
-    while i > 0 and not (value[i - 1].isdigit() or value[i - 1] == "."):
-        i -= 1
-    number, suffix = value[:i], value[i:].lstrip(" ").lower()
-    if not number or number.count(".") > 1 or number == "." or not number.replace(".", "").isdigit():
-        raise _flag_error(text, flag, f"invalid size: '{text}'")
-    if value[i:].count(" ") > 1 or suffix.count(" "):
-        raise _flag_error(text, flag, f"invalid size: '{text}'")
-    multiplier = 1
-    if suffix and suffix != "b":
-        multiplier = _SIZE_UNITS.get(suffix[0], 0)
-        if not multiplier or suffix[1:] not in ("", "b", "ib"):
-            raise _flag_error(text, flag, f"invalid suffix: '{suffix}'")
-    return int(float(number) * multiplier)
 
 
 def parse_nano_cpus(text: str) -> int:
@@ -275,6 +256,24 @@ _MISSING_HINT = {
 
 
 # --- Layout: where this host mounts its cgroup trees ---
+
+
+# Where the trees are mounted on the hosts overlayctl knows (a v1 freezer,
+# a hybrid host's controller-less cgroup2, a v2 host): enough to ask
+# whether a container has a cgroup without reading mountinfo.
+USUAL_TREES = ("/sys/fs/cgroup/freezer", "/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+
+
+def container_dir(tree: str, container_id: str, parent: str = PARENT) -> str:
+    """The directory of a container's cgroup (or freezer) in the cgroup tree
+    mounted at `tree`: <tree>/overlayctl/<id>. The one place it is spelt."""
+    return os.path.join(tree, parent, container_id)
+
+
+def has_cgroup_dir(container_id: str) -> bool:
+    """Whether any usual tree holds a directory for the container (a stat
+    or three; no mountinfo)."""
+    return any(os.path.isdir(container_dir(tree, container_id)) for tree in USUAL_TREES)
 
 
 class Layout:
@@ -390,11 +389,11 @@ class Cgroup:
         self.unified: str | None = None
         self.warnings: list[str] = []  # for the user, as Docker prints "WARNING: ..."
         if layout.unified is not None:
-            self.unified = os.path.join(layout.unified, layout.parent, container_id)
+            self.unified = container_dir(layout.unified, container_id, layout.parent)
         if layout.version == 2 and self.unified is not None:
             self.controllers = {c: self.unified for c in _V2_CONTROLLERS}
         elif layout.version == 1:
-            self.controllers = {c: os.path.join(m, layout.parent, container_id) for c, m in layout.v1.items()}
+            self.controllers = {c: container_dir(m, container_id, layout.parent) for c, m in layout.v1.items()}
         dirs = list(dict.fromkeys(self.controllers.values()))
         if self.unified is not None and self.unified not in dirs:
             dirs.append(self.unified)
@@ -736,9 +735,9 @@ class Freezer:
         layout = layout or host_layout()
         self.container_id = container_id
         if layout.freezer is not None:
-            self.version, self.dir = 1, os.path.join(layout.freezer, layout.parent, container_id)
+            self.version, self.dir = 1, container_dir(layout.freezer, container_id, layout.parent)
         elif layout.unified is not None:
-            self.version, self.dir = 2, os.path.join(layout.unified, layout.parent, container_id)
+            self.version, self.dir = 2, container_dir(layout.unified, container_id, layout.parent)
         else:
             self.version, self.dir = 0, ""
 

@@ -6,6 +6,8 @@ store's directories. Plain data: it can be printed and tested without root.
 
 from __future__ import annotations
 
+import os
+
 from overlayctl.runtime.overlay import OverlayLayout
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -90,6 +92,21 @@ class Mount:
     def __repr__(self) -> str:
         ro = ",ro" if self.readonly else ""
         return f"Mount({self.kind} {self.source or ''} -> {self.target}{ro})"
+
+
+def resolve_env(items: list[str], environ: dict[str, str] | None = None) -> list[str]:
+    """`-e` items (run, create and exec) as KEY=value: a bare KEY takes its
+    value from `environ` (the caller's environment), empty if unset, as
+    Docker does. An empty item or one without a KEY is refused."""
+    source = os.environ if environ is None else environ
+    resolved = []
+    for item in items:
+        if not item or item.startswith("="):
+            from overlayctl.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(f'invalid environment variable "{item}": use -e KEY=value')
+        resolved.append(item if "=" in item else f"{item}={source.get(item, '')}")
+    return resolved
 
 
 def merge_env(image_env: list[str], overrides: list[str]) -> list[str]:

@@ -27,8 +27,11 @@ _PREFIX = "catalog-"
 
 
 def directory(root: str) -> str:
-    """Where the backups of the store at ``root`` are kept."""
-    return os.path.join(root, "backups")
+    """Where the backups of the store at ``root`` are kept: Paths.backups,
+    for the callers that hold only the root (a catalog opened by path)."""
+    from overlayctl.paths import Paths
+
+    return Paths(root, runroot="").backups
 
 
 def stamp() -> str:

@@ -184,7 +184,7 @@ def _layers(store: Store, verify_content: bool) -> list[Finding]:
                     )
                 )
         for name in _listdir(store.paths.layers):
-            path = os.path.join(store.paths.layers, name)
+            path = store.paths.layer_dir(name)
             if name in known:
                 continue
             if _ours(name, (16, 24, 32, 64)):
@@ -262,7 +262,7 @@ def _containers(store: Store) -> list[Finding]:
             )
     mounted = _mount_points()
     for name in _listdir(store.paths.containers):
-        path = os.path.join(store.paths.containers, name)
+        path = store.paths.container_dir(name)
         if name in known or not _old(path, now):
             continue
         if not _ours(name, (64,)):
@@ -387,7 +387,7 @@ def stale_leases(store: Store) -> list[Finding]:
     import fcntl
 
     out = []
-    top = os.path.join(store.paths.root, "leases")
+    top = store.paths.leases
     known = {row[0].split(":", 1)[-1] for row in store.conn.execute("SELECT diff_id FROM layers")}
     for name in _listdir(top):
         if name in known:

@@ -45,10 +45,13 @@ def damaged(path: str, detail: str | None = None) -> CatalogDamagedError:
 
 def stored_entries(root: str) -> tuple[int, int]:
     """How many entries layers/ and containers/ hold."""
+    from overlayctl.paths import Paths
+
+    paths = Paths(root, runroot="")  # only the store's own directories are read
     counts = []
-    for name in ("layers", "containers"):
+    for directory in (paths.layers, paths.containers):
         try:
-            counts.append(len(os.listdir(os.path.join(root, name))))
+            counts.append(len(os.listdir(directory)))
         except FileNotFoundError:
             counts.append(0)
     return counts[0], counts[1]

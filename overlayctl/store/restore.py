@@ -73,7 +73,7 @@ def restore(paths: Paths, source: str | None = None) -> tuple[str, list[str]]:
     with exclusive(paths.layers_lock, "the layer store"):
         # Copied in full before anything is moved: a copy that fails (no
         # space) leaves the store as it was.
-        tmp = os.path.join(paths.root, f".catalog-restore-{os.getpid()}")
+        tmp = paths.catalog_restore_tmp()
         try:
             _copy(chosen, tmp)
         except BaseException:
@@ -123,7 +123,7 @@ def _copy(source: str, target: str) -> None:
 
 
 def _lost_found(paths: Paths, kind: str) -> str:
-    return os.path.join(paths.root, "kept-after-restore", kind)
+    return paths.kept_after_restore(kind)
 
 
 def reconcile(store: Store) -> list[str]:

@@ -92,7 +92,7 @@ class Store:
     def init_layer(self) -> str:
         """The shared init layer's directory, made on first use (staged, then
         renamed into place, so a crash never leaves half of it)."""
-        diff = os.path.join(self.paths.root, "init", "diff")
+        diff = self.paths.init_diff
         if os.path.isdir(diff):
             return diff
         from overlayctl.store import staging
@@ -105,7 +105,7 @@ class Store:
                 os.close(os.open(os.path.join(stage, "diff", "etc", name), os.O_WRONLY | os.O_CREAT, 0o644))
             staging.flush(stage)
             try:
-                os.rename(stage, os.path.join(self.paths.root, "init"))
+                os.rename(stage, self.paths.init_layer)
             except OSError:
                 if not os.path.isdir(diff):  # not another process that got there first
                     raise

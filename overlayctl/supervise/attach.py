@@ -1,9 +1,9 @@
 """`attach`: the client side of a detached container's attach socket.
 
-The supervisor listens on <runroot>/containers/<id>.sock (see
-supervise.frames for the framing). A socket path must fit in 108 bytes and
-a runroot may be deep, so both sides name it through an O_PATH descriptor
-of its directory: /proc/self/fd/N/<id>.sock is always short.
+The supervisor listens on Paths.attach_socket, <runroot>/containers/<id>.sock
+(see supervise.frames for the framing). A socket path must fit in 108 bytes
+and a runroot may be deep, so both sides name it through an O_PATH
+descriptor of its directory: /proc/self/fd/N/<id>.sock is always short.
 """
 
 from __future__ import annotations
@@ -19,10 +19,6 @@ if TYPE_CHECKING:
 DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q, as Docker
 
 
-def socket_path(run_containers: str, container_id: str) -> str:
-    return os.path.join(run_containers, container_id + ".sock")
-
-
 class _InDir:
     """A short name for a file in `directory`: /proc/self/fd/N/name."""
 
@@ -36,15 +32,16 @@ class _InDir:
         os.close(self.fd)
 
 
-def listen(run_containers: str, container_id: str) -> int:
-    """Make the attach socket (root only) and return its listening fd.
-    (_socket, not socket: socket.py imports enum, ~8 ms of every `run -d`.)"""
+def listen(path: str) -> int:
+    """Make the attach socket at `path` (root only) and return its listening
+    fd. (_socket, not socket: socket.py imports enum, ~8 ms of every `run -d`.)"""
     import _socket
 
-    os.makedirs(run_containers, 0o700, exist_ok=True)
-    where = _InDir(run_containers)
+    directory = os.path.dirname(path)
+    os.makedirs(directory, 0o700, exist_ok=True)
+    where = _InDir(directory)
     try:
-        name = where.name(container_id + ".sock")
+        name = where.name(os.path.basename(path))
         try:
             os.unlink(name)
         except FileNotFoundError:
@@ -65,25 +62,26 @@ def listen(run_containers: str, container_id: str) -> int:
     return sock.detach()
 
 
-def remove_socket(run_containers: str, container_id: str) -> None:
+def remove_socket(path: str) -> None:
     try:
-        os.unlink(socket_path(run_containers, container_id))
+        os.unlink(path)
     except OSError:
         pass
 
 
-def connect(run_containers: str, container_id: str, name: str) -> socket.socket:
+def connect(path: str, name: str) -> socket.socket:
+    """Connect to the attach socket at `path` of the container `name`."""
     import socket
 
     try:
-        where = _InDir(run_containers)
+        where = _InDir(os.path.dirname(path))
     except FileNotFoundError:
         where = None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         if where is None:
             raise FileNotFoundError
-        sock.connect(where.name(container_id + ".sock"))
+        sock.connect(where.name(os.path.basename(path)))
     except (FileNotFoundError, ConnectionRefusedError):
         sock.close()
         raise OverlayctlError(

@@ -206,7 +206,7 @@ class Launch:
         self.claim_fd: int | None = None
         try:
             acquire(store, container, spec, self.held)
-            self.fds["listen"] = _listen(store.paths.run_containers, container.id)
+            self.fds["listen"] = _listen(store.paths.attach_socket(container.id))
             if not spec.tty:
                 self.fds["out"], self.child_stdio[1] = os.pipe()
                 self.fds["err"], self.child_stdio[2] = os.pipe()
@@ -296,7 +296,7 @@ class Launch:
                 pass
         self.fds = {}
         try:
-            os.unlink(os.path.join(self.store.paths.run_containers, self.container.id + ".sock"))
+            os.unlink(self.store.paths.attach_socket(self.container.id))
         except OSError:
             pass
         oom, cleanup_error = release_held(self.store, self.container, self.held)
@@ -311,29 +311,29 @@ class Launch:
         self.child_stdio = [None, None, None]
 
 
-def _listen(run_containers: str, container_id: str) -> int:
+def _listen(path: str) -> int:
     """The attach socket (supervise.attach.listen; its import, with the attach
     client, is left to `attach` itself)."""
     from overlayctl.supervise.attach import listen
 
-    return listen(run_containers, container_id)
+    return listen(path)
 
 
 def _log_state(store: Store, container: Container) -> dict[str, str]:
-    """The monitor's log settings, as key=value strings (overlayctl.supervise.logs is
-    imported only for a size to parse: not on every `run -d`)."""
+    """The monitor's log settings, as key=value strings (max-size was checked
+    by logs.parse_log_config at create; overlayctl.supervise.logs is not imported on
+    every `run -d`)."""
     log_config = container.config.get("HostConfig", {}).get("LogConfig") or {}
     kind = log_config.get("Type") or "json-file"
     config = log_config.get("Config") or {}
     state = {"log_type": kind}
     if kind == "json-file":
-        # (logs.log_path)
-        state["log_path"] = os.path.join(store.paths.containers, container.id, f"{container.id}-json.log")
+        state["log_path"] = store.paths.container_log(container.id)
         max_size = 0
         if config.get("max-size"):
-            from overlayctl.supervise.logs import parse_size
+            from overlayctl.util.sizes import parse_size
 
-            max_size = parse_size(config["max-size"])
+            max_size = parse_size(config["max-size"], "--log-opt max-size")
         state["log_max_size"] = str(max_size)
         state["log_max_file"] = str(config.get("max-file") or 1)
     elif kind == "journald":
@@ -369,7 +369,7 @@ def _after_exit(state: dict[str, str], status: int | None) -> None:
         exit_code = 128 - exit_code if exit_code < 0 else exit_code
     paths = Paths(state["root"], state["runroot"])
     container_id = state["id"]
-    attach.remove_socket(paths.run_containers, container_id)
+    attach.remove_socket(paths.attach_socket(container_id))
     store = Store(paths)
     held = Held()
     if state.get("lock"):

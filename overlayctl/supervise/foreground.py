@@ -106,11 +106,11 @@ class _ForegroundOutput:
     log; with -t, the terminal relay copies to the log too."""
 
     def __init__(self, store: Store, container: Container, tty: bool) -> None:
-        from overlayctl.supervise.logs import log_path, open_writer
+        from overlayctl.supervise.logs import open_writer
 
         self.writer = open_writer(
             container.config["HostConfig"].get("LogConfig") or {},
-            log_path(store.paths.containers, container.id),
+            store.paths.container_log(container.id),
             {"id": container.id, "name": container.name, "image": container.image_name},
         )
         self.pipes: list[int] = []

@@ -3,7 +3,7 @@
 Three drivers, as Docker names them:
 
 - json-file (the default): one JSON object per line in
-  <root>/containers/<id>/<id>-json.log, Docker's format
+  <root>/containers/<id>/<id>-json.log (Paths.container_log), Docker's format
   (`{"log":"hi\\n","stream":"stdout","time":"2024-05-01T12:00:00.123456789Z"}`),
   rotated by `--log-opt max-size=10m --log-opt max-file=3` into
   <id>-json.log.1, .2 ... (the highest number the oldest);
@@ -35,7 +35,6 @@ JOURNAL_SOCKET = "/run/systemd/journal/socket"
 MAX_LINE = 16 * 1024  # longer lines become several entries (Docker's buffer size)
 STDOUT, STDERR = "stdout", "stderr"
 
-_BINARY_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 _OPTIONS = {
     "json-file": ("max-size", "max-file", "compress", "labels", "env", "tag"),
     "journald": ("tag", "labels", "env"),
@@ -70,7 +69,7 @@ def parse_log_config(driver: str | None, options: list[str]) -> dict[str, Any]:
             raise InvalidArgumentError(f"unknown log opt '{key}' for {name} log driver")
         config[key] = value
     if name == "json-file":
-        size = parse_size(config["max-size"]) if "max-size" in config else 0
+        size = parse_max_size(config["max-size"]) if "max-size" in config else 0
         if "max-file" in config:
             text = config["max-file"]
             if not text.isdigit() or int(text) < 1:
@@ -87,23 +86,13 @@ def parse_log_config(driver: str | None, options: list[str]) -> dict[str, Any]:
     return {"Type": name, "Config": config}
 
 
-def parse_size(text: str) -> int:
-    """max-size as Docker reads it (go-units RAMInBytes): "10m", "1.5g",
-    "512k", "100" bytes; binary units whatever the spelling."""
+def parse_max_size(text: str) -> int:
+    """max-size in Docker's size syntax ("10m", "1.5g", "1GiB", "100" bytes);
+    at least one byte, as a file cannot rotate at 0."""
     from overlayctl.errors import InvalidArgumentError
+    from overlayctl.util.sizes import parse_size
 
-    value = text.strip().lower()
-    i = 0
-    while i < len(value) and (value[i].isdigit() or value[i] == "."):
-        i += 1
-    number, unit = value[:i], value[i:].strip()
-    if unit.endswith("b"):
-        unit = unit[:-1]
-    if unit.endswith("i"):
-        unit = unit[:-1]
-    if not number or number.count(".") > 1 or number == "." or unit not in _BINARY_UNITS:
-        raise InvalidArgumentError(f'invalid max-size "{text}": use a size such as 10m or 512k')
-    size = int(float(number) * _BINARY_UNITS[unit])
+    size = parse_size(text, "--log-opt max-size")
     if size < 1:
         raise InvalidArgumentError(f'invalid max-size "{text}": it must be at least 1 byte')
     return size
@@ -116,11 +105,6 @@ def _is_socket(path: str) -> bool:
         return stat.S_ISSOCK(os.stat(path).st_mode)
     except OSError:
         return False
-
-
-def log_path(containers_dir: str, container_id: str) -> str:
-    """Where the json-file driver writes: beside the container's upper dir."""
-    return os.path.join(containers_dir, container_id, f"{container_id}-json.log")
 
 
 # --- writing ------------------------------------------------------------------
@@ -274,7 +258,7 @@ def open_writer(log_config: dict[str, Any], path: str, identity: dict[str, str])
                 "SYSLOG_IDENTIFIER": tag,
             },
         )
-    max_size = parse_size(config["max-size"]) if config.get("max-size") else 0
+    max_size = parse_max_size(config["max-size"]) if config.get("max-size") else 0
     return JsonFileLog(path, max_size, int(config.get("max-file") or 1))
 
 

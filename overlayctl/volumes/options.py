@@ -288,7 +288,7 @@ def parse_mount_option(text: str) -> MountRequest:
                 raise InvalidArgumentError(f'{context}: propagation "{value}" is not supported; mounts are rprivate')
             bind_keys.append(key)
         elif key == "tmpfs-size":
-            size = _parse_bytes(value, context)
+            size = _tmpfs_size(value, "--mount tmpfs-size", context)
             tmpfs_keys.append(key)
         elif key == "tmpfs-mode":
             tmode = _parse_octal(value, key, context)
@@ -341,7 +341,7 @@ def parse_tmpfs_option(text: str) -> MountRequest:
                 raise InvalidArgumentError(f'{context}: bad size "{value}"')
             data.append(item)  # a share of RAM: the kernel computes it
         elif key == "size" and sep:
-            size = _parse_bytes(value, context)
+            size = _tmpfs_size(value, "--tmpfs size", context)
         elif key == "mode" and sep:
             tmode = _parse_octal(value, key, context)
         elif key in _TMPFS_DATA_KEYS and sep:
@@ -376,30 +376,11 @@ def _parse_octal(value: str, key: str, context: str) -> int:
     return mode
 
 
-_BYTE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+def _tmpfs_size(value: str, what: str, context: str) -> int:
+    """A tmpfs size in Docker's syntax; 0 is refused, as it would mean no limit at all."""
+    from overlayctl.util.sizes import parse_size
 
-
-def parse_bytes(text: str) -> int | None:
-    """ "64m", "1g", "4096", "512kb": bytes in binary units as Docker's
-    RAMInBytes reads them; None if the text is not a size."""
-    lowered = text.strip().lower()
-    digits = lowered.rstrip("kmgtb")
-    unit = lowered[len(digits) :]
-    if unit.endswith("b") and len(unit) == 2:
-        unit = unit[0]
-    if not digits or unit not in _BYTE_UNITS:
-        return None
-    try:
-        number = float(digits)
-    except ValueError:
-        return None
-    if number < 0 or number != number:
-        return None
-    return int(number * _BYTE_UNITS[unit])
-
-
-def _parse_bytes(value: str, context: str) -> int:
-    size = parse_bytes(value)
-    if size is None or size <= 0:
-        raise InvalidArgumentError(f'{context}: bad size "{value}" (use bytes or a unit: 64m, 1g)')
+    size = parse_size(value, what)
+    if size <= 0:
+        raise InvalidArgumentError(f'{context}: bad size "{value}": a tmpfs needs at least 1 byte')
     return size

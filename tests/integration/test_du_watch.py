@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from overlayctl.measure.growth import COLUMNS
+from tests.helpers import wait_for
 
 NONE = ("--network", "none")
 MiB = 1 << 20
@@ -42,13 +43,6 @@ def _on_tmpfs(path: Path) -> bool:
     # tmpfs has no writeback, so the kernel never counts write_bytes for it.
     out = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True)
     return out.stdout.strip() == "tmpfs"
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 class Watcher:
@@ -107,7 +101,7 @@ def test_series_grows_step_by_step_and_ends_at_du(cli, bb, watchers, tmp_path: P
     w = watchers(cli, "--interval", "0.3", "--output", str(csv_path), "--plot", str(svg_path), "grow")
     w.wait_for_lines(2)  # the header and the first sample, taken before any write
     (ctl / "go").touch()
-    _wait_for((ctl / "done").exists, 60, "the container's writes")
+    wait_for((ctl / "done").exists, 60, "the container's writes")
     time.sleep(1.0)  # a few samples after the last write
     w.proc.send_signal(signal.SIGINT)  # Ctrl-C ends the watch with exit 0 and keeps the series
     code, out, err = w.finish()

@@ -99,6 +99,18 @@ def test_exec_env_workdir_user_stdin(cli, box):
     assert cli.ok("exec", "box", "cat", input=b"ignored\n") == ""  # no -i: stdin is /dev/null
 
 
+def test_exec_and_run_read_e_alike(cli, box):
+    """One -e check for run and exec: a bare KEY comes from the caller's
+    environment, and an item without a KEY is refused by both."""
+    cli.env["OCTL_TEST_E"] = "from-host"
+    assert cli.ok("exec", "-e", "OCTL_TEST_E", "box", "sh", "-c", "echo $OCTL_TEST_E") == "from-host\n"
+    assert cli.ok("run", "--rm", *NONE, "-e", "OCTL_TEST_E", "bb:1", "sh", "-c", "echo $OCTL_TEST_E") == "from-host\n"
+    for verb in (("exec", "box"), ("run", "--rm", *NONE, "bb:1")):
+        result = cli(*verb[:1], "-e", "=x", *verb[1:], "true")
+        assert result.returncode == 125, result
+        assert result.stderr.strip() == b'overlayctl: invalid environment variable "=x": use -e KEY=value'
+
+
 def test_exec_detached_and_tty(cli, box):
     assert cli.ok("exec", "-d", "box", "sh", "-c", "echo bg > /tmp/f") == ""
     deadline = time.monotonic() + 10

@@ -15,21 +15,13 @@ import time
 
 import pytest
 
+from tests.helpers import wait_for
+
 NONE = ("--network", "none")
 
 
 def inspect(cli, name: str) -> dict:
     return json.loads(cli.ok("inspect", name))[0]
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def log_lines(cli, name: str) -> list[str]:

@@ -113,7 +113,7 @@ def test_tty_output_is_logged(cli, bb):
 def test_bad_log_options_are_refused_at_create(cli, bb):
     for args, message in [
         (["--log-driver", "syslog"], b"not supported"),
-        (["--log-opt", "max-size=lots"], b"invalid max-size"),
+        (["--log-opt", "max-size=lots"], b'"--log-opt max-size" flag'),
         (["--log-opt", "max-file=2"], b"max-size"),
         (["--log-driver", "journald"], b"journald"),  # no journal here (or a private path with none)
     ]:

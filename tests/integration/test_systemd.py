@@ -44,6 +44,7 @@ from pathlib import Path
 import pytest
 
 from overlayctl.systemd.units import instance_unit
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -286,14 +287,6 @@ class Guest:
         self.run("systemctl", "daemon-reload")
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def _find_leader(nspawn: int) -> int | None:
     """The guest's PID 1: a descendant of nspawn whose pid is 1 in its own
     PID namespace."""
@@ -374,7 +367,7 @@ def guest(busybox_tar: Path) -> Iterator[Guest]:
             leader[:] = [_find_leader(proc.pid) or 0]
             return bool(leader[0]) and Path(f"/proc/{leader[0]}/root/run/systemd/private").exists()
 
-        wait_for("systemd in the guest", listening, timeout=30)
+        wait_for(listening, 30, "systemd in the guest")
         g = Guest(leader[0])
         state = g.run("systemctl", "is-system-running", "--wait", check=False, timeout=60).stdout.decode().strip()
         assert state in ("running", "degraded"), (state, g.out("systemctl", "--failed", "--no-pager"))
@@ -515,7 +508,7 @@ def test_killed_container_is_restarted(guest: Guest, container) -> None:
         state = guest.inspect("phoenix")["State"]
         return state["Running"] and state["Pid"] != first and guest.alive(state["Pid"])
 
-    wait_for("systemd to restart the killed container", restarted)
+    wait_for(restarted, 15, "systemd to restart the killed container")
     assert "status=137" in guest.journal("overlayctl@phoenix.service")
 
 
@@ -523,7 +516,9 @@ def test_exit_code_is_the_units_result(guest: Guest, container) -> None:
     container("three", "bb:1", "sh", "-c", "sleep 0.3; exit 3")
     guest.drop_in("overlayctl@three.service", "[Service]\nRestart=no\n")
     guest.run("systemctl", "start", "overlayctl@three")
-    wait_for("the container to exit", lambda: guest.show("overlayctl@three", "ActiveState")["ActiveState"] == "failed")
+    wait_for(
+        lambda: guest.show("overlayctl@three", "ActiveState")["ActiveState"] == "failed", 15, "the container to exit"
+    )
     unit = guest.show("overlayctl@three", "Result", "ExecMainStatus", "NRestarts")
     assert unit == {"Result": "exit-code", "ExecMainStatus": "3", "NRestarts": "0"}, unit
     assert guest.inspect("three")["State"]["ExitCode"] == 3
@@ -560,7 +555,7 @@ def test_reconcile_unit_marks_containers_whose_supervisor_is_gone(guest: Guest, 
     pid = _running_pid(guest, "lost")
     supervisor = guest.parent(pid)
     guest.run("sh", "-c", f"kill -KILL {supervisor} {pid}")
-    wait_for("the container to die", lambda: not guest.alive(pid))
+    wait_for(lambda: not guest.alive(pid), 15, "the container to die")
     # As after a reboot: the runroot is gone, the catalog still says running
     # and holds the lease. The boot-time unit, hardened as installed, finds
     # the container before any other command does.
@@ -623,7 +618,7 @@ def test_container_sees_the_same_under_every_unit(guest: Guest, container) -> No
             # probe-overlayctl has a dash: the template's instance is it escaped.
             unit = instance_unit(probe) if how.startswith("overlayctl@") else how.format(probe)
             guest.run("systemctl", "start", unit)
-        wait_for(f"the probe run by {how}", (out / "done").exists)
+        wait_for((out / "done").exists, 15, f"the probe run by {how}")
         reports[how] = (out / "report").read_text()
     assert "write-ok" in reports["shell"] and "eth0" in reports["shell"], reports["shell"]
     assert reports["overlayctl@{}"] == reports["shell"]
@@ -668,7 +663,7 @@ def test_reconcile_marks_containers_whose_supervisor_is_gone(cli, bb) -> None:
         supervisor = _parent(pid)
         for victim in (supervisor, pid):
             os.kill(victim, signal.SIGKILL)
-        wait_for(f"{name} to die", _gone(pid))
+        wait_for(_gone(pid), 15, f"{name} to die")
     report = cli.ok("system", "reconcile")
     assert "exited: lost (" in report and "exited: gone (" in report, report
     assert "removed: gone (" in report, report

@@ -178,6 +178,14 @@ def test_tmpfs_mounts(cli, bb):
     assert _volumes(cli) == []
 
 
+def test_tmpfs_size_takes_dockers_size_syntax(cli, bb):
+    """--tmpfs size= reads sizes as --memory does: 1GiB once failed here only."""
+    kib = {"1GiB": 1 << 20, "1gb": 1 << 20, "1g": 1 << 20, "0.5g": 1 << 19, "1e3m": 1000 << 10}
+    for spelling, size in kib.items():
+        out = cli.ok("run", "--rm", "--tmpfs", f"/x:size={spelling}", "bb:1", "grep", " /x ", "/proc/self/mounts")
+        assert f"size={size}k" in out, (spelling, out)
+
+
 def test_symlinked_target_stays_inside_the_container(cli, bb, tmp_path):
     """runc CVE-2021-30465 class: /evil -> /etc in the image must send the
     mount to the container's /etc, never the host's."""

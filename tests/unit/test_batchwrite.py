@@ -21,8 +21,6 @@ from overlayctl.errors import KernelError, OverlayctlError
 from overlayctl.layer import extract as extract_module
 from overlayctl.util import space
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-
 
 @pytest.fixture(scope="module")
 def batchwrite() -> Any:
@@ -287,7 +285,7 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(mnt)], check=True)
 
 
-@needs_root
+@pytest.mark.root
 @pytest.mark.parametrize("mode", ["batched", "python"])
 def test_a_full_filesystem_names_the_entry_and_says_why(
     mode: str, batchwrite: Any, tiny_fs: Path

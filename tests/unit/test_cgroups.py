@@ -12,6 +12,7 @@ import pytest
 from overlayctl.errors import InvalidArgumentError, KernelError
 from overlayctl.runtime import cgroups
 from overlayctl.runtime.cgroups import Layout, Limits, limit_writes, parse_limits
+from overlayctl.util.sizes import parse_size
 
 MiB = 1 << 20
 
@@ -36,7 +37,7 @@ def limits(memory=None, memory_swap=None, pids=None, cpus=None, cpu_shares=None,
     ],
 )
 def test_sizes_read_as_docker_reads_them(text, size):
-    assert cgroups.parse_bytes(text) == size
+    assert parse_size(text, "-m, --memory") == size
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,6 @@ from overlayctl.errors import OverlayctlError
 from overlayctl.layer import du
 from overlayctl.layer.du import Usage, disk_usage
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 needs_du = pytest.mark.skipif(shutil.which("du") is None, reason="GNU du not installed")
 
 
@@ -44,7 +43,7 @@ def write_sparse(path: Path, size: int, islands: list[tuple[int, bytes]]) -> Non
 
 
 @needs_du
-@needs_root
+@pytest.mark.root
 def test_matches_gnu_du_on_a_layer_like_tree(tmp_path: Path) -> None:
     root = tmp_path / "upper"
     (root / "a/b/c").mkdir(parents=True)

@@ -20,7 +20,6 @@ from overlayctl.measure import chart, growth
 from overlayctl.measure.growth import COPY_UP, NEW, WHITEOUT, Classification, Sample
 from overlayctl.runtime.overlay import OverlayLayout
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: whiteouts (mknod) and trusted.* xattrs")
 SVG = "{http://www.w3.org/2000/svg}"
 
 
@@ -71,7 +70,7 @@ def stack(tmp_path: Path) -> tuple[str, tuple[str, ...]]:
     return str(upper), (str(top), str(bottom))
 
 
-@needs_root
+@pytest.mark.root
 def test_upper_entries_follow_whiteouts_and_opaque_dirs(stack: tuple[str, tuple[str, ...]]) -> None:
     upper, lowers = stack
     assert dict((path, kind) for kind, path in growth.upper_entries(upper, lowers)) == {
@@ -89,7 +88,7 @@ def test_upper_entries_follow_whiteouts_and_opaque_dirs(stack: tuple[str, tuple[
     assert growth.classify(upper, lowers) == Classification(copy_ups=4, new_files=5, whiteouts=1)
 
 
-@needs_root
+@pytest.mark.root
 def test_layer_order_matters(stack: tuple[str, tuple[str, ...]]) -> None:
     upper, (top, bottom) = stack
     # Bottom first, top's whiteout of /gone and opaque /opt no longer hide bottom's files.

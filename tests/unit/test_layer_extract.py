@@ -23,8 +23,6 @@ from overlayctl.errors import LayerRejectedError, OverlayctlError
 from overlayctl.layer.compression import detect_compression, open_decompressed
 from overlayctl.layer.extract import extract_layer, normalize_parts
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-
 Member = tuple[tarfile.TarInfo, bytes | None]
 
 
@@ -248,7 +246,7 @@ def test_truncated_tar_is_rejected(dest: Path) -> None:
 # -- fidelity --------------------------------------------------------------
 
 
-@needs_root
+@pytest.mark.root
 def test_owners_modes_and_special_bits(dest: Path) -> None:
     extract(
         make_tar(
@@ -279,7 +277,7 @@ def test_owners_modes_and_special_bits(dest: Path) -> None:
     assert (st.st_uid, st.st_gid) == (1000, 1001)
 
 
-@needs_root
+@pytest.mark.root
 def test_implicit_parents_are_0755_root(dest: Path) -> None:
     old = os.umask(0o077)
     try:
@@ -292,7 +290,7 @@ def test_implicit_parents_are_0755_root(dest: Path) -> None:
         assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o755, 0, 0)
 
 
-@needs_root
+@pytest.mark.root
 def test_existing_directory_takes_the_entry_metadata(dest: Path) -> None:
     extract(
         make_tar(reg("p/child", b"x"), dir_("p", mode=0o700, uid=5, gid=6, mtime=1234)),
@@ -303,7 +301,7 @@ def test_existing_directory_takes_the_entry_metadata(dest: Path) -> None:
     assert (dest / "p/child").read_bytes() == b"x"
 
 
-@needs_root
+@pytest.mark.root
 def test_root_entry_sets_the_layer_root_metadata(dest: Path) -> None:
     extract(make_tar(dir_("./", mode=0o711, mtime=42), reg("f", b"x")), dest)
     st = os.lstat(dest)
@@ -328,7 +326,7 @@ def test_mtimes_including_directories_set_after_children(dest: Path) -> None:
     assert os.lstat(dest / "d/precise").st_mtime_ns == 1_700_000_000_123_456_789
 
 
-@needs_root
+@pytest.mark.root
 def test_xattrs_from_pax_headers(dest: Path) -> None:
     # A file capability: version 2, cap_net_bind_service permitted+effective.
     cap = bytes.fromhex("0100000200040000000000000000000000000000")
@@ -358,7 +356,7 @@ def test_xattrs_from_pax_headers(dest: Path) -> None:
     assert os.getxattr(dest / "l", "trusted.sym", follow_symlinks=False) == b"yes"
 
 
-@needs_root
+@pytest.mark.root
 def test_device_nodes_and_fifos(dest: Path) -> None:
     extract(
         make_tar(
@@ -399,7 +397,7 @@ def is_whiteout(path: Path) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-@needs_root
+@pytest.mark.root
 def test_whiteouts_become_overlay_whiteouts(dest: Path) -> None:
     extract(
         make_tar(
@@ -425,14 +423,14 @@ def test_whiteouts_become_overlay_whiteouts(dest: Path) -> None:
     assert not os.path.lexists(dest / ".wh..wh.plnk")
 
 
-@needs_root
+@pytest.mark.root
 def test_opaque_marker_before_its_directory_entry_keeps_the_xattr(dest: Path) -> None:
     extract(make_tar(reg("d/.wh..wh..opq"), dir_("d", mode=0o700)), dest)
     assert os.getxattr(dest / "d", "trusted.overlay.opaque") == b"y"
     assert stat.S_IMODE(os.lstat(dest / "d").st_mode) == 0o700
 
 
-@needs_root
+@pytest.mark.root
 def test_whiteout_replaces_an_earlier_entry(dest: Path) -> None:
     extract(make_tar(reg("d/x/deep", b"1"), reg("d/f", b"2"), reg("d/.wh.x"), reg("d/.wh.f")), dest)
     assert is_whiteout(dest / "d/x")

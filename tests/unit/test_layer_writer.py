@@ -19,8 +19,6 @@ from overlayctl.errors import OverlayctlError
 from overlayctl.layer.extract import extract_layer
 from overlayctl.layer.writer import write_layer_tar
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-
 MTIME = 1_650_000_000
 
 
@@ -245,7 +243,7 @@ def test_gnu_tar_reads_it_cleanly(plain: Path, tmp_path: Path) -> None:
 # -- overlay to OCI conversion ---------------------------------------------
 
 
-@needs_root
+@pytest.mark.root
 def test_whiteouts_and_opaque_dirs_become_oci(full: Path) -> None:
     infos = members(write(full))
     names = [m.name for m in infos]
@@ -260,7 +258,7 @@ def test_whiteouts_and_opaque_dirs_become_oci(full: Path) -> None:
     assert "SCHILY.xattr.security.capability" in cap.pax_headers
 
 
-@needs_root
+@pytest.mark.root
 def test_special_files_owners_and_big_ids(full: Path) -> None:
     by_name = {m.name: m for m in members(write(full))}
     assert by_name["null"].ischr() and (by_name["null"].devmajor, by_name["null"].devminor) == (1, 3)
@@ -287,7 +285,7 @@ def test_name_with_whiteout_prefix_is_refused(tmp_path: Path) -> None:
         write_layer_tar(str(tmp_path), io.BytesIO())
 
 
-@needs_root
+@pytest.mark.root
 def test_redirect_dir_is_refused(tmp_path: Path) -> None:
     (tmp_path / "moved").mkdir()
     os.setxattr(tmp_path / "moved", "trusted.overlay.redirect", b"/old")
@@ -312,7 +310,7 @@ def test_round_trip_plain(plain: Path, tmp_path: Path) -> None:
     assert os.lstat(out / "sparse").st_blocks * 512 <= 64 * 1024
 
 
-@needs_root
+@pytest.mark.root
 def test_round_trip_everything(full: Path, tmp_path: Path) -> None:
     data = write(full)
     out = extract_to(data, tmp_path / "out")

@@ -109,13 +109,13 @@ def test_since_and_until_filter(tmp_path):
     [("10m", 10 << 20), ("512k", 512 << 10), ("1.5g", int(1.5 * (1 << 30))), ("100", 100), ("2MiB", 2 << 20)],
 )
 def test_parse_size(text, expected):
-    assert logs.parse_size(text) == expected
+    assert logs.parse_max_size(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "m", "10x", "1.2.3m", "0"])
 def test_parse_size_refuses(text):
     with pytest.raises(InvalidArgumentError):
-        logs.parse_size(text)
+        logs.parse_max_size(text)
 
 
 def test_parse_since_forms():
@@ -137,7 +137,7 @@ def test_log_config_is_checked(monkeypatch, tmp_path):
     for driver, opts, message in [
         ("syslog", [], "not supported"),
         ("json-file", ["max-file=3"], "max-size"),
-        ("json-file", ["max-size=1x"], "invalid max-size"),
+        ("json-file", ["max-size=1x"], 'for "--log-opt max-size" flag'),
         ("json-file", ["max-file=0", "max-size=1m"], "max-file"),
         ("json-file", ["bogus=1"], "unknown log opt"),
         ("json-file", ["novalue"], "KEY=VALUE"),

@@ -8,7 +8,7 @@ from overlayctl.cli import runopts
 from overlayctl.errors import MAX_LINE, MAX_WORD, InvalidArgumentError, KernelError, one_line
 from overlayctl.runtime.mountplan import DeviceNode, FsMount, OverlayMount, rootfs_plan
 from overlayctl.runtime.overlay import PAGE_SIZE, OverlayLayout, classic_options
-from overlayctl.runtime.spec import merge_env
+from overlayctl.runtime.spec import merge_env, resolve_env
 from overlayctl.store.images import chain_ids
 from overlayctl.util.humanize import human_duration, human_size
 from overlayctl.util.reference import parse_reference, validate_container_name
@@ -107,6 +107,18 @@ def test_merge_env_defaults_path_and_overrides():
     env = merge_env(["A=1", "PATH=/bin"], ["A=2", "B=3"])
     assert env == ["A=2", "PATH=/bin", "B=3"]
     assert merge_env([], [])[0].startswith("PATH=/usr/local/sbin")
+
+
+def test_resolve_env_reads_bare_keys_from_the_callers_environment():
+    environ = {"HOME": "/root", "EMPTY": ""}
+    items = ["A=1", "B=", "HOME", "EMPTY", "UNSET", "C=x=y"]
+    assert resolve_env(items, environ) == ["A=1", "B=", "HOME=/root", "EMPTY=", "UNSET=", "C=x=y"]
+
+
+@pytest.mark.parametrize("item", ["", "=x", "="])
+def test_resolve_env_refuses_an_item_without_a_key(item):
+    with pytest.raises(InvalidArgumentError, match=f'^invalid environment variable "{item}": use -e KEY=value$'):
+        resolve_env(["A=1", item], {})
 
 
 def test_chain_ids_follow_the_oci_rule():

@@ -12,12 +12,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import image_with_program, static_program
+from tests.helpers import wait_for
 
 PROCWATCH_SOURCE = Path(__file__).parent / "procwatch.c"
 NONE = ("--network", "none")
@@ -54,16 +54,6 @@ def with_fd9(cli, host_dir: Path, *args: str, env: dict | None = None, timeout: 
         timeout=timeout,
         env=env if env is not None else cli.env,
     )
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # The container's command lists its own descriptors (ls adds one, for the
