@@ -42,7 +42,6 @@ def stamp() -> str:
 
 def make(conn: sqlite3.Connection, catalog_path: str, reason: str) -> str:
     """Back up the catalog open on ``conn``; the backup's path."""
-    import sqlite3
 
     from overlayctl.store import staging
 
@@ -51,24 +50,33 @@ def make(conn: sqlite3.Connection, catalog_path: str, reason: str) -> str:
     final = os.path.join(top, f"{_PREFIX}{stamp()}-{reason}.db")
     tmp = os.path.join(top, f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
     try:
-        copy = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            conn.backup(copy)
-            # The copy inherits WAL mode; a backup is better one file.
-            copy.execute("PRAGMA journal_mode = DELETE")
-        finally:
-            copy.close()
-        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        # A backup is better one file: no WAL beside it.
+        copy_database(conn, tmp, "DELETE")
         os.rename(tmp, final)
         staging.fsync_dir(top)
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
     return final
+
+
+def copy_database(source: sqlite3.Connection, target: str, journal_mode: str) -> None:
+    """Every page of ``source`` into a new database file at ``target``
+    (SQLite's online backup: consistent while others write), in
+    ``journal_mode``, fsynced."""
+    import sqlite3
+
+    copy = sqlite3.connect(target, isolation_level=None)
+    try:
+        source.backup(copy)
+        copy.execute(f"PRAGMA journal_mode = {journal_mode}")
+    finally:
+        copy.close()
+    fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def listing(root: str) -> list[str]:

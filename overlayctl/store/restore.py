@@ -105,21 +105,14 @@ def _copy(source: str, target: str) -> None:
     """A backup copied into a new catalog file, WAL mode, fsynced."""
     import sqlite3
 
+    from overlayctl.store.backup import copy_database
     from overlayctl.store.integrity import uri
 
     src = sqlite3.connect(uri(source, "mode=ro"), uri=True)
-    dst = sqlite3.connect(target, isolation_level=None)
     try:
-        src.backup(dst)
-        dst.execute("PRAGMA journal_mode = WAL")
+        copy_database(src, target, "WAL")
     finally:
         src.close()
-        dst.close()
-    fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _lost_found(paths: Paths, kind: str) -> str:
