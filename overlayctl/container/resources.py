@@ -4,10 +4,9 @@ cgroup), taking it and giving it back, and the freezer `pause` leaves.
 
 from __future__ import annotations
 
-import os
-
 from overlayctl.container.spec import needs_cgroup
 from overlayctl.errors import OverlayctlError
+from overlayctl.runtime.cgroups.layout import has_cgroup_dir
 from overlayctl.runtime.spec import ContainerSpec
 from overlayctl.store import Store
 from overlayctl.store.containers import Container
@@ -32,9 +31,9 @@ def acquire(store: Store, container: Container, spec: ContainerSpec, held: Held)
     """Prepare the network and the cgroup of a start (into `held`)."""
     hc = container.config.get("HostConfig", {})
     if paused_once(container.id):
-        from overlayctl.runtime import cgroups
+        from overlayctl.runtime.cgroups.freezer import Freezer
 
-        cgroups.Freezer(container.id).remove()  # left by a supervisor that was killed
+        Freezer(container.id).remove()  # left by a supervisor that was killed
     if spec.network not in ("none", "host"):
         from overlayctl.network import attach, leases
 
@@ -42,14 +41,15 @@ def acquire(store: Store, container: Container, spec: ContainerSpec, held: Held)
         held.plan = attach.prepare(store, container, spec.network, hc.get("IPAddress"), spec.hostname)
         spec.mounts = held.plan.mounts + spec.mounts
     if needs_cgroup(hc):
-        from overlayctl.runtime import cgroups
+        from overlayctl.runtime.cgroups.cgroup import create, find
+        from overlayctl.runtime.cgroups.limits import parse_limits
 
-        stale = cgroups.find(container.id)
+        stale = find(container.id)
         if stale is not None:
             stale.remove()  # its last supervisor was killed before it could
         given = hc.get("Limits") or {}
-        limits = cgroups.parse_limits(*(given.get(k) for k in _LIMIT_KEYS))
-        held.cgroup = cgroups.create(container.id, limits)
+        limits = parse_limits(*(given.get(k) for k in _LIMIT_KEYS))
+        held.cgroup = create(container.id, limits)
         if held.cgroup is not None:
             spec.cgroup_procs = held.cgroup.procs_files
             for warning in getattr(held.cgroup, "warnings", []):
@@ -88,10 +88,10 @@ def release_held(store: Store, container: Container, held: Held) -> tuple[bool, 
         except OverlayctlError as exc:
             error = exc.message
     if paused_once(container.id):
-        from overlayctl.runtime import cgroups
+        from overlayctl.runtime.cgroups.freezer import Freezer
 
         try:
-            cgroups.Freezer(container.id).remove()
+            Freezer(container.id).remove()
         except OverlayctlError as exc:
             error = error or exc.message
     if held.plan is not None:
@@ -101,11 +101,8 @@ def release_held(store: Store, container: Container, held: Held) -> tuple[bool, 
 
 def paused_once(container_id: str) -> bool:
     """Whether `pause` made a freezer for this container (cheap to ask:
-    a stat on a cgroup tree; no cgroup module unless one is there)."""
-    for directory in ("/sys/fs/cgroup/freezer", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
-        if os.path.isdir(os.path.join(directory, "overlayctl", container_id)):
-            return True
-    return False
+    a stat on a cgroup tree, no mountinfo read)."""
+    return has_cgroup_dir(container_id)
 
 
 _LIMIT_KEYS = ("memory", "memory_swap", "pids_limit", "cpus", "cpu_shares")

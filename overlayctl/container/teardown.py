@@ -22,9 +22,9 @@ def remove(store: Store, container: Container, force: bool = False, volumes: boo
         from overlayctl.container.signals import signal_container
 
         signal_container(container, 9)
-        from overlayctl.runtime import cgroups
+        from overlayctl.runtime.cgroups.freezer import Freezer
 
-        cgroups.Freezer(container.id).thaw()
+        Freezer(container.id).thaw()
     store.containers.remove(container, force)
     hc = container.config.get("HostConfig", {})
     if hc.get("NetworkMode") not in (None, "none", "host"):
@@ -32,15 +32,15 @@ def remove(store: Store, container: Container, force: bool = False, volumes: boo
 
         leases.release_stale(store)
     if needs_cgroup(hc):
-        from overlayctl.runtime import cgroups
+        from overlayctl.runtime.cgroups.cgroup import find
 
-        stale = cgroups.find(container.id)
+        stale = find(container.id)
         if stale is not None:
             stale.remove()
     if paused_once(container.id):
-        from overlayctl.runtime import cgroups
+        from overlayctl.runtime.cgroups.freezer import Freezer
 
-        cgroups.Freezer(container.id).remove()
+        Freezer(container.id).remove()
     try:
         os.unlink(store.paths.attach_socket(container.id))
     except OSError:

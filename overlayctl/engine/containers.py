@@ -211,7 +211,7 @@ def _host_config(opts: CreateOptions, store: Store) -> dict[str, Any]:
         hc["Devices"] = _devices(list(host["device"]))
     limit_keys = ("memory", "memory_swap", "pids_limit", "cpus", "cpu_shares")
     if any(host.get(k) for k in limit_keys):
-        from overlayctl.runtime.cgroups import parse_limits
+        from overlayctl.runtime.cgroups.limits import parse_limits
 
         limits = parse_limits(*(host.get(k) for k in limit_keys))
         hc.update(limits.to_inspect())
@@ -229,7 +229,7 @@ def _devices(values: list[str]) -> list[dict[str, str]]:
         host_node(device.host)
     narrowed = [d for d in devices if d.restricted]
     if narrowed:
-        from overlayctl.runtime.cgroups import host_layout
+        from overlayctl.runtime.cgroups.layout import host_layout
 
         if host_layout().unified is None:
             d = narrowed[0]

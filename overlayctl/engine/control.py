@@ -180,41 +180,42 @@ def is_paused(container: Container) -> bool:
 
     if not paused_once(container.id):
         return False
-    from overlayctl.runtime import cgroups
+    from overlayctl.runtime.cgroups.freezer import Freezer
 
-    return cgroups.Freezer(container.id).state() in ("FROZEN", "FREEZING")
+    return Freezer(container.id).state() in ("FROZEN", "FREEZING")
 
 
 def pause(store: Store, container: Container) -> None:
     """`pause`: move the container's processes into its freezer (made now,
     at the first pause) and freeze them."""
-    from overlayctl.runtime import cgroups, procs
+    from overlayctl.runtime import procs
+    from overlayctl.runtime.cgroups.freezer import Freezer
 
     if container.status != RUNNING or not container.process_alive():
         raise ConflictError(f'container "{container.name}" is not running')
     if is_paused(container):
         raise ConflictError(f'container "{container.name}" is already paused')
-    freezer = cgroups.Freezer(container.id)
+    freezer = Freezer(container.id)
     freezer.adopt(lambda: procs.namespace_pids(container.pid))
     freezer.freeze()
 
 
 def unpause(store: Store, container: Container) -> None:
     """`unpause`: thaw (the processes stay in the freezer until the end)."""
-    from overlayctl.runtime import cgroups
+    from overlayctl.runtime.cgroups.freezer import Freezer
 
     if not is_paused(container):
         raise ConflictError(f'container "{container.name}" is not paused')
-    cgroups.Freezer(container.id).thaw()
+    Freezer(container.id).thaw()
 
 
 def thaw_if_paused(container: Container) -> None:
     """Thaw the container if it is frozen. A frozen process gets its signal
     only once thawed (Docker's stop and kill unpause too)."""
     if is_paused(container):
-        from overlayctl.runtime import cgroups
+        from overlayctl.runtime.cgroups.freezer import Freezer
 
-        cgroups.Freezer(container.id).thaw()
+        Freezer(container.id).thaw()
 
 
 # --- rename, top --------------------------------------------------------------------

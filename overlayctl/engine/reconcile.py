@@ -14,7 +14,7 @@ def reconcile_store(store: Store) -> list[str]:
     """What `system reconcile` does; one line per thing it changed."""
     from overlayctl.container.teardown import remove
     from overlayctl.network import leases
-    from overlayctl.runtime import cgroups
+    from overlayctl.runtime.cgroups.stale import remove_stale
     from overlayctl.store import staging
     from overlayctl.store.containers import CREATED, EXITED
 
@@ -30,6 +30,6 @@ def reconcile_store(store: Store) -> list[str]:
             report.append(f"removed: {container.name} ({container.short_id}), started with --rm")
     leases.release_stale(store)
     running = {c.id for c in containers if c.status not in (CREATED, EXITED)}
-    report += [f"cgroup removed: {cid[:12]}" for cid in cgroups.remove_stale(running)]
+    report += [f"cgroup removed: {cid[:12]}" for cid in remove_stale(running)]
     staging.sweep(store.paths.tmp)
     return report

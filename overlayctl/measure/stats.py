@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import psutil
 
 from overlayctl.layer.du import disk_usage
-from overlayctl.runtime import cgroups, procs
+from overlayctl.runtime import procs
+from overlayctl.runtime.cgroups.cgroup import Cgroup, find
 from overlayctl.store.containers import RUNNING
 
 TYPE_CHECKING = False
@@ -82,7 +83,7 @@ def sample(store: Store, container: Container) -> Sample:
     at = time.monotonic()
     usage = process_usage(pids)
     cpu_ns, mem_usage, mem_limit = usage.cpu_ns, usage.rss, 0
-    cgroup = cgroups.find(container.id)
+    cgroup = find(container.id)
     if cgroup is not None:
         kernel = cgroup.stats()
         if kernel.get("cpu_usage_ns") is not None:
@@ -222,7 +223,7 @@ def process_usage(pids: Sequence[int]) -> ProcessUsage:
     return usage
 
 
-def _cgroup_memory(usage: int, cgroup: cgroups.Cgroup) -> int:
+def _cgroup_memory(usage: int, cgroup: Cgroup) -> int:
     memory = cgroup.controllers.get("memory")
     if memory is None:
         return usage

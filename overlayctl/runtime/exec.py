@@ -182,7 +182,7 @@ def _child(pid: int, fds: dict[str, int], spec: ExecSpec, error_fd: int, console
 
         import overlayctl.runtime.capabilities  # noqa: F401  (used by drop_privileges)
         import overlayctl.runtime.users  # noqa: F401  (used by resolve_user_here)
-        from overlayctl.runtime import cgroups
+        from overlayctl.runtime.cgroups.join import join_cgroups_of
         from overlayctl.runtime.spec import DEFAULT_PATH
 
         if spec.tty:
@@ -195,7 +195,7 @@ def _child(pid: int, fds: dict[str, int], spec: ExecSpec, error_fd: int, console
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
             os.close(null)
-        cgroups.join_cgroups_of(pid)
+        join_cgroups_of(pid)
         for name, flag in NAMESPACES:
             if name != "pid":  # (joined through the parent)
                 sc.setns(fds[name], flag)

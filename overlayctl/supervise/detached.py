@@ -380,9 +380,9 @@ def _after_exit(state: dict[str, str], status: int | None) -> None:
     except OverlayctlError:
         container = None  # removed meanwhile (rm -f): only clean up
     if container is not None and needs_cgroup(container.config.get("HostConfig", {})):
-        from overlayctl.runtime import cgroups
+        from overlayctl.runtime.cgroups.cgroup import find
 
-        held.cgroup = cgroups.find(container_id)
+        held.cgroup = find(container_id)
     subject = container or Container(container_id, "", "", "", {"HostConfig": {}}, "", "", 0, 0, None, "", "", "")
     oom, error = release_held(store, subject, held)
     if container is None:

@@ -21,8 +21,10 @@ import time
 import pytest
 
 from overlayctl.errors import KernelError
-from overlayctl.runtime import cgroups
-from overlayctl.runtime.cgroups import Layout, Limits, parse_limits
+from overlayctl.runtime.cgroups.cgroup import Cgroup, create, find
+from overlayctl.runtime.cgroups.layout import Layout, host_layout
+from overlayctl.runtime.cgroups.limits import Limits, parse_limits
+from overlayctl.runtime.cgroups.stale import remove_stale
 
 MiB = 1 << 20
 
@@ -37,7 +39,7 @@ def _sweep(layout: Layout) -> list[str]:
         for name in os.listdir(parent):
             if os.path.isdir(os.path.join(parent, name)):
                 left.append(os.path.join(parent, name))
-                found = cgroups.find(name, layout)
+                found = find(name, layout)
                 if found is not None:
                     found.remove()
         os.rmdir(parent)
@@ -51,7 +53,7 @@ def _private(layout: Layout) -> Layout:
 @pytest.fixture
 def host() -> Layout:
     assert os.geteuid() == 0, "cgroup tests need root"
-    layout = cgroups.host_layout()
+    layout = host_layout()
     if layout.version == 0:
         pytest.skip("no cgroup tree mounted")
     return layout
@@ -69,7 +71,7 @@ def layout(host: Layout):
         assert not left, f"cgroups left behind: {left}"
 
 
-def _spawn(cgroup: cgroups.Cgroup, code: str, **kw) -> subprocess.Popen:
+def _spawn(cgroup: Cgroup, code: str, **kw) -> subprocess.Popen:
     """A Python child that joins first, as PID 1 does (writing "0" into each procs file)."""
     return subprocess.Popen([sys.executable, "-c", code], preexec_fn=cgroup.join, **kw)
 
@@ -87,7 +89,7 @@ ALLOCATE = "chunks = []\nwhile True:\n    chunks.append(bytearray(1 << 20))\n"
 
 
 def test_over_the_memory_limit_is_oom_killed(layout):
-    cg = cgroups.create("oom", parse_limits("32m", "32m", None, None, None), layout)
+    cg = create("oom", parse_limits("32m", "32m", None, None, None), layout)
     assert cg is not None
     try:
         proc = _spawn(cg, ALLOCATE)
@@ -102,7 +104,7 @@ def test_over_the_memory_limit_is_oom_killed(layout):
 
 
 def test_within_the_memory_limit_is_not_oom_killed(layout):
-    cg = cgroups.create("fits", parse_limits("64m", None, None, None, None), layout)
+    cg = create("fits", parse_limits("64m", None, None, None, None), layout)
     assert cg is not None
     try:
         proc = _spawn(cg, "data = bytearray(8 << 20)")
@@ -115,7 +117,7 @@ def test_within_the_memory_limit_is_not_oom_killed(layout):
 def test_v1_swap_limit_written_when_accounted(layout):
     if layout.version != 1:
         pytest.skip("v1 file names")
-    cg = cgroups.create("swap", parse_limits("16m", "48m", None, None, None), layout)
+    cg = create("swap", parse_limits("16m", "48m", None, None, None), layout)
     assert cg is not None
     try:
         memsw = os.path.join(cg.controllers["memory"], "memory.memsw.limit_in_bytes")
@@ -146,7 +148,7 @@ time.sleep(60)
 
 
 def test_pids_limit_makes_fork_fail_and_remove_kills_everything(layout):
-    cg = cgroups.create("pids", parse_limits(None, None, "8", None, None), layout)
+    cg = create("pids", parse_limits(None, None, "8", None, None), layout)
     assert cg is not None
     proc = _spawn(cg, FORK_UNTIL_REFUSED, stdout=subprocess.PIPE)
     assert proc.stdout is not None
@@ -193,7 +195,7 @@ def test_remove_wins_against_processes_that_keep_forking(host, kill):
         if private.version == 2:
             pytest.skip("v2 always has cgroup.kill on this kernel")
     try:
-        cg = cgroups.create("forks", parse_limits(None, None, "50", None, None), private)
+        cg = create("forks", parse_limits(None, None, "50", None, None), private)
         assert cg is not None
         proc = _spawn(cg, FORK_FOREVER)
         try:
@@ -217,7 +219,7 @@ SPIN = "import time\nend = time.monotonic() + 0.2\nwhile time.monotonic() < end:
 
 
 def test_cpu_quota_and_shares(layout):
-    cg = cgroups.create("cpu", parse_limits(None, None, None, "0.5", "512"), layout)
+    cg = create("cpu", parse_limits(None, None, None, "0.5", "512"), layout)
     assert cg is not None
     try:
         cpu = cg.controllers["cpu"]
@@ -242,9 +244,9 @@ def test_cpu_quota_and_shares(layout):
 
 
 def test_without_limits_a_cgroup_is_still_made_found_and_removed(layout):
-    cg = cgroups.create("plain", Limits(), layout)
+    cg = create("plain", Limits(), layout)
     assert cg is not None
-    found = cgroups.find("plain", layout)
+    found = find("plain", layout)
     assert found is not None and found.dirs == cg.dirs
     proc = _spawn(cg, "import time; time.sleep(60)")
     try:
@@ -259,35 +261,35 @@ def test_without_limits_a_cgroup_is_still_made_found_and_removed(layout):
         proc.kill()
         proc.wait()
     cg.remove()  # idempotent: already gone
-    assert cgroups.find("plain", layout) is None
+    assert find("plain", layout) is None
 
 
 def test_a_limit_the_kernel_refuses_leaves_nothing(layout):
     # Past parse_limits' checks on purpose: the kernel caps pids.max at PID_MAX_LIMIT.
     with pytest.raises(KernelError, match=r"cannot set pids.max to 1099511627776: .*pids.max: Invalid argument"):
-        cgroups.create("refused", Limits(pids=1 << 40), layout)
-    probe = cgroups.Cgroup("refused", layout)
+        create("refused", Limits(pids=1 << 40), layout)
+    probe = Cgroup("refused", layout)
     assert not any(os.path.exists(d) for d in probe.dirs)
 
 
 def test_remove_stale_spares_running_busy_and_fresh_cgroups(layout):
-    made: dict[str, cgroups.Cgroup] = {}
+    made: dict[str, Cgroup] = {}
     busy = None
     try:
         for name in ("running", "exited", "fresh", "busy"):
-            cg = cgroups.create(name, Limits(), layout)
+            cg = create(name, Limits(), layout)
             assert cg is not None
             made[name] = cg
         assert _spawn(made["exited"], "pass").wait(timeout=30) == 0
         busy = _spawn(made["busy"], "import time; time.sleep(60)")
         while busy.pid not in made["busy"].pids():
             time.sleep(0.01)
-        assert cgroups.remove_stale({"running"}, layout) == ["exited"]
-        assert cgroups.find("exited", layout) is None
+        assert remove_stale({"running"}, layout) == ["exited"]
+        assert find("exited", layout) is None
         # Never joined and young: its container may be about to join it.
-        assert cgroups.find("fresh", layout) is not None
-        assert cgroups.remove_stale({"running"}, layout, grace=0) == ["fresh"]
-        assert cgroups.find("busy", layout) is not None and cgroups.find("running", layout) is not None
+        assert find("fresh", layout) is not None
+        assert remove_stale({"running"}, layout, grace=0) == ["fresh"]
+        assert find("busy", layout) is not None and find("running", layout) is not None
     finally:
         if busy is not None:
             busy.kill()
@@ -307,9 +309,9 @@ def test_v2_code_path_on_the_real_cgroup2_tree(host):
             available = f.read().split()
         if "memory" not in available:
             with pytest.raises(KernelError, match="--memory needs the memory cgroup controller"):
-                cgroups.create("v2", parse_limits("16m", None, None, None, None), v2)
+                create("v2", parse_limits("16m", None, None, None, None), v2)
             assert not os.path.exists(v2.parent_dirs()[0] + "/v2")
-        cg = cgroups.create("v2", Limits(), v2)
+        cg = create("v2", Limits(), v2)
         assert cg is not None and cg.dirs == [os.path.join(host.unified, v2.parent, "v2")]
         proc = _spawn(cg, SPIN + "time.sleep(60)")
         try:
@@ -332,7 +334,7 @@ def test_v2_code_path_on_the_real_cgroup2_tree(host):
 def _container_dirs(prefix: str) -> list[str]:
     """Every cgroup directory on the host of the container whose id starts with `prefix`."""
     found = []
-    for parent in cgroups.host_layout().parent_dirs():
+    for parent in host_layout().parent_dirs():
         if os.path.isdir(parent):
             found += [os.path.join(parent, n) for n in os.listdir(parent) if n.startswith(prefix)]
     return found
@@ -462,7 +464,7 @@ def test_rm_removes_the_cgroup_a_killed_supervisor_left(cli, bb):
 
 
 def test_join_moves_another_process_and_names_the_file_on_failure(layout):
-    cg = cgroups.create("joined", Limits(), layout)
+    cg = create("joined", Limits(), layout)
     assert cg is not None
     proc = subprocess.Popen(["sleep", "30"])
     try:

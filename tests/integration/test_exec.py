@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from overlayctl.runtime import cgroups
+from overlayctl.runtime.cgroups.cgroup import find
 
 NONE = ("--network", "none")
 
@@ -64,7 +64,7 @@ def test_exec_joins_the_containers_cgroups(cli, bb):
     # The exec'd process, seen from the host, is in the same cgroups.
     cli.ok("exec", "-d", "limited", "sleep", "30")
     # The pids controller's cgroup, wherever this host mounts it (v1 or v2).
-    procs = os.path.join(cgroups.find(cid).controllers["pids"], "cgroup.procs")
+    procs = os.path.join(find(cid).controllers["pids"], "cgroup.procs")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with open(procs) as f:

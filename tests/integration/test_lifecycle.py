@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from overlayctl.runtime.cgroups.layout import container_dir
 from tests.helpers import wait_for
 
 NONE = ("--network", "none")
@@ -46,11 +47,11 @@ def cgroup_dirs(cid: str) -> list[str]:
     """The container's cgroup directories: one per v1 hierarchy, or the one
     of cgroup2 (where the freezer is the same directory)."""
     found = []
-    unified = os.path.join("/sys/fs/cgroup", "overlayctl", cid)
+    unified = container_dir("/sys/fs/cgroup", cid)
     if os.path.isdir(unified):
         found.append(unified)
     for tree in os.listdir("/sys/fs/cgroup"):
-        path = os.path.join("/sys/fs/cgroup", tree, "overlayctl", cid)
+        path = container_dir(os.path.join("/sys/fs/cgroup", tree), cid)
         if os.path.isdir(path):
             found.append(path)
     return found

@@ -10,8 +10,16 @@ import os
 import pytest
 
 from overlayctl.errors import InvalidArgumentError, KernelError
-from overlayctl.runtime import cgroups
-from overlayctl.runtime.cgroups import Layout, Limits, limit_writes, parse_limits
+from overlayctl.runtime.cgroups.cgroup import Cgroup, create, find
+from overlayctl.runtime.cgroups.layout import Layout, parse_mountinfo
+from overlayctl.runtime.cgroups.limits import (
+    Limits,
+    cpu_quota,
+    limit_writes,
+    parse_limits,
+    parse_nano_cpus,
+    shares_to_weight,
+)
 from overlayctl.util.sizes import parse_size
 
 MiB = 1 << 20
@@ -99,7 +107,7 @@ def test_cpus():
     assert limits(cpus="0.01").nano_cpus == 10_000_000
     assert limits(cpus="4").cpus == 4.0
     assert limits(cpus="0").cpus is None
-    assert cgroups.parse_nano_cpus("0.1234567890") == 123_456_789
+    assert parse_nano_cpus("0.1234567890") == 123_456_789
 
 
 @pytest.mark.parametrize("text", ["5", "4.01", "-1", "0.001"])
@@ -136,11 +144,11 @@ def test_cpu_shares_clamped_as_docker_does():
 
 
 def test_conversions():
-    assert cgroups.cpu_quota(1.5) == 150000
-    assert cgroups.cpu_quota(0.01) == 1000  # the kernel's minimum quota
-    assert cgroups.shares_to_weight(2) == 1
-    assert cgroups.shares_to_weight(1024) == 39  # runc's value for the default
-    assert cgroups.shares_to_weight(262144) == 10000
+    assert cpu_quota(1.5) == 150000
+    assert cpu_quota(0.01) == 1000  # the kernel's minimum quota
+    assert shares_to_weight(2) == 1
+    assert shares_to_weight(1024) == 39  # runc's value for the default
+    assert shares_to_weight(262144) == 10000
 
 
 def test_inspect_fields():
@@ -222,7 +230,7 @@ V2 = """\
 
 
 def test_layouts_from_mountinfo():
-    hybrid = cgroups.parse_mountinfo(HYBRID)
+    hybrid = parse_mountinfo(HYBRID)
     assert hybrid.version == 1 and hybrid.unified == "/sys/fs/cgroup/unified"
     assert hybrid.v1 == {
         "cpu": "/sys/fs/cgroup/cpu",
@@ -230,18 +238,18 @@ def test_layouts_from_mountinfo():
         "memory": "/sys/fs/cgroup/memory",
         "pids": "/sys/fs/cgroup/pids",
     }
-    v1 = cgroups.parse_mountinfo(DEBIAN_V1)
+    v1 = parse_mountinfo(DEBIAN_V1)
     assert v1.version == 1 and v1.unified is None
     assert v1.v1["cpu"] == v1.v1["cpuacct"] == "/sys/fs/cgroup/cpu,cpuacct"
-    v2 = cgroups.parse_mountinfo(V2)
+    v2 = parse_mountinfo(V2)
     assert (v2.version, v2.unified, v2.v1) == (2, "/sys/fs/cgroup", {})
-    assert cgroups.parse_mountinfo("").version == 0
-    assert cgroups.parse_mountinfo(V2.splitlines()[1]).unified == "/tmp/other place"
+    assert parse_mountinfo("").version == 0
+    assert parse_mountinfo(V2.splitlines()[1]).unified == "/tmp/other place"
 
 
 def test_cgroup_directories_per_layout():
     cid = "c" * 64
-    hybrid = cgroups.Cgroup(cid, cgroups.parse_mountinfo(HYBRID))
+    hybrid = Cgroup(cid, parse_mountinfo(HYBRID))
     assert hybrid.dirs == [
         f"/sys/fs/cgroup/cpu/overlayctl/{cid}",
         f"/sys/fs/cgroup/cpuacct/overlayctl/{cid}",
@@ -250,14 +258,14 @@ def test_cgroup_directories_per_layout():
         f"/sys/fs/cgroup/unified/overlayctl/{cid}",
     ]
     assert hybrid.procs_files[-1] == f"/sys/fs/cgroup/unified/overlayctl/{cid}/cgroup.procs"
-    v1 = cgroups.Cgroup(cid, cgroups.parse_mountinfo(DEBIAN_V1))
+    v1 = Cgroup(cid, parse_mountinfo(DEBIAN_V1))
     assert len(v1.dirs) == 3  # cpu and cpuacct share a tree
-    v2 = cgroups.Cgroup(cid, cgroups.parse_mountinfo(V2))
+    v2 = Cgroup(cid, parse_mountinfo(V2))
     assert v2.dirs == [f"/sys/fs/cgroup/overlayctl/{cid}"]
     assert v2.procs_files == [f"/sys/fs/cgroup/overlayctl/{cid}/cgroup.procs"]
     for bad in ("", "..", "a/b", ".x"):
         with pytest.raises(InvalidArgumentError):
-            cgroups.Cgroup(bad, cgroups.parse_mountinfo(V2))
+            Cgroup(bad, parse_mountinfo(V2))
 
 
 # --- the v2 code path on a fake tree ---
@@ -285,7 +293,7 @@ def test_v2_create_enables_controllers_and_writes_limits(tmp_path, monkeypatch):
     monkeypatch.setattr("builtins.open", recording_open)
     lim = limits(memory="16m", pids="10", cpus="1.5", cpu_shares="512")
     # The kernel makes memory.swap.max when swap accounting is on: the fake tree has not.
-    cg = cgroups.create("abc", lim, layout)
+    cg = create("abc", lim, layout)
     monkeypatch.undo()
     assert cg is not None
     d = tmp_path / "cgroup" / "overlayctl" / "abc"
@@ -299,7 +307,7 @@ def test_v2_create_enables_controllers_and_writes_limits(tmp_path, monkeypatch):
     ]
     assert (d / "pids.max").read_text() == "10"
     assert (d / "cpu.max").read_text() == "150000 100000"
-    assert (d / "cpu.weight").read_text() == str(cgroups.shares_to_weight(512))
+    assert (d / "cpu.weight").read_text() == str(shares_to_weight(512))
 
 
 def test_v2_swap_written_when_the_kernel_has_the_file(tmp_path, monkeypatch):
@@ -313,14 +321,14 @@ def test_v2_swap_written_when_the_kernel_has_the_file(tmp_path, monkeypatch):
                 f.write("max\n")
 
     monkeypatch.setattr(os, "mkdir", mkdir_like_the_kernel)
-    cg = cgroups.create("abc", limits(memory="16m", memory_swap="48m"), layout)
+    cg = create("abc", limits(memory="16m", memory_swap="48m"), layout)
     assert cg is not None and cg.warnings == []
     assert (tmp_path / "cgroup/overlayctl/abc/memory.swap.max").read_text() == str(32 * MiB)
 
 
 def test_v2_oom_and_stats_from_the_kernels_files(tmp_path):
     layout = _fake_v2_root(tmp_path)
-    cg = cgroups.create("abc", limits(memory="16m"), layout)
+    cg = create("abc", limits(memory="16m"), layout)
     assert cg is not None
     d = tmp_path / "cgroup/overlayctl/abc"
     assert not cg.oom_killed()  # no memory.events yet: nothing known
@@ -344,7 +352,7 @@ def test_v2_oom_and_stats_from_the_kernels_files(tmp_path):
 def test_v2_missing_controller_is_an_error_and_nothing_is_made(tmp_path):
     layout = _fake_v2_root(tmp_path, controllers="cpu io memory")
     with pytest.raises(KernelError, match="--pids-limit needs the pids cgroup controller"):
-        cgroups.create("abc", limits(memory="16m", pids="10"), layout)
+        create("abc", limits(memory="16m", pids="10"), layout)
     assert not (tmp_path / "cgroup/overlayctl").exists()
 
 
@@ -364,7 +372,7 @@ def test_v2_a_failed_write_removes_the_cgroup(tmp_path):
     mp.setattr(os, "mkdir", mkdir_then_block)
     try:
         with pytest.raises(KernelError, match=r"cannot set memory.max to 16777216: .*/memory.max: Is a directory"):
-            cgroups.create("abc", lim, layout)
+            create("abc", lim, layout)
     finally:
         mp.undo()
     # The fake directory is not empty (the kernel's would be), so it stays;
@@ -373,23 +381,23 @@ def test_v2_a_failed_write_removes_the_cgroup(tmp_path):
 
 
 def test_no_cgroups_at_all():
-    assert cgroups.create("abc", Limits(), Layout(0)) is None
+    assert create("abc", Limits(), Layout(0)) is None
     with pytest.raises(KernelError, match="--memory needs the memory cgroup controller"):
-        cgroups.create("abc", limits(memory="16m"), Layout(0))
-    assert cgroups.find("abc", Layout(0)) is None
+        create("abc", limits(memory="16m"), Layout(0))
+    assert find("abc", Layout(0)) is None
 
 
 def test_v1_missing_controller(tmp_path):
     layout = Layout(1, None, {"memory": str(tmp_path / "memory")})
     with pytest.raises(KernelError, match="--cpus and --cpu-shares need the cpu cgroup controller"):
-        cgroups.create("abc", limits(cpus="1"), layout)
+        create("abc", limits(cpus="1"), layout)
 
 
 def test_v1_oom_from_oom_control_or_failcnt(tmp_path):
     mem = tmp_path / "memory"
     mem.mkdir()
     layout = Layout(1, None, {"memory": str(mem)})
-    cg = cgroups.create("abc", limits(memory="16m"), layout)
+    cg = create("abc", limits(memory="16m"), layout)
     assert cg is not None
     d = mem / "overlayctl/abc"
     assert (d / "memory.limit_in_bytes").read_text() == str(16 * MiB)

@@ -11,7 +11,11 @@ import pytest
 from overlayctl.cli import runopts
 from overlayctl.container.signals import parse_signal
 from overlayctl.errors import InvalidArgumentError
-from overlayctl.runtime import cgroups, procs
+from overlayctl.runtime import procs
+from overlayctl.runtime.cgroups.cgroup import Cgroup
+from overlayctl.runtime.cgroups.freezer import Freezer
+from overlayctl.runtime.cgroups.join import cgroup_dirs, cgroup_mounts, parse_proc_cgroup
+from overlayctl.runtime.cgroups.layout import parse_mountinfo
 
 HYBRID = """\
 25 1 0:23 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
@@ -63,24 +67,24 @@ def test_parse_signal_refuses(text):
 
 
 def test_freezer_goes_to_the_v1_tree_when_there_is_one():
-    hybrid = cgroups.parse_mountinfo(HYBRID)
+    hybrid = parse_mountinfo(HYBRID)
     assert hybrid.freezer == "/sys/fs/cgroup/freezer"
     assert "freezer" not in hybrid.v1  # limits never make a freezer cgroup
     cid = "ab" * 32
-    freezer = cgroups.Freezer(cid, hybrid)
+    freezer = Freezer(cid, hybrid)
     assert (freezer.version, freezer.dir) == (1, f"/sys/fs/cgroup/freezer/overlayctl/{cid}")
-    v2 = cgroups.Freezer(cid, cgroups.parse_mountinfo(V2))
+    v2 = Freezer(cid, parse_mountinfo(V2))
     assert (v2.version, v2.dir) == (2, f"/sys/fs/cgroup/overlayctl/{cid}")
     # The limits' cgroup and the freezer share a directory on v2.
-    assert v2.dir == cgroups.Cgroup(cid, cgroups.parse_mountinfo(V2)).unified
-    assert cgroups.Freezer(cid, cgroups.parse_mountinfo("")).version == 0
+    assert v2.dir == Cgroup(cid, parse_mountinfo(V2)).unified
+    assert Freezer(cid, parse_mountinfo("")).version == 0
     with pytest.raises(InvalidArgumentError):
-        cgroups.Freezer("../x", hybrid)
+        Freezer("../x", hybrid)
 
 
 def test_the_cgroups_exec_joins():
-    mounts = cgroups.cgroup_mounts(HYBRID)
-    theirs = cgroups.parse_proc_cgroup(
+    mounts = cgroup_mounts(HYBRID)
+    theirs = parse_proc_cgroup(
         "12:pids:/overlayctl/c1\n"
         "11:cpu,cpuacct:/overlayctl/c1\n"
         "10:memory:/overlayctl/c1\n"
@@ -88,7 +92,7 @@ def test_the_cgroups_exec_joins():
         "1:name=systemd:/\n"
         "0::/overlayctl/c1\n"
     )
-    assert cgroups.cgroup_dirs(theirs, mounts) == {
+    assert cgroup_dirs(theirs, mounts) == {
         "pids": "/sys/fs/cgroup/pids/overlayctl/c1",
         "cpu,cpuacct": "/sys/fs/cgroup/cpu,cpuacct/overlayctl/c1",
         "memory": "/sys/fs/cgroup/memory/overlayctl/c1",
@@ -97,9 +101,9 @@ def test_the_cgroups_exec_joins():
         "": "/sys/fs/cgroup/unified/overlayctl/c1",
     }
     # A mount of a subtree (inside a container): paths are relative to its root.
-    nested = cgroups.cgroup_mounts("40 1 0:30 /outer /mnt/cg rw - cgroup2 cgroup2 rw\n")
-    assert cgroups.cgroup_dirs({"": "/outer/inner"}, nested) == {"": "/mnt/cg/inner"}
-    assert cgroups.cgroup_dirs({"": "/elsewhere"}, nested) == {}
+    nested = cgroup_mounts("40 1 0:30 /outer /mnt/cg rw - cgroup2 cgroup2 rw\n")
+    assert cgroup_dirs({"": "/outer/inner"}, nested) == {"": "/mnt/cg/inner"}
+    assert cgroup_dirs({"": "/elsewhere"}, nested) == {}
 
 
 def test_top_reads_this_process():

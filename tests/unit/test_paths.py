@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from overlayctl.paths import Paths
-from overlayctl.runtime import cgroups
+from overlayctl.runtime.cgroups.cgroup import Cgroup
+from overlayctl.runtime.cgroups.freezer import Freezer
+from overlayctl.runtime.cgroups.layout import Layout, container_dir
 
 CID = "c" * 64
 
@@ -23,8 +25,8 @@ def test_store_and_runroot_layout():
 
 
 def test_a_containers_cgroup_dir_is_spelt_once():
-    assert cgroups.container_dir("/sys/fs/cgroup", CID) == f"/sys/fs/cgroup/overlayctl/{CID}"
-    layout = cgroups.Layout(1, v1={"memory": "/m", "pids": "/p"}, freezer="/f")
-    group = cgroups.Cgroup(CID, layout)
+    assert container_dir("/sys/fs/cgroup", CID) == f"/sys/fs/cgroup/overlayctl/{CID}"
+    layout = Layout(1, v1={"memory": "/m", "pids": "/p"}, freezer="/f")
+    group = Cgroup(CID, layout)
     assert group.dirs == [f"/m/overlayctl/{CID}", f"/p/overlayctl/{CID}"]
-    assert cgroups.Freezer(CID, layout).dir == f"/f/overlayctl/{CID}"
+    assert Freezer(CID, layout).dir == f"/f/overlayctl/{CID}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from overlayctl.errors import InvalidArgumentError
-from overlayctl.runtime.cgroups import parse_limits
+from overlayctl.runtime.cgroups.limits import parse_limits
 from overlayctl.supervise import logs
 from overlayctl.util.sizes import parse_size
 from overlayctl.volumes import options as volumes

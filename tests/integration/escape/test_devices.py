@@ -18,6 +18,8 @@ import tarfile
 
 import pytest
 
+from overlayctl.runtime.cgroups.layout import container_dir
+
 # Where a default container can make a node: the mount kinds, by the
 # options that give them and a path on each.
 MOUNT_KINDS = {
@@ -48,7 +50,7 @@ def _attempt(path: str) -> str:
 def _cgroup_dirs(container_id: str) -> list[str]:
     found = []
     for tree in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup"):
-        d = os.path.join(tree, "overlayctl", container_id)
+        d = container_dir(tree, container_id)
         if os.path.isdir(d):
             found.append(d)
     return found

@@ -1,0 +1,144 @@
+"""Where cgroups live: the trees this host mounts (v2, v1 or hybrid, read
+from /proc/self/mountinfo once per process), and where a container's
+directory goes in each.
+
+`parent_dir` and `container_dir` are the one place a cgroup path of ours
+is spelt: <tree>/overlayctl/<id>. Everything else (the Cgroup, the
+Freezer, the stale sweep, `paused_once`) asks them. Cheap to import: a
+start without limits asks `has_cgroup_dir` and loads nothing else of the
+package.
+"""
+
+from __future__ import annotations
+
+import os
+
+from overlayctl.errors import InvalidArgumentError
+
+PARENT = "overlayctl"
+
+V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
+V2_CONTROLLERS = ("memory", "pids", "cpu")
+
+# Where the trees are mounted on the hosts overlayctl knows (a v1 freezer,
+# a hybrid host's controller-less cgroup2, a v2 host): enough to ask
+# whether a container has a cgroup without reading mountinfo.
+USUAL_TREES = ("/sys/fs/cgroup/freezer", "/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+
+
+def parent_dir(tree: str, parent: str = PARENT) -> str:
+    """The directory holding containers' cgroups in the cgroup tree mounted
+    at `tree`: <tree>/overlayctl."""
+    return os.path.join(tree, parent)
+
+
+def container_dir(tree: str, container_id: str, parent: str = PARENT) -> str:
+    """The directory of a container's cgroup (or freezer) in the cgroup tree
+    mounted at `tree`: <tree>/overlayctl/<id>. The one place it is spelt."""
+    return os.path.join(parent_dir(tree, parent), container_id)
+
+
+def has_cgroup_dir(container_id: str) -> bool:
+    """Whether any usual tree holds a directory for the container (a stat
+    or three; no mountinfo)."""
+    return any(os.path.isdir(container_dir(tree, container_id)) for tree in USUAL_TREES)
+
+
+def check_id(container_id: str) -> None:
+    """Refuse a name that would leave the parent directory or hide in it."""
+    if not container_id or container_id.startswith(".") or "/" in container_id or "\0" in container_id:
+        raise InvalidArgumentError(f'"{container_id}" cannot name a cgroup')
+
+
+class Layout:
+    """The cgroup mounts of a host: `version` 2 (unified at `unified`), 1 (v1
+    trees in `v1`, controller -> mount point, and on a hybrid host a
+    controller-less cgroup2 mount at `unified`), or 0 (no cgroups).
+    Containers go under `parent` in each tree."""
+
+    __slots__ = ("version", "unified", "v1", "parent", "freezer")
+
+    def __init__(
+        self,
+        version: int,
+        unified: str | None = None,
+        v1: dict[str, str] | None = None,
+        parent: str = PARENT,
+        freezer: str | None = None,
+    ) -> None:
+        self.version = version
+        self.unified = unified
+        self.v1 = v1 or {}
+        self.parent = parent
+        self.freezer = freezer  # the v1 freezer tree's mount point, if there is one
+
+    def with_parent(self, parent: str) -> Layout:
+        """The same trees, with containers under another parent (tests use
+        a private one)."""
+        return Layout(self.version, self.unified, dict(self.v1), parent, self.freezer)
+
+    def parent_dirs(self) -> list[str]:
+        """Every directory holding containers' cgroups (one per mounted tree)."""
+        roots = list(dict.fromkeys(self.v1.values())) if self.version == 1 else []
+        if self.unified is not None:
+            roots.append(self.unified)
+        return [parent_dir(r, self.parent) for r in roots]
+
+    def __repr__(self) -> str:
+        return f"Layout(v{self.version}, unified={self.unified}, v1={self.v1}, parent={self.parent})"
+
+
+def parse_mountinfo(text: str) -> Layout:
+    """The cgroup layout described by /proc/self/mountinfo."""
+    unified: list[str] = []
+    v1: dict[str, str] = {}
+    freezer = None
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, super_fields = left.split(), right.split()
+        if not sep or len(fields) < 5 or len(super_fields) < 3:
+            continue
+        fstype, mountpoint = super_fields[0], unescape(fields[4])
+        if fstype == "cgroup2":
+            unified.append(mountpoint)
+        elif fstype == "cgroup":
+            options = super_fields[2].split(",")
+            for controller in V1_CONTROLLERS:
+                if controller in options and controller not in v1:
+                    v1[controller] = mountpoint
+            if "freezer" in options and freezer is None:
+                freezer = mountpoint
+    # A second mount of the cgroup2 tree shows the same tree: prefer the usual places.
+    unified.sort(key=lambda m: (m != "/sys/fs/cgroup", m != "/sys/fs/cgroup/unified"))
+    top = unified[0] if unified else None
+    if v1:
+        return Layout(1, top, v1, freezer=freezer)
+    return Layout(2, top, freezer=freezer) if top is not None else Layout(0, freezer=freezer)
+
+
+def unescape(field: str) -> str:
+    """A mountinfo field as the path it names: mountinfo writes space, tab,
+    newline and backslash as \\ooo octal."""
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+_host_layout: Layout | None = None
+
+
+def host_layout() -> Layout:
+    """This host's layout, probed once per process."""
+    global _host_layout
+    if _host_layout is None:
+        with open("/proc/self/mountinfo") as f:
+            _host_layout = parse_mountinfo(f.read())
+    return _host_layout
