@@ -1,4 +1,5 @@
-"""Where things live: the durable store and the volatile runroot.
+"""Where things live: the durable store and the volatile runroot, and a
+container's directories in the host's cgroup trees.
 
 Derived once from the global options (or OVERLAYCTL_ROOT / OVERLAYCTL_RUNROOT)
 so that every module agrees on one layout.
@@ -10,6 +11,26 @@ import os
 
 DEFAULT_ROOT = "/var/lib/overlayctl"
 DEFAULT_RUNROOT = "/run/overlayctl"
+
+# A container's cgroups live outside the root and the runroot, in each cgroup
+# tree of the host, under a directory of ours: <tree>/overlayctl/<id>.
+CGROUP_PARENT = "overlayctl"
+# Where the trees are mounted on the hosts overlayctl knows (a v1 freezer, a
+# hybrid host's controller-less cgroup2, a v2 host): enough to ask whether a
+# container has a cgroup without reading mountinfo.
+USUAL_CGROUP_TREES = ("/sys/fs/cgroup/freezer", "/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+
+
+def cgroup_parent_dir(tree: str, parent: str = CGROUP_PARENT) -> str:
+    """The directory holding containers' cgroups in the cgroup tree mounted
+    at `tree`: <tree>/overlayctl."""
+    return os.path.join(tree, parent)
+
+
+def cgroup_dir(tree: str, container_id: str, parent: str = CGROUP_PARENT) -> str:
+    """The directory of a container's cgroup (or freezer) in the cgroup tree
+    mounted at `tree`: <tree>/overlayctl/<id>. The one place it is spelt."""
+    return os.path.join(cgroup_parent_dir(tree, parent), container_id)
 
 
 class Paths:

@@ -4,9 +4,11 @@ cgroup), taking it and giving it back, and the freezer `pause` leaves.
 
 from __future__ import annotations
 
+import os
+
 from overlayctl.container.spec import needs_cgroup
 from overlayctl.errors import OverlayctlError
-from overlayctl.runtime.cgroups.layout import has_cgroup_dir
+from overlayctl.paths import USUAL_CGROUP_TREES, cgroup_dir
 from overlayctl.runtime.spec import ContainerSpec
 from overlayctl.store import Store
 from overlayctl.store.containers import Container
@@ -101,8 +103,8 @@ def release_held(store: Store, container: Container, held: Held) -> tuple[bool, 
 
 def paused_once(container_id: str) -> bool:
     """Whether `pause` made a freezer for this container (cheap to ask:
-    a stat on a cgroup tree, no mountinfo read)."""
-    return has_cgroup_dir(container_id)
+    a stat on a cgroup tree; no cgroup module, no mountinfo read)."""
+    return any(os.path.isdir(cgroup_dir(tree, container_id)) for tree in USUAL_CGROUP_TREES)
 
 
 _LIMIT_KEYS = ("memory", "memory_swap", "pids_limit", "cpus", "cpu_shares")

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from overlayctl.runtime.cgroups.layout import container_dir
+from overlayctl.paths import cgroup_dir
 from tests.helpers import wait_for
 
 NONE = ("--network", "none")
@@ -47,11 +47,11 @@ def cgroup_dirs(cid: str) -> list[str]:
     """The container's cgroup directories: one per v1 hierarchy, or the one
     of cgroup2 (where the freezer is the same directory)."""
     found = []
-    unified = container_dir("/sys/fs/cgroup", cid)
+    unified = cgroup_dir("/sys/fs/cgroup", cid)
     if os.path.isdir(unified):
         found.append(unified)
     for tree in os.listdir("/sys/fs/cgroup"):
-        path = container_dir(os.path.join("/sys/fs/cgroup", tree), cid)
+        path = cgroup_dir(os.path.join("/sys/fs/cgroup", tree), cid)
         if os.path.isdir(path):
             found.append(path)
     return found

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from overlayctl.paths import Paths
+from overlayctl.paths import Paths, cgroup_dir
 from overlayctl.runtime.cgroups.cgroup import Cgroup
 from overlayctl.runtime.cgroups.freezer import Freezer
-from overlayctl.runtime.cgroups.layout import Layout, container_dir
+from overlayctl.runtime.cgroups.layout import Layout
 
 CID = "c" * 64
 
@@ -25,7 +25,7 @@ def test_store_and_runroot_layout():
 
 
 def test_a_containers_cgroup_dir_is_spelt_once():
-    assert container_dir("/sys/fs/cgroup", CID) == f"/sys/fs/cgroup/overlayctl/{CID}"
+    assert cgroup_dir("/sys/fs/cgroup", CID) == f"/sys/fs/cgroup/overlayctl/{CID}"
     layout = Layout(1, v1={"memory": "/m", "pids": "/p"}, freezer="/f")
     group = Cgroup(CID, layout)
     assert group.dirs == [f"/m/overlayctl/{CID}", f"/p/overlayctl/{CID}"]

@@ -15,11 +15,11 @@ Three host layouts exist and all are handled:
   (/sys/fs/cgroup/unified). The limits go to the v1 trees; the container
   also gets a directory in the cgroup2 tree, for its cgroup.kill.
 
-One module per concern; import the one you need (this package imports
-nothing, so that a start without limits loads no more than `layout`):
+One module per concern; import the one you need. This package imports
+nothing, and a start without limits or devices imports none of it.
 
-- `layout`: where the host mounts its trees, and `container_dir`, the one
-  place a container's directory in a tree is spelt;
+- `layout`: where the host mounts its trees (a container's directory in a
+  tree is spelt once, by `overlayctl.paths.cgroup_dir`);
 - `limits`: the options as Docker parses and checks them, and the kernel
   writes that apply them (pure);
 - `cgroup`: one container's cgroup: create with limits, join, find, remove;

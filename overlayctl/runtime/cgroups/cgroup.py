@@ -14,8 +14,9 @@ import os
 import time
 
 from overlayctl.errors import KernelError
+from overlayctl.paths import cgroup_dir, cgroup_parent_dir
 from overlayctl.runtime.cgroups.files import kernel_error, read_words, write_quietly
-from overlayctl.runtime.cgroups.layout import V2_CONTROLLERS, Layout, check_id, container_dir, host_layout, parent_dir
+from overlayctl.runtime.cgroups.layout import V2_CONTROLLERS, Layout, check_id, host_layout
 from overlayctl.runtime.cgroups.limits import MISSING_HINT, Limits, limit_writes, required_controllers
 from overlayctl.runtime.cgroups.stats import usage, was_oom_killed
 
@@ -41,11 +42,11 @@ class Cgroup:
         self.unified: str | None = None
         self.warnings: list[str] = []  # for the user, as Docker prints "WARNING: ..."
         if layout.unified is not None:
-            self.unified = container_dir(layout.unified, container_id, layout.parent)
+            self.unified = cgroup_dir(layout.unified, container_id, layout.parent)
         if layout.version == 2 and self.unified is not None:
             self.controllers = {c: self.unified for c in V2_CONTROLLERS}
         elif layout.version == 1:
-            self.controllers = {c: container_dir(m, container_id, layout.parent) for c, m in layout.v1.items()}
+            self.controllers = {c: cgroup_dir(m, container_id, layout.parent) for c, m in layout.v1.items()}
         dirs = list(dict.fromkeys(self.controllers.values()))
         if self.unified is not None and self.unified not in dirs:
             dirs.append(self.unified)
@@ -240,7 +241,7 @@ def _enable_v2_controllers(layout: Layout, wanted: list[str]) -> None:
     controller must be enabled in the subtree_control of every ancestor."""
     assert layout.unified is not None
     root = layout.unified
-    parent = parent_dir(root, layout.parent)
+    parent = cgroup_parent_dir(root, layout.parent)
     available = read_words(os.path.join(root, "cgroup.controllers"))
     useful = [c for c in V2_CONTROLLERS if c in available]
     for d in (root, parent):

@@ -14,8 +14,9 @@ import os
 import time
 
 from overlayctl.errors import KernelError
+from overlayctl.paths import cgroup_dir
 from overlayctl.runtime.cgroups.files import kernel_error, read_keyed
-from overlayctl.runtime.cgroups.layout import Layout, check_id, container_dir, host_layout
+from overlayctl.runtime.cgroups.layout import Layout, check_id, host_layout
 
 FREEZE_TIMEOUT = 10.0
 
@@ -37,9 +38,9 @@ class Freezer:
         layout = layout or host_layout()
         self.container_id = container_id
         if layout.freezer is not None:
-            self.version, self.dir = 1, container_dir(layout.freezer, container_id, layout.parent)
+            self.version, self.dir = 1, cgroup_dir(layout.freezer, container_id, layout.parent)
         elif layout.unified is not None:
-            self.version, self.dir = 2, container_dir(layout.unified, container_id, layout.parent)
+            self.version, self.dir = 2, cgroup_dir(layout.unified, container_id, layout.parent)
         else:
             self.version, self.dir = 0, ""
 

@@ -1,47 +1,19 @@
-"""Where cgroups live: the trees this host mounts (v2, v1 or hybrid, read
-from /proc/self/mountinfo once per process), and where a container's
-directory goes in each.
+"""Where cgroups live: the trees this host mounts (v2, v1 or hybrid), read
+from /proc/self/mountinfo once per process.
 
-`parent_dir` and `container_dir` are the one place a cgroup path of ours
-is spelt: <tree>/overlayctl/<id>. Everything else (the Cgroup, the
-Freezer, the stale sweep, `paused_once`) asks them. Cheap to import: a
-start without limits asks `has_cgroup_dir` and loads nothing else of the
-package.
+A container's directory in a tree is spelt once, by `paths.cgroup_dir`
+(<tree>/overlayctl/<id>); the Cgroup, the Freezer and the stale sweep ask
+it, and so does `paused_once`, which must stay cheap on every start and
+so imports nothing of this package.
 """
 
 from __future__ import annotations
 
-import os
-
 from overlayctl.errors import InvalidArgumentError
-
-PARENT = "overlayctl"
+from overlayctl.paths import CGROUP_PARENT, cgroup_parent_dir
 
 V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
 V2_CONTROLLERS = ("memory", "pids", "cpu")
-
-# Where the trees are mounted on the hosts overlayctl knows (a v1 freezer,
-# a hybrid host's controller-less cgroup2, a v2 host): enough to ask
-# whether a container has a cgroup without reading mountinfo.
-USUAL_TREES = ("/sys/fs/cgroup/freezer", "/sys/fs/cgroup/unified", "/sys/fs/cgroup")
-
-
-def parent_dir(tree: str, parent: str = PARENT) -> str:
-    """The directory holding containers' cgroups in the cgroup tree mounted
-    at `tree`: <tree>/overlayctl."""
-    return os.path.join(tree, parent)
-
-
-def container_dir(tree: str, container_id: str, parent: str = PARENT) -> str:
-    """The directory of a container's cgroup (or freezer) in the cgroup tree
-    mounted at `tree`: <tree>/overlayctl/<id>. The one place it is spelt."""
-    return os.path.join(parent_dir(tree, parent), container_id)
-
-
-def has_cgroup_dir(container_id: str) -> bool:
-    """Whether any usual tree holds a directory for the container (a stat
-    or three; no mountinfo)."""
-    return any(os.path.isdir(container_dir(tree, container_id)) for tree in USUAL_TREES)
 
 
 def check_id(container_id: str) -> None:
@@ -63,7 +35,7 @@ class Layout:
         version: int,
         unified: str | None = None,
         v1: dict[str, str] | None = None,
-        parent: str = PARENT,
+        parent: str = CGROUP_PARENT,
         freezer: str | None = None,
     ) -> None:
         self.version = version
@@ -82,7 +54,7 @@ class Layout:
         roots = list(dict.fromkeys(self.v1.values())) if self.version == 1 else []
         if self.unified is not None:
             roots.append(self.unified)
-        return [parent_dir(r, self.parent) for r in roots]
+        return [cgroup_parent_dir(r, self.parent) for r in roots]
 
     def __repr__(self) -> str:
         return f"Layout(v{self.version}, unified={self.unified}, v1={self.v1}, parent={self.parent})"

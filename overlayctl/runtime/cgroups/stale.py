@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 import time
 
+from overlayctl.paths import cgroup_parent_dir
 from overlayctl.runtime.cgroups.cgroup import Cgroup, find
 from overlayctl.runtime.cgroups.files import read_int, read_keyed
 from overlayctl.runtime.cgroups.freezer import Freezer
-from overlayctl.runtime.cgroups.layout import Layout, host_layout, parent_dir
+from overlayctl.runtime.cgroups.layout import Layout, host_layout
 
 STALE_GRACE = 60.0  # seconds an empty, never-joined cgroup is left to its creator
 
@@ -45,7 +46,7 @@ def remove_stale(known_running: set[str], layout: Layout | None = None, grace: f
     # Freezers `pause` made (on a v1 host, in a tree of their own).
     if layout.freezer is not None:
         try:
-            names = os.listdir(parent_dir(layout.freezer, layout.parent))
+            names = os.listdir(cgroup_parent_dir(layout.freezer, layout.parent))
         except (FileNotFoundError, NotADirectoryError):
             names = []
         for container_id in sorted(set(names) - set(known_running)):

@@ -18,7 +18,7 @@ import tarfile
 
 import pytest
 
-from overlayctl.runtime.cgroups.layout import container_dir
+from overlayctl.paths import cgroup_dir
 
 # Where a default container can make a node: the mount kinds, by the
 # options that give them and a path on each.
@@ -50,7 +50,7 @@ def _attempt(path: str) -> str:
 def _cgroup_dirs(container_id: str) -> list[str]:
     found = []
     for tree in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup"):
-        d = container_dir(tree, container_id)
+        d = cgroup_dir(tree, container_id)
         if os.path.isdir(d):
             found.append(d)
     return found
