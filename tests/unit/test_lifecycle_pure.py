@@ -14,8 +14,8 @@ from overlayctl.errors import InvalidArgumentError
 from overlayctl.runtime import procs
 from overlayctl.runtime.cgroups.cgroup import Cgroup
 from overlayctl.runtime.cgroups.freezer import Freezer
-from overlayctl.runtime.cgroups.join import cgroup_dirs, cgroup_mounts, parse_proc_cgroup
-from overlayctl.runtime.cgroups.layout import parse_mountinfo
+from overlayctl.runtime.cgroups.join import cgroup_dirs, parse_proc_cgroup
+from overlayctl.runtime.cgroups.layout import cgroup_mounts, parse_mountinfo
 
 HYBRID = """\
 25 1 0:23 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755

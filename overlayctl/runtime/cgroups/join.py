@@ -8,23 +8,7 @@ from __future__ import annotations
 import os
 
 from overlayctl.runtime.cgroups.files import kernel_error
-from overlayctl.runtime.cgroups.layout import unescape
-
-
-def cgroup_mounts(mountinfo: str) -> list[tuple[frozenset[str], str, str]]:
-    """(controllers, mount point, mount root) of each cgroup mount; the
-    cgroup2 tree has no controllers in this sense."""
-    mounts = []
-    for line in mountinfo.splitlines():
-        left, sep, right = line.partition(" - ")
-        fields, super_fields = left.split(), right.split()
-        if not sep or len(fields) < 5 or len(super_fields) < 3:
-            continue
-        if super_fields[0] == "cgroup2":
-            mounts.append((frozenset(), unescape(fields[4]), unescape(fields[3])))
-        elif super_fields[0] == "cgroup":
-            mounts.append((frozenset(super_fields[2].split(",")), unescape(fields[4]), unescape(fields[3])))
-    return mounts
+from overlayctl.runtime.cgroups.layout import cgroup_mounts
 
 
 def parse_proc_cgroup(text: str) -> dict[str, str]:

@@ -65,21 +65,15 @@ def parse_mountinfo(text: str) -> Layout:
     unified: list[str] = []
     v1: dict[str, str] = {}
     freezer = None
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        fields, super_fields = left.split(), right.split()
-        if not sep or len(fields) < 5 or len(super_fields) < 3:
-            continue
-        fstype, mountpoint = super_fields[0], unescape(fields[4])
-        if fstype == "cgroup2":
+    for options, mountpoint, _ in cgroup_mounts(text):
+        if not options:  # the cgroup2 tree
             unified.append(mountpoint)
-        elif fstype == "cgroup":
-            options = super_fields[2].split(",")
-            for controller in V1_CONTROLLERS:
-                if controller in options and controller not in v1:
-                    v1[controller] = mountpoint
-            if "freezer" in options and freezer is None:
-                freezer = mountpoint
+            continue
+        for controller in V1_CONTROLLERS:
+            if controller in options and controller not in v1:
+                v1[controller] = mountpoint
+        if "freezer" in options and freezer is None:
+            freezer = mountpoint
     # A second mount of the cgroup2 tree shows the same tree: prefer the usual places.
     unified.sort(key=lambda m: (m != "/sys/fs/cgroup", m != "/sys/fs/cgroup/unified"))
     top = unified[0] if unified else None
@@ -88,7 +82,23 @@ def parse_mountinfo(text: str) -> Layout:
     return Layout(2, top, freezer=freezer) if top is not None else Layout(0, freezer=freezer)
 
 
-def unescape(field: str) -> str:
+def cgroup_mounts(mountinfo: str) -> list[tuple[frozenset[str], str, str]]:
+    """(controllers, mount point, mount root) of each cgroup mount; the
+    cgroup2 tree has no controllers in this sense."""
+    mounts = []
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, super_fields = left.split(), right.split()
+        if not sep or len(fields) < 5 or len(super_fields) < 3:
+            continue
+        if super_fields[0] == "cgroup2":
+            mounts.append((frozenset(), _unescape(fields[4]), _unescape(fields[3])))
+        elif super_fields[0] == "cgroup":
+            mounts.append((frozenset(super_fields[2].split(",")), _unescape(fields[4]), _unescape(fields[3])))
+    return mounts
+
+
+def _unescape(field: str) -> str:
     """A mountinfo field as the path it names: mountinfo writes space, tab,
     newline and backslash as \\ooo octal."""
     if "\\" not in field:
