@@ -85,7 +85,7 @@ def parse_mountinfo(text: str) -> Layout:
 def cgroup_mounts(mountinfo: str) -> list[tuple[frozenset[str], str, str]]:
     """(controllers, mount point, mount root) of each cgroup mount; the
     cgroup2 tree has no controllers in this sense."""
-    mounts = []
+    mounts: list[tuple[frozenset[str], str, str]] = []
     for line in mountinfo.splitlines():
         left, sep, right = line.partition(" - ")
         fields, super_fields = left.split(), right.split()
