@@ -1,4 +1,4 @@
-"""The command line: thin commands that parse, call the library and print.
+"""The command line: thin commands that parse, call engine/ and print.
 
 `main` is the console script. It sends `run` down a fast path that never
 imports click, and everything else to the click application.
