@@ -63,7 +63,9 @@ def pull_cmd(
     store = open_store(obj)
     progress = _progress(quiet)
     try:
-        image, digest, new = registry.pull(store, ref, progress, platform, creds, tls_verify, cert_dir, authfile)
+        image, digest, new = registry.pull(
+            store, ref, progress, platform, registry.Connection(tls_verify, cert_dir, authfile, creds)
+        )
     finally:
         progress.close()
     if quiet:
@@ -111,9 +113,8 @@ def push_cmd(
     store = open_store(obj)
     progress = _progress(quiet)
     try:
-        ref, digest, size = registry.push(
-            store, image, destination, progress, chunk, compression_format, creds, tls_verify, cert_dir, authfile
-        )
+        connection = registry.Connection(tls_verify, cert_dir, authfile, creds)
+        ref, digest, size = registry.push(store, image, destination, progress, chunk, compression_format, connection)
     finally:
         progress.close()
     progress.message(f"{ref.tag}: digest: {digest} size: {size}")
@@ -135,7 +136,7 @@ def login_cmd(
     authfile: str | None,
 ) -> None:
     """Check credentials with a registry and store them in auth.json."""
-    from overlayctl.engine.registry import login, registry_host
+    from overlayctl.engine.registry import Connection, login, registry_host
 
     host = registry_host(registry)
     if password_stdin:
@@ -148,7 +149,7 @@ def login_cmd(
         password = click.prompt("Password", hide_input=True)
     if not username or not password:
         raise InvalidArgumentError("a user name and a password are required")
-    login(host, username, password, tls_verify, cert_dir, authfile)
+    login(host, username, password, Connection(tls_verify, cert_dir, authfile))
     click.echo("Login Succeeded!")
 
 

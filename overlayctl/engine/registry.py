@@ -8,6 +8,8 @@ in (engine.progress), which a front end may keep quiet.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from overlayctl.errors import InvalidArgumentError
 
 TYPE_CHECKING = False
@@ -17,7 +19,20 @@ if TYPE_CHECKING:
     from overlayctl.store import Store
     from overlayctl.store.images import Image
 
-__all__ = ["login", "logout", "pull", "push", "registry_host", "remote_reference"]
+__all__ = ["Connection", "login", "logout", "pull", "push", "registry_host", "remote_reference"]
+
+
+@dataclass
+class Connection:
+    """How to reach a registry, as podman spells it: whether to insist on
+    HTTPS and a trusted certificate (None: yes, except for localhost), where
+    CA and client certificates are, which credentials file to read and write,
+    and credentials for this command alone ("USER:PASSWORD")."""
+
+    tls_verify: bool | None = None
+    cert_dir: str | None = None
+    authfile: str | None = None
+    creds: str | None = None
 
 
 def remote_reference(name: str) -> RemoteReference:
@@ -27,22 +42,22 @@ def remote_reference(name: str) -> RemoteReference:
     return parse_remote(name)
 
 
-def _client(
-    registry: str, tls_verify: bool | None, cert_dir: str | None, authfile: str | None, creds: str | None
-) -> RegistryClient:
-    """A client for registry with creds ("USER:PASSWORD") or, without them,
-    what the credentials file holds for it."""
+def _client(registry: str, connection: Connection, credentials: tuple[str, str] | None = None) -> RegistryClient:
+    """A client for registry with credentials, else the connection's creds,
+    else what the credentials file holds for it."""
     from overlayctl.oci.auth import get_credentials
     from overlayctl.oci.registry import RegistryClient
 
-    if creds:
-        user, sep, password = creds.partition(":")
+    if credentials is None and connection.creds:
+        user, sep, password = connection.creds.partition(":")
         if not sep or not user:
             raise InvalidArgumentError("--creds wants USERNAME:PASSWORD")
-        credentials: tuple[str, str] | None = (user, password)
-    else:
-        credentials = get_credentials(registry, authfile)
-    return RegistryClient(registry, tls_verify=tls_verify, cert_dir=cert_dir, credentials=credentials)
+        credentials = (user, password)
+    elif credentials is None:
+        credentials = get_credentials(registry, connection.authfile)
+    return RegistryClient(
+        registry, tls_verify=connection.tls_verify, cert_dir=connection.cert_dir, credentials=credentials
+    )
 
 
 def pull(
@@ -50,15 +65,12 @@ def pull(
     ref: RemoteReference,
     progress: Progress,
     platform: str | None = None,
-    creds: str | None = None,
-    tls_verify: bool | None = None,
-    cert_dir: str | None = None,
-    authfile: str | None = None,
+    connection: Connection | None = None,
 ) -> tuple[Image, str, bool]:
     """`pull`: (the image, its manifest digest, whether anything new was stored)."""
     from overlayctl.oci import pull as oci_pull
 
-    client = _client(ref.registry, tls_verify, cert_dir, authfile, creds)
+    client = _client(ref.registry, connection or Connection())
     if ref.tag:
         progress.message(f"{ref.tag}: Pulling from {ref.repository}")
     try:
@@ -74,10 +86,7 @@ def push(
     progress: Progress,
     chunk_size: int | None = None,
     compression: str = "gzip",
-    creds: str | None = None,
-    tls_verify: bool | None = None,
-    cert_dir: str | None = None,
-    authfile: str | None = None,
+    connection: Connection | None = None,
 ) -> tuple[RemoteReference, str, int]:
     """`push IMAGE [DESTINATION]` (DESTINATION defaults to IMAGE's name):
     (the reference pushed to, the manifest digest, the manifest size)."""
@@ -87,7 +96,7 @@ def push(
     ref = remote_reference(destination or image)
     if ref.digest:
         raise InvalidArgumentError(f'cannot push to a digest ("{destination or image}"); give a tag')
-    client = _client(ref.registry, tls_verify, cert_dir, authfile, creds)
+    client = _client(ref.registry, connection or Connection())
     progress.message(f"The push refers to repository [{ref.registry}/{ref.repository}]")
     try:
         digest, size = oci_push.push(store, local, ref, client, progress, chunk_size, compression)
@@ -107,24 +116,18 @@ def registry_host(text: str | None) -> str:
     return "docker.io" if host in ("index.docker.io", "registry-1.docker.io") else host
 
 
-def login(
-    host: str,
-    username: str,
-    password: str,
-    tls_verify: bool | None = None,
-    cert_dir: str | None = None,
-    authfile: str | None = None,
-) -> None:
-    """`login`: check the credentials with the registry, then store them."""
+def login(host: str, username: str, password: str, connection: Connection | None = None) -> None:
+    """`login`: check the credentials with the registry, then store them in
+    the connection's credentials file."""
     from overlayctl.oci.auth import store_credentials
-    from overlayctl.oci.registry import RegistryClient
 
-    client = RegistryClient(host, tls_verify=tls_verify, cert_dir=cert_dir, credentials=(username, password))
+    connection = connection or Connection()
+    client = _client(host, connection, (username, password))
     try:
         client.check_login()
     finally:
         client.close()
-    store_credentials(host, username, password, authfile)
+    store_credentials(host, username, password, connection.authfile)
 
 
 def logout(host: str | None, authfile: str | None = None) -> None:
