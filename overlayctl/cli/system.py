@@ -7,7 +7,6 @@ from __future__ import annotations
 import click
 
 from overlayctl.cli.common import open_store
-from overlayctl.engine.reconcile import reconcile_store
 from overlayctl.engine.system import RESTART_POLICIES
 
 TYPE_CHECKING = False
@@ -39,6 +38,7 @@ def reconcile(obj: dict, boot: bool) -> None:
     up.
     """
     from overlayctl.engine import control
+    from overlayctl.engine.reconcile import reconcile_store
 
     store = open_store(obj)
     for line in reconcile_store(store):
@@ -123,6 +123,7 @@ def restore(obj: dict, backup_file: str | None) -> None:
     deleted; a container whose directory is gone is forgotten; a layer whose
     directory is gone is reported with the images it breaks.
     """
+    from overlayctl.engine.reconcile import reconcile_store
     from overlayctl.engine.system import restore_catalog
 
     chosen, report = restore_catalog(obj.get("root"), obj.get("runroot"), backup_file)
