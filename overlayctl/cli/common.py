@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from overlayctl.engine.containers import CreateOptions
+from overlayctl.engine.containers import CreateOptions, mount_requests
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,8 +48,6 @@ def _host_options(opts: Mapping[str, Any]) -> dict[str, Any]:
     host = {key: opts.get(key) for key in _HOST_KEYS if opts.get(key)}
     volume, mount, tmpfs = opts.get("volume") or [], opts.get("mount") or [], opts.get("tmpfs") or []
     if volume or mount or tmpfs:
-        from overlayctl.engine.containers import mount_requests
-
         host["mount_requests"] = mount_requests(volume, mount, tmpfs)
     return host
 
