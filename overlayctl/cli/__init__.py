@@ -1,4 +1,4 @@
-"""The command line: thin commands that parse, call the library and print.
+"""The command line: thin commands that parse, call engine/ and print.
 
 `main` is the console script. It sends `run` down a fast path that never
 imports click, and everything else to the click application.
@@ -88,9 +88,9 @@ def _store_state(args: list[str], exc: BaseException) -> str | None:
         if str(exc.filename or "").startswith(root + "/"):
             return f"the store at {root} is on a read-only filesystem"
         return None
-    from overlayctl.store import health
+    from overlayctl.engine import store_error
 
-    return health.error_for(root, exc)
+    return store_error(root, exc)
 
 
 def _exit_now(code: int) -> None:

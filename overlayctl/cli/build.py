@@ -30,8 +30,8 @@ def build(obj: dict, context: str, **opts: object) -> None:
 @click.pass_obj
 def history(obj: dict, image: str, no_trunc: bool, quiet: bool, fmt: str) -> None:
     """Show the layers of an image and the instructions that made them."""
+    from overlayctl.engine.images import image_history
     from overlayctl.engine.inspect import ago
-    from overlayctl.image.local import image_history
     from overlayctl.util.humanize import human_size
 
     store = open_store(obj)
@@ -142,9 +142,8 @@ def commit(
 @click.pass_obj
 def export(obj: dict, container: str, output: str | None) -> None:
     """Write a container's filesystem as a tar archive."""
-    import os
-
     from overlayctl.engine.snapshot import export as export_container
+    from overlayctl.engine.snapshot import export_to_file
 
     store = open_store(obj)
     target = store.containers.get(container)
@@ -153,14 +152,7 @@ def export(obj: dict, container: str, output: str | None) -> None:
             raise InvalidArgumentError("refusing to write a tar to a terminal; use -o FILE or redirect")
         export_container(store, target, sys.stdout.buffer)
         return
-    partial = f"{output}.partial-{os.getpid()}"
-    try:
-        with open(partial, "wb") as f:
-            export_container(store, target, f)
-        os.replace(partial, output)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
+    export_to_file(store, target, output)
 
 
 def register(cli: click.Group) -> None:

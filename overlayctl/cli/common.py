@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from overlayctl.engine.containers import CreateOptions
-from overlayctl.paths import Paths
-from overlayctl.store import Store
+from overlayctl.engine.containers import CreateOptions, mount_requests
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
+    from overlayctl.store import Store
+
 
 def open_store(global_opts: Mapping[str, Any]) -> Store:
     """Check for root, then open the store named by --root/--runroot."""
-    from overlayctl.supervise.supervisor import require_root
+    from overlayctl import engine
 
-    require_root()
-    return Store(Paths.from_env(global_opts.get("root"), global_opts.get("runroot")))
+    return engine.open_store(global_opts.get("root"), global_opts.get("runroot"))
 
 
 def create_options(opts: Mapping[str, Any], image: str, command: list[str]) -> CreateOptions:
@@ -49,13 +48,7 @@ def _host_options(opts: Mapping[str, Any]) -> dict[str, Any]:
     host = {key: opts.get(key) for key in _HOST_KEYS if opts.get(key)}
     volume, mount, tmpfs = opts.get("volume") or [], opts.get("mount") or [], opts.get("tmpfs") or []
     if volume or mount or tmpfs:
-        from overlayctl.volumes import options
-
-        host["mount_requests"] = (
-            [options.parse_volume_option(v) for v in volume]
-            + [options.parse_mount_option(m) for m in mount]
-            + [options.parse_tmpfs_option(t) for t in tmpfs]
-        )
+        host["mount_requests"] = mount_requests(volume, mount, tmpfs)
     return host
 
 
@@ -77,7 +70,7 @@ def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context
     """`build`: options as parsed by click or the fast path."""
     import os
 
-    from overlayctl.builder.builder import BuildOptions, build
+    from overlayctl.engine.builds import BuildOptions, build
     from overlayctl.errors import InvalidArgumentError
 
     args: dict[str, str] = {}

@@ -13,7 +13,6 @@ from overlayctl.cli import runopts
 from overlayctl.cli.common import create_options, open_store, run_container
 from overlayctl.cli.output import json_document, json_lines, table
 from overlayctl.cli.verbs import each_container
-from overlayctl.errors import NotFoundError
 
 _PASSTHROUGH = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
 
@@ -68,7 +67,7 @@ def start(obj: dict, containers: tuple[str, ...], attach: bool, interactive: boo
 @click.pass_obj
 def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str) -> None:
     """List containers; with -s, SIZE is the upper dir and virtual adds the image."""
-    from overlayctl.engine.inspect import ago, command_text, container_size, state_name, status_text
+    from overlayctl.engine.inspect import ago, command_text, container_sizes, state_name, status_text
     from overlayctl.util.humanize import human_size
 
     store = open_store(obj)
@@ -78,14 +77,7 @@ def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str)
             click.echo(c.id if no_trunc else c.short_id)
         return
     now = time.time()
-    sizes = {}
-    if size:
-        image_sizes: dict[str, int] = {}
-        for c in containers:
-            if c.image_id not in image_sizes:
-                image_sizes[c.image_id] = store.images.get(c.image_id).size
-            rw = container_size(store, c)
-            sizes[c.id] = (rw, rw + image_sizes[c.image_id])
+    sizes = container_sizes(store, containers) if size else {}
     if fmt == "json":
         items = []
         for c in containers:
@@ -132,19 +124,9 @@ def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str)
 @click.pass_obj
 def inspect(obj: dict, objects: tuple[str, ...], size: bool, fmt: str) -> None:
     """Show containers (or images) as Docker-shaped JSON."""
-    from overlayctl.engine.inspect import container_inspect, image_inspect
+    from overlayctl.engine.inspect import inspect_objects
 
-    store = open_store(obj)
-    result = []
-    for text in objects:
-        try:
-            result.append(container_inspect(store, store.containers.get(text), size))
-        except NotFoundError:
-            try:
-                result.append(image_inspect(store.images.resolve(text)))
-            except NotFoundError:
-                raise NotFoundError(f'no such container or image: "{text}"; see "overlayctl ps -a"') from None
-    json_document(result)
+    json_document(inspect_objects(open_store(obj), list(objects), size))
 
 
 @click.command("rm")

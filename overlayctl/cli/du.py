@@ -13,9 +13,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from overlayctl.measure.growth import Sample, Sampler
-    from overlayctl.store import Store
-    from overlayctl.store.containers import Container
+    from overlayctl.engine.containers import Container
+    from overlayctl.engine.measure import Sample
 
 _LIVE_HEADERS = ("TIME", "UPPER", "APPARENT", "INODES", "COPY-UPS", "NEW", "WHITEOUTS", "READ", "WRITTEN")
 _LIVE_WIDTHS = (8, 10, 10, 7, 9, 6, 10, 10, 10)
@@ -44,66 +43,28 @@ def du(
     allocated bytes as `du -s --block-size=1`, apparent bytes, inodes, and
     its files as copy-ups of image files, new files and whiteouts. With
     --watch, sample it over time with the I/O of the container's processes."""
-    from overlayctl.measure import chart, growth
+    from overlayctl.engine import measure
 
     if not watch and (interval is not None or duration is not None):
         raise InvalidArgumentError("--interval and --duration need --watch")
     if duration is not None and duration < 0:
         raise InvalidArgumentError(f"--duration must be 0 seconds or more, not {duration:g}")
-    # Refuse a bad file name now, not after minutes of sampling.
-    if output:
-        growth.series_format(output)
-    if plot:
-        chart.check_plot_target(plot)
+    measure.check_outputs(output, plot)
     store = open_store(obj)
     target = store.containers.get(container)
     if watch:
-        series = _watch(store, target, 1.0 if interval is None else interval, duration, fmt)
+        live = _LiveLine(fmt)
+        series = measure.watch_upper(store, target, 1.0 if interval is None else interval, duration, live)
+        live.close()
+        if fmt == "table" and series:
+            _print_summary(series)
     else:
-        sample = _sampler(store, target)()
+        sample = measure.measure_upper(store, target)
         series = [sample] if sample is not None else []
         _print_once(target, sample, fmt)
     if not series:
         raise ConflictError(f'container "{target.name}" has no upper dir any more (it was removed)')
-    if output:
-        growth.write_series(series, output)
-    if plot:
-        chart.write_plot(series, plot, f"Upper dir of {target.name} ({target.short_id})")
-
-
-def _running(container: Container) -> bool:
-    from overlayctl.store.containers import RUNNING
-
-    return container.status == RUNNING and container.process_alive()
-
-
-def _sampler(store: Store, container: Container) -> Sampler:
-    from overlayctl.measure import growth
-    from overlayctl.runtime import procs
-
-    layout = store.overlay_layout(store.images.get(container.image_id), container)
-
-    def pids() -> list[int]:
-        # The recorded pid is checked with its start time first: a recycled
-        # pid would name some other namespace.
-        return procs.namespace_pids(container.pid) if container.process_alive() else []
-
-    return growth.Sampler(layout, pids)
-
-
-def _watch(store: Store, container: Container, interval: float, duration: float | None, fmt: str) -> list[Sample]:
-    from overlayctl.measure import growth
-
-    if not _running(container):
-        raise ConflictError(
-            f'container "{container.name}" is not running; without --watch, du measures its upper dir once'
-        )
-    live = _LiveLine(fmt)
-    series = growth.watch(_sampler(store, container), container.process_alive, interval, duration, live)
-    live.close()
-    if fmt == "table" and series:
-        _print_summary(series)
-    return series
+    measure.write_outputs(series, output, plot, target)
 
 
 def _print_once(container: Container, sample: Sample | None, fmt: str) -> None:
@@ -166,7 +127,7 @@ class _LiveLine:
         if not self.tty:
             click.echo(line)
             return
-        from overlayctl.measure.chart import sparkline
+        from overlayctl.engine.measure import sparkline
 
         self.history.append(sample.bytes)
         room = _terminal_width() - len(line) - 2
@@ -206,7 +167,7 @@ def _terminal_width() -> int:
 
 
 def _print_summary(series: Sequence[Sample]) -> None:
-    from overlayctl.measure.chart import ASCII_BLOCKS, BLOCKS, terminal_chart
+    from overlayctl.engine.measure import ASCII_BLOCKS, BLOCKS, terminal_chart
     from overlayctl.util.humanize import human_size
 
     first, last = series[0], series[-1]

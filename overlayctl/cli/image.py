@@ -17,7 +17,7 @@ from overlayctl.cli.output import json_document, json_lines, table
 @click.pass_obj
 def import_(obj: dict, source: str, name: str | None, message: str) -> None:
     """Import a root filesystem tar (plain, gzip, xz, zstd) as a one-layer image."""
-    from overlayctl.image.local import import_image
+    from overlayctl.engine.images import import_image
 
     store = open_store(obj)
     image, _new = import_image(store, source, name, message)
@@ -31,17 +31,13 @@ def import_(obj: dict, source: str, name: str | None, message: str) -> None:
 @click.pass_obj
 def image_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
     """List images: REPOSITORY TAG IMAGE ID CREATED SIZE."""
+    from overlayctl.engine.images import list_images
     from overlayctl.engine.inspect import ago
     from overlayctl.util.humanize import human_size
 
     store = open_store(obj)
     now = time.time()
-    rows = []
-    for image in store.images.list():
-        image_id = image.id if no_trunc else image.short_id
-        for name in image.tags or ["<none>:<none>"]:
-            repo, _, tag = name.rpartition(":")
-            rows.append((repo, tag, image_id, image))
+    rows = [(repo, tag, image.id if no_trunc else image.short_id, image) for repo, tag, image in list_images(store)]
     if quiet:
         seen: list[str] = []
         for _, _, image_id, _ in rows:
@@ -77,7 +73,7 @@ def image_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
 @click.pass_obj
 def image_rm(obj: dict, images: tuple[str, ...], force: bool) -> None:
     """Remove images; layers no other image uses are deleted."""
-    from overlayctl.image.local import remove_image
+    from overlayctl.engine.images import remove_image
 
     store = open_store(obj)
     for text in images:

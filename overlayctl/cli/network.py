@@ -15,7 +15,7 @@ from overlayctl.cli.output import json_document, json_lines, table
 @click.pass_obj
 def network_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
     """List networks: NETWORK ID NAME DRIVER SCOPE."""
-    from overlayctl.network.manage import list_networks
+    from overlayctl.engine.networks import list_networks
 
     rows = list_networks(open_store(obj))
     ids = [row.id if no_trunc else row.id[:12] for row in rows]
@@ -54,7 +54,7 @@ def network_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
 @click.pass_obj
 def network_create(obj: dict, name: str, subnet: str | None, gateway: str | None, driver: str) -> None:
     """Create a bridge network with its own device and subnet."""
-    from overlayctl.network.manage import create_network
+    from overlayctl.engine.networks import create_network
 
     network = create_network(open_store(obj), name, subnet, gateway, driver)
     click.echo(network.id)
@@ -65,7 +65,7 @@ def network_create(obj: dict, name: str, subnet: str | None, gateway: str | None
 @click.pass_obj
 def network_rm(obj: dict, names: tuple[str, ...]) -> None:
     """Remove networks and their bridge devices; refused while a container uses one."""
-    from overlayctl.network.manage import remove_network
+    from overlayctl.engine.networks import remove_network
 
     store = open_store(obj)
     for name in names:
@@ -77,12 +77,9 @@ def network_rm(obj: dict, names: tuple[str, ...]) -> None:
 @click.pass_obj
 def network_inspect(obj: dict, names: tuple[str, ...]) -> None:
     """Show networks as JSON: IPAM config, attached containers, options."""
-    from overlayctl.network.leases import release_stale
-    from overlayctl.network.manage import inspect_network
+    from overlayctl.engine.networks import inspect_networks
 
-    store = open_store(obj)
-    release_stale(store)
-    json_document([inspect_network(store, name) for name in names])
+    json_document(inspect_networks(open_store(obj), list(names)))
 
 
 def register(cli: click.Group) -> None:

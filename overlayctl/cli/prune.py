@@ -109,7 +109,7 @@ def system_prune(obj: dict, all_: bool, volumes: bool, force: bool) -> None:
     unused) images, the build cache, and with --volumes unused anonymous
     volumes."""
     from overlayctl.engine.prune import Removed, prune_build_cache, prune_containers, prune_images, prune_networks
-    from overlayctl.volumes.mounts import prune_volumes
+    from overlayctl.engine.volumes import prune_volumes
 
     what = ["all stopped containers", "all networks not used by at least one container"]
     if volumes:

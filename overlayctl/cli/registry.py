@@ -31,24 +31,8 @@ def _tls_options(f):  # type: ignore[no-untyped-def]
     return f
 
 
-def _client(
-    registry: str, tls_verify: bool | None, cert_dir: str | None, authfile: str | None, creds: str | None = None
-):  # type: ignore[no-untyped-def]
-    from overlayctl.oci.auth import get_credentials
-    from overlayctl.oci.registry import RegistryClient
-
-    if creds:
-        user, sep, password = creds.partition(":")
-        if not sep or not user:
-            raise InvalidArgumentError("--creds wants USERNAME:PASSWORD")
-        credentials: tuple[str, str] | None = (user, password)
-    else:
-        credentials = get_credentials(registry, authfile)
-    return RegistryClient(registry, tls_verify=tls_verify, cert_dir=cert_dir, credentials=credentials)
-
-
 def _progress(quiet: bool):  # type: ignore[no-untyped-def]
-    from overlayctl.oci.progress import Progress
+    from overlayctl.engine.progress import Progress
 
     return Progress("quiet" if quiet else "auto")
 
@@ -73,20 +57,17 @@ def pull_cmd(
     authfile: str | None,
 ) -> None:
     """Download an image from a registry."""
-    from overlayctl.oci import pull as pull_mod
-    from overlayctl.oci.registry import parse_remote
+    from overlayctl.engine import registry
 
-    ref = parse_remote(name)
+    ref = registry.remote_reference(name)
     store = open_store(obj)
-    client = _client(ref.registry, tls_verify, cert_dir, authfile, creds)
     progress = _progress(quiet)
-    if ref.tag and not quiet:
-        progress.message(f"{ref.tag}: Pulling from {ref.repository}")
     try:
-        image, digest, new = pull_mod.pull(store, ref, client, progress, platform)
+        image, digest, new = registry.pull(
+            store, ref, progress, platform, registry.Connection(tls_verify, cert_dir, authfile, creds)
+        )
     finally:
         progress.close()
-        client.close()
     if quiet:
         click.echo(image.id)
         return
@@ -123,27 +104,19 @@ def push_cmd(
     authfile: str | None,
 ) -> None:
     """Upload an image to a registry (DESTINATION defaults to IMAGE's name)."""
-    from overlayctl.oci import push as push_mod
-    from overlayctl.oci.registry import parse_remote
+    from overlayctl.engine import registry
     from overlayctl.util.sizes import parse_size
 
     chunk = parse_size(chunk_size, "--chunk-size") if chunk_size else None
     if chunk is not None and chunk < 1024:
         raise InvalidArgumentError("--chunk-size must be at least 1k")
     store = open_store(obj)
-    local = store.images.resolve(image)
-    ref = parse_remote(destination or image)
-    if ref.digest:
-        raise InvalidArgumentError(f'cannot push to a digest ("{destination or image}"); give a tag')
-    client = _client(ref.registry, tls_verify, cert_dir, authfile, creds)
     progress = _progress(quiet)
-    if not quiet:
-        progress.message(f"The push refers to repository [{ref.registry}/{ref.repository}]")
     try:
-        digest, size = push_mod.push(store, local, ref, client, progress, chunk, compression_format)
+        connection = registry.Connection(tls_verify, cert_dir, authfile, creds)
+        ref, digest, size = registry.push(store, image, destination, progress, chunk, compression_format, connection)
     finally:
         progress.close()
-        client.close()
     progress.message(f"{ref.tag}: digest: {digest} size: {size}")
 
 
@@ -163,10 +136,9 @@ def login_cmd(
     authfile: str | None,
 ) -> None:
     """Check credentials with a registry and store them in auth.json."""
-    from overlayctl.oci.auth import store_credentials
-    from overlayctl.oci.registry import RegistryClient
+    from overlayctl.engine.registry import Connection, login, registry_host
 
-    host = _registry_name(registry)
+    host = registry_host(registry)
     if password_stdin:
         if password:
             raise InvalidArgumentError("--password and --password-stdin cannot be used together")
@@ -177,12 +149,7 @@ def login_cmd(
         password = click.prompt("Password", hide_input=True)
     if not username or not password:
         raise InvalidArgumentError("a user name and a password are required")
-    client = RegistryClient(host, tls_verify=tls_verify, cert_dir=cert_dir, credentials=(username, password))
-    try:
-        client.check_login()
-    finally:
-        client.close()
-    store_credentials(host, username, password, authfile)
+    login(host, username, password, Connection(tls_verify, cert_dir, authfile))
     click.echo("Login Succeeded!")
 
 
@@ -194,26 +161,15 @@ def login_cmd(
 )
 def logout_cmd(registry: str | None, all_: bool, authfile: str | None) -> None:
     """Remove stored credentials."""
-    from overlayctl.oci.auth import remove_all_credentials, remove_credentials
+    from overlayctl.engine.registry import logout, registry_host
 
     if all_:
-        remove_all_credentials(authfile)
+        logout(None, authfile)
         click.echo("Removed login credentials for all registries")
         return
-    host = _registry_name(registry)
-    if not remove_credentials(host, authfile):
-        raise InvalidArgumentError(f"not logged into {host}")
+    host = registry_host(registry)
+    logout(host, authfile)
     click.echo(f"Removed login credentials for {host}")
-
-
-def _registry_name(text: str | None) -> str:
-    """host[:port] from what login/logout accept: a bare host, or a URL."""
-    if not text:
-        return "docker.io"
-    host = text.split("://", 1)[-1].split("/", 1)[0]
-    if not host:
-        raise InvalidArgumentError(f'invalid registry "{text}"')
-    return "docker.io" if host in ("index.docker.io", "registry-1.docker.io") else host
 
 
 def register(cli: click.Group) -> None:

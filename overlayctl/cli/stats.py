@@ -5,26 +5,19 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import click
 
 from overlayctl.cli.common import open_store
 from overlayctl.cli.output import json_lines, table
-from overlayctl.errors import NotFoundError, OverlayctlError
 from overlayctl.util.humanize import binary_size, human_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any
 
-    from overlayctl.measure.stats import Sample, Stats
-    from overlayctl.store import Store
-    from overlayctl.store.containers import Container
+    from overlayctl.engine.measure import Stats
 
-INTERVAL = 1.0  # seconds between refreshes, as Docker
-FIRST_GAP = 0.5  # between the two readings behind the first figures (CPU % needs two)
 # Erase the screen and go home: what Docker writes before each refresh on a terminal.
 CLEAR = "\033[2J\033[H"
 
@@ -42,7 +35,6 @@ HEADERS = [
 ]
 
 
-
 @click.command("stats")
 @click.argument("containers", nargs=-1, metavar="[CONTAINER...]")
 @click.option("-a", "--all", "all_", is_flag=True, help="show all containers (default: running only)")
@@ -52,6 +44,8 @@ HEADERS = [
 @click.pass_obj
 def stats(obj: dict, containers: tuple[str, ...], all_: bool, no_stream: bool, no_trunc: bool, fmt: str) -> None:
     """Show containers' CPU, memory, network, block I/O, processes and upper dir size, refreshed every second."""
+    from overlayctl.engine import measure
+
     store = open_store(obj)
     # Names are resolved once, up front: an unknown one is an error before
     # anything is printed, and a renamed container is still followed.
@@ -67,64 +61,13 @@ def stats(obj: dict, containers: tuple[str, ...], all_: bool, no_stream: bool, n
         table(HEADERS, [table_row(row, no_trunc) for row in rows])
 
     try:
-        watch(store, lambda: _containers(store, named, all_), emit, stream=not no_stream)
+        measure.watch(store, lambda: measure.stats_containers(store, named, all_), emit, stream=not no_stream)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a live stats ends, and it ends well: exit 0, as Docker
     except BrokenPipeError:
         # The reader went away (`stats | head`): stop quietly, and keep the
         # interpreter's final flush from failing on the closed pipe too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def watch(
-    store: Store,
-    containers: Callable[[], list[Container]],
-    emit: Callable[[list[Stats]], None],
-    stream: bool = True,
-) -> None:
-    """Read every container twice FIRST_GAP apart and emit the figures,
-    then (when streaming) again every INTERVAL, against the reading before."""
-    from overlayctl.measure.stats import derive
-
-    previous = {s.id: s for s in _read_all(store, containers())}
-    if previous:
-        time.sleep(FIRST_GAP)
-    while True:
-        started = time.monotonic()
-        current = _read_all(store, containers())
-        emit([derive(previous.get(s.id), s) for s in current])
-        if not stream:
-            return
-        previous = {s.id: s for s in current}
-        time.sleep(max(0.0, INTERVAL - (time.monotonic() - started)))
-
-
-def _containers(store: Store, named: list[str], all_: bool) -> list[Container]:
-    """The containers to show now: those named (while they exist), else the
-    running ones (every one with -a), so that new ones appear as they start."""
-    if not named:
-        return store.containers.list(all=all_)
-    found = []
-    for container_id in named:
-        try:
-            found.append(store.containers.get(container_id))
-        except NotFoundError:
-            continue  # removed while we watch: it leaves the table, as in Docker
-    return found
-
-
-def _read_all(store: Store, containers: list[Container]) -> list[Sample]:
-    from overlayctl.measure.stats import sample
-
-    samples = []
-    for container in containers:
-        try:
-            samples.append(sample(store, container))
-        except OverlayctlError:
-            if os.path.isdir(store.paths.container_dir(container.id)):
-                raise
-            # Removed between the listing and the reading.
-    return samples
 
 
 def table_row(row: Stats, no_trunc: bool = False) -> list[str]:

@@ -7,12 +7,11 @@ from __future__ import annotations
 import click
 
 from overlayctl.cli.common import open_store
-from overlayctl.engine.reconcile import reconcile_store
-from overlayctl.systemd.units import EXECUTABLE, RESTART_POLICIES
+from overlayctl.engine.system import RESTART_POLICIES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from overlayctl.measure.df import Report
+    from overlayctl.engine.measure import Report
 
 
 @click.group("system")
@@ -39,6 +38,7 @@ def reconcile(obj: dict, boot: bool) -> None:
     up.
     """
     from overlayctl.engine import control
+    from overlayctl.engine.reconcile import reconcile_store
 
     store = open_store(obj)
     for line in reconcile_store(store):
@@ -68,20 +68,19 @@ def fsck(obj: dict, repair: bool, verify_content: bool) -> None:
     reported with what they break and left for you to remove. It deletes
     nothing unless the catalog is proven healthy (see `system restore`).
     """
-    from overlayctl.store import fsck as store_fsck
+    from overlayctl.engine.system import check_store, repair_store
 
     store = open_store(obj)
-    findings = store_fsck.check(store, verify_content)
+    findings = check_store(store, verify_content)
     if repair:
-        store_fsck.repair(store, findings)
-        for line in reconcile_store(store):
+        for line in repair_store(store, findings):
             click.echo(f"reconciled: {line}")
     for finding in findings:
         click.echo(finding.line())
     left = [f for f in findings if not f.repaired]
     if repair and len(left) < len(findings):
         # Checked again: a repair may have uncovered something.
-        left = store_fsck.check(store, verify_content)
+        left = check_store(store, verify_content)
         for finding in left:
             click.echo(f"still: {finding.line()}")
     if left:
@@ -92,9 +91,9 @@ def fsck(obj: dict, repair: bool, verify_content: bool) -> None:
 
 
 def _backup_line(root: str) -> str:
-    from overlayctl.store import backup
+    from overlayctl.engine.system import newest_backup
 
-    newest = backup.newest_good(root)
+    newest = newest_backup(root)
     if newest is None:
         return 'catalog backup: none kept ("overlayctl system backup" makes one)'
     return f'catalog backup: {newest} (the newest good one; "overlayctl system restore" brings it back)'
@@ -124,13 +123,10 @@ def restore(obj: dict, backup_file: str | None) -> None:
     deleted; a container whose directory is gone is forgotten; a layer whose
     directory is gone is reported with the images it breaks.
     """
-    from overlayctl.paths import Paths
-    from overlayctl.store.restore import restore
-    from overlayctl.supervise.supervisor import require_root
+    from overlayctl.engine.reconcile import reconcile_store
+    from overlayctl.engine.system import restore_catalog
 
-    require_root()
-    paths = Paths.from_env(obj.get("root"), obj.get("runroot"))
-    chosen, report = restore(paths, backup_file)
+    chosen, report = restore_catalog(obj.get("root"), obj.get("runroot"), backup_file)
     click.echo(f"restored: {chosen}")
     for line in report:
         click.echo(line)
@@ -150,9 +146,9 @@ def df(obj: dict, verbose: bool, fmt: str) -> None:
     to `du -s --block-size=1` of the store root. A layer shared by several
     images is counted once; -v shows each image's SHARED and UNIQUE SIZE.
     """
-    from overlayctl.measure import df as measure_df
+    from overlayctl.engine.measure import disk_usage
 
-    report = measure_df.measure(open_store(obj))
+    report = disk_usage(open_store(obj))
     if fmt == "json":
         _df_json(report, verbose)
     else:
@@ -167,6 +163,7 @@ def _df_table(report: Report, verbose: bool) -> None:
     import time
 
     from overlayctl.cli.output import table
+    from overlayctl.engine.images import repo_tags
     from overlayctl.engine.inspect import ago, command_text, status_text
     from overlayctl.util.humanize import human_size
 
@@ -193,8 +190,7 @@ def _df_table(report: Report, verbose: bool) -> None:
     click.echo("\nImages space usage:\n")
     rows = []
     for i in report.images:
-        for name in i.tags or ["<none>:<none>"]:
-            repo, _, tag = name.rpartition(":")
+        for repo, tag in repo_tags(i.tags):
             rows.append(
                 [
                     repo,
@@ -330,39 +326,15 @@ def generate_systemd(
       mv container-web.service /etc/systemd/system/
       systemctl daemon-reload; systemctl enable --now container-web
     """
-    import os
-
-    from overlayctl.systemd import units as systemd
+    from overlayctl.engine.system import systemd_unit
 
     store = open_store(obj)
     found = store.containers.get(container)
-    text = systemd.generate_unit(
-        found,
-        use_name=use_name,
-        root=store.paths.root,
-        runroot=store.paths.runroot,
-        stop_timeout=stop_timeout,
-        restart=restart_policy,
-        executable=_executable(),
-        header=not no_header,
-    )
-    if not files:
+    text, path = systemd_unit(store, found, use_name, stop_timeout, restart_policy, not no_header, files)
+    if path is None:
         click.echo(text, nl=False)
         return
-    path = os.path.abspath(systemd.unit_name(found, use_name))
-    with open(path, "w") as f:
-        f.write(text)
     click.echo(path)
-
-
-def _executable() -> str:
-    """The overlayctl a unit should run: the one on PATH (setup.sh's
-    launcher is /usr/local/bin/overlayctl), or that path when none is found."""
-    import os
-    import shutil
-
-    found = shutil.which("overlayctl")
-    return os.path.abspath(found) if found else EXECUTABLE
 
 
 def register(cli: click.Group) -> None:

@@ -2,46 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
 from overlayctl.cli.common import open_store
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from overlayctl.oci.archive import Progress
-    from overlayctl.oci.progress import Progress as Display
-
-
-def _reporter(display: Display, verb: str) -> Progress:
-    """archive.Progress events drawn by the shared per-layer display."""
-    from overlayctl.oci.archive import Progress
-    from overlayctl.oci.progress import short_digest
-
-    # On a terminal the row carries a bar, which the display draws only for
-    # its transfer statuses; a log gets Docker's words.
-    busy = {"load": "Extracting", "save": "Writing"}[verb] if display.mode == "tty" else "Loading layer"
-
-    class _Shown(Progress):
-        def layer_start(self, digest: str, size: int) -> None:
-            display.add(short_digest(digest), busy, size)
-
-        def layer_advance(self, digest: str, nbytes: int) -> None:
-            display.advance(short_digest(digest), nbytes)
-
-        def layer_done(self, digest: str, status: str) -> None:
-            key = short_digest(digest)
-            if status == "Already exists":
-                display.add(key, status)
-            else:
-                display.status(key, status, line=verb == "save")
-
-        def image_done(self, name: str) -> None:
-            display.message(f"Loaded image ID: {name}" if name.startswith("sha256:") else f"Loaded image: {name}")
-
-    return _Shown()
 
 
 @click.command("save")
@@ -66,36 +31,22 @@ def save(
     obj: dict, images: tuple[str, ...], output: str | None, fmt: str, compression: str | None, quiet: bool
 ) -> None:
     """Save images to an OCI (podman, skopeo) or docker-archive tar."""
-    from overlayctl.errors import InvalidArgumentError, KernelError
-    from overlayctl.oci.archive import save_archive
-    from overlayctl.oci.progress import Progress as Display
+    from overlayctl.engine import transfer
+    from overlayctl.engine.progress import Progress, archive_reporter
+    from overlayctl.errors import InvalidArgumentError
 
     if output is None and sys.stdout.isatty():
         raise InvalidArgumentError("refusing to write an archive to a terminal: use -o FILE or redirect stdout")
     store = open_store(obj)
     # The archive owns stdout when there is no -o; progress is then not shown.
-    display = Display("quiet" if quiet or output is None or not sys.stdout.isatty() else "tty")
-    reporter = _reporter(display, "save")
+    display = Progress("quiet" if quiet or output is None or not sys.stdout.isatty() else "tty")
+    reporter = archive_reporter(display, "save")
     if output is None:
-        save_archive(store, list(images), sys.stdout.buffer, fmt, compression, reporter)
-        sys.stdout.buffer.flush()
+        transfer.save(store, list(images), sys.stdout.buffer, fmt, compression, reporter)
         return
-    # Written beside the target and renamed: a failed save leaves no half archive.
-    target = os.path.abspath(output)
-    partial = f"{target}.{os.getpid()}.partial"
     try:
-        with open(partial, "xb") as out:
-            save_archive(store, list(images), out, fmt, compression, reporter)
-            out.flush()
-            os.fsync(out.fileno())
-        os.rename(partial, target)
-    except OSError as e:
-        if e.filename not in (None, partial, target):
-            raise  # the store's, not the archive's (cli.main names it)
-        raise KernelError(f"cannot write {output}: {e.strerror or e}") from e
+        transfer.save_to_file(store, list(images), output, fmt, compression, reporter)
     finally:
-        if os.path.lexists(partial):
-            os.unlink(partial)
         display.close()
 
 
@@ -105,24 +56,22 @@ def save(
 @click.pass_obj
 def load(obj: dict, source: str | None, quiet: bool) -> None:
     """Load images from an OCI or docker-archive tar (file or stdin)."""
-    from overlayctl.oci.archive import load_archive, open_source
-    from overlayctl.oci.progress import Progress as Display
+    from overlayctl.engine import transfer
+    from overlayctl.engine.progress import Progress, archive_reporter
 
     store = open_store(obj)
-    stream, where, close = open_source(source)
-    display = Display("auto")
+    display = Progress("auto")
     if quiet:
         # docker load -q: the Loaded image lines only.
         display.mode = "quiet"
-    reporter = _reporter(display, "load")
+    reporter = archive_reporter(display, "load")
     if quiet:
         reporter.image_done = lambda name: click.echo(  # type: ignore[method-assign]
             f"Loaded image ID: {name}" if name.startswith("sha256:") else f"Loaded image: {name}"
         )
     try:
-        load_archive(store, stream, where, reporter)
+        transfer.load(store, source, reporter)
     finally:
-        close()
         display.close()
 
 

@@ -16,8 +16,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from overlayctl.engine.containers import Container
     from overlayctl.store import Store
-    from overlayctl.store.containers import Container
 
 
 def each_container(store: Store, names: Sequence[str], act: Callable[[Container], object]) -> None:
@@ -66,10 +66,9 @@ def stop(obj: dict, containers: tuple[str, ...], timeout: int | None) -> None:
 @click.pass_obj
 def kill(obj: dict, containers: tuple[str, ...], signal_name: str) -> None:
     """Send a signal to the main process of containers."""
-    from overlayctl.container.signals import parse_signal
     from overlayctl.engine import control
 
-    signum = parse_signal(signal_name)
+    signum = control.parse_signal(signal_name)
     store = open_store(obj)
     each_container(store, containers, lambda c: control.kill(store, c, signum))
 
@@ -207,77 +206,17 @@ def logs(
     obj: dict, container: str, follow: bool, tail: str, since: str | None, until: str | None, timestamps: bool
 ) -> None:
     """Show a container's output: its json-file log (journald: through journalctl)."""
-    from overlayctl.errors import InvalidArgumentError, OverlayctlError
-    from overlayctl.supervise import logs as logmod
+    from overlayctl.engine.logs import log_entries
 
     store = open_store(obj)
-    found = store.containers.get(container)
-    kind = (found.config.get("HostConfig", {}).get("LogConfig") or {}).get("Type") or "json-file"
-    if kind == "none":
-        raise OverlayctlError(f'container "{found.name}" logs to "none": there is nothing to read')
-    if tail != "all" and not tail.lstrip("-").isdigit():
-        raise InvalidArgumentError(f'invalid --tail "{tail}": give a number of lines or "all"')
-    count = -1 if tail == "all" else int(tail)
-    since_ns = logmod.parse_since(since) if since else 0
-    until_ns = logmod.parse_since(until) if until else 0
+    entries = log_entries(store, store.containers.get(container), tail, since, until, follow)
     out, err = sys.stdout.buffer, sys.stderr.buffer
-
-    def show(entry: logmod.Entry) -> None:
+    for entry in entries:
         stream = err if entry.stream == "stderr" else out
         if timestamps:
             stream.write(entry.time.encode() + b" ")
         stream.write(entry.data)
         stream.flush()
-
-    if kind == "journald":
-        for entry in _journal_entries(found.id, since_ns, until_ns, count, follow):
-            show(entry)
-        return
-    from overlayctl.engine import control
-
-    path = store.paths.container_log(found.id)
-    for entry in logmod.read_entries(path, since_ns, until_ns, count):
-        show(entry)
-    if follow:
-        for entry in logmod.follow(path, control.still_logging(store, found.id), since_ns, until_ns):
-            show(entry)
-
-
-def _journal_entries(container_id: str, since: int, until: int, tail: int, follow: bool):  # type: ignore[no-untyped-def]
-    """A journald container's entries, read back with journalctl."""
-    import shutil
-    import subprocess
-
-    from overlayctl.errors import OverlayctlError
-    from overlayctl.supervise import logs as logmod
-    from overlayctl.util import jsonio
-
-    journalctl = shutil.which("journalctl")
-    if journalctl is None:
-        raise OverlayctlError("reading journald logs needs journalctl, which is not installed")
-    argv = [journalctl, "--no-pager", "-o", "json", f"CONTAINER_ID_FULL={container_id}"]
-    if since:
-        argv.append(f"--since=@{since / 1e9:.6f}")
-    if until:
-        argv.append(f"--until=@{until / 1e9:.6f}")
-    if tail >= 0:
-        argv.append(f"--lines={tail}")
-    if follow:
-        argv.append("--follow")
-    with subprocess.Popen(argv, stdout=subprocess.PIPE) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            try:
-                fields = jsonio.loads(line)
-            except ValueError:
-                continue
-            message = fields.get("MESSAGE") or ""
-            data = bytes(message) if isinstance(message, list) else str(message).encode()
-            if fields.get("CONTAINER_PARTIAL_MESSAGE") != "true":
-                data += b"\n"
-            ns = int(fields.get("__REALTIME_TIMESTAMP") or 0) * 1000
-            stream = "stderr" if str(fields.get("PRIORITY")) == "3" else "stdout"
-            yield logmod.Entry(stream, data, logmod.rfc3339nano(ns), ns)
 
 
 COMMANDS = (stop, kill, restart, wait, pause, unpause, rename, top, attach, exec_, logs)

@@ -27,7 +27,7 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
 @click.pass_obj
 def volume_create(obj: dict, name: str | None, driver: str, labels: tuple[str, ...], opts: tuple[str, ...]) -> None:
     """Create a volume (a random 64-hex name when NAME is omitted)."""
-    from overlayctl.volumes.mounts import create_volume
+    from overlayctl.engine.volumes import create_volume
 
     store = open_store(obj)
     volume = create_volume(store, name, _pairs(labels, "label"), driver, _pairs(opts, "option"))
@@ -41,7 +41,7 @@ def volume_create(obj: dict, name: str | None, driver: str, labels: tuple[str, .
 @click.pass_obj
 def volume_ls(obj: dict, quiet: bool, filters: tuple[str, ...], fmt: str) -> None:
     """List volumes: DRIVER VOLUME NAME."""
-    from overlayctl.volumes.mounts import list_volumes
+    from overlayctl.engine.volumes import list_volumes
 
     store = open_store(obj)
     volumes = list_volumes(store, list(filters))
@@ -77,12 +77,9 @@ def volume_ls(obj: dict, quiet: bool, filters: tuple[str, ...], fmt: str) -> Non
 @click.pass_obj
 def volume_inspect(obj: dict, names: tuple[str, ...], fmt: str) -> None:
     """Show volumes as Docker-shaped JSON."""
-    from overlayctl.volumes.mounts import volume_inspect as describe
-    from overlayctl.volumes.mounts import volume_store
+    from overlayctl.engine.volumes import inspect_volumes
 
-    store = open_store(obj)
-    volumes = volume_store(store)
-    json_document([describe(store, volumes.get(name)) for name in names])
+    json_document(inspect_volumes(open_store(obj), list(names)))
 
 
 @click.command("rm")
@@ -91,7 +88,7 @@ def volume_inspect(obj: dict, names: tuple[str, ...], fmt: str) -> None:
 @click.pass_obj
 def volume_rm(obj: dict, names: tuple[str, ...], force: bool) -> None:
     """Remove volumes no container uses (running or not)."""
-    from overlayctl.volumes.mounts import remove_volume
+    from overlayctl.engine.volumes import remove_volume
 
     store = open_store(obj)
     # As Docker: every name is tried; the first failure is reported at the end.
@@ -116,8 +113,8 @@ def volume_rm(obj: dict, names: tuple[str, ...], force: bool) -> None:
 @click.pass_obj
 def volume_prune(obj: dict, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove volumes no container uses (anonymous ones unless --all)."""
+    from overlayctl.engine.volumes import prune_volumes
     from overlayctl.util.humanize import human_size
-    from overlayctl.volumes.mounts import prune_volumes
 
     store = open_store(obj)
     if not force:

@@ -76,6 +76,18 @@ class CreateOptions:
         self.host = host or {}
 
 
+def mount_requests(volume: list[str], mount: list[str], tmpfs: list[str]) -> list[Any]:
+    """The `-v`, `--mount` and `--tmpfs` strings as the mount requests
+    CreateOptions.host takes under "mount_requests", in that order."""
+    from overlayctl.volumes import options
+
+    return (
+        [options.parse_volume_option(v) for v in volume]
+        + [options.parse_mount_option(m) for m in mount]
+        + [options.parse_tmpfs_option(t) for t in tmpfs]
+    )
+
+
 def create(store: Store, opts: CreateOptions) -> Container:
     """Record a container with its (empty) upper directory; start nothing."""
     return _create(store, opts, store.images.resolve(opts.image))

@@ -1,5 +1,5 @@
 """Verbs on a container that exists: stop, kill, restart, wait, pause,
-unpause, rename, top, exec, attach, and what `logs` needs to follow.
+unpause, rename, top, exec, attach.
 
 Signals go straight to the container's PID 1 (named by pid and start time,
 so a recycled pid is never hit); the supervisor sees the end and records
@@ -13,14 +13,11 @@ from __future__ import annotations
 import os
 import time
 
+from overlayctl.container.signals import parse_signal as parse_signal  # front ends name signals with it
 from overlayctl.container.signals import signal_container, stop_signal
 from overlayctl.errors import ConflictError, InvalidArgumentError, OverlayctlError
 from overlayctl.store import Store
 from overlayctl.store.containers import EXITED, RESTARTING, RUNNING, Container
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 DEFAULT_STOP_TIMEOUT = 10
 RECORD_TIMEOUT = 30.0  # how long the supervisor may take to record an end
@@ -297,23 +294,6 @@ def attach(store: Store, container: Container, stdin: bool = True) -> int:
         return 0  # detached
     after = _wait_recorded(store, container.id) or after
     return after.exit_code if after.exit_code is not None else -1
-
-
-# --- logs -----------------------------------------------------------------------------
-
-
-def still_logging(store: Store, container_id: str) -> Callable[[], bool]:
-    """For `logs -f`: whether the container may still write to its log
-    (it runs, or its supervisor will restart it)."""
-
-    def check() -> bool:
-        try:
-            current = store.containers.get(container_id)
-        except OverlayctlError:
-            return False
-        return current.status in (RUNNING, RESTARTING)
-
-    return check
 
 
 # --- after a reboot -------------------------------------------------------------------

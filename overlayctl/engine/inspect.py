@@ -165,3 +165,33 @@ def command_text(container: Container, width: int = 20) -> str:
     if len(text) > width:
         text = text[: width - 1] + "…"
     return f'"{text}"'
+
+
+def container_sizes(store: Store, containers: list[Container]) -> dict[str, tuple[int, int]]:
+    """`ps -s`: each container's own bytes and its virtual bytes (its own
+    plus its image's), by container ID."""
+    image_sizes: dict[str, int] = {}
+    sizes = {}
+    for c in containers:
+        if c.image_id not in image_sizes:
+            image_sizes[c.image_id] = store.images.get(c.image_id).size
+        rw = container_size(store, c)
+        sizes[c.id] = (rw, rw + image_sizes[c.image_id])
+    return sizes
+
+
+def inspect_objects(store: Store, names: list[str], size: bool = False) -> list[dict[str, Any]]:
+    """`inspect NAME...`: each name as a container or, when no container
+    has it, as an image."""
+    from overlayctl.errors import NotFoundError
+
+    result = []
+    for text in names:
+        try:
+            result.append(container_inspect(store, store.containers.get(text), size))
+        except NotFoundError:
+            try:
+                result.append(image_inspect(store.images.resolve(text)))
+            except NotFoundError:
+                raise NotFoundError(f'no such container or image: "{text}"; see "overlayctl ps -a"') from None
+    return result

@@ -252,3 +252,16 @@ def export(store: Store, container: Container, out: BinaryIO) -> None:
     # (as commit does), and it needs the host's /proc to read xattrs.
     api = os.environ.get("OVERLAYCTL_OVERLAY_API", "new")
     in_rootfs(layout, store.paths.root, mountpoint, write, api, keep_fds=(fd,), chroot=False)
+
+
+def export_to_file(store: Store, container: Container, path: str) -> None:
+    """`export -o FILE`: written beside FILE and renamed into place, so a
+    failed export leaves no half tar under FILE's name."""
+    partial = f"{path}.partial-{os.getpid()}"
+    try:
+        with open(partial, "wb") as f:
+            export(store, container, f)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)

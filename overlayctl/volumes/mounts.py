@@ -30,7 +30,7 @@ import os
 from overlayctl.errors import InvalidArgumentError, NotFoundError
 from overlayctl.runtime.spec import Mount
 from overlayctl.volumes.copy import copy_targets
-from overlayctl.volumes.options import MountRequest, clean_target, validate_volume_name
+from overlayctl.volumes.options import MountRequest, clean_target
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from overlayctl.store import Store
     from overlayctl.store.containers import Container
     from overlayctl.store.images import Image
-    from overlayctl.store.volumes import NewVolume, Volume, VolumeStore
+    from overlayctl.store.volumes import NewVolume, VolumeStore
 
 
 # Parsing: pure, no store, no host access.
@@ -195,112 +195,6 @@ def release(store: Store, container: Container, remove_anonymous: bool) -> None:
     remove_anonymous (`rm -v`, `run --rm`), remove its anonymous volumes
     that no other container uses. Named volumes always stay."""
     volume_store(store).release(container.id, remove_anonymous)
-
-
-# The `volume` commands.
-
-
-def create_volume(
-    store: Store,
-    name: str | None = None,
-    labels: dict[str, str] | None = None,
-    driver: str = "local",
-    options: dict[str, str] | None = None,
-) -> Volume:
-    """`volume create [NAME]`: a random 64-hex name when none is given.
-    Creating a volume that exists returns it unchanged, as Docker does."""
-    if driver != "local":
-        raise InvalidArgumentError(f'volume driver "{driver}" is not supported (only local)')
-    if options:
-        raise InvalidArgumentError(
-            f"driver options ({', '.join(sorted(options))}) are not supported: local volumes are plain directories"
-        )
-    name = validate_volume_name(name) if name is not None else os.urandom(32).hex()
-    volume, _new = volume_store(store).create(name, labels)
-    return volume
-
-
-def list_volumes(store: Store, filters: list[str] | None = None) -> list[Volume]:
-    """`volume ls`, with Docker's filters dangling=true|false, name=TEXT,
-    label=KEY[=VALUE], driver=local."""
-    volumes = volume_store(store)
-    checks = [_parse_filter(f) for f in filters or []]
-    found = volumes.list_all()
-    if not checks:
-        return found
-    used = volumes.in_use()
-    return [v for v in found if all(check(v, v.name in used) for check in checks)]
-
-
-def _parse_filter(text: str):  # type: ignore[no-untyped-def]
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise InvalidArgumentError(f'bad filter "{text}": use KEY=VALUE')
-    if key == "dangling":
-        if value not in ("true", "false", "1", "0"):
-            raise InvalidArgumentError(f'bad filter "{text}": dangling takes true or false')
-        want = value in ("true", "1")
-        return lambda v, used: (not used) == want
-    if key == "name":
-        return lambda v, used: value in v.name
-    if key == "driver":
-        return lambda v, used: v.driver == value
-    if key == "label":
-        label, has_value, label_value = value.partition("=")
-        return lambda v, used: label in v.labels and (not has_value or v.labels[label] == label_value)
-    raise InvalidArgumentError(f'bad filter "{text}": use dangling=, name=, label= or driver=')
-
-
-def volume_inspect(store: Store, volume: Volume) -> dict[str, Any]:
-    """`volume inspect`, Docker-shaped."""
-    return {
-        "CreatedAt": volume.created.split(".")[0] + "Z" if "." in volume.created else volume.created,
-        "Driver": volume.driver,
-        "Labels": dict(volume.labels),
-        "Mountpoint": store.paths.volume_data(volume.name),
-        "Name": volume.name,
-        "Options": None,
-        "Scope": "local",
-    }
-
-
-def remove_volume(store: Store, name: str, force: bool = False) -> bool:
-    """`volume rm`: refused while any container uses it. With force, a
-    missing volume is no error and containers that are not running lose
-    their use of it (their next start fails, naming it); a running
-    container still blocks. Returns whether a volume was removed."""
-    volumes = volume_store(store)
-    if force and volumes.find(name) is None:
-        return False
-
-    def not_running(container_id: str) -> bool:
-        return force and not store.containers.is_running(container_id)
-
-    volumes.remove(name, not_running)
-    return True
-
-
-def prune_volumes(store: Store, all_volumes: bool = False, filters: list[str] | None = None) -> list[tuple[str, int]]:
-    """`volume prune`: remove volumes no container uses, anonymous ones only
-    unless all_volumes (Docker 23+). Returns (name, bytes freed)."""
-    from overlayctl.store.volumes import ANONYMOUS_LABEL
-
-    checks = [_parse_filter(f) for f in filters or []]
-    if any(f.partition("=")[0] == "dangling" for f in filters or []):
-        raise InvalidArgumentError("prune removes unused volumes only; the dangling filter does not apply")
-
-    def select(volume: Volume) -> bool:
-        if not all_volumes and not (volume.anonymous or ANONYMOUS_LABEL in volume.labels):
-            return False
-        return all(check(volume, False) for check in checks)
-
-    return volume_store(store).prune(select, _measure)
-
-
-def _measure(path: str) -> int:
-    from overlayctl.layer.du import tree_bytes
-
-    return tree_bytes(path)
 
 
 # Seeding a volume from the image.

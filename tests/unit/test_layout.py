@@ -6,8 +6,10 @@ every import in it is read: module level, inside functions, relative, and
 (LAYERS below, the table of docs/architecture.md). The test fails on
 
 - an import of a module in a higher layer (a lower number) than the importer's,
-- any cycle between modules, found as strongly connected components, and
-- a module at the top of the package other than TOP_LEVEL.
+- any cycle between modules, found as strongly connected components,
+- a module at the top of the package other than TOP_LEVEL, and
+- an import in cli/ of anything but ALLOWED_FROM_CLI: the front end reaches
+  the rest of the package only through engine/.
 
 Imports under `if TYPE_CHECKING:` never run, so they cannot take part in an
 import cycle; they are left out of the cycle search but still held to the
@@ -48,6 +50,26 @@ LAYERS: dict[str, int] = {
 }
 
 TOP_LEVEL = {"__init__.py", "__main__.py", "errors.py", "paths.py"}
+
+# What cli/ may import: it parses, calls the engine and prints, so that a
+# second front end (the Engine API) finds every verb in engine/ and
+# re-implements nothing. A package name covers its modules. The store
+# package itself (not its modules) is there for the Store type alone: the
+# engine hands out the store (engine.open_store). The top package holds only
+# __version__.
+ALLOWED_FROM_CLI = {
+    "overlayctl",
+    "overlayctl.cli",
+    "overlayctl.engine",
+    "overlayctl.util",
+    "overlayctl.errors",
+    "overlayctl.paths",
+    "overlayctl.store",
+}
+# Entries of ALLOWED_FROM_CLI that cover the module alone, not its submodules,
+# and those cli/ may import for the type checker alone (under TYPE_CHECKING).
+EXACT_FROM_CLI = {"overlayctl", "overlayctl.store"}
+TYPE_ONLY_FROM_CLI = {"overlayctl.store"}
 
 
 @dataclass(frozen=True)
@@ -227,6 +249,30 @@ def test_no_import_cycles() -> None:
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
 
 
+def allowed_from_cli(edge: Edge) -> bool:
+    """Whether cli/ may make this import (ALLOWED_FROM_CLI)."""
+    if edge.imported in ALLOWED_FROM_CLI:
+        return edge.type_only or edge.imported not in TYPE_ONLY_FROM_CLI
+    return any(edge.imported.startswith(f"{allowed}.") for allowed in ALLOWED_FROM_CLI - EXACT_FROM_CLI)
+
+
+def cli_reaching_past_the_engine(edges: list[Edge]) -> list[str]:
+    """Each import in cli/ (any depth, type-only ones too) of a module
+    outside ALLOWED_FROM_CLI, as 'importer:line imports imported'."""
+    return [
+        f"{e.importer}:{e.line} imports {e.imported}"
+        for e in edges
+        if layer_of(e.importer) == LAYERS["overlayctl.cli"] and not allowed_from_cli(e)
+    ]
+
+
+def test_cli_imports_only_the_engine_and_what_lies_under_every_layer() -> None:
+    found = cli_reaching_past_the_engine(import_graph())
+    assert not found, (
+        "cli/ parses, calls engine/ and prints; move this work into an engine module:\n" + "\n".join(found)
+    )
+
+
 def test_the_checks_see_what_they_must() -> None:
     """The reader and the searches catch a function-level, a relative, a
     package-form and a type-only import, and a cycle, on hand-made input."""
@@ -262,3 +308,20 @@ def test_the_checks_see_what_they_must() -> None:
         Edge("overlayctl.util.d", "overlayctl.util.a", 1, False),
     ]
     assert cycles(loop) == [["overlayctl.util.a", "overlayctl.util.b", "overlayctl.util.c"]]
+    cli_source = (
+        "from overlayctl.store import Store\n"
+        "from overlayctl.engine import images\n"
+        "def f():\n"
+        "    from overlayctl.oci import pull\n"
+        "TYPE_CHECKING = False\n"
+        "if TYPE_CHECKING:\n"
+        "    from overlayctl.store.containers import Container\n"
+        "    from overlayctl.store import Store\n"
+    )
+    known = {"overlayctl.store", "overlayctl.engine.images", "overlayctl.oci.pull", "overlayctl.store.containers"}
+    reaching = cli_reaching_past_the_engine(imports_of("overlayctl.cli.probe", cli_source, False, known))
+    assert reaching == [
+        "overlayctl.cli.probe:1 imports overlayctl.store",
+        "overlayctl.cli.probe:4 imports overlayctl.oci.pull",
+        "overlayctl.cli.probe:7 imports overlayctl.store.containers",
+    ]

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from overlayctl.cli import stats as cli_stats
+from overlayctl.engine import measure as engine_measure
 from overlayctl.measure import stats
 from overlayctl.measure.stats import Sample, derive
 
@@ -171,8 +172,8 @@ class FakeContainer:
 
 def test_watch_reads_twice_before_the_first_figures_then_every_interval(monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(cli_stats.time, "sleep", clock.sleep)
-    monkeypatch.setattr(cli_stats.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(engine_measure.time, "sleep", clock.sleep)
+    monkeypatch.setattr(engine_measure.time, "monotonic", clock.monotonic)
     upper = {"x": 0}
 
     def fake_sample(store, container):
@@ -192,8 +193,8 @@ def test_watch_reads_twice_before_the_first_figures_then_every_interval(monkeypa
             raise Stop
 
     with pytest.raises(Stop):
-        cli_stats.watch(None, lambda: [FakeContainer("c" * 64, "one")], emit)
-    assert clock.sleeps == [cli_stats.FIRST_GAP, cli_stats.INTERVAL, cli_stats.INTERVAL]
+        engine_measure.watch(None, lambda: [FakeContainer("c" * 64, "one")], emit)
+    assert clock.sleeps == [engine_measure.FIRST_GAP, engine_measure.INTERVAL, engine_measure.INTERVAL]
     first, second, _ = emitted
     assert first[0].cpu_percent == pytest.approx(50.0) and first[0].upper_rate == 2000  # 1000 B over 0.5 s
     assert second[0].upper_rate == 1000
@@ -201,7 +202,7 @@ def test_watch_reads_twice_before_the_first_figures_then_every_interval(monkeypa
 
 def test_watch_no_stream_emits_once_and_skips_the_gap_without_containers(monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(cli_stats.time, "sleep", clock.sleep)
+    monkeypatch.setattr(engine_measure.time, "sleep", clock.sleep)
     emitted: list[list] = []
-    cli_stats.watch(None, lambda: [], emitted.append, stream=False)
+    engine_measure.watch(None, lambda: [], emitted.append, stream=False)
     assert emitted == [[]] and clock.sleeps == []

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from overlayctl.engine import volumes as volume_verbs
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
 from overlayctl.paths import Paths
 from overlayctl.store import Store
@@ -279,7 +280,7 @@ def test_bind_sources(store, tmp_path):
 
 
 def test_prepare_is_all_or_nothing(store, monkeypatch):
-    volumes.create_volume(store, "empty")
+    volume_verbs.create_volume(store, "empty")
 
     def fail(*args):
         raise OSError(28, "No space left on device")
@@ -295,7 +296,7 @@ def test_prepare_is_all_or_nothing(store, monkeypatch):
 
 def test_missing_volume_at_start(store):
     mounts = volumes.prepare(store, C1, [parse_volume_option("gone:/g")], FakeImage())
-    volumes.remove_volume(store, "gone", force=True)  # the container is not running: -f takes it
+    volume_verbs.remove_volume(store, "gone", force=True)  # the container is not running: -f takes it
     with pytest.raises(NotFoundError, match='volume "gone" .* no longer exists'):
         volumes.mounts_for(store, FakeContainer(C1, mounts))
 
@@ -304,37 +305,37 @@ def test_missing_volume_at_start(store):
 
 
 def test_create_is_idempotent_and_validates(store):
-    first = volumes.create_volume(store, "data", {"a": "1"})
-    again = volumes.create_volume(store, "data")
+    first = volume_verbs.create_volume(store, "data", {"a": "1"})
+    again = volume_verbs.create_volume(store, "data")
     assert (first.name, again.labels) == ("data", {"a": "1"})
-    generated = volumes.create_volume(store)
+    generated = volume_verbs.create_volume(store)
     assert len(generated.name) == 64 and not generated.anonymous
     assert os.path.isdir(store.paths.volume_data(generated.name))
     assert stat.S_IMODE(os.stat(store.paths.volume_data("data")).st_mode) == 0o755
     with pytest.raises(InvalidArgumentError):
-        volumes.create_volume(store, "../etc")
+        volume_verbs.create_volume(store, "../etc")
     with pytest.raises(InvalidArgumentError, match="driver"):
-        volumes.create_volume(store, "d2", driver="nfs")
+        volume_verbs.create_volume(store, "d2", driver="nfs")
     with pytest.raises(InvalidArgumentError, match="options"):
-        volumes.create_volume(store, "d2", options={"type": "tmpfs"})
+        volume_verbs.create_volume(store, "d2", options={"type": "tmpfs"})
     assert volumes.volume_store(store).find("d2") is None
 
 
 def test_crash_leftover_directory_is_replaced(store):
     os.makedirs(os.path.join(store.paths.volume_data("ghost"), "stale"))
-    volumes.create_volume(store, "ghost")
+    volume_verbs.create_volume(store, "ghost")
     assert os.listdir(store.paths.volume_data("ghost")) == []
 
 
 def test_rm_refused_while_used(store):
     volumes.prepare(store, C1, [parse_volume_option("data:/d")], FakeImage())
     with pytest.raises(ConflictError) as info:
-        volumes.remove_volume(store, "data")
+        volume_verbs.remove_volume(store, "data")
     assert str(info.value) == f"remove data: volume is in use - [{'c' * 64}]"
     with pytest.raises(NotFoundError):
-        volumes.remove_volume(store, "nope")
-    assert volumes.remove_volume(store, "nope", force=True) is False
-    assert volumes.remove_volume(store, "data", force=True) is True  # C1 is not running
+        volume_verbs.remove_volume(store, "nope")
+    assert volume_verbs.remove_volume(store, "nope", force=True) is False
+    assert volume_verbs.remove_volume(store, "data", force=True) is True  # C1 is not running
     assert not os.path.exists(store.paths.volume_dir("data"))
 
 
@@ -345,31 +346,31 @@ def test_release_and_prune(store):
     other = volumes.prepare(store, C2, [parse_volume_option("named:/n")], FakeImage({"/a3": {}}))
     anon = [m["Source"] for m in mounts if m["Source"] != "named"]
     vs = volumes.volume_store(store)
-    assert volumes.prune_volumes(store, all_volumes=True) == []  # everything is in use
+    assert volume_verbs.prune_volumes(store, all_volumes=True) == []  # everything is in use
     volumes.release(store, FakeContainer(C1, mounts), remove_anonymous=True)
     assert {v.name for v in vs.list_all()} == {"named", other[1]["Source"]}
     assert vs.users("named") == [C2]
     assert all(not os.path.exists(store.paths.volume_dir(n)) for n in anon)
     volumes.release(store, FakeContainer(C2, other), remove_anonymous=False)  # `rm` without -v
     assert {v.name for v in vs.list_all()} == {"named", other[1]["Source"]}
-    assert {v.name for v in volumes.list_volumes(store, ["dangling=true"])} == {"named", other[1]["Source"]}
-    assert [v.name for v in volumes.list_volumes(store, ["name=nam"])] == ["named"]
-    assert [v.name for v in volumes.list_volumes(store, [f"label={ANONYMOUS_LABEL}"])] == [other[1]["Source"]]
-    removed = volumes.prune_volumes(store)  # anonymous only, as Docker 23+
+    assert {v.name for v in volume_verbs.list_volumes(store, ["dangling=true"])} == {"named", other[1]["Source"]}
+    assert [v.name for v in volume_verbs.list_volumes(store, ["name=nam"])] == ["named"]
+    assert [v.name for v in volume_verbs.list_volumes(store, [f"label={ANONYMOUS_LABEL}"])] == [other[1]["Source"]]
+    removed = volume_verbs.prune_volumes(store)  # anonymous only, as Docker 23+
     assert [name for name, _ in removed] == [other[1]["Source"]]
     assert [v.name for v in vs.list_all()] == ["named"]
-    assert [name for name, _ in volumes.prune_volumes(store, all_volumes=True)] == ["named"]
+    assert [name for name, _ in volume_verbs.prune_volumes(store, all_volumes=True)] == ["named"]
     assert vs.list_all() == [] and os.listdir(store.paths.volumes) == []
     with pytest.raises(InvalidArgumentError):
-        volumes.list_volumes(store, ["colour=red"])
+        volume_verbs.list_volumes(store, ["colour=red"])
 
 
 def test_uses_by_containers_that_are_gone_do_not_keep_volumes(store):
     # A crash between deleting a container's row and releasing its uses.
     volumes.prepare(store, "e" * 64, [parse_volume_option("/anon")], FakeImage())
     volumes.prepare(store, "f" * 64, [parse_volume_option("kept:/k")], FakeImage())
-    assert len(volumes.prune_volumes(store)) == 1
-    volumes.remove_volume(store, "kept")  # no -f needed: the user is gone
+    assert len(volume_verbs.prune_volumes(store)) == 1
+    volume_verbs.remove_volume(store, "kept")  # no -f needed: the user is gone
     assert volumes.volume_store(store).list_all() == []
 
 

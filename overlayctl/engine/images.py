@@ -1,4 +1,8 @@
-"""Image operations a user asks for by name: import, list, remove."""
+"""The image verbs a user asks for by name: import, ls, rm, history.
+
+Pull and push are engine.registry's, save and load engine.transfer's,
+build engine.builds'; the catalog's rows are overlayctl.store.images'.
+"""
 
 from __future__ import annotations
 
@@ -53,6 +57,22 @@ def import_image(store: Store, source: str, name: str | None, message: str = "")
     }
     faults.point("import-layer")
     return store.images.create(config, ref), new
+
+
+def list_images(store: Store) -> list[tuple[str, str, Image]]:
+    """`image ls`: (repository, tag, image) for every tag of every image,
+    ("<none>", "<none>", image) for an untagged one."""
+    return [(repo, tag, image) for image in store.images.list() for repo, tag in repo_tags(image.tags)]
+
+
+def repo_tags(tags: list[str]) -> list[tuple[str, str]]:
+    """Each "repository:tag" of an image split in two, or ("<none>",
+    "<none>") when it has none, as Docker's listings show them."""
+    pairs = []
+    for name in tags or ["<none>:<none>"]:
+        repo, _, tag = name.rpartition(":")
+        pairs.append((repo, tag))
+    return pairs
 
 
 def remove_image(store: Store, text: str, force: bool = False) -> list[str]:

@@ -1,0 +1,46 @@
+"""The `network` verbs: ls, create, rm, inspect.
+
+The networks themselves (the default bridge, subnets, devices, leases) are
+overlayctl.network's; these are the entry points a front end calls.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from overlayctl.network.manage import Listed
+    from overlayctl.store import Store
+    from overlayctl.store.networks import Network
+
+
+def list_networks(store: Store) -> list[Listed]:
+    """`network ls`: every network, the predefined ones included, by name."""
+    from overlayctl.network import manage
+
+    return manage.list_networks(store)
+
+
+def create_network(store: Store, name: str, subnet: str | None, gateway: str | None, driver: str) -> Network:
+    """`network create`: a bridge with its own device and subnet."""
+    from overlayctl.network import manage
+
+    return manage.create_network(store, name, subnet, gateway, driver)
+
+
+def remove_network(store: Store, name: str) -> str:
+    """`network rm`: one network and its device; returns the name as given."""
+    from overlayctl.network import manage
+
+    return manage.remove_network(store, name)
+
+
+def inspect_networks(store: Store, names: list[str]) -> list[dict[str, Any]]:
+    """`network inspect NAME...`, Docker-shaped, after leases nobody holds
+    are released (so Containers lists only living ones)."""
+    from overlayctl.network import manage
+    from overlayctl.network.leases import release_stale
+
+    release_stale(store)
+    return [manage.inspect_network(store, name) for name in names]

@@ -1,0 +1,108 @@
+"""The store's own upkeep: `system fsck` (check and repair), the catalog's
+backups and `system restore`, and `generate systemd`.
+
+`system reconcile` is engine.reconcile's, `system df` engine.measure's,
+`system prune` and `system gc` engine.prune's.
+"""
+
+from __future__ import annotations
+
+from overlayctl.systemd.units import RESTART_POLICIES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from overlayctl.store import Store
+    from overlayctl.store.containers import Container
+    from overlayctl.store.fsck import Finding
+
+__all__ = [
+    "RESTART_POLICIES",
+    "check_store",
+    "newest_backup",
+    "repair_store",
+    "restore_catalog",
+    "systemd_unit",
+]
+
+
+def check_store(store: Store, verify_content: bool = False) -> list[Finding]:
+    """`system fsck`: every problem found, each with the repair it allows."""
+    from overlayctl.store import fsck
+
+    return fsck.check(store, verify_content)
+
+
+def repair_store(store: Store, findings: list[Finding]) -> list[str]:
+    """`system fsck --repair`: fix what findings allow, then reconcile;
+    one line per thing the reconciliation changed."""
+    from overlayctl.engine.reconcile import reconcile_store
+    from overlayctl.store import fsck
+
+    fsck.repair(store, findings)
+    return reconcile_store(store)
+
+
+def newest_backup(root: str) -> str | None:
+    """The newest good backup of the catalog of the store at root, if any."""
+    from overlayctl.store import backup
+
+    return backup.newest_good(root)
+
+
+def restore_catalog(root: str | None, runroot: str | None, source: str | None) -> tuple[str, list[str]]:
+    """`system restore`: put a backup of the catalog in place (source, or the
+    newest good one) without opening the store, whose catalog may be the
+    damaged one. Returns the backup used and one line per thing it did; the
+    caller then opens the store and reconciles it."""
+    from overlayctl.paths import Paths
+    from overlayctl.store.restore import restore
+    from overlayctl.supervise.supervisor import require_root
+
+    require_root()
+    return restore(Paths.from_env(root, runroot), source)
+
+
+def systemd_unit(
+    store: Store,
+    container: Container,
+    use_name: bool,
+    stop_timeout: int | None,
+    restart: str | None,
+    header: bool,
+    write: bool,
+) -> tuple[str, str | None]:
+    """`generate systemd`: the unit that runs container in the foreground,
+    and, with write, the path of container-NAME.service written with it in
+    the current directory."""
+    import os
+
+    from overlayctl.systemd import units
+
+    text = units.generate_unit(
+        container,
+        use_name=use_name,
+        root=store.paths.root,
+        runroot=store.paths.runroot,
+        stop_timeout=stop_timeout,
+        restart=restart,
+        executable=_executable(),
+        header=header,
+    )
+    if not write:
+        return text, None
+    path = os.path.abspath(units.unit_name(container, use_name))
+    with open(path, "w") as f:
+        f.write(text)
+    return text, path
+
+
+def _executable() -> str:
+    """The overlayctl a unit should run: the one on PATH (setup.sh's
+    launcher is /usr/local/bin/overlayctl), or that path when none is found."""
+    import os
+    import shutil
+
+    from overlayctl.systemd.units import EXECUTABLE
+
+    found = shutil.which("overlayctl")
+    return os.path.abspath(found) if found else EXECUTABLE

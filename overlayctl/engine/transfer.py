@@ -1,0 +1,65 @@
+"""Images to an archive and back: `save` and `load` (oci-archive, as podman
+and skopeo write it, or docker-archive).
+
+The archive formats are overlayctl.oci.archive's; these hold what a front
+end needs around them: where the archive goes or comes from, and that a
+failed save leaves no half archive behind.
+"""
+
+from __future__ import annotations
+
+import os
+
+from overlayctl.errors import KernelError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+    from overlayctl.oci.archive import Progress
+    from overlayctl.store import Store
+
+__all__ = ["load", "save", "save_to_file"]
+
+
+def save(
+    store: Store, images: list[str], out: BinaryIO, fmt: str, compression: str | None, progress: Progress
+) -> None:
+    """`save IMAGE...` as one archive on out, flushed."""
+    from overlayctl.oci.archive import save_archive
+
+    save_archive(store, images, out, fmt, compression, progress)
+    out.flush()
+
+
+def save_to_file(
+    store: Store, images: list[str], path: str, fmt: str, compression: str | None, progress: Progress
+) -> None:
+    """`save -o FILE`: written beside FILE, synced and renamed into place,
+    so a failed save leaves no half archive."""
+    target = os.path.abspath(path)
+    partial = f"{target}.{os.getpid()}.partial"
+    try:
+        with open(partial, "xb") as out:
+            save(store, images, out, fmt, compression, progress)
+            os.fsync(out.fileno())
+        os.rename(partial, target)
+    except OSError as e:
+        if e.filename not in (None, partial, target):
+            raise  # the store's, not the archive's (cli.main names it)
+        raise KernelError(f"cannot write {path}: {e.strerror or e}") from e
+    finally:
+        if os.path.lexists(partial):
+            os.unlink(partial)
+
+
+def load(store: Store, source: str | None, progress: Progress) -> None:
+    """`load [-i FILE]`: every image of the archive in FILE (stdin when
+    None), reported to progress as it is loaded."""
+    from overlayctl.oci.archive import load_archive, open_source
+
+    stream, where, close = open_source(source)
+    try:
+        load_archive(store, stream, where, progress)
+    finally:
+        close()
