@@ -212,7 +212,7 @@ def logs(
 
     store = open_store(obj)
     found = store.containers.get(container)
-    kind = (found.config.get("HostConfig", {}).get("LogConfig") or {}).get("Type") or "json-file"
+    kind = found.config.host.log_driver
     if kind == "none":
         raise OverlayctlError(f'container "{found.name}" logs to "none": there is nothing to read')
     if tail != "all" and not tail.lstrip("-").isdigit():

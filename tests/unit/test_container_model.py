@@ -13,6 +13,7 @@ writes it again (only ever from a trusted version of the code).
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -189,6 +190,85 @@ def test_inspect_prints_what_it_printed(tmp_path: Path) -> None:
     assert sorted(got) == sorted(expected)
     for name in sorted(got):
         assert got[name] == expected[name], name
+
+
+# --- nobody else reads the document as a dict ---------------------------------------
+
+PACKAGE = REPO / "overlayctl"
+OWNERS = {"container/model.py", "store/containers.py"}
+DOCUMENT_KEYS = {"Config", "HostConfig"}
+# Modules that handle image configs (OCI's "config"/"Config" keys), not containers'.
+IMAGE_MODULES = ("oci/", "image/", "builder/", "store/images.py", "store/buildcache.py", "layer/")
+
+
+def _reads_document(node: ast.AST) -> str | None:
+    """The key, if node reads a container document's Config or HostConfig as
+    a dict: `x.config["HostConfig"]`, `x.config.get("Config")`, or any
+    `["HostConfig"]` / `.get("HostConfig")`."""
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+        key, owner = node.slice.value, node.value
+    elif (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("get", "pop", "setdefault")
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    ):
+        key, owner = node.args[0].value, node.func.value
+    else:
+        return None
+    if key == "HostConfig":
+        return key
+    if key == "Config" and isinstance(owner, ast.Attribute) and owner.attr == "config":
+        return key  # container.config["Config"]; an image's is image.config["config"]
+    return None
+
+
+def document_reads(source: str, filename: str) -> list[str]:
+    """Each dict read of a container document in source, as 'file:line key'."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        key = _reads_document(node)
+        if key is not None:
+            found.append((node.lineno, f"{filename}:{node.lineno} {key}"))
+    return [text for _, text in sorted(found)]
+
+
+def test_only_the_model_and_the_store_read_the_document_as_a_dict() -> None:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel in OWNERS or rel.startswith(IMAGE_MODULES):
+            continue
+        found += document_reads(path.read_text(), rel)
+    assert not found, "read the typed model (overlayctl.container.model) instead:\n" + "\n".join(found)
+
+
+def test_the_scan_sees_what_it_must() -> None:
+    source = (
+        "a = container.config['HostConfig']\n"
+        "b = container.config.get('HostConfig', {})\n"
+        "c = found.config['Config'].get('StopSignal')\n"
+        "d = self.container.config.get('Config', {})\n"
+        "e = hc['HostConfig']\n"
+        "f = image.config['config']\n"  # an image's: not a container's
+        "g = manifest['Config']\n"  # an archive manifest's
+    )
+    assert [line.split(":")[1] for line in document_reads(source, "x.py")] == [
+        "1 HostConfig",
+        "2 HostConfig",
+        "3 Config",
+        "4 Config",
+        "5 HostConfig",
+    ]
+
+
+def test_the_model_is_pure_data() -> None:
+    tree = ast.parse((PACKAGE / "container" / "model.py").read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names} | {
+        node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+    }
+    assert imported <= {"__future__", "collections.abc", "typing", "overlayctl.errors"}, imported
 
 
 def _write_inspect_fixture() -> None:
