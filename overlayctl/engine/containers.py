@@ -215,7 +215,7 @@ def _host_config(opts: CreateOptions, store: Store) -> HostConfig:
         from overlayctl.runtime.cgroups import parse_limits
 
         limits = parse_limits(*(host.get(k) for k in limit_keys))
-        hc.resources = Resources.from_json(limits.to_inspect())
+        hc.resources = Resources.from_json(limits.to_inspect())  # cgroups' Limits speaks HostConfig's JSON keys
         hc.limits = LimitOptions(*(host.get(k) or None for k in limit_keys))
     return hc
 
