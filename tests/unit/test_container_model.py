@@ -35,7 +35,7 @@ IMAGE_CONFIG = {
     "config": {},
     "rootfs": {"type": "layers", "diff_ids": []},
 }
-WHERE_MADE = "/tmp/a17model"  # the directory the bind mounts of the fixture were made in
+WHERE_MADE = "/tmp/fixture"  # the directory the bind mounts of the fixture were made in
 
 
 @pytest.mark.parametrize("name", sorted(DOCS))
