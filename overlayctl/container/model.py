@@ -3,7 +3,7 @@
 (`HostConfig.Limits`, `Mounts`, `IPAddress`).
 
 Like Docker's api/types, this is pure data at the bottom of the layers
-(it imports nothing of overlayctl but its errors), so the store, the
+(it imports nothing of overlayctl), so the store, the
 network, the volumes and the runtime can all take typed arguments.
 
 The catalog keeps each container's configuration as one JSON document, and
@@ -28,7 +28,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from typing import Any
+    from typing import Any, Self
 
 
 class _Field:
@@ -73,7 +73,7 @@ class Record:
                 yield field.key
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Any:
+    def from_json(cls, data: dict[str, Any]) -> Self:
         """The record of a JSON object (fields it lacks get their defaults)."""
         record = cls()
         for field in cls.FIELDS:
