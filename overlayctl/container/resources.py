@@ -17,6 +17,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from overlayctl.container.model import HostConfig
+
 
 class Held:
     """What a start holds until the container ends: its network plan and
@@ -31,7 +33,7 @@ class Held:
 
 def acquire(store: Store, container: Container, spec: ContainerSpec, held: Held) -> None:
     """Prepare the network and the cgroup of a start (into `held`)."""
-    hc = container.config.get("HostConfig", {})
+    hc = container.config.host
     if paused_once(container.id):
         from overlayctl.runtime.cgroups.freezer import Freezer
 
@@ -40,7 +42,7 @@ def acquire(store: Store, container: Container, spec: ContainerSpec, held: Held)
         from overlayctl.network import attach, leases
 
         leases.release_stale(store)
-        held.plan = attach.prepare(store, container, spec.network, hc.get("IPAddress"), spec.hostname)
+        held.plan = attach.prepare(store, container, spec.network, hc.ip_address, spec.hostname)
         spec.mounts = held.plan.mounts + spec.mounts
     if needs_cgroup(hc):
         from overlayctl.runtime.cgroups.cgroup import create, find
@@ -49,8 +51,9 @@ def acquire(store: Store, container: Container, spec: ContainerSpec, held: Held)
         stale = find(container.id)
         if stale is not None:
             stale.remove()  # its last supervisor was killed before it could
-        given = hc.get("Limits") or {}
-        limits = parse_limits(*(given.get(k) for k in _LIMIT_KEYS))
+        from overlayctl.container.model import LimitOptions
+
+        limits = parse_limits(*(hc.limits if hc.limits is not None else LimitOptions()).given())
         held.cgroup = create(container.id, limits)
         if held.cgroup is not None:
             spec.cgroup_procs = held.cgroup.procs_files
@@ -61,12 +64,12 @@ def acquire(store: Store, container: Container, spec: ContainerSpec, held: Held)
         _restrict_devices(hc, held.cgroup)
 
 
-def _restrict_devices(hc: dict[str, Any], cgroup: Any) -> None:
+def _restrict_devices(hc: HostConfig, cgroup: Any) -> None:
     """Attach the device program of --device permissions narrower than rw
     to the container's cgroup2 directory, before PID 1 joins it."""
     from overlayctl.runtime import devices
 
-    rules = devices.rules_for(hc.get("Devices") or [])
+    rules = devices.rules_for(hc.devices or [])
     if not rules:
         return
     if cgroup is None or cgroup.unified is None:
@@ -105,6 +108,3 @@ def paused_once(container_id: str) -> bool:
     """Whether `pause` made a freezer for this container (cheap to ask:
     a stat on a cgroup tree; no cgroup module, no mountinfo read)."""
     return any(os.path.isdir(cgroup_dir(tree, container_id)) for tree in USUAL_CGROUP_TREES)
-
-
-_LIMIT_KEYS = ("memory", "memory_swap", "pids_limit", "cpus", "cpu_shares")

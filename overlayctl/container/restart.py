@@ -16,11 +16,8 @@ minute; a container that ran for 10 seconds or more starts again from 100 ms
 
 from __future__ import annotations
 
+from overlayctl.container.model import RestartPolicy
 from overlayctl.errors import InvalidArgumentError
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 POLICIES = ("no", "on-failure", "always", "unless-stopped")
 FIRST_DELAY_MS = 100
@@ -28,10 +25,10 @@ MAX_DELAY_MS = 60_000
 RESET_AFTER_SECONDS = 10.0
 
 
-def parse_policy(text: str | None) -> dict[str, Any]:
-    """`--restart` as HostConfig.RestartPolicy ({"Name", "MaximumRetryCount"})."""
+def parse_policy(text: str | None) -> RestartPolicy:
+    """`--restart` as HostConfig.RestartPolicy."""
     if not text:
-        return {"Name": "no", "MaximumRetryCount": 0}
+        return RestartPolicy()
     name, sep, count = text.partition(":")
     if name not in POLICIES:
         raise InvalidArgumentError(f'invalid restart policy "{text}": use no, on-failure[:N], always or unless-stopped')
@@ -42,19 +39,22 @@ def parse_policy(text: str | None) -> dict[str, Any]:
             )
         if not count.isdigit():
             raise InvalidArgumentError(f'invalid restart policy "{text}": the retry count must be a whole number')
-    return {"Name": name, "MaximumRetryCount": int(count) if sep else 0}
+    return RestartPolicy(name, int(count) if sep else 0)
 
 
-def should_restart(policy: dict[str, Any] | None, exit_code: int | None, manually_stopped: bool, restarts: int) -> bool:
+def should_restart(
+    policy: RestartPolicy | None, exit_code: int | None, manually_stopped: bool, restarts: int
+) -> bool:
     """Whether a container that just ended with `exit_code` (None: unknown)
     is started again, after `restarts` restarts since its last start."""
-    name = (policy or {}).get("Name") or "no"
+    name = (policy.name if policy is not None else "") or "no"
     if manually_stopped or exit_code is None:
         return False
     if name in ("always", "unless-stopped"):
         return True
     if name == "on-failure":
-        limit = int((policy or {}).get("MaximumRetryCount") or 0)
+        assert policy is not None
+        limit = int(policy.maximum_retry_count or 0)
         return exit_code != 0 and (limit == 0 or restarts < limit)
     return False
 

@@ -31,7 +31,7 @@ def parse_signal(text: str) -> int:
 
 def stop_signal(container: Container) -> int:
     """Config.StopSignal (--stop-signal or the image's STOPSIGNAL), else SIGTERM."""
-    text = container.config["Config"].get("StopSignal")
+    text = container.config.config.stop_signal
     return parse_signal(str(text)) if text else 15
 
 

@@ -13,7 +13,7 @@ from overlayctl.store.images import Image
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from overlayctl.container.model import HostConfig
 
 _images_seen: dict[str, Image] = {}  # by ID, in this process: `run -d` starts what it just created
 
@@ -29,41 +29,41 @@ def image_of(store: Store, container: Container) -> Image:
     return _images_seen.get(container.image_id) or store.images.get(container.image_id)
 
 
-def needs_cgroup(hc: dict[str, Any]) -> bool:
+def needs_cgroup(hc: HostConfig) -> bool:
     """Whether a start makes a cgroup: for limits, or a device program."""
-    if hc.get("Limits"):
+    if hc.limits is not None and hc.limits.any():
         return True
-    if hc.get("Devices"):
+    if hc.devices:
         from overlayctl.runtime.devices import needs_program
 
-        return needs_program(hc)
+        return needs_program(hc.devices)
     return False
 
 
 def container_spec(store: Store, container: Container, image: Image) -> ContainerSpec:
     """Resolve everything the runtime needs to start this container
     (network and cgroup are added by the start itself)."""
-    cfg = container.config["Config"]
-    hc = container.config.get("HostConfig", {})
-    env = list(cfg["Env"])
-    user = cfg.get("User") or ""
+    cfg = container.config.config
+    hc = container.config.host
+    env = list(cfg.env)
+    user = cfg.user or ""
     if not user and not any(e.startswith("HOME=") for e in env):
         env.append("HOME=/root")
-    privileged = bool(hc.get("Privileged"))
+    privileged = bool(hc.privileged)
     capabilities = None
-    if hc.get("CapAdd") or hc.get("CapDrop"):
+    if hc.cap_add or hc.cap_drop:
         from overlayctl.runtime.capabilities import resolve_capabilities
 
-        capabilities = resolve_capabilities(hc.get("CapAdd") or [], hc.get("CapDrop") or [])
+        capabilities = resolve_capabilities(hc.cap_add or [], hc.cap_drop or [])
     mounts = []
-    if hc.get("Mounts"):
+    if hc.mounts:
         from overlayctl.volumes import mounts as volumes
 
         mounts = volumes.mounts_for(store, container)
     seccomp = None
     if not privileged:
         profile = None
-        for item in hc.get("SecurityOpt") or []:
+        for item in hc.security_opt or []:
             key, _, value = item.partition("=")
             if key == "seccomp":
                 profile = value
@@ -79,19 +79,19 @@ def container_spec(store: Store, container: Container, image: Image) -> Containe
         layout=store.overlay_layout(image, container),
         store_root=store.paths.root,
         mountpoint=store.paths.mountpoint,
-        argv=list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or []),
+        argv=cfg.argv,
         env=env,
-        cwd=cfg.get("WorkingDir") or "/",
-        hostname=cfg.get("Hostname") or container.id[:12],
-        tty=bool(cfg.get("Tty")),
-        stdin=bool(cfg.get("OpenStdin")),
+        cwd=cfg.working_dir or "/",
+        hostname=cfg.hostname or container.id[:12],
+        tty=bool(cfg.tty),
+        stdin=bool(cfg.open_stdin),
         overlay_api=os.environ.get("OVERLAYCTL_OVERLAY_API", "new"),
-        network=hc.get("NetworkMode") or "none",
+        network=hc.network,
         user=user,
         capabilities=capabilities,
         privileged=privileged,
-        readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
+        readonly_rootfs=bool(hc.readonly_rootfs),
         mounts=mounts,
         seccomp=seccomp,
-        devices=[(d["PathOnHost"], d["PathInContainer"]) for d in hc.get("Devices") or []],
+        devices=[(d.path_on_host, d.path_in_container) for d in hc.devices or []],
     )

@@ -26,8 +26,8 @@ def remove(store: Store, container: Container, force: bool = False, volumes: boo
 
         Freezer(container.id).thaw()
     store.containers.remove(container, force)
-    hc = container.config.get("HostConfig", {})
-    if hc.get("NetworkMode") not in (None, "none", "host"):
+    hc = container.config.host
+    if hc.network not in ("none", "host"):
         from overlayctl.network import leases
 
         leases.release_stale(store)
@@ -45,7 +45,7 @@ def remove(store: Store, container: Container, force: bool = False, volumes: boo
         os.unlink(store.paths.attach_socket(container.id))
     except OSError:
         pass
-    if hc.get("Mounts"):
+    if hc.mounts:
         from overlayctl.volumes import mounts as volume_ops
 
         volume_ops.release(store, container, remove_anonymous=volumes)

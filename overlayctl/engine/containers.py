@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 
+from overlayctl.container.model import Config, ContainerConfig, HostConfig
 from overlayctl.errors import InvalidArgumentError
 from overlayctl.runtime.spec import merge_env
 from overlayctl.store import Store
@@ -37,6 +38,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
+
+    from overlayctl.container.model import Device
 
 
 class CreateOptions:
@@ -117,21 +120,23 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
 
         check_user_syntax(user)
     host_config = _host_config(opts, store)
-    config: dict[str, Any] = {
-        "Config": {
-            "Hostname": opts.hostname or "",
-            "User": user,
-            "Env": merge_env(list(image_cfg.get("Env") or []), env),
-            "Cmd": cmd,
-            "Entrypoint": entrypoint or None,
-            "WorkingDir": opts.workdir or image_cfg.get("WorkingDir") or "",
-            "Tty": opts.tty,
-            "OpenStdin": opts.interactive,
-            "Image": opts.image,
-            **_stop_config(opts, image_cfg),
-        },
-        "HostConfig": host_config,
-    }
+    stop_signal, stop_timeout = _stop_config(opts, image_cfg)
+    config = ContainerConfig(
+        Config(
+            hostname=opts.hostname or "",
+            user=user,
+            env=merge_env(list(image_cfg.get("Env") or []), env),
+            cmd=cmd,
+            entrypoint=entrypoint or None,
+            working_dir=opts.workdir or image_cfg.get("WorkingDir") or "",
+            tty=opts.tty,
+            open_stdin=opts.interactive,
+            image=opts.image,
+            stop_signal=stop_signal,
+            stop_timeout=stop_timeout,
+        ),
+        host_config,
+    )
     requests = opts.host.get("mount_requests")
     if requests or image_cfg.get("Volumes"):
         container = store.containers.create(image.id, opts.image, config, opts.name)
@@ -139,59 +144,54 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
     return store.containers.create(image.id, opts.image, config, opts.name)
 
 
-def _stop_config(opts: CreateOptions, image_cfg: dict[str, Any]) -> dict[str, Any]:
+def _stop_config(opts: CreateOptions, image_cfg: dict[str, Any]) -> tuple[str | None, int | None]:
     """Config.StopSignal (--stop-signal, else the image's STOPSIGNAL) and
-    Config.StopTimeout (--stop-timeout), checked now."""
-    out: dict[str, Any] = {}
+    Config.StopTimeout (--stop-timeout), checked now; None where not set."""
+    signal, seconds = None, None
     text = opts.host.get("stop_signal") or image_cfg.get("StopSignal")
     if text:
         from overlayctl.container.signals import parse_signal
 
         parse_signal(str(text))
-        out["StopSignal"] = str(text)
+        signal = str(text)
     timeout = opts.host.get("stop_timeout")
     if timeout not in (None, ""):
         value = str(timeout).strip()
         if not value.lstrip("-").isdigit():
             raise InvalidArgumentError(f'invalid --stop-timeout "{timeout}": give whole seconds')
-        out["StopTimeout"] = int(value)
-    return out
+        seconds = int(value)
+    return signal, seconds
 
 
-def _host_config(opts: CreateOptions, store: Store) -> dict[str, Any]:
+def _host_config(opts: CreateOptions, store: Store) -> HostConfig:
     """HostConfig as Docker's inspect shows it, every option checked now:
     a bad value is refused before anything is created."""
     host = opts.host
-    hc: dict[str, Any] = {"AutoRemove": opts.auto_remove, "NetworkMode": host.get("network") or "bridge"}
-    hc["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
+    hc = HostConfig(auto_remove=opts.auto_remove, network_mode=host.get("network") or "bridge")
     if host.get("restart"):
         from overlayctl.container.restart import parse_policy
 
-        hc["RestartPolicy"] = parse_policy(host["restart"])
-        if opts.auto_remove and hc["RestartPolicy"]["Name"] != "no":
+        hc.restart_policy = parse_policy(host["restart"])
+        if opts.auto_remove and hc.restart_name != "no":
             raise InvalidArgumentError("conflicting options: --restart and --rm")
     if host.get("log_driver") or host.get("log_opt"):
         from overlayctl.supervise.logs import parse_log_config
 
-        hc["LogConfig"] = parse_log_config(host.get("log_driver"), list(host.get("log_opt") or []))
-    else:
-        hc["LogConfig"] = {"Type": "json-file", "Config": {}}
+        hc.log_config = parse_log_config(host.get("log_driver"), list(host.get("log_opt") or []))
     if host.get("ip"):
-        hc["IPAddress"] = host["ip"]
-    if hc["NetworkMode"] not in ("none", "host") or host.get("ip"):
+        hc.ip_address = host["ip"]
+    if hc.network_mode not in ("none", "host") or host.get("ip"):
         from overlayctl.network import attach
 
-        attach.check(store, hc["NetworkMode"], host.get("ip"))
+        attach.check(store, hc.network_mode, host.get("ip"))
     cap_add, cap_drop = list(host.get("cap_add") or []), list(host.get("cap_drop") or [])
     if cap_add or cap_drop:
         from overlayctl.runtime.capabilities import resolve_capabilities
 
         resolve_capabilities(cap_add, cap_drop)  # validates
-        hc["CapAdd"], hc["CapDrop"] = cap_add, cap_drop
-    if host.get("privileged"):
-        hc["Privileged"] = True
-    if host.get("read_only"):
-        hc["ReadonlyRootfs"] = True
+        hc.cap_add, hc.cap_drop = cap_add, cap_drop
+    hc.privileged = bool(host.get("privileged"))
+    hc.readonly_rootfs = bool(host.get("read_only"))
     security = []
     for item in host.get("security_opt") or []:
         key, sep, value = item.partition("=")
@@ -218,20 +218,21 @@ def _host_config(opts: CreateOptions, store: Store) -> dict[str, Any]:
             f'invalid --security-opt "{item}": use seccomp=unconfined or seccomp=PROFILE.json'
         )
     if security:
-        hc["SecurityOpt"] = security
+        hc.security_opt = security
     if host.get("device"):
-        hc["Devices"] = _devices(list(host["device"]))
+        hc.devices = _devices(list(host["device"]))
     limit_keys = ("memory", "memory_swap", "pids_limit", "cpus", "cpu_shares")
     if any(host.get(k) for k in limit_keys):
+        from overlayctl.container.model import LimitOptions, Resources
         from overlayctl.runtime.cgroups.limits import parse_limits
 
         limits = parse_limits(*(host.get(k) for k in limit_keys))
-        hc.update(limits.to_inspect())
-        hc["Limits"] = {k: host.get(k) for k in limit_keys if host.get(k)}
+        hc.resources = Resources.from_json(limits.to_inspect())  # cgroups' Limits speaks HostConfig's JSON keys
+        hc.limits = LimitOptions(*(host.get(k) or None for k in limit_keys))
     return hc
 
 
-def _devices(values: list[str]) -> list[dict[str, str]]:
+def _devices(values: list[str]) -> list[Device]:
     """HostConfig.Devices for --device values, each host node checked now;
     narrowed permissions need the cgroup2 tree their device program goes in."""
     from overlayctl.runtime.devices import host_node, parse_device
@@ -249,7 +250,7 @@ def _devices(values: list[str]) -> list[dict[str, str]]:
                 f'--device {d.host}:{d.container}:{d.permissions}: permissions narrower than "rw" need a '
                 "cgroup2 tree for their device program, and this host has none mounted; use rw"
             )
-    return [d.to_inspect() for d in devices]
+    return [d.to_config() for d in devices]
 
 
 def _with_volumes(store: Store, container: Container, image: Image, requests: list[Any]) -> Container:
@@ -262,7 +263,7 @@ def _with_volumes(store: Store, container: Container, image: Image, requests: li
     except BaseException:
         store.containers.remove(container, force=True)
         raise
-    container.config["HostConfig"]["Mounts"] = mounts
+    container.config.host.mounts = mounts
     store.containers.update_config(container.id, container.config)
     return container
 

@@ -80,7 +80,7 @@ def stop(store: Store, container: Container, timeout: int | None = None) -> None
     if not container.is_active:
         return
     if timeout is None:
-        configured = container.config["Config"].get("StopTimeout")
+        configured = container.config.config.stop_timeout
         timeout = DEFAULT_STOP_TIMEOUT if configured is None else int(configured)
     signum = stop_signal(container)
     store.containers.set_manually_stopped(container.id)
@@ -260,13 +260,13 @@ def exec_in(
     overrides = resolve_env(env or [])
     if workdir is not None and not workdir.startswith("/"):
         raise InvalidArgumentError(f'working directory "{workdir}" is not an absolute path')
-    cfg = container.config["Config"]
+    cfg = container.config.config
     spec = container_spec(store, container, store.images.get(container.image_id))
     exec_spec = runtime_exec.ExecSpec(
         argv=list(argv),
-        env=merge_env(list(cfg.get("Env") or []), overrides),
-        cwd=workdir or cfg.get("WorkingDir") or "/",
-        user=user if user is not None else cfg.get("User") or "",
+        env=merge_env(list(cfg.env or []), overrides),
+        cwd=workdir or cfg.working_dir or "/",
+        user=user if user is not None else cfg.user or "",
         tty=tty,
         interactive=interactive,
         detach=detach,
@@ -284,9 +284,9 @@ def attach(store: Store, container: Container, stdin: bool = True) -> int:
 
     if container.status != RUNNING:
         raise ConflictError(f'cannot attach to container "{container.name}": it is not running; start it first')
-    cfg = container.config["Config"]
+    cfg = container.config.config
     sock = client.connect(store.paths.attach_socket(container.id), container.name)
-    code = client.attach(sock, stdin and bool(cfg.get("OpenStdin")), bool(cfg.get("Tty")), container.pid)
+    code = client.attach(sock, stdin and bool(cfg.open_stdin), bool(cfg.tty), container.pid)
     if code is not None:
         return code
     after = store.containers.get(container.id)
@@ -307,7 +307,7 @@ def restart_on_boot(store: Store) -> list[str]:
 
     started = []
     for container in store.containers.list(all=True):
-        policy = (container.config.get("HostConfig", {}).get("RestartPolicy") or {}).get("Name")
+        policy = container.config.host.restart_name
         if container.status != EXITED:
             continue
         if policy == "always" or (policy == "unless-stopped" and not container.manually_stopped):

@@ -20,15 +20,26 @@ def container_size(store: Store, container: Container) -> int:
     return disk_usage(store.paths.upper(container.id)).bytes
 
 
+def docker_config(container: Container) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Config and HostConfig as Docker's inspect shows them, made from the
+    container's model: the stored documents, less overlayctl's own
+    HostConfig.Limits (the options as given; the parsed values are beside
+    them), and with the short ID for a host name when none was given."""
+    config = container.config.config.to_json()
+    config = dict(config, Hostname=config.get("Hostname") or container.id[:12])
+    host = container.config.host.to_json()
+    host.pop("Limits", None)
+    return config, host
+
+
 def container_inspect(store: Store, container: Container, size: bool = False) -> dict[str, Any]:
     """`docker inspect CONTAINER`."""
     image = store.images.get(container.image_id)
-    cfg = container.config["Config"]
-    argv = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
+    argv = container.config.config.argv
     layout = store.overlay_layout(image, container)
     running = container.status == RUNNING
-    hc_saved = container.config.get("HostConfig", {})
-    log_type = (hc_saved.get("LogConfig") or {}).get("Type") or "json-file"
+    hc = container.config.host
+    config, host = docker_config(container)
     data: dict[str, Any] = {
         "Id": container.id,
         "Created": container.created,
@@ -50,12 +61,12 @@ def container_inspect(store: Store, container: Container, size: bool = False) ->
             "SupervisorPid": container.supervisor_pid if container.is_active else 0,
         },
         "Image": container.image_id,
-        "LogPath": store.paths.container_log(container.id) if log_type == "json-file" else "",
+        "LogPath": store.paths.container_log(container.id) if hc.log_driver == "json-file" else "",
         "RestartCount": container.restart_count,
         "Name": "/" + container.name,
         "Driver": "overlay",
         "Platform": "linux",
-        "HostConfig": dict(container.config.get("HostConfig", {})),
+        "HostConfig": host,
         "GraphDriver": {
             "Name": "overlay",
             "Data": {
@@ -64,17 +75,15 @@ def container_inspect(store: Store, container: Container, size: bool = False) ->
                 "WorkDir": layout.workdir,
             },
         },
-        "Config": dict(cfg, Hostname=cfg.get("Hostname") or container.id[:12]),
+        "Config": config,
     }
-    hc = data["HostConfig"]
-    hc.pop("Limits", None)  # the options as given; the parsed values are beside them
-    if hc.get("Mounts"):
+    if hc.mounts:
         from overlayctl.volumes import mounts as volumes
 
         data["Mounts"] = volumes.inspect_mounts(store, container)
     else:
         data["Mounts"] = []
-    mode = hc.get("NetworkMode") or "none"
+    mode = hc.network
     if mode not in ("none", "host"):
         from overlayctl.network import attach
 
@@ -160,8 +169,7 @@ def status_text(container: Container, now: float | None = None) -> str:
 
 def command_text(container: Container, width: int = 20) -> str:
     """The COMMAND column: quoted, cut with an ellipsis like Docker's."""
-    cfg = container.config["Config"]
-    text = " ".join(list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or []))
+    text = " ".join(container.config.config.argv)
     if len(text) > width:
         text = text[: width - 1] + "…"
     return f'"{text}"'

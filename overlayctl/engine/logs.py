@@ -26,7 +26,7 @@ def log_entries(
     The arguments are checked before this returns."""
     from overlayctl.supervise import logs
 
-    kind = (container.config.get("HostConfig", {}).get("LogConfig") or {}).get("Type") or "json-file"
+    kind = container.config.host.log_driver
     if kind == "none":
         raise OverlayctlError(f'container "{container.name}" logs to "none": there is nothing to read')
     if tail != "all" and not tail.lstrip("-").isdigit():

@@ -115,8 +115,7 @@ def prune_networks(store: Store) -> list[str]:
 
     wanted = set()
     for container in store.containers.list(all=True):
-        hc = container.config.get("HostConfig", {})
-        wanted.add(hc.get("NetworkMode") or "")
+        wanted.add(container.config.host.network_mode or "")
     names = []
     for network in networks(store).list():
         if network.name == DEFAULT_NETWORK or network.name in wanted:

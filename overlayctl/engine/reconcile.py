@@ -25,7 +25,7 @@ def reconcile_store(store: Store) -> list[str]:
     lost = [c for c in containers if c.id in claimed and c.status == EXITED]
     report = [f"exited: {c.name} ({c.short_id}): {c.error or 'its supervisor is gone'}" for c in lost]
     for container in lost:
-        if container.config.get("HostConfig", {}).get("AutoRemove"):
+        if container.config.host.auto_remove:
             remove(store, container, force=True, volumes=True)
             report.append(f"removed: {container.name} ({container.short_id}), started with --rm")
     leases.release_stale(store)

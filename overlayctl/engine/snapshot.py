@@ -170,10 +170,7 @@ def commit(
         if os.path.exists(spool):
             os.unlink(spool)
     created = now_rfc3339()
-    cfg = container.config.get("Config", {})
-    entry: dict[str, Any] = {"created": created, "created_by": " ".join(
-        list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
-    )}
+    entry: dict[str, Any] = {"created": created, "created_by": " ".join(container.config.config.argv)}
     if message:
         entry["comment"] = message
     if author:

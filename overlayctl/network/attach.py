@@ -267,7 +267,7 @@ def settings_for(store: Store, container: Container) -> dict[str, Any]:
         if network is not None and running:
             held = leases.networks(store).leases(network=network.name, container_id=container.id)
             lease = held[0] if held else None
-    fixed_ip = container.config.get("HostConfig", {}).get("IPAddress") or None
+    fixed_ip = container.config.host.ip_address or None
     return _settings(mode, network, lease, container.id, container.pid if running else 0, fixed_ip)
 
 

@@ -272,5 +272,5 @@ def endpoint_id(network_id: str, container_id: str) -> str:
 def network_mode(container: Container) -> str:
     """The container's --network: "bridge", "host", "none" or a network name.
     A container recorded before networks existed has none."""
-    mode = container.config.get("HostConfig", {}).get("NetworkMode") or "none"
+    mode = container.config.host.network
     return DEFAULT_NETWORK if mode == "default" else mode

@@ -27,6 +27,12 @@ import struct
 
 from overlayctl.errors import InvalidArgumentError, KernelError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from overlayctl.container import model
+
 _MODE_LETTERS = "rwm"
 
 
@@ -55,13 +61,15 @@ class Device:
         """Whether reads or writes must be denied by a device program."""
         return not ("r" in self.permissions and "w" in self.permissions)
 
-    def to_inspect(self) -> dict[str, str]:
-        """As Docker's inspect shows it in HostConfig.Devices."""
-        return {"PathOnHost": self.host, "PathInContainer": self.container, "CgroupPermissions": self.permissions}
+    def to_config(self) -> model.Device:
+        """As the container's HostConfig.Devices holds it."""
+        from overlayctl.container.model import Device as ConfigDevice
+
+        return ConfigDevice(self.host, self.container, self.permissions)
 
     @classmethod
-    def from_inspect(cls, data: dict[str, str]) -> Device:
-        return cls(data["PathOnHost"], data["PathInContainer"], data.get("CgroupPermissions") or "rwm")
+    def from_config(cls, device: model.Device) -> Device:
+        return cls(device.path_on_host, device.path_in_container, device.permissions)
 
 
 def _valid_mode(text: str) -> bool:
@@ -184,18 +192,19 @@ def restrict(cgroup_dir: str, rules: list[tuple[str, int, int, str]]) -> None:
         os.close(prog)
 
 
-def rules_for(devices: list[dict[str, str]]) -> list[tuple[str, int, int, str]]:
+def rules_for(devices: Iterable[model.Device]) -> list[tuple[str, int, int, str]]:
     """The device program's rules for HostConfig.Devices: only the
     restricted ones, their numbers read from the host's nodes now."""
     rules = []
-    for data in devices:
-        device = Device.from_inspect(data)
+    for given in devices:
+        device = Device.from_config(given)
         if device.restricted:
             kind, major, minor = host_node(device.host)
             rules.append((kind, major, minor, device.permissions))
     return rules
 
 
-def needs_program(host_config: dict) -> bool:  # type: ignore[type-arg]
-    """Whether a start must make a cgroup for a device program."""
-    return any(Device.from_inspect(d).restricted for d in host_config.get("Devices") or [])
+def needs_program(devices: Iterable[model.Device]) -> bool:
+    """Whether a start must make a cgroup for a device program
+    (HostConfig.Devices asks for narrower permissions than rw)."""
+    return any(Device.from_config(d).restricted for d in devices)

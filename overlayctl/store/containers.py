@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from overlayctl.container.model import ContainerConfig
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
 from overlayctl.paths import Paths
 from overlayctl.store import staging
@@ -24,7 +25,6 @@ from overlayctl.util.reference import validate_container_name
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
-    from typing import Any
 
 CREATED, RUNNING, RESTARTING, EXITED = "created", "running", "restarting", "exited"
 LOST = "its process ended while no supervisor was watching"
@@ -60,7 +60,7 @@ class Container:
         name: str,
         image_id: str,
         image_name: str,
-        config: dict[str, Any],
+        config: ContainerConfig,
         created: str,
         status: str,
         pid: int,
@@ -79,7 +79,7 @@ class Container:
         self.name = name
         self.image_id = image_id
         self.image_name = image_name  # the reference the user gave
-        self.config = config
+        self.config = config  # what it runs and how: the catalog's JSON, typed
         self.created = created
         self.status = status
         self.pid = pid
@@ -108,7 +108,7 @@ class Container:
             row["name"],
             row["image_id"],
             row["image_name"],
-            jsonio.loads(row["config"]),
+            ContainerConfig.from_json(jsonio.loads(row["config"])),
             row["created"],
             row["status"],
             row["pid"],
@@ -159,7 +159,7 @@ class ContainerStore:
         self.paths = paths
         self.conn = conn
 
-    def create(self, image_id: str, image_name: str, config: dict[str, Any], name: str | None = None) -> Container:
+    def create(self, image_id: str, image_name: str, config: ContainerConfig, name: str | None = None) -> Container:
         """Make the container's directory (with an empty upper/) and record it.
 
         The directory is made in staging and renamed into place before the
@@ -190,7 +190,7 @@ class ContainerStore:
                 self.conn.execute(
                     "INSERT INTO containers (id, name, image_id, image_name, config, created, status) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (container_id, name, image_id, image_name, jsonio.dumps(config), created, CREATED),
+                    (container_id, name, image_id, image_name, jsonio.dumps(config.to_json()), created, CREATED),
                 )
         except BaseException:
             staging.discard(self.paths.container_dir(container_id), self.paths.tmp)
@@ -373,10 +373,12 @@ class ContainerStore:
             self.conn.execute("UPDATE containers SET name = ? WHERE id = ?", (new_name, container.id))
         container.name = new_name
 
-    def update_config(self, container_id: str, config: dict[str, Any]) -> None:
+    def update_config(self, container_id: str, config: ContainerConfig) -> None:
         """Replace a container's config (volumes are added after the row exists)."""
         with transaction(self.conn):
-            self.conn.execute("UPDATE containers SET config = ? WHERE id = ?", (jsonio.dumps(config), container_id))
+            self.conn.execute(
+                "UPDATE containers SET config = ? WHERE id = ?", (jsonio.dumps(config.to_json()), container_id)
+            )
 
     def remove(self, container: Container, force: bool = False) -> None:
         """Delete the catalog row, then the directories (upper dir and all).

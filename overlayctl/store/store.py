@@ -82,8 +82,7 @@ class Store:
         never writes into the container's upper dir (as Docker's init layer).
         """
         lowerdirs = tuple(self.layers.diff_path(layer) for layer in reversed(image.layers))
-        mode = container.config.get("HostConfig", {}).get("NetworkMode") or "none"
-        if mode not in ("none", "host") and len(lowerdirs) < MAX_LAYERS:
+        if container.config.host.network not in ("none", "host") and len(lowerdirs) < MAX_LAYERS:
             # (An image at the kernel's limit goes without: its mount targets
             # are then made in the upper dir.)
             lowerdirs = (self.init_layer(),) + lowerdirs

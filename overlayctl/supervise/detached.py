@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 
+from overlayctl.container.model import ContainerConfig
 from overlayctl.container.resources import Held, acquire, release_held
 from overlayctl.container.spec import container_spec, image_of, needs_cgroup
 from overlayctl.container.teardown import remove
@@ -301,7 +302,7 @@ class Launch:
             pass
         oom, cleanup_error = release_held(self.store, self.container, self.held)
         self.store.containers.set_exited(self.container.id, code, error=error or cleanup_error, oom_killed=oom)
-        if self.container.config.get("HostConfig", {}).get("AutoRemove"):
+        if self.container.config.host.auto_remove:
             remove(self.store, self.store.containers.get(self.container.id), force=True, volumes=True)
 
     def _close_child_stdio(self) -> None:
@@ -323,9 +324,9 @@ def _log_state(store: Store, container: Container) -> dict[str, str]:
     """The monitor's log settings, as key=value strings (max-size was checked
     by logs.parse_log_config at create; overlayctl.supervise.logs is not imported on
     every `run -d`)."""
-    log_config = container.config.get("HostConfig", {}).get("LogConfig") or {}
-    kind = log_config.get("Type") or "json-file"
-    config = log_config.get("Config") or {}
+    hc = container.config.host
+    kind = hc.log_driver
+    config = (hc.log_config.config if hc.log_config is not None else None) or {}
     state = {"log_type": kind}
     if kind == "json-file":
         state["log_path"] = store.paths.container_log(container.id)
@@ -379,24 +380,24 @@ def _after_exit(state: dict[str, str], status: int | None) -> None:
         container: Container | None = store.containers.get(container_id)
     except OverlayctlError:
         container = None  # removed meanwhile (rm -f): only clean up
-    if container is not None and needs_cgroup(container.config.get("HostConfig", {})):
+    if container is not None and needs_cgroup(container.config.host):
         from overlayctl.runtime.cgroups.cgroup import find
 
         held.cgroup = find(container_id)
-    subject = container or Container(container_id, "", "", "", {"HostConfig": {}}, "", "", 0, 0, None, "", "", "")
+    subject = container or Container(container_id, "", "", "", ContainerConfig(), "", "", 0, 0, None, "", "", "")
     oom, error = release_held(store, subject, held)
     if container is None:
         return
-    hc = container.config.get("HostConfig", {})
+    hc = container.config.host
     count = int(state.get("restart_count") or 0)
     stop_asked = bool(_signal.sigpending() & set(STOP_SIGNALS))
-    if not stop_asked and should_restart(hc.get("RestartPolicy"), exit_code, container.manually_stopped, count):
+    if not stop_asked and should_restart(hc.restart_policy, exit_code, container.manually_stopped, count):
         store.containers.set_restarting(container_id, exit_code, count + 1, oom)
         ran = time.time() - float(state.get("started") or time.time())
         _restart_after_backoff(store, container_id, count + 1, int(state.get("delay_ms") or 0), ran)
         return
     store.containers.set_exited(container_id, exit_code, error=error, oom_killed=oom)
-    if hc.get("AutoRemove"):
+    if hc.auto_remove:
         remove(store, store.containers.get(container_id), force=True, volumes=True)
 
 

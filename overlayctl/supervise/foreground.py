@@ -27,8 +27,8 @@ def _keeps_log(container: Container) -> bool:
     into a log: not for --rm (the log would go with the container a moment
     later; the container writes straight to the terminal) nor without a
     log driver."""
-    hc = container.config.get("HostConfig", {})
-    return not hc.get("AutoRemove") and (hc.get("LogConfig") or {}).get("Type", "json-file") != "none"
+    hc = container.config.host
+    return not hc.auto_remove and hc.log_driver != "none"
 
 
 def run(
@@ -43,7 +43,7 @@ def run(
     spec = container_spec(store, container, image)
     if not os.path.isdir(spec.layout.workdir):
         os.mkdir(spec.layout.workdir, 0o700)
-    hc = container.config.get("HostConfig", {})
+    hc = container.config.host
     notify = "NOTIFY_SOCKET" in os.environ  # under systemd (Type=notify)
     code: int | None = None
     error = ""
@@ -94,7 +94,7 @@ def run(
         # Recorded however the start ends (an unknown code if it was cut short).
         if not (ran and _hand_over_restart(store, container, code, oom, notify)):
             store.containers.set_exited(container.id, code, error=error, oom_killed=oom)
-            if hc.get("AutoRemove"):
+            if hc.auto_remove:
                 # Read back: if the start was cut short while the process lived,
                 # the row says "running" and remove() kills and waits first.
                 remove(store, store.containers.get(container.id), force=True, volumes=True)
@@ -109,7 +109,7 @@ class _ForegroundOutput:
         from overlayctl.supervise.logs import open_writer
 
         self.writer = open_writer(
-            container.config["HostConfig"].get("LogConfig") or {},
+            container.config.host.log_config,
             store.paths.container_log(container.id),
             {"id": container.id, "name": container.name, "image": container.image_name},
         )
@@ -166,8 +166,8 @@ def _hand_over_restart(store: Store, container: Container, code: int | None, oom
     Docker, the run returns the exit code and the restarts go on in the
     background, in a detached supervisor. Not under systemd, whose
     Restart= decides there."""
-    policy = container.config.get("HostConfig", {}).get("RestartPolicy")
-    if notify or not policy or policy.get("Name") in (None, "no"):
+    policy = container.config.host.restart_policy
+    if notify or policy is None or container.config.host.restart_name == "no":
         return False
     from overlayctl.container.restart import should_restart
 

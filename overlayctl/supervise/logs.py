@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
+    from overlayctl.container.model import LogConfig
+
 DRIVERS = ("json-file", "journald", "none")
 DEFAULT_DRIVER = "json-file"
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
@@ -50,7 +52,7 @@ def journal_socket() -> str:
     return os.environ.get("OVERLAYCTL_JOURNAL_SOCKET") or JOURNAL_SOCKET
 
 
-def parse_log_config(driver: str | None, options: list[str]) -> dict[str, Any]:
+def parse_log_config(driver: str | None, options: list[str]) -> LogConfig:
     """`--log-driver` and `--log-opt KEY=VALUE` as HostConfig.LogConfig,
     checked as Docker checks them at create."""
     from overlayctl.errors import InvalidArgumentError
@@ -83,7 +85,9 @@ def parse_log_config(driver: str | None, options: list[str]) -> dict[str, Any]:
             f"logging driver journald needs systemd-journald, and nothing listens on {journal_socket()}; "
             "use --log-driver json-file"
         )
-    return {"Type": name, "Config": config}
+    from overlayctl.container.model import LogConfig
+
+    return LogConfig(name, config)
 
 
 def parse_max_size(text: str) -> int:
@@ -239,10 +243,10 @@ class NoLog:
         pass
 
 
-def open_writer(log_config: dict[str, Any], path: str, identity: dict[str, str]):  # type: ignore[no-untyped-def]
+def open_writer(log_config: LogConfig | None, path: str, identity: dict[str, str]):  # type: ignore[no-untyped-def]
     """The writer for a container's LogConfig. `identity`: id, name, image."""
-    kind = log_config.get("Type") or DEFAULT_DRIVER
-    config = log_config.get("Config") or {}
+    kind = (log_config.type if log_config is not None else "") or DEFAULT_DRIVER
+    config = (log_config.config if log_config is not None else None) or {}
     if kind == "none":
         return NoLog()
     if kind == "journald":

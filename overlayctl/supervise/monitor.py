@@ -342,8 +342,10 @@ def _writer(state: dict[str, str]):  # type: ignore[no-untyped-def]
     if kind == "none":
         return logs.NoLog()
     if kind == "journald":
+        from overlayctl.container.model import LogConfig
+
         return logs.open_writer(
-            {"Type": kind, "Config": {"tag": state.get("log_tag", "")}},
+            LogConfig(kind, {"tag": state.get("log_tag", "")}),
             "",
             {"id": state["id"], "name": state.get("name", ""), "image": state.get("image", "")},
         )

@@ -535,21 +535,21 @@ def needs_of(container: Container, root: str, runroot: str) -> HostNeeds:
     """The HostNeeds of a stored container."""
     from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES, resolve_capabilities
 
-    hc = container.config.get("HostConfig", {})
+    hc = container.config.host
     paths = [(root, True), (runroot, True)]
-    for mount in hc.get("Mounts") or []:
-        if mount.get("Type") == "bind" and mount.get("Source"):
-            paths.append((mount["Source"], not mount.get("ReadOnly")))
+    for mount in hc.mounts or []:
+        if mount.type == "bind" and mount.source:
+            paths.append((mount.source, not mount.read_only))
     # A --device is a host node the supervisor binds in: /dev is reached.
-    paths += [(device["PathOnHost"], True) for device in hc.get("Devices") or [] if device.get("PathOnHost")]
-    if hc.get("CapAdd") or hc.get("CapDrop"):
-        capabilities = resolve_capabilities(hc.get("CapAdd") or [], hc.get("CapDrop") or [])
+    paths += [(device.path_on_host, True) for device in hc.devices or [] if device.path_on_host]
+    if hc.cap_add or hc.cap_drop:
+        capabilities = resolve_capabilities(hc.cap_add or [], hc.cap_drop or [])
     else:
         capabilities = DEFAULT_CAPABILITIES
-    profiles = [o.partition("=")[2] for o in hc.get("SecurityOpt") or [] if o.startswith("seccomp=")]
+    profiles = [o.partition("=")[2] for o in hc.security_opt or [] if o.startswith("seccomp=")]
     default_seccomp = all(p == "builtin" for p in profiles)
-    bridge = (hc.get("NetworkMode") or "none") not in ("none", "host")
-    return HostNeeds(paths, capabilities, bool(hc.get("Privileged")), default_seccomp, bridge)
+    bridge = hc.network not in ("none", "host")
+    return HostNeeds(paths, capabilities, bool(hc.privileged), default_seccomp, bridge)
 
 
 # Syscall groups (systemd.exec(5)) whose every call needs a capability: a
@@ -657,15 +657,15 @@ def generate_unit(
     from overlayctl import __version__
     from overlayctl.container.signals import parse_signal
 
-    hc = container.config.get("HostConfig", {})
-    cfg = container.config.get("Config", {})
-    if hc.get("AutoRemove"):
+    hc = container.config.host
+    cfg = container.config.config
+    if hc.auto_remove:
         raise InvalidArgumentError(
             f'container "{container.name}" is removed when it exits (--rm): a unit could start it only once; '
             "create it without --rm"
         )
     if restart is None:
-        restart = RESTART_FROM_CONTAINER.get((hc.get("RestartPolicy") or {}).get("Name") or "no", "on-failure")
+        restart = RESTART_FROM_CONTAINER.get(hc.restart_name, "on-failure")
     if restart not in RESTART_POLICIES:
         raise InvalidArgumentError(f'invalid restart policy "{restart}": use one of {", ".join(RESTART_POLICIES)}')
     name = unit_name(container, use_name)
@@ -677,8 +677,8 @@ def generate_unit(
         ("After", f"network-online.target {RECONCILE_UNIT}"),
         ("RequiresMountsFor", " ".join(path_word(p, "host path") for p in dict.fromkeys(p for p, _ in needs.paths))),
     ]
-    signal = parse_signal(str(cfg["StopSignal"])) if cfg.get("StopSignal") else 15
-    own = int(cfg["StopTimeout"]) if cfg.get("StopTimeout") is not None else None
+    signal = parse_signal(str(cfg.stop_signal)) if cfg.stop_signal else 15
+    own = int(cfg.stop_timeout) if cfg.stop_timeout is not None else None
     args = global_args(root, runroot)
     service = service_lines(target, executable, args, stop_timeout, restart, signal, stop_waits=own)
     service += hardening(needs)

@@ -36,6 +36,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from overlayctl.container.model import Mount as ConfigMount
     from overlayctl.store import Store
     from overlayctl.store.containers import Container
     from overlayctl.store.images import Image
@@ -69,7 +70,7 @@ def with_image_volumes(requests: list[MountRequest], image: Image) -> list[Mount
     return result
 
 
-def prepare(store: Store, container_id: str, requests: list[MountRequest], image: Image) -> list[dict[str, Any]]:
+def prepare(store: Store, container_id: str, requests: list[MountRequest], image: Image) -> list[ConfigMount]:
     """Make what the container's mounts need, record its uses of volumes
     and return its HostConfig.Mounts.
 
@@ -124,7 +125,7 @@ def prepare(store: Store, container_id: str, requests: list[MountRequest], image
         for staged in new.values():
             if os.path.lexists(staged.stage):
                 remove_tree(staged.stage)
-    return [r.to_json() for r in resolved]
+    return [r.to_mount() for r in resolved]
 
 
 def _is_empty(path: str) -> bool:
@@ -139,7 +140,7 @@ def _is_empty(path: str) -> bool:
 
 
 def _entries(container: Container) -> list[MountRequest]:
-    return [MountRequest.from_json(e) for e in container.config.get("HostConfig", {}).get("Mounts") or []]
+    return [MountRequest.from_mount(m) for m in container.config.host.mounts or []]
 
 
 def mounts_for(store: Store, container: Container) -> list[Mount]:

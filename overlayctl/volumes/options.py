@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+from overlayctl.container.model import BindOptions, Mount, TmpfsOptions, VolumeOptions
 from overlayctl.errors import InvalidArgumentError
 
 TYPE_CHECKING = False
@@ -87,59 +88,50 @@ class MountRequest:
         return isinstance(other, MountRequest) and self.to_json() == other.to_json()
 
     def with_source(self, source: str) -> MountRequest:
-        return MountRequest.from_json(dict(self.to_json(), Source=source))
+        mount = self.to_mount()
+        mount.source = source
+        return MountRequest.from_mount(mount)
 
     @property
     def anonymous(self) -> bool:
         return self.kind == "volume" and not self.source
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "Type": self.kind,
-            "Source": self.source,
-            "Target": self.target,
-            "ReadOnly": self.readonly,
-        }
-        if self.mode:
-            out["Mode"] = self.mode
+    def to_mount(self) -> Mount:
+        """The entry of HostConfig.Mounts (optional parts only when they apply)."""
+        volume = bind = tmpfs = None
         if self.kind == "volume" and (self.nocopy or self.labels):
-            options: dict[str, Any] = {}
-            if self.nocopy:
-                options["NoCopy"] = True
-            if self.labels:
-                options["Labels"] = dict(self.labels)
-            out["VolumeOptions"] = options
+            volume = VolumeOptions(self.nocopy, dict(self.labels) if self.labels else None)
         if self.kind == "bind" and self.create_source:
-            out["BindOptions"] = {"CreateMountpoint": True}
-        if self.kind == "tmpfs":
-            tmpfs: dict[str, Any] = {}
-            if self.tmpfs_size is not None:
-                tmpfs["SizeBytes"] = self.tmpfs_size
-            if self.tmpfs_mode is not None:
-                tmpfs["Mode"] = self.tmpfs_mode
-            if self.tmpfs_options:
-                tmpfs["Options"] = self.tmpfs_options
-            if tmpfs:
-                out["TmpfsOptions"] = tmpfs
-        return out
+            bind = BindOptions(create_mountpoint=True)
+        if self.kind == "tmpfs" and (self.tmpfs_size, self.tmpfs_mode, self.tmpfs_options) != (None, None, ""):
+            tmpfs = TmpfsOptions(self.tmpfs_size, self.tmpfs_mode, self.tmpfs_options or None)
+        return Mount(self.kind, self.source, self.target, self.readonly, self.mode or None, volume, bind, tmpfs)
+
+    @classmethod
+    def from_mount(cls, mount: Mount) -> MountRequest:
+        """The request an entry of HostConfig.Mounts was made from."""
+        volume, tmpfs = mount.volume_options, mount.tmpfs_options
+        return cls(
+            mount.type,
+            mount.source or "",
+            mount.target,
+            readonly=bool(mount.read_only),
+            mode=mount.mode or "",
+            nocopy=bool(volume is not None and volume.no_copy),
+            create_source=bool(mount.bind_options is not None and mount.bind_options.create_mountpoint),
+            labels=dict((volume.labels if volume is not None else None) or {}),
+            tmpfs_size=tmpfs.size_bytes if tmpfs is not None else None,
+            tmpfs_mode=tmpfs.mode if tmpfs is not None else None,
+            tmpfs_options=(tmpfs.options if tmpfs is not None else None) or "",
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry of HostConfig.Mounts as JSON."""
+        return self.to_mount().to_json()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MountRequest:
-        volume = data.get("VolumeOptions") or {}
-        tmpfs = data.get("TmpfsOptions") or {}
-        return cls(
-            data["Type"],
-            data.get("Source") or "",
-            data["Target"],
-            readonly=bool(data.get("ReadOnly")),
-            mode=data.get("Mode") or "",
-            nocopy=bool(volume.get("NoCopy")),
-            create_source=bool((data.get("BindOptions") or {}).get("CreateMountpoint")),
-            labels=dict(volume.get("Labels") or {}),
-            tmpfs_size=tmpfs.get("SizeBytes"),
-            tmpfs_mode=tmpfs.get("Mode"),
-            tmpfs_options=tmpfs.get("Options") or "",
-        )
+        return cls.from_mount(Mount.from_json(data))
 
     def tmpfs_data(self) -> str:
         """The option data for mount(2) of a tmpfs."""

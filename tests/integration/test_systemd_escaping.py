@@ -28,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
+from overlayctl.container.model import ContainerConfig
 from overlayctl.errors import InvalidArgumentError
 from overlayctl.store.containers import Container
 from overlayctl.systemd import units as systemd
@@ -174,7 +175,9 @@ def _container(name: str, binds: list[str], env: list[str], argv: list[str], ima
         "Config": {"Cmd": argv, "Env": env, "Image": image},
         "HostConfig": {"NetworkMode": "bridge", "Mounts": mounts},
     }
-    return Container("ab" * 32, name, "cd" * 32, image, config, "", "created", 0, 0, None, "", "", "")
+    return Container(
+        "ab" * 32, name, "cd" * 32, image, ContainerConfig.from_json(config), "", "created", 0, 0, None, "", "", ""
+    )
 
 
 def _executable(where: Path, name: str) -> str:

@@ -6,6 +6,7 @@ import struct
 
 import pytest
 
+from overlayctl.container.model import Device as ConfigDevice
 from overlayctl.errors import InvalidArgumentError
 from overlayctl.runtime.devices import Device, device_program, needs_program, parse_device
 from overlayctl.runtime.mountplan import GrantedDevice, HostDevices, rootfs_plan
@@ -35,8 +36,8 @@ def test_bad_device_syntax_is_refused(text):
 def test_only_narrowed_permissions_need_a_program():
     assert not Device("/a", "/a", "rw").restricted
     assert Device("/a", "/a", "rm").restricted
-    assert needs_program({"Devices": [{"PathOnHost": "/a", "PathInContainer": "/a", "CgroupPermissions": "w"}]})
-    assert not needs_program({"Devices": [{"PathOnHost": "/a", "PathInContainer": "/a", "CgroupPermissions": "rwm"}]})
+    assert needs_program([ConfigDevice("/a", "/a", "w")])
+    assert not needs_program([ConfigDevice("/a", "/a", "rwm")])
 
 
 def _decode(program: bytes) -> list[tuple[int, int, int, int, int]]:

@@ -34,6 +34,8 @@ LAYERS: dict[str, int] = {
     "overlayctl.builder": 3,
     "overlayctl.systemd": 3,
     "overlayctl.container": 4,
+    # Pure data (Docker's Config and HostConfig), below everything that takes it.
+    "overlayctl.container.model": 9,
     "overlayctl.image": 5,
     "overlayctl.oci": 5,
     "overlayctl.volumes": 5,

@@ -131,8 +131,8 @@ def test_parse_since_forms():
 
 
 def test_log_config_is_checked(monkeypatch, tmp_path):
-    assert logs.parse_log_config(None, []) == {"Type": "json-file", "Config": {}}
-    config = logs.parse_log_config("json-file", ["max-size=10m", "max-file=3"])
+    assert logs.parse_log_config(None, []).to_json() == {"Type": "json-file", "Config": {}}
+    config = logs.parse_log_config("json-file", ["max-size=10m", "max-file=3"]).to_json()
     assert config == {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
     for driver, opts, message in [
         ("syslog", [], "not supported"),
@@ -151,7 +151,7 @@ def test_log_config_is_checked(monkeypatch, tmp_path):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(tmp_path / "journal"))
     monkeypatch.setenv("OVERLAYCTL_JOURNAL_SOCKET", str(tmp_path / "journal"))
-    assert logs.parse_log_config("journald", ["tag=web"])["Type"] == "journald"
+    assert logs.parse_log_config("journald", ["tag=web"]).type == "journald"
     sock.close()
 
 
@@ -172,9 +172,9 @@ def test_journal_native_protocol(tmp_path):
 
 
 def test_restart_policies():
-    assert restart.parse_policy(None) == {"Name": "no", "MaximumRetryCount": 0}
-    assert restart.parse_policy("on-failure:2") == {"Name": "on-failure", "MaximumRetryCount": 2}
-    assert restart.parse_policy("unless-stopped")["Name"] == "unless-stopped"
+    assert restart.parse_policy(None).to_json() == {"Name": "no", "MaximumRetryCount": 0}
+    assert restart.parse_policy("on-failure:2").to_json() == {"Name": "on-failure", "MaximumRetryCount": 2}
+    assert restart.parse_policy("unless-stopped").name == "unless-stopped"
     for bad in ("sometimes", "always:3", "on-failure:x"):
         with pytest.raises(InvalidArgumentError):
             restart.parse_policy(bad)

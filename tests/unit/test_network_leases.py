@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from overlayctl.container.model import ContainerConfig
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
 from overlayctl.network import attach, leases, manage
 from overlayctl.paths import Paths
@@ -35,7 +36,7 @@ def container(store, name, mode="bridge", ip=None):
     hc = {"NetworkMode": mode}
     if ip:
         hc["IPAddress"] = ip
-    return store.containers.create(IMAGE_ID, "bb:1", {"Config": {}, "HostConfig": hc}, name)
+    return store.containers.create(IMAGE_ID, "bb:1", ContainerConfig.from_json({"Config": {}, "HostConfig": hc}), name)
 
 
 def user_network(store, name="web", subnet="198.51.100.0/24"):

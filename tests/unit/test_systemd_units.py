@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from overlayctl.container.model import ContainerConfig, Device
 from overlayctl.errors import InvalidArgumentError
 from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES
 from overlayctl.store.containers import Container
@@ -36,7 +37,9 @@ MAX_EXPOSURE = {"template": 9.4, "generated": 6.1, "generated-bridge": 6.3, "rec
 
 def _container(name: str = "web", **host_config: object) -> Container:
     config = {"Config": {"Cmd": ["sh"]}, "HostConfig": {"NetworkMode": "bridge", **host_config}}
-    return Container("ab" * 32, name, "cd" * 32, "bb:1", config, "", "created", 0, 0, None, "", "", "")
+    return Container(
+        "ab" * 32, name, "cd" * 32, "bb:1", ContainerConfig.from_json(config), "", "created", 0, 0, None, "", "", ""
+    )
 
 
 def _keys(lines: list[tuple[str, str]]) -> dict[str, str]:
@@ -260,7 +263,7 @@ def test_the_unit_stops_the_container_with_overlayctl_stop() -> None:
 
 def test_generated_unit_follows_the_containers_stop_settings_and_policy() -> None:
     c = _container(RestartPolicy={"Name": "unless-stopped", "MaximumRetryCount": 0})
-    c.config["Config"].update(StopSignal="SIGQUIT", StopTimeout=100)
+    c.config.config.stop_signal, c.config.config.stop_timeout = "SIGQUIT", 100
     service = _keys(systemd.service_lines("x"))  # the defaults, for comparison
     text = systemd.generate_unit(c, use_name=True)
     assert "ExecStop=/usr/local/bin/overlayctl stop web\n" in text  # the stop reads the container's own
@@ -435,9 +438,7 @@ def test_a_bridge_network_keeps_the_kernel_tunables_writable() -> None:
 
 def test_a_granted_device_opens_the_device_policy() -> None:
     container = _container()
-    container.config["HostConfig"]["Devices"] = [
-        {"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse", "CgroupPermissions": "rwm"}
-    ]
+    container.config.host.devices = [Device("/dev/fuse", "/dev/fuse", "rwm")]
     needs = systemd.needs_of(container, "/var/lib/overlayctl", "/run/overlayctl")
     assert "DevicePolicy" not in _keys(systemd.hardening(needs))
     assert "DevicePolicy" in _keys(systemd.hardening(systemd.needs_of(_container(), "/x", "/y")))

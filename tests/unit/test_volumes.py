@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from overlayctl.container.model import ContainerConfig, HostConfig
 from overlayctl.engine import volumes as volume_verbs
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
 from overlayctl.paths import Paths
@@ -179,7 +180,7 @@ class FakeImage:
 class FakeContainer:
     def __init__(self, container_id: str, mounts: list) -> None:
         self.id = container_id
-        self.config = {"HostConfig": {"Mounts": mounts}}
+        self.config = ContainerConfig(host=HostConfig(mounts=mounts))
 
 
 def test_image_volumes_not_covered_become_anonymous():
@@ -228,7 +229,7 @@ def test_prepare_records_and_mounts_for_orders_parents_first(store, tmp_path):
     anon = [n for n, v in names.items() if v.anonymous]
     assert sorted(names) == sorted(["inner"] + anon) and len(anon) == 1
     assert names[anon[0]].labels == {ANONYMOUS_LABEL: ""}
-    assert [m["Source"] for m in mounts] == ["inner", "", str(host), anon[0]]
+    assert [m.source for m in mounts] == ["inner", "", str(host), anon[0]]
     container = FakeContainer(C1, mounts)
     plan = volumes.mounts_for(store, container)
     assert [(m.kind, m.target, m.readonly) for m in plan] == [
@@ -344,20 +345,20 @@ def test_release_and_prune(store):
         store, C1, [parse_volume_option("named:/n"), parse_volume_option("/a1")], FakeImage({"/a2": {}})
     )
     other = volumes.prepare(store, C2, [parse_volume_option("named:/n")], FakeImage({"/a3": {}}))
-    anon = [m["Source"] for m in mounts if m["Source"] != "named"]
+    anon = [m.source for m in mounts if m.source != "named"]
     vs = volumes.volume_store(store)
     assert volume_verbs.prune_volumes(store, all_volumes=True) == []  # everything is in use
     volumes.release(store, FakeContainer(C1, mounts), remove_anonymous=True)
-    assert {v.name for v in vs.list_all()} == {"named", other[1]["Source"]}
+    assert {v.name for v in vs.list_all()} == {"named", other[1].source}
     assert vs.users("named") == [C2]
     assert all(not os.path.exists(store.paths.volume_dir(n)) for n in anon)
     volumes.release(store, FakeContainer(C2, other), remove_anonymous=False)  # `rm` without -v
-    assert {v.name for v in vs.list_all()} == {"named", other[1]["Source"]}
-    assert {v.name for v in volume_verbs.list_volumes(store, ["dangling=true"])} == {"named", other[1]["Source"]}
+    assert {v.name for v in vs.list_all()} == {"named", other[1].source}
+    assert {v.name for v in volume_verbs.list_volumes(store, ["dangling=true"])} == {"named", other[1].source}
     assert [v.name for v in volume_verbs.list_volumes(store, ["name=nam"])] == ["named"]
-    assert [v.name for v in volume_verbs.list_volumes(store, [f"label={ANONYMOUS_LABEL}"])] == [other[1]["Source"]]
+    assert [v.name for v in volume_verbs.list_volumes(store, [f"label={ANONYMOUS_LABEL}"])] == [other[1].source]
     removed = volume_verbs.prune_volumes(store)  # anonymous only, as Docker 23+
-    assert [name for name, _ in removed] == [other[1]["Source"]]
+    assert [name for name, _ in removed] == [other[1].source]
     assert [v.name for v in vs.list_all()] == ["named"]
     assert [name for name, _ in volume_verbs.prune_volumes(store, all_volumes=True)] == ["named"]
     assert vs.list_all() == [] and os.listdir(store.paths.volumes) == []
