@@ -532,3 +532,148 @@ ContainerConfig.FIELDS = (
     _Field("config", "Config", always=True, record=Config),
     _Field("host", "HostConfig", always=True, record=HostConfig),
 )
+
+
+# -- What inspect shows beside the stored configuration ----------------------
+#
+# The state and the network endpoint are not in the stored document: the
+# state is the catalog's columns, the endpoint is the network's lease. They
+# are typed too, so Docker's JSON for both is written in one place.
+
+ZERO_TIME = "0001-01-01T00:00:00Z"  # Docker's time for "never"
+
+
+class State:
+    """`State` of `inspect CONTAINER`, from the catalog's columns."""
+
+    __slots__ = (
+        "status",
+        "running",
+        "paused",
+        "restarting",
+        "oom_killed",
+        "pid",
+        "exit_code",
+        "error",
+        "started_at",
+        "finished_at",
+        "supervisor_pid",
+    )
+
+    def __init__(
+        self,
+        status: str,
+        running: bool = False,
+        paused: bool = False,
+        restarting: bool = False,
+        oom_killed: bool = False,
+        pid: int = 0,
+        exit_code: int = 0,
+        error: str = "",
+        started_at: str = "",
+        finished_at: str = "",
+        supervisor_pid: int = 0,
+    ) -> None:
+        self.status = status
+        self.running = running
+        self.paused = paused
+        self.restarting = restarting
+        self.oom_killed = oom_killed
+        self.pid = pid
+        self.exit_code = exit_code
+        self.error = error
+        self.started_at = started_at  # "" when it never started
+        self.finished_at = finished_at
+        self.supervisor_pid = supervisor_pid
+
+    def to_json(self) -> dict[str, Any]:
+        """Docker's State object (times never recorded are Docker's zero time)."""
+        return {
+            "Status": self.status,
+            "Running": self.running,
+            "Paused": self.paused,
+            "Restarting": self.restarting,
+            "OOMKilled": self.oom_killed,
+            "Dead": False,
+            "Pid": self.pid,
+            "ExitCode": self.exit_code,
+            "Error": self.error,
+            "StartedAt": self.started_at or ZERO_TIME,
+            "FinishedAt": self.finished_at or ZERO_TIME,
+            # Not Docker's: the process that owns the container (conmon's pid, in podman's words).
+            "SupervisorPid": self.supervisor_pid,
+        }
+
+
+
+class Endpoint:
+    """A container's place on one network: what `NetworkSettings` shows.
+    Empty addresses while it does not run, and for host and none."""
+
+    __slots__ = (
+        "network",
+        "network_id",
+        "endpoint_id",
+        "ip_address",
+        "prefix_len",
+        "gateway",
+        "mac_address",
+        "fixed_ip",
+        "sandbox_key",
+    )
+
+    def __init__(
+        self,
+        network: str,
+        network_id: str = "",
+        endpoint_id: str = "",
+        ip_address: str = "",
+        prefix_len: int = 0,
+        gateway: str = "",
+        mac_address: str = "",
+        fixed_ip: str | None = None,
+        sandbox_key: str = "",
+    ) -> None:
+        self.network = network  # the network's name, or host / none
+        self.network_id = network_id
+        self.endpoint_id = endpoint_id
+        self.ip_address = ip_address
+        self.prefix_len = prefix_len
+        self.gateway = gateway
+        self.mac_address = mac_address
+        self.fixed_ip = fixed_ip  # --ip, asked for at create
+        self.sandbox_key = sandbox_key  # the network namespace, while it runs
+
+    def to_json(self) -> dict[str, Any]:
+        """Docker's NetworkSettings with this one entry under Networks."""
+        entry = {
+            "IPAMConfig": {"IPv4Address": self.fixed_ip} if self.fixed_ip else None,
+            "Links": None,
+            "Aliases": None,
+            "MacAddress": self.mac_address,
+            "DriverOpts": None,
+            "NetworkID": self.network_id,
+            "EndpointID": self.endpoint_id,
+            "Gateway": self.gateway,
+            "IPAddress": self.ip_address,
+            "IPPrefixLen": self.prefix_len,
+            "IPv6Gateway": "",
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "DNSNames": None,
+        }
+        return {
+            "Bridge": "",
+            "SandboxID": "",
+            "SandboxKey": self.sandbox_key,
+            "Ports": {},
+            "EndpointID": self.endpoint_id,
+            "Gateway": self.gateway,
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "IPAddress": self.ip_address,
+            "IPPrefixLen": self.prefix_len,
+            "IPv6Gateway": "",
+            "MacAddress": self.mac_address,
+            "Networks": {self.network: entry},
+        }

@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from overlayctl.container.model import State
 from overlayctl.store import Store
 from overlayctl.store.containers import RESTARTING, RUNNING, Container
 from overlayctl.store.images import Image
 from overlayctl.util.humanize import human_duration, parse_rfc3339
-
-ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def container_size(store: Store, container: Container) -> int:
@@ -37,7 +36,6 @@ def container_inspect(store: Store, container: Container, size: bool = False) ->
     image = store.images.get(container.image_id)
     argv = container.config.config.argv
     layout = store.overlay_layout(image, container)
-    running = container.status == RUNNING
     hc = container.config.host
     config, host = docker_config(container)
     data: dict[str, Any] = {
@@ -45,21 +43,7 @@ def container_inspect(store: Store, container: Container, size: bool = False) ->
         "Created": container.created,
         "Path": argv[0] if argv else "",
         "Args": argv[1:],
-        "State": {
-            "Status": state_name(container),
-            "Running": running,
-            "Paused": running and _paused(container),
-            "Restarting": container.status == RESTARTING,
-            "OOMKilled": container.oom_killed,
-            "Dead": False,
-            "Pid": container.pid if running else 0,
-            "ExitCode": _exit_code(container),
-            "Error": container.error,
-            "StartedAt": container.started_at or ZERO_TIME,
-            "FinishedAt": container.finished_at or ZERO_TIME,
-            # Not Docker's: the process that owns the container (conmon's pid, in podman's words).
-            "SupervisorPid": container.supervisor_pid if container.is_active else 0,
-        },
+        "State": container_state(container).to_json(),
         "Image": container.image_id,
         "LogPath": store.paths.container_log(container.id) if hc.log_driver == "json-file" else "",
         "RestartCount": container.restart_count,
@@ -87,7 +71,7 @@ def container_inspect(store: Store, container: Container, size: bool = False) ->
     if mode not in ("none", "host"):
         from overlayctl.network import attach
 
-        data["NetworkSettings"] = attach.settings_for(store, container)
+        data["NetworkSettings"] = attach.settings_for(store, container).to_json()
     else:
         data["NetworkSettings"] = {"IPAddress": "", "Networks": {mode: {}}}
     if size:
@@ -114,6 +98,24 @@ def image_inspect(image: Image) -> dict[str, Any]:
         },
         "History": image.config.get("history", []),
     }
+
+
+def container_state(container: Container) -> State:
+    """The container's State, as inspect shows it, from the catalog's columns."""
+    running = container.status == RUNNING
+    return State(
+        state_name(container),
+        running=running,
+        paused=running and _paused(container),
+        restarting=container.status == RESTARTING,
+        oom_killed=container.oom_killed,
+        pid=container.pid if running else 0,
+        exit_code=_exit_code(container),
+        error=container.error,
+        started_at=container.started_at,
+        finished_at=container.finished_at,
+        supervisor_pid=container.supervisor_pid if container.is_active else 0,
+    )
 
 
 def _exit_code(container: Container) -> int:

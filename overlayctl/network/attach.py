@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 
+from overlayctl.container.model import Endpoint
 from overlayctl.errors import ConflictError, InvalidArgumentError
 from overlayctl.network import etcfiles, ipam, leases, manage
 from overlayctl.runtime.spec import Mount
@@ -35,7 +36,6 @@ from overlayctl.store.networks import Lease, Network
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
 
     from overlayctl.store import Store
     from overlayctl.store.containers import Container
@@ -58,7 +58,7 @@ class NetworkPlan:
         lease: Lease | None,
         directory: str,
         mounts: list[Mount],
-        settings: dict[str, Any],
+        settings: Endpoint,
         lock_fd: int | None,
         claim_fd: int | None = None,
     ) -> None:
@@ -106,7 +106,7 @@ class NetworkPlan:
                 network.gateway,
                 lease.mac,
             )
-        self.settings["SandboxKey"] = f"/proc/{pid}/ns/net"
+        self.settings.sandbox_key = f"/proc/{pid}/ns/net"
 
     def release(self) -> None:
         """Free the lease and delete the generated files. Idempotent.
@@ -253,7 +253,7 @@ def _read_or(path: str, default: str) -> str:
 # -- NetworkSettings -----------------------------------------------------------
 
 
-def settings_for(store: Store, container: Container) -> dict[str, Any]:
+def settings_for(store: Store, container: Container) -> Endpoint:
     """`NetworkSettings` of `inspect CONTAINER`: addresses while it runs,
     empty values otherwise (and for host and none)."""
     from overlayctl.store.containers import RUNNING
@@ -278,42 +278,18 @@ def _settings(
     container_id: str,
     running_pid: int,
     fixed_ip: str | None,
-) -> dict[str, Any]:
+) -> Endpoint:
     name = network.name if network is not None else mode
     network_id = network.id if network is not None else (manage.predefined_id(mode) if mode in ("host", "none") else "")
-    address = lease.address if lease is not None else ""
-    prefixlen = network.prefixlen if network is not None and lease is not None else 0
-    gateway = network.gateway if network is not None and lease is not None else ""
-    mac = lease.mac if lease is not None else ""
-    endpoint = manage.endpoint_id(network_id, container_id) if lease is not None or running_pid else ""
-    entry = {
-        "IPAMConfig": {"IPv4Address": fixed_ip} if fixed_ip else None,
-        "Links": None,
-        "Aliases": None,
-        "MacAddress": mac,
-        "DriverOpts": None,
-        "NetworkID": network_id,
-        "EndpointID": endpoint,
-        "Gateway": gateway,
-        "IPAddress": address,
-        "IPPrefixLen": prefixlen,
-        "IPv6Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
-        "DNSNames": None,
-    }
-    return {
-        "Bridge": "",
-        "SandboxID": "",
-        "SandboxKey": f"/proc/{running_pid}/ns/net" if running_pid and mode != "host" else "",
-        "Ports": {},
-        "EndpointID": endpoint,
-        "Gateway": gateway,
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
-        "IPAddress": address,
-        "IPPrefixLen": prefixlen,
-        "IPv6Gateway": "",
-        "MacAddress": mac,
-        "Networks": {name: entry},
-    }
+    leased = network is not None and lease is not None
+    return Endpoint(
+        name,
+        network_id=network_id,
+        endpoint_id=manage.endpoint_id(network_id, container_id) if lease is not None or running_pid else "",
+        ip_address=lease.address if lease is not None else "",
+        prefix_len=network.prefixlen if leased else 0,  # type: ignore[union-attr]
+        gateway=network.gateway if leased else "",  # type: ignore[union-attr]
+        mac_address=lease.mac if lease is not None else "",
+        fixed_ip=fixed_ip,
+        sandbox_key=f"/proc/{running_pid}/ns/net" if running_pid and mode != "host" else "",
+    )

@@ -96,8 +96,8 @@ def test_prepare_leases_writes_files_and_release_frees(store):
         assert f.read().endswith("203.0.113.2\thost1 c1\n")
     with open(plan.mounts[1].source) as f:
         assert f.read() == "host1\n"
-    assert plan.settings["IPAddress"] == "203.0.113.2" and plan.settings["IPPrefixLen"] == 24
-    assert plan.settings["Networks"]["bridge"]["Gateway"] == "203.0.113.1"
+    assert plan.settings.to_json()["IPAddress"] == "203.0.113.2" and plan.settings.to_json()["IPPrefixLen"] == 24
+    assert plan.settings.to_json()["Networks"]["bridge"]["Gateway"] == "203.0.113.1"
     second = attach.prepare(store, container(store, "c2"), "bridge", None, "host2")
     assert second.lease.address == "203.0.113.3"
     plan.release()
@@ -186,10 +186,10 @@ def test_predefined_networks_cannot_be_created_or_removed(store):
 
 def test_settings_for_stopped_and_host(store):
     c = container(store, "c1")
-    settings = attach.settings_for(store, c)
+    settings = attach.settings_for(store, c).to_json()
     assert settings["IPAddress"] == "" and list(settings["Networks"]) == ["bridge"]
     h = container(store, "c2", mode="host")
-    assert list(attach.settings_for(store, h)["Networks"]) == ["host"]
+    assert list(attach.settings_for(store, h).to_json()["Networks"]) == ["host"]
 
 
 def _bridge_network() -> Network:
