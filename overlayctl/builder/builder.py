@@ -221,7 +221,7 @@ class Builder:
         name = words[0]
         self.shell = list(DEFAULT_SHELL)
         if name == "scratch":
-            from overlayctl.image.platform import host_architecture
+            from overlayctl.oci.platform import host_architecture
 
             config: dict[str, Any] = {
                 "architecture": host_architecture(),

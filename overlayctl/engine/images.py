@@ -11,7 +11,7 @@ import sys
 from typing import Any, BinaryIO
 
 from overlayctl.errors import InvalidArgumentError, OverlayctlError
-from overlayctl.image.platform import host_architecture
+from overlayctl.oci.platform import host_architecture
 from overlayctl.store import Store
 from overlayctl.store.images import Image
 from overlayctl.util import faults, space

@@ -427,7 +427,7 @@ def host_platform() -> tuple[str, str]:
     """(architecture, variant) of this machine as OCI indexes name them."""
     import platform
 
-    from overlayctl.image.platform import host_architecture
+    from overlayctl.oci.platform import host_architecture
 
     arch = host_architecture()
     machine = platform.machine()

@@ -36,7 +36,6 @@ LAYERS: dict[str, int] = {
     "overlayctl.container": 4,
     # Pure data (Docker's Config and HostConfig), below everything that takes it.
     "overlayctl.container.model": 9,
-    "overlayctl.image": 5,
     "overlayctl.oci": 5,
     "overlayctl.volumes": 5,
     "overlayctl.network": 5,
@@ -285,21 +284,21 @@ def test_the_checks_see_what_they_must() -> None:
         "    from ..cli import app\n"
         "TYPE_CHECKING = False\n"
         "if TYPE_CHECKING:\n"
-        "    from overlayctl.image import local\n"
+        "    from overlayctl.oci import archive\n"
     )
-    known = {"overlayctl.errors", "overlayctl.engine.control", "overlayctl.cli.app", "overlayctl.image.local"}
+    known = {"overlayctl.errors", "overlayctl.engine.control", "overlayctl.cli.app", "overlayctl.oci.archive"}
     edges = imports_of("overlayctl.store.probe", source, False, known)
     assert [(e.imported, e.type_only) for e in edges] == [
         ("overlayctl.errors", False),
         ("overlayctl.engine.control", False),
         ("overlayctl.cli.app", False),
-        ("overlayctl.image.local", True),
+        ("overlayctl.oci.archive", True),
     ]
     up = upward_imports(edges)
     assert [line.split(" imports ")[1].split()[0] for line in up] == [
         "overlayctl.engine.control",
         "overlayctl.cli.app",
-        "overlayctl.image.local",
+        "overlayctl.oci.archive",
     ]
     loop = [
         Edge("overlayctl.util.a", "overlayctl.util.b", 1, False),
