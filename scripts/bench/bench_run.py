@@ -153,6 +153,35 @@ def resolve_overlayctl(spec: str) -> list[str]:
     return [exe, *cmd[1:]]
 
 
+# How a checkout is run the way /usr/local/bin/overlayctl runs the installed
+# package (scripts/setup.sh): the venv's interpreter with -IS, the checkout
+# first on sys.path and the venv's site-packages after it.
+VENV = Path(os.environ.get("OVERLAYCTL_VENV", "/opt/overlayctl/venv"))
+BOOT = "import sys;sys.path[:0]=sys.argv[1:3];del sys.argv[1:3];from overlayctl.cli import main;main()"
+
+
+def venv_site_packages() -> str:
+    """The venv's site-packages, which the launcher adds by hand (it runs -S)."""
+    try:
+        out = subprocess.run(
+            [str(VENV / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise SetupError(f"no usable venv at {VENV} (run scripts/setup.sh, or set OVERLAYCTL_VENV): {exc}") from exc
+    return out.stdout.strip()
+
+
+def checkout_command(source: Path) -> list[str]:
+    """The command that runs the checkout ``source`` as the launcher would."""
+    source = source.resolve()
+    if not (source / "overlayctl" / "__init__.py").is_file():
+        raise SetupError(f"{source} is not an overlayctl checkout")
+    return [str(VENV / "bin" / "python"), "-IS", "-c", BOOT, str(source), venv_site_packages()]
+
+
 def is_python(path: str) -> bool:
     return re.fullmatch(r"python[0-9.]*", os.path.basename(path)) is not None
 
@@ -571,6 +600,12 @@ def bench_parser(doc: str, iterations: int, warmups: int) -> argparse.ArgumentPa
         help="the CLI under test, split like a shell would (default: overlayctl from PATH; "
         'e.g. "python3 -m overlayctl" with PYTHONPATH=the checkout)',
     )
+    p.add_argument(
+        "--checkout",
+        metavar="DIR",
+        help="benchmark the overlayctl package of this checkout, started as the launcher starts the installed one "
+        "(the venv's python -IS, the checkout first on sys.path); overrides --overlayctl",
+    )
     p.add_argument("--no-install", action="store_true", help="do not apt-get install missing peers")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     return p
@@ -846,7 +881,8 @@ def run_main(args: argparse.Namespace, make_bench: Callable, make_report: Callab
         say("needs root (overlay mounts, namespaces, podman): sudo python3 " + shlex.join(sys.argv))
         return 2
     try:
-        cmd = resolve_overlayctl(args.overlayctl)
+        checkout = getattr(args, "checkout", None)
+        cmd = checkout_command(Path(checkout)) if checkout else resolve_overlayctl(args.overlayctl)
     except SetupError as exc:
         say(str(exc))
         return 2
