@@ -163,7 +163,7 @@ PHASES = (
     ("resolve the image (4 SELECTs)", ">resolve", "<resolve"),
     ("create: upper/ by rename, one INSERT transaction", ">create", "<create"),
     ("container spec (seccomp program from its cache)", "<create", "<spec"),
-    ("hold resources (none for --network none), pipes", "<spec", ">fork"),
+    ("hold resources (none for --network none), pipes, import PID 1's code", "<spec", ">fork"),
     ("fork PID 1 into a new PID namespace", ">fork", "pid1:<fork"),
     ("PID 1: non-dumpable, close fds, clear environment", "pid1:<fork", "pid1:<leave"),
     ("PID 1: unshare mount/UTS/IPC/net/cgroup, make / private", "pid1:<leave", "pid1:>plan"),
