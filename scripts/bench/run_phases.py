@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where the time of `overlayctl run --rm --network none bb:1 /bin/true` goes.
 
-    python3 scripts/bench/run_phases.py [-n 30] [--checkout DIR]
+    python3 scripts/bench/run_phases.py [-n 30] [--checkout DIR [--checkout DIR2 ...]]
 
 Run as root, after scripts/setup.sh (it uses the venv's interpreter, started
 as the launcher starts it: `python -IS`). It imports the busybox image into
@@ -17,7 +17,10 @@ Then it runs the command under `-X importtime` and sums the self time of
 the imports by group. (importtime slows each import a little: those sums
 are a little above what the imports cost in the timed runs.)
 
-It prints the median of each phase, in ms. It reports; it asserts nothing.
+With several checkouts (a before and an after), each has its own store and
+they take turns, run by run, so that the load of a shared machine falls on
+all of them alike. It prints the median of each phase, in ms, a column per
+checkout. It reports; it asserts nothing.
 Exit 1 when a run failed, 2 when it cannot run. Everything it made is removed.
 """
 
@@ -217,6 +220,7 @@ class Session:
     """The private store and the command under test."""
 
     def __init__(self, tmp: Path, source: Path) -> None:
+        tmp.mkdir()
         self.probe_dir = tmp / "probe"
         self.probe_dir.mkdir()
         (self.probe_dir / f"{PROBE_MODULE}.py").write_text(PROBE)
@@ -276,56 +280,83 @@ def phase_times(marks: dict[str, float]) -> list[float | None]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=30, help="timed runs (after 3 warm-ups; default 30)")
-    parser.add_argument("--checkout", type=Path, default=REPO, help="the checkout to run (default: this one)")
+    parser.add_argument(
+        "--checkout",
+        type=Path,
+        action="append",
+        help="a checkout to run (default: this one); give it again to compare checkouts, run by run",
+    )
     parser.add_argument("--importtime-runs", type=int, default=5, help="runs under -X importtime (default 5)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench: needs root", file=sys.stderr)
         return 2
-    if not (args.checkout / "overlayctl" / "__init__.py").is_file():
-        print(f"bench: {args.checkout} is not an overlayctl checkout", file=sys.stderr)
-        return 2
+    checkouts = [c.resolve() for c in args.checkout or [REPO]]
+    for checkout in checkouts:
+        if not (checkout / "overlayctl" / "__init__.py").is_file():
+            print(f"bench: {checkout} is not an overlayctl checkout", file=sys.stderr)
+            return 2
     with tempfile.TemporaryDirectory(prefix="run-phases-") as tmp_name:
         tmp = Path(tmp_name)
         try:
-            session = Session(tmp, args.checkout.resolve())
             subprocess.run(["sh", str(ROOTFS_SH), str(tmp / "bb.tar")], check=True, capture_output=True)
-            session.plain("import", str(tmp / "bb.tar"), "bb:1")
-            runs = []
+            sessions = [Session(tmp / str(i), checkout) for i, checkout in enumerate(checkouts)]
+            for session in sessions:
+                session.plain("import", str(tmp / "bb.tar"), "bb:1")
+            runs: list[list[dict[str, float]]] = [[] for _ in sessions]
             for i in range(3 + args.n):
-                marks = session.timed()
-                if i >= 3:
-                    runs.append(marks)
-            imports = [session.importtime() for _ in range(args.importtime_runs)]
+                # Each run starts with the next checkout: none always follows the same one.
+                order = list(range(len(sessions)))
+                order = order[i % len(order) :] + order[: i % len(order)]
+                for k in order:
+                    marks = sessions[k].timed()
+                    if i >= 3:
+                        runs[k].append(marks)
+            imports: list[list[dict[str, float]]] = [[] for _ in sessions]
+            for _ in range(args.importtime_runs):
+                for k, session in enumerate(sessions):
+                    imports[k].append(session.importtime())
         except (RuntimeError, SetupError, subprocess.CalledProcessError) as exc:
             print(f"bench: {exc}", file=sys.stderr)
             return 1
-    report(runs, imports)
+    report(checkouts, runs, imports)
     return 0
 
 
-def report(runs: list[dict[str, float]], imports: list[dict[str, float]]) -> None:
+def report(checkouts: list[Path], runs: list[list[dict[str, float]]], imports: list[list[dict[str, float]]]) -> None:
     load = os.getloadavg()
-    print(f"`run --rm --network none bb:1 /bin/true`: median of {len(runs)} runs, ms (load {load[0]:.2f})")
+    n = len(runs[0])
+    print(f"`run --rm --network none bb:1 /bin/true`: median of {n} runs each, ms (load {load[0]:.2f})")
+    for k, checkout in enumerate(checkouts):
+        print(f"  [{k + 1}] {checkout}")
     print()
-    print("| phase | median ms |")
-    print("| --- | --- |")
-    columns = list(zip(*(phase_times(m) for m in runs), strict=True))
-    for (label, _, _), values in zip(PHASES, columns, strict=True):
-        known = [v for v in values if v is not None]
-        print(f"| {label} | {statistics.median(known):.2f} |" if known else f"| {label} | - |")
-    totals = [(m["gone"] - m["spawn"]) * 1000 for m in runs]
-    print(f"| **total (wall, the sum of the medians differs a little)** | **{statistics.median(totals):.2f}** |")
+    heads = " | ".join(f"[{k + 1}] ms" for k in range(len(checkouts)))
+    print(f"| phase | {heads} |")
+    print("| --- |" + " --- |" * len(checkouts))
+    per_checkout = [list(zip(*(phase_times(m) for m in these), strict=True)) for these in runs]
+    for i, (label, _, _) in enumerate(PHASES):
+        cells = []
+        for columns in per_checkout:
+            known = [v for v in columns[i] if v is not None]
+            cells.append(f"{statistics.median(known):.2f}" if known else "-")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    totals = [statistics.median((m["gone"] - m["spawn"]) * 1000 for m in these) for these in runs]
+    print(
+        "| **total, wall (the medians of the phases add up to a little less)** | "
+        + " | ".join(f"**{t:.2f}**" for t in totals)
+        + " |"
+    )
     print()
-    print(f"imports by group, self time under -X importtime, median of {len(imports)} runs:")
+    print(f"imports by group, self time under -X importtime, median of {len(imports[0])} runs:")
     print()
-    print("| group | ms |")
-    print("| --- | --- |")
-    groups = sorted({g for run in imports for g in run})
-    medians = {g: statistics.median(run.get(g, 0.0) for run in imports) for g in groups}
-    for group, ms in sorted(medians.items(), key=lambda item: -item[1]):
-        print(f"| {group} | {ms:.2f} |")
-    print(f"| **all imports** | **{statistics.median(sum(run.values()) for run in imports):.2f}** |")
+    print(f"| group | {heads} |")
+    print("| --- |" + " --- |" * len(checkouts))
+    groups = sorted({g for these in imports for run in these for g in run})
+    medians = [{g: statistics.median(run.get(g, 0.0) for run in these) for g in groups} for these in imports]
+    for group in sorted(groups, key=lambda g: -medians[-1][g]):
+        print(f"| {group} | " + " | ".join(f"{m[group]:.2f}" for m in medians) + " |")
+    alls = [statistics.median(sum(run.values()) for run in these) for these in imports]
+    print("| **all imports** | " + " | ".join(f"**{a:.2f}**" for a in alls) + " |")
 
 
 if __name__ == "__main__":
