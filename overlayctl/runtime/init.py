@@ -54,6 +54,20 @@ def container_main(
         _report(error_fd, 125, f"container set-up failed: {exc}{where}")
 
 
+_masked: tuple[str, ...] | None = None
+
+
+def masked_paths() -> tuple[str, ...]:
+    """Docker's masked paths and this host's thermal_throttle directories,
+    read once per process. The supervisor asks before it forks PID 1: in
+    PID 1, a fork, the same reads took 0.3 ms (each page they touch is
+    copied first), against 0.05 ms."""
+    global _masked
+    if _masked is None:
+        _masked = MASKED_PATHS + thermal_throttle_paths()
+    return _masked
+
+
 def leave_host_behind(keep_fds: Iterable[int | None]) -> None:
     """For a process about to make or join a container's namespaces (PID 1
     of a run, start, restart or build step; an exec; a COPY): from now until
@@ -85,7 +99,11 @@ def leave_host_behind(keep_fds: Iterable[int | None]) -> None:
 
     make_non_dumpable()
     sc.close_fds_except(fd for fd in keep_fds if fd is not None)
-    os.environ.clear()
+    # One unsetenv per name, as clear() makes them; but clear() pops one
+    # item at a time and lists the names left for each (about 0.4 ms of
+    # every start, here in a fork).
+    for name in list(os.environ):
+        del os.environ[name]
 
 
 def _report(error_fd: int, code: int, message: str) -> None:
@@ -99,8 +117,6 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
     # After pivot_root the host's files, Python's library included, are out
     # of reach: import everything the rest of the set-up needs now.
     import _signal  # noqa: F401  (used by _reset_signals)
-
-    import _prctl  # noqa: F401  (used by drop_privileges)
 
     from overlayctl.runtime.capabilities import set_parent_death_signal
 
@@ -139,7 +155,7 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
         os.close(go_r)
     # Nothing mounted from here on may propagate back to the host.
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-    masked = () if spec.privileged else MASKED_PATHS + thermal_throttle_paths()
+    masked = () if spec.privileged else masked_paths()
     plan = rootfs_plan(spec.layout, spec.store_root, spec.overlay_api, spec.privileged, masked, spec.devices)
     plan.execute(spec.mountpoint)
     trees = _open_mount_sources(spec.mounts, nodev=not spec.privileged)
@@ -182,10 +198,8 @@ def drop_privileges(
     `exec` alike: the bounding set is cut while still root, then the groups
     and ids change, then the other sets are limited; unless privileged,
     no_new_privs and the seccomp filter come last. ``capabilities`` None
-    is Docker's default set. The caller has imported _prctl and
+    is Docker's default set. The caller has imported
     overlayctl.runtime.capabilities while the host's files were in reach."""
-    import _prctl
-
     from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES, drop_bounding, limit_sets, make_non_dumpable
 
     keep = None if privileged else capabilities if capabilities is not None else DEFAULT_CAPABILITIES
@@ -201,7 +215,7 @@ def drop_privileges(
     make_non_dumpable()
     if not privileged:
         # No setuid binary or file capability can give back what was dropped.
-        _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
         if seccomp:
             sc.seccomp_set_filter(seccomp)
 

@@ -12,12 +12,60 @@ from overlayctl.errors import StoreError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
+    from collections.abc import Callable
+    from types import ModuleType
+    from typing import Any
+
+
+def _import_sqlite() -> ModuleType:
+    """SQLite's C module, without functools.
+
+    The C module itself: sqlite3's Python package only adds the datetime
+    adapters (which the catalog does not use) and costs `run` the import
+    of datetime and collections.abc.
+
+    The C module's initialisation imports functools for one name,
+    lru_cache, which wraps each connection's statement cache; functools
+    brings collections, operator, keyword, reprlib and types along, about
+    2 ms of every `run`. ``lru_cache(maxsize)(f)`` is the C
+    ``_functools._lru_cache_wrapper`` around ``f``, so while the module
+    initialises it is given a functools holding just that, removed again
+    at once: the cache is the same, and a later ``import functools`` loads
+    the real module.
+    """
+    import sys
+
+    if "functools" in sys.modules or "_sqlite3" in sys.modules:
+        import _sqlite3
+
+        return _sqlite3
+    import _functools
+
+    def lru_cache(maxsize: int | None = 128, typed: bool = False) -> Callable[[Callable[..., Any]], Any]:
+        return lambda function: _functools._lru_cache_wrapper(function, maxsize, typed, _cache_info)
+
+    stand_in = type(sys)("functools")
+    stand_in.lru_cache = lru_cache  # type: ignore[attr-defined]
+    sys.modules["functools"] = stand_in
+    try:
+        import _sqlite3
+    except AttributeError:
+        # A Python whose module wants more of functools than lru_cache.
+        del sys.modules["functools"]
+        import _sqlite3
+    finally:
+        if sys.modules.get("functools") is stand_in:
+            del sys.modules["functools"]
+    return _sqlite3
+
+
+def _cache_info(*info: int) -> tuple[int, ...]:
+    # functools makes it a named tuple: hits, misses, maxsize, currsize.
+    return info
+
 
 try:
-    # The C module itself: sqlite3's Python package only adds the datetime
-    # adapters (which the catalog does not use) and costs `run` the import
-    # of datetime and collections.abc.
-    import _sqlite3 as _sqlite
+    _sqlite = _import_sqlite()
 except ImportError:  # pragma: no cover
     import sqlite3 as _sqlite
 

@@ -278,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-n", "--containers", type=int, default=100, help="containers of each (default 100)")
     p.add_argument("--settle", type=float, default=2.0, help="seconds to wait before measuring memory (default 2)")
     p.add_argument("--overlayctl", default="overlayctl", metavar="CMD", help="the CLI under test (default: overlayctl)")
+    p.add_argument("--checkout", metavar="DIR", help="the CLI of this checkout, started as the launcher starts it")
     p.add_argument("--no-install", action="store_true", help="do not apt-get install missing peers")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     args = p.parse_args(argv)

@@ -10,8 +10,8 @@ Run as root. It measures, in this order:
    after 20 `overlayctl create bb:1 true`); goal <= 12 KiB;
 2. run: wall time of `/bin/true` in a fresh container, round-robin over
    overlayctl, podman, systemd-nspawn, bwrap and a bare unshare+overlay+chroot
-   floor (3 warm-up rounds, then N timed ones); goal: overlayctl median <=
-   0.20 x podman median;
+   floor (3 warm-up rounds, then N timed ones); goals: overlayctl median <=
+   0.20 x podman median, and <= 3 x the floor's median, from the same rounds;
 3. start-up imports: `python -X importtime` of the same `overlayctl run`.
 
 Everything runs against throw-away state: a private overlayctl --root and
@@ -50,6 +50,7 @@ PEERS_SH = HERE / "peers.sh"
 ROOTFS_SH = REPO / "scripts" / "busybox-rootfs.sh"
 
 RUN_GOAL_RATIO = 0.20  # overlayctl median <= 0.20 x podman median (both --network none)
+FLOOR_GOAL_RATIO = 3.0  # overlayctl median (--network none) <= 3 x the unshare+overlay+chroot floor
 BRIDGE_GOAL_RATIO = 0.30  # overlayctl --network bridge <= 0.30 x podman on its default bridge
 DISK_GOAL_BYTES = 12 * 1024  # <= 12 KiB per idle created container
 IMAGE = "bb:1"
@@ -151,6 +152,35 @@ def resolve_overlayctl(spec: str) -> list[str]:
             '--overlayctl "python3 -m overlayctl" with PYTHONPATH set to the checkout'
         )
     return [exe, *cmd[1:]]
+
+
+# How a checkout is run the way /usr/local/bin/overlayctl runs the installed
+# package (scripts/setup.sh): the venv's interpreter with -IS, the checkout
+# first on sys.path and the venv's site-packages after it.
+VENV = Path(os.environ.get("OVERLAYCTL_VENV", "/opt/overlayctl/venv"))
+BOOT = "import sys;sys.path[:0]=sys.argv[1:3];del sys.argv[1:3];from overlayctl.cli import main;main()"
+
+
+def venv_site_packages() -> str:
+    """The venv's site-packages, which the launcher adds by hand (it runs -S)."""
+    try:
+        out = subprocess.run(
+            [str(VENV / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise SetupError(f"no usable venv at {VENV} (run scripts/setup.sh, or set OVERLAYCTL_VENV): {exc}") from exc
+    return out.stdout.strip()
+
+
+def checkout_command(source: Path) -> list[str]:
+    """The command that runs the checkout ``source`` as the launcher would."""
+    source = source.resolve()
+    if not (source / "overlayctl" / "__init__.py").is_file():
+        raise SetupError(f"{source} is not an overlayctl checkout")
+    return [str(VENV / "bin" / "python"), "-IS", "-c", BOOT, str(source), venv_site_packages()]
 
 
 def is_python(path: str) -> bool:
@@ -506,14 +536,19 @@ def report(result: dict) -> str:
             f"{ratio:>9}  {len(r['times_ms'])}{fails}"
         )
     lines.append("")
-    for what, g in (("--network none", result["goal_run"]), ("bridge", result["goal_bridge"])):
+    goals = (
+        ("podman median (--network none)", result["goal_run"]),
+        ("podman median (bridge)", result["goal_bridge"]),
+        ("the floor's median (--network none)", result["goal_floor"]),
+    )
+    for what, g in goals:
         r = g["goal_ratio"]
         if g["met"] is None:
-            lines.append(f"goal  overlayctl median <= {r:.2f} x podman median ({what}): n/a ({g['why']})")
+            lines.append(f"goal  overlayctl median <= {r:.2f} x {what}: n/a ({g['why']})")
         else:
             lines.append(
-                f"goal  overlayctl median <= {r:.2f} x podman median ({what}): "
-                f"{g['overlayctl_ms']:.1f} ms vs {r:.2f} x {g['podman_ms']:.1f} = "
+                f"goal  overlayctl median <= {r:.2f} x {what}: "
+                f"{g['overlayctl_ms']:.1f} ms vs {r:.2f} x {g['peer_ms']:.1f} = "
                 f"{g['limit_ms']:.1f} ms ({g['ratio']:.2f}x) -> {'MET' if g['met'] else 'MISSED'}"
             )
 
@@ -570,6 +605,12 @@ def bench_parser(doc: str, iterations: int, warmups: int) -> argparse.ArgumentPa
         metavar="CMD",
         help="the CLI under test, split like a shell would (default: overlayctl from PATH; "
         'e.g. "python3 -m overlayctl" with PYTHONPATH=the checkout)',
+    )
+    p.add_argument(
+        "--checkout",
+        metavar="DIR",
+        help="benchmark the overlayctl package of this checkout, started as the launcher starts the installed one "
+        "(the venv's python -IS, the checkout first on sys.path); overrides --overlayctl",
     )
     p.add_argument("--no-install", action="store_true", help="do not apt-get install missing peers")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
@@ -671,6 +712,7 @@ class Bench:
             "runs": runs,
             "goal_run": run_goal(runs),
             "goal_bridge": run_goal(runs, "overlayctl-bridge", "podman-bridge", BRIDGE_GOAL_RATIO),
+            "goal_floor": run_goal(runs, "overlayctl", "floor", FLOOR_GOAL_RATIO),
             "disk": disk,
             "importtime": imports,
             "versions": self.versions(imports),
@@ -822,6 +864,7 @@ class Bench:
 
 
 def run_goal(runs: dict, ours: str = "overlayctl", theirs: str = "podman", ratio: float = RUN_GOAL_RATIO) -> dict:
+    """Whether row `ours` has a median <= `ratio` x row `theirs`'s, from the same rounds."""
     o = runs.get(ours, {}).get("median")
     pod = runs.get(theirs, {})
     if pod.get("skipped") or pod.get("median") is None or o is None:
@@ -830,7 +873,8 @@ def run_goal(runs: dict, ours: str = "overlayctl", theirs: str = "podman", ratio
     return {
         "met": o <= ratio * p,
         "overlayctl_ms": o,
-        "podman_ms": p,
+        "peer": theirs,
+        "peer_ms": p,
         "limit_ms": ratio * p,
         "ratio": o / p,
         "goal_ratio": ratio,
@@ -846,7 +890,8 @@ def run_main(args: argparse.Namespace, make_bench: Callable, make_report: Callab
         say("needs root (overlay mounts, namespaces, podman): sudo python3 " + shlex.join(sys.argv))
         return 2
     try:
-        cmd = resolve_overlayctl(args.overlayctl)
+        checkout = getattr(args, "checkout", None)
+        cmd = checkout_command(Path(checkout)) if checkout else resolve_overlayctl(args.overlayctl)
     except SetupError as exc:
         say(str(exc))
         return 2

@@ -31,10 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_run import ROOTFS_SH, SetupError, tail  # noqa: E402
-
-VENV = Path(os.environ.get("OVERLAYCTL_VENV", "/opt/overlayctl/venv"))
-BOOT = "import sys;sys.path[:0]=sys.argv[1:3];del sys.argv[1:3];from overlayctl.cli import main;main()"
+from bench_run import BOOT, ROOTFS_SH, VENV, SetupError, tail, venv_site_packages  # noqa: E402
 
 
 class Checkout:
@@ -59,16 +56,6 @@ class Checkout:
         if proc.returncode != 0:
             raise RuntimeError(f"{self.label}: {' '.join(args)} exited {proc.returncode}: {tail(proc.stderr)}")
         return ms, proc.stdout.decode()
-
-
-def _site_packages() -> str:
-    out = subprocess.run(
-        [str(VENV / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip()
 
 
 def _round(checkouts: list[Checkout], timed: bool) -> None:
@@ -108,7 +95,7 @@ def main() -> int:
         for d in (args.before, args.after):
             if not (d / "overlayctl" / "__init__.py").is_file():
                 raise SetupError(f"{d} is not an overlayctl checkout")
-        site = _site_packages()
+        site = venv_site_packages()
     except (SetupError, OSError, subprocess.CalledProcessError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
