@@ -118,6 +118,8 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
     # of reach: import everything the rest of the set-up needs now.
     import _signal  # noqa: F401  (used by _reset_signals)
 
+    import _prctl  # noqa: F401  (used by drop_privileges)
+
     from overlayctl.runtime.capabilities import set_parent_death_signal
 
     if spec.user:
@@ -198,8 +200,10 @@ def drop_privileges(
     `exec` alike: the bounding set is cut while still root, then the groups
     and ids change, then the other sets are limited; unless privileged,
     no_new_privs and the seccomp filter come last. ``capabilities`` None
-    is Docker's default set. The caller has imported
+    is Docker's default set. The caller has imported _prctl and
     overlayctl.runtime.capabilities while the host's files were in reach."""
+    import _prctl
+
     from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES, drop_bounding, limit_sets, make_non_dumpable
 
     keep = None if privileged else capabilities if capabilities is not None else DEFAULT_CAPABILITIES
@@ -215,7 +219,7 @@ def drop_privileges(
     make_non_dumpable()
     if not privileged:
         # No setuid binary or file capability can give back what was dropped.
-        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+        _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
         if seccomp:
             sc.seccomp_set_filter(seccomp)
 

@@ -86,21 +86,8 @@ RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_BENEATH = 0x08
 
-# prctl(2) options (<linux/prctl.h>).
-PR_SET_PDEATHSIG = 1
-PR_SET_DUMPABLE = 4
-PR_CAPBSET_DROP = 24
-PR_SET_NO_NEW_PRIVS = 38
-
-# capget(2)/capset(2) (<linux/capability.h>): version 3 takes two 32-bit
-# words per set, for capabilities 0-31 and 32-63.
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
-
 _SYSCALLS = {
     # name: (x86_64, aarch64)
-    "prctl": (157, 167),
-    "capget": (125, 90),
-    "capset": (126, 91),
     "pivot_root": (155, 41),
     "setns": (308, 268),
     "unshare": (272, 97),
@@ -279,52 +266,6 @@ def open_tree_clone(path: str) -> int:
     )
 
 
-def prctl(option: int, arg: int = 0) -> None:
-    """prctl(2) for the options that take one argument (PR_SET_*, PR_CAPBSET_DROP);
-    the unused ones must be 0."""
-    _check(
-        _syscall(
-            _nr("prctl"),
-            ctypes.c_int(option),
-            ctypes.c_ulong(arg),
-            ctypes.c_ulong(0),
-            ctypes.c_ulong(0),
-            ctypes.c_ulong(0),
-        ),
-        f"prctl({option}, {arg})",
-    )
-
-
-def _cap_header() -> ctypes.Array[ctypes.c_char]:
-    # struct __user_cap_header_struct: u32 version, int pid (0: the caller).
-    return ctypes.create_string_buffer(struct.pack("Ii", _LINUX_CAPABILITY_VERSION_3, 0), 8)
-
-
-def capget() -> tuple[int, int, int]:
-    """The caller's effective, permitted and inheritable sets, as bit masks."""
-    data = ctypes.create_string_buffer(24)
-    _check(_syscall(_nr("capget"), _cap_header(), data), "capget")
-    # Two struct __user_cap_data_struct: (effective, permitted, inheritable)
-    # of capabilities 0-31, then of 32-63.
-    e0, p0, i0, e1, p1, i1 = struct.unpack("6I", data.raw)
-    return e0 | e1 << 32, p0 | p1 << 32, i0 | i1 << 32
-
-
-def capset(effective: int, permitted: int, inheritable: int) -> None:
-    """Set the caller's three sets (bit masks) at once."""
-    low, high = 0xFFFFFFFF, 32
-    words = (
-        effective & low,
-        permitted & low,
-        inheritable & low,
-        effective >> high,
-        permitted >> high,
-        inheritable >> high,
-    )
-    data = ctypes.create_string_buffer(struct.pack("6I", *words), 24)
-    _check(_syscall(_nr("capset"), _cap_header(), data), "capset")
-
-
 def close_range(first: int, last: int = CLOSE_RANGE_ALL) -> None:
     """close_range(2): close every descriptor from first to last, both included."""
     _check(
@@ -358,8 +299,6 @@ def close_fds_except(keep: Iterable[int]) -> None:
                     os.close(fd)
                 except OSError:
                     pass  # (the listing's own descriptor, closed already)
-
-
 # The structs of mount_setattr and bpf are packed with struct (which ctypes
 # imports anyway), not declared as ctypes.Structure classes: each class
 # costs `run` ~0.1 ms of import time, and few containers use them.

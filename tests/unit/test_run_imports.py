@@ -39,6 +39,7 @@ RUN_PATH_STDLIB = {
     "ctypes", "_ctypes", "ctypes._endian", "struct", "_struct", "types",  # runtime.syscalls
     "_json",  # util.jsonio, without json (re, enum)
     "_sha256",  # the seccomp cache's key, without hashlib
+    "_prctl",  # python-prctl's C layer, without prctl (a property per capability)
 }  # fmt: skip
 
 # overlayctl's modules on the run path. A name ending in ".*" is a package
