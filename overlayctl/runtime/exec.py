@@ -177,9 +177,8 @@ def _child(pid: int, fds: dict[str, int], spec: ExecSpec, error_fd: int, console
     try:
         # The namespaces' descriptors are kept until each is joined.
         leave_host_behind((error_fd, console_fd, *fds.values()))
-        # Imported while the host's files are in reach (setns below).
-        import _prctl  # noqa: F401  (used by drop_privileges)
-
+        # Imported while the host's files are in reach (setns below);
+        # python-prctl's _prctl came with runtime.init.
         import overlayctl.runtime.capabilities  # noqa: F401  (used by drop_privileges)
         import overlayctl.runtime.users  # noqa: F401  (used by resolve_user_here)
         from overlayctl.runtime.cgroups.join import join_cgroups_of

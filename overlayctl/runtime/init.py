@@ -14,6 +14,11 @@ import errno
 import os
 import stat
 
+# python-prctl's C layer (the capability calls of drop_privileges), loaded
+# with this module: the supervisor imports it before the fork, so PID 1
+# does not pay for a dlopen on pages it shares with the supervisor.
+import _prctl
+
 from overlayctl.errors import CommandNotExecutableError, CommandNotFoundError, KernelError, OverlayctlError
 from overlayctl.runtime import syscalls as sc
 from overlayctl.runtime.mountplan import MASKED_PATHS, rootfs_plan, thermal_throttle_paths
@@ -118,8 +123,6 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
     # of reach: import everything the rest of the set-up needs now.
     import _signal  # noqa: F401  (used by _reset_signals)
 
-    import _prctl  # noqa: F401  (used by drop_privileges)
-
     from overlayctl.runtime.capabilities import set_parent_death_signal
 
     if spec.user:
@@ -200,10 +203,9 @@ def drop_privileges(
     `exec` alike: the bounding set is cut while still root, then the groups
     and ids change, then the other sets are limited; unless privileged,
     no_new_privs and the seccomp filter come last. ``capabilities`` None
-    is Docker's default set. The caller has imported _prctl and
-    overlayctl.runtime.capabilities while the host's files were in reach."""
-    import _prctl
-
+    is Docker's default set. _prctl came with this module, and the caller
+    has imported overlayctl.runtime.capabilities, while the host's files
+    were in reach."""
     from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES, drop_bounding, limit_sets, make_non_dumpable
 
     keep = None if privileged else capabilities if capabilities is not None else DEFAULT_CAPABILITIES
