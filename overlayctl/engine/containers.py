@@ -223,11 +223,10 @@ def _host_config(opts: CreateOptions, store: Store) -> HostConfig:
         hc.devices = _devices(list(host["device"]))
     limit_keys = ("memory", "memory_swap", "pids_limit", "cpus", "cpu_shares")
     if any(host.get(k) for k in limit_keys):
-        from overlayctl.container.model import LimitOptions, Resources
+        from overlayctl.container.model import LimitOptions
         from overlayctl.runtime.cgroups.limits import parse_limits
 
-        limits = parse_limits(*(host.get(k) for k in limit_keys))
-        hc.resources = Resources.from_json(limits.to_inspect())  # cgroups' Limits speaks HostConfig's JSON keys
+        hc.resources = parse_limits(*(host.get(k) for k in limit_keys)).to_resources()
         hc.limits = LimitOptions(*(host.get(k) or None for k in limit_keys))
     return hc
 

@@ -152,19 +152,17 @@ def test_conversions():
 
 
 def test_inspect_fields():
-    assert Limits().to_inspect() == {"Memory": 0, "MemorySwap": 0, "PidsLimit": None, "NanoCpus": 0, "CpuShares": 0}
+    unset = {"Memory": 0, "MemorySwap": 0, "PidsLimit": None, "NanoCpus": 0, "CpuShares": 0}
+    assert Limits().to_resources().to_json() == unset
     lim = limits(memory="16m", pids="10", cpus="1.5", cpu_shares="512")
-    assert lim.to_inspect() == {
+    assert lim.to_resources().to_json() == {
         "Memory": 16 * MiB,
         "MemorySwap": 32 * MiB,
         "PidsLimit": 10,
         "NanoCpus": 1_500_000_000,
         "CpuShares": 512,
     }
-    assert limits(memory="16m", memory_swap="-1").to_inspect()["MemorySwap"] == -1
-    back = Limits.from_inspect(lim.to_inspect())
-    assert back.to_inspect() == lim.to_inspect()
-    assert limit_writes(back, 1) == limit_writes(lim, 1)
+    assert limits(memory="16m", memory_swap="-1").to_resources().memory_swap == -1
 
 
 def test_any():

@@ -12,6 +12,10 @@ import os
 
 from overlayctl.errors import InvalidArgumentError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from overlayctl.container.model import Resources
+
 MIN_MEMORY = 6 * 1024 * 1024  # Docker's minimum for --memory
 CPU_PERIOD = 100_000  # µs; --cpus is a quota over this period, as Docker sets it
 MIN_CPU_SHARES, MAX_CPU_SHARES = 2, 262_144  # the kernel's range for cpu.shares
@@ -53,27 +57,17 @@ class Limits:
     def nano_cpus(self) -> int:
         return round(self.cpus * _NANO) if self.cpus is not None else 0
 
-    def to_inspect(self) -> dict[str, int | None]:
-        """The HostConfig fields `docker inspect` shows (0, or null for
-        PidsLimit, when not set, as Docker shows them)."""
-        return {
-            "Memory": self.memory or 0,
-            "MemorySwap": self.effective_swap or 0,
-            "PidsLimit": self.pids,
-            "NanoCpus": self.nano_cpus,
-            "CpuShares": self.cpu_shares or 0,
-        }
+    def to_resources(self) -> Resources:
+        """The limits as HostConfig records them and `docker inspect` shows
+        them (0, or null for PidsLimit, when not set, as Docker shows them)."""
+        from overlayctl.container.model import Resources
 
-    @classmethod
-    def from_inspect(cls, host_config: dict) -> Limits:
-        """The limits recorded by to_inspect, read back."""
-        nano = host_config.get("NanoCpus") or 0
-        return cls(
-            memory=host_config.get("Memory") or None,
-            memory_swap=host_config.get("MemorySwap") or None,
-            pids=host_config.get("PidsLimit") or None,
-            cpus=nano / _NANO if nano else None,
-            cpu_shares=host_config.get("CpuShares") or None,
+        return Resources(
+            memory=self.memory or 0,
+            memory_swap=self.effective_swap or 0,
+            pids_limit=self.pids,
+            nano_cpus=self.nano_cpus,
+            cpu_shares=self.cpu_shares or 0,
         )
 
     def __eq__(self, other: object) -> bool:
