@@ -86,11 +86,11 @@ class Cgroup:
 
     def oom_killed(self) -> bool:
         """Whether the kernel's OOM killer killed a process of this cgroup."""
-        return was_oom_killed(self)
+        return was_oom_killed(self.version, self.controllers)
 
     def stats(self) -> dict[str, int | None]:
         """Usage now, best effort: a value the kernel does not give is None."""
-        return usage(self)
+        return usage(self.version, self.controllers, self.unified)
 
     def remove(self, timeout: float = 5.0) -> None:
         """Kill whatever is left in the cgroup and remove its directories.
