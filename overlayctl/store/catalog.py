@@ -69,7 +69,7 @@ try:
 except ImportError:  # pragma: no cover
     import sqlite3 as _sqlite
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
@@ -149,9 +149,23 @@ CREATE TABLE IF NOT EXISTS leases (
     address     TEXT NOT NULL,
     container   TEXT NOT NULL,             -- container ID
     mac         TEXT NOT NULL DEFAULT '',
+    aliases     TEXT NOT NULL DEFAULT '[]', -- v7: JSON list of the names it answers to on this network
     PRIMARY KEY (network, address)
 );
 CREATE INDEX IF NOT EXISTS leases_by_container ON leases(container);
+-- v7: the host ports a container publishes while it runs (-p, -P). One row
+-- per host port. The primary key refuses a second holder in this store
+-- (other stores and other programs are refused by a bind test and a claim
+-- under /run, overlayctl.network.ports).
+CREATE TABLE IF NOT EXISTS ports (
+    container   TEXT NOT NULL,             -- container ID
+    protocol    TEXT NOT NULL,             -- tcp | udp | sctp
+    host_ip     TEXT NOT NULL,             -- '' for every address (0.0.0.0)
+    host_port   INTEGER NOT NULL,
+    container_port INTEGER NOT NULL,
+    PRIMARY KEY (protocol, host_port, host_ip)
+);
+CREATE INDEX IF NOT EXISTS ports_by_container ON ports(container);
 -- v3: named and anonymous volumes, and which containers use them.
 CREATE TABLE IF NOT EXISTS volumes (
     name        TEXT PRIMARY KEY,
@@ -198,6 +212,7 @@ _ADDED_COLUMNS = (
     ("containers", "restart_count", "INTEGER NOT NULL DEFAULT 0"),  # v4
     ("containers", "manually_stopped", "INTEGER NOT NULL DEFAULT 0"),  # v4
     ("layers", "content_index", "TEXT NOT NULL DEFAULT ''"),  # v6
+    ("leases", "aliases", "TEXT NOT NULL DEFAULT '[]'"),  # v7
 )
 
 

@@ -74,32 +74,37 @@ class Network:
 
 
 class Lease:
-    """One address of one network, held by one container."""
+    """One address of one network, held by one container, with the extra
+    names (network aliases) it answers to there."""
 
-    __slots__ = ("network", "address", "container", "mac")
+    __slots__ = ("network", "address", "container", "mac", "aliases")
 
-    def __init__(self, network: str, address: str, container: str, mac: str) -> None:
+    def __init__(
+        self, network: str, address: str, container: str, mac: str, aliases: builtins.list[str] | None = None
+    ) -> None:
         self.network = network
         self.address = address
         self.container = container
         self.mac = mac
+        self.aliases = list(aliases or [])
 
     def __repr__(self) -> str:
         return f"Lease({self.network}: {self.address} -> {self.container[:12]})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Lease) and (self.network, self.address, self.container, self.mac) == (
+        return isinstance(other, Lease) and (self.network, self.address, self.container, self.mac, self.aliases) == (
             other.network,
             other.address,
             other.container,
             other.mac,
+            other.aliases,
         )
 
     __hash__ = None  # type: ignore[assignment]
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Lease:
-        return cls(row["network"], row["address"], row["container"], row["mac"])
+        return cls(row["network"], row["address"], row["container"], row["mac"], jsonio.loads(row["aliases"] or "[]"))
 
 
 class NetworkStore:
@@ -200,6 +205,7 @@ class NetworkStore:
         container_id: str,
         choose: Callable[[set[str]], str],
         mac_of: Callable[[str], str],
+        aliases: builtins.list[str] | None = None,
     ) -> Lease:
         """Lease an address on `network` for a container.
 
@@ -217,10 +223,10 @@ class NetworkStore:
             address = choose(taken)
             mac = mac_of(address)
             self.conn.execute(
-                "INSERT INTO leases (network, address, container, mac) VALUES (?, ?, ?, ?)",
-                (network.name, address, container_id, mac),
+                "INSERT INTO leases (network, address, container, mac, aliases) VALUES (?, ?, ?, ?, ?)",
+                (network.name, address, container_id, mac, jsonio.dumps(list(aliases or []))),
             )
-        return Lease(network.name, address, container_id, mac)
+        return Lease(network.name, address, container_id, mac, aliases)
 
     def holder_of(self, network: str, address: str) -> str | None:
         row = self.conn.execute(

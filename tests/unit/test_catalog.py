@@ -20,18 +20,20 @@ PRAGMA user_version = 5;
 """
 
 
-def test_a_v5_catalog_gains_the_v6_column_and_keeps_its_rows(tmp_path):
+def test_a_v5_catalog_gains_the_later_columns_and_tables_and_keeps_its_rows(tmp_path):
     path = str(tmp_path / "catalog.db")
     old = sqlite3.connect(path)
     old.executescript(V5_LAYERS)
     old.close()
     conn = catalog.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == catalog.SCHEMA_VERSION == 6
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == catalog.SCHEMA_VERSION == 7
         row = conn.execute("SELECT diff_id, content_index FROM layers").fetchone()
         assert tuple(row) == ("sha256:aa", "")
         columns = {r[1] for r in conn.execute("PRAGMA table_info(containers)")}
         assert {"oom_killed", "supervisor_pid", "restart_count", "manually_stopped"} <= columns
+        assert "aliases" in {r[1] for r in conn.execute("PRAGMA table_info(leases)")}  # v7
+        assert conn.execute("SELECT count(*) FROM ports").fetchone()[0] == 0  # v7
     finally:
         conn.close()
 
