@@ -51,12 +51,13 @@ def network_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
 @click.option("--subnet", metavar="CIDR", help="the network's subnet (default: a free /24 of 10.78.0.0/16)")
 @click.option("--gateway", metavar="IP", help="the bridge's own address (default: the subnet's first)")
 @click.option("-d", "--driver", default="bridge", show_default=True, help="network driver (bridge only)")
+@click.option("--internal", is_flag=True, help="no way out: no masquerade, nothing forwarded beyond its bridge")
 @click.pass_obj
-def network_create(obj: dict, name: str, subnet: str | None, gateway: str | None, driver: str) -> None:
+def network_create(obj: dict, name: str, subnet: str | None, gateway: str | None, driver: str, internal: bool) -> None:
     """Create a bridge network with its own device and subnet."""
     from overlayctl.engine.networks import create_network
 
-    network = create_network(open_store(obj), name, subnet, gateway, driver)
+    network = create_network(open_store(obj), name, subnet, gateway, driver, internal=internal)
     click.echo(network.id)
 
 

@@ -22,11 +22,14 @@ def list_networks(store: Store) -> list[Listed]:
     return manage.list_networks(store)
 
 
-def create_network(store: Store, name: str, subnet: str | None, gateway: str | None, driver: str) -> Network:
-    """`network create`: a bridge with its own device and subnet."""
+def create_network(
+    store: Store, name: str, subnet: str | None, gateway: str | None, driver: str, internal: bool = False
+) -> Network:
+    """`network create`: a bridge with its own device and subnet (`internal`:
+    with no way beyond it)."""
     from overlayctl.network import manage
 
-    return manage.create_network(store, name, subnet, gateway, driver)
+    return manage.create_network(store, name, subnet, gateway, driver, internal=internal)
 
 
 def remove_network(store: Store, name: str) -> str:

@@ -93,7 +93,13 @@ class NetworkPlan:
         broadcast = str(subnet.broadcast_address)
         with netlink.Rtnl() as rtnl:
             bridge = netlink.ensure_bridge(
-                rtnl, network.bridge, network.gateway, subnet.prefixlen, broadcast, ipam.bridge_mac(network.id)
+                rtnl,
+                network.bridge,
+                network.gateway,
+                subnet.prefixlen,
+                broadcast,
+                ipam.bridge_mac(network.id),
+                internal=bool(network.options.get("internal")),
             )
             netlink.attach_container(
                 rtnl,

@@ -15,6 +15,17 @@ else is not ours and passes too. An accept here ends only this chain: a drop
 in Docker's, podman's or the admin's own table still applies, and nothing
 here touches theirs.
 
+and, for the way out (see `outbound_commands`),
+
+- a set `outbound` (type ipv4_addr . ifname, intervals) with "SUBNET . B"
+  for each bridge whose network may reach beyond the host,
+- a set `internal` (type ifname) with each bridge of an --internal network,
+- a chain `postrouting` (hook postrouting, priority srcnat, nat):
+  `ip saddr . oifname @outbound return` (staying on its own bridge), then
+  `ip saddr . iifname @outbound masquerade` (anything else leaving it),
+- two rules in `forward`: `iifname @internal drop`, `oifname @internal drop`
+  (after the same-bridge accept, so an internal network's own traffic passes).
+
 Networks join and leave by set element, keyed by device name: no rule
 handles to track, and the rules never change after the table is made. The
 table is made with the first bridge and deleted with the last. Every change
@@ -117,6 +128,72 @@ def table_commands() -> list[dict[str, Any]]:
     ]
 
 
+def outbound_commands() -> list[dict[str, Any]]:
+    """The sets, the nat chain and the forward rules of the way out (one
+    batch, added to a table made by `table_commands`)."""
+    where = {"family": FAMILY, "table": TABLE}
+    saddr = {"payload": {"protocol": "ip", "field": "saddr"}}
+    iif, oif = {"meta": {"key": "iifname"}}, {"meta": {"key": "oifname"}}
+
+    def rule(chain: str, left: dict[str, Any], right: str, verdict: dict[str, Any]) -> dict[str, Any]:
+        return {"add": {"rule": {**where, "chain": chain, "expr": [_match(left, right), verdict]}}}
+
+    return [
+        {"add": {"set": {**where, "name": "outbound", "type": ["ipv4_addr", "ifname"], "flags": ["interval"]}}},
+        {"add": {"set": {**where, "name": "internal", "type": "ifname"}}},
+        {
+            "add": {
+                "chain": {
+                    **where,
+                    "name": "postrouting",
+                    "type": "nat",
+                    "hook": "postrouting",
+                    "prio": 100,  # srcnat
+                    "policy": "accept",
+                }
+            }
+        },
+        # Back out of its own bridge (a container answering a neighbour, or
+        # the host): the source stays as it is.
+        rule("postrouting", {"concat": [saddr, oif]}, "@outbound", {"return": None}),
+        rule("postrouting", {"concat": [saddr, iif]}, "@outbound", {"masquerade": None}),
+        # An internal network's bridge forwards to nothing but itself (the
+        # same-bridge accept comes first in this chain).
+        rule("forward", iif, "@internal", {"drop": None}),
+        rule("forward", oif, "@internal", {"drop": None}),
+    ]
+
+
+def _match(left: dict[str, Any], right: str) -> dict[str, Any]:
+    return {"match": {"op": "==", "left": left, "right": right}}
+
+
+def way_out_commands(verb: str, bridge: str, subnet: str, internal: bool) -> list[dict[str, Any]]:
+    """`add` or `delete` the element that gives `bridge` its way out (its
+    subnet in `outbound`), or, for an internal network, the one that takes
+    every way out away (the bridge in `internal`)."""
+    where = {"family": FAMILY, "table": TABLE}
+    if internal:
+        return [{verb: {"element": {**where, "name": "internal", "elem": [bridge]}}}]
+    addr, _, length = subnet.partition("/")
+    elem = {"concat": [{"prefix": {"addr": addr, "len": int(length)}}, bridge]}
+    return [{verb: {"element": {**where, "name": "outbound", "elem": [elem]}}}]
+
+
+def enable_forwarding() -> None:
+    """Turn on IPv4 forwarding for the host, as Docker does when its first
+    bridge comes up; it is left on (other bridges and tools may rely on it)."""
+    path = "/proc/sys/net/ipv4/ip_forward"
+    with open(path, "rb") as f:
+        if f.read(1) == b"1":
+            return
+    try:
+        with open(path, "wb") as f:
+            f.write(b"1")
+    except OSError as exc:
+        raise FirewallError(f"cannot enable IPv4 forwarding ({path}): {os.strerror(exc.errno or 0)}") from None
+
+
 def element_commands(verb: str, bridges: list[str]) -> list[dict[str, Any]]:
     """`add` or `delete` the elements of these bridges in both sets."""
     where = {"family": FAMILY, "table": TABLE}
@@ -128,14 +205,19 @@ def element_commands(verb: str, bridges: list[str]) -> list[dict[str, Any]]:
 
 def _bridges(nft: Any) -> list[str] | None:
     """The elements of the set `bridges`; None if the table does not exist."""
-    rc, output, _error = nft.json_cmd(
-        {"nftables": [{"list": {"set": {"family": FAMILY, "table": TABLE, "name": "bridges"}}}]}
-    )
+    elements = _elements(nft, "bridges")
+    return None if elements is None else [e for e in elements if isinstance(e, str)]
+
+
+def _elements(nft: Any, name: str) -> list[Any] | None:
+    """The elements of one of our sets as JSON; None if it does not exist."""
+    where = {"family": FAMILY, "table": TABLE, "name": name}
+    rc, output, _error = nft.json_cmd({"nftables": [{"list": {"set": where}}]})
     if rc != 0:
         return None
     for item in output.get("nftables", []):
         if "set" in item:
-            return [e for e in item["set"].get("elem", []) if isinstance(e, str)]
+            return list(item["set"].get("elem", []))
     return []
 
 
@@ -153,18 +235,26 @@ class _Lock:
         os.close(self.fd)
 
 
-def adding(bridge: str, create: Callable[[], None]) -> None:
+def adding(bridge: str, create: Callable[[], None], subnet: str = "", internal: bool = False) -> None:
     """Put `bridge` in the table (made if missing), then `create()` the device.
 
     Elements first: the device never exists without isolation. If
     `create` fails, the elements go again (and the table, if they were
-    its last)."""
+    its last). With its `subnet`, the bridge also gets its way out (or,
+    `internal`, has every way out dropped) and IPv4 forwarding is turned on."""
     nft = _nft()
     with _Lock():
         present = _bridges(nft)
         commands = table_commands() if present is None else []
+        if present is None or _elements(nft, "outbound") is None:
+            # A table made before the way out existed gets it now.
+            commands += outbound_commands()
         if present is None or bridge not in present:
             commands += element_commands("add", [bridge])
+        if subnet:
+            commands += way_out_commands("add", bridge, subnet, internal)
+            if not internal:
+                enable_forwarding()
         if commands:
             _run(nft, commands, f"add bridge {bridge} to table {FAMILY} {TABLE}")
         try:
@@ -205,7 +295,22 @@ def _forget(nft: Any) -> None:
     if len(gone) == len(present):
         _run(nft, [{"delete": {"table": {"family": FAMILY, "name": TABLE}}}], f"delete table {FAMILY} {TABLE}")
     elif gone:
-        _run(nft, element_commands("delete", gone), f"remove {', '.join(gone)} from table {FAMILY} {TABLE}")
+        commands = element_commands("delete", gone) + _way_out_of(nft, gone)
+        _run(nft, commands, f"remove {', '.join(gone)} from table {FAMILY} {TABLE}")
+
+
+def _way_out_of(nft: Any, bridges: list[str]) -> list[dict[str, Any]]:
+    """The commands that delete these bridges' elements of `outbound` and
+    `internal` (keyed by the bridge, whatever its subnet was)."""
+    where = {"family": FAMILY, "table": TABLE}
+    commands: list[dict[str, Any]] = []
+    outbound = [e for e in _elements(nft, "outbound") or [] if e["concat"][1] in bridges]
+    if outbound:
+        commands.append({"delete": {"element": {**where, "name": "outbound", "elem": outbound}}})
+    internal = [e for e in _elements(nft, "internal") or [] if e in bridges]
+    if internal:
+        commands.append({"delete": {"element": {**where, "name": "internal", "elem": internal}}})
+    return commands
 
 
 def table(nft: Any = None) -> dict[str, Any] | None:

@@ -113,8 +113,13 @@ def validate_name(name: str) -> str:
     return name
 
 
-def create_network(store: Store, name: str, subnet: str | None, gateway: str | None, driver: str = "bridge") -> Network:
+def create_network(
+    store: Store, name: str, subnet: str | None, gateway: str | None, driver: str = "bridge", internal: bool = False
+) -> Network:
     """`network create`: record the network, then make its bridge device.
+
+    `internal` (kept in the network's options) gives it no way out: no
+    masquerade, and nothing forwarded from or to anything but its bridge.
 
     Every check (name, subnet, gateway, overlap with the other networks and
     with the host's routes) comes first; if the device cannot be made, the
@@ -133,6 +138,8 @@ def create_network(store: Store, name: str, subnet: str | None, gateway: str | N
         net = ipam.free_subnet([(n.name, n.subnet, n.bridge) for n in nets.list()], ipam.host_routes())
     gw = ipam.gateway_for(net, gateway)
     network = Network(name, network_id, driver, device, str(net), str(gw), now_rfc3339(), {})
+    if internal:
+        network.options["internal"] = True
     nets.add(network, overlaps=lambda others: _overlap(net, others, own_device=device))
     from overlayctl.network import netlink
     from overlayctl.runtime.netdev import link_exists
@@ -141,7 +148,13 @@ def create_network(store: Store, name: str, subnet: str | None, gateway: str | N
     try:
         with netlink.Rtnl() as rtnl:
             netlink.ensure_bridge(
-                rtnl, device, str(gw), net.prefixlen, str(net.broadcast_address), ipam.bridge_mac(network_id)
+                rtnl,
+                device,
+                str(gw),
+                net.prefixlen,
+                str(net.broadcast_address),
+                ipam.bridge_mac(network_id),
+                internal=is_internal(network),
             )
     except BaseException:
         nets.remove(name)
@@ -248,7 +261,7 @@ def inspect_network(store: Store, text: str) -> dict[str, Any]:
             "Options": None,
             "Config": [{"Subnet": network.subnet, "Gateway": network.gateway}] if network is not None else [],
         },
-        "Internal": False,
+        "Internal": network is not None and is_internal(network),
         "Attachable": False,
         "Ingress": False,
         "ConfigFrom": {"Network": ""},
@@ -257,6 +270,11 @@ def inspect_network(store: Store, text: str) -> dict[str, Any]:
         "Options": options,
         "Labels": {},
     }
+
+
+def is_internal(network: Network) -> bool:
+    """Whether the network was made with --internal (no way out)."""
+    return bool(network.options.get("internal"))
 
 
 def _container_name(store: Store, container_id: str) -> str:

@@ -294,8 +294,11 @@ def _socket_in(netns_fd: int):  # type: ignore[no-untyped-def]
 # -- what the rest of overlayctl asks for -----------------------------------
 
 
-def ensure_bridge(rtnl: Rtnl, name: str, gateway: str, prefixlen: int, broadcast: str, mac: str) -> int:
-    """The bridge device with its gateway address, up; made if missing.
+def ensure_bridge(
+    rtnl: Rtnl, name: str, gateway: str, prefixlen: int, broadcast: str, mac: str, internal: bool = False
+) -> int:
+    """The bridge device with its gateway address, up; made if missing (with
+    its way out, or none if `internal`: see firewall).
 
     Two containers may start at once: "exists" is success. A device of that
     name that is not a bridge is never touched."""
@@ -320,7 +323,10 @@ def ensure_bridge(rtnl: Rtnl, name: str, gateway: str, prefixlen: int, broadcast
 
         # Only a bridge made here pays for nftables: a start that finds its
         # bridge costs nothing more.
-        firewall.adding(name, create)
+        import ipaddress
+
+        subnet = str(ipaddress.IPv4Interface(f"{gateway}/{prefixlen}").network)
+        firewall.adding(name, create, subnet, internal)
         index = rtnl.index(name)
         if index is None:
             raise KernelError(f"bridge {name} vanished right after it was created; try again")

@@ -41,3 +41,41 @@ def test_a_bridge_is_two_elements_keyed_by_its_name():
         },
     ]
     assert [next(iter(c)) for c in firewall.element_commands("delete", ["br-1"])] == ["delete", "delete"]
+
+
+def test_the_way_out_is_a_nat_chain_and_two_sets_in_our_table():
+    commands = firewall.outbound_commands()
+    for command in commands:
+        (obj,) = command["add"].values()
+        assert obj.get("table") == "overlayctl" and obj["family"] == "inet"
+    sets = {c["add"]["set"]["name"]: c["add"]["set"] for c in commands if "set" in c["add"]}
+    assert sets["outbound"]["type"] == ["ipv4_addr", "ifname"] and sets["outbound"]["flags"] == ["interval"]
+    assert sets["internal"]["type"] == "ifname"
+    (chain,) = [c["add"]["chain"] for c in commands if "chain" in c["add"]]
+    assert (chain["type"], chain["hook"], chain["prio"]) == ("nat", "postrouting", 100)
+    rules = [(c["add"]["rule"]["chain"], json.dumps(c["add"]["rule"]["expr"])) for c in commands if "rule" in c["add"]]
+    # Out of its own bridge: left alone; out of anything else: masqueraded.
+    assert rules[0][0] == "postrouting" and '"oifname"' in rules[0][1] and '"return"' in rules[0][1]
+    assert rules[1][0] == "postrouting" and '"iifname"' in rules[1][1] and '"masquerade"' in rules[1][1]
+    assert [chain for chain, _ in rules[2:]] == ["forward", "forward"]
+    assert all('"@internal"' in expr and '"drop"' in expr for _, expr in rules[2:])
+
+
+def test_a_network_gets_a_way_out_or_none():
+    out = firewall.way_out_commands("add", "br-1", "10.7.0.0/24", internal=False)
+    assert out == [
+        {
+            "add": {
+                "element": {
+                    "family": "inet",
+                    "table": "overlayctl",
+                    "name": "outbound",
+                    "elem": [{"concat": [{"prefix": {"addr": "10.7.0.0", "len": 24}}, "br-1"]}],
+                }
+            }
+        }
+    ]
+    walled = firewall.way_out_commands("delete", "br-2", "10.8.0.0/24", internal=True)
+    assert walled == [
+        {"delete": {"element": {"family": "inet", "table": "overlayctl", "name": "internal", "elem": ["br-2"]}}}
+    ]

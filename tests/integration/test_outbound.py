@@ -1,0 +1,74 @@
+"""The way out: containers on a bridge reach beyond the host through the
+host's masquerade, and an --internal network's do not.
+
+"Beyond the host" is the outside world of tests/networld.py: a namespace
+with no route back to any container subnet, so an answer that arrives at
+all proves the source was rewritten to the host's address.
+"""
+
+from __future__ import annotations
+
+import json
+
+from overlayctl.network import firewall
+from tests.integration import test_network
+from tests.networld import OutsideWorld
+
+# The same fixture as there: a private default bridge and spare subnets,
+# every device the test made deleted afterwards.
+net = test_network.net
+
+
+def fetch_argv(world: OutsideWorld, port: int = 80, wait: int = 5) -> list[str]:
+    """A container command that GETs / from the outside world's HTTP server."""
+    return ["sh", "-c", f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w {wait} {world.address} {port}"]
+
+
+def _outbound_elements() -> list[str]:
+    listed = firewall.table() or {"nftables": []}
+    for item in listed["nftables"]:
+        if "set" in item and item["set"]["name"] == "outbound":
+            return [json.dumps(e) for e in item["set"].get("elem", [])]
+    return []
+
+
+def test_containers_reach_the_outside_world_as_the_host(net, outside_world):
+    cli = net.cli
+    server = outside_world.serve_http(80)
+    out = cli.ok("run", "--rm", "bb:1", *fetch_argv(outside_world))
+    assert server.body in out
+    cli.ok("network", "create", "--subnet", net.spare, "front")
+    device = net.network("front")["Options"]["com.docker.network.bridge.name"]
+    assert net.network("front")["Internal"] is False
+    out = cli.ok("run", "--rm", "--network", "front", "bb:1", *fetch_argv(outside_world))
+    assert server.body in out
+    # The outside saw the host's own address, never a container's.
+    assert server.sources() == [outside_world.host_address] * 2
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        assert f.read().strip() == "1"
+    # Each network's way out is one element (subnet . bridge), gone with it.
+    addr, length = net.spare.split("/")
+    mine = json.dumps({"concat": [{"prefix": {"addr": addr, "len": int(length)}}, device]})
+    assert mine in _outbound_elements()
+    cli.ok("network", "rm", "front")
+    assert mine not in _outbound_elements()
+
+
+def test_an_internal_network_has_no_way_out(net, outside_world):
+    cli = net.cli
+    server = outside_world.serve_http(80)
+    cli.ok("network", "create", "--internal", "--subnet", net.spare, "walled")
+    assert net.network("walled")["Internal"] is True
+    inside = cli("run", "--rm", "--network", "walled", "bb:1", *fetch_argv(outside_world, wait=2))
+    assert server.body.encode() not in inside.stdout
+    # Nor with --network none, which has no interface but lo.
+    none = cli("run", "--rm", "--network", "none", "bb:1", *fetch_argv(outside_world, wait=2))
+    assert server.body.encode() not in none.stdout
+    assert server.sources() == []
+    # Its own containers still talk to each other.
+    cli.ok("run", "-d", "--name", "peer", "--network", "walled", "bb:1", "sleep", "60")
+    peer = net.inspect("peer")["NetworkSettings"]["Networks"]["walled"]["IPAddress"]
+    cli.ok("run", "--rm", "--network", "walled", "bb:1", "ping", "-c1", "-W2", peer)
+    # And the same container on an ordinary network gets out.
+    out = cli.ok("run", "--rm", "bb:1", *fetch_argv(outside_world))
+    assert server.body in out
