@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import stat
 import sys
 
 from overlayctl.builder.context import Context
@@ -36,7 +37,10 @@ if TYPE_CHECKING:
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 _NOP = "/bin/sh -c #(nop) "
-_SUPPORTED_NETWORKS = ("none", "host")
+# As BuildKit's: "default" is the default bridge, as for `run`.
+_SUPPORTED_NETWORKS = ("bridge", "default", "host", "none")
+# What a RUN step on a bridge has bound over /etc (see _drop_placeholders).
+_ETC_FILES = ("hosts", "hostname", "resolv.conf")
 
 
 class BuildError(OverlayctlError):
@@ -56,7 +60,7 @@ class BuildOptions:
         build_args: dict[str, str] | None = None,
         no_cache: bool = False,
         quiet: bool = False,
-        network: str = "none",
+        network: str = "bridge",
         timestamp: int | None = None,
     ) -> None:
         self.context = context
@@ -563,6 +567,8 @@ class Builder:
         network = ins.flags.get("network") or self.opts.network
         if network == "default":
             network = self.opts.network
+        if network == "default":
+            network = "bridge"
         if network not in _SUPPORTED_NETWORKS:
             raise self._fail(ins, f'network "{network}" is not supported; use one of: {", ".join(_SUPPORTED_NETWORKS)}')
         # Build args in scope are the command's environment, not the image's;
@@ -594,6 +600,7 @@ class Builder:
             upper = os.path.join(stage, "diff")
             os.mkdir(upper, 0o755)
             os.mkdir(os.path.join(stage, "work"), 0o700)
+            plan = self._network_plan(network, run_id)
             spec = ContainerSpec(
                 layout=OverlayLayout(lowers, upper, os.path.join(stage, "work")),
                 store_root=self.store.paths.root,
@@ -608,8 +615,14 @@ class Builder:
                 # A RUN step is a container like any other: Docker's default
                 # seccomp profile confines it too.
                 seccomp=compile_profile(None, DEFAULT_CAPABILITIES, self.store.paths.seccomp_cache),
+                mounts=plan.mounts if plan is not None else None,
             )
-            code = self._supervise(supervisor, spec)
+            try:
+                code = self._supervise(supervisor, spec, plan.on_namespaces if plan is not None else None)
+            finally:
+                if plan is not None:
+                    plan.release()
+                    _drop_placeholders(upper, lowers)
             if code != 0:
                 shown = " ".join(argv) if not ins.json_form else _go_list(argv)
                 raise BuildError(
@@ -621,22 +634,76 @@ class Builder:
             except OverlayctlError as exc:
                 raise self._fail(ins, exc.message) from None
 
-    def _supervise(self, supervisor: Any, spec: ContainerSpec) -> int:
+    def _network_plan(self, network: str, run_id: str) -> Any:
+        """A RUN step on a bridge is a container of its own on it: a lease,
+        a veth and the generated /etc files, for as long as the step runs
+        (a build killed meanwhile leaves a lease nobody holds, which the next
+        command frees, as a container's). None for host and none."""
+        if network in ("host", "none"):
+            return None
+        from overlayctl.network import attach
+
+        return attach.prepare(self.store, _Step(run_id), network, None, run_id[:12])
+
+    def _supervise(self, supervisor: Any, spec: ContainerSpec, on_namespaces: Any = None) -> int:
         if not self.opts.quiet:
             sys.stdout.flush()
-            return int(supervisor.run(spec, attach_stdin=False))
+            return int(supervisor.run(spec, attach_stdin=False, on_namespaces=on_namespaces))
         # -q: the command's output is not the user's to see, as with Docker.
         saved = os.dup(1), os.dup(2)
         null = os.open(os.devnull, os.O_WRONLY)
         try:
             os.dup2(null, 1)
             os.dup2(null, 2)
-            return int(supervisor.run(spec, attach_stdin=False))
+            return int(supervisor.run(spec, attach_stdin=False, on_namespaces=on_namespaces))
         finally:
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             for fd in (*saved, null):
                 os.close(fd)
+
+
+class _Step:
+    """A RUN step as the network's attach code sees a container: an ID
+    (its lease's holder) and no name."""
+
+    def __init__(self, run_id: str) -> None:
+        self.id = run_id
+        self.name = ""
+
+
+def _drop_placeholders(upper: str, lowers: tuple[str, ...]) -> None:
+    """Take out of a RUN step's upper directory the empty files made only to
+    bind /etc/hosts, hostname and resolv.conf onto (the image had none), and
+    /etc itself if it is left empty and as the image has it (or made for
+    them): they are the step's network, not its result. A file the image
+    has is bound over, never copied up, so whatever of these is in the upper
+    directory is such a placeholder."""
+    etc = os.path.join(upper, "etc")
+    for name in _ETC_FILES:
+        path = os.path.join(etc, name)
+        try:
+            found = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(found.st_mode) and found.st_size == 0:
+            os.unlink(path)
+    try:
+        if os.listdir(etc):
+            return  # the step's own files (or whiteouts) are there
+        made = os.lstat(etc)
+    except OSError:
+        return
+    for lower in lowers:  # top first: the /etc the image shows
+        try:
+            shown = os.lstat(os.path.join(lower, "etc"))
+        except FileNotFoundError:
+            continue
+        same = (shown.st_mode, shown.st_uid, shown.st_gid) == (made.st_mode, made.st_uid, made.st_gid)
+        if not same:
+            return  # the step changed /etc itself (chmod, chown): that is its result
+        break
+    os.rmdir(etc)
 
 
 def _short(image_id: str) -> str:

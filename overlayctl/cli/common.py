@@ -90,7 +90,7 @@ def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context
         args,
         bool(opts.get("no_cache")),
         bool(opts.get("quiet")),
-        opts.get("network") or "none",
+        opts.get("network") or "bridge",
         int(timestamp) if timestamp is not None else None,
     )
     image_id = build(store, build_opts)

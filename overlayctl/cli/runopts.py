@@ -80,7 +80,7 @@ BUILD_OPTIONS = (
     Opt(("--build-arg",), "build_args", "multi", "set a build-time ARG (KEY=VALUE, or KEY to copy it)", "KEY=VALUE"),
     Opt(("--no-cache",), "no_cache", "flag", "do not use the build cache"),
     Opt(("-q", "--quiet"), "quiet", "flag", "print only the image ID"),
-    Opt(("--network",), "network", "value", "network for RUN: none (the default) or host", "MODE"),
+    Opt(("--network",), "network", "value", "network for RUN: bridge (the default), host or none", "MODE"),
     Opt(("--timestamp",), "timestamp", "value", "clamp times to EPOCH (default: $SOURCE_DATE_EPOCH)", "EPOCH"),
 )
 

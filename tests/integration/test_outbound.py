@@ -9,6 +9,7 @@ all proves the source was rewritten to the host's address.
 from __future__ import annotations
 
 import json
+import os
 
 from overlayctl.network import firewall
 from tests.integration import test_network
@@ -72,3 +73,26 @@ def test_an_internal_network_has_no_way_out(net, outside_world):
     # And the same container on an ordinary network gets out.
     out = cli.ok("run", "--rm", "bb:1", *fetch_argv(outside_world))
     assert server.body in out
+
+
+def test_a_build_step_reaches_the_outside_world(net, outside_world, tmp_path):
+    cli = net.cli
+    server = outside_world.serve_http(80)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    fetch = f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {outside_world.address} 80 > /fetched"
+    (ctx / "Dockerfile").write_text(f"FROM bb:1\nRUN {fetch}\n")
+    cli.ok("build", "-t", "fetched:1", str(ctx))
+    out = cli.ok("run", "--rm", "fetched:1", "cat", "/fetched")
+    assert server.body in out
+    assert server.sources() == [outside_world.host_address]
+    # The step's network is not its result: the layer holds what it wrote,
+    # not the /etc files (or /etc) bound in for it.
+    diff_id = json.loads(cli.ok("image", "inspect", "fetched:1"))[0]["RootFS"]["Layers"][-1]
+    layer = cli.root / "layers" / diff_id.split(":")[1][:16] / "diff"
+    assert sorted(os.listdir(layer)) == ["fetched"]
+    # --network none still applies: no way out, so the same step fails.
+    (ctx / "Dockerfile").write_text(f"FROM bb:1\nRUN {fetch} && grep -q outside /fetched\n")
+    failed = cli("build", "--no-cache", "--network", "none", "-t", "cut:1", str(ctx))
+    assert failed.returncode == 1, failed.stderr
+    assert server.sources() == [outside_world.host_address]
