@@ -26,9 +26,11 @@ fi
 # through which bridge networks keep their isolation table.
 PACKAGES="python3 python3-venv python3-dev gcc libcap-dev libseccomp2 busybox-static tar gzip xz-utils zstd bzip2 util-linux coreutils debootstrap systemd-container python3-nftables"
 # The registry tests push and pull through real peers: Debian's
-# docker-registry (the CNCF distribution registry), skopeo and podman.
+# docker-registry (the CNCF distribution registry), skopeo and podman; the
+# network tests run containers beside Docker's (docker.io), whose daemon
+# they start themselves with temporary roots.
 if [ "${1:-}" = test ]; then
-    PACKAGES="$PACKAGES docker-registry skopeo podman"
+    PACKAGES="$PACKAGES docker-registry skopeo podman docker.io"
 fi
 missing=""
 for p in $PACKAGES; do
@@ -40,11 +42,13 @@ if [ -n "$missing" ]; then
     apt-get update -qq
     # The tests start their own registry on 127.0.0.1. Debian's package
     # would start and enable one on every interface (port 5000): no service
-    # may start during the install, and the registry's stays disabled.
+    # may start during the install, and the registry's stays disabled. The
+    # same for dockerd: a test starts its own, and a system one would keep
+    # its docker0 and rules on the host for good.
     # (A policy-rc.d the host already has is left as it is.)
     made_policy=""
     case "$missing" in
-        *docker-registry*)
+        *docker-registry*|*docker.io*)
             if [ ! -e /usr/sbin/policy-rc.d ]; then
                 printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
                 chmod 755 /usr/sbin/policy-rc.d
@@ -61,6 +65,13 @@ if [ -n "$missing" ]; then
     if [ -d /run/systemd/system ] && systemctl is-enabled docker-registry >/dev/null 2>&1; then
         systemctl disable --now docker-registry >/dev/null 2>&1 || true
     fi
+    case "$missing" in
+        *docker.io*)
+            if [ -d /run/systemd/system ]; then
+                systemctl disable --now docker.socket docker.service >/dev/null 2>&1 || true
+            fi
+            ;;
+    esac
 fi
 
 # The Debian interpreter, not whatever python3 is first on PATH: its

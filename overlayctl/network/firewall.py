@@ -194,6 +194,32 @@ def enable_forwarding() -> None:
         raise FirewallError(f"cannot enable IPv4 forwarding ({path}): {os.strerror(exc.errno or 0)}") from None
 
 
+def iptables_forward_drops(nft: Any) -> bool:
+    """Whether iptables' FORWARD chain (table `ip filter`) has the policy
+    DROP, as Docker sets it when it turns forwarding on itself. Its verdict
+    stands whatever our own chain accepts: in nftables every base chain on
+    a hook must accept a packet, and a drop in any one is final."""
+    rc, output, _error = nft.json_cmd(
+        {"nftables": [{"list": {"chain": {"family": "ip", "table": "filter", "name": "FORWARD"}}}]}
+    )
+    if rc != 0:
+        return False
+    return any(item.get("chain", {}).get("policy") == "drop" for item in output.get("nftables", []))
+
+
+def forward_drop_warning(bridge: str) -> str:
+    """What to tell the user when iptables' FORWARD policy is DROP: the way
+    Docker documents to let another bridge through (its DOCKER-USER chain,
+    the one chain of Docker's meant for the host's own rules)."""
+    return (
+        f"iptables' FORWARD policy is DROP (Docker sets it when it turns on forwarding itself): containers on "
+        f"{bridge} cannot reach beyond the host until it is let through, as Docker documents for other bridges: "
+        f"iptables -I DOCKER-USER -i {bridge} -o UPLINK -j ACCEPT; "
+        f"iptables -I DOCKER-USER -i UPLINK -o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT "
+        "(UPLINK: the host's interface out, e.g. eth0; see docs/networking.md)"
+    )
+
+
 def element_commands(verb: str, bridges: list[str]) -> list[dict[str, Any]]:
     """`add` or `delete` the elements of these bridges in both sets."""
     where = {"family": FAMILY, "table": TABLE}
@@ -255,6 +281,10 @@ def adding(bridge: str, create: Callable[[], None], subnet: str = "", internal: 
             commands += way_out_commands("add", bridge, subnet, internal)
             if not internal:
                 enable_forwarding()
+                if iptables_forward_drops(nft):
+                    import sys
+
+                    sys.stderr.write(f"WARNING: {forward_drop_warning(bridge)}\n")
         if commands:
             _run(nft, commands, f"add bridge {bridge} to table {FAMILY} {TABLE}")
         try:

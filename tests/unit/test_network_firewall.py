@@ -79,3 +79,28 @@ def test_a_network_gets_a_way_out_or_none():
     assert walled == [
         {"delete": {"element": {"family": "inet", "table": "overlayctl", "name": "internal", "elem": ["br-2"]}}}
     ]
+
+
+class _FakeNft:
+    """Answers a `list chain` the way libnftables does."""
+
+    def __init__(self, rc: int, policy: str = "") -> None:
+        self.rc = rc
+        self.policy = policy
+        self.asked: list[dict] = []
+
+    def json_cmd(self, command: dict):
+        self.asked.append(command)
+        chain = {"family": "ip", "table": "filter", "name": "FORWARD", "policy": self.policy}
+        return self.rc, {"nftables": [{"metainfo": {}}, {"chain": chain}]}, ""
+
+
+def test_a_forward_policy_of_drop_in_iptables_is_noticed():
+    assert firewall.iptables_forward_drops(_FakeNft(0, "drop"))
+    assert not firewall.iptables_forward_drops(_FakeNft(0, "accept"))
+    fake = _FakeNft(1)  # no ip filter table: nothing of iptables on the host
+    assert not firewall.iptables_forward_drops(fake)
+    (command,) = fake.asked[0]["nftables"]
+    assert command == {"list": {"chain": {"family": "ip", "table": "filter", "name": "FORWARD"}}}
+    warning = firewall.forward_drop_warning("br-1")
+    assert "iptables -I DOCKER-USER -i br-1 -o UPLINK -j ACCEPT" in warning and "\n" not in warning
