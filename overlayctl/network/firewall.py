@@ -214,6 +214,7 @@ def forward_drop_warning(bridge: str) -> str:
     return (
         f"iptables' FORWARD policy is DROP (Docker sets it when it turns on forwarding itself): containers on "
         f"{bridge} cannot reach beyond the host until it is let through, as Docker documents for other bridges: "
+        f"iptables -I DOCKER-USER -i {bridge} -o {bridge} -j ACCEPT; "
         f"iptables -I DOCKER-USER -i {bridge} -o UPLINK -j ACCEPT; "
         f"iptables -I DOCKER-USER -i UPLINK -o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT "
         "(UPLINK: the host's interface out, e.g. eth0; see docs/networking.md)"
