@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 from overlayctl.network import firewall
+from tests.helpers import wait_for
 from tests.integration import test_network
 from tests.networld import OutsideWorld
 
@@ -96,3 +98,26 @@ def test_a_build_step_reaches_the_outside_world(net, outside_world, tmp_path):
     failed = cli("build", "--no-cache", "--network", "none", "-t", "cut:1", str(ctx))
     assert failed.returncode == 1, failed.stderr
     assert server.sources() == [outside_world.host_address]
+
+
+def test_a_killed_build_leaves_no_lease_nor_device(net, tmp_path):
+    cli = net.cli
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM bb:1\nRUN sleep 60\n")
+    build = subprocess.Popen(cli.argv("build", str(ctx)), env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: net.leases(), timeout=30, what="the RUN step's lease")
+        (lease,) = net.leases()
+        step = lease[2]
+        wait_for(lambda: f"veth{step[:11]}" in os.listdir("/sys/class/net"), timeout=30, what="the step's veth")
+    finally:
+        build.kill()
+        build.wait()
+        build.stdout.close()
+    # The step's container dies with its supervisor; the next command frees
+    # what it held, as for a container's killed supervisor.
+    wait_for(lambda: f"veth{step[:11]}" not in os.listdir("/sys/class/net"), timeout=10, what="the veth to go")
+    cli.ok("network", "ls")
+    assert net.leases() == []
+    assert not (cli.runroot / "containers" / step).exists()
