@@ -121,3 +121,27 @@ def test_a_killed_build_leaves_no_lease_nor_device(net, tmp_path):
     cli.ok("network", "ls")
     assert net.leases() == []
     assert not (cli.runroot / "containers" / step).exists()
+
+
+def test_a_table_made_before_the_way_out_gets_it_once(monkeypatch):
+    """A host whose table an older overlayctl made (isolation only) gets the
+    way out with its next bridge, and only once. In a table of the test's
+    own name: the host's is shared with every other store and session."""
+    import nftables
+
+    monkeypatch.setattr(firewall, "TABLE", f"octtest{os.getpid()}")
+    nft = nftables.Nftables()
+    nft.set_json_output(True)
+    firewall._run(nft, firewall.table_commands() + firewall.element_commands("add", ["octtold0"]), "make")
+    try:
+        firewall.adding("octtnew0", lambda: None, "10.251.250.0/24", False)
+        firewall.adding("octtnew1", lambda: None, "10.251.251.0/24", False)
+        listed = firewall.table(nft)["nftables"]
+        chains = sorted(i["chain"]["name"] for i in listed if "chain" in i)
+        assert chains == ["forward", "postrouting"]
+        rules = [i["rule"]["chain"] for i in listed if "rule" in i]
+        assert rules.count("forward") == 4 and rules.count("postrouting") == 2
+        (outbound,) = [i["set"] for i in listed if "set" in i and i["set"]["name"] == "outbound"]
+        assert [e["concat"][1] for e in outbound["elem"]] == ["octtnew0", "octtnew1"]
+    finally:
+        firewall._run(nft, [{"delete": {"table": {"family": "inet", "name": firewall.TABLE}}}], "delete")
