@@ -643,7 +643,8 @@ class Builder:
             return None
         from overlayctl.network import attach
 
-        return attach.prepare(self.store, _Step(run_id), network, None, run_id[:12])
+        step: Any = _Step(run_id)  # all that prepare reads of a Container
+        return attach.prepare(self.store, step, network, None, run_id[:12])
 
     def _supervise(self, supervisor: Any, spec: ContainerSpec, on_namespaces: Any = None) -> int:
         if not self.opts.quiet:

@@ -1,4 +1,4 @@
-"""Our nftables table, `inet overlayctl`: isolation between our networks.
+"""Our nftables table, `inet overlayctl`: isolation between our networks, and their way out.
 
 The table is host-wide, like the bridges it guards: every store (every
 --root) on the host shares it, and so do test sessions. It holds
