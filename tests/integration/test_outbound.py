@@ -114,7 +114,8 @@ def test_a_killed_build_leaves_no_lease_nor_device(net, tmp_path):
     finally:
         build.kill()
         build.wait()
-        build.stdout.close()
+        if build.stdout is not None:
+            build.stdout.close()
     # The step's container dies with its supervisor; the next command frees
     # what it held, as for a container's killed supervisor.
     wait_for(lambda: f"veth{step[:11]}" not in os.listdir("/sys/class/net"), timeout=10, what="the veth to go")
@@ -136,7 +137,9 @@ def test_a_table_made_before_the_way_out_gets_it_once(monkeypatch):
     try:
         firewall.adding("octtnew0", lambda: None, "10.251.250.0/24", False)
         firewall.adding("octtnew1", lambda: None, "10.251.251.0/24", False)
-        listed = firewall.table(nft)["nftables"]
+        table = firewall.table(nft)
+        assert table is not None
+        listed = table["nftables"]
         chains = sorted(i["chain"]["name"] for i in listed if "chain" in i)
         assert chains == ["forward", "postrouting"]
         rules = [i["rule"]["chain"] for i in listed if "rule" in i]
