@@ -111,7 +111,7 @@ class NetworkPlan:
         if self.ports:
             from overlayctl.network import ports
 
-            ports.allow_loopback(network.bridge)
+            ports.on_bridge(network.bridge, veth_name(self.container_id))
 
     def release(self) -> None:
         """Free the lease and delete the generated files. Idempotent.

@@ -230,8 +230,12 @@ def table(nft: Any = None) -> dict[str, Any] | None:
 # - `ports_postrouting` masquerades a DNAT'd connection that goes back out
 #   of the bridge it came in by (container to a published port on the
 #   same bridge: the reply must come back through the host to be
-#   un-NAT'd) and one from the host's 127.0.0.0/8 (a container cannot
-#   answer a loopback address);
+#   un-NAT'd), one from the host's 127.0.0.0/8 (a container cannot
+#   answer a loopback address), and a container's connection to its own
+#   published port (set `ports_self`, "A . A" for each publisher): with
+#   br_netfilter loaded such a packet is DNAT'd while it is bridged and
+#   meets postrouting with no input device, and without a new source it
+#   would reach the container from its own address;
 # - 127.0.0.1 needs route_localnet on the bridge (the kernel otherwise
 #   refuses a loopback source on a real device). That also makes the
 #   bridge accept packets addressed to 127.0.0.0/8 from containers, so
@@ -254,6 +258,7 @@ PORT_MAPS = ("ports_any", "ports_ip")
 PORTS_SCRIPT = """
 add map inet overlayctl ports_any { type inet_proto . inet_service : ipv4_addr . inet_service; }
 add map inet overlayctl ports_ip { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }
+add set inet overlayctl ports_self { type ipv4_addr . ipv4_addr; }
 add chain inet overlayctl ports_dnat
 add chain inet overlayctl ports_prerouting { type nat hook prerouting priority -100; policy accept; }
 add chain inet overlayctl ports_output { type nat hook output priority -100; policy accept; }
@@ -266,6 +271,7 @@ add rule inet overlayctl ports_prerouting jump ports_dnat
 add rule inet overlayctl ports_output jump ports_dnat
 add rule inet overlayctl ports_postrouting ct status dnat iifname . oifname @same masquerade
 add rule inet overlayctl ports_postrouting ct status dnat ip saddr 127.0.0.0/8 oifname @bridges masquerade
+add rule inet overlayctl ports_postrouting ct status dnat ip saddr . ip daddr @ports_self masquerade
 add rule inet overlayctl ports_guard iifname != "lo" ip daddr 127.0.0.0/8 drop
 add rule inet overlayctl ports_forward oifname @bridges iifname != @bridges ct status dnat accept
 add rule inet overlayctl ports_forward oifname @bridges iifname != @bridges ct state established,related accept
@@ -333,6 +339,11 @@ def publish_ports(ports: list[tuple[str, str, int, str, int]]) -> None:
             commands.append(
                 {"add": {"element": {"family": FAMILY, "table": TABLE, "name": name, "elem": [[key, value]]}}}
             )
+        for address in sorted({port[3] for port in ports}):
+            pair = {"concat": [address, address]}
+            commands.append(
+                {"add": {"element": {"family": FAMILY, "table": TABLE, "name": "ports_self", "elem": [pair]}}}
+            )
         if commands:
             _run(nft, commands, "publish ports")
 
@@ -350,12 +361,34 @@ def unpublish_ports(keys: list[tuple[str, str, int]]) -> None:
         commands = []
         for host_ip, protocol, host_port in keys:
             name, key = _port_key(host_ip, protocol, host_port)
-            if any(elem[0] == key for elem in present[name]):
+            for elem in present[name]:
+                if elem[0] == key:
+                    commands.append(
+                        {"delete": {"element": {"family": FAMILY, "table": TABLE, "name": name, "elem": [key]}}}
+                    )
+                    present[name].remove(elem)
+                    break
+        # A publisher's "A . A" goes with the last element that DNATs to A.
+        targets = {elem[1]["concat"][0] for name in PORT_MAPS for elem in present[name]}
+        for pair in _self_elements(nft):
+            if pair["concat"][0] not in targets:
                 commands.append(
-                    {"delete": {"element": {"family": FAMILY, "table": TABLE, "name": name, "elem": [key]}}}
+                    {"delete": {"element": {"family": FAMILY, "table": TABLE, "name": "ports_self", "elem": [pair]}}}
                 )
         if commands:
             _run(nft, commands, "remove published ports")
+
+
+def _self_elements(nft: Any) -> list[Any]:
+    rc, output, _error = nft.json_cmd(
+        {"nftables": [{"list": {"set": {"family": FAMILY, "table": TABLE, "name": "ports_self"}}}]}
+    )
+    if rc != 0:
+        return []
+    for item in output.get("nftables", []):
+        if "set" in item:
+            return list(item["set"].get("elem", []))
+    return []
 
 
 def published_elements() -> dict[str, list[Any]]:

@@ -2,7 +2,7 @@
 claimed host-wide, recorded, and DNAT'd in our nftables table.
 
     published = publish(store, container, address)   # in attach.prepare, after the lease
-    allow_loopback(bridge)                            # once the bridge exists (on_namespaces)
+    on_bridge(bridge, veth)                           # once the veth is on the bridge (on_namespaces)
     release(store, container_id)                      # NetworkPlan.release, leases.release_stale
 
 A host port is refused, with one line and nothing left behind, when
@@ -278,16 +278,26 @@ def _release_locked(store: Store, container_id: str, owner: str) -> None:
     store.ports.release(container_id)
 
 
-def allow_loopback(bridge: str) -> None:
-    """route_localnet on the bridge: the host's own connections to a port
-    published on 127.0.0.1 (or on every address) leave with a loopback
-    source, which the kernel refuses on a real device without it. The
-    table's `ports_guard` drops what this would otherwise let in."""
-    try:
-        with open(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet", "w") as f:
-            f.write("1")
-    except OSError as exc:
-        raise KernelError(f"cannot set net.ipv4.conf.{bridge}.route_localnet: {exc.strerror}") from None
+def on_bridge(bridge: str, veth: str) -> None:
+    """Once the container is on its bridge (in the supervisor):
+
+    - route_localnet on the bridge: the host's own connections to a port
+      published on 127.0.0.1 (or on every address) leave with a loopback
+      source, which the kernel refuses on a real device without it (the
+      table's `ports_guard` drops what this would otherwise let in);
+    - hairpin mode on the container's bridge port: with br_netfilter
+      loaded (Docker loads it), a container's connection to its own
+      published port is DNAT'd while it is being bridged and must go back
+      out of the port it came in by, which a bridge refuses otherwise."""
+    for path, what in (
+        (f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet", f"net.ipv4.conf.{bridge}.route_localnet"),
+        (f"/sys/class/net/{veth}/brport/hairpin_mode", f"hairpin mode of {veth}"),
+    ):
+        try:
+            with open(path, "w") as f:
+                f.write("1")
+        except OSError as exc:
+            raise KernelError(f"cannot set {what}: {exc.strerror}") from None
 
 
 def network_settings_ports(store: Store, container: Container) -> dict[str, Any]:
