@@ -314,38 +314,35 @@ def _port_elements(nft: Any) -> dict[str, list[Any]]:
 
 
 def publish_ports(ports: list[tuple[str, str, int, str, int]]) -> None:
-    """DNAT each (host_ip, protocol, host_port) to (address, port): the
-    table (if missing), the ports' chains (if missing), then the elements.
-    An element already there for one of these keys was left by a publisher
-    that died (the caller holds the port's claim): it is replaced."""
+    """DNAT each (host_ip, protocol, host_port) to (address, port).
+
+    The common case is one batch of new elements. Only when it fails (no
+    table or chains yet, or an element already there for one of these keys,
+    left by a publisher that died: the caller holds the port's claim) are
+    the table and chains made, the stale elements deleted, and the batch
+    sent again."""
     nft = _nft()
+    where = {"family": FAMILY, "table": TABLE}
+    adds: list[dict[str, Any]] = []
+    for host_ip, protocol, host_port, address, port in ports:
+        name, key = _port_key(host_ip, protocol, host_port)
+        adds.append({"add": {"element": {**where, "name": name, "elem": [[key, {"concat": [address, port]}]]}}})
+    for address in sorted({port[3] for port in ports}):
+        adds.append({"add": {"element": {**where, "name": "ports_self", "elem": [{"concat": [address, address]}]}}})
     with _Lock():
+        if nft.json_cmd({"nftables": adds})[0] == 0:
+            return
         if _bridges(nft) is None:
             _run(nft, table_commands(), f"make table {FAMILY} {TABLE}")
-        rc, _output, _error = nft.json_cmd(
-            {"nftables": [{"list": {"chain": {"family": FAMILY, "table": TABLE, "name": "ports_dnat"}}}]}
-        )
-        if rc != 0:
+        if nft.json_cmd({"nftables": [{"list": {"chain": {**where, "name": "ports_dnat"}}}]})[0] != 0:
             _run_script(nft, PORTS_SCRIPT, "add the chains of published ports")
         present = _port_elements(nft)
-        commands: list[dict[str, Any]] = []
-        for host_ip, protocol, host_port, address, port in ports:
+        stale = []
+        for host_ip, protocol, host_port, _address, _port in ports:
             name, key = _port_key(host_ip, protocol, host_port)
             if any(elem[0] == key for elem in present[name]):
-                commands.append(
-                    {"delete": {"element": {"family": FAMILY, "table": TABLE, "name": name, "elem": [key]}}}
-                )
-            value = {"concat": [address, port]}
-            commands.append(
-                {"add": {"element": {"family": FAMILY, "table": TABLE, "name": name, "elem": [[key, value]]}}}
-            )
-        for address in sorted({port[3] for port in ports}):
-            pair = {"concat": [address, address]}
-            commands.append(
-                {"add": {"element": {"family": FAMILY, "table": TABLE, "name": "ports_self", "elem": [pair]}}}
-            )
-        if commands:
-            _run(nft, commands, "publish ports")
+                stale.append({"delete": {"element": {**where, "name": name, "elem": [key]}}})
+        _run(nft, stale + adds, "publish ports")
 
 
 def unpublish_ports(keys: list[tuple[str, str, int]]) -> None:

@@ -134,13 +134,14 @@ def _remove_claim(path: str) -> None:
 
 def _bind_error(protocol: str, host_ip: str, port: int) -> str | None:
     """Why another program keeps us from this port (a bind test), or None."""
+    # The C module: `socket` itself imports enum and selectors (~2 ms of a start).
+    import _socket as socket
     import errno
-    import socket
 
     kind, number = {
         "tcp": (socket.SOCK_STREAM, socket.IPPROTO_TCP),
         "udp": (socket.SOCK_DGRAM, socket.IPPROTO_UDP),
-        "sctp": (socket.SOCK_STREAM, getattr(socket, "IPPROTO_SCTP", 132)),
+        "sctp": (socket.SOCK_STREAM, 132),  # IPPROTO_SCTP
     }[protocol]
     try:
         sock = socket.socket(socket.AF_INET, kind, number)
