@@ -326,3 +326,63 @@ def test_attack_a_published_port_exposes_no_other_port(ports, outside_world):
     assert tcp_get(address, 81, runner=outside, timeout=1) == ""
     assert tcp_get(address, 80, runner=outside, timeout=1) == ""
     assert tcp_get(world.host_address, 81, runner=outside, timeout=0) == ""
+
+
+def test_attack_route_localnet_opens_no_loopback_service_of_the_host(ports):
+    """Publishing sets route_localnet on the bridge (for the host's own
+    connections to 127.0.0.1). A neighbour on that bridge that routes
+    127.0.0.1 to the gateway (here a namespace of the test's, as a
+    container with NET_ADMIN could) must still not reach a service the host
+    keeps on its loopback: ports_guard drops it."""
+    import threading
+
+    publish_port, secret_port = free_ports(2)
+    ports.serve_tcp("web", f"127.0.0.1:{publish_port}:80")
+    assert tcp_get("127.0.0.1", publish_port) == "hello-from-web"
+    assert Path(f"/proc/sys/net/ipv4/conf/{ports.bridge}/route_localnet").read_text().strip() == "1"
+    gateway = ports.inspect("web")["NetworkSettings"]["Gateway"]
+    neighbour = ".".join(gateway.split(".")[:3] + ["200"])
+    netns, veth = "octest-lo-" + os.urandom(3).hex(), "octlo" + os.urandom(3).hex()
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", secret_port))
+    listener.listen()
+    listener.settimeout(8)
+    reached: list[str] = []
+
+    def serve() -> None:
+        try:
+            conn, peer = listener.accept()
+        except OSError:
+            return
+        with conn:
+            reached.append(peer[0])
+            conn.sendall(b"host-loopback-secret\n")
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        for argv in (
+            ["ip", "netns", "add", netns],
+            ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns],
+            ["ip", "link", "set", veth, "master", ports.bridge, "up"],
+            ["ip", "-n", netns, "addr", "add", f"{neighbour}/24", "dev", "eth0"],
+            ["ip", "-n", netns, "link", "set", "eth0", "up"],
+            ["ip", "-n", netns, "route", "add", "127.0.0.1/32", "via", gateway],
+            ["ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1"],
+            ["ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv4.conf.eth0.route_localnet=1"],
+        ):
+            subprocess.run(argv, check=True, capture_output=True)
+        out = subprocess.run(
+            ["ip", "netns", "exec", netns, "busybox", "nc", "-w", "3", "127.0.0.1", str(secret_port)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert "secret" not in out.stdout and not reached
+    finally:
+        listener.close()
+        thread.join()
+        subprocess.run(["ip", "link", "del", veth], capture_output=True)
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
