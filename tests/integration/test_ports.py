@@ -386,3 +386,41 @@ def test_attack_route_localnet_opens_no_loopback_service_of_the_host(ports):
         thread.join()
         subprocess.run(["ip", "link", "del", veth], capture_output=True)
         subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+
+
+def test_another_store_is_refused_until_the_publisher_is_gone(ports, tmp_path, busybox_tar):
+    """Two stores on one host (two --root's): a port one publishes is
+    refused to the other (the claim under /run); once the publisher's
+    supervisor is killed, the claim is stale and the other store takes the
+    port over, without waiting for the first store's reconcile."""
+    from tests.conftest import CLI
+
+    (port,) = free_ports(1)
+    ports.serve_tcp("first", f"{port}:80")
+    other = CLI(tmp_path / "root2", tmp_path / "run2")
+    other.env["OVERLAYCTL_BRIDGE_NAME"] = bridge = "octlt" + os.urandom(3).hex()
+    other.env["OVERLAYCTL_BRIDGE_SUBNET"] = next(s for s in _free_subnets(3) if s != ports.subnet)
+    try:
+        other.ok("import", str(busybox_tar), "bb:1")
+        refused = other("run", "-d", "--name", "second", "-p", f"{port}:80", "bb:1", "sleep", "60")
+        assert refused.returncode == 125
+        assert b"port is already allocated (by a container of another overlayctl store)" in refused.stderr
+        assert not other("ps", "-q").stdout.split()
+
+        os.kill(ports.inspect("first")["State"]["SupervisorPid"], 9)
+        deadline = time.monotonic() + 5
+        while ports.inspect("first")["State"]["Running"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        other.ok("run", "-d", "--name", "third", "-p", f"{port}:80", "bb:1", "sh", "-c", SERVE_TCP, "third")
+        assert tcp_get("127.0.0.1", port) == "hello-from-third"
+        ports.cli.ok("system", "reconcile")  # the first store's sweep leaves the new owner's rule alone
+        assert tcp_get("127.0.0.1", port) == "hello-from-third"
+        assert len(_elements_for(port)) == 1
+    finally:
+        ids = other("ps", "-aq", "--no-trunc").stdout.decode().split()
+        if ids:
+            other("rm", "-f", *ids)
+        _wait_gone({"veth" + i[:11] for i in ids})
+        if bridge in os.listdir("/sys/class/net"):
+            delete_bridge(bridge)
+    assert not _elements_for(port)
