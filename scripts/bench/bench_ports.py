@@ -46,6 +46,7 @@ from bench_run import (  # noqa: E402
     IMAGE,
     REPO,
     ROOTFS_SH,
+    VENV,
     Overlayctl,
     SetupError,
     finish_cleanup,
@@ -249,9 +250,13 @@ class Bench:
                 self.podman_run("rm", "-f", "-t", "0", *theirs.stdout.split(), check=False)
             if self.podman_run("rmi", self.podman_ref, check=False).returncode != 0:
                 problems.append("podman rmi failed")
-        # The private bridge, through overlayctl's own deletion (it leaves the firewall's table too).
+        # The private bridge, through overlayctl's own deletion (it leaves the
+        # firewall's table too), in the venv that has pyroute2.
         code = f"from overlayctl.network import netlink; netlink.delete_link({BRIDGE!r}, 'bridge')"
-        run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)), check=False)
+        python = str(VENV / "bin" / "python")
+        proc = run([python, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)), check=False)
+        if proc.returncode != 0 or os.path.exists(f"/sys/class/net/{BRIDGE}"):
+            problems.append(f"bridge {BRIDGE} not deleted: {tail(proc.stderr)}")
         finish_cleanup(self.tmp, self.mounts_before, problems, "containers, images, the bridge, mounts")
 
 
