@@ -143,8 +143,15 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
     requests = opts.host.get("mount_requests")
     if requests or image_cfg.get("Volumes"):
         container = store.containers.create(image.id, opts.image, config, opts.name)
-        return _with_volumes(store, container, image, requests or [])
-    return store.containers.create(image.id, opts.image, config, opts.name)
+        container = _with_volumes(store, container, image, requests or [])
+    else:
+        container = store.containers.create(image.id, opts.image, config, opts.name)
+    if (host_config.port_bindings or host_config.publish_all_ports) and host_config.network in ("host", "none"):
+        import sys
+
+        # As Docker: kept in the configuration, published nowhere (said once the container exists).
+        sys.stderr.write(f"WARNING: Published ports are discarded when using {host_config.network} network mode\n")
+    return container
 
 
 def _ports(opts: CreateOptions, image_cfg: dict[str, Any], hc: HostConfig) -> dict[str, Any] | None:
@@ -159,11 +166,6 @@ def _ports(opts: CreateOptions, image_cfg: dict[str, Any], hc: HostConfig) -> di
 
     bindings = [b for value in publish for b in portspec.parse_publish(value)]
     exposed = portspec.exposed_ports(image_cfg.get("ExposedPorts"), expose, bindings)
-    if (bindings or opts.host.get("publish_all")) and hc.network in ("host", "none"):
-        import sys
-
-        # As Docker: kept in the configuration, published nowhere.
-        sys.stderr.write(f"WARNING: Published ports are discarded when using {hc.network} network mode\n")
     if bindings:
         hc.port_bindings = portspec.port_bindings(bindings)
     hc.publish_all_ports = bool(opts.host.get("publish_all"))
