@@ -195,7 +195,9 @@ def prepare(store: Store, container: Container, network: str, ip: str | None, ho
             lease = leases.networks(store).lease(
                 bridge, container.id, lambda taken: _choose_and_claim(bridge, taken, ip, claim), ipam.mac_for
             )
-            if hc.port_bindings or hc.publish_all_ports:
+            # As Docker: nothing is published from an --internal network
+            # (the network's options say so), which has no way in or out.
+            if (hc.port_bindings or hc.publish_all_ports) and not bridge.options.get("internal"):
                 from overlayctl.network import ports
 
                 published = ports.publish(store, container, lease.address)
