@@ -67,7 +67,7 @@ def start(obj: dict, containers: tuple[str, ...], attach: bool, interactive: boo
 @click.pass_obj
 def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str) -> None:
     """List containers; with -s, SIZE is the upper dir and virtual adds the image."""
-    from overlayctl.engine.inspect import ago, command_text, container_sizes, state_name, status_text
+    from overlayctl.engine.inspect import ago, command_text, container_sizes, ports_text, state_name, status_text
     from overlayctl.util.humanize import human_size
 
     store = open_store(obj)
@@ -78,6 +78,7 @@ def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str)
         return
     now = time.time()
     sizes = container_sizes(store, containers) if size else {}
+    ports = ports_text(store, containers)
     if fmt == "json":
         items = []
         for c in containers:
@@ -90,7 +91,7 @@ def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str)
                 "State": state_name(c),
                 "Status": status_text(c, now),
                 "Names": c.name,
-                "Ports": "",
+                "Ports": ports.get(c.id, ""),
             }
             if size:
                 rw, virtual = sizes[c.id]
@@ -107,7 +108,7 @@ def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str)
             command_text(c, 10**6 if no_trunc else 20),
             ago(c.created, now),
             status_text(c, now),
-            "",
+            ports.get(c.id, ""),
             c.name,
         ]
         if size:

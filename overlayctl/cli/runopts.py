@@ -67,6 +67,15 @@ CREATE_OPTIONS = (
     Opt(("--log-opt",), "log_opt", "multi", "log driver option: max-size=10m, max-file=3, tag=...", "KEY=VALUE"),
     Opt(("--stop-signal",), "stop_signal", "value", "signal that stops the container (default SIGTERM)", "SIGNAL"),
     Opt(("--stop-timeout",), "stop_timeout", "value", "seconds to wait for a stop before SIGKILL (default 10)", "N"),
+    Opt(
+        ("-p", "--publish"),
+        "publish",
+        "multi",
+        "publish a container port on the host: [HOSTIP:][HOSTPORT:]PORT[/tcp|udp|sctp], ranges as 8000-8010:80-90",
+        "PORTS",
+    ),
+    Opt(("-P", "--publish-all"), "publish_all", "flag", "publish every exposed port on a free host port"),
+    Opt(("--expose",), "expose", "multi", "expose a port (or a range) without publishing it", "PORT[/PROTO]"),
 )
 
 RUN_OPTIONS = CREATE_OPTIONS + (

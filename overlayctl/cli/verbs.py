@@ -219,4 +219,29 @@ def logs(
         stream.flush()
 
 
-COMMANDS = (stop, kill, restart, wait, pause, unpause, rename, top, attach, exec_, logs)
+@click.command("port")
+@click.argument("container")
+@click.argument("private_port", required=False, metavar="[PRIVATE_PORT[/PROTO]]")
+@click.pass_obj
+def port(obj: dict, container: str, private_port: str | None) -> None:
+    """List a container's published ports, or the host addresses of one of them."""
+    from overlayctl.engine.inspect import port_mappings
+
+    store = open_store(obj)
+    found = store.containers.get(container)
+    mappings = port_mappings(store, found)
+    if private_port is None:
+        for key, host_ip, host_port in mappings:
+            click.echo(f"{key} -> {host_ip}:{host_port}")
+        return
+    key = private_port if "/" in private_port else private_port + "/tcp"
+    matches = [(host_ip, host_port) for k, host_ip, host_port in mappings if k == key.lower()]
+    if not matches:
+        from overlayctl.errors import NotFoundError
+
+        raise NotFoundError(f"No public port '{key}' published for {container}", exit_code=1)
+    for host_ip, host_port in matches:
+        click.echo(f"{host_ip}:{host_port}")
+
+
+COMMANDS = (stop, kill, restart, wait, pause, unpause, rename, top, attach, exec_, logs, port)

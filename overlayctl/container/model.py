@@ -377,6 +377,7 @@ class Config(Record):
         "image",
         "stop_signal",
         "stop_timeout",
+        "exposed_ports",
     )
 
     def __init__(
@@ -392,6 +393,7 @@ class Config(Record):
         image: str = "",
         stop_signal: str | None = None,
         stop_timeout: int | None = None,
+        exposed_ports: dict[str, Any] | None = None,
     ) -> None:
         self._init_record()
         self.hostname = hostname  # "": the short ID
@@ -405,6 +407,7 @@ class Config(Record):
         self.image = image  # the reference the user gave
         self.stop_signal = stop_signal  # --stop-signal or the image's STOPSIGNAL, as given
         self.stop_timeout = stop_timeout  # --stop-timeout, seconds
+        self.exposed_ports = exposed_ports  # {"80/tcp": {}}: EXPOSE, --expose and -p
 
     @property
     def argv(self) -> list[str]:
@@ -424,6 +427,7 @@ Config.FIELDS = (
     _Field("image", "Image", always=True),
     _Field("stop_signal", "StopSignal"),
     _Field("stop_timeout", "StopTimeout"),
+    _Field("exposed_ports", "ExposedPorts"),
 )
 
 
@@ -446,6 +450,8 @@ class HostConfig(Record):
         "resources",
         "limits",
         "mounts",
+        "port_bindings",
+        "publish_all_ports",
     )
 
     def __init__(
@@ -464,6 +470,8 @@ class HostConfig(Record):
         resources: Resources | None = None,
         limits: LimitOptions | None = None,
         mounts: list[Mount] | None = None,
+        port_bindings: dict[str, Any] | None = None,
+        publish_all_ports: bool = False,
     ) -> None:
         self._init_record()
         self.auto_remove = auto_remove  # --rm
@@ -481,6 +489,8 @@ class HostConfig(Record):
         self.resources = resources  # the limits as applied (Docker's keys)
         self.limits = limits  # the limit options as given (overlayctl's)
         self.mounts = mounts
+        self.port_bindings = port_bindings  # -p: {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}
+        self.publish_all_ports = publish_all_ports  # -P
 
     @property
     def network(self) -> str:
@@ -514,6 +524,8 @@ HostConfig.FIELDS = (
     _Field("resources", "", record=Resources, inline=True),
     _Field("limits", "Limits", record=LimitOptions),
     _Field("mounts", "Mounts", record=Mount, many=True),
+    _Field("port_bindings", "PortBindings"),
+    _Field("publish_all_ports", "PublishAllPorts"),
 )
 
 
@@ -620,6 +632,7 @@ class Endpoint:
         "mac_address",
         "fixed_ip",
         "sandbox_key",
+        "ports",
     )
 
     def __init__(
@@ -633,6 +646,7 @@ class Endpoint:
         mac_address: str = "",
         fixed_ip: str | None = None,
         sandbox_key: str = "",
+        ports: dict[str, Any] | None = None,
     ) -> None:
         self.network = network  # the network's name, or host / none
         self.network_id = network_id
@@ -643,6 +657,8 @@ class Endpoint:
         self.mac_address = mac_address
         self.fixed_ip = fixed_ip  # --ip, asked for at create
         self.sandbox_key = sandbox_key  # the network namespace, while it runs
+        # {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}], "443/tcp": None} while it runs
+        self.ports: dict[str, Any] = ports if ports is not None else {}
 
     def to_json(self) -> dict[str, Any]:
         """Docker's NetworkSettings with this one entry under Networks."""
@@ -666,7 +682,7 @@ class Endpoint:
             "Bridge": "",
             "SandboxID": "",
             "SandboxKey": self.sandbox_key,
-            "Ports": {},
+            "Ports": self.ports,
             "EndpointID": self.endpoint_id,
             "Gateway": self.gateway,
             "GlobalIPv6Address": "",

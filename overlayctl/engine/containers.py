@@ -75,7 +75,8 @@ class CreateOptions:
         # privileged, read_only, security_opt, volume, mount, tmpfs, memory,
         # memory_swap, pids_limit, cpus, cpu_shares), and restart,
         # log_driver, log_opt, stop_signal, stop_timeout; checked by
-        # _host_config and _stop_config.
+        # _host_config and _stop_config; publish, publish_all, expose,
+        # checked by _ports.
         self.host = host or {}
 
 
@@ -120,6 +121,7 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
 
         check_user_syntax(user)
     host_config = _host_config(opts, store)
+    exposed = _ports(opts, image_cfg, host_config)
     stop_signal, stop_timeout = _stop_config(opts, image_cfg)
     config = ContainerConfig(
         Config(
@@ -134,14 +136,40 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
             image=opts.image,
             stop_signal=stop_signal,
             stop_timeout=stop_timeout,
+            exposed_ports=exposed,
         ),
         host_config,
     )
     requests = opts.host.get("mount_requests")
     if requests or image_cfg.get("Volumes"):
         container = store.containers.create(image.id, opts.image, config, opts.name)
-        return _with_volumes(store, container, image, requests or [])
-    return store.containers.create(image.id, opts.image, config, opts.name)
+        container = _with_volumes(store, container, image, requests or [])
+    else:
+        container = store.containers.create(image.id, opts.image, config, opts.name)
+    if (host_config.port_bindings or host_config.publish_all_ports) and host_config.network in ("host", "none"):
+        import sys
+
+        # As Docker: kept in the configuration, published nowhere (said once the container exists).
+        sys.stderr.write(f"WARNING: Published ports are discarded when using {host_config.network} network mode\n")
+    return container
+
+
+def _ports(opts: CreateOptions, image_cfg: dict[str, Any], hc: HostConfig) -> dict[str, Any] | None:
+    """-p, -P and --expose, checked now: HostConfig.PortBindings and
+    PublishAllPorts are set on `hc`; returns Config.ExposedPorts (the
+    image's EXPOSE too), None when there is none."""
+    publish = list(opts.host.get("publish") or [])
+    expose = list(opts.host.get("expose") or [])
+    if not (publish or expose or opts.host.get("publish_all") or image_cfg.get("ExposedPorts")):
+        return None
+    from overlayctl.network import portspec
+
+    bindings = [b for value in publish for b in portspec.parse_publish(value)]
+    exposed = portspec.exposed_ports(image_cfg.get("ExposedPorts"), expose, bindings)
+    if bindings:
+        hc.port_bindings = portspec.port_bindings(bindings)
+    hc.publish_all_ports = bool(opts.host.get("publish_all"))
+    return exposed or None
 
 
 def _stop_config(opts: CreateOptions, image_cfg: dict[str, Any]) -> tuple[str | None, int | None]:

@@ -205,3 +205,65 @@ def inspect_objects(store: Store, names: list[str], size: bool = False) -> list[
             except NotFoundError:
                 raise NotFoundError(f'no such container or image: "{text}"; see "overlayctl ps -a"') from None
     return result
+
+
+def port_mappings(store: Store, container: Container) -> list[tuple[str, str, int]]:
+    """`port CONTAINER`: (container port "80/tcp", host address, host port)
+    for each port the running container publishes; [] when it is not running."""
+    if container.status != RUNNING:
+        return []
+    return [
+        (f"{p.container_port}/{p.protocol}", p.host_ip or "0.0.0.0", p.host_port)
+        for p in store.ports.list(container.id)
+    ]
+
+
+def ports_text(store: Store, containers: list[Container]) -> dict[str, str]:
+    """The PORTS column of `ps` by container ID: `0.0.0.0:8080->80/tcp`,
+    consecutive ports as ranges (`0.0.0.0:8000-8001->80-81/tcp`), and an
+    exposed port that is not published as `80/tcp`; empty unless running."""
+    running = {c.id: c for c in containers if c.status == RUNNING}
+    published: dict[str, list[Any]] = {}
+    if running:
+        for p in store.ports.list():
+            if p.container in running:
+                published.setdefault(p.container, []).append(p)
+    out = {}
+    for cid, c in running.items():
+        rows = published.get(cid, [])
+        bound = {f"{p.container_port}/{p.protocol}" for p in rows}
+        items: list[tuple[str, str, int, int]] = [
+            (p.protocol, p.host_ip or "0.0.0.0", p.container_port, p.host_port) for p in rows
+        ]
+        for key in c.config.config.exposed_ports or {}:
+            if key not in bound:
+                port, _sep, proto = key.partition("/")
+                items.append((proto, "", int(port), 0))
+        out[cid] = ", ".join(_port_groups(sorted(items, key=lambda i: (i[1] != "", i[1], i[0], i[2]))))
+    return out
+
+
+def _port_groups(items: list[tuple[str, str, int, int]]) -> list[str]:
+    """Runs of consecutive ports (same protocol and address) as one entry."""
+    groups: list[list[tuple[str, str, int, int]]] = []
+    for item in items:
+        last = groups[-1][-1] if groups else None
+        if (
+            last is not None
+            and last[:2] == item[:2]
+            and item[2] == last[2] + 1
+            and (item[3] == last[3] + 1 if item[3] else not last[3])
+        ):
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    texts = []
+    for group in groups:
+        proto, ip, first, last = group[0][0], group[0][1], group[0], group[-1]
+        inner = str(first[2]) if first is last else f"{first[2]}-{last[2]}"
+        if not ip:
+            texts.append(f"{inner}/{proto}")
+            continue
+        outer = str(first[3]) if first is last else f"{first[3]}-{last[3]}"
+        texts.append(f"{ip}:{outer}->{inner}/{proto}")
+    return texts

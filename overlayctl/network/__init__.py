@@ -11,6 +11,10 @@
   pyroute2, imported only when a bridge network is used. (Whether a device
   exists and turning IPv6 off on one need no netlink: runtime.netdev.)
 - `firewall`: the nftables table `inet overlayctl` (isolation between our
-  networks), through libnftables' binding, used only when a bridge is made
-  or deleted.
+  networks, DNAT of published ports), through libnftables' binding, used
+  only when a bridge is made or deleted and when ports are published.
+- `portspec`: `-p`, `--expose` and `-P` parsed, checked and stored as
+  Docker stores them (pure).
+- `ports`: published host ports chosen, claimed host-wide, recorded and
+  released.
 """

@@ -32,7 +32,7 @@ from overlayctl.container.model import Endpoint
 from overlayctl.errors import ConflictError, InvalidArgumentError
 from overlayctl.network import etcfiles, ipam, leases, manage
 from overlayctl.runtime.spec import Mount
-from overlayctl.store.networks import Lease, Network
+from overlayctl.store.networks import Lease, Network, PublishedPort
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ class NetworkPlan:
         self._lock_fd = lock_fd
         self._claim_fd = claim_fd  # the host-wide claim of the lease's address
         self._released = False
+        self.ports: list[PublishedPort] = []  # published at prepare (network.ports)
 
     def __repr__(self) -> str:
         where = self.lease.address if self.lease is not None else "-"
@@ -113,6 +114,10 @@ class NetworkPlan:
                 lease.mac,
             )
         self.settings.sandbox_key = f"/proc/{pid}/ns/net"
+        if self.ports:
+            from overlayctl.network import ports
+
+            ports.on_bridge(network.bridge, veth_name(self.container_id))
 
     def release(self) -> None:
         """Free the lease and delete the generated files. Idempotent.
@@ -128,6 +133,7 @@ class NetworkPlan:
         self._released = True
         try:
             if self.lease is not None:
+                _release_ports(self.store, self.container_id)
                 leases.networks(self.store).release(self.container_id)
             etcfiles.remove_files(self.directory)
         finally:
@@ -137,6 +143,15 @@ class NetworkPlan:
             if self._lock_fd is not None:
                 leases.unlock_and_remove(self.store.paths.network_lock(self.container_id), self._lock_fd)
                 self._lock_fd = None
+
+
+def _release_ports(store: Store, container_id: str) -> None:
+    """Unpublish the container's ports, if it published any (one query
+    when it did not; the ports module is imported only when it did)."""
+    if store.ports.list(container_id):
+        from overlayctl.network import ports
+
+        ports.release(store, container_id)
 
 
 def check(store: Store, network: str, ip: str | None) -> None:
@@ -179,16 +194,25 @@ def prepare(store: Store, container: Container, network: str, ip: str | None, ho
     lock_fd = leases.take_lock(store.paths.network_lock(container.id), block=True) if bridge is not None else None
     lease = None
     claim: list[int] = []
+    published: list[PublishedPort] = []
+    hc = container.config.host
     try:
         if bridge is not None:
             lease = leases.networks(store).lease(
                 bridge, container.id, lambda taken: _choose_and_claim(bridge, taken, ip, claim), ipam.mac_for
             )
+            # As Docker: nothing is published from an --internal network
+            # (the network's options say so), which has no way in or out.
+            if (hc.port_bindings or hc.publish_all_ports) and not bridge.options.get("internal"):
+                from overlayctl.network import ports
+
+                published = ports.publish(store, container, lease.address)
         etcfiles.write_files(directory, _etc_contents(mode, lease, hostname, container.name))
         mounts = [Mount("bind", os.path.join(directory, name), "/etc/" + name) for name in etcfiles.FILES]
         settings = _settings(mode, bridge, lease, container.id, running_pid=0, fixed_ip=ip)
     except BaseException:
         if lease is not None:
+            _release_ports(store, container.id)
             leases.networks(store).release(container.id)
         etcfiles.remove_files(directory)
         for fd in claim:
@@ -196,7 +220,7 @@ def prepare(store: Store, container: Container, network: str, ip: str | None, ho
         if lock_fd is not None:
             leases.unlock_and_remove(store.paths.network_lock(container.id), lock_fd)
         raise
-    return NetworkPlan(
+    plan = NetworkPlan(
         store,
         container.id,
         bridge.name if bridge else mode,
@@ -208,6 +232,8 @@ def prepare(store: Store, container: Container, network: str, ip: str | None, ho
         lock_fd,
         claim[0] if claim else None,
     )
+    plan.ports = published
+    return plan
 
 
 def _choose_and_claim(bridge: Network, taken: set[str], wanted: str | None, claim: list[int]) -> str:
@@ -274,7 +300,12 @@ def settings_for(store: Store, container: Container) -> Endpoint:
             held = leases.networks(store).leases(network=network.name, container_id=container.id)
             lease = held[0] if held else None
     fixed_ip = container.config.host.ip_address or None
-    return _settings(mode, network, lease, container.id, container.pid if running else 0, fixed_ip)
+    settings = _settings(mode, network, lease, container.id, container.pid if running else 0, fixed_ip)
+    if running and (container.config.config.exposed_ports or store.ports.list(container.id)):
+        from overlayctl.network import ports
+
+        settings.ports = ports.network_settings_ports(store, container)
+    return settings
 
 
 def _settings(

@@ -350,3 +350,180 @@ def table(nft: Any = None) -> dict[str, Any] | None:
     nft = nft or _nft()
     rc, output, _error = nft.json_cmd({"nftables": [{"list": {"table": {"family": FAMILY, "name": TABLE}}}]})
     return output if rc == 0 else None
+
+
+# -- published ports -----------------------------------------------------------
+#
+# Kernel DNAT, in the same table, in chains and maps of their own:
+#
+# - maps `ports_any` (protocol . host port : address . port) for ports
+#   published on every address of the host, and `ports_ip` (host address .
+#   protocol . host port : address . port) for those published on one;
+#   publishing a container adds elements, never rules;
+# - `ports_dnat`, jumped to from `ports_prerouting` (traffic from outside
+#   the host and from containers: the hairpin) and `ports_output` (the
+#   host's own traffic to its own addresses, 127.0.0.1 included);
+# - `ports_postrouting` masquerades a DNAT'd connection that goes back out
+#   of the bridge it came in by (container to a published port on the
+#   same bridge: the reply must come back through the host to be
+#   un-NAT'd), one from the host's 127.0.0.0/8 (a container cannot
+#   answer a loopback address), and a container's connection to its own
+#   published port (set `ports_self`, "A . A" for each publisher): with
+#   br_netfilter loaded such a packet is DNAT'd while it is bridged and
+#   meets postrouting with no input device, and without a new source it
+#   would reach the container from its own address;
+# - 127.0.0.1 needs route_localnet on the bridge (the kernel otherwise
+#   refuses a loopback source on a real device). That also makes the
+#   bridge accept packets addressed to 127.0.0.0/8 from containers, so
+#   `ports_guard` (before conntrack) drops every packet for 127.0.0.0/8
+#   that did not come from lo: they are martians everywhere else anyway,
+#   and it keeps a neighbour's packet for 127.0.0.1:PORT from being DNAT'd
+#   to a port published on loopback only;
+# - `ports_forward` lets from outside into our bridges only what was
+#   DNAT'd (a published port) and replies: a published port exposes that
+#   port, not the container's others to whoever routes to its subnet;
+# - a rule at the head of `forward` lets a DNAT'd connection cross from
+#   one of our bridges to another (a container reaching another network's
+#   published port through the host's address, as on Docker).
+
+PORT_MAPS = ("ports_any", "ports_ip")
+
+# In nftables' own language, not its JSON: libnftables 1.0.6 (Debian 12)
+# crashes parsing the JSON of a dnat whose address and port come from a
+# map with concatenated keys. One script is still one transaction.
+PORTS_SCRIPT = """
+add map inet overlayctl ports_any { type inet_proto . inet_service : ipv4_addr . inet_service; }
+add map inet overlayctl ports_ip { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }
+add set inet overlayctl ports_self { type ipv4_addr . ipv4_addr; }
+add chain inet overlayctl ports_dnat
+add chain inet overlayctl ports_prerouting { type nat hook prerouting priority -100; policy accept; }
+add chain inet overlayctl ports_output { type nat hook output priority -100; policy accept; }
+add chain inet overlayctl ports_postrouting { type nat hook postrouting priority 100; policy accept; }
+add chain inet overlayctl ports_guard { type filter hook prerouting priority -300; policy accept; }
+add chain inet overlayctl ports_forward { type filter hook forward priority 0; policy accept; }
+add rule inet overlayctl ports_dnat dnat ip to ip daddr . meta l4proto . th dport map @ports_ip
+add rule inet overlayctl ports_dnat fib daddr type local dnat ip to meta l4proto . th dport map @ports_any
+add rule inet overlayctl ports_prerouting jump ports_dnat
+add rule inet overlayctl ports_output jump ports_dnat
+add rule inet overlayctl ports_postrouting ct status dnat iifname . oifname @same masquerade
+add rule inet overlayctl ports_postrouting ct status dnat ip saddr 127.0.0.0/8 oifname @bridges masquerade
+add rule inet overlayctl ports_postrouting ct status dnat ip saddr . ip daddr @ports_self masquerade
+add rule inet overlayctl ports_guard iifname != "lo" ip daddr 127.0.0.0/8 drop
+add rule inet overlayctl ports_forward oifname @bridges iifname != @bridges ct status dnat accept
+add rule inet overlayctl ports_forward oifname @bridges iifname != @bridges ct state established,related accept
+add rule inet overlayctl ports_forward oifname @bridges iifname != @bridges drop
+insert rule inet overlayctl forward ct status dnat accept
+"""
+
+
+def _run_script(nft: Any, script: str, what: str) -> None:
+    nft.set_json_output(False)
+    try:
+        rc, _output, error = nft.cmd(script)
+    finally:
+        nft.set_json_output(True)
+    if rc != 0:
+        reason = " ".join(str(error).split()) or f"error {rc}"
+        raise FirewallError(f"nftables: cannot {what}: {reason}")
+
+
+def _port_key(host_ip: str, protocol: str, host_port: int) -> tuple[str, dict[str, Any]]:
+    """(map, key) of a published host port."""
+    if host_ip:
+        return "ports_ip", {"concat": [host_ip, protocol, host_port]}
+    return "ports_any", {"concat": [protocol, host_port]}
+
+
+def _port_elements(nft: Any) -> dict[str, list[Any]]:
+    """The elements of both maps, as nftables lists them."""
+    found: dict[str, list[Any]] = {name: [] for name in PORT_MAPS}
+    for name in PORT_MAPS:
+        rc, output, _error = nft.json_cmd(
+            {"nftables": [{"list": {"map": {"family": FAMILY, "table": TABLE, "name": name}}}]}
+        )
+        if rc != 0:
+            continue
+        for item in output.get("nftables", []):
+            if "map" in item:
+                found[name] = list(item["map"].get("elem", []))
+    return found
+
+
+def publish_ports(ports: list[tuple[str, str, int, str, int]]) -> None:
+    """DNAT each (host_ip, protocol, host_port) to (address, port).
+
+    The common case is one batch of new elements. Only when it fails (no
+    table or chains yet, or an element already there for one of these keys,
+    left by a publisher that died: the caller holds the port's claim) are
+    the table and chains made, the stale elements deleted, and the batch
+    sent again."""
+    nft = _nft()
+    where = {"family": FAMILY, "table": TABLE}
+    adds: list[dict[str, Any]] = []
+    for host_ip, protocol, host_port, address, port in ports:
+        name, key = _port_key(host_ip, protocol, host_port)
+        adds.append({"add": {"element": {**where, "name": name, "elem": [[key, {"concat": [address, port]}]]}}})
+    for address in sorted({port[3] for port in ports}):
+        adds.append({"add": {"element": {**where, "name": "ports_self", "elem": [{"concat": [address, address]}]}}})
+    with _Lock():
+        if nft.json_cmd({"nftables": adds})[0] == 0:
+            return
+        if _bridges(nft) is None:
+            _run(nft, table_commands(), f"make table {FAMILY} {TABLE}")
+        if nft.json_cmd({"nftables": [{"list": {"chain": {**where, "name": "ports_dnat"}}}]})[0] != 0:
+            _run_script(nft, PORTS_SCRIPT, "add the chains of published ports")
+        present = _port_elements(nft)
+        stale = []
+        for host_ip, protocol, host_port, _address, _port in ports:
+            name, key = _port_key(host_ip, protocol, host_port)
+            if any(elem[0] == key for elem in present[name]):
+                stale.append({"delete": {"element": {**where, "name": name, "elem": [key]}}})
+        _run(nft, stale + adds, "publish ports")
+
+
+def unpublish_ports(keys: list[tuple[str, str, int]]) -> None:
+    """Remove the DNAT of each (host_ip, protocol, host_port) still in the
+    maps (the caller holds, or held, the port's claim). No binding: no
+    table can have been made, nothing to do."""
+    try:
+        nft = _nft()
+    except FirewallError:
+        return
+    with _Lock():
+        present = _port_elements(nft)
+        commands = []
+        for host_ip, protocol, host_port in keys:
+            name, key = _port_key(host_ip, protocol, host_port)
+            for elem in present[name]:
+                if elem[0] == key:
+                    commands.append(
+                        {"delete": {"element": {"family": FAMILY, "table": TABLE, "name": name, "elem": [key]}}}
+                    )
+                    present[name].remove(elem)
+                    break
+        # A publisher's "A . A" goes with the last element that DNATs to A.
+        targets = {elem[1]["concat"][0] for name in PORT_MAPS for elem in present[name]}
+        for pair in _self_elements(nft):
+            if pair["concat"][0] not in targets:
+                commands.append(
+                    {"delete": {"element": {"family": FAMILY, "table": TABLE, "name": "ports_self", "elem": [pair]}}}
+                )
+        if commands:
+            _run(nft, commands, "remove published ports")
+
+
+def _self_elements(nft: Any) -> list[Any]:
+    rc, output, _error = nft.json_cmd(
+        {"nftables": [{"list": {"set": {"family": FAMILY, "table": TABLE, "name": "ports_self"}}}]}
+    )
+    if rc != 0:
+        return []
+    for item in output.get("nftables", []):
+        if "set" in item:
+            return list(item["set"].get("elem", []))
+    return []
+
+
+def published_elements() -> dict[str, list[Any]]:
+    """The elements of the ports' maps, for checks and the tests."""
+    return _port_elements(_nft())

@@ -85,13 +85,18 @@ def release_stale(store: Store) -> None:
     generated files of containers that no longer exist. Cheap when there
     is nothing to do: a query, a directory listing or two."""
     nets = networks(store)
-    for container_id in sorted({lease.container for lease in nets.leases()}):
+    publishers = store.ports.containers()
+    for container_id in sorted({lease.container for lease in nets.leases()} | publishers):
         directory = network_dir(store.paths, container_id)
         lock = store.paths.network_lock(container_id)
         fd = take_lock(lock, block=False)
         if fd is None:
             continue  # its supervisor is alive: the lease is held
         try:
+            if container_id in publishers:
+                from overlayctl.network import ports
+
+                ports.release(store, container_id)  # before the lease: its address names the DNAT
             for lease in nets.leases(container_id=container_id):
                 _remove_stale_claim(lease_claim_path(store, lease))
             nets.release(container_id)

@@ -254,3 +254,86 @@ class NetworkStore:
             rows = self.conn.execute("SELECT * FROM leases WHERE container = ?", (container_id,)).fetchall()
             self.conn.execute("DELETE FROM leases WHERE container = ?", (container_id,))
         return [Lease.from_row(row) for row in rows]
+
+
+# Published ports ---------------------------------------------------------------
+
+
+class PublishedPort:
+    """One host port a running container publishes (a row of `ports`)."""
+
+    __slots__ = ("container", "protocol", "host_ip", "host_port", "container_port")
+
+    def __init__(self, container: str, protocol: str, host_ip: str, host_port: int, container_port: int) -> None:
+        self.container = container
+        self.protocol = protocol  # tcp, udp or sctp
+        self.host_ip = host_ip  # "" for every address of the host
+        self.host_port = host_port
+        self.container_port = container_port
+
+    def __repr__(self) -> str:
+        return f"PublishedPort({self.host_ip or '0.0.0.0'}:{self.host_port}->{self.container_port}/{self.protocol})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PublishedPort) and all(getattr(self, s) == getattr(other, s) for s in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> PublishedPort:
+        return cls(row["container"], row["protocol"], row["host_ip"], row["host_port"], row["container_port"])
+
+
+class PortStore:
+    """The `ports` table: which container publishes which host port."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def publish(
+        self, container_id: str, choose: Callable[[Callable[[str, str, int], str | None]], builtins.list[PublishedPort]]
+    ) -> builtins.list[PublishedPort]:
+        """Record a container's published ports, in one write transaction.
+
+        `choose(holder)` returns the ports to record; `holder(protocol,
+        host_ip, port)` names the container of this store that already
+        publishes that port on that address (or on every address, or, for
+        every address, on any one), None if it is free. Rows the container
+        had from an earlier start are dropped first."""
+        with transaction(self.conn):
+            self.conn.execute("DELETE FROM ports WHERE container = ?", (container_id,))
+
+            def holder(protocol: str, host_ip: str, port: int) -> str | None:
+                query = "SELECT container FROM ports WHERE protocol = ? AND host_port = ?"
+                args: builtins.list[Any] = [protocol, port]
+                if host_ip:
+                    query += " AND host_ip IN ('', ?)"
+                    args.append(host_ip)
+                row = self.conn.execute(query + " LIMIT 1", args).fetchone()
+                return row["container"] if row is not None else None
+
+            ports = choose(holder)
+            self.conn.executemany(
+                "INSERT INTO ports (container, protocol, host_ip, host_port, container_port) VALUES (?, ?, ?, ?, ?)",
+                [(p.container, p.protocol, p.host_ip, p.host_port, p.container_port) for p in ports],
+            )
+        return ports
+
+    def list(self, container_id: str | None = None) -> builtins.list[PublishedPort]:
+        """Published ports (of one container), by container port and protocol."""
+        query, args = "SELECT * FROM ports", []
+        if container_id is not None:
+            query, args = query + " WHERE container = ?", [container_id]
+        rows = self.conn.execute(query + " ORDER BY container, container_port, protocol, host_ip, host_port", args)
+        return [PublishedPort.from_row(row) for row in rows.fetchall()]
+
+    def containers(self) -> set[str]:
+        """The containers that have published ports."""
+        return {row["container"] for row in self.conn.execute("SELECT DISTINCT container FROM ports")}
+
+    def release(self, container_id: str) -> builtins.list[PublishedPort]:
+        """Forget every published port of a container; returns what was forgotten."""
+        with transaction(self.conn):
+            rows = self.conn.execute("SELECT * FROM ports WHERE container = ?", (container_id,)).fetchall()
+            self.conn.execute("DELETE FROM ports WHERE container = ?", (container_id,))
+        return [PublishedPort.from_row(row) for row in rows]

@@ -14,7 +14,7 @@ from overlayctl.store.layers import LayerStore
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from overlayctl.store.buildcache import BuildCache
-    from overlayctl.store.networks import NetworkStore
+    from overlayctl.store.networks import NetworkStore, PortStore
     from overlayctl.store.volumes import VolumeStore
 
 
@@ -61,6 +61,13 @@ class Store:
         from overlayctl.store.networks import NetworkStore
 
         return NetworkStore(self.conn)
+
+    @property
+    def ports(self) -> PortStore:
+        """The host ports running containers publish."""
+        from overlayctl.store.networks import PortStore
+
+        return PortStore(self.conn)
 
     def backup(self, label: str) -> str:
         """Back up the catalog into ROOT/backups (SQLite's online backup,
