@@ -666,11 +666,15 @@ class Builder:
 
 class _Step:
     """A RUN step as the network's attach code sees a container: an ID
-    (its lease's holder) and no name."""
+    (its lease's holder), no name, and an empty configuration (no ports,
+    aliases or fixed address)."""
 
     def __init__(self, run_id: str) -> None:
+        from overlayctl.container.model import ContainerConfig
+
         self.id = run_id
         self.name = ""
+        self.config = ContainerConfig()
 
 
 def _drop_placeholders(upper: str, lowers: tuple[str, ...]) -> None:
