@@ -703,6 +703,8 @@ class Endpoint:
         "mac_address",
         "fixed_ip",
         "sandbox_key",
+        "aliases",
+        "others",
     )
 
     def __init__(
@@ -716,6 +718,8 @@ class Endpoint:
         mac_address: str = "",
         fixed_ip: str | None = None,
         sandbox_key: str = "",
+        aliases: list[str] | None = None,
+        others: list[Endpoint] | None = None,
     ) -> None:
         self.network = network  # the network's name, or host / none
         self.network_id = network_id
@@ -726,13 +730,17 @@ class Endpoint:
         self.mac_address = mac_address
         self.fixed_ip = fixed_ip  # --ip, asked for at create
         self.sandbox_key = sandbox_key  # the network namespace, while it runs
+        self.aliases = aliases  # --network-alias / --alias on this network
+        # The container's other networks (eth1, ...): NetworkSettings lists
+        # them after this one, whose addresses are also its top-level ones.
+        self.others: list[Endpoint] = others if others is not None else []
 
-    def to_json(self) -> dict[str, Any]:
-        """Docker's NetworkSettings with this one entry under Networks."""
-        entry = {
+    def entry_json(self) -> dict[str, Any]:
+        """This network's entry of NetworkSettings.Networks."""
+        return {
             "IPAMConfig": {"IPv4Address": self.fixed_ip} if self.fixed_ip else None,
             "Links": None,
-            "Aliases": None,
+            "Aliases": list(self.aliases) if self.aliases else None,
             "MacAddress": self.mac_address,
             "DriverOpts": None,
             "NetworkID": self.network_id,
@@ -745,6 +753,13 @@ class Endpoint:
             "GlobalIPv6PrefixLen": 0,
             "DNSNames": None,
         }
+
+    def to_json(self) -> dict[str, Any]:
+        """Docker's NetworkSettings: this network's addresses at the top
+        level (the primary's, as Docker shows them), then every network
+        under Networks."""
+        networks = {self.network: self.entry_json()} if self.network else {}  # "": on no network
+        networks.update((other.network, other.entry_json()) for other in self.others)
         return {
             "Bridge": "",
             "SandboxID": "",
@@ -758,5 +773,5 @@ class Endpoint:
             "IPPrefixLen": self.prefix_len,
             "IPv6Gateway": "",
             "MacAddress": self.mac_address,
-            "Networks": {self.network: entry},
+            "Networks": networks,
         }

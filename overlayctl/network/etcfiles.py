@@ -26,13 +26,12 @@ SYSTEMD_RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
 FILES = ("hosts", "hostname", "resolv.conf")
 
 
-def hosts_content(address: str, hostname: str, aliases: list[str]) -> str:
-    """The localhost lines, then "<address> <hostname> <aliases...>" when the
-    container has an address of its own."""
-    if not address:
-        return HOSTS_PREAMBLE
-    names = [hostname] + [a for a in aliases if a and a != hostname]
-    return HOSTS_PREAMBLE + f"{address}\t{' '.join(names)}\n"
+def hosts_content(addresses: list[str], hostname: str, aliases: list[str]) -> str:
+    """The localhost lines, then "<address> <hostname> <aliases...>" for each
+    address of the container's own (one per network it is on, as Docker
+    adds a line when a container joins a network and drops it when it leaves)."""
+    names = " ".join([hostname] + [a for a in aliases if a and a != hostname])
+    return HOSTS_PREAMBLE + "".join(f"{address}\t{names}\n" for address in addresses if address)
 
 
 def hostname_content(hostname: str) -> str:

@@ -341,36 +341,39 @@ def attach_container(
     address: str,
     prefixlen: int,
     broadcast: str,
-    gateway: str,
+    gateway: str | None,
     mac: str,
+    interface: str = "eth0",
 ) -> None:
-    """Give the network namespace of `pid` an eth0 on the bridge: address,
-    up, default route via the gateway."""
+    """Give the network namespace of `pid` an `interface` on the bridge:
+    address, up, and with a `gateway` the default route through it."""
     netns_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     # The descriptor keeps the namespace alive: it must not outlive this call.
     try:
         try:
-            rtnl.add_veth(host_name, bridge_index, "eth0", netns_fd, mac)
+            rtnl.add_veth(host_name, bridge_index, interface, netns_fd, mac)
         except NetlinkError as exc:
             if exc.errno != 17:
                 raise
             # Left over from an earlier start of the same container.
             _delete_if_present(rtnl, host_name, "veth")
-            rtnl.add_veth(host_name, bridge_index, "eth0", netns_fd, mac)
+            rtnl.add_veth(host_name, bridge_index, interface, netns_fd, mac)
         host_index = rtnl.index(host_name)
         if host_index is None:
             raise KernelError(f"veth {host_name} vanished right after it was created; try again")
         ipv6_off(host_name)
         rtnl.set_up(host_index, host_name)
         with Rtnl(netns_fd) as inside:
-            eth0 = inside.index("eth0")
-            if eth0 is None:
-                raise KernelError("eth0 did not appear in the container's network namespace")
-            inside.add_address(eth0, "eth0", address, prefixlen, broadcast)
-            inside.set_up(eth0, "eth0")
-            inside.add_default_route(eth0, gateway)
+            index = inside.index(interface)
+            if index is None:
+                raise KernelError(f"{interface} did not appear in the container's network namespace")
+            inside.add_address(index, interface, address, prefixlen, broadcast)
+            inside.set_up(index, interface)
+            if gateway is not None:
+                inside.add_default_route(index, gateway)
     finally:
         os.close(netns_fd)
+
 
 
 def _delete_if_present(rtnl: Rtnl, name: str, kind: str | None = None) -> bool:
