@@ -1,4 +1,4 @@
-"""Network commands: network ls, create, rm, inspect."""
+"""Network commands: network ls, create, rm, inspect, connect, disconnect."""
 
 from __future__ import annotations
 
@@ -82,6 +82,31 @@ def network_inspect(obj: dict, names: tuple[str, ...]) -> None:
     json_document(inspect_networks(open_store(obj), list(names)))
 
 
+@click.command("connect")
+@click.option("--ip", metavar="IP", help="IPv4 address on the network")
+@click.option("--alias", "aliases", multiple=True, metavar="NAME", help="another name on the network (repeatable)")
+@click.argument("network_name", metavar="NETWORK")
+@click.argument("container", metavar="CONTAINER")
+@click.pass_obj
+def network_connect(obj: dict, ip: str | None, aliases: tuple[str, ...], network_name: str, container: str) -> None:
+    """Connect a container to a network (a running one gets its interface at once)."""
+    from overlayctl.engine.networks import connect_network
+
+    connect_network(open_store(obj), network_name, container, ip, list(aliases))
+
+
+@click.command("disconnect")
+@click.option("-f", "--force", is_flag=True, help="also when the network no longer exists")
+@click.argument("network_name", metavar="NETWORK")
+@click.argument("container", metavar="CONTAINER")
+@click.pass_obj
+def network_disconnect(obj: dict, force: bool, network_name: str, container: str) -> None:
+    """Disconnect a container from a network."""
+    from overlayctl.engine.networks import disconnect_network
+
+    disconnect_network(open_store(obj), network_name, container, force)
+
+
 def register(cli: click.Group) -> None:
     """Attach `network` and its commands."""
 
@@ -95,3 +120,5 @@ def register(cli: click.Group) -> None:
     network.add_command(network_rm)
     network.add_command(network_rm, "remove")
     network.add_command(network_inspect)
+    network.add_command(network_connect)
+    network.add_command(network_disconnect)

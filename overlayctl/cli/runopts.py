@@ -67,6 +67,8 @@ CREATE_OPTIONS = (
     Opt(("--log-opt",), "log_opt", "multi", "log driver option: max-size=10m, max-file=3, tag=...", "KEY=VALUE"),
     Opt(("--stop-signal",), "stop_signal", "value", "signal that stops the container (default SIGTERM)", "SIGNAL"),
     Opt(("--stop-timeout",), "stop_timeout", "value", "seconds to wait for a stop before SIGKILL (default 10)", "N"),
+    Opt(("--network-alias",), "network_alias", "multi", "another name on a user-defined network", "NAME"),
+    Opt(("--mac-address",), "mac_address", "value", "MAC address of eth0 (e.g. 02:42:0a:00:00:09)", "MAC"),
 )
 
 RUN_OPTIONS = CREATE_OPTIONS + (

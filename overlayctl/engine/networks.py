@@ -44,3 +44,18 @@ def inspect_networks(store: Store, names: list[str]) -> list[dict[str, Any]]:
 
     release_stale(store)
     return [manage.inspect_network(store, name) for name in names]
+
+
+def connect_network(store: Store, network: str, container: str, ip: str | None, aliases: list[str]) -> None:
+    """`network connect`: a running container gets an interface at once, a
+    stopped one at its next start."""
+    from overlayctl.network import join
+
+    join.connect(store, network, container, ip, aliases)
+
+
+def disconnect_network(store: Store, network: str, container: str, force: bool) -> None:
+    """`network disconnect`: the interface goes at once from a running container."""
+    from overlayctl.network import join
+
+    join.disconnect(store, network, container, force)

@@ -247,7 +247,9 @@ def prepare(
         from overlayctl.network import netlink  # noqa: F401
     directory = leases.network_dir(store.paths, container.id)
     lock = store.paths.network_lock(container.id)
-    lock_fd = leases.take_lock(lock, block=True) if bridges else None
+    # Held even on no bridge network (all disconnected): a later `network
+    # connect` leases for the holder of this lock.
+    lock_fd = leases.take_lock(lock, block=True) if mode not in ("host", "none") else None
     attachments: list[Attachment] = []
     try:
         for slot, (bridge, ep) in enumerate(bridges):
