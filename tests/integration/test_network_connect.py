@@ -14,6 +14,7 @@ default bridge and subnets and removes what it made.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import sqlite3
 
@@ -188,3 +189,26 @@ def test_mac_address_and_aliases_at_run(net):
     assert [lease.aliases for lease in _leases(cli)] == [["api"]]
     cli.ok("rm", "-f", cid)
     assert not _wait_gone(_veths(cid))
+
+
+def test_network_prune(net):
+    cli = net.cli
+    spare = ipaddress.IPv4Network(net.spare)
+    halves = [str(s) for s in spare.subnets(new_prefix=25)]
+    cli.ok("network", "create", "--subnet", halves[0], "joined")
+    idle_id = cli.ok("network", "create", "--subnet", halves[1], "idle").strip()
+    cli.ok("create", "--name", "later", "--network", "none", "bb:1", "true")
+    cli.ok("create", "--name", "other", "bb:1", "true")
+    cli.ok("network", "connect", "joined", "other")  # a stopped container connected to it keeps it
+    assert "invalid filter 'label2'" in _fails(cli, "network", "prune", "-f", "--filter", "label2=x")
+    assert "failed to parse value as time or duration" in _fails(cli, "network", "prune", "-f", "--filter", "until=x")
+    # Made within the last hour: not "until 1h ago".
+    assert cli.ok("network", "prune", "-f", "--filter", "until=1h") == ""
+    out = cli.ok("network", "prune", "--filter", "until=2999-01-01T00:00:00Z", input=b"y\n")
+    assert out.startswith("WARNING! This will remove all custom networks not used by at least one container.\n")
+    assert out.endswith("Deleted Networks:\nidle\n\n")
+    names = {json.loads(line)["Name"] for line in cli.ok("network", "ls", "--format", "json").splitlines()}
+    assert names == {"bridge", "host", "none", "joined"}
+    assert not _wait_gone({"br-" + idle_id[:12]})
+    cli.ok("network", "disconnect", "joined", "other")
+    assert cli.ok("network", "prune", "-f") == "Deleted Networks:\njoined\n\n"
