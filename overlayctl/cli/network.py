@@ -48,15 +48,31 @@ def network_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
 
 @click.command("create")
 @click.argument("name")
-@click.option("--subnet", metavar="CIDR", help="the network's subnet (default: a free /24 of 10.78.0.0/16)")
+@click.option(
+    "--subnet",
+    "subnets",
+    multiple=True,
+    metavar="CIDR",
+    help="the network's subnet (default: a free /24 of 10.78.0.0/16); with --ipv6, also its IPv6 one",
+)
 @click.option("--gateway", metavar="IP", help="the bridge's own address (default: the subnet's first)")
 @click.option("-d", "--driver", default="bridge", show_default=True, help="network driver (bridge only)")
+@click.option("--ipv6", is_flag=True, help="give the network an IPv6 subnet (default: a random fdXX: /64)")
 @click.pass_obj
-def network_create(obj: dict, name: str, subnet: str | None, gateway: str | None, driver: str) -> None:
+def network_create(
+    obj: dict, name: str, subnets: tuple[str, ...], gateway: str | None, driver: str, ipv6: bool
+) -> None:
     """Create a bridge network with its own device and subnet."""
     from overlayctl.engine.networks import create_network
+    from overlayctl.errors import InvalidArgumentError
 
-    network = create_network(open_store(obj), name, subnet, gateway, driver)
+    v6 = [s for s in subnets if ":" in s]
+    v4 = [s for s in subnets if ":" not in s]
+    if len(v4) > 1 or len(v6) > 1:
+        raise InvalidArgumentError("give at most one IPv4 and one IPv6 --subnet")
+    network = create_network(
+        open_store(obj), name, v4[0] if v4 else None, gateway, driver, ipv6, v6[0] if v6 else None
+    )
     click.echo(network.id)
 
 

@@ -705,6 +705,9 @@ class Endpoint:
         "sandbox_key",
         "aliases",
         "others",
+        "ipv6_address",
+        "ipv6_prefix_len",
+        "ipv6_gateway",
     )
 
     def __init__(
@@ -720,6 +723,9 @@ class Endpoint:
         sandbox_key: str = "",
         aliases: list[str] | None = None,
         others: list[Endpoint] | None = None,
+        ipv6_address: str = "",
+        ipv6_prefix_len: int = 0,
+        ipv6_gateway: str = "",
     ) -> None:
         self.network = network  # the network's name, or host / none
         self.network_id = network_id
@@ -734,6 +740,9 @@ class Endpoint:
         # The container's other networks (eth1, ...): NetworkSettings lists
         # them after this one, whose addresses are also its top-level ones.
         self.others: list[Endpoint] = others if others is not None else []
+        self.ipv6_address = ipv6_address  # on a network made with --ipv6
+        self.ipv6_prefix_len = ipv6_prefix_len
+        self.ipv6_gateway = ipv6_gateway
 
     def entry_json(self) -> dict[str, Any]:
         """This network's entry of NetworkSettings.Networks."""
@@ -748,9 +757,9 @@ class Endpoint:
             "Gateway": self.gateway,
             "IPAddress": self.ip_address,
             "IPPrefixLen": self.prefix_len,
-            "IPv6Gateway": "",
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
+            "IPv6Gateway": self.ipv6_gateway,
+            "GlobalIPv6Address": self.ipv6_address,
+            "GlobalIPv6PrefixLen": self.ipv6_prefix_len,
             "DNSNames": None,
         }
 
@@ -767,11 +776,11 @@ class Endpoint:
             "Ports": {},
             "EndpointID": self.endpoint_id,
             "Gateway": self.gateway,
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
+            "GlobalIPv6Address": self.ipv6_address,
+            "GlobalIPv6PrefixLen": self.ipv6_prefix_len,
             "IPAddress": self.ip_address,
             "IPPrefixLen": self.prefix_len,
-            "IPv6Gateway": "",
+            "IPv6Gateway": self.ipv6_gateway,
             "MacAddress": self.mac_address,
             "Networks": networks,
         }

@@ -22,11 +22,20 @@ def list_networks(store: Store) -> list[Listed]:
     return manage.list_networks(store)
 
 
-def create_network(store: Store, name: str, subnet: str | None, gateway: str | None, driver: str) -> Network:
-    """`network create`: a bridge with its own device and subnet."""
+def create_network(
+    store: Store,
+    name: str,
+    subnet: str | None,
+    gateway: str | None,
+    driver: str,
+    ipv6: bool = False,
+    subnet6: str | None = None,
+) -> Network:
+    """`network create`: a bridge with its own device and subnet (and with
+    `ipv6` an IPv6 subnet too)."""
     from overlayctl.network import manage
 
-    return manage.create_network(store, name, subnet, gateway, driver)
+    return manage.create_network(store, name, subnet, gateway, driver, ipv6, subnet6)
 
 
 def remove_network(store: Store, name: str) -> str:

@@ -83,6 +83,12 @@ class Attachment:
         bridge = netlink.ensure_bridge(
             rtnl, network.bridge, network.gateway, subnet.prefixlen, broadcast, ipam.bridge_mac(network.id)
         )
+        ipv6 = None
+        if network.subnet6:
+            prefix6 = int(network.subnet6.partition("/")[2])
+            netlink.ensure_bridge6(rtnl, network.bridge, network.gateway6, prefix6)
+            address6 = ipam.address6(network.subnet6, network.subnet, lease.address)
+            ipv6 = (address6, prefix6, network.gateway6 if self.slot == 0 else None)
         netlink.attach_container(
             rtnl,
             pid,
@@ -94,6 +100,7 @@ class Attachment:
             network.gateway if self.slot == 0 else None,
             lease.mac,
             interface=f"eth{self.slot}",
+            ipv6=ipv6,
         )
 
 
@@ -381,6 +388,9 @@ def _settings(
     name = network.name if network is not None else mode
     network_id = network.id if network is not None else (manage.predefined_id(mode) if mode in ("host", "none") else "")
     leased = network is not None and lease is not None
+    address6 = ""
+    if network is not None and lease is not None and network.subnet6:
+        address6 = ipam.address6(network.subnet6, network.subnet, lease.address)
     return Endpoint(
         name,
         network_id=network_id,
@@ -392,4 +402,7 @@ def _settings(
         fixed_ip=fixed_ip,
         sandbox_key=f"/proc/{running_pid}/ns/net" if running_pid and mode != "host" else "",
         aliases=aliases,
+        ipv6_address=address6,
+        ipv6_prefix_len=int(network.subnet6.partition("/")[2]) if address6 else 0,  # type: ignore[union-attr]
+        ipv6_gateway=network.gateway6 if address6 else "",  # type: ignore[union-attr]
     )

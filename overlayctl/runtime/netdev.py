@@ -27,6 +27,17 @@ def ipv6_off(name: str) -> None:
             os.close(fd)
 
 
+def ipv6_on(name: str) -> None:
+    """IPv6 on a device of a network made with --ipv6: addresses, but still
+    no router advertisements accepted (see ipv6_off)."""
+    for key, value in (("accept_ra", b"0"), ("disable_ipv6", b"0")):
+        fd = os.open(f"/proc/sys/net/ipv6/conf/{name}/{key}", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, value)
+        finally:
+            os.close(fd)
+
+
 def link_exists(name: str) -> bool:
     """Whether the caller's network namespace has this device (no netlink needed)."""
     import socket

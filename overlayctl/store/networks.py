@@ -59,6 +59,16 @@ class Network:
     def prefixlen(self) -> int:
         return int(self.subnet.partition("/")[2])
 
+    @property
+    def subnet6(self) -> str:
+        """The IPv6 subnet of a network made with --ipv6; "" otherwise."""
+        return str(self.options.get("ipv6_subnet") or "")
+
+    @property
+    def gateway6(self) -> str:
+        """The bridge's IPv6 address: the gateway's host number in subnet6."""
+        return str(self.options.get("ipv6_gateway") or "")
+
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Network:
         return cls(

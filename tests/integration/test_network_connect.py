@@ -43,10 +43,15 @@ def _config(cli, container_id: str) -> str:
         conn.close()
 
 
-def _claims() -> set[str]:
+def _claims(net) -> set[str]:
+    """The host-wide address claims on this test's bridges (other tests on
+    the host make theirs meanwhile)."""
+    lines = net.cli.ok("network", "ls", "--no-trunc", "--format", "json").splitlines()
+    bridges = {"br-" + json.loads(line)["ID"][:12] for line in lines} | {net.bridge}
     found = set()
-    for top, _dirs, files in os.walk(leases.CLAIM_DIR):
-        found |= {os.path.join(top, f) for f in files}
+    for bridge in bridges:
+        directory = os.path.join(leases.CLAIM_DIR, bridge)
+        found |= {os.path.join(directory, f) for f in (os.listdir(directory) if os.path.isdir(directory) else [])}
     return found
 
 
@@ -60,7 +65,7 @@ def _two_networks(net) -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Network]:
 def test_connect_and_disconnect_a_running_container(net):
     cli = net.cli
     front, back = _two_networks(net)
-    claims_before = _claims()
+    claims_before = _claims(net)
     db = cli.ok("run", "-d", "--name", "db", "--network", "back", "bb:1", "sleep", "60").strip()
     app = cli.ok("run", "-d", "--name", "app", "--network", "front", "bb:1", "sleep", "60").strip()
     db_ip = net.inspect("db")["NetworkSettings"]["IPAddress"]
@@ -100,7 +105,7 @@ def test_connect_and_disconnect_a_running_container(net):
     cli.ok("rm", "-f", "app", "db")
     assert not _wait_gone(_veths(app) | _veths(db))
     assert net.leases() == []
-    assert _claims() == claims_before
+    assert _claims(net) == claims_before
 
 
 def _leases(cli):
@@ -143,7 +148,7 @@ def test_bad_input_is_refused_with_one_line_and_nothing_made(net):
     front, back = _two_networks(net)
     app = cli.ok("run", "-d", "--name", "app", "--network", "front", "bb:1", "sleep", "60").strip()
     cli.ok("create", "--name", "stopped", "--network", "front", "bb:1", "true")
-    links, config, claims = _links(), _config(cli, app), _claims()
+    links, config, claims = _links(), _config(cli, app), _claims(net)
     cases = [
         (("network", "connect", "front", "app"), "endpoint with name app already exists in network front"),
         (("network", "disconnect", "back", "app"), "container app is not connected to network back"),
@@ -162,7 +167,7 @@ def test_bad_input_is_refused_with_one_line_and_nothing_made(net):
         assert message in _fails(cli, *args), args
     # (Only our own devices are compared: other tests may be making theirs.)
     assert _links() & _veths(app) == links & _veths(app) == {attach.veth_name(app)}
-    assert _config(cli, app) == config and _claims() == claims
+    assert _config(cli, app) == config and _claims(net) == claims
     # Taken by another container on the network: refused at connect, nothing left of the try.
     taken = str(back.network_address + 9)
     cli.ok("run", "-d", "--name", "holder", "--network", "back", "--ip", taken, "bb:1", "sleep", "60")
@@ -172,7 +177,7 @@ def test_bad_input_is_refused_with_one_line_and_nothing_made(net):
     assert _config(cli, app) == config
     assert not {name for name in _links() - links if name.endswith(app[:11])}
     holder_claim = leases.claim_path("br-" + net.network("back")["Id"][:12], str(back.network_address + 9))
-    assert _claims() - claims == {holder_claim}
+    assert _claims(net) - claims == {holder_claim}
     assert len(cli.ok("ps", "-aq").split()) == 3  # app, stopped, holder: no refused create made one
 
 
@@ -212,3 +217,41 @@ def test_network_prune(net):
     assert not _wait_gone({"br-" + idle_id[:12]})
     cli.ok("network", "disconnect", "joined", "other")
     assert cli.ok("network", "prune", "-f") == "Deleted Networks:\njoined\n\n"
+
+
+def test_an_ipv6_network_and_only_it_gives_ipv6(net):
+    from overlayctl.network import ipam
+
+    cli = net.cli
+    v4 = ipaddress.IPv4Network(net.spare)
+    v6 = ipam.random_ula_subnet()
+    assert "add --ipv6" in _fails(cli, "network", "create", "--subnet", str(v6), "nosix")
+    with_host_bits = f"{v6.network_address + 1}/64"
+    assert "host bits set" in _fails(cli, "network", "create", "--ipv6", "--subnet", with_host_bits, "x6")
+    cli.ok("network", "create", "--ipv6", "--subnet", str(v4), "--subnet", str(v6), "six")
+    info = net.network("six")
+    assert info["EnableIPv6"] is True
+    gateway6 = str(v6.network_address + 1)
+    assert info["IPAM"]["Config"][1] == {"Subnet": str(v6), "Gateway": gateway6}
+    cli.ok("run", "-d", "--name", "sixa", "--network", "six", "bb:1", "sleep", "60")
+    cli.ok("run", "-d", "--name", "sixb", "--network", "six", "bb:1", "sleep", "60")
+    a6, b6 = str(v6.network_address + 2), str(v6.network_address + 3)
+    settings = net.inspect("sixa")["NetworkSettings"]
+    assert (settings["GlobalIPv6Address"], settings["GlobalIPv6PrefixLen"], settings["IPv6Gateway"]) == (
+        a6,
+        64,
+        gateway6,
+    )
+    assert f"inet6 {a6}/64" in cli.ok("exec", "sixa", "ip", "-6", "addr", "show", "eth0")
+    assert f"default via {gateway6} dev eth0" in cli.ok("exec", "sixa", "ip", "-6", "route")
+    assert cli.ok("exec", "sixa", "sh", "-c", f"ping -6 -c1 -W2 {b6} >/dev/null && echo reached") == "reached\n"
+    assert cli.ok("exec", "sixa", "sh", "-c", f"ping -6 -c1 -W2 {gateway6} >/dev/null && echo reached") == "reached\n"
+    containers = net.network("six")["Containers"]
+    assert sorted(c["IPv6Address"] for c in containers.values()) == [f"{a6}/64", f"{b6}/64"]
+    # Router advertisements stay refused on an IPv6 network.
+    assert cli.ok("exec", "sixa", "cat", "/proc/sys/net/ipv6/conf/eth0/accept_ra") == "0\n"
+    # A network without --ipv6 (here joined as eth1) has none: IPv6 by choice only.
+    cli.ok("network", "create", "--subnet", _free_subnets(3)[2], "four")
+    cli.ok("network", "connect", "four", "sixa")
+    assert cli.ok("exec", "sixa", "cat", "/proc/sys/net/ipv6/conf/eth1/disable_ipv6") == "1\n"
+    assert "inet6" not in cli.ok("exec", "sixa", "ip", "-6", "addr", "show", "eth1")
