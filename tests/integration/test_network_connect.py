@@ -94,6 +94,9 @@ def test_connect_and_disconnect_a_running_container(net):
 
     cli.ok("network", "disconnect", "back", "app")
     assert cli("exec", "app", "ip", "link", "show", "eth1").returncode != 0
+    # Cut off for real: db is out of reach (routed through front's gateway,
+    # the firewall's isolation between networks drops it).
+    assert cli("exec", "app", "ping", "-c1", "-W1", db_ip).returncode != 0
     assert attach.veth_name(app, 1) not in _links()
     assert wanted not in cli.ok("exec", "app", "cat", "/etc/hosts")
     assert [n for n, _, c in net.leases() if c == app] == ["front"]
@@ -255,3 +258,22 @@ def test_an_ipv6_network_and_only_it_gives_ipv6(net):
     cli.ok("network", "connect", "four", "sixa")
     assert cli.ok("exec", "sixa", "cat", "/proc/sys/net/ipv6/conf/eth1/disable_ipv6") == "1\n"
     assert "inet6" not in cli.ok("exec", "sixa", "ip", "-6", "addr", "show", "eth1")
+
+
+def test_a_sigkilled_supervisor_leaves_no_connected_lease_behind(net):
+    cli = net.cli
+    front, back = _two_networks(net)
+    cid = cli.ok("run", "-d", "--name", "victim", "--network", "front", "bb:1", "sleep", "60").strip()
+    cli.ok("network", "connect", "back", "victim")
+    claims = _claims(net)
+    assert len(claims) == 2 and len(net.leases()) == 2
+    pid1 = net.inspect("victim")["State"]["Pid"]
+    with open(f"/proc/{pid1}/stat") as f:
+        supervisor = int(f.read().rsplit(")", 1)[1].split()[1])
+    os.kill(supervisor, 9)
+    assert not _wait_gone(_veths(cid))
+    assert net.network("back")["Containers"] == {}  # the next command frees both leases and claims
+    assert net.leases() == [] and _claims(net) == set()
+    # Both addresses are free again, for another store too.
+    out = cli.ok("run", "--rm", "--network", "back", "bb:1", "ip", "-4", "-o", "addr", "show", "eth0")
+    assert f"inet {back.network_address + 2}/24" in out
