@@ -11,7 +11,8 @@ import os
 
 def ipv6_off(name: str) -> None:
     """No IPv6 on a device of ours, or on those made from now on in the
-    caller's namespace with "default" (no network is IPv6 yet): no link-local
+    caller's namespace with "default" (only --ipv6 networks turn it on
+    again, on their own devices: ipv6_on): no link-local
     address, and router advertisements refused, so that a container's
     forged advertisement configures neither the host nor its neighbours
     (Docker's CVE-2020-13401). Set before the device is up, when the
