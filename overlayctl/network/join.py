@@ -56,7 +56,12 @@ def connect(store: Store, network_text: str, container_text: str, ip: str | None
     if pid:
         _plug(store, container, network, endpoint, pid)
     endpoints[network.name] = endpoint
-    _record(store, container, endpoints)
+    try:
+        _record(store, container, endpoints)
+    except BaseException:
+        if pid:
+            _unplug(store, container, network)
+        raise
     if pid:
         leases.leases_changed(store, {network.name})
 

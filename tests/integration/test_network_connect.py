@@ -55,8 +55,13 @@ def _claims(net) -> set[str]:
     return found
 
 
+def _third_subnet(net) -> str:
+    """A free /24 that is neither the test's default bridge nor its spare."""
+    return next(s for s in _free_subnets(8) if s not in (net.subnet, net.spare))
+
+
 def _two_networks(net) -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Network]:
-    front, back = (ipaddress.IPv4Network(s) for s in (net.spare, _free_subnets(3)[2]))
+    front, back = (ipaddress.IPv4Network(s) for s in (net.spare, _third_subnet(net)))
     net.cli.ok("network", "create", "--subnet", str(front), "front")
     net.cli.ok("network", "create", "--subnet", str(back), "back")
     return front, back
@@ -105,6 +110,11 @@ def test_connect_and_disconnect_a_running_container(net):
     # Again, then rm: nothing is left (leases, claims, veths).
     cli.ok("network", "connect", "back", "app")
     assert "eth1" in cli.ok("exec", "app", "ip", "link", "show", "eth1")
+    # Off its primary network too, as Docker allows: eth0 goes, eth1 stays.
+    cli.ok("network", "disconnect", "front", "app")
+    assert cli("exec", "app", "ip", "link", "show", "eth0").returncode != 0
+    assert list(net.inspect("app")["NetworkSettings"]["Networks"]) == ["back"]
+    assert [n for n, _, c in net.leases() if c == app] == ["back"]
     cli.ok("rm", "-f", "app", "db")
     assert not _wait_gone(_veths(app) | _veths(db))
     assert net.leases() == []
@@ -254,7 +264,7 @@ def test_an_ipv6_network_and_only_it_gives_ipv6(net):
     # Router advertisements stay refused on an IPv6 network.
     assert cli.ok("exec", "sixa", "cat", "/proc/sys/net/ipv6/conf/eth0/accept_ra") == "0\n"
     # A network without --ipv6 (here joined as eth1) has none: IPv6 by choice only.
-    cli.ok("network", "create", "--subnet", _free_subnets(3)[2], "four")
+    cli.ok("network", "create", "--subnet", _third_subnet(net), "four")
     cli.ok("network", "connect", "four", "sixa")
     assert cli.ok("exec", "sixa", "cat", "/proc/sys/net/ipv6/conf/eth1/disable_ipv6") == "1\n"
     assert "inet6" not in cli.ok("exec", "sixa", "ip", "-6", "addr", "show", "eth1")
