@@ -70,6 +70,13 @@ class Attachment:
     def __repr__(self) -> str:
         return f"Attachment(eth{self.slot}: {self.network.name} {self.lease.address})"
 
+    def addresses(self) -> list[str]:
+        """The container's addresses here: IPv4, and IPv6 on an --ipv6 network."""
+        lease, network = self.lease, self.network
+        if not network.subnet6:
+            return [lease.address]
+        return [lease.address, ipam.address6(network.subnet6, network.subnet, lease.address)]
+
     def plug(self, rtnl, pid: int, container_id: str) -> None:  # type: ignore[no-untyped-def]
         """Make the bridge if needed and give the namespace of `pid` its
         interface on it (the default route only through eth0)."""
@@ -261,7 +268,7 @@ def prepare(
     try:
         for slot, (bridge, ep) in enumerate(bridges):
             attachments.append(Attachment(bridge, lease_on(store, bridge, container.id, ep, lock), slot))
-        addresses = [a.lease.address for a in attachments]
+        addresses = [address for a in attachments for address in a.addresses()]
         etcfiles.write_files(directory, _etc_contents(mode, addresses, hostname, container.name))
         mounts = [Mount("bind", os.path.join(directory, name), "/etc/" + name) for name in etcfiles.FILES]
         first = attachments[0] if attachments else None

@@ -139,10 +139,11 @@ def _plug(store: Store, container: Container, network: Network, endpoint: Endpoi
             made = True
             attach.Attachment(network, lease, slot).plug(rtnl, pid, container.id)
         hostname = container.config.config.hostname or container.id[:12]
-        etcfiles.edit_hosts(
-            leases.network_dir(store.paths, container.id),
-            add=etcfiles.hosts_line(lease.address, hostname, [container.name]),
-        )
+        for address in attach.Attachment(network, lease, slot).addresses():
+            etcfiles.edit_hosts(
+                leases.network_dir(store.paths, container.id),
+                add=etcfiles.hosts_line(address, hostname, [container.name]),
+            )
     except BaseException:
         if made:
             netlink.delete_link(attach.veth_name(container.id, slot), "veth")
@@ -161,7 +162,8 @@ def _unplug(store: Store, container: Container, network: Network) -> None:
     lock = store.paths.network_lock(container.id)
     for lease in leases.networks(store).release(container.id, network.name):
         leases.unclaim(leases.claim_path(network.bridge, lease.address), lock)
-        etcfiles.edit_hosts(leases.network_dir(store.paths, container.id), drop_address=lease.address)
+        for address in attach.Attachment(network, lease, slot or 0).addresses():
+            etcfiles.edit_hosts(leases.network_dir(store.paths, container.id), drop_address=address)
 
 
 def _free_slot(container_id: str) -> int:

@@ -259,6 +259,7 @@ def test_an_ipv6_network_and_only_it_gives_ipv6(net):
     assert f"default via {gateway6} dev eth0" in cli.ok("exec", "sixa", "ip", "-6", "route")
     assert cli.ok("exec", "sixa", "sh", "-c", f"ping -6 -c1 -W2 {b6} >/dev/null && echo reached") == "reached\n"
     assert cli.ok("exec", "sixa", "sh", "-c", f"ping -6 -c1 -W2 {gateway6} >/dev/null && echo reached") == "reached\n"
+    assert f"{a6}\t" in cli.ok("exec", "sixa", "cat", "/etc/hosts")  # a line for each address, as Docker
     containers = net.network("six")["Containers"]
     assert sorted(c["IPv6Address"] for c in containers.values()) == [f"{a6}/64", f"{b6}/64"]
     # Router advertisements stay refused on an IPv6 network.
@@ -268,6 +269,10 @@ def test_an_ipv6_network_and_only_it_gives_ipv6(net):
     cli.ok("network", "connect", "four", "sixa")
     assert cli.ok("exec", "sixa", "cat", "/proc/sys/net/ipv6/conf/eth1/disable_ipv6") == "1\n"
     assert "inet6" not in cli.ok("exec", "sixa", "ip", "-6", "addr", "show", "eth1")
+    # Leaving the IPv6 network takes both of its /etc/hosts lines away.
+    cli.ok("network", "disconnect", "six", "sixa")
+    hosts = cli.ok("exec", "sixa", "cat", "/etc/hosts")
+    assert f"{a6}\t" not in hosts and f"{v4.network_address + 2}\t" not in hosts
 
 
 def test_a_sigkilled_supervisor_leaves_no_connected_lease_behind(net):
