@@ -282,3 +282,24 @@ def _write_inspect_fixture() -> None:
 
 if __name__ == "__main__":
     _write_inspect_fixture()
+
+
+def test_networking_config_lists_every_network_and_round_trips() -> None:
+    from overlayctl.container.model import EndpointConfig, IPAMConfig
+
+    # Without NetworkingConfig the one network is NetworkMode with IPAddress.
+    plain = ContainerConfig.from_json(DOCS["ipnet"])
+    assert list(plain.endpoints()) == ["appnet"] and plain.endpoints()["appnet"].ip == "10.231.7.9"
+    assert plain.networking is None and "NetworkingConfig" not in plain.to_json()
+    # Once written, it is the list (the primary may even have left it).
+    plain.set_endpoints({"back": EndpointConfig(IPAMConfig("10.1.0.5"), ["db"], "02:42:0a:01:00:05")})
+    doc = plain.to_json()
+    assert doc["NetworkingConfig"] == {
+        "EndpointsConfig": {
+            "back": {"IPAMConfig": {"IPv4Address": "10.1.0.5"}, "Aliases": ["db"], "MacAddress": "02:42:0a:01:00:05"}
+        }
+    }
+    again = ContainerConfig.from_json(doc)
+    assert again == plain and jsonio.dumps(again.to_json()) == jsonio.dumps(doc)
+    assert list(again.endpoints()) == ["back"] and again.endpoints()["back"].aliases == ["db"]
+    assert again.host.network == "appnet"  # NetworkMode stays the primary network

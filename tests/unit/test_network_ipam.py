@@ -184,3 +184,25 @@ def test_write_and_remove_files(tmp_path):
     etcfiles.remove_files(str(d))
     assert not d.exists()
     etcfiles.remove_files(str(d))  # idempotent
+
+
+def test_prune_until_as_docker_reads_it():
+    from overlayctl.engine.prune import parse_until
+
+    now = 1_800_000_000.0
+    assert parse_until("10m", now) == now - 600 and parse_until("1h30m", now) == now - 5400
+    assert parse_until("1700000000", now) == 1_700_000_000.0
+    assert parse_until("2023-11-14T22:13:20Z", now) == 1_700_000_000.0
+    assert parse_until("2023-11-14", now) == 1_699_920_000.0
+    with pytest.raises(InvalidArgumentError, match="failed to parse value as time or duration"):
+        parse_until("soon", now)
+
+
+def test_mac_addresses_as_docker_takes_them():
+    from overlayctl.network import attach
+
+    assert attach.parse_mac("02:AB:cd:00:00:09") == "02:ab:cd:00:00:09"
+    assert attach.parse_mac("02-ab-cd-00-00-09") == "02:ab:cd:00:00:09"
+    for bad in ("zz", "02:ab:cd:00:00", "02:ab:cd:00:00:0g", "01:00:5e:00:00:01"):
+        with pytest.raises(InvalidArgumentError, match="is not a valid mac address"):
+            attach.parse_mac(bad)

@@ -226,3 +226,36 @@ def test_a_claim_whose_holder_is_gone_is_taken_over_and_released(store, tmp_path
     leases.unclaim(path, mine)
     assert not os.path.exists(os.path.dirname(path))
     leases.unlock_and_remove(mine, held)
+
+
+def test_a_container_holds_a_lease_on_each_of_its_networks(store):
+    from overlayctl.container.model import EndpointConfig
+
+    user_network(store)
+    c = container(store, "c1")
+    endpoints = {"bridge": EndpointConfig(), "web": attach.endpoint_request("198.51.100.7", ["db", "sql"], None)}
+    plan = attach.prepare(store, c, "h", endpoints)
+    nets = NetworkStore(store.conn)
+    assert [(lease.network, lease.address, lease.aliases) for lease in nets.leases(container_id=c.id)] == [
+        ("bridge", "203.0.113.2", []),
+        ("web", "198.51.100.7", ["db", "sql"]),
+    ]
+    assert [a.slot for a in plan.attachments] == [0, 1]
+    with open(plan.mounts[0].source) as f:
+        assert f.read().endswith("203.0.113.2\th c1\n198.51.100.7\th c1\n")
+    # Leasing again on one network leaves the other alone; so does releasing one.
+    nets.lease(nets.get("web"), c.id, lambda taken: "198.51.100.8", lambda a: "02:00:00:00:00:08")
+    assert [lease.address for lease in nets.leases(container_id=c.id)] == ["203.0.113.2", "198.51.100.8"]
+    assert [lease.network for lease in nets.release(c.id, "web")] == ["web"]
+    assert [lease.network for lease in nets.leases(container_id=c.id)] == ["bridge"]
+    plan.release()
+    assert nets.leases() == []
+
+
+def test_aliases_are_for_user_defined_networks_only(store):
+    with pytest.raises(InvalidArgumentError, match="network-scoped alias is supported only"):
+        attach.check_endpoint(store, "bridge", attach.endpoint_request(None, ["x"], None))
+    with pytest.raises(InvalidArgumentError, match="network-scoped alias is supported only"):
+        attach.check_endpoint(store, "host", attach.endpoint_request(None, ["x"], None))
+    user_network(store)
+    assert attach.check_endpoint(store, "web", attach.endpoint_request(None, ["x"], None)).name == "web"
