@@ -63,9 +63,11 @@ def claim(path: str, holder: str) -> bool:
     start and for a `network connect` alike, so nothing else has to stay
     open). False if another living holder has it. The claim file's own
     lock is taken only for the instant of the check, so two stores cannot
-    both win it."""
-    fd = take_lock(path, block=True)
-    assert fd is not None
+    both win it; one that stays held is an older overlayctl's claim (its
+    supervisor held the file itself), and taken."""
+    fd = _take_briefly(path)
+    if fd is None:
+        return False
     try:
         owner = os.pread(fd, 4096, 0).decode(errors="replace")
         if owner and owner != holder and lock_held(owner):
@@ -80,12 +82,26 @@ def claim(path: str, holder: str) -> bool:
 
 def unclaim(path: str, holder: str) -> None:
     """Let go of a claim `holder` made; one another holder took over stays."""
-    fd = take_lock(path, block=True)
-    assert fd is not None
+    fd = _take_briefly(path)
+    if fd is None:
+        return  # held for good by another: not ours any more
     if os.pread(fd, 4096, 0).decode(errors="replace") in (holder, ""):
         unlock_and_remove(path, fd)
     else:
         os.close(fd)
+
+
+def _take_briefly(path: str) -> int | None:
+    """A claim file's lock, waited for as long as a check by another
+    claimer can take (a few milliseconds), but not for a holder that keeps it."""
+    import time
+
+    for _ in range(50):
+        fd = take_lock(path, block=False)
+        if fd is not None:
+            return fd
+        time.sleep(0.01)
+    return None
 
 
 def leases_changed(store: Store, network_names: set[str]) -> None:

@@ -259,3 +259,17 @@ def test_aliases_are_for_user_defined_networks_only(store):
         attach.check_endpoint(store, "host", attach.endpoint_request(None, ["x"], None))
     user_network(store)
     assert attach.check_endpoint(store, "web", attach.endpoint_request(None, ["x"], None)).name == "web"
+
+
+def test_a_claim_file_held_for_good_is_taken(store, tmp_path):
+    # As an older overlayctl's supervisor held its claims: the file itself, locked.
+    network = _bridge_network()
+    path = leases.claim_path(network.bridge, "198.51.100.2")
+    held = leases.take_lock(path, block=True)
+    try:
+        assert not leases.claim(path, str(tmp_path / "mine.lock"))
+        claimed: list[str] = []
+        assert attach._choose_and_claim(network, set(), None, str(tmp_path / "mine.lock"), claimed) == "198.51.100.3"
+        leases.unclaim(claimed[0], str(tmp_path / "mine.lock"))
+    finally:
+        leases.unlock_and_remove(path, held)
