@@ -250,8 +250,8 @@ def prepare(
     ConflictError for an address in use; then nothing is changed."""
     wanted = container.config.endpoints() if endpoints is None else endpoints
     mode = manage.network_mode(container)
-    bridges = [(check_endpoint(store, name, ep), ep) for name, ep in wanted.items()]
-    bridges = [(bridge, ep) for bridge, ep in bridges if bridge is not None]
+    checked = [(check_endpoint(store, name, ep), ep) for name, ep in wanted.items()]
+    bridges = [(bridge, ep) for bridge, ep in checked if bridge is not None]
     if len(bridges) > MAX_INTERFACES:
         raise InvalidArgumentError(f"a container can be on at most {MAX_INTERFACES} networks")
     if bridges:
