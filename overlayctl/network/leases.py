@@ -172,7 +172,8 @@ def release_stale(store: Store) -> None:
             etcfiles.remove_files(directory)
         finally:
             unlock_and_remove(lock, fd)
-        leases_changed(store, {lease.network for lease in freed})
+        if freed:
+            leases_changed(store, {lease.network for lease in freed})
     _sweep_veths(store)
     _sweep_removed(store)
 
