@@ -42,6 +42,7 @@ _HOST_KEYS = (
     "memory", "memory_swap", "pids_limit", "cpus", "cpu_shares",
     "restart", "log_driver", "log_opt", "stop_signal", "stop_timeout", "device",
     "publish", "publish_all", "expose",
+    "network_alias", "mac_address",
 )
 
 

@@ -1,4 +1,4 @@
-"""Network commands: network ls, create, rm, inspect."""
+"""Network commands: network ls, create, rm, inspect, connect, disconnect."""
 
 from __future__ import annotations
 
@@ -48,16 +48,32 @@ def network_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
 
 @click.command("create")
 @click.argument("name")
-@click.option("--subnet", metavar="CIDR", help="the network's subnet (default: a free /24 of 10.78.0.0/16)")
+@click.option(
+    "--subnet",
+    "subnets",
+    multiple=True,
+    metavar="CIDR",
+    help="the network's subnet (default: a free /24 of 10.78.0.0/16); with --ipv6, also its IPv6 one",
+)
 @click.option("--gateway", metavar="IP", help="the bridge's own address (default: the subnet's first)")
 @click.option("-d", "--driver", default="bridge", show_default=True, help="network driver (bridge only)")
 @click.option("--internal", is_flag=True, help="no way out: no masquerade, nothing forwarded beyond its bridge")
+@click.option("--ipv6", is_flag=True, help="give the network an IPv6 subnet (default: a random fdXX: /64)")
 @click.pass_obj
-def network_create(obj: dict, name: str, subnet: str | None, gateway: str | None, driver: str, internal: bool) -> None:
+def network_create(
+    obj: dict, name: str, subnets: tuple[str, ...], gateway: str | None, driver: str, internal: bool, ipv6: bool
+) -> None:
     """Create a bridge network with its own device and subnet."""
     from overlayctl.engine.networks import create_network
+    from overlayctl.errors import InvalidArgumentError
 
-    network = create_network(open_store(obj), name, subnet, gateway, driver, internal=internal)
+    v6 = [s for s in subnets if ":" in s]
+    v4 = [s for s in subnets if ":" not in s]
+    if len(v4) > 1 or len(v6) > 1:
+        raise InvalidArgumentError("give at most one IPv4 and one IPv6 --subnet")
+    network = create_network(
+        open_store(obj), name, v4[0] if v4 else None, gateway, driver, ipv6, v6[0] if v6 else None, internal=internal
+    )
     click.echo(network.id)
 
 
@@ -83,6 +99,31 @@ def network_inspect(obj: dict, names: tuple[str, ...]) -> None:
     json_document(inspect_networks(open_store(obj), list(names)))
 
 
+@click.command("connect")
+@click.option("--ip", metavar="IP", help="IPv4 address on the network")
+@click.option("--alias", "aliases", multiple=True, metavar="NAME", help="another name on the network (repeatable)")
+@click.argument("network_name", metavar="NETWORK")
+@click.argument("container", metavar="CONTAINER")
+@click.pass_obj
+def network_connect(obj: dict, ip: str | None, aliases: tuple[str, ...], network_name: str, container: str) -> None:
+    """Connect a container to a network (a running one gets its interface at once)."""
+    from overlayctl.engine.networks import connect_network
+
+    connect_network(open_store(obj), network_name, container, ip, list(aliases))
+
+
+@click.command("disconnect")
+@click.option("-f", "--force", is_flag=True, help="also when the network no longer exists")
+@click.argument("network_name", metavar="NETWORK")
+@click.argument("container", metavar="CONTAINER")
+@click.pass_obj
+def network_disconnect(obj: dict, force: bool, network_name: str, container: str) -> None:
+    """Disconnect a container from a network."""
+    from overlayctl.engine.networks import disconnect_network
+
+    disconnect_network(open_store(obj), network_name, container, force)
+
+
 def register(cli: click.Group) -> None:
     """Attach `network` and its commands."""
 
@@ -96,3 +137,5 @@ def register(cli: click.Group) -> None:
     network.add_command(network_rm)
     network.add_command(network_rm, "remove")
     network.add_command(network_inspect)
+    network.add_command(network_connect)
+    network.add_command(network_disconnect)

@@ -67,19 +67,23 @@ def image_prune(obj: dict, all_: bool, force: bool) -> None:
 
 
 @click.command("prune")
+@click.option("--filter", "filters", multiple=True, metavar="until=TIME", help="only networks created before TIME")
 @FORCE
 @click.pass_obj
-def network_prune(obj: dict, force: bool) -> None:
-    """Remove networks no container refers to (the predefined ones stay)."""
+def network_prune(obj: dict, filters: tuple[str, ...], force: bool) -> None:
+    """Remove user-defined networks no container is connected to (the
+    predefined ones stay)."""
     from overlayctl.engine.prune import prune_networks
 
-    if not _confirm(force, ["all networks not used by at least one container"]):
-        return
-    names = prune_networks(open_store(obj))
+    store = open_store(obj)
+    if not force:
+        # Docker's own prompt for this one.
+        click.echo("WARNING! This will remove all custom networks not used by at least one container.")
+        if not click.confirm("Are you sure you want to continue?", default=False):
+            return
+    names = prune_networks(store, list(filters))
     if names:
-        click.echo("Deleted Networks:")
-        for name in names:
-            click.echo(name)
+        click.echo("Deleted Networks:\n" + "".join(name + "\n" for name in names))
 
 
 @click.command("prune")

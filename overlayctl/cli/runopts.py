@@ -76,6 +76,8 @@ CREATE_OPTIONS = (
     ),
     Opt(("-P", "--publish-all"), "publish_all", "flag", "publish every exposed port on a free host port"),
     Opt(("--expose",), "expose", "multi", "expose a port (or a range) without publishing it", "PORT[/PROTO]"),
+    Opt(("--network-alias",), "network_alias", "multi", "another name on a user-defined network", "NAME"),
+    Opt(("--mac-address",), "mac_address", "value", "MAC address of eth0 (e.g. 02:42:0a:00:00:09)", "MAC"),
 )
 
 RUN_OPTIONS = CREATE_OPTIONS + (

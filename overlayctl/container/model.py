@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 class _Field:
     """One JSON key of a record and the attribute that holds it."""
 
-    __slots__ = ("attr", "key", "always", "record", "many", "inline")
+    __slots__ = ("attr", "key", "always", "record", "many", "inline", "keyed")
 
     def __init__(
         self,
@@ -44,6 +44,7 @@ class _Field:
         record: type[Record] | None = None,
         many: bool = False,
         inline: bool = False,
+        keyed: bool = False,
     ) -> None:
         self.attr = attr
         self.key = key
@@ -51,6 +52,7 @@ class _Field:
         self.record = record  # the value is this record (a list of them with many)
         self.many = many
         self.inline = inline  # the record's keys sit in this object itself, not under `key`
+        self.keyed = keyed  # the value is an object whose every value is this record
 
 
 class Record:
@@ -89,6 +91,8 @@ class Record:
             if field.record is not None and value is not None:
                 if field.many:
                     value = [field.record.from_json(item) for item in value]
+                elif field.keyed:
+                    value = {name: field.record.from_json(item) for name, item in value.items()}
                 else:
                     value = field.record.from_json(value)
             setattr(record, field.attr, _copy(value))
@@ -151,6 +155,8 @@ def _encode(value: Any) -> Any:
         return value.to_json()
     if isinstance(value, list):
         return [_encode(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _encode(item) for key, item in value.items()}
     return _copy(value)
 
 
@@ -529,20 +535,97 @@ HostConfig.FIELDS = (
 )
 
 
+class IPAMConfig(Record):
+    """EndpointSettings.IPAMConfig: the address asked for on one network."""
+
+    __slots__ = ("ipv4_address",)
+
+    def __init__(self, ipv4_address: str = "") -> None:
+        self._init_record()
+        self.ipv4_address = ipv4_address  # --ip
+
+
+IPAMConfig.FIELDS = (_Field("ipv4_address", "IPv4Address"),)
+
+
+class EndpointConfig(Record):
+    """One entry of NetworkingConfig.EndpointsConfig: what the container
+    asked for on one network it is connected to (Docker's EndpointSettings,
+    the part a user sets)."""
+
+    __slots__ = ("ipam_config", "aliases", "mac_address")
+
+    def __init__(
+        self, ipam_config: IPAMConfig | None = None, aliases: list[str] | None = None, mac_address: str = ""
+    ) -> None:
+        self._init_record()
+        self.ipam_config = ipam_config
+        self.aliases = aliases  # --network-alias, --alias
+        self.mac_address = mac_address  # --mac-address
+
+    @property
+    def ip(self) -> str | None:
+        """The IPv4 address asked for, None when the network chooses."""
+        return (self.ipam_config.ipv4_address if self.ipam_config is not None else "") or None
+
+
+EndpointConfig.FIELDS = (
+    _Field("ipam_config", "IPAMConfig", record=IPAMConfig),
+    _Field("aliases", "Aliases"),
+    _Field("mac_address", "MacAddress"),
+)
+
+
+class NetworkingConfig(Record):
+    """NetworkingConfig: every network the container is connected to, by
+    name, in the order its interfaces get (eth0 first). Written only once
+    a container has more than its --network with --ip: an alias, a MAC, a
+    second network, or a disconnect; without it the one network is
+    HostConfig.NetworkMode with HostConfig.IPAddress."""
+
+    __slots__ = ("endpoints",)
+
+    def __init__(self, endpoints: dict[str, EndpointConfig] | None = None) -> None:
+        self._init_record()
+        self.endpoints: dict[str, EndpointConfig] = endpoints if endpoints is not None else {}
+
+
+NetworkingConfig.FIELDS = (_Field("endpoints", "EndpointsConfig", always=True, record=EndpointConfig, keyed=True),)
+
+
 class ContainerConfig(Record):
-    """A container's stored configuration: {"Config": ..., "HostConfig": ...}."""
+    """A container's stored configuration: {"Config": ..., "HostConfig": ...,
+    and "NetworkingConfig" once it has one}."""
 
-    __slots__ = ("config", "host")
+    __slots__ = ("config", "host", "networking")
 
-    def __init__(self, config: Config | None = None, host: HostConfig | None = None) -> None:
+    def __init__(
+        self, config: Config | None = None, host: HostConfig | None = None, networking: NetworkingConfig | None = None
+    ) -> None:
         self._init_record()
         self.config = config if config is not None else Config()
         self.host = host if host is not None else HostConfig()
+        self.networking = networking
+
+    def endpoints(self) -> dict[str, EndpointConfig]:
+        """The networks the container is connected to (bridge networks and
+        the default bridge by their names; host and none as they are), each
+        with what it asked for there. The one way to read them."""
+        if self.networking is not None:
+            return self.networking.endpoints
+        mode = self.host.network
+        ip = self.host.ip_address
+        return {mode: EndpointConfig(IPAMConfig(ip) if ip else None)}
+
+    def set_endpoints(self, endpoints: dict[str, EndpointConfig]) -> None:
+        """Record the networks the container is connected to (see endpoints)."""
+        self.networking = NetworkingConfig(dict(endpoints))
 
 
 ContainerConfig.FIELDS = (
     _Field("config", "Config", always=True, record=Config),
     _Field("host", "HostConfig", always=True, record=HostConfig),
+    _Field("networking", "NetworkingConfig", record=NetworkingConfig),
 )
 
 
@@ -633,6 +716,11 @@ class Endpoint:
         "fixed_ip",
         "sandbox_key",
         "ports",
+        "aliases",
+        "others",
+        "ipv6_address",
+        "ipv6_prefix_len",
+        "ipv6_gateway",
     )
 
     def __init__(
@@ -647,6 +735,11 @@ class Endpoint:
         fixed_ip: str | None = None,
         sandbox_key: str = "",
         ports: dict[str, Any] | None = None,
+        aliases: list[str] | None = None,
+        others: list[Endpoint] | None = None,
+        ipv6_address: str = "",
+        ipv6_prefix_len: int = 0,
+        ipv6_gateway: str = "",
     ) -> None:
         self.network = network  # the network's name, or host / none
         self.network_id = network_id
@@ -659,13 +752,20 @@ class Endpoint:
         self.sandbox_key = sandbox_key  # the network namespace, while it runs
         # {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}], "443/tcp": None} while it runs
         self.ports: dict[str, Any] = ports if ports is not None else {}
+        self.aliases = aliases  # --network-alias / --alias on this network
+        # The container's other networks (eth1, ...): NetworkSettings lists
+        # them after this one, whose addresses are also its top-level ones.
+        self.others: list[Endpoint] = others if others is not None else []
+        self.ipv6_address = ipv6_address  # on a network made with --ipv6
+        self.ipv6_prefix_len = ipv6_prefix_len
+        self.ipv6_gateway = ipv6_gateway
 
-    def to_json(self) -> dict[str, Any]:
-        """Docker's NetworkSettings with this one entry under Networks."""
-        entry = {
+    def entry_json(self) -> dict[str, Any]:
+        """This network's entry of NetworkSettings.Networks."""
+        return {
             "IPAMConfig": {"IPv4Address": self.fixed_ip} if self.fixed_ip else None,
             "Links": None,
-            "Aliases": None,
+            "Aliases": list(self.aliases) if self.aliases else None,
             "MacAddress": self.mac_address,
             "DriverOpts": None,
             "NetworkID": self.network_id,
@@ -673,11 +773,18 @@ class Endpoint:
             "Gateway": self.gateway,
             "IPAddress": self.ip_address,
             "IPPrefixLen": self.prefix_len,
-            "IPv6Gateway": "",
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
+            "IPv6Gateway": self.ipv6_gateway,
+            "GlobalIPv6Address": self.ipv6_address,
+            "GlobalIPv6PrefixLen": self.ipv6_prefix_len,
             "DNSNames": None,
         }
+
+    def to_json(self) -> dict[str, Any]:
+        """Docker's NetworkSettings: this network's addresses at the top
+        level (the primary's, as Docker shows them), then every network
+        under Networks."""
+        networks = {self.network: self.entry_json()} if self.network else {}  # "": on no network
+        networks.update((other.network, other.entry_json()) for other in self.others)
         return {
             "Bridge": "",
             "SandboxID": "",
@@ -685,11 +792,11 @@ class Endpoint:
             "Ports": self.ports,
             "EndpointID": self.endpoint_id,
             "Gateway": self.gateway,
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
+            "GlobalIPv6Address": self.ipv6_address,
+            "GlobalIPv6PrefixLen": self.ipv6_prefix_len,
             "IPAddress": self.ip_address,
             "IPPrefixLen": self.prefix_len,
-            "IPv6Gateway": "",
+            "IPv6Gateway": self.ipv6_gateway,
             "MacAddress": self.mac_address,
-            "Networks": {self.network: entry},
+            "Networks": networks,
         }

@@ -42,7 +42,7 @@ def acquire(store: Store, container: Container, spec: ContainerSpec, held: Held)
         from overlayctl.network import attach, leases
 
         leases.release_stale(store)
-        held.plan = attach.prepare(store, container, spec.network, hc.ip_address, spec.hostname)
+        held.plan = attach.prepare(store, container, spec.hostname)
         spec.mounts = held.plan.mounts + spec.mounts
     if needs_cgroup(hc):
         from overlayctl.runtime.cgroups.cgroup import create, find

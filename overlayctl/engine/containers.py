@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from overlayctl.container.model import Device
+    from overlayctl.container.model import Device, NetworkingConfig
 
 
 class CreateOptions:
@@ -139,6 +139,7 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
             exposed_ports=exposed,
         ),
         host_config,
+        _networking_config(opts, store, host_config),
     )
     requests = opts.host.get("mount_requests")
     if requests or image_cfg.get("Volumes"):
@@ -257,6 +258,21 @@ def _host_config(opts: CreateOptions, store: Store) -> HostConfig:
         hc.resources = parse_limits(*(host.get(k) for k in limit_keys)).to_resources()
         hc.limits = LimitOptions(*(host.get(k) or None for k in limit_keys))
     return hc
+
+
+def _networking_config(opts: CreateOptions, store: Store, hc: HostConfig) -> NetworkingConfig | None:
+    """NetworkingConfig when --network-alias or --mac-address asks for more
+    than the network and its --ip (checked now, with Docker's wording);
+    None otherwise, so such a container's document is what it always was."""
+    aliases, mac = list(opts.host.get("network_alias") or []), opts.host.get("mac_address")
+    if not aliases and not mac:
+        return None
+    from overlayctl.container.model import NetworkingConfig
+    from overlayctl.network import attach
+
+    endpoint = attach.endpoint_request(hc.ip_address, aliases, mac)
+    attach.check_endpoint(store, hc.network_mode, endpoint)
+    return NetworkingConfig({hc.network_mode: endpoint})
 
 
 def _devices(values: list[str]) -> list[Device]:

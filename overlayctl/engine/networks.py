@@ -23,13 +23,20 @@ def list_networks(store: Store) -> list[Listed]:
 
 
 def create_network(
-    store: Store, name: str, subnet: str | None, gateway: str | None, driver: str, internal: bool = False
+    store: Store,
+    name: str,
+    subnet: str | None,
+    gateway: str | None,
+    driver: str,
+    ipv6: bool = False,
+    subnet6: str | None = None,
+    internal: bool = False,
 ) -> Network:
-    """`network create`: a bridge with its own device and subnet (`internal`:
-    with no way beyond it)."""
+    """`network create`: a bridge with its own device and subnet (and with
+    `ipv6` an IPv6 subnet too; `internal`: with no way beyond it)."""
     from overlayctl.network import manage
 
-    return manage.create_network(store, name, subnet, gateway, driver, internal=internal)
+    return manage.create_network(store, name, subnet, gateway, driver, ipv6, subnet6, internal=internal)
 
 
 def remove_network(store: Store, name: str) -> str:
@@ -47,3 +54,18 @@ def inspect_networks(store: Store, names: list[str]) -> list[dict[str, Any]]:
 
     release_stale(store)
     return [manage.inspect_network(store, name) for name in names]
+
+
+def connect_network(store: Store, network: str, container: str, ip: str | None, aliases: list[str]) -> None:
+    """`network connect`: a running container gets an interface at once, a
+    stopped one at its next start."""
+    from overlayctl.network import join
+
+    join.connect(store, network, container, ip, aliases)
+
+
+def disconnect_network(store: Store, network: str, container: str, force: bool) -> None:
+    """`network disconnect`: the interface goes at once from a running container."""
+    from overlayctl.network import join
+
+    join.disconnect(store, network, container, force)

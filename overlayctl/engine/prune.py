@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from overlayctl.errors import OverlayctlError
+from overlayctl.errors import InvalidArgumentError, OverlayctlError
 from overlayctl.layer.du import tree_bytes
+from overlayctl.util.humanize import parse_rfc3339
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -107,24 +108,60 @@ def prune_images(store: Store, all_images: bool = False, dry_run: bool = False) 
 # -- networks and build cache ------------------------------------------------------
 
 
-def prune_networks(store: Store) -> list[str]:
-    """`network prune`: networks no container (running or not) refers to;
-    the predefined ones stay."""
+def prune_networks(store: Store, filters: list[str] | None = None) -> list[str]:
+    """`network prune [--filter until=...]`: user-defined networks no
+    container (running or not) is connected to, and with `until` only those
+    created before it; the predefined ones stay."""
+    import time
+
     from overlayctl.network.leases import networks
     from overlayctl.network.manage import DEFAULT_NETWORK, remove_network
 
+    before = None
+    for item in filters or []:
+        key, _, value = item.partition("=")
+        if key != "until":
+            raise InvalidArgumentError(f"invalid filter '{key}'")
+        before = parse_until(value, time.time())
     wanted = set()
     for container in store.containers.list(all=True):
-        wanted.add(container.config.host.network_mode or "")
+        wanted |= set(container.config.endpoints())
     names = []
     for network in networks(store).list():
         if network.name == DEFAULT_NETWORK or network.name in wanted:
+            continue
+        if before is not None and parse_rfc3339(network.created) >= before:
             continue
         try:
             names.append(remove_network(store, network.name))
         except OverlayctlError:
             continue
     return names
+
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_until(text: str, now: float) -> float:
+    """A prune filter's `until`, as Docker reads it: a duration before now
+    (10m, 1h30m), seconds since the epoch, an RFC 3339 time or a date."""
+    import calendar
+    import re
+    import time
+
+    value = text.strip()
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", value)
+    if parts and "".join(n + u for n, u in parts) == value:
+        return now - sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    for layout in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
+        whole = value.rstrip("Z").partition(".")[0]
+        try:
+            return float(calendar.timegm(time.strptime(whole, layout)))
+        except ValueError:
+            continue
+    raise InvalidArgumentError(f'failed to parse value as time or duration: "{text}"')
 
 
 def prune_build_cache(store: Store, dry_run: bool = False) -> list[Removed]:

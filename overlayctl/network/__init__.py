@@ -1,10 +1,13 @@
 """Container networks: none, host, the default bridge and user-defined bridges.
 
-- `attach`: what a container start and removal call (prepare a plan with its
-  lease and /etc files, configure the namespace from the host, release).
+- `attach`: what a container start and removal call (prepare a plan with a
+  lease on each of its networks and /etc files, configure the namespace
+  from the host, release).
+- `join`: `network connect` and `disconnect`, on running and stopped containers.
 - `manage`: the networks a user creates, lists, inspects and removes.
-- `leases`: leases held by a lock file, host-wide address claims, and
-  `release_stale`, which frees what no living supervisor holds.
+- `leases`: leases held by a lock file, host-wide address claims,
+  `release_stale`, which frees what no living supervisor holds, and
+  `leases_changed`, which every change to the leases ends in.
 - `ipam`: subnets, addresses and overlap checks, as pure functions.
 - `etcfiles`: the generated /etc/hosts, /etc/hostname and /etc/resolv.conf.
 - `netlink`: bridge, veth, address and route requests; the only user of

@@ -1,24 +1,28 @@
-"""Attach a container to its network: what container start and removal call.
+"""Attach a container to its networks: what container start and removal call.
 
-    plan = prepare(store, container, network, ip, hostname)   # before the start
-    spec.mounts += plan.mounts                                 # /etc/hosts, hostname, resolv.conf
-    supervisor.run(spec, on_namespaces=plan.on_namespaces)     # veth, address, route
-    plan.release()                                             # after the container ended
+    plan = prepare(store, container, hostname)          # before the start
+    spec.mounts += plan.mounts                          # /etc/hosts, hostname, resolv.conf
+    supervisor.run(spec, on_namespaces=plan.on_namespaces)   # veths, addresses, route
+    plan.release()                                      # after the container ended
 
-`prepare` must run in the process that will supervise the container: the
-lease is held by that process through a lock file
+A container is on every network of its model's `endpoints()`: the first
+gets eth0 and the default route, the others eth1, eth2, ... (`network
+connect` adds one to a running container: network.join).
+
+`prepare` must run in the process that will supervise the container: its
+leases are held by that process through a lock file
 (<runroot>/containers/<id>/network.lock, flock'd for as long as the
 supervisor lives). When the supervisor dies in any way, SIGKILL included,
 the kernel drops the lock (and, with the container's network namespace,
-the veth pair); `release_stale` then frees every lease whose lock nobody
+the veth pairs); `release_stale` then frees every lease whose lock nobody
 holds. No process, pid or namespace file has to be trusted or cleaned.
 
 A bridge is the host's, not one store's: two --root's may share the default
 bridge's device and subnet. So each leased address is also claimed
-host-wide, by a flock'd file /run/overlayctl-ipam/<bridge>/<address> that
-the same supervisor holds; an address whose claim another process holds is
-skipped, a claim file nobody holds is stale and taken over. The MAC derives
-from the address (ipam.mac_for), so it is unique with it.
+host-wide, by a file /run/overlayctl-ipam/<bridge>/<address> naming the
+network.lock of the container that has it; an address whose claim names a
+lock someone holds is skipped, any other claim is stale and taken over. The
+MAC derives from the address (ipam.mac_for) unless --mac-address gives one.
 
 This module imports no pyroute2: only `on_namespaces` (and the removal of a
 left-over device) does, for bridge networks.
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import os
 
-from overlayctl.container.model import Endpoint
+from overlayctl.container.model import Endpoint, EndpointConfig, IPAMConfig
 from overlayctl.errors import ConflictError, InvalidArgumentError
 from overlayctl.network import etcfiles, ipam, leases, manage
 from overlayctl.runtime.spec import Mount
@@ -36,55 +40,46 @@ from overlayctl.store.networks import Lease, Network, PublishedPort
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-
     from overlayctl.store import Store
     from overlayctl.store.containers import Container
 
+# The character after "vet" in the host end of each interface's veth pair:
+# "h" for eth0 (veth<id>, as before several networks), then one per ethN.
+_SLOT_CHARS = "h123456789abcdefgijklmnopqrstuvwxyz"
+MAX_INTERFACES = len(_SLOT_CHARS)
+ALIAS_ON_DEFAULT_BRIDGE = "network-scoped alias is supported only for containers in user defined networks"
 
-def veth_name(container_id: str) -> str:
-    """The host end of a container's veth pair (15 characters, the kernel's limit)."""
-    return "veth" + container_id[:11]
+
+def veth_name(container_id: str, slot: int = 0) -> str:
+    """The host end of the veth pair of a container's eth<slot> (15
+    characters, the kernel's limit): veth<id> for eth0, vet1<id>, ... after."""
+    return "vet" + _SLOT_CHARS[slot] + container_id[:11]
 
 
-class NetworkPlan:
-    """One container's network for one start: mounts, host-side set-up, release."""
+class Attachment:
+    """A container on one bridge network: the network, its lease there,
+    and the interface inside (eth<slot>)."""
 
-    def __init__(
-        self,
-        store: Store,
-        container_id: str,
-        mode: str,
-        network: Network | None,
-        lease: Lease | None,
-        directory: str,
-        mounts: list[Mount],
-        settings: Endpoint,
-        lock_fd: int | None,
-        claim_fd: int | None = None,
-    ) -> None:
-        self.store = store
-        self.container_id = container_id
-        self.mode = mode  # "host", "none" or the network's name
-        self.network = network  # None for host and none
+    __slots__ = ("network", "lease", "slot")
+
+    def __init__(self, network: Network, lease: Lease, slot: int) -> None:
+        self.network = network
         self.lease = lease
-        self.directory = directory
-        self.mounts = mounts
-        self.settings = settings
-        self._lock_fd = lock_fd
-        self._claim_fd = claim_fd  # the host-wide claim of the lease's address
-        self._released = False
-        self.ports: list[PublishedPort] = []  # published at prepare (network.ports)
+        self.slot = slot
 
     def __repr__(self) -> str:
-        where = self.lease.address if self.lease is not None else "-"
-        return f"NetworkPlan({self.mode}, {where}, mounts={self.mounts})"
+        return f"Attachment(eth{self.slot}: {self.network.name} {self.lease.address})"
 
-    def on_namespaces(self, pid: int) -> None:
-        """In the supervisor, once PID 1 has its own network namespace: the
-        bridge (made on first use), the veth pair with eth0 inside, its
-        address and the default route."""
-        if self.network is None or self.lease is None:
-            return
+    def addresses(self) -> list[str]:
+        """The container's addresses here: IPv4, and IPv6 on an --ipv6 network."""
+        lease, network = self.lease, self.network
+        if not network.subnet6:
+            return [lease.address]
+        return [lease.address, ipam.address6(network.subnet6, network.subnet, lease.address)]
+
+    def plug(self, rtnl, pid: int, container_id: str) -> None:  # type: ignore[no-untyped-def]
+        """Make the bridge if needed and give the namespace of `pid` its
+        interface on it (the default route only through eth0)."""
         import ipaddress
 
         from overlayctl.network import netlink
@@ -92,57 +87,116 @@ class NetworkPlan:
         network, lease = self.network, self.lease
         subnet = ipaddress.IPv4Network(network.subnet)
         broadcast = str(subnet.broadcast_address)
+        bridge = netlink.ensure_bridge(
+            rtnl,
+            network.bridge,
+            network.gateway,
+            subnet.prefixlen,
+            broadcast,
+            ipam.bridge_mac(network.id),
+            internal=bool(network.options.get("internal")),
+        )
+        ipv6 = None
+        if network.subnet6:
+            prefix6 = int(network.subnet6.partition("/")[2])
+            netlink.ensure_bridge6(rtnl, network.bridge, network.gateway6, prefix6)
+            address6 = ipam.address6(network.subnet6, network.subnet, lease.address)
+            ipv6 = (address6, prefix6, network.gateway6 if self.slot == 0 else None)
+        netlink.attach_container(
+            rtnl,
+            pid,
+            bridge,
+            veth_name(container_id, self.slot),
+            lease.address,
+            subnet.prefixlen,
+            broadcast,
+            network.gateway if self.slot == 0 else None,
+            lease.mac,
+            interface=f"eth{self.slot}",
+            ipv6=ipv6,
+        )
+
+
+class NetworkPlan:
+    """One container's networks for one start: mounts, host-side set-up, release."""
+
+    def __init__(
+        self,
+        store: Store,
+        container_id: str,
+        mode: str,
+        attachments: list[Attachment],
+        directory: str,
+        mounts: list[Mount],
+        settings: Endpoint | None,
+        lock_fd: int | None,
+    ) -> None:
+        self.store = store
+        self.container_id = container_id
+        self.mode = mode  # "host", "none" or the primary network's name
+        self.attachments = attachments
+        self.directory = directory
+        self.mounts = mounts
+        self.settings = settings
+        self._lock_fd = lock_fd
+        self._released = False
+        self.ports: list[PublishedPort] = []  # published at prepare (network.ports)
+
+    def __repr__(self) -> str:
+        return f"NetworkPlan({self.mode}, {self.attachments}, mounts={self.mounts})"
+
+    @property
+    def lease(self) -> Lease | None:
+        """The lease of eth0's network, if the container has one."""
+        return self.attachments[0].lease if self.attachments else None
+
+    def on_namespaces(self, pid: int) -> None:
+        """In the supervisor, once PID 1 has its own network namespace: for
+        each network the bridge (made on first use), the veth pair with
+        eth<N> inside, its address; the default route via eth0's gateway."""
+        if not self.attachments:
+            return
+        from overlayctl.network import netlink
+
         with netlink.Rtnl() as rtnl:
-            bridge = netlink.ensure_bridge(
-                rtnl,
-                network.bridge,
-                network.gateway,
-                subnet.prefixlen,
-                broadcast,
-                ipam.bridge_mac(network.id),
-                internal=bool(network.options.get("internal")),
-            )
-            netlink.attach_container(
-                rtnl,
-                pid,
-                bridge,
-                veth_name(self.container_id),
-                lease.address,
-                subnet.prefixlen,
-                broadcast,
-                network.gateway,
-                lease.mac,
-            )
-        self.settings.sandbox_key = f"/proc/{pid}/ns/net"
+            for attachment in self.attachments:
+                attachment.plug(rtnl, pid, self.container_id)
+        if self.settings is not None:
+            self.settings.sandbox_key = f"/proc/{pid}/ns/net"
         if self.ports:
             from overlayctl.network import ports
 
-            ports.on_bridge(network.bridge, veth_name(self.container_id))
+            primary = self.attachments[0]
+            ports.on_bridge(primary.network.bridge, veth_name(self.container_id, primary.slot))
 
     def release(self) -> None:
-        """Free the lease and delete the generated files. Idempotent.
+        """Free the leases and delete the generated files. Idempotent.
 
-        The veth pair is not deleted here: once PID 1 has been reaped its
-        network namespace is gone, and the kernel deletes the pair with it
-        (a few milliseconds later, off this process's clock; deleting it
+        The veth pairs are not deleted here: once PID 1 has been reaped its
+        network namespace is gone, and the kernel deletes the pairs with it
+        (a few milliseconds later, off this process's clock; deleting them
         ourselves would cost every run 10-20 ms of synchronize_net). A pair
         that outlives its container (something else kept the namespace
         open) is deleted by release_stale."""
         if self._released:
             return
         self._released = True
+        lock = self.store.paths.network_lock(self.container_id)
+        freed: list[Lease] = []
         try:
-            if self.lease is not None:
+            if self._lock_fd is not None:
                 _release_ports(self.store, self.container_id)
-                leases.networks(self.store).release(self.container_id)
+                held = leases.networks(self.store).leases(container_id=self.container_id)
+                for lease in held:
+                    leases.unclaim(leases.lease_claim_path(self.store, lease), lock)
+                freed = leases.networks(self.store).release(self.container_id)
             etcfiles.remove_files(self.directory)
         finally:
-            if self._claim_fd is not None and self.lease is not None:
-                leases.unlock_and_remove(leases.lease_claim_path(self.store, self.lease), self._claim_fd)
-                self._claim_fd = None
             if self._lock_fd is not None:
-                leases.unlock_and_remove(self.store.paths.network_lock(self.container_id), self._lock_fd)
+                leases.unlock_and_remove(lock, self._lock_fd)
                 self._lock_fd = None
+        if freed:
+            leases.leases_changed(self.store, {lease.network for lease in freed})
 
 
 def _release_ports(store: Store, container_id: str) -> None:
@@ -161,6 +215,34 @@ def check(store: Store, network: str, ip: str | None) -> None:
     _resolve_request(store, network, ip)
 
 
+def check_endpoint(store: Store, network: str, endpoint: EndpointConfig) -> Network | None:
+    """`check`, and aliases (user-defined networks only, as Docker) and a
+    MAC address well formed. The bridge network, None for host and none."""
+    mode, bridge = _resolve_request(store, network, endpoint.ip)
+    if endpoint.aliases and (bridge is None or bridge.name == manage.DEFAULT_NETWORK):
+        raise InvalidArgumentError(ALIAS_ON_DEFAULT_BRIDGE)
+    if endpoint.mac_address:
+        if mode in ("host", "none"):
+            raise InvalidArgumentError(f"conflicting options: --mac-address cannot be used with --network {mode}")
+        endpoint.mac_address = parse_mac(endpoint.mac_address)
+    return bridge
+
+
+def parse_mac(text: str) -> str:
+    """A unicast MAC address in the kernel's spelling; Docker's wording otherwise."""
+    parts = text.replace("-", ":").split(":")
+    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts):
+        raise InvalidArgumentError(f"{text} is not a valid mac address")
+    if int(parts[0], 16) & 1:
+        raise InvalidArgumentError(f"{text} is not a valid mac address: it is a multicast address")
+    return ":".join(parts).lower()
+
+
+def endpoint_request(ip: str | None, aliases: list[str] | None, mac: str | None) -> EndpointConfig:
+    """What a container asks for on one network (--ip, aliases, --mac-address)."""
+    return EndpointConfig(IPAMConfig(ip) if ip else None, list(aliases) if aliases else None, mac or "")
+
+
 def _resolve_request(store: Store, network: str, ip: str | None) -> tuple[str, Network | None]:
     mode = manage.DEFAULT_NETWORK if network in ("", "default") else network
     if mode in ("host", "none") and ip:
@@ -177,79 +259,109 @@ def _resolve_request(store: Store, network: str, ip: str | None) -> tuple[str, N
     return mode, bridge
 
 
-def prepare(store: Store, container: Container, network: str, ip: str | None, hostname: str) -> NetworkPlan:
-    """Everything before the start: resolve the network, lease an address
-    (`ip` if given), write /etc/hosts, /etc/hostname and /etc/resolv.conf.
+def prepare(
+    store: Store, container: Container, hostname: str, endpoints: dict[str, EndpointConfig] | None = None
+) -> NetworkPlan:
+    """Everything before the start: resolve the networks (`endpoints`, by
+    default every network the container is connected to), lease an address
+    on each (the one asked for, if any), write /etc/hosts, /etc/hostname
+    and /etc/resolv.conf.
 
     Raises NotFoundError for an unknown network, InvalidArgumentError for an
     address outside the subnet or an option that does not fit the mode,
     ConflictError for an address in use; then nothing is changed."""
-    mode, bridge = _resolve_request(store, network, ip)
-    if bridge is not None:
+    wanted = container.config.endpoints() if endpoints is None else endpoints
+    mode = manage.network_mode(container)
+    checked = [(check_endpoint(store, name, ep), ep) for name, ep in wanted.items()]
+    bridges = [(bridge, ep) for bridge, ep in checked if bridge is not None]
+    if len(bridges) > MAX_INTERFACES:
+        raise InvalidArgumentError(f"a container can be on at most {MAX_INTERFACES} networks")
+    if bridges:
         # Loaded here, before the fork, rather than by PID 1 (which uses
         # its ipv6_off) on the start's critical path; the supervisor needs
         # it anyway. Its own import of pyroute2 stays lazy.
         from overlayctl.network import netlink  # noqa: F401
     directory = leases.network_dir(store.paths, container.id)
-    lock_fd = leases.take_lock(store.paths.network_lock(container.id), block=True) if bridge is not None else None
-    lease = None
-    claim: list[int] = []
+    lock = store.paths.network_lock(container.id)
+    # Held even on no bridge network (all disconnected): a later `network
+    # connect` leases for the holder of this lock.
+    lock_fd = leases.take_lock(lock, block=True) if mode not in ("host", "none") else None
+    attachments: list[Attachment] = []
     published: list[PublishedPort] = []
-    hc = container.config.host
     try:
-        if bridge is not None:
-            lease = leases.networks(store).lease(
-                bridge, container.id, lambda taken: _choose_and_claim(bridge, taken, ip, claim), ipam.mac_for
-            )
-            # As Docker: nothing is published from an --internal network
-            # (the network's options say so), which has no way in or out.
-            if (hc.port_bindings or hc.publish_all_ports) and not bridge.options.get("internal"):
+        for slot, (bridge, ep) in enumerate(bridges):
+            attachments.append(Attachment(bridge, lease_on(store, bridge, container.id, ep, lock), slot))
+        # As Docker: ports are published on the primary network (eth0), and
+        # nothing from an --internal network, which has no way in or out.
+        hc = container.config.host
+        primary = attachments[0] if attachments else None
+        if (hc.port_bindings or hc.publish_all_ports) and primary is not None:
+            if not primary.network.options.get("internal"):
                 from overlayctl.network import ports
 
-                published = ports.publish(store, container, lease.address)
-        etcfiles.write_files(directory, _etc_contents(mode, lease, hostname, container.name))
+                published = ports.publish(store, container, primary.lease.address)
+        addresses = [address for a in attachments for address in a.addresses()]
+        etcfiles.write_files(directory, _etc_contents(mode, addresses, hostname, container.name))
         mounts = [Mount("bind", os.path.join(directory, name), "/etc/" + name) for name in etcfiles.FILES]
-        settings = _settings(mode, bridge, lease, container.id, running_pid=0, fixed_ip=ip)
+        first = attachments[0] if attachments else None
+        primary_ip = wanted[first.network.name].ip if first is not None else None
+        settings = _settings(
+            first.network.name if first else mode,
+            first.network if first else None,
+            first.lease if first else None,
+            container.id,
+            running_pid=0,
+            fixed_ip=primary_ip,
+        )
     except BaseException:
-        if lease is not None:
+        if published:
             _release_ports(store, container.id)
-            leases.networks(store).release(container.id)
+        for attachment in attachments:
+            leases.unclaim(leases.claim_path(attachment.network.bridge, attachment.lease.address), lock)
+            leases.networks(store).release(container.id, attachment.network.name)
         etcfiles.remove_files(directory)
-        for fd in claim:
-            os.close(fd)  # the file stays: a claim nobody holds is taken over
         if lock_fd is not None:
-            leases.unlock_and_remove(store.paths.network_lock(container.id), lock_fd)
+            leases.unlock_and_remove(lock, lock_fd)
         raise
-    plan = NetworkPlan(
-        store,
-        container.id,
-        bridge.name if bridge else mode,
-        bridge,
-        lease,
-        directory,
-        mounts,
-        settings,
-        lock_fd,
-        claim[0] if claim else None,
-    )
+    if attachments:
+        leases.leases_changed(store, {a.network.name for a in attachments})
+    plan = NetworkPlan(store, container.id, mode, attachments, directory, mounts, settings, lock_fd)
     plan.ports = published
     return plan
 
 
-def _choose_and_claim(bridge: Network, taken: set[str], wanted: str | None, claim: list[int]) -> str:
+def lease_on(store: Store, bridge: Network, container_id: str, endpoint: EndpointConfig, lock: str) -> Lease:
+    """Lease an address on one network for a container whose network.lock
+    (`lock`) is held, with its host-wide claim, its MAC and its aliases."""
+    claimed: list[str] = []
+    try:
+        return leases.networks(store).lease(
+            bridge,
+            container_id,
+            lambda taken: _choose_and_claim(bridge, taken, endpoint.ip, lock, claimed),
+            lambda address: endpoint.mac_address or ipam.mac_for(address),
+            aliases=endpoint.aliases,
+        )
+    except BaseException:
+        for path in claimed:
+            leases.unclaim(path, lock)
+        raise
+
+
+def _choose_and_claim(bridge: Network, taken: set[str], wanted: str | None, lock: str, claimed: list[str]) -> str:
     """The address to lease: free in this store's catalog (`taken`) and
-    claimed here host-wide; its claim's descriptor is appended to `claim`.
-    An address another store holds on the same bridge device is skipped
-    (refused if it was asked for with --ip)."""
-    for earlier in claim:
-        os.close(earlier)  # an earlier try of this lease
-    claim.clear()
+    claimed here host-wide for the holder of `lock`; its claim's path is
+    appended to `claimed`. An address another store holds on the same
+    bridge device is skipped (refused if it was asked for with --ip)."""
+    for earlier in claimed:
+        leases.unclaim(earlier, lock)  # an earlier try of this lease
+    claimed.clear()
     taken = set(taken)
     while True:
         address = ipam.choose_address(bridge.subnet, bridge.gateway, taken, wanted, bridge.name)
-        held = leases.take_lock(leases.claim_path(bridge.bridge, address), block=False)
-        if held is not None:
-            claim.append(held)
+        path = leases.claim_path(bridge.bridge, address)
+        if leases.claim(path, lock):
+            claimed.append(path)
             return address
         if wanted:
             raise ConflictError(
@@ -259,7 +371,7 @@ def _choose_and_claim(bridge: Network, taken: set[str], wanted: str | None, clai
         taken.add(address)
 
 
-def _etc_contents(mode: str, lease: Lease | None, hostname: str, name: str) -> dict[str, str]:
+def _etc_contents(mode: str, addresses: list[str], hostname: str, name: str) -> dict[str, str]:
     if mode == "host":
         # The host's own files: its loopback resolver is reachable from here.
         return {
@@ -268,7 +380,7 @@ def _etc_contents(mode: str, lease: Lease | None, hostname: str, name: str) -> d
             "resolv.conf": etcfiles.host_resolv_conf(),
         }
     return {
-        "hosts": etcfiles.hosts_content(lease.address if lease else "", hostname, [name]),
+        "hosts": etcfiles.hosts_content(addresses, hostname, [name]),
         "hostname": etcfiles.hostname_content(hostname),
         "resolv.conf": etcfiles.resolv_content(etcfiles.host_resolv_conf()),
     }
@@ -286,26 +398,29 @@ def _read_or(path: str, default: str) -> str:
 
 
 def settings_for(store: Store, container: Container) -> Endpoint:
-    """`NetworkSettings` of `inspect CONTAINER`: addresses while it runs,
-    empty values otherwise (and for host and none)."""
+    """`NetworkSettings` of `inspect CONTAINER`: one entry per network the
+    container is connected to, with addresses while it runs (empty values
+    otherwise, and for host and none)."""
     from overlayctl.store.containers import RUNNING
 
-    mode = manage.network_mode(container)
+    nets = leases.networks(store)
     running = container.status == RUNNING
-    network = None
-    lease = None
-    if mode not in ("host", "none"):
-        network = leases.networks(store).find(mode)
-        if network is not None and running:
-            held = leases.networks(store).leases(network=network.name, container_id=container.id)
-            lease = held[0] if held else None
-    fixed_ip = container.config.host.ip_address or None
-    settings = _settings(mode, network, lease, container.id, container.pid if running else 0, fixed_ip)
+    pid = container.pid if running else 0
+    held = {lease.network: lease for lease in nets.leases(container_id=container.id)} if running else {}
+    entries = []
+    for name, endpoint in container.config.endpoints().items():
+        name = manage.DEFAULT_NETWORK if name == "default" else name
+        network = nets.find(name) if name not in ("host", "none") else None
+        lease = held.get(network.name) if network is not None else None
+        entries.append(_settings(name, network, lease, container.id, pid, endpoint.ip, endpoint.aliases))
+    if not entries:
+        return Endpoint("", sandbox_key=f"/proc/{pid}/ns/net" if pid else "")
+    entries[0].others = entries[1:]
     if running and (container.config.config.exposed_ports or store.ports.list(container.id)):
         from overlayctl.network import ports
 
-        settings.ports = ports.network_settings_ports(store, container)
-    return settings
+        entries[0].ports = ports.network_settings_ports(store, container)
+    return entries[0]
 
 
 def _settings(
@@ -315,10 +430,14 @@ def _settings(
     container_id: str,
     running_pid: int,
     fixed_ip: str | None,
+    aliases: list[str] | None = None,
 ) -> Endpoint:
     name = network.name if network is not None else mode
     network_id = network.id if network is not None else (manage.predefined_id(mode) if mode in ("host", "none") else "")
     leased = network is not None and lease is not None
+    address6 = ""
+    if network is not None and lease is not None and network.subnet6:
+        address6 = ipam.address6(network.subnet6, network.subnet, lease.address)
     return Endpoint(
         name,
         network_id=network_id,
@@ -329,4 +448,8 @@ def _settings(
         mac_address=lease.mac if lease is not None else "",
         fixed_ip=fixed_ip,
         sandbox_key=f"/proc/{running_pid}/ns/net" if running_pid and mode != "host" else "",
+        aliases=aliases,
+        ipv6_address=address6,
+        ipv6_prefix_len=int(network.subnet6.partition("/")[2]) if address6 else 0,  # type: ignore[union-attr]
+        ipv6_gateway=network.gateway6 if address6 else "",  # type: ignore[union-attr]
     )

@@ -26,13 +26,45 @@ SYSTEMD_RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
 FILES = ("hosts", "hostname", "resolv.conf")
 
 
-def hosts_content(address: str, hostname: str, aliases: list[str]) -> str:
-    """The localhost lines, then "<address> <hostname> <aliases...>" when the
-    container has an address of its own."""
-    if not address:
-        return HOSTS_PREAMBLE
-    names = [hostname] + [a for a in aliases if a and a != hostname]
-    return HOSTS_PREAMBLE + f"{address}\t{' '.join(names)}\n"
+def hosts_content(addresses: list[str], hostname: str, aliases: list[str]) -> str:
+    """The localhost lines, then "<address> <hostname> <aliases...>" for each
+    address of the container's own (one per network it is on, as Docker
+    adds a line when a container joins a network and drops it when it leaves)."""
+    return HOSTS_PREAMBLE + "".join(hosts_line(address, hostname, aliases) for address in addresses if address)
+
+
+def hosts_line(address: str, hostname: str, aliases: list[str]) -> str:
+    """One line of /etc/hosts: "<address>\t<hostname> <aliases...>"."""
+    names = " ".join([hostname] + [a for a in aliases if a and a != hostname])
+    return f"{address}\t{names}\n"
+
+
+def edit_hosts(directory: str, add: str = "", drop_address: str = "") -> None:
+    """Change a running container's /etc/hosts as Docker does when it joins
+    or leaves a network: append the line `add`, drop every line of
+    `drop_address`; the rest, the container's own edits included, stays.
+
+    Written in place: the file is bind-mounted into the container, and a
+    renamed-over file would leave the mount on the old one."""
+    path = os.path.join(directory, "hosts")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return  # not running with generated files: the next start writes them
+    try:
+        with open(fd, "r+", encoding="utf-8", errors="surrogateescape", closefd=False) as f:
+            lines = f.read().splitlines(keepends=True)
+            if drop_address:
+                lines = [line for line in lines if line.split()[:1] != [drop_address]]
+            if lines and not lines[-1].endswith("\n"):
+                lines[-1] += "\n"
+            if add:
+                lines.append(add)
+            f.seek(0)
+            f.write("".join(lines))
+            f.truncate()
+    finally:
+        os.close(fd)
 
 
 def hostname_content(hostname: str) -> str:

@@ -1,6 +1,9 @@
 """Address management, as pure functions: subnets, gateways, which address
 a container gets, its MAC address, and whether a subnet clashes with
-another network or with a route of the host. IPv4 only.
+another network or with a route of the host. IPv4, and IPv6 on the
+networks made with --ipv6, where a container's IPv6 address derives from
+its IPv4 one (the same host number in the IPv6 subnet), so one lease holds
+both.
 """
 
 from __future__ import annotations
@@ -161,3 +164,47 @@ def free_subnet(
         if overlap_reason(candidate, networks, routes) is None:
             return candidate
     raise ConflictError(f"every /{prefixlen} of {pool} is taken; give a subnet with --subnet")
+
+
+# -- IPv6, by choice only ------------------------------------------------------
+
+IPV6_MIN_PREFIX, IPV6_MAX_PREFIX = 48, 120
+
+
+def parse_subnet6(text: str, subnet4: ipaddress.IPv4Network) -> ipaddress.IPv6Network:
+    """An IPv6 subnet in CIDR notation, host bits zero, with room for every
+    host number of the network's IPv4 subnet."""
+    try:
+        subnet = ipaddress.IPv6Network(text, strict=False)
+    except ValueError:
+        raise InvalidArgumentError(
+            f'invalid IPv6 subnet "{text}": give it in CIDR notation, e.g. fd00:1::/64'
+        ) from None
+    if "/" not in text:
+        raise InvalidArgumentError(f'invalid IPv6 subnet "{text}": give it in CIDR notation, e.g. {subnet}')
+    if ipaddress.IPv6Interface(text).ip != subnet.network_address:
+        raise InvalidArgumentError(f'invalid subnet "{text}": it has host bits set; did you mean {subnet}?')
+    if not IPV6_MIN_PREFIX <= subnet.prefixlen <= IPV6_MAX_PREFIX:
+        raise InvalidArgumentError(
+            f'subnet "{text}" has a /{subnet.prefixlen} prefix; '
+            f"use one between /{IPV6_MIN_PREFIX} and /{IPV6_MAX_PREFIX}"
+        )
+    if 128 - subnet.prefixlen < 32 - subnet4.prefixlen:
+        raise InvalidArgumentError(
+            f"IPv6 subnet {subnet} is smaller than the network's IPv4 subnet {subnet4}; give a larger one"
+        )
+    return subnet
+
+
+def random_ula_subnet() -> ipaddress.IPv6Network:
+    """A /64 of a random unique local /48 (RFC 4193: fd and 40 random bits)."""
+    import os
+
+    prefix = (0xFD << 120) | (int.from_bytes(os.urandom(5), "big") << 80)
+    return ipaddress.IPv6Network((prefix, 64))
+
+
+def address6(subnet6: str, subnet4: str, address4: str) -> str:
+    """The IPv6 address with the same host number as `address4` has in its subnet."""
+    offset = int(ipaddress.IPv4Address(address4)) - int(ipaddress.IPv4Network(subnet4).network_address)
+    return str(ipaddress.IPv6Network(subnet6).network_address + offset)

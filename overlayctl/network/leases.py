@@ -1,7 +1,8 @@
-"""Leases held by a lock: a container's lease lives as long as its
-supervisor holds <runroot>/containers/<id>/network.lock, and each leased
-address is claimed host-wide by a flock'd file under CLAIM_DIR (see
-network.attach). `release_stale` frees what nobody holds any more.
+"""Leases held by a lock: a container's leases (one per network it is on)
+live as long as its supervisor holds <runroot>/containers/<id>/network.lock,
+and each leased address is claimed host-wide by a file under CLAIM_DIR
+that names that lock (see network.attach). `release_stale` frees what
+nobody holds any more. Every lease change ends in `leases_changed`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,79 @@ def claim_path(bridge_device: str, address: str) -> str:
 def lease_claim_path(store: Store, lease: Lease) -> str:
     network = networks(store).find(lease.network)
     return claim_path(network.bridge if network is not None else lease.network, lease.address)
+
+
+def lock_held(path: str) -> bool:
+    """Whether some process holds the lock file `path` (a container's
+    network.lock): a shared lock that cannot be had, for an instant."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def claim(path: str, holder: str) -> bool:
+    """Claim an address host-wide for the container whose network.lock is
+    `holder`: the claim file names it, and is the holder's for as long as
+    that lock is held, by whichever process (the supervisor holds it for a
+    start and for a `network connect` alike, so nothing else has to stay
+    open). False if another living holder has it. The claim file's own
+    lock is taken only for the instant of the check, so two stores cannot
+    both win it; one that stays held is an older overlayctl's claim (its
+    supervisor held the file itself), and taken."""
+    fd = _take_briefly(path)
+    if fd is None:
+        return False
+    try:
+        owner = os.pread(fd, 4096, 0).decode(errors="replace")
+        if owner and owner != holder and lock_held(owner):
+            return False
+        data = holder.encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+        return True
+    finally:
+        os.close(fd)
+
+
+def unclaim(path: str, holder: str) -> None:
+    """Let go of a claim `holder` made; one another holder took over stays."""
+    fd = _take_briefly(path)
+    if fd is None:
+        return  # held for good by another: not ours any more
+    if os.pread(fd, 4096, 0).decode(errors="replace") in (holder, ""):
+        unlock_and_remove(path, fd)
+    else:
+        os.close(fd)
+
+
+def _take_briefly(path: str) -> int | None:
+    """A claim file's lock, waited for as long as a check by another
+    claimer can take (a few milliseconds), but not for a holder that keeps it."""
+    import time
+
+    for _ in range(50):
+        fd = take_lock(path, block=False)
+        if fd is not None:
+            return fd
+        time.sleep(0.01)
+    return None
+
+
+def leases_changed(store: Store, network_names: set[str]) -> None:
+    """Every change to the leases of the networks named (a start, a stop, a
+    connect, a disconnect, a lease freed as stale) ends here, once the
+    catalog has it: what serves a network from its leases (its names)
+    follows from here."""
 
 
 def take_lock(path: str, block: bool) -> int | None:
@@ -98,29 +172,24 @@ def release_stale(store: Store) -> None:
 
                 ports.release(store, container_id)  # before the lease: its address names the DNAT
             for lease in nets.leases(container_id=container_id):
-                _remove_stale_claim(lease_claim_path(store, lease))
-            nets.release(container_id)
+                unclaim(lease_claim_path(store, lease), lock)
+            freed = nets.release(container_id)
             etcfiles.remove_files(directory)
         finally:
             unlock_and_remove(lock, fd)
+        if freed:
+            leases_changed(store, {lease.network for lease in freed})
     _sweep_veths(store)
     _sweep_removed(store)
-
-
-def _remove_stale_claim(path: str) -> None:
-    """A claim file its holder left behind; one that is held (the address
-    was taken over by another store meanwhile) stays."""
-    fd = take_lock(path, block=False)
-    if fd is not None:
-        unlock_and_remove(path, fd)
 
 
 def _sweep_veths(store: Store) -> None:
     """Host veth ends named after a container of this store whose lease
     nobody holds: its namespace outlived it, or the kernel is still tearing
     it down."""
+    # veth<id> for eth0, vet<N><id> for eth<N> (network.attach.veth_name).
     try:
-        names = [n for n in os.listdir("/sys/class/net") if len(n) == 15 and n.startswith("veth")]
+        names = [n for n in os.listdir("/sys/class/net") if len(n) == 15 and n.startswith("vet")]
     except OSError:
         return
     for name in names:

@@ -87,6 +87,20 @@ def _overlap(subnet: Any, others: Any, own_device: str) -> str | None:
     return ipam.overlap_reason(subnet, [(n.name, n.subnet, n.bridge) for n in others], routes)
 
 
+def _overlap6(options: dict[str, Any], others: Any) -> str | None:
+    """Why a new network's IPv6 subnet cannot be used (another network has
+    an overlapping one), or None."""
+    import ipaddress
+
+    if not options.get("ipv6_subnet"):
+        return None
+    mine = ipaddress.IPv6Network(options["ipv6_subnet"])
+    for other in others:
+        if other.subnet6 and mine.overlaps(ipaddress.IPv6Network(other.subnet6)):
+            return f'subnet {mine} overlaps network "{other.name}" ({other.subnet6}); choose another with --subnet'
+    return None
+
+
 def resolve(store: Store, name: str) -> Network | None:
     """The bridge network a container joins; None for "host" and "none"."""
     if name in ("host", "none"):
@@ -114,7 +128,14 @@ def validate_name(name: str) -> str:
 
 
 def create_network(
-    store: Store, name: str, subnet: str | None, gateway: str | None, driver: str = "bridge", internal: bool = False
+    store: Store,
+    name: str,
+    subnet: str | None,
+    gateway: str | None,
+    driver: str = "bridge",
+    ipv6: bool = False,
+    subnet6: str | None = None,
+    internal: bool = False,
 ) -> Network:
     """`network create`: record the network, then make its bridge device.
 
@@ -123,8 +144,11 @@ def create_network(
 
     Every check (name, subnet, gateway, overlap with the other networks and
     with the host's routes) comes first; if the device cannot be made, the
-    row goes again: on any error nothing is left."""
+    row goes again: on any error nothing is left. With `ipv6` the network
+    also gets an IPv6 subnet (`subnet6`, or a random unique local /64)."""
     validate_name(name)
+    if subnet6 and not ipv6:
+        raise InvalidArgumentError(f"subnet {subnet6} is IPv6: add --ipv6 to make an IPv6 network")
     if driver != "bridge":
         raise InvalidArgumentError(f'network driver "{driver}" is not supported; use bridge')
     nets = networks(store)
@@ -137,10 +161,14 @@ def create_network(
     else:
         net = ipam.free_subnet([(n.name, n.subnet, n.bridge) for n in nets.list()], ipam.host_routes())
     gw = ipam.gateway_for(net, gateway)
-    network = Network(name, network_id, driver, device, str(net), str(gw), now_rfc3339(), {})
+    options: dict[str, Any] = {}
+    if ipv6:
+        net6 = ipam.parse_subnet6(subnet6, net) if subnet6 else ipam.random_ula_subnet()
+        options = {"ipv6_subnet": str(net6), "ipv6_gateway": ipam.address6(str(net6), str(net), str(gw))}
     if internal:
-        network.options["internal"] = True
-    nets.add(network, overlaps=lambda others: _overlap(net, others, own_device=device))
+        options["internal"] = True
+    network = Network(name, network_id, driver, device, str(net), str(gw), now_rfc3339(), options)
+    nets.add(network, overlaps=lambda others: _overlap(net, others, own_device=device) or _overlap6(options, others))
     from overlayctl.network import netlink
     from overlayctl.runtime.netdev import link_exists
 
@@ -156,6 +184,8 @@ def create_network(
                 ipam.bridge_mac(network_id),
                 internal=is_internal(network),
             )
+            if network.subnet6:
+                netlink.ensure_bridge6(rtnl, device, network.gateway6, int(network.subnet6.partition("/")[2]))
     except BaseException:
         nets.remove(name)
         if not existed:
@@ -227,12 +257,13 @@ def inspect_network(store: Store, text: str) -> dict[str, Any]:
     containers: dict[str, Any] = {}
     if network is not None:
         for lease in networks(store).leases(network=network.name):
+            address6 = ipam.address6(network.subnet6, network.subnet, lease.address) if network.subnet6 else ""
             containers[lease.container] = {
                 "Name": _container_name(store, lease.container),
                 "EndpointID": endpoint_id(network.id, lease.container),
                 "MacAddress": lease.mac,
                 "IPv4Address": f"{lease.address}/{network.prefixlen}",
-                "IPv6Address": "",
+                "IPv6Address": f"{address6}/{network.subnet6.partition('/')[2]}" if address6 else "",
             }
     else:
         for container in store.containers.list():
@@ -255,11 +286,11 @@ def inspect_network(store: Store, text: str) -> dict[str, Any]:
         "Created": row.created or "0001-01-01T00:00:00Z",
         "Scope": "local",
         "Driver": row.driver,
-        "EnableIPv6": False,
+        "EnableIPv6": network is not None and bool(network.subnet6),
         "IPAM": {
             "Driver": "default",
             "Options": None,
-            "Config": [{"Subnet": network.subnet, "Gateway": network.gateway}] if network is not None else [],
+            "Config": _ipam_config(network),
         },
         "Internal": network is not None and is_internal(network),
         "Attachable": False,
@@ -275,6 +306,15 @@ def inspect_network(store: Store, text: str) -> dict[str, Any]:
 def is_internal(network: Network) -> bool:
     """Whether the network was made with --internal (no way out)."""
     return bool(network.options.get("internal"))
+
+
+def _ipam_config(network: Network | None) -> list[dict[str, str]]:
+    if network is None:
+        return []
+    config = [{"Subnet": network.subnet, "Gateway": network.gateway}]
+    if network.subnet6:
+        config.append({"Subnet": network.subnet6, "Gateway": network.gateway6})
+    return config
 
 
 def _container_name(store: Store, container_id: str) -> str:

@@ -24,13 +24,14 @@ import os
 import sys
 
 from overlayctl.errors import KernelError
-from overlayctl.runtime.netdev import ipv6_off, link_exists
+from overlayctl.runtime.netdev import ipv6_off, ipv6_on, link_exists
 
 _NLMSG_ERROR = 2
 _NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_EXCL, _NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 _RTM_NEWLINK, _RTM_DELLINK, _RTM_GETLINK, _RTM_NEWADDR, _RTM_NEWROUTE = 16, 17, 18, 20, 24
 _IFF_UP = 0x1
-_AF_INET = 2
+_AF_INET, _AF_INET6 = 2, 10
+_IFA_F_NODAD = 0x02
 _RT_TABLE_MAIN, _RTPROT_BOOT, _RT_SCOPE_UNIVERSE, _RTN_UNICAST = 254, 3, 0, 1
 _CLONE_NEWNET = 0x40000000
 
@@ -245,19 +246,27 @@ class Rtnl:
         ]
         self.request(msg, _RTM_NEWLINK, _NLM_F_ACK | _NLM_F_CREATE | _NLM_F_EXCL, f"create veth pair {name}")
 
-    def add_address(self, index: int, name: str, address: str, prefixlen: int, broadcast: str) -> None:
+    def add_address(self, index: int, name: str, address: str, prefixlen: int, broadcast: str | None) -> None:
+        """An IPv4 address (with its broadcast), or an IPv6 one (broadcast
+        None), the latter without duplicate address detection: the address
+        is ours by lease, and DAD would hold it unusable for a second or two."""
         msg = self.msg.ifaddrmsg()
-        msg["family"] = _AF_INET
         msg["prefixlen"] = prefixlen
         msg["index"] = index
-        msg["attrs"] = [("IFA_LOCAL", address), ("IFA_ADDRESS", address), ("IFA_BROADCAST", broadcast)]
+        if broadcast is None:
+            msg["family"] = _AF_INET6
+            msg["flags"] = _IFA_F_NODAD
+            msg["attrs"] = [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
+        else:
+            msg["family"] = _AF_INET
+            msg["attrs"] = [("IFA_LOCAL", address), ("IFA_ADDRESS", address), ("IFA_BROADCAST", broadcast)]
         self.request(
             msg, _RTM_NEWADDR, _NLM_F_ACK | _NLM_F_CREATE | _NLM_F_EXCL, f"add {address}/{prefixlen} to {name}"
         )
 
     def add_default_route(self, index: int, gateway: str) -> None:
         msg = self.msg.rtmsg()
-        msg["family"] = _AF_INET
+        msg["family"] = _AF_INET6 if ":" in gateway else _AF_INET
         msg["table"] = _RT_TABLE_MAIN
         msg["proto"] = _RTPROT_BOOT
         msg["scope"] = _RT_SCOPE_UNIVERSE
@@ -272,19 +281,25 @@ class Rtnl:
 
 
 def _socket_in(netns_fd: int):  # type: ignore[no-untyped-def]
-    """A netlink socket created inside another network namespace.
-
-    setns(CLONE_NEWNET) moves only the calling thread; it moves back before
-    returning, and the socket stays where it was made."""
+    """A netlink socket created inside another network namespace (it
+    stays there whatever the thread does afterwards)."""
     import socket
 
+    return _in_namespace(netns_fd, socket.socket, socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+
+
+def _in_namespace(netns_fd: int, call, *args):  # type: ignore[no-untyped-def]
+    """`call(*args)` with this thread in another network namespace (a
+    socket is made in the namespace of its maker, a sysctl under
+    /proc/sys/net is its opener's), then back: setns(CLONE_NEWNET) moves
+    only the calling thread."""
     from overlayctl.runtime import syscalls as sc
 
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         sc.setns(netns_fd, _CLONE_NEWNET)
         try:
-            return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+            return call(*args)
         finally:
             sc.setns(own, _CLONE_NEWNET)
     finally:
@@ -347,36 +362,62 @@ def attach_container(
     address: str,
     prefixlen: int,
     broadcast: str,
-    gateway: str,
+    gateway: str | None,
     mac: str,
+    interface: str = "eth0",
+    ipv6: tuple[str, int, str | None] | None = None,
 ) -> None:
-    """Give the network namespace of `pid` an eth0 on the bridge: address,
-    up, default route via the gateway."""
+    """Give the network namespace of `pid` an `interface` on the bridge:
+    address, up, and with a `gateway` the default route through it. On an
+    IPv6 network, `ipv6` is (address, prefix length, gateway or None), and
+    the interface is the only one inside with IPv6 turned on."""
     netns_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     # The descriptor keeps the namespace alive: it must not outlive this call.
     try:
         try:
-            rtnl.add_veth(host_name, bridge_index, "eth0", netns_fd, mac)
+            rtnl.add_veth(host_name, bridge_index, interface, netns_fd, mac)
         except NetlinkError as exc:
             if exc.errno != 17:
                 raise
             # Left over from an earlier start of the same container.
             _delete_if_present(rtnl, host_name, "veth")
-            rtnl.add_veth(host_name, bridge_index, "eth0", netns_fd, mac)
+            rtnl.add_veth(host_name, bridge_index, interface, netns_fd, mac)
         host_index = rtnl.index(host_name)
         if host_index is None:
             raise KernelError(f"veth {host_name} vanished right after it was created; try again")
         ipv6_off(host_name)
         rtnl.set_up(host_index, host_name)
         with Rtnl(netns_fd) as inside:
-            eth0 = inside.index("eth0")
-            if eth0 is None:
-                raise KernelError("eth0 did not appear in the container's network namespace")
-            inside.add_address(eth0, "eth0", address, prefixlen, broadcast)
-            inside.set_up(eth0, "eth0")
-            inside.add_default_route(eth0, gateway)
+            index = inside.index(interface)
+            if index is None:
+                raise KernelError(f"{interface} did not appear in the container's network namespace")
+            inside.add_address(index, interface, address, prefixlen, broadcast)
+            if ipv6 is not None:
+                _in_namespace(netns_fd, ipv6_on, interface)
+                inside.add_address(index, interface, ipv6[0], ipv6[1], None)
+            inside.set_up(index, interface)
+            if gateway is not None:
+                inside.add_default_route(index, gateway)
+            if ipv6 is not None and ipv6[2] is not None:
+                inside.add_default_route(index, ipv6[2])
     finally:
         os.close(netns_fd)
+
+
+def ensure_bridge6(rtnl: Rtnl, name: str, gateway6: str, prefixlen6: int) -> None:
+    """IPv6 on the bridge of a network made with --ipv6, with its gateway
+    address (router advertisements still refused)."""
+    index = rtnl.index(name)
+    if index is None:
+        raise KernelError(f"bridge {name} vanished; try again")
+    ipv6_on(name)
+    try:
+        rtnl.add_address(index, name, gateway6, prefixlen6, None)
+    except NetlinkError as exc:
+        if exc.errno != 17:
+            raise
+
+
 
 
 def _delete_if_present(rtnl: Rtnl, name: str, kind: str | None = None) -> bool:

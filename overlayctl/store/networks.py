@@ -59,6 +59,16 @@ class Network:
     def prefixlen(self) -> int:
         return int(self.subnet.partition("/")[2])
 
+    @property
+    def subnet6(self) -> str:
+        """The IPv6 subnet of a network made with --ipv6; "" otherwise."""
+        return str(self.options.get("ipv6_subnet") or "")
+
+    @property
+    def gateway6(self) -> str:
+        """The bridge's IPv6 address: the gateway's host number in subnet6."""
+        return str(self.options.get("ipv6_gateway") or "")
+
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Network:
         return cls(
@@ -211,11 +221,15 @@ class NetworkStore:
 
         `choose(taken)` returns the address to lease given the addresses
         already leased (it raises if the one asked for is taken, or if the
-        subnet is full). Any lease the container still had is dropped
-        first: a container that is starting holds nothing from an earlier run.
+        subnet is full). A lease the container still had on this network
+        is dropped first: a container that is starting holds nothing from
+        an earlier run. Its leases on other networks stay (a container may
+        be on several).
         """
         with transaction(self.conn):
-            self.conn.execute("DELETE FROM leases WHERE container = ?", (container_id,))
+            self.conn.execute(
+                "DELETE FROM leases WHERE container = ? AND network = ?", (container_id, network.name)
+            )
             taken = {
                 row["address"]
                 for row in self.conn.execute("SELECT address FROM leases WHERE network = ?", (network.name,))
@@ -248,11 +262,15 @@ class NetworkStore:
         rows = self.conn.execute(query + " ORDER BY network, address", args).fetchall()
         return [Lease.from_row(row) for row in rows]
 
-    def release(self, container_id: str) -> builtins.list[Lease]:
-        """Free every lease of a container; returns what was freed."""
+    def release(self, container_id: str, network: str | None = None) -> builtins.list[Lease]:
+        """Free every lease of a container, or only its lease on `network`;
+        returns what was freed."""
+        where, args = "container = ?", [container_id]
+        if network is not None:
+            where, args = where + " AND network = ?", args + [network]
         with transaction(self.conn):
-            rows = self.conn.execute("SELECT * FROM leases WHERE container = ?", (container_id,)).fetchall()
-            self.conn.execute("DELETE FROM leases WHERE container = ?", (container_id,))
+            rows = self.conn.execute(f"SELECT * FROM leases WHERE {where}", args).fetchall()
+            self.conn.execute(f"DELETE FROM leases WHERE {where}", args)
         return [Lease.from_row(row) for row in rows]
 
 

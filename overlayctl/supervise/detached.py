@@ -204,7 +204,6 @@ class Launch:
         self.fds: dict[str, int] = {}  # the monitor's: listen, out, err, stdin (master: once known)
         self.child_stdio: list[int | None] = [None, None, None]
         self.lock_fd: int | None = None
-        self.claim_fd: int | None = None
         try:
             acquire(store, container, spec, self.held)
             self.fds["listen"] = _listen(store.paths.attach_socket(container.id))
@@ -225,16 +224,13 @@ class Launch:
                 "delay_ms": str(delay_ms),
             }
             self.state.update(_log_state(store, container))
-            # The lease is held by a lock for as long as the supervisor
-            # lives, and its address by a host-wide claim: the monitor
-            # inherits both. (NetworkPlan keeps them private.)
+            # The leases are held by a lock for as long as the supervisor
+            # lives (their addresses' host-wide claims name it): the
+            # monitor inherits it. (NetworkPlan keeps it private.)
             plan = self.held.plan
             self.lock_fd = getattr(plan, "_lock_fd", None) if plan is not None else None
-            self.claim_fd = getattr(plan, "_claim_fd", None) if plan is not None else None
             if self.lock_fd is not None:
                 self.state["lock"], self.state["network"] = str(self.lock_fd), plan.mode
-            if self.claim_fd is not None:
-                self.state["claim"] = str(self.claim_fd)
         except OverlayctlError as exc:
             self.fail(exc.exit_code, exc.message)
             raise
@@ -282,10 +278,10 @@ class Launch:
         self._close_child_stdio()
         for fd in list(self.fds.values()) + self._lease_fds():
             os.close(fd)
-        self.fds, self.lock_fd, self.claim_fd = {}, None, None
+        self.fds, self.lock_fd = {}, None
 
     def _lease_fds(self) -> list[int]:
-        return [fd for fd in (self.lock_fd, self.claim_fd) if fd is not None]
+        return [self.lock_fd] if self.lock_fd is not None else []
 
     def fail(self, code: int | None, error: str) -> None:
         """The start failed: release everything and record the end."""
@@ -374,8 +370,7 @@ def _after_exit(state: dict[str, str], status: int | None) -> None:
     store = Store(paths)
     held = Held()
     if state.get("lock"):
-        claim = int(state["claim"]) if state.get("claim") else None
-        held.plan = _network_plan(store, container_id, state.get("network", ""), int(state["lock"]), claim)
+        held.plan = _network_plan(store, container_id, state.get("network", ""), int(state["lock"]))
     try:
         container: Container | None = store.containers.get(container_id)
     except OverlayctlError:
@@ -429,26 +424,14 @@ def _restart_after_backoff(store: Store, container_id: str, count: int, last_del
         raise
 
 
-def _network_plan(store: Store, container_id: str, mode: str, lock_fd: int, claim_fd: int | None) -> Any:
+def _network_plan(store: Store, container_id: str, mode: str, lock_fd: int) -> Any:
     """The network plan of the start, rebuilt from what the monitor kept:
-    its release() frees the lease, the generated files, the lock and the
-    address's claim."""
+    its release() frees the leases (and their claims), the generated files
+    and the lock."""
     from overlayctl.network import attach
-    from overlayctl.network.leases import network_dir, networks
+    from overlayctl.network.leases import network_dir
 
-    leases = networks(store).leases(container_id=container_id)
-    return attach.NetworkPlan(
-        store,
-        container_id,
-        mode,
-        None,
-        leases[0] if leases else None,
-        network_dir(store.paths, container_id),
-        [],
-        {},
-        lock_fd,
-        claim_fd,
-    )
+    return attach.NetworkPlan(store, container_id, mode, [], network_dir(store.paths, container_id), [], None, lock_fd)
 
 
 # The monitor's entry point, run by exec_monitor in a fresh interpreter.

@@ -68,7 +68,8 @@ def test_the_model_reads_every_key() -> None:
 
 def test_an_older_document_keeps_what_the_model_does_not_know() -> None:
     model = ContainerConfig.from_json(DOCS["unknown-keys"])
-    assert model.extra == {"NetworkingConfig": {"EndpointsConfig": {}}}
+    # NetworkingConfig is known since containers join several networks.
+    assert not model.extra and model.networking is not None and model.networking.endpoints == {}
     assert model.config.extra == {"Labels": {"a": "b"}} and model.host.extra == {"Dns": ["1.1.1.1"]}
     assert model.host.log_config is None and model.host.log_driver == "json-file"
     assert model.host.restart_policy == RestartPolicy.from_json({"Name": "always", "MaximumRetryCount": 0, "Extra": 1})
@@ -281,3 +282,24 @@ def _write_inspect_fixture() -> None:
 
 if __name__ == "__main__":
     _write_inspect_fixture()
+
+
+def test_networking_config_lists_every_network_and_round_trips() -> None:
+    from overlayctl.container.model import EndpointConfig, IPAMConfig
+
+    # Without NetworkingConfig the one network is NetworkMode with IPAddress.
+    plain = ContainerConfig.from_json(DOCS["ipnet"])
+    assert list(plain.endpoints()) == ["appnet"] and plain.endpoints()["appnet"].ip == "10.231.7.9"
+    assert plain.networking is None and "NetworkingConfig" not in plain.to_json()
+    # Once written, it is the list (the primary may even have left it).
+    plain.set_endpoints({"back": EndpointConfig(IPAMConfig("10.1.0.5"), ["db"], "02:42:0a:01:00:05")})
+    doc = plain.to_json()
+    assert doc["NetworkingConfig"] == {
+        "EndpointsConfig": {
+            "back": {"IPAMConfig": {"IPv4Address": "10.1.0.5"}, "Aliases": ["db"], "MacAddress": "02:42:0a:01:00:05"}
+        }
+    }
+    again = ContainerConfig.from_json(doc)
+    assert again == plain and jsonio.dumps(again.to_json()) == jsonio.dumps(doc)
+    assert list(again.endpoints()) == ["back"] and again.endpoints()["back"].aliases == ["db"]
+    assert again.host.network == "appnet"  # NetworkMode stays the primary network

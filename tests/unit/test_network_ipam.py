@@ -112,11 +112,47 @@ def test_free_subnet_skips_what_is_taken():
 
 
 def test_hosts_file_like_docker():
-    text = etcfiles.hosts_content("10.77.0.2", "abc123", ["web"])
+    text = etcfiles.hosts_content(["10.77.0.2"], "abc123", ["web"])
     assert text.startswith("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
     assert text.endswith("10.77.0.2\tabc123 web\n")
-    assert etcfiles.hosts_content("10.77.0.2", "web", ["web"]).endswith("10.77.0.2\tweb\n")
-    assert etcfiles.hosts_content("", "abc", ["web"]) == etcfiles.HOSTS_PREAMBLE
+    assert etcfiles.hosts_content(["10.77.0.2"], "web", ["web"]).endswith("10.77.0.2\tweb\n")
+    assert etcfiles.hosts_content([], "abc", ["web"]) == etcfiles.HOSTS_PREAMBLE
+    # One line per network the container is on.
+    two = etcfiles.hosts_content(["10.77.0.2", "10.78.0.5"], "abc", ["web"])
+    assert two.endswith("10.77.0.2\tabc web\n10.78.0.5\tabc web\n")
+
+
+def test_hosts_file_edited_in_place_on_connect_and_disconnect(tmp_path):
+    etcfiles.write_files(str(tmp_path), {"hosts": etcfiles.hosts_content(["10.77.0.2"], "abc", ["web"])})
+    path = tmp_path / "hosts"
+    inode = path.stat().st_ino
+    with open(path, "a") as f:
+        f.write("10.9.9.9\tmine")  # the container's own edit, without a newline
+    etcfiles.edit_hosts(str(tmp_path), add=etcfiles.hosts_line("10.78.0.5", "abc", ["web"]))
+    assert path.read_text().endswith("10.77.0.2\tabc web\n10.9.9.9\tmine\n10.78.0.5\tabc web\n")
+    etcfiles.edit_hosts(str(tmp_path), drop_address="10.78.0.5")
+    assert path.read_text().endswith("10.77.0.2\tabc web\n10.9.9.9\tmine\n")
+    assert path.stat().st_ino == inode  # the bind mount inside sees it
+    etcfiles.edit_hosts(str(tmp_path / "gone"), add="x")  # not running: nothing to edit
+
+
+def test_ipv6_subnets_and_derived_addresses():
+    v4 = ipaddress.IPv4Network("10.78.5.0/24")
+    assert str(ipam.parse_subnet6("fd00:1::/64", v4)) == "fd00:1::/64"
+    for bad, message in [
+        ("fd00:1::1/64", "host bits"),
+        ("fd00:1::", "CIDR"),
+        ("10.0.0.0/8", "invalid IPv6 subnet"),
+        ("fd00:1::/32", "prefix"),
+        ("fd00:1::/124", "prefix"),
+    ]:
+        with pytest.raises(InvalidArgumentError, match=message):
+            ipam.parse_subnet6(bad, v4)
+    with pytest.raises(InvalidArgumentError, match="smaller"):
+        ipam.parse_subnet6("fd00:1::/120", ipaddress.IPv4Network("10.0.0.0/16"))
+    assert ipam.address6("fd00:1::/64", "10.78.5.0/24", "10.78.5.7") == "fd00:1::7"
+    ula = ipam.random_ula_subnet()
+    assert ula.prefixlen == 64 and str(ula).startswith("fd")
 
 
 def test_resolv_conf_drops_unreachable_nameservers():
@@ -148,3 +184,25 @@ def test_write_and_remove_files(tmp_path):
     etcfiles.remove_files(str(d))
     assert not d.exists()
     etcfiles.remove_files(str(d))  # idempotent
+
+
+def test_prune_until_as_docker_reads_it():
+    from overlayctl.engine.prune import parse_until
+
+    now = 1_800_000_000.0
+    assert parse_until("10m", now) == now - 600 and parse_until("1h30m", now) == now - 5400
+    assert parse_until("1700000000", now) == 1_700_000_000.0
+    assert parse_until("2023-11-14T22:13:20Z", now) == 1_700_000_000.0
+    assert parse_until("2023-11-14", now) == 1_699_920_000.0
+    with pytest.raises(InvalidArgumentError, match="failed to parse value as time or duration"):
+        parse_until("soon", now)
+
+
+def test_mac_addresses_as_docker_takes_them():
+    from overlayctl.network import attach
+
+    assert attach.parse_mac("02:AB:cd:00:00:09") == "02:ab:cd:00:00:09"
+    assert attach.parse_mac("02-ab-cd-00-00-09") == "02:ab:cd:00:00:09"
+    for bad in ("zz", "02:ab:cd:00:00", "02:ab:cd:00:00:0g", "01:00:5e:00:00:01"):
+        with pytest.raises(InvalidArgumentError, match="is not a valid mac address"):
+            attach.parse_mac(bad)

@@ -71,7 +71,7 @@ def test_default_network_recorded_once_from_the_environment(store):
 
 def test_default_network_follows_the_environment_when_free(store, monkeypatch):
     first = manage.default_network(store)
-    plan = attach.prepare(store, container(store, "c1"), "bridge", None, "h")
+    plan = attach.prepare(store, container(store, "c1"), "h")
     monkeypatch.setenv("OVERLAYCTL_BRIDGE_SUBNET", "198.51.100.0/24")
     # A container is attached: new ones join it on the old subnet.
     assert manage.default_network(store).subnet == "203.0.113.0/24"
@@ -85,7 +85,7 @@ def test_default_network_follows_the_environment_when_free(store, monkeypatch):
 
 def test_prepare_leases_writes_files_and_release_frees(store):
     c = container(store, "c1")
-    plan = attach.prepare(store, c, "bridge", None, "host1")
+    plan = attach.prepare(store, c, "host1")
     assert plan.lease.address == "203.0.113.2" and plan.lease.mac == "02:42:cb:00:71:02"
     assert [(m.kind, m.target) for m in plan.mounts] == [
         ("bind", "/etc/hosts"),
@@ -98,7 +98,7 @@ def test_prepare_leases_writes_files_and_release_frees(store):
         assert f.read() == "host1\n"
     assert plan.settings.to_json()["IPAddress"] == "203.0.113.2" and plan.settings.to_json()["IPPrefixLen"] == 24
     assert plan.settings.to_json()["Networks"]["bridge"]["Gateway"] == "203.0.113.1"
-    second = attach.prepare(store, container(store, "c2"), "bridge", None, "host2")
+    second = attach.prepare(store, container(store, "c2"), "host2")
     assert second.lease.address == "203.0.113.3"
     plan.release()
     plan.release()  # idempotent
@@ -111,7 +111,7 @@ def test_prepare_leases_writes_files_and_release_frees(store):
 def test_prepare_errors_change_nothing(store):
     user_network(store)
     c = container(store, "c1")
-    taken = attach.prepare(store, container(store, "c0"), "web", "198.51.100.9", "h")
+    taken = attach.prepare(store, container(store, "c0", "web", "198.51.100.9"), "h")
     cases = [
         ("nope", None, NotFoundError, 'network "nope" not found'),
         ("web", "198.51.101.9", InvalidArgumentError, "not a host address"),
@@ -125,21 +125,21 @@ def test_prepare_errors_change_nothing(store):
             with pytest.raises(error, match=message):
                 attach.check(store, network, ip)
         with pytest.raises(error, match=message):
-            attach.prepare(store, c, network, ip, "h")
+            attach.prepare(store, c, "h", {network: attach.endpoint_request(ip, None, None)})
         assert [lease.address for lease in NetworkStore(store.conn).leases()] == ["198.51.100.9"]
         assert not os.path.exists(leases.network_dir(store.paths, c.id))
     taken.release()
 
 
 def test_release_stale_frees_only_leases_nobody_holds(store):
-    live = attach.prepare(store, container(store, "alive"), "bridge", None, "h")
+    live = attach.prepare(store, container(store, "alive"), "h")
     dead = container(store, "dead")
     pid = os.fork()
     if pid == 0:
         # A supervisor that dies without releasing (as after SIGKILL).
         try:
             own = Store(store.paths)
-            attach.prepare(own, own.containers.get(dead.id), "bridge", None, "h")
+            attach.prepare(own, own.containers.get(dead.id), "h")
         finally:
             os._exit(0)
     _, status = os.waitpid(pid, 0)
@@ -154,7 +154,7 @@ def test_release_stale_frees_only_leases_nobody_holds(store):
 
 def test_release_stale_removes_files_of_removed_containers(store):
     c = container(store, "gone", mode="none")
-    plan = attach.prepare(store, c, "none", None, "h")
+    plan = attach.prepare(store, c, "h")
     assert plan.lease is None and len(plan.mounts) == 3
     store.containers.remove(store.containers.get(c.id))
     leases.release_stale(store)
@@ -163,7 +163,7 @@ def test_release_stale_removes_files_of_removed_containers(store):
 
 def test_network_rm_refused_while_leased(store):
     user_network(store)
-    plan = attach.prepare(store, container(store, "c1"), "web", None, "h")
+    plan = attach.prepare(store, container(store, "c1", "web"), "h")
     with pytest.raises(ConflictError, match='in use by container "c1"'):
         NetworkStore(store.conn).remove("web")
     plan.release()
@@ -196,30 +196,80 @@ def _bridge_network() -> Network:
     return Network("shared", "ef" * 32, "bridge", "octlunit1", "198.51.100.0/29", "198.51.100.1", "", {})
 
 
-def test_an_address_claimed_by_another_store_is_skipped(store):
+def test_an_address_claimed_by_another_store_is_skipped(store, tmp_path):
     network = _bridge_network()
-    other = leases.take_lock(leases.claim_path(network.bridge, "198.51.100.2"), block=False)
-    assert other is not None
-    claim: list[int] = []
+    other = str(tmp_path / "other.lock")  # the other store's container's network.lock, held
+    held = leases.take_lock(other, block=True)
+    assert leases.claim(leases.claim_path(network.bridge, "198.51.100.2"), other)
+    mine = str(tmp_path / "mine.lock")
+    claimed: list[str] = []
     try:
-        assert attach._choose_and_claim(network, set(), None, claim) == "198.51.100.3"
-        assert len(claim) == 1
+        assert attach._choose_and_claim(network, set(), None, mine, claimed) == "198.51.100.3"
+        assert claimed == [leases.claim_path(network.bridge, "198.51.100.3")]
         with pytest.raises(ConflictError, match="another overlayctl store"):
-            attach._choose_and_claim(network, set(), "198.51.100.2", [])
+            attach._choose_and_claim(network, set(), "198.51.100.2", mine, [])
     finally:
-        for fd in claim + [other]:
-            os.close(fd)
+        leases.unlock_and_remove(other, held)
 
 
-def test_a_claim_nobody_holds_is_taken_over_and_removed_stale(store):
+def test_a_claim_whose_holder_is_gone_is_taken_over_and_released(store, tmp_path):
     network = _bridge_network()
     path = leases.claim_path(network.bridge, "198.51.100.2")
-    os.makedirs(os.path.dirname(path))
-    open(path, "w").close()  # left by a supervisor that was killed
-    claim: list[int] = []
-    assert attach._choose_and_claim(network, {"198.51.100.3"}, None, claim) == "198.51.100.2"
-    # Held now: the stale-claim sweep leaves it; released, it goes.
-    leases._remove_stale_claim(path)
+    assert leases.claim(path, str(tmp_path / "dead.lock"))  # its supervisor was killed: nobody holds it
+    mine = str(tmp_path / "mine.lock")
+    held = leases.take_lock(mine, block=True)
+    claimed: list[str] = []
+    assert attach._choose_and_claim(network, {"198.51.100.3"}, None, mine, claimed) == "198.51.100.2"
+    # Another holder's release leaves it; ours removes it.
+    leases.unclaim(path, str(tmp_path / "dead.lock"))
     assert os.path.exists(path)
-    leases.unlock_and_remove(path, claim[0])
+    leases.unclaim(path, mine)
     assert not os.path.exists(os.path.dirname(path))
+    leases.unlock_and_remove(mine, held)
+
+
+def test_a_container_holds_a_lease_on_each_of_its_networks(store):
+    from overlayctl.container.model import EndpointConfig
+
+    user_network(store)
+    c = container(store, "c1")
+    endpoints = {"bridge": EndpointConfig(), "web": attach.endpoint_request("198.51.100.7", ["db", "sql"], None)}
+    plan = attach.prepare(store, c, "h", endpoints)
+    nets = NetworkStore(store.conn)
+    assert [(lease.network, lease.address, lease.aliases) for lease in nets.leases(container_id=c.id)] == [
+        ("bridge", "203.0.113.2", []),
+        ("web", "198.51.100.7", ["db", "sql"]),
+    ]
+    assert [a.slot for a in plan.attachments] == [0, 1]
+    with open(plan.mounts[0].source) as f:
+        assert f.read().endswith("203.0.113.2\th c1\n198.51.100.7\th c1\n")
+    # Leasing again on one network leaves the other alone; so does releasing one.
+    nets.lease(nets.get("web"), c.id, lambda taken: "198.51.100.8", lambda a: "02:00:00:00:00:08")
+    assert [lease.address for lease in nets.leases(container_id=c.id)] == ["203.0.113.2", "198.51.100.8"]
+    assert [lease.network for lease in nets.release(c.id, "web")] == ["web"]
+    assert [lease.network for lease in nets.leases(container_id=c.id)] == ["bridge"]
+    plan.release()
+    assert nets.leases() == []
+
+
+def test_aliases_are_for_user_defined_networks_only(store):
+    with pytest.raises(InvalidArgumentError, match="network-scoped alias is supported only"):
+        attach.check_endpoint(store, "bridge", attach.endpoint_request(None, ["x"], None))
+    with pytest.raises(InvalidArgumentError, match="network-scoped alias is supported only"):
+        attach.check_endpoint(store, "host", attach.endpoint_request(None, ["x"], None))
+    user_network(store)
+    assert attach.check_endpoint(store, "web", attach.endpoint_request(None, ["x"], None)).name == "web"
+
+
+def test_a_claim_file_held_for_good_is_taken(store, tmp_path):
+    # As an older overlayctl's supervisor held its claims: the file itself, locked.
+    network = _bridge_network()
+    path = leases.claim_path(network.bridge, "198.51.100.2")
+    held = leases.take_lock(path, block=True)
+    try:
+        assert not leases.claim(path, str(tmp_path / "mine.lock"))
+        claimed: list[str] = []
+        assert attach._choose_and_claim(network, set(), None, str(tmp_path / "mine.lock"), claimed) == "198.51.100.3"
+        leases.unclaim(claimed[0], str(tmp_path / "mine.lock"))
+    finally:
+        leases.unlock_and_remove(path, held)
