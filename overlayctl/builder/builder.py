@@ -643,8 +643,8 @@ class Builder:
             return None
         from overlayctl.network import attach
 
-        step: Any = _Step(run_id)  # all that prepare reads of a Container
-        return attach.prepare(self.store, step, network, None, run_id[:12])
+        step: Any = _Step(run_id, network)  # all that prepare reads of a Container
+        return attach.prepare(self.store, step, run_id[:12])
 
     def _supervise(self, supervisor: Any, spec: ContainerSpec, on_namespaces: Any = None) -> int:
         if not self.opts.quiet:
@@ -666,15 +666,15 @@ class Builder:
 
 class _Step:
     """A RUN step as the network's attach code sees a container: an ID
-    (its lease's holder), no name, and an empty configuration (no ports,
-    aliases or fixed address)."""
+    (its lease's holder), no name, and a configuration that names only its
+    network (no ports, aliases or fixed address)."""
 
-    def __init__(self, run_id: str) -> None:
-        from overlayctl.container.model import ContainerConfig
+    def __init__(self, run_id: str, network: str) -> None:
+        from overlayctl.container.model import ContainerConfig, HostConfig
 
         self.id = run_id
         self.name = ""
-        self.config = ContainerConfig()
+        self.config = ContainerConfig(host=HostConfig(network_mode=network))
 
 
 def _drop_placeholders(upper: str, lowers: tuple[str, ...]) -> None:
