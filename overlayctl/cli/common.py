@@ -41,6 +41,7 @@ _HOST_KEYS = (
     "network", "ip", "cap_add", "cap_drop", "privileged", "read_only", "security_opt",
     "memory", "memory_swap", "pids_limit", "cpus", "cpu_shares",
     "restart", "log_driver", "log_opt", "stop_signal", "stop_timeout", "device",
+    "dns", "dns_search", "dns_option", "add_host",
 )
 
 

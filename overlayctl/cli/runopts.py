@@ -67,6 +67,10 @@ CREATE_OPTIONS = (
     Opt(("--log-opt",), "log_opt", "multi", "log driver option: max-size=10m, max-file=3, tag=...", "KEY=VALUE"),
     Opt(("--stop-signal",), "stop_signal", "value", "signal that stops the container (default SIGTERM)", "SIGNAL"),
     Opt(("--stop-timeout",), "stop_timeout", "value", "seconds to wait for a stop before SIGKILL (default 10)", "N"),
+    Opt(("--dns",), "dns", "multi", "set a nameserver (on a user-defined network: where other names go)", "IP"),
+    Opt(("--dns-search",), "dns_search", "multi", "set a DNS search domain", "DOMAIN"),
+    Opt(("--dns-option",), "dns_option", "multi", "set a resolv.conf option (e.g. ndots:2)", "OPT"),
+    Opt(("--add-host",), "add_host", "multi", "add a line to /etc/hosts (NAME:IP or NAME:host-gateway)", "NAME:IP"),
 )
 
 RUN_OPTIONS = CREATE_OPTIONS + (

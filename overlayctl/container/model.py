@@ -446,6 +446,10 @@ class HostConfig(Record):
         "resources",
         "limits",
         "mounts",
+        "dns",
+        "dns_search",
+        "dns_options",
+        "extra_hosts",
     )
 
     def __init__(
@@ -464,6 +468,10 @@ class HostConfig(Record):
         resources: Resources | None = None,
         limits: LimitOptions | None = None,
         mounts: list[Mount] | None = None,
+        dns: list[str] | None = None,
+        dns_search: list[str] | None = None,
+        dns_options: list[str] | None = None,
+        extra_hosts: list[str] | None = None,
     ) -> None:
         self._init_record()
         self.auto_remove = auto_remove  # --rm
@@ -481,6 +489,10 @@ class HostConfig(Record):
         self.resources = resources  # the limits as applied (Docker's keys)
         self.limits = limits  # the limit options as given (overlayctl's)
         self.mounts = mounts
+        self.dns = dns  # --dns: nameservers (on a user-defined network, the responder's upstreams)
+        self.dns_search = dns_search  # --dns-search
+        self.dns_options = dns_options  # --dns-option
+        self.extra_hosts = extra_hosts  # --add-host, as given: "NAME:IP" or "NAME:host-gateway"
 
     @property
     def network(self) -> str:
@@ -514,6 +526,10 @@ HostConfig.FIELDS = (
     _Field("resources", "", record=Resources, inline=True),
     _Field("limits", "Limits", record=LimitOptions),
     _Field("mounts", "Mounts", record=Mount, many=True),
+    _Field("dns", "Dns"),
+    _Field("dns_search", "DnsSearch"),
+    _Field("dns_options", "DnsOptions"),
+    _Field("extra_hosts", "ExtraHosts"),
 )
 
 

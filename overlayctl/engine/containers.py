@@ -228,7 +228,24 @@ def _host_config(opts: CreateOptions, store: Store) -> HostConfig:
 
         hc.resources = parse_limits(*(host.get(k) for k in limit_keys)).to_resources()
         hc.limits = LimitOptions(*(host.get(k) or None for k in limit_keys))
+    _dns_config(hc, host)
     return hc
+
+
+def _dns_config(hc: HostConfig, host: dict[str, Any]) -> None:
+    """HostConfig.Dns, DnsSearch, DnsOptions and ExtraHosts, checked now."""
+    if not any(host.get(k) for k in ("dns", "dns_search", "dns_option", "add_host")):
+        return
+    from overlayctl.network import resolvopts
+
+    if host.get("dns"):
+        hc.dns = resolvopts.check_dns(list(host["dns"]))
+    if host.get("dns_search"):
+        hc.dns_search = resolvopts.check_dns_search(list(host["dns_search"]))
+    if host.get("dns_option"):
+        hc.dns_options = resolvopts.check_dns_options(list(host["dns_option"]))
+    if host.get("add_host"):
+        hc.extra_hosts = resolvopts.check_extra_hosts(list(host["add_host"]))
 
 
 def _devices(values: list[str]) -> list[Device]:

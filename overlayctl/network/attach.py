@@ -36,7 +36,6 @@ from overlayctl.store.networks import Lease, Network
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-
     from overlayctl.store import Store
     from overlayctl.store.containers import Container
 
@@ -107,6 +106,7 @@ class NetworkPlan:
                 lease.mac,
             )
         self.settings.sandbox_key = f"/proc/{pid}/ns/net"
+        _start_names(self.store, network)
 
     def release(self) -> None:
         """Free the lease and delete the generated files. Idempotent.
@@ -123,6 +123,7 @@ class NetworkPlan:
         try:
             if self.lease is not None:
                 leases.networks(self.store).release(self.container_id)
+                leases_changed(self.store)
             etcfiles.remove_files(self.directory)
         finally:
             if self._claim_fd is not None and self.lease is not None:
@@ -131,6 +132,31 @@ class NetworkPlan:
             if self._lock_fd is not None:
                 leases.unlock_and_remove(self.store.paths.network_lock(self.container_id), self._lock_fd)
                 self._lock_fd = None
+
+
+def _start_names(store: Store, network: Network) -> None:
+    """The start path's DNS step, once the bridge exists: the network's
+    responder, started by its first container (network.dns)."""
+    from overlayctl.network import dns
+
+    if has_names(network):
+        dns.ensure_responder(store.paths, network)
+
+
+def has_names(network: Network) -> bool:
+    """Whether containers on `network` resolve each other by name: every
+    user-defined network, not the default bridge (as in Docker)."""
+    return network.name != manage.DEFAULT_NETWORK
+
+
+def leases_changed(store: Store) -> None:
+    """Called after leases were freed (a release here, or a sweep by
+    leases.release_stale, whose callers call this): a responder whose
+    network is now unused goes (network.dns). One listdir when no
+    responder runs."""
+    from overlayctl.network import dns
+
+    dns.leases_changed(store)
 
 
 def check(store: Store, network: str, ip: str | None) -> None:
@@ -178,7 +204,7 @@ def prepare(store: Store, container: Container, network: str, ip: str | None, ho
             lease = leases.networks(store).lease(
                 bridge, container.id, lambda taken: _choose_and_claim(bridge, taken, ip, claim), ipam.mac_for
             )
-        etcfiles.write_files(directory, _etc_contents(mode, lease, hostname, container.name))
+        etcfiles.write_files(directory, _etc_contents(mode, bridge, lease, hostname, container))
         mounts = [Mount("bind", os.path.join(directory, name), "/etc/" + name) for name in etcfiles.FILES]
         settings = _settings(mode, bridge, lease, container.id, running_pid=0, fixed_ip=ip)
     except BaseException:
@@ -227,19 +253,42 @@ def _choose_and_claim(bridge: Network, taken: set[str], wanted: str | None, clai
         taken.add(address)
 
 
-def _etc_contents(mode: str, lease: Lease | None, hostname: str, name: str) -> dict[str, str]:
+def _etc_contents(
+    mode: str, bridge: Network | None, lease: Lease | None, hostname: str, container: Container
+) -> dict[str, str]:
+    from overlayctl.network import resolvopts
+
+    hc = container.config.host
+    extra = resolvopts.host_lines(hc.extra_hosts or [], _host_gateway(bridge)) if hc.extra_hosts else []
     if mode == "host":
         # The host's own files: its loopback resolver is reachable from here.
+        hosts = _read_or("/etc/hosts", etcfiles.HOSTS_PREAMBLE)
         return {
-            "hosts": _read_or("/etc/hosts", etcfiles.HOSTS_PREAMBLE),
+            "hosts": hosts + "".join(f"{ip}\t{name}\n" for ip, name in extra),
             "hostname": etcfiles.hostname_content(hostname),
-            "resolv.conf": etcfiles.host_resolv_conf(),
+            "resolv.conf": resolvopts.resolv_conf(etcfiles.host_resolv_conf(), hc.dns, hc.dns_search, hc.dns_options),
         }
+    responder = bridge.gateway if bridge is not None and has_names(bridge) else None
+    if responder is not None or hc.dns:
+        base = etcfiles.host_resolv_conf()  # only its search and options lines are kept
+    else:
+        base = etcfiles.resolv_content(etcfiles.host_resolv_conf())
     return {
-        "hosts": etcfiles.hosts_content(lease.address if lease else "", hostname, [name]),
+        "hosts": etcfiles.hosts_content(lease.address if lease else "", hostname, [container.name], extra),
         "hostname": etcfiles.hostname_content(hostname),
-        "resolv.conf": etcfiles.resolv_content(etcfiles.host_resolv_conf()),
+        "resolv.conf": resolvopts.resolv_conf(base, hc.dns, hc.dns_search, hc.dns_options, responder),
     }
+
+
+def _host_gateway(bridge: Network | None) -> str:
+    """What --add-host NAME:host-gateway means: the host's address on the
+    container's own bridge; with host or none, the default bridge's gateway
+    (Docker's rule: the default bridge's address, whatever the network)."""
+    if bridge is not None:
+        return bridge.gateway
+    from overlayctl.network.ipam import gateway_for, parse_subnet
+
+    return str(gateway_for(parse_subnet(manage.default_settings()[1]), None))
 
 
 def _read_or(path: str, default: str) -> str:
