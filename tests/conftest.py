@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.networld import OutsideWorld
+
 REPO = Path(__file__).resolve().parent.parent
 # The default bridge of every test store: its own device and subnet, not the
 # host's octl0, and deleted when the session ends.
@@ -170,3 +172,13 @@ def image_with_program(cli: CLI, program: Path, ctx_parent: Path) -> str:
 
 
 RunFn = Callable[..., subprocess.CompletedProcess]
+
+
+@pytest.fixture
+def outside_world() -> Iterator[OutsideWorld]:
+    """A simulated internet for the test (tests/networld.py): a network
+    namespace behind a veth, with no route back to any container subnet."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: network namespaces")
+    with OutsideWorld() as world:
+        yield world
