@@ -159,6 +159,20 @@ def leases_changed(store: Store) -> None:
     dns.leases_changed(store)
 
 
+def restart_names(store: Store) -> list[str]:
+    """For `system reconcile`: start the responder of every user-defined
+    network that has leases but none (it was killed); the networks' names."""
+    from overlayctl.network import dns
+
+    started = []
+    for network in leases.networks(store).list():
+        if has_names(network) and leases.networks(store).leases(network=network.name):
+            if dns.responder_pid(store.paths, network.id) is None:
+                dns.ensure_responder(store.paths, network)
+                started.append(network.name)
+    return started
+
+
 def check(store: Store, network: str, ip: str | None) -> None:
     """What `create` can refuse before anything exists, as Docker does: an
     unknown network, --ip with host/none or on the default bridge, an

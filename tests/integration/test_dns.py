@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import sqlite3
+import subprocess
 import time
 
 import pytest
@@ -358,3 +359,41 @@ def test_bad_dns_flags_are_refused_and_nothing_is_made(dns, args, message):
     err = _fails(cli, "run", "--rm", *args, "bb:1", "true")
     assert message in err and len(err.strip().splitlines()) == 1
     assert cli.ok("ps", "-aq") == ""
+
+
+def test_concurrent_first_starts_make_one_responder(dns):
+    cli = dns.cli
+    cli.ok("network", "create", "--subnet", dns.spare, "app")
+    names = [f"c{i}" for i in range(5)]
+    procs = [
+        subprocess.Popen(
+            cli.argv("run", "-d", "--name", n, "--network", "app", "bb:1", "sleep", "60"),
+            env=cli.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for n in names
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    assert len(_responders(cli)) == 1
+    ips = {n: dns.inspect(n)["NetworkSettings"]["IPAddress"] for n in names}
+    assert _lookup(cli, ["exec", "c0"], "c4") == [ips["c4"]]
+
+
+def test_a_killed_responder_comes_back_with_reconcile_or_the_next_start(dns):
+    cli = dns.cli
+    cli.ok("network", "create", "--subnet", dns.spare, "app")
+    cli.ok("run", "-d", "--name", "db", "--network", "app", "bb:1", "sleep", "60")
+    ip = dns.inspect("db")["NetworkSettings"]["IPAddress"]
+    (pid,) = _responders(cli).values()
+    os.kill(pid, 9)
+    assert _wait(lambda: not _responders(cli))
+    assert "DNS responder started: network app" in cli.ok("system", "reconcile")
+    (again,) = _responders(cli).values()
+    assert again != pid
+    assert _lookup(cli, ["exec", "db"], "db") == [ip]
+    os.kill(again, 9)
+    assert _wait(lambda: not _responders(cli))
+    assert _lookup(cli, ["run", "--rm", "--network", "app", "bb:1"], "db") == [ip]
