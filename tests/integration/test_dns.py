@@ -397,3 +397,16 @@ def test_a_killed_responder_comes_back_with_reconcile_or_the_next_start(dns):
     os.kill(again, 9)
     assert _wait(lambda: not _responders(cli))
     assert _lookup(cli, ["run", "--rm", "--network", "app", "bb:1"], "db") == [ip]
+
+
+def test_a_network_made_again_on_the_same_subnet_gets_its_own_responder(dns):
+    cli = dns.cli
+    cli.ok("network", "create", "--subnet", dns.spare, "app")
+    cli.ok("run", "-d", "--name", "db", "--network", "app", "bb:1", "sleep", "60")
+    cli.ok("rm", "-f", "db")
+    cli.ok("network", "rm", "app")
+    cli.ok("network", "create", "--subnet", dns.spare, "app2")
+    cli.ok("run", "-d", "--name", "db2", "--network", "app2", "bb:1", "sleep", "60")
+    ip = dns.inspect("db2")["NetworkSettings"]["IPAddress"]
+    assert _lookup(cli, ["exec", "db2"], "db2") == [ip]
+    assert list(_responders(cli)) == [dns.network("app2")["Id"][:12]]
