@@ -189,6 +189,10 @@ def leases_changed(store: Store) -> None:
             pass
     if waiting:
         _wait_gone(store.paths, waiting)
+    try:
+        os.rmdir(root)  # once the last responder has gone
+    except OSError:
+        pass
 
 
 def _wait_gone(paths: Paths, short_ids: list[str]) -> None:
