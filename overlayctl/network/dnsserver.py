@@ -12,7 +12,8 @@ capability, and then answers the containers of that network:
   is not leased: private reverse names never leave the host);
 - anything else is forwarded to the upstream resolvers: the container's
   own `--dns` servers, else the host's (network.etcfiles.host_resolv_conf:
-  systemd-resolved's stub is replaced by its upstreams, as Docker does).
+  systemd-resolved's stub is replaced by its upstreams, as Docker does);
+  on an --internal network, nothing is (REFUSED).
 
 The catalog is read again whenever it changed (SQLite's data_version, a
 few microseconds to ask), so a start, a stop, a connect or a disconnect
@@ -123,6 +124,7 @@ class Responder:
         self.sock: socket.socket | None = None
         self.recheck = False
         self.stop = False
+        self.internal = False  # `network create --internal`: no way out, names only
 
     # -- the catalog ----------------------------------------------------------
 
@@ -134,6 +136,8 @@ class Responder:
         self.version = version
         self.records = Records(self.store.names(self.network))
         self.gateways = self.store.gateways()
+        network = self.store.find(self.network)
+        self.internal = bool(network is not None and network.options.get("internal"))
         return True
 
     def unused(self) -> bool:
@@ -204,6 +208,10 @@ class Responder:
         return None
 
     def forward(self, data: bytes, client: tuple[str, int], question: tuple[str, int]) -> None:
+        if self.internal:
+            # As Docker: an internal network has no way out, for names either.
+            self.send(_error_reply(data, RCODE.REFUSED), client)
+            return
         upstreams = self.upstreams(client[0])
         if not upstreams or len(self.pending) >= MAX_PENDING:
             self.send(_error_reply(data, RCODE.SERVFAIL), client)

@@ -191,6 +191,12 @@ def test_other_names_are_forwarded_to_the_hosts_resolvers(net, tmp_path, outside
         # The responder asked, from the host, and the world answered it.
         assert set(server.sources()) == {outside_world.host_address}
         assert "www.example.test" in {e.get("name") for e in server.events()}
+        # An --internal network (its option in the catalog) forwards nothing.
+        _set_network_option(cli, "app", internal=True)
+        asked = len(server.events())
+        assert _lookup(cli, run, "www.example.test") == []
+        assert len(server.events()) == asked
+        _set_network_option(cli, "app", internal=False)
         # A container's own --dns servers are its upstreams instead.
         _resolv(cli, tmp_path, str(ipaddress.IPv4Network(net.spare).network_address + 1))
         cli.ok("run", "-d", "--name", "keep", "--network", "app", "bb:1", "sleep", "60")  # the responder stays
@@ -200,6 +206,17 @@ def test_other_names_are_forwarded_to_the_hosts_resolvers(net, tmp_path, outside
     finally:
         cli("rm", "-f", "keep")
         assert _wait(lambda: not _responders(cli))
+
+
+def _set_network_option(cli, network: str, **options) -> None:
+    conn = sqlite3.connect(cli.root / "catalog.db")
+    try:
+        current = json.loads(conn.execute("SELECT options FROM networks WHERE name = ?", (network,)).fetchone()[0])
+        current.update(options)
+        conn.execute("UPDATE networks SET options = ? WHERE name = ?", (json.dumps(current), network))
+        conn.commit()
+    finally:
+        conn.close()
 
 
 def test_the_responder_goes_with_the_last_container(dns):
