@@ -8,9 +8,9 @@ from __future__ import annotations
 from overlayctl.errors import InvalidArgumentError
 
 HOST_GATEWAY = "host-gateway"
-# What the responder's resolv.conf carries unless --dns-option says
-# otherwise: as Docker's on a user-defined network, every name is first
-# asked as given, so a container name is not sent to a search domain.
+# Added to the options of a resolv.conf naming the responder unless they
+# set ndots themselves: as Docker's on a user-defined network, every name is
+# first asked as given, so a container name is not sent to a search domain.
 RESPONDER_OPTIONS = ("ndots:0",)
 
 
@@ -127,12 +127,14 @@ def resolv_conf(
         kept.pop()
     if responder is not None:
         servers = [f"nameserver {responder}"]
-        if not options:
-            opts = [" ".join(("options", *RESPONDER_OPTIONS))]
     elif dns:
         servers = [f"nameserver {s}" for s in dns]
     if search:
         searches = [] if search == ["."] else ["search " + " ".join(search)]
     if options:
         opts = ["options " + " ".join(options)]
+    if responder is not None:
+        words = [w for line in opts for w in line.split()[1:]]
+        if not any(w.startswith("ndots:") for w in words):
+            opts = ["options " + " ".join(words + list(RESPONDER_OPTIONS))]
     return "\n".join(kept + servers + searches + opts) + "\n"

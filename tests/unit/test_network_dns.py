@@ -60,9 +60,12 @@ def test_resolv_conf_as_docker_writes_it() -> None:
     assert "search" not in resolvopts.resolv_conf(HOST, None, ["."], None)
     # A user-defined network: the responder alone, the host's search, ndots:0 unless given.
     assert resolvopts.resolv_conf(HOST, ["192.0.2.1"], None, None, responder="10.9.0.1") == (
-        "# host\nnameserver 10.9.0.1\nsearch home.example\noptions ndots:0\n"
+        "# host\nnameserver 10.9.0.1\nsearch home.example\noptions edns0 ndots:0\n"
     )
     assert resolvopts.resolv_conf(HOST, None, None, ["ndots:3"], responder="10.9.0.1").endswith("options ndots:3\n")
+    assert resolvopts.resolv_conf(HOST, None, None, ["timeout:1"], responder="10.9.0.1").endswith(
+        "options timeout:1 ndots:0\n"
+    )
 
 
 def test_extra_hosts_come_before_the_containers_own_line() -> None:
