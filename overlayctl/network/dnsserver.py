@@ -422,7 +422,12 @@ def main(argv: list[str]) -> int:
         try:
             sock.bind((address, 53))
         except OSError as exc:
-            reason = "another DNS server listens there" if exc.errno == errno.EADDRINUSE else exc.strerror
+            reason = (
+                "another DNS server listens there; make it bind only its own addresses "
+                "(dnsmasq: bind-interfaces)"
+                if exc.errno == errno.EADDRINUSE
+                else exc.strerror
+            )
             raise OSError(exc.errno, f"cannot bind {address}:53 ({reason})") from None
         responder.sock = sock
         responder.refresh()

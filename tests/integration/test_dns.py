@@ -427,3 +427,16 @@ def test_a_network_made_again_on_the_same_subnet_gets_its_own_responder(dns):
     ip = dns.inspect("db2")["NetworkSettings"]["IPAddress"]
     assert _lookup(cli, ["exec", "db2"], "db2") == [ip]
     assert list(_responders(cli)) == [dns.network("app2")["Id"][:12]]
+
+
+def test_port_53_taken_on_the_gateway_fails_the_start_with_one_line(dns):
+    cli = dns.cli
+    cli.ok("network", "create", "--subnet", dns.spare, "app")
+    gateway = str(ipaddress.IPv4Network(dns.spare).network_address + 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind((gateway, 53))
+        err = _fails(cli, "run", "--rm", "--network", "app", "bb:1", "true")
+        assert f"cannot start the DNS responder of network \"app\": cannot bind {gateway}:53" in err
+        assert "another DNS server listens there" in err
+        assert dns.leases() == [] and not _responders(cli)
+    assert cli.ok("run", "--rm", "--network", "app", "bb:1", "echo", "ok") == "ok\n"
