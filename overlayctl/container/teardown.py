@@ -28,10 +28,9 @@ def remove(store: Store, container: Container, force: bool = False, volumes: boo
     store.containers.remove(container, force)
     hc = container.config.host
     if hc.network not in ("none", "host"):
-        from overlayctl.network import attach, leases
+        from overlayctl.network import leases
 
         leases.release_stale(store)
-        attach.leases_changed(store)
     if needs_cgroup(hc):
         from overlayctl.runtime.cgroups.cgroup import find
 

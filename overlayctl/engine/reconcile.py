@@ -29,9 +29,8 @@ def reconcile_store(store: Store) -> list[str]:
             remove(store, container, force=True, volumes=True)
             report.append(f"removed: {container.name} ({container.short_id}), started with --rm")
     leases.release_stale(store)
-    from overlayctl.network.attach import leases_changed, restart_names
+    from overlayctl.network.attach import restart_names
 
-    leases_changed(store)
     report += [f"DNS responder started: network {name}" for name in restart_names(store)]
     running = {c.id for c in containers if c.status not in (CREATED, EXITED)}
     report += [f"cgroup removed: {cid[:12]}" for cid in remove_stale(running)]

@@ -13,4 +13,9 @@
 - `firewall`: the nftables table `inet overlayctl` (isolation between our
   networks), through libnftables' binding, used only when a bridge is made
   or deleted.
+- `dns`, `dnsserver`: the DNS responder of each user-defined network
+  (names from the catalog's leases, the rest forwarded), started by the
+  first container on it and gone with the last; `resolvopts`: --dns,
+  --dns-search, --dns-option and --add-host.
+- `lockfile`: lock files their last holder removes.
 """

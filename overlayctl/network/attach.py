@@ -123,7 +123,7 @@ class NetworkPlan:
         try:
             if self.lease is not None:
                 leases.networks(self.store).release(self.container_id)
-                leases_changed(self.store)
+                leases.leases_changed(self.store, {self.lease.network})
             etcfiles.remove_files(self.directory)
         finally:
             if self._claim_fd is not None and self.lease is not None:
@@ -147,16 +147,6 @@ def has_names(network: Network) -> bool:
     """Whether containers on `network` resolve each other by name: every
     user-defined network, not the default bridge (as in Docker)."""
     return network.name != manage.DEFAULT_NETWORK
-
-
-def leases_changed(store: Store) -> None:
-    """Called after leases were freed (a release here, or a sweep by
-    leases.release_stale, whose callers call this): a responder whose
-    network is now unused goes (network.dns). One listdir when no
-    responder runs."""
-    from overlayctl.network import dns
-
-    dns.leases_changed(store)
 
 
 def restart_names(store: Store) -> list[str]:

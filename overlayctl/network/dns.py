@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 
 from overlayctl.errors import KernelError
-from overlayctl.network import leases
+from overlayctl.network import lockfile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def ensure_responder(paths: Paths, network: Network) -> None:
     server already holds port 53 on the gateway's address."""
     directory = paths.dns_dir(network.id)
     lock = os.path.join(directory, "start.lock")
-    fd = leases.take_lock(lock, block=True)
+    fd = lockfile.take_lock(lock, block=True)
     assert fd is not None
     try:
         if responder_pid(paths, network.id) is not None:
@@ -173,7 +173,7 @@ def leases_changed(store: Store) -> None:
     import signal
 
     waiting: list[str] = []
-    nets = leases.networks(store)
+    nets = store.networks
     for short_id in entries:
         pid = responder_pid(store.paths, short_id)
         if pid is None:
@@ -211,7 +211,7 @@ def _remove_dir(directory: str) -> None:
     """A directory left by a responder that was killed: its files, if no
     start holds them."""
     lock = os.path.join(directory, "start.lock")
-    fd = leases.take_lock(lock, block=False) if os.path.exists(lock) else None
+    fd = lockfile.take_lock(lock, block=False) if os.path.exists(lock) else None
     if os.path.exists(lock) and fd is None:
         return  # a start is under way
     try:
@@ -221,7 +221,7 @@ def _remove_dir(directory: str) -> None:
             pass
     finally:
         if fd is not None:
-            leases.unlock_and_remove(lock, fd)
+            lockfile.unlock_and_remove(lock, fd)
     try:
         os.rmdir(directory)
     except OSError:

@@ -32,7 +32,6 @@ gateway of ours (that would be this responder or another one: a loop).
 from __future__ import annotations
 
 import errno
-import fcntl
 import ipaddress
 import os
 import secrets
@@ -44,7 +43,7 @@ import time
 
 from dnslib import AAAA, PTR, QTYPE, RCODE, RR, A, DNSError, DNSHeader, DNSRecord  # noqa: F401
 
-from overlayctl.network import etcfiles, leases
+from overlayctl.network import etcfiles, lockfile
 from overlayctl.paths import Paths
 from overlayctl.store import catalog
 from overlayctl.store.networks import NetworkStore
@@ -145,7 +144,7 @@ class Responder:
         supervisor is gone (its lock is free)."""
         self.refresh()
         containers = {c for _, c, _, _, _ in self.store.names(self.network)}
-        return not any(_lock_held(self.paths.network_lock(c)) for c in containers)
+        return not any(lockfile.lock_held(self.paths.network_lock(c)) for c in containers)
 
     # -- upstreams --------------------------------------------------------------
 
@@ -329,32 +328,17 @@ class Responder:
         """Leave if the network is unused, deciding under the start lock so
         that a container starting now either sees this process gone (and
         starts another) or is seen here (and this one stays)."""
-        fd = leases.take_lock(lock_path, block=False)
+        fd = lockfile.take_lock(lock_path, block=False)
         if fd is None:
             return False  # a start is deciding right now: look again later
         try:
             if not self.unused():
                 return False
             # Gone from the pid file's lock before the start lock is let go.
-            leases.unlock_and_remove(pid_path, pid_fd)
+            lockfile.unlock_and_remove(pid_path, pid_fd)
             return True
         finally:
-            leases.unlock_and_remove(lock_path, fd)
-
-
-def _lock_held(path: str) -> bool:
-    """Whether a process holds the flock on `path`, without creating it."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+            lockfile.unlock_and_remove(lock_path, fd)
 
 
 def _usable_upstream(server: str, ours: set[str]) -> bool:
@@ -413,7 +397,7 @@ def main(argv: list[str]) -> int:
     pid_path = os.path.join(directory, "pid")
     lock_path = os.path.join(directory, "start.lock")
     try:
-        pid_fd = leases.take_lock(pid_path, block=True)
+        pid_fd = lockfile.take_lock(pid_path, block=True)
         assert pid_fd is not None
         os.ftruncate(pid_fd, 0)
         os.write(pid_fd, f"{os.getpid()}\n".encode())
@@ -452,7 +436,7 @@ def main(argv: list[str]) -> int:
     os.close(ready_fd)
     responder.serve(wake_r, lock_path, pid_fd, pid_path)
     if responder.stop:
-        leases.unlock_and_remove(pid_path, pid_fd)
+        lockfile.unlock_and_remove(pid_path, pid_fd)
     try:
         os.rmdir(directory)
     except OSError:

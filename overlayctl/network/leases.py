@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from overlayctl.network import etcfiles
+from overlayctl.network.lockfile import take_lock, unlock_and_remove  # noqa: F401 - used here and through here
 from overlayctl.store.networks import NetworkStore
 
 TYPE_CHECKING = False
@@ -37,54 +38,13 @@ def lease_claim_path(store: Store, lease: Lease) -> str:
     return claim_path(network.bridge if network is not None else lease.network, lease.address)
 
 
-def take_lock(path: str, block: bool) -> int | None:
-    """Take a lock file (a container's network.lock, an address's claim);
-    None if another process holds it and `block` is false. The last holder
-    unlinks the file, so a lock taken on a file that is no longer there is
-    dropped and taken again."""
-    import fcntl
-
-    directory = os.path.dirname(path)
-    while True:
-        os.makedirs(directory, 0o755, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            continue  # the directory went between makedirs and open
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            return fd
-        os.close(fd)
-
-
-def unlock_and_remove(path: str, fd: int) -> None:
-    """Let go of a lock file taken by `take_lock`, and of its directory if that
-    is now empty."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    os.close(fd)
-    try:
-        os.rmdir(os.path.dirname(path))
-    except OSError:
-        pass
-
-
 def release_stale(store: Store) -> None:
     """Free the leases nobody holds any more (their supervisor is gone, e.g.
     SIGKILLed), delete veth ends whose container is not running, and the
     generated files of containers that no longer exist. Cheap when there
     is nothing to do: a query, a directory listing or two."""
     nets = networks(store)
+    freed = False
     for container_id in sorted({lease.container for lease in nets.leases()}):
         directory = network_dir(store.paths, container_id)
         lock = store.paths.network_lock(container_id)
@@ -94,12 +54,26 @@ def release_stale(store: Store) -> None:
         try:
             for lease in nets.leases(container_id=container_id):
                 _remove_stale_claim(lease_claim_path(store, lease))
+            freed = True
             nets.release(container_id)
             etcfiles.remove_files(directory)
         finally:
             unlock_and_remove(lock, fd)
     _sweep_veths(store)
     _sweep_removed(store)
+    if freed:
+        leases_changed(store, set())
+
+
+def leases_changed(store: Store, network_names: set[str]) -> None:
+    """Every place that frees leases ends here, once the catalog has it (a
+    release, a sweep of stale leases, a network removed): a DNS responder
+    whose network has no lease left goes now (network.dns). One listdir
+    when no responder runs. (`network_names`: the networks changed, where
+    known; every responder is looked at anyway.)"""
+    from overlayctl.network import dns
+
+    dns.leases_changed(store)
 
 
 def _remove_stale_claim(path: str) -> None:

@@ -164,11 +164,12 @@ def remove_network(store: Store, name: str) -> str:
         raise ConflictError(f"{network.name} is a pre-defined network and cannot be removed")
     release_stale(store)
     nets.remove(network.name)
-    from overlayctl.network import dns, netlink
+    from overlayctl.network import netlink
+    from overlayctl.network.leases import leases_changed
 
-    # Its responder (if still looking) goes before its address does, so a
-    # network made at once on the same subnet can bind port 53 again.
-    dns.leases_changed(store)
+    # Its DNS responder (if still looking) goes before its address does, so
+    # a network made at once on the same subnet can bind port 53 again.
+    leases_changed(store, {network.name})
 
     netlink.delete_link(network.bridge, "bridge")
     return network.name
