@@ -122,12 +122,11 @@ def _spawn(paths: Paths, network: Network) -> None:
             os._exit(0)
     os.close(ready_w)
     os.waitpid(child, 0)
+    import time
+
     try:
         message = b""
-        deadline_left = START_TIMEOUT
-        import time
-
-        end = time.monotonic() + deadline_left
+        end = time.monotonic() + START_TIMEOUT
         while True:
             left = end - time.monotonic()
             if left <= 0 or not select.select([ready_r], [], [], left)[0]:
