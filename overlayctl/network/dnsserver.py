@@ -5,8 +5,9 @@ it binds UDP port 53 on the network's gateway address, gives up every
 capability, and then answers the containers of that network:
 
 - A queries for a container's name, its 12-character short ID and its
-  network aliases (`Lease.aliases`), for every container holding a lease on
-  this network, read from the catalog; AAAA and other types for those
+  network aliases (`Lease.aliases`), each also followed by the network's
+  name ("db.app"), for every container holding a lease on this network,
+  read from the catalog; AAAA and other types for those
   names get an empty answer (the name exists, with no such record);
 - PTR queries for addresses of the network's subnet (NXDOMAIN for one that
   is not leased: private reverse names never leave the host);
@@ -189,6 +190,9 @@ class Responder:
         self.refresh()
         name = str(q.qname).lower().rstrip(".")
         addresses = self.records.by_name.get(name)
+        suffix = "." + self.network.lower()
+        if addresses is None and name.endswith(suffix):
+            addresses = self.records.by_name.get(name[: -len(suffix)])  # "db.app", as Docker answers
         reply = request.reply()
         if addresses is not None:
             if q.qtype in (QTYPE.A, QTYPE.ANY):

@@ -123,6 +123,7 @@ def test_containers_find_each_other_by_name_alias_and_short_id(dns):
     assert _lookup(cli, run, "db") == [db_ip]
     assert _lookup(cli, run, "DB.") == [db_ip]
     assert _lookup(cli, run, db[:12]) == [db_ip]
+    assert _lookup(cli, run, "db.app") == [db_ip]
     # the reverse name of its address; an address of the subnet nobody holds is not forwarded
     out = cli(*run, "sh", "-c", f"nslookup {db_ip}; nslookup {gateway[:-1]}77").stdout.decode()
     assert "in-addr.arpa\tname = db\n" in out and "NXDOMAIN" in out
