@@ -1,8 +1,8 @@
 """The DNS responder of one user-defined network: a small process of its own.
 
 Started by network.dns (never imported on the run path: it loads dnslib),
-it binds UDP port 53 on the network's gateway address, gives up every
-capability, and then answers the containers of that network:
+it binds port 53 (UDP and TCP) on the network's gateway address, gives up
+every capability, and then answers the containers of that network:
 
 - A queries for a container's name, its 12-character short ID and its
   network aliases (`Lease.aliases`), each also followed by the network's
@@ -15,6 +15,10 @@ capability, and then answers the containers of that network:
   own `--dns` servers, else the host's (network.etcfiles.host_resolv_conf:
   systemd-resolved's stub is replaced by its upstreams, as Docker does);
   on an --internal network, nothing is (REFUSED).
+
+A TCP client (one whose answer was too large for a datagram) gets a thread
+of its own, at most MAX_TCP at once, idle at most TCP_IDLE seconds; what it
+asks that is not a name here is forwarded over TCP too.
 
 The catalog is read again whenever it changed (SQLite's data_version, a
 few microseconds to ask), so a start, a stop, a connect or a disconnect
@@ -54,6 +58,8 @@ TTL = 0  # the catalog is the truth: a leave must show at once
 MAX_DATAGRAM = 4096
 MAX_PENDING = 256
 UPSTREAM_TIMEOUT = 2.0  # seconds per upstream before the next one
+MAX_TCP = 16  # TCP clients served at once; more are closed
+TCP_IDLE = 5.0  # seconds a TCP client may take to send its next query
 TICK = 0.5  # how often, idle, the catalog is looked at (a freed lease, a dead supervisor)
 READY = b"ok"
 
@@ -122,6 +128,10 @@ class Responder:
         self.resolv_stamp: tuple[float, int] | None = None
         self.host_upstreams: list[str] = []
         self.sock: socket.socket | None = None
+        self.tcp: socket.socket | None = None
+        import threading
+
+        self.tcp_slots = threading.BoundedSemaphore(MAX_TCP)
         self.recheck = False
         self.stop = False
         self.internal = False  # `network create --internal`: no way out, names only
@@ -174,6 +184,18 @@ class Responder:
     def handle(self, data: bytes, client: tuple[str, int]) -> bytes | None:
         """The answer to one datagram from a container, None to send none
         (dropped, or forwarded: the answer comes later)."""
+        answer = self.answer(data, client, fresh=True)
+        if isinstance(answer, tuple):
+            self.forward(data, client, answer)
+            return None
+        return answer
+
+    def answer(self, data: bytes, client: tuple[str, int], fresh: bool) -> bytes | tuple[str, int] | None:
+        """The answer to one query from this network: the reply, None to
+        send none, or the question (name, type) when it is to be forwarded.
+        `fresh`: look at the catalog first (the main thread only: the
+        catalog's connection is its own; TCP threads use the names as last
+        read, at most TICK old)."""
         if len(data) < 12 or data[2] & 0x80:
             return None  # too short for a header, or a response: never answer those
         if ipaddress.IPv4Address(client[0]) not in self.subnet:
@@ -187,7 +209,8 @@ class Responder:
         if len(request.questions) != 1:
             return _error_reply(data, RCODE.FORMERR)
         q = request.q
-        self.refresh()
+        if fresh:
+            self.refresh()
         name = str(q.qname).lower().rstrip(".")
         addresses = self.records.by_name.get(name)
         suffix = "." + self.network.lower()
@@ -207,8 +230,7 @@ class Responder:
                 if not reply.rr:
                     reply.header.rcode = RCODE.NXDOMAIN
                 return reply.pack()
-        self.forward(data, client, (name, q.qtype))
-        return None
+        return (name, q.qtype)
 
     def forward(self, data: bytes, client: tuple[str, int], question: tuple[str, int]) -> None:
         if self.internal:
@@ -275,6 +297,74 @@ class Responder:
         except OSError:
             pass  # the client is gone, or its buffer is full: it will retry
 
+    # -- TCP ---------------------------------------------------------------------
+
+    def accept(self) -> None:
+        """Take every waiting connection: one thread each, at most
+        MAX_TCP at once (more are closed at once), only from this network."""
+        import threading
+
+        assert self.tcp is not None
+        while True:
+            try:
+                conn, client = self.tcp.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if ipaddress.IPv4Address(client[0]) not in self.subnet or not self.tcp_slots.acquire(blocking=False):
+                conn.close()
+                continue
+            threading.Thread(target=self.serve_tcp, args=(conn, client), daemon=True).start()
+
+    def serve_tcp(self, conn: socket.socket, client: tuple[str, int]) -> None:
+        """One TCP client: length-prefixed queries until it closes, idles
+        TCP_IDLE seconds, or sends something that is not a query."""
+        try:
+            conn.settimeout(TCP_IDLE)
+            while True:
+                head = _recv_exact(conn, 2)
+                size = int.from_bytes(head, "big") if head else 0
+                query = _recv_exact(conn, size) if size >= 12 else b""
+                if not query:
+                    return
+                answer = self.answer(query, client, fresh=False)
+                if isinstance(answer, tuple):
+                    answer = self.forward_tcp(query, client, answer)
+                if answer is None:
+                    return
+                conn.sendall(len(answer).to_bytes(2, "big") + answer)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+            self.tcp_slots.release()
+
+    def forward_tcp(self, query: bytes, client: tuple[str, int], question: tuple[str, int]) -> bytes:
+        """Forward over TCP (a client on TCP wants an answer too large for a
+        datagram), upstream after upstream; SERVFAIL when none answers."""
+        if self.internal:
+            return _error_reply(query, RCODE.REFUSED)
+        for upstream in self.upstreams(client[0]):
+            sent_id = secrets.token_bytes(2)
+            try:
+                with socket.create_connection((upstream, 53), timeout=UPSTREAM_TIMEOUT) as up:
+                    up.sendall(len(query).to_bytes(2, "big") + sent_id + query[2:])
+                    head = _recv_exact(up, 2)
+                    data = _recv_exact(up, int.from_bytes(head, "big")) if head else b""
+            except OSError:
+                continue
+            if len(data) < 12 or data[:2] != sent_id or not data[2] & 0x80:
+                continue
+            try:
+                q = DNSRecord.parse(data).q
+                if (str(q.qname).lower().rstrip("."), q.qtype) != question:
+                    continue
+            except (DNSError, ValueError, IndexError, UnicodeError, AttributeError):
+                continue
+            return query[:2] + data[2:]
+        return _error_reply(query, RCODE.SERVFAIL)
+
     # -- the loop ---------------------------------------------------------------
 
     def serve(self, wake: socket.socket, lock_path: str, pid_fd: int, pid_path: str) -> None:
@@ -284,6 +374,8 @@ class Responder:
             now = time.monotonic()
             timeout = min([next_check] + [p.deadline for p in self.pending.values()]) - now
             readable = [self.sock, wake] + [p.sock for p in self.pending.values() if p.sock is not None]
+            if self.tcp is not None:
+                readable.append(self.tcp)
             try:
                 ready, _, _ = select.select(readable, [], [], max(0.0, timeout))
             except InterruptedError:
@@ -291,6 +383,8 @@ class Responder:
             for sock in ready:
                 if sock is self.sock:
                     self.receive()
+                elif sock is self.tcp:
+                    self.accept()
                 elif sock is wake:
                     try:
                         wake.recv(64)
@@ -345,6 +439,18 @@ class Responder:
             lockfile.unlock_and_remove(lock_path, fd)
 
 
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    """`size` bytes from a stream, b"" if it ends first."""
+    chunks, left = [], size
+    while left:
+        chunk = sock.recv(left)
+        if not chunk:
+            return b""
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 def _usable_upstream(server: str, ours: set[str]) -> bool:
     try:
         address = ipaddress.ip_address(server)
@@ -371,6 +477,27 @@ def _error_reply(query: bytes, rcode: int) -> bytes:
 
 
 # -- the process ----------------------------------------------------------------
+
+
+def _bound(kind: int, address: str) -> socket.socket:
+    """A non-blocking socket bound to `address` port 53."""
+    sock = socket.socket(socket.AF_INET, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+    if kind == socket.SOCK_STREAM:
+        # A new responder must bind again while its predecessor's closed
+        # connections sit in TIME_WAIT (it still refuses a second listener).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address, 53))
+    except OSError as exc:
+        sock.close()
+        reason = (
+            "another DNS server listens there; make it bind only its own addresses (dnsmasq: bind-interfaces)"
+            if exc.errno == errno.EADDRINUSE
+            else exc.strerror
+        )
+        what = "TCP" if kind == socket.SOCK_STREAM else "UDP"
+        raise OSError(exc.errno, f"cannot bind {address}:53 ({what}: {reason})") from None
+    return sock
 
 
 def _drop_privileges() -> None:
@@ -406,18 +533,9 @@ def main(argv: list[str]) -> int:
         os.ftruncate(pid_fd, 0)
         os.write(pid_fd, f"{os.getpid()}\n".encode())
         responder = Responder(paths, network, address, subnet)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-        try:
-            sock.bind((address, 53))
-        except OSError as exc:
-            reason = (
-                "another DNS server listens there; make it bind only its own addresses "
-                "(dnsmasq: bind-interfaces)"
-                if exc.errno == errno.EADDRINUSE
-                else exc.strerror
-            )
-            raise OSError(exc.errno, f"cannot bind {address}:53 ({reason})") from None
-        responder.sock = sock
+        responder.sock = _bound(socket.SOCK_DGRAM, address)
+        responder.tcp = _bound(socket.SOCK_STREAM, address)
+        responder.tcp.listen(MAX_TCP)
         responder.refresh()
         _drop_privileges()
     except Exception as exc:  # noqa: BLE001 - reported to the starter, which says it in one line

@@ -441,3 +441,82 @@ def test_port_53_taken_on_the_gateway_fails_the_start_with_one_line(dns):
         assert "another DNS server listens there" in err
         assert dns.leases() == [] and not _responders(cli)
     assert cli.ok("run", "--rm", "--network", "app", "bb:1", "echo", "ok") == "ok\n"
+
+
+def _tcp_query(address: str, name: str, timeout: float = 5.0, sock=None) -> bytes:
+    """One query over TCP (length-prefixed), its answer."""
+    from dnslib import DNSRecord
+
+    query = DNSRecord.question(name).pack()
+    s = sock or socket.create_connection((address, 53), timeout=timeout)
+    try:
+        s.sendall(len(query).to_bytes(2, "big") + query)
+        head = s.recv(2)
+        size = int.from_bytes(head, "big")
+        data = b""
+        while len(data) < size:
+            chunk = s.recv(size - len(data))
+            if not chunk:
+                break
+            data += chunk
+        return data
+    finally:
+        if sock is None:
+            s.close()
+
+
+def test_tcp_names_limits_and_forwarding(net, tmp_path, outside_world):  # noqa: F811
+    from dnslib import DNSRecord
+
+    cli = net.cli
+    spare = ipaddress.IPv4Network(net.spare)
+    gateway = str(spare.network_address + 1)
+    _resolv(cli, tmp_path, outside_world.address)
+    cli.ok("network", "create", "--subnet", net.spare, "app")
+    # A DNS server on TCP in the outside world (the world's own serves UDP).
+    server_code = (
+        "import socket\n"
+        "from dnslib import DNSRecord, RR, A, QTYPE\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind(('0.0.0.0', 53)); s.listen(4); print('ready', flush=True)\n"
+        "while True:\n"
+        "    c, _ = s.accept(); size = int.from_bytes(c.recv(2), 'big'); q = DNSRecord.parse(c.recv(size))\n"
+        "    r = q.reply(); r.add_answer(RR(q.q.qname, QTYPE.A, rdata=A('198.51.100.99'), ttl=60))\n"
+        "    p = r.pack(); c.sendall(len(p).to_bytes(2, 'big') + p); c.close()\n"
+    )
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", outside_world.netns, "/opt/overlayctl/venv/bin/python", "-c", server_code],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        cli.ok("run", "-d", "--name", "db", "--network", "app", "bb:1", "sleep", "60")
+        ip = net.inspect("db")["NetworkSettings"]["IPAddress"]
+        answer = DNSRecord.parse(_tcp_query(gateway, "db"))
+        assert [str(rr.rdata) for rr in answer.rr] == [ip]
+        # Several queries on one connection.
+        with socket.create_connection((gateway, 53), timeout=5) as s:
+            for _ in range(3):
+                assert [str(rr.rdata) for rr in DNSRecord.parse(_tcp_query(gateway, "db", sock=s)).rr] == [ip]
+        # Forwarded over TCP.
+        answer = DNSRecord.parse(_tcp_query(gateway, "big.example.test"))
+        assert [str(rr.rdata) for rr in answer.rr] == ["198.51.100.99"]
+        # At most 16 clients at once: the 17th is closed at once, and UDP still answers.
+        idle = [socket.create_connection((gateway, 53), timeout=5) for _ in range(16)]
+        try:
+            time.sleep(0.2)
+            extra = socket.create_connection((gateway, 53), timeout=5)
+            assert extra.recv(1) == b""
+            extra.close()
+            assert _lookup(cli, ["exec", "db"], "db") == [ip]
+        finally:
+            for s in idle:
+                s.close()
+        time.sleep(0.2)
+        assert [str(rr.rdata) for rr in DNSRecord.parse(_tcp_query(gateway, "db")).rr] == [ip]
+    finally:
+        server.kill()
+        server.wait()
+        cli("rm", "-f", "db")
+        assert _wait(lambda: not _responders(cli))
