@@ -297,6 +297,16 @@ def test_hostile_datagrams_do_not_stop_the_responder(dns):
                 replies.append(s.recv(4096))
         except TimeoutError:
             pass
+    # Over TCP: garbage, a zero length, a length promising more than comes.
+    for stream in [os.urandom(300), b"\x00\x00", b"\xff\xff" + os.urandom(100), b"\x00\x20" + os.urandom(32)]:
+        with socket.create_connection((gateway, 53), timeout=2) as t:
+            t.sendall(stream)
+            t.shutdown(socket.SHUT_WR)
+            try:
+                while t.recv(4096):
+                    pass
+            except (TimeoutError, ConnectionResetError):
+                pass
     # Nothing answered a response (no loops, no reflection), every answer is a response.
     assert all(r[2] & 0x80 for r in replies)
     assert not _gone(pid) and _responders(cli) == {dns.network("app")["Id"][:12]: pid}
