@@ -196,3 +196,9 @@ class Paths:
     @property
     def layers_lock(self) -> str:
         return os.path.join(self.root, "layers.lock")
+
+    def dns_dir(self, network_id: str) -> str:
+        """A user-defined network's DNS responder: its pid file (flock'd by
+        the responder for its whole life) and the lock that orders starting
+        it against its exit (network.dns)."""
+        return os.path.join(self.runroot, "dns", network_id[:12])

@@ -43,6 +43,7 @@ _HOST_KEYS = (
     "restart", "log_driver", "log_opt", "stop_signal", "stop_timeout", "device",
     "publish", "publish_all", "expose",
     "network_alias", "mac_address",
+    "dns", "dns_search", "dns_option", "add_host",
 )
 
 

@@ -78,6 +78,10 @@ CREATE_OPTIONS = (
     Opt(("--expose",), "expose", "multi", "expose a port (or a range) without publishing it", "PORT[/PROTO]"),
     Opt(("--network-alias",), "network_alias", "multi", "another name on a user-defined network", "NAME"),
     Opt(("--mac-address",), "mac_address", "value", "MAC address of eth0 (e.g. 02:42:0a:00:00:09)", "MAC"),
+    Opt(("--dns",), "dns", "multi", "set a nameserver (on a user-defined network: where other names go)", "IP"),
+    Opt(("--dns-search",), "dns_search", "multi", "set a DNS search domain", "DOMAIN"),
+    Opt(("--dns-option",), "dns_option", "multi", "set a resolv.conf option (e.g. ndots:2)", "OPT"),
+    Opt(("--add-host",), "add_host", "multi", "add a line to /etc/hosts (NAME:IP or NAME:host-gateway)", "NAME:IP"),
 )
 
 RUN_OPTIONS = CREATE_OPTIONS + (

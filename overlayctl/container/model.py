@@ -458,6 +458,10 @@ class HostConfig(Record):
         "mounts",
         "port_bindings",
         "publish_all_ports",
+        "dns",
+        "dns_search",
+        "dns_options",
+        "extra_hosts",
     )
 
     def __init__(
@@ -478,6 +482,10 @@ class HostConfig(Record):
         mounts: list[Mount] | None = None,
         port_bindings: dict[str, Any] | None = None,
         publish_all_ports: bool = False,
+        dns: list[str] | None = None,
+        dns_search: list[str] | None = None,
+        dns_options: list[str] | None = None,
+        extra_hosts: list[str] | None = None,
     ) -> None:
         self._init_record()
         self.auto_remove = auto_remove  # --rm
@@ -497,6 +505,10 @@ class HostConfig(Record):
         self.mounts = mounts
         self.port_bindings = port_bindings  # -p: {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}
         self.publish_all_ports = publish_all_ports  # -P
+        self.dns = dns  # --dns: nameservers (on a user-defined network, the responder's upstreams)
+        self.dns_search = dns_search  # --dns-search
+        self.dns_options = dns_options  # --dns-option
+        self.extra_hosts = extra_hosts  # --add-host, as given: "NAME:IP" or "NAME:host-gateway"
 
     @property
     def network(self) -> str:
@@ -532,6 +544,10 @@ HostConfig.FIELDS = (
     _Field("mounts", "Mounts", record=Mount, many=True),
     _Field("port_bindings", "PortBindings"),
     _Field("publish_all_ports", "PublishAllPorts"),
+    _Field("dns", "Dns"),
+    _Field("dns_search", "DnsSearch"),
+    _Field("dns_options", "DnsOptions"),
+    _Field("extra_hosts", "ExtraHosts"),
 )
 
 

@@ -38,7 +38,7 @@ def acquire(store: Store, container: Container, spec: ContainerSpec, held: Held)
         from overlayctl.runtime.cgroups.freezer import Freezer
 
         Freezer(container.id).remove()  # left by a supervisor that was killed
-    if spec.network not in ("none", "host"):
+    if spec.network not in ("none", "host") or hc.dns or hc.dns_search or hc.dns_options or hc.extra_hosts:
         from overlayctl.network import attach, leases
 
         leases.release_stale(store)

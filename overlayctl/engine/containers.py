@@ -257,6 +257,7 @@ def _host_config(opts: CreateOptions, store: Store) -> HostConfig:
 
         hc.resources = parse_limits(*(host.get(k) for k in limit_keys)).to_resources()
         hc.limits = LimitOptions(*(host.get(k) or None for k in limit_keys))
+    _dns_config(hc, host)
     return hc
 
 
@@ -273,6 +274,22 @@ def _networking_config(opts: CreateOptions, store: Store, hc: HostConfig) -> Net
     endpoint = attach.endpoint_request(hc.ip_address, aliases, mac)
     attach.check_endpoint(store, hc.network_mode, endpoint)
     return NetworkingConfig({hc.network_mode: endpoint})
+
+
+def _dns_config(hc: HostConfig, host: dict[str, Any]) -> None:
+    """HostConfig.Dns, DnsSearch, DnsOptions and ExtraHosts, checked now."""
+    if not any(host.get(k) for k in ("dns", "dns_search", "dns_option", "add_host")):
+        return
+    from overlayctl.network import resolvopts
+
+    if host.get("dns"):
+        hc.dns = resolvopts.check_dns(list(host["dns"]))
+    if host.get("dns_search"):
+        hc.dns_search = resolvopts.check_dns_search(list(host["dns_search"]))
+    if host.get("dns_option"):
+        hc.dns_options = resolvopts.check_dns_options(list(host["dns_option"]))
+    if host.get("add_host"):
+        hc.extra_hosts = resolvopts.check_extra_hosts(list(host["add_host"]))
 
 
 def _devices(values: list[str]) -> list[Device]:

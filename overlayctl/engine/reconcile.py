@@ -29,6 +29,9 @@ def reconcile_store(store: Store) -> list[str]:
             remove(store, container, force=True, volumes=True)
             report.append(f"removed: {container.name} ({container.short_id}), started with --rm")
     leases.release_stale(store)
+    from overlayctl.network.attach import restart_names
+
+    report += [f"DNS responder started: network {name}" for name in restart_names(store)]
     running = {c.id for c in containers if c.status not in (CREATED, EXITED)}
     report += [f"cgroup removed: {cid[:12]}" for cid in remove_stale(running)]
     staging.sweep(store.paths.tmp)

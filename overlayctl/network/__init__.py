@@ -20,4 +20,9 @@
   Docker stores them (pure).
 - `ports`: published host ports chosen, claimed host-wide, recorded and
   released.
+- `dns`, `dnsserver`: the DNS responder of each user-defined network
+  (names from the catalog's leases, the rest forwarded), started by the
+  first container on it and gone with the last; `resolvopts`: --dns,
+  --dns-search, --dns-option and --add-host.
+- `lockfile`: lock files their last holder removes.
 """

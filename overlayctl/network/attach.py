@@ -161,6 +161,8 @@ class NetworkPlan:
         with netlink.Rtnl() as rtnl:
             for attachment in self.attachments:
                 attachment.plug(rtnl, pid, self.container_id)
+        for attachment in self.attachments:
+            start_names(self.store, attachment.network)
         if self.settings is not None:
             self.settings.sandbox_key = f"/proc/{pid}/ns/net"
         if self.ports:
@@ -206,6 +208,35 @@ def _release_ports(store: Store, container_id: str) -> None:
         from overlayctl.network import ports
 
         ports.release(store, container_id)
+
+
+def start_names(store: Store, network: Network) -> None:
+    """The start path's DNS step, once the bridge exists: the network's
+    responder, started by its first container (network.dns)."""
+    from overlayctl.network import dns
+
+    if has_names(network):
+        dns.ensure_responder(store.paths, network)
+
+
+def has_names(network: Network) -> bool:
+    """Whether containers on `network` resolve each other by name: every
+    user-defined network, not the default bridge (as in Docker)."""
+    return network.name != manage.DEFAULT_NETWORK
+
+
+def restart_names(store: Store) -> list[str]:
+    """For `system reconcile`: start the responder of every user-defined
+    network that has leases but none (it was killed); the networks' names."""
+    from overlayctl.network import dns
+
+    started = []
+    for network in leases.networks(store).list():
+        if has_names(network) and leases.networks(store).leases(network=network.name):
+            if dns.responder_pid(store.paths, network.id) is None:
+                dns.ensure_responder(store.paths, network)
+                started.append(network.name)
+    return started
 
 
 def check(store: Store, network: str, ip: str | None) -> None:
@@ -301,7 +332,8 @@ def prepare(
 
                 published = ports.publish(store, container, primary.lease.address)
         addresses = [address for a in attachments for address in a.addresses()]
-        etcfiles.write_files(directory, _etc_contents(mode, addresses, hostname, container.name))
+        contents = _etc_contents(mode, primary.network if primary else None, addresses, hostname, container)
+        etcfiles.write_files(directory, contents)
         mounts = [Mount("bind", os.path.join(directory, name), "/etc/" + name) for name in etcfiles.FILES]
         first = attachments[0] if attachments else None
         primary_ip = wanted[first.network.name].ip if first is not None else None
@@ -371,19 +403,44 @@ def _choose_and_claim(bridge: Network, taken: set[str], wanted: str | None, lock
         taken.add(address)
 
 
-def _etc_contents(mode: str, addresses: list[str], hostname: str, name: str) -> dict[str, str]:
+def _etc_contents(
+    mode: str, bridge: Network | None, addresses: list[str], hostname: str, container: Container
+) -> dict[str, str]:
+    """/etc/hosts, hostname and resolv.conf of a container whose primary
+    network (eth0's) is `bridge` and whose addresses are `addresses`."""
+    from overlayctl.network import resolvopts
+
+    hc = container.config.host
+    extra = resolvopts.host_lines(hc.extra_hosts or [], _host_gateway(bridge)) if hc.extra_hosts else []
     if mode == "host":
         # The host's own files: its loopback resolver is reachable from here.
+        hosts = _read_or("/etc/hosts", etcfiles.HOSTS_PREAMBLE)
         return {
-            "hosts": _read_or("/etc/hosts", etcfiles.HOSTS_PREAMBLE),
+            "hosts": hosts + "".join(f"{ip}\t{name}\n" for ip, name in extra),
             "hostname": etcfiles.hostname_content(hostname),
-            "resolv.conf": etcfiles.host_resolv_conf(),
+            "resolv.conf": resolvopts.resolv_conf(etcfiles.host_resolv_conf(), hc.dns, hc.dns_search, hc.dns_options),
         }
+    responder = bridge.gateway if bridge is not None and has_names(bridge) else None
+    if responder is not None or hc.dns:
+        base = etcfiles.host_resolv_conf()  # only its search and options lines are kept
+    else:
+        base = etcfiles.resolv_content(etcfiles.host_resolv_conf())
     return {
-        "hosts": etcfiles.hosts_content(addresses, hostname, [name]),
+        "hosts": etcfiles.hosts_content(addresses, hostname, [container.name], extra),
         "hostname": etcfiles.hostname_content(hostname),
-        "resolv.conf": etcfiles.resolv_content(etcfiles.host_resolv_conf()),
+        "resolv.conf": resolvopts.resolv_conf(base, hc.dns, hc.dns_search, hc.dns_options, responder),
     }
+
+
+def _host_gateway(bridge: Network | None) -> str:
+    """What --add-host NAME:host-gateway means: the host's address on the
+    container's own bridge; with host or none, the default bridge's gateway
+    (Docker's rule: the default bridge's address, whatever the network)."""
+    if bridge is not None:
+        return bridge.gateway
+    from overlayctl.network.ipam import gateway_for, parse_subnet
+
+    return str(gateway_for(parse_subnet(manage.default_settings()[1]), None))
 
 
 def _read_or(path: str, default: str) -> str:

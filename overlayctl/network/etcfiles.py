@@ -26,11 +26,15 @@ SYSTEMD_RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
 FILES = ("hosts", "hostname", "resolv.conf")
 
 
-def hosts_content(addresses: list[str], hostname: str, aliases: list[str]) -> str:
-    """The localhost lines, then "<address> <hostname> <aliases...>" for each
-    address of the container's own (one per network it is on, as Docker
-    adds a line when a container joins a network and drops it when it leaves)."""
-    return HOSTS_PREAMBLE + "".join(hosts_line(address, hostname, aliases) for address in addresses if address)
+def hosts_content(
+    addresses: list[str], hostname: str, aliases: list[str], extra: list[tuple[str, str]] | None = None
+) -> str:
+    """The localhost lines, the `extra` (address, name) lines of --add-host,
+    then "<address> <hostname> <aliases...>" for each address of the
+    container's own (one per network it is on, as Docker adds a line when a
+    container joins a network and drops it when it leaves): Docker's order."""
+    text = HOSTS_PREAMBLE + "".join(f"{ip}\t{name}\n" for ip, name in extra or [])
+    return text + "".join(hosts_line(address, hostname, aliases) for address in addresses if address)
 
 
 def hosts_line(address: str, hostname: str, aliases: list[str]) -> str:
@@ -100,11 +104,20 @@ def resolv_content(host_text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+HOST_RESOLV_CONF = "/etc/resolv.conf"
+
+
+def host_resolv_path() -> str:
+    """The host's resolver file: /etc/resolv.conf, or OVERLAYCTL_RESOLV_CONF
+    (tests point it at a file of their own; the host's is never touched)."""
+    return os.environ.get("OVERLAYCTL_RESOLV_CONF") or HOST_RESOLV_CONF
+
+
 def host_resolv_conf(read=None) -> str:  # type: ignore[no-untyped-def]
     """The host's resolver configuration. Behind systemd-resolved's stub
     (127.0.0.53, unreachable from a container), its upstream file."""
     read = read or _read
-    text = read("/etc/resolv.conf")
+    text = read(host_resolv_path())
     if _nameservers(text) == [SYSTEMD_RESOLVED_STUB]:
         upstream = read(SYSTEMD_RESOLVED_UPSTREAM)
         if upstream:

@@ -64,6 +64,7 @@ def connect(store: Store, network_text: str, container_text: str, ip: str | None
         raise
     if pid:
         leases.leases_changed(store, {network.name})
+        attach.start_names(store, network)  # its first container may be this one
 
 
 def disconnect(store: Store, network_text: str, container_text: str, force: bool = False) -> None:

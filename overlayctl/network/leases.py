@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from overlayctl.network import etcfiles
+from overlayctl.network.lockfile import lock_held, take_lock, unlock_and_remove  # noqa: F401 - used here and through here
 from overlayctl.store.networks import NetworkStore
 
 TYPE_CHECKING = False
@@ -36,24 +37,6 @@ def claim_path(bridge_device: str, address: str) -> str:
 def lease_claim_path(store: Store, lease: Lease) -> str:
     network = networks(store).find(lease.network)
     return claim_path(network.bridge if network is not None else lease.network, lease.address)
-
-
-def lock_held(path: str) -> bool:
-    """Whether some process holds the lock file `path` (a container's
-    network.lock): a shared lock that cannot be had, for an instant."""
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def claim(path: str, holder: str) -> bool:
@@ -104,55 +87,6 @@ def _take_briefly(path: str) -> int | None:
     return None
 
 
-def leases_changed(store: Store, network_names: set[str]) -> None:
-    """Every change to the leases of the networks named (a start, a stop, a
-    connect, a disconnect, a lease freed as stale) ends here, once the
-    catalog has it: what serves a network from its leases (its names)
-    follows from here."""
-
-
-def take_lock(path: str, block: bool) -> int | None:
-    """Take a lock file (a container's network.lock, an address's claim);
-    None if another process holds it and `block` is false. The last holder
-    unlinks the file, so a lock taken on a file that is no longer there is
-    dropped and taken again."""
-    import fcntl
-
-    directory = os.path.dirname(path)
-    while True:
-        os.makedirs(directory, 0o755, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            continue  # the directory went between makedirs and open
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            return fd
-        os.close(fd)
-
-
-def unlock_and_remove(path: str, fd: int) -> None:
-    """Let go of a lock file taken by `take_lock`, and of its directory if that
-    is now empty."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    os.close(fd)
-    try:
-        os.rmdir(os.path.dirname(path))
-    except OSError:
-        pass
-
-
 def release_stale(store: Store) -> None:
     """Free the leases nobody holds any more (their supervisor is gone, e.g.
     SIGKILLed), delete veth ends whose container is not running, and the
@@ -166,6 +100,7 @@ def release_stale(store: Store) -> None:
         fd = take_lock(lock, block=False)
         if fd is None:
             continue  # its supervisor is alive: the lease is held
+        freed: list[Lease] = []
         try:
             if container_id in publishers:
                 from overlayctl.network import ports
@@ -181,6 +116,17 @@ def release_stale(store: Store) -> None:
             leases_changed(store, {lease.network for lease in freed})
     _sweep_veths(store)
     _sweep_removed(store)
+
+
+def leases_changed(store: Store, network_names: set[str]) -> None:
+    """Every place that frees leases ends here, once the catalog has it (a
+    release, a sweep of stale leases, a network removed): a DNS responder
+    whose network has no lease left goes now (network.dns). One listdir
+    when no responder runs. (`network_names`: the networks changed, where
+    known; every responder is looked at anyway.)"""
+    from overlayctl.network import dns
+
+    dns.leases_changed(store)
 
 
 def _sweep_veths(store: Store) -> None:

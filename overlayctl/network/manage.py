@@ -208,6 +208,11 @@ def remove_network(store: Store, name: str) -> str:
     release_stale(store)
     nets.remove(network.name)
     from overlayctl.network import netlink
+    from overlayctl.network.leases import leases_changed
+
+    # Its DNS responder (if still looking) goes before its address does, so
+    # a network made at once on the same subnet can bind port 53 again.
+    leases_changed(store, {network.name})
 
     netlink.delete_link(network.bridge, "bridge")
     return network.name

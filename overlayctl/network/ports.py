@@ -29,6 +29,7 @@ import os
 
 from overlayctl.errors import ConflictError, KernelError
 from overlayctl.network import firewall, portspec
+from overlayctl.network.lockfile import lock_held
 from overlayctl.store.networks import PublishedPort
 
 TYPE_CHECKING = False
@@ -74,23 +75,6 @@ def claim_path(protocol: str, host_ip: str, port: int) -> str:
     return os.path.join(CLAIM_DIR, protocol, str(port), host_ip or _ANY)
 
 
-def _lock_held(path: str) -> bool:
-    """Whether some process holds the flock on `path` (a network lock)."""
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def _read(path: str) -> str | None:
     try:
         with open(path) as f:
@@ -114,7 +98,7 @@ def _claimed_elsewhere(protocol: str, host_ip: str, port: int, owner: str) -> bo
         holder = _read(path)
         if holder == owner:
             continue  # our own, from an earlier start: taken over below
-        if holder and _lock_held(holder):
+        if holder and lock_held(holder):
             return True
         _remove_claim(path)
     return False

@@ -273,6 +273,27 @@ class NetworkStore:
             self.conn.execute(f"DELETE FROM leases WHERE {where}", args)
         return [Lease.from_row(row) for row in rows]
 
+    # Names (the per-network DNS responder reads these)
+
+    def names(self, network: str) -> builtins.list[tuple[str, str, str, builtins.list[str], str]]:
+        """(address, container ID, container name, aliases, config JSON) of
+        every lease on `network`: what its DNS responder answers for."""
+        rows = self.conn.execute(
+            "SELECT l.address, l.container, l.aliases, c.name, c.config FROM leases l "
+            "LEFT JOIN containers c ON c.id = l.container WHERE l.network = ? ORDER BY l.address",
+            (network,),
+        ).fetchall()
+        return [(row[0], row[1], row[3] or "", jsonio.loads(row[2] or "[]"), row[4] or "{}") for row in rows]
+
+    def gateways(self) -> set[str]:
+        """Every network's gateway address (a responder never forwards to one:
+        that would be itself or another responder, a loop)."""
+        return {row[0] for row in self.conn.execute("SELECT gateway FROM networks")}
+
+    def data_version(self) -> int:
+        """SQLite's data_version: it changes when another connection commits,
+        so a long-lived reader knows, in microseconds, when to read again."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
 # Published ports ---------------------------------------------------------------
 
