@@ -28,7 +28,13 @@ class OverlayLayout:
     __slots__ = ("lowerdirs", "upperdir", "workdir")
 
     def __init__(self, lowerdirs: tuple[str, ...], upperdir: str, workdir: str) -> None:
-        self.lowerdirs = lowerdirs  # topmost first, as overlayfs orders them
+        # Topmost first, as overlayfs orders them, each directory once.
+        # Layers are stored once by content, so an image can hold the same
+        # layer twice (two RUN steps that change nothing, say); overlayfs
+        # refuses a directory that appears twice in the stack (ELOOP). The
+        # lower copy can be dropped: every path in it is in the upper copy
+        # too, with the same content, so it never shows through.
+        self.lowerdirs = tuple(dict.fromkeys(lowerdirs))
         self.upperdir = upperdir
         self.workdir = workdir
 

@@ -301,6 +301,19 @@ def test_build_from_scratch_and_quiet(cli, bb, tmp_path):
     assert result.returncode == 1 and b"empty image" in result.stderr
 
 
+def test_the_same_layer_twice_in_an_image_mounts_and_runs(cli, bb, tmp_path):
+    # Three RUN steps that change nothing make three identical (empty)
+    # layers, stored once: the stack names one directory three times, which
+    # overlayfs refuses (ELOOP) unless the repeats are dropped.
+    ctx = tmp_path / "ctx"
+    _write(ctx / "Dockerfile", "FROM bb:1\nRUN true\nRUN true\nRUN true\nRUN echo hi > /x\nRUN true\n")
+    cli.ok("build", "--network", "none", "--no-cache", "-t", "dup:1", str(ctx))
+    layers = _inspect_image(cli, "dup:1")["RootFS"]["Layers"]
+    assert len(layers) > len(set(layers))  # the same diff_id more than once
+    assert cli.ok("run", "--rm", "--network", "none", "dup:1", "cat", "/x") == "hi\n"
+    assert cli.ok("run", "--rm", "dup:1", "cat", "/x") == "hi\n"  # with the init layer on top
+
+
 def test_untouched_context_hits_without_reading_and_a_same_size_edit_misses(cli, bb, tmp_path):
     ctx = tmp_path / "ctx"
     target = _write(ctx / "data.txt", "aaaa\n")
