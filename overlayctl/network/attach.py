@@ -416,7 +416,7 @@ def _etc_contents(
         # The host's own files: its loopback resolver is reachable from here.
         hosts = _read_or("/etc/hosts", etcfiles.HOSTS_PREAMBLE)
         return {
-            "hosts": hosts + "".join(f"{ip}\t{name}\n" for ip, name in extra),
+            "hosts": hosts + etcfiles.extra_lines(extra),
             "hostname": etcfiles.hostname_content(hostname),
             "resolv.conf": resolvopts.resolv_conf(etcfiles.host_resolv_conf(), hc.dns, hc.dns_search, hc.dns_options),
         }

@@ -33,8 +33,13 @@ def hosts_content(
     then "<address> <hostname> <aliases...>" for each address of the
     container's own (one per network it is on, as Docker adds a line when a
     container joins a network and drops it when it leaves): Docker's order."""
-    text = HOSTS_PREAMBLE + "".join(f"{ip}\t{name}\n" for ip, name in extra or [])
+    text = HOSTS_PREAMBLE + extra_lines(extra or [])
     return text + "".join(hosts_line(address, hostname, aliases) for address in addresses if address)
+
+
+def extra_lines(extra: list[tuple[str, str]]) -> str:
+    """The /etc/hosts lines of --add-host: "<address>\t<name>" each."""
+    return "".join(f"{ip}\t{name}\n" for ip, name in extra)
 
 
 def hosts_line(address: str, hostname: str, aliases: list[str]) -> str:
