@@ -15,9 +15,11 @@ or, for a wider scope, as a context manager: `with OutsideWorld() as world:`.
 
 The world is a namespace named `octest-out-<random>` holding one end of a veth
 pair (`eth0` inside); the other end (`octo<random>`) stays on the host. Both
-ends are numbered from TEST-NET-2 (198.51.100.0/24, never a real address):
+ends are numbered from 198.18.0.0/24 (RFC 2544's benchmarking range, never
+a real address, and apart from the documentation ranges the tests give their
+networks, so a world up in one suite never overlaps a network another makes):
 each world takes one free /30 of it, so that several suites can run at once
-(the first world is 198.51.100.1 on the host and 198.51.100.2 inside). The
+(the first world is 198.18.0.1 on the host and 198.18.0.2 inside). The
 namespace has only its connected /30 route and no default route, so it
 cannot answer any container subnet: a container that reaches it proves the
 host masqueraded the container's traffic.
@@ -48,8 +50,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-# TEST-NET-2 (RFC 5737): documentation addresses, routed nowhere real.
-WORLD_RANGE = ipaddress.IPv4Network("198.51.100.0/24")
+# RFC 2544's benchmarking range: routed nowhere real, and used by no test's networks.
+WORLD_RANGE = ipaddress.IPv4Network("198.18.0.0/24")
 NETNS_PREFIX = "octest-out-"
 VETH_PREFIX = "octo"
 # Held while a world picks its /30 and numbers its veth, so two suites
