@@ -559,10 +559,15 @@ def main(argv: list[str]) -> int:
     responder.serve(wake_r, lock_path, pid_fd, pid_path)
     if responder.stop:
         lockfile.unlock_and_remove(pid_path, pid_fd)
-    try:
-        os.rmdir(directory)
-    except OSError:
-        pass
+    # The runroot's dns directory too when this was the last responder: the
+    # `rm` that asked it to look may have tried before this process let go.
+    for empty in (directory, os.path.dirname(directory)):
+        try:
+            os.rmdir(empty)
+        except FileNotFoundError:
+            continue  # the pid file's lock took it already
+        except OSError:
+            break
     return 0
 
 
