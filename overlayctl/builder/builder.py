@@ -39,6 +39,9 @@ DEFAULT_SHELL = ["/bin/sh", "-c"]
 _NOP = "/bin/sh -c #(nop) "
 # As BuildKit's: "default" is the default bridge, as for `run`.
 _SUPPORTED_NETWORKS = ("bridge", "default", "host", "none")
+# Flags the parser knows (BuildKit's frontend) that no step carries out yet:
+# refused with the instruction's line rather than ignored.
+_NOT_BUILT_FLAGS = frozenset({"mount", "security", "link", "exclude", "parents", "checksum", "keep-git-dir"})
 # What a RUN step on a bridge has bound over /etc (see _drop_placeholders).
 _ETC_FILES = ("hosts", "hostname", "resolv.conf")
 
@@ -259,6 +262,9 @@ class Builder:
 
     def _step(self, state: _State, ins: Instruction) -> _State:
         kw = ins.keyword
+        unbuilt = sorted(_NOT_BUILT_FLAGS & (set(ins.flags) | set(ins.repeated)))
+        if unbuilt:
+            raise self._fail(ins, f"--{unbuilt[0]} is not supported by overlayctl build yet")
         if kw == "ARG":
             # A global ARG named again inside the stage takes the global value as its default.
             if len(ins.args) == 1 and ins.args[0] in self.global_args:

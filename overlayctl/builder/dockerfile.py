@@ -38,15 +38,21 @@ KEYWORDS = frozenset(
     }
 )
 
-# The --flags each instruction accepts; any other flag is an error, as in Docker.
-# ADD has no --from in Docker: it only copies from the context or a URL.
+# The --flags each instruction accepts (BuildKit's Dockerfile frontend 1.x);
+# any other flag is an error, as in Docker. ADD has no --from in Docker: it
+# only copies from the context or a URL.
 _FLAGS: dict[str, frozenset[str]] = {
     "FROM": frozenset({"platform"}),
-    "RUN": frozenset({"network"}),
-    "COPY": frozenset({"chown", "chmod", "from"}),
-    "ADD": frozenset({"chown", "chmod"}),
+    "RUN": frozenset({"network", "mount", "security"}),
+    "COPY": frozenset({"chown", "chmod", "from", "link", "exclude", "parents"}),
+    "ADD": frozenset({"chown", "chmod", "link", "exclude", "checksum", "keep-git-dir"}),
     "HEALTHCHECK": frozenset({"interval", "timeout", "start-period", "start-interval", "retries"}),
 }
+# Flags that may be given more than once; their values are kept in order in
+# `Instruction.repeated`, not in `Instruction.flags`.
+_REPEATABLE = frozenset({"mount", "exclude"})
+# Flags that may stand alone (`COPY --link`); their bare form means "true".
+_BOOLEAN = frozenset({"link", "parents", "keep-git-dir"})
 
 # Directives are only recognised at the very top of the file; "syntax" and
 # "check" are known (so they do not end the directive block) but ignored here.
@@ -75,7 +81,7 @@ class Instruction:
     upper-cased), which is what a build prints as "Step 2/4 : COPY . /app".
     """
 
-    __slots__ = ("keyword", "original", "args", "json_form", "flags", "line")
+    __slots__ = ("keyword", "original", "args", "json_form", "flags", "line", "repeated", "heredocs")
 
     def __init__(
         self,
@@ -85,13 +91,21 @@ class Instruction:
         json_form: bool = False,
         flags: dict[str, str] | None = None,
         line: int = 0,
+        repeated: dict[str, list[str]] | None = None,
+        heredocs: list[Heredoc] | None = None,
     ) -> None:
         self.keyword = keyword
         self.original = original
         self.args = args
         self.json_form = json_form
+        # Flags given once, by name without the dashes; a bare boolean flag
+        # (`--link`) has the value "true".
         self.flags = flags if flags is not None else {}
         self.line = line
+        # Flags that may repeat (`--mount`, `--exclude`), every value in order.
+        self.repeated = repeated if repeated is not None else {}
+        # The here-documents the instruction's words name (`RUN <<EOF`), in order.
+        self.heredocs = heredocs if heredocs is not None else []
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Instruction):
@@ -103,8 +117,34 @@ class Instruction:
     def __repr__(self) -> str:
         return (
             f"Instruction({self.keyword!r}, {self.original!r}, {self.args!r}, json_form={self.json_form!r}, "
-            f"flags={self.flags!r}, line={self.line!r})"
+            f"flags={self.flags!r}, line={self.line!r}, repeated={self.repeated!r}, heredocs={self.heredocs!r})"
         )
+
+
+class Heredoc:
+    """A here-document (`<<EOF` ... `EOF`) an instruction carries.
+
+    `expand` is false when the delimiter was quoted (`<<"EOF"`, `<<'EOF'`):
+    then `$VAR` stays as written. `chomp` is true for `<<-`, whose body lines
+    lose their leading tabs (already removed from `content`)."""
+
+    __slots__ = ("name", "content", "expand", "chomp")
+
+    def __init__(self, name: str, content: str, expand: bool = True, chomp: bool = False) -> None:
+        self.name = name
+        self.content = content
+        self.expand = expand
+        self.chomp = chomp
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Heredoc):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Heredoc({self.name!r}, {self.content!r}, expand={self.expand!r}, chomp={self.chomp!r})"
 
 
 # ---------------------------------------------------------------------------
@@ -204,17 +244,28 @@ def _extract_flags(rest: str) -> tuple[list[str], str]:
         flags.append(text)
 
 
-def _parse_flags(words: list[str], keyword: str, path: str, line: int) -> dict[str, str]:
+def _parse_flags(words: list[str], keyword: str, path: str, line: int) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The flag words as (flags given once, repeatable flags' values)."""
     allowed = _FLAGS.get(keyword, frozenset())
     flags: dict[str, str] = {}
+    repeated: dict[str, list[str]] = {}
     for word in words:
-        name, _, value = word[2:].partition("=")
+        name, equals, value = word[2:].partition("=")
         if name not in allowed:
             raise DockerfileError(path, line, f"unknown flag: --{name}", keyword)
+        if name in _REPEATABLE:
+            repeated.setdefault(name, []).append(value)
+            continue
         if name in flags:
             raise DockerfileError(path, line, f"duplicate flag specified: --{name}", keyword)
+        if name in _BOOLEAN:
+            if not equals:
+                value = "true"
+            elif value.lower() not in ("true", "false"):
+                raise DockerfileError(path, line, f"--{name} takes true or false, not {value!r}", keyword)
+            value = value.lower()
         flags[name] = value
-    return flags
+    return flags, repeated
 
 
 def _split_words(rest: str, escape: str) -> list[str]:
@@ -425,9 +476,9 @@ def _parse_instruction(number: int, text: str, path: str, escape: str) -> Instru
     if keyword not in KEYWORDS:
         raise DockerfileError(path, number, f"unknown instruction: {keyword}")
     flag_words, rest = _extract_flags(parts[1] if len(parts) > 1 else "")
-    flags = _parse_flags(flag_words, keyword, path, number)
+    flags, repeated = _parse_flags(flag_words, keyword, path, number)
     args, json_form = _Shape(keyword, path, number, escape).parse(rest)
-    return Instruction(keyword, keyword + text[len(word) :], args, json_form, flags, number)
+    return Instruction(keyword, keyword + text[len(word) :], args, json_form, flags, number, repeated)
 
 
 def _parse(text: str, path: str) -> tuple[list[Instruction], str]:

@@ -404,7 +404,7 @@ def test_empty_dockerfile(text):
     [
         ("COPY --bogus=1 a b", "--bogus"),
         ("ADD --from=build a b", "--from"),  # Docker's ADD has no --from
-        ("RUN --mount=type=cache,target=/x make", "--mount"),
+        ("RUN --cache=shared make", "--cache"),
         ("CMD --help", "--help"),
         ("ENV --x=1 A=b", "--x"),
         ("WORKDIR --p /x", "--p"),
@@ -607,3 +607,13 @@ def test_env_value_round_trip(key, value):
     ins = one(f'ENV {key}="{value}"')
     assert ins.args[0] == key
     assert expand(ins.args[1], {}) == value
+
+
+def test_repeatable_and_boolean_flags():
+    ins = parse("FROM scratch\nRUN --mount=type=cache,target=/a --mount=type=tmpfs,target=/b --network=none true\n")[1]
+    assert ins.repeated == {"mount": ["type=cache,target=/a", "type=tmpfs,target=/b"]}
+    assert ins.flags == {"network": "none"} and ins.args == ["true"]
+    ins = parse("FROM scratch\nCOPY --link --exclude=*.md --exclude=tmp . /app\n")[1]
+    assert ins.flags == {"link": "true"} and ins.repeated == {"exclude": ["*.md", "tmp"]}
+    assert parse("FROM scratch\nCOPY --link=False . /app\n")[1].flags == {"link": "false"}
+    assert "--link takes true or false" in error_of("FROM scratch\nCOPY --link=maybe . /app\n")
