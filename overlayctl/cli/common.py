@@ -59,14 +59,18 @@ def run_container(global_opts: Mapping[str, Any], opts: Mapping[str, Any], image
     """`run`: in the foreground, or with -d in the background."""
     from overlayctl.engine import containers as engine
 
-    store = open_store(global_opts)
     create = create_options(opts, image, command)
-    if opts.get("detach"):
-        container = engine.create(store, create)
-        engine.start_detached(store, container)
-        print(container.id)
-        return 0
-    return engine.run(store, create)
+    engine.plug_ahead(create)
+    try:
+        store = open_store(global_opts)
+        if opts.get("detach"):
+            container = engine.create(store, create)
+            engine.start_detached(store, container)
+            print(container.id)
+            return 0
+        return engine.run(store, create)
+    finally:
+        engine.plug_done()
 
 
 def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context: str) -> int:

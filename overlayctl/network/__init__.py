@@ -13,6 +13,8 @@
 - `netlink`: bridge, veth, address and route requests; the only user of
   pyroute2, imported only when a bridge network is used. (Whether a device
   exists and turning IPv6 off on one need no netlink: runtime.netdev.)
+- `plugger`: a start's veth plugging; `run` forks it early, so that it
+  loads the rtnetlink classes while the container is being prepared.
 - `firewall`: the nftables table `inet overlayctl` (isolation between our
   networks, DNAT of published ports), through libnftables' binding, used
   only when a bridge is made or deleted and when ports are published.

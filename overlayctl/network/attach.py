@@ -40,6 +40,8 @@ from overlayctl.store.networks import Lease, Network, PublishedPort
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from overlayctl.store import Store
     from overlayctl.store.containers import Container
 
@@ -77,44 +79,34 @@ class Attachment:
             return [lease.address]
         return [lease.address, ipam.address6(network.subnet6, network.subnet, lease.address)]
 
-    def plug(self, rtnl, pid: int, container_id: str) -> None:  # type: ignore[no-untyped-def]
-        """Make the bridge if needed and give the namespace of `pid` its
-        interface on it (the default route only through eth0)."""
+    def plug_request(self, container_id: str) -> dict[str, Any]:
+        """What netlink.plug needs to make the bridge if needed and give the
+        container its interface on it (the default route only through
+        eth0): plain data, so that a plugger process can carry it out."""
         import ipaddress
-
-        from overlayctl.network import netlink
 
         network, lease = self.network, self.lease
         subnet = ipaddress.IPv4Network(network.subnet)
-        broadcast = str(subnet.broadcast_address)
-        bridge = netlink.ensure_bridge(
-            rtnl,
-            network.bridge,
-            network.gateway,
-            subnet.prefixlen,
-            broadcast,
-            ipam.bridge_mac(network.id),
-            internal=bool(network.options.get("internal")),
-        )
         ipv6 = None
         if network.subnet6:
             prefix6 = int(network.subnet6.partition("/")[2])
-            netlink.ensure_bridge6(rtnl, network.bridge, network.gateway6, prefix6)
             address6 = ipam.address6(network.subnet6, network.subnet, lease.address)
-            ipv6 = (address6, prefix6, network.gateway6 if self.slot == 0 else None)
-        netlink.attach_container(
-            rtnl,
-            pid,
-            bridge,
-            veth_name(container_id, self.slot),
-            lease.address,
-            subnet.prefixlen,
-            broadcast,
-            network.gateway if self.slot == 0 else None,
-            lease.mac,
-            interface=f"eth{self.slot}",
-            ipv6=ipv6,
-        )
+            ipv6 = [address6, prefix6, network.gateway6 if self.slot == 0 else None]
+        return {
+            "bridge": network.bridge,
+            "bridge_gateway": network.gateway,
+            "prefixlen": subnet.prefixlen,
+            "broadcast": str(subnet.broadcast_address),
+            "bridge_mac": ipam.bridge_mac(network.id),
+            "internal": bool(network.options.get("internal")),
+            "bridge6": [network.gateway6, int(network.subnet6.partition("/")[2])] if network.subnet6 else None,
+            "veth": veth_name(container_id, self.slot),
+            "address": lease.address,
+            "gateway": network.gateway if self.slot == 0 else None,
+            "mac": lease.mac,
+            "interface": f"eth{self.slot}",
+            "ipv6": ipv6,
+        }
 
 
 class NetworkPlan:
@@ -156,11 +148,9 @@ class NetworkPlan:
         eth<N> inside, its address; the default route via eth0's gateway."""
         if not self.attachments:
             return
-        from overlayctl.network import netlink
+        from overlayctl.network import plugger
 
-        with netlink.Rtnl() as rtnl:
-            for attachment in self.attachments:
-                attachment.plug(rtnl, pid, self.container_id)
+        plugger.plug(pid, [a.plug_request(self.container_id) for a in self.attachments])
         for attachment in self.attachments:
             start_names(self.store, attachment.network)
         if self.settings is not None:
@@ -198,7 +188,7 @@ class NetworkPlan:
                 leases.unlock_and_remove(lock, self._lock_fd)
                 self._lock_fd = None
         if freed:
-            leases.leases_changed(self.store, {lease.network for lease in freed})
+            leases.leases_changed(self.store)
 
 
 def _release_ports(store: Store, container_id: str) -> None:
@@ -356,7 +346,7 @@ def prepare(
             leases.unlock_and_remove(lock, lock_fd)
         raise
     if attachments:
-        leases.leases_changed(store, {a.network.name for a in attachments})
+        leases.leases_changed(store)
     plan = NetworkPlan(store, container.id, mode, attachments, directory, mounts, settings, lock_fd)
     plan.ports = published
     return plan

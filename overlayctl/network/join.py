@@ -63,7 +63,7 @@ def connect(store: Store, network_text: str, container_text: str, ip: str | None
             _unplug(store, container, network)
         raise
     if pid:
-        leases.leases_changed(store, {network.name})
+        leases.leases_changed(store)
         attach.start_names(store, network)  # its first container may be this one
 
 
@@ -89,7 +89,7 @@ def disconnect(store: Store, network_text: str, container_text: str, force: bool
     del endpoints[name]
     _record(store, container, endpoints)
     if pid:
-        leases.leases_changed(store, {name})
+        leases.leases_changed(store)
 
 
 def _bridge(store: Store, text: str) -> Network:
@@ -138,7 +138,7 @@ def _plug(store: Store, container: Container, network: Network, endpoint: Endpoi
     try:
         with netlink.Rtnl() as rtnl:
             made = True
-            attach.Attachment(network, lease, slot).plug(rtnl, pid, container.id)
+            netlink.plug(rtnl, pid, attach.Attachment(network, lease, slot).plug_request(container.id))
         hostname = container.config.config.hostname or container.id[:12]
         for address in attach.Attachment(network, lease, slot).addresses():
             etcfiles.edit_hosts(

@@ -75,6 +75,12 @@ def _rtnl() -> _Rtnl:
     return _loaded
 
 
+def load_messages() -> None:
+    """Import pyroute2's message classes now (network.plugger does, ahead
+    of the request that needs them)."""
+    _rtnl()
+
+
 def _import_messages() -> _Rtnl:
     from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
@@ -402,6 +408,36 @@ def attach_container(
                 inside.add_default_route(index, ipv6[2])
     finally:
         os.close(netns_fd)
+
+
+def plug(rtnl: Rtnl, pid: int, request: dict) -> None:  # type: ignore[type-arg]
+    """Carry out one attachment's plug request (attach.Attachment.plug_request):
+    its bridge, made if missing, then the namespace of `pid` on it."""
+    bridge = ensure_bridge(
+        rtnl,
+        request["bridge"],
+        request["bridge_gateway"],
+        request["prefixlen"],
+        request["broadcast"],
+        request["bridge_mac"],
+        internal=request["internal"],
+    )
+    if request["bridge6"] is not None:
+        ensure_bridge6(rtnl, request["bridge"], *request["bridge6"])
+    ipv6 = request["ipv6"]
+    attach_container(
+        rtnl,
+        pid,
+        bridge,
+        request["veth"],
+        request["address"],
+        request["prefixlen"],
+        request["broadcast"],
+        request["gateway"],
+        request["mac"],
+        interface=request["interface"],
+        ipv6=tuple(ipv6) if ipv6 is not None else None,  # type: ignore[arg-type]
+    )
 
 
 def ensure_bridge6(rtnl: Rtnl, name: str, gateway6: str, prefixlen6: int) -> None:

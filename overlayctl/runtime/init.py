@@ -152,12 +152,12 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
 
         ipv6_off("default")
     if sync_fds is not None:
+        # The supervisor configures the namespaces (the network) while this
+        # process builds the root: nothing below needs its part until the
+        # command is about to run.
         ready_w, go_r = sync_fds
         os.write(ready_w, b"r")
         os.close(ready_w)
-        if os.read(go_r, 1) != b"g":
-            raise KernelError("the supervisor did not finish setting up the container's namespaces")
-        os.close(go_r)
     # Nothing mounted from here on may propagate back to the host.
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
     masked = () if spec.privileged else masked_paths()
@@ -187,6 +187,10 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
         uid, gid, groups = who.uid, who.gid, who.groups
         if spec.env_value("HOME") is None:
             spec.env.append(f"HOME={who.home}")
+    if sync_fds is not None:
+        if os.read(go_r, 1) != b"g":
+            raise KernelError("the supervisor did not finish setting up the container's namespaces")
+        os.close(go_r)
     _enter_workdir(spec.cwd)
     drop_privileges(spec.privileged, spec.capabilities, spec.seccomp, uid, gid, groups)
 

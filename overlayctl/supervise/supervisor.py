@@ -33,8 +33,9 @@ def run(
     """Start the container, wait for it, return its exit code.
 
     `on_namespaces(pid)` runs in the supervisor once PID 1 has its own
-    namespaces and before it builds its root (the network is configured
-    there, from the host's side); PID 1 waits for it. If it raises, the
+    namespaces (the network is configured there, from the host's side),
+    while PID 1 builds its root; PID 1 waits for it before it becomes the
+    container's user and runs the command. If it raises, the
     container is killed and reaped and the error passes on.
 
     `stdio` (stdin, stdout, stderr) replaces the supervisor's own for the
