@@ -113,17 +113,16 @@ def release_stale(store: Store) -> None:
         finally:
             unlock_and_remove(lock, fd)
         if freed:
-            leases_changed(store, {lease.network for lease in freed})
+            leases_changed(store)
     _sweep_veths(store)
     _sweep_removed(store)
 
 
-def leases_changed(store: Store, network_names: set[str]) -> None:
+def leases_changed(store: Store) -> None:
     """Every place that frees leases ends here, once the catalog has it (a
     release, a sweep of stale leases, a network removed): a DNS responder
     whose network has no lease left goes now (network.dns). One listdir
-    when no responder runs. (`network_names`: the networks changed, where
-    known; every responder is looked at anyway.)"""
+    when no responder runs; every responder is looked at."""
     from overlayctl.network import dns
 
     dns.leases_changed(store)

@@ -212,7 +212,7 @@ def remove_network(store: Store, name: str) -> str:
 
     # Its DNS responder (if still looking) goes before its address does, so
     # a network made at once on the same subnet can bind port 53 again.
-    leases_changed(store, {network.name})
+    leases_changed(store)
 
     netlink.delete_link(network.bridge, "bridge")
     return network.name

@@ -242,12 +242,6 @@ class NetworkStore:
             )
         return Lease(network.name, address, container_id, mac, aliases)
 
-    def holder_of(self, network: str, address: str) -> str | None:
-        row = self.conn.execute(
-            "SELECT container FROM leases WHERE network = ? AND address = ?", (network, address)
-        ).fetchone()
-        return row["container"] if row is not None else None
-
     def leases(self, network: str | None = None, container_id: str | None = None) -> builtins.list[Lease]:
         query, args = "SELECT * FROM leases", []
         conditions = []
