@@ -71,7 +71,9 @@ class Records:
         self.by_name: dict[str, list[str]] = {}
         self.by_address: dict[str, list[str]] = {}
         self.upstreams_of: dict[str, list[str]] = {}
+        self.container_of: dict[str, str] = {}
         for address, container_id, name, aliases, config in rows:
+            self.container_of[address] = container_id
             names = [n for n in [name, container_id[:12], *aliases] if n]
             for n in names:
                 addresses = self.by_name.setdefault(n.lower().rstrip("."), [])
@@ -82,6 +84,15 @@ class Records:
             dns = _container_dns(config)
             if dns:
                 self.upstreams_of[address] = dns
+
+    def lookup(self, name: str, network: str) -> list[str] | None:
+        """The addresses of `name` (or of `name` less ".<network>", as Docker
+        answers "db.app"), None if it is not a name here."""
+        addresses = self.by_name.get(name)
+        suffix = "." + network.lower()
+        if addresses is None and name.endswith(suffix):
+            addresses = self.by_name.get(name[: -len(suffix)])
+        return addresses
 
 
 def _container_dns(config: str) -> list[str]:
@@ -123,6 +134,10 @@ class Responder:
         self.store = NetworkStore(catalog.connect(paths.catalog))
         self.version = -1
         self.records = Records([])
+        # A client's other user-defined networks, with their names: a
+        # container on several networks asks this responder (eth0's) for
+        # all of them, as Docker's embedded resolver answers for each.
+        self.elsewhere: dict[str, list[tuple[str, Records]]] = {}
         self.gateways: set[str] = set()
         self.pending: dict[int, Pending] = {}
         self.resolv_stamp: tuple[float, int] | None = None
@@ -145,10 +160,29 @@ class Responder:
             return False
         self.version = version
         self.records = Records(self.store.names(self.network))
+        self.elsewhere = self._elsewhere()
         self.gateways = self.store.gateways()
         network = self.store.find(self.network)
         self.internal = bool(network is not None and network.options.get("internal"))
         return True
+
+    def _elsewhere(self) -> dict[str, list[tuple[str, Records]]]:
+        """{client address: [(network, its names)]} for the other networks
+        of the containers on this one (never the default bridge: it has no
+        names, as in Docker)."""
+        from overlayctl.network.manage import DEFAULT_NETWORK
+
+        ours = set(self.records.container_of.values())
+        networks_of: dict[str, list[str]] = {}
+        for lease in self.store.leases():
+            if lease.container in ours and lease.network not in (self.network, DEFAULT_NETWORK):
+                networks_of.setdefault(lease.container, []).append(lease.network)
+        records = {n: Records(self.store.names(n)) for n in {n for ns in networks_of.values() for n in ns}}
+        return {
+            address: [(n, records[n]) for n in sorted(networks_of[container])]
+            for address, container in self.records.container_of.items()
+            if container in networks_of
+        }
 
     def unused(self) -> bool:
         """No lease of the network is held: no rows, or only rows whose
@@ -212,10 +246,11 @@ class Responder:
         if fresh:
             self.refresh()
         name = str(q.qname).lower().rstrip(".")
-        addresses = self.records.by_name.get(name)
-        suffix = "." + self.network.lower()
-        if addresses is None and name.endswith(suffix):
-            addresses = self.records.by_name.get(name[: -len(suffix)])  # "db.app", as Docker answers
+        addresses = self.records.lookup(name, self.network)
+        for network, records in self.elsewhere.get(client[0], ()) if addresses is None else ():
+            addresses = records.lookup(name, network)
+            if addresses is not None:
+                break
         reply = request.reply()
         if addresses is not None:
             if q.qtype in (QTYPE.A, QTYPE.ANY):

@@ -530,3 +530,24 @@ def test_tcp_names_limits_and_forwarding(net, tmp_path, outside_world):  # noqa:
         server.wait()
         cli("rm", "-f", "db")
         assert _wait(lambda: not _responders(cli))
+
+
+def test_a_container_on_two_networks_finds_the_names_of_both(dns):
+    from tests.integration.test_network_connect import _two_networks
+
+    cli = dns.cli
+    _two_networks(dns)
+    db = cli.ok("run", "-d", "--name", "db", "--network", "back", "bb:1", "sleep", "60").strip()
+    cli.ok("run", "-d", "--name", "web", "--network", "front", "bb:1", "sleep", "60")
+    cli.ok("run", "-d", "--name", "lone", "--network", "front", "bb:1", "sleep", "60")
+    # web's resolver is front's responder (eth0's); db is only on back.
+    assert _lookup(cli, ["exec", "web"], "db") == []
+    cli.ok("network", "connect", "back", "web")
+    info = json.loads(cli.ok("inspect", db))[0]
+    db_ip = info["NetworkSettings"]["Networks"]["back"]["IPAddress"]
+    assert _lookup(cli, ["exec", "web"], "db") == [db_ip]
+    assert _lookup(cli, ["exec", "web"], "db.back") == [db_ip]
+    # Only web is on back: another container of front does not see db.
+    assert _lookup(cli, ["exec", "lone"], "db") == []
+    cli.ok("network", "disconnect", "back", "web")
+    assert _lookup(cli, ["exec", "web"], "db") == []
