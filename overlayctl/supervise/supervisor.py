@@ -99,7 +99,13 @@ def run(
         try:
             _sync_namespaces(pid, sync_parent, on_namespaces)
         except BaseException:
+            # PID 1 builds its root meanwhile: if that failed first (and
+            # made the hook fail, its namespace gone), its reason is the one
+            # to give. It has been killed and reaped: the pipe is at its end.
+            failure = _read_all(error_r)
             os.close(error_r)
+            if failure:
+                raise _setup_error(failure) from None
             raise
 
     # From now on the user's signals are the container's.
@@ -118,8 +124,7 @@ def run(
         os.close(error_r)
         if failure:
             os.waitpid(pid, 0)  # reap it before reporting
-            code, _, message = failure.decode(errors="replace").partition(" ")
-            raise OverlayctlError(message, exit_code=int(code) if code.isdigit() else 125)
+            raise _setup_error(failure)
         try:
             if on_started is not None:
                 on_started(pid)
@@ -153,7 +158,10 @@ def _sync_namespaces(pid: int, fds: tuple[int, int], hook: Callable[[int], None]
                 _forward(pid, 9)
                 os.waitpid(pid, 0)
                 raise
-            os.write(go_w, b"g")
+            try:
+                os.write(go_w, b"g")
+            except BrokenPipeError:
+                pass  # PID 1 failed while building its root: the error pipe says why
         # Otherwise PID 1 failed before its namespaces existed: the error
         # pipe says why.
     finally:
@@ -184,6 +192,12 @@ def _forward(pid: int, signum: int) -> None:
         os.kill(pid, signum)
     except ProcessLookupError:
         pass
+
+
+def _setup_error(failure: bytes) -> OverlayctlError:
+    """PID 1's report ("CODE message") as the error to raise."""
+    code, _, message = failure.decode(errors="replace").partition(" ")
+    return OverlayctlError(message, exit_code=int(code) if code.isdigit() else 125)
 
 
 def _read_all(fd: int) -> bytes:
