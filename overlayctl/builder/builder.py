@@ -492,7 +492,8 @@ class Builder:
 
         try:
             chmod = Chmod(ins.flags["chmod"]) if "chmod" in ins.flags else None
-            exclude = IgnoreRules.from_lines(ins.repeated["exclude"], "--exclude") if "exclude" in ins.repeated else None
+            patterns = ins.repeated.get("exclude")
+            exclude = IgnoreRules.from_lines(patterns, "--exclude") if patterns else None
             plan = self.context.plan(sources, dest, what, extract_archives=(what == "ADD"), exclude=exclude)
             if "checksum" in ins.flags:
                 self._verify_checksum(ins, plan)
@@ -500,7 +501,7 @@ class Builder:
             raise self._fail(ins, exc.message) from None
         # Names are keyed as written: the layers below (part of the cache's
         # parent) hold the /etc/passwd and /etc/group they resolve against.
-        options = (f"chown={owner}", f"chmod={chmod.text if chmod else None}")
+        options: tuple[str, ...] = (f"chown={owner}", f"chmod={chmod.text if chmod else None}")
         if exclude is not None:
             options += (f"exclude={exclude.patterns}",)
         # First the stat stamps: an untouched context is a hit without
@@ -784,9 +785,7 @@ def apply_change(config: dict[str, Any], text: str) -> None:
 
     instructions = parse("FROM scratch\n" + text, "--change")
     if len(instructions) != 2 or instructions[1].keyword not in _CHANGE_KEYWORDS:
-        raise InvalidArgumentError(
-            f'--change "{text}" must be one instruction of: {", ".join(_CHANGE_KEYWORDS)}'
-        )
+        raise InvalidArgumentError(f'--change "{text}" must be one instruction of: {", ".join(_CHANGE_KEYWORDS)}')
     applier = Builder.__new__(Builder)
     applier.dockerfile = "--change"
     applier.escape = "\\"

@@ -90,7 +90,8 @@ class CopyEntry:
     def describe(self) -> str:
         """The entry's metadata as the cache keys see it."""
         xattrs = ",".join(f"{k}={v.hex()}" for k, v in self.xattrs)
-        return f"{self.kind}\0{self.dest}\0{self.mode:o}\0{self.size}\0{self.link}\0{self.into_dir}\0{self.rdev}\0{xattrs}\0"
+        fields = (self.kind, self.dest, f"{self.mode:o}", self.size, self.link, self.into_dir, self.rdev, xattrs)
+        return "".join(f"{field}\0" for field in fields)
 
 
 class CopyPlan:

@@ -64,7 +64,7 @@ def resolve_user(user: str, passwd: str, group: str) -> ResolvedUser:
         name, uid, gid, home = fields[0], int(fields[2]), int(fields[3]), fields[5] or "/"
     if uid is None:
         if not user_part.isdigit():
-            raise InvalidArgumentError(f'unable to find user {user_part}: no matching entries in passwd file')
+            raise InvalidArgumentError(f"unable to find user {user_part}: no matching entries in passwd file")
         uid = int(user_part)
     if group_part:
         if group_part.isdigit():

@@ -155,9 +155,7 @@ def test_chown_and_user_by_name_from_the_images_own_files(cli, bb, tmp_path):
     _write(ctx / "d" / "inner.txt", "i\n")
     _write(
         ctx / "Dockerfile",
-        "FROM bb:1\n"
-        + ACCOUNTS
-        + "COPY --chown=app:app f.txt /a\n"
+        "FROM bb:1\n" + ACCOUNTS + "COPY --chown=app:app f.txt /a\n"
         "COPY --chown=app f.txt /b\n"
         "COPY --chown=1234 f.txt /c\n"
         "COPY --chown=:staff2 f.txt /e\n"
