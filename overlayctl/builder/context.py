@@ -173,7 +173,7 @@ class Context:
         A symlink named as a source (or matched by a pattern) is followed, as
         Docker does, and must lead to something inside the context; the
         symlinks below a copied directory are copied as symlinks. Files that
-        are hardlinked to each other stay so within one plan. `exclude`
+        are hardlinked to each other stay so within one source. `exclude`
         (COPY --exclude) is matched against paths below each source
         directory, or against a source file's own name.
         """
@@ -189,6 +189,9 @@ class Context:
         walk = _Walk(self, exclude)
         archives: list[tuple[str, str]] = []
         for rel in matches:
+            # Hardlinks are kept within one source, as BuildKit and buildah
+            # copy each source on its own: two sources are two files.
+            walk.inodes = {}
             name = posixpath.basename(rel)
             if exclude is not None and rel and exclude.ignored(name):
                 continue
@@ -394,9 +397,9 @@ def apply_plan(plan: CopyPlan, context_fd: int, owner: str, chmod: Chmod | None)
     `owner` is --chown's text ("" for root), resolved here against this
     root's /etc/passwd and /etc/group: the image's own. Sources are opened
     relative to `context_fd` without following symlinks. Parents that do
-    not exist are created 0755 root:root. Existing non-directories at a
-    destination are replaced; an existing directory stays and receives the
-    content.
+    not exist are created 0755, owned as `owner` (as BuildKit). Existing
+    non-directories at a destination are replaced; an existing directory
+    stays and receives the content.
     """
     uid, gid = resolve_owner(owner, *account_files()) if owner else (0, 0)
     # Through overlayfs every path lookup costs: modes are given at creation
@@ -412,7 +415,7 @@ def apply_plan(plan: CopyPlan, context_fd: int, owner: str, chmod: Chmod | None)
         parent = posixpath.dirname(dest)
         fresh = parent in created
         if not fresh:
-            _make_parents(parent)
+            _make_parents(parent, uid, gid)
         mode = chmod.apply(e.mode, e.kind == "dir") if chmod is not None else e.mode
         if e.kind == "dir":
             if fresh or not os.path.isdir(dest):
@@ -474,14 +477,18 @@ def _set_xattrs(target: str | int, xattrs: tuple[tuple[str, bytes], ...], where:
             ) from None
 
 
-def _make_parents(path: str) -> None:
+def _make_parents(path: str, uid: int = 0, gid: int = 0) -> None:
+    """Create the missing directories of `path`, 0755 and owned as --chown
+    asks (as BuildKit and buildah do; an existing directory keeps its owner)."""
     if not path or os.path.isdir(path):
         return
-    _make_parents(posixpath.dirname(path))
+    _make_parents(posixpath.dirname(path), uid, gid)
     if os.path.lexists(path) and not os.path.isdir(path):
         raise InvalidArgumentError(f"cannot create directory {path} in the image: a file is in the way")
     if not os.path.isdir(path):
         os.mkdir(path, 0o755)
+        if uid or gid:
+            os.lchown(path, uid, gid)
 
 
 def _copy_file(e: CopyEntry, context_fd: int, dest: str, mode: int, uid: int, gid: int) -> None:
