@@ -108,7 +108,11 @@ class Builder:
         if opts.dockerfile and not os.path.isabs(path) and not os.path.exists(path):
             path = os.path.join(opts.context, opts.dockerfile)
         self.dockerfile = path
-        self.instructions, self.escape = parse_dockerfile_file(path)
+        try:
+            self.instructions, self.escape = parse_dockerfile_file(path)
+        except InvalidArgumentError as exc:
+            # A Dockerfile that does not parse fails the build: exit 1, as docker build.
+            raise BuildError(exc.message) from None
         self.tags: list[Reference] = [parse_reference(t) for t in opts.tags]
         if opts.network not in _SUPPORTED_NETWORKS:
             raise InvalidArgumentError(
