@@ -182,7 +182,9 @@ def test_chown_and_user_by_name_from_the_images_own_files(cli, bb, tmp_path):
         "ARG OWNER=app\n"
         "ADD --chown=${OWNER}:staff2 f.txt /g\n"
         "USER app\n"
-        "RUN id -u > /tmp/uid && id -g >> /tmp/uid\n",
+        "RUN id -u > /tmp/uid && id -g >> /tmp/uid\n"
+        "USER app:staff2\n"
+        "RUN id -g >> /tmp/uid\n",
     )
     cli.ok("build", "-t", "names:1", str(ctx))
     tree = image_tree(cli, "names:1")
@@ -197,8 +199,8 @@ def test_chown_and_user_by_name_from_the_images_own_files(cli, bb, tmp_path):
         "g": (1234, 3000),
     }
     out = cli.ok("run", "--rm", "names:1", "cat", "/tmp/uid")
-    assert out == "1234\n2345\n"
-    assert _config(cli, "names:1")["User"] == "app"
+    assert out == "1234\n2345\n3000\n"
+    assert _config(cli, "names:1")["User"] == "app:staff2"
 
 
 def test_names_never_come_from_the_host(cli, bb, tmp_path):
