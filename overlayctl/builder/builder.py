@@ -41,7 +41,9 @@ _NOP = "/bin/sh -c #(nop) "
 _SUPPORTED_NETWORKS = ("bridge", "default", "host", "none")
 # Flags the parser knows (BuildKit's frontend) that no step carries out yet:
 # refused with the instruction's line rather than ignored.
-_NOT_BUILT_FLAGS = frozenset({"mount", "security", "link", "exclude", "parents", "checksum", "keep-git-dir"})
+# COPY --link needs nothing: every layer here is already the diff of its own
+# step, made over the layers below it, which is what --link asks for.
+_NOT_BUILT_FLAGS = frozenset({"mount", "security", "parents", "keep-git-dir"})
 # What a RUN step on a bridge has bound over /etc (see _drop_placeholders).
 _ETC_FILES = ("hosts", "hostname", "resolv.conf")
 
@@ -106,7 +108,11 @@ class Builder:
         if opts.dockerfile and not os.path.isabs(path) and not os.path.exists(path):
             path = os.path.join(opts.context, opts.dockerfile)
         self.dockerfile = path
-        self.instructions, self.escape = parse_dockerfile_file(path)
+        try:
+            self.instructions, self.escape = parse_dockerfile_file(path)
+        except InvalidArgumentError as exc:
+            # A Dockerfile that does not parse fails the build: exit 1, as docker build.
+            raise BuildError(exc.message) from None
         self.tags: list[Reference] = [parse_reference(t) for t in opts.tags]
         if opts.network not in _SUPPORTED_NETWORKS:
             raise InvalidArgumentError(
@@ -173,9 +179,14 @@ class Builder:
                     state = self._step(state, ins)
                 except BuildError:
                     raise
-                except InvalidArgumentError as exc:
-                    # From expanding a word: say where.
+                except OverlayctlError as exc:
+                    # Whatever failed in a step is the step's failure: its
+                    # line, and build's exit code 1 (not the 125 of the
+                    # error's own kind).
                     raise self._fail(ins, exc.message) from None
+                except OSError as exc:
+                    where = f": {exc.filename}" if exc.filename else ""
+                    raise self._fail(ins, f"{exc.strerror or exc}{where}") from None
             self.say(f" ---> {_short(state.id) if state.id else 'scratch'}")
         if state is None:
             raise BuildError(f"{self.dockerfile}: no FROM instruction")
@@ -233,7 +244,7 @@ class Builder:
             config: dict[str, Any] = {
                 "architecture": host_architecture(),
                 "os": "linux",
-                "config": {},
+                "config": {"Env": [f"PATH={DEFAULT_PATH}"]},
                 "rootfs": {"type": "layers", "diff_ids": []},
                 "history": [],
             }
@@ -254,6 +265,11 @@ class Builder:
         config = jsonio.loads(jsonio.canonical(base.config))
         config.setdefault("config", {})
         config.setdefault("history", [])
+        # As BuildKit: a stage always has a PATH (Docker's default when the
+        # base has none), which RUN steps get and ENV PATH=...:$PATH extends.
+        env = config["config"].get("Env") or []
+        if not any(item.partition("=")[0] == "PATH" for item in env):
+            config["config"]["Env"] = [*env, f"PATH={DEFAULT_PATH}"]
         shell = config["config"].get("Shell")
         if shell:
             self.shell = list(shell)
@@ -472,19 +488,26 @@ class Builder:
             trailing = dest.endswith("/") or dest in (".", "./")
             dest = posixpath.join(workdir, dest)
             dest = posixpath.normpath(dest) + ("/" if trailing and not dest.endswith("/") else "")
-        uid, gid = self._chown(ins, state)
-        chmod = None
-        if "chmod" in ins.flags:
-            text = ins.flags["chmod"]
-            try:
-                chmod = int(text, 8)
-            except ValueError:
-                raise self._fail(ins, f'--chmod must be octal, e.g. --chmod=755, not "{text}"') from None
+        if what == "ADD" and any("://" in s or s.startswith("git@") for s in sources):
+            raise self._fail(ins, "sources from URLs and git repositories are not supported; use a file in the context")
+        owner = self._chown(ins, state)
+        from overlayctl.builder.context import Chmod
+        from overlayctl.builder.ignore import IgnoreRules
+
         try:
-            plan = self.context.plan(sources, dest, what, extract_archives=(what == "ADD"))
+            chmod = Chmod(ins.flags["chmod"]) if "chmod" in ins.flags else None
+            patterns = ins.repeated.get("exclude")
+            exclude = IgnoreRules.from_lines(patterns, "--exclude") if patterns else None
+            plan = self.context.plan(sources, dest, what, extract_archives=(what == "ADD"), exclude=exclude)
+            if "checksum" in ins.flags:
+                self._verify_checksum(ins, plan)
         except InvalidArgumentError as exc:
             raise self._fail(ins, exc.message) from None
-        options = (f"chown={uid}:{gid}", f"chmod={chmod}")
+        # Names are keyed as written: the layers below (part of the cache's
+        # parent) hold the /etc/passwd and /etc/group they resolve against.
+        options: tuple[str, ...] = (f"chown={owner}", f"chmod={chmod.text if chmod else None}")
+        if exclude is not None:
+            options += (f"exclude={exclude.patterns}",)
         # First the stat stamps: an untouched context is a hit without
         # reading a byte. Then the content, as Docker keys it.
         stat_key = _step_key("stat", what, dest, self.context.stat_digest(plan), *options)
@@ -517,15 +540,17 @@ class Builder:
                         layout,
                         self.store.paths.root,
                         self.store.paths.mountpoint,
-                        lambda: apply_plan(plan, context_fd, uid, gid, chmod),
+                        lambda: apply_plan(plan, context_fd, owner, chmod),
                         os.environ.get("OVERLAYCTL_OVERLAY_API", "new"),
                         keep_fds=(context_fd,),
                     )
+                except OverlayctlError as exc:
+                    raise self._fail(ins, exc.message) from None
                 finally:
                     os.close(context_fd)
             else:
                 # FROM scratch: nothing below, the upper dir is the whole root.
-                self._apply_in_chroot(plan, upper, uid, gid, chmod)
+                self._apply_in_chroot(ins, plan, upper, owner, chmod)
             try:
                 new = self._new_layer(state, key, created_by, stage)
             except OverlayctlError as exc:
@@ -533,10 +558,11 @@ class Builder:
             self.cache_entries.append(CacheEntry(state.id, stat_key, new.id, self.cache_entries[-1].config))
             return new
 
-    def _apply_in_chroot(self, plan: Any, root: str, uid: int, gid: int, chmod: int | None) -> None:
+    def _apply_in_chroot(self, ins: Instruction, plan: Any, root: str, owner: str, chmod: Any) -> None:
         from overlayctl.builder.context import apply_plan
 
         context_fd = os.open(self.context.root, os.O_RDONLY | os.O_DIRECTORY)
+        error_r, error_w = os.pipe()
         try:
             pid = os.fork()
             if pid == 0:
@@ -544,29 +570,53 @@ class Builder:
                 try:
                     from overlayctl.runtime.init import leave_host_behind
 
-                    leave_host_behind((context_fd,))  # as in_rootfs's child
+                    leave_host_behind((context_fd, error_w))  # as in_rootfs's child
                     os.chroot(root)
                     os.chdir("/")
-                    apply_plan(plan, context_fd, uid, gid, chmod)
+                    apply_plan(plan, context_fd, owner, chmod)
                 except BaseException as exc:  # noqa: BLE001 - the child must not unwind
-                    sys.stderr.write(f"overlayctl: {exc}\n")
+                    message = exc.message if isinstance(exc, OverlayctlError) else str(exc)
+                    os.write(error_w, message.encode(errors="backslashreplace"))
                     code = 1
                 finally:
                     os._exit(code)
+            os.close(error_w)
+            error_w = -1
+            chunks = []
+            while chunk := os.read(error_r, 65536):
+                chunks.append(chunk)
             _, status = os.waitpid(pid, 0)
         finally:
             os.close(context_fd)
+            os.close(error_r)
+            if error_w >= 0:
+                os.close(error_w)
         if os.waitstatus_to_exitcode(status) != 0:
-            raise BuildError("copying into the scratch image failed")
+            detail = b"".join(chunks).decode(errors="replace") or "the copy failed"
+            raise self._fail(ins, detail)
 
-    def _chown(self, ins: Instruction, state: _State) -> tuple[int, int]:
+    def _chown(self, ins: Instruction, state: _State) -> str:
+        """--chown's text, checked; names are resolved in the image by apply_plan."""
         if "chown" not in ins.flags:
-            return 0, 0
+            return ""
+        from overlayctl.runtime.users import check_owner_syntax
+
         text = self._word(ins.flags["chown"], state)
-        user, _, group = text.partition(":")
-        if not user.isdigit() or (group and not group.isdigit()):
-            raise self._fail(ins, f'--chown takes numeric UID[:GID] for now, not "{text}"')
-        return int(user), int(group) if group else int(user)
+        try:
+            check_owner_syntax(text)
+        except InvalidArgumentError as exc:
+            raise self._fail(ins, exc.message) from None
+        return text
+
+    def _verify_checksum(self, ins: Instruction, plan: Any) -> None:
+        """ADD --checksum=sha256:HEX: the source file must have that digest."""
+        want = ins.flags["checksum"]
+        algorithm, _, hexdigest = want.partition(":")
+        if algorithm != "sha256" or len(hexdigest) != 64 or any(c not in "0123456789abcdef" for c in hexdigest):
+            raise self._fail(ins, f'invalid --checksum "{want}": use sha256:<64 hex digits>')
+        got = self.context.file_sha256(plan)
+        if got != hexdigest:
+            raise self._fail(ins, f"checksum mismatch: the source has sha256:{got}, --checksum wants {want}")
 
     def _run(self, state: _State, ins: Instruction) -> _State:
         argv = list(ins.args) if ins.json_form else self.shell + [ins.args[0]]
@@ -739,9 +789,7 @@ def apply_change(config: dict[str, Any], text: str) -> None:
 
     instructions = parse("FROM scratch\n" + text, "--change")
     if len(instructions) != 2 or instructions[1].keyword not in _CHANGE_KEYWORDS:
-        raise InvalidArgumentError(
-            f'--change "{text}" must be one instruction of: {", ".join(_CHANGE_KEYWORDS)}'
-        )
+        raise InvalidArgumentError(f'--change "{text}" must be one instruction of: {", ".join(_CHANGE_KEYWORDS)}')
     applier = Builder.__new__(Builder)
     applier.dockerfile = "--change"
     applier.escape = "\\"

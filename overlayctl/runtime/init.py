@@ -233,16 +233,9 @@ def drop_privileges(
 def resolve_user_here(user: str):  # type: ignore[no-untyped-def]
     """``user`` (name or id, with an optional group) looked up in this
     root's /etc/passwd and /etc/group: the container's, once inside it."""
-    from overlayctl.runtime.users import resolve_user
+    from overlayctl.runtime.users import account_files, resolve_user
 
-    def read(path: str) -> str:
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    return resolve_user(user, read("/etc/passwd"), read("/etc/group"))
+    return resolve_user(user, *account_files())
 
 
 def _open_mount_sources(mounts: list[Mount], nodev: bool = True) -> list[tuple[int, int] | None]:

@@ -1,5 +1,8 @@
-"""USER as Docker resolves it: names and ids from the image's own
-/etc/passwd and /etc/group, with the user's supplementary groups."""
+"""USER and --chown as Docker resolves them: names and ids from the image's
+own /etc/passwd and /etc/group, with the user's supplementary groups.
+
+The callers read those two files inside the image's root (a container's
+PID 1 and exec, a build's COPY step): never the host's."""
 
 from __future__ import annotations
 
@@ -25,6 +28,22 @@ def _entries(text: str) -> list[list[str]]:
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#") and ":" in line]
 
 
+def _find_group(name: str, groups: list[list[str]]) -> int:
+    match = [f for f in groups if len(f) >= 3 and f[0] == name and f[2].isdigit()]
+    if not match:
+        raise InvalidArgumentError(f"unable to find group {name}: no matching entries in group file")
+    return int(match[0][2])
+
+
+def _find_user(name: str, users: list[list[str]]) -> list[str] | None:
+    """The passwd entry of a user name (or of a numeric uid), if any."""
+    for fields in users:
+        if len(fields) >= 6 and fields[3].isdigit() and fields[2].isdigit():
+            if fields[0] == name or (name.isdigit() and fields[2] == name):
+                return fields
+    return None
+
+
 def resolve_user(user: str, passwd: str, group: str) -> ResolvedUser:
     """Resolve USER ("name", "uid", "name:group", "uid:gid", ...) against the
     text of the image's /etc/passwd and /etc/group (either may be empty).
@@ -40,24 +59,18 @@ def resolve_user(user: str, passwd: str, group: str) -> ResolvedUser:
     gid = 0
     home = "/"
     name = ""
-    for fields in users:
-        if len(fields) < 6:
-            continue
-        if fields[0] == user_part or (user_part.isdigit() and fields[2] == user_part):
-            name, uid, gid, home = fields[0], int(fields[2]), int(fields[3]), fields[5] or "/"
-            break
+    fields = _find_user(user_part, users)
+    if fields is not None:
+        name, uid, gid, home = fields[0], int(fields[2]), int(fields[3]), fields[5] or "/"
     if uid is None:
         if not user_part.isdigit():
-            raise InvalidArgumentError(f'unable to find user {user_part}: no matching entries in passwd file')
+            raise InvalidArgumentError(f"unable to find user {user_part}: no matching entries in passwd file")
         uid = int(user_part)
     if group_part:
         if group_part.isdigit():
             gid = int(group_part)
         else:
-            match = [f for f in groups if len(f) >= 3 and f[0] == group_part]
-            if not match:
-                raise InvalidArgumentError(f'unable to find group {group_part}: no matching entries in group file')
-            gid = int(match[0][2])
+            gid = _find_group(group_part, groups)
     supplementary: list[int] = []
     if name and not group_part:
         for fields in groups:
@@ -66,6 +79,51 @@ def resolve_user(user: str, passwd: str, group: str) -> ResolvedUser:
                 if g != gid and g not in supplementary:
                     supplementary.append(g)
     return ResolvedUser(uid, gid, supplementary, home)
+
+
+def resolve_owner(owner: str, passwd: str, group: str) -> tuple[int, int]:
+    """Resolve COPY/ADD --chown ("name", "uid", "name:group", ":group", ...)
+    to (uid, gid) against the text of the image's /etc/passwd and /etc/group.
+
+    As BuildKit, which differs from USER: a numeric uid alone gives the same
+    number as gid; a name alone gives the user's primary group; an empty
+    user part is root. Names must exist; numbers need not.
+    """
+    check_owner_syntax(owner)
+    user_part, _, group_part = owner.partition(":")
+    uid = gid = 0
+    if user_part.isdigit():
+        uid = gid = int(user_part)
+    elif user_part:
+        fields = _find_user(user_part, _entries(passwd))
+        if fields is None:
+            raise InvalidArgumentError(f"unable to find user {user_part}: no matching entries in passwd file")
+        uid, gid = int(fields[2]), int(fields[3])
+    if group_part:
+        gid = int(group_part) if group_part.isdigit() else _find_group(group_part, _entries(group))
+    return uid, gid
+
+
+def check_owner_syntax(owner: str) -> None:
+    """Reject a --chown that can never resolve, before anything is copied."""
+    user_part, sep, group_part = owner.partition(":")
+    bad_form = not (user_part or group_part) or (sep and not group_part) or ":" in group_part
+    if bad_form or any(c in owner for c in " \t\n"):
+        raise InvalidArgumentError(f'invalid --chown "{owner}": use USER[:GROUP] (names or numeric ids)')
+
+
+def account_files() -> tuple[str, str]:
+    """The text of /etc/passwd and /etc/group in this process's root, ""
+    for a missing or unreadable one: the image's, once inside it."""
+
+    def read(path: str) -> str:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    return read("/etc/passwd"), read("/etc/group")
 
 
 def check_user_syntax(user: str) -> None:
