@@ -1,0 +1,316 @@
+"""`RUN --mount`: what each mount of a step becomes for the runtime (the
+same `Mount`s that `run -v` and `--tmpfs` hand it), its part of the step's
+cache key, and the clean-up after the step.
+
+- cache: a directory of the store (store/cachemounts.py) bound read-write,
+  held with the lock its `sharing` asks for while the step runs;
+- bind: a path of the build context or of a `from=` source (see
+  `Builder._mount_source`), read-only; with `rw` the step may write, into a
+  throwaway upper directory (an overlay over the source), never the source;
+- tmpfs: a fresh tmpfs;
+- secret: the value written to a file under the runroot (mode 0400 unless
+  told), bound read-only at /run/secrets/<id>, and/or put in the command's
+  environment (`env=`); removed when the step ends.
+
+What a mount puts in the step's upper directory only to have somewhere to
+mount on is taken out again (`drop_stubs`): the layer holds the command's
+changes, not the step's mounts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+
+from overlayctl.builder.mounts import RunMount
+from overlayctl.errors import InvalidArgumentError
+from overlayctl.runtime.overlay import OverlayLayout
+from overlayctl.runtime.spec import Mount
+from overlayctl.store.cachemounts import CacheMountLease, CacheMounts
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from overlayctl.builder.context import Context
+    from overlayctl.paths import Paths
+
+# BuildKit's tmpfs mounts: world-writable with the sticky bit, as /tmp.
+_TMPFS_MODE = "mode=1777"
+
+
+class MountSource:
+    """What `from=` names, resolved: its directories, top first (an image's
+    layer directories, or one directory), and what identifies its content
+    for the cache key (an image ID, a stage's result...)."""
+
+    __slots__ = ("dirs", "identity")
+
+    def __init__(self, dirs: tuple[str, ...], identity: str) -> None:
+        self.dirs = dirs
+        self.identity = identity
+
+
+class PreparedMounts:
+    """The runtime mounts of one step, the environment its secrets add,
+    and what to release when it ends."""
+
+    def __init__(self) -> None:
+        self.mounts: list[Mount] = []
+        self.env: list[str] = []
+        self.targets: list[str] = []
+        self.leases: list[CacheMountLease] = []
+        self.secret_dir = ""
+
+    def release(self) -> None:
+        """Unlock the caches and remove the secrets' files."""
+        for lease in self.leases:
+            lease.release()
+        self.leases = []
+        if self.secret_dir:
+            from overlayctl.store.staging import remove_tree
+
+            try:
+                remove_tree(self.secret_dir)
+            except FileNotFoundError:
+                pass
+            try:
+                os.rmdir(os.path.dirname(self.secret_dir))  # the last build's step leaves no trace
+            except OSError:
+                pass  # another build's secrets are there
+            self.secret_dir = ""
+
+
+def key_parts(
+    mounts: list[RunMount], context: Context, mount_source: Callable[[str], MountSource]
+) -> list[str]:
+    """Each mount's part of the step's cache key: its specification, plus
+    the content of what a bind shows (the context's files as COPY digests
+    them, or the source's identity). Never a secret's value, nor what a
+    cache directory holds."""
+    parts = []
+    for mount in mounts:
+        text = mount.cache_key()
+        if mount.type == "bind":
+            if mount.from_:
+                text += f",content={mount_source(mount.from_).identity}"
+            else:
+                plan = context.plan([mount.source or "."], "/mnt", "RUN --mount")
+                text += f",content={context.digest(plan)}"
+        parts.append(text)
+    return parts
+
+
+def prepare(
+    mounts: list[RunMount],
+    paths: Paths,
+    stage: str,
+    context: Context,
+    mount_source: Callable[[str], MountSource],
+    secrets: dict[str, bytes],
+) -> PreparedMounts:
+    """Make every mount of a step ready: caches locked, secrets written,
+    throwaway upper directories in `stage`. On failure nothing stays held."""
+    prepared = PreparedMounts()
+    try:
+        for number, mount in enumerate(mounts):
+            _prepare_one(prepared, number, mount, paths, stage, context, mount_source, secrets)
+    except BaseException:
+        prepared.release()
+        raise
+    return prepared
+
+
+def _prepare_one(
+    prepared: PreparedMounts,
+    number: int,
+    mount: RunMount,
+    paths: Paths,
+    stage: str,
+    context: Context,
+    mount_source: Callable[[str], MountSource],
+    secrets: dict[str, bytes],
+) -> None:
+    if mount.type == "cache":
+        if mount.from_ or mount.source:
+            raise InvalidArgumentError("--mount: type=cache with from=/source= is not supported yet")
+        lease = CacheMounts(paths).acquire(
+            mount.id,
+            mount.sharing,
+            0o755 if mount.mode is None else mount.mode,
+            mount.uid or 0,
+            mount.gid or 0,
+        )
+        prepared.leases.append(lease)
+        _add(prepared, Mount("bind", lease.data, mount.target, mount.readonly))
+    elif mount.type == "tmpfs":
+        options = _TMPFS_MODE + (f",size={mount.size}" if mount.size else "")
+        _add(prepared, Mount("tmpfs", "tmpfs", mount.target, mount.readonly, options))
+    elif mount.type == "secret":
+        _prepare_secret(prepared, mount, paths, secrets)
+    elif mount.type == "bind":
+        dirs = _bind_dirs(mount, context, mount_source)
+        _add(prepared, _bind(dirs, mount, os.path.join(stage, f"mount{number}")))
+    else:
+        raise InvalidArgumentError(f"--mount: type={mount.type} mounts are not supported by overlayctl build")
+
+
+def _add(prepared: PreparedMounts, mount: Mount) -> None:
+    prepared.mounts.append(mount)
+    prepared.targets.append(mount.target)
+
+
+def _prepare_secret(prepared: PreparedMounts, mount: RunMount, paths: Paths, secrets: dict[str, bytes]) -> None:
+    value = secrets.get(mount.id)
+    if value is None:
+        if mount.required:
+            raise InvalidArgumentError(
+                f'secret "{mount.id}" is required but was not given: use build --secret id={mount.id},src=PATH'
+            )
+        return  # BuildKit leaves an optional secret that is missing out
+    if mount.env:
+        try:
+            text = value.decode()
+        except UnicodeDecodeError:
+            raise InvalidArgumentError(f'secret "{mount.id}" is not text, so it cannot be the variable {mount.env}') from None
+        prepared.env.append(f"{mount.env}={text}")
+    if not mount.target:
+        return
+    if not prepared.secret_dir:
+        # The runroot (a tmpfs in /run normally): a secret is never written
+        # to the store's disk.
+        top = os.path.join(paths.runroot, "build-secrets")
+        os.makedirs(top, 0o700, exist_ok=True)
+        prepared.secret_dir = os.path.join(top, f"{os.getpid()}-{os.urandom(6).hex()}")
+        os.mkdir(prepared.secret_dir, 0o700)
+    path = os.path.join(prepared.secret_dir, hashlib.sha256(mount.target.encode()).hexdigest()[:16])
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, value)
+        os.fchown(fd, mount.uid or 0, mount.gid or 0)
+        os.fchmod(fd, 0o400 if mount.mode is None else mount.mode)
+    finally:
+        os.close(fd)
+    _add(prepared, Mount("bind", path, mount.target, True))
+
+
+def _bind_dirs(mount: RunMount, context: Context, mount_source: Callable[[str], MountSource]) -> tuple[str, ...]:
+    """The directories (top first) whose merge, at `source`, the bind shows;
+    one path (a file or a directory) for the context or a one-layer source."""
+    if not mount.from_:
+        rel = context.match(mount.source or ".", "RUN --mount")[0]
+        return (os.path.join(context.root, rel) if rel else context.root,)
+    source = mount_source(mount.from_)
+    sub = mount.source if mount.source not in ("", ".") else ""
+    found: list[str] = []
+    for top in source.dirs:
+        path = os.path.join(top, sub) if sub else top
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            break  # a whiteout: nothing below shows
+        if stat.S_ISLNK(st.st_mode):
+            raise InvalidArgumentError(f'--mount: source "{mount.source}" of {mount.from_} is a symlink')
+        if not stat.S_ISDIR(st.st_mode):
+            if not found:
+                found.append(path)  # a file: the top one is what shows
+            break
+        found.append(path)
+        if _opaque(path):
+            break
+    if not found:
+        raise InvalidArgumentError(f'--mount: source "{mount.source}" not found in {mount.from_}')
+    return tuple(found)
+
+
+def _opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _bind(dirs: tuple[str, ...], mount: RunMount, scratch: str) -> Mount:
+    """A bind of one path, or an overlay of several; writable ones write
+    into `scratch` (in the step's staging, gone with it)."""
+    single = len(dirs) == 1
+    if mount.readonly and single:
+        return Mount("bind", dirs[0], mount.target, True)
+    if not os.path.isdir(dirs[0]):
+        # A file, writable: a copy of it is what the step may change.
+        import shutil
+
+        os.mkdir(scratch, 0o700)
+        copy = os.path.join(scratch, "file")
+        shutil.copy2(dirs[0], copy)
+        return Mount("bind", copy, mount.target, False)
+    if mount.readonly:
+        return Mount("overlay", "", mount.target, True, layout=OverlayLayout(dirs, "", ""))
+    os.mkdir(scratch, 0o700)
+    upper, work = os.path.join(scratch, "upper"), os.path.join(scratch, "work")
+    os.mkdir(upper, 0o755)
+    os.mkdir(work, 0o700)
+    # The upper dir's root is the mount's root: it shows the source's own
+    # owner and mode, not those of the directory made here.
+    st = os.stat(dirs[0])
+    os.chown(upper, st.st_uid, st.st_gid)
+    os.chmod(upper, stat.S_IMODE(st.st_mode))
+    return Mount("overlay", "", mount.target, False, layout=OverlayLayout(dirs, upper, work))
+
+
+def drop_stubs(upper: str, lowers: tuple[str, ...], targets: list[str]) -> None:
+    """Take out of a RUN step's upper directory what was made only to mount
+    on: an empty directory or file at a mount's target that the image does
+    not have, and the parents made for it (or copied up, unchanged in owner
+    and mode, to hold it) once they are empty. Deepest first."""
+    for target in sorted(set(targets), key=lambda t: t.count("/"), reverse=True):
+        path = target
+        while path not in ("/", ""):
+            if not _drop_one(upper, lowers, path, path == target):
+                break
+            path = os.path.dirname(path)
+
+
+def _drop_one(upper: str, lowers: tuple[str, ...], path: str, is_target: bool) -> bool:
+    """Remove one stub; whether the walk up may go on."""
+    here = os.path.join(upper, path.lstrip("/"))
+    try:
+        st = os.lstat(here)
+    except FileNotFoundError:
+        return False  # not made in this layer (the image has it; nothing copied up)
+    below = _lower_stat(lowers, path)
+    if stat.S_ISDIR(st.st_mode):
+        if os.listdir(here) or _opaque(here):
+            return False
+        if below is not None:
+            same = stat.S_ISDIR(below.st_mode) and (below.st_mode, below.st_uid, below.st_gid) == (
+                st.st_mode,
+                st.st_uid,
+                st.st_gid,
+            )
+            if not same:
+                return False  # the command changed it: that is its result
+        os.rmdir(here)
+        return True
+    if is_target and stat.S_ISREG(st.st_mode) and st.st_size == 0 and below is None:
+        os.unlink(here)
+        return True
+    return False
+
+
+def _lower_stat(lowers: tuple[str, ...], path: str) -> os.stat_result | None:
+    """What the image below shows at path (top layer first; a whiteout or
+    an opaque parent hides the rest)."""
+    rel = path.lstrip("/")
+    for lower in lowers:
+        try:
+            st = os.lstat(os.path.join(lower, rel))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            return None
+        return st
+    return None
