@@ -627,7 +627,7 @@ class Builder:
                 code = self._run_container(state, argv, env + prepared.env, network, run_id, stage, lowers, prepared)
             finally:
                 prepared.release()
-                drop_stubs(upper, lowers, prepared.targets)
+                drop_stubs(upper, lowers, prepared.targets, state.cfg.get("WorkingDir") or "/")
             if code != 0:
                 shown = " ".join(argv) if not ins.json_form else _go_list(argv)
                 raise BuildError(

@@ -261,14 +261,21 @@ def _bind(dirs: tuple[str, ...], mount: RunMount, scratch: str) -> Mount:
     return Mount("overlay", "", mount.target, False, layout=OverlayLayout(dirs, upper, work))
 
 
-def drop_stubs(upper: str, lowers: tuple[str, ...], targets: list[str]) -> None:
+def drop_stubs(upper: str, lowers: tuple[str, ...], targets: list[str], workdir: str = "/") -> None:
     """Take out of a RUN step's upper directory what was made only to mount
     on: an empty directory or file at a mount's target that the image does
     not have, and the parents made for it (or copied up, unchanged in owner
-    and mode, to hold it) once they are empty. Deepest first."""
+    and mode, to hold it) once they are empty. Deepest first. The working
+    directory and its parents stay: the step makes them whether or not it
+    mounts anything."""
+    kept = {"/", ""}
+    path = os.path.normpath(workdir or "/")
+    while path not in kept:
+        kept.add(path)
+        path = os.path.dirname(path)
     for target in sorted(set(targets), key=lambda t: t.count("/"), reverse=True):
         path = target
-        while path not in ("/", ""):
+        while path not in kept:
             if not _drop_one(upper, lowers, path, path == target):
                 break
             path = os.path.dirname(path)
