@@ -690,7 +690,7 @@ class Builder:
             return
         if mode == "insecure":
             raise self._fail(
-                ins, "--security=insecure needs the security.insecure entitlement, which overlayctl build does not grant"
+                ins, "--security=insecure needs the security.insecure entitlement, which overlayctl build never grants"
             )
         raise self._fail(ins, f'--security must be sandbox or insecure, not "{mode}"')
 

@@ -45,8 +45,21 @@ class RunMount:
     read-only. `id` is the cache's or the secret's name.
     """
 
-    __slots__ = ("type", "target", "source", "from_", "id", "sharing", "mode", "uid", "gid", "readonly", "required",
-                 "size", "env")
+    __slots__ = (
+        "type",
+        "target",
+        "source",
+        "from_",
+        "id",
+        "sharing",
+        "mode",
+        "uid",
+        "gid",
+        "readonly",
+        "required",
+        "size",
+        "env",
+    )
 
     def __init__(
         self,
@@ -258,7 +271,7 @@ def _bool(value: str, field: str) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise InvalidArgumentError(f"--mount: invalid value for {field.partition('=')[0]}: \"{value}\" (true or false)")
+    raise InvalidArgumentError(f'--mount: invalid value for {field.partition("=")[0]}: "{value}" (true or false)')
 
 
 def _number(text: str, name: str, base: int) -> int:

@@ -82,9 +82,7 @@ class PreparedMounts:
             self.secret_dir = ""
 
 
-def key_parts(
-    mounts: list[RunMount], context: Context, mount_source: Callable[[str], MountSource]
-) -> list[str]:
+def key_parts(mounts: list[RunMount], context: Context, mount_source: Callable[[str], MountSource]) -> list[str]:
     """Each mount's part of the step's cache key: its specification, plus
     the content of what a bind shows (the context's files as COPY digests
     them, or the source's identity). Never a secret's value, nor what a
@@ -173,7 +171,9 @@ def _prepare_secret(prepared: PreparedMounts, mount: RunMount, paths: Paths, sec
         try:
             text = value.decode()
         except UnicodeDecodeError:
-            raise InvalidArgumentError(f'secret "{mount.id}" is not text, so it cannot be the variable {mount.env}') from None
+            raise InvalidArgumentError(
+                f'secret "{mount.id}" is not text, so it cannot be the variable {mount.env}'
+            ) from None
         prepared.env.append(f"{mount.env}={text}")
     if not mount.target:
         return

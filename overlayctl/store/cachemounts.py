@@ -66,9 +66,7 @@ class CacheMounts:
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
 
-    def acquire(
-        self, cache_id: str, sharing: str, mode: int = 0o755, uid: int = 0, gid: int = 0
-    ) -> CacheMountLease:
+    def acquire(self, cache_id: str, sharing: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> CacheMountLease:
         """Hold the cache `cache_id` for one step (blocking while a `locked`
         user, or any user of a `locked` request, has it), making it with
         mode, uid and gid the first time."""

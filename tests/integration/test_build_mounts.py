@@ -136,7 +136,8 @@ def test_a_bind_of_the_context_is_read_only_and_rw_writes_are_thrown_away(cli, b
         "FROM bb:1\n"
         "WORKDIR /w\n"
         "RUN --mount=source=src,target=in cat in/a.txt > /copied && (touch in/new 2>/dev/null; echo $? > /ro-status)\n"
-        "RUN --mount=target=/ctx,rw sh -c 'echo scribble > /ctx/src/a.txt && touch /ctx/made && cat /ctx/src/a.txt > /rw'\n"
+        "RUN --mount=target=/ctx,rw "
+        "sh -c 'echo scribble > /ctx/src/a.txt && touch /ctx/made && cat /ctx/src/a.txt > /rw'\n"
     )
     _build(cli, ctx, dockerfile, "-t", "b:1")
     run = ["run", "--rm", "--network", "none", "b:1", "cat"]
@@ -213,7 +214,7 @@ def test_a_secret_never_lands_in_a_layer_the_history_the_config_or_the_cache(cli
         "RUN --mount=type=secret,id=tok stat -c '%a %u' /run/secrets/tok > /perm && "
         "sha256sum < /run/secrets/tok > /file\n"
         "RUN --mount=type=secret,id=tok,env=TOKEN,uid=7,mode=0440,target=/etc/tok "
-        "sh -c 'printf %s \"$TOKEN\" | sha256sum > /env-sum && stat -c \"%a %u\" /etc/tok > /env'\n"
+        'sh -c \'printf %s "$TOKEN" | sha256sum > /env-sum && stat -c "%a %u" /etc/tok > /env\'\n'
     )
     _build(cli, ctx, dockerfile, "--secret", f"id=tok,src={secret_file}", "-t", "s:1")
     run = ["run", "--rm", "--network", "none", "s:1", "cat"]
@@ -250,7 +251,9 @@ def test_a_secret_never_lands_in_a_layer_the_history_the_config_or_the_cache(cli
 def test_a_secret_from_the_environment(cli, bb, tmp_path):
     ctx = tmp_path / "ctx"
     digest = hashlib.sha256(SECRET.encode()).hexdigest()
-    _write(ctx / "Dockerfile", f"FROM bb:1\nRUN --mount=type=secret,id=api sha256sum /run/secrets/api | grep -q {digest}\n")
+    _write(
+        ctx / "Dockerfile", f"FROM bb:1\nRUN --mount=type=secret,id=api sha256sum /run/secrets/api | grep -q {digest}\n"
+    )
     result = subprocess.run(
         cli.argv("build", "--network", "none", "--secret", "id=api,env=API_TOKEN", str(ctx)),
         capture_output=True,
@@ -279,7 +282,7 @@ def test_a_missing_secret_fails_if_required_and_is_left_out_if_not(cli, bb, tmp_
         ("--mount=type=cache", "needs a target"),
         ("--mount=type=bind,target=/x,source=../outside", "outside not found in the build context"),
         ("--mount=type=bind,target=/x,source=missing", "not found in the build context"),
-        ("--mount=type=bind,target=/x,from=no-such-image:1", 'no such image'),
+        ("--mount=type=bind,target=/x,from=no-such-image:1", "no such image"),
         ("--mount=type=cache,target=/x,from=bb:1", "not supported yet"),
         ("--mount=type=tmpfs,target=/a --mount=type=cache,target=/a", "two mounts have the target /a"),
         ("--security=insecure", "security.insecure entitlement"),

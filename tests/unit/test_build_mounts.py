@@ -29,7 +29,15 @@ def test_defaults_follow_buildkit():
 
 def test_every_option_and_its_spellings():
     m = parse_mount("type=cache,dst=/c,id=pip,sharing=locked,mode=0700,uid=1000,gid=100,ro")
-    assert (m.target, m.id, m.sharing, m.mode, m.uid, m.gid, m.readonly) == ("/c", "pip", "locked", 0o700, 1000, 100, True)
+    assert (m.target, m.id, m.sharing, m.mode, m.uid, m.gid, m.readonly) == (
+        "/c",
+        "pip",
+        "locked",
+        0o700,
+        1000,
+        100,
+        True,
+    )
     m = parse_mount("type=bind,destination=/a,src=./x/../y,from=img:1,rw=true")
     assert (m.target, m.source, m.from_, m.readonly) == ("/a", "y", "img:1", False)
     assert parse_mount("type=bind,target=/a,readonly=false").readonly is False
