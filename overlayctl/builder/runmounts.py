@@ -4,8 +4,8 @@ cache key, and the clean-up after the step.
 
 - cache: a directory of the store (store/cachemounts.py) bound read-write,
   held with the lock its `sharing` asks for while the step runs;
-- bind: a path of the build context or of a `from=` source (see
-  `Builder._mount_source`), read-only; with `rw` the step may write, into a
+- bind: a path of the build context (without what .dockerignore leaves
+  out) or of a `from=` source (see `Builder._mount_source`), read-only; with `rw` the step may write, into a
   throwaway upper directory (an overlay over the source), never the source;
 - tmpfs: a fresh tmpfs;
 - secret: the value written to a file under the runroot (mode 0400 unless
@@ -148,8 +148,10 @@ def _prepare_one(
     elif mount.type == "secret":
         _prepare_secret(prepared, mount, paths, secrets)
     elif mount.type == "bind":
-        dirs = _bind_dirs(mount, context, mount_source)
-        _add(prepared, _bind(dirs, mount, os.path.join(stage, f"mount{number}")))
+        scratch = os.path.join(stage, f"mount{number}")
+        os.mkdir(scratch, 0o700)
+        dirs = _bind_dirs(mount, context, mount_source, scratch)
+        _add(prepared, _bind(dirs, mount, scratch))
     else:
         raise InvalidArgumentError(f"--mount: type={mount.type} mounts are not supported by overlayctl build")
 
@@ -195,10 +197,14 @@ def _prepare_secret(prepared: PreparedMounts, mount: RunMount, paths: Paths, sec
     _add(prepared, Mount("bind", path, mount.target, True))
 
 
-def _bind_dirs(mount: RunMount, context: Context, mount_source: Callable[[str], MountSource]) -> tuple[str, ...]:
+def _bind_dirs(
+    mount: RunMount, context: Context, mount_source: Callable[[str], MountSource], scratch: str
+) -> tuple[str, ...]:
     """The directories (top first) whose merge, at `source`, the bind shows;
     one path (a file or a directory) for the context or a one-layer source."""
     if not mount.from_:
+        if context.rules.patterns:
+            return (_filtered_context(context, mount.source or ".", scratch),)
         rel = context.match(mount.source or ".", "RUN --mount")[0]
         return (os.path.join(context.root, rel) if rel else context.root,)
     source = mount_source(mount.from_)
@@ -226,6 +232,40 @@ def _bind_dirs(mount: RunMount, context: Context, mount_source: Callable[[str], 
     return tuple(found)
 
 
+def _filtered_context(context: Context, source: str, scratch: str) -> str:
+    """The context at `source` as BuildKit's bind sees it, without what
+    .dockerignore leaves out: a tree in `scratch` of hard links to the
+    context's files (copies across filesystems). A link shares the file,
+    but the bind is read-only, or an overlay whose upper takes the writes."""
+    import shutil
+
+    plan = context.plan([source], "/", "RUN --mount")
+    top = os.path.join(scratch, "context")
+    for entry in plan.entries:
+        if plan.kind == "file":
+            path = top
+        else:
+            path = os.path.normpath(os.path.join(top, os.path.relpath(entry.dest, "/")))
+        src = os.path.join(context.root, entry.src)
+        if entry.kind == "dir":
+            os.mkdir(path, 0o700)
+        elif entry.kind == "symlink":
+            os.symlink(entry.link, path)
+        else:
+            try:
+                os.link(src, path)
+            except OSError:
+                shutil.copy2(src, path)
+    # Directories get their modes and owners once their contents are in.
+    for entry in reversed(plan.entries):
+        if entry.kind == "dir":
+            path = os.path.normpath(os.path.join(top, os.path.relpath(entry.dest, "/")))
+            st = os.stat(os.path.join(context.root, entry.src))
+            os.chown(path, st.st_uid, st.st_gid)
+            os.chmod(path, entry.mode)
+    return top
+
+
 def _opaque(path: str) -> bool:
     try:
         return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
@@ -243,13 +283,11 @@ def _bind(dirs: tuple[str, ...], mount: RunMount, scratch: str) -> Mount:
         # A file, writable: a copy of it is what the step may change.
         import shutil
 
-        os.mkdir(scratch, 0o700)
         copy = os.path.join(scratch, "file")
         shutil.copy2(dirs[0], copy)
         return Mount("bind", copy, mount.target, False)
     if mount.readonly:
         return Mount("overlay", "", mount.target, True, layout=OverlayLayout(dirs, "", ""))
-    os.mkdir(scratch, 0o700)
     upper, work = os.path.join(scratch, "upper"), os.path.join(scratch, "work")
     os.mkdir(upper, 0o755)
     os.mkdir(work, 0o700)

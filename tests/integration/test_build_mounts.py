@@ -157,6 +157,30 @@ def test_a_bind_of_the_context_is_read_only_and_rw_writes_are_thrown_away(cli, b
     assert cli.ok("run", "--rm", "--network", "none", "b:2", "cat", "/copied") == "changed\n"
 
 
+def test_a_bind_of_the_context_leaves_out_what_dockerignore_ignores(cli, bb, tmp_path):
+    ctx = tmp_path / "ctx"
+    _write(ctx / ".dockerignore", "**/*.key\nbuild/\n")
+    _write(ctx / "src" / "main.c", "int main;\n")
+    _write(ctx / "src" / "dev.key", "private\n")
+    _write(ctx / "build" / "out.o", "object\n")
+    os.symlink("src/main.c", ctx / "link")
+    _build(
+        cli,
+        ctx,
+        "FROM bb:1\n"
+        "RUN --mount=target=/c find /c | sort > /ro-listing\n"
+        "RUN --mount=target=/c,rw echo changed > /c/src/main.c && cat /c/link > /rw\n",
+        "-t",
+        "ig:1",
+    )
+    run = ["run", "--rm", "--network", "none", "ig:1", "cat"]
+    listing = cli.ok(*run, "/ro-listing").split()
+    assert listing == ["/c", "/c/.dockerignore", "/c/Dockerfile", "/c/link", "/c/src", "/c/src/main.c"]
+    assert cli.ok(*run, "/rw") == "changed\n"
+    # The writes went to the step's throwaway upper dir, not through the links.
+    assert (ctx / "src" / "main.c").read_text() == "int main;\n"
+
+
 def test_a_bind_from_an_image_shows_its_merged_layers_read_only(cli, bb, tmp_path):
     src = tmp_path / "src"
     _build(
