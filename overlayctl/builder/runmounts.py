@@ -131,8 +131,13 @@ def _prepare_one(
     secrets: dict[str, bytes],
 ) -> None:
     if mount.type == "cache":
-        if mount.from_ or mount.source:
-            raise InvalidArgumentError("--mount: type=cache with from=/source= is not supported yet")
+        seed: tuple[str, ...] = ()
+        if mount.source and not mount.from_:
+            raise InvalidArgumentError("--mount: source= of a type=cache mount needs from= (what to start it with)")
+        if mount.from_:
+            seed = _bind_dirs(mount, context, mount_source, "")
+            if not os.path.isdir(seed[0]):
+                raise InvalidArgumentError(f'--mount: source "{mount.source}" of {mount.from_} is not a directory')
         lease = CacheMounts(paths).acquire(
             mount.id,
             mount.sharing,
@@ -141,6 +146,11 @@ def _prepare_one(
             mount.gid or 0,
         )
         prepared.leases.append(lease)
+        if lease.created and seed:
+            # A new cache starts with what `from` shows, as BuildKit's; an
+            # existing one keeps what earlier steps left.
+            for layer in reversed(seed):
+                _merge_layer(layer, lease.data)
         _add(prepared, Mount("bind", lease.data, mount.target, mount.readonly))
     elif mount.type == "tmpfs":
         options = _TMPFS_MODE + (f",size={mount.size}" if mount.size else "")
@@ -264,6 +274,41 @@ def _filtered_context(context: Context, source: str, scratch: str) -> str:
             os.chown(path, st.st_uid, st.st_gid)
             os.chmod(path, entry.mode)
     return top
+
+
+def _merge_layer(layer: str, dest: str) -> None:
+    """Copy one layer's files over dest, as overlayfs would show them on
+    top of what is there: a whiteout removes, an opaque directory replaces.
+    Sockets, fifos and device nodes are left out."""
+    import shutil
+
+    with os.scandir(layer) as entries:
+        for entry in entries:
+            target = os.path.join(dest, entry.name)
+            st = entry.stat(follow_symlinks=False)
+            is_dir = stat.S_ISDIR(st.st_mode)
+            replace = not is_dir or _opaque(entry.path) or not os.path.isdir(target) or os.path.islink(target)
+            if os.path.lexists(target) and replace:
+                if os.path.isdir(target) and not os.path.islink(target):
+                    shutil.rmtree(target)
+                else:
+                    os.unlink(target)
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                continue  # a whiteout: the name is gone
+            if is_dir:
+                if not os.path.isdir(target):
+                    os.mkdir(target, 0o700)
+                _merge_layer(entry.path, target)
+            elif stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(entry.path), target)
+            elif stat.S_ISREG(st.st_mode):
+                shutil.copyfile(entry.path, target, follow_symlinks=False)
+            else:
+                continue
+            os.chown(target, st.st_uid, st.st_gid, follow_symlinks=False)
+            if not stat.S_ISLNK(st.st_mode):
+                os.chmod(target, stat.S_IMODE(st.st_mode))
+                os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _opaque(path: str) -> bool:

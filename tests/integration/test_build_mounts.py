@@ -210,6 +210,17 @@ def test_a_bind_from_an_image_shows_its_merged_layers_read_only(cli, bb, tmp_pat
     # The source image is unchanged.
     assert cli.ok("run", "--rm", "--network", "none", "src:1", "ls", "/data").split() == ["one", "two"]
 
+    # A cache mount from the image starts with what it shows, then keeps its own.
+    cache_step = (
+        "FROM bb:1\n"
+        "RUN --mount=type=cache,target=/c,from=src:1,source=/data "
+        "sh -c 'ls /c > /seen; echo x > /c/added-$(ls /c | wc -l)'\n"
+    )
+    _build(cli, tmp_path / "ctx2", cache_step, "-t", "cf:1")
+    _build(cli, tmp_path / "ctx2", cache_step, "--no-cache", "-t", "cf:2")
+    assert cli.ok(*run[:-2], "cf:1", "cat", "/seen").split() == ["one", "two"]
+    assert cli.ok(*run[:-2], "cf:2", "cat", "/seen").split() == ["added-2", "one", "two"]
+
 
 def test_a_tmpfs_mount_is_fresh_and_leaves_nothing(cli, bb, tmp_path):
     _build(
@@ -307,7 +318,8 @@ def test_a_missing_secret_fails_if_required_and_is_left_out_if_not(cli, bb, tmp_
         ("--mount=type=bind,target=/x,source=../outside", "outside not found in the build context"),
         ("--mount=type=bind,target=/x,source=missing", "not found in the build context"),
         ("--mount=type=bind,target=/x,from=no-such-image:1", "no such image"),
-        ("--mount=type=cache,target=/x,from=bb:1", "not supported yet"),
+        ("--mount=type=cache,target=/x,source=sub", "needs from="),
+        ("--mount=type=cache,target=/x,from=bb:1,source=/bin/sh", "is not a directory"),
         ("--mount=type=tmpfs,target=/a --mount=type=cache,target=/a", "two mounts have the target /a"),
         ("--security=insecure", "security.insecure entitlement"),
         ("--security=other", "sandbox or insecure"),
