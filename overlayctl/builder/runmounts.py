@@ -192,10 +192,12 @@ def _prepare_secret(prepared: PreparedMounts, mount: RunMount, paths: Paths, sec
     if not prepared.secret_dir:
         # The runroot (a tmpfs in /run normally): a secret is never written
         # to the store's disk.
+        from overlayctl.store.staging import new_staging_dir, sweep
+
         top = os.path.join(paths.runroot, "build-secrets")
         os.makedirs(top, 0o700, exist_ok=True)
-        prepared.secret_dir = os.path.join(top, f"{os.getpid()}-{os.urandom(6).hex()}")
-        os.mkdir(prepared.secret_dir, 0o700)
+        sweep(top)  # the secrets of builds that were killed
+        prepared.secret_dir = new_staging_dir(top, "secrets")
     path = os.path.join(prepared.secret_dir, hashlib.sha256(mount.target.encode()).hexdigest()[:16])
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:

@@ -69,6 +69,10 @@ def test_a_cache_mount_lives_on_between_builds_and_stays_out_of_the_layer(cli, b
     # A step that has it cached does not run again.
     out = _build(cli, ctx, CACHE_STEP)
     assert "Using cache" in out and (cache / "data" / "runs").read_text() == "run\nrun\n"
+    # The mount's specification is in the step's key: another id runs it again.
+    out = _build(cli, ctx, CACHE_STEP.replace("target=/root/.cache", "target=/root/.cache,id=other"))
+    assert "Using cache" not in out.split("Step 2/2")[1]
+    assert len(list((cli.root / "buildcache-mounts").iterdir())) == 2
 
 
 def test_cache_mounts_count_in_system_df_and_builder_prune_removes_them(cli, bb, tmp_path):
@@ -275,7 +279,13 @@ def test_a_secret_never_lands_in_a_layer_the_history_the_config_or_the_cache(cli
     with sqlite3.connect(cli.root / "catalog.db") as db:
         rows = db.execute("SELECT key, config FROM build_cache").fetchall()
     assert rows and all(needle not in bytes(config) and SECRET not in key for key, config in rows)
-    # Nothing of the secret stays in the runroot either.
+    # Nothing of the secret stays in the runroot either, nor from a build
+    # that was killed (its directory goes with the next build's secrets).
+    dead = cli.runroot / "build-secrets" / "secrets-999999999-0123456789ab"
+    dead.mkdir(parents=True)
+    (dead / "x").write_text("left")
+    cli.ok("build", "--network", "none", "--no-cache", "--secret", f"id=tok,src={secret_file}", str(ctx))
+    assert not dead.exists()
     assert not (cli.runroot / "build-secrets").exists() or not any((cli.runroot / "build-secrets").iterdir())
     # Another value of the secret hits the cache: the value is not in the key.
     _write(secret_file, "another-value", 0o600)
