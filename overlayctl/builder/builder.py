@@ -624,7 +624,10 @@ class Builder:
             except InvalidArgumentError as exc:
                 raise self._fail(ins, exc.message) from None
             try:
-                code = self._run_container(state, argv, env + prepared.env, network, run_id, stage, lowers, prepared)
+                # A secret's variable wins over one of the image's or an ARG's.
+                secret_names = {e.partition("=")[0] for e in prepared.env}
+                env = [e for e in env if e.partition("=")[0] not in secret_names] + prepared.env
+                code = self._run_container(state, argv, env, network, run_id, stage, lowers, prepared)
             finally:
                 prepared.release()
                 drop_stubs(upper, lowers, prepared.targets, state.cfg.get("WorkingDir") or "/")

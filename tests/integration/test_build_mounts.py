@@ -297,7 +297,11 @@ def test_a_secret_from_the_environment(cli, bb, tmp_path):
     ctx = tmp_path / "ctx"
     digest = hashlib.sha256(SECRET.encode()).hexdigest()
     _write(
-        ctx / "Dockerfile", f"FROM bb:1\nRUN --mount=type=secret,id=api sha256sum /run/secrets/api | grep -q {digest}\n"
+        ctx / "Dockerfile",
+        "FROM bb:1\nENV API=image\n"
+        f"RUN --mount=type=secret,id=api sha256sum /run/secrets/api | grep -q {digest}\n"
+        # The secret's variable wins over the image's, and is there once.
+        "RUN --mount=type=secret,id=api,env=API sh -c 'test \"$API\" != image && test $(env | grep -c ^API=) = 1'\n",
     )
     result = subprocess.run(
         cli.argv("build", "--network", "none", "--secret", "id=api,env=API_TOKEN", str(ctx)),
