@@ -374,3 +374,17 @@ def test_run_network_none_and_host(cli, bb, tmp_path):
     # The network is in the step's key.
     _write(ctx / "Dockerfile", "FROM bb:1\nRUN --network=host ls /sys/class/net > /none\n")
     assert "Using cache" not in cli.ok("build", "--network", "none", str(ctx)).split("Step 2/2")[1]
+
+
+def test_mounts_on_the_bridge_network_with_its_etc_files(cli, bb, tmp_path):
+    ctx = tmp_path / "ctx"
+    _write(tmp_path / "token", SECRET, 0o600)
+    _write(
+        ctx / "Dockerfile",
+        "FROM bb:1\n"
+        "RUN --mount=type=cache,target=/etc/cache --mount=type=secret,id=tok "
+        "sh -c 'test -s /etc/hosts && test -s /run/secrets/tok && touch /etc/cache/x && echo ok > /ok'\n",
+    )
+    cli.ok("build", "--secret", f"id=tok,src={tmp_path / 'token'}", "-t", "br:1", str(ctx))
+    # Neither the network's /etc files nor the mounts' targets are in the layer.
+    assert _tree(_layers(cli, "br:1")[-1]) == ["ok"]
