@@ -388,3 +388,31 @@ def test_mounts_on_the_bridge_network_with_its_etc_files(cli, bb, tmp_path):
     cli.ok("build", "--secret", f"id=tok,src={tmp_path / 'token'}", "-t", "br:1", str(ctx))
     # Neither the network's /etc files nor the mounts' targets are in the layer.
     assert _tree(_layers(cli, "br:1")[-1]) == ["ok"]
+
+
+def test_locked_cache_steps_of_two_builds_never_overlap(cli, bb, tmp_path):
+    # (With sharing=shared the two steps overlap: this test fails.)
+    step = (
+        "RUN --mount=type=cache,target=/c,id=one-at-a-time,sharing=locked "
+        "sh -c '[ -e /c/busy ] && echo {name} >> /c/overlaps; "
+        "touch /c/busy; sleep 1; rm /c/busy; echo {name} >> /c/ran'\n"
+    )
+    builds = []
+    for name in ("a", "b"):
+        ctx = tmp_path / name
+        _write(ctx / "Dockerfile", "FROM bb:1\n" + step.format(name=name))
+        builds.append(
+            subprocess.Popen(
+                cli.argv("build", "--network", "none", str(ctx)),
+                env=cli.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        )
+    for build in builds:
+        assert build.wait(timeout=120) == 0, build.stderr.read() if build.stderr else ""
+        if build.stderr:
+            build.stderr.close()
+    (cache,) = list((cli.root / "buildcache-mounts").iterdir())
+    assert sorted((cache / "data" / "ran").read_text().split()) == ["a", "b"]
+    assert not (cache / "data" / "overlaps").exists()
