@@ -93,6 +93,16 @@ class Paths:
         return os.path.join(self.blobs, digest.split(":", 1)[-1])
 
     @property
+    def build_mounts(self) -> str:
+        """The directories of `RUN --mount=type=cache` steps, one per cache
+        id (and more for sharing=private while one is in use): build cache
+        that lives on between builds, counted and pruned with it."""
+        return os.path.join(self.root, "buildcache-mounts")
+
+    def build_mount_dir(self, name: str) -> str:
+        return os.path.join(self.build_mounts, name)
+
+    @property
     def seccomp_cache(self) -> str:
         """Compiled seccomp filters: in the store, not the runroot, so they
         survive a reboot (the key covers the kernel and libseccomp)."""

@@ -21,6 +21,8 @@ import sys
 
 from overlayctl.builder.context import Context
 from overlayctl.builder.dockerfile import Instruction, expand, parse_dockerfile_file
+from overlayctl.builder.mounts import RunMount, parse_mount
+from overlayctl.builder.runmounts import MountSource, PreparedMounts, drop_stubs, key_parts, prepare
 from overlayctl.errors import InvalidArgumentError, NotFoundError, OverlayctlError
 from overlayctl.runtime.overlay import OverlayLayout
 from overlayctl.runtime.spec import DEFAULT_PATH, ContainerSpec
@@ -43,7 +45,7 @@ _SUPPORTED_NETWORKS = ("bridge", "default", "host", "none")
 # refused with the instruction's line rather than ignored.
 # COPY --link needs nothing: every layer here is already the diff of its own
 # step, made over the layers below it, which is what --link asks for.
-_NOT_BUILT_FLAGS = frozenset({"mount", "security", "parents", "keep-git-dir"})
+_NOT_BUILT_FLAGS = frozenset({"parents", "keep-git-dir"})
 # What a RUN step on a bridge has bound over /etc (see _drop_placeholders).
 _ETC_FILES = ("hosts", "hostname", "resolv.conf")
 
@@ -67,6 +69,7 @@ class BuildOptions:
         quiet: bool = False,
         network: str = "bridge",
         timestamp: int | None = None,
+        secrets: dict[str, bytes] | None = None,
     ) -> None:
         self.context = context
         self.dockerfile = dockerfile
@@ -76,6 +79,9 @@ class BuildOptions:
         self.quiet = quiet
         self.network = network
         self.timestamp = timestamp
+        # `--secret` values by id, for RUN --mount=type=secret; never
+        # written to the store, the history or a cache key.
+        self.secrets = secrets or {}
 
 
 def rfc3339(seconds: int) -> str:
@@ -136,6 +142,7 @@ class Builder:
         self.global_args: dict[str, str | None] = {}
         self.used_build_args: set[str] = set()
         self.shell = list(DEFAULT_SHELL)
+        self._mount_sources: dict[str, MountSource] = {}
 
     # -- output ----------------------------------------------------------
 
@@ -632,7 +639,16 @@ class Builder:
         arg_env = {k: v for k, v in self.args.items() if v is not None}
         prefix = f"|{len(arg_env)} " + " ".join(f"{k}={v}" for k, v in sorted(arg_env.items())) + " " if arg_env else ""
         created_by = prefix + " ".join(argv) if not ins.json_form else prefix + _go_list(argv)
-        key = _step_key(created_by, f"network={network}")
+        self._check_security(ins)
+        run_mounts = self._run_mounts(ins, state)
+        try:
+            mount_keys = key_parts(run_mounts, self.context, self._mount_source)
+        except InvalidArgumentError as exc:
+            raise self._fail(ins, exc.message) from None
+        # The mounts change what the command sees, so they are part of the
+        # key (their specification and a bind's content: no secret, no
+        # cache directory's content). A step without any keeps its old key.
+        key = _step_key(created_by, f"network={network}", *mount_keys)
         cached = self._cached(state, key)
         if cached is not None:
             self.cache_entries.append(CacheEntry(state.id, key, cached.id, jsonio.canonical(cached.config)))
@@ -640,12 +656,7 @@ class Builder:
         lowers = self._stack(state)
         if not lowers:
             raise self._fail(ins, "cannot RUN on an empty image (FROM scratch has no shell); COPY files in first")
-        from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES
-        from overlayctl.runtime.seccomp import compile_profile
-        from overlayctl.supervise import supervisor
-
-        cfg = state.cfg
-        env = list(cfg.get("Env") or [])
+        env = list(state.cfg.get("Env") or [])
         names = {e.partition("=")[0] for e in env}
         env += [f"{k}={v}" for k, v in arg_env.items() if k not in names]
         if "PATH" not in names:
@@ -656,29 +667,20 @@ class Builder:
             upper = os.path.join(stage, "diff")
             os.mkdir(upper, 0o755)
             os.mkdir(os.path.join(stage, "work"), 0o700)
-            plan = self._network_plan(network, run_id)
-            spec = ContainerSpec(
-                layout=OverlayLayout(lowers, upper, os.path.join(stage, "work")),
-                store_root=self.store.paths.root,
-                mountpoint=self.store.paths.mountpoint,
-                argv=argv,
-                env=env,
-                cwd=cfg.get("WorkingDir") or "/",
-                hostname=run_id[:12],
-                user=cfg.get("User") or "",
-                overlay_api=os.environ.get("OVERLAYCTL_OVERLAY_API", "new"),
-                network=network,
-                # A RUN step is a container like any other: Docker's default
-                # seccomp profile confines it too.
-                seccomp=compile_profile(None, DEFAULT_CAPABILITIES, self.store.paths.seccomp_cache),
-                mounts=plan.mounts if plan is not None else None,
-            )
             try:
-                code = self._supervise(supervisor, spec, plan.on_namespaces if plan is not None else None)
+                prepared = prepare(
+                    run_mounts, self.store.paths, stage, self.context, self._mount_source, self.opts.secrets
+                )
+            except InvalidArgumentError as exc:
+                raise self._fail(ins, exc.message) from None
+            try:
+                # A secret's variable wins over one of the image's or an ARG's.
+                secret_names = {e.partition("=")[0] for e in prepared.env}
+                env = [e for e in env if e.partition("=")[0] not in secret_names] + prepared.env
+                code = self._run_container(state, argv, env, network, run_id, stage, lowers, prepared)
             finally:
-                if plan is not None:
-                    plan.release()
-                    _drop_placeholders(upper, lowers)
+                prepared.release()
+                drop_stubs(upper, lowers, prepared.targets, state.cfg.get("WorkingDir") or "/")
             if code != 0:
                 shown = " ".join(argv) if not ins.json_form else _go_list(argv)
                 raise BuildError(
@@ -689,6 +691,105 @@ class Builder:
                 return self._new_layer(state, key, created_by, stage)
             except OverlayctlError as exc:
                 raise self._fail(ins, exc.message) from None
+
+    def _run_container(
+        self,
+        state: _State,
+        argv: list[str],
+        env: list[str],
+        network: str,
+        run_id: str,
+        stage: str,
+        lowers: tuple[str, ...],
+        prepared: PreparedMounts,
+    ) -> int:
+        """Run the step's command over the image with the step's mounts,
+        writing into stage/diff; its exit code."""
+        from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES
+        from overlayctl.runtime.seccomp import compile_profile
+        from overlayctl.supervise import supervisor
+
+        cfg = state.cfg
+        upper = os.path.join(stage, "diff")
+        plan = self._network_plan(network, run_id)
+        spec = ContainerSpec(
+            layout=OverlayLayout(lowers, upper, os.path.join(stage, "work")),
+            store_root=self.store.paths.root,
+            mountpoint=self.store.paths.mountpoint,
+            argv=argv,
+            env=env,
+            cwd=cfg.get("WorkingDir") or "/",
+            hostname=run_id[:12],
+            user=cfg.get("User") or "",
+            overlay_api=os.environ.get("OVERLAYCTL_OVERLAY_API", "new"),
+            network=network,
+            # A RUN step is a container like any other: Docker's default
+            # seccomp profile confines it too.
+            seccomp=compile_profile(None, DEFAULT_CAPABILITIES, self.store.paths.seccomp_cache),
+            # The network's /etc files first: a mount of the step's own
+            # may go over them, as in Docker.
+            mounts=(list(plan.mounts) if plan is not None else []) + prepared.mounts,
+        )
+        try:
+            return self._supervise(supervisor, spec, plan.on_namespaces if plan is not None else None)
+        finally:
+            if plan is not None:
+                plan.release()
+                _drop_placeholders(upper, lowers)
+
+    def _check_security(self, ins: Instruction) -> None:
+        mode = ins.flags.get("security")
+        if mode is None or mode == "sandbox":
+            return
+        if mode == "insecure":
+            raise self._fail(
+                ins, "--security=insecure needs the security.insecure entitlement, which overlayctl build never grants"
+            )
+        raise self._fail(ins, f'--security must be sandbox or insecure, not "{mode}"')
+
+    def _run_mounts(self, ins: Instruction, state: _State) -> list[RunMount]:
+        """The step's --mount flags, read (variables expanded in each value,
+        as BuildKit), relative targets under WORKDIR."""
+        workdir = state.cfg.get("WorkingDir") or "/"
+        mounts = []
+        for text in ins.repeated.get("mount", []):
+            try:
+                mount = parse_mount(text, workdir, lambda word: self._word(word, state))
+            except InvalidArgumentError as exc:
+                raise self._fail(ins, exc.message) from None
+            if mount.type == "ssh":
+                raise self._fail(ins, "--mount=type=ssh is not supported (overlayctl build forwards no SSH agent)")
+            mounts.append(mount)
+        targets = [m.target for m in mounts if m.target]
+        for target in targets:
+            if targets.count(target) > 1:
+                raise self._fail(ins, f"--mount: two mounts have the target {target}")
+        return mounts
+
+    def _mount_source(self, name: str) -> MountSource:
+        """What `--mount ... from=NAME` shows: for now an image of the local
+        store (its layers, read-only, top first). This is the one place
+        `from=` is resolved: build stages (and named build contexts) plug in
+        here, returning their result's directories the same way."""
+        known = self._mount_sources.get(name)
+        if known is not None:
+            return known
+        try:
+            image = self.store.images.resolve(name)
+        except NotFoundError:
+            raise InvalidArgumentError(
+                f'--mount from="{name}": no such image here (pulling is not supported: import or build it first)'
+            ) from None
+        self.store.layers.lease(layer.diff_id for layer in image.layers)
+        dirs = []
+        for layer in reversed(image.layers):
+            found = self.store.layers.find(layer.diff_id)
+            if found is None:
+                raise InvalidArgumentError(f'--mount from="{name}": the image was removed meanwhile; try again')
+            dirs.append(self.store.layers.diff_path(found))
+        source = MountSource(tuple(dirs), image.id)
+        self._mount_sources[name] = source
+        return source
 
     def _network_plan(self, network: str, run_id: str) -> Any:
         """A RUN step on a bridge is a container of its own on it: a lease,

@@ -77,7 +77,7 @@ def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context
     """`build`: options as parsed by click or the fast path."""
     import os
 
-    from overlayctl.engine.builds import BuildOptions, build
+    from overlayctl.engine.builds import BuildOptions, build, read_secrets
     from overlayctl.errors import InvalidArgumentError
 
     args: dict[str, str] = {}
@@ -99,6 +99,7 @@ def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context
         bool(opts.get("quiet")),
         opts.get("network") or "bridge",
         int(timestamp) if timestamp is not None else None,
+        secrets=read_secrets(list(opts.get("secrets") or [])),
     )
     image_id = build(store, build_opts)
     if build_opts.quiet:

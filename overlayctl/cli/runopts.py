@@ -97,6 +97,8 @@ BUILD_OPTIONS = (
     Opt(("-q", "--quiet"), "quiet", "flag", "print only the image ID"),
     Opt(("--network",), "network", "value", "network for RUN: bridge (the default), host or none", "MODE"),
     Opt(("--timestamp",), "timestamp", "value", "clamp times to EPOCH (default: $SOURCE_DATE_EPOCH)", "EPOCH"),
+    Opt(("--secret",), "secrets", "multi", "a secret for RUN --mount=type=secret (id=ID,src=PATH or id=ID,env=VAR)",
+        "id=ID,src=PATH"),
 )
 
 

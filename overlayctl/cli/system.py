@@ -225,9 +225,15 @@ def _df_table(report: Report, verbose: bool) -> None:
     click.echo("\nLocal Volumes space usage:\n")
     table(["VOLUME NAME", "LINKS", "SIZE"], [[v.name, str(v.links), human_size(v.size)] for v in report.volumes])
     click.echo(
-        f"\nBuild cache usage: {human_size(report.staging)} ({report.build_cache_entries} cache entries; "
-        "their layers belong to images)"
+        f"\nBuild cache usage: {human_size(report.staging + report.cache_mounts_size)} "
+        f"({report.build_cache_entries} cache entries, their layers belong to images; "
+        f"{len(report.cache_mounts)} cache mounts)"
     )
+    if report.cache_mounts:
+        table(
+            ["CACHE ID", "SIZE", "IN USE"],
+            [[cache_id, human_size(size), "true" if used else "false"] for cache_id, size, used in report.cache_mounts],
+        )
     if report.other:
         click.echo("\nStore metadata besides the catalog:\n")
         table(["PATH", "SIZE"], [[name, human_size(size)] for name, size in sorted(report.other.items())])
@@ -274,7 +280,11 @@ def _df_json(report: Report, verbose: bool) -> None:
                 for u in report.containers
             ],
             "Volumes": [{"Name": v.name, "Links": v.links, "Size": v.size} for v in report.volumes],
-            "BuildCache": {"Entries": report.build_cache_entries, "Staging": report.staging},
+            "BuildCache": {
+                "Entries": report.build_cache_entries,
+                "Staging": report.staging,
+                "CacheMounts": [{"ID": i, "Size": size, "InUse": used} for i, size, used in report.cache_mounts],
+            },
             "Other": report.other,
         }
     )

@@ -166,12 +166,22 @@ def parse_until(text: str, now: float) -> float:
 
 def prune_build_cache(store: Store, dry_run: bool = False) -> list[Removed]:
     """`builder prune`: forget every cached build step (the rows; their
-    layers belong to the images the builds made and stay with them) and
-    remove the staging of builds that died."""
+    layers belong to the images the builds made and stay with them), remove
+    the `RUN --mount=type=cache` directories no step holds now, and the
+    staging of builds that died."""
     from overlayctl.store import staging
+    from overlayctl.store.cachemounts import CacheMounts
 
     count = store.build_cache.count()
     removed = [Removed("build cache", f"{count} cached build steps", 0)] if count else []
+    mounts = CacheMounts(store.paths)
+    for mount in mounts.all():
+        size = tree_bytes(mount.path)
+        if dry_run:
+            if not mounts.in_use(mount):
+                removed.append(Removed("cache mount", f"cache mount {mount.id}", size))
+        elif mounts.remove(mount):
+            removed.append(Removed("cache mount", f"cache mount {mount.id}", size))
     leftovers = staging.leftovers(store.paths.tmp)
     removed += [Removed("staging leftover", path, tree_bytes(path)) for path, _ in leftovers]
     if not dry_run:

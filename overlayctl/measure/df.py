@@ -14,8 +14,10 @@ the rows plus the catalog equal ``du -s --block-size=1 ROOT``:
 - Logs: the json-file logs, rotated files included.
 - Local Volumes: ``volumes/`` and each volume.
 - Build Cache: the build cache's entries (rows of the catalog pointing at
-  layers the images own: no bytes of their own) and ``tmp/``, where builds,
-  imports and commits stage their work.
+  layers the images own: no bytes of their own), the directories of
+  ``RUN --mount=type=cache`` (``buildcache-mounts/``, each one an entry,
+  active while a step holds it) and ``tmp/``, where builds, imports and
+  commits stage their work.
 - Catalog: the root directory itself, the catalog database with its WAL,
   the locks, the shared init layer, compiled seccomp filters and anything
   else at the top of the store (named in ``Other``).
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 
 from overlayctl.layer.du import entry_bytes, tree_bytes
 from overlayctl.store import Store
+from overlayctl.store.cachemounts import CacheMounts
 from overlayctl.store.containers import Container
 
 _STAT_BLOCK = 512
@@ -90,6 +93,8 @@ class Report:
     kinds: list[Kind] = field(default_factory=list)
     build_cache_entries: int = 0
     staging: int = 0
+    cache_mounts: list[tuple[str, int, bool]] = field(default_factory=list)  # (id, bytes, in use)
+    cache_mounts_size: int = 0  # buildcache-mounts/ as a whole
     catalog: int = 0
     other: dict[str, int] = field(default_factory=dict)
 
@@ -241,21 +246,28 @@ def measure(store: Store) -> Report:
         )
     )
 
-    # Build cache: catalog rows, and the staging area.
+    # Build cache: catalog rows, cache mount directories, and the staging area.
     report.build_cache_entries = store.build_cache.count()
     report.staging = tree_bytes(store.paths.tmp) if os.path.isdir(store.paths.tmp) else 0
+    mounts = CacheMounts(store.paths)
+    for mount in mounts.all():
+        report.cache_mounts.append((mount.id, tree_bytes(mount.path), mounts.in_use(mount)))
+    mounts_dir = entry_bytes(store.paths.build_mounts)
+    report.cache_mounts_size = mounts_dir + sum(size for _, size, _ in report.cache_mounts)
     report.kinds.append(
         Kind(
             "Build Cache",
-            report.build_cache_entries,
-            0,
-            report.staging,
-            report.staging - entry_bytes(store.paths.tmp),
+            report.build_cache_entries + len(report.cache_mounts),
+            sum(1 for _, _, used in report.cache_mounts if used),
+            report.staging + report.cache_mounts_size,
+            report.staging
+            - entry_bytes(store.paths.tmp)
+            + sum(size for _, size, used in report.cache_mounts if not used),
         )
     )
 
     # The catalog and everything else at the top of the store.
-    charged = {"layers", "blobs", "containers", "volumes", "tmp"}
+    charged = {"layers", "blobs", "containers", "volumes", "tmp", "buildcache-mounts"}
     report.catalog = entry_bytes(root)
     with os.scandir(root) as it:
         for entry in it:

@@ -21,7 +21,7 @@ import _prctl
 
 from overlayctl.errors import CommandNotExecutableError, CommandNotFoundError, KernelError, OverlayctlError
 from overlayctl.runtime import syscalls as sc
-from overlayctl.runtime.mountplan import MASKED_PATHS, rootfs_plan, thermal_throttle_paths
+from overlayctl.runtime.mountplan import MASKED_PATHS, overlay_tree, rootfs_plan, thermal_throttle_paths
 from overlayctl.runtime.spec import DEFAULT_PATH, ContainerSpec, Mount
 
 TYPE_CHECKING = False
@@ -252,6 +252,10 @@ def _open_mount_sources(mounts: list[Mount], nodev: bool = True) -> list[tuple[i
     wanted = sc.MOUNT_ATTR_NODEV if nodev else 0
     trees: list[tuple[int, int] | None] = []
     for mount in mounts:
+        if mount.kind == "overlay" and mount.layout is not None:
+            # Made with its flags: nothing is left to set once attached.
+            trees.append((overlay_tree(mount.layout, mount.readonly, nodev), 0))
+            continue
         if mount.kind != "bind":
             trees.append(None)
             continue

@@ -104,6 +104,31 @@ def _mount_new_api(layout: OverlayLayout, target: str, nodev: bool = True) -> bo
     return True
 
 
+def overlay_tree(layout: OverlayLayout, readonly: bool, nodev: bool = True) -> int:
+    """A detached overlay mount (an fd for move_mount), for a mount inside a
+    container rather than its root: an image's layers bound read-only into
+    a build step, or a directory whose writes land in a throwaway upper dir.
+    With no upperdir the overlay is read-only by itself (it needs two lowers
+    then). Needs the new mount API with "lowerdir+" (Linux >= 6.8)."""
+    fs_fd = sc.fsopen("overlay")
+    try:
+        try:
+            for lower in layout.lowerdirs:
+                sc.fsconfig_string(fs_fd, "lowerdir+", lower)
+        except KernelError as exc:
+            if sc.errno_of(exc) == 22:
+                raise KernelError("mounting layers inside a build step needs Linux 6.8 or later (lowerdir+)") from None
+            raise
+        if layout.upperdir:
+            sc.fsconfig_string(fs_fd, "upperdir", layout.upperdir)
+            sc.fsconfig_string(fs_fd, "workdir", layout.workdir)
+        sc.fsconfig_create(fs_fd)
+        attrs = (sc.MOUNT_ATTR_NODEV if nodev else 0) | (sc.MOUNT_ATTR_RDONLY if readonly else 0)
+        return sc.fsmount(fs_fd, attrs)
+    finally:
+        os.close(fs_fd)
+
+
 def _mount_classic(layout: OverlayLayout, base: str, target: str, nodev: bool = True) -> None:
     data = classic_options(layout, base)
     cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)

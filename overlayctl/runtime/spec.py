@@ -75,19 +75,31 @@ class Mount:
     """Something mounted into the container after its root is built.
 
     kind "bind": `source` is a host path (file or directory), attached at
-    `target` inside the container; "tmpfs": a fresh tmpfs with `options`.
+    `target` inside the container; "tmpfs": a fresh tmpfs with `options`;
+    "overlay": the directories of `layout` merged (lowers only: read-only;
+    with an upper dir: writable, the writes kept there), for a build step's
+    `--mount` of an image or of a directory whose writes are thrown away.
     Targets are resolved after pivot_root, inside the container's root, so a
     symlink in the image can never send a mount onto the host.
     """
 
-    __slots__ = ("kind", "source", "target", "readonly", "options")
+    __slots__ = ("kind", "source", "target", "readonly", "options", "layout")
 
-    def __init__(self, kind: str, source: str, target: str, readonly: bool = False, options: str = "") -> None:
+    def __init__(
+        self,
+        kind: str,
+        source: str,
+        target: str,
+        readonly: bool = False,
+        options: str = "",
+        layout: OverlayLayout | None = None,
+    ) -> None:
         self.kind = kind
         self.source = source
         self.target = target
         self.readonly = readonly
         self.options = options
+        self.layout = layout
 
     def __repr__(self) -> str:
         ro = ",ro" if self.readonly else ""
