@@ -151,10 +151,9 @@ class Heredoc:
 # Lines: directives, comments, continuations
 
 
-def _read_directives(lines: list[str], path: str) -> str:
-    """Return the escape character set by the directives at the top of the file."""
-    escape = "\\"
-    seen: set[str] = set()
+def _read_directives(lines: list[str], path: str) -> dict[str, str]:
+    """The parser directives at the top of the file, by lower-case name."""
+    found: dict[str, str] = {}
     for number, raw in enumerate(lines, start=1):
         match = _DIRECTIVE.fullmatch(raw.lstrip())
         # The first line that is not a known directive ends the block for good:
@@ -162,25 +161,36 @@ def _read_directives(lines: list[str], path: str) -> str:
         if match is None or match[1].lower() not in _KNOWN_DIRECTIVES:
             break
         name, value = match[1].lower(), match[2]
-        if name in seen:
+        if name in found:
             raise DockerfileError(path, number, f"only one {name} parser directive can be used")
-        seen.add(name)
-        if name == "escape":
-            if value not in ("\\", "`"):
-                raise DockerfileError(path, number, f"invalid escape directive {value!r}: use \\ or `")
-            escape = value
-    return escape
+        found[name] = value
+        if name == "escape" and value not in ("\\", "`"):
+            raise DockerfileError(path, number, f"invalid escape directive {value!r}: use \\ or `")
+    return found
 
 
-def _logical_lines(lines: list[str], escape: str) -> list[tuple[int, str]]:
-    """Join continued lines into (first line number, text) pairs, skipping comments."""
+def read_directives(text: str, path: str = "Dockerfile") -> dict[str, str]:
+    """The parser directives (escape, syntax, check) at the top of Dockerfile text."""
+    return _read_directives(_split_lines(text), path)
+
+
+def _split_lines(text: str) -> list[str]:
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
+def _logical_lines(lines: list[str], escape: str, path: str) -> list[tuple[int, str, list[Heredoc]]]:
+    """Join continued lines into (first line number, text, here-documents),
+    skipping comments; the bodies of an instruction's here-documents are the
+    lines after it, consumed here so that they are not read as instructions."""
     continuation = re.compile(re.escape(escape) + r"[ \t]*$")
 
     def cut(text: str) -> tuple[str, bool]:
         joined, count = continuation.subn("", text)
         return joined, count > 0
 
-    result: list[tuple[int, str]] = []
+    result: list[tuple[int, str, list[Heredoc]]] = []
     i = 0
     while i < len(lines):
         start = i + 1
@@ -200,9 +210,146 @@ def _logical_lines(lines: list[str], escape: str) -> list[tuple[int, str]]:
             # Continuation lines keep their indentation: "RUN a \" + "    && b" is "RUN a     && b".
             piece, more = cut(raw)
             text += piece
-        if text.strip():
-            result.append((start, text))
+        if not text.strip():
+            continue
+        heredocs: list[Heredoc] = []
+        if _takes_heredocs(text):
+            for heredoc in heredocs_of(text):
+                i = _read_heredoc_body(heredoc, lines, i)
+                if i < 0:
+                    keyword = text.split(None, 1)[0].upper()
+                    raise DockerfileError(path, start, f"unterminated heredoc {heredoc.name}", keyword)
+                heredocs.append(heredoc)
+        result.append((start, text, heredocs))
     return result
+
+
+# ---------------------------------------------------------------------------
+# Here-documents (BuildKit's Dockerfile frontend 1.4+)
+
+# Only these take here-documents, as in BuildKit (ONBUILD too, for them).
+_HEREDOC_KEYWORDS = frozenset({"RUN", "COPY", "ADD"})
+# A word that opens a here-document: an optional fd, "<<", "-" to strip
+# leading tabs, then the delimiter word (which may be quoted); "<<<" is a
+# here-string, not a here-document.
+_HEREDOC_WORD = re.compile(r"(\d*)<<(-?)([^<]*)")
+
+
+def _takes_heredocs(text: str) -> bool:
+    words = text.split(None, 2)
+    keyword = words[0].upper()
+    if keyword == "ONBUILD" and len(words) > 1:
+        keyword = words[1].upper()
+    return keyword in _HEREDOC_KEYWORDS
+
+
+def _raw_words(text: str) -> list[str]:
+    """Words as a shell splits them, quotes and backslashes kept; BuildKit
+    looks for here-documents this way whatever the escape directive says."""
+    words: list[str] = []
+    word: list[str] = []
+    quote = ""
+    i, n = 0, len(text)
+    started = False
+    while i < n:
+        ch = text[i]
+        i += 1
+        if not quote and ch.isspace():
+            if started:
+                words.append("".join(word))
+                word, started = [], False
+            continue
+        started = True
+        word.append(ch)
+        if quote:
+            if ch == quote:
+                quote = ""
+            elif ch == "\\" and quote == '"' and i < n:
+                word.append(text[i])
+                i += 1
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "\\" and i < n:
+            word.append(text[i])
+            i += 1
+    if started:
+        words.append("".join(word))
+    return words
+
+
+def _unquote(word: str) -> str | None:
+    """Quote removal on one word, as sh does on a here-document's delimiter;
+    None if the word is not one word (unbalanced quotes, blanks)."""
+    out: list[str] = []
+    quote = ""
+    i, n = 0, len(word)
+    while i < n:
+        ch = word[i]
+        i += 1
+        if quote == "'":
+            if ch == "'":
+                quote = ""
+            else:
+                out.append(ch)
+        elif quote == '"':
+            if ch == '"':
+                quote = ""
+            elif ch == "\\" and i < n and word[i] in '"\\$`':
+                out.append(word[i])
+                i += 1
+            else:
+                out.append(ch)
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "\\":
+            if i < n:
+                out.append(word[i])
+                i += 1
+        elif ch.isspace():
+            return None
+        else:
+            out.append(ch)
+    return None if quote else "".join(out)
+
+
+def parse_heredoc_word(word: str) -> Heredoc | None:
+    """The here-document a word such as `<<EOF`, `<<-EOF` or `<<"EOF"` opens
+    (with no content yet), or None if the word opens none."""
+    match = _HEREDOC_WORD.fullmatch(word)
+    if match is None or not match[3]:
+        return None
+    name = _unquote(match[3])
+    if not name:
+        return None
+    # As BuildKit: any quote taken away from the delimiter turns expansion off.
+    removed = sum(match[3].count(q) for q in "'\"") != sum(name.count(q) for q in "'\"")
+    return Heredoc(name, "", expand=not removed, chomp=match[2] == "-")
+
+
+def heredocs_of(text: str) -> list[Heredoc]:
+    """The here-documents an instruction's text opens, in order, without content."""
+    found = []
+    for word in _raw_words(text):
+        heredoc = parse_heredoc_word(word)
+        if heredoc is not None:
+            found.append(heredoc)
+    return found
+
+
+def _read_heredoc_body(heredoc: Heredoc, lines: list[str], i: int) -> int:
+    """Fill heredoc.content from lines[i:] up to its delimiter line; return the
+    index after that line, or -1 if the file ends first."""
+    body: list[str] = []
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if heredoc.chomp:
+            line = line.lstrip("\t")
+        if line == heredoc.name:
+            heredoc.content = "".join(piece + "\n" for piece in body)
+            return i
+        body.append(line)
+    return -1
 
 
 # ---------------------------------------------------------------------------
@@ -468,7 +615,7 @@ _SHAPES: dict[str, Callable[[_Shape, str], tuple[list[str], bool]]] = {
 # Public API
 
 
-def _parse_instruction(number: int, text: str, path: str, escape: str) -> Instruction:
+def _parse_instruction(number: int, text: str, path: str, escape: str, heredocs: list[Heredoc]) -> Instruction:
     text = text.strip()
     parts = _BLANKS.split(text, maxsplit=1)
     word = parts[0]
@@ -478,15 +625,13 @@ def _parse_instruction(number: int, text: str, path: str, escape: str) -> Instru
     flag_words, rest = _extract_flags(parts[1] if len(parts) > 1 else "")
     flags, repeated = _parse_flags(flag_words, keyword, path, number)
     args, json_form = _Shape(keyword, path, number, escape).parse(rest)
-    return Instruction(keyword, keyword + text[len(word) :], args, json_form, flags, number, repeated)
+    return Instruction(keyword, keyword + text[len(word) :], args, json_form, flags, number, repeated, heredocs)
 
 
 def _parse(text: str, path: str) -> tuple[list[Instruction], str]:
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
-    escape = _read_directives(lines, path)
-    instructions = [_parse_instruction(n, t, path, escape) for n, t in _logical_lines(lines, escape)]
+    lines = _split_lines(text)
+    escape = _read_directives(lines, path).get("escape", "\\")
+    instructions = [_parse_instruction(n, t, path, escape, h) for n, t, h in _logical_lines(lines, escape, path)]
     if not instructions:
         raise DockerfileError(path, None, "file with no instructions")
     # Only ARGs (global build arguments) may come before the first FROM.
@@ -650,3 +795,23 @@ def expand(word: str, env: Mapping[str, str], escape: str = "\\") -> str:
     instruction) on an unterminated quote or a malformed ${...}.
     """
     return _Expander(word, env, escape).process()
+
+
+def expand_heredoc(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
+    """Expand variables in the body of a COPY/ADD here-document, as BuildKit does.
+
+    Unlike `expand`, quotes are text here (`"$A"` keeps its quotes); the
+    escape character still protects the next character, so `\\$A` is `$A`.
+    """
+    expander = _Expander(text, env, escape)
+    out: list[str] = []
+    while expander.pos < len(text):
+        ch = expander.peek()
+        if ch == "$":
+            out.append(expander.dollar())
+            continue
+        expander.pos += 1
+        if ch == escape:
+            ch = expander.take()
+        out.append(ch)
+    return "".join(out)

@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from overlayctl.builder.dockerfile import DockerfileError, Instruction, expand, parse, parse_dockerfile_file
+from overlayctl.builder.dockerfile import (
+    DockerfileError,
+    Heredoc,
+    Instruction,
+    expand,
+    expand_heredoc,
+    parse,
+    parse_dockerfile_file,
+    read_directives,
+)
 from overlayctl.errors import InvalidArgumentError
 
 
@@ -617,3 +626,107 @@ def test_repeatable_and_boolean_flags():
     assert ins.flags == {"link": "true"} and ins.repeated == {"exclude": ["*.md", "tmp"]}
     assert parse("FROM scratch\nCOPY --link=False . /app\n")[1].flags == {"link": "false"}
     assert "--link takes true or false" in error_of("FROM scratch\nCOPY --link=maybe . /app\n")
+
+
+# --- here-documents --------------------------------------------------------------------------------------------------
+
+
+def test_run_heredoc_body_is_consumed_and_later_line_numbers_stay_right():
+    text = "FROM busybox\nRUN <<EOF\necho one\n# not a comment here\n\nEOF\nCMD done\n"
+    instructions = parse(text)
+    assert [(i.keyword, i.line) for i in instructions] == [("FROM", 1), ("RUN", 2), ("CMD", 7)]
+    run = instructions[1]
+    assert run.args == ["<<EOF"] and run.original == "RUN <<EOF"
+    assert run.heredocs == [Heredoc("EOF", "echo one\n# not a comment here\n\n", expand=True, chomp=False)]
+
+
+def test_heredoc_after_a_command_and_after_flags():
+    ins = parse("FROM busybox\nRUN --network=none python3 <<PY > /out\nprint(1)\nPY\n")[1]
+    assert ins.flags == {"network": "none"}
+    assert ins.args == ["python3 <<PY > /out"]
+    assert ins.heredocs == [Heredoc("PY", "print(1)\n")]
+
+
+@pytest.mark.parametrize(
+    ("opener", "name", "expands"),
+    [
+        ("<<EOF", "EOF", True),
+        ('<<"EOF"', "EOF", False),
+        ("<<'EOF'", "EOF", False),
+        ('<<E"O"F', "EOF", False),
+        ("<<-EOF", "EOF", True),
+        ("<<-'EOF'", "EOF", False),
+        ("0<<EOF", "EOF", True),
+    ],
+)
+def test_heredoc_delimiter_quoting_turns_expansion_off(opener, name, expands):
+    ins = one(f"RUN cat {opener}\nbody\n{name}")
+    assert ins.heredocs == [Heredoc(name, "body\n", expand=expands, chomp="-" in opener)]
+
+
+def test_dash_heredoc_strips_leading_tabs_of_body_and_delimiter():
+    ins = one("RUN <<-EOF\n\t\techo a\n\t  b\n  \tc\n\tEOF")
+    assert ins.heredocs == [Heredoc("EOF", "echo a\n  b\n  \tc\n", chomp=True)]
+
+
+def test_without_dash_an_indented_delimiter_does_not_end_the_body():
+    assert error_of("FROM busybox\nRUN <<EOF\necho a\n\tEOF\n") == "Dockerfile:2: RUN: unterminated heredoc EOF"
+
+
+def test_several_heredocs_in_one_instruction_read_in_order():
+    text = "FROM busybox\nCOPY <<one <<two /dir/\nfirst\none\nsecond\ntwo\nRUN cat <<A <<'B'\n$x\nA\n$y\nB\nCMD x\n"
+    instructions = parse(text)
+    copy, run, cmd = instructions[1:]
+    assert copy.args == ["<<one", "<<two", "/dir/"]
+    assert copy.heredocs == [Heredoc("one", "first\n"), Heredoc("two", "second\n")]
+    assert run.heredocs == [Heredoc("A", "$x\n"), Heredoc("B", "$y\n", expand=False)]
+    assert cmd.line == 12
+
+
+def test_heredoc_with_continued_instruction_starts_after_the_last_line():
+    ins = one("RUN cat <<EOF \\\n  > /f\nbody\nEOF")
+    assert ins.args == ["cat <<EOF   > /f"]
+    assert ins.heredocs == [Heredoc("EOF", "body\n")]
+
+
+def test_empty_heredoc_and_crlf_lines():
+    instructions = parse("FROM busybox\r\nCOPY <<EOF /empty\r\nEOF\r\nRUN <<X\r\na\r\nX\r\n")
+    assert instructions[1].heredocs == [Heredoc("EOF", "")]
+    assert instructions[2].heredocs == [Heredoc("X", "a\n")]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "RUN echo '<<EOF'",  # quoted: text, not a redirection
+        'RUN echo "a <<EOF"',
+        "RUN cat <<<word",  # a here-string
+        "RUN echo a<<b",  # not a word of its own
+        "ENV A=<<EOF",  # only RUN, COPY and ADD take here-documents
+        "CMD cat <<EOF",
+    ],
+)
+def test_what_is_not_a_heredoc(line):
+    ins = one(line)
+    assert ins.heredocs == []
+
+
+def test_onbuild_run_takes_its_heredoc():
+    instructions = parse("FROM busybox\nONBUILD RUN <<EOF\necho hi\nEOF\nCMD x\n")
+    assert instructions[1].heredocs == [Heredoc("EOF", "echo hi\n")]
+    assert instructions[2].line == 5
+
+
+def test_unterminated_heredoc_names_the_instruction_line():
+    assert error_of("FROM busybox\n\nCOPY <<A <<B /d/\na\nA\nb\n") == "Dockerfile:3: COPY: unterminated heredoc B"
+
+
+def test_heredoc_body_expansion_keeps_quotes_and_honours_escapes():
+    env = {"A": "1", "EMPTY": ""}
+    assert expand_heredoc('x="$A" \'${A}\' \\$A ${EMPTY:-d} $NONE.\n', env) == "x=\"1\" '1' $A d .\n"
+
+
+def test_read_directives_reports_syntax_and_check():
+    text = "# syntax=docker/dockerfile:1.7\n# check=skip=all\nFROM busybox\n"
+    assert read_directives(text) == {"syntax": "docker/dockerfile:1.7", "check": "skip=all"}
+    assert read_directives("FROM busybox\n# syntax=x\n") == {}
