@@ -650,18 +650,20 @@ def parse(text: str, path: str = "Dockerfile") -> list[Instruction]:
     return _parse(text, path)[0]
 
 
-def parse_dockerfile_file(path: str) -> tuple[list[Instruction], str]:
-    """Read and parse a Dockerfile; return its instructions and its escape character."""
+def parse_dockerfile_file(path: str, name: str | None = None) -> tuple[list[Instruction], str]:
+    """Read and parse a Dockerfile; return its instructions and its escape
+    character. `name` is what error messages call it (default: path)."""
+    shown = name or path
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise DockerfileError(path, None, f"cannot read the Dockerfile: {e.strerror or e}") from None
+        raise DockerfileError(shown, None, f"cannot read the Dockerfile: {e.strerror or e}") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DockerfileError(path, None, f"not valid UTF-8 text (byte {e.start})") from None
-    return _parse(text, path)
+        raise DockerfileError(shown, None, f"not valid UTF-8 text (byte {e.start})") from None
+    return _parse(text, shown)
 
 
 # ---------------------------------------------------------------------------

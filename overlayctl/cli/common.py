@@ -70,11 +70,13 @@ def run_container(global_opts: Mapping[str, Any], opts: Mapping[str, Any], image
 
 
 def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context: str) -> int:
-    """`build`: options as parsed by click or the fast path."""
+    """`build`: options as parsed by click or the fast path. A build that
+    fails once started exits 1, as `docker build`; bad options stay 125."""
     import os
+    import sys
 
     from overlayctl.engine.builds import BuildOptions, build
-    from overlayctl.errors import InvalidArgumentError
+    from overlayctl.errors import InvalidArgumentError, OverlayctlError
 
     args: dict[str, str] = {}
     for item in opts.get("build_args") or []:
@@ -82,9 +84,19 @@ def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context
         if not key:
             raise InvalidArgumentError(f'invalid --build-arg "{item}": use KEY=VALUE')
         args[key] = value if sep else os.environ.get(key, "")
+    labels: dict[str, str] = {}
+    for item in opts.get("labels") or []:
+        key, _, value = item.partition("=")
+        if not key:
+            raise InvalidArgumentError(f'invalid --label "{item}": use KEY=VALUE')
+        labels[key] = value
     timestamp = opts.get("timestamp")
     if timestamp is not None and not str(timestamp).isdigit():
         raise InvalidArgumentError(f'--timestamp takes whole seconds since 1970, not "{timestamp}"')
+    if opts.get("platform"):
+        from overlayctl.oci.platform import check_platform
+
+        check_platform(str(opts["platform"]), "--platform")
     store = open_store(global_opts)
     build_opts = BuildOptions(
         context,
@@ -95,8 +107,21 @@ def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context
         bool(opts.get("quiet")),
         opts.get("network") or "bridge",
         int(timestamp) if timestamp is not None else None,
+        labels=labels,
+        platform=opts.get("platform"),
     )
-    image_id = build(store, build_opts)
+    try:
+        image_id = build(store, build_opts, sys.stdin.buffer)
+    except OverlayctlError as exc:
+        exc.exit_code = 1
+        raise
+    iidfile = opts.get("iidfile")
+    if iidfile:
+        try:
+            with open(iidfile, "w") as f:
+                f.write(image_id)
+        except OSError as exc:
+            raise InvalidArgumentError(f"cannot write --iidfile {iidfile}: {exc.strerror or exc}", 1) from None
     if build_opts.quiet:
         print(image_id)
     return 0
