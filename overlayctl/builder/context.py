@@ -372,7 +372,9 @@ def _extract_member(tar: Any, member: Any, root: str) -> None:
     elif member.islnk():
         target = _inside(root, member.linkname)
         if target is None or not os.path.lexists(target):
-            raise InvalidArgumentError(f"the build context tar entry {member.name} links to a missing {member.linkname}")
+            raise InvalidArgumentError(
+                f"the build context tar entry {member.name} links to a missing {member.linkname}"
+            )
         os.link(target, path, follow_symlinks=False)
         return
     else:

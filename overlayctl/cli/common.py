@@ -93,10 +93,6 @@ def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context
     timestamp = opts.get("timestamp")
     if timestamp is not None and not str(timestamp).isdigit():
         raise InvalidArgumentError(f'--timestamp takes whole seconds since 1970, not "{timestamp}"')
-    if opts.get("platform"):
-        from overlayctl.oci.platform import check_platform
-
-        check_platform(str(opts["platform"]), "--platform")
     store = open_store(global_opts)
     build_opts = BuildOptions(
         context,

@@ -26,19 +26,19 @@ def test_run_heredoc_alone_is_a_shell_script_and_a_shebang_runs_as_a_program(cli
         "ENV WHO=world\n"
         "RUN <<EOF\n"
         "set -e\n"
-        "echo \"hello $WHO\" > /one\n"
+        'echo "hello $WHO" > /one\n'
         "echo second line >> /one\n"
         "EOF\n"
         "RUN <<'SCRIPT'\n"
         "#!/bin/sh -e\n"
-        "echo \"script $0 as $(id -u)\" > /two\n"
+        'echo "script $0 as $(id -u)" > /two\n'
         "SCRIPT\n"
         "RUN <<-EOF\n"
         "\tif true; then\n"
         "\t\techo tabs gone > /three\n"
         "\tfi\n"
         "\tEOF\n"
-        "CMD [\"true\"]\n"
+        'CMD ["true"]\n'
     )
     ctx = _context(tmp_path, dockerfile)
     out = cli.ok("build", "-t", "h:1", str(ctx))
@@ -78,9 +78,9 @@ def test_copy_heredocs_make_files_expanded_unless_quoted_with_chown_and_chmod(cl
         "ARG NAME=app\n"
         "ENV PORT=8080\n"
         "COPY <<EOF /etc/app.conf\n"
-        "name=\"$NAME\" port=${PORT} literal=\\$PORT\n"
+        'name="$NAME" port=${PORT} literal=\\$PORT\n'
         "EOF\n"
-        "COPY --chown=1000:1001 --chmod=0750 <<one <<\"two\" /opt/dir/\n"
+        'COPY --chown=1000:1001 --chmod=0750 <<one <<"two" /opt/dir/\n'
         "#!/bin/sh\n"
         "one\n"
         "$NAME raw\n"
