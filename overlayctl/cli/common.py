@@ -93,6 +93,8 @@ def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context
     timestamp = opts.get("timestamp")
     if timestamp is not None and not str(timestamp).isdigit():
         raise InvalidArgumentError(f'--timestamp takes whole seconds since 1970, not "{timestamp}"')
+    if "-" in (context, opts.get("dockerfile")) and sys.stdin.isatty():
+        raise InvalidArgumentError("build reads the context or Dockerfile named - from standard input: redirect it")
     store = open_store(global_opts)
     build_opts = BuildOptions(
         context,

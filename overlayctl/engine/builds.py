@@ -39,7 +39,7 @@ def build(store: Store, opts: BuildOptions, stdin: BinaryIO | None = None) -> st
         raise InvalidArgumentError("this build reads standard input, and there is none")
     from overlayctl.store.staging import staging
 
-    with staging(store.paths.tmp, "build-input") as stage:
+    with staging(store.paths.tmp, "buildinput") as stage:
         if opts.dockerfile == STDIN:
             opts.dockerfile = _save(stdin, os.path.join(stage, "Dockerfile"))
             opts.dockerfile_name = opts.dockerfile_name or "Dockerfile"
