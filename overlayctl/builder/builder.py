@@ -28,6 +28,7 @@ from overlayctl.builder.dockerfile import (
     parse_dockerfile_file,
     parse_heredoc_word,
 )
+from overlayctl.builder.ignore import IgnoreRules
 from overlayctl.errors import InvalidArgumentError, NotFoundError, OverlayctlError
 from overlayctl.runtime.overlay import OverlayLayout
 from overlayctl.runtime.spec import DEFAULT_PATH, ContainerSpec
@@ -804,6 +805,11 @@ class _HeredocContext(Context):
     """The here-documents of one COPY, as a build context of their own. Their
     directory is new for every build, so the stat stamps would never match:
     the content (a few bytes) is the key for both lookups."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        # A here-document named .dockerignore is a file to copy, not rules.
+        self.rules = IgnoreRules([])
 
     def stat_digest(self, plan: CopyPlan) -> str:
         return self.digest(plan)

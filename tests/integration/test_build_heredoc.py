@@ -85,11 +85,15 @@ def test_copy_heredocs_make_files_expanded_unless_quoted_with_chown_and_chmod(cl
         "one\n"
         "$NAME raw\n"
         "two\n"
+        "COPY <<.dockerignore /ignored/\n"
+        "*\n"
+        ".dockerignore\n"
     )
     ctx = _context(tmp_path, dockerfile)
     cli.ok("build", "-t", "h:4", str(ctx))
     assert _cat(cli, "h:4", "/etc/app.conf") == 'name="app" port=8080 literal=$PORT\n'
     assert _cat(cli, "h:4", "/opt/dir/one", "/opt/dir/two") == "#!/bin/sh\n$NAME raw\n"
+    assert _cat(cli, "h:4", "/ignored/.dockerignore") == "*\n"  # a file, not rules
     listing = cli.ok("run", "--rm", "h:4", "stat", "-c", "%n %a %u:%g", "/etc/app.conf", "/opt/dir/one", "/opt/dir/two")
     assert listing.splitlines() == ["/etc/app.conf 644 0:0", "/opt/dir/one 750 1000:1001", "/opt/dir/two 750 1000:1001"]
     assert os.listdir(cli.root / "tmp") == []
@@ -100,7 +104,7 @@ def test_the_cache_key_holds_the_heredoc_bodies(cli, bb, tmp_path):
     ctx = _context(tmp_path, template.format("first"))
     cli.ok("build", "-t", "h:5", str(ctx))
     again = cli.ok("build", "-t", "h:5", str(ctx))
-    assert again.count("Using cache") == 2 or " ---> Running in" not in again
+    assert again.count(" ---> Using cache") == 2 and " ---> Running in" not in again
     (ctx / "Dockerfile").write_text(template.format("second"))
     out = cli.ok("build", "-t", "h:6", str(ctx))
     assert " ---> Running in" in out  # the RUN ran again

@@ -158,6 +158,9 @@ def test_unknown_flag_names_build_help_and_failed_builds_exit_1(cli, bb, tmp_pat
     result = cli("build", "--no-such-flag", str(ctx))
     assert result.returncode == 125
     assert 'see "overlayctl build --help"' in result.stderr.decode()
+    result = cli("image", "build", "--no-such-flag", str(ctx))
+    assert result.returncode == 125
+    assert 'see "overlayctl image build --help"' in result.stderr.decode()
     for dockerfile in (
         "FROM bb:1\nRUN exit 7\n",
         "FROM bb:1\nCOPY nothing /x\n",
