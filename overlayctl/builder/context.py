@@ -17,7 +17,7 @@ import stat
 from typing import Any, BinaryIO
 
 from overlayctl.builder.ignore import IgnoreRules
-from overlayctl.errors import InvalidArgumentError
+from overlayctl.errors import InvalidArgumentError, LayerRejectedError
 from overlayctl.store.staging import remove_tree
 
 _CHUNK = 1 << 20
@@ -324,7 +324,7 @@ def extract_context_tar(stream: BinaryIO, dest: str) -> None:
         with tarfile.open(fileobj=open_decompressed(stream), mode="r|") as tar:
             for member in tar:
                 _extract_member(tar, member, root)
-    except (tarfile.TarError, EOFError, ValueError) as exc:
+    except (tarfile.TarError, EOFError, ValueError, LayerRejectedError) as exc:
         raise InvalidArgumentError(f"the build context on standard input is not a valid tar archive: {exc}") from None
 
 
