@@ -232,7 +232,7 @@ _HEREDOC_KEYWORDS = frozenset({"RUN", "COPY", "ADD"})
 # A word that opens a here-document: an optional fd, "<<", "-" to strip
 # leading tabs, then the delimiter word (which may be quoted); "<<<" is a
 # here-string, not a here-document.
-_HEREDOC_WORD = re.compile(r"(\d*)<<(-?)([^<]*)")
+_HEREDOC_WORD = re.compile(r"(\d*)<<(-?)\s*([^<]*)")
 
 
 def _takes_heredocs(text: str) -> bool:
@@ -272,6 +272,14 @@ def _raw_words(text: str) -> list[str]:
         elif ch == "\\" and i < n:
             word.append(text[i])
             i += 1
+        elif ch == "<" and text.startswith("<", i):
+            # As BuildKit's lexer: blanks right after "<<" stay in the word,
+            # so `<<  EOF` opens a here-document named EOF (`<<- EOF` does not).
+            word.append("<")
+            i += 1
+            while i < n and text[i] in " \t":
+                word.append(text[i])
+                i += 1
     if started:
         words.append("".join(word))
     return words
@@ -545,6 +553,10 @@ class _Shape:
     def _copy(self, rest: str) -> tuple[list[str], bool]:
         array = self.json_or_none(rest)
         args = array if array is not None else _BLANKS.split(rest)
+        if array is None:
+            # `<<  EOF` is one here-document opener (see _raw_words): one source.
+            if "<<" in rest:
+                args = _BLANKS.split(re.sub(r"(^|[ \t])(\d*<<)[ \t]+", r"\1\2", rest))
         if len(args) < 2:
             raise self.missing("at least two arguments: one or more sources and a destination")
         return args, array is not None

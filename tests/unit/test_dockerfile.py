@@ -730,3 +730,35 @@ def test_read_directives_reports_syntax_and_check():
     text = "# syntax=docker/dockerfile:1.7\n# check=skip=all\nFROM busybox\n"
     assert read_directives(text) == {"syntax": "docker/dockerfile:1.7", "check": "skip=all"}
     assert read_directives("FROM busybox\n# syntax=x\n") == {}
+
+
+@pytest.mark.parametrize(
+    ("line", "names"),
+    [
+        ("RUN <<  EOF", ["EOF"]),  # blanks after << belong to the opener, as in BuildKit's lexer
+        ("RUN <<  EOF  > foo", ["EOF"]),
+        ("RUN <<- EOF", []),  # but not after <<-
+        ("RUN << -EOF", ["-EOF"]),
+        ("RUN 4<<EOF <<EOF2", ["EOF", "EOF2"]),
+        ("RUN <<$EOF", ["$EOF"]),
+        ("RUN <<'one two'", ["one two"]),
+        ("RUN <<eo\\'f", ["eo'f"]),
+    ],
+)
+def test_heredoc_openers_as_buildkit_reads_them(line, names):
+    body = "".join(f"{name}\n" for name in names)
+    ins = one(f"{line}\n{body}".rstrip("\n"))
+    assert [h.name for h in ins.heredocs] == names
+
+
+def test_heredoc_quote_rules_for_expansion():
+    # A quote removed from the delimiter (and only then) turns expansion off.
+    assert one("RUN <<eo\\'f\neo'f").heredocs[0].expand is True
+    assert one("RUN <<'e'o\\'f\neo'f").heredocs[0].expand is False
+    assert one("RUN <<eo'f'\neof").heredocs[0].expand is False
+
+
+def test_copy_with_blanks_after_the_opener_keeps_one_source_per_heredoc():
+    ins = one("COPY <<  A   <<B /dest/\na\nA\nb\nB")
+    assert ins.args == ["<<A", "<<B", "/dest/"]
+    assert [h.content for h in ins.heredocs] == ["a\n", "b\n"]
