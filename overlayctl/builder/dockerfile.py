@@ -184,7 +184,9 @@ def _logical_lines(lines: list[str], escape: str, path: str) -> list[tuple[int, 
     """Join continued lines into (first line number, text, here-documents),
     skipping comments; the bodies of an instruction's here-documents are the
     lines after it, consumed here so that they are not read as instructions."""
-    continuation = re.compile(re.escape(escape) + r"[ \t]*$")
+    # As BuildKit: an escape character right after another one is not a
+    # continuation (`C:\\` ends its line), even if that one is escaped itself.
+    continuation = re.compile("(?<!" + re.escape(escape) + ")" + re.escape(escape) + r"[ \t]*$")
 
     def cut(text: str) -> tuple[str, bool]:
         joined, count = continuation.subn("", text)
@@ -640,10 +642,22 @@ def _parse_instruction(number: int, text: str, path: str, escape: str, heredocs:
     return Instruction(keyword, keyword + text[len(word) :], args, json_form, flags, number, repeated, heredocs)
 
 
+def _instructions(number: int, text: str, path: str, escape: str, heredocs: list[Heredoc]) -> list[Instruction]:
+    """The instructions one logical line holds: one, except `ARG a b=c`,
+    which BuildKit takes as several ARGs and which is kept here as one ARG
+    instruction per name (on the same line)."""
+    words = _BLANKS.split(text.strip(), maxsplit=1)
+    if words[0].upper() == "ARG" and len(words) > 1:
+        names = _split_words(words[1], escape)
+        if len(names) > 1:
+            return [_parse_instruction(number, f"ARG {name}", path, escape, []) for name in names]
+    return [_parse_instruction(number, text, path, escape, heredocs)]
+
+
 def _parse(text: str, path: str) -> tuple[list[Instruction], str]:
     lines = _split_lines(text)
     escape = _read_directives(lines, path).get("escape", "\\")
-    instructions = [_parse_instruction(n, t, path, escape, h) for n, t, h in _logical_lines(lines, escape, path)]
+    instructions = [ins for n, t, h in _logical_lines(lines, escape, path) for ins in _instructions(n, t, path, escape, h)]
     if not instructions:
         raise DockerfileError(path, None, "file with no instructions")
     # Only ARGs (global build arguments) may come before the first FROM.

@@ -433,9 +433,17 @@ def test_duplicate_flag():
     assert msg == "Dockerfile:2: COPY: duplicate flag specified: --chown"
 
 
-def test_arg_takes_one_name():
-    assert error_of("ARG A B\nFROM x\n").startswith("Dockerfile:1: ARG: expected one NAME[=DEFAULT] per ARG")
+def test_arg_with_several_names_is_one_arg_each_on_the_same_line():
+    instructions = parse('ARG A B=1\nFROM x\nARG abc="123 456" def\n')
+    assert [(i.keyword, i.args, i.line, i.original) for i in instructions] == [
+        ("ARG", ["A"], 1, "ARG A"),
+        ("ARG", ["B", "1"], 1, "ARG B=1"),
+        ("FROM", ["x"], 2, "FROM x"),
+        ("ARG", ["abc", '"123 456"'], 3, 'ARG abc="123 456"'),
+        ("ARG", ["def"], 3, "ARG def"),
+    ]
     assert error_of("ARG =x\nFROM x\n") == "Dockerfile:1: ARG: ARG names can not be blank"
+    assert error_of("FROM x\nARG a =x\n") == "Dockerfile:2: ARG: ARG names can not be blank"
 
 
 def test_empty_volume_path():
@@ -762,3 +770,8 @@ def test_copy_with_blanks_after_the_opener_keeps_one_source_per_heredoc():
     ins = one("COPY <<  A   <<B /dest/\na\nA\nb\nB")
     assert ins.args == ["<<A", "<<B", "/dest/"]
     assert [h.content for h in ins.heredocs] == ["a\n", "b\n"]
+
+
+def test_an_escaped_escape_character_at_the_end_does_not_continue_the_line():
+    instructions = parse("FROM x\nENV C trailing\\\\backslash\\\\\nENV D next\nENV E a\\\n\\\nb\n")
+    assert [i.args for i in instructions[1:]] == [["C", "trailing\\\\backslash\\\\"], ["D", "next"], ["E", "ab"]]

@@ -18,7 +18,7 @@ def _sources() -> dict[str, list[str]]:
     rows = {}
     for line in (CORPUS / "SOURCES.md").read_text().splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 5 and cells[0].endswith(".Dockerfile"):
+        if len(cells) == 5 and cells[0].endswith(".Dockerfile") and "/" not in cells[0]:
             rows[cells[0]] = cells[1:]
     return rows
 
