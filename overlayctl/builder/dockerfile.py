@@ -657,7 +657,11 @@ def _instructions(number: int, text: str, path: str, escape: str, heredocs: list
 def _parse(text: str, path: str) -> tuple[list[Instruction], str]:
     lines = _split_lines(text)
     escape = _read_directives(lines, path).get("escape", "\\")
-    instructions = [ins for n, t, h in _logical_lines(lines, escape, path) for ins in _instructions(n, t, path, escape, h)]
+    instructions = [
+        ins
+        for number, text, heredocs in _logical_lines(lines, escape, path)
+        for ins in _instructions(number, text, path, escape, heredocs)
+    ]
     if not instructions:
         raise DockerfileError(path, None, "file with no instructions")
     # Only ARGs (global build arguments) may come before the first FROM.

@@ -112,10 +112,8 @@ def test_parse_matches_buildkit(name):
         for keyword, flags, args in expected:
             flat += [(keyword, flags, [arg]) for arg in args] if keyword == "arg" else [(keyword, flags, args)]
         expected = flat
-        ours_words = []
-        for ins in ours:
-            ours_words.append(ins.args if ins.keyword != "ARG" else ["=".join(ins.args)])
-        assert [(k, a) for k, _f, a in expected] == [(i.keyword.lower(), w) for i, w in zip(ours, ours_words)]
+        ours_words = [(i.keyword.lower(), i.args if i.keyword != "ARG" else ["=".join(i.args)]) for i in ours]
+        assert [(keyword, args) for keyword, _flags, args in expected] == ours_words
         return
     assert [e[0] for e in expected] == [i.keyword.lower() for i in ours]
     for ins, (keyword, flags, args) in zip(ours, expected, strict=True):
