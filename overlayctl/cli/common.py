@@ -93,7 +93,8 @@ def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context
     timestamp = opts.get("timestamp")
     if timestamp is not None and not str(timestamp).isdigit():
         raise InvalidArgumentError(f'--timestamp takes whole seconds since 1970, not "{timestamp}"')
-    if "-" in (context, opts.get("dockerfile")) and sys.stdin.isatty():
+    stdin = sys.stdin.buffer if sys.stdin is not None else None
+    if "-" in (context, opts.get("dockerfile")) and (stdin is None or stdin.isatty()):
         raise InvalidArgumentError("build reads the context or Dockerfile named - from standard input: redirect it")
     store = open_store(global_opts)
     build_opts = BuildOptions(
@@ -109,7 +110,7 @@ def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context
         platform=opts.get("platform"),
     )
     try:
-        image_id = build(store, build_opts, sys.stdin.buffer)
+        image_id = build(store, build_opts, stdin)
     except OverlayctlError as exc:
         exc.exit_code = 1
         raise
