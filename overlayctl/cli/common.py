@@ -109,12 +109,20 @@ def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context
         labels=labels,
         platform=opts.get("platform"),
     )
+    iidfile = opts.get("iidfile")
+    if iidfile:
+        # As Docker: a failed build must not leave an older build's ID there.
+        try:
+            os.unlink(iidfile)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise InvalidArgumentError(f"cannot replace --iidfile {iidfile}: {exc.strerror or exc}") from None
     try:
         image_id = build(store, build_opts, stdin)
     except OverlayctlError as exc:
         exc.exit_code = 1
         raise
-    iidfile = opts.get("iidfile")
     if iidfile:
         try:
             with open(iidfile, "w") as f:

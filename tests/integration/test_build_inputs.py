@@ -125,7 +125,10 @@ def test_label_iidfile_quiet_platform_and_syntax(cli, bb, tmp_path):
     image_id = iid.read_text()
     assert out == image_id + "\n" and image_id.startswith("sha256:")  # -q: the ID alone
     assert _inspect(cli, image_id)["Config"]["Labels"] == {"a": "cli", "b": "2", "c": "x=y"}
-    result = cli("build", "--platform", "linux/s390x" if ARCH != "s390x" else "linux/arm64", str(ctx))
+    result = cli(
+        "build", "--iidfile", str(iid), "--platform", "linux/s390x" if ARCH != "s390x" else "linux/arm64", str(ctx)
+    )
+    assert not iid.exists()  # no stale ID left by a failed build
     assert result.returncode == 1
     assert "is not this host's platform" in result.stderr.decode()
 
