@@ -175,15 +175,20 @@ def read_directives(text: str, path: str = "Dockerfile") -> dict[str, str]:
 
 
 def _split_lines(text: str) -> list[str]:
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    return [line[:-1] if line.endswith("\r") else line for line in _raw_lines(text)]
 
 
-def _logical_lines(lines: list[str], escape: str, path: str) -> list[tuple[int, str, list[Heredoc]]]:
+def _raw_lines(text: str) -> list[str]:
+    return (text[1:] if text.startswith("\ufeff") else text).split("\n")
+
+
+def _logical_lines(
+    lines: list[str], written: list[str], escape: str, path: str
+) -> list[tuple[int, str, list[Heredoc]]]:
     """Join continued lines into (first line number, text, here-documents),
     skipping comments; the bodies of an instruction's here-documents are the
-    lines after it, consumed here so that they are not read as instructions."""
+    lines after it, consumed here so that they are not read as instructions
+    (`written`: the same lines with their carriage returns, for the bodies)."""
     # As BuildKit: an escape character right after another one is not a
     # continuation (`C:\\` ends its line), even if that one is escaped itself.
     continuation = re.compile("(?<!" + re.escape(escape) + ")" + re.escape(escape) + r"[ \t]*$")
@@ -217,7 +222,7 @@ def _logical_lines(lines: list[str], escape: str, path: str) -> list[tuple[int, 
         heredocs: list[Heredoc] = []
         if _takes_heredocs(text):
             for heredoc in heredocs_of(text):
-                i = _read_heredoc_body(heredoc, lines, i)
+                i = _read_heredoc_body(heredoc, lines, written, i)
                 if i < 0:
                     keyword = text.split(None, 1)[0].upper()
                     raise DockerfileError(path, start, f"unterminated heredoc {heredoc.name}", keyword)
@@ -346,19 +351,21 @@ def heredocs_of(text: str) -> list[Heredoc]:
     return found
 
 
-def _read_heredoc_body(heredoc: Heredoc, lines: list[str], i: int) -> int:
+def _read_heredoc_body(heredoc: Heredoc, lines: list[str], written: list[str], i: int) -> int:
     """Fill heredoc.content from lines[i:] up to its delimiter line; return the
-    index after that line, or -1 if the file ends first."""
+    index after that line, or -1 if the file ends first. The body keeps the
+    lines as written (a CRLF file gives CRLF bodies, as BuildKit);
+    the delimiter is matched without the line's end."""
     body: list[str] = []
     while i < len(lines):
-        line = lines[i]
+        line, text = lines[i], written[i]
         i += 1
         if heredoc.chomp:
-            line = line.lstrip("\t")
+            line, text = line.lstrip("\t"), text.lstrip("\t")
         if line == heredoc.name:
             heredoc.content = "".join(piece + "\n" for piece in body)
             return i
-        body.append(line)
+        body.append(text)
     return -1
 
 
@@ -659,8 +666,8 @@ def _parse(text: str, path: str) -> tuple[list[Instruction], str]:
     escape = _read_directives(lines, path).get("escape", "\\")
     instructions = [
         ins
-        for number, text, heredocs in _logical_lines(lines, escape, path)
-        for ins in _instructions(number, text, path, escape, heredocs)
+        for number, line, heredocs in _logical_lines(lines, _raw_lines(text), escape, path)
+        for ins in _instructions(number, line, path, escape, heredocs)
     ]
     if not instructions:
         raise DockerfileError(path, None, "file with no instructions")

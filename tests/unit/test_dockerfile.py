@@ -698,9 +698,11 @@ def test_heredoc_with_continued_instruction_starts_after_the_last_line():
 
 
 def test_empty_heredoc_and_crlf_lines():
-    instructions = parse("FROM busybox\r\nCOPY <<EOF /empty\r\nEOF\r\nRUN <<X\r\na\r\nX\r\n")
+    instructions = parse("FROM busybox\r\nCOPY <<EOF /empty\r\nEOF\r\nRUN <<X\r\na\r\nX\r\nCMD x\r\n")
     assert instructions[1].heredocs == [Heredoc("EOF", "")]
-    assert instructions[2].heredocs == [Heredoc("X", "a\n")]
+    # The body keeps the file's line ends, as BuildKit; the delimiter matches without them.
+    assert instructions[2].heredocs == [Heredoc("X", "a\r\n")]
+    assert (instructions[3].keyword, instructions[3].line) == ("CMD", 7)
 
 
 @pytest.mark.parametrize(
