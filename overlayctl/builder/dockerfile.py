@@ -729,8 +729,10 @@ class _Expander:
         self.pos += len(ch)
         return ch
 
-    def process(self, stop: str = "") -> str:
-        """Process up to `stop` (consumed) or the end of the word."""
+    def process(self, stop: str = "", raw_escapes: bool = False) -> str:
+        """Process up to `stop` (consumed) or the end of the word; with
+        `raw_escapes` an escape stays in front of what it escapes (a pattern
+        needs it to tell `\\*` from `*`)."""
         out: list[str] = []
         while self.pos < len(self.word):
             ch = self.peek()
@@ -746,6 +748,8 @@ class _Expander:
             else:
                 self.pos += 1
                 if ch == self.escape:
+                    if raw_escapes and self.peek():
+                        out.append(ch)
                     ch = self.take()  # "" for an escape character ending the word: dropped
                 out.append(ch)
         if stop:
@@ -812,6 +816,19 @@ class _Expander:
             return self.env.get(name, "")
         if op == ":":
             op += self.take()
+        if op in ("#", "%"):
+            pattern = self.process("}", raw_escapes=True)
+            longest = pattern.startswith(op)
+            pattern = pattern[1:] if longest else pattern
+            return _trim(self.env.get(name, ""), pattern, op == "%", longest, self)
+        if op == "/":
+            every = self.peek() == "/"
+            self.pos += every
+            pattern = self.process("/", raw_escapes=True)
+            replacement = self.process("}", raw_escapes=True)
+            value = self.env.get(name, "")
+            matcher = _pattern(pattern, True, self)
+            return matcher.sub(lambda _m: replacement, value, count=0 if every else 1)
         if op not in (":-", ":+", ":?", "-", "+", "?"):
             raise self.fail(f"unsupported modifier ({op or 'end of word'}) in substitution")
         word = self.process("}")
@@ -825,6 +842,43 @@ class _Expander:
         if not present:
             raise self.fail(f"{name}: {word or 'is not set'}")
         return value
+
+
+def _pattern(pattern: str, longest: bool, where: _Expander) -> re.Pattern[str]:
+    """A ${...} pattern as a regular expression, as BuildKit reads it:
+    `*` any run (shortest unless `longest`), `?` one character, `\\*`,
+    `\\?` and `\\\\` themselves, `\\}` and `\\/` the bare character; no
+    bracket classes."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        i += 1
+        if ch == "*":
+            out.append(".*" if longest else ".*?")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "\\" and i < len(pattern):
+            nxt = pattern[i]
+            i += 1
+            if nxt not in "*?\\}/":
+                raise where.fail(f"invalid pattern ({pattern}) in substitution: invalid escape '\\{nxt}'")
+            out.append(re.escape(nxt))
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out))
+
+
+def _trim(value: str, pattern: str, suffix: bool, longest: bool, where: _Expander) -> str:
+    """${VAR#p}, ${VAR##p} (prefix) and ${VAR%p}, ${VAR%%p} (suffix)."""
+    if suffix:
+        # The shortest match at the right is the shortest at the left of
+        # the reversed value, with the pattern reversed (its escapes kept).
+        pieces = re.findall(r"\\.|.", pattern, flags=re.S)
+        reversed_pattern = "".join(reversed(pieces))
+        return _trim(value[::-1], reversed_pattern, False, longest, where)[::-1]
+    match = _pattern(pattern, longest, where).match(value)
+    return value[match.end() :] if match else value
 
 
 def expand(word: str, env: Mapping[str, str], escape: str = "\\") -> str:

@@ -587,8 +587,11 @@ def test_expand_colon_question_mark():
         ("${NAME:-x", "missing '}'"),
         ("${}", "bad substitution"),
         ("${:-x}", "bad substitution"),
-        ("${NAME/a/b}", "unsupported modifier (/)"),
         ("${NAME:=x}", "unsupported modifier (:=)"),
+        ("${NAME:#x}", "unsupported modifier (:#)"),
+        ("${NAME#x", "missing '}'"),
+        ("${NAME/a", "missing '/'"),
+        ("${NAME#\\x}", "invalid escape"),
     ],
 )
 def test_expand_errors(word, message):
@@ -777,3 +780,26 @@ def test_copy_with_blanks_after_the_opener_keeps_one_source_per_heredoc():
 def test_an_escaped_escape_character_at_the_end_does_not_continue_the_line():
     instructions = parse("FROM x\nENV C trailing\\\\backslash\\\\\nENV D next\nENV E a\\\n\\\nb\n")
     assert [i.args for i in instructions[1:]] == [["C", "trailing\\\\backslash\\\\"], ["D", "next"], ["E", "ab"]]
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("${F#*/}", "home/tux/book.tar.bz2"),
+        ("${F##*/}", "book.tar.bz2"),
+        ("${F%.*}", "/home/tux/book.tar"),
+        ("${F%%.*}", "/home/tux/book"),
+        ("${F#/home/}", "tux/book.tar.bz2"),
+        ("${F%.gz}", "/home/tux/book.tar.bz2"),  # no match: unchanged
+        ("${F/tux/wilber}", "/home/wilber/book.tar.bz2"),
+        ("${V//./-}", "1-2-3"),
+        ("${V/./}", "12.3"),
+        ("${V/?/x}", "x.2.3"),
+        ("${STAR#a\\*}", "b"),  # an escaped * is a star
+        ("${UNSET%x}", ""),
+        ("${F##*/}-$V", "book.tar.bz2-1.2.3"),
+    ],
+)
+def test_expand_pattern_modifiers_as_buildkit(word, expected):
+    env = {"F": "/home/tux/book.tar.bz2", "V": "1.2.3", "STAR": "a*b"}
+    assert expand(word, env) == expected
