@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from overlayctl.builder.dockerfile import Instruction, parse, parse_dockerfile_file
+from overlayctl.builder.dockerfile import DockerfileError, Instruction, parse, parse_dockerfile_file
 
 ORACLE = Path(__file__).resolve().parents[1] / "data" / "dockerfiles" / "buildkit-parser"
 NAMES = sorted(p.stem for p in ORACLE.glob("*.Dockerfile"))
@@ -122,3 +122,10 @@ def test_parse_matches_buildkit(name):
 
 def test_the_oracle_is_there():
     assert len(NAMES) >= 20
+
+
+@pytest.mark.parametrize("path", sorted((ORACLE / "negative").glob("*.Dockerfile")), ids=lambda p: p.stem)
+def test_what_buildkit_refuses_we_refuse_with_the_file_named(path):
+    with pytest.raises(DockerfileError) as info:
+        parse_dockerfile_file(str(path))
+    assert str(info.value).startswith(str(path))
