@@ -19,8 +19,16 @@ import posixpath
 import stat
 import sys
 
-from overlayctl.builder.context import Context
-from overlayctl.builder.dockerfile import Instruction, expand, parse_dockerfile_file
+from overlayctl.builder.context import Context, CopyPlan
+from overlayctl.builder.dockerfile import (
+    Heredoc,
+    Instruction,
+    expand,
+    expand_heredoc,
+    parse_dockerfile_file,
+    parse_heredoc_word,
+)
+from overlayctl.builder.ignore import IgnoreRules
 from overlayctl.builder.mounts import RunMount, parse_mount
 from overlayctl.builder.runmounts import MountSource, PreparedMounts, drop_stubs, key_parts, prepare
 from overlayctl.errors import InvalidArgumentError, NotFoundError, OverlayctlError
@@ -70,6 +78,9 @@ class BuildOptions:
         network: str = "bridge",
         timestamp: int | None = None,
         secrets: dict[str, bytes] | None = None,
+        labels: dict[str, str] | None = None,
+        platform: str | None = None,
+        dockerfile_name: str | None = None,
     ) -> None:
         self.context = context
         self.dockerfile = dockerfile
@@ -82,6 +93,13 @@ class BuildOptions:
         # `--secret` values by id, for RUN --mount=type=secret; never
         # written to the store, the history or a cache key.
         self.secrets = secrets or {}
+        # `--label`: added to the final image's Labels, over the Dockerfile's.
+        self.labels = labels or {}
+        # `--platform`: only this host's is built (checked by the Builder).
+        self.platform = platform
+        # What error messages call the Dockerfile when it is not where the
+        # user sees it (read from standard input, or from a context tar).
+        self.dockerfile_name = dockerfile_name
 
 
 def rfc3339(seconds: int) -> str:
@@ -109,16 +127,22 @@ class Builder:
         self.store = store
         self.opts = opts
         self.out = out or sys.stdout
-        self.context = Context(opts.context)
         path = opts.dockerfile or os.path.join(opts.context, "Dockerfile")
         if opts.dockerfile and not os.path.isabs(path) and not os.path.exists(path):
             path = os.path.join(opts.context, opts.dockerfile)
-        self.dockerfile = path
+        self.dockerfile = opts.dockerfile_name or path
         try:
-            self.instructions, self.escape = parse_dockerfile_file(path)
+            self.instructions, self.escape = parse_dockerfile_file(path, self.dockerfile)
         except InvalidArgumentError as exc:
             # A Dockerfile that does not parse fails the build: exit 1, as docker build.
             raise BuildError(exc.message) from None
+        self.directives = _directives(path)
+        self.context = Context(opts.context, path + ".dockerignore")
+        from overlayctl.oci.platform import check_platform, host_platform
+
+        self.platform = host_platform()
+        if opts.platform:
+            check_platform(opts.platform, "--platform")
         self.tags: list[Reference] = [parse_reference(t) for t in opts.tags]
         if opts.network not in _SUPPORTED_NETWORKS:
             raise InvalidArgumentError(
@@ -170,6 +194,9 @@ class Builder:
     def _build(self) -> str:
         state: _State | None = None
         total = len(self.instructions)
+        if "syntax" in self.directives:
+            # BuildKit would fetch that frontend image and let it parse the file.
+            self.say(f"# syntax={self.directives['syntax']} is not used: overlayctl parses Dockerfiles itself")
         for number, ins in enumerate(self.instructions, 1):
             self.say(f"Step {number}/{total} : {ins.original}")
             if ins.keyword == "FROM":
@@ -197,6 +224,10 @@ class Builder:
             self.say(f" ---> {_short(state.id) if state.id else 'scratch'}")
         if state is None:
             raise BuildError(f"{self.dockerfile}: no FROM instruction")
+        if self.opts.labels:
+            labels = dict(state.cfg.get("Labels") or {})
+            labels.update(self.opts.labels)
+            state.cfg["Labels"] = labels
         image = self.store.images.create(state.config)
         self.store.build_cache.record(image.id, self.cache_entries)
         for tag in self.tags:
@@ -219,6 +250,9 @@ class Builder:
     def _env(self, state: _State | None) -> dict[str, str]:
         """Variables for ${...} in instructions: ARGs in scope, then ENV."""
         env: dict[str, str] = {}
+        if state is None:
+            # BuildKit's automatic platform ARGs need no declaration before the first FROM.
+            env.update(self.platform.args())
         scope = self.args if state is not None else self.global_args
         for name, value in scope.items():
             if value is not None:
@@ -238,11 +272,20 @@ class Builder:
         if name in self.opts.build_args:
             self.used_build_args.add(name)
             scope[name] = self.opts.build_args[name]
+        elif default is None and name in self.platform.args():
+            scope[name] = self.platform.args()[name]
         else:
             scope[name] = default
 
     def _from(self, ins: Instruction) -> _State:
         words = [self._word(w, None) for w in ins.args]
+        if "platform" in ins.flags:
+            from overlayctl.oci.platform import check_platform
+
+            try:
+                check_platform(self._word(ins.flags["platform"], None), "FROM --platform")
+            except InvalidArgumentError as exc:
+                raise self._fail(ins, exc.message) from None
         name = words[0]
         self.shell = list(DEFAULT_SHELL)
         if name == "scratch":
@@ -485,6 +528,8 @@ class Builder:
         return self._commit_state(state, key, config)
 
     def _copy(self, state: _State, ins: Instruction) -> _State:
+        if ins.heredocs:
+            return self._copy_heredocs(state, ins)
         what = ins.keyword
         if "from" in ins.flags:
             raise self._fail(ins, "--from (copying from another stage or image) is not supported")
@@ -627,6 +672,9 @@ class Builder:
 
     def _run(self, state: _State, ins: Instruction) -> _State:
         argv = list(ins.args) if ins.json_form else self.shell + [ins.args[0]]
+        script: Heredoc | None = None
+        if ins.heredocs:
+            argv, script = self._heredoc_argv(ins)
         network = ins.flags.get("network") or self.opts.network
         if network == "default":
             network = self.opts.network
@@ -639,6 +687,9 @@ class Builder:
         arg_env = {k: v for k, v in self.args.items() if v is not None}
         prefix = f"|{len(arg_env)} " + " ".join(f"{k}={v}" for k, v in sorted(arg_env.items())) + " " if arg_env else ""
         created_by = prefix + " ".join(argv) if not ins.json_form else prefix + _go_list(argv)
+        if script is not None:
+            # The script runs from a file: history (and so the cache key) gets its text.
+            created_by = prefix + " ".join(self.shell + [_with_bodies(ins)])
         self._check_security(ins)
         run_mounts = self._run_mounts(ins, state)
         try:
@@ -673,6 +724,8 @@ class Builder:
                 )
             except InvalidArgumentError as exc:
                 raise self._fail(ins, exc.message) from None
+            if script is not None:
+                prepared.mounts.append(_script_mount(stage, script))
             try:
                 # A secret's variable wins over one of the image's or an ARG's.
                 secret_names = {e.partition("=")[0] for e in prepared.env}
@@ -791,6 +844,62 @@ class Builder:
         self._mount_sources[name] = source
         return source
 
+    def _heredoc_argv(self, ins: Instruction) -> tuple[list[str], Heredoc | None]:
+        """What a RUN with here-documents runs, as BuildKit: `RUN <<EOF` alone
+        runs the body with the shell, or as a program when it starts with
+        "#!" (then the here-document is returned, to be mounted where argv
+        names it); otherwise the shell gets the command followed by the
+        bodies, and is the one to expand them."""
+        if ins.json_form:
+            raise self._fail(ins, "here-documents need the shell form of RUN")
+        alone = parse_heredoc_word(ins.args[0].strip())
+        if alone is None or len(ins.heredocs) != 1:
+            return self.shell + [_with_bodies(ins)], None
+        heredoc = ins.heredocs[0]
+        if heredoc.content.startswith("#!"):
+            if "/" in heredoc.name or heredoc.name in (".", ".."):
+                raise self._fail(ins, f'a here-document run as a program needs a plain name, not "{heredoc.name}"')
+            return [_SCRIPT_DIR + heredoc.name], heredoc
+        return self.shell + [heredoc.content], None
+
+    def _copy_heredocs(self, state: _State, ins: Instruction) -> _State:
+        """COPY/ADD <<EOF: each here-document becomes a file of that name
+        (0644 unless --chmod), its body expanded with the build's ARGs and
+        ENV unless its delimiter was quoted; then copied as from a context."""
+        opened = [parse_heredoc_word(word) for word in ins.args[:-1]]
+        if ins.json_form or not all(opened):
+            raise self._fail(ins, "here-documents and files from the context cannot be mixed in one instruction")
+        env = self._env(state)
+        with staging(self.store.paths.tmp, "heredoc") as docs:
+            names: list[str] = []
+            for heredoc in ins.heredocs:
+                name = heredoc.name
+                if "/" in name or name in (".", "..") or any(ch in name for ch in "*?[\\"):
+                    raise self._fail(ins, f'a here-document copied as a file needs a plain file name, not "{name}"')
+                body = expand_heredoc(heredoc.content, env, self.escape) if heredoc.expand else heredoc.content
+                path = os.path.join(docs, name)
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(body)
+                os.chmod(path, 0o644)
+                # A body's file has no time of its own: a fixed one keeps its layer reproducible.
+                os.utime(path, (self.epoch or 0, self.epoch or 0))
+                names.append(name)
+            copy = Instruction(
+                ins.keyword,
+                ins.original,
+                names + [self._word(ins.args[-1], state)],
+                json_form=True,
+                flags=ins.flags,
+                line=ins.line,
+                repeated=ins.repeated,
+            )
+            saved = self.context
+            self.context = _HeredocContext(docs)
+            try:
+                return self._copy(state, copy)
+            finally:
+                self.context = saved
+
     def _network_plan(self, network: str, run_id: str) -> Any:
         """A RUN step on a bridge is a container of its own on it: a lease,
         a veth and the generated /etc files, for as long as the step runs
@@ -819,6 +928,41 @@ class Builder:
             os.dup2(saved[1], 2)
             for fd in (*saved, null):
                 os.close(fd)
+
+
+# Where a "#!" here-document is mounted to be run (BuildKit's place for it).
+_SCRIPT_DIR = "/dev/pipes/"
+
+
+def _with_bodies(ins: Instruction) -> str:
+    """A RUN's command followed by its here-documents, as a shell reads them."""
+    return ins.args[0] + "".join(f"\n{h.content}{h.name}" for h in ins.heredocs)
+
+
+def _script_mount(stage: str, heredoc: Heredoc) -> Any:
+    """The "#!" here-document as an executable file, bound read-only at
+    /dev/pipes/NAME (a tmpfs: nothing of it reaches the layer)."""
+    from overlayctl.runtime.spec import Mount
+
+    path = os.path.join(stage, "script")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(heredoc.content)
+    os.chmod(path, 0o755)
+    return Mount("bind", path, _SCRIPT_DIR + heredoc.name, readonly=True)
+
+
+class _HeredocContext(Context):
+    """The here-documents of one COPY, as a build context of their own. Their
+    directory is new for every build, so the stat stamps would never match:
+    the content (a few bytes) is the key for both lookups."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        # A here-document named .dockerignore is a file to copy, not rules.
+        self.rules = IgnoreRules([])
+
+    def stat_digest(self, plan: CopyPlan) -> str:
+        return self.digest(plan)
 
 
 class _Step:
@@ -866,6 +1010,14 @@ def _drop_placeholders(upper: str, lowers: tuple[str, ...]) -> None:
             return  # the step changed /etc itself (chmod, chown): that is its result
         break
     os.rmdir(etc)
+
+
+def _directives(path: str) -> dict[str, str]:
+    """The parser directives of the Dockerfile at path (already parsed: readable)."""
+    from overlayctl.builder.dockerfile import read_directives
+
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return read_directives(f.read(), path)
 
 
 def _short(image_id: str) -> str:

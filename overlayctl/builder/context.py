@@ -16,10 +16,12 @@ import os
 import posixpath
 import re
 import stat
+from typing import Any, BinaryIO
 
 from overlayctl.builder.ignore import IgnoreRules
-from overlayctl.errors import InvalidArgumentError
+from overlayctl.errors import InvalidArgumentError, LayerRejectedError
 from overlayctl.runtime.users import account_files, resolve_owner
+from overlayctl.store.staging import remove_tree
 
 _CHUNK = 1 << 20
 
@@ -104,13 +106,17 @@ class CopyPlan:
 
 
 class Context:
-    """A build context directory and its .dockerignore rules."""
+    """A build context directory and its .dockerignore rules.
 
-    def __init__(self, root: str) -> None:
+    `ignore_file`, when it exists, replaces the context's .dockerignore: it
+    is the Dockerfile's own (`NAME.dockerignore` beside `NAME`), as BuildKit.
+    """
+
+    def __init__(self, root: str, ignore_file: str | None = None) -> None:
         if not os.path.isdir(root):
             raise InvalidArgumentError(f"build context {root} is not a directory")
         self.root = os.path.realpath(root)
-        self.rules = IgnoreRules.load(self.root)
+        self.rules = IgnoreRules.load(self.root, ignore_file)
 
     def _check_inside(self, rel: str, original: str, what: str) -> None:
         real = os.path.realpath(os.path.join(self.root, rel))
@@ -199,7 +205,7 @@ class Context:
             if stat.S_ISDIR(st.st_mode):
                 walk.add(src, dest, st)
                 walk.tree(src, dest, "")
-            elif extract_archives and _is_archive(os.path.join(self.root, src)):
+            elif extract_archives and is_archive(os.path.join(self.root, src)):
                 # apply_plan will extract it after the chroot, where the
                 # host's Python library is out of reach: load the tools now.
                 import overlayctl.layer.extract  # noqa: F401
@@ -327,7 +333,7 @@ def _file_digest(path: str) -> str:
     return h.hexdigest()
 
 
-def _is_archive(path: str) -> bool:
+def is_archive(path: str) -> bool:
     """ADD extracts local tar archives (plain or compressed); other files are copied."""
     from overlayctl.layer.compression import open_decompressed
 
@@ -512,3 +518,80 @@ def _copy_file(e: CopyEntry, context_fd: int, dest: str, mode: int, uid: int, gi
             os.close(dest_fd)
     finally:
         os.close(src_fd)
+
+
+def extract_context_tar(stream: BinaryIO, dest: str) -> None:
+    """Unpack a build context sent as a tar (plain or compressed) into the
+    empty directory `dest`, keeping every entry inside it.
+
+    Names are cleaned and may not climb out; parents are resolved before
+    anything is written, so a symlink from the tar cannot lead a later
+    entry out of `dest`. Symlinks keep their targets (inside the image they
+    point where they say), hardlinks must point inside the tar, and device
+    nodes, fifos and sockets are skipped: a context has no use for them.
+    """
+    import tarfile
+
+    from overlayctl.layer.compression import open_decompressed
+
+    root = os.path.realpath(dest)
+    try:
+        with tarfile.open(fileobj=open_decompressed(stream), mode="r|") as tar:
+            for member in tar:
+                _extract_member(tar, member, root)
+    except (tarfile.TarError, EOFError, ValueError, LayerRejectedError) as exc:
+        raise InvalidArgumentError(f"the build context on standard input is not a valid tar archive: {exc}") from None
+
+
+def _inside(root: str, name: str) -> str | None:
+    """root/name for a tar name that stays inside root, or None."""
+    clean = posixpath.normpath("/" + name).lstrip("/")
+    if not clean or clean == ".":
+        return None
+    return os.path.join(root, clean)
+
+
+def _checked_parent(root: str, path: str, name: str) -> None:
+    parent = os.path.dirname(path)
+    os.makedirs(parent, 0o755, exist_ok=True)
+    real = os.path.realpath(parent)
+    if real != root and not real.startswith(root + os.sep):
+        raise InvalidArgumentError(f"the build context tar entry {name} leads outside the context")
+
+
+def _extract_member(tar: Any, member: Any, root: str) -> None:
+    path = _inside(root, member.name)
+    if path is None:
+        return
+    _checked_parent(root, path, member.name)
+    if os.path.lexists(path) and not (member.isdir() and os.path.isdir(path) and not os.path.islink(path)):
+        if os.path.isdir(path) and not os.path.islink(path):
+            remove_tree(path)
+        else:
+            os.unlink(path)
+    mode = member.mode & 0o7777
+    if member.isdir():
+        if not os.path.isdir(path):
+            os.mkdir(path, 0o755)
+        os.chmod(path, mode | 0o700)
+    elif member.isreg():
+        source = tar.extractfile(member)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            while chunk := source.read(_CHUNK):
+                out.write(chunk)
+            os.fchmod(out.fileno(), mode)
+    elif member.issym():
+        os.symlink(member.linkname, path)
+        return
+    elif member.islnk():
+        target = _inside(root, member.linkname)
+        if target is None or not os.path.lexists(target):
+            raise InvalidArgumentError(
+                f"the build context tar entry {member.name} links to a missing {member.linkname}"
+            )
+        os.link(target, path, follow_symlinks=False)
+        return
+    else:
+        return  # devices, fifos: not part of a context
+    os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)

@@ -151,10 +151,9 @@ class Heredoc:
 # Lines: directives, comments, continuations
 
 
-def _read_directives(lines: list[str], path: str) -> str:
-    """Return the escape character set by the directives at the top of the file."""
-    escape = "\\"
-    seen: set[str] = set()
+def _read_directives(lines: list[str], path: str) -> dict[str, str]:
+    """The parser directives at the top of the file, by lower-case name."""
+    found: dict[str, str] = {}
     for number, raw in enumerate(lines, start=1):
         match = _DIRECTIVE.fullmatch(raw.lstrip())
         # The first line that is not a known directive ends the block for good:
@@ -162,25 +161,43 @@ def _read_directives(lines: list[str], path: str) -> str:
         if match is None or match[1].lower() not in _KNOWN_DIRECTIVES:
             break
         name, value = match[1].lower(), match[2]
-        if name in seen:
+        if name in found:
             raise DockerfileError(path, number, f"only one {name} parser directive can be used")
-        seen.add(name)
-        if name == "escape":
-            if value not in ("\\", "`"):
-                raise DockerfileError(path, number, f"invalid escape directive {value!r}: use \\ or `")
-            escape = value
-    return escape
+        found[name] = value
+        if name == "escape" and value not in ("\\", "`"):
+            raise DockerfileError(path, number, f"invalid escape directive {value!r}: use \\ or `")
+    return found
 
 
-def _logical_lines(lines: list[str], escape: str) -> list[tuple[int, str]]:
-    """Join continued lines into (first line number, text) pairs, skipping comments."""
-    continuation = re.compile(re.escape(escape) + r"[ \t]*$")
+def read_directives(text: str, path: str = "Dockerfile") -> dict[str, str]:
+    """The parser directives (escape, syntax, check) at the top of Dockerfile text."""
+    return _read_directives(_split_lines(text), path)
+
+
+def _split_lines(text: str) -> list[str]:
+    return [line[:-1] if line.endswith("\r") else line for line in _raw_lines(text)]
+
+
+def _raw_lines(text: str) -> list[str]:
+    return (text[1:] if text.startswith("\ufeff") else text).split("\n")
+
+
+def _logical_lines(
+    lines: list[str], written: list[str], escape: str, path: str
+) -> list[tuple[int, str, list[Heredoc]]]:
+    """Join continued lines into (first line number, text, here-documents),
+    skipping comments; the bodies of an instruction's here-documents are the
+    lines after it, consumed here so that they are not read as instructions
+    (`written`: the same lines with their carriage returns, for the bodies)."""
+    # As BuildKit: an escape character right after another one is not a
+    # continuation (`C:\\` ends its line), even if that one is escaped itself.
+    continuation = re.compile("(?<!" + re.escape(escape) + ")" + re.escape(escape) + r"[ \t]*$")
 
     def cut(text: str) -> tuple[str, bool]:
         joined, count = continuation.subn("", text)
         return joined, count > 0
 
-    result: list[tuple[int, str]] = []
+    result: list[tuple[int, str, list[Heredoc]]] = []
     i = 0
     while i < len(lines):
         start = i + 1
@@ -200,9 +217,156 @@ def _logical_lines(lines: list[str], escape: str) -> list[tuple[int, str]]:
             # Continuation lines keep their indentation: "RUN a \" + "    && b" is "RUN a     && b".
             piece, more = cut(raw)
             text += piece
-        if text.strip():
-            result.append((start, text))
+        if not text.strip():
+            continue
+        heredocs: list[Heredoc] = []
+        if _takes_heredocs(text):
+            for heredoc in heredocs_of(text):
+                i = _read_heredoc_body(heredoc, lines, written, i)
+                if i < 0:
+                    keyword = text.split(None, 1)[0].upper()
+                    raise DockerfileError(path, start, f"unterminated heredoc {heredoc.name}", keyword)
+                heredocs.append(heredoc)
+        result.append((start, text, heredocs))
     return result
+
+
+# ---------------------------------------------------------------------------
+# Here-documents (BuildKit's Dockerfile frontend 1.4+)
+
+# Only these take here-documents, as in BuildKit (ONBUILD too, for them).
+_HEREDOC_KEYWORDS = frozenset({"RUN", "COPY", "ADD"})
+# A word that opens a here-document: an optional fd, "<<", "-" to strip
+# leading tabs, then the delimiter word (which may be quoted); "<<<" is a
+# here-string, not a here-document.
+_HEREDOC_WORD = re.compile(r"(\d*)<<(-?)\s*([^<]*)")
+
+
+def _takes_heredocs(text: str) -> bool:
+    words = text.split(None, 2)
+    keyword = words[0].upper()
+    if keyword == "ONBUILD" and len(words) > 1:
+        keyword = words[1].upper()
+    return keyword in _HEREDOC_KEYWORDS
+
+
+def _raw_words(text: str) -> list[str]:
+    """Words as a shell splits them, quotes and backslashes kept; BuildKit
+    looks for here-documents this way whatever the escape directive says."""
+    words: list[str] = []
+    word: list[str] = []
+    quote = ""
+    i, n = 0, len(text)
+    started = False
+    while i < n:
+        ch = text[i]
+        i += 1
+        if not quote and ch.isspace():
+            if started:
+                words.append("".join(word))
+                word, started = [], False
+            continue
+        started = True
+        word.append(ch)
+        if quote:
+            if ch == quote:
+                quote = ""
+            elif ch == "\\" and quote == '"' and i < n:
+                word.append(text[i])
+                i += 1
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "\\" and i < n:
+            word.append(text[i])
+            i += 1
+        elif ch == "<" and text.startswith("<", i):
+            # As BuildKit's lexer: blanks right after "<<" stay in the word,
+            # so `<<  EOF` opens a here-document named EOF (`<<- EOF` does not).
+            word.append("<")
+            i += 1
+            while i < n and text[i] in " \t":
+                word.append(text[i])
+                i += 1
+    if started:
+        words.append("".join(word))
+    return words
+
+
+def _unquote(word: str) -> str | None:
+    """Quote removal on one word, as sh does on a here-document's delimiter;
+    None if the word is not one word (unbalanced quotes, blanks)."""
+    out: list[str] = []
+    quote = ""
+    i, n = 0, len(word)
+    while i < n:
+        ch = word[i]
+        i += 1
+        if quote == "'":
+            if ch == "'":
+                quote = ""
+            else:
+                out.append(ch)
+        elif quote == '"':
+            if ch == '"':
+                quote = ""
+            elif ch == "\\" and i < n and word[i] in '"\\$`':
+                out.append(word[i])
+                i += 1
+            else:
+                out.append(ch)
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "\\":
+            if i < n:
+                out.append(word[i])
+                i += 1
+        elif ch.isspace():
+            return None
+        else:
+            out.append(ch)
+    return None if quote else "".join(out)
+
+
+def parse_heredoc_word(word: str) -> Heredoc | None:
+    """The here-document a word such as `<<EOF`, `<<-EOF` or `<<"EOF"` opens
+    (with no content yet), or None if the word opens none."""
+    match = _HEREDOC_WORD.fullmatch(word)
+    if match is None or not match[3]:
+        return None
+    name = _unquote(match[3])
+    if not name:
+        return None
+    # As BuildKit: any quote taken away from the delimiter turns expansion off.
+    removed = sum(match[3].count(q) for q in "'\"") != sum(name.count(q) for q in "'\"")
+    return Heredoc(name, "", expand=not removed, chomp=match[2] == "-")
+
+
+def heredocs_of(text: str) -> list[Heredoc]:
+    """The here-documents an instruction's text opens, in order, without content."""
+    found = []
+    for word in _raw_words(text):
+        heredoc = parse_heredoc_word(word)
+        if heredoc is not None:
+            found.append(heredoc)
+    return found
+
+
+def _read_heredoc_body(heredoc: Heredoc, lines: list[str], written: list[str], i: int) -> int:
+    """Fill heredoc.content from lines[i:] up to its delimiter line; return the
+    index after that line, or -1 if the file ends first. The body keeps the
+    lines as written (a CRLF file gives CRLF bodies, as BuildKit);
+    the delimiter is matched without the line's end."""
+    body: list[str] = []
+    while i < len(lines):
+        line, text = lines[i], written[i]
+        i += 1
+        if heredoc.chomp:
+            line, text = line.lstrip("\t"), text.lstrip("\t")
+        if line == heredoc.name:
+            heredoc.content = "".join(piece + "\n" for piece in body)
+            return i
+        body.append(text)
+    return -1
 
 
 # ---------------------------------------------------------------------------
@@ -398,6 +562,10 @@ class _Shape:
     def _copy(self, rest: str) -> tuple[list[str], bool]:
         array = self.json_or_none(rest)
         args = array if array is not None else _BLANKS.split(rest)
+        if array is None:
+            # `<<  EOF` is one here-document opener (see _raw_words): one source.
+            if "<<" in rest:
+                args = _BLANKS.split(re.sub(r"(^|[ \t])(\d*<<)[ \t]+", r"\1\2", rest))
         if len(args) < 2:
             raise self.missing("at least two arguments: one or more sources and a destination")
         return args, array is not None
@@ -468,7 +636,7 @@ _SHAPES: dict[str, Callable[[_Shape, str], tuple[list[str], bool]]] = {
 # Public API
 
 
-def _parse_instruction(number: int, text: str, path: str, escape: str) -> Instruction:
+def _parse_instruction(number: int, text: str, path: str, escape: str, heredocs: list[Heredoc]) -> Instruction:
     text = text.strip()
     parts = _BLANKS.split(text, maxsplit=1)
     word = parts[0]
@@ -478,15 +646,29 @@ def _parse_instruction(number: int, text: str, path: str, escape: str) -> Instru
     flag_words, rest = _extract_flags(parts[1] if len(parts) > 1 else "")
     flags, repeated = _parse_flags(flag_words, keyword, path, number)
     args, json_form = _Shape(keyword, path, number, escape).parse(rest)
-    return Instruction(keyword, keyword + text[len(word) :], args, json_form, flags, number, repeated)
+    return Instruction(keyword, keyword + text[len(word) :], args, json_form, flags, number, repeated, heredocs)
+
+
+def _instructions(number: int, text: str, path: str, escape: str, heredocs: list[Heredoc]) -> list[Instruction]:
+    """The instructions one logical line holds: one, except `ARG a b=c`,
+    which BuildKit takes as several ARGs and which is kept here as one ARG
+    instruction per name (on the same line)."""
+    words = _BLANKS.split(text.strip(), maxsplit=1)
+    if words[0].upper() == "ARG" and len(words) > 1:
+        names = _split_words(words[1], escape)
+        if len(names) > 1:
+            return [_parse_instruction(number, f"ARG {name}", path, escape, []) for name in names]
+    return [_parse_instruction(number, text, path, escape, heredocs)]
 
 
 def _parse(text: str, path: str) -> tuple[list[Instruction], str]:
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
-    escape = _read_directives(lines, path)
-    instructions = [_parse_instruction(n, t, path, escape) for n, t in _logical_lines(lines, escape)]
+    lines = _split_lines(text)
+    escape = _read_directives(lines, path).get("escape", "\\")
+    instructions = [
+        ins
+        for number, line, heredocs in _logical_lines(lines, _raw_lines(text), escape, path)
+        for ins in _instructions(number, line, path, escape, heredocs)
+    ]
     if not instructions:
         raise DockerfileError(path, None, "file with no instructions")
     # Only ARGs (global build arguments) may come before the first FROM.
@@ -505,18 +687,20 @@ def parse(text: str, path: str = "Dockerfile") -> list[Instruction]:
     return _parse(text, path)[0]
 
 
-def parse_dockerfile_file(path: str) -> tuple[list[Instruction], str]:
-    """Read and parse a Dockerfile; return its instructions and its escape character."""
+def parse_dockerfile_file(path: str, name: str | None = None) -> tuple[list[Instruction], str]:
+    """Read and parse a Dockerfile; return its instructions and its escape
+    character. `name` is what error messages call it (default: path)."""
+    shown = name or path
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise DockerfileError(path, None, f"cannot read the Dockerfile: {e.strerror or e}") from None
+        raise DockerfileError(shown, None, f"cannot read the Dockerfile: {e.strerror or e}") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DockerfileError(path, None, f"not valid UTF-8 text (byte {e.start})") from None
-    return _parse(text, path)
+        raise DockerfileError(shown, None, f"not valid UTF-8 text (byte {e.start})") from None
+    return _parse(text, shown)
 
 
 # ---------------------------------------------------------------------------
@@ -545,8 +729,10 @@ class _Expander:
         self.pos += len(ch)
         return ch
 
-    def process(self, stop: str = "") -> str:
-        """Process up to `stop` (consumed) or the end of the word."""
+    def process(self, stop: str = "", raw_escapes: bool = False) -> str:
+        """Process up to `stop` (consumed) or the end of the word; with
+        `raw_escapes` an escape stays in front of what it escapes (a pattern
+        needs it to tell `\\*` from `*`)."""
         out: list[str] = []
         while self.pos < len(self.word):
             ch = self.peek()
@@ -562,6 +748,8 @@ class _Expander:
             else:
                 self.pos += 1
                 if ch == self.escape:
+                    if raw_escapes and self.peek():
+                        out.append(ch)
                     ch = self.take()  # "" for an escape character ending the word: dropped
                 out.append(ch)
         if stop:
@@ -628,6 +816,19 @@ class _Expander:
             return self.env.get(name, "")
         if op == ":":
             op += self.take()
+        if op in ("#", "%"):
+            pattern = self.process("}", raw_escapes=True)
+            longest = pattern.startswith(op)
+            pattern = pattern[1:] if longest else pattern
+            return _trim(self.env.get(name, ""), pattern, op == "%", longest, self)
+        if op == "/":
+            every = self.peek() == "/"
+            self.pos += every
+            pattern = self.process("/", raw_escapes=True)
+            replacement = self.process("}", raw_escapes=True)
+            value = self.env.get(name, "")
+            matcher = _pattern(pattern, True, self)
+            return matcher.sub(lambda _m: replacement, value, count=0 if every else 1)
         if op not in (":-", ":+", ":?", "-", "+", "?"):
             raise self.fail(f"unsupported modifier ({op or 'end of word'}) in substitution")
         word = self.process("}")
@@ -643,6 +844,43 @@ class _Expander:
         return value
 
 
+def _pattern(pattern: str, longest: bool, where: _Expander) -> re.Pattern[str]:
+    """A ${...} pattern as a regular expression, as BuildKit reads it:
+    `*` any run (shortest unless `longest`), `?` one character, `\\*`,
+    `\\?` and `\\\\` themselves, `\\}` and `\\/` the bare character; no
+    bracket classes."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        i += 1
+        if ch == "*":
+            out.append(".*" if longest else ".*?")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "\\" and i < len(pattern):
+            nxt = pattern[i]
+            i += 1
+            if nxt not in "*?\\}/":
+                raise where.fail(f"invalid pattern ({pattern}) in substitution: invalid escape '\\{nxt}'")
+            out.append(re.escape(nxt))
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out))
+
+
+def _trim(value: str, pattern: str, suffix: bool, longest: bool, where: _Expander) -> str:
+    """${VAR#p}, ${VAR##p} (prefix) and ${VAR%p}, ${VAR%%p} (suffix)."""
+    if suffix:
+        # The shortest match at the right is the shortest at the left of
+        # the reversed value, with the pattern reversed (its escapes kept).
+        pieces = re.findall(r"\\.|.", pattern, flags=re.S)
+        reversed_pattern = "".join(reversed(pieces))
+        return _trim(value[::-1], reversed_pattern, False, longest, where)[::-1]
+    match = _pattern(pattern, longest, where).match(value)
+    return value[match.end() :] if match else value
+
+
 def expand(word: str, env: Mapping[str, str], escape: str = "\\") -> str:
     """Expand variables in one raw word and remove its quotes and escapes, as Docker does.
 
@@ -650,3 +888,23 @@ def expand(word: str, env: Mapping[str, str], escape: str = "\\") -> str:
     instruction) on an unterminated quote or a malformed ${...}.
     """
     return _Expander(word, env, escape).process()
+
+
+def expand_heredoc(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
+    """Expand variables in the body of a COPY/ADD here-document, as BuildKit does.
+
+    Unlike `expand`, quotes are text here (`"$A"` keeps its quotes); the
+    escape character still protects the next character, so `\\$A` is `$A`.
+    """
+    expander = _Expander(text, env, escape)
+    out: list[str] = []
+    while expander.pos < len(text):
+        ch = expander.peek()
+        if ch == "$":
+            out.append(expander.dollar())
+            continue
+        expander.pos += 1
+        if ch == escape:
+            ch = expander.take()
+        out.append(ch)
+    return "".join(out)

@@ -166,9 +166,12 @@ class IgnoreRules:
         self._patterns = patterns
 
     @classmethod
-    def load(cls, context_dir: str) -> IgnoreRules:
-        """Read context_dir/.dockerignore; without one, nothing is ignored."""
+    def load(cls, context_dir: str, override: str | None = None) -> IgnoreRules:
+        """Read context_dir/.dockerignore, or `override` instead where that
+        file exists; without either, nothing is ignored."""
         path = os.path.join(context_dir, ".dockerignore")
+        if override is not None and os.path.exists(override):
+            path = override
         try:
             with open(path, "rb") as f:
                 data = f.read()

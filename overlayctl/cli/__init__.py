@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(exc, click.exceptions.Abort):
             _fail("aborted", 125)
         if isinstance(exc, click.ClickException):
-            _fail(exc.format_message().rstrip(".") + '; see "overlayctl --help"', 125)
+            # As Docker: a usage error points at the help of the command it is about.
+            ctx = getattr(exc, "ctx", None)
+            where = ctx.command_path if ctx is not None else "overlayctl"
+            _fail(exc.format_message().rstrip(".") + f'; see "{where} --help"', 125)
         if debug:
             raise
         message = _out_of_space(args, exc) or _store_state(args, exc)

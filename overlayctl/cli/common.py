@@ -74,11 +74,13 @@ def run_container(global_opts: Mapping[str, Any], opts: Mapping[str, Any], image
 
 
 def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context: str) -> int:
-    """`build`: options as parsed by click or the fast path."""
+    """`build`: options as parsed by click or the fast path. A build that
+    fails once started exits 1, as `docker build`; bad options stay 125."""
     import os
+    import sys
 
     from overlayctl.engine.builds import BuildOptions, build, read_secrets
-    from overlayctl.errors import InvalidArgumentError
+    from overlayctl.errors import InvalidArgumentError, OverlayctlError
 
     args: dict[str, str] = {}
     for item in opts.get("build_args") or []:
@@ -86,9 +88,18 @@ def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context
         if not key:
             raise InvalidArgumentError(f'invalid --build-arg "{item}": use KEY=VALUE')
         args[key] = value if sep else os.environ.get(key, "")
+    labels: dict[str, str] = {}
+    for item in opts.get("labels") or []:
+        key, _, value = item.partition("=")
+        if not key:
+            raise InvalidArgumentError(f'invalid --label "{item}": use KEY=VALUE')
+        labels[key] = value
     timestamp = opts.get("timestamp")
     if timestamp is not None and not str(timestamp).isdigit():
         raise InvalidArgumentError(f'--timestamp takes whole seconds since 1970, not "{timestamp}"')
+    stdin = sys.stdin.buffer if sys.stdin is not None else None
+    if "-" in (context, opts.get("dockerfile")) and (stdin is None or stdin.isatty()):
+        raise InvalidArgumentError("build reads the context or Dockerfile named - from standard input: redirect it")
     store = open_store(global_opts)
     build_opts = BuildOptions(
         context,
@@ -100,8 +111,29 @@ def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context
         opts.get("network") or "bridge",
         int(timestamp) if timestamp is not None else None,
         secrets=read_secrets(list(opts.get("secrets") or [])),
+        labels=labels,
+        platform=opts.get("platform"),
     )
-    image_id = build(store, build_opts)
+    iidfile = opts.get("iidfile")
+    if iidfile:
+        # As Docker: a failed build must not leave an older build's ID there.
+        try:
+            os.unlink(iidfile)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise InvalidArgumentError(f"cannot replace --iidfile {iidfile}: {exc.strerror or exc}") from None
+    try:
+        image_id = build(store, build_opts, stdin)
+    except OverlayctlError as exc:
+        exc.exit_code = 1
+        raise
+    if iidfile:
+        try:
+            with open(iidfile, "w") as f:
+                f.write(image_id)
+        except OSError as exc:
+            raise InvalidArgumentError(f"cannot write --iidfile {iidfile}: {exc.strerror or exc}", 1) from None
     if build_opts.quiet:
         print(image_id)
     return 0

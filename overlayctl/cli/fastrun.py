@@ -19,7 +19,7 @@ def fast_run(args: list[str]) -> int:
     # collection would touch), and it runs again for whatever follows.
     gc.disable()
     split = first_command_index(args)
-    global_opts, rest = runopts.parse(args[:split], runopts.GLOBAL_OPTIONS)
+    global_opts, rest = runopts.parse(args[:split], runopts.GLOBAL_OPTIONS, command="")
     if rest:
         raise InvalidArgumentError(f"unexpected argument {rest[0]}")
     opts, positional = runopts.parse(args[split + 1 :], runopts.RUN_OPTIONS)
@@ -35,10 +35,10 @@ def fast_run(args: list[str]) -> int:
 def fast_build(args: list[str]) -> int:
     """Parse `[GLOBAL...] build [OPTIONS] CONTEXT` and build."""
     split = first_command_index(args)
-    global_opts, rest = runopts.parse(args[:split], runopts.GLOBAL_OPTIONS)
+    global_opts, rest = runopts.parse(args[:split], runopts.GLOBAL_OPTIONS, command="")
     if rest:
         raise InvalidArgumentError(f"unexpected argument {rest[0]}")
-    opts, positional = runopts.parse(args[split + 1 :], runopts.BUILD_OPTIONS, interspersed=True)
+    opts, positional = runopts.parse(args[split + 1 :], runopts.BUILD_OPTIONS, interspersed=True, command="build")
     if len(positional) != 1:
         raise InvalidArgumentError('"build" requires exactly one argument: overlayctl build [OPTIONS] CONTEXT')
     from overlayctl.cli.common import build_image

@@ -99,11 +99,14 @@ BUILD_OPTIONS = (
     Opt(("--timestamp",), "timestamp", "value", "clamp times to EPOCH (default: $SOURCE_DATE_EPOCH)", "EPOCH"),
     Opt(("--secret",), "secrets", "multi", "a secret for RUN --mount=type=secret (id=ID,src=PATH or id=ID,env=VAR)",
         "id=ID,src=PATH"),
+    Opt(("--label",), "labels", "multi", "set a label on the image (repeatable)", "KEY=VALUE"),
+    Opt(("--iidfile",), "iidfile", "value", "write the image ID to FILE", "FILE"),
+    Opt(("--platform",), "platform", "value", "the platform to build for: only this host's", "OS/ARCH"),
 )
 
 
 def parse(
-    argv: list[str], table: tuple[Opt, ...], interspersed: bool = False
+    argv: list[str], table: tuple[Opt, ...], interspersed: bool = False, command: str = "run"
 ) -> tuple[dict[str, object], list[str]]:
     """Parse options up to the first positional argument (the image);
     everything after it is the container's command, untouched. With
@@ -118,11 +121,11 @@ def parse(
             False,
             [],
         )
-        values, rest = parse(head, table)
+        values, rest = parse(head, table, command=command)
         positional: list[str] = []
         while rest:
             positional.append(rest[0])
-            more, rest = parse(rest[1:], table)
+            more, rest = parse(rest[1:], table, command=command)
             for opt in table:
                 if opt.kind == "multi":
                     values[opt.dest] += more[opt.dest]  # type: ignore[operator]
@@ -143,7 +146,7 @@ def parse(
             return values, argv[i:]
         if arg.startswith("--"):
             flag, eq, attached = arg.partition("=")
-            opt = _lookup(by_flag, flag)
+            opt = _lookup(by_flag, flag, command)
             value = attached if eq else None
             if opt.kind == "flag":
                 if eq:
@@ -164,7 +167,7 @@ def parse(
         # Short options: a cluster of flags, possibly ending in one taking a value.
         j = 1
         while j < len(arg):
-            opt = _lookup(by_flag, "-" + arg[j])
+            opt = _lookup(by_flag, "-" + arg[j], command)
             if opt.kind == "flag":
                 values[opt.dest] = True
                 j += 1
@@ -181,11 +184,12 @@ def parse(
     return values, []
 
 
-def _lookup(by_flag: dict[str, Opt], flag: str) -> Opt:
+def _lookup(by_flag: dict[str, Opt], flag: str, command: str) -> Opt:
     try:
         return by_flag[flag]
     except KeyError:
-        raise InvalidArgumentError(f'unknown flag: {flag}; see "overlayctl run --help"') from None
+        where = f"overlayctl {command} --help" if command else "overlayctl --help"
+        raise InvalidArgumentError(f'unknown flag: {flag}; see "{where}"') from None
 
 
 def _next_value(argv: list[str], i: int, flag: str) -> str:

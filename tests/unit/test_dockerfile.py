@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from overlayctl.builder.dockerfile import DockerfileError, Instruction, expand, parse, parse_dockerfile_file
+from overlayctl.builder.dockerfile import (
+    DockerfileError,
+    Heredoc,
+    Instruction,
+    expand,
+    expand_heredoc,
+    parse,
+    parse_dockerfile_file,
+    read_directives,
+)
 from overlayctl.errors import InvalidArgumentError
 
 
@@ -424,9 +433,17 @@ def test_duplicate_flag():
     assert msg == "Dockerfile:2: COPY: duplicate flag specified: --chown"
 
 
-def test_arg_takes_one_name():
-    assert error_of("ARG A B\nFROM x\n").startswith("Dockerfile:1: ARG: expected one NAME[=DEFAULT] per ARG")
+def test_arg_with_several_names_is_one_arg_each_on_the_same_line():
+    instructions = parse('ARG A B=1\nFROM x\nARG abc="123 456" def\n')
+    assert [(i.keyword, i.args, i.line, i.original) for i in instructions] == [
+        ("ARG", ["A"], 1, "ARG A"),
+        ("ARG", ["B", "1"], 1, "ARG B=1"),
+        ("FROM", ["x"], 2, "FROM x"),
+        ("ARG", ["abc", '"123 456"'], 3, 'ARG abc="123 456"'),
+        ("ARG", ["def"], 3, "ARG def"),
+    ]
     assert error_of("ARG =x\nFROM x\n") == "Dockerfile:1: ARG: ARG names can not be blank"
+    assert error_of("FROM x\nARG a =x\n") == "Dockerfile:2: ARG: ARG names can not be blank"
 
 
 def test_empty_volume_path():
@@ -570,8 +587,11 @@ def test_expand_colon_question_mark():
         ("${NAME:-x", "missing '}'"),
         ("${}", "bad substitution"),
         ("${:-x}", "bad substitution"),
-        ("${NAME/a/b}", "unsupported modifier (/)"),
         ("${NAME:=x}", "unsupported modifier (:=)"),
+        ("${NAME:#x}", "unsupported modifier (:#)"),
+        ("${NAME#x", "missing '}'"),
+        ("${NAME/a", "missing '/'"),
+        ("${NAME#\\x}", "invalid escape"),
     ],
 )
 def test_expand_errors(word, message):
@@ -617,3 +637,169 @@ def test_repeatable_and_boolean_flags():
     assert ins.flags == {"link": "true"} and ins.repeated == {"exclude": ["*.md", "tmp"]}
     assert parse("FROM scratch\nCOPY --link=False . /app\n")[1].flags == {"link": "false"}
     assert "--link takes true or false" in error_of("FROM scratch\nCOPY --link=maybe . /app\n")
+
+
+# --- here-documents --------------------------------------------------------------------------------------------------
+
+
+def test_run_heredoc_body_is_consumed_and_later_line_numbers_stay_right():
+    text = "FROM busybox\nRUN <<EOF\necho one\n# not a comment here\n\nEOF\nCMD done\n"
+    instructions = parse(text)
+    assert [(i.keyword, i.line) for i in instructions] == [("FROM", 1), ("RUN", 2), ("CMD", 7)]
+    run = instructions[1]
+    assert run.args == ["<<EOF"] and run.original == "RUN <<EOF"
+    assert run.heredocs == [Heredoc("EOF", "echo one\n# not a comment here\n\n", expand=True, chomp=False)]
+
+
+def test_heredoc_after_a_command_and_after_flags():
+    ins = parse("FROM busybox\nRUN --network=none python3 <<PY > /out\nprint(1)\nPY\n")[1]
+    assert ins.flags == {"network": "none"}
+    assert ins.args == ["python3 <<PY > /out"]
+    assert ins.heredocs == [Heredoc("PY", "print(1)\n")]
+
+
+@pytest.mark.parametrize(
+    ("opener", "name", "expands"),
+    [
+        ("<<EOF", "EOF", True),
+        ('<<"EOF"', "EOF", False),
+        ("<<'EOF'", "EOF", False),
+        ('<<E"O"F', "EOF", False),
+        ("<<-EOF", "EOF", True),
+        ("<<-'EOF'", "EOF", False),
+        ("0<<EOF", "EOF", True),
+    ],
+)
+def test_heredoc_delimiter_quoting_turns_expansion_off(opener, name, expands):
+    ins = one(f"RUN cat {opener}\nbody\n{name}")
+    assert ins.heredocs == [Heredoc(name, "body\n", expand=expands, chomp="-" in opener)]
+
+
+def test_dash_heredoc_strips_leading_tabs_of_body_and_delimiter():
+    ins = one("RUN <<-EOF\n\t\techo a\n\t  b\n  \tc\n\tEOF")
+    assert ins.heredocs == [Heredoc("EOF", "echo a\n  b\n  \tc\n", chomp=True)]
+
+
+def test_without_dash_an_indented_delimiter_does_not_end_the_body():
+    assert error_of("FROM busybox\nRUN <<EOF\necho a\n\tEOF\n") == "Dockerfile:2: RUN: unterminated heredoc EOF"
+
+
+def test_several_heredocs_in_one_instruction_read_in_order():
+    text = "FROM busybox\nCOPY <<one <<two /dir/\nfirst\none\nsecond\ntwo\nRUN cat <<A <<'B'\n$x\nA\n$y\nB\nCMD x\n"
+    instructions = parse(text)
+    copy, run, cmd = instructions[1:]
+    assert copy.args == ["<<one", "<<two", "/dir/"]
+    assert copy.heredocs == [Heredoc("one", "first\n"), Heredoc("two", "second\n")]
+    assert run.heredocs == [Heredoc("A", "$x\n"), Heredoc("B", "$y\n", expand=False)]
+    assert cmd.line == 12
+
+
+def test_heredoc_with_continued_instruction_starts_after_the_last_line():
+    ins = one("RUN cat <<EOF \\\n  > /f\nbody\nEOF")
+    assert ins.args == ["cat <<EOF   > /f"]
+    assert ins.heredocs == [Heredoc("EOF", "body\n")]
+
+
+def test_empty_heredoc_and_crlf_lines():
+    instructions = parse("FROM busybox\r\nCOPY <<EOF /empty\r\nEOF\r\nRUN <<X\r\na\r\nX\r\nCMD x\r\n")
+    assert instructions[1].heredocs == [Heredoc("EOF", "")]
+    # The body keeps the file's line ends, as BuildKit; the delimiter matches without them.
+    assert instructions[2].heredocs == [Heredoc("X", "a\r\n")]
+    assert (instructions[3].keyword, instructions[3].line) == ("CMD", 7)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "RUN echo '<<EOF'",  # quoted: text, not a redirection
+        'RUN echo "a <<EOF"',
+        "RUN cat <<<word",  # a here-string
+        "RUN echo a<<b",  # not a word of its own
+        "ENV A=<<EOF",  # only RUN, COPY and ADD take here-documents
+        "CMD cat <<EOF",
+    ],
+)
+def test_what_is_not_a_heredoc(line):
+    ins = one(line)
+    assert ins.heredocs == []
+
+
+def test_onbuild_run_takes_its_heredoc():
+    instructions = parse("FROM busybox\nONBUILD RUN <<EOF\necho hi\nEOF\nCMD x\n")
+    assert instructions[1].heredocs == [Heredoc("EOF", "echo hi\n")]
+    assert instructions[2].line == 5
+
+
+def test_unterminated_heredoc_names_the_instruction_line():
+    assert error_of("FROM busybox\n\nCOPY <<A <<B /d/\na\nA\nb\n") == "Dockerfile:3: COPY: unterminated heredoc B"
+
+
+def test_heredoc_body_expansion_keeps_quotes_and_honours_escapes():
+    env = {"A": "1", "EMPTY": ""}
+    assert expand_heredoc('x="$A" \'${A}\' \\$A ${EMPTY:-d} $NONE.\n', env) == "x=\"1\" '1' $A d .\n"
+
+
+def test_read_directives_reports_syntax_and_check():
+    text = "# syntax=docker/dockerfile:1.7\n# check=skip=all\nFROM busybox\n"
+    assert read_directives(text) == {"syntax": "docker/dockerfile:1.7", "check": "skip=all"}
+    assert read_directives("FROM busybox\n# syntax=x\n") == {}
+
+
+@pytest.mark.parametrize(
+    ("line", "names"),
+    [
+        ("RUN <<  EOF", ["EOF"]),  # blanks after << belong to the opener, as in BuildKit's lexer
+        ("RUN <<  EOF  > foo", ["EOF"]),
+        ("RUN <<- EOF", []),  # but not after <<-
+        ("RUN << -EOF", ["-EOF"]),
+        ("RUN 4<<EOF <<EOF2", ["EOF", "EOF2"]),
+        ("RUN <<$EOF", ["$EOF"]),
+        ("RUN <<'one two'", ["one two"]),
+        ("RUN <<eo\\'f", ["eo'f"]),
+    ],
+)
+def test_heredoc_openers_as_buildkit_reads_them(line, names):
+    body = "".join(f"{name}\n" for name in names)
+    ins = one(f"{line}\n{body}".rstrip("\n"))
+    assert [h.name for h in ins.heredocs] == names
+
+
+def test_heredoc_quote_rules_for_expansion():
+    # A quote removed from the delimiter (and only then) turns expansion off.
+    assert one("RUN <<eo\\'f\neo'f").heredocs[0].expand is True
+    assert one("RUN <<'e'o\\'f\neo'f").heredocs[0].expand is False
+    assert one("RUN <<eo'f'\neof").heredocs[0].expand is False
+
+
+def test_copy_with_blanks_after_the_opener_keeps_one_source_per_heredoc():
+    ins = one("COPY <<  A   <<B /dest/\na\nA\nb\nB")
+    assert ins.args == ["<<A", "<<B", "/dest/"]
+    assert [h.content for h in ins.heredocs] == ["a\n", "b\n"]
+
+
+def test_an_escaped_escape_character_at_the_end_does_not_continue_the_line():
+    instructions = parse("FROM x\nENV C trailing\\\\backslash\\\\\nENV D next\nENV E a\\\n\\\nb\n")
+    assert [i.args for i in instructions[1:]] == [["C", "trailing\\\\backslash\\\\"], ["D", "next"], ["E", "ab"]]
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("${F#*/}", "home/tux/book.tar.bz2"),
+        ("${F##*/}", "book.tar.bz2"),
+        ("${F%.*}", "/home/tux/book.tar"),
+        ("${F%%.*}", "/home/tux/book"),
+        ("${F#/home/}", "tux/book.tar.bz2"),
+        ("${F%.gz}", "/home/tux/book.tar.bz2"),  # no match: unchanged
+        ("${F/tux/wilber}", "/home/wilber/book.tar.bz2"),
+        ("${V//./-}", "1-2-3"),
+        ("${V/./}", "12.3"),
+        ("${V/?/x}", "x.2.3"),
+        ("${STAR#a\\*}", "b"),  # an escaped * is a star
+        ("${UNSET%x}", ""),
+        ("${F##*/}-$V", "book.tar.bz2-1.2.3"),
+    ],
+)
+def test_expand_pattern_modifiers_as_buildkit(word, expected):
+    env = {"F": "/home/tux/book.tar.bz2", "V": "1.2.3", "STAR": "a*b"}
+    assert expand(word, env) == expected

@@ -1,0 +1,5 @@
+FROM postgres
+
+COPY docker-healthcheck /usr/local/bin/
+
+HEALTHCHECK CMD ["docker-healthcheck"]

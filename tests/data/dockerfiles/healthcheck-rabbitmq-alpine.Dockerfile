@@ -1,0 +1,7 @@
+FROM rabbitmq:alpine
+
+RUN apk add --no-cache bash
+
+COPY docker-healthcheck /usr/local/bin/
+
+HEALTHCHECK CMD ["docker-healthcheck"]

@@ -1,0 +1,5 @@
+FROM redis
+
+COPY docker-healthcheck /usr/local/bin/
+
+HEALTHCHECK CMD ["docker-healthcheck"]
