@@ -151,6 +151,10 @@ class Paths:
         (rotated copies add .1, .2 ...)."""
         return os.path.join(self.containers, container_id, f"{container_id}-json.log")
 
+    def container_health(self, container_id: str) -> str:
+        """The container's State.Health, rewritten by its health checker."""
+        return os.path.join(self.containers, container_id, "health.json")
+
     def upper(self, container_id: str) -> str:
         return os.path.join(self.containers, container_id, "upper")
 

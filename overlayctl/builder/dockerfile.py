@@ -650,3 +650,11 @@ def expand(word: str, env: Mapping[str, str], escape: str = "\\") -> str:
     instruction) on an unterminated quote or a malformed ${...}.
     """
     return _Expander(word, env, escape).process()
+
+
+def json_or_shell(rest: str) -> tuple[list[str], bool]:
+    """A command as Docker reads one that may be either form (HEALTHCHECK's
+    after CMD): (the JSON array's strings, True) or ([rest], False).
+    ValueError for a JSON array of something other than strings."""
+    array = _json_strings(rest)
+    return (array, True) if array is not None else ([rest.strip()], False)

@@ -384,6 +384,7 @@ class Config(Record):
         "stop_signal",
         "stop_timeout",
         "exposed_ports",
+        "healthcheck",
     )
 
     def __init__(
@@ -400,6 +401,7 @@ class Config(Record):
         stop_signal: str | None = None,
         stop_timeout: int | None = None,
         exposed_ports: dict[str, Any] | None = None,
+        healthcheck: dict[str, Any] | None = None,
     ) -> None:
         self._init_record()
         self.hostname = hostname  # "": the short ID
@@ -414,6 +416,9 @@ class Config(Record):
         self.stop_signal = stop_signal  # --stop-signal or the image's STOPSIGNAL, as given
         self.stop_timeout = stop_timeout  # --stop-timeout, seconds
         self.exposed_ports = exposed_ports  # {"80/tcp": {}}: EXPOSE, --expose and -p
+        # Docker's HealthConfig ({"Test": [...], "Interval": ns, ...}): the
+        # image's HEALTHCHECK with the --health-* options over it, field by field.
+        self.healthcheck = healthcheck
 
     @property
     def argv(self) -> list[str]:
@@ -426,6 +431,7 @@ Config.FIELDS = (
     _Field("user", "User", always=True),
     _Field("env", "Env", always=True),
     _Field("cmd", "Cmd", always=True),
+    _Field("healthcheck", "Healthcheck"),
     _Field("entrypoint", "Entrypoint", always=True),
     _Field("working_dir", "WorkingDir", always=True),
     _Field("tty", "Tty", always=True),

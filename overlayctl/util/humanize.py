@@ -56,7 +56,13 @@ def now_rfc3339() -> str:
     """The current UTC time as Docker prints it: 2026-11-29T01:10:39.123456789Z."""
     import time
 
-    ns = time.time_ns()
+    return rfc3339_ns(time.time_ns())
+
+
+def rfc3339_ns(ns: int) -> str:
+    """A time in ns since the epoch, as now_rfc3339 writes it."""
+    import time
+
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
 
 
