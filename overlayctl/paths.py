@@ -165,6 +165,12 @@ class Paths:
     def run_containers(self) -> str:
         return os.path.join(self.runroot, "containers")
 
+    @property
+    def events_log(self) -> str:
+        """Container events (`health_status: healthy`...), one JSON line each,
+        Docker's message shape; volatile, as Docker keeps its events."""
+        return os.path.join(self.runroot, "events.jsonl")
+
     def run_state(self, container_id: str) -> str:
         """The live state of a running container (pids), gone on reboot."""
         return os.path.join(self.runroot, "containers", container_id + ".json")
