@@ -163,8 +163,12 @@ class Result:
     def to_json(self) -> dict[str, Any]:
         from overlayctl.util.humanize import rfc3339_ns
 
-        return {"Start": rfc3339_ns(self.start), "End": rfc3339_ns(self.end), "ExitCode": self.exit_code,
-                "Output": self.output}
+        return {
+            "Start": rfc3339_ns(self.start),
+            "End": rfc3339_ns(self.end),
+            "ExitCode": self.exit_code,
+            "Output": self.output,
+        }
 
 
 class Health:
@@ -179,7 +183,9 @@ class Health:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Health:
-        return cls(str(data.get("Status") or STARTING), int(data.get("FailingStreak") or 0), list(data.get("Log") or []))
+        return cls(
+            str(data.get("Status") or STARTING), int(data.get("FailingStreak") or 0), list(data.get("Log") or [])
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {"Status": self.status, "FailingStreak": self.failing_streak, "Log": self.log}

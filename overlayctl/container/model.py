@@ -675,6 +675,7 @@ class State:
         "started_at",
         "finished_at",
         "supervisor_pid",
+        "health",
     )
 
     def __init__(
@@ -690,6 +691,7 @@ class State:
         started_at: str = "",
         finished_at: str = "",
         supervisor_pid: int = 0,
+        health: dict[str, Any] | None = None,
     ) -> None:
         self.status = status
         self.running = running
@@ -702,10 +704,11 @@ class State:
         self.started_at = started_at  # "" when it never started
         self.finished_at = finished_at
         self.supervisor_pid = supervisor_pid
+        self.health = health  # {"Status", "FailingStreak", "Log"}: only for a container with a check
 
     def to_json(self) -> dict[str, Any]:
         """Docker's State object (times never recorded are Docker's zero time)."""
-        return {
+        state = {
             "Status": self.status,
             "Running": self.running,
             "Paused": self.paused,
@@ -717,9 +720,12 @@ class State:
             "Error": self.error,
             "StartedAt": self.started_at or ZERO_TIME,
             "FinishedAt": self.finished_at or ZERO_TIME,
-            # Not Docker's: the process that owns the container (conmon's pid, in podman's words).
-            "SupervisorPid": self.supervisor_pid,
         }
+        if self.health is not None:
+            state["Health"] = self.health
+        # Not Docker's: the process that owns the container (conmon's pid, in podman's words).
+        state["SupervisorPid"] = self.supervisor_pid
+        return state
 
 
 
