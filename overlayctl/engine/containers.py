@@ -197,9 +197,11 @@ def _stop_config(opts: CreateOptions, image_cfg: dict[str, Any]) -> tuple[str | 
 def _healthcheck(opts: CreateOptions, image_cfg: dict[str, Any]) -> dict[str, Any] | None:
     """Config.Healthcheck: the --health-* options over the image's
     HEALTHCHECK, field by field (--no-healthcheck: {"Test": ["NONE"]})."""
+    host = opts.host
+    if not image_cfg.get("Healthcheck") and not any(key.startswith(("health_", "no_health")) for key in host):
+        return None  # (and `run` does not import what it does not use)
     from overlayctl.container import health
 
-    host = opts.host
     options = health.HealthOptions(
         cmd=host.get("health_cmd"),
         durations={
