@@ -69,6 +69,11 @@ def start(check: Check | None, pid: int) -> int:
     from overlayctl.util.proc import process_start_time
 
     pid_start = process_start_time(pid)
+    # "starting" before the start is reported, so that no reader sees a
+    # running container with the health of its last run.
+    health = model.load(check.paths, check.container_id) or model.Health()
+    health.status, health.failing_streak = model.STARTING, 0
+    model.save(check.paths, check.container_id, health)
     gc.freeze()  # (the collector must not touch, and so copy, every inherited page)
     child = os.fork()
     if child != 0:
@@ -76,7 +81,7 @@ def start(check: Check | None, pid: int) -> int:
     code = 0
     try:
         _leave_supervisor()
-        _Checker(check, pid, pid_start).run()
+        _Checker(check, pid, pid_start, health).run()
     except BaseException:  # noqa: BLE001 - nobody is left to tell
         code = 1
     os._exit(code)
@@ -114,55 +119,58 @@ def _leave_supervisor() -> None:
 class _Checker:
     """The checker's loop (in its own process)."""
 
-    def __init__(self, check: Check, pid: int, pid_start: int) -> None:
+    def __init__(self, check: Check, pid: int, pid_start: int, health: model.Health) -> None:
         self.check = check
         self.pid = pid
         self.pid_start = pid_start
+        self.health = health
 
     def run(self) -> None:
         import _signal as signal
-        import time
 
         from overlayctl.util.proc import process_start_time
 
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGTERM, lambda *_: None)  # stop(): seen through the wakeup pipe
+        health = self.health
         try:
-            container_fd = os.pidfd_open(self.pid)
-        except ProcessLookupError:
-            return
-        if process_start_time(self.pid) != self.pid_start:
-            return  # (the pid was recycled: the container is gone)
-        self.watch = (container_fd, wake_r)
-        settings = self.check.settings
-        health = model.load(self.check.paths, self.check.container_id) or model.Health()
-        health.status, health.failing_streak = model.STARTING, 0
-        model.save(self.check.paths, self.check.container_id, health)
-        started = time.monotonic_ns()
-        try:
-            while True:
-                wait = settings.next_interval(health.status, time.monotonic_ns() - started)
-                if self._ended(wait):
-                    return
-                since_start = time.monotonic_ns() - started
-                result = self._probe()
-                if result is None:
-                    return
-                changed = health.record(result, settings, since_start < settings.start_period)
-                model.save(self.check.paths, self.check.container_id, health)
-                if changed and health.status in (model.HEALTHY, model.UNHEALTHY):
-                    events.record(
-                        self.check.paths,
-                        self.check.container_id,
-                        self.check.name,
-                        self.check.image,
-                        f"health_status: {health.status}",
-                    )
+            try:
+                container_fd = os.pidfd_open(self.pid)
+            except ProcessLookupError:
+                return
+            if process_start_time(self.pid) != self.pid_start:
+                return  # (the pid was recycled: the container is gone)
+            self.watch = (container_fd, wake_r)
+            self._loop(health)
         finally:
             # Docker's, "for compatibility": unhealthy once checks have stopped.
             health.status = model.UNHEALTHY
             model.save(self.check.paths, self.check.container_id, health)
+
+    def _loop(self, health: model.Health) -> None:
+        import time
+
+        settings = self.check.settings
+        started = time.monotonic_ns()
+        while True:
+            wait = settings.next_interval(health.status, time.monotonic_ns() - started)
+            if self._ended(wait):
+                return
+            since_start = time.monotonic_ns() - started
+            result = self._probe()
+            if result is None:
+                return
+            changed = health.record(result, settings, since_start < settings.start_period)
+            model.save(self.check.paths, self.check.container_id, health)
+            if changed and health.status in (model.HEALTHY, model.UNHEALTHY):
+                events.record(
+                    self.check.paths,
+                    self.check.container_id,
+                    self.check.name,
+                    self.check.image,
+                    f"health_status: {health.status}",
+                )
 
     def _ended(self, timeout_ns: int) -> bool:
         """Wait up to `timeout_ns`; whether the container ended or the
