@@ -173,13 +173,9 @@ def is_paused(container: Container) -> bool:
     """Whether a running container is frozen (read from its freezer)."""
     if container.status != RUNNING:
         return False
-    from overlayctl.container.resources import paused_once
+    from overlayctl.container.resources import frozen
 
-    if not paused_once(container.id):
-        return False
-    from overlayctl.runtime.cgroups.freezer import Freezer
-
-    return Freezer(container.id).state() in ("FROZEN", "FREEZING")
+    return frozen(container.id)
 
 
 def pause(store: Store, container: Container) -> None:

@@ -191,9 +191,16 @@ class _Checker:
         from overlayctl.runtime import exec as runtime_exec
 
         settings = self.check.settings
+        start = time.time_ns()
+        from overlayctl.container.resources import frozen
+
+        if frozen(self.check.container_id):
+            # Docker's exec refuses a paused container, and its daemon counts
+            # that as a failed probe; a probe in the frozen cgroup would hang.
+            message = f"Container {self.check.container_id} is paused, unpause the container before exec"
+            return model.Result(start, time.time_ns(), -1, message)
         out_r, out_w = os.pipe()
         self.check.probe.output = out_w
-        start = time.time_ns()
         try:
             child = runtime_exec.start(self.pid, self.pid_start, self.check.probe)
         except OverlayctlError as exc:

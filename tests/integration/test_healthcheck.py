@@ -267,3 +267,14 @@ def test_nothing_of_the_check_outlives_the_container(cli, bb):
     cli.ok("start", "busy")
     assert _health(cli, "busy")["Status"] == "starting"
     cli.ok("rm", "-f", "busy")
+
+
+def test_a_paused_container_fails_its_checks_as_in_docker(cli, bb):
+    cli.ok("run", "-d", "--name", "nap", *NONE, "--health-cmd", "true", *FAST, "--health-retries", "2", "bb:1", "sleep", "600")
+    _wait_health(cli, "nap", "healthy")
+    cli.ok("pause", "nap")
+    health = _wait_health(cli, "nap", "unhealthy")
+    assert health["Log"][-1]["ExitCode"] == -1 and "is paused" in health["Log"][-1]["Output"]
+    assert _ps_status(cli, "nap").endswith("(Paused)")
+    cli.ok("unpause", "nap")
+    _wait_health(cli, "nap", "healthy")
