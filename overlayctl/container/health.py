@@ -241,6 +241,8 @@ def save(paths: Paths, container_id: str, health: Health) -> None:
         os.rename(tmp, path)
     except FileNotFoundError:
         pass  # the container was removed meanwhile
+    except OSError:
+        pass  # (a full disk: the next probe writes it again)
     finally:
         try:
             os.unlink(tmp)

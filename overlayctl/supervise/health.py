@@ -164,13 +164,16 @@ class _Checker:
             changed = health.record(result, settings, since_start < settings.start_period)
             model.save(self.check.paths, self.check.container_id, health)
             if changed and health.status in (model.HEALTHY, model.UNHEALTHY):
-                events.record(
-                    self.check.paths,
-                    self.check.container_id,
-                    self.check.name,
-                    self.check.image,
-                    f"health_status: {health.status}",
-                )
+                try:
+                    events.record(
+                        self.check.paths,
+                        self.check.container_id,
+                        self.check.name,
+                        self.check.image,
+                        f"health_status: {health.status}",
+                    )
+                except OSError:
+                    pass  # (a full or missing runroot must not end the checks)
 
     def _ended(self, timeout_ns: int) -> bool:
         """Wait up to `timeout_ns`; whether the container ended or the
