@@ -24,7 +24,7 @@ import os
 
 from overlayctl.container import events
 from overlayctl.container import health as model
-from overlayctl.errors import OverlayctlError
+from overlayctl.errors import ConflictError, OverlayctlError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from overlayctl.runtime.spec import ContainerSpec
     from overlayctl.store.containers import Container
     from overlayctl.store.images import Image
+
+
+# How long a probe found SIGKILLed waits to learn whether its container is ending.
+_CONTAINER_END_NS = 1_000_000_000
 
 
 class Check:
@@ -208,7 +212,9 @@ class _Checker:
             child = runtime_exec.start(self.pid, self.pid_start, self.check.probe)
         except OverlayctlError as exc:
             os.close(out_r)
-            return None if self._ended(0) else model.Result(start, time.time_ns(), -1, exc.message)
+            # "Not running": its namespaces went first; PID 1's exit shows a moment later.
+            ending = self._ended(_CONTAINER_END_NS if isinstance(exc, ConflictError) else 0)
+            return None if ending else model.Result(start, time.time_ns(), -1, exc.message)
         finally:
             os.close(out_w)
         child_fd = os.pidfd_open(child)
@@ -242,7 +248,10 @@ class _Checker:
             os.close(child_fd)
             os.close(out_r)
         end = time.time_ns()
-        if outcome == "ended":
+        # A container that ends takes its probe with it (its PID namespace's
+        # end SIGKILLs it before PID 1's own exit shows): that is no result.
+        killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9
+        if outcome == "ended" or self._ended(_CONTAINER_END_NS if killed else 0):
             return None
         if outcome == "timeout":
             from overlayctl.util.humanize import go_duration
