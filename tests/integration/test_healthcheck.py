@@ -90,8 +90,19 @@ def test_a_passing_check_makes_it_healthy(cli, bb):
 
 def test_retries_failures_in_a_row_make_it_unhealthy(cli, bb):
     cli.ok(
-        "run", "-d", "--name", "sick", *NONE, "--health-cmd", "echo no >&2; exit 3", *FAST,
-        "--health-retries", "3", "bb:1", "sleep", "600",
+        "run",
+        "-d",
+        "--name",
+        "sick",
+        *NONE,
+        "--health-cmd",
+        "echo no >&2; exit 3",
+        *FAST,
+        "--health-retries",
+        "3",
+        "bb:1",
+        "sleep",
+        "600",
     )
     health = _wait_health(cli, "sick", "unhealthy")
     assert health["FailingStreak"] >= 3
@@ -104,8 +115,22 @@ def test_retries_failures_in_a_row_make_it_unhealthy(cli, bb):
 
 def test_a_hanging_check_is_killed_at_the_timeout(cli, bb):
     cli.ok(
-        "run", "-d", "--name", "hang", *NONE, "--health-cmd", "sleep 77", "--health-interval", "100ms",
-        "--health-timeout", "300ms", "--health-retries", "2", "bb:1", "sleep", "600",
+        "run",
+        "-d",
+        "--name",
+        "hang",
+        *NONE,
+        "--health-cmd",
+        "sleep 77",
+        "--health-interval",
+        "100ms",
+        "--health-timeout",
+        "300ms",
+        "--health-retries",
+        "2",
+        "bb:1",
+        "sleep",
+        "600",
     )
     health = _wait_health(cli, "hang", "unhealthy")
     entry = health["Log"][-1]
@@ -119,9 +144,24 @@ def test_a_hanging_check_is_killed_at_the_timeout(cli, bb):
 
 def test_failures_in_the_start_period_do_not_count(cli, bb):
     cli.ok(
-        "run", "-d", "--name", "slow", *NONE, "--health-cmd", "test -e /tmp/ready",
-        "--health-interval", "1h", "--health-start-period", "1h", "--health-start-interval", "100ms",
-        "--health-retries", "1", "bb:1", "sleep", "600",
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        *NONE,
+        "--health-cmd",
+        "test -e /tmp/ready",
+        "--health-interval",
+        "1h",
+        "--health-start-period",
+        "1h",
+        "--health-start-interval",
+        "100ms",
+        "--health-retries",
+        "1",
+        "bb:1",
+        "sleep",
+        "600",
     )
     # Probes every start interval, each failing, none counted.
     deadline = time.monotonic() + 10
@@ -141,7 +181,10 @@ def test_failures_in_the_start_period_do_not_count(cli, bb):
 
 
 def test_no_healthcheck_and_health_check_none(cli, bb, tmp_path):
-    assert _build(cli, tmp_path, "hc:1", "FROM bb:1\nHEALTHCHECK --interval=100ms --retries=2 CMD [\"true\"]\n").returncode == 0
+    assert (
+        _build(cli, tmp_path, "hc:1", 'FROM bb:1\nHEALTHCHECK --interval=100ms --retries=2 CMD ["true"]\n').returncode
+        == 0
+    )
     image = json.loads(cli.ok("image", "inspect", "hc:1"))[0]
     assert image["Config"]["Healthcheck"] == {"Test": ["CMD", "true"], "Interval": 100_000_000, "Retries": 2}
     # The image's check runs in a container made from it.
@@ -166,7 +209,10 @@ def test_no_healthcheck_and_health_check_none(cli, bb, tmp_path):
     # A --health-* option overrides the image's field by field.
     cli.ok("create", "--name", "tuned", "--health-timeout", "2s", "hc:1", "true")
     assert _inspect(cli, "tuned")["Config"]["Healthcheck"] == {
-        "Test": ["CMD", "true"], "Interval": 100_000_000, "Timeout": 2_000_000_000, "Retries": 2,
+        "Test": ["CMD", "true"],
+        "Interval": 100_000_000,
+        "Timeout": 2_000_000_000,
+        "Retries": 2,
     }
     bad = cli("create", "--no-healthcheck", "--health-cmd", "true", "bb:1", "true")
     assert bad.returncode == 125 and b"--no-healthcheck conflicts with --health-* options" in bad.stderr
@@ -196,7 +242,10 @@ def test_bad_healthchecks_fail_the_build_on_their_line(cli, bb, tmp_path, line, 
 
 
 def test_shell_form_history_and_archives_keep_the_check(cli, bb, tmp_path):
-    dockerfile = "FROM bb:1\nHEALTHCHECK --interval=30s --timeout=3s --start-period=1m30s CMD wget -qO- http://localhost/ || exit 1\n"
+    dockerfile = (
+        "FROM bb:1\n"
+        "HEALTHCHECK --interval=30s --timeout=3s --start-period=1m30s CMD wget -qO- http://localhost/ || exit 1\n"
+    )
     assert _build(cli, tmp_path, "web:1", dockerfile).returncode == 0
     image = json.loads(cli.ok("image", "inspect", "web:1"))[0]
     want = {
@@ -234,8 +283,22 @@ def test_nothing_of_the_check_outlives_the_container(cli, bb):
     from overlayctl.runtime.cgroups.cgroup import find
 
     cid = cli.ok(
-        "run", "-d", "--name", "busy", *NONE, "--pids-limit", "50", "--health-cmd", "sleep 300",
-        "--health-interval", "100ms", "--health-timeout", "1h", "bb:1", "sleep", "600",
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        *NONE,
+        "--pids-limit",
+        "50",
+        "--health-cmd",
+        "sleep 300",
+        "--health-interval",
+        "100ms",
+        "--health-timeout",
+        "1h",
+        "bb:1",
+        "sleep",
+        "600",
     ).strip()
     # Wait for a probe to be running inside.
     deadline = time.monotonic() + 10
@@ -270,7 +333,21 @@ def test_nothing_of_the_check_outlives_the_container(cli, bb):
 
 
 def test_a_paused_container_fails_its_checks_as_in_docker(cli, bb):
-    cli.ok("run", "-d", "--name", "nap", *NONE, "--health-cmd", "true", *FAST, "--health-retries", "2", "bb:1", "sleep", "600")
+    cli.ok(
+        "run",
+        "-d",
+        "--name",
+        "nap",
+        *NONE,
+        "--health-cmd",
+        "true",
+        *FAST,
+        "--health-retries",
+        "2",
+        "bb:1",
+        "sleep",
+        "600",
+    )
     _wait_health(cli, "nap", "healthy")
     cli.ok("pause", "nap")
     health = _wait_health(cli, "nap", "unhealthy")

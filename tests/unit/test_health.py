@@ -73,9 +73,7 @@ def test_go_durations_written_as_go_writes_them(ns, text):
 
 def test_history_line_is_gos_percent_q_of_the_health_config():
     health = {"Test": ["CMD-SHELL", 'curl -f "http://localhost/"'], "Interval": 5 * S, "Retries": 3}
-    assert _go_health(health) == (
-        '&{["CMD-SHELL" "curl -f \\"http://localhost/\\""] "5s" "0s" "0s" "0s" \'\\x03\'}'
-    )
+    assert _go_health(health) == ('&{["CMD-SHELL" "curl -f \\"http://localhost/\\""] "5s" "0s" "0s" "0s" \'\\x03\'}')
     assert _go_health({"Test": ["NONE"]}) == '&{["NONE"] "0s" "0s" "0s" "0s" \'\\x00\'}'
     assert _go_health({"Test": ["CMD", "true"], "Retries": 65}).endswith("'A'}")
 
@@ -121,7 +119,11 @@ def test_the_options_override_the_image_field_by_field():
     image = {"Test": ["CMD", "/bin/check"], "Interval": 10 * S, "Retries": 5}
     assert model.merged(None, image) == image
     assert model.merged(None, None) is None
-    assert model.merged({"Interval": 300 * MS}, image) == {"Test": ["CMD", "/bin/check"], "Interval": 300 * MS, "Retries": 5}
+    assert model.merged({"Interval": 300 * MS}, image) == {
+        "Test": ["CMD", "/bin/check"],
+        "Interval": 300 * MS,
+        "Retries": 5,
+    }
     assert model.merged({"Test": ["CMD-SHELL", "true"]}, image)["Test"] == ["CMD-SHELL", "true"]
     assert model.merged({"Test": ["NONE"]}, image)["Test"] == ["NONE"]
 
@@ -130,7 +132,11 @@ def test_settings_fill_dockers_defaults_and_the_shell():
     s = model.Settings({"Test": ["CMD-SHELL", "true"]})
     assert s.test == ["/bin/sh", "-c", "true"]
     assert (s.interval, s.timeout, s.start_period, s.start_interval, s.retries) == (30 * S, 30 * S, 0, 5 * S, 3)
-    assert model.Settings({"Test": ["CMD-SHELL", "true"]}, shell=["/bin/ash", "-ec"]).test == ["/bin/ash", "-ec", "true"]
+    assert model.Settings({"Test": ["CMD-SHELL", "true"]}, shell=["/bin/ash", "-ec"]).test == [
+        "/bin/ash",
+        "-ec",
+        "true",
+    ]
     assert model.Settings({"Test": ["CMD", "/bin/check", "-v"]}).test == ["/bin/check", "-v"]
     for nothing in (None, {}, {"Test": ["NONE"]}, {"Test": ["CMD"]}, {"Test": ["WHATEVER", "x"]}):
         assert model.Settings(nothing).test is None
