@@ -161,6 +161,10 @@ class Paths:
         (rotated copies add .1, .2 ...)."""
         return os.path.join(self.containers, container_id, f"{container_id}-json.log")
 
+    def container_health(self, container_id: str) -> str:
+        """The container's State.Health, rewritten by its health checker."""
+        return os.path.join(self.containers, container_id, "health.json")
+
     def upper(self, container_id: str) -> str:
         return os.path.join(self.containers, container_id, "upper")
 
@@ -170,6 +174,12 @@ class Paths:
     @property
     def run_containers(self) -> str:
         return os.path.join(self.runroot, "containers")
+
+    @property
+    def events_log(self) -> str:
+        """Container events (`health_status: healthy`...), one JSON line each,
+        Docker's message shape; volatile, as Docker keeps its events."""
+        return os.path.join(self.runroot, "events.jsonl")
 
     def run_state(self, container_id: str) -> str:
         """The live state of a running container (pids), gone on reboot."""

@@ -343,7 +343,7 @@ class Builder:
             return self._metadata(state, ins, f"ARG {ins.args[0]}", lambda cfg: None)
         if kw in ("RUN", "COPY", "ADD"):
             return self._layer_step(state, ins)
-        if kw in ("HEALTHCHECK", "ONBUILD"):
+        if kw == "ONBUILD":
             raise self._fail(ins, "is not supported by overlayctl build yet")
         return self._metadata_instruction(state, ins)
 
@@ -444,6 +444,13 @@ class Builder:
                 cfg["StopSignal"] = signal
 
             return f"STOPSIGNAL {signal}", apply_stop, None
+        if kw == "HEALTHCHECK":
+            health = self._healthcheck(ins)
+
+            def apply_health(cfg: dict[str, Any]) -> None:
+                cfg["Healthcheck"] = health
+
+            return f"HEALTHCHECK {_go_health(health)}", apply_health, None
         if kw == "MAINTAINER":
             author = ins.args[0]
 
@@ -451,6 +458,59 @@ class Builder:
         raise self._fail(ins, "unknown instruction")
 
     _cmd_set = False
+
+    def _healthcheck(self, ins: Instruction) -> dict[str, Any]:
+        """Config.Healthcheck of `HEALTHCHECK [--flags] CMD ...` or
+        `HEALTHCHECK NONE`, checked as BuildKit checks it (no expansion:
+        Docker expands no variable in HEALTHCHECK)."""
+        from overlayctl.builder.dockerfile import json_or_shell
+        from overlayctl.util.humanize import parse_go_duration
+
+        words = ins.args[0].strip().split(None, 1)
+        kind, rest = words[0], (words[1] if len(words) > 1 else "")
+        kind = kind.upper()
+        if kind == "NONE":
+            if rest.strip():
+                raise self._fail(ins, "HEALTHCHECK NONE takes no arguments")
+            if ins.flags:
+                raise self._fail(ins, f"HEALTHCHECK NONE takes no flags (--{sorted(ins.flags)[0]})")
+            return {"Test": ["NONE"]}
+        if kind != "CMD":
+            raise self._fail(ins, f'unknown type "{kind}" in HEALTHCHECK (try CMD)')
+        try:
+            argv, json_form = json_or_shell(rest)
+        except ValueError as exc:
+            raise self._fail(ins, str(exc)) from None
+        if not argv or argv == [""]:
+            raise self._fail(ins, "missing command after HEALTHCHECK CMD")
+        health: dict[str, Any] = {"Test": ["CMD" if json_form else "CMD-SHELL", *argv]}
+        for flag, key in (
+            ("interval", "Interval"),
+            ("timeout", "Timeout"),
+            ("start-period", "StartPeriod"),
+            ("start-interval", "StartInterval"),
+        ):
+            text = ins.flags.get(flag, "")
+            if not text:
+                continue
+            try:
+                value = parse_go_duration(text)
+            except ValueError as exc:
+                raise self._fail(ins, f"--{flag}: {exc}") from None
+            if value == 0:
+                continue
+            if value < 1_000_000:
+                raise self._fail(ins, f'Interval "{flag}" cannot be less than 1ms')
+            health[key] = value
+        text = ins.flags.get("retries", "")
+        if text:
+            if not text.lstrip("+-").isdigit():
+                raise self._fail(ins, f'--retries: invalid number "{text}"')
+            if int(text) < 0:
+                raise self._fail(ins, f"--retries cannot be negative ({int(text)})")
+            if int(text):
+                health["Retries"] = int(text)
+        return health
 
     # -- steps -----------------------------------------------------------
 
@@ -1027,6 +1087,32 @@ def _short(image_id: str) -> str:
 def _go_list(items: list[str]) -> str:
     """A list the way Docker prints it in history: ["a" "b"]."""
     return "[" + " ".join(jsonio.dumps(i) for i in items) + "]"
+
+
+def _go_health(health: dict[str, Any]) -> str:
+    """Config.Healthcheck as Docker writes it in history (Go's %q of the
+    HealthConfig): &{["CMD-SHELL" "true"] "30s" "0s" "0s" "0s" '\\x03'}."""
+    from overlayctl.util.humanize import go_duration
+
+    durations = " ".join(
+        jsonio.dumps(go_duration(int(health.get(key) or 0)))
+        for key in ("Interval", "Timeout", "StartPeriod", "StartInterval")
+    )
+    return f"&{{{_go_list(health['Test'])} {durations} {_go_rune(int(health.get('Retries') or 0))}}}"
+
+
+def _go_rune(value: int) -> str:
+    """An int as Go's %q writes it: a quoted character ('\\x03', 'A')."""
+    named = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r", 39: "\\'", 92: "\\\\"}
+    if value in named:
+        return f"'{named[value]}'"
+    if 32 <= value < 127:
+        return f"'{chr(value)}'"
+    if value < 128:
+        return f"'\\x{value:02x}'"
+    if value < 0x10000:
+        return f"'\\u{value:04x}'"
+    return f"'\\U{value:08x}'"
 
 
 def _step_key(*parts: str) -> str:

@@ -908,3 +908,11 @@ def expand_heredoc(text: str, env: Mapping[str, str], escape: str = "\\") -> str
             ch = expander.take()
         out.append(ch)
     return "".join(out)
+
+
+def json_or_shell(rest: str) -> tuple[list[str], bool]:
+    """A command as Docker reads one that may be either form (HEALTHCHECK's
+    after CMD): (the JSON array's strings, True) or ([rest], False).
+    ValueError for a JSON array of something other than strings."""
+    array = _json_strings(rest)
+    return (array, True) if array is not None else ([rest.strip()], False)

@@ -44,6 +44,8 @@ _HOST_KEYS = (
     "publish", "publish_all", "expose",
     "network_alias", "mac_address",
     "dns", "dns_search", "dns_option", "add_host",
+    "health_cmd", "health_interval", "health_timeout", "health_retries", "health_start_period",
+    "health_start_interval", "no_healthcheck",
 )
 
 

@@ -64,14 +64,26 @@ def start(obj: dict, containers: tuple[str, ...], attach: bool, interactive: boo
 @click.option("-s", "--size", is_flag=True, help="show sizes: the writable layer and the virtual total")
 @click.option("--no-trunc", is_flag=True, help="do not truncate output")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="output format")
+@click.option(
+    "-f", "--filter", "filters", multiple=True, metavar="health=STATUS", help="starting, healthy, unhealthy or none"
+)
 @click.pass_obj
-def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str) -> None:
+def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str, filters: tuple[str, ...]) -> None:
     """List containers; with -s, SIZE is the upper dir and virtual adds the image."""
-    from overlayctl.engine.inspect import ago, command_text, container_sizes, ports_text, state_name, status_text
+    from overlayctl.engine.inspect import (
+        ago,
+        command_text,
+        container_health,
+        container_sizes,
+        filter_containers,
+        ports_text,
+        state_name,
+        status_text,
+    )
     from overlayctl.util.humanize import human_size
 
     store = open_store(obj)
-    containers = store.containers.list(all=all_)
+    containers = filter_containers(store, store.containers.list(all=all_), list(filters))
     if quiet:
         for c in containers:
             click.echo(c.id if no_trunc else c.short_id)
@@ -89,7 +101,7 @@ def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str)
                 "CreatedAt": c.created,
                 "RunningFor": ago(c.created, now),
                 "State": state_name(c),
-                "Status": status_text(c, now),
+                "Status": status_text(c, now, container_health(store, c)),
                 "Names": c.name,
                 "Ports": ports.get(c.id, ""),
             }
@@ -107,7 +119,7 @@ def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str)
             c.image_name,
             command_text(c, 10**6 if no_trunc else 20),
             ago(c.created, now),
-            status_text(c, now),
+            status_text(c, now, container_health(store, c)),
             ports.get(c.id, ""),
             c.name,
         ]

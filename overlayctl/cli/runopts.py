@@ -82,6 +82,25 @@ CREATE_OPTIONS = (
     Opt(("--dns-search",), "dns_search", "multi", "set a DNS search domain", "DOMAIN"),
     Opt(("--dns-option",), "dns_option", "multi", "set a resolv.conf option (e.g. ndots:2)", "OPT"),
     Opt(("--add-host",), "add_host", "multi", "add a line to /etc/hosts (NAME:IP or NAME:host-gateway)", "NAME:IP"),
+    Opt(("--health-cmd",), "health_cmd", "value", "command to run to check health (run by /bin/sh -c)", "CMD"),
+    Opt(("--health-interval",), "health_interval", "value", "time between checks (ms|s|m|h; default 30s)", "DURATION"),
+    Opt(("--health-timeout",), "health_timeout", "value", "time a check may run (default 30s)", "DURATION"),
+    Opt(("--health-retries",), "health_retries", "value", "failures in a row that make it unhealthy (default 3)", "N"),
+    Opt(
+        ("--health-start-period",),
+        "health_start_period",
+        "value",
+        "time to start before failures count (default 0s)",
+        "DURATION",
+    ),
+    Opt(
+        ("--health-start-interval",),
+        "health_start_interval",
+        "value",
+        "time between checks during the start period (default 5s)",
+        "DURATION",
+    ),
+    Opt(("--no-healthcheck",), "no_healthcheck", "flag", "disable any HEALTHCHECK the image has"),
 )
 
 RUN_OPTIONS = CREATE_OPTIONS + (

@@ -384,6 +384,7 @@ class Config(Record):
         "stop_signal",
         "stop_timeout",
         "exposed_ports",
+        "healthcheck",
     )
 
     def __init__(
@@ -400,6 +401,7 @@ class Config(Record):
         stop_signal: str | None = None,
         stop_timeout: int | None = None,
         exposed_ports: dict[str, Any] | None = None,
+        healthcheck: dict[str, Any] | None = None,
     ) -> None:
         self._init_record()
         self.hostname = hostname  # "": the short ID
@@ -414,6 +416,9 @@ class Config(Record):
         self.stop_signal = stop_signal  # --stop-signal or the image's STOPSIGNAL, as given
         self.stop_timeout = stop_timeout  # --stop-timeout, seconds
         self.exposed_ports = exposed_ports  # {"80/tcp": {}}: EXPOSE, --expose and -p
+        # Docker's HealthConfig ({"Test": [...], "Interval": ns, ...}): the
+        # image's HEALTHCHECK with the --health-* options over it, field by field.
+        self.healthcheck = healthcheck
 
     @property
     def argv(self) -> list[str]:
@@ -426,6 +431,7 @@ Config.FIELDS = (
     _Field("user", "User", always=True),
     _Field("env", "Env", always=True),
     _Field("cmd", "Cmd", always=True),
+    _Field("healthcheck", "Healthcheck"),
     _Field("entrypoint", "Entrypoint", always=True),
     _Field("working_dir", "WorkingDir", always=True),
     _Field("tty", "Tty", always=True),
@@ -669,6 +675,7 @@ class State:
         "started_at",
         "finished_at",
         "supervisor_pid",
+        "health",
     )
 
     def __init__(
@@ -684,6 +691,7 @@ class State:
         started_at: str = "",
         finished_at: str = "",
         supervisor_pid: int = 0,
+        health: dict[str, Any] | None = None,
     ) -> None:
         self.status = status
         self.running = running
@@ -696,10 +704,11 @@ class State:
         self.started_at = started_at  # "" when it never started
         self.finished_at = finished_at
         self.supervisor_pid = supervisor_pid
+        self.health = health  # {"Status", "FailingStreak", "Log"}: only for a container with a check
 
     def to_json(self) -> dict[str, Any]:
         """Docker's State object (times never recorded are Docker's zero time)."""
-        return {
+        state = {
             "Status": self.status,
             "Running": self.running,
             "Paused": self.paused,
@@ -711,9 +720,12 @@ class State:
             "Error": self.error,
             "StartedAt": self.started_at or ZERO_TIME,
             "FinishedAt": self.finished_at or ZERO_TIME,
-            # Not Docker's: the process that owns the container (conmon's pid, in podman's words).
-            "SupervisorPid": self.supervisor_pid,
         }
+        if self.health is not None:
+            state["Health"] = self.health
+        # Not Docker's: the process that owns the container (conmon's pid, in podman's words).
+        state["SupervisorPid"] = self.supervisor_pid
+        return state
 
 
 

@@ -108,3 +108,12 @@ def paused_once(container_id: str) -> bool:
     """Whether `pause` made a freezer for this container (cheap to ask:
     a stat on a cgroup tree; no cgroup module, no mountinfo read)."""
     return any(os.path.isdir(cgroup_dir(tree, container_id)) for tree in USUAL_CGROUP_TREES)
+
+
+def frozen(container_id: str) -> bool:
+    """Whether `pause` has the container's processes frozen (or freezing)."""
+    if not paused_once(container_id):
+        return False
+    from overlayctl.runtime.cgroups.freezer import Freezer
+
+    return Freezer(container_id).state() in ("FROZEN", "FREEZING")

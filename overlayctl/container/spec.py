@@ -13,7 +13,10 @@ from overlayctl.store.images import Image
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from overlayctl.container.model import HostConfig
+    from overlayctl.runtime.exec import ExecSpec
 
 _images_seen: dict[str, Image] = {}  # by ID, in this process: `run -d` starts what it just created
 
@@ -94,4 +97,33 @@ def container_spec(store: Store, container: Container, image: Image) -> Containe
         mounts=mounts,
         seccomp=seccomp,
         devices=[(d.path_on_host, d.path_in_container) for d in hc.devices or []],
+    )
+
+
+def exec_spec(
+    container: Container,
+    spec: ContainerSpec,
+    argv: list[str],
+    env: list[str] | None = None,
+    workdir: str | None = None,
+    user: str | None = None,
+    **how: Any,
+) -> ExecSpec:
+    """What `exec` (and a health check's probe) runs in the container: its
+    environment with `env` over it, its working directory and user unless
+    given, and PID 1's capabilities and seccomp filter. `how`: ExecSpec's
+    tty, interactive, detach and output."""
+    from overlayctl.runtime.exec import ExecSpec
+    from overlayctl.runtime.spec import merge_env
+
+    cfg = container.config.config
+    return ExecSpec(
+        argv=list(argv),
+        env=merge_env(list(cfg.env or []), env or []),
+        cwd=workdir or cfg.working_dir or "/",
+        user=user if user is not None else cfg.user or "",
+        capabilities=spec.capabilities,
+        privileged=spec.privileged,
+        seccomp=spec.seccomp,
+        **how,
     )

@@ -76,7 +76,7 @@ class CreateOptions:
         # memory_swap, pids_limit, cpus, cpu_shares), and restart,
         # log_driver, log_opt, stop_signal, stop_timeout; checked by
         # _host_config and _stop_config; publish, publish_all, expose,
-        # checked by _ports.
+        # checked by _ports; health_* and no_healthcheck, by _healthcheck.
         self.host = host or {}
 
 
@@ -123,6 +123,7 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
     host_config = _host_config(opts, store)
     exposed = _ports(opts, image_cfg, host_config)
     stop_signal, stop_timeout = _stop_config(opts, image_cfg)
+    healthcheck = _healthcheck(opts, image_cfg)
     config = ContainerConfig(
         Config(
             hostname=opts.hostname or "",
@@ -137,6 +138,7 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
             stop_signal=stop_signal,
             stop_timeout=stop_timeout,
             exposed_ports=exposed,
+            healthcheck=healthcheck,
         ),
         host_config,
         _networking_config(opts, store, host_config),
@@ -190,6 +192,28 @@ def _stop_config(opts: CreateOptions, image_cfg: dict[str, Any]) -> tuple[str | 
             raise InvalidArgumentError(f'invalid --stop-timeout "{timeout}": give whole seconds')
         seconds = int(value)
     return signal, seconds
+
+
+def _healthcheck(opts: CreateOptions, image_cfg: dict[str, Any]) -> dict[str, Any] | None:
+    """Config.Healthcheck: the --health-* options over the image's
+    HEALTHCHECK, field by field (--no-healthcheck: {"Test": ["NONE"]})."""
+    host = opts.host
+    if not image_cfg.get("Healthcheck") and not any(key.startswith(("health_", "no_health")) for key in host):
+        return None  # (and `run` does not import what it does not use)
+    from overlayctl.container import health
+
+    options = health.HealthOptions(
+        cmd=host.get("health_cmd"),
+        durations={
+            "Interval": host.get("health_interval") or "",
+            "Timeout": host.get("health_timeout") or "",
+            "StartPeriod": host.get("health_start_period") or "",
+            "StartInterval": host.get("health_start_interval") or "",
+        },
+        retries=host.get("health_retries"),
+        disabled=bool(host.get("no_healthcheck")),
+    )
+    return health.merged(health.from_options(options), image_cfg.get("Healthcheck"))
 
 
 def _host_config(opts: CreateOptions, store: Store) -> HostConfig:

@@ -173,13 +173,9 @@ def is_paused(container: Container) -> bool:
     """Whether a running container is frozen (read from its freezer)."""
     if container.status != RUNNING:
         return False
-    from overlayctl.container.resources import paused_once
+    from overlayctl.container.resources import frozen
 
-    if not paused_once(container.id):
-        return False
-    from overlayctl.runtime.cgroups.freezer import Freezer
-
-    return Freezer(container.id).state() in ("FROZEN", "FREEZING")
+    return frozen(container.id)
 
 
 def pause(store: Store, container: Container) -> None:
@@ -247,9 +243,9 @@ def exec_in(
 ) -> int:
     """`exec`: run argv in the running container, with its namespaces,
     cgroups, capabilities and seccomp filter; its exit code."""
-    from overlayctl.container.spec import container_spec
+    from overlayctl.container.spec import container_spec, exec_spec
     from overlayctl.runtime import exec as runtime_exec
-    from overlayctl.runtime.spec import merge_env, resolve_env
+    from overlayctl.runtime.spec import resolve_env
 
     if container.status != RUNNING or not container.process_alive():
         raise ConflictError(f'container "{container.name}" is not running')
@@ -260,21 +256,11 @@ def exec_in(
     overrides = resolve_env(env or [])
     if workdir is not None and not workdir.startswith("/"):
         raise InvalidArgumentError(f'working directory "{workdir}" is not an absolute path')
-    cfg = container.config.config
     spec = container_spec(store, container, store.images.get(container.image_id))
-    exec_spec = runtime_exec.ExecSpec(
-        argv=list(argv),
-        env=merge_env(list(cfg.env or []), overrides),
-        cwd=workdir or cfg.working_dir or "/",
-        user=user if user is not None else cfg.user or "",
-        tty=tty,
-        interactive=interactive,
-        detach=detach,
-        capabilities=spec.capabilities,
-        privileged=spec.privileged,
-        seccomp=spec.seccomp,
+    command = exec_spec(
+        container, spec, argv, overrides, workdir, user, tty=tty, interactive=interactive, detach=detach
     )
-    return runtime_exec.run(container.pid, container.pid_start, exec_spec)
+    return runtime_exec.run(container.pid, container.pid_start, command)
 
 
 def attach(store: Store, container: Container, stdin: bool = True) -> int:

@@ -43,7 +43,7 @@ def container_inspect(store: Store, container: Container, size: bool = False) ->
         "Created": container.created,
         "Path": argv[0] if argv else "",
         "Args": argv[1:],
-        "State": container_state(container).to_json(),
+        "State": container_state(container, store).to_json(),
         "Image": container.image_id,
         "LogPath": store.paths.container_log(container.id) if hc.log_driver == "json-file" else "",
         "RestartCount": container.restart_count,
@@ -100,9 +100,21 @@ def image_inspect(image: Image) -> dict[str, Any]:
     }
 
 
-def container_state(container: Container) -> State:
-    """The container's State, as inspect shows it, from the catalog's columns."""
+def container_health(store: Store, container: Container) -> Any:
+    """The container's State.Health (container.health.Health); None for one
+    without a check, or that never ran one."""
+    if not container.config.config.healthcheck:
+        return None
+    from overlayctl.container import health
+
+    return health.load(store.paths, container.id)
+
+
+def container_state(container: Container, store: Store | None = None) -> State:
+    """The container's State, as inspect shows it, from the catalog's
+    columns (and, given the store, its health checker's record)."""
     running = container.status == RUNNING
+    health = container_health(store, container) if store is not None else None
     return State(
         state_name(container),
         running=running,
@@ -115,6 +127,7 @@ def container_state(container: Container) -> State:
         started_at=container.started_at,
         finished_at=container.finished_at,
         supervisor_pid=container.supervisor_pid if container.is_active else 0,
+        health=health.to_json() if health is not None else None,
     )
 
 
@@ -154,19 +167,52 @@ def ago(rfc3339: str, now: float | None = None) -> str:
     return human_duration(max(0.0, now - seconds)) + " ago"
 
 
-def status_text(container: Container, now: float | None = None) -> str:
-    """The STATUS column of `docker ps` (with no age when its time is unknown)."""
+def status_text(container: Container, now: float | None = None, health: Any = None) -> str:
+    """The STATUS column of `docker ps` (with no age when its time is
+    unknown); `health` (container_health) adds "(healthy)" and the like."""
     now = time.time() if now is None else now
     if container.status == RUNNING:
         started = _seconds(container.started_at)
         up = "Up" if started is None else "Up " + human_duration(max(0.0, now - started))
-        return up + " (Paused)" if _paused(container) else up
+        if _paused(container):
+            return up + " (Paused)"
+        from overlayctl.container.health import status_suffix
+
+        return up + status_suffix(health)
     if container.status in (RESTARTING, "exited"):
         code = "unknown" if container.exit_code is None else str(container.exit_code)
         word = "Restarting" if container.status == RESTARTING else "Exited"
         when = "" if _seconds(container.finished_at) is None else " " + ago(container.finished_at, now)
         return f"{word} ({code}){when}"
     return "Created"
+
+
+_HEALTH_FILTER_VALUES = ("starting", "healthy", "unhealthy", "none")
+
+
+def filter_containers(store: Store, containers: list[Container], filters: list[str]) -> list[Container]:
+    """`ps --filter`: health=starting|healthy|unhealthy|none (the one filter
+    taken so far; several values of it are alternatives, as in Docker)."""
+    from overlayctl.errors import InvalidArgumentError
+
+    wanted: set[str] = set()
+    for item in filters:
+        key, eq, value = item.partition("=")
+        if not eq or key != "health":
+            raise InvalidArgumentError(f'invalid filter "{item}": ps takes health=starting|healthy|unhealthy|none')
+        if value not in _HEALTH_FILTER_VALUES:
+            raise InvalidArgumentError(
+                f'unrecognised filter value for health: "{value}"; use one of {", ".join(_HEALTH_FILTER_VALUES)}'
+            )
+        wanted.add(value)
+    if not wanted:
+        return containers
+    kept = []
+    for c in containers:
+        health = container_health(store, c)
+        if (health.status if health is not None else "none") in wanted:
+            kept.append(c)
+    return kept
 
 
 def command_text(container: Container, width: int = 20) -> str:

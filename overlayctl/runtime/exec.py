@@ -23,6 +23,10 @@ import os
 from overlayctl.errors import CommandNotExecutableError, ConflictError, OverlayctlError
 from overlayctl.runtime import syscalls as sc
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 # setns order: the mount namespace last (it takes the host's files away).
 NAMESPACES = (
     ("ipc", sc.CLONE_NEWIPC),
@@ -49,6 +53,7 @@ class ExecSpec:
         capabilities: tuple[str, ...] | None = None,
         privileged: bool = False,
         seccomp: bytes | None = None,
+        output: int | None = None,
     ) -> None:
         self.argv = argv
         self.env = env  # "KEY=value", HOME added from the user when missing
@@ -60,6 +65,10 @@ class ExecSpec:
         self.capabilities = capabilities  # None: Docker's default set
         self.privileged = privileged
         self.seccomp = seccomp
+        # A descriptor for its stdout and stderr both (stdin: /dev/null), and
+        # a session of its own, so that the caller can kill all it started
+        # (a health check's probe). None: the caller's stdio.
+        self.output = output
 
 
 def run(pid: int, pid_start: int, spec: ExecSpec) -> int:
@@ -67,6 +76,79 @@ def run(pid: int, pid_start: int, spec: ExecSpec) -> int:
     time); return its exit code (0 at once with `detach`)."""
     import _signal as signal
 
+    console_parent = console_child = None
+    if spec.tty and not spec.detach:
+        import socket
+
+        console_parent, console_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        child, error_r = _fork_inside(pid, pid_start, spec, console_parent, console_child)
+    except BaseException:
+        for sock in (console_parent, console_child):
+            if sock is not None:
+                sock.close()
+        raise
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(child, signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {}
+    if not spec.detach:
+        for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"):
+            sig = getattr(signal, name)
+            previous[sig] = signal.signal(sig, forward)
+    try:
+        master = None
+        if console_parent is not None:
+            with console_parent:
+                import socket
+
+                _, received, _, _ = socket.recv_fds(console_parent, 16, 1)
+                master = received[0] if received else None
+        _started(child, error_r)
+        if spec.detach:
+            return 0
+        if master is not None:
+            from overlayctl.runtime.console import relay
+
+            relay(master, child, forward_stdin=spec.interactive)
+        _, status = os.waitpid(child, 0)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def start(pid: int, pid_start: int, spec: ExecSpec) -> int:
+    """Start `spec` (no terminal) in the container whose PID 1 is `pid`, and
+    return its pid (the host's number) once its command runs; the caller
+    waits for it. A session leader with `spec.output`: killpg reaches all
+    it started."""
+    child, error_r = _fork_inside(pid, pid_start, spec, None, None)
+    _started(child, error_r)
+    return child
+
+
+def _started(child: int, error_r: int) -> None:
+    """Wait until the child has executed its command (its error pipe closes
+    empty), or reap it and raise what it reported."""
+    failure = _read_all(error_r)
+    os.close(error_r)
+    if failure:
+        os.waitpid(child, 0)
+        code, _, message = failure.decode(errors="replace").partition(" ")
+        raise OverlayctlError(message, exit_code=int(code) if code.isdigit() else 126)
+
+
+def _fork_inside(
+    pid: int, pid_start: int, spec: ExecSpec, console_parent: Any, console_child: Any
+) -> tuple[int, int]:
+    """Fork the child into the container's PID namespace; (its pid, the read
+    end of its error pipe)."""
     from overlayctl.util.proc import process_start_time
 
     fds: dict[str, int] = {}
@@ -82,11 +164,6 @@ def run(pid: int, pid_start: int, spec: ExecSpec) -> int:
         _close_all(fds)
         raise ConflictError("the container is not running")
     error_r, error_w = os.pipe()
-    console_parent = console_child = None
-    if spec.tty and not spec.detach:
-        import socket
-
-        console_parent, console_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     # Non-dumpable before the child exists in the container's PID namespace
     # (see init.leave_host_behind); harmless to this process, which stays
     # on the host's side.
@@ -119,44 +196,7 @@ def run(pid: int, pid_start: int, spec: ExecSpec) -> int:
     os.close(error_w)
     if console_child is not None:
         console_child.close()
-
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            os.kill(child, signum)
-        except ProcessLookupError:
-            pass
-
-    previous = {}
-    if not spec.detach:
-        for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"):
-            sig = getattr(signal, name)
-            previous[sig] = signal.signal(sig, forward)
-    try:
-        master = None
-        if console_parent is not None:
-            with console_parent:
-                import socket
-
-                _, received, _, _ = socket.recv_fds(console_parent, 16, 1)
-                master = received[0] if received else None
-        failure = _read_all(error_r)
-        os.close(error_r)
-        if failure:
-            os.waitpid(child, 0)
-            code, _, message = failure.decode(errors="replace").partition(" ")
-            raise OverlayctlError(message, exit_code=int(code) if code.isdigit() else 126)
-        if spec.detach:
-            return 0
-        if master is not None:
-            from overlayctl.runtime.console import relay
-
-            relay(master, child, forward_stdin=spec.interactive)
-        _, status = os.waitpid(child, 0)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
+    return child, error_r
 
 
 def _child(pid: int, fds: dict[str, int], spec: ExecSpec, error_fd: int, console_fd: int | None) -> None:
@@ -176,7 +216,7 @@ def _child(pid: int, fds: dict[str, int], spec: ExecSpec, error_fd: int, console
 
     try:
         # The namespaces' descriptors are kept until each is joined.
-        leave_host_behind((error_fd, console_fd, *fds.values()))
+        leave_host_behind((error_fd, console_fd, spec.output, *fds.values()))
         # Imported while the host's files are in reach (setns below);
         # python-prctl's _prctl came with runtime.init.
         import overlayctl.runtime.capabilities  # noqa: F401  (used by drop_privileges)
@@ -188,6 +228,14 @@ def _child(pid: int, fds: dict[str, int], spec: ExecSpec, error_fd: int, console
             import fcntl  # noqa: F401  (used by attach_console)
             import socket  # noqa: F401
             import termios  # noqa: F401
+        if spec.output is not None:
+            os.setsid()
+            null = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(null, 0)
+            os.close(null)
+            os.dup2(spec.output, 1)
+            os.dup2(spec.output, 2)
+            os.close(spec.output)
         if spec.detach:
             os.setsid()
             null = os.open("/dev/null", os.O_RDWR)
@@ -220,7 +268,7 @@ def _child(pid: int, fds: dict[str, int], spec: ExecSpec, error_fd: int, console
             env.append(f"HOME={home}")
         if spec.tty:
             attach_console(console_fd)
-        elif not spec.interactive and not spec.detach:
+        elif not spec.interactive and not spec.detach and spec.output is None:
             null = os.open("/dev/null", os.O_RDONLY)
             os.dup2(null, 0)
             os.close(null)

@@ -224,6 +224,11 @@ class Launch:
                 "delay_ms": str(delay_ms),
             }
             self.state.update(_log_state(store, container))
+            self.check = None
+            if container.config.config.healthcheck:
+                from overlayctl.supervise import health
+
+                self.check = health.plan(store.paths, container, image, spec)
             # The leases are held by a lock for as long as the supervisor
             # lives (their addresses' host-wide claims name it): the
             # monitor inherits it. (NetworkPlan keeps it private.)
@@ -244,6 +249,12 @@ class Launch:
 
         def on_started(pid: int) -> None:
             self.state["pid"], self.state["started"] = str(pid), repr(time.time())
+            if self.check is not None:
+                from overlayctl.supervise import health
+
+                # A child of this process, and so of the monitor it becomes:
+                # after_exit reaps it.
+                self.state["health"] = str(health.start(self.check, pid))
             started(pid)
 
         def become_monitor(pid: int, master: int | None) -> None:
@@ -367,6 +378,10 @@ def _after_exit(state: dict[str, str], status: int | None) -> None:
     paths = Paths(state["root"], state["runroot"])
     container_id = state["id"]
     attach.remove_socket(paths.attach_socket(container_id))
+    if state.get("health"):
+        from overlayctl.supervise import health
+
+        health.stop(int(state["health"]))  # before the cgroup goes: no probe may be left in it
     store = Store(paths)
     held = Held()
     if state.get("lock"):

@@ -50,12 +50,20 @@ def run(
     held = Held()
     ran: list[int] = []  # the command was executed (a failed start is never restarted)
     output = _ForegroundOutput(store, container, spec.tty) if _keeps_log(container) else None
+    check = None
+    if container.config.config.healthcheck:
+        from overlayctl.supervise import health
+
+        check = health.plan(store.paths, container, image, spec)
+    checker = [0]  # the health checker's pid, once the command runs
     try:
         acquire(store, container, spec, held)
 
         def started(pid: int) -> None:
             store.containers.set_running(container.id, pid)
             ran.append(pid)
+            if check is not None:
+                checker[0] = health.start(check, pid)
             if on_started is not None:
                 on_started(pid)
             if notify:
@@ -83,6 +91,8 @@ def run(
         code, error = exc.exit_code, exc.message
         raise
     finally:
+        if checker[0]:
+            health.stop(checker[0])  # before the cgroup goes: no probe may be left in it
         if output is not None:
             output.close()
         if notify:

@@ -334,7 +334,6 @@ def parse_time_ns(text: str) -> int:
     return seconds * 1_000_000_000 + int((frac[:9] or "0").ljust(9, "0"))
 
 
-_DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 
 
 def parse_since(text: str, now_ns: int | None = None) -> int:
@@ -364,23 +363,16 @@ def parse_since(text: str, now_ns: int | None = None) -> int:
 
 
 def _parse_duration(text: str) -> int | None:
-    """Go's time.ParseDuration, for positive values; None if it is not one."""
-    total, i = 0, 0
-    if not text or not (text[0].isdigit() or text[0] == "."):
+    """Go's time.ParseDuration, for positive values with a unit; None if it
+    is not one (a bare number is Unix seconds to --since)."""
+    from overlayctl.util.humanize import parse_go_duration
+
+    if not text or text.isdigit() or not (text[0].isdigit() or text[0] == "."):
         return None
-    while i < len(text):
-        j = i
-        while j < len(text) and (text[j].isdigit() or text[j] == "."):
-            j += 1
-        k = j
-        while k < len(text) and not (text[k].isdigit() or text[k] == "."):
-            k += 1
-        number, unit = text[i:j], text[j:k]
-        if not number or number == "." or number.count(".") > 1 or unit not in _DURATION_UNITS:
-            return None
-        total += int(float(number) * _DURATION_UNITS[unit])
-        i = k
-    return total
+    try:
+        return parse_go_duration(text)
+    except ValueError:
+        return None
 
 
 def read_entries(path: str, since: int = 0, until: int = 0, tail: int = -1) -> list[Entry]:

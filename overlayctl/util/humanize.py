@@ -56,7 +56,13 @@ def now_rfc3339() -> str:
     """The current UTC time as Docker prints it: 2026-11-29T01:10:39.123456789Z."""
     import time
 
-    ns = time.time_ns()
+    return rfc3339_ns(time.time_ns())
+
+
+def rfc3339_ns(ns: int) -> str:
+    """A time in ns since the epoch, as now_rfc3339 writes it."""
+    import time
+
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
 
 
@@ -70,3 +76,88 @@ def parse_rfc3339(text: str) -> float:
     whole, _, frac = text.rstrip("Z").partition(".")
     seconds = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
     return seconds + (float("0." + frac) if frac else 0.0)
+
+
+# Go's time units, as time.ParseDuration takes them (both micro signs).
+_GO_UNITS = {
+    "ns": 1,
+    "us": 1_000,
+    "\u00b5s": 1_000,
+    "\u03bcs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
+
+
+def parse_go_duration(text: str) -> int:
+    """Nanoseconds of a duration written as Go's time.ParseDuration takes it
+    ("1h30m", "2.5s", "300ms", "-1s", "0"); ValueError with Go's message
+    otherwise, since Docker's errors quote it."""
+    quoted = '"' + text + '"'
+    s = text
+    sign = 1
+    if s[:1] in ("-", "+"):
+        sign = -1 if s[0] == "-" else 1
+        s = s[1:]
+    if s == "0":
+        return 0
+    if not s:
+        raise ValueError(f"time: invalid duration {quoted}")
+    total = 0
+    i = 0
+    while i < len(s):
+        j = i
+        while j < len(s) and s[j].isdigit():
+            j += 1
+        whole = s[i:j]
+        frac = ""
+        if j < len(s) and s[j] == ".":
+            k = j + 1
+            while k < len(s) and s[k].isdigit():
+                k += 1
+            frac, j = s[j + 1 : k], k
+        if not whole and not frac:
+            raise ValueError(f"time: invalid duration {quoted}")
+        k = j
+        while k < len(s) and not (s[k].isdigit() or s[k] == "."):
+            k += 1
+        unit = s[j:k]
+        if not unit:
+            raise ValueError(f"time: missing unit in duration {quoted}")
+        if unit not in _GO_UNITS:
+            raise ValueError(f'time: unknown unit "{unit}" in duration {quoted}')
+        scale = _GO_UNITS[unit]
+        # Exact arithmetic: "0.1s" is 100000000ns, not a float's neighbour.
+        total += int(whole or "0") * scale + (int(frac) * scale // 10 ** len(frac) if frac else 0)
+        i = k
+    if total > (1 << 63) - 1:
+        raise ValueError(f"time: invalid duration {quoted}")
+    return sign * total
+
+
+def go_duration(ns: int) -> str:
+    """A duration as Go's time.Duration.String() writes it: "0s", "300ms",
+    "1.5s", "1m0s", "1h0m0s"."""
+    if ns == 0:
+        return "0s"
+    sign, u = ("-" if ns < 0 else ""), abs(ns)
+    if u < 1_000_000_000:
+        unit, scale = ("ns", 1) if u < 1_000 else ("\u00b5s", 1_000) if u < 1_000_000 else ("ms", 1_000_000)
+        return sign + _decimal(u, scale) + unit
+    minutes, rest = divmod(u, 60_000_000_000)
+    text = _decimal(rest, 1_000_000_000) + "s"
+    if minutes:
+        hours, minutes = divmod(minutes, 60)
+        text = f"{minutes}m" + text
+        if hours:
+            text = f"{hours}h" + text
+    return sign + text
+
+
+def _decimal(value: int, scale: int) -> str:
+    whole, frac = divmod(value, scale)
+    if not frac:
+        return str(whole)
+    return f"{whole}." + str(frac).zfill(len(str(scale)) - 1).rstrip("0")
