@@ -52,13 +52,17 @@ class CopyPlan:
 
 
 class Context:
-    """A build context directory and its .dockerignore rules."""
+    """A build context directory and its .dockerignore rules.
 
-    def __init__(self, root: str) -> None:
+    The same copy reads other trees too: a named build context, or another
+    stage's or image's root (mounted read-only), which has no .dockerignore
+    (`ignore` false)."""
+
+    def __init__(self, root: str, ignore: bool = True) -> None:
         if not os.path.isdir(root):
             raise InvalidArgumentError(f"build context {root} is not a directory")
         self.root = os.path.realpath(root)
-        self.rules = IgnoreRules.load(self.root)
+        self.rules = IgnoreRules.load(self.root) if ignore else IgnoreRules([])
 
     def _check_inside(self, rel: str, original: str, what: str) -> None:
         real = os.path.realpath(os.path.join(self.root, rel))

@@ -82,6 +82,12 @@ def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context
         if not key:
             raise InvalidArgumentError(f'invalid --build-arg "{item}": use KEY=VALUE')
         args[key] = value if sep else os.environ.get(key, "")
+    contexts: dict[str, str] = {}
+    for item in opts.get("build_contexts") or []:
+        key, sep, value = item.partition("=")
+        if not key or not sep or not value:
+            raise InvalidArgumentError(f'invalid --build-context "{item}": use NAME=DIR or NAME=docker-image://IMAGE')
+        contexts[key] = value
     timestamp = opts.get("timestamp")
     if timestamp is not None and not str(timestamp).isdigit():
         raise InvalidArgumentError(f'--timestamp takes whole seconds since 1970, not "{timestamp}"')
@@ -95,6 +101,8 @@ def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context
         bool(opts.get("quiet")),
         opts.get("network") or "bridge",
         int(timestamp) if timestamp is not None else None,
+        opts.get("target") or None,
+        contexts,
     )
     image_id = build(store, build_opts)
     if build_opts.quiet:

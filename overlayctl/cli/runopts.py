@@ -97,6 +97,14 @@ BUILD_OPTIONS = (
     Opt(("-q", "--quiet"), "quiet", "flag", "print only the image ID"),
     Opt(("--network",), "network", "value", "network for RUN: bridge (the default), host or none", "MODE"),
     Opt(("--timestamp",), "timestamp", "value", "clamp times to EPOCH (default: $SOURCE_DATE_EPOCH)", "EPOCH"),
+    Opt(("--target",), "target", "value", "build this stage (and what it needs), not the last", "STAGE"),
+    Opt(
+        ("--build-context",),
+        "build_contexts",
+        "multi",
+        "a named context for COPY --from / FROM: NAME=DIR or NAME=docker-image://IMAGE",
+        "NAME=VALUE",
+    ),
 )
 
 
