@@ -186,13 +186,16 @@ class Builder:
         return image_id
 
     def _build(self) -> str:
+        try:
+            target = stagegraph.target_stage(self.stages, self.opts.target)
+        except stagegraph.StageError as exc:
+            raise self._stage_error(exc) from None
         for ins in self.global_ins:
             self._step_line(ins)
             self._arg(ins, self.global_args, None)
         meta = self._env(None)
         try:
             graph = stagegraph.dependencies(self.stages, meta, self.escape)
-            target = stagegraph.target_stage(self.stages, self.opts.target)
         except stagegraph.StageError as exc:
             raise self._stage_error(exc) from None
         except InvalidArgumentError as exc:  # from expanding a word
@@ -800,6 +803,11 @@ class Builder:
                 os.mkdir(lowers[0], 0o755)
             mountpoint = self.store.paths.mountpoint
             what = ins.keyword
+            # overlayfs wants two lowers for a mount without an upper; one
+            # layer is the whole tree already.
+            views = [(source.lowers, view)] if len(source.lowers) > 1 else []
+            if len(source.lowers) == 1:
+                view = source.lowers[0]
 
             def copy() -> None:
                 # In the child's namespace, the source mounted at `view`:
@@ -822,7 +830,7 @@ class Builder:
                         copy,
                         os.environ.get("OVERLAYCTL_OVERLAY_API", "new"),
                         chroot=False,
-                        views=[(source.lowers, view)],
+                        views=views,
                     )
                 else:
                     raise InvalidArgumentError(f"{sources[0]} not found: {source.label} is an empty image")
