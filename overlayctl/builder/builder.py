@@ -362,7 +362,7 @@ class Builder:
             return _State(config, ""), []
         assert self.stage is not None
         try:
-            earlier = stagegraph.find_stage(self.stages, name, self.stage.index)
+            earlier = stagegraph.find_stage(self.stages, name, self.stage.index, by_index=False)
         except stagegraph.StageError as exc:
             raise self._fail(ins, exc.message) from None
         if earlier is not None:

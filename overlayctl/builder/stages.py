@@ -77,14 +77,15 @@ def split_stages(instructions: list[Instruction]) -> tuple[list[Instruction], li
     return global_args, stages
 
 
-def find_stage(stages: list[Stage], word: str, before: int) -> Stage | None:
+def find_stage(stages: list[Stage], word: str, before: int, by_index: bool = True) -> Stage | None:
     """The stage among the first `before` that `word` names (case-insensitive
-    name, or index), or None when it names no earlier stage."""
+    name, or index), or None when it names no earlier stage. FROM takes
+    names only (`FROM 0` is an image), as in Docker."""
     lowered = word.lower()
     for stage in stages[:before]:
         if stage.name and stage.name == lowered:
             return stage
-    if word.isdigit():
+    if by_index and word.isdigit():
         index = int(word)
         if index < before:
             return stages[index]
@@ -127,7 +128,7 @@ def dependencies(stages: list[Stage], meta: Mapping[str, str], escape: str = "\\
         words += [(ins, word) for ins in stage.instructions for word in source_words(ins, meta, escape)]
         for ins, word in words:
             try:
-                found = find_stage(stages, word, stage.index)
+                found = find_stage(stages, word, stage.index, by_index=ins is not stage.from_ins)
             except StageError as exc:
                 raise StageError(str(exc), ins.line, ins.keyword) from None
             if found is not None:

@@ -1,0 +1,260 @@
+"""Multi-stage builds and ONBUILD on the real kernel: stages built at the
+same time, COPY --from a stage, an index, an image or a named context,
+--target, ARG scoping, the cache in every stage, and failures that leave
+nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def _layers(cli) -> set[str]:
+    return set(os.listdir(cli.root / "layers"))
+
+
+def _cache_rows(cli) -> int:
+    with sqlite3.connect(cli.root / "catalog.db") as db:
+        return int(db.execute("SELECT COUNT(*) FROM build_cache").fetchone()[0])
+
+
+def _tags(cli) -> list[str]:
+    rows = [json.loads(line) for line in cli.ok("image", "ls", "--format", "json").splitlines()]
+    return sorted(f"{row['Repository']}:{row['Tag']}" for row in rows)
+
+
+def _cat(cli, image: str, *paths: str) -> str:
+    return cli.ok("run", "--rm", "--network", "none", image, "cat", *paths)
+
+
+# Each independent stage notes when its RUN started and ended (the kernel's
+# uptime, the same clock for every namespace) and sleeps in between.
+PARALLEL = """\
+FROM bb:1 AS one
+RUN cat /proc/uptime > /one-start; echo out-of-one; sleep 2; echo one > /one; cat /proc/uptime > /one-end
+FROM bb:1 AS two
+RUN cat /proc/uptime > /two-start; echo out-of-two; sleep 2; echo two > /two; cat /proc/uptime > /two-end
+FROM bb:1
+COPY --from=one /one /one-start /one-end /r/
+COPY --from=two /two /two-start /two-end /r/
+"""
+
+
+@pytest.mark.slow
+def test_independent_stages_run_at_once_and_a_rebuild_hits_the_cache_in_every_stage(cli, bb, tmp_path):
+    ctx = tmp_path / "ctx"
+    _write(ctx / "Dockerfile", PARALLEL)
+    out = cli.ok("build", "--network", "none", "-t", "par:1", str(ctx))
+    starts = {s: float(_cat(cli, "par:1", f"/r/{s}-start").split()[0]) for s in ("one", "two")}
+    ends = {s: float(_cat(cli, "par:1", f"/r/{s}-end").split()[0]) for s in ("one", "two")}
+    # Each RUN sleeps 2 s: run one after the other, one would start after the other ended.
+    assert starts["one"] < ends["two"] and starts["two"] < ends["one"], (starts, ends)
+    assert _cat(cli, "par:1", "/r/one", "/r/two") == "one\ntwo\n"
+    # Output stays readable: every line of a stage built beside another
+    # carries its name, the RUN's own output included.
+    lines = out.splitlines()
+    assert "[one] out-of-one" in lines and "[two] out-of-two" in lines
+    assert "[one] Step 2/7 : RUN cat /proc/uptime > /one-start; echo out-of-one; sleep 2; echo one > /one; cat /proc/uptime > /one-end" in lines
+    assert not any(line.startswith("[one]") and "two" in line.split("]", 1)[1] for line in lines)
+    assert "Step 5/7 : FROM bb:1" in lines  # the last stage, alone, as a one-stage build prints
+    # Intermediate stages leave no image.
+    assert _tags(cli) == ["bb:1", "par:1"]
+    image_id = json.loads(cli.ok("image", "inspect", "par:1"))[0]["Id"]
+    layers = _layers(cli)
+    again = cli.ok("build", "--network", "none", "-t", "par:1", str(ctx))
+    # Both RUNs, both COPYs: every step with something to do hits.
+    assert again.count("Using cache") == 4, again
+    assert "Running in" not in again
+    assert json.loads(cli.ok("image", "inspect", "par:1"))[0]["Id"] == image_id
+    assert _layers(cli) == layers
+
+
+@pytest.mark.slow
+def test_a_failing_stage_leaves_no_layer_image_cache_or_staging_of_any_stage(cli, bb, tmp_path):
+    ctx = tmp_path / "ctx"
+    _write(
+        ctx / "Dockerfile",
+        "FROM bb:1 AS good\nRUN echo $$ > /made\n"
+        "FROM bb:1 AS bad\nRUN sleep 1; exit 7\n"
+        "FROM bb:1\nCOPY --from=good /made /\nCOPY --from=bad /etc/passwd /\n",
+    )
+    layers = _layers(cli)
+    result = cli("build", "--network", "none", "-t", "broken:1", str(ctx))
+    assert result.returncode == 1
+    err = result.stderr.decode()
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Dockerfile:4: RUN: the command '/bin/sh -c sleep 1; exit 7' returned a non-zero code: 7" in err
+    assert "[good] Step 2/7" in result.stdout.decode()  # the good stage did build, beside it
+    assert _layers(cli) == layers
+    assert _cache_rows(cli) == 0
+    assert _tags(cli) == ["bb:1"]
+    assert os.listdir(cli.root / "tmp") == []
+
+
+def test_target_builds_only_the_stages_it_needs(cli, bb, tmp_path):
+    ctx = tmp_path / "ctx"
+    _write(
+        ctx / "Dockerfile",
+        "FROM bb:1 AS base\nRUN echo base > /base\n"
+        "FROM base AS Dev\nRUN echo dev > /dev-only\n"
+        "FROM bb:1 AS broken\nRUN exit 9\n"
+        "FROM base\nRUN exit 9\n",
+    )
+    out = cli.ok("build", "--network", "none", "--target", "dev", "-t", "dev:1", str(ctx))
+    assert "exit 9" not in out
+    assert _cat(cli, "dev:1", "/base", "/dev-only") == "base\ndev\n"
+    result = cli("build", "--target", "nope", str(ctx))
+    assert result.returncode == 1
+    assert result.stderr.decode().strip().endswith('Dockerfile: target stage "nope" could not be found')
+    assert len(result.stderr.decode().strip().splitlines()) == 1
+
+
+def test_arg_scoping_as_docker(cli, bb, tmp_path):
+    ctx = tmp_path / "ctx"
+    _write(
+        ctx / "Dockerfile",
+        "ARG BASE=none:0\nARG V=global\n"
+        "FROM ${BASE} AS first\n"
+        'RUN echo "V=[$V]" > /unset\n'  # a global ARG is not in a stage until declared there
+        "ARG V\n"
+        'RUN echo "V=[$V]" > /declared\n'
+        "ARG LOCAL=first-only\n"
+        "FROM $BASE\n"
+        'RUN echo "LOCAL=[$LOCAL]" > /other\n'  # each stage its own scope
+        "COPY --from=first /unset /declared /\n",
+    )
+    out = cli.ok("build", "--network", "none", "--build-arg", "BASE=bb:1", "-t", "args:1", str(ctx))
+    assert "not consumed" not in out
+    assert _cat(cli, "args:1", "/unset", "/declared", "/other") == "V=[]\nV=[global]\nLOCAL=[]\n"
+    cli.ok("build", "--network", "none", "--build-arg", "BASE=bb:1", "--build-arg", "V=cli", "-t", "args:2", str(ctx))
+    assert _cat(cli, "args:2", "/declared") == "V=[cli]\n"
+
+
+def test_copy_from_an_index_an_image_a_stage_base_and_a_named_context(cli, bb, tmp_path):
+    extra = tmp_path / "extra"
+    _write(extra / "sub" / "x.txt", "from the named context\n")
+    _write(extra / ".dockerignore", "sub/ignored\n")
+    _write(extra / "sub" / "ignored", "no\n")
+    ctx = tmp_path / "ctx"
+    _write(
+        ctx / "Dockerfile",
+        "FROM bb:1\nRUN mkdir -p /deep/dir && echo zero > /deep/dir/z\n"
+        "FROM 0 AS child\n"  # FROM takes stage names, not indexes: this is an image
+        "FROM scratch AS files\n"
+        "COPY --from=0 /deep /d\n"
+        "COPY --from=bb:1 /bin/busybox /bin/busybox\n"
+        "COPY --from=extra sub /named/\n"
+        "FROM files\n"
+        "COPY --from=FILES /d/dir/z /again\n",
+    )
+    # "FROM 0": an image called 0, which does not exist (and only matters
+    # when the target needs it).
+    result = cli("build", "--network", "none", "--target", "child", str(ctx))
+    assert result.returncode == 1 and 'Dockerfile:3: FROM: base image "0" not found' in result.stderr.decode()
+    text = (ctx / "Dockerfile").read_text().replace("FROM 0 AS child\n", "")
+    _write(ctx / "Dockerfile", text)
+    cli.ok("build", "--network", "none", "--build-context", f"extra={extra}", "-t", "from:1", str(ctx))
+    image = json.loads(cli.ok("image", "inspect", "from:1"))[0]
+    assert len(image["RootFS"]["Layers"]) == 4  # three COPYs in "files", one after FROM files
+    out = cli.ok("run", "--rm", "--network", "none", "from:1", "/bin/busybox", "sh", "-c",
+                 "cat /d/dir/z /again /named/x.txt; ls /named")
+    assert out == "zero\nzero\nfrom the named context\nx.txt\n"  # .dockerignore of the named context holds
+    result = cli("build", "--network", "none", str(ctx))
+    assert result.returncode == 1
+    assert 'Dockerfile:6: COPY: --from image "extra" not found locally' in result.stderr.decode()
+
+
+def test_from_an_earlier_stage_and_a_docker_image_context(cli, bb, tmp_path):
+    ctx = tmp_path / "ctx"
+    _write(
+        ctx / "Dockerfile",
+        "FROM base AS builder\nENV STAGE=builder\nRUN echo built > /built\n"
+        "FROM Builder\nRUN echo $STAGE > /seen\n",
+    )
+    cli.ok("build", "--network", "none", "--build-context", "base=docker-image://bb:1", "-t", "fs:1", str(ctx))
+    assert _cat(cli, "fs:1", "/built", "/seen") == "built\nbuilder\n"
+    result = cli("build", "--build-context", f"base={tmp_path}", str(ctx))
+    assert result.returncode == 1
+    assert 'Dockerfile:1: FROM: build context "base" is a directory' in result.stderr.decode()
+
+
+def test_onbuild_is_recorded_runs_at_from_and_is_not_inherited(cli, bb, tmp_path):
+    base = tmp_path / "base"
+    _write(
+        base / "Dockerfile",
+        "FROM bb:1\nONBUILD COPY greeting /greeting\nONBUILD RUN cat /greeting > /seen-by-trigger\n",
+    )
+    cli.ok("build", "--network", "none", "-t", "onbase:1", str(base))
+    config = json.loads(cli.ok("image", "inspect", "onbase:1"))[0]["Config"]
+    assert config["OnBuild"] == ["COPY greeting /greeting", "RUN cat /greeting > /seen-by-trigger"]
+    child = tmp_path / "child"
+    _write(child / "greeting", "hello from the child's context\n")
+    _write(child / "Dockerfile", "FROM onbase:1\nRUN cat /seen-by-trigger\n")
+    out = cli.ok("build", "--network", "none", "-t", "onchild:1", str(child))
+    assert "# Executing 2 build triggers" in out
+    assert "hello from the child's context" in out  # the step after FROM sees what the triggers made
+    assert not json.loads(cli.ok("image", "inspect", "onchild:1"))[0]["Config"].get("OnBuild")
+    # A grandchild runs no trigger: they are not passed on.
+    grand = tmp_path / "grand"
+    _write(grand / "Dockerfile", "FROM onchild:1\nRUN true\n")
+    assert "build trigger" not in cli.ok("build", "--network", "none", str(grand))
+    # A loaded image's triggers run too.
+    for fmt in ("docker-archive", "oci-archive"):
+        archive = tmp_path / f"onbase.{fmt}.tar"
+        cli.ok("save", "--format", fmt, "-o", str(archive), "onbase:1")
+        cli.ok("rmi", "onbase:1", "onchild:1")
+        cli.ok("image", "prune", "-f")
+        cli.ok("load", "-i", str(archive))
+        out = cli.ok("build", "--network", "none", "-t", "onchild:1", str(child))
+        assert "# Executing 2 build triggers" in out and "hello from the child's context" in out
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("ONBUILD ONBUILD RUN true", "Dockerfile:2: ONBUILD: chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"),
+        ("ONBUILD FROM bb:1", "Dockerfile:2: ONBUILD: FROM isn't allowed as an ONBUILD trigger"),
+        ("ONBUILD MAINTAINER me", "Dockerfile:2: ONBUILD: MAINTAINER isn't allowed as an ONBUILD trigger"),
+        ("ONBUILD FROOM x", "Dockerfile:2: ONBUILD: trigger 'FROOM x'"),
+    ],
+)
+def test_bad_onbuild_fails_before_any_step(cli, bb, tmp_path, line, needle):
+    ctx = tmp_path / "ctx"
+    _write(ctx / "Dockerfile", f"FROM bb:1\n{line}\nRUN echo should-not-run\n")
+    layers = _layers(cli)
+    result = cli("build", str(ctx))
+    assert result.returncode == 1
+    err = result.stderr.decode()
+    assert needle in err and len(err.strip().splitlines()) == 1, err
+    assert "should-not-run" not in result.stdout.decode()
+    assert _layers(cli) == layers and _cache_rows(cli) == 0
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "needle"),
+    [
+        ("FROM bb:1 AS a\nFROM bb:1 AS A\n", 'Dockerfile:2: FROM: duplicate stage name "a"'),
+        ("FROM bb:1\nCOPY --from=1 /x /\nFROM bb:1\n", "Dockerfile:2: COPY: stage index 1 is not an earlier stage"),
+        ("FROM bb:1 AS a\nCOPY --from=a /x /\n", 'Dockerfile:2: COPY: --from image "a" not found'),
+        ("FROM bb:1 AS a\nFROM bb:1\nCOPY --from=a /nothing /x\n", "Dockerfile:3: COPY: "),
+    ],
+)
+def test_bad_stage_references(cli, bb, tmp_path, dockerfile, needle):
+    ctx = tmp_path / "ctx"
+    _write(ctx / "Dockerfile", dockerfile)
+    layers = _layers(cli)
+    result = cli("build", "--network", "none", str(ctx))
+    assert result.returncode == 1
+    err = result.stderr.decode()
+    assert needle in err and len(err.strip().splitlines()) == 1, err
+    assert _layers(cli) == layers and os.listdir(cli.root / "tmp") == []
