@@ -20,6 +20,7 @@ again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import posixpath
@@ -229,7 +230,7 @@ class Builder:
             for index in ready:
                 pending.remove(index)
                 stage = self.stages[index]
-                worker = workers.start(stage.label, lambda stage=stage: self._stage_in_worker(stage))
+                worker = workers.start(stage.label, functools.partial(self._stage_in_worker, stage))
                 running.append(worker)
                 by_worker[worker.pid] = index
             if not running:

@@ -60,14 +60,12 @@ def split_stages(instructions: list[Instruction]) -> tuple[list[Instruction], li
             if name:
                 if not _STAGE_NAME.fullmatch(name):
                     raise StageError(
-                        f'invalid stage name "{ins.args[2]}": start with a letter, then letters, digits, "-", "_" or "."',
+                        f'invalid stage name "{ins.args[2]}": a letter, then letters, digits, "-", "_" or "."',
                         ins.line,
                         "FROM",
                     )
                 if name in seen:
-                    raise StageError(
-                        f'duplicate stage name "{name}" (first at line {seen[name]})', ins.line, "FROM"
-                    )
+                    raise StageError(f'duplicate stage name "{name}" (first at line {seen[name]})', ins.line, "FROM")
                 seen[name] = ins.line
             stages.append(Stage(len(stages), name, ins, []))
         elif not stages:

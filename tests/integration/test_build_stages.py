@@ -64,7 +64,7 @@ def test_independent_stages_run_at_once_and_a_rebuild_hits_the_cache_in_every_st
     # carries its name, the RUN's own output included.
     lines = out.splitlines()
     assert "[one] out-of-one" in lines and "[two] out-of-two" in lines
-    assert "[one] Step 2/7 : RUN cat /proc/uptime > /one-start; echo out-of-one; sleep 2; echo one > /one; cat /proc/uptime > /one-end" in lines
+    assert "[one] Step 2/7 : " + PARALLEL.splitlines()[1] in lines
     assert not any(line.startswith("[one]") and "two" in line.split("]", 1)[1] for line in lines)
     assert "Step 5/7 : FROM bb:1" in lines  # the last stage, alone, as a one-stage build prints
     # Intermediate stages leave no image.
@@ -166,8 +166,17 @@ def test_copy_from_an_index_an_image_a_stage_base_and_a_named_context(cli, bb, t
     cli.ok("build", "--network", "none", "--build-context", f"extra={extra}", "-t", "from:1", str(ctx))
     image = json.loads(cli.ok("image", "inspect", "from:1"))[0]
     assert len(image["RootFS"]["Layers"]) == 4  # three COPYs in "files", one after FROM files
-    out = cli.ok("run", "--rm", "--network", "none", "from:1", "/bin/busybox", "sh", "-c",
-                 "cat /d/dir/z /again /named/x.txt; ls /named")
+    out = cli.ok(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "from:1",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "cat /d/dir/z /again /named/x.txt; ls /named",
+    )
     assert out == "zero\nzero\nfrom the named context\nx.txt\n"  # .dockerignore of the named context holds
     result = cli("build", "--network", "none", str(ctx))
     assert result.returncode == 1
@@ -178,8 +187,7 @@ def test_from_an_earlier_stage_and_a_docker_image_context(cli, bb, tmp_path):
     ctx = tmp_path / "ctx"
     _write(
         ctx / "Dockerfile",
-        "FROM base AS builder\nENV STAGE=builder\nRUN echo built > /built\n"
-        "FROM Builder\nRUN echo $STAGE > /seen\n",
+        "FROM base AS builder\nENV STAGE=builder\nRUN echo built > /built\nFROM Builder\nRUN echo $STAGE > /seen\n",
     )
     cli.ok("build", "--network", "none", "--build-context", "base=docker-image://bb:1", "-t", "fs:1", str(ctx))
     assert _cat(cli, "fs:1", "/built", "/seen") == "built\nbuilder\n"

@@ -100,7 +100,7 @@ def test_target_is_found_case_insensitively_and_an_unknown_one_is_an_error():
 
 
 def test_mount_sources_reads_from_fields_only():
-    ins = parse(
-        "FROM bb:1\nRUN --mount=type=cache,target=/c --mount=type=bind,source=/s,from=tools,target=/t true\n"
-    )[1]
+    ins = parse("FROM bb:1\nRUN --mount=type=cache,target=/c --mount=type=bind,source=/s,from=tools,target=/t true\n")[
+        1
+    ]
     assert mount_sources(ins) == ["tools"]
