@@ -54,6 +54,7 @@ COPY --from=two /two /two-start /two-end /r/
 def test_independent_stages_run_at_once_and_a_rebuild_hits_the_cache_in_every_stage(cli, bb, tmp_path):
     ctx = tmp_path / "ctx"
     _write(ctx / "Dockerfile", PARALLEL)
+    layers_before = _layers(cli)
     out = cli.ok("build", "--network", "none", "-t", "par:1", str(ctx))
     starts = {s: float(_cat(cli, "par:1", f"/r/{s}-start").split()[0]) for s in ("one", "two")}
     ends = {s: float(_cat(cli, "par:1", f"/r/{s}-end").split()[0]) for s in ("one", "two")}
@@ -77,6 +78,10 @@ def test_independent_stages_run_at_once_and_a_rebuild_hits_the_cache_in_every_st
     assert "Running in" not in again
     assert json.loads(cli.ok("image", "inspect", "par:1"))[0]["Id"] == image_id
     assert _layers(cli) == layers
+    # The stages' layers, which only the image's cache rows name, go with it.
+    assert len(layers - layers_before) == 4  # two RUNs, two COPYs
+    cli.ok("rmi", "par:1")
+    assert _layers(cli) == layers_before and _cache_rows(cli) == 0
 
 
 @pytest.mark.slow
@@ -266,3 +271,17 @@ def test_bad_stage_references(cli, bb, tmp_path, dockerfile, needle):
     err = result.stderr.decode()
     assert needle in err and len(err.strip().splitlines()) == 1, err
     assert _layers(cli) == layers and os.listdir(cli.root / "tmp") == []
+
+
+def test_a_stage_layer_another_image_still_caches_stays_when_one_image_goes(cli, bb, tmp_path):
+    shared = "FROM bb:1 AS tool\nRUN echo made > /tool\n"
+    first, second = tmp_path / "first", tmp_path / "second"
+    _write(first / "Dockerfile", shared + "FROM bb:1\nCOPY --from=tool /tool /first\n")
+    _write(second / "Dockerfile", shared + "FROM bb:1\nCOPY --from=tool /tool /second\n")
+    cli.ok("build", "--network", "none", "-t", "first:1", str(first))
+    out = cli.ok("build", "--network", "none", "-t", "second:1", str(second))
+    assert out.count("Using cache") == 1  # the tool stage's RUN
+    cli.ok("rmi", "first:1")
+    again = cli.ok("build", "--network", "none", "-t", "second:2", str(second))
+    assert again.count("Using cache") == 2, again  # the RUN's layer stayed for second:1's rows
+    assert _cat(cli, "second:2", "/second") == "made\n"
