@@ -220,31 +220,38 @@ class Builder:
         pending = list(order)
         running: list[workers.Worker] = []
         by_worker: dict[int, int] = {}
-        failure: BuildError | OverlayctlError | None = None
+        failure: BaseException | None = None
         while pending or running:
             ready = [i for i in pending if graph[i] <= self.results.keys()] if failure is None else []
-            if len(ready) == 1 and not running:
-                pending.remove(ready[0])
-                self.results[ready[0]] = self._build_stage(self.stages[ready[0]])
-                continue
-            for index in ready:
-                pending.remove(index)
-                stage = self.stages[index]
-                worker = workers.start(stage.label, functools.partial(self._stage_in_worker, stage))
-                running.append(worker)
-                by_worker[worker.pid] = index
-            if not running:
-                break  # a failure: what is pending is not started
-            worker, report = workers.wait_any(running, self._say_raw)
             try:
-                if "ok" in report:
-                    self._take_report(by_worker[worker.pid], report["ok"])
-                elif failure is None:
-                    failure = BuildError(report["error"])
-                    failure.exit_code = int(report.get("code") or 1)
-            finally:
-                workers.finish(worker, self._say_raw)
-                running.remove(worker)
+                if len(ready) == 1 and not running:
+                    pending.remove(ready[0])
+                    self.results[ready[0]] = self._build_stage(self.stages[ready[0]])
+                    continue
+                for index in ready:
+                    pending.remove(index)
+                    stage = self.stages[index]
+                    worker = workers.start(stage.label, functools.partial(self._stage_in_worker, stage))
+                    running.append(worker)
+                    by_worker[worker.pid] = index
+                if not running:
+                    break  # a failure: what is pending is not started
+                worker, report = workers.wait_any(running, self._say_raw)
+                try:
+                    if "ok" in report:
+                        self._take_report(by_worker[worker.pid], report["ok"])
+                    elif failure is None:
+                        failure = BuildError(report["error"], exit_code=int(report.get("code") or 1))
+                finally:
+                    workers.finish(worker, self._say_raw)
+                    running.remove(worker)
+            except BaseException as exc:  # noqa: BLE001 - the workers still running are waited for below
+                # Stages already under way finish (a worker stopped in the
+                # middle of a RUN would leave its container to the next
+                # command to clean up); what they made is then removed with
+                # the rest. An interrupt from the terminal reaches them too.
+                if failure is None:
+                    failure = exc
         if failure is not None:
             raise failure
 
