@@ -128,6 +128,14 @@ class Builder:
             if ins.keyword == "ONBUILD":
                 self._onbuild_trigger(ins)  # a bad trigger fails before any step runs
         self.numbers = {id(ins): n for n, ins in enumerate(self.instructions, 1)}
+        for name, value in opts.build_contexts.items():
+            if "://" in value and not value.startswith("docker-image://"):
+                raise InvalidArgumentError(
+                    f'--build-context {name}={value}: only a local directory or docker-image://IMAGE (a local '
+                    "image) is supported"
+                )
+            if "://" not in value and not os.path.isdir(value):
+                raise InvalidArgumentError(f"--build-context {name}={value}: not a directory")
         self.tags: list[Reference] = [parse_reference(t) for t in opts.tags]
         if opts.network not in _SUPPORTED_NETWORKS:
             raise InvalidArgumentError(
@@ -818,15 +826,22 @@ class Builder:
                 view = source.lowers[0]
 
             def copy() -> None:
-                # In the child's namespace, the source mounted at `view`:
-                # matched there, then read through a descriptor from inside
-                # the image's root.
+                # In the child's namespace, the source mounted at `view`.
+                # Its paths are matched from inside it, so that its own
+                # symlinks resolve in it (an absolute one too), then the
+                # child changes root to the image's (through a descriptor
+                # taken before) and copies, reading through another.
+                image_fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+                os.chroot(view)
+                os.chdir("/")
                 # Paths in another root are from its top: "/a" is "a".
                 relative = [src.lstrip("/") or "." for src in sources]
-                plan = Context(view, ignore=False).plan(relative, dest, what)
-                view_fd = os.open(view, os.O_RDONLY | os.O_DIRECTORY)
-                os.chroot(mountpoint)
+                plan = Context("/", ignore=False, where=f'"{source.label}"').plan(relative, dest, what)
+                view_fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+                os.fchdir(image_fd)
+                os.chroot(".")
                 os.chdir("/")
+                os.close(image_fd)
                 apply_plan(plan, view_fd, uid, gid, chmod)
 
             try:

@@ -285,3 +285,33 @@ def test_a_stage_layer_another_image_still_caches_stays_when_one_image_goes(cli,
     again = cli.ok("build", "--network", "none", "-t", "second:2", str(second))
     assert again.count("Using cache") == 2, again  # the RUN's layer stayed for second:1's rows
     assert _cat(cli, "second:2", "/second") == "made\n"
+
+
+def test_copy_from_resolves_the_sources_symlinks_inside_the_source(cli, bb, tmp_path):
+    ctx = tmp_path / "ctx"
+    _write(
+        ctx / "Dockerfile",
+        # /d/bin points at the source's own /bin, absolutely: on the host it would be the host's.
+        "FROM bb:1 AS src\nRUN mkdir /d && ln -s /bin /d/bin && echo mine > /bin/marker\n"
+        "FROM bb:1\nCOPY --from=src /d/bin/marker /marker\n",
+    )
+    cli.ok("build", "--network", "none", "-t", "links:1", str(ctx))
+    assert _cat(cli, "links:1", "/marker") == "mine\n"
+    _write(ctx / "Dockerfile", "FROM bb:1 AS src\nFROM bb:1\nCOPY --from=src /nothing /x\n")
+    result = cli("build", "--network", "none", str(ctx))
+    assert result.returncode == 1
+    assert 'Dockerfile:3: COPY: COPY failed: nothing not found in "src"' in result.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("https://example.invalid/x.tar", "only a local directory or docker-image://IMAGE"),
+        ("/no/such/dir", "--build-context x=/no/such/dir: not a directory"),
+    ],
+)
+def test_build_contexts_other_than_a_directory_or_a_local_image_are_refused(cli, bb, tmp_path, value, needle):
+    _write(tmp_path / "Dockerfile", "FROM bb:1\n")
+    result = cli("build", "--build-context", f"x={value}", str(tmp_path))
+    assert result.returncode != 0
+    assert needle in result.stderr.decode() and len(result.stderr.decode().strip().splitlines()) == 1
