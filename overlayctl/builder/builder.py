@@ -837,6 +837,16 @@ class Builder:
                 # Paths in another root are from its top: "/a" is "a".
                 relative = [src.lstrip("/") or "." for src in sources]
                 plan = Context("/", ignore=False, where=f'"{source.label}"').plan(relative, dest, what)
+                for entry in plan.entries:
+                    # Read later from the image's root, where the source's
+                    # symlinks would lead elsewhere: resolved now, but for
+                    # an entry that is itself a symlink to copy as such.
+                    full = "/" + entry.src
+                    if entry.kind != "symlink":
+                        entry.src = os.path.realpath(full).lstrip("/")
+                    else:
+                        parent, name = posixpath.split(full)
+                        entry.src = posixpath.join(os.path.realpath(parent), name).lstrip("/")
                 view_fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
                 os.fchdir(image_fd)
                 os.chroot(".")

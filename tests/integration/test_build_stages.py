@@ -292,11 +292,15 @@ def test_copy_from_resolves_the_sources_symlinks_inside_the_source(cli, bb, tmp_
     _write(
         ctx / "Dockerfile",
         # /d/bin points at the source's own /bin, absolutely: on the host it would be the host's.
-        "FROM bb:1 AS src\nRUN mkdir /d && ln -s /bin /d/bin && echo mine > /bin/marker\n"
-        "FROM bb:1\nCOPY --from=src /d/bin/marker /marker\n",
+        "FROM bb:1 AS src\nRUN mkdir /d && ln -s /bin /d/bin && echo mine > /bin/marker"
+        " && ln -s /bin/marker /abs && mkdir /in && ln -s ../abs /in/link\n"
+        "FROM bb:1\nCOPY --from=src /d/bin/marker /marker\nCOPY --from=src /abs /abs\nCOPY --from=src /in /in\n",
     )
     cli.ok("build", "--network", "none", "-t", "links:1", str(ctx))
-    assert _cat(cli, "links:1", "/marker") == "mine\n"
+    # A symlink given as the source is followed (in the source), as Docker
+    # does; one inside a copied directory stays a symlink.
+    assert _cat(cli, "links:1", "/marker", "/abs") == "mine\nmine\n"
+    assert cli.ok("run", "--rm", "--network", "none", "links:1", "readlink", "/in/link") == "../abs\n"
     _write(ctx / "Dockerfile", "FROM bb:1 AS src\nFROM bb:1\nCOPY --from=src /nothing /x\n")
     result = cli("build", "--network", "none", str(ctx))
     assert result.returncode == 1
