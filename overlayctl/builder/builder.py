@@ -178,8 +178,8 @@ class Builder:
             return BuildError(f"{self.dockerfile}: {exc.message}")
         return BuildError(f"{self.dockerfile}:{exc.line}: {exc.keyword}: {exc.message}")
 
-    def _step_line(self, ins: Instruction, original: str | None = None) -> None:
-        self.say(f"Step {self.numbers.get(id(ins), 0)}/{len(self.instructions)} : {original or ins.original}")
+    def _step_line(self, ins: Instruction) -> None:
+        self.say(f"Step {self.numbers[id(ins)]}/{len(self.instructions)} : {ins.original}")
 
     # -- the build -------------------------------------------------------
 
