@@ -244,14 +244,14 @@ class Builder:
                     by_worker[worker.pid] = index
                 if not running:
                     break  # a failure: what is pending is not started
-                worker, report = workers.wait_any(running, self._say_raw)
+                worker, report = workers.wait_any(running, self._say_raw, self._say_error)
                 try:
                     if "ok" in report:
                         self._take_report(by_worker[worker.pid], report["ok"])
                     elif failure is None:
                         failure = BuildError(report["error"], exit_code=int(report.get("code") or 1))
                 finally:
-                    workers.finish(worker, self._say_raw)
+                    workers.finish(worker, self._say_raw, self._say_error)
                     running.remove(worker)
             except BaseException as exc:  # noqa: BLE001 - the workers still running are waited for below
                 # Stages already under way finish (a worker stopped in the
@@ -266,6 +266,10 @@ class Builder:
     def _say_raw(self, text: str) -> None:
         self.out.write(text + "\n")
         self.out.flush()
+
+    def _say_error(self, text: str) -> None:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
     def _stage_in_worker(self, stage: stagegraph.Stage) -> dict:
         """A stage built in a worker: what the parent needs of it."""

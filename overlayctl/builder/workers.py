@@ -5,8 +5,9 @@ every COPY forks a child that mounts and chroots, and a fork taken while
 another thread holds a lock (stdout's buffer, the catalog's connection)
 leaves the child with that lock held forever. The parent stays single
 threaded; it forks a worker per stage, reads the workers' output and puts
-each line out whole, prefixed with its stage as BuildKit does, and gets
-back each stage's result as JSON on a pipe of its own.
+each line out whole, prefixed with its stage as BuildKit does (standard
+output to standard output, errors to standard error), and gets back each
+stage's result as JSON on a pipe of its own.
 
 A worker reports, then waits until the parent has taken its leases on the
 layers it made (its own go with it), so that no `system gc` can remove
@@ -26,6 +27,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    Writer = Callable[[str], None]
+
 
 # The parent's ends of every worker's pipes: a worker forked later must
 # not hold them (an ack pipe held open by a sibling would never close).
@@ -35,20 +38,22 @@ _PARENT_FDS: set[int] = set()
 class Worker:
     """A forked stage: its pid, the parent's ends of its pipes, what it said."""
 
-    def __init__(self, label: str, pid: int, out_fd: int, result_fd: int, ack_fd: int) -> None:
+    def __init__(self, label: str, pid: int, out_fd: int, err_fd: int, result_fd: int, ack_fd: int) -> None:
         self.label = label
         self.pid = pid
         self.out_fd = out_fd
+        self.err_fd = err_fd
         self.result_fd = result_fd
         self.ack_fd = ack_fd
-        self.pending = b""
+        self.pending = {out_fd: b"", err_fd: b""}  # a line not yet ended, per output
         self.result = b""
-        self.open = {out_fd, result_fd}
+        self.open = {out_fd, err_fd, result_fd}
 
 
 def start(label: str, work: Callable[[], dict]) -> Worker:
     """Fork a worker that runs `work` and reports what it returns (or its error)."""
     out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
     result_r, result_w = os.pipe()
     ack_r, ack_w = os.pipe()
     sys.stdout.flush()
@@ -56,12 +61,16 @@ def start(label: str, work: Callable[[], dict]) -> Worker:
     pid = os.fork()
     if pid == 0:
         try:
-            for fd in (out_r, result_r, ack_w, *_PARENT_FDS):
+            for fd in (out_r, err_r, result_r, ack_w, *_PARENT_FDS):
                 os.close(fd)
             _PARENT_FDS.clear()
             os.dup2(out_w, 1)
-            os.dup2(out_w, 2)
+            os.dup2(err_w, 2)
             os.close(out_w)
+            os.close(err_w)
+            from overlayctl.layer.workers import quiet_sibling_waits
+
+            quiet_sibling_waits()
             try:
                 payload: dict = {"ok": work()}
             except OverlayctlError as exc:
@@ -78,13 +87,13 @@ def start(label: str, work: Callable[[], dict]) -> Worker:
                 pass
         finally:
             os._exit(0)
-    for fd in (out_w, result_w, ack_r):
+    for fd in (out_w, err_w, result_w, ack_r):
         os.close(fd)
-    _PARENT_FDS.update((out_r, result_r, ack_w))
-    return Worker(label, pid, out_r, result_r, ack_w)
+    _PARENT_FDS.update((out_r, err_r, result_r, ack_w))
+    return Worker(label, pid, out_r, err_r, result_r, ack_w)
 
 
-def wait_any(workers: list[Worker], write: Callable[[str], None]) -> tuple[Worker, dict]:
+def wait_any(workers: list[Worker], out: Writer, err: Writer) -> tuple[Worker, dict]:
     """Pass on the workers' output line by line until one has reported;
     return it and its report (not yet acknowledged: see finish)."""
     sel = selectors.DefaultSelector()
@@ -96,10 +105,10 @@ def wait_any(workers: list[Worker], write: Callable[[str], None]) -> tuple[Worke
             for key, _ in sel.select():
                 worker = key.data
                 chunk = os.read(key.fd, 65536)
-                if key.fd == worker.out_fd:
-                    _output(worker, chunk, write)
-                else:
+                if key.fd == worker.result_fd:
                     worker.result += chunk
+                else:
+                    _output(worker, key.fd, chunk, out if key.fd == worker.out_fd else err)
                 if chunk:
                     continue
                 sel.unregister(key.fd)
@@ -111,27 +120,27 @@ def wait_any(workers: list[Worker], write: Callable[[str], None]) -> tuple[Worke
         sel.close()
 
 
-def _output(worker: Worker, chunk: bytes, write: Callable[[str], None]) -> None:
-    data = worker.pending + chunk
-    lines = data.split(b"\n")
-    worker.pending = lines.pop()
-    if not chunk and worker.pending:
-        lines.append(worker.pending)  # the end: a last line without its newline
-        worker.pending = b""
+def _output(worker: Worker, fd: int, chunk: bytes, write: Writer) -> None:
+    lines = (worker.pending[fd] + chunk).split(b"\n")
+    worker.pending[fd] = lines.pop()
+    if not chunk and worker.pending[fd]:
+        lines.append(worker.pending[fd])  # the end: a last line without its newline
+        worker.pending[fd] = b""
     for line in lines:
         write(f"[{worker.label}] {line.decode(errors='replace')}")
 
 
-def finish(worker: Worker, write: Callable[[str], None]) -> None:
+def finish(worker: Worker, out: Writer, err: Writer) -> None:
     """Let the worker exit, pass on the rest of its output and reap it."""
     os.close(worker.ack_fd)
     _PARENT_FDS.discard(worker.ack_fd)
-    while worker.out_fd in worker.open:
-        chunk = os.read(worker.out_fd, 65536)
-        _output(worker, chunk, write)
-        if not chunk:
-            worker.open.discard(worker.out_fd)
-    for fd in (worker.out_fd, worker.result_fd):
+    for fd, write in ((worker.out_fd, out), (worker.err_fd, err)):
+        while fd in worker.open:
+            chunk = os.read(fd, 65536)
+            _output(worker, fd, chunk, write)
+            if not chunk:
+                worker.open.discard(fd)
+    for fd in (worker.out_fd, worker.err_fd, worker.result_fd):
         os.close(fd)
         _PARENT_FDS.discard(fd)
     os.waitpid(worker.pid, 0)

@@ -319,3 +319,30 @@ def test_build_contexts_other_than_a_directory_or_a_local_image_are_refused(cli,
     result = cli("build", "--build-context", f"x={value}", str(tmp_path))
     assert result.returncode != 0
     assert needle in result.stderr.decode() and len(result.stderr.decode().strip().splitlines()) == 1
+
+
+def test_quiet_prints_only_the_image_id_with_stages_built_at_once(cli, bb, tmp_path):
+    ctx = tmp_path / "ctx"
+    _write(
+        ctx / "Dockerfile",
+        "FROM bb:1 AS x\nRUN echo noisy-x > /x\nFROM bb:1 AS y\nRUN echo noisy-y > /y\n"
+        "FROM bb:1\nCOPY --from=x /x /\nCOPY --from=y /y /\n",
+    )
+    out = cli.ok("build", "-q", "--network", "none", "-t", "quiet:1", str(ctx))
+    assert out.startswith("sha256:") and out.count("\n") == 1, out
+    assert _cat(cli, "quiet:1", "/x", "/y") == "noisy-x\nnoisy-y\n"
+
+
+def test_a_stages_errors_go_to_standard_error_with_its_name(cli, bb, tmp_path):
+    ctx = tmp_path / "ctx"
+    _write(
+        ctx / "Dockerfile",
+        "FROM bb:1 AS x\nRUN echo to-out-x; echo to-err-x >&2\nFROM bb:1 AS y\nRUN echo to-err-y >&2\n"
+        "FROM bb:1\nCOPY --from=x /bin/sh /x\nCOPY --from=y /bin/sh /y\n",
+    )
+    result = cli("build", "--network", "none", str(ctx))
+    assert result.returncode == 0, result.stderr
+    out, err = result.stdout.decode().splitlines(), result.stderr.decode().splitlines()
+    assert "[x] to-out-x" in out and "[x] to-err-x" in err and "[y] to-err-y" in err
+    assert "[x] to-err-x" not in out and "[y] to-err-y" not in out and "[x] to-out-x" not in err
+    assert not any("waiting for another" in line for line in err)  # a sibling stage is no other process
