@@ -346,3 +346,19 @@ def test_a_stages_errors_go_to_standard_error_with_its_name(cli, bb, tmp_path):
     assert "[x] to-out-x" in out and "[x] to-err-x" in err and "[y] to-err-y" in err
     assert "[x] to-err-x" not in out and "[y] to-err-y" not in out and "[x] to-out-x" not in err
     assert not any("waiting for another" in line for line in err)  # a sibling stage is no other process
+
+
+def test_builder_prune_takes_the_other_stages_layers(cli, bb, tmp_path):
+    ctx = tmp_path / "ctx"
+    _write(ctx / "Dockerfile", "FROM bb:1 AS tool\nRUN echo made > /tool\nFROM bb:1\nCOPY --from=tool /tool /copied\n")
+    layers = _layers(cli)
+    cli.ok("build", "--network", "none", "-t", "pruned:1", str(ctx))
+    assert len(_layers(cli) - layers) == 2  # the tool stage's RUN, the COPY
+    # gc keeps what the cache still names: it is not garbage.
+    assert "unreferenced layer" not in cli.ok("system", "gc")
+    assert len(_layers(cli) - layers) == 2
+    assert "Using cache" in cli.ok("build", "--network", "none", "-t", "pruned:1", str(ctx))
+    out = cli.ok("builder", "prune", "-f")
+    assert "cached build steps" in out and len(_layers(cli) - layers) == 1  # the image keeps its COPY
+    assert _cat(cli, "pruned:1", "/copied") == "made\n"
+    assert "Using cache" not in cli.ok("build", "--network", "none", "-t", "pruned:1", str(ctx))
