@@ -68,6 +68,9 @@ def start(label: str, work: Callable[[], dict]) -> Worker:
             os.dup2(err_w, 2)
             os.close(out_w)
             os.close(err_w)
+            # Python's streams too, whatever they were in the parent.
+            sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - lives as long as the worker
+            sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
             from overlayctl.layer.workers import quiet_sibling_waits
 
             quiet_sibling_waits()
