@@ -370,16 +370,7 @@ class Builder:
         name = words[0]
         self.shell = list(DEFAULT_SHELL)
         if name == "scratch":
-            from overlayctl.oci.platform import host_architecture
-
-            config: dict[str, Any] = {
-                "architecture": host_architecture(),
-                "os": "linux",
-                "config": {},
-                "rootfs": {"type": "layers", "diff_ids": []},
-                "history": [],
-            }
-            return _State(config, ""), []
+            return _scratch(), []
         assert self.stage is not None
         try:
             earlier = stagegraph.find_stage(self.stages, name, self.stage.index, by_index=False)
@@ -388,6 +379,11 @@ class Builder:
         if earlier is not None:
             base_config, base_id = self.results[earlier.index].config, self.results[earlier.index].id
         else:
+            if name in self.opts.build_contexts and "://" not in self.opts.build_contexts[name]:
+                # A directory stands for an image of its files, as in BuildKit:
+                # scratch and one layer of them.
+                copy = Instruction("COPY", f"COPY --from={name} . /", [".", "/"], flags={"from": name}, line=ins.line)
+                return self._copy(_scratch(), copy), []
             if name in self.opts.build_contexts:
                 name = self._context_image(ins, name)
             base = self._image(ins, name, "base image")
@@ -421,14 +417,7 @@ class Builder:
 
     def _context_image(self, ins: Instruction, name: str) -> str:
         """The image a --build-context NAME=docker-image://REF stands for."""
-        value = self.opts.build_contexts[name]
-        if value.startswith("docker-image://"):
-            return value[len("docker-image://") :]
-        raise self._fail(
-            ins,
-            f'build context "{name}" is a directory: FROM takes a stage or an image '
-            f"(use COPY --from={name}, or --build-context {name}=docker-image://IMAGE)",
-        )
+        return self.opts.build_contexts[name][len("docker-image://") :]
 
     def _onbuild_trigger(self, ins: Instruction, text: str | None = None) -> Instruction:
         """The instruction an ONBUILD holds (or `text`, a trigger of a base
@@ -1042,6 +1031,20 @@ def _drop_placeholders(upper: str, lowers: tuple[str, ...]) -> None:
             return  # the step changed /etc itself (chmod, chown): that is its result
         break
     os.rmdir(etc)
+
+
+def _scratch() -> _State:
+    """The empty image FROM scratch starts from."""
+    from overlayctl.oci.platform import host_architecture
+
+    config: dict[str, Any] = {
+        "architecture": host_architecture(),
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "history": [],
+    }
+    return _State(config, "")
 
 
 def _short(image_id: str) -> str:

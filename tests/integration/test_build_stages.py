@@ -196,9 +196,18 @@ def test_from_an_earlier_stage_and_a_docker_image_context(cli, bb, tmp_path):
     )
     cli.ok("build", "--network", "none", "--build-context", "base=docker-image://bb:1", "-t", "fs:1", str(ctx))
     assert _cat(cli, "fs:1", "/built", "/seen") == "built\nbuilder\n"
-    result = cli("build", "--build-context", f"base={tmp_path}", str(ctx))
-    assert result.returncode == 1
-    assert 'Dockerfile:1: FROM: build context "base" is a directory' in result.stderr.decode()
+    # A directory stands for an image of its files (one layer on scratch).
+    rootfs = tmp_path / "rootfs"
+    _write(rootfs / "hello", "from the directory\n")
+    _write(
+        ctx / "Dockerfile",
+        'FROM base\nCOPY --from=tools /bin/busybox /bin/busybox\nRUN ["/bin/busybox", "cat", "/hello"]\n',
+    )
+    contexts = ["--build-context", f"base={rootfs}", "--build-context", "tools=docker-image://bb:1"]
+    out = cli.ok("build", "--network", "none", *contexts, "-t", "fromdir:1", str(ctx))
+    assert "from the directory" in out
+    layers = json.loads(cli.ok("image", "inspect", "fromdir:1"))[0]["RootFS"]["Layers"]
+    assert len(layers) == 3  # the directory, the COPY, the RUN
 
 
 def test_onbuild_is_recorded_runs_at_from_and_is_not_inherited(cli, bb, tmp_path):
