@@ -104,3 +104,10 @@ def test_mount_sources_reads_from_fields_only():
         1
     ]
     assert mount_sources(ins) == ["tools"]
+
+
+def test_a_stage_named_as_its_own_base_is_refused_with_its_line():
+    _, stages = split_stages(parse("FROM bb:1\nFROM tools AS tools\n"))
+    with pytest.raises(StageError, match='stage "tools" cannot start FROM itself') as caught:
+        dependencies(stages, {})
+    assert caught.value.line == 2
