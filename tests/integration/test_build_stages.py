@@ -12,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration import test_network
+
+# A private default bridge, every device the test made deleted afterwards.
+net = test_network.net
+
 
 def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -371,3 +376,18 @@ def test_builder_prune_takes_the_other_stages_layers(cli, bb, tmp_path):
     assert "cached build steps" in out and len(_layers(cli) - layers) == 1  # the image keeps its COPY
     assert _cat(cli, "pruned:1", "/copied") == "made\n"
     assert "Using cache" not in cli.ok("build", "--network", "none", "-t", "pruned:1", str(ctx))
+
+
+def test_stages_built_at_once_each_run_on_the_bridge_with_its_own_address(net, tmp_path):
+    cli = net.cli
+    ctx = tmp_path / "ctx"
+    step = "RUN ip -o -4 addr show eth0 | awk '{print $4}' > /addr; cat /etc/hostname > /name; sleep 1"
+    _write(
+        ctx / "Dockerfile",
+        f"FROM bb:1 AS p\n{step}\nFROM bb:1 AS q\n{step}\n"
+        "FROM bb:1\nCOPY --from=p /addr /name /p/\nCOPY --from=q /addr /name /q/\n",
+    )
+    cli.ok("build", "-t", "bridged:1", str(ctx))  # the default network: the bridge
+    p, q = (_cat(cli, "bridged:1", f"/{s}/addr", f"/{s}/name").split() for s in ("p", "q"))
+    assert p[0] != q[0] and p[1] != q[1]  # two steps, two addresses, two hostnames
+    assert all(addr.count(".") == 3 and "/" in addr for addr in (p[0], q[0]))
