@@ -7,24 +7,34 @@ fresh upper dir over the current layers, and that directory becomes a
 layer. Every intermediate config has an ID (the sha256 of its bytes), which
 is what the build cache keys on and what `history` shows.
 
+A Dockerfile with several FROMs is several stages (see stages.py): only
+those the target needs are built, each on its own state, and stages that
+do not depend on each other are built at the same time (see workers.py).
+The last stage (or the --target) is the image; the others leave their
+layers and their cache rows, owned by the final image, but no image.
+
 Nothing is tagged, and no cache row is written, unless the whole build
-succeeds; layers that a failed build created are removed again.
+succeeds; layers that a failed build created, in any stage, are removed
+again.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import posixpath
 import stat
 import sys
 
+from overlayctl.builder import stages as stagegraph
 from overlayctl.builder.context import Context, CopyPlan
 from overlayctl.builder.dockerfile import (
     Heredoc,
     Instruction,
     expand,
     expand_heredoc,
+    parse,
     parse_dockerfile_file,
     parse_heredoc_word,
 )
@@ -77,6 +87,8 @@ class BuildOptions:
         quiet: bool = False,
         network: str = "bridge",
         timestamp: int | None = None,
+        target: str | None = None,
+        build_contexts: dict[str, str] | None = None,
         secrets: dict[str, bytes] | None = None,
         labels: dict[str, str] | None = None,
         platform: str | None = None,
@@ -90,6 +102,8 @@ class BuildOptions:
         self.quiet = quiet
         self.network = network
         self.timestamp = timestamp
+        self.target = target  # the stage to build (with what it needs); the last one if None
+        self.build_contexts = build_contexts or {}  # name -> directory or docker-image://REF
         # `--secret` values by id, for RUN --mount=type=secret; never
         # written to the store, the history or a cache key.
         self.secrets = secrets or {}
@@ -143,6 +157,22 @@ class Builder:
         self.platform = host_platform()
         if opts.platform:
             check_platform(opts.platform, "--platform")
+        try:
+            self.global_ins, self.stages = stagegraph.split_stages(self.instructions)
+        except stagegraph.StageError as exc:
+            raise self._stage_error(exc) from None
+        for ins in self.instructions:
+            if ins.keyword == "ONBUILD":
+                self._onbuild_trigger(ins)  # a bad trigger fails before any step runs
+        self.numbers = {id(ins): n for n, ins in enumerate(self.instructions, 1)}
+        for name, value in opts.build_contexts.items():
+            if "://" in value and not value.startswith("docker-image://"):
+                raise InvalidArgumentError(
+                    f'--build-context {name}={value}: only a local directory or docker-image://IMAGE (a local '
+                    "image) is supported"
+                )
+            if "://" not in value and not os.path.isdir(value):
+                raise InvalidArgumentError(f"--build-context {name}={value}: not a directory")
         self.tags: list[Reference] = [parse_reference(t) for t in opts.tags]
         if opts.network not in _SUPPORTED_NETWORKS:
             raise InvalidArgumentError(
@@ -167,6 +197,9 @@ class Builder:
         self.used_build_args: set[str] = set()
         self.shell = list(DEFAULT_SHELL)
         self._mount_sources: dict[str, MountSource] = {}
+        self.results: dict[int, _State] = {}  # stage index -> its final state
+        self.stage: stagegraph.Stage | None = None  # the stage being built
+        self.named_contexts: dict[str, Context] = {}
 
     # -- output ----------------------------------------------------------
 
@@ -177,6 +210,14 @@ class Builder:
 
     def _fail(self, ins: Instruction, message: str) -> BuildError:
         return BuildError(f"{self.dockerfile}:{ins.line}: {ins.keyword}: {message}")
+
+    def _stage_error(self, exc: stagegraph.StageError) -> BuildError:
+        if exc.line is None:
+            return BuildError(f"{self.dockerfile}: {exc.message}")
+        return BuildError(f"{self.dockerfile}:{exc.line}: {exc.keyword}: {exc.message}")
+
+    def _step_line(self, ins: Instruction) -> None:
+        self.say(f"Step {self.numbers[id(ins)]}/{len(self.instructions)} : {ins.original}")
 
     # -- the build -------------------------------------------------------
 
@@ -192,38 +233,25 @@ class Builder:
         return image_id
 
     def _build(self) -> str:
-        state: _State | None = None
-        total = len(self.instructions)
         if "syntax" in self.directives:
             # BuildKit would fetch that frontend image and let it parse the file.
             self.say(f"# syntax={self.directives['syntax']} is not used: overlayctl parses Dockerfiles itself")
-        for number, ins in enumerate(self.instructions, 1):
-            self.say(f"Step {number}/{total} : {ins.original}")
-            if ins.keyword == "FROM":
-                if state is not None:
-                    raise self._fail(ins, "multi-stage builds (a second FROM) are not supported")
-                state = self._from(ins)
-            elif state is None:
-                if ins.keyword != "ARG":
-                    raise self._fail(ins, "the first instruction must be FROM")
-                self._arg(ins, self.global_args, None)
-                continue
-            else:
-                try:
-                    state = self._step(state, ins)
-                except BuildError:
-                    raise
-                except OverlayctlError as exc:
-                    # Whatever failed in a step is the step's failure: its
-                    # line, and build's exit code 1 (not the 125 of the
-                    # error's own kind).
-                    raise self._fail(ins, exc.message) from None
-                except OSError as exc:
-                    where = f": {exc.filename}" if exc.filename else ""
-                    raise self._fail(ins, f"{exc.strerror or exc}{where}") from None
-            self.say(f" ---> {_short(state.id) if state.id else 'scratch'}")
-        if state is None:
-            raise BuildError(f"{self.dockerfile}: no FROM instruction")
+        try:
+            target = stagegraph.target_stage(self.stages, self.opts.target)
+        except stagegraph.StageError as exc:
+            raise self._stage_error(exc) from None
+        for ins in self.global_ins:
+            self._step_line(ins)
+            self._arg(ins, self.global_args, None)
+        meta = self._env(None)
+        try:
+            graph = stagegraph.dependencies(self.stages, meta, self.escape)
+        except stagegraph.StageError as exc:
+            raise self._stage_error(exc) from None
+        except InvalidArgumentError as exc:  # from expanding a word
+            raise BuildError(f"{self.dockerfile}: {exc.message}") from None
+        self._build_stages(stagegraph.needed(graph, target.index), graph)
+        state = self.results[target.index]
         if self.opts.labels:
             labels = dict(state.cfg.get("Labels") or {})
             labels.update(self.opts.labels)
@@ -236,6 +264,118 @@ class Builder:
         for tag in self.tags:
             self.say(f"Successfully tagged {tag}")
         return image.id
+
+    def _build_stages(self, order: list[int], graph: dict[int, set[int]]) -> None:
+        """Build these stages, each once what it needs is built: in this
+        process while one is ready and none runs, else one worker each."""
+        from overlayctl.builder import workers
+
+        pending = list(order)
+        running: list[workers.Worker] = []
+        by_worker: dict[int, int] = {}
+        failure: BaseException | None = None
+        while pending or running:
+            ready = [i for i in pending if graph[i] <= self.results.keys()] if failure is None else []
+            try:
+                if len(ready) == 1 and not running:
+                    pending.remove(ready[0])
+                    self.results[ready[0]] = self._build_stage(self.stages[ready[0]])
+                    continue
+                for index in ready:
+                    pending.remove(index)
+                    stage = self.stages[index]
+                    worker = workers.start(stage.label, functools.partial(self._stage_in_worker, stage))
+                    running.append(worker)
+                    by_worker[worker.pid] = index
+                if not running:
+                    break  # a failure: what is pending is not started
+                worker, report = workers.wait_any(running, self._say_raw, self._say_error)
+                try:
+                    if "ok" in report:
+                        self._take_report(by_worker[worker.pid], report["ok"])
+                    elif failure is None:
+                        failure = BuildError(report["error"], exit_code=int(report.get("code") or 1))
+                finally:
+                    workers.finish(worker, self._say_raw, self._say_error)
+                    running.remove(worker)
+            except BaseException as exc:  # noqa: BLE001 - the workers still running are waited for below
+                # Stages already under way finish (a worker stopped in the
+                # middle of a RUN would leave its container to the next
+                # command to clean up); what they made is then removed with
+                # the rest. An interrupt from the terminal reaches them too.
+                if failure is None:
+                    failure = exc
+        if failure is not None:
+            raise failure
+
+    def _say_raw(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def _say_error(self, text: str) -> None:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def _stage_in_worker(self, stage: stagegraph.Stage) -> dict:
+        """A stage built in a worker: what the parent needs of it."""
+        # The catalog's connection must not cross a fork: the worker opens its own.
+        self._inherited_store = self.store
+        self.store = Store(self.store.paths)
+        self.out = sys.stdout
+        self.new_layers, self.cache_entries, self.used_build_args = [], [], set()
+        try:
+            state = self._build_stage(stage)
+        except BaseException:
+            self._drop_new_layers()
+            raise
+        return {
+            "config": jsonio.canonical(state.config).decode(),
+            "id": state.id,
+            "new_layers": self.new_layers,
+            "used_build_args": sorted(self.used_build_args),
+            "cache": [[e.parent, e.key, e.result, e.config.decode()] for e in self.cache_entries],
+        }
+
+    def _take_report(self, index: int, report: dict) -> None:
+        config = jsonio.loads(report["config"].encode())
+        # Leased before the worker may exit and take its leases with it.
+        self.store.layers.lease(config["rootfs"]["diff_ids"])
+        self.store.layers.lease(report["new_layers"])
+        self.new_layers += report["new_layers"]
+        self.used_build_args.update(report["used_build_args"])
+        self.cache_entries += [CacheEntry(p, k, r, c.encode()) for p, k, r, c in report["cache"]]
+        self.results[index] = _State(config, report["id"])
+
+    def _build_stage(self, stage: stagegraph.Stage) -> _State:
+        """FROM, the base's ONBUILD triggers, then the stage's steps."""
+        self.stage = stage
+        self.args = {}  # each stage its own ARG scope, as Docker
+        self._cmd_set = False
+        self._step_line(stage.from_ins)
+        state, triggers = self._from(stage.from_ins)
+        if triggers:
+            self.say(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}")
+        for ins in triggers:
+            state = self._do_step(state, ins)
+        self.say(f" ---> {_short(state.id) if state.id else 'scratch'}")
+        for ins in stage.instructions:
+            self._step_line(ins)
+            state = self._do_step(state, ins)
+            self.say(f" ---> {_short(state.id) if state.id else 'scratch'}")
+        return state
+
+    def _do_step(self, state: _State, ins: Instruction) -> _State:
+        try:
+            return self._step(state, ins)
+        except BuildError:
+            raise
+        except OverlayctlError as exc:
+            # Whatever failed in a step is the step's failure: its line, and
+            # build's exit code 1 (not the 125 of the error's own kind).
+            raise self._fail(ins, exc.message) from None
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            raise self._fail(ins, f"{exc.strerror or exc}{where}") from None
 
     def _drop_new_layers(self) -> None:
         if self.new_layers:
@@ -277,7 +417,9 @@ class Builder:
         else:
             scope[name] = default
 
-    def _from(self, ins: Instruction) -> _State:
+    def _from(self, ins: Instruction) -> tuple[_State, list[Instruction]]:
+        """The stage's starting state, and the ONBUILD triggers of its base
+        to run before its own steps."""
         words = [self._word(w, None) for w in ins.args]
         if "platform" in ins.flags:
             from overlayctl.oci.platform import check_platform
@@ -289,30 +431,26 @@ class Builder:
         name = words[0]
         self.shell = list(DEFAULT_SHELL)
         if name == "scratch":
-            from overlayctl.oci.platform import host_architecture
-
-            config: dict[str, Any] = {
-                "architecture": host_architecture(),
-                "os": "linux",
-                "config": {"Env": [f"PATH={DEFAULT_PATH}"]},
-                "rootfs": {"type": "layers", "diff_ids": []},
-                "history": [],
-            }
-            return _State(config, "")
+            return _scratch(), []
+        assert self.stage is not None
         try:
-            base = self.store.images.resolve(name)
-        except NotFoundError:
-            raise self._fail(
-                ins, f'base image "{name}" not found locally (pulling is not supported: import or build it first)'
-            ) from None
-        # The base's layers stay for the build even if the base is removed
-        # meanwhile (rmi, prune): the new image will use them.
-        self.store.layers.lease(layer.diff_id for layer in base.layers)
-        for layer in base.layers:
-            if self.store.layers.find(layer.diff_id) is None:
-                raise self._fail(ins, f'base image "{name}" was removed while the build started; try again')
-        faults.point("build-from")
-        config = jsonio.loads(jsonio.canonical(base.config))
+            earlier = stagegraph.find_stage(self.stages, name, self.stage.index, by_index=False)
+        except stagegraph.StageError as exc:
+            raise self._fail(ins, exc.message) from None
+        if earlier is not None:
+            base_config, base_id = self.results[earlier.index].config, self.results[earlier.index].id
+        else:
+            if name in self.opts.build_contexts and "://" not in self.opts.build_contexts[name]:
+                # A directory stands for an image of its files, as in BuildKit:
+                # scratch and one layer of them.
+                copy = Instruction("COPY", f"COPY --from={name} . /", [".", "/"], flags={"from": name}, line=ins.line)
+                return self._copy(_scratch(), copy), []
+            if name in self.opts.build_contexts:
+                name = self._context_image(ins, name)
+            base = self._image(ins, name, "base image")
+            faults.point("build-from")
+            base_config, base_id = base.config, base.id
+        config = jsonio.loads(jsonio.canonical(base_config))
         config.setdefault("config", {})
         config.setdefault("history", [])
         # As BuildKit: a stage always has a PATH (Docker's default when the
@@ -323,8 +461,47 @@ class Builder:
         shell = config["config"].get("Shell")
         if shell:
             self.shell = list(shell)
-        self._base_id = base.id
-        return _State(config, base.id)
+        # Docker runs the base's triggers here and does not pass them on.
+        triggers = [self._onbuild_trigger(ins, text) for text in config["config"].pop("OnBuild", None) or []]
+        return _State(config, base_id), triggers
+
+    def _image(self, ins: Instruction, name: str, what: str) -> Any:
+        """A local image a step reads, its layers leased for the build."""
+        try:
+            base = self.store.images.resolve(name)
+        except NotFoundError:
+            raise self._fail(
+                ins, f'{what} "{name}" not found locally (pulling is not supported: import or build it first)'
+            ) from None
+        # The base's layers stay for the build even if the base is removed
+        # meanwhile (rmi, prune): the new image will use them.
+        self.store.layers.lease(layer.diff_id for layer in base.layers)
+        for layer in base.layers:
+            if self.store.layers.find(layer.diff_id) is None:
+                raise self._fail(ins, f'{what} "{name}" was removed while the build started; try again')
+        return base
+
+    def _context_image(self, ins: Instruction, name: str) -> str:
+        """The image a --build-context NAME=docker-image://REF stands for."""
+        return self.opts.build_contexts[name][len("docker-image://") :]
+
+    def _onbuild_trigger(self, ins: Instruction, text: str | None = None) -> Instruction:
+        """The instruction an ONBUILD holds (or `text`, a trigger of a base
+        image run at `ins`, its FROM), checked as Docker checks it."""
+        trigger = text if text is not None else _with_bodies(ins)
+        try:
+            found = parse("FROM scratch\n" + trigger, self.dockerfile)[1:]
+        except InvalidArgumentError as exc:
+            raise self._fail(ins, f"trigger {trigger!r}: {exc.message}") from None
+        if len(found) != 1:
+            raise self._fail(ins, f"trigger {trigger!r} must be one instruction")
+        keyword = found[0].keyword
+        if keyword == "ONBUILD":
+            raise self._fail(ins, "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+        if keyword in ("FROM", "MAINTAINER"):
+            raise self._fail(ins, f"{keyword} isn't allowed as an ONBUILD trigger")
+        found[0].line = ins.line  # errors name the line that brought the trigger in
+        return found[0]
 
     def _step(self, state: _State, ins: Instruction) -> _State:
         kw = ins.keyword
@@ -344,7 +521,12 @@ class Builder:
         if kw in ("RUN", "COPY", "ADD"):
             return self._layer_step(state, ins)
         if kw == "ONBUILD":
-            raise self._fail(ins, "is not supported by overlayctl build yet")
+            trigger = _with_bodies(ins)  # with its here-documents, if any
+
+            def apply_onbuild(cfg: dict[str, Any]) -> None:
+                cfg["OnBuild"] = list(cfg.get("OnBuild") or []) + [trigger]
+
+            return self._metadata(state, ins, f"ONBUILD {trigger}", apply_onbuild)
         return self._metadata_instruction(state, ins)
 
     def _metadata_instruction(self, state: _State, ins: Instruction) -> _State:
@@ -591,8 +773,7 @@ class Builder:
         if ins.heredocs:
             return self._copy_heredocs(state, ins)
         what = ins.keyword
-        if "from" in ins.flags:
-            raise self._fail(ins, "--from (copying from another stage or image) is not supported")
+        context = self._copy_source(ins)
         words = list(ins.args) if ins.json_form else [self._word(w, state) for w in ins.args]
         sources, dest = words[:-1], words[-1]
         workdir = state.cfg.get("WorkingDir") or "/"
@@ -610,7 +791,12 @@ class Builder:
             chmod = Chmod(ins.flags["chmod"]) if "chmod" in ins.flags else None
             patterns = ins.repeated.get("exclude")
             exclude = IgnoreRules.from_lines(patterns, "--exclude") if patterns else None
-            plan = self.context.plan(sources, dest, what, extract_archives=(what == "ADD"), exclude=exclude)
+        except InvalidArgumentError as exc:
+            raise self._fail(ins, exc.message) from None
+        if isinstance(context, _Rootfs):
+            return self._copy_rootfs(state, ins, context, sources, dest, owner, chmod, exclude)
+        try:
+            plan = context.plan(sources, dest, what, extract_archives=(what == "ADD"), exclude=exclude)
             if "checksum" in ins.flags:
                 self._verify_checksum(ins, plan)
         except InvalidArgumentError as exc:
@@ -622,12 +808,12 @@ class Builder:
             options += (f"exclude={exclude.patterns}",)
         # First the stat stamps: an untouched context is a hit without
         # reading a byte. Then the content, as Docker keys it.
-        stat_key = _step_key("stat", what, dest, self.context.stat_digest(plan), *options)
+        stat_key = _step_key("stat", what, dest, context.stat_digest(plan), *options)
         cached = self._cached(state, stat_key)
         if cached is not None:
             self.cache_entries.append(CacheEntry(state.id, stat_key, cached.id, jsonio.canonical(cached.config)))
             return cached
-        digest = self.context.digest(plan)
+        digest = context.digest(plan)
         created_by = f"{_NOP}{what} {plan.kind}:{digest} in {dest} "
         key = _step_key(created_by, *options)
         cached = self._cached(state, key)
@@ -643,7 +829,7 @@ class Builder:
             lowers = self._stack(state)
             if lowers:
                 os.mkdir(os.path.join(stage, "work"), 0o700)
-                context_fd = os.open(self.context.root, os.O_RDONLY | os.O_DIRECTORY)
+                context_fd = os.open(context.root, os.O_RDONLY | os.O_DIRECTORY)
                 try:
                     from overlayctl.runtime.rootfs import in_rootfs
 
@@ -662,7 +848,7 @@ class Builder:
                     os.close(context_fd)
             else:
                 # FROM scratch: nothing below, the upper dir is the whole root.
-                self._apply_in_chroot(ins, plan, upper, owner, chmod)
+                self._apply_in_chroot(ins, plan, upper, owner, chmod, context.root)
             try:
                 new = self._new_layer(state, key, created_by, stage)
             except OverlayctlError as exc:
@@ -670,10 +856,12 @@ class Builder:
             self.cache_entries.append(CacheEntry(state.id, stat_key, new.id, self.cache_entries[-1].config))
             return new
 
-    def _apply_in_chroot(self, ins: Instruction, plan: Any, root: str, owner: str, chmod: Any) -> None:
+    def _apply_in_chroot(
+        self, ins: Instruction, plan: Any, root: str, owner: str, chmod: Any, source: str | None = None
+    ) -> None:
         from overlayctl.builder.context import apply_plan
 
-        context_fd = os.open(self.context.root, os.O_RDONLY | os.O_DIRECTORY)
+        context_fd = os.open(source or self.context.root, os.O_RDONLY | os.O_DIRECTORY)
         error_r, error_w = os.pipe()
         try:
             pid = os.fork()
@@ -706,6 +894,127 @@ class Builder:
         if os.waitstatus_to_exitcode(status) != 0:
             detail = b"".join(chunks).decode(errors="replace") or "the copy failed"
             raise self._fail(ins, detail)
+
+    def _copy_source(self, ins: Instruction) -> Context | _Rootfs:
+        """Where a COPY reads: the build context, or what --from names."""
+        if "from" not in ins.flags:
+            return self.context
+        return self._source(ins, self._word(ins.flags["from"], None))
+
+    def _source(self, ins: Instruction, word: str) -> Context | _Rootfs:
+        """What `--from=word` (or a mount's from=) names, as BuildKit looks
+        it up: an earlier stage (name or index), a --build-context, a local
+        image."""
+        assert self.stage is not None
+        try:
+            earlier = stagegraph.find_stage(self.stages, word, self.stage.index)
+        except stagegraph.StageError as exc:
+            raise self._fail(ins, exc.message) from None
+        if earlier is not None:
+            state = self.results[earlier.index]
+            return _Rootfs(earlier.label, self._stack(state), state.config["rootfs"]["diff_ids"])
+        name = word
+        if word in self.opts.build_contexts:
+            value = self.opts.build_contexts[word]
+            if not value.startswith("docker-image://"):
+                if word not in self.named_contexts:
+                    self.named_contexts[word] = Context(value)
+                return self.named_contexts[word]
+            name = value[len("docker-image://") :]
+        image = self._image(ins, name, "--from image")
+        return _Rootfs(word, self._stack(_State(image.config, image.id)), [layer.diff_id for layer in image.layers])
+
+    def _copy_rootfs(
+        self,
+        state: _State,
+        ins: Instruction,
+        source: _Rootfs,
+        sources: list[str],
+        dest: str,
+        owner: str,
+        chmod: Any,
+        exclude: Any,
+    ) -> _State:
+        """COPY --from a stage or an image: the same copy as from the
+        context, reading the source's layers through a read-only overlay.
+        The source is known by its layers' diff_ids, so the cache needs no
+        look at its files."""
+        options: tuple[str, ...] = (f"chown={owner}", f"chmod={chmod.text if chmod else None}")
+        if exclude is not None:
+            options += (f"exclude={exclude.patterns}",)
+        created_by = f"{_NOP}COPY --from={source.label} {' '.join(sources)} {dest}"
+        key = _step_key(created_by, "layers=" + ",".join(source.diff_ids), *options)
+        cached = self._cached(state, key)
+        if cached is not None:
+            self.cache_entries.append(CacheEntry(state.id, key, cached.id, jsonio.canonical(cached.config)))
+            return cached
+        from overlayctl.builder.context import apply_plan
+        from overlayctl.runtime.rootfs import in_rootfs
+
+        with staging(self.store.paths.tmp, "build") as stage:
+            upper = os.path.join(stage, "diff")
+            view = os.path.join(stage, "from")
+            for path, mode in ((upper, 0o755), (os.path.join(stage, "work"), 0o700), (view, 0o755)):
+                os.mkdir(path, mode)
+            lowers = self._stack(state)
+            if not lowers:
+                # FROM scratch: an empty lower, for an overlay to write through.
+                lowers = (os.path.join(stage, "empty"),)
+                os.mkdir(lowers[0], 0o755)
+            mountpoint = self.store.paths.mountpoint
+            what = ins.keyword
+            # overlayfs wants two lowers for a mount without an upper; one
+            # layer is the whole tree already.
+            views = [(source.lowers, view)] if len(source.lowers) > 1 else []
+            if len(source.lowers) == 1:
+                view = source.lowers[0]
+
+            def copy() -> None:
+                # In the child's namespace, the source mounted at `view`.
+                # Its paths are matched from inside it, so that its own
+                # symlinks resolve in it (an absolute one too), then the
+                # child changes root to the image's (through a descriptor
+                # taken before) and copies, reading through another.
+                image_fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+                os.chroot(view)
+                os.chdir("/")
+                # Paths in another root are from its top: "/a" is "a".
+                relative = [src.lstrip("/") or "." for src in sources]
+                plan = Context("/", ignore=False, where=f'"{source.label}"').plan(relative, dest, what, exclude=exclude)
+                for entry in plan.entries:
+                    # Read later from the image's root, where the source's
+                    # symlinks would lead elsewhere: resolved now, but for
+                    # an entry that is itself a symlink to copy as such.
+                    full = "/" + entry.src
+                    if entry.kind != "symlink":
+                        entry.src = os.path.realpath(full).lstrip("/")
+                    else:
+                        parent, name = posixpath.split(full)
+                        entry.src = posixpath.join(os.path.realpath(parent), name).lstrip("/")
+                view_fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+                os.fchdir(image_fd)
+                os.chroot(".")
+                os.chdir("/")
+                os.close(image_fd)
+                apply_plan(plan, view_fd, owner, chmod)
+
+            try:
+                if source.lowers:
+                    in_rootfs(
+                        OverlayLayout(lowers, upper, os.path.join(stage, "work")),
+                        self.store.paths.root,
+                        mountpoint,
+                        copy,
+                        os.environ.get("OVERLAYCTL_OVERLAY_API", "new"),
+                        chroot=False,
+                        views=views,
+                    )
+                else:
+                    raise InvalidArgumentError(f"{sources[0]} not found: {source.label} is an empty image")
+                new = self._new_layer(state, key, created_by, stage)
+            except OverlayctlError as exc:
+                raise self._fail(ins, exc.message) from None
+            return new
 
     def _chown(self, ins: Instruction, state: _State) -> str:
         """--chown's text, checked; names are resolved in the image by apply_plan."""
@@ -880,18 +1189,39 @@ class Builder:
         return mounts
 
     def _mount_source(self, name: str) -> MountSource:
-        """What `--mount ... from=NAME` shows: for now an image of the local
-        store (its layers, read-only, top first). This is the one place
-        `from=` is resolved: build stages (and named build contexts) plug in
-        here, returning their result's directories the same way."""
+        """What `--mount ... from=NAME` shows, looked up as COPY --from looks
+        it up: an earlier stage (its layers), a --build-context (its
+        directory, or the image it names), a local image (its layers); the
+        directories read-only, top first. The one place `from=` is resolved."""
         known = self._mount_sources.get(name)
         if known is not None:
             return known
+        assert self.stage is not None
         try:
-            image = self.store.images.resolve(name)
+            earlier = stagegraph.find_stage(self.stages, name, self.stage.index)
+        except stagegraph.StageError as exc:
+            raise InvalidArgumentError(exc.message) from None
+        if earlier is not None:
+            state = self.results[earlier.index]
+            diff_ids = state.config["rootfs"]["diff_ids"]
+            source = MountSource(self._stack(state), "stage:" + ",".join(diff_ids))
+            self._mount_sources[name] = source
+            return source
+        ref = name
+        if name in self.opts.build_contexts:
+            value = self.opts.build_contexts[name]
+            if not value.startswith("docker-image://"):
+                context = Context(value)
+                digest = context.digest(context.plan(["."], "/", "--mount"))
+                source = MountSource((context.root,), "context:" + digest)
+                self._mount_sources[name] = source
+                return source
+            ref = value[len("docker-image://") :]
+        try:
+            image = self.store.images.resolve(ref)
         except NotFoundError:
             raise InvalidArgumentError(
-                f'--mount from="{name}": no such image here (pulling is not supported: import or build it first)'
+                f'--mount from="{name}": no such stage or image here (pulling is not supported: import or build it first)'
             ) from None
         self.store.layers.lease(layer.diff_id for layer in image.layers)
         dirs = []
@@ -1025,6 +1355,16 @@ class _HeredocContext(Context):
         return self.digest(plan)
 
 
+class _Rootfs:
+    """Another stage's or image's tree, as a COPY --from reads it: its
+    layer directories (top first) and their diff_ids (what it is)."""
+
+    def __init__(self, label: str, lowers: tuple[str, ...], diff_ids: list[str]) -> None:
+        self.label = label
+        self.lowers = lowers
+        self.diff_ids = diff_ids
+
+
 class _Step:
     """A RUN step as the network's attach code sees a container: an ID
     (its lease's holder), no name, and a configuration that names only its
@@ -1078,6 +1418,20 @@ def _directives(path: str) -> dict[str, str]:
 
     with open(path, encoding="utf-8", errors="replace") as f:
         return read_directives(f.read(), path)
+
+
+def _scratch() -> _State:
+    """The empty image FROM scratch starts from."""
+    from overlayctl.oci.platform import host_architecture
+
+    config: dict[str, Any] = {
+        "architecture": host_architecture(),
+        "os": "linux",
+        "config": {"Env": [f"PATH={DEFAULT_PATH}"]},
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "history": [],
+    }
+    return _State(config, "")
 
 
 def _short(image_id: str) -> str:

@@ -110,17 +110,23 @@ class Context:
 
     `ignore_file`, when it exists, replaces the context's .dockerignore: it
     is the Dockerfile's own (`NAME.dockerignore` beside `NAME`), as BuildKit.
-    """
+    The same copy reads other trees too: a named build context, or another
+    stage's or image's root (mounted read-only), which has no .dockerignore
+    (`ignore` false)."""
 
-    def __init__(self, root: str, ignore_file: str | None = None) -> None:
+    def __init__(
+        self, root: str, ignore_file: str | None = None, ignore: bool = True, where: str = "the build context"
+    ) -> None:
         if not os.path.isdir(root):
             raise InvalidArgumentError(f"build context {root} is not a directory")
         self.root = os.path.realpath(root)
-        self.rules = IgnoreRules.load(self.root, ignore_file)
+        self.rules = IgnoreRules.load(self.root, ignore_file) if ignore else IgnoreRules([])
+        self.ignore = ignore
+        self.where = where  # how messages name the tree
 
     def _check_inside(self, rel: str, original: str, what: str) -> None:
         real = os.path.realpath(os.path.join(self.root, rel))
-        if real != self.root and not real.startswith(self.root + os.sep):
+        if real != self.root and not real.startswith(self.root.rstrip(os.sep) + os.sep):
             raise InvalidArgumentError(f"{what} source {original} leads outside the build context (to {real})")
 
     def match(self, pattern: str, what: str) -> list[str]:
@@ -161,9 +167,8 @@ class Context:
                     following.append(rel)
             found = following
         if not found:
-            raise InvalidArgumentError(
-                f"{what} failed: {pattern} not found in the build context or excluded by .dockerignore"
-            )
+            excluded = " or excluded by .dockerignore" if self.ignore else ""
+            raise InvalidArgumentError(f"{what} failed: {pattern} not found in {self.where}{excluded}")
         return found
 
     def plan(

@@ -96,6 +96,12 @@ def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context
         if not key:
             raise InvalidArgumentError(f'invalid --label "{item}": use KEY=VALUE')
         labels[key] = value
+    contexts: dict[str, str] = {}
+    for item in opts.get("build_contexts") or []:
+        key, sep, value = item.partition("=")
+        if not key or not sep or not value:
+            raise InvalidArgumentError(f'invalid --build-context "{item}": use NAME=DIR or NAME=docker-image://IMAGE')
+        contexts[key] = value
     timestamp = opts.get("timestamp")
     if timestamp is not None and not str(timestamp).isdigit():
         raise InvalidArgumentError(f'--timestamp takes whole seconds since 1970, not "{timestamp}"')
@@ -112,6 +118,8 @@ def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context
         bool(opts.get("quiet")),
         opts.get("network") or "bridge",
         int(timestamp) if timestamp is not None else None,
+        target=opts.get("target") or None,
+        build_contexts=contexts,
         secrets=read_secrets(list(opts.get("secrets") or [])),
         labels=labels,
         platform=opts.get("platform"),

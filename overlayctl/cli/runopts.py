@@ -121,6 +121,14 @@ BUILD_OPTIONS = (
     Opt(("--label",), "labels", "multi", "set a label on the image (repeatable)", "KEY=VALUE"),
     Opt(("--iidfile",), "iidfile", "value", "write the image ID to FILE", "FILE"),
     Opt(("--platform",), "platform", "value", "the platform to build for: only this host's", "OS/ARCH"),
+    Opt(("--target",), "target", "value", "build this stage (and what it needs), not the last", "STAGE"),
+    Opt(
+        ("--build-context",),
+        "build_contexts",
+        "multi",
+        "a named context for COPY --from / FROM: NAME=DIR or NAME=docker-image://IMAGE",
+        "NAME=VALUE",
+    ),
 )
 
 

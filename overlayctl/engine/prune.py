@@ -191,6 +191,14 @@ def prune_build_cache(store: Store, dry_run: bool = False) -> list[Removed]:
                 staging.remove_tree(path)
             except FileNotFoundError:
                 pass
+    # The layers of a multi-stage build's other stages: only cache rows
+    # named them, and with the rows gone no image uses them (a running
+    # build's are leased, and stay).
+    stray = store.layers.unreferenced()
+    sizes = {diff_id: layer_bytes(store, diff_id) for diff_id in stray}
+    if stray and not dry_run:
+        stray = [layer.diff_id for layer in store.layers.remove_unreferenced(stray)]
+    removed += [Removed("build cache layer", diff_id, sizes[diff_id]) for diff_id in stray]
     return removed
 
 
@@ -217,8 +225,11 @@ def gc(store: Store, dry_run: bool = False) -> list[Removed]:
     removed: list[Removed] = []
     # Dangling images, and the layers only they use.
     removed += prune_images(store, all_images=False, dry_run=dry_run)[1]
-    # Layers no image uses (a crash between an image's removal and its layers').
-    stray = store.layers.unreferenced()
+    # Layers no image uses (a crash between an image's removal and its
+    # layers'), but for the other stages of multi-stage builds, which the
+    # cache rows of their final image still name.
+    cached = store.build_cache.named_layers()
+    stray = [d for d in store.layers.unreferenced() if d not in cached]
     sizes = {d: layer_bytes(store, d) for d in stray}
     if stray and not dry_run:
         stray = [layer.diff_id for layer in store.layers.remove_unreferenced(stray)]

@@ -40,8 +40,13 @@ def shared_counters(n: int) -> Any:
 
 
 def _worker_init() -> None:
-    # The workers share the layer store's lock with each other: its "waiting
-    # for another overlayctl process" notice would be about a sibling.
+    quiet_sibling_waits()
+
+
+def quiet_sibling_waits() -> None:
+    """In a forked worker: drop the store locks' "waiting for another
+    overlayctl process" notice, which would be about a sibling worker (they
+    share the layer store's lock with each other)."""
     sys.stderr = _QuietWaits(sys.stderr)
 
 

@@ -47,7 +47,9 @@ def _inside(root: str, path: str) -> str:
 
 
 class OverlayMount(MountOp):
-    """The image layers plus the container's upper dir, attached at root."""
+    """The image layers plus the container's upper dir, attached at root.
+    A layout without an upper dir is a read-only view of the layers (what
+    a build reads another stage or image through)."""
 
     __slots__ = ("layout", "classic_base", "api", "nodev")
 
@@ -82,8 +84,9 @@ def _mount_new_api(layout: OverlayLayout, target: str, nodev: bool = True) -> bo
         try:
             for lower in layout.lowerdirs:
                 sc.fsconfig_string(fs_fd, "lowerdir+", lower)
-            sc.fsconfig_string(fs_fd, "upperdir", layout.upperdir)
-            sc.fsconfig_string(fs_fd, "workdir", layout.workdir)
+            if layout.upperdir:
+                sc.fsconfig_string(fs_fd, "upperdir", layout.upperdir)
+                sc.fsconfig_string(fs_fd, "workdir", layout.workdir)
             sc.fsconfig_create(fs_fd)
         except KernelError as exc:
             # EINVAL: before 6.8 there is no "lowerdir+". Before 6.5 overlayfs
@@ -94,7 +97,8 @@ def _mount_new_api(layout: OverlayLayout, target: str, nodev: bool = True) -> bo
             if sc.errno_of(exc) == 22:
                 return False
             raise
-        mnt_fd = sc.fsmount(fs_fd, sc.MOUNT_ATTR_NODEV if nodev else 0)
+        attrs = (sc.MOUNT_ATTR_NODEV if nodev else 0) | (0 if layout.upperdir else sc.MOUNT_ATTR_RDONLY)
+        mnt_fd = sc.fsmount(fs_fd, attrs)
         try:
             sc.move_mount(mnt_fd, target)
         finally:
@@ -134,7 +138,8 @@ def _mount_classic(layout: OverlayLayout, base: str, target: str, nodev: bool = 
     cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.chdir(base)
-        sc.mount("overlay", target, "overlay", sc.MS_NODEV if nodev else 0, data)
+        flags = (sc.MS_NODEV if nodev else 0) | (0 if layout.upperdir else sc.MS_RDONLY)
+        sc.mount("overlay", target, "overlay", flags, data)
     finally:
         os.fchdir(cwd)
         os.close(cwd)

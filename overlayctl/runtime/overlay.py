@@ -65,10 +65,12 @@ def classic_options(layout: OverlayLayout, base: str) -> str:
     """
     check_layer_count(layout)
     lower = ":".join(_escape(os.path.relpath(d, base)) for d in layout.lowerdirs)
-    data = (
-        f"lowerdir={lower},upperdir={_escape(os.path.relpath(layout.upperdir, base))},"
-        f"workdir={_escape(os.path.relpath(layout.workdir, base))}"
-    )
+    data = f"lowerdir={lower}"
+    if layout.upperdir:  # none: a read-only view of the layers
+        data += (
+            f",upperdir={_escape(os.path.relpath(layout.upperdir, base))},"
+            f"workdir={_escape(os.path.relpath(layout.workdir, base))}"
+        )
     if len(data.encode()) + 1 > PAGE_SIZE:
         raise KernelError(
             f"overlay options for {len(layout.lowerdirs)} layers need {len(data.encode()) + 1} bytes; "

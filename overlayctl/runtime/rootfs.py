@@ -31,6 +31,7 @@ def in_rootfs(
     keep_fds: Iterable[int] = (),
     *,
     chroot: bool = True,
+    views: Iterable[tuple[tuple[str, ...], str]] = (),
 ) -> None:
     """Mount `layout` at `mountpoint` in a child, chroot there and call `work`.
 
@@ -43,8 +44,11 @@ def in_rootfs(
     always reaped first. With `chroot` false, `work` stays in the host's
     root and finds the tree at `mountpoint` (in the child's own mount
     namespace): for work that keeps itself beneath the tree, and needs
-    the host's /proc.
+    the host's /proc. `views` are (layer directories, top first; a
+    directory) pairs: each stack is mounted there read-only first, in the
+    same private namespace, for work that reads another image's tree.
     """
+    views = list(views)
     os.makedirs(mountpoint, exist_ok=True)
     error_r, error_w = os.pipe()
     pid = os.fork()
@@ -57,6 +61,8 @@ def in_rootfs(
             leave_host_behind((error_w, *keep_fds))
             sc.unshare(sc.CLONE_NEWNS)
             sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+            for lowers, where in views:
+                OverlayMount(OverlayLayout(lowers, "", ""), store_root, overlay_api).execute(where)
             OverlayMount(layout, store_root, overlay_api).execute(mountpoint)
             if chroot:
                 os.chroot(mountpoint)

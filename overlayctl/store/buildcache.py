@@ -58,6 +58,16 @@ class BuildCache:
         row = self.conn.execute("SELECT 1 FROM build_cache WHERE result = ? LIMIT 1", (image_id,)).fetchone()
         return row is not None
 
+    def named_layers(self) -> set[str]:
+        """diff_ids the cached configs name: with multi-stage builds, also
+        layers of stages that no image holds."""
+        from overlayctl.util import jsonio
+
+        found: set[str] = set()
+        for (config,) in self.conn.execute("SELECT DISTINCT config FROM build_cache"):
+            found.update(jsonio.loads(bytes(config))["rootfs"]["diff_ids"])
+        return found
+
     def count(self) -> int:
         """How many build steps are cached."""
         return int(self.conn.execute("SELECT COUNT(*) FROM build_cache").fetchone()[0])

@@ -235,11 +235,31 @@ class ImageStore:
             diff_ids = [
                 r[0] for r in self.conn.execute("SELECT diff_id FROM image_layers WHERE image_id = ?", (image_id,))
             ]
+            diff_ids += self._stage_layers(image_id, set(diff_ids))
             self.conn.execute("DELETE FROM tags WHERE image_id = ?", (image_id,))
             self.conn.execute("DELETE FROM image_layers WHERE image_id = ?", (image_id,))
             self.conn.execute("DELETE FROM images WHERE id = ?", (image_id,))
             untagged, deleted = tags, [image_id]
         return untagged, deleted, diff_ids
+
+    def _stage_layers(self, image_id: str, own: set[str]) -> builtins.list[str]:
+        """Layers of the other stages of a multi-stage build, which only
+        the image's build cache rows name: they go with the image (and its
+        rows), unless another image's rows name them too."""
+        found: builtins.list[str] = []
+        for (config,) in self.conn.execute("SELECT config FROM build_cache WHERE owner = ?", (image_id,)):
+            for diff_id in jsonio.loads(bytes(config))["rootfs"]["diff_ids"]:
+                if diff_id not in own and diff_id not in found:
+                    found.append(diff_id)
+        return [
+            diff_id
+            for diff_id in found
+            if self.conn.execute(
+                "SELECT 1 FROM build_cache WHERE owner != ? AND instr(config, ?) > 0 LIMIT 1",
+                (image_id, diff_id.encode()),
+            ).fetchone()
+            is None
+        ]
 
     @staticmethod
     def _tag_name(text: str) -> Reference | None:

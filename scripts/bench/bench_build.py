@@ -2,21 +2,30 @@
 """Benchmark `overlayctl build` against `podman build`, in one interleaved run.
 
     scripts/setup.sh                          # installs /usr/local/bin/overlayctl
-    python3 scripts/bench/bench_build.py [-n 10] [--json FILE]
+    python3 scripts/bench/bench_build.py [-n 10] [--case NAME] [--json FILE]
 
-Run as root. The workload is one Dockerfile over a context of 1000 files of
-100 bytes in 10 directories:
+Run as root. Each case is one Dockerfile (see CASES):
+
+copy-run, over a context of 1000 files of 100 bytes in 10 directories:
 
     FROM bb:1                  (localhost/bb:1 for podman)
     COPY . /app
     RUN sh -c 'echo hi > /hello'
     CMD ["/bin/sh"]
 
-Each round times, for both tools, a cold build (`--no-cache`), then a fully
-cached rebuild (the cold build fills the cache; a probe before the rounds
-checks that the rebuild reports a cache hit for every step); then it removes
-the built image so that the next cold build starts from a store holding only
-bb:1. Goals: cold median <= 0.50 x podman's, cached median <= 0.30 x podman's.
+two-stage: two stages that do not depend on each other, each RUNning some
+CPU and disk work, and a last stage that copies from both; podman gets
+`--jobs=2`, its way of building independent stages at once.
+
+Each round times, for both tools and every case, a cold build
+(`--no-cache`), then a fully cached rebuild (the cold build fills the cache;
+a probe before the rounds checks that the rebuild reports a cache hit for
+every step); then it removes the built image so that the next cold build
+starts from a store holding only bb:1. Goals, per case: cold median <= 0.50
+x podman's, cached median <= 0.30 x podman's.
+
+SELF_RATIOS is where cases that time one overlayctl build against another
+(not against podman) go, each reported as a ratio.
 
 Both tools work on private stores in one temporary directory (overlayctl
 --root/--runroot, podman --root/--runroot/--tmpdir), removed at the end.
@@ -39,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,21 +77,78 @@ from bench_run import (  # noqa: E402 - the path above makes bench_run importabl
 COLD_GOAL_RATIO = 0.50  # overlayctl build --no-cache median <= 0.50 x podman's
 CACHED_GOAL_RATIO = 0.30  # overlayctl cached rebuild median <= 0.30 x podman's
 BASE = "bb:1"
-TAG = "bench-out:1"
 CONTEXT_DIRS = 10
 CONTEXT_FILES = 1000
 FILE_BYTES = 100
 CONTEXT_MTIME = 1_700_000_000  # fixed, so the context is the same in every run
-DOCKERFILE = """\
+PHASES = ("cold", "cached")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One Dockerfile timed with both tools."""
+
+    name: str
+    title: str  # what the report calls it
+    dockerfile: str  # FROM {base}
+    check_script: str  # run once in the built image...
+    check_expected: list[str]  # ...prints these words
+    cached_hits: int  # "Using cache" lines a rebuild must show at least
+    podman_opts: tuple[str, ...] = ()
+
+
+# Each stage spends about as long in its RUN: CPU (hashing 100 MiB of
+# zeros) and disk (a 4 MiB file of random bytes, which the last stage copies).
+_STAGE_RUN = (
+    "RUN dd if=/dev/zero bs=1M count=100 2>/dev/null | md5sum > /{name}.sum"
+    " && head -c 4194304 /dev/urandom > /{name}.bin"
+)
+CASES = {
+    "copy-run": Case(
+        "copy-run",
+        f"{CONTEXT_FILES} files x {FILE_BYTES} B context, COPY + RUN + CMD",
+        """\
 FROM {base}
 COPY . /app
 RUN sh -c 'echo hi > /hello'
 CMD ["/bin/sh"]
-"""
-# Run in each built image once: what the Dockerfile should have made.
-CHECK_SCRIPT = "cat /hello; find /app -type f | wc -l; wc -c < /app/d0/f0000.txt"
-CHECK_EXPECTED = ["hi", str(CONTEXT_FILES), str(FILE_BYTES)]
-PHASES = ("cold", "cached")
+""",
+        "cat /hello; find /app -type f | wc -l; wc -c < /app/d0/f0000.txt",
+        ["hi", str(CONTEXT_FILES), str(FILE_BYTES)],
+        2,
+    ),
+    "two-stage": Case(
+        "two-stage",
+        "two independent stages (RUN: 100 MiB md5sum + 4 MiB file), the last COPY --from both",
+        "FROM {base} AS left\n"
+        + _STAGE_RUN.format(name="left")
+        + "\nFROM {base} AS right\n"
+        + _STAGE_RUN.format(name="right")
+        + "\nFROM {base}\nCOPY --from=left /left.sum /left.bin /out/\nCOPY --from=right /right.sum /right.bin /out/\n"
+        'CMD ["/bin/sh"]\n',
+        "cat /out/left.sum /out/right.sum; wc -c < /out/left.bin",
+        ["2f282b84e7e608d5852449ed940bfc51", "-", "2f282b84e7e608d5852449ed940bfc51", "-", "4194304"],
+        4,
+        ("--jobs=2",),
+    ),
+}
+
+
+@dataclass
+class SelfRatio:
+    """A case that times one overlayctl build against another one."""
+
+    name: str
+    title: str
+    # (bench) -> {"a_ms": ..., "b_ms": ..., "a": label, "b": label}: medians
+    # of the two builds, timed interleaved over the bench's iterations.
+    measure: Callable[[Bench], dict]
+
+
+# Cases of overlayctl against itself (e.g. a rebuild that reuses a RUN
+# --mount=type=cache directory against the same build without it). Each is
+# run after the podman comparisons, and reported as b_ms / a_ms.
+SELF_RATIOS: list[SelfRatio] = []
 
 
 # --------------------------------------------------------------------------
@@ -103,10 +170,14 @@ def write_context(ctx: Path) -> None:
         os.utime(d, (CONTEXT_MTIME, CONTEXT_MTIME))
 
 
-def write_dockerfile(path: Path, base: str) -> Path:
+def write_dockerfile(path: Path, case: Case, base: str) -> Path:
     """The Dockerfile lives outside the context, so that COPY . sees only the files."""
-    path.write_text(DOCKERFILE.format(base=base))
+    path.write_text(case.dockerfile.format(base=base))
     return path
+
+
+def tag(case: Case) -> str:
+    return f"bench-{case.name}:1"
 
 
 def cache_hits(output: str) -> int:
@@ -123,6 +194,7 @@ class Builder:
     """One tool building the workload against its private store."""
 
     key: str  # "overlayctl" or "podman"
+    case: Case
     prefix: list[str]  # the tool and its global options (private store)
     image_ref: str  # the built image as `run` names it
     dockerfile: Path
@@ -134,7 +206,7 @@ class Builder:
     rows: dict[str, Row] = field(default_factory=dict)
 
     def build_argv(self, phase: str, quiet: bool = True) -> list[str]:
-        argv = [*self.prefix, "build", *self.build_opts, "-t", TAG, "-f", str(self.dockerfile)]
+        argv = [*self.prefix, "build", *self.build_opts, "-t", tag(self.case), "-f", str(self.dockerfile)]
         if phase == "cold":
             argv.append("--no-cache")
         if quiet:
@@ -144,7 +216,8 @@ class Builder:
     def make_rows(self) -> None:
         labels = {"cold": f"{self.key} build --no-cache", "cached": f"{self.key} build (cached)"}
         for phase in PHASES:
-            self.rows[phase] = Row(f"{self.key}-{phase}", labels[phase], self.build_argv(phase), self.env)
+            key = f"{self.key}-{self.case.name}-{phase}"
+            self.rows[phase] = Row(key, labels[phase], self.build_argv(phase), self.env)
 
     def command(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return run([*self.prefix, *args], env=self.env, check=False, timeout=timeout)
@@ -185,16 +258,17 @@ def probe(builder: Builder) -> dict:
             fail(builder, f"{shlex.join(argv)} exited {proc.returncode}\n{tail(proc.stderr or proc.stdout)}")
             return checks
         checks[f"{phase}_cache_hits"] = cache_hits(proc.stdout)
-    argv = [*builder.prefix, "run", "--rm", *builder.run_opts, builder.image_ref, "sh", "-c", CHECK_SCRIPT]
+    case = builder.case
+    argv = [*builder.prefix, "run", "--rm", *builder.run_opts, builder.image_ref, "sh", "-c", case.check_script]
     proc = run(argv, env=builder.env, check=False, timeout=120)
     got = proc.stdout.split()
     checks["content"] = got
-    checks["content_ok"] = proc.returncode == 0 and got == CHECK_EXPECTED
+    checks["content_ok"] = proc.returncode == 0 and got == case.check_expected
     if proc.returncode != 0:
         checks["content_error"] = f"exit {proc.returncode}: {tail(proc.stderr)}"
     # A cold build should hit no cache; the rebuild right after it (as in the
-    # timed rounds) should hit it for COPY and RUN at least.
-    checks["cache_ok"] = checks["cold_cache_hits"] == 0 and checks["cached_cache_hits"] >= 2
+    # timed rounds) should hit it for every COPY and RUN at least.
+    checks["cache_ok"] = checks["cold_cache_hits"] == 0 and checks["cached_cache_hits"] >= case.cached_hits
     error = builder.remove_built()
     if error:
         fail(builder, error)
@@ -217,27 +291,31 @@ def one(builder: Builder, row: Row, round_no: int, timed: bool) -> None:
 
 
 def time_rounds(builders: list[Builder], iterations: int, warmups: int) -> dict[str, int]:
-    """Interleaved rounds: cold builds, cached rebuilds, removal of the built images.
+    """Interleaved rounds: for every case, cold builds, cached rebuilds,
+    removal of the built images.
 
     Within each step the tool that goes first alternates from round to round.
     Returns how often the clean-up between rounds failed, per tool.
     """
     active = [b for b in builders if b.skipped is None]
     clean_failures = {b.key: 0 for b in active}
+    cases = list(dict.fromkeys(b.case.name for b in active))
     total = warmups + iterations
     for i in range(total):
         timed = i >= warmups
-        order = active if i % 2 == 0 else active[::-1]
-        for b in order:
-            one(b, b.rows["cold"], i + 1, timed)
-        for b in order:
-            one(b, b.rows["cached"], i + 1, timed)
-        for b in order:
-            error = b.remove_built()
-            if error:
-                if b.key == "overlayctl":
-                    raise OverlayctlFailed(error)
-                clean_failures[b.key] += 1
+        for case in cases:
+            pair = [b for b in active if b.case.name == case]
+            order = pair if i % 2 == 0 else pair[::-1]
+            for b in order:
+                one(b, b.rows["cold"], i + 1, timed)
+            for b in order:
+                one(b, b.rows["cached"], i + 1, timed)
+            for b in order:
+                error = b.remove_built()
+                if error:
+                    if b.key == "overlayctl":
+                        raise OverlayctlFailed(error)
+                    clean_failures[b.key] += 1
         if (i + 1) % 2 == 0 or i + 1 == total:
             say(f"round {i + 1}/{total}" + (" (warm-up)" if not timed else ""))
     return clean_failures
@@ -254,6 +332,7 @@ def du_bytes(path: Path) -> int:
 
 
 def goal(builders: dict[str, Builder], phase: str, ratio: float) -> dict:
+    """One case's goal: `builders` are its two, by tool."""
     o = builders["overlayctl"].rows[phase].stats()
     pod = builders.get("podman")
     if pod is None or pod.skipped:
@@ -302,46 +381,52 @@ def goal_line(name: str, g: dict) -> str:
 def report(result: dict) -> str:
     lines: list[str] = []
     n, w = result["iterations"], result["warmups"]
-    lines.append(
-        f"overlayctl build benchmark: {CONTEXT_FILES} files x {FILE_BYTES} B context, "
-        f"COPY + RUN + CMD on {BASE}, {n} interleaved rounds after {w} warm-ups (ms, wall time)"
-    )
+    lines.append(f"overlayctl build benchmark on {BASE}: {n} interleaved rounds after {w} warm-ups (ms, wall time)")
     lines.append(f"stores and context on: {result['workload']['filesystem']}")
-    lines.append("")
-    header = f"{'build':<30} {'median':>8} {'p90':>8} {'min':>8} {'x podman':>9}  n"
-    lines.append(header)
-    lines.append("-" * len(header))
     runs = result["runs"]
-    for phase in PHASES:
-        podman = runs.get(f"podman-{phase}", {})
-        pmed = None if podman.get("skipped") else podman.get("median")
-        for tool in ("overlayctl", "podman"):
-            r = runs.get(f"{tool}-{phase}")
-            if r is None:
-                continue
-            if r["skipped"]:
-                lines.append(f"{r['label']:<30} skipped: {r['skipped']}")
-                continue
-            ratio = f"{r['median'] / pmed:.2f}x" if pmed and r["median"] is not None else "-"
-            fails = f"  ({r['failures']} failed: {r['last_error'].splitlines()[0][:60]})" if r["failures"] else ""
-            lines.append(
-                f"{r['label']:<30} {fmt_ms(r['median']):>8} {fmt_ms(r['p90']):>8} {fmt_ms(r['min']):>8} "
-                f"{ratio:>9}  {len(r['times_ms'])}{fails}"
-            )
-    lines.append("")
-    lines.append(goal_line("cold (--no-cache)", result["goal_cold"]))
-    lines.append(goal_line("cached rebuild", result["goal_cached"]))
+    for name, case in result["cases"].items():
+        lines.append("")
+        lines.append(f"case {name}: {case['title']}")
+        header = f"{'build':<30} {'median':>8} {'p90':>8} {'min':>8} {'x podman':>9}  n"
+        lines.append(header)
+        lines.append("-" * len(header))
+        for phase in PHASES:
+            podman = runs.get(f"podman-{name}-{phase}", {})
+            pmed = None if podman.get("skipped") else podman.get("median")
+            for tool in ("overlayctl", "podman"):
+                r = runs.get(f"{tool}-{name}-{phase}")
+                if r is None:
+                    continue
+                if r["skipped"]:
+                    lines.append(f"{r['label']:<30} skipped: {r['skipped']}")
+                    continue
+                ratio = f"{r['median'] / pmed:.2f}x" if pmed and r["median"] is not None else "-"
+                fails = f"  ({r['failures']} failed: {r['last_error'].splitlines()[0][:60]})" if r["failures"] else ""
+                lines.append(
+                    f"{r['label']:<30} {fmt_ms(r['median']):>8} {fmt_ms(r['p90']):>8} {fmt_ms(r['min']):>8} "
+                    f"{ratio:>9}  {len(r['times_ms'])}{fails}"
+                )
+        lines.append(goal_line("cold (--no-cache)", case["goal_cold"]))
+        lines.append(goal_line("cached rebuild", case["goal_cached"]))
+    for name, r in result["self_ratios"].items():
+        lines.append("")
+        lines.append(
+            f"case {name}: {r['title']}: {r['b']} {r['b_ms']:.1f} ms against {r['a']} {r['a_ms']:.1f} ms "
+            f"({r['b_ms'] / r['a_ms']:.2f}x)"
+        )
 
     lines.append("")
     lines.append("checks (one cold and one cached build with output, then the image run once):")
-    for tool, c in result["checks"].items():
+    for key, c in result["checks"].items():
         if not c:
             continue
+        tool, _, name = key.partition("/")
+        expected = CASES[name].check_expected
         content = "ok" if c.get("content_ok") else f"WRONG {c.get('content')} {c.get('content_error', '')}".strip()
         cache = "ok" if c.get("cache_ok") else "UNEXPECTED"
         lines.append(
-            f"  {tool:<11} 'Using cache' lines: cold {c.get('cold_cache_hits')}, cached {c.get('cached_cache_hits')} "
-            f"({cache}); /hello, /app file count and size {CHECK_EXPECTED}: {content}"
+            f"  {tool:<11} {name:<10} 'Using cache' lines: cold {c.get('cold_cache_hits')}, "
+            f"cached {c.get('cached_cache_hits')} ({cache}); content {expected}: {content}"
         )
     for tool, s in result["stores"].items():
         fails = f"; {s['clean_failures']} failed removals" if s["clean_failures"] else ""
@@ -362,6 +447,14 @@ def report(result: dict) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = bench_parser(__doc__, 10, 2)
+    p.add_argument(
+        "--case",
+        dest="cases",
+        action="append",
+        choices=[*CASES, *(r.name for r in SELF_RATIOS)],
+        metavar="NAME",
+        help="run only this case (repeatable; default: all): " + ", ".join([*CASES, *(r.name for r in SELF_RATIOS)]),
+    )
     p.add_argument(
         "--podman-network",
         default="none",
@@ -416,25 +509,31 @@ class Bench:
 
         say(f"overlayctl: import {tar.name} as {BASE} into a private store under {tmp}")
         ctl("import", str(tar), BASE)
-        overlayctl = Builder(
-            "overlayctl",
-            ctl.argv(),
-            TAG,
-            write_dockerfile(tmp / "Dockerfile.overlayctl", BASE),
-            ctx,
-            ctl.env,
-        )
-        builders = [overlayctl, self.make_podman(peers, tar, ctx)]
+        chosen = args.cases or [*CASES, *(r.name for r in SELF_RATIOS)]
+        cases = [CASES[name] for name in CASES if name in chosen]
+        self.import_podman(peers, tar)
+        builders: list[Builder] = []
+        for case in cases:
+            overlayctl = Builder(
+                "overlayctl",
+                case,
+                ctl.argv(),
+                tag(case),
+                write_dockerfile(tmp / f"Dockerfile.{case.name}.overlayctl", case, BASE),
+                ctx,
+                ctl.env,
+            )
+            builders += [overlayctl, self.make_podman(case, ctx)]
         for b in builders:
             b.make_rows()
 
         checks = {}
         for b in builders:
             if b.skipped is None:
-                say(f"{b.key}: probe (one cold and one cached build, then a look inside the image)")
-                checks[b.key] = probe(b)
+                say(f"{b.key}: {b.case.name}: probe (one cold and one cached build, then a look inside the image)")
+                checks[f"{b.key}/{b.case.name}"] = probe(b)
                 if b.skipped:
-                    del checks[b.key]
+                    del checks[f"{b.key}/{b.case.name}"]
         stores = {b.key: {"bytes_after_import": du_bytes(self.store_of(b))} for b in builders if b.skipped is None}
 
         say(
@@ -447,7 +546,20 @@ class Bench:
             s["bytes_at_end"] = du_bytes(self.store_of(b))
             s["clean_failures"] = clean_failures.get(key, 0)
 
-        by_key = {b.key: b for b in builders}
+        self_ratios = {}
+        for ratio in SELF_RATIOS:
+            if ratio.name in chosen:
+                say(f"timing: {ratio.name}")
+                self_ratios[ratio.name] = {"title": ratio.title, **ratio.measure(self)}
+        results_by_case = {}
+        for case in cases:
+            by_key = {b.key: b for b in builders if b.case is case}
+            results_by_case[case.name] = {
+                "title": case.title,
+                "dockerfile": {key: b.dockerfile.read_text() for key, b in by_key.items()},
+                "goal_cold": goal(by_key, "cold", COLD_GOAL_RATIO),
+                "goal_cached": goal(by_key, "cached", CACHED_GOAL_RATIO),
+            }
         return {
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "iterations": args.iterations,
@@ -456,13 +568,12 @@ class Bench:
                 "context_files": CONTEXT_FILES,
                 "context_dirs": CONTEXT_DIRS,
                 "file_bytes": FILE_BYTES,
-                "dockerfile": {b.key: b.dockerfile.read_text() for b in builders},
                 "podman_network": args.podman_network,
                 "filesystem": filesystem,
             },
             "runs": {row.key: row_result(b, row) for b in builders for row in b.rows.values()},
-            "goal_cold": goal(by_key, "cold", COLD_GOAL_RATIO),
-            "goal_cached": goal(by_key, "cached", CACHED_GOAL_RATIO),
+            "cases": results_by_case,
+            "self_ratios": self_ratios,
             "checks": checks,
             "stores": stores,
             "versions": self.versions(),
@@ -471,7 +582,8 @@ class Bench:
     def store_of(self, b: Builder) -> Path:
         return self.ctl.root if b.key == "overlayctl" else self.tmp / "pod" / "root"
 
-    def make_podman(self, peers: dict[str, str], tar: Path, ctx: Path) -> Builder:
+    def import_podman(self, peers: dict[str, str], tar: Path) -> None:
+        """podman's private store, with bb:1 imported; self.podman_skipped says why not."""
         podman = peers.get("PEER_PODMAN") or None
         env = dict(os.environ)
         if peers.get("CONTAINERS_CONF"):
@@ -479,7 +591,7 @@ class Bench:
         # Build scratch files (otherwise in /var/tmp) stay in the benchmark's directory.
         env["TMPDIR"] = str(self.tmp / "pod" / "scratch")
         store = self.tmp / "pod"
-        prefix = [
+        self.podman_prefix = [
             podman or "podman",
             "--root",
             str(store / "root"),
@@ -488,27 +600,34 @@ class Bench:
             "--tmpdir",
             str(store / "tmp"),
         ]
+        self.podman_env = env
+        self.podman_skipped: str | None = None
+        if podman is None:
+            self.podman_skipped = "not installed"
+            return
+        (store / "scratch").mkdir(parents=True)
+        say(f"podman: import {tar.name} as localhost/{BASE} into a private store under {store}")
+        proc = run([*self.podman_prefix, "import", "--quiet", str(tar), BASE], env=env, check=False, timeout=300)
+        if proc.returncode != 0:
+            self.podman_skipped = "podman import failed: " + (tail(proc.stderr).splitlines() or ["?"])[-1]
+            say(f"podman: {self.podman_skipped}")
+
+    def make_podman(self, case: Case, ctx: Path) -> Builder:
         network = [] if self.args.podman_network == "default" else [f"--network={self.args.podman_network}"]
         b = Builder(
             "podman",
-            prefix,
-            f"localhost/{TAG}",
-            write_dockerfile(self.tmp / "Dockerfile.podman", f"localhost/{BASE}"),
+            case,
+            self.podman_prefix,
+            f"localhost/{tag(case)}",
+            write_dockerfile(self.tmp / f"Dockerfile.{case.name}.podman", case, f"localhost/{BASE}"),
             ctx,
-            env,
-            build_opts=network,
+            self.podman_env,
+            build_opts=[*network, *case.podman_opts],
             run_opts=["--network=none"],
         )
-        if podman is None:
-            b.skipped = "not installed"
-            return b
-        (store / "scratch").mkdir(parents=True)
-        self.podman = b
-        say(f"podman: import {tar.name} as localhost/{BASE} into a private store under {store}")
-        proc = b.command("import", "--quiet", str(tar), BASE)
-        if proc.returncode != 0:
-            b.skipped = "podman import failed: " + (tail(proc.stderr).splitlines() or ["?"])[-1]
-            say(f"podman: {b.skipped}")
+        b.skipped = self.podman_skipped
+        if self.podman_skipped != "not installed":
+            self.podman = b
         return b
 
     def versions(self) -> dict[str, str]:
