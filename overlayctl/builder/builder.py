@@ -1221,7 +1221,7 @@ class Builder:
             image = self.store.images.resolve(ref)
         except NotFoundError:
             raise InvalidArgumentError(
-                f'--mount from="{name}": no such stage or image here (pulling is not supported: import or build it first)'
+                f'--mount from="{name}": no such stage or image here (pulling is not supported: import or build it)'
             ) from None
         self.store.layers.lease(layer.diff_id for layer in image.layers)
         dirs = []
