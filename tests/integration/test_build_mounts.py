@@ -421,3 +421,39 @@ def test_locked_cache_steps_of_two_builds_never_overlap(cli, bb, tmp_path):
     (cache,) = list((cli.root / "buildcache-mounts").iterdir())
     assert sorted((cache / "data" / "ran").read_text().split()) == ["a", "b"]
     assert not (cache / "data" / "overlaps").exists()
+
+
+def test_a_bind_from_an_earlier_stage_and_from_a_named_context(cli, bb, tmp_path):
+    assets = tmp_path / "assets"
+    _write(assets / "motd", "from the named context\n")
+    ctx = tmp_path / "ctx"
+    _build(
+        cli,
+        ctx,
+        "FROM bb:1 AS tools\n"
+        "RUN mkdir -p /opt/tools && echo 'echo built in tools' > /opt/tools/hello.sh\n"
+        "FROM bb:1\n"
+        "RUN --mount=from=tools,source=/opt/tools,target=/t sh /t/hello.sh > /out\n"
+        "RUN --mount=from=assets,target=/a cat /a/motd > /motd\n",
+        "--build-context",
+        f"assets={assets}",
+        "-t",
+        "staged:1",
+    )
+    run = ["run", "--rm", "--network", "none", "staged:1", "cat"]
+    assert cli.ok(*run, "/out") == "built in tools\n"
+    assert cli.ok(*run, "/motd") == "from the named context\n"
+    layers = _layers(cli, "staged:1")
+    assert _tree(layers[-2]) == ["out"] and _tree(layers[-1]) == ["motd"]  # no mount target left
+    # The named context's content is in the step's key: a change re-runs it.
+    _write(assets / "motd", "changed\n")
+    _build(
+        cli,
+        ctx,
+        (ctx / "Dockerfile").read_text(),
+        "--build-context",
+        f"assets={assets}",
+        "-t",
+        "staged:2",
+    )
+    assert cli.ok("run", "--rm", "--network", "none", "staged:2", "cat", "/motd") == "changed\n"
