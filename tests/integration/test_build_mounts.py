@@ -331,7 +331,7 @@ def test_a_missing_secret_fails_if_required_and_is_left_out_if_not(cli, bb, tmp_
         ("--mount=type=cache", "needs a target"),
         ("--mount=type=bind,target=/x,source=../outside", "outside not found in the build context"),
         ("--mount=type=bind,target=/x,source=missing", "not found in the build context"),
-        ("--mount=type=bind,target=/x,from=no-such-image:1", "no such image"),
+        ("--mount=type=bind,target=/x,from=no-such-image:1", "no such stage or image"),
         ("--mount=type=cache,target=/x,source=sub", "needs from="),
         ("--mount=type=cache,target=/x,from=bb:1,source=/bin/sh", "is not a directory"),
         ("--mount=type=tmpfs,target=/a --mount=type=cache,target=/a", "two mounts have the target /a"),
