@@ -148,7 +148,35 @@ class SelfRatio:
 # Cases of overlayctl against itself (e.g. a rebuild that reuses a RUN
 # --mount=type=cache directory against the same build without it). Each is
 # run after the podman comparisons, and reported as b_ms / a_ms.
-SELF_RATIOS: list[SelfRatio] = []
+def _cache_mount(bench: Bench) -> dict:
+    """bench_build_cachemount.py's two overlayctl rebuilds (its workload and
+    its checks; podman left out), timed in this run with this CLI."""
+    import bench_build_cachemount as cm
+
+    argv = ["-n", str(bench.args.iterations), "--warmups", str(bench.args.warmups), "--no-podman", "--no-install"]
+    inner = cm.Bench(cm.parse_args(argv), bench.ctl.cmd)
+    try:
+        result = inner.run()
+    finally:
+        inner.cleanup()
+    runs = result["runs"]
+    with_mount, without = runs["overlayctl-cache-mount"], runs["overlayctl-no-mount"]
+    return {
+        "a": with_mount["label"],
+        "b": without["label"],
+        "a_ms": with_mount["median"],
+        "b_ms": without["median"],
+        "checks": result["checks"],
+    }
+
+
+SELF_RATIOS: list[SelfRatio] = [
+    SelfRatio(
+        "cache-mount",
+        "a rebuild reusing a RUN --mount=type=cache directory, against the same rebuild without the mount",
+        _cache_mount,
+    )
+]
 
 
 # --------------------------------------------------------------------------
