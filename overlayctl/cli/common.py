@@ -61,6 +61,8 @@ def detach_keys(option: str | None, attaching: bool) -> bytes | None:
     """The detach keys of a command that may relay a terminal (`attaching`),
     else None; a bad --detach-keys is refused either way, before anything
     is done."""
+    if not attaching and not option:
+        return None  # (the common run: nothing more to import)
     from overlayctl.util import detachkeys
 
     if attaching:
@@ -100,7 +102,14 @@ def run_container(global_opts: Mapping[str, Any], opts: Mapping[str, Any], image
             engine.start_detached(store, container)
             print(container.id)
             return 0
-        return attached_exit(engine.run(store, create, keys))
+        if keys is not None:
+            from overlayctl.engine import control
+
+            container = engine.create(store, create)
+            if control.on_terminal(container):
+                return attached_exit(control.start_on_terminal(store, container, keys))
+            return engine.start_attached(store, container)
+        return engine.run(store, create)
     finally:
         engine.plug_done()
 

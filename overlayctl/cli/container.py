@@ -52,14 +52,17 @@ def start(obj: dict, containers: tuple[str, ...], attach: bool, interactive: boo
     from overlayctl.cli.common import attached_exit
     from overlayctl.cli.common import detach_keys as resolve_keys
     from overlayctl.engine import containers as engine
+    from overlayctl.engine import control
 
     keys = resolve_keys(detach_keys, interactive)
     store = open_store(obj)
     if attach or interactive:
         if len(containers) > 1:
             raise click.UsageError("you cannot start and attach multiple containers at once")
-        code = engine.start_attached(store, store.containers.get(containers[0]), detach_keys=keys)
-        sys.exit(attached_exit(code))
+        container = store.containers.get(containers[0])
+        if keys is not None and control.on_terminal(container):
+            sys.exit(attached_exit(control.start_on_terminal(store, container, keys)))
+        sys.exit(engine.start_attached(store, container))
     each_container(store, containers, lambda c: engine.start_detached(store, c))
 
 

@@ -359,23 +359,13 @@ def _entrypoint(override: str | None, image_entrypoint: list[str] | None) -> lis
 
 
 def start_attached(
-    store: Store,
-    container: Container,
-    on_started: Callable[[int], None] | None = None,
-    attach_stdin: bool = True,
-    detach_keys: bytes | None = None,
-) -> int | None:
+    store: Store, container: Container, on_started: Callable[[int], None] | None = None, attach_stdin: bool = True
+) -> int:
     """Run a created or exited container in the foreground; return its exit code.
 
     The calling process is the supervisor. The exit is recorded however the
     start ends; an AutoRemove container is removed afterwards.
-
-    With `detach_keys`, a container with a terminal whose stdin the user's
-    terminal feeds may be left running: see start_on_terminal (None: the
-    user detached).
     """
-    if detach_keys is not None and attach_stdin and on_started is None and on_terminal(container):
-        return start_on_terminal(store, container, detach_keys)
     container = store.containers.claim_start(container.id)
     from overlayctl.supervise import foreground
 
@@ -413,46 +403,16 @@ def plug_done() -> None:
         plugger.finish()  # type: ignore[attr-defined]
 
 
-def run(store: Store, opts: CreateOptions, detach_keys: bytes | None = None) -> int | None:
+def run(store: Store, opts: CreateOptions) -> int:
     """`docker run` in the foreground: create, then start attached.
 
     The image is resolved once and the new container is not read back:
-    this is the start-up path every `run` pays for. `detach_keys`: as for
-    start_attached (None returned: the user detached).
+    this is the start-up path every `run` pays for.
     """
     image = store.images.resolve(opts.image)
-    container = _create(store, opts, image)
-    if detach_keys is not None and on_terminal(container):
-        return start_on_terminal(store, container, detach_keys)
     from overlayctl.supervise import foreground
 
-    return foreground.run(store, container, image)
-
-
-def on_terminal(container: Container) -> bool:
-    """Whether a foreground start would relay the user's terminal to the
-    container's (-i and -t, stdin a terminal) and so may be detached from.
-    Not under systemd (NOTIFY_SOCKET), whose unit the foreground
-    supervisor must stay."""
-    cfg = container.config.config
-    return bool(cfg.tty and cfg.open_stdin) and os.isatty(0) and "NOTIFY_SOCKET" not in os.environ
-
-
-def start_on_terminal(store: Store, container: Container, detach_keys: bytes) -> int | None:
-    """`run -it` and `start -ai` on a terminal: the container is started
-    under a detached supervisor, as `run -d` starts it, and this process
-    is only its attach client, connected before the start so that no
-    output is missed. The terminal can then go away (the detach keys, a
-    closed window) while the supervisor keeps the container, its log and
-    its end recorded; `attach` takes it up again. Returns the exit code,
-    once the end is recorded (and the container removed, with --rm), or
-    None when the user detached."""
-    from overlayctl.engine.control import relay_attached
-    from overlayctl.supervise import detached
-
-    sock = detached.start(store, store.containers.claim_start(container.id), attach=True)
-    assert sock is not None
-    return relay_attached(store, container, sock, True, True, 0, detach_keys)
+    return foreground.run(store, _create(store, opts, image), image)
 
 
 # --- detached: the background supervisor --------------------------------------

@@ -286,6 +286,31 @@ def attach(store: Store, container: Container, stdin: bool = True, detach_keys: 
     return relay_attached(store, container, sock, stdin and bool(cfg.open_stdin), bool(cfg.tty), container.pid, keys)
 
 
+def on_terminal(container: Container) -> bool:
+    """Whether a foreground start would relay the user's terminal to the
+    container's (-i and -t, stdin a terminal) and so may be detached from:
+    then start_on_terminal starts it. Not under systemd (NOTIFY_SOCKET),
+    whose unit the foreground supervisor must stay."""
+    cfg = container.config.config
+    return bool(cfg.tty and cfg.open_stdin) and os.isatty(0) and "NOTIFY_SOCKET" not in os.environ
+
+
+def start_on_terminal(store: Store, container: Container, detach_keys: bytes) -> int | None:
+    """`run -it` and `start -ai` on a terminal: the container is started
+    under a detached supervisor, as `run -d` starts it, and this process
+    is only its attach client, connected before the start so that no
+    output is missed. The terminal can then go away (the detach keys, a
+    closed window) while the supervisor keeps the container, its log and
+    its end recorded; `attach` takes it up again. Returns the exit code,
+    once the end is recorded (and the container removed, with --rm), or
+    None when the user detached."""
+    from overlayctl.supervise import detached
+
+    sock = detached.start(store, store.containers.claim_start(container.id), attach=True)
+    assert sock is not None
+    return relay_attached(store, container, sock, True, True, 0, detach_keys)
+
+
 def relay_attached(
     store: Store, container: Container, sock: Any, stdin: bool, tty: bool, pid: int, detach_keys: bytes
 ) -> int | None:
