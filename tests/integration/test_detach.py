@@ -229,3 +229,25 @@ def test_bad_detach_keys_are_refused_before_anything_is_done(cli, bb):
     assert result.returncode == 125
     assert result.stderr.decode().strip().endswith("invalid detach keys (shift-a): Unknown character: 'shift-a'")
     assert cli.ok("ps", "-aq") == ""
+
+
+def test_run_it_rm_returns_the_exit_code_once_removed(cli, bb, terminals):
+    run = _open(terminals, cli, "run", "-it", "--rm", "--name", "gone", *NONE, "bb:1", "sh")
+    run.ask(b"echo here-$((6*7))", b"here-42")
+    os.write(run.fd, b"exit 5\r")
+    assert run.exit_code() == 5
+    assert cli.ok("ps", "-aq") == ""  # removed before `run` returned, as docker run --rm
+
+
+def test_the_container_outlives_its_terminal(cli, bb, terminals):
+    run = _open(terminals, cli, "run", "-it", "--name", "orphan", *NONE, "bb:1", "sh")
+    run.ask(b"echo before-$((6*7))", b"before-42")
+    os.close(run.fd)  # the window is closed: the CLI gets SIGHUP
+    run.fd = os.open("/dev/null", os.O_RDONLY)  # (for close())
+    run.exit_code()
+    state = _state(cli, "orphan")
+    assert state["Running"]
+    assert "before-42" in cli.ok("logs", "orphan")
+    cli.ok("stop", "-t", "1", "orphan")
+    state = _state(cli, "orphan")
+    assert state["Status"] == "exited" and not state["Running"]
