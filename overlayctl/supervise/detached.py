@@ -100,6 +100,10 @@ def start(store: Store, container: Container, attach: bool = False) -> socket.so
     if pid == 0:
         os.close(to_caller_r)
         os.close(to_child_w)
+        if client is not None:
+            # The caller's end: a copy held here (or in a health checker
+            # forked from here) would hide the client's leaving from the monitor.
+            client.close()
         _first_supervisor(launch, to_caller_w, to_child_r)
     os.close(to_caller_w)
     os.close(to_child_r)

@@ -251,3 +251,15 @@ def test_the_container_outlives_its_terminal(cli, bb, terminals):
     cli.ok("stop", "-t", "1", "orphan")
     state = _state(cli, "orphan")
     assert state["Status"] == "exited" and not state["Running"]
+
+
+def test_a_slow_terminal_loses_no_output(cli, bb, terminals):
+    # Nobody reads the terminal for a while: the output backs up through the
+    # CLI and the attach socket into the supervisor, which keeps it for the
+    # client instead of letting it go.
+    run = _open(terminals, cli, "run", "-it", "--name", "burst", *NONE, "bb:1", "sh", "-c", "seq 1 200000; echo end")
+    time.sleep(3)
+    out = run.read_until(b"\r\nend\r\n", timeout=60)
+    assert run.exit_code() == 0
+    numbers = [line for line in out.split(b"\r\n") if line.isdigit()]
+    assert numbers == [str(n).encode() for n in range(1, 200001)]
