@@ -57,10 +57,42 @@ def _host_options(opts: Mapping[str, Any]) -> dict[str, Any]:
     return host
 
 
+def detach_keys(option: str | None, attaching: bool) -> bytes | None:
+    """The detach keys of a command that may relay a terminal (`attaching`),
+    else None; a bad --detach-keys is refused either way, before anything
+    is done."""
+    if not attaching and not option:
+        return None  # (the common run: nothing more to import)
+    from overlayctl.util import detachkeys
+
+    if attaching:
+        return detachkeys.resolve(option)
+    if option:
+        detachkeys.parse(option)
+    return None
+
+
+def attached_exit(code: int | None, on_detach: int = 0) -> int:
+    """The exit status of a command that relayed a container's output: its
+    exit code, or after a detach Docker's message and `on_detach` (0 for
+    `run` and `start`, 1 for `attach` and `exec`, as the docker CLI)."""
+    if code is not None:
+        return code
+    import sys
+
+    from overlayctl.util.detachkeys import MESSAGE
+
+    sys.stderr.write(MESSAGE + "\n")
+    sys.stderr.flush()
+    return on_detach
+
+
 def run_container(global_opts: Mapping[str, Any], opts: Mapping[str, Any], image: str, command: list[str]) -> int:
     """`run`: in the foreground, or with -d in the background."""
     from overlayctl.engine import containers as engine
 
+    attaching = bool(opts.get("tty") and opts.get("interactive") and not opts.get("detach"))
+    keys = detach_keys(opts.get("detach_keys"), attaching)
     create = create_options(opts, image, command)
     engine.plug_ahead(create)
     try:
@@ -70,6 +102,13 @@ def run_container(global_opts: Mapping[str, Any], opts: Mapping[str, Any], image
             engine.start_detached(store, container)
             print(container.id)
             return 0
+        if keys is not None:
+            from overlayctl.engine import control
+
+            container = engine.create(store, create)
+            if control.on_terminal(container):
+                return attached_exit(control.start_on_terminal(store, container, keys))
+            return engine.start_attached(store, container)
         return engine.run(store, create)
     finally:
         engine.plug_done()

@@ -45,16 +45,24 @@ def create(obj: dict, image: str, command: tuple[str, ...], **opts: object) -> N
 @click.argument("containers", nargs=-1, required=True, metavar="CONTAINER...")
 @click.option("-a", "--attach", is_flag=True, help="attach stdout/stderr and pass on the exit code")
 @click.option("-i", "--interactive", is_flag=True, help="attach stdin")
+@click.option("--detach-keys", metavar="KEYS", help="keys that detach from -ai (default ctrl-p,ctrl-q)")
 @click.pass_obj
-def start(obj: dict, containers: tuple[str, ...], attach: bool, interactive: bool) -> None:
+def start(obj: dict, containers: tuple[str, ...], attach: bool, interactive: bool, detach_keys: str | None) -> None:
     """Start created or exited containers."""
+    from overlayctl.cli.common import attached_exit
+    from overlayctl.cli.common import detach_keys as resolve_keys
     from overlayctl.engine import containers as engine
+    from overlayctl.engine import control
 
+    keys = resolve_keys(detach_keys, interactive)
     store = open_store(obj)
     if attach or interactive:
         if len(containers) > 1:
             raise click.UsageError("you cannot start and attach multiple containers at once")
-        sys.exit(engine.start_attached(store, store.containers.get(containers[0])))
+        container = store.containers.get(containers[0])
+        if keys is not None and control.on_terminal(container):
+            sys.exit(attached_exit(control.start_on_terminal(store, container, keys)))
+        sys.exit(engine.start_attached(store, container))
     each_container(store, containers, lambda c: engine.start_detached(store, c))
 
 

@@ -105,6 +105,13 @@ CREATE_OPTIONS = (
 
 RUN_OPTIONS = CREATE_OPTIONS + (
     Opt(("-d", "--detach"), "detach", "flag", "run in the background and print the container ID"),
+    Opt(
+        ("--detach-keys",),
+        "detach_keys",
+        "value",
+        "keys that detach from -it (default ctrl-p,ctrl-q, or detachKeys in Docker's config.json)",
+        "KEYS",
+    ),
 )
 
 

@@ -145,13 +145,18 @@ def top(obj: dict, container: str) -> None:
 @click.command("attach")
 @click.argument("container")
 @click.option("--no-stdin", is_flag=True, help="do not attach stdin")
+@click.option("--detach-keys", metavar="KEYS", help="keys that detach (default ctrl-p,ctrl-q)")
 @click.pass_obj
-def attach(obj: dict, container: str, no_stdin: bool) -> None:
+def attach(obj: dict, container: str, no_stdin: bool, detach_keys: str | None) -> None:
     """Attach to a detached container's output (and stdin with -i); ctrl-p ctrl-q detaches from a terminal."""
+    from overlayctl.cli.common import attached_exit
+    from overlayctl.cli.common import detach_keys as resolve_keys
     from overlayctl.engine import control
 
+    keys = resolve_keys(detach_keys, True)
     store = open_store(obj)
-    sys.exit(control.attach(store, store.containers.get(container), stdin=not no_stdin))
+    code = control.attach(store, store.containers.get(container), stdin=not no_stdin, detach_keys=keys)
+    sys.exit(attached_exit(code, on_detach=1))
 
 
 @click.command("exec", context_settings=_PASSTHROUGH)
@@ -161,6 +166,7 @@ def attach(obj: dict, container: str, no_stdin: bool) -> None:
 @click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="set an environment variable")
 @click.option("-w", "--workdir", metavar="DIR", help="working directory inside the container")
 @click.option("-u", "--user", metavar="USER[:GROUP]", help="user to run as")
+@click.option("--detach-keys", metavar="KEYS", help="keys that detach from -it (default ctrl-p,ctrl-q)")
 @click.argument("container")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_obj
@@ -172,26 +178,30 @@ def exec_(
     env: tuple[str, ...],
     workdir: str | None,
     user: str | None,
+    detach_keys: str | None,
     container: str,
     command: tuple[str, ...],
 ) -> None:
     """Run a command in a running container (its namespaces, cgroups, capabilities and seccomp)."""
+    from overlayctl.cli.common import attached_exit
+    from overlayctl.cli.common import detach_keys as resolve_keys
     from overlayctl.engine import control
 
+    keys = resolve_keys(detach_keys, tty and interactive and not detach)
     store = open_store(obj)
-    sys.exit(
-        control.exec_in(
-            store,
-            store.containers.get(container),
-            list(command),
-            list(env),
-            workdir,
-            user,
-            tty=tty,
-            interactive=interactive,
-            detach=detach,
-        )
+    code = control.exec_in(
+        store,
+        store.containers.get(container),
+        list(command),
+        list(env),
+        workdir,
+        user,
+        tty=tty,
+        interactive=interactive,
+        detach=detach,
+        detach_keys=keys,
     )
+    sys.exit(attached_exit(code, on_detach=1))
 
 
 @click.command("logs")

@@ -19,6 +19,10 @@ from overlayctl.errors import ConflictError, InvalidArgumentError, OverlayctlErr
 from overlayctl.store import Store
 from overlayctl.store.containers import EXITED, RESTARTING, RUNNING, Container
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 DEFAULT_STOP_TIMEOUT = 10
 RECORD_TIMEOUT = 30.0  # how long the supervisor may take to record an end
 
@@ -240,9 +244,12 @@ def exec_in(
     tty: bool = False,
     interactive: bool = False,
     detach: bool = False,
-) -> int:
+    detach_keys: bytes | None = None,
+) -> int | None:
     """`exec`: run argv in the running container, with its namespaces,
-    cgroups, capabilities and seccomp filter; its exit code."""
+    cgroups, capabilities and seccomp filter; its exit code, or None when
+    the user typed the detach keys (ctrl-p ctrl-q unless told) at its
+    terminal: the process goes on."""
     from overlayctl.container.spec import container_spec, exec_spec
     from overlayctl.runtime import exec as runtime_exec
     from overlayctl.runtime.spec import resolve_env
@@ -260,26 +267,74 @@ def exec_in(
     command = exec_spec(
         container, spec, argv, overrides, workdir, user, tty=tty, interactive=interactive, detach=detach
     )
-    return runtime_exec.run(container.pid, container.pid_start, command)
+    from overlayctl.util.detachkeys import DEFAULT
+
+    keys = DEFAULT if detach_keys is None else detach_keys
+    return runtime_exec.run(container.pid, container.pid_start, command, keys)
 
 
-def attach(store: Store, container: Container, stdin: bool = True) -> int:
+def attach(store: Store, container: Container, stdin: bool = True, detach_keys: bytes | None = None) -> int | None:
     """`attach`: the container's output (and, for a container made with -i,
-    stdin) until it ends (its exit code) or the user detaches (0)."""
+    stdin) until it ends (its exit code) or the user detaches (None)."""
     from overlayctl.supervise import attach as client
 
     if container.status != RUNNING:
         raise ConflictError(f'cannot attach to container "{container.name}": it is not running; start it first')
     cfg = container.config.config
     sock = client.connect(store.paths.attach_socket(container.id), container.name)
-    code = client.attach(sock, stdin and bool(cfg.open_stdin), bool(cfg.tty), container.pid)
-    if code is not None:
+    keys = client.DEFAULT_DETACH_KEYS if detach_keys is None else detach_keys
+    return relay_attached(store, container, sock, stdin and bool(cfg.open_stdin), bool(cfg.tty), container.pid, keys)
+
+
+def on_terminal(container: Container) -> bool:
+    """Whether a foreground start would relay the user's terminal to the
+    container's (-i and -t, stdin a terminal) and so may be detached from:
+    then start_on_terminal starts it. Not under systemd (NOTIFY_SOCKET),
+    whose unit the foreground supervisor must stay."""
+    cfg = container.config.config
+    return bool(cfg.tty and cfg.open_stdin) and os.isatty(0) and "NOTIFY_SOCKET" not in os.environ
+
+
+def start_on_terminal(store: Store, container: Container, detach_keys: bytes) -> int | None:
+    """`run -it` and `start -ai` on a terminal: the container is started
+    under a detached supervisor, as `run -d` starts it, and this process
+    is only its attach client, connected before the start so that no
+    output is missed. The terminal can then go away (the detach keys, a
+    closed window) while the supervisor keeps the container, its log and
+    its end recorded; `attach` takes it up again. Returns the exit code,
+    once the end is recorded (and the container removed, with --rm), or
+    None when the user detached."""
+    from overlayctl.supervise import detached
+
+    sock = detached.start(store, store.containers.claim_start(container.id), attach=True)
+    assert sock is not None
+    return relay_attached(store, container, sock, True, True, 0, detach_keys)
+
+
+def relay_attached(
+    store: Store, container: Container, sock: Any, stdin: bool, tty: bool, pid: int, detach_keys: bytes
+) -> int | None:
+    """Relay through the connected attach socket `sock` until the container
+    ends (its exit code, once its supervisor has recorded the end and, with
+    --rm, removed it) or the user detaches (None)."""
+    from overlayctl.supervise import attach as client
+
+    code = client.attach(sock, stdin, tty, pid, detach_keys)
+    if code is None:
+        return None
+    if code == client.STREAM_ENDED:
+        # The monitor let go of us (too slow a reader) while the container
+        # goes on: nothing to wait for.
+        try:
+            current = store.containers.get(container.id)
+        except OverlayctlError:
+            current = None
+        if current is not None and current.status == RUNNING and current.process_alive():
+            return 0
+    after = _wait_recorded(store, container.id)
+    if code != client.STREAM_ENDED:
         return code
-    after = store.containers.get(container.id)
-    if after.status == RUNNING and after.process_alive():
-        return 0  # detached
-    after = _wait_recorded(store, container.id) or after
-    return after.exit_code if after.exit_code is not None else -1
+    return after.exit_code if after is not None and after.exit_code is not None else -1
 
 
 # --- after a reboot -------------------------------------------------------------------

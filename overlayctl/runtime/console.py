@@ -13,14 +13,23 @@ if TYPE_CHECKING:
 
 
 def relay(
-    master: int, pid: int, forward_stdin: bool, on_output: Callable[[bytes], None] | None = None
-) -> None:
+    master: int,
+    pid: int,
+    forward_stdin: bool,
+    on_output: Callable[[bytes], None] | None = None,
+    detach_keys: bytes = b"",
+) -> bool:
     """Copy stdin to the pty and the pty to stdout until the container's
     side closes (EIO once its last process holding the slave exits).
-    `on_output` sees every chunk of output too (the log)."""
+    `on_output` sees every chunk of output too (the log).
+
+    With `detach_keys` typed on stdin, return True at once, the pty left
+    to a holder process (see _hold) so that what runs on it goes on."""
     import signal
     import termios
     import tty
+
+    from overlayctl.util.detachkeys import EscapeFilter
 
     stdin = sys.stdin.fileno()
     stdout = sys.stdout.fileno()
@@ -30,6 +39,8 @@ def relay(
         tty.setraw(stdin)
     _copy_winsize(stdout if os.isatty(stdout) else stdin, master)
     previous = signal.signal(signal.SIGWINCH, lambda *_: _copy_winsize(stdout, master))
+    escape = EscapeFilter(detach_keys if forward_stdin else b"")
+    detached = False
     try:
         readers = [master] + ([stdin] if forward_stdin else [])
         while True:
@@ -53,7 +64,12 @@ def relay(
             if stdin in ready:
                 data = os.read(stdin, 65536)
                 if data:
-                    os.write(master, data)
+                    data, detached = escape.feed(data)
+                    if data:
+                        os.write(master, data)
+                    if detached:
+                        _hold(master)
+                        return True
                 else:
                     readers.remove(stdin)
                     os.write(master, b"\x04")  # EOF for the program reading the tty
@@ -62,6 +78,40 @@ def relay(
         if saved is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
         os.close(master)
+    return detached
+
+
+def _hold(master: int) -> None:
+    """Keep the pty of a process the user detached from: closing the last
+    descriptor of its master would hang its terminal up (SIGHUP to its
+    session). A daemonized child (its own session, no terminal, stdio on
+    /dev/null) holds it and reads and drops the output, so that writes to
+    the terminal never block, until the last holder of the other side is
+    gone (EIO). Nobody attaches to it again, as with Docker's exec."""
+    pid = os.fork()
+    if pid != 0:
+        os.waitpid(pid, 0)
+        return
+    try:
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+        os.closerange(3, master)
+        os.closerange(master + 1, 65536)
+        while True:
+            try:
+                if not os.read(master, 65536):
+                    break
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+    finally:
+        os._exit(0)
 
 
 def _copy_winsize(source: int, master: int) -> None:

@@ -71,9 +71,10 @@ class ExecSpec:
         self.output = output
 
 
-def run(pid: int, pid_start: int, spec: ExecSpec) -> int:
+def run(pid: int, pid_start: int, spec: ExecSpec, detach_keys: bytes = b"") -> int | None:
     """Run `spec` in the container whose PID 1 is `pid` (with that start
-    time); return its exit code (0 at once with `detach`)."""
+    time); return its exit code (0 at once with `detach`). With a terminal
+    and stdin, `detach_keys` leave the process running: None."""
     import _signal as signal
 
     console_parent = console_child = None
@@ -114,7 +115,10 @@ def run(pid: int, pid_start: int, spec: ExecSpec) -> int:
         if master is not None:
             from overlayctl.runtime.console import relay
 
-            relay(master, child, forward_stdin=spec.interactive)
+            if relay(master, child, forward_stdin=spec.interactive, detach_keys=detach_keys):
+                # Left running; once this process is gone the kernel hands
+                # it to a reaper (as any orphan), and its pty to _hold's.
+                return None
         _, status = os.waitpid(child, 0)
     finally:
         for sig, handler in previous.items():

@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 
 from overlayctl.errors import OverlayctlError
+from overlayctl.util.detachkeys import DEFAULT as DEFAULT_DETACH_KEYS
+
+STREAM_ENDED = -1  # attach(): the supervisor closed the stream without an exit code
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
-
-DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q, as Docker
 
 
 class _InDir:
@@ -95,16 +96,19 @@ def connect(path: str, name: str) -> socket.socket:
 
 
 def attach(
-    sock: socket.socket, stdin: bool, tty: bool, container_pid: int = 0, detach_keys: bytes = DETACH_KEYS
+    sock: socket.socket, stdin: bool, tty: bool, container_pid: int = 0, detach_keys: bytes = DEFAULT_DETACH_KEYS
 ) -> int | None:
     """Relay until the container ends (its exit code) or the user detaches
-    with ctrl-p ctrl-q on a terminal (None). Without a terminal, SIGINT,
-    SIGTERM and friends go to the container, as Docker's --sig-proxy."""
+    with the detach keys (ctrl-p ctrl-q unless told) on a container's
+    terminal (None; the keys themselves reach nobody), or STREAM_ENDED when
+    the stream ends without an exit code. Without a terminal,
+    SIGINT, SIGTERM and friends go to the container, as Docker's --sig-proxy."""
     import select
     import signal
     import sys
 
     from overlayctl.supervise.frames import CLOSE_STDIN, EXIT_FRAME, STDERR_FRAME, STDIN, frame, split_frames
+    from overlayctl.util.detachkeys import EscapeFilter
 
     in_fd, out_fd, err_fd = sys.stdin.fileno(), sys.stdout.fileno(), sys.stderr.fileno()
     raw = tty and stdin and os.isatty(in_fd)
@@ -125,7 +129,7 @@ def attach(
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
             previous[sig] = signal.signal(sig, lambda signum, _f: _signal_container(container_pid, signum))
     buffer = b""
-    matched = 0
+    escape = EscapeFilter(detach_keys if tty else b"")
     readers = [sock.fileno()] + ([in_fd] if stdin else [])
     try:
         while True:
@@ -136,7 +140,7 @@ def attach(
             if sock.fileno() in ready:
                 data = sock.recv(65536)
                 if not data:
-                    return None
+                    return STREAM_ENDED
                 messages, buffer = split_frames(buffer + data)
                 for kind, payload in messages:
                     if kind == EXIT_FRAME:
@@ -149,18 +153,11 @@ def attach(
                     if tty:
                         sock.sendall(frame(CLOSE_STDIN, b""))
                     continue
-                if tty and detach_keys:
-                    # ctrl-p ctrl-q, possibly split over reads, detaches.
-                    for i, byte in enumerate(data):
-                        if byte == detach_keys[matched]:
-                            matched += 1
-                            if matched == len(detach_keys):
-                                if i + 1 - len(detach_keys) > 0:
-                                    sock.sendall(frame(STDIN, data[: i + 1 - len(detach_keys)]))
-                                return None
-                        else:
-                            matched = 1 if byte == detach_keys[0] else 0
-                sock.sendall(frame(STDIN, data))
+                data, detached = escape.feed(data)
+                if data:
+                    sock.sendall(frame(STDIN, data))
+                if detached:
+                    return None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]

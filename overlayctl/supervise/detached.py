@@ -33,6 +33,7 @@ from overlayctl.store.containers import RESTARTING, Container
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from typing import Any
 
 STOP_SIGNALS = (1, 2, 15)  # SIGHUP, SIGINT, SIGTERM: no (more) restarts
@@ -65,9 +66,14 @@ def _daemonize() -> None:
     os.environ.pop("NOTIFY_SOCKET", None)
 
 
-def start(store: Store, container: Container) -> None:
+def start(store: Store, container: Container, attach: bool = False) -> socket.socket | None:
     """Start `container` (claimed) under a new detached supervisor; return
     once its command runs, or raise what stopped it.
+
+    With `attach`, return a client connected to its attach socket before
+    the container started, so that none of its output is missed: the
+    connection waits in the socket's backlog, the output in its pipes or
+    pty, until the monitor takes both up (`run -it`, `start -ai`).
 
     Everything that needs the catalog is done here, before the fork, with
     this process's connection (a SQLite connection must not cross a fork,
@@ -78,6 +84,15 @@ def start(store: Store, container: Container) -> None:
     import gc
 
     launch = Launch(store, container, image_of(store, container), 0, 0)
+    client = None
+    if attach:
+        from overlayctl.supervise.attach import connect
+
+        try:
+            client = connect(store.paths.attach_socket(container.id), container.name)
+        except OverlayctlError as exc:
+            launch.fail(exc.exit_code, exc.message)
+            raise
     to_caller_r, to_caller_w = os.pipe()
     to_child_r, to_child_w = os.pipe()
     gc.freeze()  # the collector must not touch (and so copy) every inherited page
@@ -85,6 +100,10 @@ def start(store: Store, container: Container) -> None:
     if pid == 0:
         os.close(to_caller_r)
         os.close(to_child_w)
+        if client is not None:
+            # The caller's end: a copy held here (or in a health checker
+            # forked from here) would hide the client's leaving from the monitor.
+            client.close()
         _first_supervisor(launch, to_caller_w, to_child_r)
     os.close(to_caller_w)
     os.close(to_child_r)
@@ -97,10 +116,12 @@ def start(store: Store, container: Container) -> None:
             store.containers.set_running(container.id, pid1, supervisor_pid=supervisor)
             ack.write(b"ok")
             launch.hand_over()
-            return
+            return client
     code, _, message = answer.partition(" ")
     exit_code = int(code) if code.isdigit() else 125
     message = message or "the container's supervisor died before the container started"
+    if client is not None:
+        client.close()
     launch.fail(exit_code, message)
     raise OverlayctlError(message, exit_code=exit_code)
 

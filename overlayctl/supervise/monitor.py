@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 STDIN_LIMIT = 1 << 20  # stdin bytes held for a container that does not read them
 DRAIN_SECONDS = 5.0  # how long output may go on after the container's PID 1 is gone
+CLIENT_BACKLOG = 8 << 20  # output held for a slow attached client before it is let go
+FLUSH_SECONDS = 5.0  # how long attached clients may take to read the last of it
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 
 
@@ -73,6 +75,7 @@ class Pump:
         self.child = child
         self.tty = tty
         self.clients: dict[int, bytes] = {}  # fd -> bytes received, not yet a whole message
+        self.backlog: dict[int, bytes] = {}  # fd -> output not yet taken by that client
         self.pending = b""  # for stdin_fd
         self.masks: dict[int, int] = {}
         self._listen_sock = None
@@ -90,6 +93,10 @@ class Pump:
             self._watch(fd, select.POLLIN)
         if self.listener is not None:
             self._watch(self.listener, select.POLLIN)
+            # A client that connected before the container started (`run
+            # -it`) must see its output from the first byte: take it first.
+            while select.select([self.listener], [], [], 0)[0] and self._accept():
+                pass
         pidfd = None
         if self.child is not None:
             pidfd = os.pidfd_open(self.child)
@@ -113,7 +120,10 @@ class Pump:
                 elif fd == self.listener:
                     self._accept()
                 elif fd in self.clients:
-                    self._read_client(fd)
+                    if event & select.POLLOUT:
+                        self._flush_client(fd)
+                    if fd in self.clients and event & ~select.POLLOUT:
+                        self._read_client(fd)
                 elif fd == self.stdin_fd and event & select.POLLOUT:
                     self._flush_stdin()
                 elif event & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
@@ -124,6 +134,7 @@ class Pump:
             code = os.waitstatus_to_exitcode(status)
             code = 128 - code if code < 0 else code
             self._broadcast(EXIT_FRAME, str(code).encode())
+        self._finish_clients()
         for fd in list(self.clients):
             self._drop(fd)
         # Nothing of this container may leak into what comes next (a restart).
@@ -193,16 +204,17 @@ class Pump:
 
     # -- attached clients
 
-    def _accept(self) -> None:
+    def _accept(self) -> bool:
         try:
             fd = self._listen_sock._accept()[0]  # type: ignore[union-attr]
         except OSError:
-            return
+            return False
         os.set_blocking(fd, False)
         self.clients[fd] = b""
         import select
 
         self._watch(fd, select.POLLIN)
+        return True
 
     def _read_client(self, fd: int) -> None:
         try:
@@ -252,15 +264,65 @@ class Pump:
             return
         message = frame(kind, data)
         for fd in list(self.clients):
+            if self.backlog.get(fd):
+                # Behind already: queue, in order. A client that falls too
+                # far behind is let go rather than hold the container up
+                # (or its memory grow without end).
+                if len(self.backlog[fd]) + len(message) > CLIENT_BACKLOG:
+                    self._drop(fd)
+                else:
+                    self.backlog[fd] += message
+                continue
             try:
-                if os.write(fd, message) != len(message):
-                    self._drop(fd)  # too slow a reader: it would hold the container up
+                written = os.write(fd, message)
+            except BlockingIOError:
+                written = 0
             except OSError:
                 self._drop(fd)
+                continue
+            if written < len(message):
+                # A terminal scrolling a burst of output reads slower than
+                # a program writes it: the rest waits for the client.
+                import select
+
+                self.backlog[fd] = message[written:]
+                self._watch(fd, select.POLLOUT)
+
+    def _flush_client(self, fd: int) -> None:
+        import select
+
+        pending = self.backlog.get(fd, b"")
+        try:
+            written = os.write(fd, pending) if pending else 0
+        except BlockingIOError:
+            return
+        except OSError:
+            self._drop(fd)
+            return
+        self.backlog[fd] = pending = pending[written:]
+        if not pending:
+            del self.backlog[fd]
+            self._unwatch(fd, select.POLLOUT)
+
+    def _finish_clients(self) -> None:
+        """Give the clients still behind a few seconds to take the rest
+        (the exit code is the last of it)."""
+        import select
+        import time
+
+        deadline = time.monotonic() + FLUSH_SECONDS
+        while self.backlog and time.monotonic() < deadline:
+            poller = select.poll()
+            for fd in self.backlog:
+                poller.register(fd, select.POLLOUT)
+            for fd, _ in poller.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+                if fd in self.backlog:
+                    self._flush_client(fd)
 
     def _drop(self, fd: int) -> None:
         self._unwatch(fd)
         del self.clients[fd]
+        self.backlog.pop(fd, None)
         os.close(fd)
 
 

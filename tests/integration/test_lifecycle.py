@@ -385,7 +385,7 @@ def test_attach_to_a_tty_and_detach(cli, bb):
         assert b"answer-42" in out
         os.write(fd, b"\x10\x11")  # ctrl-p ctrl-q
         _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        assert os.waitstatus_to_exitcode(status) == 1  # as `docker attach` after a detach
     finally:
         os.close(fd)
     assert inspect(cli, "tty")["State"]["Running"]  # detached, not stopped
