@@ -159,6 +159,7 @@ def attach(obj: dict, container: str, no_stdin: bool) -> None:
 @click.option("-t", "--tty", is_flag=True, help="allocate a pseudo-terminal")
 @click.option("-d", "--detach", is_flag=True, help="run the command in the background")
 @click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="set an environment variable")
+@click.option("--env-file", "env_file", multiple=True, metavar="FILE", help="read environment variables from a file")
 @click.option("-w", "--workdir", metavar="DIR", help="working directory inside the container")
 @click.option("-u", "--user", metavar="USER[:GROUP]", help="user to run as")
 @click.argument("container")
@@ -170,6 +171,7 @@ def exec_(
     tty: bool,
     detach: bool,
     env: tuple[str, ...],
+    env_file: tuple[str, ...],
     workdir: str | None,
     user: str | None,
     container: str,
@@ -177,7 +179,9 @@ def exec_(
 ) -> None:
     """Run a command in a running container (its namespaces, cgroups, capabilities and seccomp)."""
     from overlayctl.engine import control
+    from overlayctl.util.kvfile import env_from_files
 
+    env = (*env_from_files(env_file), *env)
     store = open_store(obj)
     sys.exit(
         control.exec_in(
