@@ -23,10 +23,15 @@ def create_options(opts: Mapping[str, Any], image: str, command: list[str]) -> C
     """CreateOptions from parsed create/run options (click or the fast path).
     Env and label files are read here, as the docker CLI reads them: the
     engine gets their entries."""
-    from overlayctl.util.kvfile import env_from_files, labels_from
+    env = list(opts.get("env") or [])
+    labels: dict[str, str] = {}
+    if opts.get("env_file") or opts.get("label_file") or opts.get("label"):
+        # (Off the plain `run` path, which imports nothing it does not use.)
+        from overlayctl.util.kvfile import env_from_files, labels_from
 
-    # As Docker: the files first, then -e and -l over them (later wins).
-    env = env_from_files(opts.get("env_file") or []) + list(opts.get("env") or [])
+        # As Docker: the files first, then -e and -l over them (later wins).
+        env = env_from_files(opts.get("env_file") or []) + env
+        labels = labels_from(opts.get("label_file") or [], opts.get("label") or [])
     return CreateOptions(
         image=image,
         command=list(command),
@@ -40,7 +45,7 @@ def create_options(opts: Mapping[str, Any], image: str, command: list[str]) -> C
         interactive=bool(opts.get("interactive")),
         auto_remove=bool(opts.get("rm")),
         host=_host_options(opts),
-        labels=labels_from(opts.get("label_file") or [], opts.get("label") or []),
+        labels=labels,
     )
 
 

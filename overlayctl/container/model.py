@@ -444,7 +444,8 @@ Config.FIELDS = (
     _Field("stop_signal", "StopSignal"),
     _Field("stop_timeout", "StopTimeout"),
     _Field("exposed_ports", "ExposedPorts"),
-    _Field("labels", "Labels", always=True),
+    # Only when set: documents made before labels existed stay as they were.
+    _Field("labels", "Labels"),
 )
 
 

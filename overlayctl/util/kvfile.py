@@ -16,9 +16,13 @@ The format is the docker CLI's (opts/file.go), so that a file written for
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
 
 from overlayctl.errors import InvalidArgumentError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    # Not at run time: collections.abc is not on `run`'s import path.
+    from collections.abc import Callable, Iterable, Mapping
 
 _BOM = b"\xef\xbb\xbf"
 _BLANKS = " \t"
