@@ -17,12 +17,16 @@ FILTER = click.option(
 )
 
 
-def _confirm(force: bool, what: list[str]) -> bool:
+def _confirm(force: bool, what: list[str], filters: list[str] | None = None) -> bool:
     if force:
         return True
     click.echo("WARNING! This will remove:")
     for line in what:
         click.echo(f"  - {line}")
+    if filters:
+        click.echo("\n  Items to be pruned will be filtered with:")
+        for item in filters:
+            click.echo(f"  - {item}")
     return click.confirm("Are you sure you want to continue?", default=False)
 
 
@@ -147,8 +151,10 @@ def system_prune(obj: dict, all_: bool, volumes: bool, filters: tuple[str, ...],
     what = ["all stopped containers", "all networks not used by at least one container"]
     if volumes:
         what.append("all anonymous volumes not used by at least one container")
-    what += ["all images without at least one container" if all_ else "all dangling images", "all build cache"]
-    if not _confirm(force, what):
+    what += ["all images without at least one container" if all_ else "all dangling images"]
+    # With filters the build cache stays: it keeps no times or labels to filter by.
+    what += [] if given else ["all build cache"]
+    if not _confirm(force, what, given):
         return
     store = open_store(obj)
     removed = prune_containers(store, given)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from overlayctl.errors import InvalidArgumentError
 
@@ -111,6 +112,20 @@ def parse_filters(items: Iterable[str], accepted: Iterable[str]) -> Filters:
         if value not in fields[key]:
             fields[key].append(value)
     return Filters(fields)
+
+
+def filter_items(document: Mapping[str, Any]) -> list[str]:
+    """The Engine API's `filters` query parameter (JSON: each key with a
+    list of values, or, as newer clients send it, an object whose keys are
+    the values) as the `KEY=VALUE` strings the engine takes."""
+    items = []
+    for key, values in document.items():
+        if isinstance(values, Mapping):
+            values = [v for v, on in values.items() if on]
+        elif isinstance(values, str) or not isinstance(values, Iterable):
+            raise InvalidArgumentError(f"invalid filter '{key}': the values must be a list or an object")
+        items += [f"{key}={value}" for value in values]
+    return items
 
 
 _COMPILED: dict[str, re.Pattern[str] | None] = {}

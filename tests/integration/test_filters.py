@@ -289,6 +289,8 @@ def test_system_prune_filters(cli, bb):
     )
     assert "invalid filter 'dangling'" in _fails(cli, "system", "prune", "-f", "--filter", "dangling=true")
     assert _ids(cli, "ps", "-aq", "--no-trunc") == {keep, gone}
-    out = cli.ok("system", "prune", "-f", "--filter", "label!=keep")
-    assert out.startswith(f"Deleted Containers:\n{gone}\n")
+    out = cli.ok("system", "prune", "--filter", "label!=keep", input=b"y\n")
+    assert "all stopped containers\n" in out and "build cache" not in out
+    assert "\n  Items to be pruned will be filtered with:\n  - label!=keep\n" in out
+    assert f"Deleted Containers:\n{gone}\n" in out
     assert _ids(cli, "ps", "-aq", "--no-trunc") == {keep}

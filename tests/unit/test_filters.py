@@ -7,6 +7,7 @@ import pytest
 
 from overlayctl.errors import InvalidArgumentError
 from overlayctl.util.filters import (
+    filter_items,
     glob_match,
     parse_filters,
     parse_until,
@@ -68,6 +69,16 @@ def test_boolean_filter():
     for bad in (["dangling=maybe"], ["dangling=true", "dangling=false"]):
         with pytest.raises(InvalidArgumentError, match="invalid filter 'dangling="):
             parse_filters(bad, ("dangling",)).boolean("dangling")
+
+
+def test_engine_api_filter_documents():
+    assert filter_items({"label": {"a=1": True, "b": True, "off": False}, "name": ["web"]}) == [
+        "label=a=1",
+        "label=b",
+        "name=web",
+    ]
+    with pytest.raises(InvalidArgumentError, match="invalid filter 'name'"):
+        filter_items({"name": "web"})
 
 
 def test_glob_as_go_path_match():
