@@ -32,7 +32,7 @@ NETWORK_KEYS = ("dangling", "name", "label", "driver", "id", "type", "scope")
 CONTAINER_PRUNE_KEYS = ("until", "label", "label!")
 IMAGE_PRUNE_KEYS = ("until", "label", "label!", "dangling")
 NETWORK_PRUNE_KEYS = ("until", "label", "label!")
-VOLUME_PRUNE_KEYS = ("label", "label!")
+VOLUME_PRUNE_KEYS = ("label", "label!", "all")  # all=true: named volumes too (-a)
 SYSTEM_PRUNE_KEYS = ("until", "label", "label!")
 
 _STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
@@ -226,7 +226,8 @@ def _familiar(name: str) -> str:
 
 def volume_matcher(items: Iterable[str], keys: tuple[str, ...] = VOLUME_KEYS) -> Any:
     """A test `(volume, in_use) -> bool` for `volume ls` (or, with
-    VOLUME_PRUNE_KEYS, `volume prune`), checked now."""
+    VOLUME_PRUNE_KEYS, `volume prune`, whose `all` is prune_volumes'),
+    checked now."""
     f = parse_filters(items, keys)
     dangling = f.boolean("dangling")
     prune = "label!" in keys
@@ -242,7 +243,7 @@ def volume_matcher(items: Iterable[str], keys: tuple[str, ...] = VOLUME_KEYS) ->
 
 
 def network_labels(network: Any) -> dict[str, str]:
-    """A network's labels (kept in its options, as `network create -l` set them)."""
+    """A network's labels (kept in its options, as `network create --label` set them)."""
     return dict((network.options.get("labels") or {}) if network is not None else {})
 
 

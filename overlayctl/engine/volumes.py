@@ -97,8 +97,11 @@ def prune_volumes(store: Store, all_volumes: bool = False, filters: list[str] | 
     those they select. Returns (name, bytes freed)."""
     from overlayctl.engine.filters import VOLUME_PRUNE_KEYS, volume_matcher
     from overlayctl.store.volumes import ANONYMOUS_LABEL
+    from overlayctl.util.filters import parse_filters
 
     test = volume_matcher(filters or [], VOLUME_PRUNE_KEYS)
+    # Docker 23+: all=true is -a.
+    all_volumes = all_volumes or bool(parse_filters(filters or [], VOLUME_PRUNE_KEYS).boolean("all"))
 
     def select(volume: Volume) -> bool:
         if not all_volumes and not (volume.anonymous or ANONYMOUS_LABEL in volume.labels):

@@ -175,7 +175,10 @@ def test_volume_filters_and_label_files(cli, tmp_path):
     out = cli.ok("volume", "prune", "-a", "-f", "--filter", "label!=env")
     assert "Deleted Volumes:\nv2\n" in out
     assert "invalid filter 'until'" in _fails(cli, "volume", "prune", "-f", "--filter", "until=1h")
-    assert cli.ok("volume", "prune", "-a", "-f", "--filter", "label=team=a").startswith("Deleted Volumes:\nv1\n")
+    assert "invalid filter 'all=maybe'" in _fails(cli, "volume", "prune", "-f", "--filter", "all=maybe")
+    assert "Deleted Volumes" not in cli.ok("volume", "prune", "-f", "--filter", "label=team=a")  # named: kept
+    out = cli.ok("volume", "prune", "-f", "--filter", "all=true", "--filter", "label=team=a")
+    assert out.startswith("Deleted Volumes:\nv1\n")
     assert cli.ok("volume", "ls", "-q") == ""
 
 
