@@ -117,6 +117,9 @@ def test_publish_and_expose_filters(ports):  # noqa: F811
     # expose: container ports, published or not.
     assert ps("expose=80") == {served, idle} and ps("expose=9001/udp") == {served}
     assert ps("expose=8990-9000/udp") == {served} and ps("expose=9000") == set()
+    bridge_id = cli.ok("network", "ls", "-q", "--no-trunc", "--filter", "name=^bridge$").strip()
+    assert ps("network=bridge") == {served, idle} and ps(f"network={bridge_id[:12]}") == {served, idle}
+    assert ps("network=none") == set()
     cli.ok("stop", "-t", "0", idle)
     assert ps("expose=80") == {served}  # a stopped container has no ports
 
