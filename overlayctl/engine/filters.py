@@ -75,13 +75,13 @@ def list_containers(store: Store, items: Iterable[str] = (), all_: bool = False)
     for c in containers:
         if any(c.created >= b.created for b in before) or any(c.created <= s.created for s in since):
             continue
-        if not listed and c.status != RUNNING:
+        if not listed and not c.is_active:  # a restarting container is listed, as Docker's
             continue
         if not (f.match("name", "/" + c.name, c.name) and f.match("id", c.id)):
             continue
         if not f.labels(c.config.config.labels or {}):
             continue
-        if exited and not (c.status != RUNNING and c.started_at and c.exit_code in exited):
+        if exited and not (not c.is_active and c.started_at and c.exit_code in exited):
             continue
         if not f.exact("status", state_name(c)):
             continue
