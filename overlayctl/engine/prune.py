@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from overlayctl.errors import InvalidArgumentError, OverlayctlError
 from overlayctl.layer.du import tree_bytes
+from overlayctl.util.filters import parse_until  # noqa: F401  (its home before util.filters; kept for callers)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
