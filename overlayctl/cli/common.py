@@ -20,12 +20,23 @@ def open_store(global_opts: Mapping[str, Any]) -> Store:
 
 
 def create_options(opts: Mapping[str, Any], image: str, command: list[str]) -> CreateOptions:
-    """CreateOptions from parsed create/run options (click or the fast path)."""
+    """CreateOptions from parsed create/run options (click or the fast path).
+    Env and label files are read here, as the docker CLI reads them: the
+    engine gets their entries."""
+    env = list(opts.get("env") or [])
+    labels: dict[str, str] = {}
+    if opts.get("env_file") or opts.get("label_file") or opts.get("label"):
+        # (Off the plain `run` path, which imports nothing it does not use.)
+        from overlayctl.util.kvfile import env_from_files, labels_from
+
+        # As Docker: the files first, then -e and -l over them (later wins).
+        env = env_from_files(opts.get("env_file") or []) + env
+        labels = labels_from(opts.get("label_file") or [], opts.get("label") or [])
     return CreateOptions(
         image=image,
         command=list(command),
         name=opts.get("name"),
-        env=list(opts.get("env") or []),
+        env=env,
         workdir=opts.get("workdir"),
         hostname=opts.get("hostname"),
         user=opts.get("user"),
@@ -34,6 +45,7 @@ def create_options(opts: Mapping[str, Any], image: str, command: list[str]) -> C
         interactive=bool(opts.get("interactive")),
         auto_remove=bool(opts.get("rm")),
         host=_host_options(opts),
+        labels=labels,
     )
 
 
@@ -129,12 +141,9 @@ def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context
         if not key:
             raise InvalidArgumentError(f'invalid --build-arg "{item}": use KEY=VALUE')
         args[key] = value if sep else os.environ.get(key, "")
-    labels: dict[str, str] = {}
-    for item in opts.get("labels") or []:
-        key, _, value = item.partition("=")
-        if not key:
-            raise InvalidArgumentError(f'invalid --label "{item}": use KEY=VALUE')
-        labels[key] = value
+    from overlayctl.util.kvfile import labels_from
+
+    labels = labels_from([], opts.get("labels") or [])
     contexts: dict[str, str] = {}
     for item in opts.get("build_contexts") or []:
         key, sep, value = item.partition("=")

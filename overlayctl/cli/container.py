@@ -73,17 +73,22 @@ def start(obj: dict, containers: tuple[str, ...], attach: bool, interactive: boo
 @click.option("--no-trunc", is_flag=True, help="do not truncate output")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="output format")
 @click.option(
-    "-f", "--filter", "filters", multiple=True, metavar="health=STATUS", help="starting, healthy, unhealthy or none"
+    "-f",
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="id, name, label, status, exited, ancestor, before, since, volume, network, health, publish, expose",
 )
 @click.pass_obj
 def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str, filters: tuple[str, ...]) -> None:
     """List containers; with -s, SIZE is the upper dir and virtual adds the image."""
+    from overlayctl.engine.filters import list_containers
     from overlayctl.engine.inspect import (
         ago,
         command_text,
         container_health,
         container_sizes,
-        filter_containers,
         ports_text,
         state_name,
         status_text,
@@ -91,7 +96,7 @@ def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str,
     from overlayctl.util.humanize import human_size
 
     store = open_store(obj)
-    containers = filter_containers(store, store.containers.list(all=all_), list(filters))
+    containers = list_containers(store, filters, all_)
     if quiet:
         for c in containers:
             click.echo(c.id if no_trunc else c.short_id)

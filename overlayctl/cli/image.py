@@ -28,8 +28,16 @@ def import_(obj: dict, source: str, name: str | None, message: str) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="only show image IDs")
 @click.option("--no-trunc", is_flag=True, help="do not truncate IDs")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="output format")
+@click.option(
+    "-f",
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="reference, dangling, label, before, since, until",
+)
 @click.pass_obj
-def image_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
+def image_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str, filters: tuple[str, ...]) -> None:
     """List images: REPOSITORY TAG IMAGE ID CREATED SIZE."""
     from overlayctl.engine.images import list_images
     from overlayctl.engine.inspect import ago
@@ -37,7 +45,10 @@ def image_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
 
     store = open_store(obj)
     now = time.time()
-    rows = [(repo, tag, image.id if no_trunc else image.short_id, image) for repo, tag, image in list_images(store)]
+    rows = [
+        (repo, tag, image.id if no_trunc else image.short_id, image)
+        for repo, tag, image in list_images(store, list(filters))
+    ]
     if quiet:
         seen: list[str] = []
         for _, _, image_id, _ in rows:

@@ -12,12 +12,21 @@ from overlayctl.cli.output import json_document, json_lines, table
 @click.option("-q", "--quiet", is_flag=True, help="only show network IDs")
 @click.option("--no-trunc", is_flag=True, help="do not truncate IDs")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="output format")
+@click.option(
+    "-f",
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="name, id, label, driver, dangling, type, scope",
+)
 @click.pass_obj
-def network_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
+def network_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str, filters: tuple[str, ...]) -> None:
     """List networks: NETWORK ID NAME DRIVER SCOPE."""
+    from overlayctl.engine.filters import network_labels
     from overlayctl.engine.networks import list_networks
 
-    rows = list_networks(open_store(obj))
+    rows = list_networks(open_store(obj), list(filters))
     ids = [row.id if no_trunc else row.id[:12] for row in rows]
     if quiet:
         for network_id in ids:
@@ -34,7 +43,7 @@ def network_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
                     "CreatedAt": row.created,
                     "IPv6": "false",
                     "Internal": "false",
-                    "Labels": "",
+                    "Labels": ",".join(f"{k}={v}" for k, v in sorted(network_labels(row.network).items())),
                 }
                 for network_id, row in zip(ids, rows, strict=True)
             ]
@@ -59,20 +68,41 @@ def network_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
 @click.option("-d", "--driver", default="bridge", show_default=True, help="network driver (bridge only)")
 @click.option("--internal", is_flag=True, help="no way out: no masquerade, nothing forwarded beyond its bridge")
 @click.option("--ipv6", is_flag=True, help="give the network an IPv6 subnet (default: a random fdXX: /64)")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="set a label (repeatable)")
+@click.option("--label-file", "label_files", multiple=True, metavar="FILE", help="read labels from a file")
 @click.pass_obj
 def network_create(
-    obj: dict, name: str, subnets: tuple[str, ...], gateway: str | None, driver: str, internal: bool, ipv6: bool
+    obj: dict,
+    name: str,
+    subnets: tuple[str, ...],
+    gateway: str | None,
+    driver: str,
+    internal: bool,
+    ipv6: bool,
+    labels: tuple[str, ...],
+    label_files: tuple[str, ...],
 ) -> None:
     """Create a bridge network with its own device and subnet."""
     from overlayctl.engine.networks import create_network
     from overlayctl.errors import InvalidArgumentError
+    from overlayctl.util.kvfile import labels_from
+
+    label_map = labels_from(label_files, labels)
 
     v6 = [s for s in subnets if ":" in s]
     v4 = [s for s in subnets if ":" not in s]
     if len(v4) > 1 or len(v6) > 1:
         raise InvalidArgumentError("give at most one IPv4 and one IPv6 --subnet")
     network = create_network(
-        open_store(obj), name, v4[0] if v4 else None, gateway, driver, ipv6, v6[0] if v6 else None, internal=internal
+        open_store(obj),
+        name,
+        v4[0] if v4 else None,
+        gateway,
+        driver,
+        ipv6,
+        v6[0] if v6 else None,
+        internal=internal,
+        labels=label_map,
     )
     click.echo(network.id)
 

@@ -12,14 +12,21 @@ if TYPE_CHECKING:
     from overlayctl.engine.prune import Removed
 
 FORCE = click.option("-f", "--force", is_flag=True, help="do not ask for confirmation")
+FILTER = click.option(
+    "--filter", "filters", multiple=True, metavar="KEY=VALUE", help="until=TIME, label=KEY[=VALUE], label!=KEY[=VALUE]"
+)
 
 
-def _confirm(force: bool, what: list[str]) -> bool:
+def _confirm(force: bool, what: list[str], filters: list[str] | None = None) -> bool:
     if force:
         return True
     click.echo("WARNING! This will remove:")
     for line in what:
         click.echo(f"  - {line}")
+    if filters:
+        click.echo("\n  Items to be pruned will be filtered with:")
+        for item in filters:
+            click.echo(f"  - {item}")
     return click.confirm("Are you sure you want to continue?", default=False)
 
 
@@ -30,15 +37,18 @@ def _total(removed: list[Removed]) -> None:
 
 
 @click.command("prune")
+@FILTER
 @FORCE
 @click.pass_obj
-def container_prune(obj: dict, force: bool) -> None:
+def container_prune(obj: dict, filters: tuple[str, ...], force: bool) -> None:
     """Remove all stopped containers (created or exited) and their writable layers."""
+    from overlayctl.engine.filters import CONTAINER_PRUNE_KEYS, PruneFilter
     from overlayctl.engine.prune import prune_containers
 
+    PruneFilter(filters, CONTAINER_PRUNE_KEYS)  # a bad filter fails before the question
     if not _confirm(force, ["all stopped containers"]):
         return
-    removed = prune_containers(open_store(obj))
+    removed = prune_containers(open_store(obj), list(filters))
     if removed:
         click.echo("Deleted Containers:")
         for item in removed:
@@ -49,15 +59,20 @@ def container_prune(obj: dict, force: bool) -> None:
 
 @click.command("prune")
 @click.option("-a", "--all", "all_", is_flag=True, help="every image no container uses, not only dangling ones")
+@click.option(
+    "--filter", "filters", multiple=True, metavar="KEY=VALUE", help="until=TIME, label=, label!=, dangling=false (-a)"
+)
 @FORCE
 @click.pass_obj
-def image_prune(obj: dict, all_: bool, force: bool) -> None:
+def image_prune(obj: dict, all_: bool, filters: tuple[str, ...], force: bool) -> None:
     """Remove dangling images (no tag, no container), and the layers only they use."""
+    from overlayctl.engine.filters import IMAGE_PRUNE_KEYS, PruneFilter
     from overlayctl.engine.prune import prune_images
 
+    PruneFilter(filters, IMAGE_PRUNE_KEYS)
     if not _confirm(force, ["all images without at least one container" if all_ else "all dangling images"]):
         return
-    lines, removed = prune_images(open_store(obj), all_)
+    lines, removed = prune_images(open_store(obj), all_, filters=list(filters))
     if lines:
         click.echo("Deleted Images:")
         for line in lines:
@@ -67,14 +82,16 @@ def image_prune(obj: dict, all_: bool, force: bool) -> None:
 
 
 @click.command("prune")
-@click.option("--filter", "filters", multiple=True, metavar="until=TIME", help="only networks created before TIME")
+@FILTER
 @FORCE
 @click.pass_obj
 def network_prune(obj: dict, filters: tuple[str, ...], force: bool) -> None:
     """Remove user-defined networks no container is connected to (the
     predefined ones stay)."""
+    from overlayctl.engine.filters import NETWORK_PRUNE_KEYS, PruneFilter
     from overlayctl.engine.prune import prune_networks
 
+    PruneFilter(filters, NETWORK_PRUNE_KEYS)
     store = open_store(obj)
     if not force:
         # Docker's own prompt for this one.
@@ -88,13 +105,17 @@ def network_prune(obj: dict, filters: tuple[str, ...], force: bool) -> None:
 
 @click.command("prune")
 @click.option("-a", "--all", "all_", is_flag=True, help="accepted for Docker's sake: the whole cache goes either way")
+@click.option(
+    "--filter", "filters", multiple=True, metavar="KEY=VALUE", help="refused: the cache keeps no times or labels"
+)
 @FORCE
 @click.pass_obj
-def builder_prune(obj: dict, all_: bool, force: bool) -> None:
+def builder_prune(obj: dict, all_: bool, filters: tuple[str, ...], force: bool) -> None:
     """Forget the build cache (cached steps; their layers stay with the
     images that use them) and remove the staging of builds that died."""
-    from overlayctl.engine.prune import prune_build_cache
+    from overlayctl.engine.prune import check_build_cache_filters, prune_build_cache
 
+    check_build_cache_filters(list(filters))
     if not _confirm(force, ["all build cache"]):
         return
     removed = prune_build_cache(open_store(obj))
@@ -106,38 +127,52 @@ def builder_prune(obj: dict, all_: bool, force: bool) -> None:
 @click.command("prune")
 @click.option("-a", "--all", "all_", is_flag=True, help="every unused image, not only dangling ones")
 @click.option("--volumes", is_flag=True, help="also anonymous volumes no container uses")
+@FILTER
 @FORCE
 @click.pass_obj
-def system_prune(obj: dict, all_: bool, volumes: bool, force: bool) -> None:
+def system_prune(obj: dict, all_: bool, volumes: bool, filters: tuple[str, ...], force: bool) -> None:
     """Remove stopped containers, unused networks, dangling (with -a:
     unused) images, the build cache, and with --volumes unused anonymous
-    volumes."""
-    from overlayctl.engine.prune import Removed, prune_build_cache, prune_containers, prune_images, prune_networks
+    volumes. With --filter, only what the filters select, and the build
+    cache (which keeps no times or labels) stays."""
+    from overlayctl.engine.prune import (
+        Removed,
+        check_system_prune_filters,
+        prune_build_cache,
+        prune_containers,
+        prune_images,
+        prune_networks,
+    )
     from overlayctl.engine.volumes import prune_volumes
+
+    given = list(filters)
+    check_system_prune_filters(given, volumes)
 
     what = ["all stopped containers", "all networks not used by at least one container"]
     if volumes:
         what.append("all anonymous volumes not used by at least one container")
-    what += ["all images without at least one container" if all_ else "all dangling images", "all build cache"]
-    if not _confirm(force, what):
+    what += ["all images without at least one container" if all_ else "all dangling images"]
+    # With filters the build cache stays: it keeps no times or labels to filter by.
+    what += [] if given else ["all build cache"]
+    if not _confirm(force, what, given):
         return
     store = open_store(obj)
-    removed = prune_containers(store)
+    removed = prune_containers(store, given)
     if removed:
         click.echo("Deleted Containers:\n" + "\n".join(r.name for r in removed) + "\n")
-    networks = prune_networks(store)
+    networks = prune_networks(store, given)
     if networks:
         click.echo("Deleted Networks:\n" + "\n".join(networks) + "\n")
     if volumes:
-        gone = prune_volumes(store)
+        gone = prune_volumes(store, filters=given)
         if gone:
             click.echo("Deleted Volumes:\n" + "\n".join(name for name, _ in gone) + "\n")
         removed += [Removed("unused volume", name, size) for name, size in gone]
-    lines, images = prune_images(store, all_)
+    lines, images = prune_images(store, all_, filters=given)
     if lines:
         click.echo("Deleted Images:\n" + "\n".join(lines) + "\n")
     removed += images
-    cache = prune_build_cache(store)
+    cache = prune_build_cache(store) if not given else []
     if cache:
         click.echo("Deleted build cache objects:\n" + "\n".join(r.name for r in cache) + "\n")
     removed += cache

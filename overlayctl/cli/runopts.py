@@ -39,6 +39,9 @@ GLOBAL_OPTIONS = (
 CREATE_OPTIONS = (
     Opt(("--name",), "name", "value", "assign a name to the container", "NAME"),
     Opt(("-e", "--env"), "env", "multi", "set an environment variable (KEY=value, or KEY to copy it)", "KEY=VALUE"),
+    Opt(("--env-file",), "env_file", "multi", "read environment variables from a file (KEY=VALUE lines)", "FILE"),
+    Opt(("-l", "--label"), "label", "multi", "set a label on the container", "KEY=VALUE"),
+    Opt(("--label-file",), "label_file", "multi", "read labels from a file (KEY=VALUE lines)", "FILE"),
     Opt(("-w", "--workdir"), "workdir", "value", "working directory inside the container", "DIR"),
     Opt(("-h", "--hostname"), "hostname", "value", "container host name", "NAME"),
     Opt(("-u", "--user"), "user", "value", "user to run as: NAME|UID[:GROUP|GID] (image's passwd)", "USER[:GROUP]"),

@@ -164,6 +164,7 @@ def attach(obj: dict, container: str, no_stdin: bool, detach_keys: str | None) -
 @click.option("-t", "--tty", is_flag=True, help="allocate a pseudo-terminal")
 @click.option("-d", "--detach", is_flag=True, help="run the command in the background")
 @click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="set an environment variable")
+@click.option("--env-file", "env_file", multiple=True, metavar="FILE", help="read environment variables from a file")
 @click.option("-w", "--workdir", metavar="DIR", help="working directory inside the container")
 @click.option("-u", "--user", metavar="USER[:GROUP]", help="user to run as")
 @click.option("--detach-keys", metavar="KEYS", help="keys that detach from -it (default ctrl-p,ctrl-q)")
@@ -176,6 +177,7 @@ def exec_(
     tty: bool,
     detach: bool,
     env: tuple[str, ...],
+    env_file: tuple[str, ...],
     workdir: str | None,
     user: str | None,
     detach_keys: str | None,
@@ -186,8 +188,10 @@ def exec_(
     from overlayctl.cli.common import attached_exit
     from overlayctl.cli.common import detach_keys as resolve_keys
     from overlayctl.engine import control
+    from overlayctl.util.kvfile import env_from_files
 
     keys = resolve_keys(detach_keys, tty and interactive and not detach)
+    env = (*env_from_files(env_file), *env)
     store = open_store(obj)
     code = control.exec_in(
         store,

@@ -23,14 +23,24 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
 @click.argument("name", required=False)
 @click.option("-d", "--driver", default="local", show_default=True, help="volume driver (only local)")
 @click.option("-l", "--label", "labels", multiple=True, metavar="KEY=VALUE", help="set a label (repeatable)")
+@click.option("--label-file", "label_files", multiple=True, metavar="FILE", help="read labels from a file")
 @click.option("-o", "--opt", "opts", multiple=True, metavar="KEY=VALUE", help="driver option (none for local)")
 @click.pass_obj
-def volume_create(obj: dict, name: str | None, driver: str, labels: tuple[str, ...], opts: tuple[str, ...]) -> None:
+def volume_create(
+    obj: dict,
+    name: str | None,
+    driver: str,
+    labels: tuple[str, ...],
+    label_files: tuple[str, ...],
+    opts: tuple[str, ...],
+) -> None:
     """Create a volume (a random 64-hex name when NAME is omitted)."""
     from overlayctl.engine.volumes import create_volume
+    from overlayctl.util.kvfile import labels_from
 
+    label_map = labels_from(label_files, labels)
     store = open_store(obj)
-    volume = create_volume(store, name, _pairs(labels, "label"), driver, _pairs(opts, "option"))
+    volume = create_volume(store, name, label_map, driver, _pairs(opts, "option"))
     click.echo(volume.name)
 
 
@@ -109,7 +119,7 @@ def volume_rm(obj: dict, names: tuple[str, ...], force: bool) -> None:
 @click.command("prune")
 @click.option("-a", "--all", "all_", is_flag=True, help="named volumes too, not only anonymous ones")
 @click.option("-f", "--force", is_flag=True, help="do not ask for confirmation")
-@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE", help="name=, label=KEY[=VALUE]")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE", help="label=KEY[=VALUE], label!=KEY[=VALUE]")
 @click.pass_obj
 def volume_prune(obj: dict, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove volumes no container uses (anonymous ones unless --all)."""

@@ -385,6 +385,7 @@ class Config(Record):
         "stop_timeout",
         "exposed_ports",
         "healthcheck",
+        "labels",
     )
 
     def __init__(
@@ -402,6 +403,7 @@ class Config(Record):
         stop_timeout: int | None = None,
         exposed_ports: dict[str, Any] | None = None,
         healthcheck: dict[str, Any] | None = None,
+        labels: dict[str, str] | None = None,
     ) -> None:
         self._init_record()
         self.hostname = hostname  # "": the short ID
@@ -419,6 +421,8 @@ class Config(Record):
         # Docker's HealthConfig ({"Test": [...], "Interval": ns, ...}): the
         # image's HEALTHCHECK with the --health-* options over it, field by field.
         self.healthcheck = healthcheck
+        # The image's labels with -l/--label-file over them, as Docker merges them.
+        self.labels: dict[str, str] = labels if labels is not None else {}
 
     @property
     def argv(self) -> list[str]:
@@ -440,6 +444,8 @@ Config.FIELDS = (
     _Field("stop_signal", "StopSignal"),
     _Field("stop_timeout", "StopTimeout"),
     _Field("exposed_ports", "ExposedPorts"),
+    # Only when set: documents made before labels existed stay as they were.
+    _Field("labels", "Labels"),
 )
 
 

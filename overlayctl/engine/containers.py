@@ -59,6 +59,7 @@ class CreateOptions:
         interactive: bool = False,
         auto_remove: bool = False,
         host: dict[str, Any] | None = None,
+        labels: dict[str, str] | None = None,
     ) -> None:
         self.image = image
         self.command = command or []
@@ -71,6 +72,7 @@ class CreateOptions:
         self.tty = tty
         self.interactive = interactive
         self.auto_remove = auto_remove
+        self.labels = labels or {}  # over the image's labels
         # Isolation options as given (network, ip, cap_add, cap_drop,
         # privileged, read_only, security_opt, volume, mount, tmpfs, memory,
         # memory_swap, pids_limit, cpus, cpu_shares), and restart,
@@ -139,6 +141,7 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
             stop_timeout=stop_timeout,
             exposed_ports=exposed,
             healthcheck=healthcheck,
+            labels={**(image_cfg.get("Labels") or {}), **opts.labels},
         ),
         host_config,
         _networking_config(opts, store, host_config),

@@ -59,10 +59,12 @@ def import_image(store: Store, source: str, name: str | None, message: str = "")
     return store.images.create(config, ref), new
 
 
-def list_images(store: Store) -> list[tuple[str, str, Image]]:
-    """`image ls`: (repository, tag, image) for every tag of every image,
-    ("<none>", "<none>", image) for an untagged one."""
-    return [(repo, tag, image) for image in store.images.list() for repo, tag in repo_tags(image.tags)]
+def list_images(store: Store, filters: list[str] | None = None) -> list[tuple[str, str, Image]]:
+    """`image ls [--filter ...]`: (repository, tag, image) for every tag of
+    every image kept, ("<none>", "<none>", image) for an untagged one."""
+    from overlayctl.engine.filters import filter_images
+
+    return [(repo, tag, image) for image, tags in filter_images(store, filters or []) for repo, tag in repo_tags(tags)]
 
 
 def repo_tags(tags: list[str]) -> list[tuple[str, str]]:

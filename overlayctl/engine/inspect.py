@@ -187,34 +187,6 @@ def status_text(container: Container, now: float | None = None, health: Any = No
     return "Created"
 
 
-_HEALTH_FILTER_VALUES = ("starting", "healthy", "unhealthy", "none")
-
-
-def filter_containers(store: Store, containers: list[Container], filters: list[str]) -> list[Container]:
-    """`ps --filter`: health=starting|healthy|unhealthy|none (the one filter
-    taken so far; several values of it are alternatives, as in Docker)."""
-    from overlayctl.errors import InvalidArgumentError
-
-    wanted: set[str] = set()
-    for item in filters:
-        key, eq, value = item.partition("=")
-        if not eq or key != "health":
-            raise InvalidArgumentError(f'invalid filter "{item}": ps takes health=starting|healthy|unhealthy|none')
-        if value not in _HEALTH_FILTER_VALUES:
-            raise InvalidArgumentError(
-                f'unrecognised filter value for health: "{value}"; use one of {", ".join(_HEALTH_FILTER_VALUES)}'
-            )
-        wanted.add(value)
-    if not wanted:
-        return containers
-    kept = []
-    for c in containers:
-        health = container_health(store, c)
-        if (health.status if health is not None else "none") in wanted:
-            kept.append(c)
-    return kept
-
-
 def command_text(container: Container, width: int = 20) -> str:
     """The COMMAND column: quoted, cut with an ellipsis like Docker's."""
     text = " ".join(container.config.config.argv)

@@ -15,11 +15,12 @@ if TYPE_CHECKING:
     from overlayctl.store.networks import Network
 
 
-def list_networks(store: Store) -> list[Listed]:
-    """`network ls`: every network, the predefined ones included, by name."""
-    from overlayctl.network import manage
+def list_networks(store: Store, filters: list[str] | None = None) -> list[Listed]:
+    """`network ls [--filter ...]`: every network (the predefined ones
+    included) the filters keep, by name."""
+    from overlayctl.engine.filters import filter_networks
 
-    return manage.list_networks(store)
+    return filter_networks(store, filters or [])
 
 
 def create_network(
@@ -31,12 +32,14 @@ def create_network(
     ipv6: bool = False,
     subnet6: str | None = None,
     internal: bool = False,
+    labels: dict[str, str] | None = None,
 ) -> Network:
     """`network create`: a bridge with its own device and subnet (and with
-    `ipv6` an IPv6 subnet too; `internal`: with no way beyond it)."""
+    `ipv6` an IPv6 subnet too; `internal`: with no way beyond it; `labels`
+    shown by inspect and matched by filters)."""
     from overlayctl.network import manage
 
-    return manage.create_network(store, name, subnet, gateway, driver, ipv6, subnet6, internal=internal)
+    return manage.create_network(store, name, subnet, gateway, driver, ipv6, subnet6, internal=internal, labels=labels)
 
 
 def remove_network(store: Store, name: str) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from overlayctl.errors import InvalidArgumentError, OverlayctlError
 from overlayctl.layer.du import tree_bytes
-from overlayctl.util.humanize import parse_rfc3339
+from overlayctl.util.filters import parse_until  # noqa: F401  (its home before util.filters; kept for callers)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,14 +46,17 @@ def layer_bytes(store: Store, diff_id: str) -> int:
 # -- containers ------------------------------------------------------------------
 
 
-def prune_containers(store: Store) -> list[Removed]:
-    """`container prune`: every container that is not running (created or
-    exited), with its writable layer and logs; its volumes stay, as in Docker."""
+def prune_containers(store: Store, filters: list[str] | None = None) -> list[Removed]:
+    """`container prune [--filter until=|label=|label!=]`: every container
+    that is not running (created or exited) and that the filters select,
+    with its writable layer and logs; its volumes stay, as in Docker."""
     from overlayctl.engine.containers import remove
+    from overlayctl.engine.filters import CONTAINER_PRUNE_KEYS, PruneFilter
 
+    spare = PruneFilter(filters or [], CONTAINER_PRUNE_KEYS)
     removed = []
     for container in store.containers.list(all=True):
-        if container.is_active:
+        if container.is_active or spare.keeps(container.created, container.config.config.labels or {}):
             continue
         size = tree_bytes(store.paths.container_dir(container.id))
         try:
@@ -67,9 +70,20 @@ def prune_containers(store: Store) -> list[Removed]:
 # -- images ----------------------------------------------------------------------
 
 
-def _unused_images(store: Store, all_images: bool) -> list[Image]:
+def _unused_images(store: Store, all_images: bool, filters: list[str] | None = None) -> list[Image]:
+    from overlayctl.engine.filters import IMAGE_PRUNE_KEYS, PruneFilter, image_labels
+
+    spare = PruneFilter(filters or [], IMAGE_PRUNE_KEYS)
+    # As Docker: dangling=false is -a, dangling=true the default.
+    dangling = spare.filters.boolean("dangling")
+    if dangling is not None:
+        all_images = not dangling
     used = store.containers.image_ids_in_use()
-    return [i for i in store.images.list() if i.id not in used and (all_images or not i.tags)]
+    return [
+        i
+        for i in store.images.list()
+        if i.id not in used and (all_images or not i.tags) and not spare.keeps(i.created, image_labels(i))
+    ]
 
 
 def _layers_freed_by(store: Store, image_ids: set[str]) -> list[str]:
@@ -77,11 +91,15 @@ def _layers_freed_by(store: Store, image_ids: set[str]) -> list[str]:
     return store.images.layers_only_of(image_ids)
 
 
-def prune_images(store: Store, all_images: bool = False, dry_run: bool = False) -> tuple[list[str], list[Removed]]:
-    """`image prune [-a]`: dangling images (no tag, no container), or with
-    all_images every image no container uses. Returns Docker's
-    untagged:/deleted: lines and what was removed (images, then layers)."""
-    images = _unused_images(store, all_images)
+def prune_images(
+    store: Store, all_images: bool = False, dry_run: bool = False, filters: list[str] | None = None
+) -> tuple[list[str], list[Removed]]:
+    """`image prune [-a] [--filter until=|label=|label!=|dangling=]`:
+    dangling images (no tag, no container), or with all_images every image
+    no container uses; of those, the ones the filters select. Returns
+    Docker's untagged:/deleted: lines and what was removed (images, then
+    layers)."""
+    images = _unused_images(store, all_images, filters)
     if not images:
         return [], []
     reason = "unused image" if all_images else "dangling image"
@@ -109,20 +127,14 @@ def prune_images(store: Store, all_images: bool = False, dry_run: bool = False) 
 
 
 def prune_networks(store: Store, filters: list[str] | None = None) -> list[str]:
-    """`network prune [--filter until=...]`: user-defined networks no
-    container (running or not) is connected to, and with `until` only those
-    created before it; the predefined ones stay."""
-    import time
-
+    """`network prune [--filter until=|label=|label!=]`: user-defined
+    networks no container (running or not) is connected to, and that the
+    filters select; the predefined ones stay."""
+    from overlayctl.engine.filters import NETWORK_PRUNE_KEYS, PruneFilter, network_labels
     from overlayctl.network.leases import networks
     from overlayctl.network.manage import DEFAULT_NETWORK, remove_network
 
-    before = None
-    for item in filters or []:
-        key, _, value = item.partition("=")
-        if key != "until":
-            raise InvalidArgumentError(f"invalid filter '{key}'")
-        before = parse_until(value, time.time())
+    spare = PruneFilter(filters or [], NETWORK_PRUNE_KEYS)
     wanted = set()
     for container in store.containers.list(all=True):
         wanted |= set(container.config.endpoints())
@@ -130,7 +142,7 @@ def prune_networks(store: Store, filters: list[str] | None = None) -> list[str]:
     for network in networks(store).list():
         if network.name == DEFAULT_NETWORK or network.name in wanted:
             continue
-        if before is not None and parse_rfc3339(network.created) >= before:
+        if spare.keeps(network.created, network_labels(network)):
             continue
         try:
             names.append(remove_network(store, network.name))
@@ -139,29 +151,26 @@ def prune_networks(store: Store, filters: list[str] | None = None) -> list[str]:
     return names
 
 
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+def check_system_prune_filters(filters: list[str], volumes: bool) -> None:
+    """`system prune --filter`: every filter checked before anything goes.
+    `until` cannot apply to volumes (they keep no creation time that
+    Docker's prune reads), as Docker says."""
+    from overlayctl.engine.filters import SYSTEM_PRUNE_KEYS, PruneFilter
+
+    spare = PruneFilter(filters, SYSTEM_PRUNE_KEYS)
+    if volumes and "until" in spare.filters:
+        raise InvalidArgumentError('the "until" filter is not supported with "--volumes"')
 
 
-def parse_until(text: str, now: float) -> float:
-    """A prune filter's `until`, as Docker reads it: a duration before now
-    (10m, 1h30m), seconds since the epoch, an RFC 3339 time or a date."""
-    import calendar
-    import re
-    import time
-
-    value = text.strip()
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", value)
-    if parts and "".join(n + u for n, u in parts) == value:
-        return now - sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        return float(value)
-    for layout in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
-        whole = value.rstrip("Z").partition(".")[0]
-        try:
-            return float(calendar.timegm(time.strptime(whole, layout)))
-        except ValueError:
-            continue
-    raise InvalidArgumentError(f'failed to parse value as time or duration: "{text}"')
+def check_build_cache_filters(filters: list[str]) -> None:
+    """`builder prune --filter`: refused, the build cache keeps neither
+    times nor labels to select by."""
+    for item in filters:
+        key = item.partition("=")[0].strip().lower()
+        raise InvalidArgumentError(
+            f"filter '{key}' is not supported by builder prune: the build cache keeps no times or labels; "
+            "prune it whole, or use image prune --filter"
+        )
 
 
 def prune_build_cache(store: Store, dry_run: bool = False) -> list[Removed]:

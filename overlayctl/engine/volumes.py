@@ -44,32 +44,15 @@ def create_volume(
 def list_volumes(store: Store, filters: list[str] | None = None) -> list[Volume]:
     """`volume ls`, with Docker's filters dangling=true|false, name=TEXT,
     label=KEY[=VALUE], driver=local."""
+    from overlayctl.engine.filters import volume_matcher
+
+    test = volume_matcher(filters or [])
     volumes = volume_store(store)
-    checks = [_parse_filter(f) for f in filters or []]
     found = volumes.list_all()
-    if not checks:
+    if not filters:
         return found
     used = volumes.in_use()
-    return [v for v in found if all(check(v, v.name in used) for check in checks)]
-
-
-def _parse_filter(text: str):  # type: ignore[no-untyped-def]
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise InvalidArgumentError(f'bad filter "{text}": use KEY=VALUE')
-    if key == "dangling":
-        if value not in ("true", "false", "1", "0"):
-            raise InvalidArgumentError(f'bad filter "{text}": dangling takes true or false')
-        want = value in ("true", "1")
-        return lambda v, used: (not used) == want
-    if key == "name":
-        return lambda v, used: value in v.name
-    if key == "driver":
-        return lambda v, used: v.driver == value
-    if key == "label":
-        label, has_value, label_value = value.partition("=")
-        return lambda v, used: label in v.labels and (not has_value or v.labels[label] == label_value)
-    raise InvalidArgumentError(f'bad filter "{text}": use dangling=, name=, label= or driver=')
+    return [v for v in found if test(v, v.name in used)]
 
 
 def volume_inspect(store: Store, volume: Volume) -> dict[str, Any]:
@@ -110,17 +93,20 @@ def remove_volume(store: Store, name: str, force: bool = False) -> bool:
 
 def prune_volumes(store: Store, all_volumes: bool = False, filters: list[str] | None = None) -> list[tuple[str, int]]:
     """`volume prune`: remove volumes no container uses, anonymous ones only
-    unless all_volumes (Docker 23+). Returns (name, bytes freed)."""
+    unless all_volumes (Docker 23+), and with `filters` (label=, label!=)
+    those they select. Returns (name, bytes freed)."""
+    from overlayctl.engine.filters import VOLUME_PRUNE_KEYS, volume_matcher
     from overlayctl.store.volumes import ANONYMOUS_LABEL
+    from overlayctl.util.filters import parse_filters
 
-    checks = [_parse_filter(f) for f in filters or []]
-    if any(f.partition("=")[0] == "dangling" for f in filters or []):
-        raise InvalidArgumentError("prune removes unused volumes only; the dangling filter does not apply")
+    test = volume_matcher(filters or [], VOLUME_PRUNE_KEYS)
+    # Docker 23+: all=true is -a.
+    all_volumes = all_volumes or bool(parse_filters(filters or [], VOLUME_PRUNE_KEYS).boolean("all"))
 
     def select(volume: Volume) -> bool:
         if not all_volumes and not (volume.anonymous or ANONYMOUS_LABEL in volume.labels):
             return False
-        return all(check(volume, False) for check in checks)
+        return bool(test(volume, False))
 
     return volume_store(store).prune(select, _measure)
 

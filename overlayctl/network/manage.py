@@ -136,6 +136,7 @@ def create_network(
     ipv6: bool = False,
     subnet6: str | None = None,
     internal: bool = False,
+    labels: dict[str, str] | None = None,
 ) -> Network:
     """`network create`: record the network, then make its bridge device.
 
@@ -167,6 +168,8 @@ def create_network(
         options = {"ipv6_subnet": str(net6), "ipv6_gateway": ipam.address6(str(net6), str(net), str(gw))}
     if internal:
         options["internal"] = True
+    if labels:
+        options["labels"] = dict(labels)
     network = Network(name, network_id, driver, device, str(net), str(gw), now_rfc3339(), options)
     nets.add(network, overlaps=lambda others: _overlap(net, others, own_device=device) or _overlap6(options, others))
     from overlayctl.network import netlink
@@ -304,7 +307,7 @@ def inspect_network(store: Store, text: str) -> dict[str, Any]:
         "ConfigOnly": False,
         "Containers": containers,
         "Options": options,
-        "Labels": {},
+        "Labels": dict(network.options.get("labels") or {}) if network is not None else {},
     }
 
 

@@ -187,7 +187,7 @@ def test_write_and_remove_files(tmp_path):
 
 
 def test_prune_until_as_docker_reads_it():
-    from overlayctl.engine.prune import parse_until
+    from overlayctl.util.filters import parse_until
 
     now = 1_800_000_000.0
     assert parse_until("10m", now) == now - 600 and parse_until("1h30m", now) == now - 5400
