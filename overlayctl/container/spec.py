@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from overlayctl.errors import ConflictError
 from overlayctl.runtime.spec import ContainerSpec
 from overlayctl.store import Store
 from overlayctl.store.containers import Container
@@ -78,7 +79,7 @@ def container_spec(store: Store, container: Container, image: Image) -> Containe
             capabilities if capabilities is not None else DEFAULT_CAPABILITIES,
             store.paths.seccomp_cache,
         )
-    return ContainerSpec(
+    spec = ContainerSpec(
         layout=store.overlay_layout(image, container),
         store_root=store.paths.root,
         mountpoint=store.paths.mountpoint,
@@ -98,6 +99,54 @@ def container_spec(store: Store, container: Container, image: Image) -> Containe
         seccomp=seccomp,
         devices=[(d.path_on_host, d.path_in_container) for d in hc.devices or []],
     )
+    if hc.init or hc.ulimits or hc.shm_size or hc.group_add or hc.sysctls or hc.ipc_mode or hc.pid_mode:
+        _process_spec(store, hc, spec)
+    if hc.oom_score_adj:
+        spec.oom_score_adj = hc.oom_score_adj
+    return spec
+
+
+def _process_spec(store: Store, hc: HostConfig, spec: ContainerSpec) -> None:
+    """--init, --ulimit, --shm-size, --group-add, --sysctl, --ipc and --pid
+    on the spec; a container joined through --ipc or --pid must run (and
+    share its IPC namespace, as Docker asks)."""
+    from overlayctl.runtime import runflags
+    from overlayctl.runtime.spec import Mount
+
+    if hc.init:
+        # Bound read-only where Docker puts its docker-init, then run as
+        # `docker-init -- CMD`: tini is PID 1 and the command its child.
+        spec.mounts.append(Mount("bind", runflags.find_init(hc.init_path), runflags.INIT_TARGET, readonly=True))
+        spec.argv = [runflags.INIT_TARGET, "--", *spec.argv]
+    spec.rlimits = runflags.rlimits(hc.ulimits or [])
+    spec.shm_size = hc.shm_size or 0
+    spec.group_add = list(hc.group_add or [])
+    spec.sysctls = list((hc.sysctls or {}).items())
+    ipc = hc.ipc_mode or "private"
+    if ipc.startswith("container:"):
+        donor = _running_donor(store, ipc.partition(":")[2], "IPC")
+        if (donor.config.host.ipc_mode or "private") not in ("shareable", "host"):
+            raise ConflictError("non-shareable IPC (hint: use IpcMode:shareable for the donor container)")
+        spec.ipc_join = (donor.pid, donor.pid_start)
+    elif ipc == "host":
+        spec.ipc = "host"
+        # The host's /dev/shm, as Docker binds it (nodev like every bind).
+        spec.mounts.append(Mount("bind", "/dev/shm", "/dev/shm"))
+    elif ipc == "none":
+        spec.ipc = "none"
+    pid = hc.pid_mode or ""
+    if pid == "host":
+        spec.pid_host = True
+    elif pid.startswith("container:"):
+        donor = _running_donor(store, pid.partition(":")[2], "PID")
+        spec.pid_join = (donor.pid, donor.pid_start)
+
+
+def _running_donor(store: Store, name: str, what: str) -> Container:
+    donor = store.containers.get(name)
+    if not donor.process_alive():
+        raise ConflictError(f"cannot join {what} of a non running container: {name}")
+    return donor
 
 
 def exec_spec(

@@ -72,7 +72,7 @@ def run(
     from overlayctl.runtime.init import container_main, masked_paths
 
     masked_paths()
-    pid = _fork_in_new_pid_namespace()
+    pid = _fork_for(spec)
     if pid == 0:
         # The child must never unwind into the caller's code (which would
         # record or remove the container a second time): exit, whatever happens.
@@ -167,6 +167,40 @@ def _sync_namespaces(pid: int, fds: tuple[int, int], hook: Callable[[int], None]
     finally:
         os.close(ready_r)
         os.close(go_w)
+
+
+def _fork_for(spec: ContainerSpec) -> int:
+    """Fork PID 1 in the PID namespace the spec asks for: a new one (the
+    default), the host's (--pid host), or a running container's (--pid
+    container:NAME, where it is not PID 1)."""
+    if spec.pid_host:
+        return os.fork()
+    if spec.pid_join is not None:
+        return _fork_in_pid_namespace_of(*spec.pid_join)
+    return _fork_in_new_pid_namespace()
+
+
+def _fork_in_pid_namespace_of(donor: int, start: int) -> int:
+    from overlayctl.util.proc import process_start_time
+
+    theirs = os.open(f"/proc/{donor}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        # Opened, then checked: the descriptor holds the right namespace
+        # even if the pid is recycled from now on.
+        if process_start_time(donor) != start:
+            raise OverlayctlError("cannot join PID of a non running container: it has stopped")
+        sc.setns(theirs, sc.CLONE_NEWPID)
+        pid = -1
+        try:
+            pid = os.fork()
+        finally:
+            if pid != 0:  # (the child cannot go back up to an ancestor namespace)
+                sc.setns(own, sc.CLONE_NEWPID)
+    finally:
+        os.close(theirs)
+        os.close(own)
+    return pid
 
 
 def _fork_in_new_pid_namespace() -> int:
