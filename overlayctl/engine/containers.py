@@ -104,7 +104,9 @@ def image_for(store: Store, opts: CreateOptions) -> Image:
     Only this host's platform runs."""
     pull = opts.host.get("pull") or "missing"
     if pull not in ("missing", "always", "never"):
-        raise InvalidArgumentError(f"invalid pull option: '{pull}': must be one of \"always\", \"missing\" or \"never\"")
+        raise InvalidArgumentError(
+            f"invalid pull option: '{pull}': must be one of \"always\", \"missing\" or \"never\""
+        )
     if opts.host.get("platform"):
         from overlayctl.oci.platform import check_platform
 

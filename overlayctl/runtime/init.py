@@ -172,7 +172,7 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
     # Nothing mounted from here on may propagate back to the host.
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
     masked = () if spec.privileged else masked_paths()
-    shm = f"mode=1777,size={spec.shm_size}" if spec.shm_size else "mode=1777,size=65536k"
+    shm: str | None = f"mode=1777,size={spec.shm_size}" if spec.shm_size else "mode=1777,size=65536k"
     if spec.ipc != "private" or shm_tree is not None:
         shm = None  # none, or the host's or another container's, bound after pivot_root
     plan = rootfs_plan(
@@ -220,8 +220,15 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
     if spec.oom_score_adj is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(spec.oom_score_adj))
-    for resource, soft, hard in spec.rlimits:
-        sc.setrlimit(resource, soft, hard)
+    for name, resource, soft, hard in spec.rlimits:
+        try:
+            sc.setrlimit(resource, soft, hard)
+        except KernelError as exc:
+            if sc.errno_of(exc) != errno.EPERM:
+                raise
+            raise KernelError(
+                f"--ulimit {name}: cannot raise its hard limit above this process's without CAP_SYS_RESOURCE"
+            ) from None
     _enter_workdir(spec.cwd)
     drop_privileges(spec.privileged, spec.capabilities, spec.seccomp, uid, gid, groups)
 

@@ -104,13 +104,13 @@ def parse_ulimits(values: list[str]) -> list[dict[str, int | str]]:
     return list(by_name.values())
 
 
-def rlimits(ulimits: list[dict[str, int | str]]) -> list[tuple[int, int, int]]:
-    """(RLIMIT_*, soft, hard) for setrlimit, from HostConfig.Ulimits."""
+def rlimits(ulimits: list[dict[str, int | str]]) -> list[tuple[str, int, int, int]]:
+    """(name, RLIMIT_*, soft, hard) for setrlimit, from HostConfig.Ulimits."""
 
     def raw(value: int) -> int:
         return RLIM_INFINITY if value < 0 else value
 
-    return [(ULIMITS[str(u["Name"])], raw(int(u["Soft"])), raw(int(u["Hard"]))) for u in ulimits]
+    return [(str(u["Name"]), ULIMITS[str(u["Name"])], raw(int(u["Soft"])), raw(int(u["Hard"]))) for u in ulimits]
 
 
 def parse_sysctls(values: list[str], network: str, ipc: str) -> dict[str, str]:

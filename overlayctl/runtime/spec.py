@@ -64,7 +64,7 @@ class ContainerSpec:
         self.devices = devices or []  # --device (host node, container path): bound into the root
         # The process and its namespaces (runflags): set after construction,
         # by a start whose container asks for them.
-        self.rlimits: list[tuple[int, int, int]] = []  # --ulimit: (RLIMIT_*, soft, hard), set in PID 1
+        self.rlimits: list[tuple[str, int, int, int]] = []  # --ulimit: (name, RLIMIT_*, soft, hard), in PID 1
         self.shm_size = 0  # bytes of /dev/shm's tmpfs; 0: 64 MiB
         self.ipc = "private"  # "private": own namespace; "host": the host's; "none": own, no /dev/shm
         self.ipc_join: tuple[int, int] | None = None  # --ipc container: its PID 1 (pid, start time)
