@@ -34,8 +34,13 @@ def image_of(store: Store, container: Container) -> Image:
 
 
 def needs_cgroup(hc: HostConfig) -> bool:
-    """Whether a start makes a cgroup: for limits, or a device program."""
+    """Whether a start makes a cgroup: for limits, or a device program, or
+    for a container in a PID namespace it does not own (--pid), whose
+    processes only a cgroup keeps together: it is what finds them for
+    `pause` and `top`, and what kills those left when its first one ends."""
     if hc.limits is not None and hc.limits.any():
+        return True
+    if hc.pid_mode:
         return True
     if hc.devices:
         from overlayctl.runtime.devices import needs_program

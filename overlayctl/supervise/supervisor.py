@@ -125,6 +125,8 @@ def run(
         if failure:
             os.waitpid(pid, 0)  # reap it before reporting
             raise _setup_error(failure)
+        if (spec.pid_host or spec.pid_join is not None) and spec.cgroup_procs:
+            _end_with(pid, spec.cgroup_procs)
         try:
             if on_started is not None:
                 on_started(pid)
@@ -145,6 +147,55 @@ def run(
             signal.signal(sig, handler)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
+
+
+def _end_with(pid: int, procs_files: list[str]) -> None:
+    """For a container in a PID namespace it does not own (--pid host or
+    container:NAME): nothing kills what it started when its first process
+    ends, as the end of a namespace of its own would, and those left would
+    hold its output open. A small watcher, outside the supervisor's life
+    (forked twice), waits for that end and kills what is left in the
+    container's cgroup."""
+    import select
+
+    pidfd = os.pidfd_open(pid)
+    first = os.fork()
+    if first == 0:
+        try:
+            if os.fork() == 0:
+                sc.close_fds_except([pidfd])
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                poller.poll()
+                _kill_cgroup(procs_files)
+        finally:
+            os._exit(0)
+    os.close(pidfd)
+    os.waitpid(first, 0)
+
+
+def _kill_cgroup(procs_files: list[str]) -> None:
+    # cgroup.kill (Linux >= 5.14, cgroup2) kills the whole cgroup at once;
+    # otherwise one pid at a time, until none is left (or a few rounds).
+    for procs in procs_files:
+        kill_file = os.path.join(os.path.dirname(procs), "cgroup.kill")
+        if os.path.exists(kill_file):
+            try:
+                with open(kill_file, "w") as f:
+                    f.write("1")
+            except OSError:
+                pass
+            continue
+        for _ in range(100):
+            try:
+                with open(procs) as f:
+                    pids = [int(p) for p in f.read().split()]
+            except OSError:
+                break
+            if not pids:
+                break
+            for victim in pids:
+                _forward(victim, 9)
 
 
 def _sync_namespaces(pid: int, fds: tuple[int, int], hook: Callable[[int], None]) -> None:

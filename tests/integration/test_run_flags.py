@@ -198,6 +198,42 @@ def test_pid_modes(cli, bb):
     assert _host_config(cli, "later")["PidMode"] == "container:target"
 
 
+def test_a_container_in_the_hosts_pid_namespace_is_its_own_processes_only(cli, bb):
+    # No PID namespace of its own to find them by, nor to kill them with its
+    # first process: its cgroup does both. `pause` must not freeze the host.
+    cli.ok("run", "-d", "--name", "onhost", "--network", "none", "--pid", "host", "bb:1", "sh", "-c",
+           "sleep 300 & exec sleep 301")
+    time.sleep(0.5)
+    top = cli.ok("top", "onhost").splitlines()[1:]
+    assert sorted(line.split(None, 7)[7] for line in top) == ["sleep 300", "sleep 301"]
+    pids = [int(line.split()[1]) for line in top]
+    cli.ok("pause", "onhost")
+    with open(f"/proc/{pids[0]}/stat") as f:
+        assert f.read().rpartition(") ")[2].split()[0] in ("D", "S")  # (frozen tasks sleep)
+    assert cli.ok("ps", "-q") != ""  # this process, on the host, is not frozen
+    cli.ok("unpause", "onhost")
+    cli.ok("stop", "-t", "1", "onhost")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.05)
+    assert not [pid for pid in pids if _alive(pid)]  # the orphan `sleep 300` too
+    # In the foreground, what it leaves would hold its output open: the run
+    # ends with its first process all the same.
+    started = time.monotonic()
+    out = cli.ok("run", "--name", "fg", "--network", "none", "--pid", "host", "bb:1", "sh", "-c",
+                 "sleep 302 & echo $! > /tmp/left; cat /tmp/left", timeout=20)
+    assert time.monotonic() - started < 5
+    assert not _alive(int(out))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(") ")[2].split()[0] != "Z"  # (killed, not yet reaped by its new parent)
+    except FileNotFoundError:
+        return False
+
+
 # --- the container's ID, the image ------------------------------------------
 
 
