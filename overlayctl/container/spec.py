@@ -171,7 +171,7 @@ def exec_spec(
     from overlayctl.runtime.spec import merge_env
 
     cfg = container.config.config
-    return ExecSpec(
+    exec_spec = ExecSpec(
         argv=list(argv),
         env=merge_env(list(cfg.env or []), env or []),
         cwd=workdir or cfg.working_dir or "/",
@@ -181,3 +181,5 @@ def exec_spec(
         seccomp=spec.seccomp,
         **how,
     )
+    exec_spec.rlimits, exec_spec.group_add = spec.rlimits, spec.group_add
+    return exec_spec

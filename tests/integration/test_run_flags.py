@@ -281,3 +281,10 @@ def test_bad_values_are_refused_before_anything_exists(cli, bb, args, message):
     assert result.returncode == 125
     assert message in result.stderr and result.stderr.count(b"\n") == 1, result.stderr
     assert cli.ok("ps", "-aq") == ""
+
+
+def test_exec_gets_the_containers_ulimits_and_groups(cli, bb):
+    cli.ok("run", "-d", "--name", "lim", "--network", "none", "-u", "1000", "--group-add", "nogroup",
+           "--ulimit", "nofile=321:456", "bb:1", "sleep", "60")
+    out = cli.ok("exec", "lim", "sh", "-c", "id -G; ulimit -n; ulimit -Hn")
+    assert out.split() == ["0", "65534", "321", "456"]
