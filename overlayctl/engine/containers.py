@@ -98,12 +98,13 @@ def create(store: Store, opts: CreateOptions) -> Container:
 
 
 def image_for(store: Store, opts: CreateOptions) -> Image:
-    """The image to create from, as --pull and --platform say: missing (the
-    default) and never take the stored one (never refuses a missing one, as
-    the store's lookup does), always pulls it first through `pull`'s path.
-    Only this host's platform runs."""
-    pull = opts.host.get("pull") or "missing"
-    if pull not in ("missing", "always", "never"):
+    """The image to create from, as --pull and --platform say: never takes
+    the stored one (and refuses a missing one), always pulls it first
+    through `pull`'s path, and an explicit `--pull missing` pulls it when
+    it is not stored. Without --pull, the stored one: unlike Docker, no
+    command reaches a registry unless told to. Only this host's platform runs."""
+    pull = opts.host.get("pull") or ""
+    if pull not in ("", "missing", "always", "never"):
         raise InvalidArgumentError(
             f"invalid pull option: '{pull}': must be one of \"always\", \"missing\" or \"never\""
         )
@@ -111,6 +112,13 @@ def image_for(store: Store, opts: CreateOptions) -> Image:
         from overlayctl.oci.platform import check_platform
 
         check_platform(str(opts.host["platform"]), "--platform", "run")
+    if pull == "missing":
+        from overlayctl.errors import NotFoundError
+
+        try:
+            return store.images.resolve(opts.image)
+        except NotFoundError:
+            pull = "always"
     if pull == "always":
         import sys
 

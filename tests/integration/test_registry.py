@@ -306,6 +306,11 @@ def test_run_pull_always_pulls_through_the_registry(cli, bb, registry):
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == b"pulled\n" and b"Pulling from runpull" in ran.stderr
     assert _image_id(cli, f"{registry}/runpull:1") == bb
+    cli.ok("rmi", f"{registry}/runpull:1")
+    missing = cli("run", "--rm", "--network", "none", "--pull", "missing", f"{registry}/runpull:1", "echo", "again")
+    assert missing.returncode == 0 and missing.stdout == b"again\n", missing.stderr
+    stored = cli("run", "--rm", "--network", "none", "--pull", "missing", f"{registry}/runpull:1", "true")
+    assert stored.returncode == 0 and b"Pulling" not in stored.stderr
 
 
 def test_rmi_of_the_local_copy_during_a_pull_that_found_its_layers(cli, bb, registry, tmp_path):
