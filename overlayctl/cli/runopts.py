@@ -113,7 +113,8 @@ CREATE_OPTIONS = (
     Opt(("--pid",), "pid", "value", "PID namespace: host or container:NAME (default: its own)", "MODE"),
     Opt(("--oom-score-adj",), "oom_score_adj", "value", "the OOM killer's preference (-1000 to 1000)", "N"),
     Opt(("--cidfile",), "cidfile", "value", "write the container ID to FILE (which must not exist)", "FILE"),
-    Opt(("--pull",), "pull", "value", "pull the image: missing (when not stored), always or never (default: never pull)", "WHEN"),
+    Opt(("--pull",), "pull", "value", "pull the image: missing (when not stored), always or never (the default)",
+        "WHEN"),
     Opt(("--platform",), "platform", "value", "the image's platform: only this host's", "OS/ARCH"),
 )
 
