@@ -1,6 +1,6 @@
 """The container's stored configuration, typed: Docker's `Config` and
 `HostConfig` as the catalog keeps them, with overlayctl's own keys
-(`HostConfig.Limits`, `Mounts`, `IPAddress`).
+(`HostConfig.Limits`, `Mounts`, `IPAddress`, `InitPath`).
 
 Like Docker's api/types, this is pure data at the bottom of the layers
 (it imports nothing of overlayctl), so the store, the
