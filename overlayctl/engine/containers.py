@@ -127,7 +127,8 @@ def image_for(store: Store, opts: CreateOptions) -> Image:
 
         progress = Progress("lines", sys.stderr)
         try:
-            return registry.pull(store, registry.remote_reference(opts.image), progress)[0]
+            platform = opts.host.get("platform") or None
+            return registry.pull(store, registry.remote_reference(opts.image), progress, platform)[0]
         finally:
             progress.close()
     return store.images.resolve(opts.image)
@@ -209,7 +210,7 @@ def _write_cidfile(store: Store, container: Container, path: str) -> None:
         with os.fdopen(fd, "w") as f:
             f.write(container.id)
     except OSError as exc:
-        store.containers.remove(container, force=True)
+        remove(store, container, force=True, volumes=True)
         if isinstance(exc, FileExistsError):
             raise InvalidArgumentError(
                 f"container ID file found, make sure the other container isn't running or delete {path}"
@@ -382,7 +383,7 @@ def _process_config(hc: HostConfig, host: dict[str, Any], store: Store) -> None:
     for mode in (hc.ipc_mode, hc.pid_mode):
         if mode.startswith("container:"):
             store.containers.get(mode.partition(":")[2])  # refused now if there is no such container
-    if hc.shm_size and hc.ipc_mode in ("host", "none") or hc.shm_size and hc.ipc_mode.startswith("container:"):
+    if hc.shm_size and (hc.ipc_mode in ("host", "none") or hc.ipc_mode.startswith("container:")):
         raise InvalidArgumentError(f"--shm-size applies to a private /dev/shm, not with --ipc {hc.ipc_mode}")
     if host.get("sysctl"):
         hc.sysctls = runflags.parse_sysctls(list(host["sysctl"]), hc.network, hc.ipc_mode)
