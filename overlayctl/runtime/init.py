@@ -127,6 +127,8 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
 
     if spec.user or spec.group_add:
         import overlayctl.runtime.users  # noqa: F401  (resolved after pivot_root)
+    if spec.sysctls:
+        import overlayctl.runtime.runflags  # noqa: F401  (sysctls are written after pivot_root)
 
     if spec.tty:
         import fcntl  # noqa: F401
@@ -218,8 +220,14 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
     if sysctl_dir is not None:
         _write_sysctls(sysctl_dir, spec.sysctls)
     if spec.oom_score_adj is not None:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(spec.oom_score_adj))
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(spec.oom_score_adj))
+        except PermissionError:
+            raise KernelError(
+                f"--oom-score-adj {spec.oom_score_adj}: lowering it needs CAP_SYS_RESOURCE, which this host "
+                "does not give overlayctl"
+            ) from None
     for name, resource, soft, hard in spec.rlimits:
         try:
             sc.setrlimit(resource, soft, hard)
