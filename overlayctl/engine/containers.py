@@ -109,9 +109,24 @@ def image_for(store: Store, opts: CreateOptions) -> Image:
             f"invalid pull option: '{pull}': must be one of \"always\", \"missing\" or \"never\""
         )
     if opts.host.get("platform"):
-        from overlayctl.oci.platform import check_platform
+        from overlayctl.oci.platform import check_platform, host_platform
 
         check_platform(str(opts.host["platform"]), "--platform", "run")
+        image = _image_by_pull(store, opts, pull)
+        # A stored image of another machine (pulled with `pull --platform`) is refused, as Docker does.
+        wanted = host_platform()
+        os_name, arch = image.config.get("os") or wanted.os, image.config.get("architecture") or wanted.arch
+        if (os_name, arch) != (wanted.os, wanted.arch):
+            raise InvalidArgumentError(
+                f'image with reference {opts.image} was found but does not match the specified platform: '
+                f"wanted {wanted}, actual: {os_name}/{arch}"
+            )
+        return image
+    return _image_by_pull(store, opts, pull)
+
+
+def _image_by_pull(store: Store, opts: CreateOptions, pull: str) -> Image:
+    """The stored image, or the pulled one (see image_for)."""
     if pull == "missing":
         from overlayctl.errors import NotFoundError
 

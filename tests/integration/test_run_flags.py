@@ -260,6 +260,37 @@ def test_pull_never_and_platform(cli, bb):
     assert refused.returncode == 125 and b"is not this host's platform" in refused.stderr
 
 
+def test_platform_refuses_a_stored_image_of_another_machine(cli, bb):
+    # bb:1 loaded again as an arm64 image: its config says so, its files are the same.
+    import hashlib
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(cli("save", "--format", "docker-archive", "bb:1").stdout)) as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar if m.isreg()}  # type: ignore[union-attr]
+    manifest = json.loads(files["manifest.json"])
+    config = json.loads(files.pop(manifest[0]["Config"]))
+    config["architecture"] = "arm64" if os.uname().machine == "x86_64" else "amd64"
+    raw = json.dumps(config).encode()
+    manifest[0]["Config"], manifest[0]["RepoTags"] = hashlib.sha256(raw).hexdigest() + ".json", ["other:1"]
+    files[manifest[0]["Config"]], files["manifest.json"] = raw, json.dumps(manifest).encode()
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    cli.ok("load", input=archive.getvalue())
+    host = "linux/amd64" if os.uname().machine == "x86_64" else "linux/arm64"
+    refused = cli("run", "--rm", "--network", "none", "--platform", host, "other:1", "true")
+    assert refused.returncode == 125
+    assert refused.stderr.decode().startswith(
+        f"overlayctl: image with reference other:1 was found but does not match the specified platform: wanted {host}"
+    )
+    assert refused.stderr.decode().endswith(f", actual: linux/{config['architecture']}\n")
+    assert cli.ok("ps", "-aq") == ""
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
