@@ -23,8 +23,9 @@ fi
 # compile seccomp profiles; busybox-static is the tests' base image;
 # debootstrap and systemd-container (systemd-nspawn) build and boot the
 # guest of the systemd test; python3-nftables is libnftables' own binding,
-# through which bridge networks keep their isolation table.
-PACKAGES="python3 python3-venv python3-dev gcc libcap-dev libseccomp2 busybox-static tar gzip xz-utils zstd bzip2 util-linux coreutils debootstrap systemd-container python3-nftables"
+# through which bridge networks keep their isolation table; tini is the
+# init of `run --init` (its tini-static runs in images with no C library).
+PACKAGES="python3 python3-venv python3-dev gcc libcap-dev libseccomp2 busybox-static tar gzip xz-utils zstd bzip2 util-linux coreutils debootstrap systemd-container python3-nftables tini"
 # The registry tests push and pull through real peers: Debian's
 # docker-registry (the CNCF distribution registry), skopeo and podman; the
 # network tests run containers beside Docker's (docker.io), whose daemon

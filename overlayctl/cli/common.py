@@ -58,6 +58,8 @@ _HOST_KEYS = (
     "dns", "dns_search", "dns_option", "add_host",
     "health_cmd", "health_interval", "health_timeout", "health_retries", "health_start_period",
     "health_start_interval", "no_healthcheck",
+    "init", "init_path", "ulimit", "shm_size", "group_add", "sysctl", "ipc", "pid", "oom_score_adj",
+    "cidfile", "pull", "platform",
 )
 
 

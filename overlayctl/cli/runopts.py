@@ -104,6 +104,21 @@ CREATE_OPTIONS = (
         "DURATION",
     ),
     Opt(("--no-healthcheck",), "no_healthcheck", "flag", "disable any HEALTHCHECK the image has"),
+    Opt(("--init",), "init", "flag", "run an init (tini) as PID 1 that forwards signals and reaps zombies"),
+    Opt(("--init-path",), "init_path", "value", "the host's init binary for --init (default: tini-static)", "PATH"),
+    Opt(("--ulimit",), "ulimit", "multi", "a resource limit: NAME=SOFT[:HARD], e.g. nofile=1024:2048", "NAME=LIMIT"),
+    Opt(("--shm-size",), "shm_size", "value", "size of /dev/shm (default 64m)", "BYTES"),
+    Opt(("--group-add",), "group_add", "multi", "an extra group (a name in the image, or a GID)", "GROUP"),
+    Opt(("--sysctl",), "sysctl", "multi", "a namespaced sysctl: net.*, kernel.shm*/msg*/sem, fs.mqueue.*",
+        "KEY=VALUE"),
+    Opt(("--ipc",), "ipc", "value", "IPC namespace: private (default), shareable, host, none, container:NAME",
+        "MODE"),
+    Opt(("--pid",), "pid", "value", "PID namespace: host or container:NAME (default: its own)", "MODE"),
+    Opt(("--oom-score-adj",), "oom_score_adj", "value", "the OOM killer's preference (-1000 to 1000)", "N"),
+    Opt(("--cidfile",), "cidfile", "value", "write the container ID to FILE (which must not exist)", "FILE"),
+    Opt(("--pull",), "pull", "value", "pull the image: missing (when not stored), always or never (the default)",
+        "WHEN"),
+    Opt(("--platform",), "platform", "value", "the image's platform: only this host's", "OS/ARCH"),
 )
 
 RUN_OPTIONS = CREATE_OPTIONS + (

@@ -1,6 +1,6 @@
 """The container's stored configuration, typed: Docker's `Config` and
 `HostConfig` as the catalog keeps them, with overlayctl's own keys
-(`HostConfig.Limits`, `Mounts`, `IPAddress`).
+(`HostConfig.Limits`, `Mounts`, `IPAddress`, `InitPath`).
 
 Like Docker's api/types, this is pure data at the bottom of the layers
 (it imports nothing of overlayctl), so the store, the
@@ -474,6 +474,15 @@ class HostConfig(Record):
         "dns_search",
         "dns_options",
         "extra_hosts",
+        "init",
+        "init_path",
+        "ulimits",
+        "shm_size",
+        "group_add",
+        "sysctls",
+        "ipc_mode",
+        "pid_mode",
+        "oom_score_adj",
     )
 
     def __init__(
@@ -498,6 +507,15 @@ class HostConfig(Record):
         dns_search: list[str] | None = None,
         dns_options: list[str] | None = None,
         extra_hosts: list[str] | None = None,
+        init: bool | None = None,
+        init_path: str | None = None,
+        ulimits: list[dict[str, Any]] | None = None,
+        shm_size: int = 0,
+        group_add: list[str] | None = None,
+        sysctls: dict[str, str] | None = None,
+        ipc_mode: str = "",
+        pid_mode: str = "",
+        oom_score_adj: int = 0,
     ) -> None:
         self._init_record()
         self.auto_remove = auto_remove  # --rm
@@ -521,6 +539,15 @@ class HostConfig(Record):
         self.dns_search = dns_search  # --dns-search
         self.dns_options = dns_options  # --dns-option
         self.extra_hosts = extra_hosts  # --add-host, as given: "NAME:IP" or "NAME:host-gateway"
+        self.init = init  # --init: tini as PID 1, the command its child
+        self.init_path = init_path  # --init-path (overlayctl's key): the host's binary for --init
+        self.ulimits = ulimits  # --ulimit: [{"Name": "nofile", "Hard": 2048, "Soft": 1024}]
+        self.shm_size = shm_size  # --shm-size, bytes of /dev/shm (0: the 64 MiB default)
+        self.group_add = group_add  # --group-add: names (resolved in the image) or ids
+        self.sysctls = sysctls  # --sysctl: the namespaced ones only
+        self.ipc_mode = ipc_mode  # --ipc: "" (private), private, shareable, host, none, container:NAME
+        self.pid_mode = pid_mode  # --pid: "" (private), host, container:NAME
+        self.oom_score_adj = oom_score_adj  # --oom-score-adj
 
     @property
     def network(self) -> str:
@@ -560,6 +587,15 @@ HostConfig.FIELDS = (
     _Field("dns_search", "DnsSearch"),
     _Field("dns_options", "DnsOptions"),
     _Field("extra_hosts", "ExtraHosts"),
+    _Field("init", "Init"),
+    _Field("init_path", "InitPath"),
+    _Field("ulimits", "Ulimits"),
+    _Field("shm_size", "ShmSize"),
+    _Field("group_add", "GroupAdd"),
+    _Field("sysctls", "Sysctls"),
+    _Field("ipc_mode", "IpcMode"),
+    _Field("pid_mode", "PidMode"),
+    _Field("oom_score_adj", "OomScoreAdj"),
 )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from overlayctl.errors import ConflictError
 from overlayctl.runtime.spec import ContainerSpec
 from overlayctl.store import Store
 from overlayctl.store.containers import Container
@@ -33,8 +34,13 @@ def image_of(store: Store, container: Container) -> Image:
 
 
 def needs_cgroup(hc: HostConfig) -> bool:
-    """Whether a start makes a cgroup: for limits, or a device program."""
+    """Whether a start makes a cgroup: for limits, or a device program, or
+    for a container in a PID namespace it does not own (--pid), whose
+    processes only a cgroup keeps together: it is what finds them for
+    `pause` and `top`, and what kills those left when its first one ends."""
     if hc.limits is not None and hc.limits.any():
+        return True
+    if hc.pid_mode:
         return True
     if hc.devices:
         from overlayctl.runtime.devices import needs_program
@@ -78,7 +84,7 @@ def container_spec(store: Store, container: Container, image: Image) -> Containe
             capabilities if capabilities is not None else DEFAULT_CAPABILITIES,
             store.paths.seccomp_cache,
         )
-    return ContainerSpec(
+    spec = ContainerSpec(
         layout=store.overlay_layout(image, container),
         store_root=store.paths.root,
         mountpoint=store.paths.mountpoint,
@@ -98,6 +104,54 @@ def container_spec(store: Store, container: Container, image: Image) -> Containe
         seccomp=seccomp,
         devices=[(d.path_on_host, d.path_in_container) for d in hc.devices or []],
     )
+    if hc.init or hc.ulimits or hc.shm_size or hc.group_add or hc.sysctls or hc.ipc_mode or hc.pid_mode:
+        _process_spec(store, hc, spec)
+    if hc.oom_score_adj:
+        spec.oom_score_adj = hc.oom_score_adj
+    return spec
+
+
+def _process_spec(store: Store, hc: HostConfig, spec: ContainerSpec) -> None:
+    """--init, --ulimit, --shm-size, --group-add, --sysctl, --ipc and --pid
+    on the spec; a container joined through --ipc or --pid must run (and
+    share its IPC namespace, as Docker asks)."""
+    from overlayctl.runtime import runflags
+    from overlayctl.runtime.spec import Mount
+
+    if hc.init:
+        # Bound read-only where Docker puts its docker-init, then run as
+        # `docker-init -- CMD`: tini is PID 1 and the command its child.
+        spec.mounts.append(Mount("bind", runflags.find_init(hc.init_path), runflags.INIT_TARGET, readonly=True))
+        spec.argv = [runflags.INIT_TARGET, "--", *spec.argv]
+    spec.rlimits = runflags.rlimits(hc.ulimits or [])
+    spec.shm_size = hc.shm_size or 0
+    spec.group_add = list(hc.group_add or [])
+    spec.sysctls = list((hc.sysctls or {}).items())
+    ipc = hc.ipc_mode or "private"
+    if ipc.startswith("container:"):
+        donor = _running_donor(store, ipc.partition(":")[2], "IPC")
+        if (donor.config.host.ipc_mode or "private") not in ("shareable", "host"):
+            raise ConflictError("non-shareable IPC (hint: use IpcMode:shareable for the donor container)")
+        spec.ipc_join = (donor.pid, donor.pid_start)
+    elif ipc == "host":
+        spec.ipc = "host"
+        # The host's /dev/shm, as Docker binds it (nodev like every bind).
+        spec.mounts.append(Mount("bind", "/dev/shm", "/dev/shm"))
+    elif ipc == "none":
+        spec.ipc = "none"
+    pid = hc.pid_mode or ""
+    if pid == "host":
+        spec.pid_host = True
+    elif pid.startswith("container:"):
+        donor = _running_donor(store, pid.partition(":")[2], "PID")
+        spec.pid_join = (donor.pid, donor.pid_start)
+
+
+def _running_donor(store: Store, name: str, what: str) -> Container:
+    donor = store.containers.get(name)
+    if not donor.process_alive():
+        raise ConflictError(f"cannot join {what} of a non running container: {name}")
+    return donor
 
 
 def exec_spec(
@@ -117,7 +171,7 @@ def exec_spec(
     from overlayctl.runtime.spec import merge_env
 
     cfg = container.config.config
-    return ExecSpec(
+    exec_spec = ExecSpec(
         argv=list(argv),
         env=merge_env(list(cfg.env or []), env or []),
         cwd=workdir or cfg.working_dir or "/",
@@ -127,3 +181,5 @@ def exec_spec(
         seccomp=spec.seccomp,
         **how,
     )
+    exec_spec.rlimits, exec_spec.group_add = spec.rlimits, spec.group_add
+    return exec_spec

@@ -96,7 +96,59 @@ def mount_requests(volume: list[str], mount: list[str], tmpfs: list[str]) -> lis
 
 def create(store: Store, opts: CreateOptions) -> Container:
     """Record a container with its (empty) upper directory; start nothing."""
-    return _create(store, opts, store.images.resolve(opts.image))
+    return _create(store, opts, image_for(store, opts))
+
+
+def image_for(store: Store, opts: CreateOptions) -> Image:
+    """The image to create from, as --pull and --platform say: never takes
+    the stored one (and refuses a missing one), always pulls it first
+    through `pull`'s path, and an explicit `--pull missing` pulls it when
+    it is not stored. Without --pull, the stored one: unlike Docker, no
+    command reaches a registry unless told to. Only this host's platform runs."""
+    pull = opts.host.get("pull") or ""
+    if pull not in ("", "missing", "always", "never"):
+        raise InvalidArgumentError(
+            f"invalid pull option: '{pull}': must be one of \"always\", \"missing\" or \"never\""
+        )
+    if opts.host.get("platform"):
+        from overlayctl.oci.platform import check_platform, host_platform
+
+        check_platform(str(opts.host["platform"]), "--platform", "run")
+        image = _image_by_pull(store, opts, pull)
+        # A stored image of another machine (pulled with `pull --platform`) is refused, as Docker does.
+        wanted = host_platform()
+        os_name, arch = image.config.get("os") or wanted.os, image.config.get("architecture") or wanted.arch
+        if (os_name, arch) != (wanted.os, wanted.arch):
+            raise InvalidArgumentError(
+                f'image with reference {opts.image} was found but does not match the specified platform: '
+                f"wanted {wanted}, actual: {os_name}/{arch}"
+            )
+        return image
+    return _image_by_pull(store, opts, pull)
+
+
+def _image_by_pull(store: Store, opts: CreateOptions, pull: str) -> Image:
+    """The stored image, or the pulled one (see image_for)."""
+    if pull == "missing":
+        from overlayctl.errors import NotFoundError
+
+        try:
+            return store.images.resolve(opts.image)
+        except NotFoundError:
+            pull = "always"
+    if pull == "always":
+        import sys
+
+        from overlayctl.engine import registry
+        from overlayctl.engine.progress import Progress
+
+        progress = Progress("lines", sys.stderr)
+        try:
+            platform = opts.host.get("platform") or None
+            return registry.pull(store, registry.remote_reference(opts.image), progress, platform)[0]
+        finally:
+            progress.close()
+    return store.images.resolve(opts.image)
 
 
 def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
@@ -146,18 +198,42 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
         host_config,
         _networking_config(opts, store, host_config),
     )
+    cidfile = opts.host.get("cidfile")
+    if cidfile and os.path.lexists(cidfile):
+        raise InvalidArgumentError(
+            f"container ID file found, make sure the other container isn't running or delete {cidfile}"
+        )
     requests = opts.host.get("mount_requests")
     if requests or image_cfg.get("Volumes"):
         container = store.containers.create(image.id, opts.image, config, opts.name)
         container = _with_volumes(store, container, image, requests or [])
     else:
         container = store.containers.create(image.id, opts.image, config, opts.name)
+    if cidfile:
+        _write_cidfile(store, container, str(cidfile))
     if (host_config.port_bindings or host_config.publish_all_ports) and host_config.network in ("host", "none"):
         import sys
 
         # As Docker: kept in the configuration, published nowhere (said once the container exists).
         sys.stderr.write(f"WARNING: Published ports are discarded when using {host_config.network} network mode\n")
     return container
+
+
+def _write_cidfile(store: Store, container: Container, path: str) -> None:
+    """--cidfile: the new ID in a file that must not exist yet (as Docker:
+    a leftover one means another container may own it); if it cannot be
+    written, the container is not kept."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(container.id)
+    except OSError as exc:
+        remove(store, container, force=True, volumes=True)
+        if isinstance(exc, FileExistsError):
+            raise InvalidArgumentError(
+                f"container ID file found, make sure the other container isn't running or delete {path}"
+            ) from None
+        raise InvalidArgumentError(f"failed to create the container ID file {path}: {exc.strerror or exc}") from None
 
 
 def _ports(opts: CreateOptions, image_cfg: dict[str, Any], hc: HostConfig) -> dict[str, Any] | None:
@@ -285,7 +361,52 @@ def _host_config(opts: CreateOptions, store: Store) -> HostConfig:
         hc.resources = parse_limits(*(host.get(k) for k in limit_keys)).to_resources()
         hc.limits = LimitOptions(*(host.get(k) or None for k in limit_keys))
     _dns_config(hc, host)
+    if any(host.get(k) for k in _PROCESS_KEYS):
+        _process_config(hc, host, store)
     return hc
+
+
+_PROCESS_KEYS = ("init", "init_path", "ulimit", "shm_size", "group_add", "sysctl", "ipc", "pid", "oom_score_adj")
+
+
+def _process_config(hc: HostConfig, host: dict[str, Any], store: Store) -> None:
+    """HostConfig.Init, Ulimits, ShmSize, GroupAdd, Sysctls, IpcMode,
+    PidMode and OomScoreAdj, checked now (a container named by --ipc or
+    --pid must exist; the start joins it)."""
+    from overlayctl.runtime import runflags
+
+    if host.get("init_path") and not host.get("init"):
+        raise InvalidArgumentError("--init-path needs --init")
+    if host.get("init"):
+        runflags.find_init(host.get("init_path"))
+        hc.init = True
+        hc.init_path = host.get("init_path") or None
+    if host.get("ulimit"):
+        hc.ulimits = runflags.parse_ulimits(list(host["ulimit"]))
+    if host.get("shm_size"):
+        from overlayctl.util.sizes import parse_size
+
+        size = parse_size(str(host["shm_size"]), "--shm-size")
+        if size <= 0:
+            raise InvalidArgumentError(f'invalid argument "{host["shm_size"]}" for "--shm-size" flag: must be > 0')
+        hc.shm_size = size
+    if host.get("group_add"):
+        groups = [str(g) for g in host["group_add"]]
+        for group in groups:
+            if not group or ":" in group:
+                raise InvalidArgumentError(f'invalid --group-add "{group}": give a group name or a GID')
+        hc.group_add = groups
+    hc.ipc_mode = runflags.check_ipc_mode(str(host.get("ipc") or ""))
+    hc.pid_mode = runflags.check_pid_mode(str(host.get("pid") or ""))
+    for mode in (hc.ipc_mode, hc.pid_mode):
+        if mode.startswith("container:"):
+            store.containers.get(mode.partition(":")[2])  # refused now if there is no such container
+    if hc.shm_size and (hc.ipc_mode in ("host", "none") or hc.ipc_mode.startswith("container:")):
+        raise InvalidArgumentError(f"--shm-size applies to a private /dev/shm, not with --ipc {hc.ipc_mode}")
+    if host.get("sysctl"):
+        hc.sysctls = runflags.parse_sysctls(list(host["sysctl"]), hc.network, hc.ipc_mode)
+    if host.get("oom_score_adj"):
+        hc.oom_score_adj = runflags.check_oom_score_adj(str(host["oom_score_adj"]))
 
 
 def _networking_config(opts: CreateOptions, store: Store, hc: HostConfig) -> NetworkingConfig | None:
@@ -412,7 +533,9 @@ def run(store: Store, opts: CreateOptions) -> int:
     The image is resolved once and the new container is not read back:
     this is the start-up path every `run` pays for.
     """
-    image = store.images.resolve(opts.image)
+    image = image_for(store, opts) if opts.host.get("pull") or opts.host.get("platform") else None
+    if image is None:
+        image = store.images.resolve(opts.image)
     from overlayctl.supervise import foreground
 
     return foreground.run(store, _create(store, opts, image), image)

@@ -193,7 +193,7 @@ def pause(store: Store, container: Container) -> None:
     if is_paused(container):
         raise ConflictError(f'container "{container.name}" is already paused')
     freezer = Freezer(container.id)
-    freezer.adopt(lambda: procs.namespace_pids(container.pid))
+    freezer.adopt(lambda: procs.container_pids(container.id, container.pid, container.config.host.pid_mode))
     freezer.freeze()
 
 
@@ -228,7 +228,7 @@ def top(store: Store, container: Container) -> tuple[list[str], list[list[str]]]
 
     if container.status != RUNNING or not container.process_alive():
         raise ConflictError(f'container "{container.name}" is not running')
-    return procs.top_table(procs.namespace_pids(container.pid))
+    return procs.top_table(procs.container_pids(container.id, container.pid, container.config.host.pid_mode))
 
 
 # --- exec, attach -------------------------------------------------------------------

@@ -109,10 +109,12 @@ def _sampler(store: Store, container: Container) -> Sampler:
 
     layout = store.overlay_layout(store.images.get(container.image_id), container)
 
+    mode = container.config.host.pid_mode
+
     def pids() -> list[int]:
         # The recorded pid is checked with its start time first: a recycled
         # pid would name some other namespace.
-        return procs.namespace_pids(container.pid) if container.process_alive() else []
+        return procs.container_pids(container.id, container.pid, mode) if container.process_alive() else []
 
     return growth.Sampler(layout, pids)
 

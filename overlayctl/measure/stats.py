@@ -79,7 +79,7 @@ def sample(store: Store, container: Container) -> Sample:
     upper = disk_usage(store.paths.upper(container.id)).bytes
     if container.status != RUNNING or not container.process_alive():
         return Sample(container.id, container.name, False, time.monotonic(), upper_size=upper)
-    pids = procs.namespace_pids(container.pid)
+    pids = procs.container_pids(container.id, container.pid, container.config.host.pid_mode)
     at = time.monotonic()
     usage = process_usage(pids)
     cpu_ns, mem_usage, mem_limit = usage.cpu_ns, usage.rss, 0

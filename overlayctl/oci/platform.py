@@ -44,7 +44,7 @@ def host_platform() -> Platform:
     return Platform("linux", host_architecture(), _VARIANT.get(platform.machine(), ""))
 
 
-def check_platform(text: str, what: str) -> None:
+def check_platform(text: str, what: str, verb: str = "built") -> None:
     """Refuse a platform other than this host's: images for other machines
     are not built (no emulation)."""
     host = host_platform()
@@ -57,4 +57,4 @@ def check_platform(text: str, what: str) -> None:
     if arch == "amd64" and variant == "v1":
         variant = ""
     if (os_name, arch, variant) != (host.os, host.arch, host.variant):
-        raise InvalidArgumentError(f'{what} "{text}" is not this host\'s platform ({host}): only {host} can be built')
+        raise InvalidArgumentError(f'{what} "{text}" is not this host\'s platform ({host}): only {host} can be {verb}')

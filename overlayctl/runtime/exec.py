@@ -69,6 +69,9 @@ class ExecSpec:
         # a session of its own, so that the caller can kill all it started
         # (a health check's probe). None: the caller's stdio.
         self.output = output
+        # As PID 1 has them (ContainerSpec's): --ulimit and --group-add.
+        self.rlimits: list[tuple[str, int, int, int]] = []
+        self.group_add: list[str] = []
 
 
 def run(pid: int, pid_start: int, spec: ExecSpec, detach_keys: bytes = b"") -> int | None:
@@ -270,6 +273,12 @@ def _child(pid: int, fds: dict[str, int], spec: ExecSpec, error_fd: int, console
             home = "/root"
         if not any(e.startswith("HOME=") for e in env):
             env.append(f"HOME={home}")
+        if spec.group_add:
+            from overlayctl.runtime.users import account_files, resolve_groups
+
+            groups = groups + [g for g in resolve_groups(spec.group_add, account_files()[1]) if g not in groups]
+        for _, resource, soft, hard in spec.rlimits:
+            sc.setrlimit(resource, soft, hard)
         if spec.tty:
             attach_console(console_fd)
         elif not spec.interactive and not spec.detach and spec.output is None:

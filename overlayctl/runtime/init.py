@@ -125,8 +125,10 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
 
     from overlayctl.runtime.capabilities import set_parent_death_signal
 
-    if spec.user:
+    if spec.user or spec.group_add:
         import overlayctl.runtime.users  # noqa: F401  (resolved after pivot_root)
+    if spec.sysctls:
+        import overlayctl.runtime.runflags  # noqa: F401  (sysctls are written after pivot_root)
 
     if spec.tty:
         import fcntl  # noqa: F401
@@ -141,7 +143,14 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
     for procs in spec.cgroup_procs:
         with open(procs, "w") as f:
             f.write("0")
-    sc.unshare(NAMESPACES if spec.network != "host" else NAMESPACES & ~sc.CLONE_NEWNET)
+    flags = NAMESPACES if spec.network != "host" else NAMESPACES & ~sc.CLONE_NEWNET
+    shm_tree = None
+    if spec.ipc_join is not None:
+        shm_tree = _join_ipc(*spec.ipc_join)
+        flags &= ~sc.CLONE_NEWIPC
+    elif spec.ipc == "host":
+        flags &= ~sc.CLONE_NEWIPC
+    sc.unshare(flags)
     if spec.network not in ("host", "none"):
         # Before the supervisor makes eth0 in this namespace: devices made
         # from now on have no IPv6 and refuse router advertisements. Only
@@ -151,6 +160,10 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
         from overlayctl.runtime.netdev import ipv6_off
 
         ipv6_off("default")
+    # The kernel answers for the writer's own namespaces under /proc/sys:
+    # held open here, written once the supervisor has made the network
+    # (a net.ipv4.conf.eth0.* key needs eth0), after /proc/sys is read-only.
+    sysctl_dir = os.open("/proc/sys", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if spec.sysctls else None
     if sync_fds is not None:
         # The supervisor configures the namespaces (the network) while this
         # process builds the root: nothing below needs its part until the
@@ -161,11 +174,20 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
     # Nothing mounted from here on may propagate back to the host.
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
     masked = () if spec.privileged else masked_paths()
-    plan = rootfs_plan(spec.layout, spec.store_root, spec.overlay_api, spec.privileged, masked, spec.devices)
+    shm: str | None = f"mode=1777,size={spec.shm_size}" if spec.shm_size else "mode=1777,size=65536k"
+    if spec.ipc != "private" or shm_tree is not None:
+        shm = None  # none, or the host's or another container's, bound after pivot_root
+    plan = rootfs_plan(
+        spec.layout, spec.store_root, spec.overlay_api, spec.privileged, masked, spec.devices, shm=shm
+    )
     plan.execute(spec.mountpoint)
     trees = _open_mount_sources(spec.mounts, nodev=not spec.privileged)
     _switch_root(spec.mountpoint)
     _attach_mounts(spec.mounts, trees)
+    if shm_tree is not None:
+        _make_target("/dev/shm", True)
+        sc.move_mount(shm_tree, "/dev/shm")
+        os.close(shm_tree)
     if spec.readonly_rootfs:
         # A bind remount sets exactly the flags it is given: without nodev
         # here, a device node shipped in the image would open again.
@@ -187,12 +209,87 @@ def _setup(spec: ContainerSpec, console_fd: int | None, sync_fds: tuple[int, int
         uid, gid, groups = who.uid, who.gid, who.groups
         if spec.env_value("HOME") is None:
             spec.env.append(f"HOME={who.home}")
+    if spec.group_add:
+        from overlayctl.runtime.users import account_files, resolve_groups
+
+        groups = groups + [g for g in resolve_groups(spec.group_add, account_files()[1]) if g not in groups]
     if sync_fds is not None:
         if os.read(go_r, 1) != b"g":
             raise KernelError("the supervisor did not finish setting up the container's namespaces")
         os.close(go_r)
+    if sysctl_dir is not None:
+        _write_sysctls(sysctl_dir, spec.sysctls)
+    if spec.oom_score_adj is not None:
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(spec.oom_score_adj))
+        except PermissionError:
+            raise KernelError(
+                f"--oom-score-adj {spec.oom_score_adj}: lowering it needs CAP_SYS_RESOURCE, which this host "
+                "does not give overlayctl"
+            ) from None
+    for name, resource, soft, hard in spec.rlimits:
+        try:
+            sc.setrlimit(resource, soft, hard)
+        except KernelError as exc:
+            if sc.errno_of(exc) != errno.EPERM:
+                raise
+            raise KernelError(
+                f"--ulimit {name}: cannot raise its hard limit above this process's without CAP_SYS_RESOURCE"
+            ) from None
     _enter_workdir(spec.cwd)
     drop_privileges(spec.privileged, spec.capabilities, spec.seccomp, uid, gid, groups)
+
+
+def _join_ipc(pid: int, start: int) -> int:
+    """Join a running container's IPC namespace (--ipc container:NAME) and
+    clone its /dev/shm, as a tree to attach later: POSIX shared memory
+    lives there, System V's in the namespace. Returns the tree's fd."""
+    from overlayctl.util.proc import process_start_time
+
+    flags = os.O_RDONLY | os.O_CLOEXEC
+    fds = [os.open(f"/proc/{pid}/ns/ipc", flags), os.open(f"/proc/{pid}/ns/mnt", flags)]
+    try:
+        fds.append(os.open("/proc/self/ns/mnt", flags))
+        # Opened, then checked: the descriptors hold the right namespaces
+        # even if the pid is recycled from now on.
+        if process_start_time(pid) != start:
+            raise KernelError("cannot join IPC of a non running container: it has stopped")
+        ipc, donor_mnt, own_mnt = fds
+        sc.setns(ipc, sc.CLONE_NEWIPC)
+        # open_tree clones only mounts of the caller's own mount namespace:
+        # into the donor's for that one call, then back to ours (the host's,
+        # until the unshare that follows).
+        sc.setns(donor_mnt, sc.CLONE_NEWNS)
+        try:
+            return sc.open_tree_clone("/dev/shm")
+        finally:
+            sc.setns(own_mnt, sc.CLONE_NEWNS)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _write_sysctls(dir_fd: int, sysctls: list[tuple[str, str]]) -> None:
+    """--sysctl values, each in the container's own namespace (the keys
+    were checked at create to be namespaced ones)."""
+    from overlayctl.runtime.runflags import sysctl_path
+
+    try:
+        for key, value in sysctls:
+            relative = sysctl_path(key)[len("/proc/sys/") :]
+            try:
+                fd = os.open(relative, os.O_WRONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+            except FileNotFoundError:
+                raise KernelError(f'sysctl "{key}": this kernel has no {sysctl_path(key)}') from None
+            try:
+                os.write(fd, value.encode())
+            except OSError as exc:
+                raise KernelError(f'cannot set sysctl "{key}" to "{value}": {exc.strerror}') from None
+            finally:
+                os.close(fd)
+    finally:
+        os.close(dir_fd)
 
 
 def drop_privileges(

@@ -380,6 +380,7 @@ def rootfs_plan(
     privileged: bool = False,
     masked: tuple[str, ...] = MASKED_PATHS,
     devices: list[tuple[str, str]] | None = None,
+    shm: str | None = "mode=1777,size=65536k",
 ) -> RootfsPlan:
     """The default root filesystem: overlay, /proc, read-only /sys and a
     minimal /dev with its own devpts instance and /dev/shm; the --device
@@ -389,7 +390,10 @@ def rootfs_plan(
 
     Every writable mount here is nodev unless privileged: a node made with
     mknod (CAP_MKNOD is in the default set) or shipped in the image opens
-    nothing. Only the binds of host nodes keep device access."""
+    nothing. Only the binds of host nodes keep device access.
+
+    `shm` is /dev/shm's tmpfs data (--shm-size); None leaves /dev/shm out
+    (--ipc none, or one the container shares, attached later)."""
     nosuid_nodev_noexec = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
     nodev = 0 if privileged else sc.MS_NODEV
     ops: list[MountOp] = [
@@ -403,9 +407,9 @@ def rootfs_plan(
         Directory("/dev/pts"),
         # A private devpts instance: the container sees only its own ptys.
         FsMount("devpts", "/dev/pts", sc.MS_NOSUID | sc.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
-        Directory("/dev/shm", 0o1777),
-        FsMount("tmpfs", "/dev/shm", nosuid_nodev_noexec, "mode=1777,size=65536k"),
     ]
+    if shm is not None:
+        ops += [Directory("/dev/shm", 0o1777), FsMount("tmpfs", "/dev/shm", nosuid_nodev_noexec, shm)]
     ops += [Symlink(path, to) for path, to in _DEV_LINKS]
     ops += [GrantedDevice(host, target) for host, target in devices or []]
     if privileged:

@@ -2,7 +2,8 @@
 
 A container is its PID namespace: every process whose /proc/<pid>/ns/pid
 is the one of the container's PID 1 belongs to it (the command, what it
-forked, and what `exec` started). Pids are the host's. Used by `top`,
+forked, and what `exec` started); one that shares a PID namespace (--pid)
+is its first process and that one's descendants. Pids are the host's. Used by `top`,
 `pause` and `stop`; no cgroup is needed to find them.
 """
 
@@ -33,6 +34,45 @@ def namespace_pids(pid: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit() and pid_namespace(int(entry)) == target:
             found.append(int(entry))
+    return sorted(found)
+
+
+def container_pids(container_id: str, pid: int, pid_mode: str = "") -> list[int]:
+    """The processes of a container whose first process is `pid`: its PID
+    namespace (the default), or, for one that shares a namespace (--pid
+    host or container:NAME, HostConfig.PidMode), its cgroup's (made for
+    that), else that process and its descendants: never the host's or the
+    other container's processes, which `pause` would freeze."""
+    if not pid_mode:
+        return namespace_pids(pid)
+    from overlayctl.runtime.cgroups.cgroup import find
+
+    cgroup = find(container_id)
+    if cgroup is not None and os.path.exists(f"/proc/{pid}"):
+        return cgroup.pids()
+    return descendant_pids(pid)
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """`pid` and every process below it (host pids, sorted); empty if it is gone."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    if not os.path.exists(f"/proc/{pid}"):
+        return []
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, ()))
     return sorted(found)
 
 

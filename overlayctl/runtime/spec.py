@@ -62,6 +62,17 @@ class ContainerSpec:
         self.cgroup_procs = cgroup_procs or []  # cgroup.procs files PID 1 joins before anything else
         self.seccomp = seccomp  # a compiled BPF filter (struct sock_filter array), loaded just before exec
         self.devices = devices or []  # --device (host node, container path): bound into the root
+        # The process and its namespaces (runflags): set after construction,
+        # by a start whose container asks for them.
+        self.rlimits: list[tuple[str, int, int, int]] = []  # --ulimit: (name, RLIMIT_*, soft, hard), in PID 1
+        self.shm_size = 0  # bytes of /dev/shm's tmpfs; 0: 64 MiB
+        self.ipc = "private"  # "private": own namespace; "host": the host's; "none": own, no /dev/shm
+        self.ipc_join: tuple[int, int] | None = None  # --ipc container: its PID 1 (pid, start time)
+        self.pid_host = False  # --pid host: no PID namespace of its own
+        self.pid_join: tuple[int, int] | None = None  # --pid container: its PID 1 (pid, start time)
+        self.sysctls: list[tuple[str, str]] = []  # --sysctl, written in the container's namespaces
+        self.oom_score_adj: int | None = None
+        self.group_add: list[str] = []  # --group-add: names (looked up in the image) or GIDs
 
     def env_value(self, key: str) -> str | None:
         prefix = key + "="

@@ -193,6 +193,17 @@ def sethostname(name: str) -> None:
     _check(_sethostname(raw, len(raw)), f"sethostname {name!r}")
 
 
+class _Rlimit(ctypes.Structure):
+    _fields_ = (("rlim_cur", ctypes.c_uint64), ("rlim_max", ctypes.c_uint64))
+
+
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    """setrlimit(2) on the caller (RLIM_INFINITY is 2**64-1): inherited
+    through fork and execve. Raising a hard limit needs CAP_SYS_RESOURCE."""
+    limit = _Rlimit(soft, hard)
+    _check(_libc.setrlimit(ctypes.c_int(resource), ctypes.byref(limit)), f"setrlimit({resource}, {soft}, {hard})")
+
+
 def syncfs(fd: int) -> None:
     """Flush the whole filesystem holding fd: one call instead of an fsync per file."""
     _check(_syscall(_nr("syncfs"), ctypes.c_int(fd)), "syncfs")

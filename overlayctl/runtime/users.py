@@ -81,6 +81,13 @@ def resolve_user(user: str, passwd: str, group: str) -> ResolvedUser:
     return ResolvedUser(uid, gid, supplementary, home)
 
 
+def resolve_groups(names: list[str], group: str) -> list[int]:
+    """--group-add: GIDs as given, names looked up in the image's
+    /etc/group (its text), as Docker does; an unknown name is refused."""
+    groups = _entries(group)
+    return [int(name) if name.isdigit() else _find_group(name, groups) for name in names]
+
+
 def resolve_owner(owner: str, passwd: str, group: str) -> tuple[int, int]:
     """Resolve COPY/ADD --chown ("name", "uid", "name:group", ":group", ...)
     to (uid, gid) against the text of the image's /etc/passwd and /etc/group.

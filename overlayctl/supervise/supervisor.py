@@ -72,7 +72,7 @@ def run(
     from overlayctl.runtime.init import container_main, masked_paths
 
     masked_paths()
-    pid = _fork_in_new_pid_namespace()
+    pid = _fork_for(spec)
     if pid == 0:
         # The child must never unwind into the caller's code (which would
         # record or remove the container a second time): exit, whatever happens.
@@ -125,6 +125,8 @@ def run(
         if failure:
             os.waitpid(pid, 0)  # reap it before reporting
             raise _setup_error(failure)
+        if (spec.pid_host or spec.pid_join is not None) and spec.cgroup_procs:
+            _end_with(pid, spec.cgroup_procs)
         try:
             if on_started is not None:
                 on_started(pid)
@@ -147,6 +149,55 @@ def run(
     return 128 - code if code < 0 else code
 
 
+def _end_with(pid: int, procs_files: list[str]) -> None:
+    """For a container in a PID namespace it does not own (--pid host or
+    container:NAME): nothing kills what it started when its first process
+    ends, as the end of a namespace of its own would, and those left would
+    hold its output open. A small watcher, outside the supervisor's life
+    (forked twice), waits for that end and kills what is left in the
+    container's cgroup."""
+    import select
+
+    pidfd = os.pidfd_open(pid)
+    first = os.fork()
+    if first == 0:
+        try:
+            if os.fork() == 0:
+                sc.close_fds_except([pidfd])
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                poller.poll()
+                _kill_cgroup(procs_files)
+        finally:
+            os._exit(0)
+    os.close(pidfd)
+    os.waitpid(first, 0)
+
+
+def _kill_cgroup(procs_files: list[str]) -> None:
+    # cgroup.kill (Linux >= 5.14, cgroup2) kills the whole cgroup at once;
+    # otherwise one pid at a time, until none is left (or a few rounds).
+    for procs in procs_files:
+        kill_file = os.path.join(os.path.dirname(procs), "cgroup.kill")
+        if os.path.exists(kill_file):
+            try:
+                with open(kill_file, "w") as f:
+                    f.write("1")
+            except OSError:
+                pass
+            continue
+        for _ in range(100):
+            try:
+                with open(procs) as f:
+                    pids = [int(p) for p in f.read().split()]
+            except OSError:
+                break
+            if not pids:
+                break
+            for victim in pids:
+                _forward(victim, 9)
+
+
 def _sync_namespaces(pid: int, fds: tuple[int, int], hook: Callable[[int], None]) -> None:
     ready_r, go_w = fds
     try:
@@ -167,6 +218,40 @@ def _sync_namespaces(pid: int, fds: tuple[int, int], hook: Callable[[int], None]
     finally:
         os.close(ready_r)
         os.close(go_w)
+
+
+def _fork_for(spec: ContainerSpec) -> int:
+    """Fork PID 1 in the PID namespace the spec asks for: a new one (the
+    default), the host's (--pid host), or a running container's (--pid
+    container:NAME, where it is not PID 1)."""
+    if spec.pid_host:
+        return os.fork()
+    if spec.pid_join is not None:
+        return _fork_in_pid_namespace_of(*spec.pid_join)
+    return _fork_in_new_pid_namespace()
+
+
+def _fork_in_pid_namespace_of(donor: int, start: int) -> int:
+    from overlayctl.util.proc import process_start_time
+
+    theirs = os.open(f"/proc/{donor}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        # Opened, then checked: the descriptor holds the right namespace
+        # even if the pid is recycled from now on.
+        if process_start_time(donor) != start:
+            raise OverlayctlError("cannot join PID of a non running container: it has stopped")
+        sc.setns(theirs, sc.CLONE_NEWPID)
+        pid = -1
+        try:
+            pid = os.fork()
+        finally:
+            if pid != 0:  # (the child cannot go back up to an ancestor namespace)
+                sc.setns(own, sc.CLONE_NEWPID)
+    finally:
+        os.close(theirs)
+        os.close(own)
+    return pid
 
 
 def _fork_in_new_pid_namespace() -> int:

@@ -542,6 +542,15 @@ def needs_of(container: Container, root: str, runroot: str) -> HostNeeds:
             paths.append((mount.source, not mount.read_only))
     # A --device is a host node the supervisor binds in: /dev is reached.
     paths += [(device.path_on_host, True) for device in hc.devices or [] if device.path_on_host]
+    if hc.init:
+        # The init of --init is a host binary, bound in read-only.
+        paths.append((hc.init_path or "/usr/bin/tini-static", False))
+    if hc.ipc_mode == "host":
+        paths.append(("/dev/shm", True))  # the host's /dev/shm is bound in
+    if hc.sysctls:
+        # PID 1 writes them through the /proc/sys it starts with (the
+        # unit's), which ProtectKernelTunables would make read-only.
+        paths.append(("/proc/sys", True))
     if hc.cap_add or hc.cap_drop:
         capabilities = resolve_capabilities(hc.cap_add or [], hc.cap_drop or [])
     else:

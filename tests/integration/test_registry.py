@@ -298,6 +298,21 @@ def test_push_rm_pull_gives_the_same_image(cli, bb, registry):
     assert os.listdir(cli.root / "tmp") == []
 
 
+def test_run_pull_always_pulls_through_the_registry(cli, bb, registry):
+    cli.ok("push", "-q", "bb:1", f"{registry}/runpull:1")
+    never = cli("run", "--rm", "--network", "none", "--pull", "never", f"{registry}/runpull:1", "true")
+    assert never.returncode == 125 and b"not found" in never.stderr
+    ran = cli("run", "--rm", "--network", "none", "--pull", "always", f"{registry}/runpull:1", "echo", "pulled")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == b"pulled\n" and b"Pulling from runpull" in ran.stderr
+    assert _image_id(cli, f"{registry}/runpull:1") == bb
+    cli.ok("rmi", f"{registry}/runpull:1")
+    missing = cli("run", "--rm", "--network", "none", "--pull", "missing", f"{registry}/runpull:1", "echo", "again")
+    assert missing.returncode == 0 and missing.stdout == b"again\n", missing.stderr
+    stored = cli("run", "--rm", "--network", "none", "--pull", "missing", f"{registry}/runpull:1", "true")
+    assert stored.returncode == 0 and b"Pulling" not in stored.stderr
+
+
 def test_rmi_of_the_local_copy_during_a_pull_that_found_its_layers(cli, bb, registry, tmp_path):
     cli.ok("push", "bb:1", f"{registry}/race:1")
     layers = json.loads(cli.ok("image", "inspect", "bb:1"))[0]["RootFS"]["Layers"]

@@ -70,7 +70,7 @@ def test_an_older_document_keeps_what_the_model_does_not_know() -> None:
     model = ContainerConfig.from_json(DOCS["unknown-keys"])
     # NetworkingConfig is known since containers join several networks.
     assert not model.extra and model.networking is not None and model.networking.endpoints == {}
-    assert model.config.extra == {} and model.host.extra == {"OomScoreAdj": ["1.1.1.1"]}
+    assert model.config.extra == {} and model.host.extra == {"KernelMemoryTCP": ["1.1.1.1"]}
     assert model.config.labels == {"a": "b"}  # known since containers take labels
     assert model.host.log_config is None and model.host.log_driver == "json-file"
     assert model.host.restart_policy == RestartPolicy.from_json({"Name": "always", "MaximumRetryCount": 0, "Extra": 1})

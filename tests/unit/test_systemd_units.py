@@ -442,3 +442,14 @@ def test_a_granted_device_opens_the_device_policy() -> None:
     needs = systemd.needs_of(container, "/var/lib/overlayctl", "/run/overlayctl")
     assert "DevicePolicy" not in _keys(systemd.hardening(needs))
     assert "DevicePolicy" in _keys(systemd.hardening(systemd.needs_of(_container(), "/x", "/y")))
+
+
+def test_sysctls_host_ipc_and_init_are_host_needs() -> None:
+    # PID 1 writes --sysctl values through the unit's /proc/sys; --ipc host
+    # binds the host's /dev/shm; --init binds the host's tini.
+    plain = systemd.needs_of(_container(NetworkMode="none"), "/x", "/y")
+    assert _keys(systemd.hardening(plain))["ProtectKernelTunables"] == "yes"
+    c = _container(NetworkMode="none", Sysctls={"kernel.shmmax": "1"}, IpcMode="host", Init=True)
+    needs = systemd.needs_of(c, "/x", "/y")
+    assert needs.paths[2:] == [("/usr/bin/tini-static", False), ("/dev/shm", True), ("/proc/sys", True)]
+    assert "ProtectKernelTunables" not in _keys(systemd.hardening(needs))
