@@ -433,17 +433,25 @@ def image_rows(store: Store, no_trunc: bool = False) -> list[Row]:
     return rows
 
 
+def network_labels(network: Any) -> dict[str, str]:
+    """A network's labels, kept in its options (none for the predefined ones)."""
+    if network is None:
+        return {}
+    return dict(getattr(network, "labels", None) or network.options.get("labels") or {})
+
+
 def network_rows(store: Store, no_trunc: bool = False) -> list[Row]:
     """`network ls` rows: .ID .Name .Driver .Scope .IPv6 .Internal .Labels .CreatedAt."""
     from overlayctl.engine.networks import list_networks
+    from overlayctl.network.manage import is_internal
 
     rows = []
     for listed in list_networks(store):
         network_id = listed.id if no_trunc else listed.id[:12]
         network = listed.network
-        labels: dict[str, str] = dict(getattr(network, "labels", None) or {})
-        ipv6 = "true" if network is not None and getattr(network, "subnet6", None) else "false"
-        internal = "true" if network is not None and getattr(network, "internal", False) else "false"
+        labels = network_labels(network)
+        ipv6 = "true" if network is not None and network.subnet6 else "false"
+        internal = "true" if network is not None and is_internal(network) else "false"
         fields = {
             "ID": network_id,
             "Name": listed.name,
