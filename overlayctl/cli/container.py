@@ -93,8 +93,8 @@ def ps(
         return
     if not form.is_default:
         # As Docker: a template that shows .Size asks for the sizes.
-        rows = formats.ps_rows(store, containers, no_trunc, size or form.uses("Size"))
-        click.echo(formats.render(form, rows, formats.PS), nl=False)
+        listed = formats.ps_rows(store, containers, no_trunc, size or form.uses("Size"))
+        click.echo(formats.render(form, listed, formats.PS), nl=False)
         return
     now = time.time()
     sizes = container_sizes(store, containers) if size else {}

@@ -42,9 +42,7 @@ HEADERS = [
 @click.option("--no-trunc", is_flag=True, help="do not truncate container IDs")
 @click.option("--format", "fmt", default=None, metavar="FORMAT", help=FORMAT_HELP)
 @click.pass_obj
-def stats(
-    obj: dict, containers: tuple[str, ...], all_: bool, no_stream: bool, no_trunc: bool, fmt: str | None
-) -> None:
+def stats(obj: dict, containers: tuple[str, ...], all_: bool, no_stream: bool, no_trunc: bool, fmt: str | None) -> None:
     """Show containers' CPU, memory, network, block I/O, processes and upper dir size, refreshed every second."""
     from overlayctl.engine import format as formats
     from overlayctl.engine import measure
@@ -140,4 +138,3 @@ def register(cli: click.Group) -> None:
     group = cli.commands.get("container")
     if isinstance(group, click.Group):
         group.add_command(stats)
-

@@ -230,7 +230,7 @@ class Format:
         return self.template is not None and f".{field}" in self.template.text
 
 
-def parse(spec: str | None, listing: bool = True) -> Format:
+def parse(spec: str | Format | None, listing: bool = True) -> Format:
     """The --format value `spec` parsed (see Format)."""
     return spec if isinstance(spec, Format) else Format(spec, listing)
 
@@ -332,9 +332,7 @@ def container_labels(container: Container) -> dict[str, str]:
     return dict(getattr(container.config.config, "labels", None) or {})
 
 
-def ps_rows(
-    store: Store, containers: Sequence[Container], no_trunc: bool = False, size: bool = False
-) -> list[Row]:
+def ps_rows(store: Store, containers: Sequence[Container], no_trunc: bool = False, size: bool = False) -> list[Row]:
     """`ps` rows: Docker's ContainerContext fields (.ID .Image .Command
     .CreatedAt .RunningFor .Ports .State .Status .Size .Names .Labels
     .Label .Mounts .LocalVolumes .Networks), the JSON of `ps --format json`."""

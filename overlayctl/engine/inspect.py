@@ -263,7 +263,9 @@ def inspect_objects(
                 if kind is not None:
                     raise
                 if i == len(kinds) - 1:
-                    raise NotFoundError(f'no such object: "{text}"; see "overlayctl ps -a" and "overlayctl images"') from None
+                    raise NotFoundError(
+                        f'no such object: "{text}"; see "overlayctl ps -a" and "overlayctl images"'
+                    ) from None
     return result
 
 

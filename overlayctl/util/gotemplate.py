@@ -146,7 +146,8 @@ class _Lexer:
         self.line += self.text[self.start : self.pos].count("\n")
         self.start = self.pos
 
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> Callable[[], Any] | None:
+        """Emit the error token; its None ends the scan."""
         self.tokens.append(_Token(T_ERROR, message, self.start, self.line))
         return None
 
@@ -790,8 +791,8 @@ class _Parser:
             if clean.lower().startswith(("0x", "-0x", "+0x")):
                 return int(clean, 16)
             if any(c in clean for c in ".eE"):
-                value = float(clean)
-                return int(value) if value.is_integer() and abs(value) < 2**63 and "." not in clean else value
+                # Go keeps a literal spelt as a float a float64, 1e3 included.
+                return float(clean)
             if len(clean.lstrip("+-")) > 1 and clean.lstrip("+-").startswith("0"):
                 return int(clean.lstrip("+-").lstrip("0") or "0", 8) * (-1 if clean.startswith("-") else 1)
             return int(clean)

@@ -68,26 +68,30 @@ DOCUMENTED = [
     ("{{if and .State.Running (gt .State.Pid 1)}}ok{{end}}", "ok"),
     ("{{if or .State.ExitCode .State.Running}}ok{{end}}", "ok"),
     ("{{if not .State.ExitCode}}zero{{end}}", "zero"),
-    ("{{if ne .State.Pid 1}}{{if lt .State.Pid 5000}}{{if le 4242 .State.Pid}}{{if ge .State.Pid 4242}}y{{end}}{{end}}{{end}}{{end}}", "y"),
+    (
+        "{{if ne .State.Pid 1}}{{if lt .State.Pid 5000}}{{if le 4242 .State.Pid}}"
+        "{{if ge .State.Pid 4242}}y{{end}}{{end}}{{end}}{{end}}",
+        "y",
+    ),
     ("{{with .Config}}{{.Image}}{{end}}", "busybox"),
     ("{{with .State.Health}}{{.Status}}{{else}}no health check{{end}}", "no health check"),
     ("{{$n := .Name}}{{$n}}{{$n = upper $n}} {{$n}}", "/Web_App /WEB_APP"),
     ("{{range $i, $a := .Config.Cmd}}{{if $i}},{{end}}{{$i}}={{$a}}{{end}}", "0=sh,1=-c,2=sleep 30"),
     ("{{range $k, $v := .Config.Labels}}{{$k}}={{$v}};{{end}}", "a=b;com.example=x;"),
-    ("{{range .Config.Cmd}}{{if eq . \"-c\"}}{{continue}}{{end}}{{.}}.{{end}}", "sh.sleep 30."),
-    ("{{range .Config.Cmd}}{{if eq . \"-c\"}}{{break}}{{end}}{{.}}{{end}}", "sh"),
+    ('{{range .Config.Cmd}}{{if eq . "-c"}}{{continue}}{{end}}{{.}}.{{end}}', "sh.sleep 30."),
+    ('{{range .Config.Cmd}}{{if eq . "-c"}}{{break}}{{end}}{{.}}{{end}}', "sh"),
     ("{{range .Nothing}}x{{else}}empty{{end}}", None),
     ("{{range $.Args}}[{{.}}]{{end}}", "[-c][sleep 30]"),
     ("{{len .Args}} {{len .Config.Labels}} {{len .Name}}", "2 2 8"),
     ("{{index .Args 1}}", "sleep 30"),
     ("{{slice .Name 1 4}}", "Web"),
-    ("{{.Name | upper | printf \"%s!\"}}", "/WEB_APP!"),
-    ('{{truncate .Id 12}}', "4fa6e0f0c678"),
-    ('[{{pad .Image 2 1}}]', "[  busybox:latest ]"),
+    ('{{.Name | upper | printf "%s!"}}', "/WEB_APP!"),
+    ("{{truncate .Id 12}}", "4fa6e0f0c678"),
+    ("[{{pad .Image 2 1}}]", "[  busybox:latest ]"),
     ('[{{pad "" 2 1}}]', "[]"),
-    ("{{printf \"%d-%5.1f-%x-%t-%v\" 42 3.14159 255 true .Args}}", "42-  3.1-ff-true-[-c sleep 30]"),
-    ("{{print 1 2 \"a\" 3}}", "1 2a3"),
-    ("{{printf \"%s\" 42}}", "%!s(int=42)"),
+    ('{{printf "%d-%5.1f-%x-%t-%v" 42 3.14159 255 true .Args}}', "42-  3.1-ff-true-[-c sleep 30]"),
+    ('{{print 1 2 "a" 3}}', "1 2a3"),
+    ('{{printf "%s" 42}}', "%!s(int=42)"),
     # Go's text/template documentation
     ('{{"\\"output\\""}}', '"output"'),
     ('{{`"output"`}}', '"output"'),
@@ -190,7 +194,11 @@ EXEC_ERRORS = [
         "{{upper .State.Pid}}",
         'template: :1:8: executing "" at <.State.Pid>: wrong type for value; expected string; got int',
     ),
-    (CONTAINER, "{{index .Args 5}}", 'template: :1:2: executing "" at <index>: error calling index: index out of range: 5'),
+    (
+        CONTAINER,
+        "{{index .Args 5}}",
+        'template: :1:2: executing "" at <index>: error calling index: index out of range: 5',
+    ),
     (
         CONTAINER,
         "{{eq .Name 1}}",
@@ -198,7 +206,11 @@ EXEC_ERRORS = [
     ),
     (CONTAINER, "{{len .State.Pid}}", 'template: :1:2: executing "" at <len>: error calling len: len of type int'),
     (CONTAINER, "{{upper}}", 'template: :1:2: executing "" at <upper>: wrong number of args for upper: want 1 got 0'),
-    (CONTAINER, "{{range .Name}}{{end}}", 'template: :1:8: executing "" at <.Name>: range can\'t iterate over /Web_App'),
+    (
+        CONTAINER,
+        "{{range .Name}}{{end}}",
+        'template: :1:8: executing "" at <.Name>: range can\'t iterate over /Web_App',
+    ),
     (CONTAINER, "\n{{.Args 1}}", 'template: :2:2: executing "" at <.Args>: Args is not a method but has arguments'),
     (
         _Context(),
@@ -263,11 +275,7 @@ def _ps_row(name: str, labels: dict[str, str]) -> formats.Row:
 def test_render_table_template_with_headers() -> None:
     rows = [_ps_row("web", {"tier": "front"}), _ps_row("db-primary", {})]
     out = formats.render(r"table {{.Names}}\t{{.Status}}", rows, formats.PS)
-    assert out == (
-        "NAMES        STATUS\n"
-        "web          Up 1 second\n"
-        "db-primary   Up 1 second\n"
-    )
+    assert out == ("NAMES        STATUS\nweb          Up 1 second\ndb-primary   Up 1 second\n")
     # A method in the header: the title stops there, as Docker's does.
     out = formats.render(r'table {{.Names}}\t{{.Label "tier"}}', rows, formats.PS)
     assert out.splitlines() == ["NAMES        ", "web          front", "db-primary   "]
