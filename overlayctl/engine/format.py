@@ -26,7 +26,7 @@ from typing import Any
 
 from overlayctl.errors import InvalidArgumentError
 from overlayctl.util import tabwriter
-from overlayctl.util.gotemplate import Template
+from overlayctl.util.gotemplate import GoMap, Template
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -60,6 +60,12 @@ class Row:
         if name in self._methods:
             return self._methods[name]
         raise AttributeError(name)
+
+    def go_string(self) -> str:
+        """What `{{.}}` prints: the fields, as Go prints a struct pointer."""
+        from overlayctl.util.gotemplate import printable
+
+        return "&{" + " ".join(printable(v, False) for v in self._fields.values()) + "}"
 
     def json_value(self) -> dict[str, Any]:
         """What `{{json .}}` encodes: the command's JSON line."""
@@ -285,13 +291,46 @@ class _Titles(Mapping[str, str]):
         return len(self._titles)
 
 
+# Keys whose JSON objects are Go maps in Docker's inspect types (their keys
+# are data: label names, network names, ports), as opposed to structs.
+# Docker runs an inspect template over its typed structs first, where a
+# missing map key is <no value>; only a missing struct field is an error.
+_GO_MAPS = frozenset(
+    {
+        "Labels",
+        "Options",
+        "Networks",
+        "Ports",
+        "ExposedPorts",
+        "Volumes",
+        "Data",
+        "Sysctls",
+        "DriverOpts",
+        "Containers",
+        "Annotations",
+        "Tmpfs",
+        "StorageOpt",
+    }
+)
+
+
+def as_go_values(value: Any, key: str = "") -> Any:
+    """An inspect document with its Go maps marked (GoMap), for templates."""
+    if isinstance(value, dict):
+        converted = {k: as_go_values(v, k) for k, v in value.items()}
+        return GoMap(converted) if key in _GO_MAPS else converted
+    if isinstance(value, list):
+        return [as_go_values(v) for v in value]
+    return value
+
+
 def render_documents(spec: str | None, documents: Sequence[Any]) -> str | None:
     """`inspect -f`: the template run over each document, each result
     followed by a newline; None when there is no template (print JSON)."""
     if spec is None or spec.strip(" ") in ("", "json"):
         return None
     template = Template(spec)
-    return "".join(_execute(template, doc) + "\n" for doc in documents)
+    return "".join(_execute(template, as_go_values(doc)) + "\n" for doc in documents)
 
 
 def check_template(spec: str | None, listing: bool = True) -> None:
@@ -559,7 +598,7 @@ def disk_usage_rows(kinds: Sequence[Any]) -> list[Row]:
     return rows
 
 
-def port_document(store: Store, container: Container) -> dict[str, list[dict[str, str]]]:
+def port_document(store: Store, container: Container) -> GoMap:
     """What `port --format` runs over: the published ports as inspect's
     NetworkSettings.Ports shows them, {"80/tcp": [{"HostIp", "HostPort"}]}."""
     from overlayctl.engine.inspect import port_mappings
@@ -567,4 +606,4 @@ def port_document(store: Store, container: Container) -> dict[str, list[dict[str
     document: dict[str, list[dict[str, str]]] = {}
     for key, host_ip, host_port in port_mappings(store, container):
         document.setdefault(key, []).append({"HostIp": host_ip, "HostPort": str(host_port)})
-    return document
+    return GoMap(document)

@@ -34,7 +34,7 @@ from typing import Any
 from overlayctl.errors import InvalidArgumentError
 from overlayctl.util import jsonio
 
-__all__ = ["Template", "DOCKER_FUNCS", "printable", "go_type"]
+__all__ = ["Template", "GoMap", "DOCKER_FUNCS", "printable", "go_type"]
 
 
 class _Missing:
@@ -63,6 +63,32 @@ class _Break(Exception):
 
 class _Continue(Exception):
     pass
+
+
+class GoMap(Mapping[str, Any]):
+    """A JSON object that is a Go map in Docker's types (Labels, Options,
+    NetworkSettings.Networks, ...), not a struct: a key that is not there
+    is Go's zero value (``<no value>``; ``""`` through ``index`` when the
+    values are strings), never an error."""
+
+    GO_TYPE = "map[string]interface {}"
+
+    def __init__(self, items: Mapping[str, Any]) -> None:
+        self._items = items
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def zero(self) -> Any:
+        """The zero value of the map's element type."""
+        values = list(self._items.values())
+        return "" if all(isinstance(v, str) for v in values) else None
 
 
 # ---------------------------------------------------------------- lexer
@@ -1108,7 +1134,7 @@ def _index(item: Any, *indexes: Any) -> Any:
         if isinstance(item, Mapping):
             if not isinstance(index, str):
                 raise _ExecError(f"value has type {go_type(index)}; should be string")
-            item = item.get(index, None)
+            item = item[index] if index in item else item.zero() if isinstance(item, GoMap) else None
         elif isinstance(item, list | tuple | str):
             if not isinstance(index, int) or isinstance(index, bool):
                 raise _ExecError(f"cannot index slice/array with type {go_type(index)}")
@@ -1444,8 +1470,8 @@ class _State:
         self, dot: Any, name: str, node: _Node, args: list[_Node], final: Any, receiver: Any, static: bool
     ) -> Any:
         if receiver is MISSING:
-            if self.template.missing_key_error:
-                self.errorf(f"nil data; no entry for key {_go_quote(name)}")
+            # Only a Go map (a Mapping that is not a dict) gives no value,
+            # and Go carries on with none.
             return MISSING
         typ = "interface {}" if static else go_type(receiver)
         if receiver is None:

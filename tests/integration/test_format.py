@@ -98,6 +98,9 @@ def test_port_info_and_df_templates(cli: CLI, bb: str) -> None:
     assert cli.ok("port", "web", "--format", '{{(index (index . "80/tcp") 0).HostPort}}') == "18081\n"
     assert cli.ok("info", "--format", "{{.ContainersRunning}} {{.Images}} {{.Driver}}") == "1 1 overlay\n"
     assert json.loads(cli.ok("info", "--format", "json"))["Containers"] == 1
+    assert cli.ok("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}") == "web 1\n"
+    header = cli.ok("stats", "--no-stream", "--format", r"table {{.Name}}\t{{.MemUsage}}").splitlines()[0]
+    assert header.split() == ["NAME", "MEM", "USAGE", "/", "LIMIT"]
     types = cli.ok("system", "df", "--format", "{{.Type}}").splitlines()
     assert types[:2] == ["Images", "Containers"]
 

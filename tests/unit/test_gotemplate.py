@@ -301,5 +301,16 @@ def test_render_fails_whole_with_docker_prefix() -> None:
 
 def test_inspect_documents() -> None:
     assert formats.render_documents("{{.State.Pid}}", [CONTAINER, CONTAINER]) == "4242\n4242\n"
+    # Labels, Networks, Ports are Go maps in Docker's types: a missing key
+    # is no value (a string map's index gives ""), not an error.
+    template = (
+        '{{.Config.Labels.nope}}|{{index .Config.Labels "nope"}}|{{.NetworkSettings.Networks.nope.IPAddress}}'
+        "|{{len .Config.Labels}}|{{.Config.Labels}}|{{json .Config.Labels}}"
+    )
+    assert formats.render_documents(template, [CONTAINER]) == (
+        '<no value>||<no value>|2|map[a:b com.example:x]|{"com.example":"x","a":"b"}\n'
+    )
+    with pytest.raises(InvalidArgumentError, match='map has no entry for key "Nope"'):
+        formats.render_documents("{{.Config.Nope}}", [CONTAINER])
     assert formats.render_documents(None, [CONTAINER]) is None
     assert formats.render_documents("json", [CONTAINER]) is None
