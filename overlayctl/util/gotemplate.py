@@ -313,7 +313,7 @@ class _Lexer:
 
     def at_terminator(self) -> bool:
         r = self.peek()
-        return r == "" or r in _SPACE or r in ".,|:)(=}"
+        return r == "" or r in _SPACE or r in ".,|:)(}"
 
     def lex_identifier(self) -> Callable[[], Any] | None:
         while self.peek() != "" and _is_alnum(self.peek()):
@@ -1029,12 +1029,19 @@ class _Func:
         return cls(value, params)
 
 
+def _is_separator(ch: str) -> bool:
+    # strings.Title's word boundaries: ASCII other than letters, digits and
+    # "_", and white space.
+    if ch.isascii():
+        return not (ch.isalnum() or ch == "_")
+    return not (ch.isalpha() or ch.isdigit()) and ch.isspace()
+
+
 def _title(text: str) -> str:
     out = []
     previous = " "
     for ch in text:
-        separator = not (_is_alnum(previous)) and not (previous.isascii() is False and previous.isalpha())
-        out.append(ch.upper() if separator else ch)
+        out.append(ch.upper() if _is_separator(previous) else ch)
         previous = ch
     return "".join(out)
 
