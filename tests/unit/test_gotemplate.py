@@ -38,6 +38,7 @@ DOCUMENTED = [
     ("{{lower .Name}}", "/web_app"),
     ('{{split .Image ":"}}', "[busybox latest]"),
     ("{{title .Name}}", "/Web_App"),
+    ('{{title "hello world-wide_web"}}', "Hello World-Wide_web"),
     ("{{upper .Name}}", "/WEB_APP"),
     ("{{println .Name}}", "/Web_App\n"),
     ("{{range .NetworkSettings.Networks}}{{println .IPAddress}}{{end}}", "172.17.0.2\n10.1.0.3\n"),
