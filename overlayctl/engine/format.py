@@ -191,12 +191,13 @@ DISK_USAGE = Listing(
 
 # The header row runs the row template over the titles, with Docker's
 # functions reduced to passing their first argument on (a title is not
-# json, nor something to cut or pad).
+# json, nor something to split or cut); pad stays, to keep the title over
+# its padded column.
 def _first(value: Any, *_rest: Any) -> Any:
     return value
 
 
-_HEADER_FUNCS = {name: _first for name in ("json", "split", "join", "title", "lower", "upper", "pad", "truncate")}
+_HEADER_FUNCS = {name: _first for name in ("json", "split", "join", "title", "lower", "upper", "truncate")}
 
 
 class Format:

@@ -954,6 +954,9 @@ def _json_plain(value: Any) -> Any:
     convert = getattr(value, "json_value", None)
     if callable(convert):
         return _json_plain(convert())
+    if isinstance(value, GoMap):
+        # encoding/json writes a Go map's keys sorted (a struct's in order).
+        return {str(k): _json_plain(value[k]) for k in sorted(value)}
     if isinstance(value, Mapping):
         return {str(k): _json_plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

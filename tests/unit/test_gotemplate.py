@@ -281,6 +281,9 @@ def test_render_table_template_with_headers() -> None:
     out = formats.render(r'table {{.Names}}\t{{.Label "tier"}}', rows, formats.PS)
     assert out.splitlines() == ["NAMES        ", "web          front", "db-primary   "]
     assert formats.render("{{.Names}}", rows, formats.PS) == "web\ndb-primary\n"
+    # Header functions keep the title, but pad pads it as it pads its column.
+    out = formats.render(r"table {{upper .Names}}\t{{pad .Status 2 0}}|", rows[:1], formats.PS)
+    assert out.splitlines() == ["NAMES       STATUS|", "WEB         Up 1 second|"]
     assert formats.render("json", rows, formats.PS) == '{"Names":"web"}\n{"Names":"db-primary"}\n'
     assert formats.render("{{json .}}", rows[:1], formats.PS) == '{"Names":"web"}\n'
     # The default table is the command's own.
@@ -309,7 +312,7 @@ def test_inspect_documents() -> None:
         "|{{len .Config.Labels}}|{{.Config.Labels}}|{{json .Config.Labels}}"
     )
     assert formats.render_documents(template, [CONTAINER]) == (
-        '<no value>||<no value>|2|map[a:b com.example:x]|{"com.example":"x","a":"b"}\n'
+        '<no value>||<no value>|2|map[a:b com.example:x]|{"a":"b","com.example":"x"}\n'
     )
     with pytest.raises(InvalidArgumentError, match='map has no entry for key "Nope"'):
         formats.render_documents("{{.Config.Nope}}", [CONTAINER])
