@@ -372,6 +372,12 @@ def container_labels(container: Container) -> dict[str, str]:
     return dict(getattr(container.config.config, "labels", None) or {})
 
 
+def _mount_name(source: str, no_trunc: bool) -> str:
+    """A MOUNTS entry: a volume's name or a bind's host path, cut at 15
+    characters with an ellipsis unless --no-trunc, as Docker's."""
+    return source if no_trunc or len(source) <= 15 else source[:14] + "…"
+
+
 def ps_rows(store: Store, containers: Sequence[Container], no_trunc: bool = False, size: bool = False) -> list[Row]:
     """`ps` rows: Docker's ContainerContext fields (.ID .Image .Command
     .CreatedAt .RunningFor .Ports .State .Status .Size .Names .Labels
@@ -407,7 +413,7 @@ def ps_rows(store: Store, containers: Sequence[Container], no_trunc: bool = Fals
             "Size": "0B",
             "Names": c.name,
             "Labels": _labels_text(labels),
-            "Mounts": ",".join(m.source if m.type == "volume" else m.target for m in mounts if m.type != "tmpfs"),
+            "Mounts": ",".join(_mount_name(m.source, no_trunc) for m in mounts if m.source),
             "LocalVolumes": str(sum(1 for m in mounts if m.type == "volume")),
             "Networks": ",".join(sorted(c.config.endpoints())),
             "Platform": "linux",

@@ -40,6 +40,12 @@ def test_ps_table_template_has_docker_headers(cli: CLI, bb: str) -> None:
     assert row.index("web") == header.index("NAMES")
 
 
+def test_ps_mounts_networks_and_labels_columns(cli: CLI, bb: str) -> None:
+    cli.ok("create", "--name", "vol", "-v", "data:/data", "bb:1", "true")
+    out = cli.ok("ps", "-a", "--format", '{{.Mounts}} {{.LocalVolumes}} {{.Networks}} [{{.Label "x"}}]')
+    assert out == "data 1 bridge []\n"
+
+
 def test_ps_json_is_one_object_per_line(cli: CLI, bb: str) -> None:
     _sleeper(cli, "web")
     for spec in ("json", "{{json .}}"):
