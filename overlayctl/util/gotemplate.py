@@ -11,7 +11,7 @@ Go does, because scripts written for the docker CLI match on them:
   ``if``/``else if``/``else``, ``range`` (with ``else``, ``break`` and
   ``continue``), ``with`` (with ``else``);
 - Go's builtins (``and or not len index slice eq ne lt le gt ge print
-  printf println``) and Docker's (``json join split lower upper title
+  printf println html js urlquery``; not ``call``) and Docker's (``json join split lower upper title
   truncate pad``).
 
 ``define``, ``template`` and ``block`` are refused when parsing.
@@ -1268,7 +1268,44 @@ def _pad_spec(text: str, flags: str, rest: str) -> str:
     return text.ljust(width) if "-" in flags else text.rjust(width)
 
 
+def _html(*values: Any) -> str:
+    text = _sprint(*values)
+    for raw, escaped in (
+        ("&", "&amp;"),
+        ("'", "&#39;"),
+        ("<", "&lt;"),
+        (">", "&gt;"),
+        ('"', "&#34;"),
+        ("\0", "\ufffd"),
+    ):
+        text = text.replace(raw, escaped)
+    return text
+
+
+def _urlquery(*values: Any) -> str:
+    from urllib.parse import quote_plus
+
+    return quote_plus(_sprint(*values), safe="-_.~")
+
+
+def _js(*values: Any) -> str:
+    out = []
+    for ch in _sprint(*values):
+        if ch in "\\'\"":
+            out.append("\\" + ch)
+        elif ch in "<>&=":
+            out.append(f"\\u{ord(ch):04X}")
+        elif not ch.isprintable():
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 _BUILTINS: dict[str, _Func] = {
+    "html": _Func(_html, ["...any"]),
+    "urlquery": _Func(_urlquery, ["...any"]),
+    "js": _Func(_js, ["...any"]),
     "index": _Func(_index, ["any", "...any"]),
     "slice": _Func(_slice, ["any", "...any"]),
     "len": _Func(_len, ["any"]),

@@ -106,6 +106,10 @@ DOCUMENTED = [
     ('{{with $x := "output"}}{{printf "%q" $x}}{{end}}', '"output"'),
     ('{{with $x := "output"}}{{$x | printf "%q"}}{{end}}', '"output"'),
     ("{{23 -}} < {{- 45}}", "23<45"),
+    # Go's escapers
+    ('{{html "<a href=\\"x\\">&</a>"}}', "&lt;a href=&#34;x&#34;&gt;&amp;&lt;/a&gt;"),
+    ('{{urlquery "a b&c/d"}}', "a+b%26c%2Fd"),
+    ('{{js "it\'s <b>\\n"}}', "it\\'s \\u003Cb\\u003E\\u000A"),
     # literals
     ("{{-3}} {{0x1F}} {{1e3}} {{'a'}} {{true}} {{1.5}}", "-3 31 1000 97 true 1.5"),
     # trim markers and comments
