@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import click
 
 from overlayctl.cli import runopts
 from overlayctl.cli.common import build_image, open_store
-from overlayctl.cli.output import json_lines, table
+from overlayctl.cli.output import FORMAT_HELP, table
 from overlayctl.errors import InvalidArgumentError
 
 
@@ -26,51 +25,25 @@ def build(obj: dict, context: str, **opts: object) -> None:
 @click.argument("image")
 @click.option("--no-trunc", is_flag=True, help="do not truncate output")
 @click.option("-q", "--quiet", is_flag=True, help="only show image IDs")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="output format")
+@click.option("--format", "fmt", default=None, metavar="FORMAT", help=FORMAT_HELP)
 @click.pass_obj
-def history(obj: dict, image: str, no_trunc: bool, quiet: bool, fmt: str) -> None:
+def history(obj: dict, image: str, no_trunc: bool, quiet: bool, fmt: str | None) -> None:
     """Show the layers of an image and the instructions that made them."""
-    from overlayctl.engine.images import image_history
-    from overlayctl.engine.inspect import ago
-    from overlayctl.util.humanize import human_size
+    from overlayctl.engine import format as formats
 
+    form = formats.parse(fmt)
     store = open_store(obj)
-    rows = image_history(store, store.images.resolve(image))
-    now = time.time()
-
-    def short(image_id: str) -> str:
-        return image_id if no_trunc or image_id == "<missing>" else image_id.split(":", 1)[1][:12]
-
+    rows = formats.history_rows(store, store.images.resolve(image), no_trunc)
     if quiet:
         for row in rows:
-            click.echo(short(row["id"]))
+            click.echo(row.ID)
         return
-    if fmt == "json":
-        json_lines(
-            [
-                {
-                    "Comment": row["comment"],
-                    "CreatedAt": row["created"],
-                    "CreatedBy": row["created_by"],
-                    "CreatedSince": ago(row["created"], now),
-                    "ID": short(row["id"]),
-                    "Size": human_size(row["size"]),
-                }
-                for row in rows
-            ]
-        )
+    if not form.is_default:
+        click.echo(formats.render(form, rows, formats.HISTORY), nl=False)
         return
-
-    def created_by(text: str) -> str:
-        text = " ".join(text.split()) if not no_trunc else text
-        return text if no_trunc or len(text) <= 45 else text[:44] + "…"
-
     table(
         ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
-        [
-            (short(r["id"]), ago(r["created"], now), created_by(r["created_by"]), human_size(r["size"]), r["comment"])
-            for r in rows
-        ],
+        [(r.ID, r.CreatedSince, r.CreatedBy, r.Size, r.Comment) for r in rows],
     )
 
 

@@ -11,7 +11,7 @@ import click
 
 from overlayctl.cli import runopts
 from overlayctl.cli.common import create_options, open_store, run_container
-from overlayctl.cli.output import json_document, json_lines, table
+from overlayctl.cli.output import FORMAT_HELP, INSPECT_FORMAT_HELP, print_documents, table
 from overlayctl.cli.verbs import each_container
 
 _PASSTHROUGH = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
@@ -71,7 +71,7 @@ def start(obj: dict, containers: tuple[str, ...], attach: bool, interactive: boo
 @click.option("-q", "--quiet", is_flag=True, help="only show container IDs")
 @click.option("-s", "--size", is_flag=True, help="show sizes: the writable layer and the virtual total")
 @click.option("--no-trunc", is_flag=True, help="do not truncate output")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="output format")
+@click.option("--format", "fmt", default=None, metavar="FORMAT", help=FORMAT_HELP)
 @click.option(
     "-f",
     "--filter",
@@ -81,8 +81,11 @@ def start(obj: dict, containers: tuple[str, ...], attach: bool, interactive: boo
     help="id, name, label, status, exited, ancestor, before, since, volume, network, health, publish, expose",
 )
 @click.pass_obj
-def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str, filters: tuple[str, ...]) -> None:
+def ps(
+    obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str | None, filters: tuple[str, ...]
+) -> None:
     """List containers; with -s, SIZE is the upper dir and virtual adds the image."""
+    from overlayctl.engine import format as formats
     from overlayctl.engine.filters import list_containers
     from overlayctl.engine.inspect import (
         ago,
@@ -90,40 +93,25 @@ def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str,
         container_health,
         container_sizes,
         ports_text,
-        state_name,
         status_text,
     )
     from overlayctl.util.humanize import human_size
 
+    form = formats.parse(fmt)
     store = open_store(obj)
     containers = list_containers(store, filters, all_)
     if quiet:
         for c in containers:
             click.echo(c.id if no_trunc else c.short_id)
         return
+    if not form.is_default:
+        # As Docker: a template that shows .Size asks for the sizes.
+        listed = formats.ps_rows(store, containers, no_trunc, size or form.uses("Size"))
+        click.echo(formats.render(form, listed, formats.PS), nl=False)
+        return
     now = time.time()
     sizes = container_sizes(store, containers) if size else {}
     ports = ports_text(store, containers)
-    if fmt == "json":
-        items = []
-        for c in containers:
-            item = {
-                "ID": c.id if no_trunc else c.short_id,
-                "Image": c.image_name,
-                "Command": command_text(c, 10**6),
-                "CreatedAt": c.created,
-                "RunningFor": ago(c.created, now),
-                "State": state_name(c),
-                "Status": status_text(c, now, container_health(store, c)),
-                "Names": c.name,
-                "Ports": ports.get(c.id, ""),
-            }
-            if size:
-                rw, virtual = sizes[c.id]
-                item.update(SizeRw=rw, SizeRootFs=virtual, Size=f"{human_size(rw)} (virtual {human_size(virtual)})")
-            items.append(item)
-        json_lines(items)
-        return
     headers = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
     rows = []
     for c in containers:
@@ -144,15 +132,23 @@ def ps(obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str,
 
 
 @click.command("inspect")
-@click.argument("objects", nargs=-1, required=True, metavar="CONTAINER|IMAGE...")
+@click.argument("objects", nargs=-1, required=True, metavar="NAME|ID...")
 @click.option("-s", "--size", is_flag=True, help="add SizeRw and SizeRootFs for containers")
-@click.option("--format", "fmt", type=click.Choice(["json"]), default="json", help="output format")
+@click.option("-f", "--format", "fmt", default=None, metavar="FORMAT", help=INSPECT_FORMAT_HELP)
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(["container", "image", "network", "volume"]),
+    default=None,
+    help="look only for this kind of object",
+)
 @click.pass_obj
-def inspect(obj: dict, objects: tuple[str, ...], size: bool, fmt: str) -> None:
-    """Show containers (or images) as Docker-shaped JSON."""
+def inspect(obj: dict, objects: tuple[str, ...], size: bool, fmt: str | None, kind: str | None) -> None:
+    """Show containers, images, networks or volumes as Docker-shaped JSON,
+    or each through a Go template (-f '{{.State.Pid}}')."""
     from overlayctl.engine.inspect import inspect_objects
 
-    json_document(inspect_objects(open_store(obj), list(objects), size))
+    print_documents(fmt, lambda: inspect_objects(open_store(obj), list(objects), size, kind))
 
 
 @click.command("rm")

@@ -7,7 +7,7 @@ import time
 import click
 
 from overlayctl.cli.common import open_store
-from overlayctl.cli.output import json_document, json_lines, table
+from overlayctl.cli.output import FORMAT_HELP, INSPECT_FORMAT_HELP, print_documents, table
 
 
 @click.command("import")
@@ -27,7 +27,7 @@ def import_(obj: dict, source: str, name: str | None, message: str) -> None:
 @click.command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="only show image IDs")
 @click.option("--no-trunc", is_flag=True, help="do not truncate IDs")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="output format")
+@click.option("--format", "fmt", default=None, metavar="FORMAT", help=FORMAT_HELP)
 @click.option(
     "-f",
     "--filter",
@@ -37,12 +37,14 @@ def import_(obj: dict, source: str, name: str | None, message: str) -> None:
     help="reference, dangling, label, before, since, until",
 )
 @click.pass_obj
-def image_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str, filters: tuple[str, ...]) -> None:
+def image_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str | None, filters: tuple[str, ...]) -> None:
     """List images: REPOSITORY TAG IMAGE ID CREATED SIZE."""
+    from overlayctl.engine import format as formats
     from overlayctl.engine.images import list_images
     from overlayctl.engine.inspect import ago
     from overlayctl.util.humanize import human_size
 
+    form = formats.parse(fmt)
     store = open_store(obj)
     now = time.time()
     rows = [
@@ -56,21 +58,8 @@ def image_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str, filters: tuple[st
                 seen.append(image_id)
                 click.echo(image_id)
         return
-    if fmt == "json":
-        json_lines(
-            [
-                {
-                    "Repository": repo,
-                    "Tag": tag,
-                    "ID": image_id,
-                    "CreatedAt": image.created,
-                    "CreatedSince": ago(image.created, now),
-                    "Size": image.size,
-                    "Containers": None,
-                }
-                for repo, tag, image_id, image in rows
-            ]
-        )
+    if not form.is_default:
+        click.echo(formats.render(form, formats.image_rows(store, no_trunc, list(filters)), formats.IMAGES), nl=False)
         return
     table(
         ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
@@ -94,13 +83,13 @@ def image_rm(obj: dict, images: tuple[str, ...], force: bool) -> None:
 
 @click.command("inspect")
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.option("-f", "--format", "fmt", default=None, metavar="FORMAT", help=INSPECT_FORMAT_HELP)
 @click.pass_obj
-def image_inspect(obj: dict, images: tuple[str, ...]) -> None:
-    """Show images as JSON."""
-    from overlayctl.engine.inspect import image_inspect as describe
+def image_inspect(obj: dict, images: tuple[str, ...], fmt: str | None) -> None:
+    """Show images as JSON, or each through a Go template."""
+    from overlayctl.engine.inspect import inspect_objects
 
-    store = open_store(obj)
-    json_document([describe(store.images.resolve(text)) for text in images])
+    print_documents(fmt, lambda: inspect_objects(open_store(obj), list(images), kind="image"))
 
 
 def register(cli: click.Group) -> None:

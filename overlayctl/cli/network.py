@@ -5,13 +5,13 @@ from __future__ import annotations
 import click
 
 from overlayctl.cli.common import open_store
-from overlayctl.cli.output import json_document, json_lines, table
+from overlayctl.cli.output import FORMAT_HELP, INSPECT_FORMAT_HELP, print_documents, table
 
 
 @click.command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="only show network IDs")
 @click.option("--no-trunc", is_flag=True, help="do not truncate IDs")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="output format")
+@click.option("--format", "fmt", default=None, metavar="FORMAT", help=FORMAT_HELP)
 @click.option(
     "-f",
     "--filter",
@@ -21,33 +21,22 @@ from overlayctl.cli.output import json_document, json_lines, table
     help="name, id, label, driver, dangling, type, scope",
 )
 @click.pass_obj
-def network_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str, filters: tuple[str, ...]) -> None:
+def network_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str | None, filters: tuple[str, ...]) -> None:
     """List networks: NETWORK ID NAME DRIVER SCOPE."""
-    from overlayctl.engine.filters import network_labels
+    from overlayctl.engine import format as formats
     from overlayctl.engine.networks import list_networks
 
-    rows = list_networks(open_store(obj), list(filters))
+    form = formats.parse(fmt)
+    store = open_store(obj)
+    if not form.is_default and not quiet:
+        listed = formats.network_rows(store, no_trunc, list(filters))
+        click.echo(formats.render(form, listed, formats.NETWORKS), nl=False)
+        return
+    rows = list_networks(store, list(filters))
     ids = [row.id if no_trunc else row.id[:12] for row in rows]
     if quiet:
         for network_id in ids:
             click.echo(network_id)
-        return
-    if fmt == "json":
-        json_lines(
-            [
-                {
-                    "ID": network_id,
-                    "Name": row.name,
-                    "Driver": row.driver,
-                    "Scope": "local",
-                    "CreatedAt": row.created,
-                    "IPv6": "false",
-                    "Internal": "false",
-                    "Labels": ",".join(f"{k}={v}" for k, v in sorted(network_labels(row.network).items())),
-                }
-                for network_id, row in zip(ids, rows, strict=True)
-            ]
-        )
         return
     table(
         ["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
@@ -121,12 +110,13 @@ def network_rm(obj: dict, names: tuple[str, ...]) -> None:
 
 @click.command("inspect")
 @click.argument("names", nargs=-1, required=True, metavar="NETWORK...")
+@click.option("-f", "--format", "fmt", default=None, metavar="FORMAT", help=INSPECT_FORMAT_HELP)
 @click.pass_obj
-def network_inspect(obj: dict, names: tuple[str, ...]) -> None:
+def network_inspect(obj: dict, names: tuple[str, ...], fmt: str | None) -> None:
     """Show networks as JSON: IPAM config, attached containers, options."""
     from overlayctl.engine.networks import inspect_networks
 
-    json_document(inspect_networks(open_store(obj), list(names)))
+    print_documents(fmt, lambda: inspect_networks(open_store(obj), list(names)))
 
 
 @click.command("connect")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -28,3 +28,21 @@ def json_lines(items: Sequence[dict[str, Any]]) -> None:
 
 def json_document(value: Any) -> None:
     click.echo(jsonio.pretty(value))
+
+
+FORMAT_HELP = "table (default), json, a Go template ('{{.ID}}'), or 'table TEMPLATE' for a table of your columns"
+INSPECT_FORMAT_HELP = "json (default) or a Go template run over each object ('{{.State.Pid}}')"
+
+
+def print_documents(fmt: str | None, documents: Callable[[], Sequence[Any]]) -> None:
+    """`inspect`'s output: the documents as one JSON array, or each through
+    the --format template. A bad template fails before anything is looked up."""
+    from overlayctl.engine import format as formats
+
+    formats.check_template(fmt, listing=False)
+    found = documents()
+    text = formats.render_documents(fmt, found)
+    if text is None:
+        json_document(found)
+    else:
+        click.echo(text, nl=False)

@@ -9,7 +9,7 @@ import sys
 import click
 
 from overlayctl.cli.common import open_store
-from overlayctl.cli.output import json_lines, table
+from overlayctl.cli.output import FORMAT_HELP, table
 from overlayctl.util.humanize import binary_size, human_size
 
 TYPE_CHECKING = False
@@ -40,21 +40,30 @@ HEADERS = [
 @click.option("-a", "--all", "all_", is_flag=True, help="show all containers (default: running only)")
 @click.option("--no-stream", is_flag=True, help="print one sample and exit")
 @click.option("--no-trunc", is_flag=True, help="do not truncate container IDs")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="output format")
+@click.option("--format", "fmt", default=None, metavar="FORMAT", help=FORMAT_HELP)
 @click.pass_obj
-def stats(obj: dict, containers: tuple[str, ...], all_: bool, no_stream: bool, no_trunc: bool, fmt: str) -> None:
+def stats(obj: dict, containers: tuple[str, ...], all_: bool, no_stream: bool, no_trunc: bool, fmt: str | None) -> None:
     """Show containers' CPU, memory, network, block I/O, processes and upper dir size, refreshed every second."""
+    from overlayctl.engine import format as formats
     from overlayctl.engine import measure
 
+    form = formats.parse(fmt)
     store = open_store(obj)
     # Names are resolved once, up front: an unknown one is an error before
     # anything is printed, and a renamed container is still followed.
     named = list(dict.fromkeys(store.containers.get(text).id for text in containers))
-    clear = fmt == "table" and not no_stream and sys.stdout.isatty()
+    clear = form.kind in ("default", "table") and not no_stream and sys.stdout.isatty()
 
     def emit(rows: list[Stats]) -> None:
-        if fmt == "json":
-            json_lines([json_item(row, no_trunc) for row in rows])
+        if not form.is_default:
+            text = formats.render(
+                form,
+                [formats.stats_row(table_row(row, no_trunc), json_item(row, no_trunc)) for row in rows],
+                formats.STATS,
+            )
+            if clear:
+                click.echo(CLEAR, nl=False)
+            click.echo(text, nl=False)
             return
         if clear:
             click.echo(CLEAR, nl=False)
@@ -129,4 +138,3 @@ def register(cli: click.Group) -> None:
     group = cli.commands.get("container")
     if isinstance(group, click.Group):
         group.add_command(stats)
-

@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from overlayctl.cli.common import open_store
+from overlayctl.cli.output import FORMAT_HELP
 from overlayctl.engine.system import RESTART_POLICIES
 
 TYPE_CHECKING = False
@@ -137,22 +138,29 @@ def restore(obj: dict, backup_file: str | None) -> None:
 
 @system.command("df")
 @click.option("-v", "--verbose", is_flag=True, help="per image, container and volume")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="output format")
+@click.option("--format", "fmt", default=None, metavar="FORMAT", help=FORMAT_HELP)
 @click.pass_obj
-def df(obj: dict, verbose: bool, fmt: str) -> None:
+def df(obj: dict, verbose: bool, fmt: str | None) -> None:
     """Disk usage: Images, Containers, Local Volumes, Logs, Build Cache.
 
     Exact (bytes as `du` counts them); the rows plus the catalog line add up
     to `du -s --block-size=1` of the store root. A layer shared by several
     images is counted once; -v shows each image's SHARED and UNIQUE SIZE.
     """
+    from overlayctl.engine import format as formats
     from overlayctl.engine.measure import disk_usage
+    from overlayctl.errors import InvalidArgumentError
 
+    form = formats.parse(fmt)
+    if verbose and form.kind in ("table", "template"):
+        raise InvalidArgumentError("--format with a template shows the summary rows: leave out -v")
     report = disk_usage(open_store(obj))
-    if fmt == "json":
+    if form.kind == "json":
         _df_json(report, verbose)
-    else:
+    elif form.is_default:
         _df_table(report, verbose)
+    else:
+        click.echo(formats.render(form, formats.disk_usage_rows(report.kinds), formats.DISK_USAGE), nl=False)
 
 
 def _percent(part: int, whole: int) -> str:
@@ -290,6 +298,46 @@ def _df_json(report: Report, verbose: bool) -> None:
     )
 
 
+@click.command("info")
+@click.option("-f", "--format", "fmt", default=None, metavar="FORMAT", help="json or a Go template ('{{.Containers}}')")
+@click.pass_obj
+def info(obj: dict, fmt: str | None) -> None:
+    """Show the host and the store: containers by state, images, the
+    storage driver, the store root, the kernel and the machine."""
+    from overlayctl.engine import format as formats
+    from overlayctl.engine.system import system_info
+    from overlayctl.util.humanize import binary_size
+
+    form = formats.parse(fmt, listing=False)
+    data = system_info(open_store(obj))
+    if form.kind == "json":
+        click.echo(formats.render_documents("{{json .}}", [data]), nl=False)
+        return
+    text = formats.render_documents(fmt, [data])
+    if text is not None:
+        click.echo(text, nl=False)
+        return
+    for line in (
+        f"Containers: {data['Containers']}",
+        f" Running: {data['ContainersRunning']}",
+        f" Paused: {data['ContainersPaused']}",
+        f" Stopped: {data['ContainersStopped']}",
+        f"Images: {data['Images']}",
+        f"Server Version: {data['ServerVersion']}",
+        f"Storage Driver: {data['Driver']}",
+        f"Cgroup Version: {data['CgroupVersion']}",
+        f"Kernel Version: {data['KernelVersion']}",
+        f"Operating System: {data['OperatingSystem']}",
+        f"OSType: {data['OSType']}",
+        f"Architecture: {data['Architecture']}",
+        f"CPUs: {data['NCPU']}",
+        f"Total Memory: {binary_size(data['MemTotal'])}",
+        f"Name: {data['Name']}",
+        f"Docker Root Dir: {data['DockerRootDir']}",
+    ):
+        click.echo(line)
+
+
 @click.group("generate")
 def generate() -> None:
     """Generate files for other tools (systemd units)."""
@@ -350,3 +398,5 @@ def generate_systemd(
 def register(cli: click.Group) -> None:
     cli.add_command(system)
     cli.add_command(generate)
+    cli.add_command(info)
+    system.add_command(info)

@@ -236,13 +236,28 @@ def logs(
 @click.command("port")
 @click.argument("container")
 @click.argument("private_port", required=False, metavar="[PRIVATE_PORT[/PROTO]]")
+@click.option(
+    "--format",
+    "fmt",
+    default=None,
+    metavar="TEMPLATE",
+    help='a Go template over the ports as inspect shows them: {"80/tcp": [{"HostIp", "HostPort"}]}',
+)
 @click.pass_obj
-def port(obj: dict, container: str, private_port: str | None) -> None:
+def port(obj: dict, container: str, private_port: str | None, fmt: str | None) -> None:
     """List a container's published ports, or the host addresses of one of them."""
+    from overlayctl.engine import format as formats
     from overlayctl.engine.inspect import port_mappings
 
+    formats.check_template(fmt, listing=False)
+    if fmt is not None and private_port is not None:
+        raise click.UsageError("give either PRIVATE_PORT or --format")
     store = open_store(obj)
     found = store.containers.get(container)
+    text = formats.render_documents(fmt, [formats.port_document(store, found)])
+    if text is not None:
+        click.echo(text, nl=False)
+        return
     mappings = port_mappings(store, found)
     if private_port is None:
         for key, host_ip, host_port in mappings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from overlayctl.cli.common import open_store
-from overlayctl.cli.output import json_document, json_lines, table
+from overlayctl.cli.output import FORMAT_HELP, INSPECT_FORMAT_HELP, print_documents, table
 from overlayctl.errors import InvalidArgumentError, OverlayctlError
 
 
@@ -47,49 +47,35 @@ def volume_create(
 @click.command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="only show volume names")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE", help="dangling=, name=, label=, driver=")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="output format")
+@click.option("--format", "fmt", default=None, metavar="FORMAT", help=FORMAT_HELP)
 @click.pass_obj
-def volume_ls(obj: dict, quiet: bool, filters: tuple[str, ...], fmt: str) -> None:
+def volume_ls(obj: dict, quiet: bool, filters: tuple[str, ...], fmt: str | None) -> None:
     """List volumes: DRIVER VOLUME NAME."""
+    from overlayctl.engine import format as formats
     from overlayctl.engine.volumes import list_volumes
 
+    form = formats.parse(fmt)
     store = open_store(obj)
     volumes = list_volumes(store, list(filters))
     if quiet:
         for volume in volumes:
             click.echo(volume.name)
         return
-    if fmt == "json":
-        json_lines(
-            [
-                {
-                    "Availability": "N/A",
-                    "Driver": volume.driver,
-                    "Group": "N/A",
-                    "Labels": ",".join(f"{k}={v}" for k, v in sorted(volume.labels.items())),
-                    "Links": "N/A",
-                    "Mountpoint": store.paths.volume_data(volume.name),
-                    "Name": volume.name,
-                    "Scope": "local",
-                    "Size": "N/A",
-                    "Status": "N/A",
-                }
-                for volume in volumes
-            ]
-        )
+    if not form.is_default:
+        click.echo(formats.render(form, formats.volume_rows(store, volumes), formats.VOLUMES), nl=False)
         return
     table(["DRIVER", "VOLUME NAME"], [(volume.driver, volume.name) for volume in volumes])
 
 
 @click.command("inspect")
 @click.argument("names", nargs=-1, required=True, metavar="VOLUME...")
-@click.option("--format", "fmt", type=click.Choice(["json"]), default="json", help="output format")
+@click.option("-f", "--format", "fmt", default=None, metavar="FORMAT", help=INSPECT_FORMAT_HELP)
 @click.pass_obj
-def volume_inspect(obj: dict, names: tuple[str, ...], fmt: str) -> None:
-    """Show volumes as Docker-shaped JSON."""
+def volume_inspect(obj: dict, names: tuple[str, ...], fmt: str | None) -> None:
+    """Show volumes as Docker-shaped JSON, or each through a Go template."""
     from overlayctl.engine.volumes import inspect_volumes
 
-    json_document(inspect_volumes(open_store(obj), list(names)))
+    print_documents(fmt, lambda: inspect_volumes(open_store(obj), list(names)))
 
 
 @click.command("rm")

@@ -208,20 +208,36 @@ def container_sizes(store: Store, containers: list[Container]) -> dict[str, tupl
     return sizes
 
 
-def inspect_objects(store: Store, names: list[str], size: bool = False) -> list[dict[str, Any]]:
+def inspect_objects(
+    store: Store, names: list[str], size: bool = False, kind: str | None = None
+) -> list[dict[str, Any]]:
     """`inspect NAME...`: each name as a container or, when no container
-    has it, as an image."""
+    has it, as an image, a network, then a volume (as Docker looks); with
+    `kind`, as that kind only."""
+    from overlayctl.engine.networks import inspect_networks
+    from overlayctl.engine.volumes import inspect_volumes
     from overlayctl.errors import NotFoundError
 
+    finders = {
+        "container": lambda text: container_inspect(store, store.containers.get(text), size),
+        "image": lambda text: image_inspect(store.images.resolve(text)),
+        "network": lambda text: inspect_networks(store, [text])[0],
+        "volume": lambda text: inspect_volumes(store, [text])[0],
+    }
+    kinds = [kind] if kind is not None else list(finders)
     result = []
     for text in names:
-        try:
-            result.append(container_inspect(store, store.containers.get(text), size))
-        except NotFoundError:
+        for i, name in enumerate(kinds):
             try:
-                result.append(image_inspect(store.images.resolve(text)))
+                result.append(finders[name](text))
+                break
             except NotFoundError:
-                raise NotFoundError(f'no such container or image: "{text}"; see "overlayctl ps -a"') from None
+                if kind is not None:
+                    raise
+                if i == len(kinds) - 1:
+                    raise NotFoundError(
+                        f'no such object: "{text}"; see "overlayctl ps -a" and "overlayctl images"'
+                    ) from None
     return result
 
 

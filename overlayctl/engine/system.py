@@ -11,6 +11,8 @@ from overlayctl.systemd.units import RESTART_POLICIES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from overlayctl.store import Store
     from overlayctl.store.containers import Container
     from overlayctl.store.fsck import Finding
@@ -22,6 +24,7 @@ __all__ = [
     "repair_store",
     "restore_catalog",
     "systemd_unit",
+    "system_info",
 ]
 
 
@@ -106,3 +109,61 @@ def _executable() -> str:
 
     found = shutil.which("overlayctl")
     return os.path.abspath(found) if found else EXECUTABLE
+
+
+def system_info(store: Store) -> dict[str, Any]:
+    """`info`: the host and the store, under the field names of Docker's
+    `docker info` (Containers, ContainersRunning, Images, Driver,
+    DockerRootDir, KernelVersion, OperatingSystem, NCPU, MemTotal, ...)."""
+    import os
+    import platform
+    import socket
+
+    from overlayctl import __version__
+    from overlayctl.engine.inspect import state_name
+
+    containers = store.containers.list(all=True)
+    states = [state_name(c) for c in containers]
+    running = sum(1 for s in states if s in ("running", "restarting"))
+    paused = states.count("paused")
+    return {
+        "Containers": len(containers),
+        "ContainersRunning": running,
+        "ContainersPaused": paused,
+        "ContainersStopped": len(containers) - running - paused,
+        "Images": len(store.images.list()),
+        "Driver": "overlay",
+        "DockerRootDir": store.paths.root,
+        "KernelVersion": platform.release(),
+        "OperatingSystem": _os_name(),
+        "OSType": "linux",
+        "Architecture": platform.machine(),
+        "NCPU": os.cpu_count() or 1,
+        "MemTotal": _mem_total(),
+        "Name": socket.gethostname(),
+        "ServerVersion": __version__,
+        "CgroupVersion": "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1",
+    }
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.strip().partition("=")
+                if key == "PRETTY_NAME":
+                    return value.strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def _mem_total() -> int:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
