@@ -146,7 +146,7 @@ def ps(
 def inspect(obj: dict, objects: tuple[str, ...], size: bool, fmt: str | None, kind: str | None) -> None:
     """Show containers, images, networks or volumes as Docker-shaped JSON,
     or each through a Go template (-f '{{.State.Pid}}')."""
-    from overlayctl.engine.inspect import inspect_objects
+    from overlayctl.engine.objects import inspect_objects
 
     print_documents(fmt, lambda: inspect_objects(open_store(obj), list(objects), size, kind))
 

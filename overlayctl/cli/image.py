@@ -87,7 +87,7 @@ def image_rm(obj: dict, images: tuple[str, ...], force: bool) -> None:
 @click.pass_obj
 def image_inspect(obj: dict, images: tuple[str, ...], fmt: str | None) -> None:
     """Show images as JSON, or each through a Go template."""
-    from overlayctl.engine.inspect import inspect_objects
+    from overlayctl.engine.objects import inspect_objects
 
     print_documents(fmt, lambda: inspect_objects(open_store(obj), list(images), kind="image"))
 

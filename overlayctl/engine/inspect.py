@@ -25,7 +25,10 @@ def docker_config(container: Container) -> tuple[dict[str, Any], dict[str, Any]]
     HostConfig.Limits (the options as given; the parsed values are beside
     them), and with the short ID for a host name when none was given."""
     config = container.config.config.to_json()
+    # Docker's inspect always has Labels (`{}` when none), which templates
+    # such as {{.Config.Labels}} and {{index .Config.Labels "k"}} rely on.
     config = dict(config, Hostname=config.get("Hostname") or container.id[:12])
+    config.setdefault("Labels", {})
     host = container.config.host.to_json()
     host.pop("Limits", None)
     return config, host
@@ -206,39 +209,6 @@ def container_sizes(store: Store, containers: list[Container]) -> dict[str, tupl
         rw = container_size(store, c)
         sizes[c.id] = (rw, rw + image_sizes[c.image_id])
     return sizes
-
-
-def inspect_objects(
-    store: Store, names: list[str], size: bool = False, kind: str | None = None
-) -> list[dict[str, Any]]:
-    """`inspect NAME...`: each name as a container or, when no container
-    has it, as an image, a network, then a volume (as Docker looks); with
-    `kind`, as that kind only."""
-    from overlayctl.engine.networks import inspect_networks
-    from overlayctl.engine.volumes import inspect_volumes
-    from overlayctl.errors import NotFoundError
-
-    finders = {
-        "container": lambda text: container_inspect(store, store.containers.get(text), size),
-        "image": lambda text: image_inspect(store.images.resolve(text)),
-        "network": lambda text: inspect_networks(store, [text])[0],
-        "volume": lambda text: inspect_volumes(store, [text])[0],
-    }
-    kinds = [kind] if kind is not None else list(finders)
-    result = []
-    for text in names:
-        for i, name in enumerate(kinds):
-            try:
-                result.append(finders[name](text))
-                break
-            except NotFoundError:
-                if kind is not None:
-                    raise
-                if i == len(kinds) - 1:
-                    raise NotFoundError(
-                        f'no such object: "{text}"; see "overlayctl ps -a" and "overlayctl images"'
-                    ) from None
-    return result
 
 
 def port_mappings(store: Store, container: Container) -> list[tuple[str, str, int]]:
