@@ -140,7 +140,7 @@ def restore(obj: dict, backup_file: str | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="output format")
 @click.pass_obj
 def df(obj: dict, verbose: bool, fmt: str) -> None:
-    """Disk usage: Images, Containers, Local Volumes, Logs, Build Cache.
+    """Disk usage: Images, Containers, Local Volumes, Logs, Events, Build Cache.
 
     Exact (bytes as `du` counts them); the rows plus the catalog line add up
     to `du -s --block-size=1` of the store root. A layer shared by several
