@@ -162,16 +162,16 @@ def _events(
                     yield event
         if end and time.time_ns() > end:
             return
-        for event in live:
-            if event is None:
+        for arrived in live:
+            if arrived is None:
                 if end and time.time_ns() > end:
                     return
                 continue
-            ns = event.get("timeNano", 0)
-            if ns < start or (end and ns > end) or _key(event) in seen:
+            ns = arrived.get("timeNano", 0)
+            if ns < start or (end and ns > end) or _key(arrived) in seen:
                 continue
-            if matcher.match(event):
-                yield event
+            if matcher.match(arrived):
+                yield arrived
     finally:
         live.close()  # type: ignore[attr-defined]
 
@@ -200,7 +200,9 @@ def _rfc3339_nano_fixed(ns: int) -> str:
     seconds, frac = divmod(ns, 1_000_000_000)
     local = time.localtime(seconds)
     offset = local.tm_gmtoff or 0
-    zone = "Z" if offset == 0 else f"{'+' if offset > 0 else '-'}{abs(offset) // 3600:02d}:{abs(offset) % 3600 // 60:02d}"
+    zone = (
+        "Z" if offset == 0 else f"{'+' if offset > 0 else '-'}{abs(offset) // 3600:02d}:{abs(offset) % 3600 // 60:02d}"
+    )
     return time.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{frac:09d}" + zone
 
 

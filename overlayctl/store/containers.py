@@ -195,7 +195,9 @@ class ContainerStore:
         except BaseException:
             staging.discard(self.paths.container_dir(container_id), self.paths.tmp)
             raise
-        container = Container(container_id, name, image_id, image_name, config, created, CREATED, 0, 0, None, "", "", "")
+        container = Container(
+            container_id, name, image_id, image_name, config, created, CREATED, 0, 0, None, "", "", ""
+        )
         self.record(container, "create")
         return container
 

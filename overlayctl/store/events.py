@@ -124,7 +124,7 @@ def files(paths: Paths) -> list[str]:
 def read(paths: Paths) -> list[dict[str, Any]]:
     """Every event kept, oldest first (by time: concurrent writers may have
     appended a moment out of order). A torn line is left out."""
-    events = []
+    events: list[dict[str, Any]] = []
     for path in files(paths):
         try:
             with open(path, "rb") as f:

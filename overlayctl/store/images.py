@@ -220,7 +220,9 @@ class ImageStore:
         rows = self.conn.execute("SELECT * FROM images ORDER BY created DESC").fetchall()
         return [self._load(row) for row in rows]
 
-    def remove(self, text: str, force: bool = False) -> tuple[list[str], list[str], list[str]]:
+    def remove(
+        self, text: str, force: bool = False
+    ) -> tuple[builtins.list[str], builtins.list[str], builtins.list[str]]:
         """Untag (and delete, once untagged) an image, as `docker rmi` does.
 
         Returns (untagged names, deleted image IDs, diff_ids no longer used
@@ -235,7 +237,9 @@ class ImageStore:
             self.record(gone, "delete", gone, labels)
         return untagged, deleted, diff_ids
 
-    def _remove(self, text: str, force: bool = False) -> tuple[list[str], list[str], list[str]]:
+    def _remove(
+        self, text: str, force: bool = False
+    ) -> tuple[builtins.list[str], builtins.list[str], builtins.list[str]]:
         untagged: list[str] = []
         deleted: list[str] = []
         with transaction(self.conn):

@@ -83,6 +83,17 @@ def test_container_life_is_recorded_in_dockers_shape(cli, bb):
     assert code[-1]["Actor"]["Attributes"]["exitCode"] == "3"
 
 
+def test_commit_and_export(cli, bb, tmp_path):
+    cid = cli.ok("create", "--name", "snap", *NONE, "bb:1", "true").strip()
+    cli.ok("commit", "-m", "why", "snap", "snapped:1")
+    cli.ok("export", "-o", str(tmp_path / "fs.tar"), "snap")
+    mine = [e for e in _events(cli) if e["Actor"]["ID"] == cid]
+    assert _actions(mine) == ["create", "commit", "export"]
+    attributes = mine[1]["Actor"]["Attributes"]
+    assert attributes["comment"] == "why" and attributes["imageID"].startswith("sha256:")
+    assert "snapped" in attributes["imageRef"]
+
+
 def test_restart_and_run_rm(cli, bb):
     cli.ok("run", "-d", "--name", "rs", *NONE, "bb:1", "sleep", "100")
     cli.ok("restart", "-t", "0", "rs")
@@ -152,7 +163,10 @@ def test_since_until_and_filters(cli, bb):
 
     def names(*args: str) -> list[str]:
         out = cli.ok("events", *args, "--format", "{{json .}}")
-        return [json.loads(line)["Actor"]["Attributes"].get("name") or json.loads(line)["Actor"]["ID"] for line in out.splitlines()]
+        return [
+            json.loads(line)["Actor"]["Attributes"].get("name") or json.loads(line)["Actor"]["ID"]
+            for line in out.splitlines()
+        ]
 
     everything = names("--since", "0", "--until", now)
     assert everything == [bb, "early", "late", "v1"]  # (import names the image by its ID, as Docker's)

@@ -27,7 +27,10 @@ def test_a_record_is_dockers_message_in_the_store(tmp_path):
     (event,) = events.read(paths)
     assert list(event) == ["status", "id", "from", "Type", "Action", "Actor", "scope", "time", "timeNano"]
     assert (event["status"], event["id"], event["from"]) == ("die", "c" * 64, "bb:1")
-    assert event["Actor"] == {"ID": "c" * 64, "Attributes": {"tier": "front", "image": "bb:1", "name": "web", "exitCode": "3"}}
+    assert event["Actor"] == {
+        "ID": "c" * 64,
+        "Attributes": {"tier": "front", "image": "bb:1", "name": "web", "exitCode": "3"},
+    }
     assert event["scope"] == "local" and event["time"] == event["timeNano"] // 1_000_000_000
     assert paths.events_log == str(tmp_path / "root" / "events" / "events.jsonl")  # the store, not the runroot
     assert not (tmp_path / "run").exists()
@@ -142,7 +145,10 @@ def test_bad_filters_are_refused(item, message):
 def test_the_window_takes_dockers_times():
     now = 1_700_000_000 * 10**9
     assert engine_events.parse_window("10m", None, now) == (now - 600 * 10**9, 0)
-    assert engine_events.parse_window("1700000000.5", "1700000001", now) == (1_700_000_000_500_000_000, 1_700_000_001 * 10**9)
+    assert engine_events.parse_window("1700000000.5", "1700000001", now) == (
+        1_700_000_000_500_000_000,
+        1_700_000_001 * 10**9,
+    )
     assert engine_events.parse_window(None, "2023-11-14T22:13:20Z", now) == (0, now)
     with pytest.raises(InvalidArgumentError, match="cannot be after"):
         engine_events.parse_window("1700000001", "1700000000", now)
@@ -154,7 +160,9 @@ def test_the_default_line_is_dockers(monkeypatch):
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     try:
-        event = events.message("container", "create", "c" * 64, {"name": "web", "image": "bb:1"}, ns=1_700_000_000_000_000_042)
+        event = events.message(
+            "container", "create", "c" * 64, {"name": "web", "image": "bb:1"}, ns=1_700_000_000_000_000_042
+        )
         assert engine_events.line(event) == (
             f"2023-11-14T22:13:20.000000042Z container create {'c' * 64} (image=bb:1, name=web)"
         )
