@@ -300,14 +300,15 @@ class ContainerStore:
         # When the loss is noticed is the best finish time there is.
         finished = now_rfc3339()
         with transaction(self.conn):
-            self.conn.execute(
+            marked = self.conn.execute(
                 "UPDATE containers SET status = ?, pid = 0, pid_start = 0, supervisor_pid = 0, supervisor_start = 0, "
                 "exit_code = ?, finished_at = ?, error = ? WHERE id = ? AND status = ?",
                 (EXITED, exit_code, finished, LOST, container.id, container.status),
-            )
+            ).rowcount
         container.status, container.exit_code, container.error = EXITED, exit_code, LOST
         container.finished_at = finished
-        self.record(container, "die", exitCode=str(-1 if exit_code is None else exit_code))
+        if marked:  # (two commands may notice the loss at once: one event)
+            self.record(container, "die", exitCode=str(-1 if exit_code is None else exit_code))
         container.pid = container.pid_start = container.supervisor_pid = container.supervisor_start = 0
 
     def set_running(self, container_id: str, pid: int, supervisor_pid: int | None = None) -> None:
