@@ -223,6 +223,7 @@ def _spawn_events(cli, *args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=cli.env,
+        bufsize=0,  # unbuffered: select() then sees every line not yet read
     )
 
 
@@ -232,17 +233,32 @@ def _read_event(proc: subprocess.Popen, timeout: float = 20.0) -> dict:
     return json.loads(proc.stdout.readline())
 
 
-def _ready(cli) -> None:
-    # The follower positions itself when it starts; a command run before
-    # that would be missed, as with docker. Wait for it to be up.
-    time.sleep(1.0)
+def _ready(cli, proc: subprocess.Popen, kind: str = "volume") -> None:
+    """Wait until the follower is positioned: events from before it are not
+    shown (as docker's), so volumes (or containers) named sync-N are made
+    until one of them comes out, and every one made after it is read too."""
+    made = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if kind == "volume":
+            cli.ok("volume", "create", f"sync-{made}")
+        else:
+            cli.ok("create", "--name", f"sync-{made}", *NONE, "bb:1", "true")
+        made += 1
+        if select.select([proc.stdout], [], [], 0.5)[0]:
+            first = json.loads(proc.stdout.readline())
+            seen = int(((first["Actor"]["Attributes"].get("name") or first["Actor"]["ID"]).split("-"))[1])
+            for _ in range(made - 1 - seen):
+                _read_event(proc)
+            return
+    raise AssertionError("the follower never showed an event")
 
 
 def test_follow_shows_what_happens_after_it_started_and_ctrl_c_ends_it(cli, bb):
     cli.ok("create", "--name", "before", *NONE, "bb:1", "true")
     proc = _spawn_events(cli, "--filter", "type=container")
     try:
-        _ready(cli)
+        _ready(cli, proc, "container")
         cli.ok("create", "--name", "after", *NONE, "bb:1", "true")
         cli.ok("volume", "create", "filtered-out")
         cli.ok("rm", "after")
@@ -263,12 +279,12 @@ def test_follow_until_a_time_to_come_ends_there(cli, bb):
     proc = _spawn_events(cli, "--until", "4s")  # (a duration is back from now: already past)
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0 and time.time() - start < 10
-    proc = _spawn_events(cli, "--until", f"{time.time() + 3:.3f}")
+    proc = _spawn_events(cli, "--until", f"{time.time() + 5:.3f}")
     try:
-        _ready(cli)
-        cli.ok("volume", "create", "inwindow")
-        # --until alone replays what is kept first, as dockerd its buffer.
+        # --until alone replays what is kept first, as dockerd its buffer
+        # (and the follower is in place before the replay).
         assert _read_event(proc)["Action"] == "import"
+        cli.ok("volume", "create", "inwindow")
         assert _read_event(proc)["Actor"]["ID"] == "inwindow"
         proc.wait(timeout=15)
         assert proc.returncode == 0
@@ -284,7 +300,7 @@ def test_follow_goes_on_across_a_turn_over(cli, bb):
     log = cli.root / "events" / "events.jsonl"
     proc = _spawn_events(cli, "-f", "type=volume")
     try:
-        _ready(cli)
+        _ready(cli, proc)
         # Fill the current file to just under the limit, then one volume
         # event crosses it and turns the file over.
         with open(log, "ab") as f:
