@@ -176,10 +176,16 @@ class Paths:
         return os.path.join(self.runroot, "containers")
 
     @property
+    def events_dir(self) -> str:
+        """The record of events (store.events): in the store, so that it
+        outlives the commands and the boot that wrote it."""
+        return os.path.join(self.root, "events")
+
+    @property
     def events_log(self) -> str:
-        """Container events (`health_status: healthy`...), one JSON line each,
-        Docker's message shape; volatile, as Docker keeps its events."""
-        return os.path.join(self.runroot, "events.jsonl")
+        """The current file of events, one JSON line each, Docker's message
+        shape; the one before it is events.jsonl.1."""
+        return os.path.join(self.root, "events", "events.jsonl")
 
     def run_state(self, container_id: str) -> str:
         """The live state of a running container (pids), gone on reboot."""

@@ -141,7 +141,7 @@ def restore(obj: dict, backup_file: str | None) -> None:
 @click.option("--format", "fmt", default=None, metavar="FORMAT", help=FORMAT_HELP)
 @click.pass_obj
 def df(obj: dict, verbose: bool, fmt: str | None) -> None:
-    """Disk usage: Images, Containers, Local Volumes, Logs, Build Cache.
+    """Disk usage: Images, Containers, Local Volumes, Logs, Events, Build Cache.
 
     Exact (bytes as `du` counts them); the rows plus the catalog line add up
     to `du -s --block-size=1` of the store root. A layer shared by several
@@ -395,8 +395,49 @@ def generate_systemd(
     click.echo(path)
 
 
+@click.command("events")
+@click.option("--since", metavar="TIME", help="show events since TIME: a duration (10m), Unix seconds or RFC 3339")
+@click.option("--until", metavar="TIME", help="stream events until TIME (same forms); without it, follow live")
+@click.option(
+    "-f",
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="container, event, image, label, network, type, volume (repeatable)",
+)
+@click.option("--format", "fmt", metavar="FORMAT", help="json, or a Go template ('{{json .}}', '{{.Action}}')")
+@click.pass_obj
+def events(obj: dict, since: str | None, until: str | None, filters: tuple[str, ...], fmt: str | None) -> None:
+    """Show the events of containers, images, networks and volumes.
+
+    Without --since and --until, only the events that happen from now on,
+    until interrupted. --since replays the record from TIME first; with
+    --until, the stream ends at TIME. The record lives in the store
+    (ROOT/events/) and keeps about the last 1 to 2 MiB of events.
+    """
+    import os
+    import sys
+
+    from overlayctl.engine import events as engine_events
+
+    store = open_store(obj)
+    shown = engine_events.formatter(fmt)
+    out = sys.stdout
+    try:
+        for event in engine_events.stream(store, since, until, filters):
+            out.write(shown(event) + "\n")
+            out.flush()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a live stream ends, and it ends well: exit 0, as Docker
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(system)
     cli.add_command(generate)
     cli.add_command(info)
     system.add_command(info)
+    cli.add_command(events)
+    system.add_command(events)

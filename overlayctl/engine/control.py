@@ -90,16 +90,21 @@ def stop(store: Store, container: Container, timeout: int | None = None) -> None
     store.containers.set_manually_stopped(container.id)
     if container.status == RESTARTING:
         _stop_restarting(store, container)
+        store.containers.record(container, "stop")
         return
+    # Docker's order of events: kill (each signal sent), die, stop.
+    store.containers.record(container, "kill", signal=str(signum))
     signal_container(container, signum)
     thaw_if_paused(container)
     if not _wait_pid_gone(container, max(0, timeout)):
+        store.containers.record(container, "kill", signal="9")
         signal_container(container, 9)
         thaw_if_paused(container)
         _wait_pid_gone(container, 10.0)
     after = _wait_recorded(store, container.id)
     if after is not None and after.status == RESTARTING:
         _stop_restarting(store, after)  # it ended just before the mark was read
+    store.containers.record(container, "stop")
 
 
 def _stop_restarting(store: Store, container: Container) -> None:
@@ -136,6 +141,7 @@ def kill(store: Store, container: Container, signum: int = 9) -> None:
     final = signum in (9, stop_signal(container))
     if final:
         store.containers.set_manually_stopped(container.id)
+    store.containers.record(container, "kill", signal=str(signum))
     if not signal_container(container, signum):
         return  # it ended meanwhile
     if final:
@@ -151,6 +157,7 @@ def restart(store: Store, container: Container, timeout: int | None = None) -> N
 
     stop(store, container, timeout)
     start_detached(store, store.containers.get(container.id))
+    store.containers.record(container, "restart")
 
 
 def wait(store: Store, container: Container) -> int:
@@ -195,6 +202,7 @@ def pause(store: Store, container: Container) -> None:
     freezer = Freezer(container.id)
     freezer.adopt(lambda: procs.container_pids(container.id, container.pid, container.config.host.pid_mode))
     freezer.freeze()
+    store.containers.record(container, "pause")
 
 
 def unpause(store: Store, container: Container) -> None:
@@ -204,6 +212,7 @@ def unpause(store: Store, container: Container) -> None:
     if not is_paused(container):
         raise ConflictError(f'container "{container.name}" is not paused')
     Freezer(container.id).thaw()
+    store.containers.record(container, "unpause")
 
 
 def thaw_if_paused(container: Container) -> None:
@@ -270,7 +279,14 @@ def exec_in(
     from overlayctl.util.detachkeys import DEFAULT
 
     keys = DEFAULT if detach_keys is None else detach_keys
-    return runtime_exec.run(container.pid, container.pid_start, command, keys)
+    # Docker names the command in the action itself ("exec_start: sh -c ...").
+    shown, exec_id = " ".join(argv), os.urandom(32).hex()
+    store.containers.record(container, f"exec_create: {shown}", execID=exec_id)
+    store.containers.record(container, f"exec_start: {shown}", execID=exec_id)
+    code = runtime_exec.run(container.pid, container.pid_start, command, keys)
+    if not detach and code is not None:
+        store.containers.record(container, "exec_die", execID=exec_id, exitCode=str(code))
+    return code
 
 
 def attach(store: Store, container: Container, stdin: bool = True, detach_keys: bytes | None = None) -> int | None:
@@ -283,6 +299,7 @@ def attach(store: Store, container: Container, stdin: bool = True, detach_keys: 
     cfg = container.config.config
     sock = client.connect(store.paths.attach_socket(container.id), container.name)
     keys = client.DEFAULT_DETACH_KEYS if detach_keys is None else detach_keys
+    store.containers.record(container, "attach")
     return relay_attached(store, container, sock, stdin and bool(cfg.open_stdin), bool(cfg.tty), container.pid, keys)
 
 

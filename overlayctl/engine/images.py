@@ -56,7 +56,9 @@ def import_image(store: Store, source: str, name: str | None, message: str = "")
         "history": [{"created": created, "created_by": "", "comment": message or f"Imported from {source}"}],
     }
     faults.point("import-layer")
-    return store.images.create(config, ref), new
+    image = store.images.create(config, ref)
+    store.images.record(image.id, "import", image.id)
+    return image, new
 
 
 def list_images(store: Store, filters: list[str] | None = None) -> list[tuple[str, str, Image]]:

@@ -74,9 +74,13 @@ def pull(
     if ref.tag:
         progress.message(f"{ref.tag}: Pulling from {ref.repository}")
     try:
-        return oci_pull.pull(store, ref, client, progress, platform)
+        pulled = oci_pull.pull(store, ref, client, progress, platform)
     finally:
         client.close()
+    image = pulled[0]
+    # Docker's pull event names the reference pulled, not the image ID.
+    store.images.record(_shown(ref), "pull", _shown(ref, tag=False), image.container_config.get("Labels"))
+    return pulled
 
 
 def push(
@@ -102,7 +106,17 @@ def push(
         digest, size = oci_push.push(store, local, ref, client, progress, chunk_size, compression)
     finally:
         client.close()
+    store.images.record(_shown(ref), "push", _shown(ref, tag=False), local.container_config.get("Labels"))
     return ref, digest, size
+
+
+def _shown(ref: RemoteReference, tag: bool = True) -> str:
+    """A reference as an event names it: as the user wrote the repository,
+    with its tag or digest."""
+    name = ref.name
+    if tag and ref.digest:
+        return f"{name}@{ref.digest}"
+    return f"{name}:{ref.tag}" if tag and ref.tag else name
 
 
 def registry_host(text: str | None) -> str:

@@ -187,6 +187,9 @@ def commit(
 
     key = "commit:" + os.urandom(16).hex()
     store.build_cache.record(new.id, [CacheEntry(image.id, key, new.id, jsonio.canonical(config))])
+    store.containers.record(
+        container, "commit", comment=message, imageID=new.id, imageRef=str(ref) if ref is not None else ""
+    )
     return new
 
 
@@ -249,6 +252,7 @@ def export(store: Store, container: Container, out: BinaryIO) -> None:
     # (as commit does), and it needs the host's /proc to read xattrs.
     api = os.environ.get("OVERLAYCTL_OVERLAY_API", "new")
     in_rootfs(layout, store.paths.root, mountpoint, write, api, keep_fds=(fd,), chroot=False)
+    store.containers.record(container, "export")
 
 
 def export_to_file(store: Store, container: Container, path: str) -> None:

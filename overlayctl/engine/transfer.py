@@ -30,6 +30,9 @@ def save(
 
     save_archive(store, images, out, fmt, compression, progress)
     out.flush()
+    for text in images:
+        image = store.images.resolve(text)
+        store.images.record(image.id, "save", image.id, image.container_config.get("Labels"))
 
 
 def save_to_file(
@@ -60,6 +63,8 @@ def load(store: Store, source: str | None, progress: Progress) -> None:
 
     stream, where, close = open_source(source)
     try:
-        load_archive(store, stream, where, progress)
+        loaded = load_archive(store, stream, where, progress)
     finally:
         close()
+    for image in loaded:
+        store.images.record(image.id, "load", image.id, image.container_config.get("Labels"))

@@ -12,6 +12,9 @@ the rows plus the catalog equal ``du -s --block-size=1 ROOT``:
 - Containers: each ``containers/<id>/`` (upper dir, work dir, its files)
   except its logs, measured now with the one measuring function.
 - Logs: the json-file logs, rotated files included.
+- Events: ``events/``, the record of events (store.events), bounded: its
+  current file and the one before it. Nothing of it is reclaimable by
+  hand; it turns itself over.
 - Local Volumes: ``volumes/`` and each volume.
 - Build Cache: the build cache's entries (rows of the catalog pointing at
   layers the images own: no bytes of their own), the directories of
@@ -32,7 +35,7 @@ import os
 from dataclasses import dataclass, field
 
 from overlayctl.layer.du import entry_bytes, tree_bytes
-from overlayctl.store import Store
+from overlayctl.store import Store, events
 from overlayctl.store.cachemounts import CacheMounts
 from overlayctl.store.containers import Container
 
@@ -246,6 +249,8 @@ def measure(store: Store) -> Report:
         )
     )
 
+    report.kinds.append(Kind("Events", events.count(store.paths), 0, tree_bytes(store.paths.events_dir), 0))
+
     # Build cache: catalog rows, cache mount directories, and the staging area.
     report.build_cache_entries = store.build_cache.count()
     report.staging = tree_bytes(store.paths.tmp) if os.path.isdir(store.paths.tmp) else 0
@@ -267,7 +272,7 @@ def measure(store: Store) -> Report:
     )
 
     # The catalog and everything else at the top of the store.
-    charged = {"layers", "blobs", "containers", "volumes", "tmp", "buildcache-mounts"}
+    charged = {"layers", "blobs", "containers", "volumes", "tmp", "buildcache-mounts", "events"}
     report.catalog = entry_bytes(root)
     with os.scandir(root) as it:
         for entry in it:

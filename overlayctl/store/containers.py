@@ -15,7 +15,7 @@ import os
 from overlayctl.container.model import ContainerConfig
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
 from overlayctl.paths import Paths
-from overlayctl.store import staging
+from overlayctl.store import events, staging
 from overlayctl.store.catalog import transaction
 from overlayctl.util import faults, jsonio
 from overlayctl.util.humanize import now_rfc3339
@@ -195,7 +195,33 @@ class ContainerStore:
         except BaseException:
             staging.discard(self.paths.container_dir(container_id), self.paths.tmp)
             raise
-        return Container(container_id, name, image_id, image_name, config, created, CREATED, 0, 0, None, "", "", "")
+        container = Container(
+            container_id, name, image_id, image_name, config, created, CREATED, 0, 0, None, "", "", ""
+        )
+        self.record(container, "create")
+        return container
+
+    def record(self, container: Container | str, action: str, **attributes: str) -> None:
+        """Append a container event (store.events) with Docker's attributes:
+        the container's labels, image and name, then `attributes`."""
+        if isinstance(container, str):
+            row = self.conn.execute(
+                "SELECT name, image_name, config FROM containers WHERE id = ?", (container,)
+            ).fetchone()
+            if row is None:
+                return
+            container_id, name, image, config = container, row[0], row[1], jsonio.loads(row[2])
+        else:
+            container_id, name, image = container.id, container.name, container.image_name
+            config = container.config.to_json()
+        labels = (config.get("Config") or {}).get("Labels")
+        events.record(
+            self.paths,
+            "container",
+            action,
+            container_id,
+            events.container_attributes(name, image, labels, **attributes),
+        )
 
     def _free_generated_name(self) -> str:
         from overlayctl.util.names import generate_name
@@ -274,13 +300,15 @@ class ContainerStore:
         # When the loss is noticed is the best finish time there is.
         finished = now_rfc3339()
         with transaction(self.conn):
-            self.conn.execute(
+            marked = self.conn.execute(
                 "UPDATE containers SET status = ?, pid = 0, pid_start = 0, supervisor_pid = 0, supervisor_start = 0, "
                 "exit_code = ?, finished_at = ?, error = ? WHERE id = ? AND status = ?",
                 (EXITED, exit_code, finished, LOST, container.id, container.status),
-            )
+            ).rowcount
         container.status, container.exit_code, container.error = EXITED, exit_code, LOST
         container.finished_at = finished
+        if marked:  # (two commands may notice the loss at once: one event)
+            self.record(container, "die", exitCode=str(-1 if exit_code is None else exit_code))
         container.pid = container.pid_start = container.supervisor_pid = container.supervisor_start = 0
 
     def set_running(self, container_id: str, pid: int, supervisor_pid: int | None = None) -> None:
@@ -300,17 +328,25 @@ class ContainerStore:
                     container_id,
                 ),
             )
+        self.record(container_id, "start")
 
-    def set_exited(self, container_id: str, exit_code: int | None, error: str = "", oom_killed: bool = False) -> None:
+    def set_exited(
+        self, container_id: str, exit_code: int | None, error: str = "", oom_killed: bool = False, died: bool = True
+    ) -> None:
         """Record the end. The supervisor is kept: it exits a moment later,
         and `rm`, `stop` and `wait` wait for that (nothing of the container
-        is left when they return)."""
+        is left when they return). `died`: whether this is news (a "die"
+        event), not a restart that will not happen after all."""
         with transaction(self.conn):
             self.conn.execute(
                 "UPDATE containers SET status = ?, pid = 0, pid_start = 0, "
                 "exit_code = ?, finished_at = ?, error = ?, oom_killed = ? WHERE id = ?",
                 (EXITED, exit_code, now_rfc3339(), error, int(oom_killed), container_id),
             )
+        if died:
+            if oom_killed:
+                self.record(container_id, "oom")
+            self.record(container_id, "die", exitCode=str(-1 if exit_code is None else exit_code))
 
     def set_restarting(self, container_id: str, exit_code: int | None, restart_count: int, oom_killed: bool) -> None:
         """The container ended and the calling process, its supervisor, will
@@ -332,6 +368,9 @@ class ContainerStore:
                     container_id,
                 ),
             )
+        if oom_killed:
+            self.record(container_id, "oom")
+        self.record(container_id, "die", exitCode=str(-1 if exit_code is None else exit_code))
 
     def set_manually_stopped(self, container_id: str, stopped: bool = True) -> None:
         """`stop` and `kill` say so before they signal: the supervisor then
@@ -371,7 +410,8 @@ class ContainerStore:
                     f'container name "{new_name}" is already in use; remove that container or choose another name'
                 )
             self.conn.execute("UPDATE containers SET name = ? WHERE id = ?", (new_name, container.id))
-        container.name = new_name
+        old_name, container.name = container.name, new_name
+        self.record(container, "rename", oldName="/" + old_name)
 
     def update_config(self, container_id: str, config: ContainerConfig) -> None:
         """Replace a container's config (volumes are added after the row exists)."""
@@ -399,6 +439,7 @@ class ContainerStore:
             _end_supervisor(container.supervisor_pid, container.supervisor_start, at_once=at_once)
         with transaction(self.conn):
             self.conn.execute("DELETE FROM containers WHERE id = ?", (container.id,))
+        self.record(container, "destroy")
         faults.point("container-forgotten")
         staging.discard(self.paths.container_dir(container.id), self.paths.tmp)
 

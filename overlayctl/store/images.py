@@ -7,6 +7,7 @@ same config always has the same ID, here and in any OCI tool.
 from __future__ import annotations
 
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
+from overlayctl.store import events
 from overlayctl.store.catalog import transaction
 from overlayctl.store.layers import Layer
 from overlayctl.util import jsonio
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     import builtins
     import sqlite3
     from typing import Any
+
+    from overlayctl.paths import Paths
 
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
@@ -64,8 +67,25 @@ class Image:
 class ImageStore:
     """Create, resolve, tag and remove images."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, paths: Paths | None = None) -> None:
         self.conn = conn
+        self.paths = paths  # where events go (none: not recorded)
+
+    def record(self, actor_id: str, action: str, name: str, labels: dict[str, str] | None = None) -> None:
+        """Append an image event (store.events): Actor.ID is the image's ID
+        (or the reference pulled or pushed), Attributes its labels and name,
+        as Docker sets them."""
+        if self.paths is None:
+            return
+        attributes = dict(labels or {})
+        attributes["name"] = name
+        events.record(self.paths, "image", action, actor_id, attributes)
+
+    def _labels(self, image_id: str) -> dict[str, str] | None:
+        row = self.conn.execute("SELECT config FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row is None:
+            return None
+        return (jsonio.loads(bytes(row[0])).get("config") or {}).get("Labels")
 
     def create(self, config: dict[str, Any], tag: Reference | None = None, raw: bytes | None = None) -> Image:
         """Record an image whose layers (config.rootfs.diff_ids) are committed.
@@ -101,6 +121,7 @@ class ImageStore:
         """Point repository:tag at image; the image it named before keeps its other tags."""
         with transaction(self.conn):
             self._tag_in_tx(image.id, tag)
+        self.record(image.id, "tag", str(tag), image.container_config.get("Labels"))
 
     def _tag_in_tx(self, image_id: str, tag: Reference) -> None:
         self.conn.execute(
@@ -199,12 +220,26 @@ class ImageStore:
         rows = self.conn.execute("SELECT * FROM images ORDER BY created DESC").fetchall()
         return [self._load(row) for row in rows]
 
-    def remove(self, text: str, force: bool = False) -> tuple[list[str], list[str], list[str]]:
+    def remove(
+        self, text: str, force: bool = False
+    ) -> tuple[builtins.list[str], builtins.list[str], builtins.list[str]]:
         """Untag (and delete, once untagged) an image, as `docker rmi` does.
 
         Returns (untagged names, deleted image IDs, diff_ids no longer used
         by the deleted images, for the caller to hand to the layer store).
         """
+        image_id = self._resolve_id(text) or ""
+        labels = self._labels(image_id) if self.paths is not None else None
+        untagged, deleted, diff_ids = self._remove(text, force)
+        for name in untagged:
+            self.record(image_id, "untag", name, labels)
+        for gone in deleted:
+            self.record(gone, "delete", gone, labels)
+        return untagged, deleted, diff_ids
+
+    def _remove(
+        self, text: str, force: bool = False
+    ) -> tuple[builtins.list[str], builtins.list[str], builtins.list[str]]:
         untagged: list[str] = []
         deleted: list[str] = []
         with transaction(self.conn):

@@ -12,6 +12,7 @@ No devices, no namespaces: this module only reads and writes rows.
 from __future__ import annotations
 
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
+from overlayctl.store import events
 from overlayctl.store.catalog import transaction
 from overlayctl.util import jsonio
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Callable, Iterable
     from typing import Any
+
+    from overlayctl.paths import Paths
 
 
 class Network:
@@ -120,8 +123,28 @@ class Lease:
 class NetworkStore:
     """Create, find and remove networks; lease and release addresses."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, paths: Paths | None = None) -> None:
         self.conn = conn
+        self.paths = paths  # where events go (none: not recorded)
+
+    def _record(self, action: str, network: Network | str, container_id: str | None = None) -> None:
+        """Append a network event (store.events): Actor.ID is the network's
+        ID; Attributes its labels, name and type (and the container's ID for
+        connect and disconnect), as Docker's."""
+        if self.paths is None:
+            return
+        if isinstance(network, str):
+            found = self.find(network)
+            if found is None:
+                return
+            network = found
+        labels = network.options.get("Labels") if isinstance(network.options, dict) else None
+        attributes = dict(labels) if isinstance(labels, dict) else {}
+        if container_id is not None:
+            attributes["container"] = container_id
+        attributes["name"] = network.name
+        attributes["type"] = network.driver
+        events.record(self.paths, "network", action, network.id, attributes)
 
     # Networks
 
@@ -178,6 +201,7 @@ class NetworkStore:
                     jsonio.dumps(network.options),
                 ),
             )
+        self._record("create", network)
 
     def readdress(self, name: str, bridge: str, subnet: str, gateway: str) -> None:
         """Give a network with no leases a new device, subnet and gateway."""
@@ -193,6 +217,7 @@ class NetworkStore:
 
     def remove(self, name: str) -> None:
         """Delete a network's row; refused while any container holds a lease on it."""
+        network = self.find(name) if self.paths is not None else None
         with transaction(self.conn):
             row = self.conn.execute("SELECT container FROM leases WHERE network = ? LIMIT 1", (name,)).fetchone()
             if row is not None:
@@ -202,6 +227,8 @@ class NetworkStore:
                 )
             if self.conn.execute("DELETE FROM networks WHERE name = ?", (name,)).rowcount == 0:
                 raise NotFoundError(f'network "{name}" not found; see "overlayctl network ls"')
+        if network is not None:
+            self._record("destroy", network)
 
     def _container_name(self, container_id: str) -> str:
         row = self.conn.execute("SELECT name FROM containers WHERE id = ?", (container_id,)).fetchone()
@@ -240,6 +267,7 @@ class NetworkStore:
                 "INSERT INTO leases (network, address, container, mac, aliases) VALUES (?, ?, ?, ?, ?)",
                 (network.name, address, container_id, mac, jsonio.dumps(list(aliases or []))),
             )
+        self._record("connect", network, container_id)
         return Lease(network.name, address, container_id, mac, aliases)
 
     def leases(self, network: str | None = None, container_id: str | None = None) -> builtins.list[Lease]:
@@ -265,7 +293,10 @@ class NetworkStore:
         with transaction(self.conn):
             rows = self.conn.execute(f"SELECT * FROM leases WHERE {where}", args).fetchall()
             self.conn.execute(f"DELETE FROM leases WHERE {where}", args)
-        return [Lease.from_row(row) for row in rows]
+        freed = [Lease.from_row(row) for row in rows]
+        for lease in freed:
+            self._record("disconnect", lease.network, container_id)
+        return freed
 
     # Names (the per-network DNS responder reads these)
 

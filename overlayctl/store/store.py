@@ -30,7 +30,7 @@ class Store:
             _check_place(paths.runroot, "--runroot")
         self.conn = catalog.connect(paths.catalog)
         self.layers = LayerStore(paths, self.conn)
-        self.images = ImageStore(self.conn)
+        self.images = ImageStore(self.conn, paths)
         self.containers = ContainerStore(paths, self.conn)
 
     @property
@@ -60,7 +60,7 @@ class Store:
         """The networks and their address leases."""
         from overlayctl.store.networks import NetworkStore
 
-        return NetworkStore(self.conn)
+        return NetworkStore(self.conn, self.paths)
 
     @property
     def ports(self) -> PortStore:

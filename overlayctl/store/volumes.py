@@ -17,7 +17,7 @@ import os
 
 from overlayctl.errors import ConflictError, NotFoundError
 from overlayctl.paths import Paths
-from overlayctl.store import staging
+from overlayctl.store import events, staging
 from overlayctl.store.catalog import transaction
 from overlayctl.util import faults, jsonio
 from overlayctl.util.humanize import now_rfc3339
@@ -188,7 +188,16 @@ class VolumeStore:
                     staging.remove_tree(volume.stage)
         if placed:
             staging.fsync_dir(self.paths.volumes)
+        for volume in new:
+            if volume.name not in lost:
+                self._record("create", volume.name, volume.labels)
         return lost
+
+    def _record(self, action: str, name: str, labels: dict[str, str] | None = None) -> None:
+        """Append a volume event (store.events): Actor.ID is the name, as Docker's."""
+        attributes = dict(labels or {})
+        attributes["driver"] = DRIVER
+        events.record(self.paths, "volume", action, name, attributes)
 
     def create(self, name: str, labels: dict[str, str] | None = None, anonymous: bool = False) -> tuple[Volume, bool]:
         """`volume create`: the volume, and whether it is new (an existing
@@ -276,5 +285,8 @@ class VolumeStore:
             staging.fsync_dir(self.paths.volume_dir(name))
 
     def _delete_dirs(self, names: list[str]) -> None:
+        # Every removal (rm, prune, an anonymous volume with its container)
+        # ends here, just after its row went.
         for name in names:
+            self._record("destroy", name)
             staging.discard(self.paths.volume_dir(name), self.paths.tmp)

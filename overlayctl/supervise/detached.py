@@ -449,7 +449,9 @@ def _restart_after_backoff(store: Store, container_id: str, count: int, last_del
         return
     if stopped or container.manually_stopped or container.status != RESTARTING:
         if container.status == RESTARTING:
-            store.containers.set_exited(container_id, container.exit_code, oom_killed=container.oom_killed)
+            store.containers.set_exited(
+                container_id, container.exit_code, oom_killed=container.oom_killed, died=False
+            )
         return
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, STOP_SIGNALS)
     launch = Launch(store, container, store.images.get(container.image_id), count, delay_ms)

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import os
 
-from overlayctl.container import events
 from overlayctl.container import health as model
 from overlayctl.errors import ConflictError, OverlayctlError
+from overlayctl.store import events
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ class Check:
         self.container_id = container.id
         self.name = container.name
         self.image = container.image_name
+        self.labels = (container.config.to_json().get("Config") or {}).get("Labels")
         self.settings = settings
         self.probe = probe
 
@@ -168,16 +169,13 @@ class _Checker:
             changed = health.record(result, settings, since_start < settings.start_period)
             model.save(self.check.paths, self.check.container_id, health)
             if changed and health.status in (model.HEALTHY, model.UNHEALTHY):
-                try:
-                    events.record(
-                        self.check.paths,
-                        self.check.container_id,
-                        self.check.name,
-                        self.check.image,
-                        f"health_status: {health.status}",
-                    )
-                except OSError:
-                    pass  # (a full or missing runroot must not end the checks)
+                events.record(
+                    self.check.paths,
+                    "container",
+                    f"health_status: {health.status}",
+                    self.check.container_id,
+                    events.container_attributes(self.check.name, self.check.image, self.check.labels),
+                )
 
     def _ended(self, timeout_ns: int) -> bool:
         """Wait up to `timeout_ns`; whether the container ended or the

@@ -66,7 +66,7 @@ def test_the_rows_and_the_catalog_add_up_to_du_of_the_store(cli, bb, tmp_path):
     finally:
         conn.close()
     kinds = {k["Type"]: k for k in report["Types"]}
-    assert list(kinds) == ["Images", "Containers", "Local Volumes", "Logs", "Build Cache"]
+    assert list(kinds) == ["Images", "Containers", "Local Volumes", "Logs", "Events", "Build Cache"]
     assert sum(k["Size"] for k in kinds.values()) + report["Catalog"] == report["Total"] == total
 
     # Images: the layers (the base one counted once, shared by both images)
@@ -105,14 +105,15 @@ def test_the_table_is_dockers(cli, bb):
     cli.ok("run", "--name", "cc", *NONE, "bb:1", "true")
     lines = cli.ok("system", "df").splitlines()
     assert lines[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
-    assert [line.split("  ")[0] for line in lines[1:6]] == [
+    assert [line.split("  ")[0] for line in lines[1:7]] == [
         "Images",
         "Containers",
         "Local Volumes",
         "Logs",
+        "Events",
         "Build Cache",
     ]
-    assert lines[6].startswith("Catalog and store metadata: ")
+    assert lines[7].startswith("Catalog and store metadata: ")
     verbose = cli.ok("system", "df", "-v")
     for heading in (
         "Images space usage:",

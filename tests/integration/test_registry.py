@@ -313,6 +313,21 @@ def test_run_pull_always_pulls_through_the_registry(cli, bb, registry):
     assert stored.returncode == 0 and b"Pulling" not in stored.stderr
 
 
+def test_push_and_pull_are_recorded_as_events(cli, bb, registry):
+    cli.ok("push", "bb:1", f"{registry}/ev:1")
+    cli.ok("pull", f"{registry}/ev:1")
+    out = cli.ok("events", "--since", "0", "--until", str(time.time() + 0.001), "-f", "type=image", "--format", "json")
+    shown = [
+        (e["Action"], e["Actor"]["ID"], e["Actor"]["Attributes"]["name"]) for e in map(json.loads, out.splitlines())
+    ]
+    # As Docker's: a push or pull names the reference, not the image ID.
+    assert shown[1:] == [("push", f"{registry}/ev:1", f"{registry}/ev"), ("pull", f"{registry}/ev:1", f"{registry}/ev")]
+    filtered = cli.ok(
+        "events", "--since", "0", "--until", str(time.time()), "-f", f"image={registry}/ev", "--format", "json"
+    )
+    assert [json.loads(line)["Action"] for line in filtered.splitlines()] == ["push", "pull"]
+
+
 def test_rmi_of_the_local_copy_during_a_pull_that_found_its_layers(cli, bb, registry, tmp_path):
     cli.ok("push", "bb:1", f"{registry}/race:1")
     layers = json.loads(cli.ok("image", "inspect", "bb:1"))[0]["RootFS"]["Layers"]

@@ -215,22 +215,3 @@ def test_ps_suffixes():
     assert model.status_suffix(model.Health(model.STARTING)) == " (health: starting)"
     assert model.status_suffix(model.Health(model.HEALTHY)) == " (healthy)"
     assert model.status_suffix(model.Health(model.UNHEALTHY)) == " (unhealthy)"
-
-
-def test_events_are_appended_in_dockers_shape_and_turned_over(tmp_path, monkeypatch):
-    from overlayctl.container import events
-    from overlayctl.paths import Paths
-
-    paths = Paths(str(tmp_path / "root"), str(tmp_path / "run"))
-    assert events.read(paths) == []
-    events.record(paths, "c" * 64, "web", "bb:1", "health_status: healthy")
-    (event,) = events.read(paths)
-    assert event["Action"] == event["status"] == "health_status: healthy"
-    assert event["Type"] == "container" and event["id"] == "c" * 64 and event["from"] == "bb:1"
-    assert event["Actor"] == {"ID": "c" * 64, "Attributes": {"image": "bb:1", "name": "web"}}
-    assert event["time"] == event["timeNano"] // 1_000_000_000
-    monkeypatch.setattr(events, "EVENTS_MAX_BYTES", 10)
-    events.record(paths, "c" * 64, "web", "bb:1", "health_status: unhealthy")
-    events.record(paths, "c" * 64, "web", "bb:1", "health_status: healthy")
-    assert [e["Action"] for e in events.read(paths)] == ["health_status: unhealthy", "health_status: healthy"]
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["events.jsonl", "events.jsonl.1"]

@@ -55,6 +55,7 @@ RUN_PATH_OVERLAYCTL = {
     "overlayctl.container.model",  # the typed Config and HostConfig: plain classes, no dataclasses
     "overlayctl.store", "overlayctl.store.store", "overlayctl.store.catalog", "overlayctl.store.containers",
     "overlayctl.store.images", "overlayctl.store.layers", "overlayctl.store.staging",
+    "overlayctl.store.events",  # (~0.14 ms) create, start, die and destroy are recorded as they happen
     "overlayctl.runtime", "overlayctl.runtime.spec", "overlayctl.runtime.overlay", "overlayctl.runtime.syscalls",
     "overlayctl.runtime.capabilities", "overlayctl.runtime.seccomp", "overlayctl.runtime.init",
     "overlayctl.runtime.mountplan",
