@@ -1,4 +1,4 @@
-"""Image commands: import, image ls (images), image rm (rmi), image inspect."""
+"""Image commands: import, image ls (images), image rm (rmi), image tag (tag), image inspect."""
 
 from __future__ import annotations
 
@@ -27,11 +27,12 @@ def import_(obj: dict, source: str, name: str | None, message: str) -> None:
 @click.command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="only show image IDs")
 @click.option("--no-trunc", is_flag=True, help="do not truncate IDs")
+@click.option("--digests", is_flag=True, help="show digests")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="output format")
 @click.pass_obj
-def image_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
+def image_ls(obj: dict, quiet: bool, no_trunc: bool, digests: bool, fmt: str) -> None:
     """List images: REPOSITORY TAG IMAGE ID CREATED SIZE."""
-    from overlayctl.engine.images import list_images
+    from overlayctl.engine.images import list_images, repo_digest
     from overlayctl.engine.inspect import ago
     from overlayctl.util.humanize import human_size
 
@@ -51,6 +52,7 @@ def image_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
                 {
                     "Repository": repo,
                     "Tag": tag,
+                    "Digest": repo_digest(image, repo),
                     "ID": image_id,
                     "CreatedAt": image.created,
                     "CreatedSince": ago(image.created, now),
@@ -59,6 +61,15 @@ def image_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str) -> None:
                 }
                 for repo, tag, image_id, image in rows
             ]
+        )
+        return
+    if digests:
+        table(
+            ["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"],
+            [
+                (repo, tag, repo_digest(image, repo), image_id, ago(image.created, now), human_size(image.size))
+                for repo, tag, image_id, image in rows
+            ],
         )
         return
     table(
@@ -79,6 +90,17 @@ def image_rm(obj: dict, images: tuple[str, ...], force: bool) -> None:
     for text in images:
         for line in remove_image(store, text, force):
             click.echo(line)
+
+
+@click.command("tag")
+@click.argument("source", metavar="SOURCE_IMAGE[:TAG]")
+@click.argument("target", metavar="TARGET_IMAGE[:TAG]")
+@click.pass_obj
+def image_tag(obj: dict, source: str, target: str) -> None:
+    """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE (an existing tag moves)."""
+    from overlayctl.engine.images import tag_image
+
+    tag_image(open_store(obj), source, target)
 
 
 @click.command("inspect")
@@ -103,7 +125,9 @@ def register(cli: click.Group) -> None:
     image.add_command(image_ls, "list")
     image.add_command(image_rm)
     image.add_command(image_inspect)
+    image.add_command(image_tag)
     image.add_command(import_)
+    cli.add_command(image_tag)
     cli.add_command(import_)
     cli.add_command(image_ls, "images")
     cli.add_command(image_rm, "rmi")

@@ -102,6 +102,11 @@ def push(
         digest, size = oci_push.push(store, local, ref, client, progress, chunk_size, compression)
     finally:
         client.close()
+    # Docker records the digest in the repository pushed, whose tag the
+    # image carries; a push to another name (podman's `push SRC DEST`)
+    # leaves the image's names as they were.
+    if any(tag.rpartition(":")[0] == ref.name for tag in local.tags):
+        store.images.add_digest(local.id, ref.name, digest)
     return ref, digest, size
 
 

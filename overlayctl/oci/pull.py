@@ -189,6 +189,8 @@ def pull(
         faults.point("pull-layers")
         existed = _tagged_image(store, ref)
         image = oci_image.create_image(store, config_bytes, ref.local, body, media_type)
+        store.images.add_digest(image.id, ref.name, manifest_digest)
+        image = store.images.get(image.id)
     except BaseException as exc:
         _roll_back(store, blobs, added_layers + getattr(exc, "added_layers", []), added_blobs)
         store.layers.release(diff_ids)
