@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CLI
+from tests.integration.test_registry import registry  # noqa: F401 - the fixture
 
 
 def _inspect(cli: CLI, name: str) -> dict:
@@ -170,3 +171,44 @@ def _tar(name: str) -> bytes:
         info.size = len(name)
         tar.addfile(info, io.BytesIO(name.encode()))
     return buf.getvalue()
+
+
+# -- RepoDigests after push and pull -----------------------------------------------------
+
+
+def test_repo_digests_after_push_and_pull(cli, bb, registry):
+    from tests.integration.test_registry import _pushed_digest
+
+    repo = f"{registry}/names-dg"
+    cli.ok("tag", "bb:1", f"{repo}:1")
+    digest = _pushed_digest(cli.ok("push", f"{repo}:1"))
+    assert _inspect(cli, "bb:1")["RepoDigests"] == [f"{repo}@{digest}"]
+    rows = {(row[0], row[1]): row[2] for row in _ls(cli, "--digests")}
+    assert rows == {("bb", "1"): "<none>", (repo, "1"): digest}
+    listed = [json.loads(line) for line in cli.ok("images", "--format", "json").splitlines()]
+    assert {(i["Repository"], i["Digest"]) for i in listed} == {("bb", "<none>"), (repo, digest)}
+    # A push under another name (podman's `push SRC DEST`) leaves the names alone.
+    cli.ok("push", "bb:1", f"{registry}/names-other:1")
+    assert _inspect(cli, "bb:1")["RepoDigests"] == [f"{repo}@{digest}"]
+    # The repository's last tag takes its digest along; the image stays for bb:1.
+    assert cli.ok("rmi", f"{repo}:1") == f"Untagged: {repo}:1\nUntagged: {repo}@{digest}\n"
+    assert _inspect(cli, "bb:1")["RepoDigests"] == []
+    # A pull records the digest it pulled; the digest reference resolves.
+    out = cli.ok("pull", f"{repo}:1")
+    assert f"Digest: {digest}" in out
+    assert _inspect(cli, f"{repo}:1")["RepoDigests"] == [f"{repo}@{digest}"]
+    assert _inspect(cli, f"{repo}@{digest}")["Id"] == bb
+    assert _inspect(cli, f"{repo}:9@{digest}")["Id"] == bb  # the tag beside a digest is ignored, as Docker does
+    run = cli.ok("run", "--rm", "--network", "none", f"{repo}@{digest}", "echo", "by-digest")
+    assert run == "by-digest\n"
+    # An image known by a digest only is listed under its repository, tag <none>.
+    cli.ok("rmi", "bb:1")
+    cli.ok("tag", f"{repo}:1", "keep:1")
+    cli.ok("rmi", f"{repo}:1")
+    assert _inspect(cli, "keep:1")["RepoDigests"] == []
+    cli.ok("pull", f"{repo}@{digest}")
+    assert _inspect(cli, "keep:1")["RepoDigests"] == [f"{repo}@{digest}"]
+    assert [repo, "<none>", digest] in [row[:3] for row in _ls(cli, "--digests")]
+    assert cli.ok("rmi", f"{repo}@{digest}") == f"Untagged: {repo}@{digest}\n"
+    bad = cli("image", "inspect", f"{repo}@sha256:abc")
+    assert bad.returncode == 125 and "sha256:<64 hex digits>" in bad.stderr.decode()
