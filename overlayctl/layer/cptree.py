@@ -228,11 +228,10 @@ def extract_tar(stream: BinaryIO, dest_fd: int, owner: tuple[int, int] | None) -
             parts = _parts(member.name)
             if not parts:
                 continue
-            parent_fd = (
-                os.dup(dest_fd)
-                if len(parts) == 1
-                else open_beneath(dest_fd, "/".join(parts[:-1]), os.O_RDONLY | os.O_DIRECTORY)
-            )
+            try:
+                parent_fd = _parent(dest_fd, parts[:-1], owner or (0, 0))
+            except OSError as e:
+                raise OverlayctlError(f"cannot copy {member.name}: {e.strerror}") from e
             try:
                 _extract_one(tar, member, parent_fd, parts[-1], dest_fd, owner)
             except OSError as e:
@@ -248,6 +247,26 @@ def extract_tar(stream: BinaryIO, dest_fd: int, owner: tuple[int, int] | None) -
             os.utime(fd, (member.mtime, member.mtime))
         finally:
             os.close(fd)
+
+
+def _parent(dest_fd: int, parts: list[str], owner: tuple[int, int]) -> int:
+    """The entry's parent directory, opened beneath dest_fd with no symlink
+    followed; directories the tar does not list are made (0755), as tar does."""
+    fd = os.dup(dest_fd)
+    try:
+        for part in parts:
+            try:
+                next_fd = open_beneath(fd, part, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:
+                os.mkdir(part, 0o755, dir_fd=fd)
+                next_fd = open_beneath(fd, part, os.O_RDONLY | os.O_DIRECTORY)
+                os.fchown(next_fd, *owner)
+            os.close(fd)
+            fd = next_fd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _extract_one(
