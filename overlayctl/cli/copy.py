@@ -15,7 +15,9 @@ from overlayctl.errors import InvalidArgumentError
 @click.argument("destination", metavar="DEST")
 @click.option("-a", "--archive", is_flag=True, help="archive mode (copy all uid/gid information)")
 @click.option("-L", "--follow-link", "follow", is_flag=True, help="always follow symbol link in SRC_PATH")
-@click.option("-q", "--quiet", is_flag=True, help="suppress progress output (there is none: accepted for Docker's scripts)")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="suppress progress output (there is none: accepted for Docker's scripts)"
+)
 @click.pass_obj
 def cp(obj: dict, source: str, destination: str, archive: bool, follow: bool, quiet: bool) -> None:
     """Copy files between a container and the host: CONTAINER:SRC DEST|-, or SRC|- CONTAINER:DEST.

@@ -41,8 +41,16 @@ def split_argument(text: str) -> tuple[str | None, str]:
     return name, path
 
 
-def copy(store: Store, source: str, destination: str, *, archive: bool = False, follow: bool = False,
-         stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+def copy(
+    store: Store,
+    source: str,
+    destination: str,
+    *,
+    archive: bool = False,
+    follow: bool = False,
+    stdin: BinaryIO | None = None,
+    stdout: BinaryIO | None = None,
+) -> None:
     """`cp SRC DEST`: exactly one of them a CONTAINER:PATH."""
     src_ctr, src_path = split_argument(source)
     dst_ctr, dst_path = split_argument(destination)

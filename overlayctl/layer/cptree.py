@@ -191,9 +191,7 @@ def write_tar(src: Source, top: str, out: BinaryIO) -> None:
         if not src.is_dir:
             _add(tar, src.parent_fd, src.name, top, src.st)
             return
-        root = (
-            os.open(src.name, DIR_FLAGS, dir_fd=src.parent_fd) if src.name else os.dup(src.parent_fd)
-        )
+        root = os.open(src.name, DIR_FLAGS, dir_fd=src.parent_fd) if src.name else os.dup(src.parent_fd)
         try:
             if top:
                 tar.addfile(_info(top, os.fstat(root)))

@@ -136,7 +136,8 @@ class ImageStore:
             )
         ]
         digests = [
-            r[0] for r in self.conn.execute("SELECT name FROM repo_digests WHERE image_id = ? ORDER BY name", (image_id,))
+            r[0]
+            for r in self.conn.execute("SELECT name FROM repo_digests WHERE image_id = ? ORDER BY name", (image_id,))
         ]
         return Image(image_id, jsonio.loads(row["config"]), row["created"], tags, layers, digests)
 
@@ -263,7 +264,7 @@ class ImageStore:
                     raise self._in_use(text, users)
                 if len(repositories) > 1 and not force:
                     raise ConflictError(
-                        f'unable to delete {text} (must be forced): the image is referenced in '
+                        f"unable to delete {text} (must be forced): the image is referenced in "
                         f"{len(repositories)} repositories ({', '.join(sorted(tags + digests))}); "
                         "remove them by name or use --force"
                     )

@@ -152,8 +152,19 @@ def test_ownership_into_and_out_of_the_container(cli, ctr, tmp_path):
 
 
 def test_follow_link(cli, ctr, tmp_path):
-    cli.ok("cp", "-", "c1:/", input=_tar([("data", "dir", ""), ("data/f", "file", "target\n"),
-                                            ("flink", "link", "/data/f"), ("dlink", "link", "data")]))
+    cli.ok(
+        "cp",
+        "-",
+        "c1:/",
+        input=_tar(
+            [
+                ("data", "dir", ""),
+                ("data/f", "file", "target\n"),
+                ("flink", "link", "/data/f"),
+                ("dlink", "link", "data"),
+            ]
+        ),
+    )
     cli.ok("cp", "c1:/flink", str(tmp_path / "as-link"))
     assert os.readlink(tmp_path / "as-link") == "/data/f"
     cli.ok("cp", "-L", "c1:/flink", str(tmp_path / "as-file"))
@@ -195,13 +206,17 @@ def test_symlinks_pointing_out_never_reach_the_host(cli, ctr, tmp_path):
     before = sorted(os.listdir(host))
     climb = "../" * 12
     cli.ok(
-        "cp", "-", "c1:/",
-        input=_tar([
-            ("abs", "link", str(host)),                     # an absolute host path
-            ("rel", "link", climb + str(host).lstrip("/")),  # ../../.. past the root
-            ("abs-secret", "link", f"{host}/secret"),
-            ("top", "link", "/"),
-        ]),
+        "cp",
+        "-",
+        "c1:/",
+        input=_tar(
+            [
+                ("abs", "link", str(host)),  # an absolute host path
+                ("rel", "link", climb + str(host).lstrip("/")),  # ../../.. past the root
+                ("abs-secret", "link", f"{host}/secret"),
+                ("top", "link", "/"),
+            ]
+        ),
     )
     for src in ("c1:/abs/secret", "c1:/rel/secret", f"c1:/top{host}/secret"):
         result = cli("cp", src, str(tmp_path / "got"))
@@ -217,8 +232,14 @@ def test_symlinks_pointing_out_never_reach_the_host(cli, ctr, tmp_path):
         assert result.returncode == 125, dest
     assert sorted(os.listdir(host)) == before and (host / "secret").read_text() == "host secret\n"
     # Where the container has that path itself, that is what is used.
-    cli.ok("cp", "-", "c1:/", input=_tar([(str(host).lstrip("/"), "dir", ""),
-                                          (f"{str(host).lstrip('/')}/secret", "file", "container's own\n")]))
+    cli.ok(
+        "cp",
+        "-",
+        "c1:/",
+        input=_tar(
+            [(str(host).lstrip("/"), "dir", ""), (f"{str(host).lstrip('/')}/secret", "file", "container's own\n")]
+        ),
+    )
     assert _cat(cli, tmp_path, "/abs/secret") == "container's own\n"
     assert _cat(cli, tmp_path, "/rel/secret") == "container's own\n"
     # Without -L the link itself comes out (as Docker's), never what it names on the host.

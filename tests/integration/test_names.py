@@ -113,8 +113,17 @@ def test_the_spellings_of_one_name_find_the_same_tag(cli, bb):
     cli.ok("tag", "bb:1", "localhost/y")
     tags = _inspect(cli, "bb:1")["RepoTags"]
     assert tags == ["acme/x:latest", "bb:1", "busybox:latest", "localhost/y:latest"]
-    for name in ("busybox", "busybox:latest", "docker.io/library/busybox", "index.docker.io/library/busybox:latest",
-                 "acme/x", "docker.io/acme/x:latest", "localhost/y", "localhost/y:latest", "docker.io/library/bb:1"):
+    for name in (
+        "busybox",
+        "busybox:latest",
+        "docker.io/library/busybox",
+        "index.docker.io/library/busybox:latest",
+        "acme/x",
+        "docker.io/acme/x:latest",
+        "localhost/y",
+        "localhost/y:latest",
+        "docker.io/library/bb:1",
+    ):
         assert _inspect(cli, name)["Id"] == bb, name
     # localhost/ is a host of its own: the bare name is another repository.
     assert cli("image", "inspect", "y").returncode == 125
@@ -176,7 +185,7 @@ def _tar(name: str) -> bytes:
 # -- RepoDigests after push and pull -----------------------------------------------------
 
 
-def test_repo_digests_after_push_and_pull(cli, bb, registry):
+def test_repo_digests_after_push_and_pull(cli, bb, registry):  # noqa: F811 - the fixture imported above
     from tests.integration.test_registry import _pushed_digest
 
     repo = f"{registry}/names-dg"
