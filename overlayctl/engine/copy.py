@@ -4,8 +4,8 @@ stdin/stdout, for running and stopped containers alike.
 A running container's root is reached through /proc/PID/root: a directory
 fd of its root in its own mount namespace, so its volumes and binds are
 seen where it sees them. A stopped (created or exited) one has its overlay
-mounted in a private mount namespace for the copy, as `export` does: its
-root filesystem only, not its volumes. Either way every path in it is
+mounted in a private mount namespace for the copy, as `export` does, with
+its volumes and binds attached at their targets. Either way every path in it is
 resolved beneath that fd (overlayctl.layer.cptree), never on the host.
 
 Docker's path rules: SRC/. copies a directory's contents; a destination
@@ -185,17 +185,22 @@ def in_container_root(store: Store, container: Container, work: Callable[[int], 
 
 
 def _in_stopped_root(store: Store, container: Container, work: Callable[[int], None]) -> None:
-    from overlayctl.runtime.rootfs import in_rootfs
+    from overlayctl.runtime.rootfs import bind_beneath, in_rootfs
+    from overlayctl.volumes.mounts import mounts_for
 
     image = store.images.get(container.image_id)
     layout = store.overlay_layout(image, container)
     if not os.path.isdir(layout.workdir):
         os.mkdir(layout.workdir, 0o700)
     mountpoint = store.paths.mountpoint
+    # Its volumes and binds are where it would see them (as Docker's cp
+    # mounts them); a tmpfs would be empty, and is not mounted.
+    binds = [m for m in mounts_for(store, container) if m.kind == "bind"]
 
     def run() -> None:
         root_fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
+            bind_beneath(root_fd, binds)
             work(root_fd)
         finally:
             os.close(root_fd)

@@ -63,6 +63,7 @@ FSCONFIG_SET_STRING = 1
 FSCONFIG_CMD_CREATE = 6
 FSMOUNT_CLOEXEC = 1
 MOVE_MOUNT_F_EMPTY_PATH = 4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NODEV = 0x4
 AT_FDCWD = -100
@@ -250,6 +251,23 @@ def move_mount(mount_fd: int, target: str) -> None:
             ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH),
         ),
         f"move_mount to {target}",
+    )
+
+
+def move_mount_to_fd(mount_fd: int, target_fd: int, what: str) -> None:
+    """Attach a detached mount on the file target_fd holds (an O_PATH fd
+    found beneath a root): no path is looked up again, so nothing can be
+    swapped for a symlink between finding the target and mounting on it."""
+    _check(
+        _syscall(
+            _nr("move_mount"),
+            ctypes.c_int(mount_fd),
+            ctypes.c_char_p(b""),
+            ctypes.c_int(target_fd),
+            ctypes.c_char_p(b""),
+            ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH),
+        ),
+        f"move_mount to {what}",
     )
 
 

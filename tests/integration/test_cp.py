@@ -262,3 +262,38 @@ def test_a_tar_on_stdin_cannot_write_through_its_own_symlinks(cli, ctr, tmp_path
         result = cli("cp", "-", "c1:/tmp", input=_tar(entries))
         assert result.returncode == 125, entries
         assert os.listdir(host) == []
+
+
+def test_stopped_container_s_volumes_are_copied_where_it_sees_them(cli, bb, tmp_path):
+    cli.ok(
+        "create",
+        "--name",
+        "c1",
+        "--network",
+        "none",
+        "-v",
+        "cpvol:/data",
+        "-v",
+        "rovol:/ro:ro",
+        "-v",
+        f"{tmp_path}/bound:/bound",
+        "bb:1",
+        "sleep",
+        "300",
+    )
+    (tmp_path / "bound").mkdir(exist_ok=True)
+    (tmp_path / "f").write_text("into the volume\n")
+    cli.ok("cp", str(tmp_path / "f"), "c1:/data/")
+    cli.ok("cp", str(tmp_path / "f"), "c1:/bound/")
+    assert (tmp_path / "bound" / "f").read_text() == "into the volume\n"
+    result = cli("cp", str(tmp_path / "f"), "c1:/ro/")
+    assert result.returncode == 125 and "Read-only file system" in result.stderr.decode()
+    cli.ok("rm", "c1")
+    # In the volume, not in the container's own layer.
+    out = cli.ok("run", "--rm", "--network", "none", "-v", "cpvol:/v", "bb:1", "cat", "/v/f")
+    assert out == "into the volume\n"
+    cli.ok("create", "--name", "c2", "--network", "none", "-v", "cpvol:/other", "bb:1", "true")
+    cli.ok("cp", "c2:/other/f", str(tmp_path / "back"))
+    assert (tmp_path / "back").read_text() == "into the volume\n"
+    cli.ok("rm", "c2")
+    cli.ok("volume", "rm", "cpvol", "rovol")
