@@ -69,7 +69,8 @@ def prune_containers(store: Store) -> list[Removed]:
 
 def _unused_images(store: Store, all_images: bool) -> list[Image]:
     used = store.containers.image_ids_in_use()
-    return [i for i in store.images.list() if i.id not in used and (all_images or not i.tags)]
+    # Dangling, as Docker's: no tag and no digest (an image pulled by digest is kept).
+    return [i for i in store.images.list() if i.id not in used and (all_images or not (i.tags or i.digests))]
 
 
 def _layers_freed_by(store: Store, image_ids: set[str]) -> list[str]:

@@ -218,6 +218,11 @@ def test_repo_digests_after_push_and_pull(cli, bb, registry):  # noqa: F811 - th
     cli.ok("pull", f"{repo}@{digest}")
     assert _inspect(cli, "keep:1")["RepoDigests"] == [f"{repo}@{digest}"]
     assert [repo, "<none>", digest] in [row[:3] for row in _ls(cli, "--digests")]
-    assert cli.ok("rmi", f"{repo}@{digest}") == f"Untagged: {repo}@{digest}\n"
+    # Its last tag goes; named by its digest still, it stays, and is not dangling: prune keeps it.
+    assert cli.ok("rmi", "keep:1") == "Untagged: keep:1\n"
+    cli.ok("image", "prune", "-f")
+    assert _inspect(cli, f"{repo}@{digest}")["Id"] == bb
+    out = cli.ok("rmi", f"{repo}@{digest}").splitlines()
+    assert out[:2] == [f"Untagged: {repo}@{digest}", f"Deleted: {bb}"]
     bad = cli("image", "inspect", f"{repo}@sha256:abc")
     assert bad.returncode == 125 and "sha256:<64 hex digits>" in bad.stderr.decode()
