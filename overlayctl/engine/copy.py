@@ -25,9 +25,18 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
-from overlayctl.layer.cptree import Source, Tree, extract_tar, locate_source, piped, source_name, write_tar
+from overlayctl.layer.cptree import (
+    Source,
+    Tree,
+    extract_tar,
+    kernel_devices,
+    locate_source,
+    piped,
+    source_name,
+    write_tar,
+)
 from overlayctl.store import Store
-from overlayctl.store.containers import Container
+from overlayctl.store.containers import RUNNING, Container
 
 
 def split_argument(text: str) -> tuple[str | None, str]:
@@ -82,7 +91,15 @@ def copy(
 
 
 def _tree(root_fd: int, container: Container) -> Tree:
-    return Tree(root_fd, f'container "{container.name}"')
+    kernel_devs: frozenset[int] = frozenset()
+    if container.status == RUNNING:
+        # Its /proc, /sys and the like, as its own mount table lists them.
+        try:
+            with open(f"/proc/{container.pid}/mountinfo", encoding="utf-8", errors="replace") as f:
+                kernel_devs = kernel_devices(f.read())
+        except FileNotFoundError:
+            raise ConflictError(f'container "{container.name}" stopped during the copy; retry') from None
+    return Tree(root_fd, f'container "{container.name}"', kernel_devs)
 
 
 def _copy_out(tree: Tree, src_path: str, dst_path: str, archive: bool, follow: bool, out: BinaryIO) -> None:
@@ -113,7 +130,8 @@ def _copy_in(tree: Tree, src_path: str, dst_path: str, archive: bool, follow: bo
         except NotADirectoryError:
             raise InvalidArgumentError(f"extraction point is not a directory: {dst_path}") from None
         try:
-            extract_tar(stream, dest_fd, owner)
+            tree.check(dest_fd, dst_path)
+            extract_tar(stream, dest_fd, owner, tree.kernel_devs)
         finally:
             os.close(dest_fd)
         return
@@ -121,7 +139,8 @@ def _copy_in(tree: Tree, src_path: str, dst_path: str, archive: bool, follow: bo
     try:
         dest_fd, top = _destination(tree, dst_path, src)
         try:
-            piped(src, top, dest_fd, owner)
+            tree.check(dest_fd, dst_path)
+            piped(src, top, dest_fd, owner, tree.kernel_devs)
         finally:
             os.close(dest_fd)
     finally:
@@ -164,8 +183,6 @@ def in_container_root(store: Store, container: Container, work: Callable[[int], 
     """Call work with an fd of the container's root directory: its running
     root (in its mount namespace), or its overlay mounted privately while
     it is stopped."""
-    from overlayctl.store.containers import RUNNING
-
     if container.status == RUNNING and container.process_alive():
         try:
             root_fd = os.open(f"/proc/{container.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -23,14 +23,41 @@ from overlayctl.layer.walk import DIR_FLAGS, walk_beneath
 from overlayctl.runtime.syscalls import open_beneath, open_in_root
 
 COPY_CHUNK = 1 << 20
+# The kernel's own filesystems in a running container's tree: its /proc
+# (with /proc/PID/mem of its processes), /sys, cgroups, devpts, mqueue.
+# Docker's cp never sees them; here they are left out of a tar and refused
+# as a destination.
+KERNEL_FILESYSTEMS = frozenset(
+    ("proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "securityfs", "debugfs", "tracefs", "bpf")
+)
+
+
+def kernel_devices(mountinfo: str) -> frozenset[int]:
+    """st_dev of every mount of a KERNEL_FILESYSTEMS type in a mountinfo text."""
+    devices = set()
+    for line in mountinfo.splitlines():
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) > 2 and rest.split(" ", 1)[0] in KERNEL_FILESYSTEMS:
+            major, _, minor = parts[2].partition(":")
+            devices.add(os.makedev(int(major), int(minor)))
+    return frozenset(devices)
 
 
 class Tree:
     """The host's filesystem (root_fd None) or a container's below root_fd."""
 
-    def __init__(self, root_fd: int | None, where: str) -> None:
+    def __init__(self, root_fd: int | None, where: str, kernel_devs: frozenset[int] = frozenset()) -> None:
         self.root_fd = root_fd
         self.where = where  # for messages: "container c1" or "the host"
+        self.kernel_devs = kernel_devs  # st_dev of its kernel filesystems (KERNEL_FILESYSTEMS)
+
+    def check(self, fd: int, path: str) -> None:
+        """Refuse a path on one of the tree's kernel filesystems."""
+        if os.fstat(fd).st_dev in self.kernel_devs:
+            raise InvalidArgumentError(
+                f"cannot copy {path} in {self.where}: it is on a kernel filesystem (/proc, /sys, ...)"
+            )
 
     def open(self, path: str, flags: int) -> int:
         """Open path, following symlinks (inside the tree, for a container's)."""
@@ -48,6 +75,7 @@ class Source:
         self.name = name  # "" for a tree's root
         self.st = st
         self.contents_only = contents_only
+        self.skip_devs: frozenset[int] = frozenset()  # left out of its tar: Tree.kernel_devs
 
     @property
     def is_dir(self) -> bool:
@@ -78,6 +106,17 @@ def _split(path: str) -> tuple[str, str, bool, bool]:
 def locate_source(tree: Tree, path: str, follow: bool) -> Source:
     """The source path in tree; with `follow` (-L) a symlink it names is
     followed (inside the tree), otherwise it is copied as a symlink."""
+    src = _locate(tree, path, follow)
+    if src.st.st_dev in tree.kernel_devs:
+        src.close()
+        raise InvalidArgumentError(
+            f"cannot copy {path} in {tree.where}: it is on a kernel filesystem (/proc, /sys, ...)"
+        )
+    src.skip_devs = tree.kernel_devs
+    return src
+
+
+def _locate(tree: Tree, path: str, follow: bool) -> Source:
     parent, name, trailing, contents_only = _split(path)
     missing = NotFoundError(f"could not find the file {path} in {tree.where}")
     try:
@@ -195,8 +234,10 @@ def write_tar(src: Source, top: str, out: BinaryIO) -> None:
         try:
             if top:
                 tar.addfile(_info(top, os.fstat(root)))
-            for dir_fd, rel_dir, entries in walk_beneath(root):
+            for dir_fd, rel_dir, entries in walk_beneath(root, src.skip_devs):
                 for raw, st in entries:
+                    if st.st_dev in src.skip_devs:
+                        continue
                     rel = os.fsdecode(rel_dir + b"/" + raw if rel_dir else raw)
                     _add(tar, dir_fd, os.fsdecode(raw), f"{top}/{rel}" if top else rel, st)
         finally:
@@ -215,11 +256,14 @@ def _parts(name: str) -> list[str]:
     return parts
 
 
-def extract_tar(stream: BinaryIO, dest_fd: int, owner: tuple[int, int] | None) -> None:
+def extract_tar(
+    stream: BinaryIO, dest_fd: int, owner: tuple[int, int] | None, kernel_devs: frozenset[int] = frozenset()
+) -> None:
     """Unpack a tar into the directory dest_fd. Every entry's parent is
     opened beneath dest_fd following no symlink (a symlink the tar made, or
-    the tree had, is never a way out). `owner` is the uid and gid every
-    file gets, or None to keep the tar's."""
+    the tree had, is never a way out), and refused on a filesystem of
+    kernel_devs. `owner` is the uid and gid every file gets, or None to
+    keep the tar's."""
     dirs: list[tuple[str, tarfile.TarInfo]] = []
     with tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
@@ -230,6 +274,9 @@ def extract_tar(stream: BinaryIO, dest_fd: int, owner: tuple[int, int] | None) -
                 parent_fd = _parent(dest_fd, parts[:-1], owner or (0, 0))
             except OSError as e:
                 raise OverlayctlError(f"cannot copy {member.name}: {e.strerror}") from e
+            if os.fstat(parent_fd).st_dev in kernel_devs:
+                os.close(parent_fd)
+                raise InvalidArgumentError(f"cannot copy {member.name}: it would land on a kernel filesystem")
             try:
                 _extract_one(tar, member, parent_fd, parts[-1], dest_fd, owner)
             except OSError as e:
@@ -318,7 +365,9 @@ def _extract_one(
         os.chown(name, uid, gid, dir_fd=parent_fd, follow_symlinks=False)
 
 
-def piped(src: Source, top: str, dest_fd: int, owner: tuple[int, int] | None) -> None:
+def piped(
+    src: Source, top: str, dest_fd: int, owner: tuple[int, int] | None, kernel_devs: frozenset[int] = frozenset()
+) -> None:
     """write_tar and extract_tar joined by a pipe, the tar made on a thread."""
     r, w = os.pipe()
     errors: list[BaseException] = []
@@ -336,7 +385,7 @@ def piped(src: Source, top: str, dest_fd: int, owner: tuple[int, int] | None) ->
     thread.start()
     try:
         with os.fdopen(r, "rb") as stream:
-            extract_tar(stream, dest_fd, owner)
+            extract_tar(stream, dest_fd, owner, kernel_devs)
             stream.read()  # the tar's padding, so the writer never blocks
     finally:
         thread.join()

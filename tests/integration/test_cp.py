@@ -297,3 +297,20 @@ def test_stopped_container_s_volumes_are_copied_where_it_sees_them(cli, bb, tmp_
     assert (tmp_path / "back").read_text() == "into the volume\n"
     cli.ok("rm", "c2")
     cli.ok("volume", "rm", "cpvol", "rovol")
+
+
+def test_a_running_container_s_kernel_filesystems_are_left_alone(cli, bb, tmp_path):
+    """Its /proc holds /proc/PID/mem of its processes, its /sys the kernel's
+    knobs: as Docker's cp, never read or written."""
+    cli.ok("run", "-d", "--name", "c1", "--network", "none", "bb:1", "sleep", "300")
+    for src in ("c1:/proc/1/environ", "c1:/proc", "c1:/sys/kernel"):
+        result = cli("cp", src, str(tmp_path / "x"))
+        assert result.returncode == 125 and "kernel filesystem" in result.stderr.decode(), src
+    (tmp_path / "f").write_text("x")
+    for dest in ("c1:/proc/", "c1:/sys/kernel/"):
+        result = cli("cp", str(tmp_path / "f"), dest)
+        assert result.returncode == 125 and "kernel filesystem" in result.stderr.decode(), dest
+    result = cli("cp", "-", "c1:/", input=_tar([("proc/1/comm", "file", "evil")]))
+    assert result.returncode == 125 and "kernel filesystem" in result.stderr.decode()
+    names = _names(cli("cp", "c1:/", "-").stdout)
+    assert "bin/sh" in names and not [n for n in names if n.split("/")[0] in ("proc", "sys")]

@@ -188,3 +188,19 @@ def test_no_age_is_made_up_from_a_time_never_recorded(finished):
     assert ago(finished, now=1_800_000_000) == "N/A"
     lost.finished_at, lost.exit_code = "2027-01-15T07:59:57Z", 137
     assert status_text(lost, now=1_800_000_000) == "Exited (137) 3 seconds ago"
+
+
+def test_kernel_filesystems_in_a_mount_table():
+    import os
+
+    from overlayctl.layer.cptree import kernel_devices
+
+    mountinfo = (
+        "800 700 0:61 / / rw,relatime - overlay overlay rw,lowerdir=/l\n"
+        "801 800 0:65 / /proc rw,nosuid - proc proc rw\n"
+        "802 800 0:66 / /dev rw,nosuid - tmpfs tmpfs rw\n"
+        "803 802 0:67 / /dev/pts rw - devpts devpts rw\n"
+        "804 800 0:68 / /sys ro - sysfs sysfs ro\n"
+        "805 800 8:1 /vol /data rw master:1 - ext4 /dev/sda1 rw\n"
+    )
+    assert kernel_devices(mountinfo) == {os.makedev(0, 65), os.makedev(0, 67), os.makedev(0, 68)}
