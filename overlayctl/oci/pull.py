@@ -70,13 +70,16 @@ def resolve_manifest(
     client: RegistryClient, ref: RemoteReference, platform: str | None
 ) -> tuple[bytes, dict[str, Any], str, str]:
     """(bytes, parsed, media type, digest) of the image manifest for the
-    platform; an index or manifest list is resolved with select_platform."""
+    platform; an index or manifest list is resolved with select_platform.
+    The digest is that of what the reference names (the index's, for an
+    index), as Docker prints it and records it in RepoDigests: pulling or
+    running REPO@DIGEST later finds the image by it."""
     os_, arch = parse_platform(platform)
     body, header_type, digest = client.get_manifest(ref.repository, ref.reference)
     doc, media_type = _media_type(body, header_type)
     if media_type in INDEX_TYPES:
         chosen = oci_image.select_platform(doc, os_, arch)
-        body, header_type, digest = client.get_manifest(ref.repository, chosen["digest"])
+        body, header_type, _platform_digest = client.get_manifest(ref.repository, chosen["digest"])
         doc, media_type = _media_type(body, header_type)
         if media_type in INDEX_TYPES:
             raise UnsupportedMediaTypeError("an index that points at another index is not supported")
