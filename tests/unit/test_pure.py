@@ -204,3 +204,21 @@ def test_kernel_filesystems_in_a_mount_table():
         "805 800 8:1 /vol /data rw master:1 - ext4 /dev/sda1 rw\n"
     )
     assert kernel_devices(mountinfo) == {os.makedev(0, 65), os.makedev(0, 67), os.makedev(0, 68)}
+
+
+@pytest.mark.parametrize(
+    "text, parsed",
+    [
+        ("c1:/etc/hostname", ("c1", "/etc/hostname")),
+        ("c1:etc", ("c1", "etc")),
+        ("c1:", ("c1", "")),
+        ("-", (None, "-")),
+        ("/tmp/a:b", (None, "/tmp/a:b")),  # a path that starts with / or . is the host's
+        ("./a:b", (None, "./a:b")),
+        ("plain", (None, "plain")),
+    ],
+)
+def test_cp_arguments(text, parsed):
+    from overlayctl.engine.copy import split_argument
+
+    assert split_argument(text) == parsed
