@@ -20,11 +20,25 @@ def cli(ctx: click.Context, root: str | None, runroot: str | None, debug: bool) 
 
 
 def _register() -> None:
-    from overlayctl.cli import build, container, du, image, network, prune, registry, stats, system, transfer, volume
+    from overlayctl.cli import (
+        build,
+        container,
+        copy,
+        du,
+        image,
+        network,
+        prune,
+        registry,
+        stats,
+        system,
+        transfer,
+        volume,
+    )
 
     image.register(cli)
     container.register(cli)
     build.register(cli)
+    copy.register(cli)
     volume.register(cli)
     network.register(cli)
     system.register(cli)

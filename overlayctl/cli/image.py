@@ -1,4 +1,4 @@
-"""Image commands: import, image ls (images), image rm (rmi), image inspect."""
+"""Image commands: import, image ls (images), image rm (rmi), image tag (tag), image inspect."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def import_(obj: dict, source: str, name: str | None, message: str) -> None:
 @click.command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="only show image IDs")
 @click.option("--no-trunc", is_flag=True, help="do not truncate IDs")
+@click.option("--digests", is_flag=True, help="show digests")
 @click.option("--format", "fmt", default=None, metavar="FORMAT", help=FORMAT_HELP)
 @click.option(
     "-f",
@@ -37,10 +38,12 @@ def import_(obj: dict, source: str, name: str | None, message: str) -> None:
     help="reference, dangling, label, before, since, until",
 )
 @click.pass_obj
-def image_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str | None, filters: tuple[str, ...]) -> None:
+def image_ls(
+    obj: dict, quiet: bool, no_trunc: bool, digests: bool, fmt: str | None, filters: tuple[str, ...]
+) -> None:
     """List images: REPOSITORY TAG IMAGE ID CREATED SIZE."""
     from overlayctl.engine import format as formats
-    from overlayctl.engine.images import list_images
+    from overlayctl.engine.images import list_images, repo_digest
     from overlayctl.engine.inspect import ago
     from overlayctl.util.humanize import human_size
 
@@ -59,7 +62,17 @@ def image_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str | None, filters: t
                 click.echo(image_id)
         return
     if not form.is_default:
-        click.echo(formats.render(form, formats.image_rows(store, no_trunc, list(filters)), formats.IMAGES), nl=False)
+        listed = formats.image_rows(store, no_trunc, list(filters))
+        click.echo(formats.render(form, listed, formats.IMAGES), nl=False)
+        return
+    if digests:
+        table(
+            ["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"],
+            [
+                (repo, tag, repo_digest(image, repo), image_id, ago(image.created, now), human_size(image.size))
+                for repo, tag, image_id, image in rows
+            ],
+        )
         return
     table(
         ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
@@ -79,6 +92,17 @@ def image_rm(obj: dict, images: tuple[str, ...], force: bool) -> None:
     for text in images:
         for line in remove_image(store, text, force):
             click.echo(line)
+
+
+@click.command("tag")
+@click.argument("source", metavar="SOURCE_IMAGE[:TAG]")
+@click.argument("target", metavar="TARGET_IMAGE[:TAG]")
+@click.pass_obj
+def image_tag(obj: dict, source: str, target: str) -> None:
+    """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE (an existing tag moves)."""
+    from overlayctl.engine.images import tag_image
+
+    tag_image(open_store(obj), source, target)
 
 
 @click.command("inspect")
@@ -103,7 +127,9 @@ def register(cli: click.Group) -> None:
     image.add_command(image_ls, "list")
     image.add_command(image_rm)
     image.add_command(image_inspect)
+    image.add_command(image_tag)
     image.add_command(import_)
+    cli.add_command(image_tag)
     cli.add_command(import_)
     cli.add_command(image_ls, "images")
     cli.add_command(image_rm, "rmi")

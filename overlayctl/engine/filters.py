@@ -185,7 +185,7 @@ def filter_images(store: Store, items: Iterable[str] = ()) -> list[tuple[Image, 
     kept = []
     for image in store.images.list():
         created = _seconds(image.created)
-        if dangling is not None and bool(image.tags) == dangling:
+        if dangling is not None and bool(image.tags or image.digests) == dangling:
             continue
         if not f.labels(image_labels(image)):
             continue

@@ -440,7 +440,7 @@ def ps_rows(store: Store, containers: Sequence[Container], no_trunc: bool = Fals
 def image_rows(store: Store, no_trunc: bool = False, filters: list[str] | None = None) -> list[Row]:
     """`images` rows: .ID .Repository .Tag .Digest .CreatedSince .CreatedAt
     .Size .Containers ..., the JSON of `images --format json`."""
-    from overlayctl.engine.images import list_images
+    from overlayctl.engine.images import list_images, repo_digest
     from overlayctl.engine.inspect import ago
     from overlayctl.util.humanize import human_size
 
@@ -455,7 +455,7 @@ def image_rows(store: Store, no_trunc: bool = False, filters: list[str] | None =
             "ID": image_id,
             "Repository": repo,
             "Tag": tag,
-            "Digest": "<none>",
+            "Digest": repo_digest(image, repo),
             "CreatedSince": ago(image.created, now),
             "CreatedAt": _go_time(image.created),
             "Size": human_size(image.size),

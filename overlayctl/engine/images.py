@@ -63,20 +63,53 @@ def import_image(store: Store, source: str, name: str | None, message: str = "")
 
 def list_images(store: Store, filters: list[str] | None = None) -> list[tuple[str, str, Image]]:
     """`image ls [--filter ...]`: (repository, tag, image) for every tag of
-    every image kept, ("<none>", "<none>", image) for an untagged one."""
+    every image kept, (repository, "<none>", image) for a repository it has
+    a digest in but no tag, ("<none>", "<none>", image) for one with neither."""
     from overlayctl.engine.filters import filter_images
 
-    return [(repo, tag, image) for image, tags in filter_images(store, filters or []) for repo, tag in repo_tags(tags)]
+    return [
+        (repo, tag, image)
+        for image, tags in filter_images(store, filters or [])
+        for repo, tag in repo_tags(tags, image.digests)
+    ]
 
 
-def repo_tags(tags: list[str]) -> list[tuple[str, str]]:
-    """Each "repository:tag" of an image split in two, or ("<none>",
-    "<none>") when it has none, as Docker's listings show them."""
+def repo_tags(tags: list[str], digests: list[str] | None = None) -> list[tuple[str, str]]:
+    """Each "repository:tag" of an image split in two, as Docker's listings
+    show them: a repository known only by a digest with tag "<none>", and
+    ("<none>", "<none>") for an image with no name at all."""
     pairs = []
-    for name in tags or ["<none>:<none>"]:
+    for name in tags:
         repo, _, tag = name.rpartition(":")
         pairs.append((repo, tag))
-    return pairs
+    tagged = {repo for repo, _ in pairs}
+    for name in digests or []:
+        repo = name.rpartition("@")[0]
+        if repo not in tagged:
+            tagged.add(repo)
+            pairs.append((repo, "<none>"))
+    return pairs or [("<none>", "<none>")]
+
+
+def repo_digest(image: Image, repository: str) -> str:
+    """The digest of the image's manifest in repository ("<none>" when it
+    has none there), for `image ls --digests`."""
+    for name in image.digests:
+        repo, _, digest = name.rpartition("@")
+        if repo == repository:
+            return digest
+    return "<none>"
+
+
+def tag_image(store: Store, source: str, target: str) -> Image:
+    """`docker tag SOURCE TARGET`: TARGET names SOURCE's image from now on
+    (a tag that named another image moves, as Docker's does)."""
+    if "@" in target:
+        raise InvalidArgumentError(f'refusing to create a tag with a digest reference: "{target}"')
+    ref = parse_reference(target)
+    image = store.images.resolve(source)
+    store.images.tag(image, ref)
+    return store.images.get(image.id)
 
 
 def remove_image(store: Store, text: str, force: bool = False) -> list[str]:

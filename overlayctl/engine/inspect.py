@@ -89,6 +89,7 @@ def image_inspect(image: Image) -> dict[str, Any]:
     return {
         "Id": image.id,
         "RepoTags": image.tags,
+        "RepoDigests": image.digests,
         "Created": image.created,
         "Architecture": image.config.get("architecture", ""),
         "Os": image.config.get("os", ""),

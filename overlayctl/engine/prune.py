@@ -79,10 +79,13 @@ def _unused_images(store: Store, all_images: bool, filters: list[str] | None = N
     if dangling is not None:
         all_images = not dangling
     used = store.containers.image_ids_in_use()
+    # Dangling, as Docker's: no tag and no digest (an image pulled by digest is kept).
     return [
         i
         for i in store.images.list()
-        if i.id not in used and (all_images or not i.tags) and not spare.keeps(i.created, image_labels(i))
+        if i.id not in used
+        and (all_images or not (i.tags or i.digests))
+        and not spare.keeps(i.created, image_labels(i))
     ]
 
 

@@ -107,6 +107,11 @@ def push(
     finally:
         client.close()
     store.images.record(_shown(ref), "push", _shown(ref, tag=False), local.container_config.get("Labels"))
+    # Docker records the digest in the repository pushed, whose tag the
+    # image carries; a push to another name (podman's `push SRC DEST`)
+    # leaves the image's names as they were.
+    if any(tag.rpartition(":")[0] == ref.name for tag in local.tags):
+        store.images.add_digest(local.id, ref.name, digest)
     return ref, digest, size
 
 

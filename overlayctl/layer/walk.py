@@ -34,8 +34,7 @@ class TreeChangedError(OverlayctlError):
 
     def __init__(self, rel: bytes) -> None:
         super().__init__(
-            f"cannot read {quote(os.fsdecode(rel))}: it changed while being read; "
-            "pause or stop the container and retry"
+            f"cannot read {quote(os.fsdecode(rel))}: it changed while being read; pause or stop the container and retry"
         )
 
 
@@ -68,13 +67,15 @@ def xattr_path(dir_fd: int, name: bytes) -> bytes:
     return b"/proc/self/fd/%d/%s" % (dir_fd, name)
 
 
-def walk_beneath(root_fd: int) -> Iterator[tuple[int, bytes, list[tuple[bytes, os.stat_result]]]]:
+def walk_beneath(
+    root_fd: int, skip_devs: frozenset[int] = frozenset()
+) -> Iterator[tuple[int, bytes, list[tuple[bytes, os.stat_result]]]]:
     """(fd, path, entries) for every directory of the tree below `root_fd`,
     the root itself (path b"") first: the directory's fd, valid until the
     next step; its path relative to the root; its entries as (name, lstat),
     in directory order. An entry that vanished between listing and lstat
     is left out; a directory that is no longer one when opened raises
-    TreeChangedError.
+    TreeChangedError. Directories on a device of skip_devs are not entered.
     """
     pending = [b""]
     while pending:
@@ -86,7 +87,9 @@ def walk_beneath(root_fd: int) -> Iterator[tuple[int, bytes, list[tuple[bytes, o
         finally:
             if fd != root_fd:
                 os.close(fd)
-        pending.extend(join(rel_dir, name) for name, st in entries if stat.S_ISDIR(st.st_mode))
+        pending.extend(
+            join(rel_dir, name) for name, st in entries if stat.S_ISDIR(st.st_mode) and st.st_dev not in skip_devs
+        )
 
 
 def _list(fd: int) -> list[tuple[bytes, os.stat_result]]:

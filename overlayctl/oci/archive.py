@@ -251,14 +251,17 @@ def _name_of(desc: Any) -> str | None:
     annotations = desc.get("annotations") if isinstance(desc, dict) else None
     if not isinstance(annotations, dict):
         return None
+    from overlayctl.util.reference import parse_reference
+
     full = annotations.get(CONTAINERD_NAME)
     if isinstance(full, str) and full:
-        return full
+        try:
+            return str(parse_reference(full))
+        except InvalidArgumentError:
+            return None
     name = annotations.get(REF_NAME)
     # A bare tag ("latest", as Docker writes beside CONTAINERD_NAME) names no repository.
     if isinstance(name, str) and ("/" in name or ":" in name or (name and not name.replace(".", "").isdigit())):
-        from overlayctl.util.reference import parse_reference
-
         try:
             return str(parse_reference(name))
         except InvalidArgumentError:

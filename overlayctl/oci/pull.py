@@ -70,13 +70,16 @@ def resolve_manifest(
     client: RegistryClient, ref: RemoteReference, platform: str | None
 ) -> tuple[bytes, dict[str, Any], str, str]:
     """(bytes, parsed, media type, digest) of the image manifest for the
-    platform; an index or manifest list is resolved with select_platform."""
+    platform; an index or manifest list is resolved with select_platform.
+    The digest is that of what the reference names (the index's, for an
+    index), as Docker prints it and records it in RepoDigests: pulling or
+    running REPO@DIGEST later finds the image by it."""
     os_, arch = parse_platform(platform)
     body, header_type, digest = client.get_manifest(ref.repository, ref.reference)
     doc, media_type = _media_type(body, header_type)
     if media_type in INDEX_TYPES:
         chosen = oci_image.select_platform(doc, os_, arch)
-        body, header_type, digest = client.get_manifest(ref.repository, chosen["digest"])
+        body, header_type, _platform_digest = client.get_manifest(ref.repository, chosen["digest"])
         doc, media_type = _media_type(body, header_type)
         if media_type in INDEX_TYPES:
             raise UnsupportedMediaTypeError("an index that points at another index is not supported")
@@ -189,6 +192,8 @@ def pull(
         faults.point("pull-layers")
         existed = _tagged_image(store, ref)
         image = oci_image.create_image(store, config_bytes, ref.local, body, media_type)
+        store.images.add_digest(image.id, ref.name, manifest_digest)
+        image = store.images.get(image.id)
     except BaseException as exc:
         _roll_back(store, blobs, added_layers + getattr(exc, "added_layers", []), added_blobs)
         store.layers.release(diff_ids)

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import requests
 
 from overlayctl.errors import InvalidArgumentError, RegistryAuthError, RegistryError
-from overlayctl.util.reference import Reference, parse_reference
+from overlayctl.util.reference import DOCKER_HUB, Reference, parse_reference, split_digest
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -33,7 +33,6 @@ MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 ACCEPT = ", ".join(MANIFEST_TYPES + INDEX_TYPES)
 
-DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 MAX_MANIFEST = 4 * 1024 * 1024  # what distribution itself accepts
 RETRIES = int(os.environ.get("OVERLAYCTL_REGISTRY_RETRIES", "3"))
@@ -77,26 +76,10 @@ class RemoteReference:
 
 def parse_remote(text: str) -> RemoteReference:
     """Parse [docker://][HOST[:PORT]/]NAME[:TAG][@sha256:HEX], defaulting to Docker Hub."""
-    body = text.removeprefix("docker://")
-    digest = None
-    if "@" in body:
-        body, digest = body.split("@", 1)
-        if (
-            not digest.startswith("sha256:")
-            or len(digest) != 71
-            or not all(c in "0123456789abcdef" for c in digest[7:])
-        ):
-            raise InvalidArgumentError(f'invalid reference "{text}": the digest must be sha256:<64 hex digits>')
+    body, digest = split_digest(text.removeprefix("docker://"))
     ref = parse_reference(body)  # Docker's grammar; raises with the usual message
     tag = ref.tag if (":" in body.rsplit("/", 1)[-1] or digest is None) else None
-    first, _, rest = ref.repository.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        registry, repository = first, rest
-    else:
-        registry, repository = DOCKER_HUB, ref.repository
-    if registry == DOCKER_HUB and "/" not in repository:
-        repository = "library/" + repository
-    return RemoteReference(registry, repository, ref.repository, tag, digest)
+    return RemoteReference(ref.domain, ref.path, ref.repository, tag, digest)
 
 
 def is_loopback(registry: str) -> bool:

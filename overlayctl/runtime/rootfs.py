@@ -11,6 +11,7 @@ mount vanishes with the child and never appears in the host's table.
 from __future__ import annotations
 
 import os
+import stat
 
 from overlayctl.errors import OverlayctlError
 from overlayctl.runtime import syscalls as sc
@@ -20,6 +21,8 @@ from overlayctl.runtime.overlay import OverlayLayout
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+
+    from overlayctl.runtime.spec import Mount
 
 
 def in_rootfs(
@@ -93,3 +96,62 @@ def in_rootfs(
         raise OverlayctlError(message, exit_code=int(code) if code.isdigit() else 125)
     if os.waitstatus_to_exitcode(status) != 0:
         raise OverlayctlError(f"working in the image's filesystem failed (status {os.waitstatus_to_exitcode(status)})")
+
+
+def _make_beneath(root_fd: int, path: str, is_dir: bool) -> int:
+    """Make path (a directory, or an empty file) and its missing parents
+    inside the tree at root_fd; an O_PATH fd of it."""
+    parts = [p for p in path.split("/") if p]
+    for i in range(len(parts)):
+        here = "/".join(parts[: i + 1])
+        try:
+            os.close(sc.open_in_root(root_fd, here, os.O_PATH))
+            continue
+        except FileNotFoundError:
+            pass
+        parent = sc.open_in_root(root_fd, "/".join(parts[:i]), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if is_dir or i < len(parts) - 1:
+                os.mkdir(parts[i], 0o755, dir_fd=parent)
+            else:
+                os.close(
+                    os.open(parts[i], os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent)
+                )
+        finally:
+            os.close(parent)
+    return sc.open_in_root(root_fd, path, os.O_PATH)
+
+
+def bind_beneath(root_fd: int, mounts: list[Mount]) -> None:
+    """Attach the bind mounts (volumes, binds) at their targets beneath
+    root_fd, in the caller's own mount namespace (for `cp` into a stopped
+    container, in the child of in_rootfs). Each target resolves inside the
+    tree as the container would resolve it (RESOLVE_IN_ROOT), so no symlink
+    in it aims a mount at the host; a target that is not there yet (a
+    container never started) is made, as its start would make it."""
+    from overlayctl.runtime.init import _open_mount_sources
+
+    binds = [m for m in mounts if m.kind == "bind"]
+    trees = _open_mount_sources(binds)
+    for mount, opened in zip(binds, trees, strict=True):
+        assert opened is not None
+        tree, later = opened
+        try:
+            target = sc.open_in_root(root_fd, mount.target, os.O_PATH)
+        except FileNotFoundError:
+            target = _make_beneath(root_fd, mount.target, stat.S_ISDIR(os.fstat(tree).st_mode))
+        try:
+            sc.move_mount_to_fd(tree, target, mount.target)
+            if later:
+                # Kernels without mount_setattr: a remount of the mount
+                # just attached (found again: target holds what it covers).
+                attached = sc.open_in_root(root_fd, mount.target, os.O_PATH)
+                try:
+                    path = f"/proc/self/fd/{attached}"
+                    kept = os.statvfs(path).f_flag & (sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+                    sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | kept | later)
+                finally:
+                    os.close(attached)
+        finally:
+            os.close(target)
+            os.close(tree)

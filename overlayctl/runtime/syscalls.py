@@ -63,6 +63,7 @@ FSCONFIG_SET_STRING = 1
 FSCONFIG_CMD_CREATE = 6
 FSMOUNT_CLOEXEC = 1
 MOVE_MOUNT_F_EMPTY_PATH = 4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NODEV = 0x4
 AT_FDCWD = -100
@@ -85,6 +86,7 @@ CLOSE_RANGE_ALL = 0xFFFFFFFF
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
 
 _SYSCALLS = {
     # name: (x86_64, aarch64)
@@ -263,6 +265,23 @@ def move_mount(mount_fd: int, target: str) -> None:
     )
 
 
+def move_mount_to_fd(mount_fd: int, target_fd: int, what: str) -> None:
+    """Attach a detached mount on the file target_fd holds (an O_PATH fd
+    found beneath a root): no path is looked up again, so nothing can be
+    swapped for a symlink between finding the target and mounting on it."""
+    _check(
+        _syscall(
+            _nr("move_mount"),
+            ctypes.c_int(mount_fd),
+            ctypes.c_char_p(b""),
+            ctypes.c_int(target_fd),
+            ctypes.c_char_p(b""),
+            ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH),
+        ),
+        f"move_mount to {what}",
+    )
+
+
 def open_tree_clone(path: str) -> int:
     """A detached copy of the mount tree at path (a bind source), as an fd:
     it can be attached later, after pivot_root, when `path` is out of reach."""
@@ -428,6 +447,33 @@ def open_beneath(dirfd: int, path: str | bytes, flags: int) -> int:
             raise OSError(err, os.strerror(err), raw)
         _have_openat2 = False
     return _open_by_components(dirfd, raw, flags)
+
+
+def open_in_root(root_fd: int, path: str | bytes, flags: int) -> int:
+    """Open `path` as if `root_fd` were "/": absolute symlinks, ".." and
+    "/" in the path or in any symlink met on the way resolve inside that
+    tree, never above it (openat2 RESOLVE_IN_ROOT, as a chroot would, in
+    one kernel call that a concurrent rename cannot lead astray). The last
+    component is followed too unless `flags` has O_NOFOLLOW. For paths a
+    user gives inside a container (`cp CONTAINER:PATH`); kernels without
+    openat2 (before 5.6) are refused rather than walked in userspace.
+    """
+    import errno
+
+    raw = os.fsencode(path).lstrip(b"/") or b"."
+    how = ctypes.create_string_buffer(
+        struct.pack("=QQQ", flags | os.O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS), 24
+    )
+    for _attempt in range(8):
+        fd = _syscall(_nr("openat2"), ctypes.c_int(root_fd), ctypes.c_char_p(raw), how, ctypes.c_size_t(24))
+        if fd >= 0:
+            return fd
+        err = ctypes.get_errno()
+        if err not in (errno.EAGAIN, errno.EINTR):
+            break
+    if err == errno.ENOSYS:
+        raise KernelError("openat2(2) is missing (Linux >= 5.6 is needed to resolve paths inside a container)")
+    raise OSError(err, os.strerror(err), path)
 
 
 def _open_by_components(dirfd: int, path: bytes, flags: int) -> int:

@@ -69,7 +69,7 @@ try:
 except ImportError:  # pragma: no cover
     import sqlite3 as _sqlite
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
@@ -200,6 +200,13 @@ CREATE TABLE IF NOT EXISTS image_manifests (
     media_type  TEXT NOT NULL,
     manifest    BLOB NOT NULL
 );
+-- v8: an image's RepoDigests, as Docker shows them: repository@digest of
+-- the manifest it was pulled or pushed with, one per repository and digest.
+CREATE TABLE IF NOT EXISTS repo_digests (
+    name        TEXT PRIMARY KEY,          -- repository@sha256:HEX (familiar form)
+    image_id    TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS repo_digests_by_image ON repo_digests(image_id);
 """
 
 
@@ -278,7 +285,26 @@ def _upgrade(conn: sqlite3.Connection, path: str, version: int) -> None:
                 columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
                 if column not in columns:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            if version < 8:
+                _familiar_tags(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _familiar_tags(conn: sqlite3.Connection) -> None:
+    """v8: tags are kept in Docker's familiar form (`x:1`, not
+    `docker.io/library/x:1`), the form every lookup now asks for. A tag
+    whose familiar form already exists yields to it."""
+    from overlayctl.errors import InvalidArgumentError
+    from overlayctl.util.reference import parse_reference
+
+    for (name,) in conn.execute("SELECT name FROM tags").fetchall():
+        try:
+            familiar = str(parse_reference(name))
+        except InvalidArgumentError:
+            continue
+        if familiar != name:
+            conn.execute("UPDATE OR IGNORE tags SET name = ? WHERE name = ?", (familiar, name))
+            conn.execute("DELETE FROM tags WHERE name = ?", (name,))
 
 
 class transaction:  # noqa: N801 - used like a function: `with transaction(conn):`

@@ -11,7 +11,7 @@ from overlayctl.store import events
 from overlayctl.store.catalog import transaction
 from overlayctl.store.layers import Layer
 from overlayctl.util import jsonio
-from overlayctl.util.reference import Reference, looks_like_id_prefix, parse_reference
+from overlayctl.util.reference import Reference, familiar_name, looks_like_id_prefix, parse_reference, split_digest
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,14 +38,23 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
 class Image:
     """A committed image and what the catalog knows of it."""
 
-    __slots__ = ("id", "config", "created", "tags", "layers")
+    __slots__ = ("id", "config", "created", "tags", "layers", "digests")
 
-    def __init__(self, id: str, config: dict[str, Any], created: str, tags: list[str], layers: list[Layer]) -> None:
+    def __init__(
+        self,
+        id: str,
+        config: dict[str, Any],
+        created: str,
+        tags: list[str],
+        layers: list[Layer],
+        digests: list[str] | None = None,
+    ) -> None:
         self.id = id
         self.config = config
         self.created = created
         self.tags = tags
         self.layers = layers  # base first
+        self.digests = digests or []  # RepoDigests: repository@sha256:...
 
     def __repr__(self) -> str:
         return f"Image({self.id!r}, tags={self.tags!r}, layers={len(self.layers)})"
@@ -147,7 +156,22 @@ class ImageStore:
                 (image_id,),
             )
         ]
-        return Image(image_id, jsonio.loads(row["config"]), row["created"], tags, layers)
+        digests = [
+            r[0]
+            for r in self.conn.execute("SELECT name FROM repo_digests WHERE image_id = ? ORDER BY name", (image_id,))
+        ]
+        return Image(image_id, jsonio.loads(row["config"]), row["created"], tags, layers, digests)
+
+    def add_digest(self, image_id: str, repository: str, digest: str) -> None:
+        """Record repository@digest among the image's RepoDigests (after a
+        pull or a push of the manifest with that digest)."""
+        name = f"{familiar_name(repository)}@{digest}"
+        with transaction(self.conn):
+            self.conn.execute(
+                "INSERT INTO repo_digests (name, image_id) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id",
+                (name, image_id),
+            )
 
     def resolve(self, text: str) -> Image:
         """Find an image by repository[:tag], full ID or unique ID prefix."""
@@ -157,6 +181,10 @@ class ImageStore:
         return self.get(image_id)
 
     def _resolve_id(self, text: str) -> str | None:
+        if "@" in text:
+            name = self._digest_name(text)
+            row = self.conn.execute("SELECT image_id FROM repo_digests WHERE name = ?", (name,)).fetchone()
+            return None if row is None else str(row[0])
         if looks_like_id_prefix(text):
             body = text[7:] if text.startswith("sha256:") else text
             rows = self.conn.execute(
@@ -225,6 +253,12 @@ class ImageStore:
     ) -> tuple[builtins.list[str], builtins.list[str], builtins.list[str]]:
         """Untag (and delete, once untagged) an image, as `docker rmi` does.
 
+        By name (NAME[:TAG] or NAME@DIGEST), only that reference goes; the
+        image goes with its last reference unless containers use it (then
+        the untag needs --force, and the image stays for them). By ID, every
+        reference goes with the image; an image in several repositories
+        needs --force. Nothing changes when it is refused.
+
         Returns (untagged names, deleted image IDs, diff_ids no longer used
         by the deleted images, for the caller to hand to the layer store).
         """
@@ -240,42 +274,84 @@ class ImageStore:
     def _remove(
         self, text: str, force: bool = False
     ) -> tuple[builtins.list[str], builtins.list[str], builtins.list[str]]:
-        untagged: list[str] = []
-        deleted: list[str] = []
         with transaction(self.conn):
             image_id = self._resolve_id(text)
             if image_id is None:
                 raise NotFoundError(f'image "{text}" not found; see "overlayctl image ls"')
             tags = [r[0] for r in self.conn.execute("SELECT name FROM tags WHERE image_id = ?", (image_id,))]
-            by_name = not looks_like_id_prefix(text) or str(self._tag_name(text)) in tags
-            if by_name and len(tags) > 1:
-                name = str(self._tag_name(text))
-                self.conn.execute("DELETE FROM tags WHERE name = ?", (name,))
-                return [name], [], []
+            digests = [r[0] for r in self.conn.execute("SELECT name FROM repo_digests WHERE image_id = ?", (image_id,))]
+            name = self._reference_name(text)
             users = self.conn.execute(
                 "SELECT name, status FROM containers WHERE image_id = ? ORDER BY name", (image_id,)
             ).fetchall()
-            if users and not force:
-                raise ConflictError(
-                    f'image "{text}" is used by container "{users[0]["name"]}"'
-                    + (f" and {len(users) - 1} more" if len(users) > 1 else "")
-                    + '; remove it first ("overlayctl rm") or use --force'
-                )
-            if users and len(tags) > 0:
-                # Docker's -f with containers: untag, keep the image for them.
+            if name is not None and (name in tags or name in digests):
+                untagged = self._untag(name, tags, digests)
+                if len(untagged) < len(tags) + len(digests):
+                    return untagged, [], []
+                if users and not force:
+                    raise self._in_use(text, users)
+                if users:
+                    # Docker's -f with containers: untag, keep the image for them.
+                    return untagged, [], []
+            else:
+                repositories = {ref.rpartition("@" if "@" in ref else ":")[0] for ref in tags + digests}
+                if users and not force:
+                    raise self._in_use(text, users)
+                if len(repositories) > 1 and not force:
+                    raise ConflictError(
+                        f"unable to delete {text} (must be forced): the image is referenced in "
+                        f"{len(repositories)} repositories ({', '.join(sorted(tags + digests))}); "
+                        "remove them by name or use --force"
+                    )
+                untagged = sorted(tags) + sorted(digests)
                 self.conn.execute("DELETE FROM tags WHERE image_id = ?", (image_id,))
-                return tags, [], []
-            if users:
-                raise ConflictError(f'image "{text}" is used by running or stopped containers; remove them first')
+                self.conn.execute("DELETE FROM repo_digests WHERE image_id = ?", (image_id,))
+                if users:
+                    return untagged, [], []
             diff_ids = [
                 r[0] for r in self.conn.execute("SELECT diff_id FROM image_layers WHERE image_id = ?", (image_id,))
             ]
             diff_ids += self._stage_layers(image_id, set(diff_ids))
             self.conn.execute("DELETE FROM tags WHERE image_id = ?", (image_id,))
+            self.conn.execute("DELETE FROM repo_digests WHERE image_id = ?", (image_id,))
             self.conn.execute("DELETE FROM image_layers WHERE image_id = ?", (image_id,))
             self.conn.execute("DELETE FROM images WHERE id = ?", (image_id,))
-            untagged, deleted = tags, [image_id]
-        return untagged, deleted, diff_ids
+        return untagged, [image_id], diff_ids
+
+    def _untag(self, name: str, tags: builtins.list[str], digests: builtins.list[str]) -> builtins.list[str]:
+        """Remove one reference; a repository's last tag takes that
+        repository's digests along, as Docker does."""
+        if "@" in name:
+            self.conn.execute("DELETE FROM repo_digests WHERE name = ?", (name,))
+            return [name]
+        self.conn.execute("DELETE FROM tags WHERE name = ?", (name,))
+        repository = name.rpartition(":")[0]
+        if any(t != name and t.rpartition(":")[0] == repository for t in tags):
+            return [name]
+        same = sorted(d for d in digests if d.rpartition("@")[0] == repository)
+        for digest in same:
+            self.conn.execute("DELETE FROM repo_digests WHERE name = ?", (digest,))
+        return [name, *same]
+
+    @staticmethod
+    def _in_use(text: str, users: builtins.list[sqlite3.Row]) -> ConflictError:
+        return ConflictError(
+            f'image "{text}" is used by container "{users[0]["name"]}"'
+            + (f" and {len(users) - 1} more" if len(users) > 1 else "")
+            + '; remove it first ("overlayctl rm") or use --force'
+        )
+
+    def _reference_name(self, text: str) -> str | None:
+        """The tag or digest reference text names, in stored form (None for an ID)."""
+        if "@" in text:
+            return self._digest_name(text)
+        if looks_like_id_prefix(text):
+            tag = self._tag_name(text)
+            # A hex string is a name only where such a tag exists.
+            if tag is None or self.conn.execute("SELECT 1 FROM tags WHERE name = ?", (str(tag),)).fetchone() is None:
+                return None
+            return str(tag)
+        return str(parse_reference(text))
 
     def _stage_layers(self, image_id: str, own: set[str]) -> builtins.list[str]:
         """Layers of the other stages of a multi-stage build, which only
@@ -295,6 +371,13 @@ class ImageStore:
             ).fetchone()
             is None
         ]
+
+    @staticmethod
+    def _digest_name(text: str) -> str:
+        """NAME[:TAG]@DIGEST as the repo_digests row names it (the tag is
+        ignored, as Docker ignores it)."""
+        name, digest = split_digest(text)
+        return f"{parse_reference(name).repository}@{digest}"
 
     @staticmethod
     def _tag_name(text: str) -> Reference | None:

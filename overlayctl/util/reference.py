@@ -14,8 +14,20 @@ _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 _HEX = frozenset("0123456789abcdef")
 
 
+DOCKER_HUB = "docker.io"
+# Docker's own aliases of Docker Hub, normalised to DOCKER_HUB.
+_HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
+
+
 class Reference:
-    """A repository and tag, e.g. repository="acme/base", tag="1.0"."""
+    """A repository and tag, e.g. repository="acme/base", tag="1.0".
+
+    The repository is in Docker's familiar form: Docker Hub's host and its
+    "library/" namespace are dropped (`docker.io/library/busybox` is
+    `busybox`, `docker.io/acme/x` is `acme/x`), any other host is kept
+    (`localhost/x`, as podman keeps it). Tags are stored and looked up in
+    this form, so every spelling of a name finds the same tag.
+    """
 
     __slots__ = ("repository", "tag")
 
@@ -31,6 +43,51 @@ class Reference:
 
     def __str__(self) -> str:
         return f"{self.repository}:{self.tag}"
+
+    @property
+    def domain(self) -> str:
+        """The registry host: the first component when it names one, else Docker Hub."""
+        first, _, rest = self.repository.partition("/")
+        return first if rest and _is_host(first) else DOCKER_HUB
+
+    @property
+    def path(self) -> str:
+        """The repository's path in its registry (`library/busybox` for `busybox`)."""
+        first, _, rest = self.repository.partition("/")
+        if rest and _is_host(first):
+            return rest
+        return self.repository if "/" in self.repository else "library/" + self.repository
+
+    @property
+    def full(self) -> str:
+        """docker.io/library/busybox:latest: the fully qualified name, as
+        Docker writes it into OCI archives."""
+        return f"{self.domain}/{self.path}:{self.tag}"
+
+
+def _is_host(first: str) -> bool:
+    # Docker's rule: a first component with a "." or ":", or "localhost", is a host.
+    return "." in first or ":" in first or first == "localhost"
+
+
+def familiar_name(name: str) -> str:
+    """A repository name without Docker Hub's host and "library/" namespace."""
+    first, _, rest = name.partition("/")
+    if rest and first in _HUB_ALIASES:
+        name = rest
+        if name.startswith("library/") and name.count("/") == 1:
+            name = name[len("library/") :]
+    return name
+
+
+def split_digest(text: str) -> tuple[str, str | None]:
+    """NAME[:TAG]@sha256:HEX as (NAME[:TAG], digest); (text, None) without "@"."""
+    if "@" not in text:
+        return text, None
+    name, digest = text.split("@", 1)
+    if not digest.startswith("sha256:") or len(digest) != 71 or not set(digest[7:]) <= _HEX:
+        raise InvalidArgumentError(f'invalid reference "{text}": the digest must be sha256:<64 hex digits>')
+    return name, digest
 
 
 def _valid_path_component(part: str) -> bool:
@@ -58,7 +115,8 @@ def _valid_tag(tag: str) -> bool:
 
 
 def parse_reference(text: str) -> Reference:
-    """Parse NAME[:TAG] (tag defaults to "latest"), rejecting what Docker rejects."""
+    """Parse NAME[:TAG] (tag defaults to "latest"), rejecting what Docker
+    rejects, into Docker's familiar form (see Reference)."""
     bad = InvalidArgumentError(f'invalid reference format: "{text}" (use lowercase NAME[:TAG], e.g. acme/base:1.0)')
     if not text or "@" in text or len(text) > 255:
         raise bad
@@ -71,13 +129,13 @@ def parse_reference(text: str) -> Reference:
             raise bad
     parts = name.split("/")
     # A first component with a "." or ":" or equal to "localhost" is a registry host.
-    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+    if len(parts) > 1 and _is_host(parts[0]):
         if not parts[0] or not set(parts[0]) <= _HOST_CHARS:
             raise bad
         parts = parts[1:]
     if not all(_valid_path_component(p) for p in parts):
         raise bad
-    return Reference(name, tag)
+    return Reference(familiar_name(name), tag)
 
 
 def looks_like_id_prefix(text: str) -> bool:

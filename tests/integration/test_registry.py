@@ -427,15 +427,20 @@ def test_multi_platform_index(cli, bb, registry):
              "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
         ],
     }  # fmt: skip
-    client.put_manifest("multi", "1", json.dumps(index).encode(), OCI_INDEX)
+    index_digest = client.put_manifest("multi", "1", json.dumps(index).encode(), OCI_INDEX)
     client.close()
     cli.ok("rmi", "bb:1")
+    # As Docker: the digest printed and kept in RepoDigests is the index's,
+    # the one a later pull or run by digest names.
     out = cli.ok("pull", "--platform", "linux/arm64", f"{registry}/multi:1")
-    assert f"Digest: {arm_digest}" in out
+    assert f"Digest: {index_digest}" in out
     assert _image_id(cli, f"{registry}/multi:1") == sha(arm_config)
+    info = json.loads(cli.ok("image", "inspect", f"{registry}/multi@{index_digest}"))[0]
+    assert info["Id"] == sha(arm_config) and info["RepoDigests"] == [f"{registry}/multi@{index_digest}"]
     if os.uname().machine == "x86_64":
         out = cli.ok("pull", f"{registry}/multi:1")
-        assert f"Digest: {amd_digest}" in out and _image_id(cli, f"{registry}/multi:1") == bb
+        assert f"Digest: {index_digest}" in out and _image_id(cli, f"{registry}/multi:1") == bb
+        assert _image_id(cli, f"{registry}/multi@{index_digest}") == bb
     result = cli("pull", "--platform", "linux/s390x", f"{registry}/multi:1")
     assert result.returncode == 125 and b"no image for linux/s390x" in result.stderr
 

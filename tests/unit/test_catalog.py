@@ -27,13 +27,44 @@ def test_a_v5_catalog_gains_the_later_columns_and_tables_and_keeps_its_rows(tmp_
     old.close()
     conn = catalog.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == catalog.SCHEMA_VERSION == 7
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == catalog.SCHEMA_VERSION == 8
         row = conn.execute("SELECT diff_id, content_index FROM layers").fetchone()
         assert tuple(row) == ("sha256:aa", "")
         columns = {r[1] for r in conn.execute("PRAGMA table_info(containers)")}
         assert {"oom_killed", "supervisor_pid", "restart_count", "manually_stopped"} <= columns
         assert "aliases" in {r[1] for r in conn.execute("PRAGMA table_info(leases)")}  # v7
         assert conn.execute("SELECT count(*) FROM ports").fetchone()[0] == 0  # v7
+        assert conn.execute("SELECT count(*) FROM repo_digests").fetchone()[0] == 0  # v8
+    finally:
+        conn.close()
+
+
+def test_a_v7_catalog_keeps_its_tags_in_the_familiar_form(tmp_path):
+    path = str(tmp_path / "catalog.db")
+    conn = catalog.connect(path)
+    conn.execute("INSERT INTO images VALUES ('sha256:i1', '{}', 'then'), ('sha256:i2', '{}', 'then')")
+    conn.executemany(
+        "INSERT INTO tags VALUES (?, ?)",
+        [
+            ("docker.io/library/x:1", "sha256:i1"),
+            ("docker.io/acme/y:2", "sha256:i1"),
+            ("localhost/z:3", "sha256:i1"),
+            ("docker.io/library/w:4", "sha256:i1"),
+            ("w:4", "sha256:i2"),  # the familiar form wins over the old spelling
+        ],
+    )
+    conn.execute("DROP TABLE repo_digests")
+    conn.execute("PRAGMA user_version = 7")
+    conn.close()
+    conn = catalog.connect(path)
+    try:
+        assert dict(conn.execute("SELECT name, image_id FROM tags").fetchall()) == {
+            "x:1": "sha256:i1",
+            "acme/y:2": "sha256:i1",
+            "localhost/z:3": "sha256:i1",
+            "w:4": "sha256:i2",
+        }
+        assert conn.execute("SELECT count(*) FROM repo_digests").fetchone()[0] == 0
     finally:
         conn.close()
 

@@ -54,7 +54,7 @@ def test_layer_media_types():
         # Docker >= 25: the tag alone in ref.name, the full name beside it.
         (
             {"org.opencontainers.image.ref.name": "1.36", "io.containerd.image.name": "docker.io/library/bb:1.36"},
-            "docker.io/library/bb:1.36",
+            "bb:1.36",
         ),
         ({"org.opencontainers.image.ref.name": "1.36"}, None),
         ({"org.opencontainers.image.ref.name": "Not A Name"}, None),

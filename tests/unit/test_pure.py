@@ -11,7 +11,7 @@ from overlayctl.runtime.overlay import PAGE_SIZE, OverlayLayout, classic_options
 from overlayctl.runtime.spec import merge_env, resolve_env
 from overlayctl.store.images import chain_ids
 from overlayctl.util.humanize import human_duration, human_size
-from overlayctl.util.reference import parse_reference, validate_container_name
+from overlayctl.util.reference import parse_reference, split_digest, validate_container_name
 
 
 @pytest.mark.parametrize(
@@ -22,11 +22,46 @@ from overlayctl.util.reference import parse_reference, validate_container_name
         ("busybox", "busybox", "latest"),
         ("localhost:5000/a/b:x", "localhost:5000/a/b", "x"),
         ("a.b-c__d:v_1.2-3", "a.b-c__d", "v_1.2-3"),
+        # Docker's normalisation: Docker Hub's host and library/ are dropped.
+        ("docker.io/library/busybox:latest", "busybox", "latest"),
+        ("docker.io/library/x:1", "x", "1"),
+        ("index.docker.io/library/x", "x", "latest"),
+        ("docker.io/user/x", "user/x", "latest"),
+        ("docker.io/library/a/b:2", "library/a/b", "2"),
+        ("library/busybox", "library/busybox", "latest"),
+        # Any other host is kept, localhost too (as podman keeps it).
+        ("localhost/x", "localhost/x", "latest"),
+        ("quay.io/a/b:3", "quay.io/a/b", "3"),
     ],
 )
 def test_references(text, repo, tag):
     ref = parse_reference(text)
     assert (ref.repository, ref.tag) == (repo, tag)
+
+
+@pytest.mark.parametrize(
+    "text, full, path",
+    [
+        ("busybox", "docker.io/library/busybox:latest", "library/busybox"),
+        ("docker.io/library/busybox", "docker.io/library/busybox:latest", "library/busybox"),
+        ("user/x", "docker.io/user/x:latest", "user/x"),
+        ("localhost/x:1", "localhost/x:1", "x"),
+        ("127.0.0.1:5000/a/b:c", "127.0.0.1:5000/a/b:c", "a/b"),
+    ],
+)
+def test_reference_full_names(text, full, path):
+    ref = parse_reference(text)
+    assert (ref.full, ref.path) == (full, path)
+    assert parse_reference(ref.full) == ref
+
+
+def test_split_digest():
+    digest = "sha256:" + "c" * 64
+    assert split_digest("busybox") == ("busybox", None)
+    assert split_digest(f"busybox@{digest}") == ("busybox", digest)
+    for bad in ("x@sha256:abc", "x@md5:" + "a" * 64, "x@sha256:" + "A" * 64):
+        with pytest.raises(InvalidArgumentError, match="sha256:<64 hex digits>"):
+            split_digest(bad)
 
 
 @pytest.mark.parametrize("text", ["", "BB:1", "bb:", "a//b", "-a", "a:b:c", "a@sha256:x", "a_", "a:-x"])
@@ -153,3 +188,37 @@ def test_no_age_is_made_up_from_a_time_never_recorded(finished):
     assert ago(finished, now=1_800_000_000) == "N/A"
     lost.finished_at, lost.exit_code = "2027-01-15T07:59:57Z", 137
     assert status_text(lost, now=1_800_000_000) == "Exited (137) 3 seconds ago"
+
+
+def test_kernel_filesystems_in_a_mount_table():
+    import os
+
+    from overlayctl.layer.cptree import kernel_devices
+
+    mountinfo = (
+        "800 700 0:61 / / rw,relatime - overlay overlay rw,lowerdir=/l\n"
+        "801 800 0:65 / /proc rw,nosuid - proc proc rw\n"
+        "802 800 0:66 / /dev rw,nosuid - tmpfs tmpfs rw\n"
+        "803 802 0:67 / /dev/pts rw - devpts devpts rw\n"
+        "804 800 0:68 / /sys ro - sysfs sysfs ro\n"
+        "805 800 8:1 /vol /data rw master:1 - ext4 /dev/sda1 rw\n"
+    )
+    assert kernel_devices(mountinfo) == {os.makedev(0, 65), os.makedev(0, 67), os.makedev(0, 68)}
+
+
+@pytest.mark.parametrize(
+    "text, parsed",
+    [
+        ("c1:/etc/hostname", ("c1", "/etc/hostname")),
+        ("c1:etc", ("c1", "etc")),
+        ("c1:", ("c1", "")),
+        ("-", (None, "-")),
+        ("/tmp/a:b", (None, "/tmp/a:b")),  # a path that starts with / or . is the host's
+        ("./a:b", (None, "./a:b")),
+        ("plain", (None, "plain")),
+    ],
+)
+def test_cp_arguments(text, parsed):
+    from overlayctl.engine.copy import split_argument
+
+    assert split_argument(text) == parsed
