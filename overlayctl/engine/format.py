@@ -467,6 +467,7 @@ def image_rows(store: Store, no_trunc: bool = False, filters: list[str] | None =
         item = {
             "Repository": repo,
             "Tag": tag,
+            "Digest": fields["Digest"],
             "ID": image_id,
             "CreatedAt": image.created,
             "CreatedSince": fields["CreatedSince"],
