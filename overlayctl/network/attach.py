@@ -150,7 +150,12 @@ class NetworkPlan:
             return
         from overlayctl.network import plugger
 
-        plugger.plug(pid, [a.plug_request(self.container_id) for a in self.attachments])
+        rules: list[list[Any]] = []
+        if self.ports:
+            from overlayctl.network import ports
+
+            rules = ports.dnat_rules(self.ports, self.attachments[0].lease.address)
+        plugger.plug(pid, [a.plug_request(self.container_id) for a in self.attachments], rules)
         for attachment in self.attachments:
             start_names(self.store, attachment.network)
         if self.settings is not None:

@@ -8,11 +8,14 @@ supervisor can only plug a veth into PID 1's namespace once that exists.
 some 20 ms earlier. So it forks a plugger right then: a child that imports
 the classes on another CPU while `run` creates and prepares the container,
 then waits for one request (PID 1's pid and its attachments' plug
-requests), carries it out with netlink.plug, answers and exits.
+requests), carries it out with netlink.plug, answers and exits. While it
+plugs, the supervisor publishes the container's ports (the batch of DNAT
+elements, firewall.publish_ports: the prepare only claims and records
+them, network.ports), so that neither waits for the other.
 
     prewarm()                   # run, first thing: fork the plugger
     ...                         # create, prepare, fork the supervisor
-    plug(pid, requests)         # the supervisor (a fork of run), from on_namespaces
+    plug(pid, requests, dnat)   # the supervisor (a fork of run), from on_namespaces
     finish()                    # run, once the start is over: reap the plugger
 
 Without a plugger (start, a restart, a build's RUN step) `plug` does the
@@ -93,22 +96,33 @@ def finish() -> None:
         plugger.close()
 
 
-def plug(pid: int, requests: list[dict[str, Any]]) -> None:
+def plug(pid: int, requests: list[dict[str, Any]], dnat: list[list[Any]] | None = None) -> None:
     """Give the network namespace of `pid` its interfaces (attach.Attachment.
-    plug_request), through the plugger if there is one, else in-process.
-    Raises what netlink.plug raises, with the same message either way."""
+    plug_request), through the plugger if there is one, else in-process,
+    and publish its ports (`dnat`: ports.dnat_rules) in this process
+    meanwhile. Raises what netlink.plug and firewall.publish_ports raise,
+    with the same message either way."""
     global _current
     plugger, _current = _current, None
-    if plugger is not None:
-        try:
-            answer = _ask(plugger, pid, requests)
-        finally:
+    try:
+        sent = plugger is not None and _send(plugger, pid, requests)
+        if dnat:
+            from overlayctl.network import firewall
+
+            firewall.publish_ports([tuple(rule) for rule in dnat])  # type: ignore[misc]
+        answer = _receive(plugger) if sent and plugger is not None else None
+    finally:
+        if plugger is not None:
             plugger.close()
-        if answer is not None:
-            _raise_if_failed(answer)
-            return
-        # No answer: the plugger died (killed, out of memory). Plugging
-        # again here is safe: every step accepts what it finds done.
+    if answer is not None:
+        _raise_if_failed(answer)
+        return
+    # No plugger, or no answer (it died: killed, out of memory). Plugging
+    # here is safe either way: every step accepts what it finds done.
+    _plug_here(pid, requests)
+
+
+def _plug_here(pid: int, requests: list[dict[str, Any]]) -> None:
     from overlayctl.network import netlink
 
     with netlink.Rtnl() as rtnl:
@@ -116,16 +130,22 @@ def plug(pid: int, requests: list[dict[str, Any]]) -> None:
             netlink.plug(rtnl, pid, request)
 
 
-def _ask(plugger: _Plugger, pid: int, requests: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _send(plugger: _Plugger, pid: int, requests: list[dict[str, Any]]) -> bool:
     from overlayctl.util import jsonio  # not json: that brings re and enum onto the start's path
 
     data = jsonio.dumps({"pid": pid, "requests": requests}).encode() + b"\n"
     try:
         os.write(plugger.request_w, data)  # one request, well under PIPE_BUF
     except BrokenPipeError:
-        return None
+        return False
     os.close(plugger.request_w)
     plugger.request_w = -1
+    return True
+
+
+def _receive(plugger: _Plugger) -> dict[str, Any] | None:
+    from overlayctl.util import jsonio
+
     chunks = []
     while True:
         chunk = os.read(plugger.answer_r, 65536)
@@ -177,9 +197,7 @@ def _serve(request_r: int, answer_w: int) -> None:  # pragma: no cover - runs in
 
     request = jsonio.loads(data)
     try:
-        with netlink.Rtnl() as rtnl:
-            for item in request["requests"]:
-                netlink.plug(rtnl, request["pid"], item)
+        _plug_here(request["pid"], request["requests"])
         answer: dict[str, Any] = {"ok": True}
     except netlink.NetlinkError as exc:
         answer = {"ok": False, "errno": exc.errno, "message": exc.message}

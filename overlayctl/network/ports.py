@@ -149,9 +149,15 @@ def _overlaps(a: str, b: str) -> bool:
 
 
 def publish(store: Store, container: Container, address: str) -> list[PublishedPort]:
-    """Choose, claim, record and DNAT the host ports of a start; [] when the
+    """Choose, claim and record the host ports of a start; [] when the
     container publishes nothing. Raises ConflictError (one line) for a port
-    that is taken; then nothing is left of this call."""
+    that is taken; then nothing is left of this call.
+
+    The DNAT itself (`dnat_rules`, then firewall.publish_ports) comes later,
+    from the supervisor's on_namespaces, so that a `run`'s plugger can load
+    nftables and send the batch while the container is being prepared. The
+    claims already make the ports this container's; what another
+    publisher left in the maps is replaced then (publish_ports)."""
     config = container.config
     bindings = portspec.wanted_bindings(
         config.host.port_bindings, config.config.exposed_ports, config.host.publish_all_ports
@@ -169,11 +175,16 @@ def publish(store: Store, container: Container, address: str) -> list[PublishedP
                 os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
                 with open(path, "w") as f:
                     f.write(owner + "\n")
-            firewall.publish_ports([(p.host_ip, p.protocol, p.host_port, address, p.container_port) for p in ports])
         except BaseException:
             _release_locked(store, container.id, owner)
             raise
     return ports
+
+
+def dnat_rules(ports: list[PublishedPort], address: str) -> list[list[Any]]:
+    """What firewall.publish_ports takes for these ports, as plain data:
+    [host_ip, protocol, host_port, address, container_port] each."""
+    return [[p.host_ip, p.protocol, p.host_port, address, p.container_port] for p in ports]
 
 
 def _choose(
