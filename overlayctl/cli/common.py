@@ -60,10 +60,11 @@ def _host_options(opts: Mapping[str, Any]) -> dict[str, Any]:
 def run_container(global_opts: Mapping[str, Any], opts: Mapping[str, Any], image: str, command: list[str]) -> int:
     """`run`: in the foreground, or with -d in the background."""
     from overlayctl.engine import containers as engine
+    from overlayctl.engine.plugahead import plug_ahead, plug_done
 
-    create = create_options(opts, image, command)
-    engine.plug_ahead(create)
     try:
+        create = create_options(opts, image, command)
+        plug_ahead(create.host.get("network"))
         store = open_store(global_opts)
         if opts.get("detach"):
             container = engine.create(store, create)
@@ -72,7 +73,7 @@ def run_container(global_opts: Mapping[str, Any], opts: Mapping[str, Any], image
             return 0
         return engine.run(store, create)
     finally:
-        engine.plug_done()
+        plug_done()
 
 
 def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context: str) -> int:
