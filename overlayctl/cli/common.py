@@ -104,12 +104,13 @@ def attached_exit(code: int | None, on_detach: int = 0) -> int:
 def run_container(global_opts: Mapping[str, Any], opts: Mapping[str, Any], image: str, command: list[str]) -> int:
     """`run`: in the foreground, or with -d in the background."""
     from overlayctl.engine import containers as engine
+    from overlayctl.engine.plugahead import plug_ahead, plug_done
 
-    attaching = bool(opts.get("tty") and opts.get("interactive") and not opts.get("detach"))
-    keys = detach_keys(opts.get("detach_keys"), attaching)
-    create = create_options(opts, image, command)
-    engine.plug_ahead(create)
     try:
+        attaching = bool(opts.get("tty") and opts.get("interactive") and not opts.get("detach"))
+        keys = detach_keys(opts.get("detach_keys"), attaching)
+        create = create_options(opts, image, command)
+        plug_ahead(create.host.get("network"))
         store = open_store(global_opts)
         if opts.get("detach"):
             container = engine.create(store, create)
@@ -125,7 +126,7 @@ def run_container(global_opts: Mapping[str, Any], opts: Mapping[str, Any], image
             return engine.start_attached(store, container)
         return engine.run(store, create)
     finally:
-        engine.plug_done()
+        plug_done()
 
 
 def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context: str) -> int:

@@ -506,27 +506,6 @@ def remove(store: Store, container: Container, force: bool = False, volumes: boo
     teardown.remove(store, container, force, volumes)
 
 
-def plug_ahead(opts: CreateOptions) -> None:
-    """For `run` on a bridge network: fork the plugger now, so that the
-    rtnetlink classes load while the container is created and prepared
-    (network.plugger). Call plug_done() once the start is over."""
-    network = opts.host.get("network") or "bridge"
-    if network in ("none", "host") or network.startswith("container:"):
-        return
-    from overlayctl.network import plugger
-
-    plugger.prewarm()
-
-
-def plug_done() -> None:
-    """Reap plug_ahead's plugger (a no-op without one)."""
-    import sys
-
-    plugger = sys.modules.get("overlayctl.network.plugger")
-    if plugger is not None:
-        plugger.finish()  # type: ignore[attr-defined]
-
-
 def run(store: Store, opts: CreateOptions) -> int:
     """`docker run` in the foreground: create, then start attached.
 
