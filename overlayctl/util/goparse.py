@@ -299,23 +299,14 @@ class _Lexer:
         return self.lex_inside
 
     def lex_char(self) -> Callable[[], Any] | None:
-        while True:
-            r = self.peek()
-            self.pos += 1
-            if r == "\\":
-                r2 = self.peek()
-                self.pos += 1
-                if r2 not in ("", "\n"):
-                    continue
-                return self.error("unterminated character constant")
-            if r in ("", "\n"):
-                return self.error("unterminated character constant")
-            if r == "'":
-                break
-        self.emit(T_CHARCONST)
-        return self.lex_inside
+        return self._lex_delimited("'", T_CHARCONST, "unterminated character constant")
 
     def lex_quote(self) -> Callable[[], Any] | None:
+        return self._lex_delimited('"', T_STRING, "unterminated quoted string")
+
+    def _lex_delimited(self, end: str, token: Any, unterminated: str) -> Callable[[], Any] | None:
+        """A character constant or an interpreted string: up to `end`, a
+        backslash escaping the next character, never across a newline."""
         while True:
             r = self.peek()
             self.pos += 1
@@ -324,12 +315,12 @@ class _Lexer:
                 self.pos += 1
                 if r2 not in ("", "\n"):
                     continue
-                return self.error("unterminated quoted string")
+                return self.error(unterminated)
             if r in ("", "\n"):
-                return self.error("unterminated quoted string")
-            if r == '"':
+                return self.error(unterminated)
+            if r == end:
                 break
-        self.emit(T_STRING)
+        self.emit(token)
         return self.lex_inside
 
     def lex_raw_quote(self) -> Callable[[], Any] | None:
