@@ -103,14 +103,18 @@ def attached_exit(code: int | None, on_detach: int = 0) -> int:
 
 def run_container(global_opts: Mapping[str, Any], opts: Mapping[str, Any], image: str, command: list[str]) -> int:
     """`run`: in the foreground, or with -d in the background."""
+    import sys
+
     from overlayctl.engine import containers as engine
-    from overlayctl.engine.plugahead import plug_ahead, plug_done
 
     try:
         attaching = bool(opts.get("tty") and opts.get("interactive") and not opts.get("detach"))
         keys = detach_keys(opts.get("detach_keys"), attaching)
         create = create_options(opts, image, command)
-        plug_ahead(create.host.get("network"))
+        if create.host.get("network") not in ("none", "host"):
+            from overlayctl.engine.plugahead import plug_ahead
+
+            plug_ahead(create.host.get("network"))
         store = open_store(global_opts)
         if opts.get("detach"):
             container = engine.create(store, create)
@@ -126,7 +130,11 @@ def run_container(global_opts: Mapping[str, Any], opts: Mapping[str, Any], image
             return engine.start_attached(store, container)
         return engine.run(store, create)
     finally:
-        plug_done()
+        # Only a bridged run has loaded it (and maybe forked a plugger).
+        if "overlayctl.engine.plugahead" in sys.modules:
+            from overlayctl.engine.plugahead import plug_done
+
+            plug_done()
 
 
 def build_image(global_opts: Mapping[str, Any], opts: Mapping[str, Any], context: str) -> int:

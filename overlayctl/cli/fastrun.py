@@ -25,11 +25,12 @@ def fast_run(args: list[str]) -> int:
     opts, positional = runopts.parse(args[split + 1 :], runopts.RUN_OPTIONS)
     if not positional:
         raise InvalidArgumentError('"run" requires an image: overlayctl run [OPTIONS] IMAGE [COMMAND] [ARG...]')
-    from overlayctl.engine.plugahead import plug_ahead
+    if opts.get("network") not in ("none", "host"):
+        from overlayctl.engine.plugahead import plug_ahead
 
-    # Before the run path's imports, which the plugger then overlaps
-    # (run_container reaps it, whatever happens).
-    plug_ahead(opts.get("network"))
+        # Before the run path's imports, which the plugger then overlaps
+        # (run_container reaps it, whatever happens).
+        plug_ahead(opts.get("network"))
     from overlayctl.cli.common import run_container
 
     gc.freeze()

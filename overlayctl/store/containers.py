@@ -204,17 +204,20 @@ class ContainerStore:
     def record(self, container: Container | str, action: str, **attributes: str) -> None:
         """Append a container event (store.events) with Docker's attributes:
         the container's labels, image and name, then `attributes`."""
+        # Only the labels of the stored document: start, die and destroy are
+        # on every run's path, and reading the whole document back is not.
         if isinstance(container, str):
             row = self.conn.execute(
-                "SELECT name, image_name, config FROM containers WHERE id = ?", (container,)
+                "SELECT name, image_name, json_extract(config, '$.Config.Labels') FROM containers WHERE id = ?",
+                (container,),
             ).fetchone()
             if row is None:
                 return
-            container_id, name, image, config = container, row[0], row[1], jsonio.loads(row[2])
+            container_id, name, image = container, row[0], row[1]
+            labels = jsonio.loads(row[2]) if row[2] else None
         else:
             container_id, name, image = container.id, container.name, container.image_name
-            config = container.config.to_json()
-        labels = (config.get("Config") or {}).get("Labels")
+            labels = container.config.config.labels or None
         events.record(
             self.paths,
             "container",

@@ -49,7 +49,6 @@ RUN_PATH_OVERLAYCTL = {
     "overlayctl", "overlayctl.errors", "overlayctl.paths",
     "overlayctl.cli", "overlayctl.cli.runopts", "overlayctl.cli.fastrun", "overlayctl.cli.common",
     "overlayctl.engine", "overlayctl.engine.containers",
-    "overlayctl.engine.plugahead",  # forks run's plugger before the rest of the path loads (bridges only)
     "overlayctl.supervise", "overlayctl.supervise.supervisor", "overlayctl.supervise.foreground",
     "overlayctl.container", "overlayctl.container.spec", "overlayctl.container.resources",
     "overlayctl.container.teardown",
