@@ -77,13 +77,14 @@ def container_spec(store: Store, container: Container, image: Image) -> Containe
             if key == "seccomp":
                 profile = value
         from overlayctl.runtime.capabilities import DEFAULT_CAPABILITIES
-        from overlayctl.runtime.seccomp import compile_profile
+        from overlayctl.runtime.seccompcache import cached_program
 
-        seccomp = compile_profile(
-            profile,
-            capabilities if capabilities is not None else DEFAULT_CAPABILITIES,
-            store.paths.seccomp_cache,
-        )
+        caps = capabilities if capabilities is not None else DEFAULT_CAPABILITIES
+        done, seccomp = cached_program(profile, caps, store.paths.seccomp_cache)
+        if not done:
+            from overlayctl.runtime.seccomp import compile_profile
+
+            seccomp = compile_profile(profile, caps, store.paths.seccomp_cache)
     spec = ContainerSpec(
         layout=store.overlay_layout(image, container),
         store_root=store.paths.root,

@@ -57,7 +57,7 @@ RUN_PATH_OVERLAYCTL = {
     "overlayctl.store.images", "overlayctl.store.layers", "overlayctl.store.staging",
     "overlayctl.store.events",  # (~0.14 ms) create, start, die and destroy are recorded as they happen
     "overlayctl.runtime", "overlayctl.runtime.spec", "overlayctl.runtime.overlay", "overlayctl.runtime.syscalls",
-    "overlayctl.runtime.capabilities", "overlayctl.runtime.seccomp", "overlayctl.runtime.init",
+    "overlayctl.runtime.capabilities", "overlayctl.runtime.seccompcache", "overlayctl.runtime.init",
     "overlayctl.runtime.mountplan",
     "overlayctl.util", "overlayctl.util.faults", "overlayctl.util.humanize", "overlayctl.util.jsonio",
     "overlayctl.util.names", "overlayctl.util.proc", "overlayctl.util.reference",
