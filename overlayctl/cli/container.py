@@ -11,7 +11,7 @@ import click
 
 from overlayctl.cli import runopts
 from overlayctl.cli.common import create_options, open_store, run_container
-from overlayctl.cli.output import FORMAT_HELP, INSPECT_FORMAT_HELP, print_documents, table
+from overlayctl.cli.output import FORMAT_HELP, INSPECT_FORMAT_HELP, filter_option, print_documents, table
 from overlayctl.cli.verbs import each_container
 
 _PASSTHROUGH = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
@@ -72,14 +72,7 @@ def start(obj: dict, containers: tuple[str, ...], attach: bool, interactive: boo
 @click.option("-s", "--size", is_flag=True, help="show sizes: the writable layer and the virtual total")
 @click.option("--no-trunc", is_flag=True, help="do not truncate output")
 @click.option("--format", "fmt", default=None, metavar="FORMAT", help=FORMAT_HELP)
-@click.option(
-    "-f",
-    "--filter",
-    "filters",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="id, name, label, status, exited, ancestor, before, since, volume, network, health, publish, expose",
-)
+@filter_option("id, name, label, status, exited, ancestor, before, since, volume, network, health, publish, expose")
 @click.pass_obj
 def ps(
     obj: dict, all_: bool, quiet: bool, size: bool, no_trunc: bool, fmt: str | None, filters: tuple[str, ...]

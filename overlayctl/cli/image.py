@@ -7,7 +7,7 @@ import time
 import click
 
 from overlayctl.cli.common import open_store
-from overlayctl.cli.output import FORMAT_HELP, INSPECT_FORMAT_HELP, print_documents, table
+from overlayctl.cli.output import FORMAT_HELP, INSPECT_FORMAT_HELP, filter_option, print_documents, table
 
 
 @click.command("import")
@@ -29,14 +29,7 @@ def import_(obj: dict, source: str, name: str | None, message: str) -> None:
 @click.option("--no-trunc", is_flag=True, help="do not truncate IDs")
 @click.option("--digests", is_flag=True, help="show digests")
 @click.option("--format", "fmt", default=None, metavar="FORMAT", help=FORMAT_HELP)
-@click.option(
-    "-f",
-    "--filter",
-    "filters",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="reference, dangling, label, before, since, until",
-)
+@filter_option("reference, dangling, label, before, since, until")
 @click.pass_obj
 def image_ls(
     obj: dict, quiet: bool, no_trunc: bool, digests: bool, fmt: str | None, filters: tuple[str, ...]

@@ -5,21 +5,14 @@ from __future__ import annotations
 import click
 
 from overlayctl.cli.common import open_store
-from overlayctl.cli.output import FORMAT_HELP, INSPECT_FORMAT_HELP, print_documents, table
+from overlayctl.cli.output import FORMAT_HELP, INSPECT_FORMAT_HELP, filter_option, print_documents, table
 
 
 @click.command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="only show network IDs")
 @click.option("--no-trunc", is_flag=True, help="do not truncate IDs")
 @click.option("--format", "fmt", default=None, metavar="FORMAT", help=FORMAT_HELP)
-@click.option(
-    "-f",
-    "--filter",
-    "filters",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="name, id, label, driver, dangling, type, scope",
-)
+@filter_option("name, id, label, driver, dangling, type, scope")
 @click.pass_obj
 def network_ls(obj: dict, quiet: bool, no_trunc: bool, fmt: str | None, filters: tuple[str, ...]) -> None:
     """List networks: NETWORK ID NAME DRIVER SCOPE."""

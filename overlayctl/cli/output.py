@@ -30,6 +30,14 @@ def json_document(value: Any) -> None:
     click.echo(jsonio.pretty(value))
 
 
+def filter_option(keys: str, short: bool = True) -> Callable[[Any], Any]:
+    """The `--filter KEY=VALUE` option (repeatable, into `filters`) as every
+    listing and prune declares it; `keys` is its help, the keys it takes.
+    Docker's prunes have no `-f` (there it is --force)."""
+    flags = ("-f", "--filter") if short else ("--filter",)
+    return click.option(*flags, "filters", multiple=True, metavar="KEY=VALUE", help=keys)
+
+
 FORMAT_HELP = "table (default), json, a Go template ('{{.ID}}'), or 'table TEMPLATE' for a table of your columns"
 INSPECT_FORMAT_HELP = "json (default) or a Go template run over each object ('{{.State.Pid}}')"
 

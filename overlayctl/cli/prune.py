@@ -6,15 +6,14 @@ from __future__ import annotations
 import click
 
 from overlayctl.cli.common import open_store
+from overlayctl.cli.output import filter_option
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from overlayctl.engine.prune import Removed
 
 FORCE = click.option("-f", "--force", is_flag=True, help="do not ask for confirmation")
-FILTER = click.option(
-    "--filter", "filters", multiple=True, metavar="KEY=VALUE", help="until=TIME, label=KEY[=VALUE], label!=KEY[=VALUE]"
-)
+FILTER = filter_option("until=TIME, label=KEY[=VALUE], label!=KEY[=VALUE]", short=False)
 
 
 def _confirm(force: bool, what: list[str], filters: list[str] | None = None) -> bool:
@@ -59,9 +58,7 @@ def container_prune(obj: dict, filters: tuple[str, ...], force: bool) -> None:
 
 @click.command("prune")
 @click.option("-a", "--all", "all_", is_flag=True, help="every image no container uses, not only dangling ones")
-@click.option(
-    "--filter", "filters", multiple=True, metavar="KEY=VALUE", help="until=TIME, label=, label!=, dangling=false (-a)"
-)
+@filter_option("until=TIME, label=, label!=, dangling=false (-a)", short=False)
 @FORCE
 @click.pass_obj
 def image_prune(obj: dict, all_: bool, filters: tuple[str, ...], force: bool) -> None:
@@ -105,9 +102,7 @@ def network_prune(obj: dict, filters: tuple[str, ...], force: bool) -> None:
 
 @click.command("prune")
 @click.option("-a", "--all", "all_", is_flag=True, help="accepted for Docker's sake: the whole cache goes either way")
-@click.option(
-    "--filter", "filters", multiple=True, metavar="KEY=VALUE", help="refused: the cache keeps no times or labels"
-)
+@filter_option("refused: the cache keeps no times or labels", short=False)
 @FORCE
 @click.pass_obj
 def builder_prune(obj: dict, all_: bool, filters: tuple[str, ...], force: bool) -> None:

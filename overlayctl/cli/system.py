@@ -7,7 +7,7 @@ from __future__ import annotations
 import click
 
 from overlayctl.cli.common import open_store
-from overlayctl.cli.output import FORMAT_HELP
+from overlayctl.cli.output import FORMAT_HELP, filter_option
 from overlayctl.engine.system import RESTART_POLICIES
 
 TYPE_CHECKING = False
@@ -398,14 +398,7 @@ def generate_systemd(
 @click.command("events")
 @click.option("--since", metavar="TIME", help="show events since TIME: a duration (10m), Unix seconds or RFC 3339")
 @click.option("--until", metavar="TIME", help="stream events until TIME (same forms); without it, follow live")
-@click.option(
-    "-f",
-    "--filter",
-    "filters",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="container, event, image, label, network, type, volume (repeatable)",
-)
+@filter_option("container, event, image, label, network, type, volume (repeatable)")
 @click.option("--format", "fmt", metavar="FORMAT", help="json, or a Go template ('{{json .}}', '{{.Action}}')")
 @click.pass_obj
 def events(obj: dict, since: str | None, until: str | None, filters: tuple[str, ...], fmt: str | None) -> None:

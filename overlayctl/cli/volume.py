@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from overlayctl.cli.common import open_store
-from overlayctl.cli.output import FORMAT_HELP, INSPECT_FORMAT_HELP, print_documents, table
+from overlayctl.cli.output import FORMAT_HELP, INSPECT_FORMAT_HELP, filter_option, print_documents, table
 from overlayctl.errors import InvalidArgumentError, OverlayctlError
 
 
@@ -46,7 +46,7 @@ def volume_create(
 
 @click.command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="only show volume names")
-@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE", help="dangling=, name=, label=, driver=")
+@filter_option("dangling=, name=, label=, driver=")
 @click.option("--format", "fmt", default=None, metavar="FORMAT", help=FORMAT_HELP)
 @click.pass_obj
 def volume_ls(obj: dict, quiet: bool, filters: tuple[str, ...], fmt: str | None) -> None:
@@ -105,7 +105,7 @@ def volume_rm(obj: dict, names: tuple[str, ...], force: bool) -> None:
 @click.command("prune")
 @click.option("-a", "--all", "all_", is_flag=True, help="named volumes too, not only anonymous ones")
 @click.option("-f", "--force", is_flag=True, help="do not ask for confirmation")
-@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE", help="label=KEY[=VALUE], label!=KEY[=VALUE]")
+@filter_option("label=KEY[=VALUE], label!=KEY[=VALUE]", short=False)
 @click.pass_obj
 def volume_prune(obj: dict, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove volumes no container uses (anonymous ones unless --all)."""
