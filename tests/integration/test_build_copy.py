@@ -15,19 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import write_file as _write
+
 # An image's accounts, as a RUN step of the Dockerfiles below writes them:
 # app (1234) has primary group app (2345) and is listed in staff2 (3000).
 ACCOUNTS = (
     "RUN echo 'app:x:1234:2345:app:/home/app:/bin/sh' >> /etc/passwd"
     " && echo 'app:x:2345:' >> /etc/group && echo 'staff2:x:3000:app' >> /etc/group\n"
 )
-
-
-def _write(path: Path, text: str, mode: int = 0o644) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(mode)
-    return path
 
 
 def _layer_dirs(cli) -> set[str]:

@@ -14,17 +14,8 @@ from pathlib import Path
 
 import pytest
 
-
-def _write(path: Path, text: str, mode: int = 0o644) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(mode)
-    return path
-
-
-def _du(path: Path) -> int:
-    out = subprocess.run(["du", "-s", "--block-size=1", str(path)], capture_output=True, check=True).stdout
-    return int(out.split()[0])
+from tests.helpers import du_bytes as _du
+from tests.helpers import write_file as _write
 
 
 def _layers(cli, image: str) -> list[Path]:
