@@ -191,6 +191,11 @@ class Paths:
         """The live state of a running container (pids), gone on reboot."""
         return os.path.join(self.runroot, "containers", container_id + ".json")
 
+    @property
+    def api_socket(self) -> str:
+        """Where `system service` serves the Engine API by default."""
+        return os.path.join(self.runroot, "docker.sock")
+
     def attach_socket(self, container_id: str) -> str:
         """The detached supervisor's attach socket (runtime/attach.py)."""
         return os.path.join(self.runroot, "containers", container_id + ".sock")

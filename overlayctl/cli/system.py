@@ -49,6 +49,33 @@ def reconcile(obj: dict, boot: bool) -> None:
             click.echo(f"started: {name}")
 
 
+@system.command("service")
+@click.argument("addresses", metavar="[unix:///PATH | tcp://HOST:PORT]...", nargs=-1)
+@click.option(
+    "-t",
+    "--time",
+    "idle_seconds",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="exit after this many seconds with no request (0: never)",
+)
+@click.option("--group", default=None, metavar="GROUP", help="the group that may use the socket (0660, root:GROUP)")
+@click.pass_obj
+def service(obj: dict, addresses: tuple[str, ...], idle_seconds: float, group: str | None) -> None:
+    """Serve the Docker Engine API (docker, docker-compose, docker-py) on a
+    unix socket, /run/overlayctl/docker.sock by default.
+
+    The socket is as powerful as root: keep it 0660 and give --group only to
+    users who may be root. Containers never depend on the service; it exits
+    when idle and systemd's overlayctl-api.socket starts it again."""
+    from overlayctl.api.service import serve
+
+    if idle_seconds < 0:
+        raise click.BadParameter("must be 0 or more", param_hint="--time")
+    serve(list(addresses), idle_seconds, group, obj["root"], obj["runroot"])
+
+
 @system.command("fsck")
 @click.option("--repair", is_flag=True, help="also fix what can be fixed without losing anything, then check again")
 @click.option(

@@ -99,6 +99,13 @@ def systemd_unit(
     return text, path
 
 
+def notify_ready(status: str) -> bool:
+    """Tell systemd (a Type=notify unit) that a service is ready."""
+    from overlayctl.supervise import sdnotify
+
+    return sdnotify.ready(status)
+
+
 def _executable() -> str:
     """The overlayctl a unit should run: the one on PATH (setup.sh's
     launcher is /usr/local/bin/overlayctl), or that path when none is found."""

@@ -29,6 +29,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "overlayctl"
 LAYERS: dict[str, int] = {
     "overlayctl.__main__": 0,
     "overlayctl.cli": 1,
+    # The second front end: the Engine API service, beside the CLI.
+    "overlayctl.api": 1,
     "overlayctl.engine": 2,
     "overlayctl.supervise": 3,
     "overlayctl.builder": 3,
@@ -61,6 +63,7 @@ TOP_LEVEL = {"__init__.py", "__main__.py", "errors.py", "paths.py"}
 ALLOWED_FROM_CLI = {
     "overlayctl",
     "overlayctl.cli",
+    "overlayctl.api",
     "overlayctl.engine",
     "overlayctl.util",
     "overlayctl.errors",
