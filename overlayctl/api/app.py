@@ -21,7 +21,20 @@ if TYPE_CHECKING:
     Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # The area modules; each has routes() -> [(method, path, handler), ...].
-AREAS = ("system", "containers", "exec", "images", "build", "networks", "volumes")
+AREAS = (
+    "system",
+    "containers",
+    "attach",
+    "exec",
+    "logs",
+    "stats",
+    "archive",
+    "images",
+    "build",
+    "networks",
+    "volumes",
+    "events",
+)
 
 log = logging.getLogger("overlayctl.api")
 

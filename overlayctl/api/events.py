@@ -1,0 +1,9 @@
+"""Engine API: events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def routes() -> list[tuple[str, str, Any]]:
+    return []
