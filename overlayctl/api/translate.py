@@ -25,6 +25,8 @@ from overlayctl.errors import InvalidArgumentError
 if TYPE_CHECKING:
     from overlayctl.engine.containers import CreateOptions
 
+_HOST_CONFIG = "HostConfig"
+
 # Fields overlayctl has no option for: accepted only at a zero value.
 _UNSUPPORTED_CONFIG = ("Domainname", "NetworkDisabled", "OnBuild")
 _UNSUPPORTED_HOST = (
@@ -251,7 +253,8 @@ def create_options(body: Any, name: str | None, platform: str | None) -> tuple[C
     from overlayctl.engine.containers import CreateOptions, mount_requests
 
     config = _object(body, "the request body")
-    hc = _object(config.get("HostConfig"), "HostConfig")
+    # The request's parts, not a stored document (which only the model reads).
+    hc = _object(config.get(_HOST_CONFIG), _HOST_CONFIG)
     networking = _object(config.get("NetworkingConfig"), "NetworkingConfig")
     _check_unsupported("Config", config, _UNSUPPORTED_CONFIG)
     _check_unsupported("HostConfig", hc, _UNSUPPORTED_HOST)
@@ -364,8 +367,8 @@ def create_options(body: Any, name: str | None, platform: str | None) -> tuple[C
     if sysctls:
         host["sysctl"] = sysctls
 
-    # Mounts, in the CLI's order: -v (Config.Volumes are -v /path, Binds -v a:/b), --mount, --tmpfs.
-    volumes = list(_object(config.get("Volumes"), "Volumes")) + _strings(hc.get("Binds"), "Binds")
+    # Mounts, in the CLI's order: -v (Binds are -v a:/b, Config.Volumes -v /path), --mount, --tmpfs.
+    volumes = _strings(hc.get("Binds"), "Binds") + list(_object(config.get("Volumes"), "Volumes"))
     mounts = [_mount_text(_object(m, "Mounts entry")) for m in hc.get("Mounts") or []]
     tmpfs = []
     for path, options in _object(hc.get("Tmpfs"), "Tmpfs").items():

@@ -240,3 +240,19 @@ def formatter(fmt: str | None) -> Any:
 
     template = Template(fmt)
     return lambda event: template.execute(template_data(event))
+
+
+def last_exit_code(store: Store, container_id: str) -> int | None:
+    """The exit code of a container's last `die` event (None without
+    one): what is left of a container's end once it has been removed, as
+    an AutoRemove container is the moment it ends."""
+    for event in reversed(record.read(store.paths)):
+        if event.get("Type") != "container" or event.get("Action") != "die":
+            continue
+        actor = event.get("Actor") or {}
+        if actor.get("ID") == container_id:
+            try:
+                return int((actor.get("Attributes") or {}).get("exitCode", ""))
+            except ValueError:
+                return None
+    return None
