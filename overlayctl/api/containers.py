@@ -88,11 +88,18 @@ async def create_container(request: web.Request) -> web.StreamResponse:
 
 def _start(store: Store, text: str) -> bool:
     from overlayctl.engine.containers import start_detached
+    from overlayctl.errors import OverlayctlError
 
     container = find(store, text)
     if container.status == "running":
         return False
-    start_detached(store, container)
+    try:
+        start_detached(store, container)
+    except OverlayctlError as exc:
+        if exc.exit_code in (126, 127):
+            # A command that cannot be run is the request's fault, as dockerd says.
+            raise ApiError(400, exc.message) from None
+        raise
     return True
 
 

@@ -418,3 +418,22 @@ def test_export_of_a_running_container_is_refused(api: Api, bb: str) -> None:
     assert top["Titles"][:2] == ["UID", "PID"] and any("sleep 60" in " ".join(p) for p in top["Processes"])
     assert api.request("GET", "/containers/busy/top?ps_args=aux")[0] == 400
     api.docker_ok("rm", "-f", "busy")
+
+
+def test_a_seccomp_profile_file_and_a_command_that_cannot_run(api: Api, bb: str, tmp_path: Path) -> None:
+    # The docker CLI sends the profile's content; the container gets that profile.
+    profile = tmp_path / "no-mkdir.json"
+    rules = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}],
+    }
+    profile.write_text(json.dumps(rules))
+    api.docker_ok("run", "-d", "--name", "sec", "--security-opt", f"seccomp={profile}", bb, "mkdir", "/x")
+    assert api.docker_ok("wait", "sec").strip() == "1"
+    api.docker_ok("run", "-d", "--name", "plain", bb, "mkdir", "/x")
+    assert api.docker_ok("wait", "plain").strip() == "0"
+    failed = api.docker("run", "-d", "--name", "bad", bb, "nosuchcmd")
+    assert failed.returncode == 127 and b"nosuchcmd" in failed.stderr
+    status, _, body = api.request("POST", "/containers/bad/start")
+    assert status == 400 and "executable file not found" in json.loads(body)["message"]
+    api.docker_ok("rm", "sec", "plain", "bad")
