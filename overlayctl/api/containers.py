@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import hdrs, web
@@ -221,7 +222,8 @@ async def wait(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     state: tuple[str, str, int | None, bool] | None = first
     last = first
-    pause = 0.005
+    # Quick polls first (a `run --rm true` waits on this), slower ones for a long wait.
+    pause, started = 0.002, time.monotonic()
     while True:
         if condition == "not-running" and first[0] not in ("running", "restarting"):
             break
@@ -242,7 +244,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
         if transport is None or transport.is_closing():
             return response  # the client went away: nothing to answer
         await asyncio.sleep(pause)
-        pause = min(pause * 1.5, 0.05)
+        pause = min(pause * 1.5, 0.02 if time.monotonic() - started < 5 else 0.1)
     from overlayctl.api.http import dumps
 
     body = {"StatusCode": _code(last[2], last[0]), "Error": None}

@@ -122,6 +122,13 @@ def _duration(nanoseconds: Any, what: str) -> str:
     return f"{n}ns" if n else ""
 
 
+def _clean(path: str) -> str:
+    """A container path as the mount parsers normalise it, to compare targets."""
+    import posixpath
+
+    return "/" + posixpath.normpath(path).lstrip("/") if path else ""
+
+
 def _mount_text(mount: dict[str, Any]) -> str:
     """One HostConfig.Mounts entry as the --mount value that asks for it,
     each field quoted as CSV where it must be (the --mount parser reads CSV)."""
@@ -368,11 +375,20 @@ def create_options(body: Any, name: str | None, platform: str | None) -> tuple[C
         host["sysctl"] = sysctls
 
     # Mounts, in the CLI's order: -v (Binds are -v a:/b, Config.Volumes -v /path), --mount, --tmpfs.
-    volumes = _strings(hc.get("Binds"), "Binds") + list(_object(config.get("Volumes"), "Volumes"))
-    mounts = [_mount_text(_object(m, "Mounts entry")) for m in hc.get("Mounts") or []]
+    binds = _strings(hc.get("Binds"), "Binds")
+    mount_list = [_object(m, "Mounts entry") for m in hc.get("Mounts") or []]
+    mounts = [_mount_text(m) for m in mount_list]
     tmpfs = []
     for path, options in _object(hc.get("Tmpfs"), "Tmpfs").items():
         tmpfs.append(f"{path}:{options}" if options else path)
+    # docker-py and docker-compose also name every bind's target in
+    # Config.Volumes; as for dockerd, a target mounted otherwise is no
+    # anonymous volume.
+    taken = {_clean(b.split(":")[1]) for b in binds if b.count(":") >= 1}
+    taken |= {_clean(str(m.get("Target") or "")) for m in mount_list}
+    taken |= {_clean(path) for path in _object(hc.get("Tmpfs"), "Tmpfs")}
+    anonymous = [v for v in _object(config.get("Volumes"), "Volumes") if _clean(v) not in taken]
+    volumes = binds + anonymous
     if volumes or mounts or tmpfs:
         host["mount_requests"] = mount_requests(volumes, mounts, tmpfs)
 

@@ -437,3 +437,47 @@ def test_a_seccomp_profile_file_and_a_command_that_cannot_run(api: Api, bb: str,
     status, _, body = api.request("POST", "/containers/bad/start")
     assert status == 400 and "executable file not found" in json.loads(body)["message"]
     api.docker_ok("rm", "sec", "plain", "bad")
+
+
+def test_a_compose_style_body(api: Api, bb: str) -> None:
+    """What docker-py and docker-compose send: every bind's target in
+    Config.Volumes too, an exec-form healthcheck in nanoseconds, a
+    multi-word entrypoint, filters by label."""
+    body = {
+        "Image": bb,
+        "Entrypoint": ["sh", "-c"],
+        "Cmd": ["echo $0 && sleep 60", "arg0"],
+        "Volumes": {"/data": {}, "/anon": {}},
+        "Labels": {"com.docker.compose.project": "proj", "com.docker.compose.service": "web"},
+        "Healthcheck": {"Test": ["CMD", "true"], "Interval": 1_000_000_000, "Retries": 2},
+        "HostConfig": {
+            "Binds": ["projvol:/data:rw"],
+            "NetworkMode": "default",
+            "Links": [],
+            "VolumesFrom": [],
+            "LogConfig": {"Type": "", "Config": {}},
+            "PortBindings": {},
+            "RestartPolicy": {"Name": "", "MaximumRetryCount": 0},
+        },
+        "NetworkingConfig": {"EndpointsConfig": {}},
+    }
+    cid = api.json("POST", "/containers/create?name=proj_web_1", body, expect=201)["Id"]
+    doc = api.json("GET", "/containers/proj_web_1/json", expect=200)
+    mounts = {m["Destination"]: m for m in doc["Mounts"]}
+    assert set(mounts) == {"/data", "/anon"}
+    assert mounts["/data"]["Name"] == "projvol" and mounts["/anon"]["Type"] == "volume"
+    assert doc["Config"]["Entrypoint"] == ["sh", "-c"] and doc["Path"] == "sh"
+    assert doc["Config"]["Healthcheck"] == {"Test": ["CMD", "true"], "Interval": 1_000_000_000, "Retries": 2}
+    wanted = '{"label":["com.docker.compose.project=proj","com.docker.compose.service=web"]}'
+    listed = api.json("GET", f"/containers/json?all=1&filters={wanted}", expect=200)
+    assert [c["Id"] for c in listed] == [cid]
+    assert sorted(m["Destination"] for m in listed[0]["Mounts"]) == ["/anon", "/data"]
+    assert api.request("POST", f"/containers/{cid}/start")[0] == 204
+    health = wait_for(
+        lambda: api.json("GET", f"/containers/{cid}/json")["State"].get("Health", {}).get("Status") == "healthy",
+        30,
+        "the exec-form healthcheck to pass",
+    )
+    assert health
+    assert api.request("DELETE", f"/containers/{cid}?force=1&v=1")[0] == 204
+    api.cli.ok("volume", "rm", "projvol")
