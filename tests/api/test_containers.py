@@ -481,3 +481,23 @@ def test_a_compose_style_body(api: Api, bb: str) -> None:
     assert health
     assert api.request("DELETE", f"/containers/{cid}?force=1&v=1")[0] == 204
     api.cli.ok("volume", "rm", "projvol")
+
+
+def test_published_ports_platform_and_inspect_size(api: Api, bb: str) -> None:
+    api.docker_ok("run", "-d", "--name", "web", "-p", "127.0.0.1:38471:80", "--expose", "90", bb, "sleep", "60")
+    ports = api.docker_ok("ps", "--format", "{{.Ports}}").strip()
+    assert "127.0.0.1:38471->80/tcp" in ports and "90/tcp" in ports
+    (listed,) = api.json("GET", "/containers/json", expect=200)
+    assert {"IP": "127.0.0.1", "PrivatePort": 80, "PublicPort": 38471, "Type": "tcp"} in listed["Ports"]
+    assert {"PrivatePort": 90, "Type": "tcp"} in listed["Ports"]
+    assert api.docker_ok("port", "web", "80").strip() == "127.0.0.1:38471"
+    sized = api.json("GET", "/containers/web/json?size=1", expect=200)
+    assert sized["SizeRw"] >= 0 and sized["SizeRootFs"] > sized["SizeRw"]
+    assert "SizeRw" not in api.json("GET", "/containers/web/json", expect=200)
+    api.docker_ok("rm", "-f", "web")
+    wrong = api.docker("create", "--platform", "linux/s390x", bb, "true")
+    cli = api.cli("create", "--platform", "linux/s390x", bb, "true")
+    assert wrong.returncode != 0 and cli.returncode != 0
+    status, _, body = api.request("POST", "/containers/create?platform=linux/s390x", {"Image": bb, "Cmd": ["true"]})
+    assert status == 400 and json.loads(body)["message"] in cli.stderr.decode()
+    assert _names(api, "-a") == []
