@@ -501,3 +501,43 @@ def test_published_ports_platform_and_inspect_size(api: Api, bb: str) -> None:
     status, _, body = api.request("POST", "/containers/create?platform=linux/s390x", {"Image": bb, "Cmd": ["true"]})
     assert status == 400 and json.loads(body)["message"] in cli.stderr.decode()
     assert _names(api, "-a") == []
+
+
+def test_malformed_bodies_are_400s_never_500s(api: Api, bb: str) -> None:
+    bodies: list[Any] = [
+        [],
+        "text",
+        {"Image": 5},
+        {"Image": bb, "Cmd": 5},
+        {"Image": bb, "Cmd": [1, 2]},
+        {"Image": bb, "Cmd": ["true"], "Env": [None]},
+        {"Image": bb, "Cmd": ["true"], "User": 0},
+        {"Image": bb, "Cmd": ["true"], "WorkingDir": ["/"]},
+        {"Image": bb, "Cmd": ["true"], "Labels": ["a=b"]},
+        {"Image": bb, "Cmd": ["true"], "StopTimeout": "5"},
+        {"Image": bb, "Cmd": ["true"], "Healthcheck": {"Test": ["SOMETIMES"]}},
+        {"Image": bb, "Cmd": ["true"], "ExposedPorts": {"http": {}}},
+        {"Image": bb, "Cmd": ["true"], "HostConfig": "bridge"},
+        {"Image": bb, "Cmd": ["true"], "HostConfig": {"Memory": "lots"}},
+        {"Image": bb, "Cmd": ["true"], "HostConfig": {"Memory": -5}},
+        {"Image": bb, "Cmd": ["true"], "HostConfig": {"PortBindings": {"80/tcp": "8080"}}},
+        {"Image": bb, "Cmd": ["true"], "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "99999"}]}}},
+        {"Image": bb, "Cmd": ["true"], "HostConfig": {"Binds": ["a"]}},
+        {"Image": bb, "Cmd": ["true"], "HostConfig": {"Mounts": [{"Type": "nfs", "Target": "/x"}]}},
+        {"Image": bb, "Cmd": ["true"], "HostConfig": {"Mounts": ["type=bind"]}},
+        {"Image": bb, "Cmd": ["true"], "HostConfig": {"Tmpfs": {"relative": ""}}},
+        {"Image": bb, "Cmd": ["true"], "HostConfig": {"Ulimits": [{"Name": "nofile", "Soft": "x"}]}},
+        {"Image": bb, "Cmd": ["true"], "HostConfig": {"Devices": [{"PathOnHost": "relative"}]}},
+        {"Image": bb, "Cmd": ["true"], "HostConfig": {"Sysctls": {"kernel.hostname": "x"}}},
+        {"Image": bb, "Cmd": ["true"], "HostConfig": {"RestartPolicy": {"Name": 5}}},
+        {"Image": bb, "Cmd": ["true"], "HostConfig": {"NanoCpus": 1.5}},
+        {"Image": bb, "Cmd": ["true"], "HostConfig": {"SecurityOpt": ["apparmor=x"]}},
+        {"Image": bb, "Cmd": ["true"], "NetworkingConfig": {"EndpointsConfig": {"bridge": {"IPAMConfig": []}}}},
+    ]
+    for body in bodies:
+        status, headers, answer = api.request("POST", "/containers/create", body)
+        assert status == 400, (body, status, answer)
+        assert headers["content-type"].startswith("application/json")
+        message = json.loads(answer)["message"]
+        assert message and "\n" not in message and "Traceback" not in message, (body, message)
+    assert api.cli.ok("ps", "-a", "-q") == ""
