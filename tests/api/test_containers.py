@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.api.conftest import Api
 from tests.helpers import wait_for
 
@@ -77,7 +75,7 @@ def test_run_detached_kill_by_name_and_number_restart(api: Api, bb: str) -> None
     cid = api.docker_ok("run", "-d", "--name", "kk", bb, "sh", "-c", script).strip()
     assert api.docker_ok("inspect", "-f", "{{.Id}} {{.State.Running}}", "kk").strip() == f"{cid} true"
     started = api.docker_ok("inspect", "-f", "{{.State.StartedAt}}", "kk").strip()
-    api.docker_ok("restart", "-t", "5", "kk")
+    api.docker_ok("restart", "-t", "1", "kk")
     assert api.docker_ok("inspect", "-f", "{{.State.Running}}", "kk").strip() == "true"
     assert api.docker_ok("inspect", "-f", "{{.State.StartedAt}}", "kk").strip() != started
     api.docker_ok("kill", "-s", "USR1", "kk")
@@ -90,7 +88,6 @@ def test_run_detached_kill_by_name_and_number_restart(api: Api, bb: str) -> None
     api.docker_ok("rm", "kk")
 
 
-@pytest.mark.slow
 def test_run_rm_detached_is_removed_after_it_exits(api: Api, bb: str) -> None:
     cid = api.docker_ok("run", "-d", "--rm", "--name", "gone", bb, "sh", "-c", "sleep 1").strip()
     assert api.docker_ok("inspect", "-f", "{{.HostConfig.AutoRemove}}", cid).strip() == "true"
