@@ -4,6 +4,7 @@ and raw HTTP against the service, and the CLI on the same store."""
 from __future__ import annotations
 
 import json
+import socket
 import tarfile
 import threading
 import time
@@ -173,6 +174,12 @@ def test_diff_and_export(api: Api, bb: str, tmp_path: Path) -> None:
         assert "new" in names and "bin/sh" in names and "bin/true" not in names
         new = tar.extractfile("new")
         assert new is not None and new.read() == b"hi\n"
+    # Clients that leave mid-stream cost nothing: the export ends, the container is free to go.
+    for _ in range(3):
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(str(api.sock))
+            client.sendall(b"GET /containers/fs/export HTTP/1.1\r\nHost: docker\r\n\r\n")
+            assert client.recv(64).startswith(b"HTTP/1.1 200")
     api.docker_ok("rm", "fs")
 
 
