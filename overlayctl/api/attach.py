@@ -134,10 +134,14 @@ async def attach_container(request: web.Request) -> web.StreamResponse:
         if logs:
             await _write_log(request, hijacked, container, tty, want)
         if stream:
+            # An attach that waits for the start is `docker run -i`'s or
+            # `start -ai`'s: the end of its input is the container's
+            # (StdinOnce, which the catalog does not keep).
+            once = sock is None
             if sock is None:
                 sock = await _wait_for_start(request, hijacked, container.id)
             if sock is not None:
-                await relay(hijacked, sock, tty, stdin, want, keys if tty else b"")
+                await relay(hijacked, sock, tty, stdin, want, keys if tty else b"", close_stdin=once)
                 sock = None
     except Exception:  # noqa: BLE001 - the connection is raw now: no error can be answered
         log.exception("attach to %s", container.id[:12])
@@ -228,12 +232,20 @@ async def _write_log(
 
 
 async def relay(
-    hijacked: Hijacked, sock: socket.socket, tty: bool, stdin: bool, want: dict[int, bool], keys: bytes
+    hijacked: Hijacked,
+    sock: socket.socket,
+    tty: bool,
+    stdin: bool,
+    want: dict[int, bool],
+    keys: bytes,
+    close_stdin: bool = False,
 ) -> None:
     """Between the hijacked connection and a connected attach socket until
     the container ends (the supervisor's last message), the client
-    detaches (the keys, with a TTY) or goes away. The client's end of its
-    input closes the container's stdin; the output goes on."""
+    detaches (the keys, with a TTY) or goes away. The end of the client's
+    input (it closes its write side) ends the attach, as dockerd's does,
+    unless `close_stdin` (dockerd's StdinOnce) without a TTY: then the
+    container's stdin is closed and the output goes on to its end."""
     from overlayctl.engine import control
     from overlayctl.util.detachkeys import EscapeFilter
 
@@ -259,6 +271,8 @@ async def relay(
         while True:
             data = await hijacked.read()
             if not data:
+                if stdin and not (close_stdin and not tty):
+                    return  # dockerd's end of an attach whose stdin ends: the container's stays open
                 if stdin and not hijacked.lost:
                     writer.write(frames.frame(frames.CLOSE_STDIN, b""))
                     await writer.drain()

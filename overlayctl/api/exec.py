@@ -357,11 +357,12 @@ async def _finish(
         while client[0] is not None:
             data = await hijacked.read()
             if not data:
-                # The client's end of input: the process's too (ctrl-d on a terminal).
-                if process.master is not None:
-                    if target is not None and found.stdin:
-                        await _write_fd(target, b"\x04")
-                elif process.stdin is not None:
+                if found.stdin and process.master is not None:
+                    # dockerd's: the end of a terminal's input ends the stream; the process goes on.
+                    let_go()
+                    return
+                if process.stdin is not None:
+                    # The end of the client's input is the process's (and its output goes on).
                     os.close(process.stdin)
                     process.stdin = None
                 await hijacked.wait_lost()

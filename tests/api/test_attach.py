@@ -46,10 +46,13 @@ def test_attach_only_the_streams_asked_for_and_the_log_first(api, bb):
 
 
 def test_attach_stdin_and_half_close(api, bb):
-    """The client's stdin reaches the container's; closing its write side
-    closes the container's stdin, and the rest of the output still comes."""
-    cid = api.cli.ok("run", "-d", "-i", "bb:1", "sh", "-c", "cat; echo bye").strip()
+    """An attach made before the start (docker run -i's): the client's
+    stdin reaches the container's; closing its write side closes the
+    container's stdin, and the rest of the output still comes."""
+    cid = api.cli.ok("create", "-i", "bb:1", "sh", "-c", "cat; echo bye").strip()
     stream = Stream(api.sock, "POST", f"/containers/{cid}/attach?stream=1&stdin=1&stdout=1&stderr=1")
+    status, _, body = api.request("POST", f"/containers/{cid}/start")
+    assert status == 204, (status, body)
     stream.send(b"to cat\n")
     stream.read_until(b"to cat\n")
     stream.close_write()
@@ -57,6 +60,24 @@ def test_attach_stdin_and_half_close(api, bb):
     stream.close()
     assert joined(pairs, 1) == b"to cat\nbye\n", pairs
     wait_for(lambda: _status(api, cid) == "exited", 30, "the container's end")
+
+
+def test_attach_to_a_running_container_ends_with_its_input(api, bb):
+    """docker attach's: stdin reaches the container; the end of the
+    client's input ends the attach (as dockerd's), the container's stdin
+    stays open and it goes on."""
+    cid = api.cli.ok("run", "-d", "-i", "bb:1", "cat").strip()
+    stream = Stream(api.sock, "POST", f"/containers/{cid}/attach?stream=1&stdin=1&stdout=1&stderr=1")
+    stream.send(b"echoed\n")
+    stream.read_until(b"echoed\n")
+    stream.close_write()
+    assert frames(stream.read_all(timeout=10)) == [(1, b"echoed\n")]
+    stream.close()
+    assert _status(api, cid) == "running"
+    stream = Stream(api.sock, "POST", f"/containers/{cid}/attach?stream=1&stdin=1&stdout=1")
+    stream.send(b"again\n")
+    stream.read_until(b"again\n")
+    stream.close()
 
 
 def test_attach_with_a_tty_is_raw_and_resize_reaches_it(api, bb):
