@@ -24,6 +24,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from overlayctl.api.hijack import Hijacked, docker_frame, hijack
+from overlayctl.api.hijack import close_all as on_shutdown  # noqa: F401  (app.py: ends attach's and exec's streams)
 from overlayctl.api.http import ApiError, call, flag, integer
 
 if TYPE_CHECKING:

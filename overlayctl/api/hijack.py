@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import Any
 
 from aiohttp import web
@@ -113,6 +114,7 @@ class Hijacked:
     def __init__(self, response: web.StreamResponse, protocol: _Protocol) -> None:
         self.response = response
         self._protocol = protocol
+        _live.add(self)
 
     @property
     def lost(self) -> bool:
@@ -150,8 +152,20 @@ class Hijacked:
 
     def close(self) -> None:
         """End the stream: the connection is closed once what was written is sent."""
+        _live.discard(self)
         if not self._protocol.transport.is_closing():
             self._protocol.transport.close()
+
+
+_live: weakref.WeakSet[Hijacked] = weakref.WeakSet()
+
+
+async def close_all(_app: web.Application | None = None) -> None:
+    """End every hijacked stream (the service stops: aiohttp would wait for
+    their handlers, which last as long as their containers). The clients
+    see their streams end; containers and execs go on."""
+    for hijacked in list(_live):
+        hijacked.close()
 
 
 def wants_upgrade(request: web.Request) -> bool:

@@ -118,9 +118,7 @@ def test_attach_errors(api, bb):
 
 
 def test_a_client_that_leaves_mid_stream_costs_nothing(api, bb):
-    cid = api.cli.ok(
-        "run", "-d", "bb:1", "sh", "-c", "while true; do echo tick; sleep 0.05; done"
-    ).strip()
+    cid = api.cli.ok("run", "-d", "bb:1", "sh", "-c", "while true; do echo tick; sleep 0.05; done").strip()
     for _ in range(3):
         stream = Stream(api.sock, "POST", f"/containers/{cid}/attach?stream=1&stdout=1&stderr=1")
         stream.read_until(b"tick")
@@ -219,3 +217,28 @@ def test_docker_run_it_under_a_pty_and_detach(api, bb):
     assert os.waitstatus_to_exitcode(status) == 0, (status, out)
     assert _status(api, "tty1") == "running"
     subprocess.run(api.cli.argv("rm", "-f", "tty1"), env=api.cli.env, capture_output=True, timeout=60)
+
+
+def test_stopping_the_service_mid_stream_loses_nothing(api, bb):
+    """SIGTERM to the service with an attach and an exec streaming: it
+    exits (stop_service allows seconds), the streams end, the container
+    goes on."""
+    from tests.api.conftest import stop_service
+
+    cid = api.cli.ok("run", "-d", "bb:1", "sh", "-c", "while true; do echo tick; sleep 0.05; done").strip()
+    attached = Stream(api.sock, "POST", f"/containers/{cid}/attach?stream=1&stdout=1")
+    attached.read_until(b"tick")
+    exec_id = api.json(
+        "POST",
+        f"/containers/{cid}/exec",
+        {"Cmd": ["sh", "-c", "echo begun; sleep 3"], "AttachStdout": True},
+        expect=201,
+    )["Id"]
+    execed = Stream(api.sock, "POST", f"/exec/{exec_id}/start", {"Detach": False})
+    execed.read_until(b"begun")
+    stop_service(api.proc)
+    attached.read_all(timeout=10)
+    execed.read_all(timeout=10)
+    attached.close()
+    execed.close()
+    assert _status(api, cid) == "running"

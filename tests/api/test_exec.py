@@ -160,7 +160,9 @@ def test_docker_exec_output_and_exit_codes(api, bb):
     result = api.docker("exec", cid, "sh", "-c", "echo out; echo err >&2; exit 7")
     assert result.returncode == 7, result
     assert result.stdout == b"out\n" and result.stderr == b"err\n", result
-    result = api.docker("exec", "-e", "WHO=you", "-w", "/tmp", "-u", "nobody", cid, "sh", "-c", "echo $WHO $(pwd) $(id -u)")
+    result = api.docker(
+        "exec", "-e", "WHO=you", "-w", "/tmp", "-u", "nobody", cid, "sh", "-c", "echo $WHO $(pwd) $(id -u)"
+    )
     assert result.stdout == b"you /tmp 65534\n", result
 
 
@@ -184,7 +186,9 @@ def test_docker_exec_it_under_a_pty(api, bb):
     cid = _running(api, "sleep", "1000")
     pid, fd = pty.fork()
     if pid == 0:
-        os.execve("/usr/bin/docker", ["docker", "exec", "-it", cid, "sh", "-c", "tty; read x; echo got-$x; exit 5"], api.env)
+        os.execve(
+            "/usr/bin/docker", ["docker", "exec", "-it", cid, "sh", "-c", "tty; read x; echo got-$x; exit 5"], api.env
+        )
     out = b""
     try:
         deadline = time.monotonic() + 30
