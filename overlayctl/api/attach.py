@@ -66,11 +66,6 @@ def get_container(store: Store, ref: str) -> Container:
 # --- the start handler's hook ---------------------------------------------------------
 
 
-def has_pending(container_id: str) -> bool:
-    """Whether an attach waits for the start of the container (full ID)."""
-    return any(not f.done() for f in _pending.get(container_id, ()))
-
-
 async def start_pending(request: web.Request, container_id: str) -> bool:
     """For POST /containers/{id}/start: if an attach waits for this
     container (full ID), start it with an attach client connected before
@@ -83,12 +78,17 @@ async def start_pending(request: web.Request, container_id: str) -> bool:
     if not waiters:
         return False
 
-    def start(store: Store) -> socket.socket:
-        return control.start_with_attach(store, store.containers.get(container_id))
+    def start(store: Store) -> socket.socket | None:
+        container = store.containers.get(container_id)
+        if container.status == "running":
+            return None  # (started meanwhile: the start handler answers 304)
+        return control.start_with_attach(store, container)
 
     _starting.add(container_id)
     try:
         sock = await call(request, start)
+        if sock is None:
+            return False
     except BaseException as exc:
         for waiter in waiters:
             if not waiter.done():
@@ -129,7 +129,7 @@ async def attach_container(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, "attach: you must choose at least one of stream or logs")
     sock = None
     if stream and container.status == "running":
-        sock = await call(request, _connect, container.id)
+        sock = await call(request, _connect_now, container.id)
     hijacked = await hijack(request)
     try:
         if logs:
@@ -162,6 +162,22 @@ def _connect(store: Store, container_id: str) -> socket.socket | None:
         return control.connect_attach(store, store.containers.get(container_id))
     except OverlayctlError:
         return None
+
+
+def _connect_now(store: Store, container_id: str) -> socket.socket | None:
+    """A client of the running container's attach socket; Docker's 409 if
+    it has none (run in the foreground by the CLI); None if it has ended
+    meanwhile (the attach then waits for its next start, as dockerd's)."""
+    from overlayctl.engine import control
+    from overlayctl.errors import OverlayctlError
+
+    container = store.containers.get(container_id)
+    try:
+        return control.connect_attach(store, container)
+    except OverlayctlError as exc:
+        if store.containers.get(container_id).status != "running":
+            return None
+        raise ApiError(409, exc.message) from None
 
 
 def _running(store: Store, container_id: str) -> bool | None:

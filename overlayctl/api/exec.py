@@ -34,6 +34,7 @@ log = logging.getLogger("overlayctl.api")
 
 KEEP_FINISHED = 256  # finished exec instances kept for inspect; the oldest go first
 DRAIN_SECONDS = 2.0  # how long output may go on after the process is gone (something it left holds it)
+UNSTARTED_SECONDS = 3600.0  # an exec instance nobody starts is forgotten after this
 STARTED_WAIT = 10.0  # how long a resize waits for its exec to start, as dockerd's
 
 _execs: dict[str, Exec] = {}
@@ -62,6 +63,7 @@ class Exec:
         self.pid = 0
         self.master: int | None = None
         self.ended_at = 0.0
+        self.created_at = time.monotonic()
         self.ready = asyncio.Event()  # set once the process runs (or failed to)
 
     def to_json(self) -> dict[str, Any]:
@@ -121,8 +123,13 @@ def _check_running(store: Store, ref: str, argv: list[str], workdir: str | None)
 
 
 def _forget_finished() -> None:
+    """Bound the service's memory: the oldest finished instances beyond
+    KEEP_FINISHED go, and those never started within UNSTARTED_SECONDS."""
     finished = sorted((e for e in _execs.values() if e.started and not e.running), key=lambda e: e.ended_at)
     for old in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+        del _execs[old.id]
+    now = time.monotonic()
+    for old in [e for e in _execs.values() if not e.started and now - e.created_at > UNSTARTED_SECONDS]:
         del _execs[old.id]
 
 

@@ -115,6 +115,20 @@ def test_attach_errors(api, bb):
     stopped = api.cli.ok("create", "bb:1", "true").strip()
     status, _, body = api.request("POST", f"/containers/{stopped}/resize?h=10&w=10")
     assert status == 409 and b"is not running" in body, (status, body)
+    # A container the CLI runs in the foreground has no attach socket.
+    foreground = subprocess.Popen(
+        api.cli.argv("run", "--name", "fg", "bb:1", "sleep", "1000"),
+        env=api.cli.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: api.cli("inspect", "-f", "{{.State.Status}}", "fg").stdout == b"running\n", 30, "fg")
+        status, _, body = api.request("POST", "/containers/fg/attach?stream=1&stdout=1")
+        assert status == 409 and b"no attach socket" in body, (status, body)
+    finally:
+        api.cli("rm", "-f", "fg")
+        foreground.wait(timeout=30)
 
 
 def test_a_client_that_leaves_mid_stream_costs_nothing(api, bb):

@@ -117,6 +117,10 @@ def test_exec_errors_are_dockers(api, bb):
     stream.close()
     assert b"nosuchcommand" in text and text.endswith(b"\r\n"), text
     assert _inspect(api, exec_id)["ExitCode"] == 127
+    api.cli.ok("pause", cid)
+    status, _, body = api.request("POST", f"/containers/{cid}/exec", {"Cmd": ["true"]})
+    assert status == 409 and b"is paused, unpause the container before exec" in body, (status, body)
+    api.cli.ok("unpause", cid)
     api.cli.ok("stop", "-t", "0", cid)
     status, _, body = api.request("POST", f"/containers/{cid}/exec", {"Cmd": ["true"]})
     assert status == 409 and f"Container {cid} is not running".encode() in body, (status, body)
