@@ -222,3 +222,19 @@ def test_docker_exec_on_a_stopped_container_fails(api, bb):
     cid = api.cli.ok("create", "bb:1", "true").strip()
     result = api.docker("exec", cid, "true")
     assert result.returncode != 0 and b"is not running" in result.stderr, result
+
+
+def test_exec_privileged_gets_every_capability(api, bb):
+    cid = _running(api, "sleep", "1000")
+
+    def cap_eff(privileged: bool) -> str:
+        exec_id = _exec(api, cid, ["grep", "CapEff", "/proc/self/status"], Privileged=privileged)
+        stream = Stream(api.sock, "POST", f"/exec/{exec_id}/start", {"Detach": False})
+        out = joined(frames(stream.read_all()), 1).decode()
+        stream.close()
+        assert _inspect(api, exec_id)["ProcessConfig"]["privileged"] is privileged
+        return out.split()[1]
+
+    plain, privileged = int(cap_eff(False), 16), int(cap_eff(True), 16)
+    assert plain & privileged == plain and privileged > plain, (hex(plain), hex(privileged))
+    assert privileged & (1 << 21), hex(privileged)  # CAP_SYS_ADMIN, which Docker's default set lacks
