@@ -10,8 +10,6 @@ import select
 import subprocess
 import time
 
-import pytest
-
 from tests.api.hijacked import Stream, frames, joined
 from tests.helpers import wait_for
 
@@ -198,7 +196,6 @@ def test_docker_attach_to_a_running_container(api, bb):
     assert result.returncode == 6, result
 
 
-@pytest.mark.slow
 def test_docker_run_it_under_a_pty_and_detach(api, bb):
     """docker run -it: the shell has a terminal; ctrl-p ctrl-q leaves it running."""
     pid, fd = pty.fork()

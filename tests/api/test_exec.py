@@ -8,8 +8,6 @@ import pty
 import select
 import time
 
-import pytest
-
 from tests.api.hijacked import Stream, frames, joined
 from tests.helpers import wait_for
 
@@ -183,7 +181,6 @@ def test_docker_exec_d(api, bb):
     wait_for(lambda: api.cli("exec", cid, "cat", "/tmp/bg").stdout == b"bg\n", 30, "the detached exec's file")
 
 
-@pytest.mark.slow
 def test_docker_exec_it_under_a_pty(api, bb):
     """docker exec -it with a terminal: the process has one (tty answers
     /dev/pts/N), typed input reaches it, and the exit code comes back."""
