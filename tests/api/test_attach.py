@@ -253,3 +253,15 @@ def test_stopping_the_service_mid_stream_loses_nothing(api, bb):
     attached.close()
     execed.close()
     assert _status(api, cid) == "running"
+
+
+def test_docker_run_i_passes_megabytes_of_stdin_whole(api, bb):
+    """More stdin than the supervisor holds for a container (1 MiB): the
+    sender is held back, not the bytes dropped, and the tail comes before
+    the container's stdin closes."""
+    import hashlib
+
+    data = os.urandom(6 << 20)
+    result = api.docker("run", "-i", "bb:1", "md5sum", input=data)
+    assert result.returncode == 0, result
+    assert result.stdout.split()[0].decode() == hashlib.md5(data).hexdigest(), result
