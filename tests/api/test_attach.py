@@ -265,3 +265,10 @@ def test_docker_run_i_passes_megabytes_of_stdin_whole(api, bb):
     result = api.docker("run", "-i", "bb:1", "md5sum", input=data)
     assert result.returncode == 0, result
     assert result.stdout.split()[0].decode() == hashlib.md5(data).hexdigest(), result
+
+
+def test_docker_start_a_sees_the_first_output(api, bb):
+    cid = api.cli.ok("create", "bb:1", "sh", "-c", "echo started; echo on-err >&2; exit 4").strip()
+    result = api.docker("start", "-a", cid)
+    assert result.stdout == b"started\n" and result.stderr == b"on-err\n", result
+    assert result.returncode == 4, result

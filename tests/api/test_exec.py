@@ -235,3 +235,13 @@ def test_exec_privileged_gets_every_capability(api, bb):
     plain, privileged = int(cap_eff(False), 16), int(cap_eff(True), 16)
     assert plain & privileged == plain and privileged > plain, (hex(plain), hex(privileged))
     assert privileged & (1 << 21), hex(privileged)  # CAP_SYS_ADMIN, which Docker's default set lacks
+
+
+def test_docker_exec_i_passes_megabytes_of_stdin_whole(api, bb):
+    import hashlib
+
+    cid = _running(api, "sleep", "1000")
+    data = os.urandom(5 << 20)
+    result = api.docker("exec", "-i", cid, "md5sum", input=data)
+    assert result.returncode == 0, result
+    assert result.stdout.split()[0].decode() == hashlib.md5(data).hexdigest(), result
