@@ -10,7 +10,7 @@ import select
 import subprocess
 import time
 
-from tests.api.hijacked import Stream, frames, joined
+from tests.api.hijacked import Stream, frames, held_fds, joined
 from tests.helpers import wait_for
 
 
@@ -131,12 +131,17 @@ def test_attach_errors(api, bb):
 
 def test_a_client_that_leaves_mid_stream_costs_nothing(api, bb):
     cid = api.cli.ok("run", "-d", "bb:1", "sh", "-c", "while true; do echo tick; sleep 0.05; done").strip()
+    waiting = api.cli.ok("create", "bb:1", "true").strip()
+    before = held_fds(api.proc.pid)
     for _ in range(3):
         stream = Stream(api.sock, "POST", f"/containers/{cid}/attach?stream=1&stdout=1&stderr=1")
         stream.read_until(b"tick")
         stream.close()
+        stream = Stream(api.sock, "POST", f"/containers/{waiting}/attach?stream=1&stdout=1&stderr=1")
+        stream.close()  # (it waited for a start)
     status, _, body = api.request("GET", "/_ping")
     assert status == 200 and body == b"OK"
+    wait_for(lambda: held_fds(api.proc.pid) <= before, 10, f"the service's pipes and sockets back to {before}")
     assert _status(api, cid) == "running"
     stream = Stream(api.sock, "POST", f"/containers/{cid}/attach?stream=1&stdout=1")
     assert b"tick" in stream.read_until(b"tick")

@@ -8,7 +8,7 @@ import pty
 import select
 import time
 
-from tests.api.hijacked import Stream, frames, joined
+from tests.api.hijacked import Stream, frames, held_fds, joined
 from tests.helpers import wait_for
 
 
@@ -128,13 +128,21 @@ def test_a_client_that_leaves_mid_stream_costs_nothing(api, bb):
     """The exec goes on (its output read and dropped) and is reaped; the
     service answers; the container is unharmed."""
     cid = _running(api, "sleep", "1000")
-    exec_id = _exec(api, cid, ["sh", "-c", "i=0; while [ $i -lt 30 ]; do echo line $i; i=$((i+1)); sleep 0.05; done"])
-    stream = Stream(api.sock, "POST", f"/exec/{exec_id}/start", {"Detach": False})
-    stream.read_until(b"line 2")
-    stream.close()
+    before = held_fds(api.proc.pid)
+    ids = []
+    for tty in (False, True):
+        exec_id = _exec(
+            api, cid, ["sh", "-c", "i=0; while [ $i -lt 30 ]; do echo line $i; i=$((i+1)); sleep 0.05; done"], Tty=tty
+        )
+        stream = Stream(api.sock, "POST", f"/exec/{exec_id}/start", {"Detach": False, "Tty": tty})
+        stream.read_until(b"line 2")
+        stream.close()
+        ids.append(exec_id)
     status, _, body = api.request("GET", "/_ping")
     assert status == 200 and body == b"OK"
-    wait_for(lambda: _inspect(api, exec_id)["ExitCode"] == 0, 30, "the exec to end without its client")
+    for exec_id in ids:
+        wait_for(lambda e=exec_id: _inspect(api, e)["ExitCode"] == 0, 30, "the exec to end without its client")
+    wait_for(lambda: held_fds(api.proc.pid) <= before, 10, f"the service's pipes and sockets back to {before}")
     assert api.cli.ok("exec", cid, "echo", "still") == "still\n"
     assert "Up" in api.cli.ok("ps", "--filter", f"id={cid}")
 
