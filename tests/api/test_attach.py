@@ -277,3 +277,11 @@ def test_docker_start_a_sees_the_first_output(api, bb):
     result = api.docker("start", "-a", cid)
     assert result.stdout == b"started\n" and result.stderr == b"on-err\n", result
     assert result.returncode == 4, result
+
+
+def test_docker_run_of_a_command_that_is_not_there(api, bb):
+    """The start fails (the start handler's 400): the waiting attach ends,
+    and the docker client says why and exits 127, as with dockerd."""
+    result = api.docker("run", "bb:1", "nosuchcmd")
+    assert result.returncode == 127, result
+    assert b"nosuchcmd" in result.stderr and b"executable file not found" in result.stderr, result
