@@ -253,3 +253,22 @@ def test_docker_exec_i_passes_megabytes_of_stdin_whole(api, bb):
     result = api.docker("exec", "-i", cid, "md5sum", input=data)
     assert result.returncode == 0, result
     assert result.stdout.split()[0].decode() == hashlib.md5(data).hexdigest(), result
+
+
+def test_docker_py_exec_run_and_attach(api, bb):
+    """docker-py's low-level client (requests under it) on the hijacked
+    streams: exec_start demuxed and streamed, and an attach with the log."""
+    import docker
+
+    client = docker.APIClient(base_url=api.host, version="1.41")
+    try:
+        cid = _running(api, "sh", "-c", "echo from-log; sleep 1000")
+        exec_id = client.exec_create(cid, ["sh", "-c", "echo out; echo err >&2; exit 9"])["Id"]
+        assert client.exec_start(exec_id, demux=True) == (b"out\n", b"err\n")
+        assert client.exec_inspect(exec_id)["ExitCode"] == 9
+        exec_id = client.exec_create(cid, ["sh", "-c", "for i in 1 2 3; do echo $i; done"])["Id"]
+        assert b"".join(client.exec_start(exec_id, stream=True)) == b"1\n2\n3\n"
+        wait_for(lambda: b"from-log" in api.cli("logs", cid).stdout, 30, "the log line")
+        assert client.attach(cid, stdout=True, stderr=True, stream=False, logs=True).startswith(b"from-log\n")
+    finally:
+        client.close()
