@@ -104,6 +104,15 @@ def test_exec_errors_are_dockers(api, bb):
     cid = _running(api, "sleep", "1000")
     status, _, body = api.request("POST", f"/containers/{cid}/exec", {"Cmd": []})
     assert status == 400 and b"No exec command specified" in body, (status, body)
+    status, _, body = api.request(
+        "POST", f"/containers/{cid}/exec", b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert status == 400 and b"\n" not in body.strip() and b'"message"' in body, (status, body)
+    status, _, body = api.request("POST", f"/containers/{cid}/exec", {"Cmd": ["true"], "Env": "A=1"})
+    assert status == 400, (status, body)
+    exec_id = _exec(api, cid, ["true"])
+    status, _, body = api.request("POST", f"/exec/{exec_id}/start", [1, 2])
+    assert status == 400, (status, body)
     status, _, body = api.request("GET", "/exec/0123abc/json")
     assert status == 404 and b"No such exec instance: 0123abc" in body, (status, body)
     status, _, _ = api.request("POST", "/exec/0123abc/start", {"Detach": True})
