@@ -89,6 +89,9 @@ def test_docker_cp_directories_and_a_symlink(api: Api, bb: str, tmp_path: Path) 
     api.docker_ok("cp", "box:/srv", str(back))
     assert (back / "srv" / "sub" / "deeper" / "b.txt").read_text() == "b\n"
     assert os.readlink(back / "srv" / "link") == "a.txt"
+    # A directory's contents alone (SRC/.), into a directory made for them.
+    api.docker_ok("cp", "box:/srv/.", str(tmp_path / "contents"))
+    assert sorted(os.listdir(tmp_path / "contents")) == ["a.txt", "link", "sub"]
     # A symlink is copied as one; -L copies what it points to.
     in_box(api, "ln", "-s", "/etc/hostname", "/tmp/hn")
     api.docker_ok("cp", "box:/tmp/hn", str(tmp_path / "hn-link"))
@@ -98,10 +101,14 @@ def test_docker_cp_directories_and_a_symlink(api: Api, bb: str, tmp_path: Path) 
 
 
 def test_docker_cp_with_a_stopped_container(api: Api, bb: str, tmp_path: Path) -> None:
-    api.cli.ok("run", "-d", "--name", "gone", "bb:1", "sh", "-c", "echo made > /made.txt")
+    api.cli.ok("run", "-d", "--name", "gone", "bb:1", "sh", "-c", "echo made > /made.txt; ln -s made.txt /ln")
     api.cli.ok("wait", "gone")
     api.docker_ok("cp", "gone:/made.txt", str(tmp_path / "made.txt"))
     assert (tmp_path / "made.txt").read_text() == "made\n"
+    stat = path_stat(api.request("HEAD", "/containers/gone/archive?path=/ln")[1])
+    assert stat["linkTarget"] == "/made.txt"
+    api.docker_ok("cp", "-L", "gone:/ln", str(tmp_path / "followed"))
+    assert (tmp_path / "followed").read_text() == "made\n"
     (tmp_path / "in.txt").write_text("put while stopped\n")
     api.docker_ok("cp", str(tmp_path / "in.txt"), "gone:/root/")
     # The container's own tree has it, as `overlayctl cp` sees it.
