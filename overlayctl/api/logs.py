@@ -237,6 +237,9 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
         from overlayctl.util.humanize import rfc3339_ns
 
         container = store.containers.get(ident)
+        if container.config.host.log_driver == "none":
+            # dockerd's answer (501) for a driver it cannot read back.
+            raise ApiError(501, "configured logging driver does not support reading")
         tty = bool(container.config.config.tty)
         entries = log_entries(store, container, tail, since, until, follow, pump.gone)
         pump.ready(tty)
