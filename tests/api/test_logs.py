@@ -184,7 +184,8 @@ def test_a_follower_that_goes_away_costs_nothing(api: Api, bb: str) -> None:
         assert chunk, received
         received += chunk
     assert received.startswith(b"HTTP/1.1 200")
-    assert _service_holds(api, log), "following, the service reads the log"
+    # What was written is sent first; then it follows the file.
+    wait_for(lambda: _service_holds(api, log), 10, "the service to follow the log")
     sock.close()
     # Its thread notices within a poll, closes the log and ends.
     wait_for(lambda: not _service_holds(api, log), 10, "the service to let go of the log")
