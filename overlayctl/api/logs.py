@@ -14,6 +14,7 @@ client goes away, and lets go of the log file then.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import struct
 import threading
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from overlayctl.store import Store
+
+log = logging.getLogger("overlayctl.api")
 
 # Bytes a producer may have ready that the client has not taken yet.
 AHEAD = 1 << 20
@@ -178,7 +181,10 @@ class Pump:
             data = b"".join(item for item in items if isinstance(item, bytes))
             if data:
                 await response.write(data)
-            if isinstance(items[-1], (_End, BaseException)):
+            if isinstance(items[-1], BaseException):
+                log.warning("%s %s: the stream ended early: %s", request.method, request.path, items[-1])
+                return
+            if isinstance(items[-1], _End):
                 return
 
 
