@@ -61,6 +61,9 @@ def import_image(
     }
     faults.point("import-layer")
     image = store.images.create(config, ref)
+    # The image holds the layer from here; a lease kept for the life of a
+    # long-lived process (the Engine API service) would outlive an rmi.
+    store.layers.release([layer.diff_id])
     store.images.record(image.id, "import", image.id)
     return image, new
 

@@ -78,6 +78,10 @@ def pull(
     finally:
         client.close()
     image = pulled[0]
+    # The image holds its layers now: the leases taken for the transfer go,
+    # or a long-lived process (the Engine API service) keeps every layer it
+    # ever pulled from a later rmi.
+    store.layers.release(layer.diff_id for layer in image.layers)
     # Docker's pull event names the reference pulled, not the image ID.
     store.images.record(_shown(ref), "pull", _shown(ref, tag=False), image.container_config.get("Labels"))
     return pulled

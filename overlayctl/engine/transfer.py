@@ -74,5 +74,7 @@ def load_stream(store: Store, stream: BinaryIO, where: str, progress: Progress) 
 
     loaded = load_archive(store, stream, where, progress)
     for image in loaded:
+        # As after a pull: the images hold their layers, the leases go.
+        store.layers.release(layer.diff_id for layer in image.layers)
         store.images.record(image.id, "load", image.id, image.container_config.get("Labels"))
     return loaded
