@@ -8,7 +8,11 @@ docker-registry on 127.0.0.1, open and with htpasswd auth)."""
 from __future__ import annotations
 
 import base64
+import io
 import json
+import os
+import socket
+import tarfile
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -332,3 +336,25 @@ def test_docker_login_then_push_and_pull_with_auth(api: Api, bb: str, basic_regi
         "POST", "/auth", {"username": "alice", "password": "s3cret", "serveraddress": f"http://{basic_registry}/"}
     ) == {"IdentityToken": "", "Status": "Login Succeeded"}
     assert not own_authfile.exists()
+
+
+def test_clients_that_leave_a_save_midway_cost_the_service_nothing(api: Api, tmp_path: Path) -> None:
+    # A layer larger than what the socket and the chunks in flight hold.
+    big = io.BytesIO()
+    with tarfile.open(fileobj=big, mode="w") as tar:
+        info = tarfile.TarInfo("big")
+        info.size = 16 << 20
+        tar.addfile(info, io.BytesIO(os.urandom(info.size)))
+    status, _, body = api.request("POST", "/images/create?fromSrc=-&repo=big&tag=1", big.getvalue())
+    assert status == 200, body
+    # More aborted saves than the service has worker threads: a worker left
+    # waiting on a gone client would starve every later request.
+    for _ in range(10):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(str(api.sock))
+        sock.sendall(b"GET /v1.41/images/big:1/get HTTP/1.1\r\nHost: docker\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        sock.close()
+    status, _, tar_bytes = api.request("GET", "/images/big:1/get", timeout=30)
+    assert status == 200 and len(tar_bytes) > 16 << 20
+    assert api.json("GET", "/images/json", expect=200)[0]["RepoTags"] == ["big:1"]
