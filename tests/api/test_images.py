@@ -22,7 +22,15 @@ import pytest
 
 from tests.api.conftest import Api
 from tests.conftest import CLI
-from tests.integration.test_registry import basic_registry, registry  # noqa: F401 - the fixtures
+from tests.integration.test_registry import (  # noqa: F401 - the fixtures
+    _layer_tar,
+    _publish,
+    basic_registry,
+    fake,
+    registry,
+    sha,
+)
+from tests.unit.test_registry_client import FakeRegistry
 
 pytestmark = pytest.mark.usefixtures("own_authfile")
 
@@ -290,6 +298,21 @@ def test_pull_of_an_unknown_image_is_a_404_before_any_stream(api: Api, registry:
         404,
         {"message": f"An image does not exist locally with the tag: {registry}/no/such"},
     )
+
+
+def test_a_pull_that_fails_midway_ends_its_stream_with_dockers_error_line(api: Api, fake: FakeRegistry) -> None:  # noqa: F811
+    blobs, _ = _publish(fake, "x", "1", [_layer_tar({"a": b"a" * 5000}), _layer_tar({"b": b"b"})])
+    fake.corrupt.add(sha(blobs[1]))
+    status, _, body = api.request("POST", f"/images/create?fromImage={fake.host}/x&tag=1")
+    events = lines(body)
+    assert status == 200 and events[0] == {"status": "Pulling from x", "id": "1"}
+    assert {"status": "Pulling fs layer", "progressDetail": {}, "id": sha(blobs[1])[7:19]} in events
+    last = events[-1]
+    assert set(last) == {"errorDetail", "error"} and "does not match its digest" in last["error"]
+    assert last["errorDetail"] == {"message": last["error"]}
+    result = api.docker("pull", f"{fake.host}/x:1")
+    assert result.returncode == 1 and b"does not match its digest" in result.stderr
+    assert api.json("GET", "/images/json", expect=200) == []
 
 
 def test_a_bad_registry_auth_header_is_a_400(api: Api) -> None:
