@@ -206,6 +206,13 @@ def test_docker_save_and_load_round_trip(api: Api, bb: str, tmp_path: Path) -> N
     assert out.strip() == "Loaded image: bb:1"
     assert api.docker_ok("image", "inspect", "-f", "{{.Id}}", "bb:1").strip() == bb
 
+    # docker save | docker load
+    piped = api.docker("save", "bb:1")
+    assert piped.returncode == 0 and piped.stdout[257:262] == b"ustar", piped.stderr
+    api.docker_ok("rmi", "bb:1")
+    assert api.docker_ok("load", input=piped.stdout).strip() == "Loaded image: bb:1"
+    assert api.docker_ok("images", "-q", "--no-trunc").split() == [bb]
+
     # Raw: /images/get?names= and the streamed answer of a load.
     status, headers, tar = api.request("GET", "/images/get?names=bb:1")
     assert status == 200 and headers["content-type"] == "application/x-tar" and tar[257:262] == b"ustar"
@@ -266,6 +273,12 @@ def test_docker_push_and_pull_and_the_progress_stream(api: Api, bb: str, registr
     removed = api.json("DELETE", f"/images/{name}:1", expect=200)
     assert removed == [{"Untagged": f"{name}:1"}, {"Untagged": f"{name}@{digest}"}, {"Deleted": bb}, *removed[3:]]
     assert len(removed) == 4 and removed[3]["Deleted"].startswith("sha256:")
+
+    # By digest: the tag parameter may be one, and a name may carry one.
+    events = lines(api.request("POST", f"/images/create?fromImage={name}&tag={digest}")[2])
+    assert events[-1] == {"status": f"Status: Downloaded newer image for {name}@{digest}"}
+    assert api.json("GET", f"/images/{name}@{digest}/json", expect=200)["Id"] == bb
+    api.json("DELETE", f"/images/{name}@{digest}", expect=200)
 
     out = api.docker_ok("pull", f"{name}:1")
     assert "1: Pulling from api/bb" in out and "Pull complete" in out
