@@ -394,3 +394,31 @@ def test_clients_that_leave_a_save_midway_cost_the_service_nothing(api: Api, tmp
     status, _, tar_bytes = api.request("GET", "/images/big:1/get", timeout=30)
     assert status == 200 and len(tar_bytes) > 16 << 20
     assert api.json("GET", "/images/json", expect=200)[0]["RepoTags"] == ["big:1"]
+
+
+def test_progress_events_are_dockers_messages_as_data_and_bars_are_throttled() -> None:
+    from overlayctl.engine.progress import Events
+
+    got: list[dict[str, Any]] = []
+    events = Events(got.append)
+    events.message("Pulling from x", key="1")
+    events.add("a1b2c3d4e5f6", "Pulling fs layer", 1000)
+    events.status("a1b2c3d4e5f6", "Downloading", line=False)
+    for _ in range(100):
+        events.advance("a1b2c3d4e5f6", 10)
+    events.status("a1b2c3d4e5f6", "Pull complete")
+    events.message("Digest: sha256:0")
+    assert got[:3] == [
+        {"status": "Pulling from x", "id": "1"},
+        {"status": "Pulling fs layer", "progressDetail": {}, "id": "a1b2c3d4e5f6"},
+        {"status": "Downloading", "progressDetail": {}, "id": "a1b2c3d4e5f6"},
+    ]
+    bars = got[3:-2]
+    # The first and the last of a hundred advances, not every one.
+    assert 2 <= len(bars) < 10
+    assert bars[-1]["progressDetail"] == {"current": 1000, "total": 1000}
+    assert bars[-1]["progress"].startswith("[" + "=" * 50 + "]")
+    assert got[-2:] == [
+        {"status": "Pull complete", "progressDetail": {}, "id": "a1b2c3d4e5f6"},
+        {"status": "Digest: sha256:0"},
+    ]
