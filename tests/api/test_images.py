@@ -150,6 +150,13 @@ def test_tag_and_rmi_and_the_409_of_an_image_in_use(api: Api, bb: str) -> None:
         f"{container[:12]}"
     )
     api.cli.ok("rm", container)
+    api.cli.ok("tag", "other/bb:2", "bb:1")
+    status, _, body = api.request("DELETE", f"/images/{bb[7:19]}")
+    assert status == 409
+    assert json.loads(body)["message"] == (
+        f"conflict: unable to delete {bb[7:19]} (must be forced) - image is referenced in multiple repositories"
+    )
+    assert api.docker_ok("rmi", "bb:1") == "Untagged: bb:1\n"
     removed = api.json("DELETE", "/images/other/bb:2?force=1", expect=200)
     assert removed[0] == {"Untagged": "other/bb:2"}
     assert {"Deleted": bb} in removed and len(removed) >= 3  # the image, then its layer
