@@ -378,6 +378,22 @@ def test_docker_login_then_push_and_pull_with_auth(api: Api, bb: str, basic_regi
     assert api.json(
         "POST", "/auth", {"username": "alice", "password": "s3cret", "serveraddress": f"http://{basic_registry}/"}
     ) == {"IdentityToken": "", "Status": "Login Succeeded"}
+
+    # docker-py sends its X-Registry-Auth its own way.
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=api.host, version="1.41")
+    try:
+        client.images.remove(name)
+        pulled = client.images.pull(
+            f"{basic_registry}/private/bb", tag="1", auth_config={"username": "alice", "password": "s3cret"}
+        )
+        assert pulled.id == bb
+        with pytest.raises(docker.errors.APIError, match="unauthorized"):
+            client.images.pull(
+                f"{basic_registry}/private/bb", tag="1", auth_config={"username": "alice", "password": "no"}
+            )
+    finally:
+        client.close()
     assert not own_authfile.exists()
 
 
@@ -429,3 +445,30 @@ def test_progress_events_are_dockers_messages_as_data_and_bars_are_throttled() -
         {"status": "Pull complete", "progressDetail": {}, "id": "a1b2c3d4e5f6"},
         {"status": "Digest: sha256:0"},
     ]
+
+
+def test_docker_py_images(api: Api, bb: str, busybox_tar: Path) -> None:
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=api.host, version="1.41")
+    try:
+        (image,) = client.images.list()
+        assert image.id == bb and image.tags == ["bb:1"]
+        assert image.tag("py/bb", "2") is True
+        assert sorted(client.images.get("py/bb:2").tags) == ["bb:1", "py/bb:2"]
+        assert client.images.get(bb[7:19]).history()[0]["Id"] == bb
+        archive = b"".join(client.images.get("bb:1").save(named=True))
+        client.images.remove("bb:1")
+        client.images.remove("py/bb:2")
+        assert client.images.list() == []
+        (loaded,) = client.images.load(archive)
+        assert loaded.id == bb and loaded.tags == ["bb:1"]
+        with pytest.raises(docker.errors.ImageNotFound, match="No such image: nope:1"):
+            client.images.get("nope:1")
+        client.api.import_image_from_data(busybox_tar.read_bytes(), repository="imported", tag="3")
+        assert client.images.get("imported:3").attrs["Os"] == "linux"
+        client.images.remove("imported:3")
+        pruned = client.images.prune(filters={"dangling": False})
+        assert pruned["ImagesDeleted"][:2] == [{"Untagged": "bb:1"}, {"Deleted": bb}]
+        assert pruned["SpaceReclaimed"] > 500_000 and client.images.list() == []
+    finally:
+        client.close()
