@@ -84,8 +84,12 @@ def status_of(exc: BaseException) -> int:
 
 
 def error(status: int, message: str) -> web.Response:
-    """Docker's error body: {"message": ...}."""
-    return web.json_response({"message": message}, status=status)
+    """Docker's error body: {"message": ...}, typed exactly
+    "application/json": the docker client shows the message only then
+    (with "; charset=utf-8" it prints the raw JSON)."""
+    return web.Response(
+        body=(dumps({"message": message}) + "\n").encode(), status=status, headers={"Content-Type": "application/json"}
+    )
 
 
 def message_of(exc: BaseException) -> str:
