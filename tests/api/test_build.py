@@ -48,7 +48,8 @@ def test_the_docker_cli_builds_and_the_image_runs(api: Api, bb: str, tmp_path: P
     write_file(ctx / "hello.txt", "hello from the context\n")
     write_file(
         ctx / "Dockerfile",
-        "FROM bb:1\nCOPY hello.txt /hello.txt\nRUN echo ran-at-build > /built && echo to-stdout\nCMD [\"cat\", \"/hello.txt\"]\n",
+        "FROM bb:1\nCOPY hello.txt /hello.txt\n"
+        'RUN echo ran-at-build > /built && echo to-stdout\nCMD ["cat", "/hello.txt"]\n',
     )
     out = api.docker_ok("build", "-t", "x:1", str(ctx))
     assert "Step 1/4 : FROM bb:1" in out
@@ -60,3 +61,186 @@ def test_the_docker_cli_builds_and_the_image_runs(api: Api, bb: str, tmp_path: P
     assert api.cli.ok("run", "--rm", "x:1") == "hello from the context\n"
     assert api.cli.ok("run", "--rm", "x:1", "cat", "/built") == "ran-at-build\n"
     assert _tmp_files(api) == []
+
+
+def test_the_stream_is_dockers_json_lines(api: Api, bb: str) -> None:
+    dockerfile = "FROM bb:1\nRUN echo out-line && echo err-line >&2\nLABEL a=b\n"
+    status, headers, body = api.request(
+        "POST",
+        "/v1.41/build?t=raw:1&t=raw:2",
+        _context_tar({"Dockerfile": dockerfile}, "gz"),
+        {"Content-Type": "application/x-tar"},
+    )
+    assert status == 200
+    assert headers["content-type"] == "application/json"
+    lines = _lines(body)
+    image_id = api.cli.ok("image", "inspect", "--format", "{{.Id}}", "raw:1").strip()
+    assert lines[0] == {"stream": "Step 1/3 : FROM bb:1\n"}
+    assert {"stream": f" ---> {api.cli.ok('image', 'inspect', '--format', '{{.Id}}', 'bb:1')[7:19]}\n"} in lines
+    assert {"stream": "out-line\n"} in lines
+    # What the command wrote on its standard error, in red, as dockerd's classic builder.
+    assert {"stream": "\x1b[91merr-line\n\x1b[0m"} in lines
+    aux = lines.index({"aux": {"ID": image_id}})
+    assert lines[aux + 1 :] == [
+        {"stream": f"Successfully built {image_id[7:19]}\n"},
+        {"stream": "Successfully tagged raw:1\n"},
+        {"stream": "Successfully tagged raw:2\n"},
+    ]
+    assert api.cli.ok("image", "inspect", "--format", "{{.Config.Labels.a}}", "raw:2").strip() == "b"
+
+
+def test_a_failing_run_ends_the_stream_with_its_error_and_code(api: Api, bb: str, tmp_path: Path) -> None:
+    body = _context_tar({"Dockerfile": "FROM bb:1\nRUN echo before-failing; exit 3\nRUN echo never\n"})
+    status, _, data = api.request("POST", "/build?t=bad:1", body, {"Content-Type": "application/x-tar"})
+    assert status == 200  # the stream had started
+    lines = _lines(data)
+    assert {"stream": "before-failing\n"} in lines
+    last = lines[-1]
+    assert last["errorDetail"]["code"] == 3
+    assert "returned a non-zero code: 3" in last["error"]
+    assert last["errorDetail"]["message"] == last["error"]
+    assert "never" not in _stream(lines)
+    assert api.cli("image", "inspect", "bad:1").returncode != 0
+    # The docker client shows the error and exits with the command's code.
+    ctx = tmp_path / "ctx"
+    write_file(ctx / "Dockerfile", "FROM bb:1\nRUN echo oops >&2; exit 3\n")
+    result = api.docker("build", "-t", "bad:2", str(ctx))
+    assert result.returncode == 3
+    assert "oops" in result.stdout.decode()
+    assert "returned a non-zero code: 3" in result.stderr.decode()
+    assert _tmp_files(api) == []
+
+
+def test_a_bad_request_is_an_error_before_any_stream(api: Api, bb: str) -> None:
+    tar = _context_tar({"Dockerfile": "FROM bb:1\n"})
+    for path, words in (
+        ("/build?remote=https://example.com/ctx.git", "remote"),
+        ("/build?buildargs=not-json", "buildargs"),
+        ("/build?labels=[1]", "labels"),
+        ("/build?t=Bad%20Tag", "Bad Tag"),
+        ("/build?networkmode=nosuchnet", "nosuchnet"),
+        ("/build?extrahosts=a:1.2.3.4", "extrahosts"),
+        ("/build?version=2", "BuildKit"),
+    ):
+        status, headers, data = api.request("POST", path, tar, {"Content-Type": "application/x-tar"})
+        assert status == 400, (path, data)
+        assert headers["content-type"].startswith("application/json")
+        assert words in json.loads(data)["message"], (path, data)
+    status, _, data = api.request("POST", "/build", b"garbage" * 200, {"Content-Type": "application/x-tar"})
+    assert status == 400 and json.loads(data)["message"]
+    status, _, data = api.request("POST", "/build", _context_tar({"x": "y"}), {"Content-Type": "application/x-tar"})
+    assert status == 400 and "Dockerfile" in json.loads(data)["message"]
+    status, _, data = api.request("POST", "/build", _context_tar({"Dockerfile": "FROB bb:1\n"}))
+    assert status == 400 and "FROB" in json.loads(data)["message"]
+    assert _tmp_files(api) == []
+
+
+def test_a_context_tar_cannot_write_outside_its_directory(api: Api, bb: str, tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        data = b"FROM bb:1\nCOPY . /ctx/\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("up")
+        link.type, link.linkname = tarfile.SYMTYPE, str(tmp_path)
+        tar.addfile(link)
+        for name in ("../victim", "up/victim", str(victim)):
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"bad"))
+    status, _, data = api.request("POST", "/build?t=esc:1", raw.getvalue(), {"Content-Type": "application/x-tar"})
+    assert not victim.exists()
+    assert status == 400
+    assert "leads outside the context" in json.loads(data)["message"]
+    assert _tmp_files(api) == []
+
+
+def _inspect(api: Api, fmt: str, image: str) -> str:
+    return api.cli.ok("image", "inspect", "--format", fmt, image).strip()
+
+
+@pytest.mark.slow
+def test_the_docker_clis_build_options(api: Api, bb: str, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    write_file(
+        ctx / "Dockerfile",
+        "FROM bb:1 AS base\n"
+        "ARG GREETING=hello\n"
+        'RUN echo "$GREETING" > /greeting\n'
+        "FROM base AS extra\n"
+        "RUN echo extra > /extra\n"
+        "FROM bb:1\n"
+        "COPY --from=base /greeting /greeting\n"
+        "COPY . /ctx/\n",
+    )
+    write_file(ctx / "other.Dockerfile", "FROM bb:1\nRUN echo other > /other\n")
+    write_file(ctx / "kept.txt", "kept\n")
+    write_file(ctx / "secret.key", "never sent\n")
+    write_file(ctx / ".dockerignore", "*.key\n")
+
+    out = api.docker_ok("build", "-t", "opts:1", "--build-arg", "GREETING=bonjour", "--label", "team=core", str(ctx))
+    assert "Successfully tagged opts:1" in out
+    assert "extra" not in out.replace("AS extra", "")  # the stage the target does not need is not built
+    assert api.cli.ok("run", "--rm", "opts:1", "cat", "/greeting") == "bonjour\n"
+    listed = api.cli.ok("run", "--rm", "opts:1", "ls", "-a", "/ctx").split()
+    assert "kept.txt" in listed and "secret.key" not in listed  # the client applied .dockerignore
+    assert _inspect(api, "{{.Config.Labels.team}}", "opts:1") == "core"
+
+    again = api.docker_ok("build", "-t", "opts:2", "--build-arg", "GREETING=bonjour", "--label", "team=core", str(ctx))
+    assert "Using cache" in again
+    assert _inspect(api, "{{.Id}}", "opts:2") == _inspect(api, "{{.Id}}", "opts:1")
+    fresh = api.docker_ok("build", "--no-cache", "-t", "opts:3", "--build-arg", "GREETING=bonjour", str(ctx))
+    assert "Using cache" not in fresh
+    assert "Running in" in fresh
+
+    out = api.docker_ok("build", "--target", "extra", "-t", "opts:extra", str(ctx))
+    assert "Step 5/8 : RUN echo extra > /extra" in out
+    assert api.cli.ok("run", "--rm", "opts:extra", "cat", "/extra", "/greeting") == "extra\nhello\n"
+
+    out = api.docker_ok("build", "-f", str(ctx / "other.Dockerfile"), "-t", "other:1", str(ctx))
+    assert "Step 2/2 : RUN echo other > /other" in out
+    assert api.cli.ok("run", "--rm", "other:1", "cat", "/other") == "other\n"
+
+    quiet = api.docker_ok("build", "-q", "-t", "quiet:1", "-f", str(ctx / "other.Dockerfile"), str(ctx))
+    assert quiet.strip() == _inspect(api, "{{.Id}}", "quiet:1")
+    assert _tmp_files(api) == []
+
+
+def test_the_image_matches_what_overlayctl_build_makes(api: Api, bb: str, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    write_file(ctx / "app.sh", "#!/bin/sh\necho app\n", 0o755)
+    write_file(
+        ctx / "Dockerfile",
+        "FROM bb:1\nENV MODE=prod\nCOPY app.sh /app.sh\nRUN mkdir /data && echo x > /data/x\n"
+        'WORKDIR /data\nCMD ["/app.sh"]\n',
+    )
+    api.cli.ok("build", "-t", "from-cli:1", str(ctx))
+    out = api.docker_ok("build", "-t", "from-api:1", str(ctx))
+    # The same builder and cache: every step is the CLI's cached one, and
+    # so is the image.
+    assert out.count("Using cache") == 5
+    assert _inspect(api, "{{.Id}}", "from-api:1") == _inspect(api, "{{.Id}}", "from-cli:1")
+    api.docker_ok("build", "--no-cache", "-t", "fresh:1", str(ctx))
+    steps = ("history", "--no-trunc", "--format", "{{.CreatedBy}} {{.Size}}")
+    assert api.cli.ok(*steps, "fresh:1") == api.cli.ok(*steps, "from-cli:1")
+    layers = "{{len .RootFS.Layers}}"
+    assert _inspect(api, layers, "fresh:1") == _inspect(api, layers, "from-cli:1")
+    assert api.cli.ok("run", "--rm", "fresh:1") == "app\n"
+
+
+def test_build_prune_forgets_the_cache(api: Api, bb: str) -> None:
+    tar = _context_tar({"Dockerfile": "FROM bb:1\nRUN echo cached > /c\n"})
+    assert api.request("POST", "/build?t=p:1", tar)[0] == 200
+    status, _, data = api.request("POST", "/build?t=p:2", tar)
+    assert " ---> Using cache\n" in _stream(_lines(data))
+    pruned = api.json("POST", "/v1.41/build/prune?all=1", expect=200)
+    assert pruned["CachesDeleted"] and isinstance(pruned["SpaceReclaimed"], int)
+    status, _, data = api.request("POST", "/build?t=p:3", tar)
+    assert "Using cache" not in _stream(_lines(data))
+    assert api.json("POST", "/build/prune", expect=200)["CachesDeleted"] == ["1 cached build steps"]
+    status, _, data = api.request("POST", '/build/prune?filters={"until":["24h"]}')
+    assert status == 400 and "until" in json.loads(data)["message"]
+    out = api.docker_ok("builder", "prune", "-f")
+    assert "Total reclaimed space" in out
