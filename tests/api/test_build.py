@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.api.conftest import Api
-from tests.helpers import write_file
+from tests.helpers import wait_for, write_file
 
 
 def _context_tar(files: dict[str, str], compress: str = "") -> bytes:
@@ -244,3 +244,64 @@ def test_build_prune_forgets_the_cache(api: Api, bb: str) -> None:
     assert status == 400 and "until" in json.loads(data)["message"]
     out = api.docker_ok("builder", "prune", "-f")
     assert "Total reclaimed space" in out
+
+
+def test_stages_built_at_once_stream_through_the_service(api: Api, bb: str) -> None:
+    dockerfile = (
+        "FROM bb:1 AS left\nRUN echo left-ran && echo L > /l\n"
+        "FROM bb:1 AS right\nRUN echo right-ran && echo R > /r\n"
+        "FROM bb:1\nCOPY --from=left /l /l\nCOPY --from=right /r /r\n"
+    )
+    status, _, data = api.request("POST", "/build?t=stages:1", _context_tar({"Dockerfile": dockerfile}))
+    assert status == 200
+    text = _stream(_lines(data))
+    # Each stage's worker process: its lines (its RUN's output too) prefixed by its name.
+    assert "[left] left-ran\n" in text and "[right] right-ran\n" in text
+    assert "Successfully tagged stages:1\n" in text
+    assert api.cli.ok("run", "--rm", "stages:1", "cat", "/l", "/r") == "L\nR\n"
+    assert _tmp_files(api) == []
+
+
+@pytest.mark.slow
+def test_a_client_that_leaves_mid_build_costs_nothing(api: Api, bb: str) -> None:
+    import socket
+
+    dockerfile = "FROM bb:1\nRUN echo started && sleep 3 && echo done > /done\n"
+    body = _context_tar({"Dockerfile": dockerfile})
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.connect(str(api.sock))
+    head = "POST /v1.41/build?t=left:1 HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-tar\r\n"
+    sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    seen = b""
+    while b"started" not in seen:
+        chunk = sock.recv(65536)
+        assert chunk, seen
+        seen += chunk
+    sock.close()  # gone while the RUN step runs
+    # The build goes on to its end, in the service, and leaves nothing behind.
+    wait_for(lambda: api.cli("image", "inspect", "left:1").returncode == 0, 60, "the build to finish")
+    wait_for(lambda: _tmp_files(api) == [], 30, "the build's staging to go")
+    assert api.cli.ok("ps", "-aq") == ""
+    status, _, _ = api.request("GET", "/_ping")
+    assert status == 200
+
+
+def test_a_truncated_context_costs_nothing(api: Api, bb: str) -> None:
+    import socket
+
+    body = _context_tar({"Dockerfile": "FROM bb:1\n", "big": "x" * 200_000})
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.connect(str(api.sock))
+    head = "POST /v1.41/build?t=cut:1 HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-tar\r\n"
+    sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
+    sock.shutdown(socket.SHUT_WR)  # the rest never comes
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    sock.close()
+    assert answer == b"" or b" 400 " in answer.split(b"\r\n")[0] or b" 500 " in answer.split(b"\r\n")[0]
+    wait_for(lambda: _tmp_files(api) == [], 30, "the build's staging to go")
+    assert api.cli("image", "inspect", "cut:1").returncode != 0
+    assert api.request("GET", "/_ping")[0] == 200
