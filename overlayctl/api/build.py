@@ -104,7 +104,18 @@ class _Body:
         self.loop = loop
 
     def read(self, size: int = -1) -> bytes:
-        return asyncio.run_coroutine_threadsafe(self.content.read(size if size > 0 else 1 << 20), self.loop).result()
+        import concurrent.futures
+
+        pending = asyncio.run_coroutine_threadsafe(self.content.read(size if size > 0 else 1 << 20), self.loop)
+        while True:
+            try:
+                return pending.result(timeout=1)
+            except concurrent.futures.TimeoutError:
+                # A loop that has stopped (the service is going) would never
+                # answer: the build fails, and its staging goes with it.
+                if not self.loop.is_running():
+                    pending.cancel()
+                    raise OSError("the service stopped while the build context was being received") from None
 
 
 def _streamed_output(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[dict | None]) -> Any:

@@ -199,8 +199,13 @@ def test_the_docker_clis_build_options(api: Api, bb: str, tmp_path: Path) -> Non
     assert "Step 5/8 : RUN echo extra > /extra" in out
     assert api.cli.ok("run", "--rm", "opts:extra", "cat", "/extra", "/greeting") == "extra\nhello\n"
 
-    out = api.docker_ok("build", "-f", str(ctx / "other.Dockerfile"), "-t", "other:1", str(ctx))
+    iidfile = tmp_path / "iid"
+    out = api.docker_ok(
+        "build", "-f", str(ctx / "other.Dockerfile"), "--iidfile", str(iidfile), "-t", "other:1", str(ctx)
+    )
     assert "Step 2/2 : RUN echo other > /other" in out
+    # The client takes it from the stream's aux line (docker-compose's CLI builds read this file).
+    assert iidfile.read_text() == _inspect(api, "{{.Id}}", "other:1")
     assert api.cli.ok("run", "--rm", "other:1", "cat", "/other") == "other\n"
 
     quiet = api.docker_ok("build", "-q", "-t", "quiet:1", "-f", str(ctx / "other.Dockerfile"), str(ctx))
