@@ -208,6 +208,11 @@ def test_the_docker_clis_build_options(api: Api, bb: str, tmp_path: Path) -> Non
     assert iidfile.read_text() == _inspect(api, "{{.Id}}", "other:1")
     assert api.cli.ok("run", "--rm", "other:1", "cat", "/other") == "other\n"
 
+    # `build -`: the client wraps the Dockerfile from its standard input in a tar.
+    out = api.docker_ok("build", "-t", "piped:1", "-", input=b"FROM bb:1\nRUN echo piped > /piped\n")
+    assert "Successfully tagged piped:1" in out
+    assert api.cli.ok("run", "--rm", "piped:1", "cat", "/piped") == "piped\n"
+
     quiet = api.docker_ok("build", "-q", "-t", "quiet:1", "-f", str(ctx / "other.Dockerfile"), str(ctx))
     assert quiet.strip() == _inspect(api, "{{.Id}}", "quiet:1")
     assert _tmp_files(api) == []
@@ -310,3 +315,23 @@ def test_a_truncated_context_costs_nothing(api: Api, bb: str) -> None:
     wait_for(lambda: _tmp_files(api) == [], 30, "the build's staging to go")
     assert api.cli("image", "inspect", "cut:1").returncode != 0
     assert api.request("GET", "/_ping")[0] == 200
+
+
+def test_two_builds_at_once_keep_their_own_output(api: Api, bb: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(name: str) -> list[dict]:
+        # Slow enough for the two RUN steps to overlap.
+        dockerfile = f"FROM bb:1\nRUN for i in 1 2 3; do echo {name}-$i; sleep 0.2; done > /dev/stdout\n"
+        status, _, data = api.request("POST", f"/build?t={name}:1", _context_tar({"Dockerfile": dockerfile}))
+        assert status == 200, data
+        return _lines(data)
+
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(one, ("alpha", "beta"))
+    for name, lines, other in (("alpha", first, "beta"), ("beta", second, "alpha")):
+        text = _stream(lines)
+        assert all(f"{name}-{i}\n" in text for i in (1, 2, 3))
+        assert other not in text  # nothing of the other build's output
+        assert f"Successfully tagged {name}:1\n" in text
+    assert _tmp_files(api) == []
