@@ -335,3 +335,33 @@ def test_two_builds_at_once_keep_their_own_output(api: Api, bb: str) -> None:
         assert other not in text  # nothing of the other build's output
         assert f"Successfully tagged {name}:1\n" in text
     assert _tmp_files(api) == []
+
+
+@pytest.mark.slow
+def test_a_service_told_to_stop_mid_build_leaves_nothing(api: Api, bb: str) -> None:
+    import signal
+    import socket
+
+    body = _context_tar({"Dockerfile": "FROM bb:1\nRUN echo started && sleep 2 && echo done\n"})
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.connect(str(api.sock))
+    head = "POST /v1.41/build?t=stopped:1 HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-tar\r\n"
+    sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    seen = b""
+    while b"started" not in seen:
+        chunk = sock.recv(65536)
+        assert chunk, seen
+        seen += chunk
+    api.proc.send_signal(signal.SIGTERM)
+    try:
+        # It waits for the build under way, then exits.
+        assert api.proc.wait(timeout=60) == 0
+        rest = b""
+        while chunk := sock.recv(65536):
+            rest += chunk
+    finally:
+        sock.close()
+    assert b"Successfully tagged stopped:1" in rest
+    assert _tmp_files(api) == []
+    assert api.cli.ok("ps", "-aq") == ""
