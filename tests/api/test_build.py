@@ -365,3 +365,37 @@ def test_a_service_told_to_stop_mid_build_leaves_nothing(api: Api, bb: str) -> N
     assert b"Successfully tagged stopped:1" in rest
     assert _tmp_files(api) == []
     assert api.cli.ok("ps", "-aq") == ""
+
+
+def test_docker_py_builds_through_the_low_level_api(api: Api, bb: str, tmp_path: Path) -> None:
+    docker = pytest.importorskip("docker")  # PyPI's docker-py (scripts/setup.sh test installs it)
+    ctx = tmp_path / "ctx"
+    write_file(ctx / "Dockerfile", "FROM bb:1\nARG WHO\nRUN echo built-by-$WHO | tee /who\nCOPY . /ctx/\n")
+    write_file(ctx / "junk.log", "ignored\n")
+    write_file(ctx / ".dockerignore", "*.log\n")
+    client = docker.APIClient(base_url=api.host, version="1.41")
+    try:
+        # docker-py sends X-Registry-Config, rm, forcerm, pull, labels and
+        # buildargs as JSON, and reads the same stream as docker-compose.
+        events = list(
+            client.build(
+                path=str(ctx),
+                tag="py:1",
+                buildargs={"WHO": "python"},
+                labels={"via": "docker-py"},
+                decode=True,
+                rm=True,
+                forcerm=True,
+                pull=False,
+            )
+        )
+    finally:
+        client.close()
+    assert not [e for e in events if "error" in e], events
+    text = "".join(e.get("stream", "") for e in events)
+    assert "built-by-python" in text
+    image_id = _inspect(api, "{{.Id}}", "py:1")
+    assert f"Successfully built {image_id[7:19]}\n" in text
+    assert {"aux": {"ID": image_id}} in events
+    assert _inspect(api, "{{.Config.Labels.via}}", "py:1") == "docker-py"
+    assert "junk.log" not in api.cli.ok("run", "--rm", "py:1", "ls", "-a", "/ctx").split()
