@@ -218,6 +218,7 @@ def test_the_docker_clis_build_options(api: Api, bb: str, tmp_path: Path) -> Non
     assert _tmp_files(api) == []
 
 
+@pytest.mark.slow
 def test_the_image_matches_what_overlayctl_build_makes(api: Api, bb: str, tmp_path: Path) -> None:
     ctx = tmp_path / "ctx"
     write_file(ctx / "app.sh", "#!/bin/sh\necho app\n", 0o755)
