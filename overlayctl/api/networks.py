@@ -97,13 +97,13 @@ def _ipam(body: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
     v4: list[dict[str, Any]] = []
     v6: list[dict[str, Any]] = []
     for config in configs:
-        subnet = _string(config, "Subnet")
-        if not subnet:
+        given = _string(config, "Subnet")
+        if not given:
             if _string(config, "Gateway"):
                 raise ApiError(400, "a gateway needs a subnet in the same IPAM.Config entry")
             continue
-        (v6 if ":" in subnet else v4).append(config)
-        if _string(config, "IPRange") not in ("", subnet):
+        (v6 if ":" in given else v4).append(config)
+        if _string(config, "IPRange") not in ("", given):
             raise _unsupported("IPAM.Config IPRange (a part of the subnet for containers)")
         if config.get("AuxiliaryAddresses"):
             raise _unsupported("IPAM.Config AuxiliaryAddresses")
@@ -111,9 +111,9 @@ def _ipam(body: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
         raise ApiError(400, "give at most one IPv4 and one IPv6 subnet")
     if v6 and _string(v6[0], "Gateway"):
         raise _unsupported("an IPv6 gateway of your choice (it is the subnet's first address)")
-    subnet = v4[0]["Subnet"] if v4 else None
+    subnet = _string(v4[0], "Subnet") if v4 else None
     gateway = (_string(v4[0], "Gateway") or None) if v4 else None
-    return subnet, gateway, (v6[0]["Subnet"] if v6 else None)
+    return subnet, gateway, (_string(v6[0], "Subnet") if v6 else None)
 
 
 async def create_network(request: web.Request) -> web.StreamResponse:

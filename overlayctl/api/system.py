@@ -67,19 +67,27 @@ def _disk_usage(store: Store) -> dict[str, Any]:
     """/system/df, made from `system df -v`'s report so that the figures
     are the CLI's: LayersSize is its Images size, each image, container
     and volume its row."""
-    from overlayctl.engine.filters import image_labels
-    from overlayctl.engine.inspect import container_inspect, state_name, status_text
     from overlayctl.engine.measure import disk_usage
-    from overlayctl.engine.volumes import inspect_volumes
-    from overlayctl.errors import OverlayctlError
     from overlayctl.util.humanize import now_rfc3339
 
     report = disk_usage(store)
     kinds = {kind.type: kind for kind in report.kinds}
+    return {
+        "LayersSize": kinds["Images"].size if "Images" in kinds else 0,
+        "Images": _df_images(store, report),
+        "Containers": _df_containers(store, report),
+        "Volumes": _df_volumes(store, report),
+        "BuildCache": _build_cache(report, now_rfc3339()),
+    }
+
+
+def _df_images(store: Store, report: Any) -> list[dict[str, Any]]:
+    """Each image as image lists show it (ImageSummary), with the report's sizes."""
+    from overlayctl.engine.filters import image_labels
+    from overlayctl.errors import OverlayctlError
+
     images = []
-    image_sizes = {}
     for usage in report.images:
-        image_sizes[usage.id] = usage.size
         try:
             image = store.images.get(usage.id)
         except OverlayctlError:
@@ -101,6 +109,16 @@ def _disk_usage(store: Store) -> dict[str, Any]:
                 "VirtualSize": usage.size,
             }
         )
+    return images
+
+
+def _df_containers(store: Store, report: Any) -> list[dict[str, Any]]:
+    """Each container as container lists show it, with the report's SizeRw
+    (its directory less its logs) and SizeRootFs (that and its image)."""
+    from overlayctl.engine.inspect import container_inspect, state_name, status_text
+    from overlayctl.errors import OverlayctlError
+
+    image_sizes = {usage.id: usage.size for usage in report.images}
     containers = []
     for usage in report.containers:
         c = usage.container
@@ -127,6 +145,14 @@ def _disk_usage(store: Store) -> dict[str, Any]:
                 "Mounts": [_mount_point(m) for m in document["Mounts"]],
             }
         )
+    return containers
+
+
+def _df_volumes(store: Store, report: Any) -> list[dict[str, Any]]:
+    """Each volume as inspect shows it, with UsageData from the report."""
+    from overlayctl.engine.volumes import inspect_volumes
+    from overlayctl.errors import OverlayctlError
+
     volumes = []
     for usage in report.volumes:
         try:
@@ -134,13 +160,7 @@ def _disk_usage(store: Store) -> dict[str, Any]:
         except OverlayctlError:
             continue  # a directory the catalog does not know: system fsck's business
         volumes.append(dict(document, UsageData={"Size": usage.size, "RefCount": usage.links}))
-    return {
-        "LayersSize": kinds["Images"].size if "Images" in kinds else 0,
-        "Images": images,
-        "Containers": containers,
-        "Volumes": volumes,
-        "BuildCache": _build_cache(report, now_rfc3339()),
-    }
+    return volumes
 
 
 def _mount_point(mount: dict[str, Any]) -> dict[str, Any]:
