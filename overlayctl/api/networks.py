@@ -184,7 +184,12 @@ async def connect_network(request: web.Request) -> web.StreamResponse:
 
     body, container = await _container_of(request)
     ip, aliases = _endpoint(body)
-    await call(request, connect, request.match_info["id"], container, ip, aliases)
+    try:
+        await call(request, connect, request.match_info["id"], container, ip, aliases)
+    except ConflictError as exc:
+        # Already connected: libnetwork's "endpoint with name ... already
+        # exists", which dockerd answers as Forbidden.
+        raise ApiError(403, exc.message) from None
     return web.Response(status=200)
 
 

@@ -95,7 +95,9 @@ def test_connect_and_disconnect_a_running_container(net, api):  # noqa: F811
     aliases = api.cli.ok("inspect", "-f", "{{json .NetworkSettings.Networks.back.Aliases}}", "ca")
     assert "web" in json.loads(aliases)
     # Twice is refused; so is a container that does not exist.
-    assert api.docker("network", "connect", "back", "ca").returncode != 0
+    twice = api.docker("network", "connect", "back", "ca")
+    assert twice.returncode != 0 and b"already exists in network back" in twice.stderr
+    assert api.request("POST", "/networks/back/connect", {"Container": "ca"})[0] == 403
     status, _, body = api.request("POST", "/networks/back/connect", {"Container": "nosuch"})
     assert status == 404, body
 
