@@ -174,3 +174,20 @@ def test_network_prune_and_status_codes(net, api):  # noqa: F811
         "joined",
         "none",
     ]
+
+
+def test_an_ipv6_network_through_the_api(net, api):  # noqa: F811
+    from overlayctl.network import ipam
+
+    v6 = str(ipam.random_ula_subnet())
+    # An IPv6 subnet without EnableIPv6 is refused, as `network create` without --ipv6.
+    status, _, body = api.request("POST", "/networks/create", {"Name": "nosix", "IPAM": {"Config": [{"Subnet": v6}]}})
+    assert status == 400 and b"EnableIPv6" in body
+    api.docker_ok("network", "create", "--ipv6", "--subnet", net.spare, "--subnet", v6, "six")
+    document = api.json("GET", "/networks/six", expect=200)
+    assert document["EnableIPv6"] is True
+    assert [c["Subnet"] for c in document["IPAM"]["Config"]] == [net.spare, v6]
+    assert document == json.loads(api.cli.ok("network", "inspect", "six"))[0]
+    api.cli.ok("run", "-d", "--name", "sixa", "--network", "six", "bb:1", "sleep", "60")
+    attached = api.json("GET", "/networks/six", expect=200)["Containers"]
+    assert [c["IPv6Address"].split("/")[1] for c in attached.values()] == ["64"]
