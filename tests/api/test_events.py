@@ -90,7 +90,6 @@ def _lines(proc: subprocess.Popen, want: str, timeout: float = 30) -> list[str]:
     return got
 
 
-@pytest.mark.slow
 def test_a_live_stream_while_a_container_starts(api, bb):
     # --since now: what happens between the client's start and its request
     # comes from the record, the rest live; nothing falls between.

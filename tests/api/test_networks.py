@@ -81,7 +81,6 @@ def test_network_create_ls_inspect_rm(net, api):  # noqa: F811
     assert "front" not in api.cli.ok("network", "ls")
 
 
-@pytest.mark.slow
 def test_connect_and_disconnect_a_running_container(net, api):  # noqa: F811
     api.docker_ok("network", "create", "--subnet", net.spare, "back")
     ip = str(ipaddress.IPv4Network(net.spare).network_address + 77)
