@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import time
 from urllib.parse import quote
 
 import pytest
@@ -82,6 +83,7 @@ def test_network_create_ls_inspect_rm(net, api):  # noqa: F811
 
 
 def test_connect_and_disconnect_a_running_container(net, api):  # noqa: F811
+    since = f"{time.time():.9f}"
     api.docker_ok("network", "create", "--subnet", net.spare, "back")
     ip = str(ipaddress.IPv4Network(net.spare).network_address + 77)
     cid = api.cli.ok("run", "-d", "--name", "ca", "bb:1", "sleep", "60").strip()
@@ -111,6 +113,11 @@ def test_connect_and_disconnect_a_running_container(net, api):  # noqa: F811
     status, _, body = api.request("POST", "/networks/back/disconnect", {"Container": "ca"})
     assert status == 400 and b"not connected" in body
     api.docker_ok("network", "rm", "back")
+    # What happened to it, as `docker events` shows it.
+    window = ("--since", since, "--until", f"{time.time():.9f}", "--filter", "network=back")
+    lines = api.docker_ok("events", *window, "--format", "{{.Action}} {{.Actor.Attributes.container}}").splitlines()
+    assert [line.split()[0] for line in lines] == ["create", "connect", "disconnect", "destroy"]
+    assert lines[1] == f"connect {cid}" and lines[2] == f"disconnect {cid}"
 
 
 @pytest.mark.slow
