@@ -34,10 +34,9 @@ _DEFAULT_OPTIONS = {
 def _documents(store: Store, items: list[str]) -> list[dict[str, Any]]:
     """Every network the filters keep, as inspect shows it, less Containers:
     dockerd leaves that out of lists from API 1.28 on."""
-    from overlayctl.engine.networks import inspect_networks, list_networks
+    from overlayctl.engine.networks import network_documents
 
-    rows = list_networks(store, items)
-    documents = inspect_networks(store, [row.id for row in rows])
+    documents = network_documents(store, items)
     for document in documents:
         document["Containers"] = {}
     return documents
