@@ -31,20 +31,23 @@ _DEFAULT_OPTIONS = {
 }
 
 
-def _documents(store: Store, items: list[str]) -> list[dict[str, Any]]:
-    """Every network the filters keep, as inspect shows it, less Containers:
-    dockerd leaves that out of lists from API 1.28 on."""
+def _documents(store: Store, items: list[str], detailed: bool) -> list[dict[str, Any]]:
+    """Every network the filters keep, as inspect shows it; dockerd leaves
+    Containers empty in lists from API 1.28 on (`detailed` is older)."""
     from overlayctl.engine.networks import network_documents
 
     documents = network_documents(store, items)
-    for document in documents:
-        document["Containers"] = {}
+    if not detailed:
+        for document in documents:
+            document["Containers"] = {}
     return documents
 
 
 async def list_networks(request: web.Request) -> web.StreamResponse:
     """GET /networks?filters=."""
-    return ok(await call(request, _documents, filters(request)))
+    version = request.match_info.get("version")
+    detailed = version is not None and tuple(int(part) for part in version.split(".")) < (1, 28)
+    return ok(await call(request, _documents, filters(request), detailed))
 
 
 async def inspect_network(request: web.Request) -> web.StreamResponse:

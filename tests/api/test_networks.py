@@ -92,6 +92,11 @@ def test_connect_and_disconnect_a_running_container(net, api):  # noqa: F811
     attached = json.loads(api.docker_ok("network", "inspect", "back"))[0]["Containers"]
     assert list(attached) == [cid]
     assert attached[cid]["Name"] == "ca" and attached[cid]["IPv4Address"] == f"{ip}/24"
+    # Lists leave Containers out from API 1.28 on, as dockerd's; older clients get them.
+    assert [n["Containers"] for n in api.json("GET", "/v1.41/networks", expect=200) if n["Name"] == "back"] == [{}]
+    assert [n["Containers"] for n in api.json("GET", "/v1.27/networks", expect=200) if n["Name"] == "back"] == [
+        attached
+    ]
     assert f"inet {ip}/24" in api.cli.ok("exec", "ca", "ip", "-4", "addr")
     aliases = api.cli.ok("inspect", "-f", "{{json .NetworkSettings.Networks.back.Aliases}}", "ca")
     assert "web" in json.loads(aliases)
