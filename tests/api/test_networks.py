@@ -64,7 +64,12 @@ def test_network_create_ls_inspect_rm(net, api):  # noqa: F811
 
     # Inspect is the CLI's document.
     docker = json.loads(api.docker_ok("network", "inspect", "front"))[0]
-    assert docker == json.loads(api.cli.ok("network", "inspect", "front"))[0]
+    ours = json.loads(api.cli.ok("network", "inspect", "front"))[0]
+    # Options: only those given at creation, as dockerd (docker-compose compares them).
+    assert ours["Options"] == {"com.docker.network.bridge.name": device} and docker["Options"] == {}
+    assert docker == dict(ours, Options={})
+    bridge = api.json("GET", "/networks/bridge", expect=200)
+    assert bridge["Options"]["com.docker.network.bridge.default_bridge"] == "true"
     assert docker["Id"] == network_id and docker["Internal"] is True and docker["Labels"] == {"env": "test"}
     assert docker["IPAM"]["Config"] == [{"Subnet": net.spare, "Gateway": gateway}]
     fmt = "{{.Driver}} {{.Scope}} {{range .IPAM.Config}}{{.Subnet}}{{end}}"
@@ -198,7 +203,25 @@ def test_an_ipv6_network_through_the_api(net, api):  # noqa: F811
     document = api.json("GET", "/networks/six", expect=200)
     assert document["EnableIPv6"] is True
     assert [c["Subnet"] for c in document["IPAM"]["Config"]] == [net.spare, v6]
-    assert document == json.loads(api.cli.ok("network", "inspect", "six"))[0]
+    assert document == dict(json.loads(api.cli.ok("network", "inspect", "six"))[0], Options={})
     api.cli.ok("run", "-d", "--name", "sixa", "--network", "six", "bb:1", "sleep", "60")
     attached = api.json("GET", "/networks/six", expect=200)["Containers"]
     assert [c["IPv6Address"].split("/")[1] for c in attached.values()] == ["64"]
+
+
+def test_docker_compose_finds_the_network_it_made_unchanged(net, api):  # noqa: F811
+    # docker-compose's own code (Debian's 1.29): a second `up` inspects the
+    # network the first made and compares its options with the file's.
+    script = (
+        "import sys, docker\n"
+        "from compose.network import Network\n"
+        "client = docker.APIClient(base_url=sys.argv[1], version='1.41')\n"
+        "network = Network(client, 'proj', 'default')\n"
+        "network.ensure()\n"
+        "network.ensure()\n"
+        "print(network.inspect()['Labels']['com.docker.compose.network'])\n"
+    )
+    result = subprocess.run(["/usr/bin/python3", "-c", script, api.host], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "default\n"
+    assert "proj_default" in api.cli.ok("network", "ls")
