@@ -125,7 +125,9 @@ def bind(address: str, group: str | None = None) -> socket.socket:
         return _bind_tcp(address[len("tcp://") :])
     if address.startswith("/"):
         return _bind_unix(address, _group_id(group))
-    raise InvalidArgumentError(f"{address!r}: not an address the service can listen on (unix:///PATH or tcp://HOST:PORT)")
+    raise InvalidArgumentError(
+        f"{address!r}: not an address the service can listen on (unix:///PATH or tcp://HOST:PORT)"
+    )
 
 
 def serve(
@@ -190,5 +192,5 @@ async def _until_idle(app: web.Application, stop: asyncio.Event, idle_seconds: f
             return
         try:
             await asyncio.wait_for(stop.wait(), timeout=max(0.05, idle_seconds - idle_for if app["busy"] == 0 else 1.0))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
