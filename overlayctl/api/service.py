@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from aiohttp import web
 
 SD_LISTEN_FDS_START = 3
+# Connections waiting to be accepted: as many as the kernel allows
+# (net.core.somaxconn), as Go's listeners ask for. A burst beyond the queue
+# fails at once on a unix socket (EAGAIN), where a TCP client would retry.
+BACKLOG = socket.SOMAXCONN
 
 
 def default_address(runroot: str | None = None) -> str:
@@ -94,7 +98,7 @@ def _bind_unix(path: str, gid: int) -> socket.socket:
         os.umask(old)
     os.chown(path, 0, gid)
     os.chmod(path, 0o660)
-    sock.listen(128)
+    sock.listen(BACKLOG)
     return sock
 
 
@@ -109,7 +113,7 @@ def _bind_tcp(address: str) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, number))
-    sock.listen(128)
+    sock.listen(BACKLOG)
     print(
         f"overlayctl: warning: serving the Engine API on tcp://{host}:{number} without TLS: "
         "whoever can connect to it is root on this host",
@@ -211,7 +215,8 @@ async def _serve(socks: list[socket.socket], idle_seconds: float, root: str | No
     runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True)
     await runner.setup()
     for sock in socks:
-        await web.SockSite(runner, sock).start()
+        # (The listen() it makes again sets the queue of systemd's sockets too.)
+        await web.SockSite(runner, sock, backlog=BACKLOG).start()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
