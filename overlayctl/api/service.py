@@ -11,6 +11,7 @@ loses nothing and the next activation sees them all.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -221,6 +222,10 @@ async def _serve(socks: list[socket.socket], idle_seconds: float, root: str | No
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     notify_ready("serving the Engine API")
+    # What start-up made stays for good: out of the cycle collector's sight
+    # (it may have been off until now, see cli.fastrun.fast_service).
+    gc.freeze()
+    gc.enable()
     # As sd_notify(unset_environment=1): the supervisors and commands it
     # starts are not the unit's main process and must not speak for it.
     os.environ.pop("NOTIFY_SOCKET", None)
