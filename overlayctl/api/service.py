@@ -166,11 +166,14 @@ def serve(
                 pass
 
 
-# Worker threads for engine calls (http.call). Made only when needed, so
-# the idle service holds few; many, because a follow (logs -f, wait, events,
-# attach) may hold one for as long as its client stays, and must not starve
-# every other request.
-WORKER_THREADS = 64
+# Worker threads for engine calls (http.call, http.blocking), made as
+# needed and kept. Each one used costs about 200 kB for good (its stack, its
+# store's SQLite connection, its malloc arena), so the pool is bounded: a
+# burst of 100 clients leaves the service ~7 MB larger, not ~13. Follows
+# (logs -f, wait, events) poll with short calls rather than hold a thread;
+# a handler must never hold one while it waits for another (a pipe read
+# waiting for its writer): with the pool full, neither would run.
+WORKER_THREADS = 32
 
 
 class _OneLine(logging.Formatter):
