@@ -53,6 +53,7 @@ from overlayctl.util.reference import Reference, parse_reference
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any, TextIO
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
@@ -216,6 +217,7 @@ class Builder:
         sweep(store.paths.tmp)
         self.cache_entries: list[CacheEntry] = []
         self.new_layers: list[str] = []
+        self.leased: list[str] = []  # layers leased for the build (released when it ends)
         self.args: dict[str, str | None] = {}  # ARGs declared in the stage: name -> value
         self.global_args: dict[str, str | None] = {}
         self.used_build_args: set[str] = set()
@@ -251,6 +253,8 @@ class Builder:
         except BaseException:
             self._drop_new_layers()
             raise
+        finally:
+            self._release_leases()
         for name in sorted(set(self.opts.build_args) - self.used_build_args):
             self.say(f"[Warning] One or more build-args [{name}] were not consumed")
         return image_id
@@ -373,8 +377,8 @@ class Builder:
     def _take_report(self, index: int, report: dict) -> None:
         config = jsonio.loads(report["config"].encode())
         # Leased before the worker may exit and take its leases with it.
-        self.store.layers.lease(config["rootfs"]["diff_ids"])
-        self.store.layers.lease(report["new_layers"])
+        self._lease(config["rootfs"]["diff_ids"])
+        self._lease(report["new_layers"])
         self.new_layers += report["new_layers"]
         self.used_build_args.update(report["used_build_args"])
         self.cache_entries += [CacheEntry(p, k, r, c.encode()) for p, k, r, c in report["cache"]]
@@ -410,6 +414,19 @@ class Builder:
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
             raise self._fail(ins, f"{exc.strerror or exc}{where}") from None
+
+    def _lease(self, diff_ids: Iterable[str]) -> None:
+        """Keep layers the build relies on from removal until it ends."""
+        ids = list(diff_ids)
+        self.store.layers.lease(ids)
+        self.leased.extend(ids)
+
+    def _release_leases(self) -> None:
+        """The build is over: its image (if any) now holds its layers. A
+        CLI build would let go at its exit; the Engine API service lives on,
+        and a lease it kept would keep a removed image's layers on disk."""
+        self.store.layers.release(self.leased + self.new_layers)
+        self.leased = []
 
     def _drop_new_layers(self) -> None:
         if self.new_layers:
@@ -509,7 +526,7 @@ class Builder:
             ) from None
         # The base's layers stay for the build even if the base is removed
         # meanwhile (rmi, prune): the new image will use them.
-        self.store.layers.lease(layer.diff_id for layer in base.layers)
+        self._lease(layer.diff_id for layer in base.layers)
         for layer in base.layers:
             if self.store.layers.find(layer.diff_id) is None:
                 raise self._fail(ins, f'{what} "{name}" was removed while the build started; try again')
@@ -741,7 +758,7 @@ class Builder:
             return None
         config = jsonio.loads(raw)
         # The layers a cached config names must still be stored (and stay so).
-        self.store.layers.lease(config["rootfs"]["diff_ids"])
+        self._lease(config["rootfs"]["diff_ids"])
         for diff_id in config["rootfs"]["diff_ids"]:
             if self.store.layers.find(diff_id) is None:
                 return None
@@ -1259,7 +1276,7 @@ class Builder:
             raise InvalidArgumentError(
                 f'--mount from="{name}": no such stage or image here (pulling is not supported: import or build it)'
             ) from None
-        self.store.layers.lease(layer.diff_id for layer in image.layers)
+        self._lease(layer.diff_id for layer in image.layers)
         dirs = []
         for layer in reversed(image.layers):
             found = self.store.layers.find(layer.diff_id)

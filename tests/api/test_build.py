@@ -400,3 +400,17 @@ def test_docker_py_builds_through_the_low_level_api(api: Api, bb: str, tmp_path:
     assert {"aux": {"ID": image_id}} in events
     assert _inspect(api, "{{.Config.Labels.via}}", "py:1") == "docker-py"
     assert "junk.log" not in api.cli.ok("run", "--rm", "py:1", "ls", "-a", "/ctx").split()
+
+
+def test_rmi_of_an_image_built_through_the_service_frees_its_layers(api: Api, bb: str, tmp_path: Path) -> None:
+    # The service outlives its builds: a layer it kept leased after the build
+    # would stay on disk after the image is removed, until the service exits.
+    layers = api.cli.root / "layers"
+    before = sorted(os.listdir(layers))
+    ctx = tmp_path / "ctx"
+    write_file(ctx / "Dockerfile", "FROM bb:1\nRUN echo new-layer > /f\nRUN echo second > /g\n")
+    api.docker_ok("build", "-t", "gone:1", str(ctx))
+    assert len(os.listdir(layers)) == len(before) + 2
+    out = api.docker_ok("rmi", "gone:1")
+    assert "Untagged: gone:1" in out and "Deleted: sha256:" in out
+    assert sorted(os.listdir(layers)) == before
