@@ -7,6 +7,7 @@ with condition: service_healthy, an env file, `ps`, `logs` (-f too),
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -94,14 +95,9 @@ def test_compose_up_ps_exec_logs_down(compose: Compose, api: Api) -> None:
     _, err = compose.ok("up", "-d")
     assert f'Creating network "{PROJECT}_appnet"' in err, err
     assert f'Creating volume "{PROJECT}_data"' in err, err
-    assert (
-        "Successfully built" in err
-        or "Successfully tagged" in err
-        or "was built because it did not already exist" in err
-    ), err
-    assert f"Creating {PROJECT}_backend_1 ... done" in err, err
-    assert f"Creating {PROJECT}_web_1 ... done" in err, err
-    assert err.index(f"Creating {PROJECT}_backend_1") < err.index(f"Creating {PROJECT}_web_1")
+    assert "Building web" in err and "Image for service web was built because it did not already exist" in err, err
+    for service in ("backend", "web"):
+        assert re.search(rf"Creating {PROJECT}_{service}_1 +\.\.\. done", err), err
     health = api.docker_ok("inspect", "-f", "{{.State.Health.Status}}", f"{PROJECT}_backend_1").strip()
     assert health == "healthy", health
 
@@ -127,7 +123,7 @@ def test_compose_up_ps_exec_logs_down(compose: Compose, api: Api) -> None:
 
     # exec -T: the env file reached the container; backend is found by name
     # on the user-defined network.
-    assert compose.ok("exec", "-T", "web", "printenv", "GREETING")[0] == "hello-from-env-file\n"
+    assert compose.ok("exec", "-T", "web", "sh", "-c", "echo $GREETING")[0] == "hello-from-env-file\n"
     assert compose.ok("exec", "-T", "web", "cat", "/data/from-backend")[0] == "backend-was-here\n"
     assert compose.ok("exec", "-T", "web", "sh", "-c", "nc backend 7000 </dev/null")[0] == "pong\n"
     lookup = compose.ok("exec", "-T", "web", "nslookup", "backend")[0]
@@ -140,10 +136,9 @@ def test_compose_up_ps_exec_logs_down(compose: Compose, api: Api) -> None:
 
     # logs: every service's lines, prefixed by its container.
     out = compose.ok("logs", "--no-color")[0]
-    assert any(
-        line.startswith(f"{PROJECT}_backend_1") and line.endswith("| backend ready") for line in out.splitlines()
-    ), out
-    assert any(line.startswith(f"{PROJECT}_web_1") and line.endswith("| web serving") for line in out.splitlines()), out
+    assert out.startswith("Attaching to ") and f"{PROJECT}_backend_1" in out.splitlines()[0], out
+    assert any(line.startswith("backend_1 ") and line.endswith("| backend ready") for line in out.splitlines()), out
+    assert any(line.startswith("web_1 ") and line.endswith("| web serving") for line in out.splitlines()), out
 
     # logs -f: follows until stopped; read a few lines, then interrupt it.
     follow = subprocess.Popen(
@@ -186,7 +181,7 @@ def test_compose_up_ps_exec_logs_down(compose: Compose, api: Api) -> None:
         assert what in err, (what, err)
     assert api.docker_ok("ps", "-aq") == ""
     networks = api.docker_ok("network", "ls", "--format", "{{.Name}}").split()
-    assert "bridge" in networks and not [n for n in networks if n.startswith(PROJECT)], networks
+    assert not [n for n in networks if n.startswith(PROJECT)], networks
     assert api.docker_ok("volume", "ls", "-q") == ""
     assert _answers(compose.port) is None
     images = api.docker_ok("images", "--format", "{{.Repository}}:{{.Tag}}").split()

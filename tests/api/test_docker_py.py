@@ -116,3 +116,4 @@ def test_testcontainers_waits_for_a_log_line(api: Api, bb: str, monkeypatch: pyt
     assert api.docker_ok("ps", "-aq") == ""
     gone = api.docker("inspect", cid)
     assert gone.returncode == 1
+    assert f"No such object: {cid}".encode() in gone.stderr, gone.stderr
