@@ -1,9 +1,261 @@
-"""Engine API: logs."""
+"""Engine API: a container's logs (`docker logs`), as dockerd streams them.
+
+Without a TTY the body is Docker's multiplexed stream: each piece of output
+behind an 8-byte header (the stream: 1 stdout, 2 stderr; three zero bytes;
+the length, big-endian uint32), which the client's stdcopy splits back into
+its stdout and stderr. With a TTY the container had one stream, sent raw.
+
+The entries come from engine.logs.log_entries, read by a thread of the
+request's own (a follow can wait for hours, and the shared executor's few
+workers are for short calls). That thread stops within a poll when the
+client goes away, and lets go of the log file then.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import re
+import struct
+import threading
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from overlayctl.api.http import ApiError, flag
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from overlayctl.store import Store
+
+# Output a producer may have ready that the client has not taken yet.
+AHEAD = 256
+# How often a waiting handler looks whether its client is still there.
+CLIENT_CHECK = 1.0
+
+_UNIX_TIME = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+_STREAM_IDS = {"stdout": 1, "stderr": 2}
+
+
+class Gone(Exception):
+    """Raised in a producer thread when its client went away."""
+
+
+class _End:
+    """The producer returned."""
+
+
+class _Ready:
+    """The producer checked its request and is about to produce: the
+    answer's status is 200 from here."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class Pump:
+    """A producer thread's output handed to the event loop: at most AHEAD
+    items before the client takes them, and a stop the thread sees as Gone
+    in `put` (and through `gone()` while it waits for something to put)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.slots = threading.Semaphore(AHEAD)
+        self.stop = threading.Event()
+
+    def gone(self) -> bool:
+        """Whether the client went away (for the thread's waits)."""
+        return self.stop.is_set()
+
+    def _send(self, item: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: the service is ending
+            self.stop.set()
+            raise Gone from None
+
+    def put(self, item: Any) -> None:
+        """Hand item to the handler; blocks while AHEAD items wait unread."""
+        while not self.slots.acquire(timeout=0.5):
+            if self.stop.is_set():
+                raise Gone
+        if self.stop.is_set():
+            raise Gone
+        self._send(item)
+
+    def ready(self, value: Any = None) -> None:
+        """The request is good: the handler may send its headers."""
+        self._send(_Ready(value))
+
+    def start(self, request: web.Request, produce: Callable[[Store, Pump], None]) -> None:
+        """Run produce(store, self) on a thread of its own with a store of
+        its own (SQLite connections stay in their thread), closed after."""
+        root, runroot = request.app["root"], request.app["runroot"]
+
+        def run() -> None:
+            try:
+                from overlayctl.engine import open_store
+
+                store = open_store(root, runroot)
+                try:
+                    produce(store, self)
+                finally:
+                    store.close()
+            except Gone:
+                return
+            except BaseException as exc:  # noqa: BLE001 - handed to the handler, which answers with it
+                if not self.stop.is_set():
+                    self._send_quietly(exc)
+                return
+            self._send_quietly(_End())
+
+        threading.Thread(target=run, name="api-stream", daemon=True).start()
+
+    def _send_quietly(self, item: Any) -> None:
+        try:
+            self._send(item)
+        except Gone:
+            pass
+
+    async def first(self, request: web.Request) -> Any:
+        """Wait until the producer is ready (its value) or failed (raised
+        here, before any header is sent, so the status can say so). Nothing
+        but those comes before ready()."""
+        while True:
+            try:
+                item = await asyncio.wait_for(self.queue.get(), CLIENT_CHECK)
+            except TimeoutError:
+                if client_gone(request):
+                    raise Gone from None
+                continue
+            if isinstance(item, _Ready):
+                return item.value
+            if isinstance(item, BaseException):
+                raise item
+            self.queue.put_nowait(item)  # _End: ended without a word; relay sees it
+            return None
+
+    async def next(self, request: web.Request) -> list[Any] | None:
+        """The items ready now (waiting for one); None if the client went
+        away meanwhile. An _End or an exception comes last."""
+        while True:
+            try:
+                item = await asyncio.wait_for(self.queue.get(), CLIENT_CHECK)
+            except TimeoutError:
+                if client_gone(request):
+                    return None
+                continue
+            items = [item]
+            while not self.queue.empty():
+                items.append(self.queue.get_nowait())
+            for each in items:
+                if isinstance(each, bytes):
+                    self.slots.release()
+            return items
+
+    async def relay(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Write the producer's bytes to response until it ends or the
+        client goes away. An error after the headers can only end the stream."""
+        while True:
+            items = await self.next(request)
+            if items is None:
+                return
+            data = b"".join(item for item in items if isinstance(item, bytes))
+            if data:
+                await response.write(data)
+            if isinstance(items[-1], (_End, BaseException)):
+                return
+
+
+def client_gone(request: web.Request) -> bool:
+    """Whether the client closed its connection."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def streamed(request: web.Request, produce: Callable[[Store, Pump], None], content_type: str) -> Any:
+    """Run produce on its own thread and relay what it puts to the client,
+    with 200 and content_type once it calls ready(). An error before that is
+    the answer's status; the thread is told to stop however this ends."""
+    pump = Pump(asyncio.get_running_loop())
+    pump.start(request, produce)
+    try:
+        try:
+            await pump.first(request)
+        except Gone:
+            return web.Response(status=499)  # nobody is there to read it
+        response = web.StreamResponse(status=200, headers={"Content-Type": content_type})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            await pump.relay(request, response)
+            await response.write_eof()
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # the client went away: the finally below stops the thread
+        return response
+    finally:
+        pump.stop.set()
+
+
+def frame(stream: str, data: bytes) -> bytes:
+    """Docker's multiplexed-stream frame of data (stdcopy's format)."""
+    return struct.pack(">BxxxI", _STREAM_IDS.get(stream, 1), len(data)) + data
+
+
+def timestamp(ns: int) -> str:
+    """A log time as dockerd prints it (Go's RFC3339NanoFixed, UTC): nine
+    digits of the fraction, always, so the columns line up."""
+    import time
+
+    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000))
+    return f"{whole}.{ns % 1_000_000_000:09d}Z"
+
+
+def _unix_time(request: web.Request, name: str) -> str | None:
+    """since/until as the API gives them: Unix seconds, with a fraction
+    (the docker client turns "10m" or a date into that); 0 means none."""
+    value = request.query.get(name, "").strip()
+    if not value:
+        return None
+    if not _UNIX_TIME.fullmatch(value):
+        raise ApiError(400, f'invalid value for {name}: "{value}": give Unix seconds (1700000000.5)')
+    if float(value) <= 0:
+        return None
+    return value
+
+
+def _tail(request: web.Request) -> str:
+    """tail as dockerd reads it: a number of lines, else (all, a typo) everything."""
+    value = request.query.get("tail", "all").strip()
+    return value if value.isdigit() else "all"
+
+
+async def container_logs(request: web.Request) -> web.StreamResponse:
+    """GET /containers/{id}/logs"""
+    stdout, stderr = flag(request, "stdout"), flag(request, "stderr")
+    if not (stdout or stderr):
+        raise ApiError(400, "Bad parameters: you must choose at least one stream")
+    follow, stamps = flag(request, "follow"), flag(request, "timestamps")
+    since, until, tail = _unix_time(request, "since"), _unix_time(request, "until"), _tail(request)
+    wanted = {"stdout": stdout, "stderr": stderr}
+    ident = request.match_info["id"]
+
+    def produce(store: Store, pump: Pump) -> None:
+        from overlayctl.engine.logs import log_entries
+
+        container = store.containers.get(ident)
+        tty = bool(container.config.config.tty)
+        entries = log_entries(store, container, tail, since, until, follow, pump.gone)
+        pump.ready(tty)
+        for entry in entries:
+            if not wanted.get(entry.stream, True):
+                continue
+            data = timestamp(entry.ns).encode() + b" " + entry.data if stamps else entry.data
+            pump.put(data if tty else frame(entry.stream, data))
+
+    return await streamed(request, produce, "application/vnd.docker.raw-stream")
 
 
 def routes() -> list[tuple[str, str, Any]]:
-    return []
+    return [("GET", "/containers/{id}/logs", container_logs)]

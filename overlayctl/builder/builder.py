@@ -72,6 +72,25 @@ class BuildError(OverlayctlError):
     """A build step failed; `docker build` exits 1 for these."""
 
     exit_code = 1
+    # The exit code of the RUN command whose failure this is (None for
+    # any other failure): Docker's API reports it as errorDetail.code.
+    command_code: int | None = None
+
+
+class BuildOutput:
+    """Where a build's progress goes when it is not printed: a front end
+    that streams it (the Engine API) hands one in. `text` gets every piece
+    as it comes: the builder's lines (each ends with a newline) and what
+    the RUN commands write, in the pieces they write it (`stderr` for what
+    they write there); `image` gets the new image's ID before "Successfully
+    built". Called from the building thread, or from a stage's worker
+    process only through that thread."""
+
+    def text(self, text: str, stderr: bool = False) -> None:
+        raise NotImplementedError
+
+    def image(self, image_id: str) -> None:
+        """The built image's ID (sha256:...), once it exists."""
 
 
 class BuildOptions:
@@ -137,10 +156,15 @@ class _State:
 class Builder:
     """One build: options, store, output."""
 
-    def __init__(self, store: Store, opts: BuildOptions, out: TextIO | None = None) -> None:
+    def __init__(
+        self, store: Store, opts: BuildOptions, out: TextIO | None = None, output: BuildOutput | None = None
+    ) -> None:
         self.store = store
         self.opts = opts
         self.out = out or sys.stdout
+        # Given, every line and the RUN commands' output go there, not to
+        # `out` and this process's standard output.
+        self.output = output
         path = opts.dockerfile or os.path.join(opts.context, "Dockerfile")
         if opts.dockerfile and not os.path.isabs(path) and not os.path.exists(path):
             path = os.path.join(opts.context, opts.dockerfile)
@@ -205,8 +229,7 @@ class Builder:
 
     def say(self, text: str) -> None:
         if not self.opts.quiet:
-            self.out.write(text + "\n")
-            self.out.flush()
+            self._say_raw(text)
 
     def _fail(self, ins: Instruction, message: str) -> BuildError:
         return BuildError(f"{self.dockerfile}:{ins.line}: {ins.keyword}: {message}")
@@ -260,6 +283,8 @@ class Builder:
         self.store.build_cache.record(image.id, self.cache_entries)
         for tag in self.tags:
             self.store.images.tag(image, tag)
+        if self.output is not None:
+            self.output.image(image.id)
         self.say(f"Successfully built {_short(image.id)}")
         for tag in self.tags:
             self.say(f"Successfully tagged {tag}")
@@ -309,10 +334,16 @@ class Builder:
             raise failure
 
     def _say_raw(self, text: str) -> None:
+        if self.output is not None:
+            self.output.text(text + "\n")
+            return
         self.out.write(text + "\n")
         self.out.flush()
 
     def _say_error(self, text: str) -> None:
+        if self.output is not None:
+            self.output.text(text + "\n", stderr=True)
+            return
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
 
@@ -322,6 +353,9 @@ class Builder:
         self._inherited_store = self.store
         self.store = Store(self.store.paths)
         self.out = sys.stdout
+        # Everything goes to this process's standard output and error,
+        # which the parent reads and hands to its own output.
+        self.output = None
         self.new_layers, self.cache_entries, self.used_build_args = [], [], set()
         try:
             state = self._build_stage(stage)
@@ -1105,9 +1139,11 @@ class Builder:
                 drop_stubs(upper, lowers, prepared.targets, state.cfg.get("WorkingDir") or "/")
             if code != 0:
                 shown = " ".join(argv) if not ins.json_form else _go_list(argv)
-                raise BuildError(
+                failed = BuildError(
                     f"{self.dockerfile}:{ins.line}: RUN: the command '{shown}' returned a non-zero code: {code}"
                 )
+                failed.command_code = code
+                raise failed
             self.say(f"Removing intermediate container {run_id[:12]}")
             try:
                 return self._new_layer(state, key, created_by, stage)
@@ -1303,6 +1339,8 @@ class Builder:
         return attach.prepare(self.store, step, run_id[:12])
 
     def _supervise(self, supervisor: Any, spec: ContainerSpec, on_namespaces: Any = None) -> int:
+        if self.output is not None:
+            return self._supervise_to_output(supervisor, spec, on_namespaces)
         if not self.opts.quiet:
             sys.stdout.flush()
             return int(supervisor.run(spec, attach_stdin=False, on_namespaces=on_namespaces))
@@ -1318,6 +1356,82 @@ class Builder:
             os.dup2(saved[1], 2)
             for fd in (*saved, null):
                 os.close(fd)
+
+    def _supervise_to_output(self, supervisor: Any, spec: ContainerSpec, on_namespaces: Any) -> int:
+        """Run the step with its standard output and error on pipes, read
+        into self.output as the command writes (the supervisor's relay),
+        and nothing on this process's own descriptors: in a service they
+        are not the client's, and other threads use them."""
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        ours = [out_w, err_w, null]  # the ends the command has: closed once it runs
+        quiet = self.opts.quiet
+        output = self.output
+        assert output is not None
+
+        def relay(pid: int, _master: int | None) -> None:
+            while ours:
+                os.close(ours.pop())
+            _relay_output(pid, {out_r: False, err_r: True}, None if quiet else output)
+
+        try:
+            code = supervisor.run(
+                spec, attach_stdin=False, on_namespaces=on_namespaces, stdio=(null, out_w, err_w), relay=relay
+            )
+            return int(code)
+        finally:
+            for fd in (*ours, out_r, err_r):
+                os.close(fd)
+
+
+def _relay_output(pid: int, pipes: dict[int, bool], output: BuildOutput | None) -> None:
+    """Hand what the pipes carry to output (True: the command's standard
+    error) until the command's PID 1 has ended and the pipes hold nothing
+    more. The end is the process's, not the pipes' EOF: a process forked
+    meanwhile by another thread of this one may hold a copy of their
+    write ends, and would keep them open for ever."""
+    import codecs
+    import select
+
+    decoders = {fd: codecs.getincrementaldecoder("utf-8")("replace") for fd in pipes}
+
+    def hand_on(fd: int, chunk: bytes) -> None:
+        text = decoders[fd].decode(chunk, final=not chunk)
+        if text and output is not None:
+            output.text(text, stderr=pipes[fd])
+
+    pidfd = os.pidfd_open(pid)
+    poller = select.poll()
+    for fd in (*pipes, pidfd):
+        poller.register(fd, select.POLLIN)
+    open_pipes = set(pipes)
+    try:
+        while open_pipes:
+            ready = {fd for fd, _ in poller.poll()} & (open_pipes | {pidfd})
+            if ready == {pidfd}:
+                # Every process of the command is gone (its PID 1's end
+                # takes the namespace's with it): what they wrote is in the
+                # pipes, to be read without waiting.
+                for fd in open_pipes:
+                    os.set_blocking(fd, False)
+                    while True:
+                        try:
+                            chunk = os.read(fd, 65536)
+                        except BlockingIOError:
+                            chunk = b""
+                        hand_on(fd, chunk)
+                        if not chunk:
+                            break
+                return
+            for fd in ready - {pidfd}:
+                chunk = os.read(fd, 65536)
+                hand_on(fd, chunk)
+                if not chunk:
+                    open_pipes.discard(fd)
+                    poller.unregister(fd)
+    finally:
+        os.close(pidfd)
 
 
 # Where a "#!" here-document is mounted to be run (BuildKit's place for it).
@@ -1494,6 +1608,7 @@ def apply_change(config: dict[str, Any], text: str) -> None:
     apply(state.cfg)
 
 
-def build(store: Store, opts: BuildOptions, out: TextIO | None = None) -> str:
-    """Build the Dockerfile in opts.context; returns the image ID."""
-    return Builder(store, opts, out).build()
+def build(store: Store, opts: BuildOptions, out: TextIO | None = None, output: BuildOutput | None = None) -> str:
+    """Build the Dockerfile in opts.context; returns the image ID. The
+    progress goes to output if given, else it is printed to out."""
+    return Builder(store, opts, out, output).build()

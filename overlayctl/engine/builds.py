@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from overlayctl.builder.builder import BuildOptions
+from overlayctl.builder.builder import BuildError, BuildOptions, BuildOutput
 from overlayctl.errors import InvalidArgumentError
 
 TYPE_CHECKING = False
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from overlayctl.store import Store
 
-__all__ = ["BuildOptions", "build", "read_secrets"]
+__all__ = ["BuildError", "BuildOptions", "BuildOutput", "build", "read_secrets"]
 
 
 def read_secrets(items: list[str]) -> dict[str, bytes]:
@@ -45,18 +45,22 @@ def read_secrets(items: list[str]) -> dict[str, bytes]:
             raise InvalidArgumentError(f"--secret {source.id}: cannot read {source.src}: {exc.strerror}") from None
     return secrets
 
+
 STDIN = "-"
 
 
-def build(store: Store, opts: BuildOptions, stdin: BinaryIO | None = None) -> str:
+def build(store: Store, opts: BuildOptions, stdin: BinaryIO | None = None, output: BuildOutput | None = None) -> str:
     """Build the Dockerfile in opts.context; returns the image ID.
 
-    A context or Dockerfile named "-" is read from `stdin`.
+    A context or Dockerfile named "-" is read from `stdin` (the Engine
+    API hands in the request's body). The progress, the RUN commands'
+    output included, goes to `output` if given (see BuildOutput), else it
+    is printed on this process's standard output.
     """
     from overlayctl.builder.builder import build as build_steps
 
     if STDIN not in (opts.context, opts.dockerfile):
-        return build_steps(store, opts)
+        return build_steps(store, opts, output=output)
     if opts.context == STDIN and opts.dockerfile == STDIN:
         raise InvalidArgumentError("the build context and the Dockerfile cannot both come from standard input")
     if stdin is None:
@@ -69,7 +73,7 @@ def build(store: Store, opts: BuildOptions, stdin: BinaryIO | None = None) -> st
             opts.dockerfile_name = opts.dockerfile_name or "Dockerfile"
         else:
             _context_from(stdin, stage, opts)
-        return build_steps(store, opts)
+        return build_steps(store, opts, output=output)
 
 
 def _save(stream: BinaryIO, path: str) -> str:

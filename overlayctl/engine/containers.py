@@ -54,7 +54,7 @@ class CreateOptions:
         workdir: str | None = None,
         hostname: str | None = None,
         user: str | None = None,
-        entrypoint: str | None = None,
+        entrypoint: str | list[str] | None = None,
         tty: bool = False,
         interactive: bool = False,
         auto_remove: bool = False,
@@ -68,7 +68,7 @@ class CreateOptions:
         self.workdir = workdir
         self.hostname = hostname
         self.user = user
-        self.entrypoint = entrypoint
+        self.entrypoint = entrypoint  # the CLI's one word; the Engine API's a list
         self.tty = tty
         self.interactive = interactive
         self.auto_remove = auto_remove
@@ -292,7 +292,11 @@ def _healthcheck(opts: CreateOptions, image_cfg: dict[str, Any]) -> dict[str, An
         retries=host.get("health_retries"),
         disabled=bool(host.get("no_healthcheck")),
     )
-    return health.merged(health.from_options(options), image_cfg.get("Healthcheck"))
+    given = health.from_options(options)
+    if host.get("health_test"):
+        # The exec form ["CMD", ...], which no flag writes (the Engine API's).
+        given = dict(given or {}, Test=list(host["health_test"]))
+    return health.merged(given, image_cfg.get("Healthcheck"))
 
 
 def _host_config(opts: CreateOptions, store: Store) -> HostConfig:
@@ -476,7 +480,9 @@ def _with_volumes(store: Store, container: Container, image: Image, requests: li
     return container
 
 
-def _entrypoint(override: str | None, image_entrypoint: list[str] | None) -> list[str]:
+def _entrypoint(override: str | list[str] | None, image_entrypoint: list[str] | None) -> list[str]:
+    if isinstance(override, list):
+        return list(override)
     if override is not None:
         return [override] if override else []
     return list(image_entrypoint or [])

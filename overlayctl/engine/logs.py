@@ -18,11 +18,19 @@ if TYPE_CHECKING:
 
 
 def log_entries(
-    store: Store, container: Container, tail: str, since: str | None, until: str | None, follow: bool
+    store: Store,
+    container: Container,
+    tail: str,
+    since: str | None,
+    until: str | None,
+    follow: bool,
+    cancelled: Callable[[], bool] | None = None,
 ) -> Iterator[Entry]:
     """The container's log entries in order: the last tail lines ("all" or a
     number), between since and until (10m, Unix seconds, RFC 3339), and with
-    follow, the ones written after, until the container can write no more.
+    follow, the ones written after, until the container can write no more
+    or `cancelled()` says the reader went away (checked while it waits, so
+    a follow that nobody reads ends within a poll and lets its file go).
     The arguments are checked before this returns."""
     from overlayctl.supervise import logs
 
@@ -35,18 +43,35 @@ def log_entries(
     since_ns = logs.parse_since(since) if since else 0
     until_ns = logs.parse_since(until) if until else 0
     if kind == "journald":
-        return _journal_entries(container.id, since_ns, until_ns, count, follow)
-    return _file_entries(store, container.id, since_ns, until_ns, count, follow)
+        return _journal_entries(container.id, since_ns, until_ns, count, follow, cancelled)
+    return _file_entries(store, container.id, since_ns, until_ns, count, follow, cancelled)
 
 
-def _file_entries(store: Store, container_id: str, since: int, until: int, tail: int, follow: bool) -> Iterator[Entry]:
+def _file_entries(
+    store: Store,
+    container_id: str,
+    since: int,
+    until: int,
+    tail: int,
+    follow: bool,
+    cancelled: Callable[[], bool] | None,
+) -> Iterator[Entry]:
     """A json-file container's entries, from its log and the rotated ones."""
     from overlayctl.supervise import logs
 
     path = store.paths.container_log(container_id)
     yield from logs.read_entries(path, since, until, tail)
     if follow:
-        yield from logs.follow(path, still_logging(store, container_id), since, until)
+        logging = still_logging(store, container_id)
+        if cancelled is not None:
+            check = cancelled
+
+            def logging_and_read() -> bool:
+                return not check() and logging()
+
+            yield from logs.follow(path, logging_and_read, since, until)
+        else:
+            yield from logs.follow(path, logging, since, until)
 
 
 def still_logging(store: Store, container_id: str) -> Callable[[], bool]:
@@ -64,10 +89,14 @@ def still_logging(store: Store, container_id: str) -> Callable[[], bool]:
     return check
 
 
-def _journal_entries(container_id: str, since: int, until: int, tail: int, follow: bool) -> Iterator[Entry]:
+def _journal_entries(
+    container_id: str, since: int, until: int, tail: int, follow: bool, cancelled: Callable[[], bool] | None
+) -> Iterator[Entry]:
     """A journald container's entries, read back with journalctl."""
     import shutil
     import subprocess
+    import threading
+    import time
 
     from overlayctl.supervise import logs
     from overlayctl.util import jsonio
@@ -86,6 +115,19 @@ def _journal_entries(container_id: str, since: int, until: int, tail: int, follo
         argv.append("--follow")
     with subprocess.Popen(argv, stdout=subprocess.PIPE) as proc:
         assert proc.stdout is not None
+        if follow and cancelled is not None:
+            # journalctl --follow waits for lines that may never come: a
+            # reader gone away ends it from here, and the loop below with it.
+            check = cancelled
+
+            def watch() -> None:
+                while proc.poll() is None:
+                    if check():
+                        proc.terminate()
+                        return
+                    time.sleep(0.2)
+
+            threading.Thread(target=watch, daemon=True).start()
         for line in proc.stdout:
             try:
                 fields = jsonio.loads(line)

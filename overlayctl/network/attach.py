@@ -505,3 +505,30 @@ def _settings(
         ipv6_prefix_len=int(network.subnet6.partition("/")[2]) if address6 else 0,  # type: ignore[union-attr]
         ipv6_gateway=network.gateway6 if address6 else "",  # type: ignore[union-attr]
     )
+
+
+def network_entries(store: Store, containers: list[Container]) -> dict[str, dict[str, Any]]:
+    """NetworkSettings.Networks of many containers at once, by container ID,
+    as the Engine API's container list shows them: one read of the
+    networks and one of the leases for all of them (settings_for, per
+    container, is inspect's)."""
+    from overlayctl.store.containers import RUNNING
+
+    nets = leases.networks(store)
+    by_name = {network.name: network for network in nets.list()}
+    held: dict[tuple[str, str], Lease] = {}
+    if any(c.status == RUNNING for c in containers):
+        held = {(lease.container, lease.network): lease for lease in nets.leases()}
+    out = {}
+    for container in containers:
+        running = container.status == RUNNING
+        pid = container.pid if running else 0
+        entries = {}
+        for name, endpoint in container.config.endpoints().items():
+            name = manage.DEFAULT_NETWORK if name == "default" else name
+            network = by_name.get(name) if name not in ("host", "none") else None
+            lease = held.get((container.id, network.name)) if network is not None and running else None
+            entry = _settings(name, network, lease, container.id, pid, endpoint.ip, endpoint.aliases)
+            entries[entry.network] = entry.entry_json()
+        out[container.id] = entries
+    return out

@@ -117,7 +117,13 @@ def run(
     previous = {}
     for name in FORWARDED_SIGNALS:
         sig = getattr(signal, name)
-        previous[sig] = signal.signal(sig, forward)
+        try:
+            previous[sig] = signal.signal(sig, forward)
+        except ValueError:
+            # Only the main thread may set handlers, and only it gets
+            # signals: run from another thread (a build step in the Engine
+            # API's service), the process's signals stay its main thread's.
+            break
     try:
         master = _receive_console(console_parent) if console_parent is not None else None
         failure = _read_all(error_r)
