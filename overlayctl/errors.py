@@ -99,5 +99,9 @@ class RegistryError(OverlayctlError):
     """A registry that cannot be reached or answers with an error; nothing partial was stored."""
 
 
+class ManifestUnknownError(RegistryError, NotFoundError):
+    """The registry has no manifest for the tag or digest asked for."""
+
+
 class RegistryAuthError(RegistryError):
     """A registry refused our credentials, or wants some and we have none."""

@@ -103,6 +103,13 @@ class Paths:
         return os.path.join(self.build_mounts, name)
 
     @property
+    def seccomp_profiles(self) -> str:
+        """Seccomp profiles given as text (the docker CLI sends a
+        --security-opt seccomp=FILE's content), by sha256, for the
+        containers whose SecurityOpt names them."""
+        return os.path.join(self.root, "seccomp-profiles")
+
+    @property
     def seccomp_cache(self) -> str:
         """Compiled seccomp filters: in the store, not the runroot, so they
         survive a reboot (the key covers the kernel and libseccomp)."""

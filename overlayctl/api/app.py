@@ -102,4 +102,8 @@ def make_app(root: str | None = None, runroot: str | None = None) -> web.Applica
         for method, path, handler in module.routes():
             app.router.add_route(method, path, handler)
             app.router.add_route(method, "/v{version:[0-9]+(?:\\.[0-9]+)*}" + path, handler)
+        # An area whose handlers stream until their client or container
+        # ends (hijacked attach and exec) ends them when the service stops.
+        if hasattr(module, "on_shutdown"):
+            app.on_shutdown.append(module.on_shutdown)
     return app

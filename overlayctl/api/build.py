@@ -21,7 +21,6 @@ from overlayctl.api.http import ApiError, call, filters, flag, integer, ok, stre
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from overlayctl.store import Store
 
 # dockerd's classic builder writes what a RUN command puts on its standard
 # error in red (its stderr stream formatter), inside the same "stream" lines.
@@ -104,7 +103,18 @@ class _Body:
         self.loop = loop
 
     def read(self, size: int = -1) -> bytes:
-        return asyncio.run_coroutine_threadsafe(self.content.read(size if size > 0 else 1 << 20), self.loop).result()
+        import concurrent.futures
+
+        pending = asyncio.run_coroutine_threadsafe(self.content.read(size if size > 0 else 1 << 20), self.loop)
+        while True:
+            try:
+                return pending.result(timeout=1)
+            except concurrent.futures.TimeoutError:
+                # A loop that has stopped (the service is going) would never
+                # answer: the build fails, and its staging goes with it.
+                if not self.loop.is_running():
+                    pending.cancel()
+                    raise OSError("the service stopped while the build context was being received") from None
 
 
 def _streamed_output(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[dict | None]) -> Any:
@@ -121,13 +131,39 @@ def _streamed_output(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[dict 
     return Streamed()
 
 
-def _run_build(store: Store, opts: Any, body: _Body, output: Any, done: Any) -> str:
+def _in_a_thread_of_its_own(request: web.Request, opts: Any, body: _Body, output: Any, done: Any) -> asyncio.Future:
+    """The build, in a thread of its own with its own store: a build takes
+    minutes, and the worker threads `call` shares are for the short
+    requests (a few builds at once must not leave `ps` waiting). The thread
+    is not a daemon: a service told to stop waits for its builds to end."""
+    import threading
+
+    from overlayctl.api.http import store_for
     from overlayctl.engine.builds import build
 
-    try:
-        return build(store, opts, body, output)  # type: ignore[arg-type]
-    finally:
+    loop = asyncio.get_running_loop()
+    result: asyncio.Future = loop.create_future()
+    app = request.app
+
+    def settle(value: Any, failure: BaseException | None) -> None:
+        if result.cancelled():
+            return
+        if failure is not None:
+            result.set_exception(failure)
+        else:
+            result.set_result(value)
+
+    def work() -> None:
+        value, failure = None, None
+        try:
+            value = build(store_for(app), opts, body, output)  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001 - handed to the handler, which answers with it
+            failure = exc
         done()
+        loop.call_soon_threadsafe(settle, value, failure)
+
+    threading.Thread(target=work, name="build").start()
+    return result
 
 
 def _error_line(exc: BaseException) -> dict[str, Any]:
@@ -181,7 +217,7 @@ async def build(request: web.Request) -> web.StreamResponse:
     def done() -> None:
         loop.call_soon_threadsafe(queue.put_nowait, None)
 
-    work = asyncio.ensure_future(call(request, _run_build, opts, _Body(request, loop), output, done))
+    work = _in_a_thread_of_its_own(request, opts, _Body(request, loop), output, done)
     stream = _Stream(request)
     held: list[dict[str, Any]] = []  # with q, the progress, shown only on failure
     # Every piece the thread handed on comes before its end (the same loop's

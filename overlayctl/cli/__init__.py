@@ -1,7 +1,8 @@
 """The command line: thin commands that parse, call engine/ and print.
 
-`main` is the console script. It sends `run` down a fast path that never
-imports click, and everything else to the click application.
+`main` is the console script. It sends `run`, `build` and `system service`
+down a fast path that never imports click, and everything else to the click
+application.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ def main(argv: list[str] | None = None) -> None:
             from overlayctl.cli.fastrun import fast_build
 
             sys.exit(fast_build(args))
+        if fast == "service":
+            from overlayctl.cli.fastrun import fast_service
+
+            sys.exit(fast_service(args))
         from overlayctl.cli.app import cli
 
         cli.main(args=args, prog_name="overlayctl", standalone_mode=False)
@@ -120,8 +125,11 @@ def _fail(message: str, code: int) -> None:
 
 
 def _fast_command(args: list[str]) -> str | None:
-    """`run` or `build` when they can skip click, else None."""
+    """`run`, `build` or `service` (`system service`) when they can skip
+    click, else None."""
     i = first_command_index(args)
+    if args[i : i + 2] == ["system", "service"]:
+        return None if "--help" in args[i + 2 :] else "service"
     if i >= len(args) or args[i] not in ("run", "build"):
         return None
     # Help goes to click, which renders it from the same option table.

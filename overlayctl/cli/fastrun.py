@@ -1,4 +1,5 @@
-"""`overlayctl run` and `build` without click: parse from the shared option tables and go."""
+"""`overlayctl run`, `build` and `system service` without click: parse from
+the shared option tables and go."""
 
 from __future__ import annotations
 
@@ -50,3 +51,25 @@ def fast_build(args: list[str]) -> int:
     from overlayctl.cli.common import build_image
 
     return build_image(global_opts, opts, positional[0])
+
+
+def fast_service(args: list[str]) -> int:
+    """Parse `[GLOBAL...] system service [OPTIONS] [ADDRESS...]` and serve:
+    systemd starts it on a connection that waits for its answer."""
+    split = first_command_index(args)
+    global_opts, rest = runopts.parse(args[:split], runopts.GLOBAL_OPTIONS, command="")
+    if rest:
+        raise InvalidArgumentError(f"unexpected argument {rest[0]}")
+    opts, addresses = runopts.parse(
+        args[split + 2 :], runopts.SERVICE_OPTIONS, interspersed=True, command="system service"
+    )
+    from overlayctl.api.service import serve
+
+    serve(
+        addresses,
+        runopts.idle_seconds(opts["idle_seconds"]),
+        opts["group"],  # type: ignore[arg-type]
+        global_opts["root"],  # type: ignore[arg-type]
+        global_opts["runroot"],  # type: ignore[arg-type]
+    )
+    return 0

@@ -1,9 +1,11 @@
-"""The options of `create`, `run` and `build`, defined once.
+"""The options of `create`, `run`, `build` and `system service`, defined once.
 
-`run` and `build` are parsed by hand from these tables so that starting a
-container or a cached rebuild does not pay click's import (~25 ms);
-`create`, `run --help` and `build --help` get their click options generated
-from the same tables, so the two cannot drift apart.
+`run`, `build` and `system service` are parsed by hand from these tables
+so that starting a container, a cached rebuild or the socket-activated API
+service does not pay click's import (~25 ms, and ~60 ms for the whole
+command tree the service would load); `create`, `run --help`, `build
+--help` and `system service --help` get their click options generated from
+the same tables, so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -272,6 +274,30 @@ def click_options(table: tuple[Opt, ...]):  # type: ignore[no-untyped-def]
         return func
 
     return decorate
+
+SERVICE_OPTIONS = (
+    Opt(
+        ("-t", "--time"),
+        "idle_seconds",
+        "value",
+        "exit after this many seconds with no request (0: never)  [default: 5]",
+        "SECONDS",
+    ),
+    Opt(("--group",), "group", "value", "the group that may use the socket (0660, root:GROUP)", "GROUP"),
+)
+
+
+def idle_seconds(value: object) -> float:
+    """--time of `system service`: seconds, 5 when not given, never negative."""
+    if value is None:
+        return 5.0
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        raise InvalidArgumentError(f'invalid value for --time: "{value}" is not a number of seconds') from None
+    if not seconds >= 0:  # negative, or NaN
+        raise InvalidArgumentError(f'invalid value for --time: "{value}": must be 0 or more')
+    return seconds
 
 
 _GLOBAL_WITH_VALUE = ("--root", "--runroot")

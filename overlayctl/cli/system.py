@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import click
 
+from overlayctl.cli import runopts
 from overlayctl.cli.common import open_store
 from overlayctl.cli.output import FORMAT_HELP, filter_option
 from overlayctl.engine.system import RESTART_POLICIES
@@ -51,18 +52,9 @@ def reconcile(obj: dict, boot: bool) -> None:
 
 @system.command("service")
 @click.argument("addresses", metavar="[unix:///PATH | tcp://HOST:PORT]...", nargs=-1)
-@click.option(
-    "-t",
-    "--time",
-    "idle_seconds",
-    type=float,
-    default=5.0,
-    show_default=True,
-    help="exit after this many seconds with no request (0: never)",
-)
-@click.option("--group", default=None, metavar="GROUP", help="the group that may use the socket (0660, root:GROUP)")
+@runopts.click_options(runopts.SERVICE_OPTIONS)
 @click.pass_obj
-def service(obj: dict, addresses: tuple[str, ...], idle_seconds: float, group: str | None) -> None:
+def service(obj: dict, addresses: tuple[str, ...], idle_seconds: str | None, group: str | None) -> None:
     """Serve the Docker Engine API (docker, docker-compose, docker-py) on a
     unix socket, /run/overlayctl/docker.sock by default.
 
@@ -71,9 +63,7 @@ def service(obj: dict, addresses: tuple[str, ...], idle_seconds: float, group: s
     when idle and systemd's overlayctl-api.socket starts it again."""
     from overlayctl.api.service import serve
 
-    if idle_seconds < 0:
-        raise click.BadParameter("must be 0 or more", param_hint="--time")
-    serve(list(addresses), idle_seconds, group, obj["root"], obj["runroot"])
+    serve(list(addresses), runopts.idle_seconds(idle_seconds), group, obj["root"], obj["runroot"])
 
 
 @system.command("fsck")

@@ -106,7 +106,7 @@ def _context_from(stdin: BinaryIO, stage: str, opts: BuildOptions) -> None:
     inside = os.path.normpath(os.path.join(context, name.lstrip("/")))
     real = os.path.realpath(inside)
     if not real.startswith(os.path.realpath(context) + os.sep) or not os.path.isfile(real):
-        raise InvalidArgumentError(f"the context on standard input has no Dockerfile at {name}")
+        raise InvalidArgumentError(f"the build context has no Dockerfile at {name}")
     opts.dockerfile = real
     opts.dockerfile_name = name
     opts.context = context

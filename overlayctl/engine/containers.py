@@ -335,7 +335,8 @@ def _host_config(opts: CreateOptions, store: Store) -> HostConfig:
             if value not in ("unconfined", "builtin"):
                 # Read now, relative to where the user is, and refused now
                 # if it is not a valid profile: not at some later start.
-                value = os.path.abspath(value)
+                # The docker CLI sends the profile's content, not its name.
+                value = _saved_profile(store, value) if value.lstrip().startswith("{") else os.path.abspath(value)
                 import sys
 
                 from overlayctl.runtime.seccomp import compile_profile
@@ -368,6 +369,22 @@ def _host_config(opts: CreateOptions, store: Store) -> HostConfig:
     if any(host.get(k) for k in _PROCESS_KEYS):
         _process_config(hc, host, store)
     return hc
+
+
+def _saved_profile(store: Store, text: str) -> str:
+    """A seccomp profile given as its JSON text, kept in the store by its
+    sha256 (written beside and renamed into place): the file a container's
+    SecurityOpt names, as for a profile given by its path."""
+    import hashlib
+
+    path = os.path.join(store.paths.seccomp_profiles, hashlib.sha256(text.encode()).hexdigest() + ".json")
+    if not os.path.exists(path):
+        os.makedirs(store.paths.seccomp_profiles, 0o700, exist_ok=True)
+        partial = f"{path}.{os.getpid()}.partial"
+        with open(partial, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(partial, path)
+    return path
 
 
 _PROCESS_KEYS = ("init", "init_path", "ulimit", "shm_size", "group_add", "sysctl", "ipc", "pid", "oom_score_adj")

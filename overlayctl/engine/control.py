@@ -259,24 +259,11 @@ def exec_in(
     cgroups, capabilities and seccomp filter; its exit code, or None when
     the user typed the detach keys (ctrl-p ctrl-q unless told) at its
     terminal: the process goes on."""
-    from overlayctl.container.spec import container_spec, exec_spec
     from overlayctl.runtime import exec as runtime_exec
-    from overlayctl.runtime.spec import resolve_env
-
-    if container.status != RUNNING or not container.process_alive():
-        raise ConflictError(f'container "{container.name}" is not running')
-    if is_paused(container):
-        raise ConflictError(f'container "{container.name}" is paused; unpause it before exec')
-    if not argv:
-        raise InvalidArgumentError('"exec" requires a command: overlayctl exec CONTAINER COMMAND [ARG...]')
-    overrides = resolve_env(env or [])
-    if workdir is not None and not workdir.startswith("/"):
-        raise InvalidArgumentError(f'working directory "{workdir}" is not an absolute path')
-    spec = container_spec(store, container, store.images.get(container.image_id))
-    command = exec_spec(
-        container, spec, argv, overrides, workdir, user, tty=tty, interactive=interactive, detach=detach
-    )
     from overlayctl.util.detachkeys import DEFAULT
+
+    check_exec(container, argv, workdir)
+    command = _exec_command(store, container, argv, env, workdir, user, tty=tty, interactive=interactive, detach=detach)
 
     keys = DEFAULT if detach_keys is None else detach_keys
     # Docker names the command in the action itself ("exec_start: sh -c ...").
@@ -289,15 +276,195 @@ def exec_in(
     return code
 
 
+def check_exec(container: Container, argv: list[str], workdir: str | None = None) -> None:
+    """What an exec needs before anything starts: a running container that
+    is not paused, a command, an absolute working directory."""
+    if container.status != RUNNING or not container.process_alive():
+        raise ConflictError(f'container "{container.name}" is not running')
+    if is_paused(container):
+        raise ConflictError(f'container "{container.name}" is paused; unpause it before exec')
+    if not argv:
+        raise InvalidArgumentError('"exec" requires a command: overlayctl exec CONTAINER COMMAND [ARG...]')
+    if workdir is not None and not workdir.startswith("/"):
+        raise InvalidArgumentError(f'working directory "{workdir}" is not an absolute path')
+
+
+def _exec_command(
+    store: Store,
+    container: Container,
+    argv: list[str],
+    env: list[str] | None,
+    workdir: str | None,
+    user: str | None,
+    **how: Any,
+) -> Any:
+    """The runtime's ExecSpec of an exec in `container` (how: ExecSpec's tty,
+    interactive, detach, privileged)."""
+    from overlayctl.container.spec import container_spec, exec_spec
+    from overlayctl.runtime.spec import resolve_env
+
+    overrides = resolve_env(env or [])
+    privileged = how.pop("privileged", False)
+    spec = container_spec(store, container, store.images.get(container.image_id))
+    command = exec_spec(container, spec, argv, overrides, workdir, user, **how)
+    if privileged:
+        command.privileged = True  # every capability, as Docker's exec --privileged
+    return command
+
+
+def record_exec(store: Store, container: Container | str, action: str, exec_id: str, **attributes: str) -> None:
+    """An exec's event (exec_create, exec_start: with the command in the
+    action as Docker names it, exec_die with exitCode) for a front end that
+    creates, starts and reaps execs itself."""
+    store.containers.record(container, action, execID=exec_id, **attributes)
+
+
+class ExecProcess:
+    """An exec started with pipes or a pty its caller relays (the Engine
+    API's): its pid, the caller's child to reap, and the caller's ends:
+    the pty master (stdin and output both) with a terminal, else a stdin
+    pipe (with `stdin`) and the stdout and stderr pipes (None detached)."""
+
+    __slots__ = ("pid", "master", "stdin", "stdout", "stderr")
+
+    def __init__(
+        self,
+        pid: int,
+        master: int | None = None,
+        stdin: int | None = None,
+        stdout: int | None = None,
+        stderr: int | None = None,
+    ) -> None:
+        self.pid, self.master, self.stdin, self.stdout, self.stderr = pid, master, stdin, stdout, stderr
+
+    def close(self) -> None:
+        """Close the caller's ends still open."""
+        for name in ("master", "stdin", "stdout", "stderr"):
+            fd = getattr(self, name)
+            if fd is not None:
+                setattr(self, name, None)
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+def exec_spawn(
+    store: Store,
+    container: Container,
+    argv: list[str],
+    env: list[str] | None = None,
+    workdir: str | None = None,
+    user: str | None = None,
+    tty: bool = False,
+    stdin: bool = False,
+    privileged: bool = False,
+    detach: bool = False,
+) -> ExecProcess:
+    """Start argv in the running container as `exec` does, without this
+    process's terminal: with `tty` on a pty whose master comes back, else
+    on pipes whose other ends come back (stdin a pipe with `stdin`, else
+    /dev/null); `detach`: on /dev/null in a session of its own. Returns once
+    the command runs (or raises what stopped it, with the exit code 126 or
+    127 as `exec` has); the caller relays, reaps ExecProcess.pid and
+    records the exec's events (record_exec)."""
+    from overlayctl.runtime import exec as runtime_exec
+
+    check_exec(container, argv, workdir)
+    command = _exec_command(
+        store, container, argv, env, workdir, user, tty=tty, interactive=stdin, detach=detach, privileged=privileged
+    )
+    if detach:
+        child, _ = runtime_exec.spawn(container.pid, container.pid_start, command)
+        return ExecProcess(child)
+    if tty:
+        child, master = runtime_exec.spawn(container.pid, container.pid_start, command)
+        if master is None:
+            raise OverlayctlError("the exec's terminal did not come back from the container")
+        os.set_blocking(master, False)
+        return ExecProcess(child, master=master)
+    theirs: list[int] = []
+    ours = ExecProcess(0)
+    try:
+        if stdin:
+            child_in, ours.stdin = os.pipe()
+        else:
+            child_in = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        theirs.append(child_in)
+        ours.stdout, child_out = os.pipe()
+        theirs.append(child_out)
+        ours.stderr, child_err = os.pipe()
+        theirs.append(child_err)
+        command.stdio = (child_in, child_out, child_err)
+        ours.pid, _ = runtime_exec.spawn(container.pid, container.pid_start, command)
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        for fd in theirs:
+            os.close(fd)
+    for fd in (ours.stdin, ours.stdout, ours.stderr):
+        if fd is not None:
+            os.set_blocking(fd, False)
+    return ours
+
+
+def start_with_attach(store: Store, container: Container) -> Any:
+    """`start` with an attach client connected before the container starts,
+    so that none of its output is missed (the Engine API's attach that
+    comes before the start, as `docker run` and `docker start -a` send
+    them; `run -it` here): the container runs under a detached
+    supervisor, as `start` runs it. Returns the client's socket (the
+    supervisor's attach protocol, supervise.frames)."""
+    from overlayctl.supervise import detached
+
+    sock = detached.start(store, store.containers.claim_start(container.id), attach=True)
+    assert sock is not None
+    return sock
+
+
+def connect_attach(store: Store, container: Container) -> Any:
+    """A client socket on the running container's attach socket (the
+    supervisor's attach protocol, supervise.frames)."""
+    from overlayctl.supervise import attach as client
+
+    if container.status != RUNNING:
+        raise ConflictError(f'cannot attach to container "{container.name}": it is not running; start it first')
+    return client.connect(store.paths.attach_socket(container.id), container.name)
+
+
+def attach_protocol() -> Any:
+    """The module of the supervisor's attach protocol (supervise.frames:
+    frame, split_frames and the message kinds), for a front end that
+    relays an attach socket itself (the Engine API)."""
+    from overlayctl.supervise import frames
+
+    return frames
+
+
+def resize(store: Store, container: Container, rows: int, cols: int) -> None:
+    """Set the size of the running container's terminal (a no-op without
+    one), through its supervisor."""
+    from overlayctl.supervise.frames import RESIZE, frame
+
+    if container.status != RUNNING or not container.process_alive():
+        raise ConflictError(f'container "{container.name}" is not running')
+    if not container.config.config.tty:
+        return
+    sock = connect_attach(store, container)
+    try:
+        sock.sendall(frame(RESIZE, f"{rows} {cols}".encode()))
+    finally:
+        sock.close()
+
+
 def attach(store: Store, container: Container, stdin: bool = True, detach_keys: bytes | None = None) -> int | None:
     """`attach`: the container's output (and, for a container made with -i,
     stdin) until it ends (its exit code) or the user detaches (None)."""
     from overlayctl.supervise import attach as client
 
-    if container.status != RUNNING:
-        raise ConflictError(f'cannot attach to container "{container.name}": it is not running; start it first')
     cfg = container.config.config
-    sock = client.connect(store.paths.attach_socket(container.id), container.name)
+    sock = connect_attach(store, container)
     keys = client.DEFAULT_DETACH_KEYS if detach_keys is None else detach_keys
     store.containers.record(container, "attach")
     return relay_attached(store, container, sock, stdin and bool(cfg.open_stdin), bool(cfg.tty), container.pid, keys)
@@ -321,10 +488,7 @@ def start_on_terminal(store: Store, container: Container, detach_keys: bytes) ->
     its end recorded; `attach` takes it up again. Returns the exit code,
     once the end is recorded (and the container removed, with --rm), or
     None when the user detached."""
-    from overlayctl.supervise import detached
-
-    sock = detached.start(store, store.containers.claim_start(container.id), attach=True)
-    assert sock is not None
+    sock = start_with_attach(store, container)
     return relay_attached(store, container, sock, True, True, 0, detach_keys)
 
 

@@ -21,11 +21,12 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import BinaryIO
 
 from overlayctl.errors import ConflictError, InvalidArgumentError, NotFoundError
 from overlayctl.layer.cptree import (
+    COPY_CHUNK,
     Source,
     Tree,
     extract_tar,
@@ -122,18 +123,7 @@ def _copy_out(tree: Tree, src_path: str, dst_path: str, archive: bool, follow: b
 def _copy_in(tree: Tree, src_path: str, dst_path: str, archive: bool, follow: bool, stream: BinaryIO) -> None:
     owner = None if archive else (0, 0)
     if src_path == "-":
-        # A tar is unpacked into DEST, which must be a directory.
-        try:
-            dest_fd = tree.open(dst_path, os.O_RDONLY | os.O_DIRECTORY)
-        except FileNotFoundError:
-            raise NotFoundError(f"could not find the file {dst_path} in {tree.where}") from None
-        except NotADirectoryError:
-            raise InvalidArgumentError(f"extraction point is not a directory: {dst_path}") from None
-        try:
-            tree.check(dest_fd, dst_path)
-            extract_tar(stream, dest_fd, owner, tree.kernel_devs)
-        finally:
-            os.close(dest_fd)
+        _unpack_into(tree, dst_path, stream, owner)
         return
     src = locate_source(Tree(None, "the host"), src_path, follow)
     try:
@@ -145,6 +135,24 @@ def _copy_in(tree: Tree, src_path: str, dst_path: str, archive: bool, follow: bo
             os.close(dest_fd)
     finally:
         src.close()
+
+
+def _unpack_into(
+    tree: Tree, dst_path: str, stream: BinaryIO, owner: tuple[int, int] | None, no_overwrite_dir_non_dir: bool = False
+) -> None:
+    """A tar unpacked into dst_path, which must be a directory (symlinks on
+    the way to it followed inside the tree)."""
+    try:
+        dest_fd = tree.open(dst_path, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        raise NotFoundError(f"could not find the file {dst_path} in {tree.where}") from None
+    except NotADirectoryError:
+        raise InvalidArgumentError(f"extraction point is not a directory: {dst_path}") from None
+    try:
+        tree.check(dest_fd, dst_path)
+        extract_tar(stream, dest_fd, owner, tree.kernel_devs, no_overwrite_dir_non_dir)
+    finally:
+        os.close(dest_fd)
 
 
 def _destination(tree: Tree, path: str, src: Source) -> tuple[int, str]:
@@ -179,10 +187,13 @@ def _destination(tree: Tree, path: str, src: Source) -> tuple[int, str]:
         raise NotFoundError(f"no such directory: {parent} in {tree.where}") from None
 
 
-def in_container_root(store: Store, container: Container, work: Callable[[int], None]) -> None:
+def in_container_root(
+    store: Store, container: Container, work: Callable[[int], None], keep_fds: Iterable[int] = ()
+) -> None:
     """Call work with an fd of the container's root directory: its running
     root (in its mount namespace), or its overlay mounted privately while
-    it is stopped."""
+    it is stopped. Then work runs in a child that holds only stdio and
+    keep_fds (runtime.rootfs.in_rootfs): the descriptors it reads or writes."""
     if container.status == RUNNING and container.process_alive():
         try:
             root_fd = os.open(f"/proc/{container.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -198,10 +209,10 @@ def in_container_root(store: Store, container: Container, work: Callable[[int], 
         return
     if container.status == RUNNING:
         raise ConflictError(f'container "{container.name}" is being stopped; retry when it has')
-    _in_stopped_root(store, container, work)
+    _in_stopped_root(store, container, work, keep_fds)
 
 
-def _in_stopped_root(store: Store, container: Container, work: Callable[[int], None]) -> None:
+def _in_stopped_root(store: Store, container: Container, work: Callable[[int], None], keep_fds: Iterable[int]) -> None:
     from overlayctl.runtime.rootfs import bind_beneath, in_rootfs
     from overlayctl.volumes.mounts import mounts_for
 
@@ -226,4 +237,187 @@ def _in_stopped_root(store: Store, container: Container, work: Callable[[int], N
     api = os.environ.get("OVERLAYCTL_OVERLAY_API", "new")
     # No chroot: the host side of the copy is the host's, and the
     # container's side is reached only beneath root_fd.
-    in_rootfs(layout, store.paths.root, mountpoint, run, api, chroot=False)
+    in_rootfs(layout, store.paths.root, mountpoint, run, api, keep_fds=keep_fds, chroot=False)
+
+
+# -- the Engine API's archive endpoints (dockerd's GET/HEAD/PUT .../archive) --------------
+
+# Go's os.FileMode type bits, which Docker's path stat carries in "mode".
+_GO_MODE_DIR = 1 << 31
+_GO_MODE_SYMLINK = 1 << 27
+_GO_MODE_DEVICE = 1 << 26
+_GO_MODE_NAMED_PIPE = 1 << 25
+_GO_MODE_SOCKET = 1 << 24
+_GO_MODE_SETUID = 1 << 23
+_GO_MODE_SETGID = 1 << 22
+_GO_MODE_CHAR_DEVICE = 1 << 21
+_GO_MODE_STICKY = 1 << 20
+
+
+def go_file_mode(st_mode: int) -> int:
+    """st_mode as Go's os.FileMode: the permission bits, and the type and
+    set-id bits where Go keeps them (the docker client tests them so)."""
+    mode = st_mode & 0o777
+    kind = stat.S_IFMT(st_mode)
+    mode |= {
+        stat.S_IFDIR: _GO_MODE_DIR,
+        stat.S_IFLNK: _GO_MODE_SYMLINK,
+        stat.S_IFIFO: _GO_MODE_NAMED_PIPE,
+        stat.S_IFSOCK: _GO_MODE_SOCKET,
+        stat.S_IFBLK: _GO_MODE_DEVICE,
+        stat.S_IFCHR: _GO_MODE_DEVICE | _GO_MODE_CHAR_DEVICE,
+    }.get(kind, 0)
+    if st_mode & stat.S_ISUID:
+        mode |= _GO_MODE_SETUID
+    if st_mode & stat.S_ISGID:
+        mode |= _GO_MODE_SETGID
+    if st_mode & stat.S_ISVTX:
+        mode |= _GO_MODE_STICKY
+    return mode
+
+
+def _container_path(text: str) -> str:
+    """A path in the container as dockerd takes it: relative to its root,
+    with a trailing "/" or "/." kept (they mean the directory itself)."""
+    if not text:
+        raise InvalidArgumentError("the path in the container is empty")
+    return "/" + text.lstrip("/") if not text.startswith("/") else text
+
+
+def _path_stat(tree: Tree, path: str) -> dict[str, object]:
+    from overlayctl.util.humanize import rfc3339_ns
+
+    src = locate_source(tree, path, follow=False)
+    try:
+        st = os.stat(src.name, dir_fd=src.parent_fd, follow_symlinks=False) if src.name else src.st
+    finally:
+        src.close()
+    link_target = ""
+    if stat.S_ISLNK(st.st_mode):
+        link_target = _resolved(tree, path)
+    stripped = path.rstrip("/")
+    name = os.path.basename(stripped) if stripped else "/"
+    return {
+        "name": name,
+        "size": st.st_size,
+        "mode": go_file_mode(st.st_mode),
+        "mtime": rfc3339_ns(st.st_mtime_ns),
+        "linkTarget": link_target,
+    }
+
+
+def _resolved(tree: Tree, path: str) -> str:
+    """Where a symlink leads inside the tree, as an absolute path in it
+    (dockerd's linkTarget): every link on the way followed inside the
+    tree, the last one's target taken as it is written when it is missing."""
+    assert tree.root_fd is not None
+    root = os.readlink(f"/proc/self/fd/{tree.root_fd}")
+    try:
+        fd = tree.open(path, os.O_PATH)
+    except OSError:
+        parent, _, name = path.rstrip("/").rpartition("/")
+        parent_fd = tree.open(parent or "/", os.O_PATH | os.O_DIRECTORY)
+        try:
+            target = os.readlink(name, dir_fd=parent_fd)
+            where = os.readlink(f"/proc/self/fd/{parent_fd}")
+        finally:
+            os.close(parent_fd)
+        base = "/" + os.path.relpath(where, root).lstrip(".") if where != root else "/"
+        return os.path.normpath(os.path.join(base, target)) if not target.startswith("/") else os.path.normpath(target)
+    try:
+        where = os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+    if where == root:
+        return "/"
+    return "/" + os.path.relpath(where, root)
+
+
+def _result_pipe(work: Callable[[int], object]) -> tuple[Callable[[int], None], Callable[[], bytes], int]:
+    """work's return value (JSON) brought back from the child a stopped
+    container's work runs in: (the work to run, a reader of what it wrote
+    for after the work, the descriptor to keep in the child)."""
+    import json
+
+    r, w = os.pipe()
+    closed = [False]  # set where run ran: in this process, or in the child
+
+    def run(root_fd: int) -> None:
+        data = json.dumps(work(root_fd)).encode()
+        os.write(w, data)  # small: the pipe holds it until the parent reads
+        os.close(w)
+        closed[0] = True
+
+    def read() -> bytes:
+        if not closed[0]:
+            os.close(w)  # ours (the child's copy died with it)
+        with os.fdopen(r, "rb") as f:
+            return f.read()
+
+    return run, read, w
+
+
+def path_stat(store: Store, container: Container, path: str) -> dict[str, object]:
+    """Docker's ContainerPathStat of path in the container (HEAD .../archive,
+    which `docker cp` asks first): name, size, mode (Go's FileMode), mtime,
+    and for a symlink linkTarget, where it leads inside the container. The
+    last element of the path is not followed, as dockerd."""
+    import json
+
+    path = _container_path(path)
+
+    def work(root_fd: int) -> dict[str, object]:
+        return _path_stat(_tree(root_fd, container), path)
+
+    run, read, keep = _result_pipe(work)
+    try:
+        in_container_root(store, container, run, keep_fds=(keep,))
+    finally:
+        data = read()
+    return json.loads(data)
+
+
+def archive_path(store: Store, container: Container, path: str, out: BinaryIO) -> None:
+    """A tar of path in the container on out (GET .../archive, `docker cp
+    CONTAINER:PATH -`): its top entry named as the path's last element (its
+    contents alone for PATH/.); nothing below it followed."""
+    path = _container_path(path)
+
+    def work(root_fd: int) -> None:
+        src = locate_source(_tree(root_fd, container), path, follow=False)
+        try:
+            write_tar(src, "" if src.contents_only else source_name(src), out)
+            out.flush()
+        finally:
+            src.close()
+
+    in_container_root(store, container, work, keep_fds=(out.fileno(),))
+
+
+def extract_archive(
+    store: Store,
+    container: Container,
+    path: str,
+    stream: BinaryIO,
+    *,
+    archive: bool = False,
+    no_overwrite_dir_non_dir: bool = False,
+) -> None:
+    """A tar from stream unpacked into the directory path in the container
+    (PUT .../archive, `docker cp - CONTAINER:PATH`), beneath its root with
+    no symlink leading out. Files belong to root unless archive (-a) keeps
+    the tar's owners. What follows the tar's end is read and dropped."""
+    path = _container_path(path)
+    owner = None if archive else (0, 0)
+
+    def work(root_fd: int) -> None:
+        import tarfile
+
+        try:
+            _unpack_into(_tree(root_fd, container), path, stream, owner, no_overwrite_dir_non_dir)
+        except tarfile.TarError as exc:
+            raise InvalidArgumentError(f"the archive is not a whole tar: {exc}") from None
+        while stream.read(COPY_CHUNK):
+            pass
+
+    in_container_root(store, container, work, keep_fds=(stream.fileno(),))

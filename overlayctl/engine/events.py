@@ -144,12 +144,32 @@ def stream(
     start, end = parse_window(since, until)
     live = record.follow(store.paths, poll)
     next(live)  # positioned at the end before the past is read: nothing falls between
+    return (event for event in _events(store, live, matcher, start, end) if event is not None)
+
+
+def feed(
+    store: Store,
+    since: str | None = None,
+    until: str | None = None,
+    filters: list[str] | tuple[str, ...] = (),
+) -> Iterator[dict[str, Any] | None]:
+    """The same events as stream(), for a caller that must never block
+    (the Engine API's event loop): it yields None whenever it has caught
+    up with the record and never sleeps, so the caller waits its own way
+    between calls and can stop at any of them. It ends when `until` has
+    passed; close() it to stop earlier. Arguments are checked now."""
+    matcher = Filters(filters)
+    start, end = parse_window(since, until)
+    live = record.follow(store.paths, 0.0)
+    next(live)
     return _events(store, live, matcher, start, end)
 
 
 def _events(
     store: Store, live: Iterator[dict[str, Any] | None], matcher: Filters, start: int, end: int
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[dict[str, Any] | None]:
+    # None when caught up with the record (stream() drops them; feed()'s
+    # caller waits on them).
     seen: set[tuple[Any, ...]] = set()
     try:
         if start or end:
@@ -166,6 +186,7 @@ def _events(
             if arrived is None:
                 if end and time.time_ns() > end:
                     return
+                yield None
                 continue
             ns = arrived.get("timeNano", 0)
             if ns < start or (end and ns > end) or _key(arrived) in seen:
@@ -240,3 +261,19 @@ def formatter(fmt: str | None) -> Any:
 
     template = Template(fmt)
     return lambda event: template.execute(template_data(event))
+
+
+def last_exit_code(store: Store, container_id: str) -> int | None:
+    """The exit code of a container's last `die` event (None without
+    one): what is left of a container's end once it has been removed, as
+    an AutoRemove container is the moment it ends."""
+    for event in reversed(record.read(store.paths)):
+        if event.get("Type") != "container" or event.get("Action") != "die":
+            continue
+        actor = event.get("Actor") or {}
+        if actor.get("ID") == container_id:
+            try:
+                return int((actor.get("Attributes") or {}).get("exitCode", ""))
+            except ValueError:
+                return None
+    return None

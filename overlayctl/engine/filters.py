@@ -49,10 +49,13 @@ def _seconds(text: str) -> float:
 # -- containers -------------------------------------------------------------------
 
 
-def list_containers(store: Store, items: Iterable[str] = (), all_: bool = False) -> list[Container]:
+def list_containers(
+    store: Store, items: Iterable[str] = (), all_: bool = False, shared_configs: bool = False
+) -> list[Container]:
     """`ps [-a] [--filter ...]`: containers newest first. A `status` filter
     lists stopped ones too, as Docker's; the others filter what -a (or its
-    absence) lists."""
+    absence) lists. `shared_configs`: see ContainerStore.list (the
+    containers are then only to be read)."""
     f = parse_filters(items, PS_KEYS)
     exited = _ints("exited", f.values("exited"))
     for value in f.values("status"):
@@ -63,7 +66,7 @@ def list_containers(store: Store, items: Iterable[str] = (), all_: bool = False)
             raise InvalidArgumentError(f"Unrecognised filter value for health: {value}")
     publish = set().union(*(port_filter("publish", v) for v in f.values("publish")))
     expose = set().union(*(port_filter("expose", v) for v in f.values("expose")))
-    containers = store.containers.list(all=True)
+    containers = store.containers.list(all=True, shared_configs=shared_configs)
     before = [store.containers.get(v) for v in f.values("before")]
     since = [store.containers.get(v) for v in f.values("since")]
     images = _ancestors(store, f.values("ancestor")) if "ancestor" in f else None

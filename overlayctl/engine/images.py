@@ -19,15 +19,19 @@ from overlayctl.util.humanize import now_rfc3339
 from overlayctl.util.reference import parse_reference
 
 
-def import_image(store: Store, source: str, name: str | None, message: str = "") -> tuple[Image, bool]:
+def import_image(
+    store: Store, source: str, name: str | None, message: str = "", stream: BinaryIO | None = None
+) -> tuple[Image, bool]:
     """`docker import`: a root filesystem tar (plain, gzip, xz, zstd, bzip2)
     becomes a one-layer image. Returns the image and whether its layer was
-    new (identical content is stored once)."""
+    new (identical content is stored once). The tar is read from stream
+    when given (source then only names it), else from the file source or
+    stdin ("-")."""
     ref = parse_reference(name) if name else None
-    stream: BinaryIO
-    if source == "-":
+    given = stream
+    if stream is None and source == "-":
         stream = sys.stdin.buffer
-    else:
+    elif stream is None:
         try:
             stream = open(source, "rb")
         except OSError as exc:
@@ -44,7 +48,7 @@ def import_image(store: Store, source: str, name: str | None, message: str = "")
     except EOFError as exc:
         raise OverlayctlError(f"cannot import {source}: the archive is truncated") from exc
     finally:
-        if stream is not sys.stdin.buffer:
+        if stream is not sys.stdin.buffer and stream is not given:
             stream.close()
     created = now_rfc3339()
     config: dict[str, Any] = {
@@ -57,6 +61,9 @@ def import_image(store: Store, source: str, name: str | None, message: str = "")
     }
     faults.point("import-layer")
     image = store.images.create(config, ref)
+    # The image holds the layer from here; a lease kept for the life of a
+    # long-lived process (the Engine API service) would outlive an rmi.
+    store.layers.release([layer.diff_id])
     store.images.record(image.id, "import", image.id)
     return image, new
 
@@ -114,10 +121,45 @@ def tag_image(store: Store, source: str, target: str) -> Image:
 
 def remove_image(store: Store, text: str, force: bool = False) -> list[str]:
     """`docker rmi`: the Untagged/Deleted lines Docker prints."""
+    return [f"{kind}: {name}" for kind, name in removed_references(store, text, force)]
+
+
+def removed_references(store: Store, text: str, force: bool = False) -> list[tuple[str, str]]:
+    """`docker rmi` as data: ("Untagged", name) for each name removed, then
+    ("Deleted", ID) for the image and each layer that went with it."""
     untagged, deleted, diff_ids = store.images.remove(text, force)
-    lines = [f"Untagged: {name}" for name in untagged] + [f"Deleted: {image_id}" for image_id in deleted]
-    lines += [f"Deleted: {layer.diff_id}" for layer in store.layers.remove_unreferenced(diff_ids)]
-    return lines
+    pairs = [("Untagged", name) for name in untagged] + [("Deleted", image_id) for image_id in deleted]
+    pairs += [("Deleted", layer.diff_id) for layer in store.layers.remove_unreferenced(diff_ids)]
+    return pairs
+
+
+def removal_conflict(store: Store, text: str) -> str:
+    """Why dockerd refuses `rmi text` without force, in its words (for
+    clients that match them): a container made from the image, or an image
+    named in several repositories."""
+    from overlayctl.engine.inspect import state_name
+
+    image = store.images.resolve(text)
+    users = [c for c in store.containers.list(all=True) if c.image_id == image.id]
+    short = image.id.removeprefix("sha256:")[:12]
+    if users and _names_reference(text, image):
+        return (
+            f'conflict: unable to remove repository reference "{text}" (must force) - '
+            f"container {users[0].id[:12]} is using its referenced image {short}"
+        )
+    if users:
+        running = [c for c in users if state_name(c) == "running"]
+        user = (running or users)[0]
+        how = "cannot be forced" if running else "must be forced"
+        state = "running" if running else "stopped"
+        return f"conflict: unable to delete {short} ({how}) - image is being used by {state} container {user.id[:12]}"
+    return f"conflict: unable to delete {short} (must be forced) - image is referenced in multiple repositories"
+
+
+def _names_reference(text: str, image: Image) -> bool:
+    """Whether text is a name of the image rather than (a prefix of) its ID."""
+    body = text.removeprefix("sha256:")
+    return not (len(body) >= 4 and image.id.removeprefix("sha256:").startswith(body.lower()) and "@" not in text)
 
 
 def image_history(store: Store, image: Image) -> list[dict[str, Any]]:

@@ -85,23 +85,36 @@ def container_inspect(store: Store, container: Container, size: bool = False) ->
 
 
 def image_inspect(image: Image) -> dict[str, Any]:
-    """`docker image inspect IMAGE`."""
-    return {
+    """`docker image inspect IMAGE`, with dockerd's fields (those of the
+    build that made an image elsewhere come from its config)."""
+    config = image.config
+    doc: dict[str, Any] = {
         "Id": image.id,
         "RepoTags": image.tags,
         "RepoDigests": image.digests,
+        "Parent": "",
+        "Comment": config.get("comment", ""),
         "Created": image.created,
-        "Architecture": image.config.get("architecture", ""),
-        "Os": image.config.get("os", ""),
+        "Container": config.get("container", ""),
+        "ContainerConfig": config.get("container_config") or {},
+        "DockerVersion": config.get("docker_version", ""),
+        "Author": config.get("author", ""),
+        "Architecture": config.get("architecture", ""),
+        "Os": config.get("os", ""),
         "Config": image.container_config,
         "Size": image.size,
+        "VirtualSize": image.size,
         "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in image.layers]},
         "GraphDriver": {
             "Name": "overlay",
             "Data": {"LowerDir": ":".join(layer.dir for layer in reversed(image.layers))},
         },
-        "History": image.config.get("history", []),
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+        "History": config.get("history", []),
     }
+    if config.get("variant"):
+        doc["Variant"] = config["variant"]
+    return doc
 
 
 def container_health(store: Store, container: Container) -> Any:

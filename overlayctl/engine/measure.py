@@ -33,6 +33,7 @@ __all__ = [
     "check_outputs",
     "disk_usage",
     "measure_upper",
+    "read_stats",
     "sparkline",
     "stats_containers",
     "terminal_chart",
@@ -157,6 +158,15 @@ def watch(
             return
         previous = {s.id: s for s in current}
         time.sleep(max(0.0, INTERVAL - (time.monotonic() - started)))
+
+
+def read_stats(store: Store, containers: list[Container]) -> list[StatsSample]:
+    """One reading of each container now, as data: the cumulative counters
+    and levels behind `watch`'s figures, for a front end that hands readings
+    on whole (the Engine API's stats documents carry a reading and the one
+    before it, and the client works out the rates). A container removed
+    meanwhile is left out."""
+    return _read_all(store, containers)
 
 
 def _read_all(store: Store, containers: list[Container]) -> list[StatsSample]:

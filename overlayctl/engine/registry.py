@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from overlayctl.store import Store
     from overlayctl.store.images import Image
 
-__all__ = ["Connection", "login", "logout", "pull", "push", "registry_host", "remote_reference"]
+__all__ = ["Connection", "check_login", "login", "logout", "pull", "push", "registry_host", "remote_reference"]
 
 
 @dataclass
@@ -72,12 +72,16 @@ def pull(
 
     client = _client(ref.registry, connection or Connection())
     if ref.tag:
-        progress.message(f"{ref.tag}: Pulling from {ref.repository}")
+        progress.message(f"Pulling from {ref.repository}", key=ref.tag)
     try:
         pulled = oci_pull.pull(store, ref, client, progress, platform)
     finally:
         client.close()
     image = pulled[0]
+    # The image holds its layers now: the leases taken for the transfer go,
+    # or a long-lived process (the Engine API service) keeps every layer it
+    # ever pulled from a later rmi.
+    store.layers.release(layer.diff_id for layer in image.layers)
     # Docker's pull event names the reference pulled, not the image ID.
     store.images.record(_shown(ref), "pull", _shown(ref, tag=False), image.container_config.get("Labels"))
     return pulled
@@ -141,12 +145,19 @@ def login(host: str, username: str, password: str, connection: Connection | None
     from overlayctl.oci.auth import store_credentials
 
     connection = connection or Connection()
-    client = _client(host, connection, (username, password))
+    check_login(host, username, password, connection)
+    store_credentials(host, username, password, connection.authfile)
+
+
+def check_login(host: str, username: str, password: str, connection: Connection | None = None) -> None:
+    """Prove the credentials with the registry and keep nothing (the Engine
+    API's /auth: its client stores them itself). RegistryAuthError when
+    the registry refuses them."""
+    client = _client(host, connection or Connection(), (username, password))
     try:
         client.check_login()
     finally:
         client.close()
-    store_credentials(host, username, password, connection.authfile)
 
 
 def logout(host: str | None, authfile: str | None = None) -> None:

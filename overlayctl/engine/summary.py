@@ -25,7 +25,8 @@ def container_summaries(
     Docker's list JSON; `size` adds SizeRw and SizeRootFs."""
     from overlayctl.engine.filters import list_containers
 
-    containers = list_containers(store, filters or [], all_ or limit > 0)
+    # Only read: the configs may be shared with earlier lists (parsed once).
+    containers = list_containers(store, filters or [], all_ or limit > 0, shared_configs=True)
     if limit > 0:
         containers = containers[:limit]
     return summaries(store, containers, size)

@@ -18,13 +18,12 @@ if TYPE_CHECKING:
 
     from overlayctl.oci.archive import Progress
     from overlayctl.store import Store
+    from overlayctl.store.images import Image
 
-__all__ = ["load", "save", "save_to_file"]
+__all__ = ["load", "load_stream", "save", "save_to_file"]
 
 
-def save(
-    store: Store, images: list[str], out: BinaryIO, fmt: str, compression: str | None, progress: Progress
-) -> None:
+def save(store: Store, images: list[str], out: BinaryIO, fmt: str, compression: str | None, progress: Progress) -> None:
     """`save IMAGE...` as one archive on out, flushed."""
     from overlayctl.oci.archive import save_archive
 
@@ -59,12 +58,23 @@ def save_to_file(
 def load(store: Store, source: str | None, progress: Progress) -> None:
     """`load [-i FILE]`: every image of the archive in FILE (stdin when
     None), reported to progress as it is loaded."""
-    from overlayctl.oci.archive import load_archive, open_source
+    from overlayctl.oci.archive import open_source
 
     stream, where, close = open_source(source)
     try:
-        loaded = load_archive(store, stream, where, progress)
+        load_stream(store, stream, where, progress)
     finally:
         close()
+
+
+def load_stream(store: Store, stream: BinaryIO, where: str, progress: Progress) -> list[Image]:
+    """Every image of the archive read from stream (`where` names it in
+    messages), reported to progress as it is loaded; returns them."""
+    from overlayctl.oci.archive import load_archive
+
+    loaded = load_archive(store, stream, where, progress)
     for image in loaded:
+        # As after a pull: the images hold their layers, the leases go.
+        store.layers.release(layer.diff_id for layer in image.layers)
         store.images.record(image.id, "load", image.id, image.container_config.get("Labels"))
+    return loaded

@@ -257,13 +257,20 @@ def _parts(name: str) -> list[str]:
 
 
 def extract_tar(
-    stream: BinaryIO, dest_fd: int, owner: tuple[int, int] | None, kernel_devs: frozenset[int] = frozenset()
+    stream: BinaryIO,
+    dest_fd: int,
+    owner: tuple[int, int] | None,
+    kernel_devs: frozenset[int] = frozenset(),
+    no_overwrite_dir_non_dir: bool = False,
 ) -> None:
     """Unpack a tar into the directory dest_fd. Every entry's parent is
     opened beneath dest_fd following no symlink (a symlink the tar made, or
     the tree had, is never a way out), and refused on a filesystem of
     kernel_devs. `owner` is the uid and gid every file gets, or None to
-    keep the tar's."""
+    keep the tar's. A directory never gives way to a file; with
+    no_overwrite_dir_non_dir (Docker's API flag) a file does not give way
+    to a directory either. A file the tar ends in the middle of is removed,
+    not left cut short."""
     dirs: list[tuple[str, tarfile.TarInfo]] = []
     with tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
@@ -278,7 +285,7 @@ def extract_tar(
                 os.close(parent_fd)
                 raise InvalidArgumentError(f"cannot copy {member.name}: it would land on a kernel filesystem")
             try:
-                _extract_one(tar, member, parent_fd, parts[-1], dest_fd, owner)
+                _extract_one(tar, member, parent_fd, parts[-1], dest_fd, owner, no_overwrite_dir_non_dir)
             except OSError as e:
                 raise OverlayctlError(f"cannot copy {member.name}: {e.strerror}") from e
             finally:
@@ -315,7 +322,13 @@ def _parent(dest_fd: int, parts: list[str], owner: tuple[int, int]) -> int:
 
 
 def _extract_one(
-    tar: tarfile.TarFile, m: tarfile.TarInfo, parent_fd: int, name: str, dest_fd: int, owner: tuple[int, int] | None
+    tar: tarfile.TarFile,
+    m: tarfile.TarInfo,
+    parent_fd: int,
+    name: str,
+    dest_fd: int,
+    owner: tuple[int, int] | None,
+    no_overwrite_dir_non_dir: bool = False,
 ) -> None:
     uid, gid = owner if owner is not None else (m.uid, m.gid)
     try:
@@ -324,6 +337,8 @@ def _extract_one(
         existing = None
     if existing is not None and stat.S_ISDIR(existing.st_mode) and not m.isdir():
         raise InvalidArgumentError(f"cannot overwrite directory {m.name} with non-directory")
+    if existing is not None and not stat.S_ISDIR(existing.st_mode) and m.isdir() and no_overwrite_dir_non_dir:
+        raise InvalidArgumentError(f"cannot overwrite non-directory {m.name} with directory")
     if existing is not None and not stat.S_ISDIR(existing.st_mode):
         os.unlink(name, dir_fd=parent_fd)
         existing = None
@@ -341,8 +356,12 @@ def _extract_one(
         try:
             data = tar.extractfile(m)
             assert data is not None
-            while chunk := data.read(COPY_CHUNK):
-                os.write(fd, chunk)
+            try:
+                while chunk := data.read(COPY_CHUNK):
+                    os.write(fd, chunk)
+            except BaseException:
+                os.unlink(name, dir_fd=parent_fd)  # a cut-short file is no copy of it
+                raise
             os.fchown(fd, uid, gid)
             os.fchmod(fd, m.mode & 0o7777)
             os.utime(fd, (m.mtime, m.mtime))

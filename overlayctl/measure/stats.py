@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psutil
 
@@ -60,6 +60,14 @@ class Sample:
     block_write: int = 0
     pids: int = 0
     upper_size: int = 0
+    # The split of the processes' CPU time (cpu_ns may be the cgroup's),
+    # and the cgroup's memory charge before the inactive page cache is taken
+    # off with its memory.stat (0 and empty without a cgroup): the Engine
+    # API's stats documents carry them, and docker's client does the subtraction.
+    cpu_user_ns: int = 0
+    cpu_system_ns: int = 0
+    mem_charged: int = 0
+    memory_stat: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,13 +91,16 @@ def sample(store: Store, container: Container) -> Sample:
     at = time.monotonic()
     usage = process_usage(pids)
     cpu_ns, mem_usage, mem_limit = usage.cpu_ns, usage.rss, 0
+    mem_charged, memory_stat = 0, {}
     cgroup = find(container.id)
     if cgroup is not None:
         kernel = cgroup.stats()
         if kernel.get("cpu_usage_ns") is not None:
             cpu_ns = kernel["cpu_usage_ns"] or 0
         if kernel.get("memory_usage") is not None:
-            mem_usage = _cgroup_memory(kernel["memory_usage"] or 0, cgroup)
+            mem_charged = kernel["memory_usage"] or 0
+            memory_stat = _memory_stat(cgroup)
+            mem_usage = without_inactive_file(mem_charged, memory_stat, cgroup.version)
         mem_limit = kernel.get("memory_limit") or 0
     rx, tx = _net_io(container.pid)
     return Sample(
@@ -106,6 +117,10 @@ def sample(store: Store, container: Container) -> Sample:
         block_write=usage.write_bytes,
         pids=len(usage.pids),
         upper_size=upper,
+        cpu_user_ns=usage.user_ns,
+        cpu_system_ns=usage.system_ns,
+        mem_charged=mem_charged,
+        memory_stat=memory_stat,
     )
 
 
@@ -196,6 +211,8 @@ class ProcessUsage:
 
     pids: list[int]
     cpu_ns: int = 0
+    user_ns: int = 0
+    system_ns: int = 0
     rss: int = 0
     read_bytes: int = 0
     write_bytes: int = 0
@@ -215,24 +232,27 @@ def process_usage(pids: Sequence[int]) -> ProcessUsage:
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             continue  # it ended between the scan and now
         usage.pids.append(pid)
-        seconds = times.user + times.system + times.children_user + times.children_system
-        usage.cpu_ns += round(seconds * _NANO)
+        user = round((times.user + times.children_user) * _NANO)
+        system = round((times.system + times.children_system) * _NANO)
+        usage.cpu_ns += user + system
+        usage.user_ns += user
+        usage.system_ns += system
         usage.rss += rss
         usage.read_bytes += io.read_bytes
         usage.write_bytes += io.write_bytes
     return usage
 
 
-def _cgroup_memory(usage: int, cgroup: Cgroup) -> int:
+def _memory_stat(cgroup: Cgroup) -> dict[str, int]:
+    """The cgroup's memory.stat; empty if it cannot be read."""
     memory = cgroup.controllers.get("memory")
     if memory is None:
-        return usage
+        return {}
     try:
         with open(os.path.join(memory, "memory.stat")) as f:
-            stat = parse_memory_stat(f.read())
+            return parse_memory_stat(f.read())
     except OSError:
-        return usage
-    return without_inactive_file(usage, stat, cgroup.version)
+        return {}
 
 
 def _net_io(pid: int) -> tuple[int, int]:

@@ -85,8 +85,11 @@ class Progress:
             if self.mode == "tty":
                 self._redraw(force=False)
 
-    def message(self, text: str) -> None:
-        """A line below the rows (Digest:, Status:), never redrawn."""
+    def message(self, text: str, key: str | None = None) -> None:
+        """A line below the rows (Digest:, Status:), never redrawn; with key,
+        a line about that tag or layer ("1: Pulling from x")."""
+        if key is not None:
+            text = f"{key}: {text}"
         with self._lock:
             if self.mode == "quiet":
                 return

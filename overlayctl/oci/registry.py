@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
-from overlayctl.errors import InvalidArgumentError, RegistryAuthError, RegistryError
+from overlayctl.errors import InvalidArgumentError, ManifestUnknownError, RegistryAuthError, RegistryError
 from overlayctl.util.reference import DOCKER_HUB, Reference, parse_reference, split_digest
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -377,7 +377,7 @@ class RegistryClient:
         scopes = (f"repository:{repository}:pull",)
         response = self.request("GET", f"{repository}/manifests/{reference}", scopes, headers={"Accept": ACCEPT})
         if response.status_code == 404:
-            raise RegistryError(
+            raise ManifestUnknownError(
                 f"{self.registry}/{repository}:{reference}: manifest unknown ({_error_detail(response)})"
             )
         if response.status_code != 200:

@@ -69,6 +69,9 @@ class ExecSpec:
         # a session of its own, so that the caller can kill all it started
         # (a health check's probe). None: the caller's stdio.
         self.output = output
+        # Descriptors for its stdin, stdout and stderr (the Engine API's
+        # pipes); None: the caller's stdio, or as `output` and `detach` say.
+        self.stdio: tuple[int, int, int] | None = None
         # As PID 1 has them (ContainerSpec's): --ulimit and --group-add.
         self.rlimits: list[tuple[str, int, int, int]] = []
         self.group_add: list[str] = []
@@ -130,6 +133,41 @@ def run(pid: int, pid_start: int, spec: ExecSpec, detach_keys: bytes = b"") -> i
     return 128 - code if code < 0 else code
 
 
+def spawn(pid: int, pid_start: int, spec: ExecSpec) -> tuple[int, int | None]:
+    """Start `spec` in the container whose PID 1 is `pid` and return, once
+    its command runs, its pid (the host's number) and, with `spec.tty`, the
+    master of its pty (made in the container's devpts); without a terminal
+    its stdio is `spec.stdio`. The caller relays and reaps: nothing here
+    touches this process's own stdio or signal handlers, so a thread of
+    a server (the Engine API's exec) may call it."""
+    console_parent = console_child = None
+    if spec.tty and not spec.detach:
+        import socket
+
+        console_parent, console_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        child, error_r = _fork_inside(pid, pid_start, spec, console_parent, console_child)
+    except BaseException:
+        for sock in (console_parent, console_child):
+            if sock is not None:
+                sock.close()
+        raise
+    master = None
+    try:
+        if console_parent is not None:
+            with console_parent:
+                import socket
+
+                _, received, _, _ = socket.recv_fds(console_parent, 16, 1)
+                master = received[0] if received else None
+        _started(child, error_r)
+    except BaseException:
+        if master is not None:
+            os.close(master)
+        raise
+    return child, master
+
+
 def start(pid: int, pid_start: int, spec: ExecSpec) -> int:
     """Start `spec` (no terminal) in the container whose PID 1 is `pid`, and
     return its pid (the host's number) once its command runs; the caller
@@ -151,9 +189,7 @@ def _started(child: int, error_r: int) -> None:
         raise OverlayctlError(message, exit_code=int(code) if code.isdigit() else 126)
 
 
-def _fork_inside(
-    pid: int, pid_start: int, spec: ExecSpec, console_parent: Any, console_child: Any
-) -> tuple[int, int]:
+def _fork_inside(pid: int, pid_start: int, spec: ExecSpec, console_parent: Any, console_child: Any) -> tuple[int, int]:
     """Fork the child into the container's PID namespace; (its pid, the read
     end of its error pipe)."""
     from overlayctl.util.proc import process_start_time
@@ -223,7 +259,7 @@ def _child(pid: int, fds: dict[str, int], spec: ExecSpec, error_fd: int, console
 
     try:
         # The namespaces' descriptors are kept until each is joined.
-        leave_host_behind((error_fd, console_fd, spec.output, *fds.values()))
+        leave_host_behind((error_fd, console_fd, spec.output, *(spec.stdio or ()), *fds.values()))
         # Imported while the host's files are in reach (setns below);
         # python-prctl's _prctl came with runtime.init.
         import overlayctl.runtime.capabilities  # noqa: F401  (used by drop_privileges)
@@ -243,6 +279,13 @@ def _child(pid: int, fds: dict[str, int], spec: ExecSpec, error_fd: int, console
             os.dup2(spec.output, 1)
             os.dup2(spec.output, 2)
             os.close(spec.output)
+        if spec.stdio is not None and not spec.tty:
+            # Each onto its number; none of them is 0-2 (those the caller keeps).
+            for target, fd in enumerate(spec.stdio):
+                os.dup2(fd, target)
+            for fd in set(spec.stdio):
+                if fd > 2:
+                    os.close(fd)
         if spec.detach:
             os.setsid()
             null = os.open("/dev/null", os.O_RDWR)
@@ -281,7 +324,7 @@ def _child(pid: int, fds: dict[str, int], spec: ExecSpec, error_fd: int, console
             sc.setrlimit(resource, soft, hard)
         if spec.tty:
             attach_console(console_fd)
-        elif not spec.interactive and not spec.detach and spec.output is None:
+        elif not spec.interactive and not spec.detach and spec.output is None and spec.stdio is None:
             null = os.open("/dev/null", os.O_RDONLY)
             os.dup2(null, 0)
             os.close(null)

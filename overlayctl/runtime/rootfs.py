@@ -73,7 +73,9 @@ def in_rootfs(
             work()
         except OverlayctlError as exc:
             code = exc.exit_code or 1
-            os.write(error_w, f"{code} {exc.message}".encode(errors="backslashreplace"))
+            # Its kind too (NotFoundError, ...): a front end answers by it.
+            report = f"{code} {type(exc).__name__}\0{exc.message}"
+            os.write(error_w, report.encode(errors="backslashreplace"))
         except OSError as exc:
             code = 125
             where = f": {exc.filename}" if exc.filename else ""
@@ -93,9 +95,21 @@ def in_rootfs(
         _, status = os.waitpid(pid, 0)
     if chunks:
         code, _, message = b"".join(chunks).decode(errors="replace").partition(" ")
-        raise OverlayctlError(message, exit_code=int(code) if code.isdigit() else 125)
+        kind, nul, rest = message.partition("\0")
+        error_class = _error_class(kind) if nul else OverlayctlError
+        raise error_class(rest if nul else message, exit_code=int(code) if code.isdigit() else 125)
     if os.waitstatus_to_exitcode(status) != 0:
         raise OverlayctlError(f"working in the image's filesystem failed (status {os.waitstatus_to_exitcode(status)})")
+
+
+def _error_class(name: str) -> type[OverlayctlError]:
+    """The overlayctl error class called name, else OverlayctlError."""
+    from overlayctl import errors
+
+    found = getattr(errors, name, None)
+    if isinstance(found, type) and issubclass(found, OverlayctlError):
+        return found
+    return OverlayctlError
 
 
 def _make_beneath(root_fd: int, path: str, is_dir: bool) -> int:

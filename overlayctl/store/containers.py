@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     import sqlite3
 
 CREATED, RUNNING, RESTARTING, EXITED = "created", "running", "restarting", "exited"
+# ContainerStore.list(shared_configs=True)'s memo: config text -> parsed config.
+_SHARED_CONFIGS: dict[str, ContainerConfig] = {}
+_SHARED_MAX = 4096
 LOST = "its process ended while no supervisor was watching"
 
 
@@ -102,13 +105,24 @@ class Container:
         return self.id[:12]
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Container:
+    def from_row(cls, row: sqlite3.Row, shared: dict[str, ContainerConfig] | None = None) -> Container:
+        """The container of a catalog row. With `shared`, a memo of configs
+        by their stored text: containers read with the same text share one
+        config, which the caller then must not change."""
+        text = row["config"]
+        config = shared.get(text) if shared is not None else None
+        if config is None:
+            config = ContainerConfig.from_json(jsonio.loads(text))
+            if shared is not None:
+                if len(shared) >= _SHARED_MAX:
+                    shared.clear()
+                shared[text] = config
         return cls(
             row["id"],
             row["name"],
             row["image_id"],
             row["image_name"],
-            ContainerConfig.from_json(jsonio.loads(row["config"])),
+            config,
             row["created"],
             row["status"],
             row["pid"],
@@ -251,9 +265,15 @@ class ContainerStore:
             raise NotFoundError(f'container "{text}" not found; see "overlayctl ps -a"')
         return self._reconciled(Container.from_row(row))
 
-    def list(self, all: bool = False) -> list[Container]:
+    def list(self, all: bool = False, shared_configs: bool = False) -> list[Container]:
+        """Containers, newest first (with `all`, stopped ones too). With
+        `shared_configs`, for a long-lived reader that only reads (the
+        Engine API's list, polled by every client): configs come from a
+        memo of the ones read before, parsed once per stored text, and must
+        not be changed."""
         rows = self.conn.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
-        containers = [self._reconciled(Container.from_row(row)) for row in rows]
+        memo = _SHARED_CONFIGS if shared_configs else None
+        containers = [self._reconciled(Container.from_row(row, memo)) for row in rows]
         return containers if all else [c for c in containers if c.is_active]
 
     # Reads of the rows as recorded: no reconciling write.

@@ -105,6 +105,9 @@ def start(store: Store, container: Container, attach: bool = False) -> socket.so
             # forked from here) would hide the client's leaving from the monitor.
             client.close()
         _first_supervisor(launch, to_caller_w, to_child_r)
+    # The caller may live on (the Engine API service starts many): what it
+    # froze for the child must stay collectable here.
+    gc.unfreeze()
     os.close(to_caller_w)
     os.close(to_child_r)
     os.waitpid(pid, 0)

@@ -74,6 +74,17 @@ def parse_rfc3339(text: str) -> float:
     if not text:
         return 0.0
     whole, _, frac = text.rstrip("Z").partition(".")
+    if len(whole) == 19 and whole[10] == "T":
+        # The fixed layout now_rfc3339 writes, read without strptime (which
+        # costs `ps` and the Engine API's list ~20 microseconds a row).
+        from datetime import UTC, datetime
+
+        try:
+            seconds = datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            pass
+        else:
+            return seconds + (float("0." + frac) if frac else 0.0)
     seconds = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
     return seconds + (float("0." + frac) if frac else 0.0)
 

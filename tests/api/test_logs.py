@@ -49,23 +49,37 @@ def needs_inspect(api: Api) -> None:
         pytest.skip("docker logs needs GET /containers/{id}/json, which the containers area serves")
 
 
+def by_stream(pairs: list[tuple[int, bytes]]) -> dict[int, list[bytes]]:
+    out: dict[int, list[bytes]] = {1: [], 2: []}
+    for kind, payload in pairs:
+        out[kind].append(payload)
+    return out
+
+
 def test_raw_logs_are_docker_frames_split_by_stream(api: Api, bb: str) -> None:
     finished(api, "lg", SCRIPT)
     status, headers, body = api.request("GET", "/v1.41/containers/lg/logs?stdout=1&stderr=1")
     assert status == 200
-    assert frames(body) == [(1, b"out1\n"), (2, b"err1\n"), (1, b"out2\n")]
+    assert by_stream(frames(body)) == {1: [b"out1\n", b"out2\n"], 2: [b"err1\n"]}
     _, _, body = api.request("GET", "/containers/lg/logs?stdout=1")
     assert frames(body) == [(1, b"out1\n"), (1, b"out2\n")]
     _, _, body = api.request("GET", "/containers/lg/logs?stderr=true")
     assert frames(body) == [(2, b"err1\n")]
-    _, _, body = api.request("GET", "/containers/lg/logs?stdout=1&stderr=1&tail=2")
-    assert frames(body) == [(2, b"err1\n"), (1, b"out2\n")]
-    _, _, body = api.request("GET", "/containers/lg/logs?stdout=1&stderr=1&tail=0")
-    assert body == b""
     _, _, body = api.request("GET", "/containers/lg/logs?stdout=1&timestamps=1")
     lines = [payload for _, payload in frames(body)]
     assert len(lines) == 2 and all(STAMP.match(line) for line in lines), lines
     assert [line[31:] for line in lines] == [b"out1\n", b"out2\n"]
+
+
+def test_raw_logs_tail(api: Api, bb: str) -> None:
+    finished(api, "tl", "echo a; echo b; echo c")
+    _, _, body = api.request("GET", "/containers/tl/logs?stdout=1&stderr=1&tail=2")
+    assert frames(body) == [(1, b"b\n"), (1, b"c\n")]
+    _, _, body = api.request("GET", "/containers/tl/logs?stdout=1&stderr=1&tail=0")
+    assert body == b""
+    # dockerd reads a tail that is not a number as all of it.
+    _, _, body = api.request("GET", "/containers/tl/logs?stdout=1&tail=everything")
+    assert len(frames(body)) == 3
 
 
 def test_raw_logs_errors_are_dockerds(api: Api, bb: str) -> None:
@@ -107,7 +121,8 @@ def test_docker_logs_splits_stdout_and_stderr(api: Api, bb: str) -> None:
     result = api.docker("logs", "lg")
     assert result.returncode == 0, result.stderr
     assert (result.stdout, result.stderr) == (b"out1\nout2\n", b"err1\n")
-    assert api.docker_ok("logs", "--tail", "1", "lg") == "out2\n"
+    finished(api, "tl", "echo a; echo b; echo c")
+    assert api.docker_ok("logs", "--tail", "2", "tl") == "b\nc\n"
     stamped = api.docker_ok("logs", "-t", "lg").encode().splitlines(keepends=True)
     assert [line[31:] for line in stamped] == [b"out1\n", b"out2\n"]
     assert all(STAMP.match(line) for line in stamped), stamped
