@@ -24,14 +24,20 @@ fi
 # debootstrap and systemd-container (systemd-nspawn) build and boot the
 # guest of the systemd test; python3-nftables is libnftables' own binding,
 # through which bridge networks keep their isolation table; tini is the
-# init of `run --init` (its tini-static runs in images with no C library).
-PACKAGES="python3 python3-venv python3-dev gcc libcap-dev libseccomp2 busybox-static tar gzip xz-utils zstd bzip2 util-linux coreutils debootstrap systemd-container python3-nftables tini"
+# init of `run --init` (its tini-static runs in images with no C library);
+# systemd gives systemd-socket-activate and systemd-analyze, with which the
+# tests start the Engine API service as its socket unit does and check the
+# unit files (a package, not an init: the host's PID 1 is left alone).
+PACKAGES="python3 python3-venv python3-dev gcc libcap-dev libseccomp2 busybox-static tar gzip xz-utils zstd bzip2 util-linux coreutils debootstrap systemd systemd-container python3-nftables tini"
 # The registry tests push and pull through real peers: Debian's
 # docker-registry (the CNCF distribution registry), skopeo and podman; the
 # network tests run containers beside Docker's (docker.io), whose daemon
-# they start themselves with temporary roots.
+# they start themselves with temporary roots. The Engine API tests drive
+# overlayctl with the real clients: docker.io's /usr/bin/docker and
+# docker-compose (1.29, which runs on Debian's python3-docker, apart from
+# the venv's docker-py); the API benchmark starts docker.io's dockerd.
 if [ "${1:-}" = test ]; then
-    PACKAGES="$PACKAGES docker-registry skopeo podman docker.io"
+    PACKAGES="$PACKAGES docker-registry skopeo podman docker.io docker-compose"
 fi
 missing=""
 for p in $PACKAGES; do

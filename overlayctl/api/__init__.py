@@ -67,8 +67,8 @@ def _lazy_aiohttp() -> None:
         loader.exec_module(package)
         return getattr(package, name)
 
-    package.__version__ = version  # aiohttp.http reads it (the Server header)
-    package.__getattr__ = complete  # type: ignore[attr-defined]
+    # __version__: aiohttp.http reads it (its default Server header).
+    package.__dict__.update(__version__=version, __getattr__=complete)
     sys.modules["aiohttp"] = package
 
 

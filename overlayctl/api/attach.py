@@ -130,25 +130,36 @@ async def attach_container(request: web.Request) -> web.StreamResponse:
     sock = None
     if stream and container.status == "running":
         sock = await call(request, _connect_now, container.id)
-    hijacked = await hijack(request)
+    # Registered before the answer: the client's start may come right after it.
+    waiter = _register(container.id) if stream and sock is None else None
+    waited = waiter is not None
+    try:
+        hijacked = await hijack(request)
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        if waiter is not None:
+            _unregister(container.id, waiter, False)
+        raise
     try:
         if logs:
             await _write_log(request, hijacked, container, tty, want)
-        if stream:
-            # An attach that waits for the start is `docker run -i`'s or
+        if waiter is not None:
+            sock = await _wait_for_start(request, hijacked, container.id, waiter)
+            waiter = None
+        if sock is not None:
+            # An attach that waited for the start is `docker run -i`'s or
             # `start -ai`'s: the end of its input is the container's
             # (StdinOnce, which the catalog does not keep).
-            once = sock is None
-            if sock is None:
-                sock = await _wait_for_start(request, hijacked, container.id)
-            if sock is not None:
-                await relay(hijacked, sock, tty, stdin, want, keys if tty else b"", close_stdin=once)
-                sock = None
+            await relay(hijacked, sock, tty, stdin, want, keys if tty else b"", close_stdin=waited)
+            sock = None
     except Exception:  # noqa: BLE001 - the connection is raw now: no error can be answered
         log.exception("attach to %s", container.id[:12])
     finally:
         if sock is not None:
             sock.close()
+        if waiter is not None:
+            _unregister(container.id, waiter, False)
         hijacked.close()
     return hijacked.response
 
@@ -190,13 +201,32 @@ def _running(store: Store, container_id: str) -> bool | None:
         return None
 
 
-async def _wait_for_start(request: web.Request, hijacked: Hijacked, container_id: str) -> socket.socket | None:
-    """An attach socket once the container starts (handed over by the start
-    handler, or connected once the container is seen running); None when
-    the client goes away or the container is removed first."""
-    loop = asyncio.get_running_loop()
-    waiter: asyncio.Future[Any] = loop.create_future()
+def _register(container_id: str) -> asyncio.Future[Any]:
+    """A waiter for the container's start, which start_pending resolves."""
+    waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     _pending.setdefault(container_id, []).append(waiter)
+    return waiter
+
+
+def _unregister(container_id: str, waiter: asyncio.Future[Any], taken: bool) -> None:
+    """Forget the waiter; a socket handed to it and not taken is closed."""
+    if not waiter.done():
+        waiter.cancel()
+    elif not taken and not waiter.cancelled() and waiter.exception() is None and waiter.result() is not None:
+        waiter.result().close()  # (handed over as the client left)
+    waiters = _pending.get(container_id, [])
+    if waiter in waiters:
+        waiters.remove(waiter)
+    if not waiters:
+        _pending.pop(container_id, None)
+
+
+async def _wait_for_start(
+    request: web.Request, hijacked: Hijacked, container_id: str, waiter: asyncio.Future[Any]
+) -> socket.socket | None:
+    """An attach socket once the container starts (handed over by the start
+    handler to `waiter`, or connected once the container is seen running);
+    None when the client goes away or the container is removed first."""
     gone = asyncio.ensure_future(hijacked.wait_lost())
     taken = False
     try:
@@ -218,15 +248,7 @@ async def _wait_for_start(request: web.Request, hijacked: Hijacked, container_id
                 return await call(request, _connect, container_id)
     finally:
         gone.cancel()
-        if not waiter.done():
-            waiter.cancel()
-        elif not taken and not waiter.cancelled() and waiter.exception() is None and waiter.result() is not None:
-            waiter.result().close()  # (handed over as the client left)
-        waiters = _pending.get(container_id, [])
-        if waiter in waiters:
-            waiters.remove(waiter)
-        if not waiters:
-            _pending.pop(container_id, None)
+        _unregister(container_id, waiter, taken)
 
 
 async def _write_log(

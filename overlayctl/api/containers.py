@@ -198,7 +198,7 @@ def _code(exit_code: int | None, status: str) -> int:
 def _wait_done(
     condition: str, first: tuple[str, str, int | None, bool], now: tuple[str, str, int | None, bool]
 ) -> bool:
-    status, finished, _code_now, supervised = now
+    status, finished, _, supervised = now
     if condition == "removed":
         return False
     # An end is recorded once its supervisor has cleaned up (as `overlayctl wait`).
@@ -220,13 +220,11 @@ async def wait(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()
     await response.prepare(request)
-    state: tuple[str, str, int | None, bool] | None = first
     last = first
     # Quick polls first (a `run --rm true` waits on this), slower ones for a long wait.
     pause, started = 0.002, time.monotonic()
-    while True:
-        if condition == "not-running" and first[0] not in ("running", "restarting"):
-            break
+    waiting = condition != "not-running" or first[0] in ("running", "restarting")
+    while waiting:
         state = await call(request, _wait_state, container_id)
         if state is None:
             # Removed (an AutoRemove container, the moment it ended): its

@@ -225,7 +225,11 @@ async def start_exec(request: web.Request) -> web.StreamResponse:
             raise
         _background(_finish(request, found, process, None, framed))
         return web.Response(status=200)
-    hijacked = await hijack(request)
+    try:
+        hijacked = await hijack(request)
+    except BaseException:
+        found.started = False  # (the client went away before the answer: it may be started again)
+        raise
     try:
         try:
             process = await _spawn(request, found, detach=False)

@@ -28,6 +28,7 @@ from aiohttp import web
 RAW_STREAM = "application/vnd.docker.raw-stream"
 STDOUT, STDERR = 1, 2  # Docker's stream numbers in a frame's header
 READ_LIMIT = 1 << 20  # client bytes held before the transport stops reading
+HANGUP_SECONDS = 0.5  # how often a half-closed connection is looked at for its hang-up
 
 log = logging.getLogger("overlayctl.api")
 
@@ -107,6 +108,17 @@ class _Protocol(asyncio.Protocol):
         self._wake()
 
 
+def _hung_up(transport: asyncio.Transport) -> bool:
+    import select
+
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.fileno() < 0:
+        return True
+    poller = select.poll()
+    poller.register(sock.fileno(), 0)  # (POLLHUP and POLLERR are always reported)
+    return any(event & (select.POLLHUP | select.POLLERR) for _, event in poller.poll(0))
+
+
 class Hijacked:
     """A connection taken over from aiohttp: read the client's bytes, write
     output, close."""
@@ -122,8 +134,19 @@ class Hijacked:
         return self._protocol.lost or self._protocol.transport.is_closing()
 
     async def wait_lost(self) -> None:
-        """Return once the connection is gone."""
-        await self._protocol.gone.wait()
+        """Return once the connection is gone. A client that closes its
+        write side and one that closes the whole connection look the same
+        to a reader (EOF); on a unix socket the second also hangs it up
+        (POLLHUP), which is looked for every HANGUP_SECONDS after the EOF.
+        (Over TCP only a write can tell: the next output.)"""
+        protocol = self._protocol
+        while not protocol.gone.is_set():
+            if protocol.eof and _hung_up(protocol.transport):
+                self.close()
+            try:
+                await asyncio.wait_for(protocol.gone.wait(), HANGUP_SECONDS)
+            except TimeoutError:
+                pass
 
     async def read(self) -> bytes:
         """The client's next bytes; b"" once it has closed its write side or gone."""

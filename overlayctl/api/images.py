@@ -34,6 +34,7 @@ from overlayctl.errors import (
     ConflictError,
     InvalidArgumentError,
     NotFoundError,
+    OverlayctlError,
     RegistryAuthError,
     RegistryError,
 )
@@ -126,13 +127,22 @@ async def _drive(
 
 
 def _settled(task: asyncio.Future[Any]) -> None:
-    """A worker whose client went away still ends; its error is logged, not lost."""
+    """A worker outlives a client that went away; its end is noted then,
+    never left as an unretrieved error."""
 
     def done(t: asyncio.Future[Any]) -> None:
         if not t.cancelled() and t.exception() is not None:
-            log.info("after the client left: %s", message_of(t.exception()))  # type: ignore[arg-type]
+            log.debug("worker ended: %s", message_of(t.exception()))  # type: ignore[arg-type]
 
     task.add_done_callback(done)
+
+
+def _error_line(exc: BaseException) -> dict[str, Any]:
+    """dockerd's last line of a stream that failed once begun."""
+    if not isinstance(exc, OverlayctlError):
+        log.error("a streamed request failed", exc_info=exc)
+    message = message_of(exc)
+    return {"errorDetail": {"message": message}, "error": message}
 
 
 async def _stream_events(
@@ -140,14 +150,12 @@ async def _stream_events(
     fn: Callable[..., list[dict[str, Any]] | None],
     *args: Any,
     hold: Callable[[dict[str, Any]], bool] = lambda event: False,
-    shown: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda event: event,
 ) -> web.StreamResponse:
     """fn(store, *args, sink) in a worker thread, each event it hands to
-    sink (and each it returns) a line of streamed JSON.
+    sink (then each it returns) a line of streamed JSON.
 
     The response starts with the first event hold() does not keep back, so
-    that failures before it get their own status code. shown() turns an
-    event into the line sent (None: not sent)."""
+    that a failure before it is an ordinary error with its status code."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
@@ -159,36 +167,28 @@ async def _stream_events(
     held: list[dict[str, Any]] = []
     response: web.StreamResponse | None = None
 
-    async def send(event: dict[str, Any]) -> None:
+    async def send(event: dict[str, Any], start: bool = False) -> None:
         nonlocal response
-        if response is None and hold(event):
+        if response is None and hold(event) and not start:
             held.append(event)
             return
         if response is None:
             response = await stream_json(request)
         for line in [*held, event]:
-            data = shown(line)
-            if data is not None:
-                await write_json(response, data)
+            await write_json(response, line)
         held.clear()
 
     await _drive(task, queue, send)
     exc = task.exception()
+    if exc is not None and response is None:
+        raise exc
     if exc is not None:
-        if response is None:
-            raise exc
-        # dockerd's way once the stream has begun: the error is its last line.
-        message = message_of(exc)
-        await write_json(response, {"errorDetail": {"message": message}, "error": message})
+        await send(_error_line(exc))
     else:
         for event in task.result() or []:
-            await send(event)
-        if response is None:
-            response = await stream_json(request)
-            for line in held:
-                data = shown(line)
-                if data is not None:
-                    await write_json(response, data)
+            await send(event, start=True)
+    if response is None:  # nothing to say (held events are sent by send)
+        response = await stream_json(request)
     await response.write_eof()
     return response
 
@@ -510,8 +510,7 @@ async def _save_response(request: web.Request, names: list[str]) -> web.StreamRe
         await response.prepare(request)
     elif exc is not None:
         # dockerd's way: the error follows what was sent; the archive is not whole.
-        log.warning("save %s: %s", names, message_of(exc))
-        await write_json(response, {"errorDetail": {"message": message_of(exc)}, "error": message_of(exc)})
+        await write_json(response, _error_line(exc))
     await response.write_eof()
     return response
 

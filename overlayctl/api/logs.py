@@ -14,6 +14,7 @@ client goes away, and lets go of the log file then.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import struct
 import threading
@@ -28,8 +29,10 @@ if TYPE_CHECKING:
 
     from overlayctl.store import Store
 
-# Output a producer may have ready that the client has not taken yet.
-AHEAD = 256
+log = logging.getLogger("overlayctl.api")
+
+# Bytes a producer may have ready that the client has not taken yet.
+AHEAD = 1 << 20
 # How often a waiting handler looks whether its client is still there.
 CLIENT_CHECK = 1.0
 
@@ -54,39 +57,50 @@ class _Ready:
 
 
 class Pump:
-    """A producer thread's output handed to the event loop: at most AHEAD
-    items before the client takes them, and a stop the thread sees as Gone
-    in `put` (and through `gone()` while it waits for something to put)."""
+    """A producer thread's output handed to the event loop: bytes gathered
+    while the handler writes (one wake-up of the loop per batch, not per
+    line), at most AHEAD of them before the client takes them, and a stop
+    the thread sees as Gone in `put` (and through `gone()` while it waits
+    for something to put)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.slots = threading.Semaphore(AHEAD)
         self.stop = threading.Event()
+        self._cond = threading.Condition()
+        self._items: list[Any] = []  # bytes, and last a _Ready, _End or exception
+        self._size = 0
+        self._woken = False
+        self._wake = asyncio.Event()
+        self._rest: list[Any] = []  # what came with ready(), for relay
 
     def gone(self) -> bool:
         """Whether the client went away (for the thread's waits)."""
         return self.stop.is_set()
 
-    def _send(self, item: Any) -> None:
+    def _add(self, item: Any, size: int = 0) -> None:
+        with self._cond:
+            while size and self._size >= AHEAD and not self.stop.is_set():
+                self._cond.wait(0.5)
+            if self.stop.is_set():
+                raise Gone
+            self._items.append(item)
+            self._size += size
+            if self._woken:
+                return
+            self._woken = True
         try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+            self.loop.call_soon_threadsafe(self._wake.set)
         except RuntimeError:  # the loop is closed: the service is ending
             self.stop.set()
             raise Gone from None
 
-    def put(self, item: Any) -> None:
-        """Hand item to the handler; blocks while AHEAD items wait unread."""
-        while not self.slots.acquire(timeout=0.5):
-            if self.stop.is_set():
-                raise Gone
-        if self.stop.is_set():
-            raise Gone
-        self._send(item)
+    def put(self, data: bytes) -> None:
+        """Hand data to the handler; blocks while AHEAD bytes wait unread."""
+        self._add(data, len(data))
 
     def ready(self, value: Any = None) -> None:
         """The request is good: the handler may send its headers."""
-        self._send(_Ready(value))
+        self._add(_Ready(value))
 
     def start(self, request: web.Request, produce: Callable[[Store, Pump], None]) -> None:
         """Run produce(store, self) on a thread of its own with a store of
@@ -114,45 +128,48 @@ class Pump:
 
     def _send_quietly(self, item: Any) -> None:
         try:
-            self._send(item)
+            self._add(item)
         except Gone:
             pass
 
-    async def first(self, request: web.Request) -> Any:
-        """Wait until the producer is ready (its value) or failed (raised
-        here, before any header is sent, so the status can say so). Nothing
-        but those comes before ready()."""
+    async def _take(self, request: web.Request) -> list[Any] | None:
+        """What the producer has put (waiting for something); None if the
+        client went away meanwhile."""
         while True:
             try:
-                item = await asyncio.wait_for(self.queue.get(), CLIENT_CHECK)
-            except TimeoutError:
-                if client_gone(request):
-                    raise Gone from None
-                continue
-            if isinstance(item, _Ready):
-                return item.value
-            if isinstance(item, BaseException):
-                raise item
-            self.queue.put_nowait(item)  # _End: ended without a word; relay sees it
-            return None
-
-    async def next(self, request: web.Request) -> list[Any] | None:
-        """The items ready now (waiting for one); None if the client went
-        away meanwhile. An _End or an exception comes last."""
-        while True:
-            try:
-                item = await asyncio.wait_for(self.queue.get(), CLIENT_CHECK)
+                await asyncio.wait_for(self._wake.wait(), CLIENT_CHECK)
             except TimeoutError:
                 if client_gone(request):
                     return None
                 continue
-            items = [item]
-            while not self.queue.empty():
-                items.append(self.queue.get_nowait())
-            for each in items:
-                if isinstance(each, bytes):
-                    self.slots.release()
-            return items
+            self._wake.clear()
+            with self._cond:
+                items, self._items, self._size, self._woken = self._items, [], 0, False
+                self._cond.notify_all()
+            if items:
+                return items
+
+    async def first(self, request: web.Request) -> Any:
+        """Wait until the producer is ready (its value) or failed (raised
+        here, before any header is sent, so the status can say so)."""
+        items = await self._take(request)
+        if items is None:
+            raise Gone
+        head, rest = items[0], items[1:]
+        if isinstance(head, BaseException):
+            raise head
+        self._rest = rest
+        if isinstance(head, _End):
+            self._rest = [head]  # ended without a word: relay sees it
+        return head.value if isinstance(head, _Ready) else None
+
+    async def next(self, request: web.Request) -> list[Any] | None:
+        """The items ready now (waiting for one); None if the client went
+        away meanwhile. An _End or an exception comes last."""
+        rest, self._rest = self._rest, []
+        if rest:
+            return rest
+        return await self._take(request)
 
     async def relay(self, request: web.Request, response: web.StreamResponse) -> None:
         """Write the producer's bytes to response until it ends or the
@@ -164,7 +181,10 @@ class Pump:
             data = b"".join(item for item in items if isinstance(item, bytes))
             if data:
                 await response.write(data)
-            if isinstance(items[-1], (_End, BaseException)):
+            if isinstance(items[-1], BaseException):
+                log.warning("%s %s: the stream ended early: %s", request.method, request.path, items[-1])
+                return
+            if isinstance(items[-1], _End):
                 return
 
 
@@ -237,6 +257,9 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
         from overlayctl.util.humanize import rfc3339_ns
 
         container = store.containers.get(ident)
+        if container.config.host.log_driver == "none":
+            # dockerd's answer (501) for a driver it cannot read back.
+            raise ApiError(501, "configured logging driver does not support reading")
         tty = bool(container.config.config.tty)
         entries = log_entries(store, container, tail, since, until, follow, pump.gone)
         pump.ready(tty)

@@ -31,21 +31,33 @@ _DEFAULT_OPTIONS = {
 }
 
 
-def _documents(store: Store, items: list[str]) -> list[dict[str, Any]]:
-    """Every network the filters keep, as inspect shows it, less Containers:
-    dockerd leaves that out of lists from API 1.28 on."""
-    from overlayctl.engine.networks import inspect_networks, list_networks
+def _as_dockerd(document: dict[str, Any]) -> dict[str, Any]:
+    """`network inspect`'s document as dockerd shows it: the Options of a
+    user-defined network are those given at its creation (none can be,
+    here), not the device name overlayctl's inspect adds. docker-compose
+    compares them with its file's and would ask to recreate the network."""
+    if document["Name"] not in PREDEFINED:
+        document["Options"] = {}
+    return document
 
-    rows = list_networks(store, items)
-    documents = inspect_networks(store, [row.id for row in rows])
-    for document in documents:
-        document["Containers"] = {}
+
+def _documents(store: Store, items: list[str], detailed: bool) -> list[dict[str, Any]]:
+    """Every network the filters keep, as inspect shows it; dockerd leaves
+    Containers empty in lists from API 1.28 on (`detailed` is older)."""
+    from overlayctl.engine.networks import network_documents
+
+    documents = [_as_dockerd(document) for document in network_documents(store, items)]
+    if not detailed:
+        for document in documents:
+            document["Containers"] = {}
     return documents
 
 
 async def list_networks(request: web.Request) -> web.StreamResponse:
     """GET /networks?filters=."""
-    return ok(await call(request, _documents, filters(request)))
+    version = request.match_info.get("version")
+    detailed = version is not None and tuple(int(part) for part in version.split(".")) < (1, 28)
+    return ok(await call(request, _documents, filters(request), detailed))
 
 
 async def inspect_network(request: web.Request) -> web.StreamResponse:
@@ -57,7 +69,7 @@ async def inspect_network(request: web.Request) -> web.StreamResponse:
     if scope not in ("", "local"):
         raise ApiError(404, f"network {name} not found")
     documents = await call(request, inspect_networks, [name])
-    return ok(documents[0])
+    return ok(_as_dockerd(documents[0]))
 
 
 def _string(body: dict[str, Any], key: str) -> str:

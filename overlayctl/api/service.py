@@ -216,6 +216,9 @@ async def _serve(socks: list[socket.socket], idle_seconds: float, root: str | No
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     notify_ready("serving the Engine API")
+    # As sd_notify(unset_environment=1): the supervisors and commands it
+    # starts are not the unit's main process and must not speak for it.
+    os.environ.pop("NOTIFY_SOCKET", None)
     try:
         if idle_seconds > 0:
             await _until_idle(app, stop, idle_seconds)

@@ -108,6 +108,15 @@ def _strings(value: Any, what: str) -> list[str]:
     return list(value)
 
 
+def _text(value: Any, what: str) -> str | None:
+    """A string field; "" and null are None (not given)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"{what} must be a string")
+    return value
+
+
 def _int(value: Any, what: str) -> int:
     if value is None:
         return 0
@@ -184,7 +193,7 @@ def _publish_texts(bindings: dict[str, Any]) -> list[str]:
 
 
 def _restart_text(policy: dict[str, Any]) -> str | None:
-    name = policy.get("Name") or ""
+    name = _text(policy.get("Name"), "RestartPolicy.Name") or ""
     count = _int(policy.get("MaximumRetryCount"), "RestartPolicy.MaximumRetryCount")
     if not name:
         return None
@@ -270,7 +279,7 @@ def create_options(body: Any, name: str | None, platform: str | None) -> tuple[C
         raise InvalidArgumentError("Config.Image is required: the image to create the container from")
 
     host: dict[str, Any] = {}
-    mode = _networking(host, networking, str(hc.get("NetworkMode") or ""))
+    mode = _networking(host, networking, _text(hc.get("NetworkMode"), "NetworkMode") or "")
     if mode and mode != "default":
         host["network"] = mode
     if platform:
@@ -294,14 +303,14 @@ def create_options(body: Any, name: str | None, platform: str | None) -> tuple[C
     if exposed:
         host["expose"] = list(exposed)
     if config.get("StopSignal"):
-        host["stop_signal"] = str(config["StopSignal"])
+        host["stop_signal"] = _text(config["StopSignal"], "StopSignal")
     if config.get("StopTimeout") is not None:
         host["stop_timeout"] = str(_int(config["StopTimeout"], "StopTimeout"))
     health = _object(config.get("Healthcheck"), "Healthcheck")
     if health:
         _healthcheck(host, health)
     if config.get("MacAddress"):
-        host["mac_address"] = config["MacAddress"]
+        host["mac_address"] = _text(config["MacAddress"], "MacAddress")
     labels = _object(config.get("Labels"), "Labels")
 
     # HostConfig
@@ -343,13 +352,13 @@ def create_options(body: Any, name: str | None, platform: str | None) -> tuple[C
         host["cpus"] = _cpus_text(nano)
     for key, option in (("IpcMode", "ipc"), ("PidMode", "pid")):
         if hc.get(key):
-            host[option] = str(hc[key])
+            host[option] = _text(hc[key], key)
     restart = _restart_text(_object(hc.get("RestartPolicy"), "RestartPolicy"))
     if restart:
         host["restart"] = restart
     log = _object(hc.get("LogConfig"), "LogConfig")
     if log.get("Type"):
-        host["log_driver"] = log["Type"]
+        host["log_driver"] = _text(log["Type"], "LogConfig.Type")
     log_opts = [f"{k}={v}" for k, v in _object(log.get("Config"), "LogConfig.Config").items()]
     if log_opts:
         host["log_opt"] = log_opts
@@ -401,9 +410,9 @@ def create_options(body: Any, name: str | None, platform: str | None) -> tuple[C
         command=_strings(config.get("Cmd"), "Cmd"),
         name=name or None,
         env=env,
-        workdir=config.get("WorkingDir") or None,
-        hostname=config.get("Hostname") or None,
-        user=config.get("User") or None,
+        workdir=_text(config.get("WorkingDir"), "WorkingDir"),
+        hostname=_text(config.get("Hostname"), "Hostname"),
+        user=_text(config.get("User"), "User"),
         entrypoint=entrypoint,  # type: ignore[arg-type]
         tty=bool(config.get("Tty")),
         interactive=bool(config.get("OpenStdin")),

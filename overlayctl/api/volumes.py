@@ -88,7 +88,7 @@ async def prune_volumes(request: web.Request) -> web.StreamResponse:
     removed = await call(request, prune, True, filters(request))
     return ok(
         {
-            "VolumesDeleted": [name for name, _ in removed] or None,
+            "VolumesDeleted": [name for name, _ in removed],  # [] when none, as dockerd's (networks': null)
             "SpaceReclaimed": sum(size for _, size in removed),
         }
     )

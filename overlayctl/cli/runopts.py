@@ -280,7 +280,7 @@ SERVICE_OPTIONS = (
         ("-t", "--time"),
         "idle_seconds",
         "value",
-        "exit after this many seconds with no request (0: never)  [default: 5]",
+        "exit after this many seconds with no request (default 5; 0: never)",
         "SECONDS",
     ),
     Opt(("--group",), "group", "value", "the group that may use the socket (0660, root:GROUP)", "GROUP"),

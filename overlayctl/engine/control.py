@@ -403,9 +403,9 @@ def exec_spawn(
     finally:
         for fd in theirs:
             os.close(fd)
-    for fd in (ours.stdin, ours.stdout, ours.stderr):
-        if fd is not None:
-            os.set_blocking(fd, False)
+    for end in (ours.stdin, ours.stdout, ours.stderr):
+        if end is not None:
+            os.set_blocking(end, False)
     return ours
 
 

@@ -378,15 +378,19 @@ def path_stat(store: Store, container: Container, path: str) -> dict[str, object
 
 
 def archive_path(store: Store, container: Container, path: str, out: BinaryIO) -> None:
-    """A tar of path in the container on out (GET .../archive, `docker cp
-    CONTAINER:PATH -`): its top entry named as the path's last element (its
-    contents alone for PATH/.); nothing below it followed."""
+    """A tar of path in the container on out (GET .../archive): its top
+    entry named as the path's last element ("." for PATH/., as dockerd);
+    nothing below it followed."""
     path = _container_path(path)
+
+    # dockerd names a directory's contents (PATH/.) "./" and "./NAME": the
+    # docker client renames "." to the destination's name.
+    dot = path.endswith("/.")
 
     def work(root_fd: int) -> None:
         src = locate_source(_tree(root_fd, container), path, follow=False)
         try:
-            write_tar(src, "" if src.contents_only else source_name(src), out)
+            write_tar(src, "." if dot else "" if src.contents_only else source_name(src), out)
             out.flush()
         finally:
             src.close()

@@ -86,7 +86,7 @@ def list_containers(
             continue
         if exited and not (not c.is_active and c.started_at and c.exit_code in exited):
             continue
-        if not f.exact("status", state_name(c)):
+        if "status" in f and not f.exact("status", state_name(c)):  # (a paused check: only when asked)
             continue
         if "health" in f:
             health = container_health(store, c)

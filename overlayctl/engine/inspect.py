@@ -184,14 +184,15 @@ def ago(rfc3339: str, now: float | None = None) -> str:
     return human_duration(max(0.0, now - seconds)) + " ago"
 
 
-def status_text(container: Container, now: float | None = None, health: Any = None) -> str:
+def status_text(container: Container, now: float | None = None, health: Any = None, paused: bool | None = None) -> str:
     """The STATUS column of `docker ps` (with no age when its time is
-    unknown); `health` (container_health) adds "(healthy)" and the like."""
+    unknown); `health` (container_health) adds "(healthy)" and the like;
+    `paused`, when the caller has asked already (state_name)."""
     now = time.time() if now is None else now
     if container.status == RUNNING:
         started = _seconds(container.started_at)
         up = "Up" if started is None else "Up " + human_duration(max(0.0, now - started))
-        if _paused(container):
+        if _paused(container) if paused is None else paused:
             return up + " (Paused)"
         from overlayctl.container.health import status_suffix
 

@@ -23,6 +23,14 @@ def list_networks(store: Store, filters: list[str] | None = None) -> list[Listed
     return filter_networks(store, filters or [])
 
 
+def network_documents(store: Store, filters: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every network the filters keep (as list_networks), each as `network
+    inspect` shows it, in one pass (the Engine API's GET /networks)."""
+    from overlayctl.network import manage
+
+    return [manage.network_document(store, row) for row in list_networks(store, filters)]
+
+
 def create_network(
     store: Store,
     name: str,

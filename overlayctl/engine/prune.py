@@ -115,9 +115,12 @@ def prune_images(
     gone: list[str] = []
     for image in images:
         try:
-            untagged, deleted, diff_ids = store.images.remove(image.id)
+            # Forced: an image in several repositories goes whole, as each
+            # of its names would by `rmi NAME`. A container made from it
+            # meanwhile keeps it (untagged), as `rmi -f` leaves it.
+            untagged, deleted, diff_ids = store.images.remove(image.id, force=True)
         except OverlayctlError:
-            continue  # a container was made from it meanwhile
+            continue  # removed meanwhile
         lines += [f"untagged: {name}" for name in untagged] + [f"deleted: {i}" for i in deleted]
         gone += diff_ids
     deleted_layers = store.layers.remove_unreferenced(list(dict.fromkeys(gone)))

@@ -48,6 +48,7 @@ def summaries(store: Store, containers: list[Container], size: bool = False) -> 
     out = []
     for c in containers:
         cfg, hc = c.config.config, c.config.host
+        state = state_name(c)  # (asks the freezer once)
         item: dict[str, Any] = {
             "Id": c.id,
             "Names": ["/" + c.name],
@@ -57,8 +58,8 @@ def summaries(store: Store, containers: list[Container], size: bool = False) -> 
             "Created": int(parse_rfc3339(c.created)) if c.created else 0,
             "Ports": _ports(c, published.get(c.id, [])),
             "Labels": dict(cfg.labels or {}),
-            "State": state_name(c),
-            "Status": status_text(c, now, container_health(store, c)),
+            "State": state,
+            "Status": status_text(c, now, container_health(store, c), paused=state == "paused"),
             "HostConfig": {"NetworkMode": hc.network_mode or "none"},
             "NetworkSettings": {"Networks": networks.get(c.id, {})},
             "Mounts": _mounts(store, c),

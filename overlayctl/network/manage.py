@@ -260,7 +260,11 @@ def find_listed(store: Store, text: str) -> Listed:
 
 def inspect_network(store: Store, text: str) -> dict[str, Any]:
     """`network inspect`: Docker's shape."""
-    row = find_listed(store, text)
+    return network_document(store, find_listed(store, text))
+
+
+def network_document(store: Store, row: Listed) -> dict[str, Any]:
+    """One listed network in Docker's shape (inspect's, and the Engine API's lists)."""
     network = row.network
     containers: dict[str, Any] = {}
     if network is not None:

@@ -41,7 +41,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-STDIN_LIMIT = 1 << 20  # stdin bytes held for a container that does not read them
+STDIN_LIMIT = 1 << 20  # stdin bytes held for a container; past them its clients are not read
 DRAIN_SECONDS = 5.0  # how long output may go on after the container's PID 1 is gone
 CLIENT_BACKLOG = 8 << 20  # output held for a slow attached client before it is let go
 FLUSH_SECONDS = 5.0  # how long attached clients may take to read the last of it
@@ -77,6 +77,8 @@ class Pump:
         self.clients: dict[int, bytes] = {}  # fd -> bytes received, not yet a whole message
         self.backlog: dict[int, bytes] = {}  # fd -> output not yet taken by that client
         self.pending = b""  # for stdin_fd
+        self.held: set[int] = set()  # clients not read until the container takes its stdin
+        self.close_stdin = False  # close stdin_fd once `pending` is written
         self.masks: dict[int, int] = {}
         self._listen_sock = None
         if listener is not None:
@@ -228,20 +230,28 @@ class Pump:
             return
         messages, self.clients[fd] = split_frames(self.clients[fd] + data)
         for kind, payload in messages:
-            if kind == STDIN and self.stdin_fd is not None:
-                if len(self.pending) + len(payload) <= STDIN_LIMIT:
-                    self.pending += payload
-                    self._flush_stdin()
+            if kind == STDIN and self.stdin_fd is not None and not self.close_stdin:
+                self.pending += payload
+                self._flush_stdin()
             elif kind == CLOSE_STDIN and self.stdin_fd is not None:
                 if self.tty:
                     self.pending += b"\x04"
                     self._flush_stdin()
                 elif self.stdin_fd not in self.sources:
-                    self._unwatch(self.stdin_fd)
-                    os.close(self.stdin_fd)
-                    self.stdin_fd, self.pending = None, b""
+                    # Once what was sent before it is written: `cat big |
+                    # docker run -i ...` must not lose its tail.
+                    self.close_stdin = True
+                    self._flush_stdin()
             elif kind == RESIZE and self.tty and self.stdin_fd is not None:
                 _set_winsize(self.stdin_fd, payload)
+        if self.stdin_fd is not None and len(self.pending) >= STDIN_LIMIT and fd in self.clients:
+            # The container reads its stdin slower than this client sends
+            # it: read no more of the client (its socket fills, and so the
+            # sender waits) until the container has taken what is held.
+            import select
+
+            self._unwatch(fd, select.POLLIN)
+            self.held.add(fd)
 
     def _flush_stdin(self) -> None:
         import select
@@ -258,6 +268,13 @@ class Pump:
                 break
             self.pending = self.pending[n:]
         self._unwatch(self.stdin_fd, select.POLLOUT)
+        for fd in self.held:
+            if fd in self.clients:
+                self._watch(fd, select.POLLIN)
+        self.held.clear()
+        if self.close_stdin:
+            os.close(self.stdin_fd)
+            self.stdin_fd, self.close_stdin = None, False
 
     def _broadcast(self, kind: int, data: bytes) -> None:
         if not self.clients:
@@ -321,6 +338,7 @@ class Pump:
 
     def _drop(self, fd: int) -> None:
         self._unwatch(fd)
+        self.held.discard(fd)
         del self.clients[fd]
         self.backlog.pop(fd, None)
         os.close(fd)

@@ -5,6 +5,7 @@ Docker's 8-byte frame headers, half-close."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -90,3 +91,17 @@ def frames(data: bytes) -> list[tuple[int, bytes]]:
 
 def joined(pairs: list[tuple[int, bytes]], stream: int) -> bytes:
     return b"".join(payload for kind, payload in pairs if kind == stream)
+
+
+def held_fds(pid: int) -> int:
+    """How many pipes, sockets and pidfds process pid holds: what an
+    attach or an exec would leak."""
+    count = 0
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith(("pipe:", "socket:", "anon_inode:[pidfd]")):
+            count += 1
+    return count

@@ -89,6 +89,9 @@ def test_docker_cp_directories_and_a_symlink(api: Api, bb: str, tmp_path: Path) 
     api.docker_ok("cp", "box:/srv", str(back))
     assert (back / "srv" / "sub" / "deeper" / "b.txt").read_text() == "b\n"
     assert os.readlink(back / "srv" / "link") == "a.txt"
+    # A directory's contents alone (SRC/.), into a directory made for them.
+    api.docker_ok("cp", "box:/srv/.", str(tmp_path / "contents"))
+    assert sorted(os.listdir(tmp_path / "contents")) == ["a.txt", "link", "sub"]
     # A symlink is copied as one; -L copies what it points to.
     in_box(api, "ln", "-s", "/etc/hostname", "/tmp/hn")
     api.docker_ok("cp", "box:/tmp/hn", str(tmp_path / "hn-link"))
@@ -98,10 +101,14 @@ def test_docker_cp_directories_and_a_symlink(api: Api, bb: str, tmp_path: Path) 
 
 
 def test_docker_cp_with_a_stopped_container(api: Api, bb: str, tmp_path: Path) -> None:
-    api.cli.ok("run", "-d", "--name", "gone", "bb:1", "sh", "-c", "echo made > /made.txt")
+    api.cli.ok("run", "-d", "--name", "gone", "bb:1", "sh", "-c", "echo made > /made.txt; ln -s made.txt /ln")
     api.cli.ok("wait", "gone")
     api.docker_ok("cp", "gone:/made.txt", str(tmp_path / "made.txt"))
     assert (tmp_path / "made.txt").read_text() == "made\n"
+    stat = path_stat(api.request("HEAD", "/containers/gone/archive?path=/ln")[1])
+    assert stat["linkTarget"] == "/made.txt"
+    api.docker_ok("cp", "-L", "gone:/ln", str(tmp_path / "followed"))
+    assert (tmp_path / "followed").read_text() == "made\n"
     (tmp_path / "in.txt").write_text("put while stopped\n")
     api.docker_ok("cp", str(tmp_path / "in.txt"), "gone:/root/")
     # The container's own tree has it, as `overlayctl cp` sees it.
@@ -219,3 +226,51 @@ def test_raw_put_and_get_round_trip(api: Api, bb: str, stopped: bool) -> None:
         "d/f": (tarfile.REGTYPE, 0o600, ""),
         "d/l": (tarfile.SYMTYPE, 0o777, "f"),
     }
+
+
+def _copy_fds(api: Api) -> list[str]:
+    """The service's pipes and files named big: what a copy of /tmp/big holds.
+    (Its worker threads keep a store each, which is not the copy's.)"""
+    found = []
+    for fd in os.listdir(f"/proc/{api.proc.pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{api.proc.pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("pipe:") or link.endswith("/big"):
+            found.append(link)
+    return found
+
+
+def _peak_rss_kib(api: Api) -> int:
+    with open(f"/proc/{api.proc.pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
+@pytest.mark.slow
+def test_a_reader_that_goes_away_and_a_huge_upload_cost_nothing(api: Api, bb: str) -> None:
+    from tests.helpers import wait_for
+
+    sleeper(api)
+    in_box(api, "dd", "if=/dev/zero", "of=/tmp/big", "bs=1M", "count=64")
+    assert api.request("GET", "/_ping")[0] == 200
+    fds = len(_copy_fds(api))
+    sock = socket.socket(socket.AF_UNIX)
+    sock.connect(str(api.sock))
+    sock.sendall(b"GET /containers/box/archive?path=/tmp/big HTTP/1.1\r\nHost: docker\r\n\r\n")
+    assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    assert len(_copy_fds(api)) > fds, "the copy is under way"
+    sock.close()
+    # The pipe and the copy's file are let go once the reader is gone.
+    wait_for(lambda: len(_copy_fds(api)) <= fds, 15, "the service to close the copy's descriptors")
+    # 64 MiB in: streamed through the pipe, never held in the service.
+    before = _peak_rss_kib(api)
+    body = io.BytesIO()
+    with tarfile.open(fileobj=body, mode="w") as tar:
+        info = tarfile.TarInfo("huge.bin")
+        info.size = 64 << 20
+        tar.addfile(info, io.BytesIO(bytes(64 << 20)))
+    status, _, answer = api.request("PUT", "/containers/box/archive?path=/tmp", body.getvalue(), timeout=120)
+    assert status == 200, answer
+    assert in_box(api, "stat", "-c", "%s", "/tmp/huge.bin").strip() == str(64 << 20)
+    assert _peak_rss_kib(api) - before < 24 << 10, "the upload was buffered in the service"

@@ -10,9 +10,7 @@ import select
 import subprocess
 import time
 
-import pytest
-
-from tests.api.hijacked import Stream, frames, joined
+from tests.api.hijacked import Stream, frames, held_fds, joined
 from tests.helpers import wait_for
 
 
@@ -133,12 +131,17 @@ def test_attach_errors(api, bb):
 
 def test_a_client_that_leaves_mid_stream_costs_nothing(api, bb):
     cid = api.cli.ok("run", "-d", "bb:1", "sh", "-c", "while true; do echo tick; sleep 0.05; done").strip()
+    waiting = api.cli.ok("create", "bb:1", "true").strip()
+    before = held_fds(api.proc.pid)
     for _ in range(3):
         stream = Stream(api.sock, "POST", f"/containers/{cid}/attach?stream=1&stdout=1&stderr=1")
         stream.read_until(b"tick")
         stream.close()
+        stream = Stream(api.sock, "POST", f"/containers/{waiting}/attach?stream=1&stdout=1&stderr=1")
+        stream.close()  # (it waited for a start)
     status, _, body = api.request("GET", "/_ping")
     assert status == 200 and body == b"OK"
+    wait_for(lambda: held_fds(api.proc.pid) <= before, 10, f"the service's pipes and sockets back to {before}")
     assert _status(api, cid) == "running"
     stream = Stream(api.sock, "POST", f"/containers/{cid}/attach?stream=1&stdout=1")
     assert b"tick" in stream.read_until(b"tick")
@@ -198,7 +201,6 @@ def test_docker_attach_to_a_running_container(api, bb):
     assert result.returncode == 6, result
 
 
-@pytest.mark.slow
 def test_docker_run_it_under_a_pty_and_detach(api, bb):
     """docker run -it: the shell has a terminal; ctrl-p ctrl-q leaves it running."""
     pid, fd = pty.fork()
@@ -256,3 +258,30 @@ def test_stopping_the_service_mid_stream_loses_nothing(api, bb):
     attached.close()
     execed.close()
     assert _status(api, cid) == "running"
+
+
+def test_docker_run_i_passes_megabytes_of_stdin_whole(api, bb):
+    """More stdin than the supervisor holds for a container (1 MiB): the
+    sender is held back, not the bytes dropped, and the tail comes before
+    the container's stdin closes."""
+    import hashlib
+
+    data = os.urandom(6 << 20)
+    result = api.docker("run", "-i", "bb:1", "md5sum", input=data)
+    assert result.returncode == 0, result
+    assert result.stdout.split()[0].decode() == hashlib.md5(data).hexdigest(), result
+
+
+def test_docker_start_a_sees_the_first_output(api, bb):
+    cid = api.cli.ok("create", "bb:1", "sh", "-c", "echo started; echo on-err >&2; exit 4").strip()
+    result = api.docker("start", "-a", cid)
+    assert result.stdout == b"started\n" and result.stderr == b"on-err\n", result
+    assert result.returncode == 4, result
+
+
+def test_docker_run_of_a_command_that_is_not_there(api, bb):
+    """The start fails (the start handler's 400): the waiting attach ends,
+    and the docker client says why and exits 127, as with dockerd."""
+    result = api.docker("run", "bb:1", "nosuchcmd")
+    assert result.returncode == 127, result
+    assert b"nosuchcmd" in result.stderr and b"executable file not found" in result.stderr, result

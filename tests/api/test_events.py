@@ -24,22 +24,19 @@ def _filters(data: dict) -> str:
     return "filters=" + quote(json.dumps(data))
 
 
-def _window(api) -> tuple[str, ...]:
-    """What the test made so far: since its first event, until now."""
-    return ("--since", api.since, "--until", f"{time.time():.9f}")
-
-
-def _made(api) -> None:
-    api.since = f"{time.time() - 0.001:.9f}"
+def _made(api) -> tuple[str, ...]:
+    """A container's life and a volume made through the CLI; the window
+    (--since, --until) that holds their events."""
+    since = f"{time.time() - 0.001:.9f}"
     api.cli.ok("run", "--name", "ev1", *NONE, "--label", "team=a", "bb:1", "true")
     api.cli.ok("volume", "create", "--label", "team=b", "evvol")
     api.cli.ok("rm", "ev1")
     time.sleep(0.01)
+    return ("--since", since, "--until", f"{time.time():.9f}")
 
 
 def test_a_window_of_events_as_the_cli_shows_it(api, bb):
-    _made(api)
-    window = _window(api)
+    window = _made(api)
     docker = api.docker_ok("events", *window).splitlines()
     assert docker == api.cli.ok("events", *window).splitlines()
     actions = [line.split()[1:3] for line in docker]
@@ -93,7 +90,6 @@ def _lines(proc: subprocess.Popen, want: str, timeout: float = 30) -> list[str]:
     return got
 
 
-@pytest.mark.slow
 def test_a_live_stream_while_a_container_starts(api, bb):
     # --since now: what happens between the client's start and its request
     # comes from the record, the rest live; nothing falls between.

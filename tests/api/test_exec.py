@@ -8,9 +8,7 @@ import pty
 import select
 import time
 
-import pytest
-
-from tests.api.hijacked import Stream, frames, joined
+from tests.api.hijacked import Stream, frames, held_fds, joined
 from tests.helpers import wait_for
 
 
@@ -106,6 +104,15 @@ def test_exec_errors_are_dockers(api, bb):
     cid = _running(api, "sleep", "1000")
     status, _, body = api.request("POST", f"/containers/{cid}/exec", {"Cmd": []})
     assert status == 400 and b"No exec command specified" in body, (status, body)
+    status, _, body = api.request(
+        "POST", f"/containers/{cid}/exec", b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert status == 400 and b"\n" not in body.strip() and b'"message"' in body, (status, body)
+    status, _, body = api.request("POST", f"/containers/{cid}/exec", {"Cmd": ["true"], "Env": "A=1"})
+    assert status == 400, (status, body)
+    exec_id = _exec(api, cid, ["true"])
+    status, _, body = api.request("POST", f"/exec/{exec_id}/start", [1, 2])
+    assert status == 400, (status, body)
     status, _, body = api.request("GET", "/exec/0123abc/json")
     assert status == 404 and b"No such exec instance: 0123abc" in body, (status, body)
     status, _, _ = api.request("POST", "/exec/0123abc/start", {"Detach": True})
@@ -130,13 +137,21 @@ def test_a_client_that_leaves_mid_stream_costs_nothing(api, bb):
     """The exec goes on (its output read and dropped) and is reaped; the
     service answers; the container is unharmed."""
     cid = _running(api, "sleep", "1000")
-    exec_id = _exec(api, cid, ["sh", "-c", "i=0; while [ $i -lt 30 ]; do echo line $i; i=$((i+1)); sleep 0.05; done"])
-    stream = Stream(api.sock, "POST", f"/exec/{exec_id}/start", {"Detach": False})
-    stream.read_until(b"line 2")
-    stream.close()
+    before = held_fds(api.proc.pid)
+    ids = []
+    for tty in (False, True):
+        exec_id = _exec(
+            api, cid, ["sh", "-c", "i=0; while [ $i -lt 30 ]; do echo line $i; i=$((i+1)); sleep 0.05; done"], Tty=tty
+        )
+        stream = Stream(api.sock, "POST", f"/exec/{exec_id}/start", {"Detach": False, "Tty": tty})
+        stream.read_until(b"line 2")
+        stream.close()
+        ids.append(exec_id)
     status, _, body = api.request("GET", "/_ping")
     assert status == 200 and body == b"OK"
-    wait_for(lambda: _inspect(api, exec_id)["ExitCode"] == 0, 30, "the exec to end without its client")
+    for exec_id in ids:
+        wait_for(lambda e=exec_id: _inspect(api, e)["ExitCode"] == 0, 30, "the exec to end without its client")
+    wait_for(lambda: held_fds(api.proc.pid) <= before, 10, f"the service's pipes and sockets back to {before}")
     assert api.cli.ok("exec", cid, "echo", "still") == "still\n"
     assert "Up" in api.cli.ok("ps", "--filter", f"id={cid}")
 
@@ -183,7 +198,6 @@ def test_docker_exec_d(api, bb):
     wait_for(lambda: api.cli("exec", cid, "cat", "/tmp/bg").stdout == b"bg\n", 30, "the detached exec's file")
 
 
-@pytest.mark.slow
 def test_docker_exec_it_under_a_pty(api, bb):
     """docker exec -it with a terminal: the process has one (tty answers
     /dev/pts/N), typed input reaches it, and the exit code comes back."""
@@ -238,3 +252,32 @@ def test_exec_privileged_gets_every_capability(api, bb):
     plain, privileged = int(cap_eff(False), 16), int(cap_eff(True), 16)
     assert plain & privileged == plain and privileged > plain, (hex(plain), hex(privileged))
     assert privileged & (1 << 21), hex(privileged)  # CAP_SYS_ADMIN, which Docker's default set lacks
+
+
+def test_docker_exec_i_passes_megabytes_of_stdin_whole(api, bb):
+    import hashlib
+
+    cid = _running(api, "sleep", "1000")
+    data = os.urandom(5 << 20)
+    result = api.docker("exec", "-i", cid, "md5sum", input=data)
+    assert result.returncode == 0, result
+    assert result.stdout.split()[0].decode() == hashlib.md5(data).hexdigest(), result
+
+
+def test_docker_py_exec_run_and_attach(api, bb):
+    """docker-py's low-level client (requests under it) on the hijacked
+    streams: exec_start demuxed and streamed, and an attach with the log."""
+    import docker
+
+    client = docker.APIClient(base_url=api.host, version="1.41")
+    try:
+        cid = _running(api, "sh", "-c", "echo from-log; sleep 1000")
+        exec_id = client.exec_create(cid, ["sh", "-c", "echo out; echo err >&2; exit 9"])["Id"]
+        assert client.exec_start(exec_id, demux=True) == (b"out\n", b"err\n")
+        assert client.exec_inspect(exec_id)["ExitCode"] == 9
+        exec_id = client.exec_create(cid, ["sh", "-c", "for i in 1 2 3; do echo $i; done"])["Id"]
+        assert b"".join(client.exec_start(exec_id, stream=True)) == b"1\n2\n3\n"
+        wait_for(lambda: b"from-log" in api.cli("logs", cid).stdout, 30, "the log line")
+        assert client.attach(cid, stdout=True, stderr=True, stream=False, logs=True).startswith(b"from-log\n")
+    finally:
+        client.close()

@@ -8,7 +8,11 @@ docker-registry on 127.0.0.1, open and with htpasswd auth)."""
 from __future__ import annotations
 
 import base64
+import io
 import json
+import os
+import socket
+import tarfile
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +22,15 @@ import pytest
 
 from tests.api.conftest import Api
 from tests.conftest import CLI
-from tests.integration.test_registry import basic_registry, registry  # noqa: F401 - the fixtures
+from tests.integration.test_registry import (  # noqa: F401 - the fixtures
+    _layer_tar,
+    _publish,
+    basic_registry,
+    fake,
+    registry,
+    sha,
+)
+from tests.unit.test_registry_client import FakeRegistry
 
 pytestmark = pytest.mark.usefixtures("own_authfile")
 
@@ -138,6 +150,13 @@ def test_tag_and_rmi_and_the_409_of_an_image_in_use(api: Api, bb: str) -> None:
         f"{container[:12]}"
     )
     api.cli.ok("rm", container)
+    api.cli.ok("tag", "other/bb:2", "bb:1")
+    status, _, body = api.request("DELETE", f"/images/{bb[7:19]}")
+    assert status == 409
+    assert json.loads(body)["message"] == (
+        f"conflict: unable to delete {bb[7:19]} (must be forced) - image is referenced in multiple repositories"
+    )
+    assert api.docker_ok("rmi", "bb:1") == "Untagged: bb:1\n"
     removed = api.json("DELETE", "/images/other/bb:2?force=1", expect=200)
     assert removed[0] == {"Untagged": "other/bb:2"}
     assert {"Deleted": bb} in removed and len(removed) >= 3  # the image, then its layer
@@ -193,6 +212,13 @@ def test_docker_save_and_load_round_trip(api: Api, bb: str, tmp_path: Path) -> N
     out = api.docker_ok("load", "-i", str(archive))
     assert out.strip() == "Loaded image: bb:1"
     assert api.docker_ok("image", "inspect", "-f", "{{.Id}}", "bb:1").strip() == bb
+
+    # docker save | docker load
+    piped = api.docker("save", "bb:1")
+    assert piped.returncode == 0 and piped.stdout[257:262] == b"ustar", piped.stderr
+    api.docker_ok("rmi", "bb:1")
+    assert api.docker_ok("load", input=piped.stdout).strip() == "Loaded image: bb:1"
+    assert api.docker_ok("images", "-q", "--no-trunc").split() == [bb]
 
     # Raw: /images/get?names= and the streamed answer of a load.
     status, headers, tar = api.request("GET", "/images/get?names=bb:1")
@@ -255,6 +281,12 @@ def test_docker_push_and_pull_and_the_progress_stream(api: Api, bb: str, registr
     assert removed == [{"Untagged": f"{name}:1"}, {"Untagged": f"{name}@{digest}"}, {"Deleted": bb}, *removed[3:]]
     assert len(removed) == 4 and removed[3]["Deleted"].startswith("sha256:")
 
+    # By digest: the tag parameter may be one, and a name may carry one.
+    events = lines(api.request("POST", f"/images/create?fromImage={name}&tag={digest}")[2])
+    assert events[-1] == {"status": f"Status: Downloaded newer image for {name}@{digest}"}
+    assert api.json("GET", f"/images/{name}@{digest}/json", expect=200)["Id"] == bb
+    api.json("DELETE", f"/images/{name}@{digest}", expect=200)
+
     out = api.docker_ok("pull", f"{name}:1")
     assert "1: Pulling from api/bb" in out and "Pull complete" in out
     assert f"Digest: {digest}" in out and f"Status: Downloaded newer image for {name}:1" in out
@@ -286,6 +318,21 @@ def test_pull_of_an_unknown_image_is_a_404_before_any_stream(api: Api, registry:
         404,
         {"message": f"An image does not exist locally with the tag: {registry}/no/such"},
     )
+
+
+def test_a_pull_that_fails_midway_ends_its_stream_with_dockers_error_line(api: Api, fake: FakeRegistry) -> None:  # noqa: F811
+    blobs, _ = _publish(fake, "x", "1", [_layer_tar({"a": b"a" * 5000}), _layer_tar({"b": b"b"})])
+    fake.corrupt.add(sha(blobs[1]))
+    status, _, body = api.request("POST", f"/images/create?fromImage={fake.host}/x&tag=1")
+    events = lines(body)
+    assert status == 200 and events[0] == {"status": "Pulling from x", "id": "1"}
+    assert {"status": "Pulling fs layer", "progressDetail": {}, "id": sha(blobs[1])[7:19]} in events
+    last = events[-1]
+    assert set(last) == {"errorDetail", "error"} and "does not match its digest" in last["error"]
+    assert last["errorDetail"] == {"message": last["error"]}
+    result = api.docker("pull", f"{fake.host}/x:1")
+    assert result.returncode == 1 and b"does not match its digest" in result.stderr
+    assert api.json("GET", "/images/json", expect=200) == []
 
 
 def test_a_bad_registry_auth_header_is_a_400(api: Api) -> None:
@@ -331,4 +378,97 @@ def test_docker_login_then_push_and_pull_with_auth(api: Api, bb: str, basic_regi
     assert api.json(
         "POST", "/auth", {"username": "alice", "password": "s3cret", "serveraddress": f"http://{basic_registry}/"}
     ) == {"IdentityToken": "", "Status": "Login Succeeded"}
+
+    # docker-py sends its X-Registry-Auth its own way.
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=api.host, version="1.41")
+    try:
+        client.images.remove(name)
+        pulled = client.images.pull(
+            f"{basic_registry}/private/bb", tag="1", auth_config={"username": "alice", "password": "s3cret"}
+        )
+        assert pulled.id == bb
+        with pytest.raises(docker.errors.APIError, match="unauthorized"):
+            client.images.pull(
+                f"{basic_registry}/private/bb", tag="1", auth_config={"username": "alice", "password": "no"}
+            )
+    finally:
+        client.close()
     assert not own_authfile.exists()
+
+
+def test_clients_that_leave_a_save_midway_cost_the_service_nothing(api: Api, tmp_path: Path) -> None:
+    # A layer larger than what the socket and the chunks in flight hold.
+    big = io.BytesIO()
+    with tarfile.open(fileobj=big, mode="w") as tar:
+        info = tarfile.TarInfo("big")
+        info.size = 16 << 20
+        tar.addfile(info, io.BytesIO(os.urandom(info.size)))
+    status, _, body = api.request("POST", "/images/create?fromSrc=-&repo=big&tag=1", big.getvalue())
+    assert status == 200, body
+    # More aborted saves than the service has worker threads: a worker left
+    # waiting on a gone client would starve every later request.
+    for _ in range(10):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(str(api.sock))
+        sock.sendall(b"GET /v1.41/images/big:1/get HTTP/1.1\r\nHost: docker\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        sock.close()
+    status, _, tar_bytes = api.request("GET", "/images/big:1/get", timeout=30)
+    assert status == 200 and len(tar_bytes) > 16 << 20
+    assert api.json("GET", "/images/json", expect=200)[0]["RepoTags"] == ["big:1"]
+
+
+def test_progress_events_are_dockers_messages_as_data_and_bars_are_throttled() -> None:
+    from overlayctl.engine.progress import Events
+
+    got: list[dict[str, Any]] = []
+    events = Events(got.append)
+    events.message("Pulling from x", key="1")
+    events.add("a1b2c3d4e5f6", "Pulling fs layer", 1000)
+    events.status("a1b2c3d4e5f6", "Downloading", line=False)
+    for _ in range(100):
+        events.advance("a1b2c3d4e5f6", 10)
+    events.status("a1b2c3d4e5f6", "Pull complete")
+    events.message("Digest: sha256:0")
+    assert got[:3] == [
+        {"status": "Pulling from x", "id": "1"},
+        {"status": "Pulling fs layer", "progressDetail": {}, "id": "a1b2c3d4e5f6"},
+        {"status": "Downloading", "progressDetail": {}, "id": "a1b2c3d4e5f6"},
+    ]
+    bars = got[3:-2]
+    # The first and the last of a hundred advances, not every one.
+    assert 2 <= len(bars) < 10
+    assert bars[-1]["progressDetail"] == {"current": 1000, "total": 1000}
+    assert bars[-1]["progress"].startswith("[" + "=" * 50 + "]")
+    assert got[-2:] == [
+        {"status": "Pull complete", "progressDetail": {}, "id": "a1b2c3d4e5f6"},
+        {"status": "Digest: sha256:0"},
+    ]
+
+
+def test_docker_py_images(api: Api, bb: str, busybox_tar: Path) -> None:
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=api.host, version="1.41")
+    try:
+        (image,) = client.images.list()
+        assert image.id == bb and image.tags == ["bb:1"]
+        assert image.tag("py/bb", "2") is True
+        assert sorted(client.images.get("py/bb:2").tags) == ["bb:1", "py/bb:2"]
+        assert client.images.get(bb[7:19]).history()[0]["Id"] == bb
+        archive = b"".join(client.images.get("bb:1").save(named=True))
+        client.images.remove("bb:1")
+        client.images.remove("py/bb:2")
+        assert client.images.list() == []
+        (loaded,) = client.images.load(archive)
+        assert loaded.id == bb and loaded.tags == ["bb:1"]
+        with pytest.raises(docker.errors.ImageNotFound, match="No such image: nope:1"):
+            client.images.get("nope:1")
+        client.api.import_image_from_data(busybox_tar.read_bytes(), repository="imported", tag="3")
+        assert client.images.get("imported:3").attrs["Os"] == "linux"
+        client.images.remove("imported:3")
+        pruned = client.images.prune(filters={"dangling": False})
+        assert pruned["ImagesDeleted"][:2] == [{"Untagged": "bb:1"}, {"Deleted": bb}]
+        assert pruned["SpaceReclaimed"] > 500_000 and client.images.list() == []
+    finally:
+        client.close()

@@ -90,6 +90,9 @@ def test_raw_logs_errors_are_dockerds(api: Api, bb: str) -> None:
     assert status == 404 and body.startswith(b'{"message":')
     status, _, body = api.request("GET", "/containers/lg/logs?stdout=1&since=yesterday")
     assert status == 400 and b"since" in body
+    finished(api, "quiet", "echo unseen", "--log-driver", "none")
+    status, _, body = api.request("GET", "/containers/quiet/logs?stdout=1")
+    assert status == 501 and b"does not support reading" in body
 
 
 def test_a_tty_container_logs_raw_bytes(api: Api, bb: str) -> None:
@@ -100,19 +103,31 @@ def test_a_tty_container_logs_raw_bytes(api: Api, bb: str) -> None:
     assert body.replace(b"\r\n", b"\n") == b"one\ntwo\n"
 
 
-def test_since_and_until_take_unix_seconds(api: Api, bb: str) -> None:
-    finished(api, "tm", "echo early; sleep 1.5; echo late")
-    _, _, body = api.request("GET", "/containers/tm/logs?stdout=1&timestamps=1")
+def _between(api: Api, name: str) -> str:
+    """Unix seconds between the two lines of `name`'s log."""
+    _, _, body = api.request("GET", f"/containers/{name}/logs?stdout=1&timestamps=1")
     (_, early), (_, late) = frames(body)
     at = time.mktime(time.strptime(early[:19].decode(), "%Y-%m-%dT%H:%M:%S")) - time.timezone
-    early_s = at + int(early[20:29]) / 1e9
-    between = f"{early_s + 0.7:.9f}"
+    return f"{at + int(early[20:29]) / 1e9 + 0.7:.9f}"
+
+
+def test_since_and_until_take_unix_seconds(api: Api, bb: str) -> None:
+    finished(api, "tm", "echo early; sleep 1.5; echo late")
+    between = _between(api, "tm")
     _, _, body = api.request("GET", f"/containers/tm/logs?stdout=1&since={between}")
     assert frames(body) == [(1, b"late\n")]
     _, _, body = api.request("GET", f"/containers/tm/logs?stdout=1&until={between}")
     assert frames(body) == [(1, b"early\n")]
     _, _, body = api.request("GET", "/containers/tm/logs?stdout=1&since=0")
     assert len(frames(body)) == 2
+
+
+def test_docker_logs_since_and_until(api: Api, bb: str) -> None:
+    needs_inspect(api)
+    finished(api, "tm", "echo early; sleep 1.5; echo late")
+    between = _between(api, "tm")
+    assert api.docker_ok("logs", "--since", between, "tm") == "late\n"
+    assert api.docker_ok("logs", "--until", between, "tm") == "early\n"
 
 
 def test_docker_logs_splits_stdout_and_stderr(api: Api, bb: str) -> None:
@@ -169,7 +184,8 @@ def test_a_follower_that_goes_away_costs_nothing(api: Api, bb: str) -> None:
         assert chunk, received
         received += chunk
     assert received.startswith(b"HTTP/1.1 200")
-    assert _service_holds(api, log), "following, the service reads the log"
+    # What was written is sent first; then it follows the file.
+    wait_for(lambda: _service_holds(api, log), 10, "the service to follow the log")
     sock.close()
     # Its thread notices within a poll, closes the log and ends.
     wait_for(lambda: not _service_holds(api, log), 10, "the service to let go of the log")

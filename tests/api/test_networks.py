@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import time
 from urllib.parse import quote
 
 import pytest
@@ -63,7 +64,12 @@ def test_network_create_ls_inspect_rm(net, api):  # noqa: F811
 
     # Inspect is the CLI's document.
     docker = json.loads(api.docker_ok("network", "inspect", "front"))[0]
-    assert docker == json.loads(api.cli.ok("network", "inspect", "front"))[0]
+    ours = json.loads(api.cli.ok("network", "inspect", "front"))[0]
+    # Options: only those given at creation, as dockerd (docker-compose compares them).
+    assert ours["Options"] == {"com.docker.network.bridge.name": device} and docker["Options"] == {}
+    assert docker == dict(ours, Options={})
+    bridge = api.json("GET", "/networks/bridge", expect=200)
+    assert bridge["Options"]["com.docker.network.bridge.default_bridge"] == "true"
     assert docker["Id"] == network_id and docker["Internal"] is True and docker["Labels"] == {"env": "test"}
     assert docker["IPAM"]["Config"] == [{"Subnet": net.spare, "Gateway": gateway}]
     fmt = "{{.Driver}} {{.Scope}} {{range .IPAM.Config}}{{.Subnet}}{{end}}"
@@ -81,8 +87,8 @@ def test_network_create_ls_inspect_rm(net, api):  # noqa: F811
     assert "front" not in api.cli.ok("network", "ls")
 
 
-@pytest.mark.slow
 def test_connect_and_disconnect_a_running_container(net, api):  # noqa: F811
+    since = f"{time.time():.9f}"
     api.docker_ok("network", "create", "--subnet", net.spare, "back")
     ip = str(ipaddress.IPv4Network(net.spare).network_address + 77)
     cid = api.cli.ok("run", "-d", "--name", "ca", "bb:1", "sleep", "60").strip()
@@ -91,6 +97,11 @@ def test_connect_and_disconnect_a_running_container(net, api):  # noqa: F811
     attached = json.loads(api.docker_ok("network", "inspect", "back"))[0]["Containers"]
     assert list(attached) == [cid]
     assert attached[cid]["Name"] == "ca" and attached[cid]["IPv4Address"] == f"{ip}/24"
+    # Lists leave Containers out from API 1.28 on, as dockerd's; older clients get them.
+    assert [n["Containers"] for n in api.json("GET", "/v1.41/networks", expect=200) if n["Name"] == "back"] == [{}]
+    assert [n["Containers"] for n in api.json("GET", "/v1.27/networks", expect=200) if n["Name"] == "back"] == [
+        attached
+    ]
     assert f"inet {ip}/24" in api.cli.ok("exec", "ca", "ip", "-4", "addr")
     aliases = api.cli.ok("inspect", "-f", "{{json .NetworkSettings.Networks.back.Aliases}}", "ca")
     assert "web" in json.loads(aliases)
@@ -112,6 +123,11 @@ def test_connect_and_disconnect_a_running_container(net, api):  # noqa: F811
     status, _, body = api.request("POST", "/networks/back/disconnect", {"Container": "ca"})
     assert status == 400 and b"not connected" in body
     api.docker_ok("network", "rm", "back")
+    # What happened to it, as `docker events` shows it.
+    window = ("--since", since, "--until", f"{time.time():.9f}", "--filter", "network=back")
+    lines = api.docker_ok("events", *window, "--format", "{{.Action}} {{.Actor.Attributes.container}}").splitlines()
+    assert [line.split()[0] for line in lines] == ["create", "connect", "disconnect", "destroy"]
+    assert lines[1] == f"connect {cid}" and lines[2] == f"disconnect {cid}"
 
 
 @pytest.mark.slow
@@ -174,3 +190,38 @@ def test_network_prune_and_status_codes(net, api):  # noqa: F811
         "joined",
         "none",
     ]
+
+
+def test_an_ipv6_network_through_the_api(net, api):  # noqa: F811
+    from overlayctl.network import ipam
+
+    v6 = str(ipam.random_ula_subnet())
+    # An IPv6 subnet without EnableIPv6 is refused, as `network create` without --ipv6.
+    status, _, body = api.request("POST", "/networks/create", {"Name": "nosix", "IPAM": {"Config": [{"Subnet": v6}]}})
+    assert status == 400 and b"EnableIPv6" in body
+    api.docker_ok("network", "create", "--ipv6", "--subnet", net.spare, "--subnet", v6, "six")
+    document = api.json("GET", "/networks/six", expect=200)
+    assert document["EnableIPv6"] is True
+    assert [c["Subnet"] for c in document["IPAM"]["Config"]] == [net.spare, v6]
+    assert document == dict(json.loads(api.cli.ok("network", "inspect", "six"))[0], Options={})
+    api.cli.ok("run", "-d", "--name", "sixa", "--network", "six", "bb:1", "sleep", "60")
+    attached = api.json("GET", "/networks/six", expect=200)["Containers"]
+    assert [c["IPv6Address"].split("/")[1] for c in attached.values()] == ["64"]
+
+
+def test_docker_compose_finds_the_network_it_made_unchanged(net, api):  # noqa: F811
+    # docker-compose's own code (Debian's 1.29): a second `up` inspects the
+    # network the first made and compares its options with the file's.
+    script = (
+        "import sys, docker\n"
+        "from compose.network import Network\n"
+        "client = docker.APIClient(base_url=sys.argv[1], version='1.41')\n"
+        "network = Network(client, 'proj', 'default')\n"
+        "network.ensure()\n"
+        "network.ensure()\n"
+        "print(network.inspect()['Labels']['com.docker.compose.network'])\n"
+    )
+    result = subprocess.run(["/usr/bin/python3", "-c", script, api.host], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "default\n"
+    assert "proj_default" in api.cli.ok("network", "ls")

@@ -77,3 +77,33 @@ def test_a_stale_socket_is_replaced(cli: CLI, tmp_path: Path) -> None:
     s.close()  # a socket file nobody answers on, as a killed service leaves
     proc = start_service(cli, sock)
     stop_service(proc)
+
+
+def test_start_up_loads_no_click_no_http_client_and_no_engine_verbs(cli: CLI, tmp_path: Path) -> None:
+    """What the cold start pays for: a service that answered /_ping and
+    /version imported neither click, nor aiohttp's client (which loads the
+    CA certificates), nor the engine's container verbs."""
+    sock = tmp_path / "light.sock"
+    argv = cli.argv("system", "service", "--time", "1", f"unix://{sock}")
+    argv[1:1] = ["-X", "importtime"]  # after the interpreter
+    proc = subprocess.Popen(argv, env=cli.env, stderr=subprocess.PIPE)
+    try:
+        import socket
+
+        deadline = time.monotonic() + 30
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for path in ("/_ping", "/version"):
+            with socket.socket(socket.AF_UNIX) as conn:
+                conn.connect(str(sock))
+                conn.sendall(f"GET {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n".encode())
+                assert conn.recv(65536).startswith(b"HTTP/1.1 200 ")
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    modules = {line.rsplit("|", 1)[1].strip() for line in err.decode().splitlines() if line.startswith("import time:")}
+    assert "aiohttp.web" in modules and "overlayctl.api.app" in modules  # the measure saw the service
+    for heavy in ("click", "overlayctl.cli.app", "aiohttp.client", "aiohttp.connector", "overlayctl.engine.containers"):
+        assert heavy not in modules, heavy

@@ -100,9 +100,15 @@ def test_docker_stats_shows_what_overlayctl_stats_shows(api: Api, bb: str) -> No
     assert re.fullmatch(r"st [0-9.]+[KMG]?i?B / [0-9.]+[KMG]iB", theirs), theirs
 
 
+def _threads(api: Api) -> int:
+    with open(f"/proc/{api.proc.pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+
 @pytest.mark.slow
 def test_streamed_stats_come_once_a_second_until_the_client_leaves(api: Api, bb: str) -> None:
     cid = api.cli.ok("run", "-d", "--name", "st", "bb:1", "sleep", "600").strip()
+    threads = _threads(api)
     sock = socket.socket(socket.AF_UNIX)
     sock.connect(str(api.sock))
     sock.sendall(f"GET /v1.41/containers/{cid}/stats HTTP/1.1\r\nHost: docker\r\n\r\n".encode())
@@ -116,7 +122,9 @@ def test_streamed_stats_come_once_a_second_until_the_client_leaves(api: Api, bb:
     assert received.startswith(b"HTTP/1.1 200")
     # The first after two readings FIRST_GAP apart, then one a second.
     assert 2.0 < took < 6.0, took
+    assert _threads(api) == threads + 1  # the stream's own
     sock.close()
+    wait_for(lambda: _threads(api) == threads, 10, "the stream's thread to end")
     assert api.request("GET", "/_ping")[0] == 200
 
 

@@ -87,7 +87,7 @@ def test_volume_prune_takes_every_unused_volume_as_api_1_41(api, bb):
     assert out.splitlines()[:2] == ["Deleted Volumes:", "kept"], out
     assert "Total reclaimed space:" in out
     assert _names(api) == ["held"]
-    assert json.loads(api.request("POST", "/volumes/prune")[2]) == {"VolumesDeleted": None, "SpaceReclaimed": 0}
+    assert json.loads(api.request("POST", "/volumes/prune")[2]) == {"VolumesDeleted": [], "SpaceReclaimed": 0}
 
 
 def test_volume_requests_get_dockers_status_codes(api):

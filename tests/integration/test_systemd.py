@@ -58,6 +58,8 @@ STORE_OVERLAYS = ("upperdir=/var/lib/overlayctl/", "upperdir=containers/")
 
 def _store_overlay(line: str) -> bool:
     return any(option in line for option in STORE_OVERLAYS)
+
+
 # A container that stops at once on SIGTERM (PID 1 of a namespace gets
 # only the signals it has a handler for) and runs until then.
 SERVE = ["sh", "-c", 'trap "exit 0" TERM; sleep 1000 & wait']
@@ -378,7 +380,7 @@ def guest(busybox_tar: Path) -> Iterator[Guest]:
             "mkdir /tmp/src && cp -r /src/pyproject.toml /src/README.md /src/overlayctl /src/scripts /tmp/src/",
         )
         g.run("env", "PIP_NO_INDEX=1", "PIP_FIND_LINKS=/wheels", "sh", "/tmp/src/scripts/setup.sh", timeout=300)
-        units = "/src/systemd/*.service /src/systemd/*.timer"
+        units = "/src/systemd/*.service /src/systemd/*.socket /src/systemd/*.timer"
         g.run("sh", "-c", f"cp {units} /etc/systemd/system/ && systemctl daemon-reload")
         g.overlayctl("import", f"/bb/{busybox_tar.name}", "bb:1")
         installed = time.monotonic()
@@ -584,6 +586,56 @@ def test_gc_unit_and_timer(guest: Guest) -> None:
         assert timer == {"ActiveState": "active", "Triggers": "overlayctl-gc.service"}, timer
     finally:
         guest.run("systemctl", "disable", "--now", "overlayctl-gc.timer")
+
+
+# A client of the Engine API in the guest: GET PATH on the socket, the status line.
+API_GET = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(30)
+s.connect("/run/overlayctl/docker.sock")
+s.sendall(b"GET " + sys.argv[1].encode() + b" HTTP/1.1\\r\\nHost: docker\\r\\nConnection: close\\r\\n\\r\\n")
+data = b""
+while chunk := s.recv(65536):
+    data += chunk
+print(data.split(b"\\r\\n", 1)[0].decode(), data.rsplit(b"\\r\\n\\r\\n", 1)[1].decode())
+"""
+
+
+def test_api_socket_starts_the_service_on_demand(guest: Guest) -> None:
+    """overlayctl-api.socket as installed: systemd holds the socket, 0660
+    root:root; a connection starts the Type=notify service, which answers,
+    exits when idle, and is started again by the next connection."""
+    service = "overlayctl-api.service"
+    guest.drop_in(service, "[Service]\nExecStart=\nExecStart=/usr/local/bin/overlayctl system service --time 2\n")
+    guest.run("systemctl", "enable", "--now", "overlayctl-api.socket")
+    try:
+        st = guest.path("/run/overlayctl/docker.sock").stat()
+        assert (oct(st.st_mode & 0o7777), st.st_uid, st.st_gid) == ("0o660", 0, 0)
+        assert guest.show(service, "ActiveState")["ActiveState"] == "inactive"
+        assert guest.out("python3", "-c", API_GET, "/_ping").split() == ["HTTP/1.1", "200", "OK", "OK"]
+        first = guest.show(service, "ActiveState", "SubState", "MainPID", "StatusText", "InvocationID")
+        # Type=notify: active (running) once READY=1 came, with its STATUS=.
+        assert (first["ActiveState"], first["SubState"]) == ("active", "running"), first
+        assert first["StatusText"] == "serving the Engine API", first
+        version = guest.out("python3", "-c", API_GET, "/v1.41/version")
+        assert version.startswith("HTTP/1.1 200 OK ") and '"ApiVersion":"1.41"' in version, version
+
+        def exited() -> bool:
+            unit = guest.show(service, "ActiveState", "Result")
+            return unit == {"ActiveState": "inactive", "Result": "success"}
+
+        wait_for(exited, 30, "the service to exit when idle")
+        assert guest.show("overlayctl-api.socket", "ActiveState")["ActiveState"] == "active"
+        assert not guest.alive(int(first["MainPID"]))
+        # The next connection starts a new one.
+        assert guest.out("python3", "-c", API_GET, "/_ping").split() == ["HTTP/1.1", "200", "OK", "OK"]
+        again = guest.show(service, "ActiveState", "InvocationID")
+        assert again["ActiveState"] == "active" and again["InvocationID"] != first["InvocationID"], again
+    finally:
+        guest.run("systemctl", "disable", "--now", "overlayctl-api.socket", service, check=False)
+        shutil.rmtree(guest.path(f"/run/systemd/system/{service}.d"), ignore_errors=True)
+        guest.run("systemctl", "daemon-reload")
 
 
 # What a container sees of its privileges, mounts, devices and network.
