@@ -115,6 +115,13 @@ def test_compose_up_ps_exec_logs_down(compose: Compose, api: Api) -> None:
     assert sorted(ids) == sorted(api.docker_ok("ps", "-q", "--no-trunc").split()), ids
     assert sorted(compose.ok("ps", "--services")[0].split()) == ["backend", "web"]
 
+    # A second up changes nothing: compose finds its network, volume and
+    # containers as it left them (labels, config hash, network options).
+    _, err = compose.ok("up", "-d")
+    for service in ("backend", "web"):
+        assert f"{PROJECT}_{service}_1 is up-to-date" in err, err
+    assert "Recreating" not in err and "Creating" not in err, err
+
     # The published port, answered from the host: the env file's greeting
     # and what backend left in the shared named volume.
     reply = wait_for(lambda: _answers(compose.port), 30, f"web to answer on 127.0.0.1:{compose.port}")
