@@ -193,3 +193,28 @@ def test_compose_up_ps_exec_logs_down(compose: Compose, api: Api) -> None:
     assert _answers(compose.port) is None
     images = api.docker_ok("images", "--format", "{{.Repository}}:{{.Tag}}").split()
     assert sorted(images) == ["bb:1", f"{PROJECT}_web:latest"], images
+
+
+def test_compose_top_restart_run(compose: Compose) -> None:
+    _, err = compose.ok("up", "-d")
+    assert re.search(rf"Creating {PROJECT}_web_1 +\.\.\. done", err), err
+    wait_for(lambda: _answers(compose.port), 30, f"web to answer on 127.0.0.1:{compose.port}")
+
+    # top and restart: web's server is its process, and it serves again
+    # after a restart.
+    assert "httpd -f -p 8080 -h /www" in compose.ok("top", "web")[0]
+    _, err = compose.ok("restart", "-t", "1", "web")
+    assert re.search(rf"Restarting {PROJECT}_web_1 +\.\.\. done", err), err
+    reply = wait_for(lambda: _answers(compose.port), 30, "web to answer after its restart")
+    assert reply.endswith(b"hello-from-env-file from backend-was-here\n"), reply
+
+    # run: a one-off container of a service, attached, removed after; its
+    # exit code is compose's.
+    out, err = compose.ok("run", "--rm", "-T", "backend", "sh", "-c", "echo one-off; cat /shared/from-backend")
+    assert out == "one-off\nbackend-was-here\n", (out, err)
+    assert f"Creating {PROJECT}_backend_run" in err, err
+    assert compose("run", "--rm", "-T", "backend", "sh", "-c", "exit 4").returncode == 4
+    assert len(compose.ok("ps", "-q")[0].split()) == 2  # the one-offs are gone
+
+    _, err = compose.ok("down", "-v", "--timeout", "1")
+    assert f"Removing network {PROJECT}_appnet" in err, err
