@@ -26,3 +26,17 @@ def plug_done() -> None:
     plugger = sys.modules.get("overlayctl.network.plugger")
     if plugger is not None:
         plugger.finish()  # type: ignore[attr-defined]
+
+
+def preload(network: str | None) -> None:
+    """For a long-lived process that starts many containers (the Engine API
+    service): load the rtnetlink classes here, once, before a start on a
+    bridge network (`network` as HostConfig.NetworkMode names it), so that
+    every supervisor forked from this process has them, as the plugger has
+    them for one `run`."""
+    network = network or "bridge"
+    if network in ("none", "host") or network.startswith("container:"):
+        return
+    from overlayctl.network import netlink
+
+    netlink.load_messages()

@@ -280,12 +280,17 @@ def _child(pid: int, fds: dict[str, int], spec: ExecSpec, error_fd: int, console
             os.dup2(spec.output, 2)
             os.close(spec.output)
         if spec.stdio is not None and not spec.tty:
-            # Each onto its number; none of them is 0-2 (those the caller keeps).
-            for target, fd in enumerate(spec.stdio):
-                os.dup2(fd, target)
+            import fcntl
+
+            # Above 2 first: a caller whose own stdio was closed may have
+            # got 0-2 for them, and a dup2 onto one would lose another.
+            moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in spec.stdio]
             for fd in set(spec.stdio):
-                if fd > 2:
-                    os.close(fd)
+                os.close(fd)
+            for target, fd in enumerate(moved):
+                os.dup2(fd, target)
+            for fd in moved:
+                os.close(fd)
         if spec.detach:
             os.setsid()
             null = os.open("/dev/null", os.O_RDWR)

@@ -469,8 +469,6 @@ def api_socket_unit() -> str:
         ("SocketGroup", "root"),
         ("#", "The runroot, as overlayctl makes it."),
         ("DirectoryMode", "0755"),
-        ("#", "Connections that arrive while the service starts wait in this queue."),
-        ("Backlog", "128"),
     ]
     header = [
         "overlayctl-api.socket: the Docker Engine API on /run/overlayctl/docker.sock,",

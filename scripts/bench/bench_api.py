@@ -398,7 +398,11 @@ class Bench:
             if ids:
                 self.docker(self.dockerd.sock, "rm", "-f", *ids, check=False)
         self.dockerd.stop(problems)
-        finish_cleanup(self.tmp, self.mounts_before, problems, "containers, daemons, mounts")
+        # Everything mounted for this run lies under its temporary tree (the
+        # store, dockerd's roots); what other processes mounted meanwhile is
+        # theirs, and not reported as left behind.
+        others = {point for point in mounts() if not point.startswith(str(self.tmp) + "/")}
+        finish_cleanup(self.tmp, self.mounts_before | others, problems, "containers, daemons, mounts")
 
 
 def goals(result: dict) -> dict:

@@ -107,3 +107,29 @@ def test_start_up_loads_no_click_no_http_client_and_no_engine_verbs(cli: CLI, tm
     assert "aiohttp.web" in modules and "overlayctl.api.app" in modules  # the measure saw the service
     for heavy in ("click", "overlayctl.cli.app", "aiohttp.client", "aiohttp.connector", "overlayctl.engine.containers"):
         assert heavy not in modules, heavy
+
+
+def test_an_idle_keep_alive_connection_does_not_keep_it(cli: CLI, tmp_path: Path) -> None:
+    """docker-py keeps its connections open between requests: one with no
+    request in flight must not keep the service from its idle exit."""
+    import socket
+
+    sock = tmp_path / "keep.sock"
+    proc = subprocess.Popen(cli.argv("system", "service", "--time", "1", f"unix://{sock}"), env=cli.env)
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.settimeout(30)
+            conn.connect(str(sock))
+            conn.sendall(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")  # keep-alive, HTTP/1.1's default
+            assert conn.recv(65536).startswith(b"HTTP/1.1 200 ")
+            began = time.monotonic()
+            assert proc.wait(timeout=20) == 0
+            assert time.monotonic() - began < 10
+            assert conn.recv(65536) == b""  # closed by the service on its way out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
