@@ -90,12 +90,13 @@ fi
 # A regular (not editable) install: an editable one adds an import hook
 # that every `overlayctl run` would pay for at start-up.
 "$VENV/bin/pip" install -q "$HERE[test]"
-# The one compiled part, layer/_batchwrite.c (gcc and python3-dev above):
-# the install built it for the venv; the tests import the package from
-# this checkout, so it is built here as well. A build that fails is
-# reported; overlayctl then unpacks layers without it, more slowly.
+# The compiled parts, layer/_batchwrite.c and runtime/_kernel.c (gcc and
+# python3-dev above): the install built them for the venv; the tests import
+# the package from this checkout, so they are built here as well. A build
+# that fails is reported; overlayctl then unpacks layers without the batch
+# writer and makes its syscalls through ctypes, each more slowly.
 if ! (cd "$HERE" && "$VENV/bin/python" setup.py -q build_ext --inplace >/dev/null 2>&1); then
-    echo "overlayctl setup: warning: the batch file writer (overlayctl/layer/_batchwrite.c) did not compile; layers unpack without it" >&2
+    echo "overlayctl setup: warning: overlayctl/layer/_batchwrite.c or overlayctl/runtime/_kernel.c did not compile; overlayctl works without them, more slowly" >&2
 fi
 
 # libnftables' binding is not on PyPI: Debian's, linked into the venv (the

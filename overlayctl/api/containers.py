@@ -110,6 +110,20 @@ def _start(store: Store, text: str) -> bool:
 
 
 async def start(request: web.Request) -> web.StreamResponse:
+    from overlayctl.api.attach import start_pending
+    from overlayctl.errors import OverlayctlError
+
+    container = await call(request, find, request.match_info["id"])
+    if container.status != "running":
+        # `docker run` attaches before it starts: that attach gets a client
+        # connected before the command runs, so no output is lost.
+        try:
+            if await start_pending(request, container.id):
+                return no_content()
+        except OverlayctlError as exc:
+            if exc.exit_code in (126, 127):
+                raise ApiError(400, exc.message) from None
+            raise
     started = await call(request, _start, request.match_info["id"])
     return no_content() if started else _not_modified()
 

@@ -1,4 +1,5 @@
-"""The container runtime: PID 1 and the kernel. Syscalls (the only ctypes),
+"""The container runtime: PID 1 and the kernel. Syscalls (the only direct
+kernel calls: runtime/_kernel.c, or ctypes without it),
 the mount plan, overlay, seccomp, capabilities, devices, cgroups, exec,
 users, processes, network devices.
 

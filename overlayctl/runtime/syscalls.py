@@ -1,16 +1,18 @@
 """The only module that calls libc directly.
 
-Thin ctypes wrappers for the namespace and mount syscalls Python does not
-expose (3.11 has no os.unshare/os.setns). Each wrapper raises KernelError
-naming the operation, its arguments and errno's meaning, so a failed mount
-explains itself. Constants follow <linux/sched.h> and <linux/mount.h>.
+Thin wrappers for the namespace and mount syscalls Python does not expose
+(3.11 has no os.unshare/os.setns), all made through syscall(2): the small C
+module runtime/_kernel.c, or ctypes where it was not built (ctypes costs
+every `run` about 6 ms to load). Each wrapper raises KernelError naming the
+operation, its arguments and errno's meaning, so a failed mount explains
+itself. Constants follow <linux/sched.h> and <linux/mount.h>; structs are
+packed here, in the machine's byte order.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import struct
+import sys
 
 from overlayctl.errors import KernelError
 
@@ -90,6 +92,12 @@ RESOLVE_IN_ROOT = 0x10
 
 _SYSCALLS = {
     # name: (x86_64, aarch64)
+    "mount": (165, 40),
+    "umount2": (166, 39),
+    "sethostname": (170, 161),
+    "prlimit64": (302, 261),
+    "socket": (41, 198),
+    "ioctl": (16, 29),
     "pivot_root": (155, 41),
     "setns": (308, 268),
     "unshare": (272, 97),
@@ -107,18 +115,48 @@ _SYSCALLS = {
 }
 _ARCH_INDEX = {"x86_64": 0, "aarch64": 1}
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
-_mount = _libc.mount
-_mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
-_umount2 = _libc.umount2
-_umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
-_sethostname = _libc.sethostname
-_sethostname.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
+
+def _ctypes_backend() -> tuple:
+    """syscall and address as runtime/_kernel.c has them, through ctypes."""
+    import ctypes
+
+    raw = ctypes.CDLL(None, use_errno=True).syscall
+    raw.restype = ctypes.c_long
+
+    def arg(value: object) -> object:
+        if value is None or isinstance(value, bytes):
+            return value
+        if isinstance(value, int):
+            return ctypes.c_ulong(value) if value > 0x7FFFFFFFFFFFFFFF else ctypes.c_long(value)
+        return (ctypes.c_char * len(value)).from_buffer(value)  # type: ignore[arg-type]
+
+    def call(nr: int, *args: object) -> int:
+        result = raw(ctypes.c_long(nr), *[arg(a) for a in args])
+        return -ctypes.get_errno() if result == -1 else result
+
+    def address(buffer: bytes | bytearray) -> int:
+        if isinstance(buffer, bytes):
+            return ctypes.cast(ctypes.c_char_p(buffer), ctypes.c_void_p).value or 0
+        return ctypes.addressof((ctypes.c_char * len(buffer)).from_buffer(buffer))
+
+    return call, address
+
+
+try:
+    from overlayctl.runtime import _kernel
+except ImportError:  # not compiled (scripts/setup.sh warns): ctypes does it
+    _syscall, _address = _ctypes_backend()
+else:
+    _syscall, _address = _kernel.syscall, _kernel.address
 
 
 _MACHINE = os.uname().machine
+_ORDER = sys.byteorder
+
+
+def _u64(*values: int) -> bytes:
+    """u64 fields of a struct, in the machine's order."""
+    return b"".join(v.to_bytes(8, _ORDER) for v in values)
 
 
 def _nr(name: str) -> int:
@@ -129,8 +167,9 @@ def _nr(name: str) -> int:
 
 
 def _check(result: int, what: str) -> int:
+    """result, or KernelError for a failed call (_syscall's -errno)."""
     if result < 0:
-        err = ctypes.get_errno()
+        err = -result
         raise KernelError(f"{what}: {os.strerror(err)}", exit_code=125) from OSError(err, os.strerror(err))
     return result
 
@@ -156,17 +195,17 @@ def _b(value: str | None) -> bytes | None:
 
 def unshare(flags: int) -> None:
     """Move the caller into new namespaces (CLONE_NEWPID affects children only)."""
-    _check(_syscall(_nr("unshare"), ctypes.c_int(flags)), f"unshare({flags:#x})")
+    _check(_syscall(_nr("unshare"), flags), f"unshare({flags:#x})")
 
 
 def setns(fd: int, nstype: int) -> None:
     """Join the namespace open at fd."""
-    _check(_syscall(_nr("setns"), ctypes.c_int(fd), ctypes.c_int(nstype)), f"setns({nstype:#x})")
+    _check(_syscall(_nr("setns"), fd, nstype), f"setns({nstype:#x})")
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
     """mount(2), with an error that names source, target, type, flags and data."""
-    result = _mount(_b(source), _b(target), _b(fstype), flags, _b(data))
+    result = _syscall(_nr("mount"), _b(source), _b(target), _b(fstype), flags, _b(data))
     if result < 0:
         detail = f"mount {source or 'none'} on {target}"
         if fstype:
@@ -178,13 +217,13 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, d
 
 def umount(target: str, flags: int = 0) -> None:
     """umount2(2)."""
-    _check(_umount2(_b(target), flags), f"umount {target}")
+    _check(_syscall(_nr("umount2"), _b(target), flags), f"umount {target}")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
     """pivot_root(2); pivot_root(".", ".") stacks the old root under the new one."""
     _check(
-        _syscall(_nr("pivot_root"), ctypes.c_char_p(_b(new_root)), ctypes.c_char_p(_b(put_old))),
+        _syscall(_nr("pivot_root"), _b(new_root), _b(put_old)),
         f"pivot_root {new_root}",
     )
 
@@ -192,29 +231,25 @@ def pivot_root(new_root: str, put_old: str) -> None:
 def sethostname(name: str) -> None:
     """Set the hostname of the caller's UTS namespace."""
     raw = os.fsencode(name)
-    _check(_sethostname(raw, len(raw)), f"sethostname {name!r}")
-
-
-class _Rlimit(ctypes.Structure):
-    _fields_ = (("rlim_cur", ctypes.c_uint64), ("rlim_max", ctypes.c_uint64))
+    _check(_syscall(_nr("sethostname"), raw, len(raw)), f"sethostname {name!r}")
 
 
 def setrlimit(resource: int, soft: int, hard: int) -> None:
     """setrlimit(2) on the caller (RLIM_INFINITY is 2**64-1): inherited
     through fork and execve. Raising a hard limit needs CAP_SYS_RESOURCE."""
-    limit = _Rlimit(soft, hard)
-    _check(_libc.setrlimit(ctypes.c_int(resource), ctypes.byref(limit)), f"setrlimit({resource}, {soft}, {hard})")
+    # prlimit64(0, ...) is setrlimit on the caller, with 64-bit limits.
+    _check(_syscall(_nr("prlimit64"), 0, resource, _u64(soft, hard), None), f"setrlimit({resource}, {soft}, {hard})")
 
 
 def syncfs(fd: int) -> None:
     """Flush the whole filesystem holding fd: one call instead of an fsync per file."""
-    _check(_syscall(_nr("syncfs"), ctypes.c_int(fd)), "syncfs")
+    _check(_syscall(_nr("syncfs"), fd), "syncfs")
 
 
 def fsopen(fstype: str) -> int:
     """Open a filesystem context (new mount API); returns its fd."""
     return _check(
-        _syscall(_nr("fsopen"), ctypes.c_char_p(fstype.encode()), ctypes.c_uint(FSOPEN_CLOEXEC)),
+        _syscall(_nr("fsopen"), fstype.encode(), FSOPEN_CLOEXEC),
         f"fsopen {fstype}",
     )
 
@@ -224,11 +259,11 @@ def fsconfig_string(fd: int, key: str, value: str) -> None:
     _check(
         _syscall(
             _nr("fsconfig"),
-            ctypes.c_int(fd),
-            ctypes.c_uint(FSCONFIG_SET_STRING),
-            ctypes.c_char_p(key.encode()),
-            ctypes.c_char_p(os.fsencode(value)),
-            ctypes.c_int(0),
+            fd,
+            FSCONFIG_SET_STRING,
+            key.encode(),
+            os.fsencode(value),
+            0,
         ),
         f"fsconfig {key}={value}",
     )
@@ -237,7 +272,7 @@ def fsconfig_string(fd: int, key: str, value: str) -> None:
 def fsconfig_create(fd: int) -> None:
     """fsconfig(FSCONFIG_CMD_CREATE): build the superblock from the options."""
     _check(
-        _syscall(_nr("fsconfig"), ctypes.c_int(fd), ctypes.c_uint(FSCONFIG_CMD_CREATE), None, None, ctypes.c_int(0)),
+        _syscall(_nr("fsconfig"), fd, FSCONFIG_CMD_CREATE, None, None, 0),
         "fsconfig create",
     )
 
@@ -245,7 +280,7 @@ def fsconfig_create(fd: int) -> None:
 def fsmount(fd: int, attr_flags: int = 0) -> int:
     """Turn a configured context into a detached mount; returns its fd."""
     return _check(
-        _syscall(_nr("fsmount"), ctypes.c_int(fd), ctypes.c_uint(FSMOUNT_CLOEXEC), ctypes.c_uint(attr_flags)),
+        _syscall(_nr("fsmount"), fd, FSMOUNT_CLOEXEC, attr_flags),
         "fsmount",
     )
 
@@ -255,11 +290,11 @@ def move_mount(mount_fd: int, target: str) -> None:
     _check(
         _syscall(
             _nr("move_mount"),
-            ctypes.c_int(mount_fd),
-            ctypes.c_char_p(b""),
-            ctypes.c_int(AT_FDCWD),
-            ctypes.c_char_p(os.fsencode(target)),
-            ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH),
+            mount_fd,
+            (b""),
+            AT_FDCWD,
+            os.fsencode(target),
+            MOVE_MOUNT_F_EMPTY_PATH,
         ),
         f"move_mount to {target}",
     )
@@ -272,11 +307,11 @@ def move_mount_to_fd(mount_fd: int, target_fd: int, what: str) -> None:
     _check(
         _syscall(
             _nr("move_mount"),
-            ctypes.c_int(mount_fd),
-            ctypes.c_char_p(b""),
-            ctypes.c_int(target_fd),
-            ctypes.c_char_p(b""),
-            ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH),
+            mount_fd,
+            (b""),
+            target_fd,
+            (b""),
+            (MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH),
         ),
         f"move_mount to {what}",
     )
@@ -288,9 +323,9 @@ def open_tree_clone(path: str) -> int:
     return _check(
         _syscall(
             _nr("open_tree"),
-            ctypes.c_int(AT_FDCWD),
-            ctypes.c_char_p(os.fsencode(path)),
-            ctypes.c_uint(OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE),
+            AT_FDCWD,
+            os.fsencode(path),
+            (OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE),
         ),
         f"open_tree {path}",
     )
@@ -299,7 +334,7 @@ def open_tree_clone(path: str) -> int:
 def close_range(first: int, last: int = CLOSE_RANGE_ALL) -> None:
     """close_range(2): close every descriptor from first to last, both included."""
     _check(
-        _syscall(_nr("close_range"), ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(0)),
+        _syscall(_nr("close_range"), first, last, 0),
         f"close_range({first}, {last})",
     )
 
@@ -329,9 +364,10 @@ def close_fds_except(keep: Iterable[int]) -> None:
                     os.close(fd)
                 except OSError:
                     pass  # (the listing's own descriptor, closed already)
-# The structs of mount_setattr and bpf are packed with struct (which ctypes
-# imports anyway), not declared as ctypes.Structure classes: each class
-# costs `run` ~0.1 ms of import time, and few containers use them.
+
+
+# Structs are packed by hand (_u64, int.to_bytes) where they are all u64 or
+# small: the struct module is one more import on `run`'s path.
 
 
 def mount_setattr_tree(fd: int, attr_set: int) -> None:
@@ -339,15 +375,15 @@ def mount_setattr_tree(fd: int, attr_set: int) -> None:
     detached tree from open_tree_clone), keeping its other flags (Linux
     >= 5.12; ENOSYS before)."""
     # struct mount_attr { u64 attr_set, attr_clr, propagation, userns_fd; }
-    attr = ctypes.create_string_buffer(struct.pack("=QQQQ", attr_set, 0, 0, 0), 32)
+    attr = _u64(attr_set, 0, 0, 0)
     _check(
         _syscall(
             _nr("mount_setattr"),
-            ctypes.c_int(fd),
-            ctypes.c_char_p(b""),
-            ctypes.c_uint(AT_EMPTY_PATH | AT_RECURSIVE),
+            fd,
+            (b""),
+            (AT_EMPTY_PATH | AT_RECURSIVE),
             attr,
-            ctypes.c_size_t(32),
+            32,
         ),
         f"mount_setattr({attr_set:#x})",
     )
@@ -361,40 +397,39 @@ def bpf_prog_load(prog_type: int, program: bytes, name: str, expected_attach_typ
     A refusal names the verifier's last line."""
     if not program or len(program) % _EBPF_INSTRUCTION_SIZE:
         raise KernelError(f"bpf: a program of {len(program)} bytes is not whole instructions")
-    insns = ctypes.create_string_buffer(program, len(program))
-    license = ctypes.create_string_buffer(b"GPL")
-    log = ctypes.create_string_buffer(4096)
-    # union bpf_attr for BPF_PROG_LOAD, up to expected_attach_type.
-    attr = ctypes.create_string_buffer(
-        struct.pack(
-            "=IIQQIIQII16sII",
-            prog_type,
-            len(program) // _EBPF_INSTRUCTION_SIZE,
-            ctypes.addressof(insns),
-            ctypes.addressof(license),
-            1,  # log_level
-            len(log),
-            ctypes.addressof(log),
-            0,  # kern_version
-            0,  # prog_flags
-            name.encode()[:15],
-            0,  # prog_ifindex
-            expected_attach_type,
-        )
+    import struct  # (not at the top: only device rules load programs)
+
+    license = b"GPL\0"
+    log = bytearray(4096)
+    # union bpf_attr for BPF_PROG_LOAD, up to expected_attach_type. The
+    # buffers stay referenced (program, license, log) until the call returns.
+    attr = struct.pack(
+        "=IIQQIIQII16sII",
+        prog_type,
+        len(program) // _EBPF_INSTRUCTION_SIZE,
+        _address(program),
+        _address(license),
+        1,  # log_level
+        len(log),
+        _address(log),
+        0,  # kern_version
+        0,  # prog_flags
+        name.encode()[:15],
+        0,  # prog_ifindex
+        expected_attach_type,
     )
-    size = len(attr) - 1  # (create_string_buffer adds a NUL)
-    fd = _syscall(_nr("bpf"), ctypes.c_int(BPF_PROG_LOAD), attr, ctypes.c_uint(size))
+    fd = _syscall(_nr("bpf"), BPF_PROG_LOAD, attr, len(attr))
     if fd < 0:
-        lines = log.value.decode(errors="replace").strip().splitlines()
+        lines = bytes(log).split(b"\0", 1)[0].decode(errors="replace").strip().splitlines()
         _check(fd, f"bpf(BPF_PROG_LOAD {name})" + (f" ({lines[-1]})" if lines else ""))
     return fd
 
 
 def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) -> None:
     """Attach a loaded program to the cgroup open at target_fd."""
-    attr = ctypes.create_string_buffer(struct.pack("=IIII", target_fd, prog_fd, attach_type, flags), 16)
+    attr = b"".join(v.to_bytes(4, _ORDER) for v in (target_fd, prog_fd, attach_type, flags))
     _check(
-        _syscall(_nr("bpf"), ctypes.c_int(BPF_PROG_ATTACH), attr, ctypes.c_uint(16)),
+        _syscall(_nr("bpf"), BPF_PROG_ATTACH, attr, 16),
         f"bpf(BPF_PROG_ATTACH type {attach_type})",
     )
 
@@ -424,23 +459,21 @@ def open_beneath(dirfd: int, path: str | bytes, flags: int) -> int:
     flags |= os.O_NOFOLLOW | os.O_CLOEXEC
     if _have_openat2 is not False:
         # struct open_how { u64 flags, mode, resolve; }, packed as the others.
-        how = ctypes.create_string_buffer(
-            struct.pack("=QQQ", flags, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS), 24
-        )
+        how = _u64(flags, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
         # EAGAIN: a rename elsewhere raced the lookup and the kernel could
         # not prove it stayed beneath; it asks for a retry.
         for _attempt in range(8):
             fd = _syscall(
                 _nr("openat2"),
-                ctypes.c_int(dirfd),
-                ctypes.c_char_p(raw),
+                dirfd,
+                raw,
                 how,
-                ctypes.c_size_t(24),
+                24,
             )
             if fd >= 0:
                 _have_openat2 = True
                 return fd
-            err = ctypes.get_errno()
+            err = -fd
             if err not in (errno.EAGAIN, errno.EINTR):
                 break
         if err != errno.ENOSYS:
@@ -461,14 +494,12 @@ def open_in_root(root_fd: int, path: str | bytes, flags: int) -> int:
     import errno
 
     raw = os.fsencode(path).lstrip(b"/") or b"."
-    how = ctypes.create_string_buffer(
-        struct.pack("=QQQ", flags | os.O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS), 24
-    )
+    how = _u64(flags | os.O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
     for _attempt in range(8):
-        fd = _syscall(_nr("openat2"), ctypes.c_int(root_fd), ctypes.c_char_p(raw), how, ctypes.c_size_t(24))
+        fd = _syscall(_nr("openat2"), root_fd, raw, how, 24)
         if fd >= 0:
             return fd
-        err = ctypes.get_errno()
+        err = -fd
         if err not in (errno.EAGAIN, errno.EINTR):
             break
     if err == errno.ENOSYS:
@@ -498,10 +529,6 @@ def _open_by_components(dirfd: int, path: bytes, flags: int) -> int:
             os.close(fd)
 
 
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-
 SECCOMP_SET_MODE_FILTER = 1
 _BPF_INSTRUCTION_SIZE = 8  # struct sock_filter: u16 code, u8 jt, u8 jf, u32 k
 
@@ -512,10 +539,12 @@ def seccomp_set_filter(program: bytes) -> None:
     no_new_privs must be set first."""
     if not program or len(program) % _BPF_INSTRUCTION_SIZE:
         raise KernelError(f"seccomp: a BPF program of {len(program)} bytes is not whole instructions")
-    buf = ctypes.create_string_buffer(program, len(program))
-    prog = _SockFprog(len(program) // _BPF_INSTRUCTION_SIZE, ctypes.cast(buf, ctypes.c_void_p))
+    # struct sock_fprog { unsigned short len; (6 bytes of padding) struct sock_filter *filter; }
+    fprog = (
+        (len(program) // _BPF_INSTRUCTION_SIZE).to_bytes(2, _ORDER) + bytes(6) + _address(program).to_bytes(8, _ORDER)
+    )
     _check(
-        _syscall(_nr("seccomp"), ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(0), ctypes.byref(prog)),
+        _syscall(_nr("seccomp"), SECCOMP_SET_MODE_FILTER, 0, fprog),
         "seccomp(SECCOMP_SET_MODE_FILTER)",
     )
 
@@ -530,17 +559,15 @@ _SOCK_DGRAM = 2
 _SOCK_CLOEXEC = 0o2000000
 
 
-class _IfReq(ctypes.Structure):
-    _fields_ = [("ifr_name", ctypes.c_char * 16), ("ifr_flags", ctypes.c_short), ("_pad", ctypes.c_char * 22)]
-
-
 def loopback_up() -> None:
     """Set `lo` up in the caller's network namespace."""
-    fd = _check(_libc.socket(_AF_INET, _SOCK_DGRAM | _SOCK_CLOEXEC, 0), "socket for lo")
+    fd = _check(_syscall(_nr("socket"), _AF_INET, _SOCK_DGRAM | _SOCK_CLOEXEC, 0), "socket for lo")
     try:
-        req = _IfReq(b"lo")
-        _check(_libc.ioctl(fd, _SIOCGIFFLAGS, ctypes.byref(req)), "SIOCGIFFLAGS lo")
-        req.ifr_flags |= _IFF_UP
-        _check(_libc.ioctl(fd, _SIOCSIFFLAGS, ctypes.byref(req)), "SIOCSIFFLAGS lo")
+        # struct ifreq: char ifr_name[16]; short ifr_flags; (22 bytes of the union's rest)
+        req = bytearray(b"lo".ljust(16, b"\0") + bytes(24))
+        _check(_syscall(_nr("ioctl"), fd, _SIOCGIFFLAGS, req), "SIOCGIFFLAGS lo")
+        flags = int.from_bytes(req[16:18], _ORDER) | _IFF_UP
+        req[16:18] = flags.to_bytes(2, _ORDER)
+        _check(_syscall(_nr("ioctl"), fd, _SIOCSIFFLAGS, req), "SIOCSIFFLAGS lo")
     finally:
         os.close(fd)

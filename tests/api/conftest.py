@@ -72,7 +72,9 @@ class Api:
             assert status == expect, (method, path, status, data)
         return json.loads(data) if data.strip() else None
 
-    def docker(self, *args: str, input: bytes | None = None, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess:
+    def docker(
+        self, *args: str, input: bytes | None = None, timeout: float = 120, **kw: Any
+    ) -> subprocess.CompletedProcess:
         """Debian's docker client against the service."""
         if not os.path.exists(DOCKER):
             pytest.fail(f"{DOCKER} is missing: apt-get install docker.io (scripts/setup.sh test installs it)")
