@@ -14,6 +14,7 @@ from aiohttp import web
 
 from overlayctl import __version__
 from overlayctl.api.http import API_VERSION, MIN_API_VERSION, ApiError, error, message_of, status_of
+from overlayctl.errors import OverlayctlError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -76,8 +77,11 @@ async def _versions_and_errors(request: web.Request, handler: Handler) -> web.St
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is Docker's JSON error
             status = status_of(exc)
-            if status == 500 and not isinstance(exc, ApiError):
+            if status == 500 and not isinstance(exc, (ApiError, OverlayctlError)):
                 log.exception("%s %s", request.method, request.path)
+            elif status == 500:
+                # (a registry refusing, a kernel error: the operator's one line, as the CLI's)
+                log.warning("%s %s: %s", request.method, request.path, message_of(exc))
             return error(status, message_of(exc))
     finally:
         app["busy"] -= 1

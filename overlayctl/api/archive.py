@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from overlayctl.api.http import ApiError, call, flag
+from overlayctl.errors import OverlayctlError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -140,6 +141,10 @@ async def get_archive(request: web.Request) -> web.StreamResponse:
             await response.write(chunk)
         try:
             await done
+        except OverlayctlError as exc:
+            log.warning("GET %s: the archive ended early: %s", request.path, exc.message)
+            if request.transport is not None:
+                request.transport.close()
         except Exception:  # noqa: BLE001 - after the headers, an error can only cut the tar short
             log.exception("GET %s: the archive ended early", request.path)
             if request.transport is not None:

@@ -113,39 +113,18 @@ def _df_images(store: Store, report: Any) -> list[dict[str, Any]]:
 
 
 def _df_containers(store: Store, report: Any) -> list[dict[str, Any]]:
-    """Each container as container lists show it, with the report's SizeRw
-    (its directory less its logs) and SizeRootFs (that and its image)."""
-    from overlayctl.engine.inspect import container_inspect, state_name, status_text
-    from overlayctl.errors import OverlayctlError
+    """Each container as the container list shows it (engine.summary), with
+    the report's SizeRw (its directory less its logs) and SizeRootFs (that
+    and its image): the figures of `system df -v`."""
+    from overlayctl.engine.summary import summaries
 
     image_sizes = {usage.id: usage.size for usage in report.images}
-    containers = []
-    for usage in report.containers:
-        c = usage.container
-        try:
-            document = container_inspect(store, c)
-        except OverlayctlError:
-            continue  # removed while measured
-        containers.append(
-            {
-                "Id": c.id,
-                "Names": ["/" + c.name],
-                "Image": c.image_name,
-                "ImageID": c.image_id,
-                "Command": " ".join(c.config.config.argv),
-                "Created": _unix(c.created),
-                "Ports": [],
-                "SizeRw": usage.size,
-                "SizeRootFs": usage.size + image_sizes.get(c.image_id, 0),
-                "Labels": document["Config"].get("Labels") or {},
-                "State": state_name(c),
-                "Status": status_text(c),
-                "HostConfig": {"NetworkMode": document["HostConfig"].get("NetworkMode") or "default"},
-                "NetworkSettings": {"Networks": document["NetworkSettings"].get("Networks") or {}},
-                "Mounts": [_mount_point(m) for m in document["Mounts"]],
-            }
-        )
-    return containers
+    usages = list(report.containers)
+    documents = summaries(store, [usage.container for usage in usages])
+    for usage, document in zip(usages, documents, strict=True):
+        document["SizeRw"] = usage.size
+        document["SizeRootFs"] = usage.size + image_sizes.get(usage.container.image_id, 0)
+    return documents
 
 
 def _df_volumes(store: Store, report: Any) -> list[dict[str, Any]]:
@@ -161,12 +140,6 @@ def _df_volumes(store: Store, report: Any) -> list[dict[str, Any]]:
             continue  # a directory the catalog does not know: system fsck's business
         volumes.append(dict(document, UsageData={"Size": usage.size, "RefCount": usage.links}))
     return volumes
-
-
-def _mount_point(mount: dict[str, Any]) -> dict[str, Any]:
-    """A container's mount as lists show it (MountPoint), from inspect's."""
-    keys = ("Type", "Name", "Source", "Destination", "Driver", "Mode", "RW", "Propagation")
-    return {key: mount[key] for key in keys if key in mount}
 
 
 def _build_cache(report: Any, now: str) -> list[dict[str, Any]]:

@@ -30,7 +30,6 @@ _HOST_CONFIG = "HostConfig"
 # Fields overlayctl has no option for: accepted only at a zero value.
 _UNSUPPORTED_CONFIG = ("Domainname", "NetworkDisabled", "OnBuild")
 _UNSUPPORTED_HOST = (
-    "Links",
     "VolumesFrom",
     "VolumeDriver",
     "CgroupParent",
@@ -263,6 +262,36 @@ def _networking(host: dict[str, Any], networking: dict[str, Any], mode: str) -> 
     return mode
 
 
+def _links(value: Any, network: str) -> list[str]:
+    """Legacy links (`--link NAME[:ALIAS]`, and what docker-compose sends
+    for `run`), accepted on a user-defined network, where every container
+    already reaches the others by name and network alias; the warning names
+    the aliases that add nothing. On the default bridge, which has no names,
+    they are refused."""
+    links = _strings(value, "Links")
+    if not links:
+        return []
+    if network in ("bridge", "default", "host", "none") or network.startswith("container:"):
+        raise InvalidArgumentError(
+            "HostConfig.Links are supported only on a user-defined network, whose containers reach each other "
+            "by name (docker network create)"
+        )
+    extra = []
+    for link in links:
+        target, _, alias = link.partition(":")
+        target, alias = target.lstrip("/"), alias.rsplit("/", 1)[-1]
+        if not target:
+            raise InvalidArgumentError(f"Links: {link!r} names no container")
+        if alias and alias != target:
+            extra.append(f"{alias} (for {target})")
+    if not extra:
+        return []
+    return [
+        f"Links: the linked containers are reached by their names and network aliases on {network}; "
+        f"the link aliases {', '.join(extra)} are not added"
+    ]
+
+
 def create_options(body: Any, name: str | None, platform: str | None) -> tuple[CreateOptions, list[str]]:
     """The CreateOptions the body asks for, and the warnings dockerd would
     answer with. Shapes are checked here; values are the engine's to check."""
@@ -403,6 +432,7 @@ def create_options(body: Any, name: str | None, platform: str | None) -> tuple[C
 
     warnings = []
     network = host.get("network") or "bridge"
+    warnings += _links(hc.get("Links"), network)
     if (bindings or hc.get("PublishAllPorts")) and network in ("host", "none"):
         warnings.append(f"Published ports are discarded when using {network} network mode")
     opts = CreateOptions(

@@ -375,67 +375,121 @@ def _parse_duration(text: str) -> int | None:
         return None
 
 
-def read_entries(path: str, since: int = 0, until: int = 0, tail: int = -1) -> list[Entry]:
+class Position:
+    """Where a read of the log stopped: the current file, open, and the
+    start of a line its writer had not finished. follow() goes on from
+    there, so no line written between the read and the follow is lost."""
+
+    def __init__(self, fd: int | None, pending: bytes) -> None:
+        self.fd = fd
+        self.pending = pending
+
+
+def read_entries(
+    path: str, since: int = 0, until: int = 0, tail: int = -1, position: list[Position] | None = None
+) -> list[Entry]:
     """Entries of the log and its rotated files, oldest first, filtered by
-    time, the last `tail` of them (all when negative)."""
+    time, the last `tail` of them (all when negative). With `position` (a
+    list), the current file stays open at the end of what was read, for
+    follow(): its Position is appended to the list."""
     entries: list[Entry] = []
+    current = _open_or_none(path) if position is not None else None
     for name in log_files(path):
-        try:
-            with open(name, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            continue  # rotated away while we listed
+        if current is not None and name == path:
+            data = _read_to_end(current)
+            complete, _, partial = data.rpartition(b"\n")
+            data = complete
+            assert position is not None
+            position.append(Position(current, partial))
+            current = None
+        else:
+            try:
+                with open(name, "rb") as f:
+                    data = f.read()
+            except FileNotFoundError:
+                continue  # rotated away while we listed
         for line in data.splitlines():
             entry = parse_line(line)
             if entry is None or (since and entry.ns < since) or (until and entry.ns > until):
                 continue
             entries.append(entry)
+    if position is not None and not position:
+        # (the current file appeared or went while the files were listed)
+        position.append(Position(current, b""))
     if tail >= 0:
         entries = entries[len(entries) - tail :] if tail else []
     return entries
 
 
-def follow(path: str, still_running: Any, since: int = 0, until: int = 0, poll: float = 0.1) -> Iterator[Entry]:
-    """Entries written to the log from now on, across rotations, until
-    `still_running()` says no and what was written before is read."""
+def close_position(position: list[Position]) -> None:
+    """Close what read_entries left open for a follow that will not come."""
+    for pos in position:
+        if pos.fd is not None:
+            os.close(pos.fd)
+            pos.fd = None
+
+
+def _read_to_end(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def follow(
+    path: str,
+    still_running: Any,
+    since: int = 0,
+    until: int = 0,
+    poll: float = 0.1,
+    position: Position | None = None,
+) -> Iterator[Entry]:
+    """Entries written to the log from now on (or from `position`, where a
+    read_entries stopped), across rotations, until `still_running()` says
+    no and what was written before is read."""
     import time
 
-    fd = _open_or_none(path)
-    if fd is not None:
-        os.lseek(fd, 0, os.SEEK_END)
-    pending = b""
-    last_check = 0.0
-    running = True
-    while True:
-        if fd is None:
-            fd = _open_or_none(path)
-        chunk = os.read(fd, 1 << 20) if fd is not None else b""
-        if chunk:
-            pending += chunk
-            lines = pending.split(b"\n")
-            pending = lines.pop()
-            for line in lines:
-                entry = parse_line(line)
-                if entry is not None and entry.ns >= since and not (until and entry.ns > until):
-                    yield entry
-            continue
-        if fd is not None and _rotated(path, fd):
-            # The file we read was renamed to .1 (or truncated): what it had
-            # is read; go on with the new one from its start.
-            os.close(fd)
-            fd, pending = _open_or_none(path), b""
-            continue
-        if not running:
-            break
-        now = time.monotonic()
-        if now - last_check >= poll:
-            last_check = now
-            running = bool(still_running())
+    if position is not None:
+        fd, pending = position.fd, position.pending
+    else:
+        fd, pending = _open_or_none(path), b""
+        if fd is not None:
+            os.lseek(fd, 0, os.SEEK_END)
+    try:
+        last_check = 0.0
+        running = True
+        while True:
+            if fd is None:
+                fd = _open_or_none(path)
+            chunk = os.read(fd, 1 << 20) if fd is not None else b""
+            if chunk:
+                pending += chunk
+                lines = pending.split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    entry = parse_line(line)
+                    if entry is not None and entry.ns >= since and not (until and entry.ns > until):
+                        yield entry
+                continue
+            if fd is not None and _rotated(path, fd):
+                # The file we read was renamed to .1 (or truncated): what it had
+                # is read; go on with the new one from its start.
+                os.close(fd)
+                fd, pending = _open_or_none(path), b""
+                continue
             if not running:
-                continue  # one more read: the supervisor wrote the last lines before it ended
-        time.sleep(poll / 2)
-    if fd is not None:
-        os.close(fd)
+                break
+            now = time.monotonic()
+            if now - last_check >= poll:
+                last_check = now
+                running = bool(still_running())
+                if not running:
+                    continue  # one more read: the supervisor wrote the last lines before it ended
+            time.sleep(poll / 2)
+    finally:
+        # (also when the reader stops early: the generator is closed)
+        if fd is not None:
+            os.close(fd)
 
 
 def _open_or_none(path: str) -> int | None:

@@ -65,7 +65,11 @@ if [ "$install" = 1 ]; then
         if command -v apt-get >/dev/null 2>&1; then
             say "installing$missing"
             export DEBIAN_FRONTEND=noninteractive
-            if ! { apt-get update -qq && apt-get install -y -qq $missing; } >/dev/null 2>&1; then
+            # Without recommends, as scripts/setup.sh installs: podman's
+            # recommends bring netavark, which podman then takes as its
+            # network backend for good, in place of the CNI plugins the
+            # tests (test_coexistence.py) and the other benchmarks expect.
+            if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing; } >/dev/null 2>&1; then
                 say "warning: could not install$missing; the benchmark skips what is missing"
             fi
         else

@@ -86,18 +86,27 @@ class Api:
         return result.stdout.decode()
 
 
+def service_log(sock: Path) -> Path:
+    """Where start_service writes the service's stderr."""
+    return sock.with_name(sock.name + ".stderr")
+
+
 def start_service(cli: CLI, sock: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`system service --time 0` on sock, once it answers /_ping."""
-    proc = subprocess.Popen(
-        cli.argv("system", "service", "--time", "0", *extra, f"unix://{sock}"),
-        env=env or cli.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    # Its stderr goes to a file beside the socket: a pipe nobody reads would
+    # stop the service once it filled.
+    log = service_log(sock)
+    with open(log, "ab") as err:
+        proc = subprocess.Popen(
+            cli.argv("system", "service", "--time", "0", *extra, f"unix://{sock}"),
+            env=env or cli.env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
 
     def answers() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"the service exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            raise AssertionError(f"the service exited: {log.read_text(errors='replace')}")
         try:
             conn = _UnixConnection(str(sock), 2)
             conn.request("GET", "/_ping")
@@ -119,8 +128,6 @@ def stop_service(proc: subprocess.Popen) -> None:
             proc.kill()
             proc.wait()
             raise AssertionError("the service did not exit on SIGTERM") from None
-    if proc.stderr:
-        proc.stderr.close()
 
 
 @pytest.fixture

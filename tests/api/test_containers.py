@@ -545,3 +545,28 @@ def test_malformed_bodies_are_400s_never_500s(api: Api, bb: str) -> None:
         message = json.loads(answer)["message"]
         assert message and "\n" not in message and "Traceback" not in message, (body, message)
     assert api.cli.ok("ps", "-a", "-q") == ""
+
+
+def test_links_on_a_user_network_are_accepted_with_a_warning(api: Api, bb: str) -> None:
+    # docker-compose sends Links for `run`: on a user-defined network the
+    # names resolve already; on the default bridge there are no names.
+    status, _, body = api.request(
+        "POST", "/v1.41/containers/create", {"Image": "bb:1", "HostConfig": {"Links": ["a:b"]}}
+    )
+    assert status == 400 and b"user-defined network" in body
+    api.cli.ok("network", "create", "linknet")
+    try:
+        created = api.json(
+            "POST",
+            "/v1.41/containers/create",
+            {
+                "Image": "bb:1",
+                "Cmd": ["true"],
+                "HostConfig": {"NetworkMode": "linknet", "Links": ["/srv:/x/db", "srv"]},
+            },
+            expect=201,
+        )
+        assert len(created["Warnings"]) == 1 and "db (for srv)" in created["Warnings"][0]
+        api.cli.ok("rm", created["Id"])
+    finally:
+        api.cli.ok("network", "rm", "linknet")

@@ -228,3 +228,38 @@ def test_sd_notify(monkeypatch, tmp_path, abstract):
 def test_sd_notify_without_a_listener(monkeypatch, tmp_path):
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "gone"))
     assert sdnotify.notify("READY=1") is False
+
+
+def test_a_follow_goes_on_where_the_read_stopped(tmp_path):
+    # logs -f reads what is there, then follows: a line written between the
+    # two, or one whose end the writer had not written yet, must come once.
+    path = str(tmp_path / "c-json.log")
+    log = logs.JsonFileLog(path)
+    log.write("stdout", b"one", 1_000)
+    position: list = []
+    read = logs.read_entries(path, position=position)
+    assert [e.data for e in read] == [b"one"]
+    log.write("stdout", b"two", 2_000)  # after the read, before the follow
+    # Half of a third line, then the rest.
+    whole = b'{"log":"three","stream":"stderr","time":"1970-01-01T00:00:00.000003Z"}\n'
+    os.write(log.fd, whole[:20])
+    followed = logs.follow(path, lambda: False, position=position[0])
+    first = next(followed)
+    assert first.data == b"two"
+    os.write(log.fd, whole[20:])
+    rest = list(followed)
+    assert [(e.data, e.stream) for e in rest] == [(b"three", "stderr")]
+    log.close()
+
+
+def test_a_read_for_a_follow_that_never_comes_closes_its_file(tmp_path):
+    path = str(tmp_path / "c-json.log")
+    log = logs.JsonFileLog(path)
+    log.write("stdout", b"one", 1_000)
+    position: list = []
+    logs.read_entries(path, position=position)
+    fd = position[0].fd
+    logs.close_position(position)
+    with pytest.raises(OSError):
+        os.fstat(fd)
+    log.close()

@@ -16,7 +16,10 @@ import overlayctl
 PACKAGE = Path(overlayctl.__file__).resolve().parent
 STORE = PACKAGE / "store"
 
-_SQL_START = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|PRAGMA|BEGIN)(\s|$)")
+# A keyword and then more of a statement: "DELETE" alone, or followed by a
+# path ("DELETE /volumes/{name}"), is the Engine API's HTTP method. (A bare
+# "BEGIN" passed to execute is caught as an execute with a string.)
+_SQL_START = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|PRAGMA|BEGIN)\s+[^\s/]")
 # Methods only a DB-API connection or cursor has.
 _DB_ONLY = {"executemany", "executescript"}
 # Receivers that name a connection or cursor: `execute` alone is also the
@@ -109,5 +112,6 @@ def mount(plan, layout, root):
     plan.execute(root)
     OverlayMount(layout).execute(root)
     print("Selected", "UPDATE: none", "deleted: x")
+    return [("DELETE", "/volumes/{name}", remove)], "DELETE /volumes/{name}: 204."
 """
     assert sql_outside_store(source) == []
