@@ -158,7 +158,10 @@ def resolve_overlayctl(spec: str) -> list[str]:
 # package (scripts/setup.sh): the venv's interpreter with -IS, the checkout
 # first on sys.path and the venv's site-packages after it.
 VENV = Path(os.environ.get("OVERLAYCTL_VENV", "/opt/overlayctl/venv"))
-BOOT = "import sys;sys.path[:0]=sys.argv[1:3];del sys.argv[1:3];from overlayctl.cli import main;main()"
+BOOT = (
+    "import sys;sys.path[:0]=sys.argv[1:3];del sys.argv[1:3];"
+    "from overlayctl.util.codebundle import install;install();from overlayctl.cli import main;main()"
+)
 
 
 def venv_site_packages() -> str:

@@ -63,6 +63,7 @@ RUN_PATH_OVERLAYCTL = {
     "overlayctl.runtime.mountplan", "overlayctl.runtime._kernel",
     "overlayctl.util", "overlayctl.util.faults", "overlayctl.util.humanize", "overlayctl.util.jsonio",
     "overlayctl.util.names", "overlayctl.util.proc", "overlayctl.util.reference",
+    "overlayctl.util.codebundle",  # the launcher's first import: the rest from one file
 }  # fmt: skip
 
 RUN_PATH = RUN_PATH_STDLIB | RUN_PATH_OVERLAYCTL
@@ -140,6 +141,9 @@ sys.path[:0] = sys.argv[1:3]
 mode, args = sys.argv[3], sys.argv[4:]
 if mode == "run":
     os._exit, os.execve = _exit, execve
+    from overlayctl.util.codebundle import install
+
+    install()  # as the launcher does (with no bundle made, nothing changes)
     from overlayctl.cli import main
 
     main(args)
