@@ -83,18 +83,7 @@ def run(pid: int, pid_start: int, spec: ExecSpec, detach_keys: bytes = b"") -> i
     and stdin, `detach_keys` leave the process running: None."""
     import _signal as signal
 
-    console_parent = console_child = None
-    if spec.tty and not spec.detach:
-        import socket
-
-        console_parent, console_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        child, error_r = _fork_inside(pid, pid_start, spec, console_parent, console_child)
-    except BaseException:
-        for sock in (console_parent, console_child):
-            if sock is not None:
-                sock.close()
-        raise
+    child, error_r, console_parent, console_child = _fork_with_console(pid, pid_start, spec)
 
     def forward(signum: int, _frame: object) -> None:
         try:
@@ -140,18 +129,7 @@ def spawn(pid: int, pid_start: int, spec: ExecSpec) -> tuple[int, int | None]:
     its stdio is `spec.stdio`. The caller relays and reaps: nothing here
     touches this process's own stdio or signal handlers, so a thread of
     a server (the Engine API's exec) may call it."""
-    console_parent = console_child = None
-    if spec.tty and not spec.detach:
-        import socket
-
-        console_parent, console_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        child, error_r = _fork_inside(pid, pid_start, spec, console_parent, console_child)
-    except BaseException:
-        for sock in (console_parent, console_child):
-            if sock is not None:
-                sock.close()
-        raise
+    child, error_r, console_parent, console_child = _fork_with_console(pid, pid_start, spec)
     master = None
     try:
         if console_parent is not None:
@@ -176,6 +154,25 @@ def start(pid: int, pid_start: int, spec: ExecSpec) -> int:
     child, error_r = _fork_inside(pid, pid_start, spec, None, None)
     _started(child, error_r)
     return child
+
+
+def _fork_with_console(pid: int, pid_start: int, spec: ExecSpec) -> tuple[int, int, Any, Any]:
+    """_fork_inside, with the socket pair its pty's master comes back on
+    when the exec has a terminal (and is not detached): (child, error
+    pipe, our end, the child's end), the sockets None without one."""
+    console_parent = console_child = None
+    if spec.tty and not spec.detach:
+        import socket
+
+        console_parent, console_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        child, error_r = _fork_inside(pid, pid_start, spec, console_parent, console_child)
+    except BaseException:
+        for sock in (console_parent, console_child):
+            if sock is not None:
+                sock.close()
+        raise
+    return child, error_r, console_parent, console_child
 
 
 def _started(child: int, error_r: int) -> None:
