@@ -36,11 +36,12 @@ def kernel_has_lowerdir_plus() -> bool:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every integration test needs root; a test marked `root` is skipped
-    without it (one marker, declared in pyproject, instead of local skipifs)."""
+    """Every integration and Engine API test needs root; a test marked
+    `root` is skipped without it (one marker, declared in pyproject, instead
+    of local skipifs)."""
     not_root = os.geteuid() != 0
     for item in items:
-        if "integration" in str(item.fspath):
+        if "integration" in str(item.fspath) or f"{os.sep}api{os.sep}" in str(item.fspath):
             item.add_marker(pytest.mark.root)
         if not_root and item.get_closest_marker("root") is not None:
             item.add_marker(pytest.mark.skip(reason="needs root"))
