@@ -141,6 +141,17 @@ async def body_json(request: web.Request, default: Any = None) -> Any:
         raise ApiError(400, f"invalid JSON body: {exc}") from exc
 
 
+def string_map(body: dict[str, Any], key: str) -> dict[str, str]:
+    """body[key] as an object of strings (Labels, Options, DriverOpts);
+    absent is {}, anything else a 400."""
+    value = body.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ApiError(400, f"{key} must be an object of strings")
+    return value
+
+
 def flag(request: web.Request, name: str, default: bool = False) -> bool:
     """A boolean query parameter as Docker reads it: 1/true/True/yes are
     true, 0/false/empty are false, a bare `?name` is true."""

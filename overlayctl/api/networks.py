@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from overlayctl.api.http import ApiError, body_json, call, filters, no_content, ok
+from overlayctl.api.http import ApiError, body_json, call, filters, no_content, ok, string_map
 from overlayctl.errors import ConflictError
 
 if TYPE_CHECKING:
@@ -81,15 +81,6 @@ def _string(body: dict[str, Any], key: str) -> str:
     return value
 
 
-def _mapping(body: dict[str, Any], key: str) -> dict[str, str]:
-    value = body.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise ApiError(400, f"{key} must be an object of strings")
-    return value
-
-
 def _unsupported(what: str) -> ApiError:
     return ApiError(400, f"{what} is not supported by overlayctl's bridge networks")
 
@@ -141,7 +132,7 @@ async def create_network(request: web.Request) -> web.StreamResponse:
         raise ApiError(403, f"operation is not permitted on predefined {name} network")
     driver = _string(body, "Driver") or "bridge"
     subnet, gateway, subnet6 = _ipam(body)
-    for key, value in _mapping(body, "Options").items():
+    for key, value in string_map(body, "Options").items():
         if _DEFAULT_OPTIONS.get(key) != value:
             raise _unsupported(f'network option "{key}={value}"')
     if body.get("Ingress"):
@@ -153,7 +144,7 @@ async def create_network(request: web.Request) -> web.StreamResponse:
     ipv6 = bool(body.get("EnableIPv6")) or subnet6 is not None
     if subnet6 is not None and not body.get("EnableIPv6"):
         raise ApiError(400, f"subnet {subnet6} is IPv6: set EnableIPv6 to make an IPv6 network")
-    internal, labels = bool(body.get("Internal")), _mapping(body, "Labels")
+    internal, labels = bool(body.get("Internal")), string_map(body, "Labels")
     network = await call(request, create, name, subnet, gateway, driver, ipv6, subnet6, internal, labels)
     return ok({"Id": network.id, "Warning": ""}, status=201)
 

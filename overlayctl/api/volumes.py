@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from overlayctl.api.http import ApiError, body_json, call, filters, flag, no_content, ok
+from overlayctl.api.http import ApiError, body_json, call, filters, flag, no_content, ok, string_map
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -29,15 +29,6 @@ def _listing(store: Store, items: list[str]) -> dict[str, Any]:
 async def list_volumes(request: web.Request) -> web.StreamResponse:
     """GET /volumes?filters=."""
     return ok(await call(request, _listing, filters(request)))
-
-
-def _strings(body: dict[str, Any], key: str) -> dict[str, str]:
-    value = body.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise ApiError(400, f"{key} must be an object of strings")
-    return value
 
 
 def _create(
@@ -61,7 +52,7 @@ async def create_volume(request: web.Request) -> web.StreamResponse:
     driver = body.get("Driver") or "local"
     if not isinstance(driver, str):
         raise ApiError(400, "Driver must be a string")
-    document = await call(request, _create, name, _strings(body, "Labels"), driver, _strings(body, "DriverOpts"))
+    document = await call(request, _create, name, string_map(body, "Labels"), driver, string_map(body, "DriverOpts"))
     return ok(document, status=201)
 
 
