@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import tarfile
 from pathlib import Path
 
@@ -41,6 +42,22 @@ def _tmp_files(api: Api) -> list[str]:
     """What is left under the store's tmp/ (staging of builds)."""
     tmp = Path(api.cli.root) / "tmp"
     return sorted(os.listdir(tmp)) if tmp.exists() else []
+
+
+def _build_until_started(api: Api, body: bytes, tag: str) -> socket.socket:
+    """A raw POST /build of the context `body`, read until its RUN step
+    says "started"; the connection is left open for the test."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.connect(str(api.sock))
+    head = f"POST /v1.41/build?t={tag} HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-tar\r\n"
+    sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    seen = b""
+    while b"started" not in seen:
+        chunk = sock.recv(65536)
+        assert chunk, seen
+        seen += chunk
+    return sock
 
 
 def test_the_docker_cli_builds_and_the_image_runs(api: Api, bb: str, tmp_path: Path) -> None:
@@ -275,20 +292,10 @@ def test_stages_built_at_once_stream_through_the_service(api: Api, bb: str) -> N
 
 @pytest.mark.slow
 def test_a_client_that_leaves_mid_build_costs_nothing(api: Api, bb: str) -> None:
-    import socket
 
     dockerfile = "FROM bb:1\nRUN echo started && sleep 3 && echo done > /done\n"
     body = _context_tar({"Dockerfile": dockerfile})
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(30)
-    sock.connect(str(api.sock))
-    head = "POST /v1.41/build?t=left:1 HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-tar\r\n"
-    sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    seen = b""
-    while b"started" not in seen:
-        chunk = sock.recv(65536)
-        assert chunk, seen
-        seen += chunk
+    sock = _build_until_started(api, body, "left:1")
     sock.close()  # gone while the RUN step runs
     # The build goes on to its end, in the service, and leaves nothing behind.
     wait_for(lambda: api.cli("image", "inspect", "left:1").returncode == 0, 60, "the build to finish")
@@ -341,19 +348,9 @@ def test_two_builds_at_once_keep_their_own_output(api: Api, bb: str) -> None:
 @pytest.mark.slow
 def test_a_service_told_to_stop_mid_build_leaves_nothing(api: Api, bb: str) -> None:
     import signal
-    import socket
 
     body = _context_tar({"Dockerfile": "FROM bb:1\nRUN echo started && sleep 2 && echo done\n"})
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(30)
-    sock.connect(str(api.sock))
-    head = "POST /v1.41/build?t=stopped:1 HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-tar\r\n"
-    sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    seen = b""
-    while b"started" not in seen:
-        chunk = sock.recv(65536)
-        assert chunk, seen
-        seen += chunk
+    sock = _build_until_started(api, body, "stopped:1")
     api.proc.send_signal(signal.SIGTERM)
     try:
         # It waits for the build under way, then exits.
