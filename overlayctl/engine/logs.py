@@ -6,8 +6,6 @@ Writing the log is the supervisor's (overlayctl.supervise.logs); this reads.
 
 from __future__ import annotations
 
-import os
-
 from overlayctl.errors import InvalidArgumentError, OverlayctlError
 
 TYPE_CHECKING = False
@@ -66,7 +64,6 @@ def _file_entries(
         yield from logs.read_entries(path, since, until, tail)
         return
     logging = still_logging(store, container_id)
-    _await_log_file(path, logging)
     # The follow goes on from where the read stopped, on the same open file:
     # a line written in between is neither lost nor read twice, and what the
     # file holds stays readable if the container is removed meanwhile.
@@ -85,19 +82,6 @@ def _file_entries(
         yield from logs.follow(path, logging_and_read, since, until, position=position[0])
     else:
         yield from logs.follow(path, logging, since, until, position=position[0])
-
-
-def _await_log_file(path: str, logging: Callable[[], bool], timeout: float = 2.0) -> None:
-    """A container just started may not have its log file yet (its monitor
-    makes it as it takes over). A follow that began then would miss a short
-    command's output if the container were removed before it looked again
-    (docker-py's run() removes it, then reads the stream): wait for the file
-    while the container runs."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path) and time.monotonic() < deadline and logging():
-        time.sleep(0.01)
 
 
 def still_logging(store: Store, container_id: str) -> Callable[[], bool]:

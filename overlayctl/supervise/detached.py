@@ -361,6 +361,10 @@ def _log_state(store: Store, container: Container) -> dict[str, str]:
     state = {"log_type": kind}
     if kind == "json-file":
         state["log_path"] = store.paths.container_log(container.id)
+        # Made now, before the start is recorded, not when the monitor takes
+        # over: a `logs -f` that comes as soon as the container runs finds
+        # its file and keeps it open, whatever the monitor's pace.
+        os.close(os.open(state["log_path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640))
         max_size = 0
         if config.get("max-size"):
             from overlayctl.util.sizes import parse_size
