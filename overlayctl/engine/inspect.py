@@ -13,10 +13,11 @@ from overlayctl.util.humanize import human_duration, parse_rfc3339
 
 
 def container_size(store: Store, container: Container) -> int:
-    """The container's own bytes on disk: its upper dir, as du counts it."""
-    from overlayctl.layer.du import disk_usage
+    """The container's own bytes on disk: its upper dir, as du counts it
+    (overlayctl.measure.usage, the one definition)."""
+    from overlayctl.measure.usage import container_size as size
 
-    return disk_usage(store.paths.upper(container.id)).bytes
+    return size(store, container)
 
 
 def docker_config(container: Container) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -216,12 +217,15 @@ def command_text(container: Container, width: int = 20) -> str:
 def container_sizes(store: Store, containers: list[Container]) -> dict[str, tuple[int, int]]:
     """`ps -s`: each container's own bytes and its virtual bytes (its own
     plus its image's), by container ID."""
+    from overlayctl.measure.usage import container_sizes as own_sizes
+
     image_sizes: dict[str, int] = {}
     sizes = {}
+    own = own_sizes(store, containers)
     for c in containers:
         if c.image_id not in image_sizes:
             image_sizes[c.image_id] = store.images.get(c.image_id).size
-        rw = container_size(store, c)
+        rw = own[c.id]
         sizes[c.id] = (rw, rw + image_sizes[c.image_id])
     return sizes
 

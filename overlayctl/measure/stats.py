@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from overlayctl.layer.du import disk_usage
+from overlayctl.measure.usage import container_size
 from overlayctl.runtime import procs
 from overlayctl.runtime.cgroups.cgroup import Cgroup, find
 from overlayctl.store.containers import RUNNING
@@ -84,7 +84,7 @@ class Stats:
 def sample(store: Store, container: Container) -> Sample:
     """Read the container's usage now. A container that is not running
     reads as zeros, except its upper dir, which exists all the same."""
-    upper = disk_usage(store.paths.upper(container.id)).bytes
+    upper = container_size(store, container)
     if container.status != RUNNING or not container.process_alive():
         return Sample(container.id, container.name, False, time.monotonic(), upper_size=upper)
     pids = procs.container_pids(container.id, container.pid, container.config.host.pid_mode)

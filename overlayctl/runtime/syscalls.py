@@ -112,6 +112,7 @@ _SYSCALLS = {
     "mount_setattr": (442, 442),
     "bpf": (321, 280),
     "openat2": (437, 437),
+    "quotactl_fd": (443, 443),
 }
 _ARCH_INDEX = {"x86_64": 0, "aarch64": 1}
 
@@ -244,6 +245,13 @@ def setrlimit(resource: int, soft: int, hard: int) -> None:
 def syncfs(fd: int) -> None:
     """Flush the whole filesystem holding fd: one call instead of an fsync per file."""
     _check(_syscall(_nr("syncfs"), fd), "syncfs")
+
+
+def quotactl_fd(fd: int, cmd: int, qid: int, buffer: bytearray | None) -> None:
+    """quotactl(2) on the filesystem holding ``fd`` (Linux >= 5.14): no
+    block device path needed, so it works for a loop device or a device
+    node this mount namespace does not have."""
+    _check(_syscall(_nr("quotactl_fd"), fd, cmd, qid, buffer), f"quotactl_fd({cmd:#x}, id {qid})")
 
 
 def fsopen(fstype: str) -> int:
