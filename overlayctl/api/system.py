@@ -65,8 +65,8 @@ def _unix(rfc3339: str) -> int:
 
 def _disk_usage(store: Store) -> dict[str, Any]:
     """/system/df, made from `system df -v`'s report so that the figures
-    are the CLI's: LayersSize is its Images size, each image, container
-    and volume its row."""
+    are the CLI's: LayersSize is its Images row (each layer's size once),
+    each image, container and volume its row (docs/measurement.md)."""
     from overlayctl.engine.measure import disk_usage
     from overlayctl.util.humanize import now_rfc3339
 
@@ -114,8 +114,9 @@ def _df_images(store: Store, report: Any) -> list[dict[str, Any]]:
 
 def _df_containers(store: Store, report: Any) -> list[dict[str, Any]]:
     """Each container as the container list shows it (engine.summary), with
-    the report's SizeRw (its directory less its logs) and SizeRootFs (that
-    and its image): the figures of `system df -v`."""
+    the report's SizeRw (its size: the upper dir, measure.usage) and
+    SizeRootFs (that and its image's size): the figures of `ps -s` and
+    `system df -v`."""
     from overlayctl.engine.summary import summaries
 
     image_sizes = {usage.id: usage.size for usage in report.images}

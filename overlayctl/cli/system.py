@@ -160,9 +160,13 @@ def restore(obj: dict, backup_file: str | None) -> None:
 def df(obj: dict, verbose: bool, fmt: str | None) -> None:
     """Disk usage: Images, Containers, Local Volumes, Logs, Events, Build Cache.
 
-    Exact (bytes as `du` counts them); the rows plus the catalog line add up
-    to `du -s --block-size=1` of the store root. A layer shared by several
-    images is counted once; -v shows each image's SHARED and UNIQUE SIZE.
+    Exact (bytes as `du` counts them). Each row adds up the figures its
+    objects show everywhere (image ls, ps -s, inspect -s): a container's size
+    is its upper dir, an image's its layers; a layer shared by several images
+    is counted once, and -v shows each image's SHARED and UNIQUE SIZE. The
+    store metadata line holds the rest (catalog, layer indexes and tars,
+    containers' work dirs): rows plus it equal `du -s --block-size=1` of the
+    store root.
     """
     from overlayctl.engine import format as formats
     from overlayctl.engine.measure import disk_usage
@@ -205,8 +209,9 @@ def _df_table(report: Report, verbose: bool) -> None:
             for k in report.kinds
         ],
     )
+    parts = ", ".join(f"{name} {human_size(size)}" for name, size in report.metadata.items() if size)
     click.echo(
-        f"Catalog and store metadata: {human_size(report.catalog)}; "
+        f"Store metadata: {human_size(report.metadata_size)} ({parts}); "
         f"total {human_size(report.total)} ({report.total} bytes)"
     )
     if not verbose:
@@ -259,9 +264,8 @@ def _df_table(report: Report, verbose: bool) -> None:
             ["CACHE ID", "SIZE", "IN USE"],
             [[cache_id, human_size(size), "true" if used else "false"] for cache_id, size, used in report.cache_mounts],
         )
-    if report.other:
-        click.echo("\nStore metadata besides the catalog:\n")
-        table(["PATH", "SIZE"], [[name, human_size(size)] for name, size in sorted(report.other.items())])
+    click.echo("\nStore metadata space usage:\n")
+    table(["PART", "SIZE"], [[name, human_size(size)] for name, size in report.metadata.items()])
 
 
 def _df_json(report: Report, verbose: bool) -> None:
@@ -272,12 +276,12 @@ def _df_json(report: Report, verbose: bool) -> None:
         for k in report.kinds
     ]
     if not verbose:
-        json_lines(kinds + [{"Type": "Catalog", "Size": report.catalog}])
+        json_lines(kinds + [{"Type": "Metadata", "Size": report.metadata_size}])
         return
     json_document(
         {
             "Types": kinds,
-            "Catalog": report.catalog,
+            "MetadataSize": report.metadata_size,
             "Total": report.total,
             "Images": [
                 {
@@ -299,6 +303,7 @@ def _df_json(report: Report, verbose: bool) -> None:
                     "ImageID": u.container.image_id,
                     "SizeRw": u.size,
                     "LogSize": u.logs,
+                    "MetadataSize": u.other,
                     "LocalVolumes": u.volumes,
                     "State": u.container.status,
                 }
@@ -310,7 +315,7 @@ def _df_json(report: Report, verbose: bool) -> None:
                 "Staging": report.staging,
                 "CacheMounts": [{"ID": i, "Size": size, "InUse": used} for i, size, used in report.cache_mounts],
             },
-            "Other": report.other,
+            "Metadata": report.metadata,
         }
     )
 

@@ -1,32 +1,34 @@
 """`system df`: what the store holds on disk, by kind, adding up to ``du``.
 
-Every byte under the store root is charged to exactly one place, so that
-the rows plus the catalog equal ``du -s --block-size=1 ROOT``:
+Each row is the sum of the one figure its objects show everywhere else
+(docs/measurement.md): Images the layers' sizes (``diff/`` as du counts it,
+measured at commit), each layer once; Containers their sizes
+(measure.usage.container_size, the upper dir); Local Volumes each volume's
+directory; Logs the json-file logs, rotated files included; Events
+``events/``; Build Cache the directories of ``RUN --mount=type=cache`` and
+``tmp/``, where builds, imports and commits stage their work.
 
-- Images: ``layers/``, every layer directory, and ``blobs/`` (layer tars
-  kept as received or sent, for save and push). A layer's files were
-  measured at commit and are never walked again; only its directory entry
-  and anything beside ``diff/`` are looked at. A layer shared by many
-  images is charged once; the images' SHARED and UNIQUE sizes say how it
-  divides.
-- Containers: each ``containers/<id>/`` (upper dir, work dir, its files)
-  except its logs, measured now with the one measuring function.
-- Logs: the json-file logs, rotated files included.
-- Events: ``events/``, the record of events (store.events), bounded: its
-  current file and the one before it. Nothing of it is reclaimable by
-  hand; it turns itself over.
-- Local Volumes: ``volumes/`` and each volume.
-- Build Cache: the build cache's entries (rows of the catalog pointing at
-  layers the images own: no bytes of their own), the directories of
-  ``RUN --mount=type=cache`` (``buildcache-mounts/``, each one an entry,
-  active while a step holds it) and ``tmp/``, where builds, imports and
-  commits stage their work.
-- Catalog: the root directory itself, the catalog database with its WAL,
-  the locks, the shared init layer, compiled seccomp filters and anything
-  else at the top of the store (named in ``Other``).
+What no row's figure covers is the store's metadata, charged by name so
+that the rows plus it equal ``du -s --block-size=1 ROOT``:
 
-Hard links never cross these places (layers, uppers and volumes are
-separate trees), which is what lets per-place sums equal ``du``'s total.
+- catalog: the root directory itself, the catalog database with its WAL,
+  and the locks;
+- layers: ``layers/`` and each layer directory beside its ``diff/`` (the
+  tar-split and content index kept for save and push, the diff_id file),
+  and layer directories the catalog does not know;
+- blobs: ``blobs/``, the layer tars kept as received or sent;
+- containers: ``containers/`` and each container's directory beside its
+  upper dir and logs (its overlay work dir, the directory itself), and
+  container directories the catalog does not know;
+- volumes: ``volumes/`` itself;
+- anything else at the top of the store (the shared init layer, compiled
+  seccomp filters, leases...), by its name.
+
+A layer's files were measured at commit and are never walked again; a
+container's upper dir is measured only by measure.usage (which may read a
+project quota instead of walking). Hard links never cross these places
+(layers, uppers and volumes are separate trees), which is what lets
+per-place sums equal ``du``'s total.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import os
 from dataclasses import dataclass, field
 
 from overlayctl.layer.du import entry_bytes, tree_bytes
+from overlayctl.measure.usage import container_sizes
 from overlayctl.store import Store, events
 from overlayctl.store.cachemounts import CacheMounts
 from overlayctl.store.containers import Container
@@ -58,12 +61,14 @@ class ImageUsage:
 
 @dataclass
 class ContainerUsage:
-    """One container: its directory (upper, work) without logs, and its logs."""
+    """One container: its size (the upper dir, measure.usage), its logs, and
+    the rest of its directory (work dir, the directory itself: metadata)."""
 
     container: Container
     size: int
     logs: int
     volumes: int
+    other: int = 0
 
 
 @dataclass
@@ -98,21 +103,26 @@ class Report:
     staging: int = 0
     cache_mounts: list[tuple[str, int, bool]] = field(default_factory=list)  # (id, bytes, in use)
     cache_mounts_size: int = 0  # buildcache-mounts/ as a whole
-    catalog: int = 0
-    other: dict[str, int] = field(default_factory=dict)
+    # Bytes no row covers, by name: catalog, layers, blobs, containers,
+    # volumes, then other entries at the top of the store.
+    metadata: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def metadata_size(self) -> int:
+        return sum(self.metadata.values())
 
     @property
     def total(self) -> int:
-        return sum(kind.size for kind in self.kinds) + self.catalog
+        return sum(kind.size for kind in self.kinds) + self.metadata_size
 
 
-def _layer_dirs(store: Store) -> tuple[dict[str, int], int]:
-    """Bytes of each layer by diff_id (the stored size of its files plus its
-    directory and anything beside diff/), and of layer directories the
-    catalog does not know (walked)."""
+def _layers(store: Store) -> tuple[dict[str, int], int]:
+    """Each layer's size by diff_id (its diff/, measured at commit), and the
+    metadata of the layers: ``layers/``, each layer directory beside its
+    diff/, and layer directories the catalog does not know (walked)."""
     known = {layer.dir: (layer.diff_id, layer.size) for layer in store.layers.all_layers()}
     sizes: dict[str, int] = {}
-    unknown = 0
+    metadata = entry_bytes(store.paths.layers)
     try:
         names = os.listdir(store.paths.layers)
     except FileNotFoundError:
@@ -120,34 +130,54 @@ def _layer_dirs(store: Store) -> tuple[dict[str, int], int]:
     for name in names:
         path = store.paths.layer_dir(name)
         if name not in known:
-            unknown += tree_bytes(path)
+            metadata += tree_bytes(path)
             continue
-        diff_id, diff_size = known[name]
-        size = entry_bytes(path) + diff_size
-        with os.scandir(path) as it:
-            for entry in it:
-                if entry.name != "diff":
-                    size += tree_bytes(entry.path)
-        sizes[diff_id] = size
-    return sizes, unknown
+        diff_id, sizes[diff_id] = known[name]
+        metadata += entry_bytes(path)
+        try:
+            with os.scandir(path) as it:
+                for entry in it:
+                    if entry.name != "diff":
+                        metadata += tree_bytes(entry.path)
+        except FileNotFoundError:
+            pass  # removed since listed
+    return sizes, metadata
 
 
-def _blobs(store: Store) -> tuple[int, int]:
-    """Bytes of ``blobs/`` (the layer tars kept as received or sent, for
-    save and push), and of the blob files no layer claims any more."""
-    top = store.paths.blobs_dir
-    if not os.path.isdir(top):
-        return 0, 0
-    total = tree_bytes(top)
-    claimed = store.layers.blob_digests()
-    orphans = 0
-    sha256 = os.path.join(top, "sha256")
-    if os.path.isdir(sha256):
-        with os.scandir(sha256) as it:
-            for entry in it:
-                if "sha256:" + entry.name not in claimed and entry.is_file(follow_symlinks=False):
-                    orphans += entry.stat(follow_symlinks=False).st_blocks * _STAT_BLOCK
-    return total, orphans
+def _containers(store: Store, containers: list[Container]) -> tuple[list[ContainerUsage], int]:
+    """Each container's usage, and the metadata of the containers:
+    ``containers/`` and directories the catalog does not know (each
+    container's own beside its upper dir and logs is in its ``other``)."""
+    volume_counts = store.volumes.volume_counts()
+    by_id = {c.id: c for c in containers}
+    metadata = entry_bytes(store.paths.containers)
+    try:
+        names = os.listdir(store.paths.containers)
+    except FileNotFoundError:
+        names = []
+    listed = [by_id[name] for name in names if name in by_id]
+    sizes = container_sizes(store, listed)
+    usages = []
+    for name in names:
+        path = store.paths.container_dir(name)
+        if name not in by_id:
+            metadata += tree_bytes(path)
+            continue
+        logs = other = 0
+        try:
+            with os.scandir(path) as it:
+                for entry in it:
+                    if entry.name == "upper":
+                        continue  # the container's size: measure.usage's alone
+                    if _LOG_SUFFIX in entry.name and entry.is_file(follow_symlinks=False):
+                        logs += entry.stat(follow_symlinks=False).st_blocks * _STAT_BLOCK
+                    else:
+                        other += tree_bytes(entry.path)
+        except FileNotFoundError:
+            pass  # removed since listed
+        other += entry_bytes(path)
+        usages.append(ContainerUsage(by_id[name], sizes[name], logs, volume_counts.get(name, 0), other))
+    return usages, metadata
 
 
 def measure(store: Store) -> Report:
@@ -156,7 +186,7 @@ def measure(store: Store) -> Report:
     root = store.paths.root
 
     # Images and their layers.
-    layer_sizes, orphan_layers = _layer_dirs(store)
+    layer_sizes, report.metadata["layers"] = _layers(store)
     images = store.images.list()
     containers = store.containers.list(all=True)
     users: dict[str, int] = {}
@@ -167,53 +197,40 @@ def measure(store: Store) -> Report:
         for diff_id in {layer.diff_id for layer in image.layers}:
             layer_images[diff_id] = layer_images.get(diff_id, 0) + 1
     for image in images:
-        diff_ids = {layer.diff_id for layer in image.layers}
-        shared = sum(layer_sizes.get(d, 0) for d in diff_ids if layer_images[d] > 1)
-        unique = sum(layer_sizes.get(d, 0) for d in diff_ids if layer_images[d] == 1)
+        # The image's size is Image.size (image ls, inspect, ps -s): each of
+        # its layers' stored size, a layer it holds twice counted twice.
+        shared = sum(layer.size for layer in image.layers if layer_images[layer.diff_id] > 1)
         report.images.append(
-            ImageUsage(image.id, image.tags, image.created, shared + unique, shared, unique, users.get(image.id, 0))
+            ImageUsage(
+                image.id, image.tags, image.created, image.size, shared, image.size - shared, users.get(image.id, 0)
+            )
         )
     in_use = {d for image in images if users.get(image.id) for d in (layer.diff_id for layer in image.layers)}
-    blobs, orphan_blobs = _blobs(store)
-    images_size = entry_bytes(store.paths.layers) + sum(layer_sizes.values()) + orphan_layers + blobs
-    images_reclaimable = (
-        images_size
-        - entry_bytes(store.paths.layers)
-        - sum(layer_sizes[d] for d in in_use if d in layer_sizes)
-        - (blobs - orphan_blobs)
-    )
+    images_size = sum(layer_sizes.values())
     report.kinds.append(
-        Kind("Images", len(images), sum(1 for i in images if users.get(i.id)), images_size, images_reclaimable)
+        Kind(
+            "Images",
+            len(images),
+            sum(1 for i in images if users.get(i.id)),
+            images_size,
+            images_size - sum(layer_sizes[d] for d in in_use if d in layer_sizes),
+        )
     )
+    blobs_dir = store.paths.blobs_dir
+    report.metadata["blobs"] = tree_bytes(blobs_dir) if os.path.isdir(blobs_dir) else 0
 
     # Containers, and their logs.
-    volume_counts = store.volumes.volume_counts()
-    by_id = {c.id: c for c in containers}
-    orphan_containers = 0
-    try:
-        names = os.listdir(store.paths.containers)
-    except FileNotFoundError:
-        names = []
-    for name in names:
-        path = store.paths.container_dir(name)
-        if name not in by_id:
-            orphan_containers += tree_bytes(path)
-            continue
-        logs = 0
-        with os.scandir(path) as it:
-            for entry in it:
-                if _LOG_SUFFIX in entry.name and entry.is_file(follow_symlinks=False):
-                    logs += entry.stat(follow_symlinks=False).st_blocks * _STAT_BLOCK
-        report.containers.append(ContainerUsage(by_id[name], tree_bytes(path) - logs, logs, volume_counts.get(name, 0)))
+    report.containers, report.metadata["containers"] = _containers(store, containers)
+    report.metadata["containers"] += sum(u.other for u in report.containers)
     active = [u for u in report.containers if u.container.is_active]
-    containers_size = entry_bytes(store.paths.containers) + orphan_containers + sum(u.size for u in report.containers)
+    containers_size = sum(u.size for u in report.containers)
     report.kinds.append(
         Kind(
             "Containers",
             len(report.containers),
             len(active),
             containers_size,
-            containers_size - entry_bytes(store.paths.containers) - sum(u.size for u in active),
+            containers_size - sum(u.size for u in active),
         )
     )
 
@@ -221,8 +238,8 @@ def measure(store: Store) -> Report:
     volume_users = store.volumes.user_counts()
     volumes_dir = store.paths.volumes
     volumes_size = 0
+    report.metadata["volumes"] = entry_bytes(volumes_dir)
     if os.path.isdir(volumes_dir):
-        volumes_size = entry_bytes(volumes_dir)
         for name in sorted(os.listdir(volumes_dir)):
             usage = VolumeUsage(name, volume_users.get(name, 0), tree_bytes(os.path.join(volumes_dir, name)))
             report.volumes.append(usage)
@@ -273,13 +290,16 @@ def measure(store: Store) -> Report:
 
     # The catalog and everything else at the top of the store.
     charged = {"layers", "blobs", "containers", "volumes", "tmp", "buildcache-mounts", "events"}
-    report.catalog = entry_bytes(root)
+    catalog = entry_bytes(root)
+    other: dict[str, int] = {}
     with os.scandir(root) as it:
         for entry in it:
             if entry.name in charged:
                 continue
             size = tree_bytes(entry.path)
-            report.catalog += size
-            if not entry.name.startswith("catalog.db") and entry.name != "layers.lock":
-                report.other[entry.name] = size
+            if entry.name.startswith("catalog.db") or entry.name == "layers.lock":
+                catalog += size
+            else:
+                other[entry.name] = size
+    report.metadata = {"catalog": catalog, **report.metadata, **dict(sorted(other.items()))}
     return report
