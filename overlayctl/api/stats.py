@@ -71,11 +71,14 @@ def document(container: Container, previous: Sample | None, current: Sample | No
         "preread": _rfc3339(previous) if running and previous and previous.running else ZERO_TIME,
         "pids_stats": {"current": current.pids} if running and current else {},
         "blkio_stats": {
+            # The cgroup's bytes per device, as dockerd reads them; null
+            # without a cgroup figure (the processes' page-cache writes are
+            # not Docker's BLOCK I/O, and the client has no other column).
             "io_service_bytes_recursive": [
-                {"major": 0, "minor": 0, "op": "read", "value": current.block_read},
-                {"major": 0, "minor": 0, "op": "write", "value": current.block_write},
+                {"major": major, "minor": minor, "op": op, "value": value}
+                for major, minor, op, value in current.block_devices
             ]
-            if running and current
+            if running and current and current.block_devices
             else None,
             "io_serviced_recursive": None,
             "io_queue_recursive": None,

@@ -32,6 +32,7 @@ HEADERS = [
     "PIDS",
     "UPPER",
     "UPPER RATE",
+    "PROCESS I/O",
 ]
 
 
@@ -43,7 +44,13 @@ HEADERS = [
 @click.option("--format", "fmt", default=None, metavar="FORMAT", help=FORMAT_HELP)
 @click.pass_obj
 def stats(obj: dict, containers: tuple[str, ...], all_: bool, no_stream: bool, no_trunc: bool, fmt: str | None) -> None:
-    """Show containers' CPU, memory, network, block I/O, processes and upper dir size, refreshed every second."""
+    """Show containers' CPU, memory, network, block I/O, processes and upper dir size, refreshed every second.
+
+    BLOCK I/O is Docker's: bytes the container's cgroup read from and wrote
+    to devices ("--" for a container started without a cgroup, i.e. without
+    limits). PROCESS I/O is what its processes read from storage and dirtied
+    in the page cache (/proc/PID/io): a file rewritten in the cache counts
+    each time, whether or not it ever reaches the disk."""
     from overlayctl.engine import format as formats
     from overlayctl.engine import measure
 
@@ -89,11 +96,20 @@ def table_row(row: Stats, no_trunc: bool = False) -> list[str]:
         f"{binary_size(s.mem_usage)} / {binary_size(s.mem_limit)}",
         f"{row.mem_percent:.2f}%",
         f"{human_size(s.net_rx)} / {human_size(s.net_tx)}",
-        f"{human_size(s.block_read)} / {human_size(s.block_write)}",
+        block_text(s.block_read, s.block_write),
         str(s.pids),
         human_size(s.upper_size),
         rate_text(row.upper_rate),
+        f"{human_size(s.proc_read)} / {human_size(s.proc_write)}",
     ]
+
+
+def block_text(read: int | None, written: int | None) -> str:
+    """BLOCK I/O: the cgroup's bytes from and to devices, "--" where the
+    container has no cgroup figure (PROCESS I/O is then the one there is)."""
+    if read is None or written is None:
+        return "--"
+    return f"{human_size(read)} / {human_size(written)}"
 
 
 def json_item(row: Stats, no_trunc: bool = False) -> dict[str, Any]:
@@ -113,6 +129,8 @@ def json_item(row: Stats, no_trunc: bool = False) -> dict[str, Any]:
         "NetOutput": s.net_tx,
         "BlockInput": s.block_read,
         "BlockOutput": s.block_write,
+        "ProcessRead": s.proc_read,
+        "ProcessWritten": s.proc_write,
         "PIDs": s.pids,
         "UpperSize": s.upper_size,
         "UpperRate": row.upper_rate,
@@ -123,6 +141,7 @@ def json_item(row: Stats, no_trunc: bool = False) -> dict[str, Any]:
         "BlockIO": cells[6],
         "UpperSizeText": cells[8],
         "UpperRateText": cells[9],
+        "ProcessIO": cells[10],
     }
 
 

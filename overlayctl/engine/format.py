@@ -179,6 +179,7 @@ STATS = Listing(
         "PIDs": "PIDS",
         "UpperSize": "UPPER",
         "UpperRate": "UPPER RATE",
+        "ProcessIO": "PROCESS I/O",
     },
     "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}",
 )
@@ -579,9 +580,21 @@ def history_rows(store: Store, image: Image, no_trunc: bool = False) -> list[Row
 
 def stats_row(cells: Sequence[str], item: dict[str, Any]) -> Row:
     """A `stats` row from the table's cells (CONTAINER ID, NAME, CPU %,
-    MEM USAGE / LIMIT, MEM %, NET I/O, BLOCK I/O, PIDS, UPPER, UPPER RATE)
-    and the JSON line of `stats --format json`."""
-    names = ("ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs", "UpperSize", "UpperRate")
+    MEM USAGE / LIMIT, MEM %, NET I/O, BLOCK I/O, PIDS, UPPER, UPPER RATE,
+    PROCESS I/O) and the JSON line of `stats --format json`."""
+    names = (
+        "ID",
+        "Name",
+        "CPUPerc",
+        "MemUsage",
+        "MemPerc",
+        "NetIO",
+        "BlockIO",
+        "PIDs",
+        "UpperSize",
+        "UpperRate",
+        "ProcessIO",
+    )
     fields: dict[str, Any] = dict(zip(names, cells, strict=True))
     fields["Container"] = fields["ID"]
     return Row(STATS.go_type, fields, item)

@@ -15,8 +15,17 @@ comes from:
   the cgroup's, else the host's total memory;
 - network: /proc/<PID 1>/net/dev, every interface but lo (that file shows
   the reader's network namespace);
-- block I/O: the processes' read_bytes/write_bytes (/proc/<pid>/io, which
-  also counts reaped children);
+- block I/O: the bytes the container's cgroup read from and wrote to
+  devices (io.stat on v2, blkio.throttle.io_service_bytes_recursive on
+  v1), Docker's figure: writing into the page cache counts when (and if)
+  it is written back, and on v1 only what the container's own processes
+  submit (direct I/O, fsync), as the kernel charges it. A container
+  without a cgroup (none was needed: no limits) has no such figure
+  (None); process I/O is then the only one;
+- process I/O, always: the processes' read_bytes/write_bytes
+  (/proc/<pid>/io, which also counts reaped children): bytes fetched from
+  storage, and bytes of page cache they dirtied, each rewrite of a cached
+  file counted again;
 - upper: `layer.du.disk_usage` of the upper dir, `du -s --block-size=1`.
 """
 
@@ -32,6 +41,7 @@ import psutil
 from overlayctl.measure.usage import container_size
 from overlayctl.runtime import procs
 from overlayctl.runtime.cgroups.cgroup import Cgroup, find
+from overlayctl.runtime.cgroups.stats import read_write_bytes
 from overlayctl.store.containers import RUNNING
 
 TYPE_CHECKING = False
@@ -44,8 +54,10 @@ _NANO = 1_000_000_000
 
 @dataclass(frozen=True)
 class Sample:
-    """One reading of one container. Counters (cpu_ns, net_*, block_*) are
-    cumulative since the container started; the rest are levels now."""
+    """One reading of one container. Counters (cpu_ns, net_*, block_*,
+    proc_*) are cumulative since the container started; the rest are levels
+    now. block_read and block_write are None where the container has no
+    cgroup figure (see the module's docstring)."""
 
     id: str
     name: str
@@ -56,8 +68,8 @@ class Sample:
     mem_limit: int = 0
     net_rx: int = 0
     net_tx: int = 0
-    block_read: int = 0
-    block_write: int = 0
+    block_read: int | None = 0
+    block_write: int | None = 0
     pids: int = 0
     upper_size: int = 0
     # The split of the processes' CPU time (cpu_ns may be the cgroup's),
@@ -68,6 +80,11 @@ class Sample:
     cpu_system_ns: int = 0
     mem_charged: int = 0
     memory_stat: dict[str, int] = field(default_factory=dict)
+    # The cgroup's bytes per device, (major, minor, op, bytes), as the Engine
+    # API's blkio_stats carries them; empty without a cgroup figure.
+    block_devices: tuple[tuple[int, int, str, int], ...] = ()
+    proc_read: int = 0
+    proc_write: int = 0
 
 
 @dataclass(frozen=True)
@@ -92,8 +109,10 @@ def sample(store: Store, container: Container) -> Sample:
     usage = process_usage(pids)
     cpu_ns, mem_usage, mem_limit = usage.cpu_ns, usage.rss, 0
     mem_charged, memory_stat = 0, {}
+    devices = None
     cgroup = find(container.id)
     if cgroup is not None:
+        devices = cgroup.block_io()
         kernel = cgroup.stats()
         if kernel.get("cpu_usage_ns") is not None:
             cpu_ns = kernel["cpu_usage_ns"] or 0
@@ -103,6 +122,7 @@ def sample(store: Store, container: Container) -> Sample:
             mem_usage = without_inactive_file(mem_charged, memory_stat, cgroup.version)
         mem_limit = kernel.get("memory_limit") or 0
     rx, tx = _net_io(container.pid)
+    block_read, block_write = read_write_bytes(devices) if devices is not None else (None, None)
     return Sample(
         container.id,
         container.name,
@@ -113,14 +133,17 @@ def sample(store: Store, container: Container) -> Sample:
         mem_limit=mem_limit or host_memory(),
         net_rx=rx,
         net_tx=tx,
-        block_read=usage.read_bytes,
-        block_write=usage.write_bytes,
+        block_read=block_read,
+        block_write=block_write,
         pids=len(usage.pids),
         upper_size=upper,
         cpu_user_ns=usage.user_ns,
         cpu_system_ns=usage.system_ns,
         mem_charged=mem_charged,
         memory_stat=memory_stat,
+        block_devices=tuple(devices or ()),
+        proc_read=usage.read_bytes,
+        proc_write=usage.write_bytes,
     )
 
 

@@ -296,7 +296,8 @@ def test_v2_create_enables_controllers_and_writes_limits(tmp_path, monkeypatch):
     assert cg is not None
     d = tmp_path / "cgroup" / "overlayctl" / "abc"
     assert cg.dirs == [str(d)] and cg.procs_files == [str(d / "cgroup.procs")]
-    assert enabled == ["cgroup.subtree_control"] * 3 + ["overlayctl/cgroup.subtree_control"] * 3
+    # memory, pids, cpu and io (for BLOCK I/O) at each level.
+    assert enabled == ["cgroup.subtree_control"] * 4 + ["overlayctl/cgroup.subtree_control"] * 4
     assert (d / "memory.max").read_text() == str(16 * MiB)
     assert not (d / "memory.swap.max").exists()
     assert cg.warnings == [
@@ -407,3 +408,33 @@ def test_v1_oom_from_oom_control_or_failcnt(tmp_path):
     assert cg.oom_killed()
     (d / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\n")  # Linux < 4.13
     assert cg.oom_killed()
+
+
+# --- block I/O: Docker's io_service_bytes_recursive from either version ---
+
+
+def test_block_io_from_v2_io_stat_and_v1_blkio(tmp_path):
+    from overlayctl.runtime.cgroups.stats import block_io, parse_blkio_bytes, parse_io_stat, read_write_bytes
+
+    io_stat = "254:0 rbytes=4096 wbytes=8396800 rios=1 wios=9 dbytes=0 dios=0\n8:16 rbytes=512 wbytes=0 rios=1\n"
+    entries = parse_io_stat(io_stat)
+    assert entries == [(254, 0, "read", 4096), (254, 0, "write", 8396800), (8, 16, "read", 512), (8, 16, "write", 0)]
+    assert read_write_bytes(entries) == (4608, 8396800)
+    v1 = "254:0 Read 24576\n254:0 Write 8396800\n254:0 Sync 8421376\n254:0 Async 0\n254:0 Discard 0\n"
+    v1 += "254:0 Total 8421376\nTotal 8421376\n"
+    entries = parse_blkio_bytes(v1)
+    assert len(entries) == 6 and entries[0] == (254, 0, "Read", 24576)
+    assert read_write_bytes(entries) == (24576, 8396800)  # Sync, Async, Total: neither, as docker's client
+
+    v2dir, v1dir = tmp_path / "v2", tmp_path / "v1"
+    v2dir.mkdir()
+    v1dir.mkdir()
+    assert block_io(2, {"io": str(v2dir)}) is None  # no io.stat: no figure
+    (v2dir / "io.stat").write_text(io_stat)
+    assert block_io(2, {"io": str(v2dir)})[1] == (254, 0, "write", 8396800)
+    assert block_io(1, {"blkio": str(v1dir)}) is None
+    (v1dir / "blkio.throttle.io_service_bytes_recursive").write_text("Total 0\n")
+    assert block_io(1, {"blkio": str(v1dir)}) == []  # a figure: nothing yet
+    (v1dir / "blkio.io_service_bytes_recursive").write_text(v1)
+    assert block_io(1, {"blkio": str(v1dir)})[1] == (254, 0, "Write", 8396800)
+    assert block_io(1, {"memory": str(v1dir)}) is None

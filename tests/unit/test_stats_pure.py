@@ -4,6 +4,8 @@ and JSON fields, and the sampling loop driven by a fake clock."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 
 import pytest
@@ -128,6 +130,7 @@ def test_table_row_and_json_item_agree():
         block_write=31_461_376,
         pids=3,
         upper_size=4096 + 500_000,
+        proc_write=200_000_000,
     )
     row = derive(before, after)
     assert cli_stats.table_row(row) == [
@@ -141,6 +144,7 @@ def test_table_row_and_json_item_agree():
         "3",
         "504kB",
         "+1MB/s",
+        "0B / 200MB",
     ]
     item = json.loads(json.dumps(cli_stats.json_item(row, no_trunc=True)))
     assert item["ID"] == "a" * 64 and item["Name"] == "web" and item["Running"] is True
@@ -150,6 +154,12 @@ def test_table_row_and_json_item_agree():
     assert (item["PIDs"], item["UpperSize"], item["UpperRate"]) == (3, 504_096, 1_000_000)
     assert item["MemUsageText"] == "20MiB / 64MiB" and item["UpperRateText"] == "+1MB/s"
     assert item["NetIO"] == "1.5kB / 700B" and item["BlockIO"] == "0B / 31.5MB"
+    assert (item["ProcessRead"], item["ProcessWritten"], item["ProcessIO"]) == (0, 200_000_000, "0B / 200MB")
+    # Without a cgroup figure BLOCK I/O says so; process I/O stays.
+    bare = derive(before, dataclasses.replace(after, block_read=None, block_write=None))
+    assert cli_stats.table_row(bare)[6] == "--" and cli_stats.table_row(bare)[10] == "0B / 200MB"
+    item = cli_stats.json_item(bare)
+    assert (item["BlockInput"], item["BlockOutput"], item["BlockIO"]) == (None, None, "--")
 
 
 class FakeClock:

@@ -18,7 +18,7 @@ from overlayctl.paths import cgroup_dir, cgroup_parent_dir
 from overlayctl.runtime.cgroups.files import kernel_error, read_words, write_quietly
 from overlayctl.runtime.cgroups.layout import V2_CONTROLLERS, Layout, check_id, host_layout
 from overlayctl.runtime.cgroups.limits import MISSING_HINT, Limits, limit_writes, required_controllers
-from overlayctl.runtime.cgroups.stats import usage, was_oom_killed
+from overlayctl.runtime.cgroups.stats import block_io, usage, was_oom_killed
 
 SIGKILL = 9  # (the signal module would cost an import of enum)
 
@@ -91,6 +91,11 @@ class Cgroup:
     def stats(self) -> dict[str, int | None]:
         """Usage now, best effort: a value the kernel does not give is None."""
         return usage(self.version, self.controllers, self.unified)
+
+    def block_io(self) -> list[tuple[int, int, str, int]] | None:
+        """Bytes read from and written to each device (stats.block_io), or
+        None when this cgroup has no such figure."""
+        return block_io(self.version, self.controllers)
 
     def remove(self, timeout: float = 5.0) -> None:
         """Kill whatever is left in the cgroup and remove its directories.

@@ -12,8 +12,10 @@ from __future__ import annotations
 from overlayctl.errors import InvalidArgumentError
 from overlayctl.paths import CGROUP_PARENT, cgroup_parent_dir
 
-V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
-V2_CONTROLLERS = ("memory", "pids", "cpu")
+# blkio (v1) and io (v2) limit nothing here: they count the bytes the
+# container reads from and writes to devices, `stats`' BLOCK I/O as Docker's.
+V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "blkio")
+V2_CONTROLLERS = ("memory", "pids", "cpu", "io")
 
 
 def check_id(container_id: str) -> None:
