@@ -5,7 +5,6 @@ and JSON fields, and the sampling loop driven by a fake clock."""
 from __future__ import annotations
 
 import dataclasses
-
 import json
 
 import pytest
