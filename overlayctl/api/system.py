@@ -168,10 +168,8 @@ def _build_cache(report: Any, now: str) -> list[dict[str, Any]]:
         record(cache_id, "exec.cachemount", "cache mount (RUN --mount=type=cache)", size, used)
         for cache_id, size, used in report.cache_mounts
     ]
-    # The CLI's reclaimable build cache is the staged bytes (less tmp/
-    # itself) and the cache mounts no step holds.
-    kind = next(k for k in report.kinds if k.type == "Build Cache")
-    staged = kind.reclaimable - sum(size for _, size, used in report.cache_mounts if not used)
+    # What is staged (tmp/'s content), as the CLI's Build Cache row counts it.
+    staged = report.staging
     if staged > 0:
         records.append(record("staging", "internal", "staging of builds, imports and commits (tmp/)", staged, False))
     return records

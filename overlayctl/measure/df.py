@@ -6,7 +6,7 @@ measured at commit), each layer once; Containers their sizes
 (measure.usage.container_size, the upper dir); Local Volumes each volume's
 directory; Logs the json-file logs, rotated files included; Events
 ``events/``; Build Cache the directories of ``RUN --mount=type=cache`` and
-``tmp/``, where builds, imports and commits stage their work.
+what ``tmp/`` holds, where builds, imports and commits stage their work.
 
 What no row's figure covers is the store's metadata, charged by name so
 that the rows plus it equal ``du -s --block-size=1 ROOT``:
@@ -21,6 +21,7 @@ that the rows plus it equal ``du -s --block-size=1 ROOT``:
   upper dir and logs (its overlay work dir, the directory itself), and
   container directories the catalog does not know;
 - volumes: ``volumes/`` itself;
+- build cache: ``tmp/`` and ``buildcache-mounts/`` themselves;
 - anything else at the top of the store (the shared init layer, compiled
   seccomp filters, leases...), by its name.
 
@@ -102,7 +103,7 @@ class Report:
     build_cache_entries: int = 0
     staging: int = 0
     cache_mounts: list[tuple[str, int, bool]] = field(default_factory=list)  # (id, bytes, in use)
-    cache_mounts_size: int = 0  # buildcache-mounts/ as a whole
+    cache_mounts_size: int = 0  # the cache mounts together
     # Bytes no row covers, by name: catalog, layers, blobs, containers,
     # volumes, then other entries at the top of the store.
     metadata: dict[str, int] = field(default_factory=dict)
@@ -270,21 +271,21 @@ def measure(store: Store) -> Report:
 
     # Build cache: catalog rows, cache mount directories, and the staging area.
     report.build_cache_entries = store.build_cache.count()
-    report.staging = tree_bytes(store.paths.tmp) if os.path.isdir(store.paths.tmp) else 0
+    # What is staged and cached; the two directories holding them are metadata.
+    tmp_dir = entry_bytes(store.paths.tmp)
+    report.staging = tree_bytes(store.paths.tmp) - tmp_dir if os.path.isdir(store.paths.tmp) else 0
     mounts = CacheMounts(store.paths)
     for mount in mounts.all():
         report.cache_mounts.append((mount.id, tree_bytes(mount.path), mounts.in_use(mount)))
-    mounts_dir = entry_bytes(store.paths.build_mounts)
-    report.cache_mounts_size = mounts_dir + sum(size for _, size, _ in report.cache_mounts)
+    report.cache_mounts_size = sum(size for _, size, _ in report.cache_mounts)
+    report.metadata["build cache"] = tmp_dir + entry_bytes(store.paths.build_mounts)
     report.kinds.append(
         Kind(
             "Build Cache",
             report.build_cache_entries + len(report.cache_mounts),
             sum(1 for _, _, used in report.cache_mounts if used),
             report.staging + report.cache_mounts_size,
-            report.staging
-            - entry_bytes(store.paths.tmp)
-            + sum(size for _, size, used in report.cache_mounts if not used),
+            report.staging + sum(size for _, size, used in report.cache_mounts if not used),
         )
     )
 

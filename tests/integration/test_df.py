@@ -67,26 +67,37 @@ def test_the_rows_and_the_catalog_add_up_to_du_of_the_store(cli, bb, tmp_path):
         conn.close()
     kinds = {k["Type"]: k for k in report["Types"]}
     assert list(kinds) == ["Images", "Containers", "Local Volumes", "Logs", "Events", "Build Cache"]
-    assert sum(k["Size"] for k in kinds.values()) + report["Catalog"] == report["Total"] == total
+    assert sum(k["Size"] for k in kinds.values()) + report["MetadataSize"] == report["Total"] == total
+    assert list(report["Metadata"])[:6] == ["catalog", "layers", "blobs", "containers", "volumes", "build cache"]
 
-    # Images: the layers (the base one counted once, shared by both images)
-    # and the blobs kept for save and push.
+    # Images: the layers' diff/ trees (the base one counted once, shared by
+    # both images); beside them, the layers' indexes and the blobs kept for
+    # save and push are metadata.
+    layers = cli.root / "layers"
+    diffs = sum(du(d / "diff") for d in layers.iterdir())
+    assert kinds["Images"]["Size"] == diffs
     blobs = du(cli.root / "blobs") if (cli.root / "blobs").exists() else 0
-    assert kinds["Images"]["Size"] == du(cli.root / "layers") + blobs
+    assert report["Metadata"]["layers"] == du(layers) - diffs
+    assert report["Metadata"]["blobs"] == blobs
     images = {i["RepoTags"][0]: i for i in report["Images"]}
     base, child = images["bb:1"], images["child:1"]
     assert base["UniqueSize"] == 0 and base["SharedSize"] == base["Size"] > 1_000_000
     assert child["SharedSize"] == base["Size"] and child["UniqueSize"] >= 300 * 1024
     assert (kinds["Images"]["TotalCount"], kinds["Images"]["Active"]) == (2, 2)
 
-    # Containers: each directory but its log, running and exited.
+    # Containers: each one's upper dir, running and exited; its log apart,
+    # and the rest of its directory (work dir) metadata.
     containers = {c["Names"][0]: c for c in report["Containers"]}
     for name, c in containers.items():
         directory = cli.root / "containers" / c["Id"]
         log = directory / f"{c['Id']}-json.log"
         log_bytes = du(log) if log.exists() else 0
-        assert c["SizeRw"] == du(directory) - log_bytes, name
+        assert c["SizeRw"] == du(directory / "upper"), name
         assert c["LogSize"] == log_bytes
+        assert c["MetadataSize"] == du(directory) - c["SizeRw"] - log_bytes
+    assert report["Metadata"]["containers"] == du(cli.root / "containers") - sum(
+        c["SizeRw"] + c["LogSize"] for c in containers.values()
+    )
     assert containers["exited"]["SizeRw"] >= 200_000 and containers["exited"]["LogSize"] > 0
     assert containers["up"]["LocalVolumes"] == 1 and containers["up"]["SizeRw"] < 100_000  # the volume is elsewhere
     assert (kinds["Containers"]["TotalCount"], kinds["Containers"]["Active"]) == (2, 1)
@@ -113,7 +124,7 @@ def test_the_table_is_dockers(cli, bb):
         "Events",
         "Build Cache",
     ]
-    assert lines[7].startswith("Catalog and store metadata: ")
+    assert lines[7].startswith("Store metadata: ")
     verbose = cli.ok("system", "df", "-v")
     for heading in (
         "Images space usage:",
