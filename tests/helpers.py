@@ -85,3 +85,11 @@ def block_io_counted(device: str) -> Iterator[None]:
         yield
     finally:
         os.rmdir(scratch)
+
+
+def upper_dir(cli, name: str) -> Path:
+    """The upper dir of the cli fixture's container `name`."""
+    import json
+
+    cid = json.loads(cli.ok("inspect", name))[0]["Id"]
+    return cli.root / "containers" / cid / "upper"

@@ -139,3 +139,29 @@ def test_streamed_stats_end_with_the_container(api: Api, bb: str) -> None:
     assert docs[0]["read"] != "0001-01-01T00:00:00Z"
     assert docs[-1]["read"] == "0001-01-01T00:00:00Z"
     assert time.monotonic() - started < 15
+
+
+def test_docker_stats_shows_the_cgroups_block_io(api: Api, bb: str) -> None:
+    from tests.helpers import block_io_counted, store_device, upper_dir
+
+    device = store_device(api.cli.root)
+    if device is None:
+        pytest.skip(f"{api.cli.root} is on no block device: no device I/O to count")
+    # 4 MB with O_DIRECT: it reaches the device from the container's own
+    # process, counted in its cgroup (--memory gives it one) on v1 and v2.
+    script = "dd if=/dev/zero of=/d bs=1M count=4 oflag=direct 2>/dev/null; touch /done; sleep 100"
+    with block_io_counted(device):
+        api.cli.ok("run", "-d", "--name", "io", "--memory", "256m", "--network", "none", "bb:1", "sh", "-c", script)
+        wait_for(lambda: (upper_dir(api.cli, "io") / "done").exists(), what="the direct write")
+        doc = api.json("GET", "/containers/io/stats?stream=false&one-shot=true", expect=200)
+        theirs = api.docker_ok("stats", "--no-stream", "--format", "{{.BlockIO}}", "io").strip()
+        ours = api.cli.ok("stats", "--no-stream", "--format", "{{.BlockIO}}", "io").strip()
+    entries = doc["blkio_stats"]["io_service_bytes_recursive"]
+    assert entries and all(set(e) == {"major", "minor", "op", "value"} for e in entries)
+    major, minor = map(int, device.split(":"))
+    written = sum(
+        e["value"] for e in entries if e["op"].lower() == "write" and (e["major"], e["minor"]) == (major, minor)
+    )
+    assert written >= 4 << 20
+    # The client adds the entries up as `overlayctl stats` does.
+    assert theirs == ours and theirs.split(" / ")[1] != "0B", (theirs, ours)
