@@ -66,8 +66,9 @@ def test_system_df_has_the_clis_figures(api, bb, busybox_tar):
     }
     assert volumes["dfvol"]["Size"] >= 100000 and volumes["dfvol"]["Links"] == 1
 
-    # The client's summary: the counts are the CLI's; SIZE is what it adds
-    # up (the CLI also charges the directories holding the rows).
+    # The client's summary: the counts and sizes are the CLI's (each row
+    # adds up its objects' figures; the directories holding them are the
+    # CLI's store metadata).
     table = {row[0]: row for row in _section("\n" + api.docker_ok("system", "df"), "\n")}
     assert table["Images"][1:4] == [
         str(kinds["Images"]["TotalCount"]), str(kinds["Images"]["Active"]), _human(df["LayersSize"], 4)
@@ -75,6 +76,9 @@ def test_system_df_has_the_clis_figures(api, bb, busybox_tar):
     assert table["Images"][1:3] == ["2", "1"]
     assert all(i["SharedSize"] > 0 for i in df["Images"])
     size_rw = sum(c["SizeRw"] for c in df["Containers"])
+    assert size_rw == kinds["Containers"]["Size"]
+    assert sum(v["UsageData"]["Size"] for v in df["Volumes"]) == kinds["Local Volumes"]["Size"]
+    assert sum(r["Size"] for r in df["BuildCache"]) == kinds["Build Cache"]["Size"]
     assert table["Containers"][1:4] == [
         str(kinds["Containers"]["TotalCount"]), str(kinds["Containers"]["Active"]), _human(size_rw, 4)
     ]  # fmt: skip
