@@ -205,3 +205,17 @@ def test_block_io_is_device_bytes_not_dirtied_page_cache(cli, bb):
     time.sleep(0.2)
     plain = json.loads(cli.ok("stats", "--no-stream", "--format", "json", "plain"))
     assert (plain["BlockOutput"], plain["BlockIO"]) == (None, "--")
+
+
+def test_container_prune_frees_the_reclaimable_with_its_logs_and_metadata(store):
+    cli = store
+    report = df_json(cli)
+    gone = next(c for c in report["Containers"] if c["Names"] == ["gone"])
+    directory = cli.root / "containers" / gone["Id"]
+    freed = gone["SizeRw"] + gone["LogSize"] + gone["MetadataSize"]
+    assert freed == du(directory)
+    kinds = {k["Type"]: k for k in report["Types"]}
+    assert (kinds["Containers"]["Reclaimable"], kinds["Logs"]["Reclaimable"]) == (gone["SizeRw"], gone["LogSize"])
+    out = cli.ok("container", "prune", "-f")
+    assert out.splitlines()[-1] == f"Total reclaimed space: {human_size(freed)}"
+    assert not directory.exists()
