@@ -246,21 +246,41 @@ def top_entries(upper: str, lowers: Sequence[str], count: int) -> list[Entry]:
 # --- sampling (effects: the upper dir and /proc) ---------------------------------
 
 
+def command_of(pid: int) -> str:
+    """The command line of `pid` as ps -ef shows it ("" once it ended);
+    when the process's own name (comm) is not its program's, that name
+    comes first in brackets: a busybox applet that a shell runs without
+    exec keeps the shell's command line, and "[dd] sh -c ..." says which
+    program wrote."""
+    from overlayctl.runtime.procs import read_process
+
+    info = read_process(pid)
+    if info is None:
+        return ""
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            comm = f.read().rstrip("\n")
+    except OSError:
+        return info.cmd
+    program = os.path.basename(info.cmd.split(" ", 1)[0])[:15]  # comm holds 15 characters
+    if not comm or info.cmd.startswith("[") or program.startswith(comm) or comm.startswith(program):
+        return info.cmd
+    return f"[{comm}] {info.cmd}"
+
+
 def process_writes(pids: Sequence[int]) -> tuple[ProcessIO, ...]:
     """Each of `pids` with its command line and its own I/O counters
     (psutil's io_counters), by pid; those that ended are left out."""
     import psutil
 
-    from overlayctl.runtime.procs import read_process
-
     found = []
     for pid in sorted(pids):
-        info = read_process(pid)
+        command = command_of(pid)
         try:
             io = psutil.Process(pid).io_counters()
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             continue  # it ended between the scan and now
-        found.append(ProcessIO(pid, info.cmd if info else "", io.read_bytes, io.write_bytes))
+        found.append(ProcessIO(pid, command, io.read_bytes, io.write_bytes))
     return tuple(found)
 
 
@@ -286,8 +306,8 @@ class Writers:
     """The first process seen writing each path of a container's root
     mount: fanotify events (FAN_MODIFY, FAN_CLOSE_WRITE) read by a thread as
     they come, so that a short-lived writer (a `dd`) is still named. The
-    command line is read at the event; a writer that already ended is named
-    by its comm in brackets (as ps shows it). Raises KernelError where the
+    command line is read at the event (see command_of); a writer that
+    already ended has none. Raises KernelError where the
     kernel refuses (no fanotify, the mount not reachable)."""
 
     def __init__(self, root: str) -> None:
@@ -302,8 +322,6 @@ class Writers:
         self._thread.start()
 
     def _run(self) -> None:
-        from overlayctl.runtime.procs import read_process
-
         while not self._stop.is_set():
             ready, _, _ = select.select([self.watch], [], [], 0.2)
             if not ready:
@@ -314,9 +332,9 @@ class Writers:
                     continue
                 if not event.path or event.path in self.first:
                     continue
-                info = read_process(event.pid)
+                command = command_of(event.pid)
                 with self._lock:
-                    self.first.setdefault(event.path, (event.pid, info.cmd if info else ""))
+                    self.first.setdefault(event.path, (event.pid, command))
 
     def who(self, path: str) -> tuple[int, str] | None:
         """(pid, command) of the first process seen writing `path` (a path

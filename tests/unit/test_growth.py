@@ -106,6 +106,9 @@ def test_entries_say_what_they_copied_or_hide(stack: tuple[str, tuple[str, ...]]
     assert (entries["/bin/sh"].lower_type, entries["/bin/sh"].lower_size) == ("symlink", len("busybox"))
     assert (entries["/etc/group"].kind, entries["/etc/group"].lower_type) == (WHITEOUT, "file")
     assert (entries["/etc/new.conf"].lower_type, entries["/etc/new.conf"].lower_size) == ("", 0)
+    # Shown by both layers: the size is the topmost one's, the file overlayfs copied.
+    _file(Path(lowers[1]) / "etc" / "hosts", "a longer bottom file")
+    assert next(e for e in growth.upper_entries(upper, lowers) if e.path == "/etc/hosts").lower_size == 1
     # A whiteout of a directory hides a directory; one of nothing hides nothing.
     _whiteout(Path(upper) / "var" / "gone")  # under the opaque /var: nothing below
     _whiteout(Path(upper) / "usr" / "bin" / "tool2")
