@@ -233,10 +233,16 @@ def _copy_up_line(copy_up: CopyUp) -> str:
     if not copy_up.pid:
         who = "by a process not seen (no write event: a chmod, a rename, or no fanotify)"
     elif copy_up.command:
-        who = f"by {copy_up.pid} {copy_up.command}"
+        who = f"by {copy_up.pid} {_one_line(copy_up.command)}"
     else:
         who = f"by {copy_up.pid} (ended before its command line could be read)"
     return f"copy-up {copy_up.path} ({human_size(copy_up.lower_size)} copied) {who}"
+
+
+def _one_line(command: str) -> str:
+    """A command line on one line: its newlines and tabs as spaces (a
+    `sh -c` script often has some)."""
+    return " ".join(command.split()) if any(c in command for c in "\n\r\t") else command
 
 
 def _print_summary(series: Sequence[Sample], notices: Sequence[str] = ()) -> None:
@@ -259,7 +265,7 @@ def _print_summary(series: Sequence[Sample], notices: Sequence[str] = ()) -> Non
         click.echo()
         table(
             ["PID", "WRITTEN", "READ", "COMMAND"],
-            [[str(p.pid), human_size(p.write_bytes), human_size(p.read_bytes), p.command] for p in writers],
+            [[str(p.pid), human_size(p.write_bytes), human_size(p.read_bytes), _one_line(p.command)] for p in writers],
         )
     copy_ups = [c for s in series for c in s.copy_up_writers]
     if copy_ups:

@@ -260,6 +260,7 @@ def svg_chart(series: Sequence[Sample], title: str = "Upper dir growth") -> str:
             f'<text x="{cx + 7:.1f}" y="{cy + 16:.1f}" fill="{_COPY_COLOUR}">'
             f"{count} copy-up{'' if count == 1 else 's'}</text>"
         )
+    copied = set(copy_up_marks(series))
     for i in whiteout_marks(series):
         cx, cy = xs[i], y(upper[i])
         out.append(
@@ -268,7 +269,7 @@ def svg_chart(series: Sequence[Sample], title: str = "Upper dir growth") -> str:
         )
         count = series[i].whiteouts
         out.append(
-            f'<text x="{cx + 7:.1f}" y="{cy - 8:.1f}" fill="{_WHITEOUT_COLOUR}">'
+            f'<text x="{cx + 7:.1f}" y="{cy + (30 if i in copied else 16):.1f}" fill="{_WHITEOUT_COLOUR}">'
             f"{count} whiteout{'' if count == 1 else 's'}</text>"
         )
     out += _legend(_LEFT + 12, _TOP + 14, with_volumes, bool(whiteout_marks(series)))

@@ -260,6 +260,24 @@ def test_copy_ups_are_credited_to_the_process_that_wrote_them(cli, bb, watchers,
     assert json.loads(row["copy_up_writers"]) == [] and int(row["volume_bytes"]) == 0
 
 
+def test_where_the_kernel_refuses_fanotify_one_line_says_so(cli, bb):
+    # In a new user namespace the watch keeps its root uid but loses
+    # CAP_SYS_ADMIN in the initial one, which fanotify_init needs.
+    import shutil
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) (util-linux)")
+    cli.ok("run", "-d", "--name", "refused", *NONE, "bb:1", "sleep", "100")
+    argv = ["unshare", "-U", "-r", *cli.argv("du", "--watch", "--duration", "0.5", "--format", "json", "refused")]
+    result = subprocess.run(argv, capture_output=True, env=cli.env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.decode() == (
+        "overlayctl: cannot tell which process triggers each copy-up: fanotify_init(0x3): Operation not permitted\n"
+    )
+    samples = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert len(samples) >= 2 and all(s["copy_up_writers"] == [] for s in samples)
+
+
 def test_duration_ends_the_watch(cli, bb):
     cli.ok("run", "-d", "--name", "idle", *NONE, "bb:1", "sleep", "100")
     result = cli("du", "--watch", "--interval", "0.2", "--duration", "1", "--format", "json", "idle", timeout=180)
