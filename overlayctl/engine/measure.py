@@ -110,9 +110,10 @@ def watch_upper(
             f'container "{container.name}" is not running; without --watch, du measures its upper dir once'
         )
     writers = None
+    lowers = store.overlay_layout(store.images.get(container.image_id), container).lowerdirs
     try:
         # The container's root mount, reached through its PID 1.
-        writers = growth.Writers(f"/proc/{container.pid}/root")
+        writers = growth.Writers(f"/proc/{container.pid}/root", lowers)
     except OverlayctlError as e:
         if on_notice is not None:
             on_notice(f"cannot tell which process triggers each copy-up: {e}")

@@ -168,6 +168,19 @@ def _shown_below(lowers: Sequence[str], name: str) -> os.stat_result | None:
     return None
 
 
+def lower_shows(lowers: Sequence[str], path: str) -> bool:
+    """Whether a lower layer (top first) shows "/path": the topmost layer
+    that has the name has it as something other than a whiteout. Opaque
+    directories and whiteouts of parents are not followed, so this may say
+    yes for a path the merged layers hide, never no for one they show."""
+    rel = path.lstrip("/")
+    for directory in lowers:
+        st = _lstat(os.path.join(directory, rel))
+        if st is not None:
+            return not is_whiteout(st)
+    return False
+
+
 def _type_name(st: os.stat_result | None) -> str:
     if st is None:
         return ""
@@ -307,14 +320,19 @@ class Writers:
     mount: fanotify events (FAN_MODIFY, FAN_CLOSE_WRITE) read by a thread as
     they come, so that a short-lived writer (a `dd`) is still named. The
     command line is read at the event (see command_of); a writer that
-    already ended has none. Raises KernelError where the
+    already ended has none. With `lowers` (the image's layer dirs, top
+    first), only paths the image shows are kept. Raises KernelError where the
     kernel refuses (no fanotify, the mount not reachable)."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, lowers: Sequence[str] | None = None) -> None:
         from overlayctl.runtime.fanotify import MountWatch
 
         self.watch = MountWatch(root)
+        # Only paths of the image can be copied up: with `lowers`, the
+        # writes to new files (a log, a database) are not kept.
+        self.lowers = lowers
         self.first: dict[str, tuple[int, str]] = {}
+        self._not_lower: set[str] = set()
         self.overflowed = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -330,7 +348,12 @@ class Writers:
                 if event.overflow:
                     self.overflowed = True
                     continue
-                if not event.path or event.path in self.first:
+                if not event.path or event.path in self.first or event.path in self._not_lower:
+                    continue
+                if self.lowers is not None and not lower_shows(self.lowers, event.path):
+                    if len(self._not_lower) >= 10_000:
+                        self._not_lower.clear()  # a bounded cache, not a record
+                    self._not_lower.add(event.path)
                     continue
                 command = command_of(event.pid)
                 with self._lock:

@@ -82,6 +82,44 @@ def test_writers_names_the_first_writer_with_its_command(tmp_path: Path) -> None
 
 
 @pytest.mark.root
+def test_writers_keep_only_paths_of_the_image(tmp_path: Path) -> None:
+    # Events name host paths here, so the "image" mirrors them.
+    work = tmp_path / "data"
+    work.mkdir()
+    lower = tmp_path / "lower"
+    image_dir = lower / str(work).lstrip("/")
+    image_dir.mkdir(parents=True)
+    (image_dir / "old").write_text("x")
+    os.mknod(image_dir / "gone", 0o600 | 0o020000, os.makedev(0, 0))  # a whiteout: not shown
+    writers = growth.Writers(str(tmp_path), [str(lower)])
+    try:
+        for name in ("new", "gone", "old"):
+            (work / name).write_text("y")
+        deadline = time.monotonic() + 10
+        while writers.who(f"{work}/old") is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        writers.close()
+    assert writers.who(f"{work}/old") == (os.getpid(), growth.command_of(os.getpid()))
+    assert writers.who(f"{work}/gone") is None and writers.who(f"{work}/new") is None
+
+
+def test_lower_shows_stops_at_the_topmost_layer(tmp_path: Path) -> None:
+    top, bottom = tmp_path / "top", tmp_path / "bottom"
+    (top / "etc").mkdir(parents=True)
+    (bottom / "etc").mkdir(parents=True)
+    (bottom / "etc" / "passwd").write_text("x")
+    (bottom / "etc" / "group").write_text("x")
+    (top / "etc" / "hosts").write_text("x")
+    layers = [str(top), str(bottom)]
+    assert growth.lower_shows(layers, "/etc/passwd") and growth.lower_shows(layers, "/etc/hosts")
+    assert not growth.lower_shows(layers, "/etc/nothing")
+    if os.geteuid() == 0:
+        os.mknod(top / "etc" / "group", 0o600 | 0o020000, os.makedev(0, 0))
+        assert not growth.lower_shows(layers, "/etc/group")
+
+
+@pytest.mark.root
 def test_the_kernel_refusing_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(KernelError) as info:
         growth.Writers(str(tmp_path / "missing"))
