@@ -71,7 +71,7 @@ def du(
         series = measure.watch_upper(store, target, 1.0 if interval is None else interval, duration, live, live.notice)
         live.close()
         if fmt == "table" and series:
-            _print_summary(series, live.notices)
+            _print_summary(series)
     else:
         sample = measure.measure_upper(store, target)
         series = [sample] if sample is not None else []
@@ -161,11 +161,9 @@ class _LiveLine:
         self.tty = sys.stdout.isatty() and fmt == "table"
         self.history: list[float] = []
         self.printed = False
-        self.notices: list[str] = []
 
     def notice(self, text: str) -> None:
-        """One line on stderr (stdout keeps the series), kept for the summary."""
-        self.notices.append(text)
+        """One line on stderr: stdout keeps the series."""
         if self.tty and self.printed:
             click.echo("\r\x1b[K", nl=False)
         click.echo(f"overlayctl: {text}", err=True)
@@ -245,9 +243,9 @@ def _one_line(command: str) -> str:
     return " ".join(command.split()) if any(c in command for c in "\n\r\t") else command
 
 
-def _print_summary(series: Sequence[Sample], notices: Sequence[str] = ()) -> None:
+def _print_summary(series: Sequence[Sample]) -> None:
     from overlayctl.cli.output import table
-    from overlayctl.engine.measure import ASCII_BLOCKS, BLOCKS, terminal_chart
+    from overlayctl.engine.measure import ASCII_BLOCKS, BLOCKS, terminal_chart, whiteout_marks
     from overlayctl.util.humanize import human_size
 
     first, last = series[0], series[-1]
@@ -272,8 +270,6 @@ def _print_summary(series: Sequence[Sample], notices: Sequence[str] = ()) -> Non
         click.echo()
         for copy_up in copy_ups:
             click.echo(_copy_up_line(copy_up))
-    for text in notices:
-        click.echo(text)
     click.echo()
     fancy = _can_print(BLOCKS + "┤┼│░")
     for line in terminal_chart(
@@ -282,7 +278,7 @@ def _print_summary(series: Sequence[Sample], notices: Sequence[str] = ()) -> Non
         _terminal_width() - 1,
         blocks=BLOCKS if fancy else ASCII_BLOCKS,
         stacked=[s.volume_bytes for s in series] if any(s.volume_bytes for s in series) else None,
-        marks=_whiteout_marks(series),
+        marks=whiteout_marks(series),
     ):
         click.echo(line)
 
@@ -295,12 +291,6 @@ def _writers(series: Sequence[Sample]) -> list:
         for process in sample.processes:
             last[process.pid] = process
     return sorted((p for p in last.values() if p.write_bytes), key=lambda p: (-p.write_bytes, p.pid))
-
-
-def _whiteout_marks(series: Sequence[Sample]) -> list[int]:
-    from overlayctl.engine.measure import whiteout_marks
-
-    return whiteout_marks(series)
 
 
 def _count(n: int, noun: str) -> str:

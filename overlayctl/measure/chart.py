@@ -94,7 +94,8 @@ def terminal_chart(
     "w" in a row under the time axis; a legend line names both when given."""
     if not values:
         return []
-    totals = [v + s for v, s in zip(values, stacked, strict=True)] if stacked else list(values)
+    # A volume that shrank adds nothing on top (its files were deleted).
+    totals = [v + max(0, s) for v, s in zip(values, stacked, strict=True)] if stacked else list(values)
     top = max(totals)
     y_labels = [label(top), label(0)]
     pad = max(len(text) for text in y_labels)
@@ -130,7 +131,8 @@ def terminal_chart(
     lines.append(" " * (pad + 2) + left + right.rjust(columns - len(left)))
     legend = []
     if stacked:
-        legend.append(f"{shade} written to volumes (their dirs' growth; not in the upper dir)")
+        grown = max(max(stacked), 0)
+        legend.append(f"{shade} written to volumes: {label(grown)} at most (their dirs' growth; not in the upper dir)")
     if marks:
         legend.append("w whiteouts appear (deletions of image files)")
     if legend:
@@ -189,7 +191,7 @@ def svg_chart(series: Sequence[Sample], title: str = "Upper dir growth") -> str:
     times = [s.time for s in series]
     upper = [s.bytes for s in series]
     written = [s.write_bytes for s in series]
-    volumes = [s.volume_bytes for s in series]
+    volumes = [max(0, s.volume_bytes) for s in series]  # a volume that shrank adds nothing on top
     with_volumes = any(volumes)
     stacked = [u + v for u, v in zip(upper, volumes, strict=True)]
     t_ticks = nice_ticks(times[-1] - times[0], 6)
@@ -364,7 +366,7 @@ def _write_png(series: Sequence[Sample], path: str, title: str) -> None:
         linestyle="--",
         label="written by the container's processes (cumulative)",
     )
-    volumes = [s.volume_bytes for s in series]
+    volumes = [max(0, s.volume_bytes) for s in series]
     if any(volumes):
         uppers = [s.bytes for s in series]
         ax.fill_between(

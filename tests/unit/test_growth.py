@@ -390,7 +390,7 @@ def test_terminal_chart_stacks_volumes_and_marks_whiteouts() -> None:
     [mark_row] = [line for line in lines if line.strip() == "w" * line.strip().count("w") and "w" in line]
     column = mark_row.index("w")
     assert bars[0][column] == "░" and bars[0][column - 1] == " "  # where the volume bytes start
-    assert "written to volumes" in lines[-1] and "whiteouts appear" in lines[-1]
+    assert "written to volumes: 4B at most" in lines[-1] and "whiteouts appear" in lines[-1]
     assert chart.terminal_chart(times, [0, 4, 4, 4], 28, height=4)[-1].split() == ["0s", "3s"]  # no legend
     ascii_lines = chart.terminal_chart(times, [0, 4, 4, 4], 28, 4, blocks=chart.ASCII_BLOCKS, stacked=[0, 0, 4, 4])
     assert all(line.isascii() for line in ascii_lines) and ":" in ascii_lines[0]
