@@ -1,8 +1,9 @@
 #!/bin/sh
 # The picture in docs/measurement.md (docs/growth.svg): `du --watch` on a container that (1) writes a new 20 MB
 # file, (2) appends one line to a 30 MB file of its image, which copies the
-# whole file up into its upper dir, and (3) writes 20 MB to a named volume,
-# which never lands in the upper dir. Writes docs/growth.svg and
+# whole file up into its upper dir, (3) deletes a file of its image (a
+# whiteout), and (4) writes 20 MB to a named volume, which never lands in
+# the upper dir (the chart stacks it on the upper dir). Writes docs/growth.svg and
 # docs/growth.csv (or $OUT/...). Runs as root, in a private store under
 # /var/tmp (on disk: tmpfs has no writeback, and so no written-bytes count)
 # that is removed at the end with everything in it.
@@ -58,6 +59,7 @@ $OVERLAYCTL build -q -t big:1 "$WORK/ctx"
 SCRIPT='while [ ! -e /ctl/go ]; do sleep 0.1; done; sleep 1
 dd if=/dev/urandom of=/new.bin bs=1000000 count=20 2>/dev/null; sleep 2
 echo appended >> /big; sleep 2
+rm /etc/group; sleep 1
 dd if=/dev/urandom of=/data/vol.bin bs=1000000 count=20 2>/dev/null; sleep 2'
 step "overlayctl run -d --name growth --network none -v ctl:/ctl -v data:/data big:1 sh -c '...'"
 $OVERLAYCTL run -d --name growth --network none -v ctl:/ctl -v data:/data big:1 sh -c "$SCRIPT"
@@ -88,4 +90,6 @@ step "du -s --block-size=1 .../upper .../volumes/data/_data   # the last sample 
 du -s --block-size=1 "$UPPER" "$OVERLAYCTL_ROOT/volumes/data/_data"
 step "overlayctl du growth"
 $OVERLAYCTL du growth
+step "overlayctl du --top 3 growth"
+$OVERLAYCTL du --top 3 growth
 printf '\nwrote %s and %s\n' "$OUT/growth.svg" "$OUT/growth.csv"

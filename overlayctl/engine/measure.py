@@ -12,14 +12,15 @@ import os
 import time
 
 from overlayctl.errors import ConflictError, NotFoundError, OverlayctlError
-from overlayctl.measure.chart import ASCII_BLOCKS, BLOCKS, sparkline, terminal_chart
+from overlayctl.measure.chart import ASCII_BLOCKS, BLOCKS, sparkline, terminal_chart, whiteout_marks
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from overlayctl.measure import growth
     from overlayctl.measure.df import Report
-    from overlayctl.measure.growth import Sample, Sampler
+    from overlayctl.measure.growth import CopyUp, Entry, Sample, Sampler  # noqa: F401 (CopyUp: for front ends)
     from overlayctl.measure.stats import Sample as StatsSample
     from overlayctl.measure.stats import Stats
     from overlayctl.store import Store
@@ -37,8 +38,10 @@ __all__ = [
     "sparkline",
     "stats_containers",
     "terminal_chart",
+    "top_upper",
     "watch",
     "watch_upper",
+    "whiteout_marks",
     "write_outputs",
 ]
 
@@ -75,15 +78,30 @@ def measure_upper(store: Store, container: Container) -> Sample | None:
     return _sampler(store, container)()
 
 
+def top_upper(store: Store, container: Container, count: int) -> list[Entry]:
+    """The `count` files of the container's upper dir that allocate the most
+    bytes, each a copy-up, new file or whiteout (running or stopped)."""
+    from overlayctl.measure import growth
+
+    layout = store.overlay_layout(store.images.get(container.image_id), container)
+    if not os.path.isdir(layout.upperdir):
+        raise ConflictError(f'container "{container.name}" has no upper dir any more (it was removed)')
+    return growth.top_entries(layout.upperdir, layout.lowerdirs, count)
+
+
 def watch_upper(
     store: Store,
     container: Container,
     interval: float,
     duration: float | None,
     on_sample: Callable[[Sample], None],
+    on_notice: Callable[[str], None] | None = None,
 ) -> list[Sample]:
     """Sample a running container's upper dir every interval seconds until it
-    stops, duration passes or Ctrl-C; on_sample sees each sample as it comes."""
+    stops, duration passes or Ctrl-C; on_sample sees each sample as it comes.
+    The samples also carry each process's writes, the growth of the
+    container's writable volumes and binds, and who triggered each new
+    copy-up; on_notice hears, in one line, why the last cannot be seen here."""
     from overlayctl.measure import growth
     from overlayctl.store.containers import RUNNING
 
@@ -91,7 +109,22 @@ def watch_upper(
         raise ConflictError(
             f'container "{container.name}" is not running; without --watch, du measures its upper dir once'
         )
-    return growth.watch(_sampler(store, container), container.process_alive, interval, duration, on_sample)
+    writers = None
+    lowers = store.overlay_layout(store.images.get(container.image_id), container).lowerdirs
+    try:
+        # The container's root mount, reached through its PID 1.
+        writers = growth.Writers(f"/proc/{container.pid}/root", lowers)
+    except OverlayctlError as e:
+        if on_notice is not None:
+            on_notice(f"cannot tell which process triggers each copy-up: {e}")
+    try:
+        sampler = _sampler(store, container, _writable_sources(store, container), writers)
+        return growth.watch(sampler, container.process_alive, interval, duration, on_sample)
+    finally:
+        if writers is not None:
+            writers.close()
+            if writers.overflowed and on_notice is not None:
+                on_notice("the kernel's fanotify queue overflowed: some copy-ups may be missing their writer")
 
 
 def write_outputs(series: Sequence[Sample], output: str | None, plot: str | None, container: Container) -> None:
@@ -104,7 +137,28 @@ def write_outputs(series: Sequence[Sample], output: str | None, plot: str | None
         chart.write_plot(series, plot, f"Upper dir of {container.name} ({container.short_id})")
 
 
-def _sampler(store: Store, container: Container) -> Sampler:
+def _writable_sources(store: Store, container: Container) -> list[str]:
+    """The host directories of the container's writable volumes and binds,
+    each once (one inside another is measured with it)."""
+    from overlayctl.volumes.mounts import inspect_mounts
+
+    sources = sorted(
+        {
+            os.path.realpath(m["Source"])
+            for m in inspect_mounts(store, container)
+            if m["RW"] and m["Type"] in ("volume", "bind") and os.path.exists(m["Source"])
+        }
+    )
+    kept: list[str] = []
+    for source in sources:
+        if not any(source == k or source.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(source)
+    return kept
+
+
+def _sampler(
+    store: Store, container: Container, volumes: Sequence[str] = (), writers: growth.Writers | None = None
+) -> Sampler:
     from overlayctl.measure import growth
     from overlayctl.runtime import procs
 
@@ -117,7 +171,7 @@ def _sampler(store: Store, container: Container) -> Sampler:
         # pid would name some other namespace.
         return procs.container_pids(container.id, container.pid, mode) if container.process_alive() else []
 
-    return growth.Sampler(layout, pids)
+    return growth.Sampler(layout, pids, volumes=volumes, writers=writers)
 
 
 # -- stats ------------------------------------------------------------------------

@@ -39,10 +39,10 @@ def nice_ticks(top: float, count: int = 5) -> list[float]:
     return [i * step for i in range(n + 1)]
 
 
-def resample(times: Sequence[float], values: Sequence[float], columns: int) -> list[float]:
-    """`columns` values evenly spaced in time, each the last measurement at
-    or before its moment (a size holds until the next sample)."""
-    if not values or columns <= 0:
+def column_samples(times: Sequence[float], columns: int) -> list[int]:
+    """For `columns` moments evenly spaced in time, the index of the last
+    sample at or before each (a size holds until the next sample)."""
+    if not times or columns <= 0:
         return []
     start, span = times[0], (times[-1] - times[0]) or 1.0
     out, i = [], 0
@@ -50,8 +50,16 @@ def resample(times: Sequence[float], values: Sequence[float], columns: int) -> l
         moment = start + span * (c + 1) / columns
         while i + 1 < len(times) and times[i + 1] <= moment + 1e-9:
             i += 1
-        out.append(values[i])
+        out.append(i)
     return out
+
+
+def resample(times: Sequence[float], values: Sequence[float], columns: int) -> list[float]:
+    """`columns` values evenly spaced in time, each the last measurement at
+    or before its moment (a size holds until the next sample)."""
+    if not values:
+        return []
+    return [values[i] for i in column_samples(times, columns)]
 
 
 # --- terminal ---------------------------------------------------------------------------
@@ -75,22 +83,39 @@ def terminal_chart(
     height: int = 8,
     label: Callable[[float], str] = human_size,
     blocks: str = BLOCKS,
+    stacked: Sequence[float] | None = None,
+    marks: Sequence[int] = (),
 ) -> list[str]:
     """Lines of a block chart of `values` over `times`, `width` characters
-    wide (labels included), `height` rows of eighths, the y axis from 0."""
+    wide (labels included), `height` rows of eighths, the y axis from 0.
+
+    `stacked` values (bytes written to volumes) are drawn shaded on top of
+    `values`, and the sample indexes in `marks` (whiteouts appearing) get a
+    "w" in a row under the time axis; a legend line names both when given."""
     if not values:
         return []
-    top = max(values)
+    # A volume that shrank adds nothing on top (its files were deleted).
+    totals = [v + max(0, s) for v, s in zip(values, stacked, strict=True)] if stacked else list(values)
+    top = max(totals)
     y_labels = [label(top), label(0)]
     pad = max(len(text) for text in y_labels)
     columns = max(8, width - pad - 2)
-    scaled = [round(8 * height * v / top) if top > 0 else 0 for v in resample(times, values, columns)]
+    at = column_samples(times, columns)
+    scaled = [round(8 * height * values[i] / top) if top > 0 else 0 for i in at]
+    # Whole cells for the shaded part: a cell cannot hold two shades.
+    shaded = [round(8 * height * totals[i] / top) if top > 0 else 0 for i in at]
+    shade = "░" if blocks == BLOCKS else ":"
     lines = []
     for row in range(height - 1, -1, -1):
         cells = []
-        for units in scaled:
+        for units, total in zip(scaled, shaded, strict=True):
             eighths = min(max(units - 8 * row, 0), 8)
-            cells.append(blocks[eighths - 1] if eighths else " ")
+            if eighths:
+                cells.append(blocks[eighths - 1])
+            elif total - 8 * row >= 4:
+                cells.append(shade)
+            else:
+                cells.append(" ")
         if row == height - 1:
             axis = f"{y_labels[0]:>{pad}} ┤"
         elif row == 0:
@@ -98,8 +123,20 @@ def terminal_chart(
         else:
             axis = f"{'':>{pad}} │"
         lines.append(axis + "".join(cells))
+    if marks:
+        # A sample between two columns' moments is marked on the later one.
+        row = ["w" if any((at[c - 1] if c else -1) < m <= i for m in marks) else " " for c, i in enumerate(at)]
+        lines.append(" " * (pad + 2) + "".join(row).rstrip())
     left, right = f"{round(times[0], 1):g}s", f"{round(times[-1], 1):g}s"
     lines.append(" " * (pad + 2) + left + right.rjust(columns - len(left)))
+    legend = []
+    if stacked:
+        grown = max(max(stacked), 0)
+        legend.append(f"{shade} written to volumes: {label(grown)} at most (their dirs' growth; not in the upper dir)")
+    if marks:
+        legend.append("w whiteouts appear (deletions of image files)")
+    if legend:
+        lines.append(" " * (pad + 2) + "   ".join(legend))
     if blocks != BLOCKS:
         lines = [line.replace("┤", "|").replace("┼", "+").replace("│", "|") for line in lines]
     return lines
@@ -110,6 +147,7 @@ def terminal_chart(
 _W, _H = 760, 380
 _LEFT, _RIGHT, _TOP, _BOTTOM = 78, 24, 44, 52
 _UPPER_COLOUR, _IO_COLOUR, _COPY_COLOUR = "#1f77b4", "#ff7f0e", "#d62728"
+_VOLUME_COLOUR, _WHITEOUT_COLOUR = "#2ca02c", "#555555"
 
 
 def _esc(text: str) -> str:
@@ -120,28 +158,44 @@ def _points(xs: Sequence[float], ys: Sequence[float]) -> str:
     return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
 
 
+def _changes(series: Sequence[Sample], name: str) -> list[int]:
+    marks = []
+    for i, sample in enumerate(series):
+        before = getattr(series[i - 1], name) if i else 0
+        if getattr(sample, name) != before:
+            marks.append(i)
+    return marks
+
+
 def copy_up_marks(series: Sequence[Sample]) -> list[int]:
     """Indexes of the samples where the copy-up count changed (the first
     sample too if it already has copy-ups)."""
-    marks = []
-    for i, sample in enumerate(series):
-        before = series[i - 1].copy_ups if i else 0
-        if sample.copy_ups != before:
-            marks.append(i)
-    return marks
+    return _changes(series, "copy_ups")
+
+
+def whiteout_marks(series: Sequence[Sample]) -> list[int]:
+    """Indexes of the samples where the whiteout count changed (the first
+    sample too if it already has whiteouts)."""
+    return _changes(series, "whiteouts")
 
 
 def svg_chart(series: Sequence[Sample], title: str = "Upper dir growth") -> str:
     """A standalone SVG line chart of the series: upper dir bytes and the
     cumulative bytes written by the container's processes against time,
-    with a marker (and the new count) wherever the copy-up count changes."""
+    with a marker (and the new count) wherever the copy-up count changes;
+    where volumes grew, their growth stacked on the upper dir (the part of
+    "written" that the upper dir never sees), labelled; and a mark (and
+    the new count) wherever the whiteout count changes."""
     if not series:
         raise OverlayctlError("no samples to plot")
     times = [s.time for s in series]
     upper = [s.bytes for s in series]
     written = [s.write_bytes for s in series]
+    volumes = [max(0, s.volume_bytes) for s in series]  # a volume that shrank adds nothing on top
+    with_volumes = any(volumes)
+    stacked = [u + v for u, v in zip(upper, volumes, strict=True)]
     t_ticks = nice_ticks(times[-1] - times[0], 6)
-    y_ticks = nice_ticks(max(max(upper), max(written)), 5)
+    y_ticks = nice_ticks(max(max(stacked), max(written)), 5)
     t0, t_span, y_top = times[0], t_ticks[-1] or 1.0, y_ticks[-1] or 1.0
     plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
 
@@ -175,6 +229,21 @@ def svg_chart(series: Sequence[Sample], title: str = "Upper dir growth") -> str:
         "bytes (decimal units)</text>",
     ]
     xs = [x(t) for t in times]
+    if with_volumes:
+        # The volumes' growth as a band above the upper dir's line: its top
+        # is upper + volumes, which meets "written" where every byte is
+        # accounted for.
+        band = _points(xs + xs[::-1], [y(v) for v in stacked] + [y(v) for v in upper[::-1]])
+        out.append(f'<polygon fill="{_VOLUME_COLOUR}" fill-opacity="0.25" stroke="none" points="{band}"/>')
+        out.append(
+            f'<polyline fill="none" stroke="{_VOLUME_COLOUR}" stroke-width="1.5" '
+            f'points="{_points(xs, [y(v) for v in stacked])}"/>'
+        )
+        i = max(range(len(series)), key=lambda k: (volumes[k], k))
+        out.append(
+            f'<text x="{min(xs[i], _W - _RIGHT - 4):.1f}" y="{(y(stacked[i]) + y(upper[i])) / 2 + 4:.1f}" '
+            f'text-anchor="end" fill="{_VOLUME_COLOUR}">{_esc(human_size(volumes[i]))} to volumes</text>'
+        )
     out.append(
         f'<polyline fill="none" stroke="{_UPPER_COLOUR}" stroke-width="2.5" '
         f'points="{_points(xs, [y(v) for v in upper])}"/>'
@@ -193,12 +262,24 @@ def svg_chart(series: Sequence[Sample], title: str = "Upper dir growth") -> str:
             f'<text x="{cx + 7:.1f}" y="{cy + 16:.1f}" fill="{_COPY_COLOUR}">'
             f"{count} copy-up{'' if count == 1 else 's'}</text>"
         )
-    out += _legend(_LEFT + 12, _TOP + 14)
+    copied = set(copy_up_marks(series))
+    for i in whiteout_marks(series):
+        cx, cy = xs[i], y(upper[i])
+        out.append(
+            f'<path d="M{cx - 5:.1f},{cy - 5:.1f} L{cx + 5:.1f},{cy + 5:.1f} M{cx - 5:.1f},{cy + 5:.1f} '
+            f'L{cx + 5:.1f},{cy - 5:.1f}" stroke="{_WHITEOUT_COLOUR}" stroke-width="2.5"/>'
+        )
+        count = series[i].whiteouts
+        out.append(
+            f'<text x="{cx + 7:.1f}" y="{cy + (30 if i in copied else 16):.1f}" fill="{_WHITEOUT_COLOUR}">'
+            f"{count} whiteout{'' if count == 1 else 's'}</text>"
+        )
+    out += _legend(_LEFT + 12, _TOP + 14, with_volumes, bool(whiteout_marks(series)))
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
 
-def _legend(x0: float, y0: float) -> list[str]:
+def _legend(x0: float, y0: float, volumes: bool = False, whiteouts: bool = False) -> list[str]:
     entries = [
         (
             f'<line x1="0" y1="0" x2="22" y2="0" stroke="{_UPPER_COLOUR}" stroke-width="2.5"/>',
@@ -210,8 +291,23 @@ def _legend(x0: float, y0: float) -> list[str]:
         ),
         (f'<circle cx="11" cy="0" r="5" fill="{_COPY_COLOUR}"/>', "copy-up count changes"),
     ]
+    if volumes:
+        entries.append(
+            (
+                f'<rect x="0" y="-6" width="22" height="12" fill="{_VOLUME_COLOUR}" fill-opacity="0.25" '
+                f'stroke="{_VOLUME_COLOUR}"/>',
+                "written to volumes (their growth), on top of the upper dir",
+            )
+        )
+    if whiteouts:
+        entries.append(
+            (
+                f'<path d="M6,-5 L16,5 M6,5 L16,-5" stroke="{_WHITEOUT_COLOUR}" stroke-width="2.5"/>',
+                "whiteout count changes (deletions)",
+            )
+        )
     out = [
-        f'<rect x="{x0 - 6}" y="{y0 - 12}" width="330" height="{18 * len(entries) + 6}" '
+        f'<rect x="{x0 - 6}" y="{y0 - 12}" width="360" height="{18 * len(entries) + 6}" '
         'fill="white" fill-opacity="0.85" stroke="#cccccc"/>'
     ]
     for i, (swatch, text) in enumerate(entries):
@@ -270,6 +366,27 @@ def _write_png(series: Sequence[Sample], path: str, title: str) -> None:
         linestyle="--",
         label="written by the container's processes (cumulative)",
     )
+    volumes = [max(0, s.volume_bytes) for s in series]
+    if any(volumes):
+        uppers = [s.bytes for s in series]
+        ax.fill_between(
+            times,
+            uppers,
+            [u + v for u, v in zip(uppers, volumes, strict=True)],
+            color=_VOLUME_COLOUR,
+            alpha=0.25,
+            label="written to volumes (their growth), on top of the upper dir",
+        )
+    whiteouts = whiteout_marks(series)
+    if whiteouts:
+        ax.scatter(
+            [times[i] for i in whiteouts],
+            [series[i].bytes for i in whiteouts],
+            color=_WHITEOUT_COLOUR,
+            marker="x",
+            zorder=3,
+            label="whiteout count changes (deletions)",
+        )
     marks = copy_up_marks(series)
     ax.scatter(
         [times[i] for i in marks],

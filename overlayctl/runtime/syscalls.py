@@ -84,6 +84,16 @@ BPF_F_ALLOW_MULTI = 2
 # close_range(2) (Linux >= 5.9): the last descriptor there can be.
 CLOSE_RANGE_ALL = 0xFFFFFFFF
 
+# fanotify(7) (<linux/fanotify.h>): notification only, no permission events.
+FAN_CLASS_NOTIF = 0x0
+FAN_CLOEXEC = 0x1
+FAN_NONBLOCK = 0x2
+FAN_MARK_ADD = 0x1
+FAN_MARK_MOUNT = 0x10
+FAN_MODIFY = 0x2
+FAN_CLOSE_WRITE = 0x8
+FAN_Q_OVERFLOW = 0x4000
+
 # openat2(2) resolve flags (<linux/openat2.h>, Linux >= 5.6).
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_NO_SYMLINKS = 0x04
@@ -113,6 +123,8 @@ _SYSCALLS = {
     "bpf": (321, 280),
     "openat2": (437, 437),
     "quotactl_fd": (443, 443),
+    "fanotify_init": (300, 262),
+    "fanotify_mark": (301, 263),
 }
 _ARCH_INDEX = {"x86_64": 0, "aarch64": 1}
 
@@ -252,6 +264,18 @@ def quotactl_fd(fd: int, cmd: int, qid: int, buffer: bytearray | None) -> None:
     block device path needed, so it works for a loop device or a device
     node this mount namespace does not have."""
     _check(_syscall(_nr("quotactl_fd"), fd, cmd, qid, buffer), f"quotactl_fd({cmd:#x}, id {qid})")
+
+
+def fanotify_init(flags: int, event_f_flags: int) -> int:
+    """A new fanotify group (needs CAP_SYS_ADMIN); returns its fd, which
+    reads as struct fanotify_event_metadata records."""
+    return _check(_syscall(_nr("fanotify_init"), flags, event_f_flags), f"fanotify_init({flags:#x})")
+
+
+def fanotify_mark(fd: int, flags: int, mask: int, path: str) -> None:
+    """Add (or change) a mark of the group `fd` on `path` (with
+    FAN_MARK_MOUNT: on the mount that holds it)."""
+    _check(_syscall(_nr("fanotify_mark"), fd, flags, mask, AT_FDCWD, _b(path)), f"fanotify_mark {path}")
 
 
 def fsopen(fstype: str) -> int:

@@ -1,7 +1,9 @@
 """`du` and `du --watch` on real containers: the series grows with what the
 container writes and ends at what GNU du says; copy-ups, new files and
-whiteouts are told apart; volume writes do not grow the upper dir; the CSV,
-JSON and SVG files parse.
+whiteouts are told apart; volume writes do not grow the upper dir and are
+counted as the volumes' growth; each copy-up is credited to the process
+that wrote it, and each process's writes are listed; the CSV, JSON and SVG
+files parse.
 
 The containers wait for a file in a control volume before they write, so
 the first sample is taken before any growth however slow the host is."""
@@ -132,8 +134,10 @@ def test_series_grows_step_by_step_and_ends_at_du(cli, bb, watchers, tmp_path: P
 
     root = ET.parse(svg_path).getroot()
     assert root.tag == SVG + "svg"
-    assert len(root.findall(f".//{SVG}polyline")) == 2
-    assert "1 copy-up" in [t.text for t in root.iter(SVG + "text")]
+    assert len(root.findall(f".//{SVG}polyline")) == 2  # no volume grew: no band
+    texts = [t.text for t in root.iter(SVG + "text")]
+    assert "1 copy-up" in texts and "1 whiteout" in texts
+    assert "w whiteouts appear (deletions of image files)" in out
 
 
 def test_once_classifies_copy_ups_new_files_and_whiteouts(cli, bb, tmp_path: Path):
@@ -171,8 +175,10 @@ def test_volume_writes_leave_the_upper_dir_alone(cli, bb, watchers, tmp_path: Pa
         "for i in 1 2 3 4 5; do dd if=/dev/urandom of=/data/f$i bs=1M count=2 2>/dev/null; done; sleep 1.5"
     )
     cli.ok("run", "-d", "--name", "vol", *NONE, "-v", "ctl:/ctl", "-v", "data:/data", "bb:1", "sh", "-c", script)
-    json_path = tmp_path / "series.json"
-    w = watchers(cli, "--interval", "0.25", "--duration", "120", "--output", str(json_path), "vol")
+    json_path, svg_path = tmp_path / "series.json", tmp_path / "growth.svg"
+    w = watchers(
+        cli, "--interval", "0.25", "--duration", "120", "--output", str(json_path), "--plot", str(svg_path), "vol"
+    )
     w.wait_for_lines(2)
     started = time.monotonic()
     (cli.root / "volumes" / "ctl" / "_data" / "go").touch()
@@ -184,10 +190,92 @@ def test_volume_writes_leave_the_upper_dir_alone(cli, bb, watchers, tmp_path: Pa
     sizes = [s["bytes"] for s in series]
     assert max(sizes) - min(sizes) <= 16 * 1024, sizes
     assert sizes[-1] == _gnu_du(_upper(cli, "vol"))
-    assert sum(f.stat().st_size for f in (cli.root / "volumes" / "data" / "_data").iterdir()) == 10 * MiB
+    data = cli.root / "volumes" / "data" / "_data"
+    assert sum(f.stat().st_size for f in data.iterdir()) == 10 * MiB
+    # The volumes' growth: all of the data volume's files (its directory was there before).
+    files = sum(_gnu_du(f) for f in data.iterdir())
+    assert series[0]["volume_bytes"] == 0
+    assert files <= series[-1]["volume_bytes"] <= files + 16 * 1024, (files, series[-1])
+    assert "volumes grew 10.5MB" in out
+    root = ET.parse(svg_path).getroot()
+    assert len(root.findall(f".//{SVG}polygon")) == 1
+    assert "10.5MB to volumes" in [t.text for t in root.iter(SVG + "text")]
     if not _on_tmpfs(cli.root):
         assert series[-1]["write_bytes"] >= 10 * MiB  # the I/O happened, just not in the upper dir
     assert "exited" in cli.ok("ps", "-a", "--format", "json")
+
+
+def test_copy_ups_are_credited_to_the_process_that_wrote_them(cli, bb, watchers, tmp_path: Path):
+    # /bin/bc, /bin/ar are hard links to busybox (about 2 MB each when
+    # copied up). /bin/bc is copied up before the watch: nobody to name. Then
+    # a dd (kept alive by its input) copies up /bin/ar and another shell
+    # /etc/passwd, at the same time. busybox's sh runs its dd applet
+    # without exec: the process is called dd (comm) but keeps the shell's
+    # command line, so the credit reads "[dd] sh -c ...".
+    script = (
+        "printf x | dd of=/bin/bc conv=notrunc 2>/dev/null; "
+        + WAIT_FOR_GO
+        + "(echo a; sleep 3) | dd of=/bin/ar conv=notrunc 2>/dev/null & "
+        "sh -c 'echo b >> /etc/passwd; sleep 3; true' & wait; touch /ctl/done; exec sleep 100"
+    )
+    cli.ok("run", "-d", "--name", "cred", *NONE, "-v", "ctl:/ctl", "bb:1", "sh", "-c", script)
+    ctl = cli.root / "volumes" / "ctl" / "_data"
+    upper = _upper(cli, "cred")
+    wait_for((upper / "bin" / "bc").exists, 60, "the copy-up before the watch")
+    json_path, csv_path = tmp_path / "series.json", tmp_path / "series.csv"
+    w = watchers(cli, "--interval", "0.3", "--output", str(json_path), "cred")
+    w.wait_for_lines(2)
+    (ctl / "go").touch()
+    wait_for((ctl / "done").exists, 60, "the container's writes")
+    time.sleep(0.8)
+    w.proc.send_signal(signal.SIGINT)
+    code, out, err = w.finish()
+    assert code == 0, (out, err)
+    assert "copy-up" not in err  # fanotify works here: no notice
+
+    series = json.loads(json_path.read_text())
+    credited = {c["path"]: c for s in series for c in s["copy_up_writers"]}
+    assert set(credited) == {"/bin/ar", "/etc/passwd"}, credited  # /bin/bc was there before
+    dd, sh = credited["/bin/ar"], credited["/etc/passwd"]
+    assert dd["command"] == "[dd] sh -c " + script
+    assert sh["command"] == "sh -c echo b >> /etc/passwd; sleep 3; true"
+    assert dd["pid"] != sh["pid"] and 0 not in (dd["pid"], sh["pid"])
+    assert dd["lower_size"] == os.lstat(upper / "bin" / "bc").st_size > 1_000_000
+    assert series[-1]["copy_ups"] == 3
+    assert f"copy-up /bin/ar (1.98MB copied) by {dd['pid']} [dd] sh -c printf x" in out
+
+    # Each process with its own writes: the dd was sampled while it waited for its input.
+    seen = {p["pid"]: p for s in series for p in s["processes"]}
+    assert seen[dd["pid"]]["command"] == dd["command"]
+    assert seen[sh["pid"]]["command"].startswith("sh -c echo b")
+    if not _on_tmpfs(cli.root):
+        # The copy-up is charged to the process whose open made it.
+        assert seen[dd["pid"]]["write_bytes"] >= dd["lower_size"]
+        assert re.search(rf"^{dd['pid']}\s+\S+\s+\S+\s+\[dd\] sh -c printf x", out, re.M), out
+
+    # The CSV keeps the same lists as JSON text.
+    cli.ok("du", "--output", str(csv_path), "cred")
+    [row] = list(csv.DictReader(csv_path.open()))
+    assert list(row) == list(COLUMNS)
+    assert json.loads(row["copy_up_writers"]) == [] and int(row["volume_bytes"]) == 0
+
+
+def test_where_the_kernel_refuses_fanotify_one_line_says_so(cli, bb):
+    # In a new user namespace the watch keeps its root uid but loses
+    # CAP_SYS_ADMIN in the initial one, which fanotify_init needs.
+    import shutil
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) (util-linux)")
+    cli.ok("run", "-d", "--name", "refused", *NONE, "bb:1", "sleep", "100")
+    argv = ["unshare", "-U", "-r", *cli.argv("du", "--watch", "--duration", "0.5", "--format", "json", "refused")]
+    result = subprocess.run(argv, capture_output=True, env=cli.env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.decode() == (
+        "overlayctl: cannot tell which process triggers each copy-up: fanotify_init(0x3): Operation not permitted\n"
+    )
+    samples = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert len(samples) >= 2 and all(s["copy_up_writers"] == [] for s in samples)
 
 
 def test_duration_ends_the_watch(cli, bb):

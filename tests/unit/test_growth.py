@@ -73,7 +73,7 @@ def stack(tmp_path: Path) -> tuple[str, tuple[str, ...]]:
 @pytest.mark.root
 def test_upper_entries_follow_whiteouts_and_opaque_dirs(stack: tuple[str, tuple[str, ...]]) -> None:
     upper, lowers = stack
-    assert dict((path, kind) for kind, path in growth.upper_entries(upper, lowers)) == {
+    assert {e.path: e.kind for e in growth.upper_entries(upper, lowers)} == {
         "/bin/sh": COPY_UP,
         "/etc/group": WHITEOUT,
         "/etc/hosts": COPY_UP,
@@ -92,8 +92,45 @@ def test_upper_entries_follow_whiteouts_and_opaque_dirs(stack: tuple[str, tuple[
 def test_layer_order_matters(stack: tuple[str, tuple[str, ...]]) -> None:
     upper, (top, bottom) = stack
     # Bottom first, top's whiteout of /gone and opaque /opt no longer hide bottom's files.
-    kinds = dict((path, kind) for kind, path in growth.upper_entries(upper, (bottom, top)))
+    kinds = {e.path: e.kind for e in growth.upper_entries(upper, (bottom, top))}
     assert kinds["/gone"] == COPY_UP and kinds["/opt/old"] == COPY_UP
+
+
+@pytest.mark.root
+def test_entries_say_what_they_copied_or_hide(stack: tuple[str, tuple[str, ...]], tmp_path: Path) -> None:
+    upper, lowers = stack
+    entries = {e.path: e for e in growth.upper_entries(upper, lowers)}
+    passwd = entries["/etc/passwd"]
+    assert (passwd.lower_type, passwd.lower_size) == ("file", 1)  # bottom's "x"
+    assert (passwd.apparent, passwd.bytes) == (7, os.lstat(Path(upper) / "etc" / "passwd").st_blocks * 512)
+    assert (entries["/bin/sh"].lower_type, entries["/bin/sh"].lower_size) == ("symlink", len("busybox"))
+    assert (entries["/etc/group"].kind, entries["/etc/group"].lower_type) == (WHITEOUT, "file")
+    assert (entries["/etc/new.conf"].lower_type, entries["/etc/new.conf"].lower_size) == ("", 0)
+    # Shown by both layers: the size is the topmost one's, the file overlayfs copied.
+    _file(Path(lowers[1]) / "etc" / "hosts", "a longer bottom file")
+    assert next(e for e in growth.upper_entries(upper, lowers) if e.path == "/etc/hosts").lower_size == 1
+    # A whiteout of a directory hides a directory; one of nothing hides nothing.
+    _whiteout(Path(upper) / "var" / "gone")  # under the opaque /var: nothing below
+    _whiteout(Path(upper) / "usr" / "bin" / "tool2")
+    (Path(lowers[1]) / "usr" / "bin" / "tool2").mkdir()
+    entries = {e.path: e for e in growth.upper_entries(upper, lowers)}
+    assert entries["/var/gone"].lower_type == "" and entries["/usr/bin/tool2"].lower_type == "directory"
+
+
+def test_top_entries_are_the_largest_first(tmp_path: Path) -> None:
+    _file(tmp_path / "lower" / "big", "x" * 100_000)
+    _file(tmp_path / "upper" / "big", "y" * 200_000)  # a copy-up of a 100 kB file
+    _file(tmp_path / "upper" / "a" / "mid", "z" * 50_000)
+    _file(tmp_path / "upper" / "small", "s")
+    _file(tmp_path / "upper" / "tiny", "")
+    upper, lowers = str(tmp_path / "upper"), (str(tmp_path / "lower"),)
+    top = growth.top_entries(upper, lowers, 3)
+    assert [(e.path, e.kind) for e in top] == [("/big", COPY_UP), ("/a/mid", NEW), ("/small", NEW)]
+    assert top[0].lower_size == 100_000 and top[0].bytes >= 200_000
+    assert top[0].bytes == os.lstat(tmp_path / "upper" / "big").st_blocks * 512
+    assert len(growth.top_entries(upper, lowers, 100)) == 4
+    with pytest.raises(InvalidArgumentError, match="1 or more"):
+        growth.top_entries(upper, lowers, 0)
 
 
 def test_no_lowers_means_everything_is_new(tmp_path: Path) -> None:
@@ -195,6 +232,60 @@ def test_sampler_measures_with_du_and_keeps_the_last_io(tmp_path: Path) -> None:
     assert sampler() is None
 
 
+class _Writers:
+    """A stand-in for growth.Writers: who wrote what, set by the test."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, tuple[int, str]] = {}
+
+    def who(self, path: str) -> tuple[int, str] | None:
+        return self.first.get(path)
+
+
+def test_sampler_measures_volume_growth_from_the_first_sample(tmp_path: Path) -> None:
+    upper, vol = tmp_path / "upper", tmp_path / "vol"
+    _file(upper / "a")
+    _file(vol / "old", "o" * 10_000)
+    sampler = growth.Sampler(OverlayLayout((), str(upper), str(tmp_path / "w")), list, volumes=[str(vol)])
+    assert sampler().volume_bytes == 0  # what was there before is not growth
+    _file(vol / "new", "n" * 100_000)
+    assert sampler().volume_bytes == disk_usage(str(vol / "new")).bytes
+    (vol / "old").unlink()
+    (vol / "new").unlink()
+    assert sampler().volume_bytes < 0  # a volume can shrink too
+
+
+def test_sampler_names_the_writer_of_each_new_copy_up(tmp_path: Path) -> None:
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    for name in ("before", "one", "two", "three"):
+        _file(lower / name, "l" * 10)
+    _file(upper / "before")  # copied up before the watch: never reported
+    writers = _Writers()
+    alive = iter([[os.getpid()]] * 4 + [[]])
+    sampler = growth.Sampler(OverlayLayout((str(lower),), str(upper), str(tmp_path / "w")), lambda: next(alive),
+                             writers=writers)  # fmt: skip
+    assert sampler().copy_up_writers == ()
+    _file(upper / "one")
+    _file(upper / "two")
+    writers.first["/one"] = (41, "dd of=/one")
+    first = sampler()
+    assert first.copy_up_writers == (growth.CopyUp("/one", 10, 41, "dd of=/one"),)  # /two waits a sample
+    mine = [p for p in first.processes if p.pid == os.getpid()]
+    assert mine and mine[0].command and first.write_bytes == sum(p.write_bytes for p in first.processes)
+    assert sampler().copy_up_writers == (growth.CopyUp("/two", 10, 0, ""),)  # waited: not seen
+    writers.first["/two"] = (42, "late")
+    _file(upper / "three")
+    assert sampler().copy_up_writers == ()  # /two is done; /three waits
+    # The container stopped: what waits is reported at once.
+    assert sampler().copy_up_writers == (growth.CopyUp("/three", 10, 0, ""),)
+
+
+def test_process_writes_has_command_lines() -> None:
+    [me] = growth.process_writes([os.getpid(), 2**22 + 1])
+    assert me.pid == os.getpid() and "pytest" in me.command
+    assert me.write_bytes >= 0
+
+
 def test_process_io_skips_processes_that_ended() -> None:
     read, written = growth.process_io([os.getpid(), 2**22 + 1])
     assert read >= 0 and written >= 0
@@ -204,6 +295,12 @@ def test_process_io_skips_processes_that_ended() -> None:
 # --- series files -----------------------------------------------------------------------
 
 SERIES = [_sample(0.0), _sample(1.0, 2 << 20, 0, 2 << 20), _sample(2.0, 5 << 20, 1, 5 << 20)]
+WRITERS = (growth.ProcessIO(7, 'sh -c "dd, then more"', 0, 5 << 20),)
+FULL = [
+    SERIES[0],
+    Sample(1.0, 1e9 + 1, 2 << 20, 2 << 20, 3, 1, 1, 1, 0, 5 << 20, 3 << 20, WRITERS,
+           (growth.CopyUp("/etc/passwd", 82, 7, 'sh -c "dd, then more"'),)),
+]  # fmt: skip
 
 
 def test_csv_has_a_header_and_one_row_per_sample() -> None:
@@ -217,6 +314,21 @@ def test_json_is_a_list_of_objects() -> None:
     items = json.loads(growth.series_json(SERIES))
     assert [list(item) for item in items] == [list(growth.COLUMNS)] * 3
     assert items[2]["copy_ups"] == 1 and items[2]["write_bytes"] == 5 << 20
+
+
+def test_nested_columns_round_trip_through_csv_and_json() -> None:
+    rows = list(csv.DictReader(io.StringIO(growth.series_csv(FULL))))
+    assert list(rows[1]) == list(growth.COLUMNS)
+    assert int(rows[1]["volume_bytes"]) == 3 << 20
+    assert json.loads(rows[1]["processes"]) == [
+        {"pid": 7, "command": 'sh -c "dd, then more"', "read_bytes": 0, "write_bytes": 5 << 20}
+    ]
+    assert json.loads(rows[1]["copy_up_writers"])[0]["path"] == "/etc/passwd"
+    assert json.loads(rows[0]["processes"]) == []
+    items = json.loads(growth.series_json(FULL))
+    assert items[1]["processes"][0]["command"] == 'sh -c "dd, then more"'
+    assert items[1]["copy_up_writers"][0] == {"path": "/etc/passwd", "lower_size": 82, "pid": 7,
+                                              "command": 'sh -c "dd, then more"'}  # fmt: skip
 
 
 def test_write_series_by_extension(tmp_path: Path) -> None:
@@ -268,6 +380,37 @@ def test_terminal_chart_fits_its_width(width: int) -> None:
 def test_terminal_chart_in_ascii() -> None:
     lines = chart.terminal_chart([0, 1], [0, 10], 30, height=2, blocks=chart.ASCII_BLOCKS)
     assert all(line.isascii() for line in lines)
+
+
+def test_terminal_chart_stacks_volumes_and_marks_whiteouts() -> None:
+    times = [0, 1, 2, 3]
+    lines = chart.terminal_chart(times, [0, 4, 4, 4], 28, height=4, stacked=[0, 0, 4, 4], marks=[2])
+    bars = lines[:4]
+    assert "░" in bars[0] and "░" not in bars[-1] and "█" in bars[-1]  # volumes on top of the upper dir
+    [mark_row] = [line for line in lines if line.strip() == "w" * line.strip().count("w") and "w" in line]
+    column = mark_row.index("w")
+    assert bars[0][column] == "░" and bars[0][column - 1] == " "  # where the volume bytes start
+    assert "written to volumes: 4B at most" in lines[-1] and "whiteouts appear" in lines[-1]
+    assert chart.terminal_chart(times, [0, 4, 4, 4], 28, height=4)[-1].split() == ["0s", "3s"]  # no legend
+    ascii_lines = chart.terminal_chart(times, [0, 4, 4, 4], 28, 4, blocks=chart.ASCII_BLOCKS, stacked=[0, 0, 4, 4])
+    assert all(line.isascii() for line in ascii_lines) and ":" in ascii_lines[0]
+
+
+def test_svg_shows_volumes_and_whiteouts() -> None:
+    series = [
+        _sample(0.0),
+        Sample(1.0, 1e9 + 1, 2 << 20, 2 << 20, 3, 0, 1, 1, 0, 5 << 20, 3 << 20),
+        Sample(2.0, 1e9 + 2, 2 << 20, 2 << 20, 3, 0, 1, 2, 0, 5 << 20, 3 << 20),
+    ]
+    root = ET.fromstring(chart.svg_chart(series))
+    texts = [t.text or "" for t in root.iter(SVG + "text")]
+    assert "3.15MB to volumes" in texts
+    assert "1 whiteout" in texts and "2 whiteouts" in texts
+    assert any("written to volumes" in t for t in texts) and any("whiteout count" in t for t in texts)
+    assert len(root.findall(f".//{SVG}polygon")) == 1 and len(root.findall(f".//{SVG}polyline")) == 3
+    assert chart.whiteout_marks(series) == [1, 2]
+    plain = ET.fromstring(chart.svg_chart(SERIES))
+    assert not plain.findall(f".//{SVG}polygon")  # no volumes, no band
 
 
 def test_svg_is_well_formed_with_lines_labels_and_copy_up_marks() -> None:
