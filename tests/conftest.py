@@ -5,6 +5,7 @@ process), even when it fails."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -33,6 +34,19 @@ def kernel_has_lowerdir_plus() -> bool:
     """overlayfs takes one fsconfig("lowerdir+") per layer since Linux 6.8;
     before that, all layers go in one mount(2) string of at most a page."""
     return kernel_at_least(6, 8)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Children get Ctrl-C as a terminal gives it, whoever started the suite.
+
+    A suite started as a background job of a non-interactive shell (`cmd &`,
+    nohup, a CI runner) inherits SIGINT ignored, and so would every process
+    a test starts: `du --watch`, `events`, `stats` and docker-compose, which
+    the tests end with SIGINT as Ctrl-C, then ran on until the test's
+    timeout or their container's end (`du --watch` for 100 s). A handler of
+    ours is reset to the default by exec, so every child starts with it."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
