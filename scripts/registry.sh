@@ -75,7 +75,7 @@ except OSError:
     sys.exit(1)
 " 2>/dev/null; do
         i=$((i + 1))
-        if [ $i -gt 100 ] || ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+        if [ $i -gt 100 ] || ! running "$(cat "$dir/pid")"; then
             say "docker-registry did not start: $(tail -3 "$dir/log")"
             stop "$dir"
             exit 1
@@ -83,6 +83,15 @@ except OSError:
         sleep 0.1
     done
     echo "export REGISTRY=127.0.0.1:$port REGISTRY_DIR=$dir REGISTRY_PID=$(cat "$dir/pid")"
+}
+
+# Whether process $1 still runs: a zombie does not. The registry dies at once
+# on SIGTERM, but as an orphan it is reaped only when the init of the host
+# (or container) gets to it, which can take seconds; kill -0 succeeds on a
+# zombie, and stop waited that out for each registry.
+running() {
+    state=$(sed -n 's/.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "$state" != Z ]
 }
 
 stop() {
@@ -95,7 +104,7 @@ stop() {
         pid=$(cat "$dir/pid")
         kill "$pid" 2>/dev/null || true
         i=0
-        while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+        while running "$pid" && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
         kill -9 "$pid" 2>/dev/null || true
     fi
     rm -rf "$dir"

@@ -5,6 +5,8 @@ process), even when it fails."""
 from __future__ import annotations
 
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -33,6 +35,19 @@ def kernel_has_lowerdir_plus() -> bool:
     """overlayfs takes one fsconfig("lowerdir+") per layer since Linux 6.8;
     before that, all layers go in one mount(2) string of at most a page."""
     return kernel_at_least(6, 8)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Children get Ctrl-C as a terminal gives it, whoever started the suite.
+
+    A suite started as a background job of a non-interactive shell (`cmd &`,
+    nohup, a CI runner) inherits SIGINT ignored, and so would every process
+    a test starts: `du --watch`, `events`, `stats` and docker-compose, which
+    the tests end with SIGINT as Ctrl-C, then ran on until the test's
+    timeout or their container's end (`du --watch` for 100 s). A handler of
+    ours is reset to the default by exec, so every child starts with it."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -118,6 +133,22 @@ def _processes_using(path: Path) -> list[int]:
     return pids
 
 
+def _container_ids(cli: CLI) -> list[str]:
+    """Every container of the store: what `ps -aq --no-trunc` lists, read
+    from the catalog without an interpreter's start for each test; asked of
+    `ps` when the catalog cannot be read (a test broke or removed it)."""
+    if not cli.root.exists():
+        return []
+    try:
+        conn = sqlite3.connect(f"file:{cli.root / 'catalog.db'}?mode=ro", uri=True)
+        try:
+            return [row[0] for row in conn.execute("SELECT id FROM containers")]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return cli("ps", "-aq", "--no-trunc").stdout.decode().split()
+
+
 @pytest.fixture
 def cli(tmp_path: Path) -> Iterator[CLI]:
     """The CLI on a fresh store; afterwards every container is removed and
@@ -127,7 +158,7 @@ def cli(tmp_path: Path) -> Iterator[CLI]:
         pytest.skip("needs root: overlayfs and namespaces")
     c = CLI(tmp_path / "root", tmp_path / "run")
     yield c
-    ids = c("ps", "-aq", "--no-trunc").stdout.decode().split()
+    ids = _container_ids(c)
     if ids:
         c("rm", "-f", *ids)
     leftovers = _processes_using(tmp_path)
@@ -141,10 +172,33 @@ def cli(tmp_path: Path) -> Iterator[CLI]:
     assert not mounts, f"mounts left on the host: {mounts}"
 
 
+@pytest.fixture(scope="session")
+def _bb_store(busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A store holding only busybox imported as bb:1 (made once per session
+    by `import`, as each test made its own before), and the image's ID."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: overlayfs and namespaces")
+    base = tmp_path_factory.mktemp("bb-store")
+    made = CLI(base / "root", base / "run")
+    image = made.ok("import", str(busybox_tar), "bb:1").strip()
+    assert not _processes_using(base) and not _overlay_mounts_under(base)
+    return made.root, image
+
+
 @pytest.fixture
-def bb(cli: CLI, busybox_tar: Path) -> str:
-    """The busybox image imported as bb:1; returns its image ID."""
-    return cli.ok("import", str(busybox_tar), "bb:1").strip()
+def bb(cli: CLI, busybox_tar: Path, _bb_store: tuple[Path, str]) -> str:
+    """The busybox image imported as bb:1; returns its image ID.
+
+    A copy of the session's store with it (cp -a: owners, modes, times,
+    xattrs and busybox's hard links as import left them) when the test's
+    store is not made yet: most tests start so, and an import costs a few
+    tenths of a second each. A store already in use (a service started on
+    it first) gets its own import."""
+    template, image = _bb_store
+    if cli.root.exists():
+        return cli.ok("import", str(busybox_tar), "bb:1").strip()
+    subprocess.run(["cp", "-a", "--", str(template), str(cli.root)], check=True, capture_output=True)
+    return image
 
 
 def static_program(source: Path, out_dir: Path) -> Path:

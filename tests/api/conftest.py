@@ -131,8 +131,12 @@ def stop_service(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def api(cli: CLI, tmp_path: Path) -> Iterator[Api]:
+def api(cli: CLI, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Api]:
     """The Engine API of the cli fixture's store, on tmp_path/docker.sock."""
+    if "bb" in request.fixturenames:
+        # bb:1 in the store before the service opens it: then bb is a copy
+        # of the session's store, not an import into one a service holds.
+        request.getfixturevalue("bb")
     sock = tmp_path / "docker.sock"
     config_dir = tmp_path / "docker-config"
     config_dir.mkdir()

@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 NONE = ("--network", "none")
 
 
@@ -39,6 +41,7 @@ def layer_rows(cli) -> list[str]:
         conn.close()
 
 
+@pytest.mark.slow
 def test_a_hundred_concurrent_detached_runs(cli, bb):
     procs = [spawn(cli, "run", "-d", "--name", f"c{i}", *NONE, "bb:1", "sleep", "300") for i in range(100)]
     results = [finish(p) for p in procs]
@@ -53,6 +56,7 @@ def test_a_hundred_concurrent_detached_runs(cli, bb):
             cli.ok("rm", "-f", *ids)
 
 
+@pytest.mark.slow
 def test_twenty_concurrent_builds_share_their_base(cli, bb, tmp_path):
     procs = []
     for i in range(20):

@@ -141,6 +141,7 @@ def test_containers_find_each_other_by_name_alias_and_short_id(dns):
     assert _lookup(cli, run, "database") == [db_ip]
 
 
+@pytest.mark.slow
 def test_other_networks_and_the_default_bridge_get_no_names(dns):
     cli = dns.cli
     spare = ipaddress.IPv4Network(dns.spare)

@@ -274,6 +274,7 @@ def test_follow_shows_what_happens_after_it_started_and_ctrl_c_ends_it(cli, bb):
             proc.wait()
 
 
+@pytest.mark.slow
 def test_follow_until_a_time_to_come_ends_there(cli, bb):
     start = time.time()
     proc = _spawn_events(cli, "--until", "4s")  # (a duration is back from now: already past)

@@ -12,6 +12,7 @@ containers and the test's outside-world namespace.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -382,6 +383,10 @@ def test_attack_route_localnet_opens_no_loopback_service_of_the_host(ports):
         )
         assert "secret" not in out.stdout and not reached
     finally:
+        # shutdown wakes the accept still waiting (close alone leaves it to
+        # its 8 s timeout): the neighbour's try is over, reached or not.
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
         listener.close()
         thread.join()
         subprocess.run(["ip", "link", "del", veth], capture_output=True)

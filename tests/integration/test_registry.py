@@ -522,6 +522,7 @@ def test_we_pull_what_skopeo_pushed_docker_schema2(cli, registry, tmp_path):
 # -- auth ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_basic_auth_login_push_pull_logout(cli, bb, basic_registry, tmp_path):
     authfile = tmp_path / "auth.json"
     cli.env["REGISTRY_AUTH_FILE"] = str(authfile)

@@ -143,8 +143,6 @@ def test_streaming_json_on_a_pipe_then_ctrl_c_exits_0(cli, bb):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=cli.env,
-        # Started from a non-interactive shell, SIGINT may arrive ignored.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         samples = []
@@ -173,7 +171,6 @@ def test_on_a_terminal_the_table_is_redrawn_until_ctrl_c(cli, bb):
         stdout=terminal,
         stderr=subprocess.PIPE,
         env=cli.env,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     os.close(terminal)
     try:
