@@ -173,12 +173,23 @@ class ContainerStore:
         self.paths = paths
         self.conn = conn
 
-    def create(self, image_id: str, image_name: str, config: ContainerConfig, name: str | None = None) -> Container:
+    def create(
+        self,
+        image_id: str,
+        image_name: str,
+        config: ContainerConfig,
+        name: str | None = None,
+        storage_size: int | None = None,
+    ) -> Container:
         """Make the container's directory (with an empty upper/) and record it.
 
         The directory is made in staging and renamed into place before the
         catalog row exists, so a row always has its directory.
+        `storage_size`: the upper dir's size limit in bytes (None: none).
         """
+        # (Taken, not yet applied: the project ID and its limit come with
+        # the quota work, store/projects.py.)
+        del storage_size
         container_id = os.urandom(32).hex()
         created = now_rfc3339()
         if name is not None:
