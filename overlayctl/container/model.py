@@ -550,8 +550,8 @@ class HostConfig(Record):
         self.ipc_mode = ipc_mode  # --ipc: "" (private), private, shareable, host, none, container:NAME
         self.pid_mode = pid_mode  # --pid: "" (private), host, container:NAME
         self.oom_score_adj = oom_score_adj  # --oom-score-adj
-        # --storage-opt, as given: {"size": "10G"} (Docker's). Only when given
-        # per container: the store's default (storage.json) is not copied here.
+        # --storage-opt as given, {"size": "10G"} (Docker's), or the store's
+        # default size that the container got at create (store/storageopts.py).
         self.storage_opt = storage_opt
 
     @property

@@ -175,11 +175,11 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
 
         check_user_syntax(user)
     host_config = _host_config(opts, store)
-    from overlayctl.store.storageopts import storage_size
+    from overlayctl.store.storageopts import resolve
 
     # Resolved now, from --storage-opt or the store's default, so that a bad
     # storage.json is refused before anything is created.
-    size_limit = storage_size(store.paths, host_config.storage_opt)
+    host_config.storage_opt, size_limit = resolve(store.paths, host_config.storage_opt)
     exposed = _ports(opts, image_cfg, host_config)
     stop_signal, stop_timeout = _stop_config(opts, image_cfg)
     healthcheck = _healthcheck(opts, image_cfg)

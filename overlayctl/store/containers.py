@@ -185,11 +185,14 @@ class ContainerStore:
 
         The directory is made in staging and renamed into place before the
         catalog row exists, so a row always has its directory.
-        `storage_size`: the upper dir's size limit in bytes (None: none).
+
+        With `storage_size` (bytes, --storage-opt size=), the upper and work
+        dirs get a project ID of their own, limited to that size, before
+        they leave staging; a store whose filesystem cannot enforce it is
+        refused first, with nothing made.
         """
-        # (Taken, not yet applied: the project ID and its limit come with
-        # the quota work, store/projects.py.)
-        del storage_size
+        # (The project ID and its limit are the quota work's, store/projects.py:
+        # until it lands, storage_size is taken and not applied.)
         container_id = os.urandom(32).hex()
         created = now_rfc3339()
         if name is not None:

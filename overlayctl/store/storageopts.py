@@ -123,10 +123,21 @@ def parse_config(raw: bytes, path: str) -> StorageConfig:
     return config
 
 
-def storage_size(paths: Paths, storage_opt: dict[str, str] | None) -> int | None:
-    """The size limit in bytes of a container created with ``storage_opt``
-    (its HostConfig.StorageOpt): its own size, else the store's default;
-    None for no limit (0 in either place)."""
-    own = size_of(storage_opt) if storage_opt else None
-    size = own if own is not None else read_config(paths).size
-    return size or None
+def resolve(paths: Paths, storage_opt: dict[str, str] | None) -> tuple[dict[str, str] | None, int | None]:
+    """What a container created with ``storage_opt`` (its --storage-opt,
+    parsed) gets: (the HostConfig.StorageOpt to record, the size limit in
+    bytes or None for none).
+
+    Its own size wins, ``0`` being no limit; else the store's default,
+    recorded as {"size": "<the file's text>"}: Docker leaves StorageOpt
+    null for its daemon's default, but the limit is fixed at create (a
+    later edit of the file changes only later containers), so inspect, and
+    the start that must know whether the container is limited, read it
+    from the container. The file is read even when overridden: a broken
+    one is refused at every create, not only at some."""
+    config = read_config(paths)
+    if storage_opt:
+        return storage_opt, size_of(storage_opt) or None
+    if config.size:
+        return {"size": config.size_text or str(config.size)}, config.size
+    return None, None
