@@ -191,8 +191,6 @@ class ContainerStore:
         they leave staging; a store whose filesystem cannot enforce it is
         refused first, with nothing made.
         """
-        # (The project ID and its limit are the quota work's, store/projects.py:
-        # until it lands, storage_size is taken and not applied.)
         container_id = os.urandom(32).hex()
         created = now_rfc3339()
         if name is not None:
