@@ -11,7 +11,10 @@ development host):
 - `inspect -s`, `ps -s`, `system df -v` and `stats` all show that figure,
   for a container at rest and for one running;
 - `container_sizes` walks no upper dir of a container with a project, and
-  still walks the upper dir of one without (the fallback).
+  still walks the upper dir of one without (the fallback);
+- a project ID the kernel keeps no accounting for (xfs mounted without
+  prjquota, which any kernel mounts: this one runs on the development
+  host too) is walked, and the figure is still du's.
 """
 
 from __future__ import annotations
@@ -42,10 +45,11 @@ WRITES = (
 
 
 @contextmanager
-def _store_on(kind: str, tmp_path: Path, busybox_tar: Path) -> Iterator[CLI]:
-    """A store on a fresh `kind` filesystem with project quotas, with bb:1;
-    every container is removed before the filesystem is unmounted."""
-    with prjquota_fs(kind) as mnt:
+def _store_on(kind: str, tmp_path: Path, busybox_tar: Path, options: str = "prjquota") -> Iterator[CLI]:
+    """A store on a fresh `kind` filesystem mounted with `options` (project
+    quotas), with bb:1; every container is removed before the filesystem
+    is unmounted."""
+    with prjquota_fs(kind, options) as mnt:
         cli = CLI(Path(mnt) / "root", tmp_path / "run")
         try:
             cli.ok("import", str(busybox_tar), "bb:1")
@@ -146,3 +150,19 @@ def test_container_sizes_walks_no_upper_dir_with_a_project(
         assert sizes == {cid: du_bytes(_dirs(cli, cid)[0]) for cid in [*limited, plain]}
         # The work dirs of the limited ones (two directories each) and the plain one's upper dir: no other walk.
         assert sorted(walked) == sorted([str(_dirs(cli, cid)[1]) for cid in limited] + [str(_dirs(cli, plain)[0])])
+
+
+def test_a_project_without_accounting_is_walked(tmp_path: Path, busybox_tar: Path) -> None:
+    from overlayctl.measure import usage
+
+    with _store_on("xfs", tmp_path, busybox_tar, "defaults") as cli:
+        cid = cli.ok("create", "--network", "none", "bb:1", "sh", "-c", WRITES).strip()
+        assert cli.ok("start", "-a", cid) == ""
+        upper, work = _dirs(cli, cid)
+        # xfs keeps project IDs on its inodes whether or not it counts them.
+        quota.set_project(str(upper), 4242)
+        assert quota.project_of(str(upper)) == 4242
+        assert usage._from_quota(str(upper), str(work)) is None
+        size = du_bytes(upper)
+        assert size > 3000 * 1024
+        assert _figures(cli, cid) == dict.fromkeys(("inspect -s", "ps -s", "system df -v", "stats"), size)
