@@ -185,11 +185,6 @@ class ContainerStore:
 
         The directory is made in staging and renamed into place before the
         catalog row exists, so a row always has its directory.
-
-        With `storage_size` (bytes, --storage-opt size=), the upper and work
-        dirs get a project ID of their own, limited to that size, before
-        they leave staging; a store whose filesystem cannot enforce it is
-        refused first, with nothing made.
         """
         container_id = os.urandom(32).hex()
         created = now_rfc3339()
