@@ -57,6 +57,12 @@ class Paths:
         return os.path.join(self.root, "catalog.db")
 
     @property
+    def storage_config(self) -> str:
+        """The store's configuration: the default size limit of containers
+        (store/storageopts.py)."""
+        return os.path.join(self.root, "storage.json")
+
+    @property
     def layers(self) -> str:
         return os.path.join(self.root, "layers")
 

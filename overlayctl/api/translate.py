@@ -58,7 +58,6 @@ _UNSUPPORTED_HOST = (
     "UTSMode",
     "UsernsMode",
     "Cgroup",
-    "StorageOpt",
     "MaskedPaths",
     "ReadonlyPaths",
     "Capabilities",
@@ -411,6 +410,10 @@ def create_options(body: Any, name: str | None, platform: str | None) -> tuple[C
     sysctls = [f"{k}={v}" for k, v in _object(hc.get("Sysctls"), "Sysctls").items()]
     if sysctls:
         host["sysctl"] = sysctls
+    # What the docker CLI makes of --storage-opt: checked as the CLI's are.
+    storage_opt = [f"{k}={v}" for k, v in _object(hc.get("StorageOpt"), "StorageOpt").items()]
+    if storage_opt:
+        host["storage_opt"] = storage_opt
 
     # Mounts, in the CLI's order: -v (Binds are -v a:/b, Config.Volumes -v /path), --mount, --tmpfs.
     binds = _strings(hc.get("Binds"), "Binds")

@@ -59,7 +59,7 @@ _HOST_KEYS = (
     "health_cmd", "health_interval", "health_timeout", "health_retries", "health_start_period",
     "health_start_interval", "no_healthcheck",
     "init", "init_path", "ulimit", "shm_size", "group_add", "sysctl", "ipc", "pid", "oom_score_adj",
-    "cidfile", "pull", "platform",
+    "cidfile", "pull", "platform", "storage_opt",
 )
 
 

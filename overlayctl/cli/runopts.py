@@ -110,6 +110,13 @@ CREATE_OPTIONS = (
     Opt(("--init-path",), "init_path", "value", "the host's init binary for --init (default: tini-static)", "PATH"),
     Opt(("--ulimit",), "ulimit", "multi", "a resource limit: NAME=SOFT[:HARD], e.g. nofile=1024:2048", "NAME=LIMIT"),
     Opt(("--shm-size",), "shm_size", "value", "size of /dev/shm (default 64m)", "BYTES"),
+    Opt(
+        ("--storage-opt",),
+        "storage_opt",
+        "multi",
+        "size=SIZE: limit the container's writable layer (needs project quotas; 0: no limit, over the store's default)",
+        "KEY=VALUE",
+    ),
     Opt(("--group-add",), "group_add", "multi", "an extra group (a name in the image, or a GID)", "GROUP"),
     Opt(("--sysctl",), "sysctl", "multi", "a namespaced sysctl: net.*, kernel.shm*/msg*/sem, fs.mqueue.*",
         "KEY=VALUE"),

@@ -347,6 +347,7 @@ def info(obj: dict, fmt: str | None) -> None:
         f"Images: {data['Images']}",
         f"Server Version: {data['ServerVersion']}",
         f"Storage Driver: {data['Driver']}",
+        *(f" {key}: {value or 'none'}" for key, value in data["DriverStatus"]),
         f"Cgroup Version: {data['CgroupVersion']}",
         f"Kernel Version: {data['KernelVersion']}",
         f"Operating System: {data['OperatingSystem']}",

@@ -483,6 +483,7 @@ class HostConfig(Record):
         "ipc_mode",
         "pid_mode",
         "oom_score_adj",
+        "storage_opt",
     )
 
     def __init__(
@@ -516,6 +517,7 @@ class HostConfig(Record):
         ipc_mode: str = "",
         pid_mode: str = "",
         oom_score_adj: int = 0,
+        storage_opt: dict[str, str] | None = None,
     ) -> None:
         self._init_record()
         self.auto_remove = auto_remove  # --rm
@@ -548,6 +550,9 @@ class HostConfig(Record):
         self.ipc_mode = ipc_mode  # --ipc: "" (private), private, shareable, host, none, container:NAME
         self.pid_mode = pid_mode  # --pid: "" (private), host, container:NAME
         self.oom_score_adj = oom_score_adj  # --oom-score-adj
+        # --storage-opt as given, {"size": "10G"} (Docker's), or the store's
+        # default size that the container got at create (store/storageopts.py).
+        self.storage_opt = storage_opt
 
     @property
     def network(self) -> str:
@@ -596,6 +601,7 @@ HostConfig.FIELDS = (
     _Field("ipc_mode", "IpcMode"),
     _Field("pid_mode", "PidMode"),
     _Field("oom_score_adj", "OomScoreAdj"),
+    _Field("storage_opt", "StorageOpt"),
 )
 
 

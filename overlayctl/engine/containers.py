@@ -175,6 +175,11 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
 
         check_user_syntax(user)
     host_config = _host_config(opts, store)
+    from overlayctl.store.storageopts import resolve
+
+    # Resolved now, from --storage-opt or the store's default, so that a bad
+    # storage.json is refused before anything is created.
+    host_config.storage_opt, size_limit = resolve(store.paths, host_config.storage_opt)
     exposed = _ports(opts, image_cfg, host_config)
     stop_signal, stop_timeout = _stop_config(opts, image_cfg)
     healthcheck = _healthcheck(opts, image_cfg)
@@ -204,11 +209,9 @@ def _create(store: Store, opts: CreateOptions, image: Image) -> Container:
             f"container ID file found, make sure the other container isn't running or delete {cidfile}"
         )
     requests = opts.host.get("mount_requests")
+    container = store.containers.create(image.id, opts.image, config, opts.name, storage_size=size_limit)
     if requests or image_cfg.get("Volumes"):
-        container = store.containers.create(image.id, opts.image, config, opts.name)
         container = _with_volumes(store, container, image, requests or [])
-    else:
-        container = store.containers.create(image.id, opts.image, config, opts.name)
     if cidfile:
         _write_cidfile(store, container, str(cidfile))
     if (host_config.port_bindings or host_config.publish_all_ports) and host_config.network in ("host", "none"):
@@ -365,6 +368,10 @@ def _host_config(opts: CreateOptions, store: Store) -> HostConfig:
 
         hc.resources = parse_limits(*(host.get(k) for k in limit_keys)).to_resources()
         hc.limits = LimitOptions(*(host.get(k) or None for k in limit_keys))
+    if host.get("storage_opt"):
+        from overlayctl.store.storageopts import parse_storage_opts
+
+        hc.storage_opt = parse_storage_opts(list(host["storage_opt"]))
     _dns_config(hc, host)
     if any(host.get(k) for k in _PROCESS_KEYS):
         _process_config(hc, host, store)

@@ -140,6 +140,7 @@ def system_info(store: Store) -> dict[str, Any]:
         "ContainersStopped": len(containers) - running - paused,
         "Images": len(store.images.list()),
         "Driver": "overlay",
+        "DriverStatus": _driver_status(store),
         "DockerRootDir": store.paths.root,
         "KernelVersion": platform.release(),
         "OperatingSystem": _os_name(),
@@ -151,6 +152,21 @@ def system_info(store: Store) -> dict[str, Any]:
         "ServerVersion": __version__,
         "CgroupVersion": "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1",
     }
+
+
+def _driver_status(store: Store) -> list[list[str]]:
+    """Docker's DriverStatus pairs: the store's filesystem, whether it
+    enforces project quotas (what --storage-opt size= needs), and the
+    default size limit of a container (storage.json's; "" when none)."""
+    from overlayctl.runtime import quota
+    from overlayctl.store.storageopts import read_config
+
+    config = read_config(store.paths)
+    return [
+        ["Backing Filesystem", quota.filesystem_of(store.paths.root).fstype],
+        ["Project Quotas", "true" if quota.enforced(store.paths.root) else "false"],
+        ["Default Size Limit", config.size_text if config.size else ""],
+    ]
 
 
 def _os_name() -> str:

@@ -173,7 +173,14 @@ class ContainerStore:
         self.paths = paths
         self.conn = conn
 
-    def create(self, image_id: str, image_name: str, config: ContainerConfig, name: str | None = None) -> Container:
+    def create(
+        self,
+        image_id: str,
+        image_name: str,
+        config: ContainerConfig,
+        name: str | None = None,
+        storage_size: int | None = None,
+    ) -> Container:
         """Make the container's directory (with an empty upper/) and record it.
 
         The directory is made in staging and renamed into place before the

@@ -36,6 +36,7 @@ RUN_PATH = (
     "overlayctl.container.teardown", "overlayctl.container.model",
     "overlayctl.store", "overlayctl.store.store", "overlayctl.store.catalog", "overlayctl.store.containers",
     "overlayctl.store.images", "overlayctl.store.layers", "overlayctl.store.staging", "overlayctl.store.events",
+    "overlayctl.store.storageopts",
     "overlayctl.runtime", "overlayctl.runtime.spec", "overlayctl.runtime.overlay", "overlayctl.runtime.syscalls",
     "overlayctl.runtime.capabilities", "overlayctl.runtime.seccompcache", "overlayctl.runtime.init",
     "overlayctl.runtime.mountplan",

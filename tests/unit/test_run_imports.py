@@ -58,6 +58,7 @@ RUN_PATH_OVERLAYCTL = {
     "overlayctl.store", "overlayctl.store.store", "overlayctl.store.catalog", "overlayctl.store.containers",
     "overlayctl.store.images", "overlayctl.store.layers", "overlayctl.store.staging",
     "overlayctl.store.events",  # (~0.14 ms) create, start, die and destroy are recorded as they happen
+    "overlayctl.store.storageopts",  # every create reads the store's default size limit (storage.json)
     "overlayctl.runtime", "overlayctl.runtime.spec", "overlayctl.runtime.overlay", "overlayctl.runtime.syscalls",
     "overlayctl.runtime.capabilities", "overlayctl.runtime.seccompcache", "overlayctl.runtime.init",
     "overlayctl.runtime.mountplan", "overlayctl.runtime._kernel",
