@@ -7,7 +7,7 @@ import os
 from overlayctl.paths import Paths
 from overlayctl.runtime.overlay import MAX_LAYERS, OverlayLayout
 from overlayctl.store import catalog
-from overlayctl.store.containers import Container, ContainerStore
+from overlayctl.store.containers import Container, ContainerStore, recorded_size
 from overlayctl.store.images import Image, ImageStore
 from overlayctl.store.layers import LayerStore
 
@@ -93,7 +93,8 @@ class Store:
             # (An image at the kernel's limit goes without: its mount targets
             # are then made in the upper dir.)
             lowerdirs = (self.init_layer(),) + lowerdirs
-        return OverlayLayout(lowerdirs, self.paths.upper(container.id), self.paths.work(container.id))
+        upper, work = self.paths.upper(container.id), self.paths.work(container.id)
+        return OverlayLayout(lowerdirs, upper, work, limited=recorded_size(container.config) is not None)
 
     def init_layer(self) -> str:
         """The shared init layer's directory, made on first use (staged, then
