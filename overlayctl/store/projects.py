@@ -48,14 +48,15 @@ def ids_on_disk(paths: Paths) -> dict[int, list[str]]:
         for name in names:
             for sub in TAGGED:
                 path = os.path.join(top, name, sub)
-                project = _project(path)
+                project = project_in(path)
                 if project:
                     found.setdefault(project, []).append(path)
     return found
 
 
-def _project(path: str) -> int:
-    # Gone (a removal at work), or a filesystem without project IDs: none.
+def project_in(path: str) -> int:
+    """The project ID ``path`` carries; 0 where it is gone (a removal at
+    work) or its filesystem has no project IDs."""
     try:
         return quota.project_of(path)
     except (OSError, KernelError):
@@ -71,12 +72,41 @@ def allocate(paths: Paths, directories: list[str]) -> int:
     filesystem). Both are asked under the lock, which is held until the
     directories carry the ID."""
     with exclusive(paths.projects_lock, "the project IDs"):
-        taken = ids_on_disk(paths)
-        project = BASE
-        while project in taken or quota.usage(paths.root, project).inodes:
-            project += 1
-            if project > LAST:
-                raise StoreError("no free project ID is left on the store's filesystem")
+        project = _lowest_free(paths)
         for directory in directories:
             quota.set_project(directory, project)
     return project
+
+
+def retag(paths: Paths, trees: list[str]) -> int:
+    """Give the directories ``trees`` and everything in them a free project
+    ID of their own (fsck's repair of a container whose upper dir lost its
+    ID or shares one); the ID. Directories and regular files move to it,
+    their blocks with them; symlinks and device nodes (whiteouts), which
+    cannot be opened to be tagged and hold no blocks, keep theirs."""
+    with exclusive(paths.projects_lock, "the project IDs"):
+        project = _lowest_free(paths)
+        for tree in trees:
+            if os.path.isdir(tree):
+                _tag_tree(tree, project)
+    return project
+
+
+def _lowest_free(paths: Paths) -> int:
+    taken = ids_on_disk(paths)
+    project = BASE
+    while project in taken or quota.usage(paths.root, project).inodes:
+        project += 1
+        if project > LAST:
+            raise StoreError("no free project ID is left on the store's filesystem")
+    return project
+
+
+def _tag_tree(top: str, project: int) -> None:
+    # Parents first: what is made meanwhile below a tagged directory inherits.
+    quota.set_project(top, project)
+    for entry in os.scandir(top):
+        if entry.is_dir(follow_symlinks=False):
+            _tag_tree(entry.path, project)
+        elif entry.is_file(follow_symlinks=False):
+            quota.set_project(entry.path, project)
