@@ -29,10 +29,11 @@ _MKFS = {
 
 
 @contextmanager
-def prjquota_fs(kind: str) -> Iterator[str]:
-    """A fresh `kind` ("ext4" or "xfs") filesystem mounted with -o prjquota;
-    its mount point. Skips the test, naming what failed, where this host
-    cannot make or mount one."""
+def prjquota_fs(kind: str, options: str = "prjquota") -> Iterator[str]:
+    """A fresh `kind` ("ext4" or "xfs") filesystem mounted with -o prjquota
+    (or `options`: "defaults" gives an xfs with project IDs on every inode
+    but no accounting, which any kernel mounts); its mount point. Skips
+    the test, naming what failed, where this host cannot make or mount one."""
     if os.geteuid() != 0:
         pytest.skip("needs root: loop devices and mounts")
     tool = _MKFS[kind][0]
@@ -49,9 +50,9 @@ def prjquota_fs(kind: str) -> Iterator[str]:
             f.truncate(SIZE_MB << 20)
         _run([*_MKFS[kind], image], f"{tool} {image}")
         loop = _run(["losetup", "--find", "--show", image], "losetup").strip()
-        result = subprocess.run(["mount", "-t", kind, "-o", "prjquota", loop, mnt], capture_output=True, text=True)
+        result = subprocess.run(["mount", "-t", kind, "-o", options, loop, mnt], capture_output=True, text=True)
         if result.returncode != 0:
-            pytest.skip(f"this kernel cannot mount {kind} with -o prjquota: {_said(result, loop)}")
+            pytest.skip(f"this kernel cannot mount {kind} with -o {options}: {_said(result, loop)}")
         mounted = True
         yield mnt
     finally:

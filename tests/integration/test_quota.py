@@ -186,6 +186,42 @@ def test_copy_up_of_an_image_file_is_charged(qcli, tmp_path):
     assert quota.usage(str(qcli.root), project_of(qcli, "cu")).bytes >= 6 * MiB
 
 
+def test_copy_up_within_the_project_on_any_kernel(cli, tmp_path, busybox_tar):
+    """The part that needs no quota accounting, so it runs where quotas
+    cannot (this host): on xfs, whose inodes always carry a project ID, a
+    sized container's upper and work dirs share one, and a copy-up (made
+    in work/, renamed into upper/: EXDEV between two projects) works and
+    lands in it. Only the accounting calls are stood in for: the
+    filesystem "can" (why_not), charges nothing (usage), limits nothing."""
+    with prjquota_fs("xfs", "defaults") as mnt:
+        c = CLI(Path(mnt) / "root", tmp_path / "run")
+        c.ok("import", str(busybox_tar), "bb:1")
+        argv = sized_argv(c, "10m", "--name", "qq", *NONE, "bb:1", "sh", "-c", "echo hi >> /etc/passwd && echo up")
+        stub = (
+            "import sys\nfrom overlayctl.runtime import quota\n"
+            "quota.why_not = lambda path: None\n"
+            "quota.usage = lambda path, project: quota.ProjectUsage(0, 0, 0)\n"
+            "quota.set_limit = lambda path, project, limit: None\n"
+        )
+        if argv[1] == "-c":
+            argv[2] = stub + argv[2]
+        else:  # the CLI's own option: `python -m overlayctl ARGS`, stub first
+            run = "import runpy; runpy.run_module('overlayctl', run_name='__main__')"
+            argv = [argv[0], "-c", stub + run, *argv[3:]]
+        try:
+            made = subprocess.run(argv, capture_output=True, env=c.env, timeout=60)
+            assert made.returncode == 0, made.stderr.decode()
+            out = c("start", "-a", "qq", timeout=60)
+            assert out.returncode == 0, out.stderr.decode()
+            upper = c.root / "containers" / container_id(c, "qq") / "upper"
+            project = quota.project_of(str(upper))
+            assert project == projects.BASE
+            assert quota.project_of(str(upper / "etc" / "passwd")) == project
+            assert (upper / "etc" / "passwd").read_text().endswith("hi\n")
+        finally:
+            c("rm", "-f", "qq")
+
+
 # -- IDs taken and freed with the container ----------------------------------------------
 
 
