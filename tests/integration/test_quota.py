@@ -53,10 +53,36 @@ def create(self, image_id, image_name, config, name=None, storage_size=None):
     return original(self, image_id, image_name, config, name, storage_size=parse_size(text, "--storage-opt size"))
 
 ContainerStore.create = create
+"""
+_RUN_CLI = """
+import sys
 from overlayctl.cli import main
 sys.argv[0] = "overlayctl"
 main()
 """
+
+# For the parts that need no quota accounting, run where quotas cannot
+# (this host): on xfs, whose inodes carry project IDs whatever the mount
+# options, with only the accounting calls stood in for. The filesystem
+# "can" (why_not), charges nothing (usage: allocation goes by the IDs the
+# store's directories carry) and keeps no limit (set_limit), reporting the
+# one every container of these tests is given (10m).
+_NO_ACCOUNTING = """
+from overlayctl.runtime import quota
+quota.why_not = lambda path: None
+quota.usage = lambda path, project: quota.ProjectUsage(0, 0, 10 << 20)
+quota.set_limit = lambda path, project, limit: None
+"""
+
+
+class NoAccountingCLI(CLI):
+    """The CLI with the quota accounting stood in for (_NO_ACCOUNTING)."""
+
+    prelude = _NO_ACCOUNTING
+
+    def argv(self, *args: str) -> list[str]:
+        base = super().argv(*args)  # python -m overlayctl ARGS
+        return [base[0], "-c", self.prelude + _RUN_CLI, *base[3:]]
 
 
 def _cli_has_storage_opt(cli: CLI) -> bool:
@@ -67,8 +93,8 @@ def sized_argv(cli: CLI, size: str, *args: str) -> list[str]:
     """The argv of `create --storage-opt size=SIZE ARGS...`."""
     if _cli_has_storage_opt(cli):
         return cli.argv("create", "--storage-opt", f"size={size}", *args)
-    base = cli.argv()
-    return [sys.executable, "-c", _WITH_SIZE, size, *base[3:], "create", *args]
+    base = CLI.argv(cli, "create", *args)  # python -m overlayctl ARGS
+    return [sys.executable, "-c", getattr(cli, "prelude", "") + _WITH_SIZE + _RUN_CLI, size, *base[3:]]
 
 
 def create_sized(cli: CLI, size: str, *args: str) -> subprocess.CompletedProcess:
@@ -101,7 +127,12 @@ def qcli(request, tmp_path: Path, busybox_tar: Path) -> Iterator[CLI]:
 
 def ids_in_use(cli: CLI, up_to: int = 64) -> list[int]:
     """The project IDs from projects.BASE that the kernel charges inodes
-    to on the store's filesystem (what is really in use, whoever holds it)."""
+    to on the store's filesystem (what is really in use, whoever holds it);
+    without accounting, the IDs the store's directories carry."""
+    if isinstance(cli, NoAccountingCLI):
+        from overlayctl.paths import Paths
+
+        return sorted(projects.ids_on_disk(Paths(str(cli.root), str(cli.runroot))))
     root = str(cli.root)
     return [p for p in range(projects.BASE, projects.BASE + up_to) if quota.usage(root, p).inodes]
 
@@ -186,40 +217,34 @@ def test_copy_up_of_an_image_file_is_charged(qcli, tmp_path):
     assert quota.usage(str(qcli.root), project_of(qcli, "cu")).bytes >= 6 * MiB
 
 
-def test_copy_up_within_the_project_on_any_kernel(cli, tmp_path, busybox_tar):
-    """The part that needs no quota accounting, so it runs where quotas
-    cannot (this host): on xfs, whose inodes always carry a project ID, a
-    sized container's upper and work dirs share one, and a copy-up (made
-    in work/, renamed into upper/: EXDEV between two projects) works and
-    lands in it. Only the accounting calls are stood in for: the
-    filesystem "can" (why_not), charges nothing (usage), limits nothing."""
+@pytest.fixture
+def xfs_cli(tmp_path: Path, busybox_tar: Path) -> Iterator[CLI]:
+    """A NoAccountingCLI on an xfs mounted without quotas, with bb:1."""
     with prjquota_fs("xfs", "defaults") as mnt:
-        c = CLI(Path(mnt) / "root", tmp_path / "run")
-        c.ok("import", str(busybox_tar), "bb:1")
-        argv = sized_argv(c, "10m", "--name", "qq", *NONE, "bb:1", "sh", "-c", "echo hi >> /etc/passwd && echo up")
-        stub = (
-            "import sys\nfrom overlayctl.runtime import quota\n"
-            "quota.why_not = lambda path: None\n"
-            "quota.usage = lambda path, project: quota.ProjectUsage(0, 0, 0)\n"
-            "quota.set_limit = lambda path, project, limit: None\n"
-        )
-        if argv[1] == "-c":
-            argv[2] = stub + argv[2]
-        else:  # the CLI's own option: `python -m overlayctl ARGS`, stub first
-            run = "import runpy; runpy.run_module('overlayctl', run_name='__main__')"
-            argv = [argv[0], "-c", stub + run, *argv[3:]]
+        c = NoAccountingCLI(Path(mnt) / "root", tmp_path / "run")
+        c.env["OVERLAYCTL_FSCK_GRACE"] = "0"
         try:
-            made = subprocess.run(argv, capture_output=True, env=c.env, timeout=60)
-            assert made.returncode == 0, made.stderr.decode()
-            out = c("start", "-a", "qq", timeout=60)
-            assert out.returncode == 0, out.stderr.decode()
-            upper = c.root / "containers" / container_id(c, "qq") / "upper"
-            project = quota.project_of(str(upper))
-            assert project == projects.BASE
-            assert quota.project_of(str(upper / "etc" / "passwd")) == project
-            assert (upper / "etc" / "passwd").read_text().endswith("hi\n")
+            c.ok("import", str(busybox_tar), "bb:1")
+            yield c
         finally:
-            c("rm", "-f", "qq")
+            ids = c("ps", "-aq", "--no-trunc").stdout.decode().split()
+            if ids:
+                c("rm", "-f", *ids)
+
+
+def test_copy_up_within_the_project_on_any_kernel(xfs_cli):
+    """A sized container's upper and work dirs share its ID, so a copy-up
+    (made in work/, renamed into upper/: EXDEV between two projects) works
+    and lands in the project."""
+    made = create_sized(xfs_cli, "10m", "--name", "qq", *NONE, "bb:1", "sh", "-c", "echo hi >> /etc/passwd")
+    assert made.returncode == 0, made.stderr.decode()
+    out = xfs_cli("start", "-a", "qq", timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    upper = xfs_cli.root / "containers" / container_id(xfs_cli, "qq") / "upper"
+    project = quota.project_of(str(upper))
+    assert project == projects.BASE
+    assert quota.project_of(str(upper / "etc" / "passwd")) == project
+    assert (upper / "etc" / "passwd").read_text().endswith("hi\n")
 
 
 # -- IDs taken and freed with the container ----------------------------------------------
@@ -293,13 +318,26 @@ def assert_ids_exact(cli: CLI, what: str) -> None:
 
 
 def test_kill_during_create_and_rm_loses_and_doubles_no_id(qcli):
+    exercise_kills(qcli)
+
+
+def test_kill_during_create_and_rm_on_any_kernel(xfs_cli):
+    """The same kills where only the directories' IDs can be counted."""
+    exercise_kills(xfs_cli)
+
+
+def exercise_kills(qcli: CLI) -> None:
+    """create and rm killed at each of their fault points, each kill
+    followed by the repair and the count of the IDs in use."""
     create_sized(qcli, "10m", "--name", "keep", *NONE, "bb:1", "true").check_returncode()
     for n, point in enumerate(CREATE_POINTS):
         killed_at(qcli, sized_argv(qcli, "10m", "--name", f"k{n}", *NONE, "bb:1", "true"), point)
-        assert_ids_exact(qcli, f"create killed at {point}")
-        # The next create works and gets an ID of its own.
+        # The next create, before any repair, works and gets an ID of its
+        # own: not the one the killed create's leftover still holds.
         create_sized(qcli, "10m", "--name", f"after{n}", *NONE, "bb:1", "true").check_returncode()
-        assert_ids_exact(qcli, f"create after the kill at {point}")
+        report = qcli("system", "fsck").stdout.decode()
+        assert "project ID shared" not in report, (point, report)
+        assert_ids_exact(qcli, f"create killed at {point}, and one more")
     for n, point in enumerate(RM_POINTS):
         name = f"r{n}"
         create_sized(qcli, "10m", "--name", name, *NONE, "bb:1", "sh", "-c", "echo x > /x").check_returncode()
