@@ -186,12 +186,12 @@ class ContainerStore:
         The directory is made in staging and renamed into place before the
         catalog row exists, so a row always has its directory.
 
-        With `storage_size` (bytes, --storage-opt size=), the upper and work
-        dirs get a project ID of their own, limited to that size, before
-        they leave staging; a store whose filesystem cannot enforce it is
-        refused first, with nothing made.
+        With `storage_size` (bytes, --storage-opt size=; 0 or None: no
+        limit, as Docker), the upper and work dirs get a project ID of their
+        own, limited to that size, before they leave staging; a store whose
+        filesystem cannot enforce it is refused first, with nothing made.
         """
-        if storage_size is not None:
+        if storage_size:
             refuse_storage_size(self.paths.root, config)
         container_id = os.urandom(32).hex()
         created = now_rfc3339()
@@ -203,7 +203,7 @@ class ContainerStore:
             # work/ is made at start: an idle created container costs only
             # its own directory and an empty upper/ (8 KiB on ext4).
             os.mkdir(os.path.join(stage, "upper"), 0o755)
-            if storage_size is not None:
+            if storage_size:
                 _limit_staged(self.paths, stage, storage_size)
             faults.point("container-staged")
             os.rename(stage, self.paths.container_dir(container_id))
@@ -492,6 +492,17 @@ def recorded_size(config: ContainerConfig) -> str | None:
         options = host.extra.get("StorageOpt")
     size = options.get("size") if isinstance(options, dict) else None
     return str(size) if size else None
+
+
+def has_size_limit(config: ContainerConfig) -> bool:
+    """Whether the container was created with a size limit (a recorded
+    size that is not zero: size=0 is none, as Docker). Read on every
+    start, so without the size parser: a nonzero digit before any exponent."""
+    text = recorded_size(config)
+    if text is None:
+        return False
+    mantissa = text.strip().lower().split("e", 1)[0]
+    return any(c in "123456789" for c in mantissa)
 
 
 def refuse_storage_size(root: str, config: ContainerConfig) -> None:

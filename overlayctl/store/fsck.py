@@ -443,9 +443,11 @@ def _sized(store: Store, container_id: str, name: str, size: str, reason: str | 
     upper, work = store.paths.upper(container_id), store.paths.work(container_id)
     if not os.path.isdir(upper):
         return []  # reported as missing
+    limit = parse_size(size, "--storage-opt size")
+    if not limit:
+        return []  # size=0: no limit, no project (as Docker)
     if reason is not None:
         return [Finding("size limit not enforced", name, f"--storage-opt size={size}, but {reason}")]
-    limit = parse_size(size, "--storage-opt size")
     project = projects.project_in(upper)
     running = store.containers.is_running(container_id)
     if not project or (os.path.isdir(work) and projects.project_in(work) != project):

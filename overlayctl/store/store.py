@@ -7,7 +7,7 @@ import os
 from overlayctl.paths import Paths
 from overlayctl.runtime.overlay import MAX_LAYERS, OverlayLayout
 from overlayctl.store import catalog
-from overlayctl.store.containers import Container, ContainerStore, recorded_size
+from overlayctl.store.containers import Container, ContainerStore, has_size_limit
 from overlayctl.store.images import Image, ImageStore
 from overlayctl.store.layers import LayerStore
 
@@ -94,7 +94,7 @@ class Store:
             # are then made in the upper dir.)
             lowerdirs = (self.init_layer(),) + lowerdirs
         upper, work = self.paths.upper(container.id), self.paths.work(container.id)
-        return OverlayLayout(lowerdirs, upper, work, limited=recorded_size(container.config) is not None)
+        return OverlayLayout(lowerdirs, upper, work, limited=has_size_limit(container.config))
 
     def init_layer(self) -> str:
         """The shared init layer's directory, made on first use (staged, then

@@ -15,7 +15,7 @@ from overlayctl.paths import Paths
 from overlayctl.runtime import mountplan, quota
 from overlayctl.runtime.overlay import OverlayLayout
 from overlayctl.store import Store
-from overlayctl.store.containers import recorded_size
+from overlayctl.store.containers import has_size_limit, recorded_size
 
 IMAGE_ID = "sha256:" + "cd" * 32
 
@@ -43,6 +43,14 @@ def test_recorded_size_is_the_text_as_given():
     # Kept through a round trip of the stored document.
     again = ContainerConfig.from_json(config({"size": "10m"}).to_json())
     assert again.to_json()["HostConfig"]["StorageOpt"] == {"size": "10m"}
+
+
+def test_size_zero_is_no_limit():
+    for text in ("10m", "1", "0.5g", "1e3", "100 MiB"):
+        assert has_size_limit(config({"size": text})), text
+    for text in ("0", "0m", "0.0g", "0 MiB", "00"):
+        assert not has_size_limit(config({"size": text})), text
+    assert not has_size_limit(config())
 
 
 def test_only_a_sized_container_gets_a_limited_layout():
