@@ -418,7 +418,9 @@ class ContainerStore:
         """`stop` and `kill` say so before they signal: the supervisor then
         does not restart the container, whatever its policy."""
         with transaction(self.conn):
-            self.conn.execute("UPDATE containers SET manually_stopped = ? WHERE id = ?", (int(stopped), container_id))
+            self.conn.execute(
+                "UPDATE containers SET manually_stopped = ? WHERE id = ?", (int(stopped), container_id)
+            )
 
     def claim_start(self, container_id: str) -> Container:
         """Check a container can be started (refuse one that is running or
@@ -428,7 +430,9 @@ class ContainerStore:
         if container.status == RUNNING:
             raise ConflictError(f'container "{container.name}" is already running')
         if container.status == RESTARTING:
-            raise ConflictError(f'container "{container.name}" is restarting (its restart policy); stop it first')
+            raise ConflictError(
+                f'container "{container.name}" is restarting (its restart policy); stop it first'
+            )
         if container.restart_count or container.manually_stopped:
             with transaction(self.conn):
                 self.conn.execute(
