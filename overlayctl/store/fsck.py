@@ -402,14 +402,17 @@ def _projects(store: Store) -> list[Finding]:
     from overlayctl.store import projects
 
     out: list[Finding] = []
-    names = {row[0]: row[1] for row in store.conn.execute("SELECT id, name FROM containers")}
+    rows = store.conn.execute("SELECT id, name FROM containers ORDER BY created, name").fetchall()
+    names = {row[0]: row[1] for row in rows}
+    order = {row[0]: n for n, row in enumerate(rows)}
     for project, dirs in sorted(projects.ids_on_disk(store.paths).items()):
-        owners = sorted({os.path.dirname(d) for d in dirs})
+        owners = {os.path.basename(os.path.dirname(d)): os.path.dirname(d) for d in dirs}
         if len(owners) < 2:
             continue
-        placed = [os.path.basename(o) for o in owners if os.path.basename(o) in names]
-        shown = ", ".join(names.get(os.path.basename(o), o) for o in owners)
-        # The repair gives every container but the first a new ID of its
+        # Containers oldest first, then directories no container row names.
+        placed = sorted((o for o in owners if o in names), key=order.__getitem__)
+        shown = ", ".join([names[o] for o in placed] + sorted(p for o, p in owners.items() if o not in names))
+        # The repair gives every container but the oldest a new ID of its
         # own (with its limit); a staged or orphan directory is removed by
         # its own repair.
         later = [c for c in placed[1:] if not store.containers.is_running(c)]
