@@ -144,7 +144,7 @@ def usage(path: str, project_id: int) -> ProjectUsage:
             return ProjectUsage(0, 0, 0)
         raise
     fields = _FS_DISK_QUOTA.unpack(buffer)
-    hard, bcount, icount = fields[5], fields[8], fields[9]
+    hard, bcount, icount = fields[4], fields[8], fields[9]  # d_blk_hardlimit, d_bcount, d_icount
     return ProjectUsage(bcount * _BB, icount, hard * _BB)
 
 
