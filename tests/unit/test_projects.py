@@ -104,3 +104,26 @@ def test_create_with_a_size_refused_first_where_quotas_cannot(store):
     assert os.listdir(store.paths.containers) == []
     assert os.listdir(store.paths.tmp) == []
     assert store.containers.ids() == set()
+
+
+def _effective() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+
+
+def test_without_effective_drops_the_capability_and_gives_it_back():
+    """What the kernel records of the caller lacks the capability inside
+    the block (CAP_NET_RAW here: this host's bounding set may lack
+    CAP_SYS_RESOURCE), and has it again after; one it lacked stays out."""
+    from overlayctl.runtime.capabilities import without_effective
+
+    net_raw = 1 << 13
+    if not _effective() & net_raw:
+        pytest.skip("needs CAP_NET_RAW in the effective set")
+    before = _effective()
+    with without_effective("net_raw"):
+        assert _effective() == before & ~net_raw
+    assert _effective() == before
+    with without_effective("net_raw"), without_effective("net_raw"):
+        assert _effective() == before & ~net_raw
+    assert _effective() == before
