@@ -192,7 +192,7 @@ class ContainerStore:
         filesystem cannot enforce it is refused first, with nothing made.
         """
         if storage_size:
-            refuse_storage_size(self.paths.root, config)
+            refuse_storage_size(self.paths.root, recorded_size(config) or str(storage_size))
         container_id = os.urandom(32).hex()
         created = now_rfc3339()
         if name is not None:
@@ -509,7 +509,7 @@ def has_size_limit(config: ContainerConfig) -> bool:
     return any(c in "123456789" for c in mantissa)
 
 
-def refuse_storage_size(root: str, config: ContainerConfig) -> None:
+def refuse_storage_size(root: str, size: str) -> None:
     """One line, before anything is made, when the store's filesystem
     cannot enforce a size limit: the option as given and why not."""
     from overlayctl.errors import StoreError
@@ -517,7 +517,7 @@ def refuse_storage_size(root: str, config: ContainerConfig) -> None:
 
     reason = quota.why_not(root)
     if reason is not None:
-        raise StoreError(f"--storage-opt size={recorded_size(config) or '...'}: {reason}")
+        raise StoreError(f"--storage-opt size={size}: {reason}")
 
 
 def _limit_staged(paths: Paths, stage: str, size: int) -> None:
