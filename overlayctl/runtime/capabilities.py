@@ -67,33 +67,6 @@ def drop_to(keep: tuple[str, ...] | None = DEFAULT_CAPABILITIES) -> None:
     limit_sets(keep)
 
 
-class without_effective:  # noqa: N801 - used like a function: `with without_effective("sys_resource"):`
-    """The capability `name` out of the effective set for the block, and
-    back in after it if it was there (it stays permitted throughout).
-
-    What the kernel records of our credentials meanwhile keeps it out:
-    an overlay made in the block writes to its upper dir without it."""
-
-    def __init__(self, name: str) -> None:
-        import _prctl
-
-        self.cap = getattr(_prctl, "CAP_" + name.upper())
-        self.had = False
-
-    def __enter__(self) -> None:
-        import _prctl
-
-        self.had = bool(_prctl.get_caps([self.cap], [], [])[_prctl.CAP_EFFECTIVE][self.cap])
-        if self.had:
-            _prctl.set_caps([], [], [], [self.cap], [], [])
-
-    def __exit__(self, *exc: object) -> None:
-        import _prctl
-
-        if self.had:
-            _prctl.set_caps([self.cap], [], [], [], [], [])
-
-
 def _numbers(names: tuple[str, ...]) -> set[int]:
     import _prctl
 

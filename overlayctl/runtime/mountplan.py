@@ -64,21 +64,6 @@ class OverlayMount(MountOp):
 
     def execute(self, root: str) -> None:
         check_layer_count(self.layout)
-        if self.layout.limited:
-            # overlayfs writes to the upper dir with the credentials of
-            # whoever made the mount (taken at FSCONFIG_CMD_CREATE, or in
-            # mount(2)), and on ext4 a holder of CAP_SYS_RESOURCE writes
-            # past any quota: made without it, the size limit binds every
-            # write through the overlay, a container root's too. (xfs
-            # grants no such bypass.)
-            from overlayctl.runtime.capabilities import without_effective
-
-            with without_effective("sys_resource"):
-                self._mount(root)
-        else:
-            self._mount(root)
-
-    def _mount(self, root: str) -> None:
         if self.api == "new":
             if _mount_new_api(self.layout, root, self.nodev):
                 return

@@ -25,9 +25,9 @@ MAX_LAYERS = 500  # OVL_MAX_STACK in fs/overlayfs/params.h
 class OverlayLayout:
     """What the store gives the runtime: directories only, never a mount."""
 
-    __slots__ = ("lowerdirs", "upperdir", "workdir", "limited")
+    __slots__ = ("lowerdirs", "upperdir", "workdir")
 
-    def __init__(self, lowerdirs: tuple[str, ...], upperdir: str, workdir: str, limited: bool = False) -> None:
+    def __init__(self, lowerdirs: tuple[str, ...], upperdir: str, workdir: str) -> None:
         # Topmost first, as overlayfs orders them, each directory once.
         # Layers are stored once by content, so an image can hold the same
         # layer twice (two RUN steps that change nothing, say); overlayfs
@@ -37,24 +37,15 @@ class OverlayLayout:
         self.lowerdirs = tuple(dict.fromkeys(lowerdirs))
         self.upperdir = upperdir
         self.workdir = workdir
-        # The upper dir has a size limit (a project quota): the overlay is
-        # then made without CAP_SYS_RESOURCE, which on ext4 would let every
-        # write through it past the limit (see mountplan.OverlayMount).
-        self.limited = limited
 
     def __repr__(self) -> str:
-        limited = ", limited=True" if self.limited else ""
-        return (
-            f"OverlayLayout(lowerdirs={self.lowerdirs!r}, upperdir={self.upperdir!r}, "
-            f"workdir={self.workdir!r}{limited})"
-        )
+        return f"OverlayLayout(lowerdirs={self.lowerdirs!r}, upperdir={self.upperdir!r}, workdir={self.workdir!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, OverlayLayout) and (self.lowerdirs, self.upperdir, self.workdir, self.limited) == (
+        return isinstance(other, OverlayLayout) and (self.lowerdirs, self.upperdir, self.workdir) == (
             other.lowerdirs,
             other.upperdir,
             other.workdir,
-            other.limited,
         )
 
 

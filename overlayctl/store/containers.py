@@ -498,17 +498,6 @@ def recorded_size(config: ContainerConfig) -> str | None:
     return str(size) if size else None
 
 
-def has_size_limit(config: ContainerConfig) -> bool:
-    """Whether the container was created with a size limit (a recorded
-    size that is not zero: size=0 is none, as Docker). Read on every
-    start, so without the size parser: a nonzero digit before any exponent."""
-    text = recorded_size(config)
-    if text is None:
-        return False
-    mantissa = text.strip().lower().split("e", 1)[0]
-    return any(c in "123456789" for c in mantissa)
-
-
 def refuse_storage_size(root: str, size: str) -> None:
     """One line, before anything is made, when the store's filesystem
     cannot enforce a size limit: the option as given and why not."""

@@ -7,7 +7,7 @@ import os
 from overlayctl.paths import Paths
 from overlayctl.runtime.overlay import MAX_LAYERS, OverlayLayout
 from overlayctl.store import catalog
-from overlayctl.store.containers import Container, ContainerStore, has_size_limit
+from overlayctl.store.containers import Container, ContainerStore
 from overlayctl.store.images import Image, ImageStore
 from overlayctl.store.layers import LayerStore
 
@@ -93,8 +93,7 @@ class Store:
             # (An image at the kernel's limit goes without: its mount targets
             # are then made in the upper dir.)
             lowerdirs = (self.init_layer(),) + lowerdirs
-        upper, work = self.paths.upper(container.id), self.paths.work(container.id)
-        return OverlayLayout(lowerdirs, upper, work, limited=has_size_limit(container.config))
+        return OverlayLayout(lowerdirs, self.paths.upper(container.id), self.paths.work(container.id))
 
     def init_layer(self) -> str:
         """The shared init layer's directory, made on first use (staged, then

@@ -1,6 +1,5 @@
 """The store's side of size limits that needs no quota-enabled kernel: what
-the config records, which layouts are made without CAP_SYS_RESOURCE, and a
-create refused before anything is made. (The kernel's side:
+the config records, and a create refused before anything is made. (The kernel's side:
 tests/integration/test_quota.py.)"""
 
 from __future__ import annotations
@@ -12,10 +11,9 @@ import pytest
 from overlayctl.container.model import ContainerConfig
 from overlayctl.errors import StoreError
 from overlayctl.paths import Paths
-from overlayctl.runtime import mountplan, quota
-from overlayctl.runtime.overlay import OverlayLayout
+from overlayctl.runtime import quota
 from overlayctl.store import Store
-from overlayctl.store.containers import has_size_limit, recorded_size
+from overlayctl.store.containers import recorded_size
 
 IMAGE_ID = "sha256:" + "cd" * 32
 
@@ -45,48 +43,6 @@ def test_recorded_size_is_the_text_as_given():
     assert again.to_json()["HostConfig"]["StorageOpt"] == {"size": "10m"}
 
 
-def test_size_zero_is_no_limit():
-    for text in ("10m", "1", "0.5g", "1e3", "100 MiB"):
-        assert has_size_limit(config({"size": text})), text
-    for text in ("0", "0m", "0.0g", "0 MiB", "00"):
-        assert not has_size_limit(config({"size": text})), text
-    assert not has_size_limit(config())
-
-
-def test_only_a_sized_container_gets_a_limited_layout():
-    plain = OverlayLayout(("/l",), "/u", "/w")
-    limited = OverlayLayout(("/l",), "/u", "/w", limited=True)
-    assert not plain.limited and limited.limited
-    assert plain != limited
-    assert "limited=True" in repr(limited) and "limited" not in repr(plain)
-
-
-def test_a_limited_overlay_is_made_without_cap_sys_resource(monkeypatch):
-    """The mount of a limited layout happens inside without_effective
-    ("sys_resource"); an ordinary one never touches capabilities."""
-    events: list[str] = []
-
-    class Recorder:
-        def __init__(self, name: str) -> None:
-            events.append(f"drop {name}")
-
-        def __enter__(self) -> None:
-            events.append("dropped")
-
-        def __exit__(self, *exc: object) -> None:
-            events.append("restored")
-
-    from overlayctl.runtime import capabilities
-
-    monkeypatch.setattr(capabilities, "without_effective", Recorder)
-    monkeypatch.setattr(mountplan.OverlayMount, "_mount", lambda self, root: events.append("mount"))
-    mountplan.OverlayMount(OverlayLayout(("/l",), "/u", "/w"), "/").execute("/target")
-    assert events == ["mount"]
-    events.clear()
-    mountplan.OverlayMount(OverlayLayout(("/l",), "/u", "/w", limited=True), "/").execute("/target")
-    assert events == ["drop sys_resource", "dropped", "mount", "restored"]
-
-
 def test_create_without_a_size_is_unchanged(store):
     container = store.containers.create(IMAGE_ID, "bb:1", config(), "plain")
     directory = store.paths.container_dir(container.id)
@@ -104,26 +60,3 @@ def test_create_with_a_size_refused_first_where_quotas_cannot(store):
     assert os.listdir(store.paths.containers) == []
     assert os.listdir(store.paths.tmp) == []
     assert store.containers.ids() == set()
-
-
-def _effective() -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
-
-
-def test_without_effective_drops_the_capability_and_gives_it_back():
-    """What the kernel records of the caller lacks the capability inside
-    the block (CAP_NET_RAW here: this host's bounding set may lack
-    CAP_SYS_RESOURCE), and has it again after; one it lacked stays out."""
-    from overlayctl.runtime.capabilities import without_effective
-
-    net_raw = 1 << 13
-    if not _effective() & net_raw:
-        pytest.skip("needs CAP_NET_RAW in the effective set")
-    before = _effective()
-    with without_effective("net_raw"):
-        assert _effective() == before & ~net_raw
-    assert _effective() == before
-    with without_effective("net_raw"), without_effective("net_raw"):
-        assert _effective() == before & ~net_raw
-    assert _effective() == before
