@@ -241,6 +241,12 @@ class Paths:
     def layers_lock(self) -> str:
         return os.path.join(self.root, "layers.lock")
 
+    @property
+    def projects_lock(self) -> str:
+        """Held (flock) while a project ID is chosen and given to a new
+        container's directories (store/projects.py)."""
+        return os.path.join(self.root, "projects.lock")
+
     def dns_dir(self, network_id: str) -> str:
         """A user-defined network's DNS responder: its pid file (flock'd by
         the responder for its whole life) and the lock that orders starting

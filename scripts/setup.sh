@@ -35,9 +35,10 @@ PACKAGES="python3 python3-venv python3-dev gcc libcap-dev libseccomp2 busybox-st
 # they start themselves with temporary roots. The Engine API tests drive
 # overlayctl with the real clients: docker.io's /usr/bin/docker and
 # docker-compose (1.29, which runs on Debian's python3-docker, apart from
-# the venv's docker-py); the API benchmark starts docker.io's dockerd.
+# the venv's docker-py); the API benchmark starts docker.io's dockerd. The
+# quota tests make their own xfs (xfsprogs) beside an ext4 (e2fsprogs).
 if [ "${1:-}" = test ]; then
-    PACKAGES="$PACKAGES docker-registry skopeo podman docker.io docker-compose"
+    PACKAGES="$PACKAGES docker-registry skopeo podman docker.io docker-compose xfsprogs"
 fi
 missing=""
 for p in $PACKAGES; do

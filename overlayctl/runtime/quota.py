@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 import struct
 from dataclasses import dataclass
 
@@ -92,11 +93,13 @@ def project_of(path: str) -> int:
 def set_project(directory: str, project_id: int) -> None:
     """Give ``directory`` the project ID and mark it to hand the ID on to
     everything made below it. Only what is made afterwards inherits it: a
-    directory tagged while empty (an upper dir at create) needs nothing more."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    directory tagged while empty (an upper dir at create) needs nothing more.
+    A regular file given here gets the ID alone (its blocks move to it)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         fields = list(_get_fsxattr(fd, directory))
-        fields[0] |= FS_XFLAG_PROJINHERIT
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            fields[0] |= FS_XFLAG_PROJINHERIT
         fields[3] = project_id
         try:
             fcntl.ioctl(fd, FS_IOC_FSSETXATTR, _FSXATTR.pack(*fields))
@@ -141,7 +144,7 @@ def usage(path: str, project_id: int) -> ProjectUsage:
             return ProjectUsage(0, 0, 0)
         raise
     fields = _FS_DISK_QUOTA.unpack(buffer)
-    hard, bcount, icount = fields[5], fields[8], fields[9]
+    hard, bcount, icount = fields[4], fields[8], fields[9]  # d_blk_hardlimit, d_bcount, d_icount
     return ProjectUsage(bcount * _BB, icount, hard * _BB)
 
 

@@ -94,6 +94,7 @@ def check(store: Store, verify_content: bool = False) -> list[Finding]:
     findings += _catalog(store)
     findings += _layers(store, verify_content)
     findings += _containers(store)
+    findings += _projects(store)
     findings += _volumes(store)
     findings += _blobs(store)
     findings += _staging(store)
@@ -375,9 +376,135 @@ def _staging(store: Store) -> list[Finding]:
     except FileNotFoundError:
         return []
     return [
-        Finding("staging leftover", path, f"its process {owner} is gone", lambda path=path: staging.remove_tree(path))
+        Finding(
+            "staging leftover",
+            path,
+            f"its process {owner} is gone{_holding(path)}",
+            lambda path=path: staging.remove_tree(path),
+        )
         for path, owner in found
     ]
+
+
+def _holding(path: str) -> str:
+    """What project ID a staged container directory holds (until it is
+    removed: the ID goes with its last inode)."""
+    from overlayctl.store import projects
+
+    held = sorted({projects.project_in(os.path.join(path, sub)) for sub in projects.TAGGED} - {0})
+    return f"; it holds project ID {', '.join(map(str, held))}" if held else ""
+
+
+def _projects(store: Store) -> list[Finding]:
+    """Project IDs against the containers: no ID carried by two containers,
+    and every container with a size (HostConfig.StorageOpt) has an ID of
+    its own on its upper and work dirs, limited to that size."""
+    from overlayctl.store import projects
+
+    out: list[Finding] = []
+    rows = store.conn.execute("SELECT id, name FROM containers ORDER BY created, name").fetchall()
+    names = {row[0]: row[1] for row in rows}
+    order = {row[0]: n for n, row in enumerate(rows)}
+    for project, dirs in sorted(projects.ids_on_disk(store.paths).items()):
+        owners = {os.path.basename(os.path.dirname(d)): os.path.dirname(d) for d in dirs}
+        if len(owners) < 2:
+            continue
+        # Containers oldest first, then directories no container row names.
+        placed = sorted((o for o in owners if o in names), key=order.__getitem__)
+        shown = ", ".join([names[o] for o in placed] + sorted(p for o, p in owners.items() if o not in names))
+        # The repair gives every container but the oldest a new ID of its
+        # own (with its limit); a staged or orphan directory is removed by
+        # its own repair.
+        later = [c for c in placed[1:] if not store.containers.is_running(c)]
+        out.append(
+            Finding(
+                "project ID shared",
+                f"project {project}",
+                f"carried by the directories of {shown}; each container needs its own, or their limits merge",
+                _new_projects(store, later) if later else None,
+            )
+        )
+    sized = store.conn.execute(
+        "SELECT id, name, json_extract(config, '$.HostConfig.StorageOpt.size') AS size FROM containers "
+        "WHERE json_extract(config, '$.HostConfig.StorageOpt.size') IS NOT NULL ORDER BY name"
+    ).fetchall()
+    if not sized:
+        return out
+    from overlayctl.runtime import quota
+
+    reason = quota.why_not(store.paths.root)
+    for row in sized:
+        out += _sized(store, row["id"], row["name"], str(row["size"]), reason)
+    return out
+
+
+def _sized(store: Store, container_id: str, name: str, size: str, reason: str | None) -> list[Finding]:
+    from overlayctl.runtime import quota
+    from overlayctl.store import projects
+    from overlayctl.util.sizes import parse_size
+
+    upper, work = store.paths.upper(container_id), store.paths.work(container_id)
+    if not os.path.isdir(upper):
+        return []  # reported as missing
+    limit = parse_size(size, "--storage-opt size")
+    if not limit:
+        return []  # size=0: no limit, no project (as Docker)
+    if reason is not None:
+        return [Finding("size limit not enforced", name, f"--storage-opt size={size}, but {reason}")]
+    project = projects.project_in(upper)
+    running = store.containers.is_running(container_id)
+    if not project or (os.path.isdir(work) and projects.project_in(work) != project):
+        where = f"containers/{container_id}/upper and work"
+        detail = f"--storage-opt size={size}, but {where} have no project ID of their own"
+        if running:
+            detail += "; stop it to repair"
+        return [
+            Finding(
+                "container without its project ID",
+                name,
+                detail,
+                None if running else _new_projects(store, [container_id]),
+            )
+        ]
+    kernel = quota.usage(store.paths.root, project).limit
+    if _kib(kernel) == _kib(limit):
+        return []
+
+    def set_limit() -> None:
+        quota.set_limit(store.paths.root, project, limit)
+
+    return [
+        Finding(
+            "container size limit differs",
+            name,
+            f"--storage-opt size={size} is {limit} bytes; project {project}'s limit is {kernel or 'none'}",
+            set_limit,
+        )
+    ]
+
+
+def _kib(size: int) -> int:
+    # ext4's quota file keeps limits in KiB: 512-byte units come back rounded up.
+    return -(-size // 1024)
+
+
+def _new_projects(store: Store, container_ids: list[str]) -> Callable[[], None]:
+    def renumber() -> None:
+        from overlayctl.runtime import quota
+        from overlayctl.store import projects
+        from overlayctl.util.sizes import parse_size
+
+        for container_id in container_ids:
+            row = store.conn.execute(
+                "SELECT json_extract(config, '$.HostConfig.StorageOpt.size') FROM containers WHERE id = ?",
+                (container_id,),
+            ).fetchone()
+            trees = [store.paths.upper(container_id), store.paths.work(container_id)]
+            project = projects.retag(store.paths, trees)
+            size = row[0] if row else None
+            quota.set_limit(store.paths.root, project, parse_size(str(size), "--storage-opt size") if size else 0)
+
+    return renumber
 
 
 def stale_leases(store: Store) -> list[Finding]:
