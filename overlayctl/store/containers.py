@@ -489,12 +489,7 @@ class ContainerStore:
 def recorded_size(config: ContainerConfig) -> str | None:
     """The size limit of the container's writable layer as recorded
     (HostConfig.StorageOpt["size"], the text as given), or None."""
-    host = config.host
-    options = getattr(host, "storage_opt", None)
-    if options is None:
-        # (Kept as a key the model does not name yet.)
-        options = host.extra.get("StorageOpt")
-    size = options.get("size") if isinstance(options, dict) else None
+    size = (config.host.storage_opt or {}).get("size")
     return str(size) if size else None
 
 
