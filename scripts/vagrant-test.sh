@@ -118,10 +118,10 @@ if [ -z "$DOWN" ] && ! libvirt_up; then
         # (A socket left by a virtlogd that was killed answers nothing.)
         if ! pgrep -x virtlogd >/dev/null; then
             rm -f /run/libvirt/virtlogd-sock /run/libvirt/virtlogd-admin-sock
-            virtlogd -d
+            virtlogd -d 9>&-   # (not holding the run lock for as long as it lives)
             STARTED="virtlogd"
         fi
-        libvirtd -d
+        libvirtd -d 9>&-
         STARTED="$STARTED libvirtd"
     fi
     i=0
