@@ -5,6 +5,7 @@
 #   scripts/setup.sh          install only
 #   scripts/setup.sh demo     install, then the storage walkthrough (scripts/demo.sh)
 #   scripts/setup.sh test     install, then lint and the whole test suite (scripts/test.sh)
+#   scripts/setup.sh test-setup  install with what the tests need, run nothing
 #
 # Installs the system packages, a virtualenv under /opt/overlayctl/venv with
 # the package and its test tools, and /usr/local/bin/overlayctl.
@@ -35,11 +36,12 @@ PACKAGES="python3 python3-venv python3-dev gcc libcap-dev libseccomp2 busybox-st
 # they start themselves with temporary roots. The Engine API tests drive
 # overlayctl with the real clients: docker.io's /usr/bin/docker and
 # docker-compose (1.29, which runs on Debian's python3-docker, apart from
-# the venv's docker-py); the API benchmark starts docker.io's dockerd. The
-# quota tests make their own xfs (xfsprogs) beside an ext4 (e2fsprogs).
-if [ "${1:-}" = test ]; then
-    PACKAGES="$PACKAGES docker-registry skopeo podman docker.io docker-compose xfsprogs"
-fi
+# the venv's docker-py); the API benchmark starts docker.io's dockerd.
+# The quota tests make their own ext4 and xfs filesystems (mkfs.ext4 -O
+# quota,project, mkfs.xfs).
+case "${1:-}" in
+    test|test-setup) PACKAGES="$PACKAGES docker-registry skopeo podman docker.io docker-compose e2fsprogs xfsprogs" ;;
+esac
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -132,6 +134,6 @@ echo "overlayctl setup: $(/usr/local/bin/overlayctl --version) installed in $VEN
 case "${1:-}" in
     demo) exec sh "$HERE/scripts/demo.sh" ;;
     test) exec sh "$HERE/scripts/test.sh" ;;
-    "") ;;
-    *) echo "overlayctl setup: unknown action \"$1\" (use demo or test)" >&2; exit 2 ;;
+    ""|test-setup) ;;
+    *) echo "overlayctl setup: unknown action \"$1\" (use demo, test or test-setup)" >&2; exit 2 ;;
 esac

@@ -2,7 +2,9 @@
 # Vagrant's provisioner, as root in the VM: install overlayctl from the
 # synced checkout (/vagrant) and run the whole suite, exactly as the README's
 # `sudo scripts/setup.sh test` does on a host. OVERLAYCTL_VM_ACTION picks
-# `test` (the default), `demo`, or `install` (setup only).
+# `test` (the default), `demo`, `test-setup` (the install and the test
+# suite's packages, no tests: scripts/vagrant-test.sh then runs a
+# selection) or `install` (setup only).
 set -eu
 cd /vagrant
 action=${OVERLAYCTL_VM_ACTION:-test}

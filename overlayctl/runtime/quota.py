@@ -22,7 +22,6 @@ import fcntl
 import os
 import stat
 import struct
-from dataclasses import dataclass
 
 from overlayctl.errors import KernelError
 from overlayctl.runtime import syscalls
@@ -59,21 +58,52 @@ def _qcmd(cmd: int) -> int:
     return (cmd << 8) | PRJQUOTA
 
 
-@dataclass(frozen=True)
-class ProjectUsage:
+class _Record:
+    """A small value of named fields, compared and shown by them. Not a
+    dataclass: `run --storage-opt size=` imports this module, and
+    dataclasses would bring inspect, ast, dis, re and enum with it (about
+    10 ms, where a limit may add 2; tests/unit/test_run_imports.py)."""
+
+    __slots__ = ()
+
+    def __init__(self, *values: object) -> None:
+        if len(values) != len(self.__slots__):
+            raise TypeError(f"{type(self).__name__} takes {len(self.__slots__)} values, not {len(values)}")
+        for name, value in zip(self.__slots__, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._values() == other._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class ProjectUsage(_Record):
     """What the kernel charges to one project ID: bytes allocated (as
     ``du --block-size=1`` counts them), inodes, and the hard limit in bytes
     (0: none)."""
 
+    __slots__ = ("bytes", "inodes", "limit")
     bytes: int
     inodes: int
     limit: int
 
 
-@dataclass(frozen=True)
-class Filesystem:
+class Filesystem(_Record):
     """The mount that holds a path, as /proc/self/mountinfo describes it."""
 
+    __slots__ = ("fstype", "device", "mount_point", "options")
     fstype: str
     device: str
     mount_point: str

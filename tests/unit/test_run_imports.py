@@ -234,6 +234,16 @@ def test_run_rm_network_none_imports_only_the_declared_set(cli, bb):
     assert _problems(found) == []
 
 
+def test_a_size_limit_brings_no_heavy_module():
+    """`run --storage-opt size=` adds the size parser and the quota calls
+    to the run path (its goal: under 2 ms more than a plain run). Checked
+    by import, since the run itself needs a kernel with project quotas; in
+    the Vagrant VM `python -X importtime` showed the rest it adds
+    (store.projects, store.locks, struct, fcntl)."""
+    found = _traced("import", "overlayctl.cli", "overlayctl.util.sizes", "overlayctl.runtime.quota")
+    assert [p for p in _problems(found) if "must never be" in p] == []
+
+
 def test_the_hook_names_an_undeclared_module_and_its_importer():
     found = _traced("import", "overlayctl.cli", "overlayctl.util.space")
     problems = _problems(found)
