@@ -36,12 +36,12 @@ RUN_PATH = (
     "overlayctl.container.teardown", "overlayctl.container.model",
     "overlayctl.store", "overlayctl.store.store", "overlayctl.store.catalog", "overlayctl.store.containers",
     "overlayctl.store.images", "overlayctl.store.layers", "overlayctl.store.staging", "overlayctl.store.events",
-    "overlayctl.store.storageopts",
+    "overlayctl.store.storageopts", "overlayctl.store.projects", "overlayctl.store.locks",
     "overlayctl.runtime", "overlayctl.runtime.spec", "overlayctl.runtime.overlay", "overlayctl.runtime.syscalls",
     "overlayctl.runtime.capabilities", "overlayctl.runtime.seccompcache", "overlayctl.runtime.init",
-    "overlayctl.runtime.mountplan",
+    "overlayctl.runtime.mountplan", "overlayctl.runtime.quota",
     "overlayctl.util.faults", "overlayctl.util.humanize", "overlayctl.util.jsonio",
-    "overlayctl.util.names", "overlayctl.util.proc", "overlayctl.util.reference",
+    "overlayctl.util.names", "overlayctl.util.proc", "overlayctl.util.reference", "overlayctl.util.sizes",
 )  # fmt: skip
 
 BUNDLE_NAME = "run-path.bundle"
