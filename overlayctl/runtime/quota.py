@@ -21,7 +21,7 @@ import errno
 import fcntl
 import os
 import stat
-import struct
+import sys
 
 from overlayctl.errors import KernelError
 from overlayctl.runtime import syscalls
@@ -30,7 +30,12 @@ from overlayctl.runtime import syscalls
 FS_IOC_FSGETXATTR = 0x801C581F
 FS_IOC_FSSETXATTR = 0x401C5820
 FS_XFLAG_PROJINHERIT = 0x00000200
-_FSXATTR = struct.Struct("=IIIII8s")  # xflags, extsize, nextents, projid, cowextsize, pad
+# struct fsxattr (28 bytes): u32 xflags, extsize, nextents, projid,
+# cowextsize, then 8 bytes of padding. Packed by hand in the machine's
+# order, as the other records here: the struct module would add its import
+# to every run with a size limit.
+_FSXATTR_SIZE = 28
+_ORDER = sys.byteorder
 
 # <linux/quota.h>, <linux/dqblk_xfs.h>: the XFS-style quotactl commands,
 # which ext4 answers too (the kernel translates them for its quota files).
@@ -44,10 +49,12 @@ FS_DQUOT_VERSION = 1
 FS_PROJ_QUOTA = 2
 FS_DQ_BSOFT = 1 << 2
 FS_DQ_BHARD = 1 << 3
-# struct fs_disk_quota (112 bytes): version, flags, fieldmask, id, then the
-# block and inode limits and counts (blocks in 512-byte units), timers,
-# warnings and the realtime fields, which overlayctl leaves alone.
-_FS_DISK_QUOTA = struct.Struct("=bbHIQQQQQQiiHHbbbbQQQiHh8s")
+# struct fs_disk_quota (112 bytes): s8 version, s8 flags, u16 fieldmask,
+# u32 id, then u64 block soft and hard limits (offsets 8, 16), inode soft
+# and hard limits, block and inode counts (offsets 40, 48; blocks in
+# 512-byte units), timers, warnings and the realtime fields, which
+# overlayctl leaves at zero.
+_FS_DISK_QUOTA_SIZE = 112
 _BB = 512  # the unit of every block figure in fs_disk_quota
 
 EXT4_SUPER_MAGIC = 0xEF53
@@ -132,7 +139,8 @@ def set_project(directory: str, project_id: int) -> None:
             fields[0] |= FS_XFLAG_PROJINHERIT
         fields[3] = project_id
         try:
-            fcntl.ioctl(fd, FS_IOC_FSSETXATTR, _FSXATTR.pack(*fields))
+            record = b"".join(v.to_bytes(4, _ORDER) for v in fields[:5]) + bytes(_FSXATTR_SIZE - 20)
+            fcntl.ioctl(fd, FS_IOC_FSSETXATTR, record)
         except OSError as e:
             raise KernelError(
                 f'cannot give "{directory}" project ID {project_id} (FS_IOC_FSSETXATTR): {e.strerror}'
@@ -141,13 +149,14 @@ def set_project(directory: str, project_id: int) -> None:
         os.close(fd)
 
 
-def _get_fsxattr(fd: int, path: str) -> tuple:
-    buffer = bytearray(_FSXATTR.size)
+def _get_fsxattr(fd: int, path: str) -> list[int]:
+    """xflags, extsize, nextents, projid and cowextsize of the open file."""
+    buffer = bytearray(_FSXATTR_SIZE)
     try:
         fcntl.ioctl(fd, FS_IOC_FSGETXATTR, buffer)
     except OSError as e:
         raise KernelError(f'cannot read the project ID of "{path}" (FS_IOC_FSGETXATTR): {e.strerror}') from e
-    return _FSXATTR.unpack(buffer)
+    return [int.from_bytes(buffer[i : i + 4], _ORDER) for i in range(0, 20, 4)]
 
 
 def set_limit(path: str, project_id: int, limit: int) -> None:
@@ -155,17 +164,20 @@ def set_limit(path: str, project_id: int, limit: int) -> None:
     ``limit`` bytes (rounded up to 512; 0 removes the limit). Soft and hard
     limits are the same: past it a write fails at once, with no grace."""
     blocks = -(-limit // _BB)
-    record = _FS_DISK_QUOTA.pack(
-        FS_DQUOT_VERSION, FS_PROJ_QUOTA, FS_DQ_BSOFT | FS_DQ_BHARD, project_id,
-        blocks, blocks, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b"",
-    )  # fmt: skip
+    record = (
+        bytes((FS_DQUOT_VERSION, FS_PROJ_QUOTA))
+        + (FS_DQ_BSOFT | FS_DQ_BHARD).to_bytes(2, _ORDER)
+        + project_id.to_bytes(4, _ORDER)
+        + blocks.to_bytes(8, _ORDER) * 2
+        + bytes(_FS_DISK_QUOTA_SIZE - 24)
+    )
     _quotactl(path, _Q_XSETQLIM, project_id, bytearray(record), f"set the size limit of project {project_id}")
 
 
 def usage(path: str, project_id: int) -> ProjectUsage:
     """What the filesystem holding ``path`` charges to ``project_id`` now.
     An ID the filesystem has never seen charges nothing."""
-    buffer = bytearray(_FS_DISK_QUOTA.size)
+    buffer = bytearray(_FS_DISK_QUOTA_SIZE)
     try:
         _quotactl(path, _Q_XGETQUOTA, project_id, buffer, f"read the usage of project {project_id}")
     except KernelError as e:
@@ -173,8 +185,7 @@ def usage(path: str, project_id: int) -> ProjectUsage:
         if syscalls.errno_of(e) == errno.ENOENT:
             return ProjectUsage(0, 0, 0)
         raise
-    fields = _FS_DISK_QUOTA.unpack(buffer)
-    hard, bcount, icount = fields[4], fields[8], fields[9]  # d_blk_hardlimit, d_bcount, d_icount
+    hard, bcount, icount = (int.from_bytes(buffer[i : i + 8], _ORDER) for i in (16, 40, 48))
     return ProjectUsage(bcount * _BB, icount, hard * _BB)
 
 
@@ -214,7 +225,7 @@ def _qstat_flags(path: str) -> int:
         return 0
     finally:
         os.close(fd)
-    return int.from_bytes(buffer[2:4], "little" if struct.pack("=H", 1) == b"\x01\x00" else "big")
+    return int.from_bytes(buffer[2:4], _ORDER)
 
 
 def why_not(path: str) -> str | None:

@@ -42,8 +42,7 @@ RUN_PATH_STDLIB = {
     "_json",  # util.jsonio, without json (re, enum)
     "_sha256",  # the seccomp cache's key, without hashlib
     "_prctl",  # python-prctl's C layer, without prctl (a property per capability)
-    # With a size limit: runtime.quota's ioctls and structs (about 0.1 ms).
-    "fcntl", "struct", "_struct",
+    "fcntl",  # with a size limit: runtime.quota's ioctls (its records are packed by hand)
 }  # fmt: skip
 
 # overlayctl's modules on the run path. A name ending in ".*" would admit a
