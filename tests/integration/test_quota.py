@@ -114,15 +114,21 @@ def qcli(request, tmp_path: Path, busybox_tar: Path) -> Iterator[CLI]:
     """A CLI whose store is on a fresh prjquota filesystem, with bb:1."""
     with prjquota_fs(request.param) as mnt:
         c = CLI(Path(mnt) / "root", tmp_path / "run")
-        c.env["OVERLAYCTL_FSCK_GRACE"] = "0"
         c.kind = request.param  # type: ignore[attr-defined]
-        try:
-            c.ok("import", str(busybox_tar), "bb:1")
-            yield c
-        finally:
-            ids = c("ps", "-aq", "--no-trunc").stdout.decode().split()
-            if ids:
-                c("rm", "-f", *ids)
+        yield from _with_bb(c, busybox_tar)
+
+
+def _with_bb(c: CLI, busybox_tar: Path) -> Iterator[CLI]:
+    """c with bb:1 imported (fsck without its grace for leftovers); its
+    containers removed at the end, before the filesystem goes."""
+    c.env["OVERLAYCTL_FSCK_GRACE"] = "0"
+    try:
+        c.ok("import", str(busybox_tar), "bb:1")
+        yield c
+    finally:
+        ids = c("ps", "-aq", "--no-trunc").stdout.decode().split()
+        if ids:
+            c("rm", "-f", *ids)
 
 
 def ids_in_use(cli: CLI, up_to: int = 64) -> list[int]:
@@ -222,15 +228,7 @@ def test_copy_up_of_an_image_file_is_charged(qcli, tmp_path):
 def xfs_cli(tmp_path: Path, busybox_tar: Path) -> Iterator[CLI]:
     """A NoAccountingCLI on an xfs mounted without quotas, with bb:1."""
     with prjquota_fs("xfs", "defaults") as mnt:
-        c = NoAccountingCLI(Path(mnt) / "root", tmp_path / "run")
-        c.env["OVERLAYCTL_FSCK_GRACE"] = "0"
-        try:
-            c.ok("import", str(busybox_tar), "bb:1")
-            yield c
-        finally:
-            ids = c("ps", "-aq", "--no-trunc").stdout.decode().split()
-            if ids:
-                c("rm", "-f", *ids)
+        yield from _with_bb(NoAccountingCLI(Path(mnt) / "root", tmp_path / "run"), busybox_tar)
 
 
 def test_copy_up_within_the_project_on_any_kernel(xfs_cli):
