@@ -38,16 +38,28 @@ def kernel_has_lowerdir_plus() -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Children get Ctrl-C as a terminal gives it, whoever started the suite.
+    """Children get Ctrl-C and a hang-up as a terminal gives them, whoever
+    started the suite.
 
     A suite started as a background job of a non-interactive shell (`cmd &`,
     nohup, a CI runner) inherits SIGINT ignored, and so would every process
     a test starts: `du --watch`, `events`, `stats` and docker-compose, which
     the tests end with SIGINT as Ctrl-C, then ran on until the test's
-    timeout or their container's end (`du --watch` for 100 s). A handler of
-    ours is reset to the default by exec, so every child starts with it."""
+    timeout or their container's end (`du --watch` for 100 s). Under nohup
+    SIGHUP is ignored too, and a `run -it` whose terminal a test closes then
+    never gets the hang-up a closed window sends: it reads the end of its
+    input instead, and hands it to the container's shell, which exits. A
+    handler of ours is reset to the default by exec, so every child starts
+    with the default; the suite itself still outlives a hang-up (its handler
+    does nothing), as nohup meant."""
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _hung_up)
+
+
+def _hung_up(signum: int, frame: object) -> None:
+    """The suite's SIGHUP under nohup: nothing (see pytest_configure)."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
