@@ -15,8 +15,8 @@
 # `scripts/setup.sh test` runs it (ruff, then every test). A fresh VM with
 # a selection is provisioned with `scripts/setup.sh test-setup` (the
 # install and the test suite's packages, no tests), so a run takes minutes.
-# --reuse provisions nothing: it copies the checkout in again (rsync, as
-# `vagrant rsync`) and runs pytest. --checkout DIR syncs DIR, another
+# --reuse provisions nothing: it copies the checkout in again (rsync over
+# Vagrant's ssh settings) and runs pytest. --checkout DIR syncs DIR, another
 # checkout of overlayctl, in place of this one. One VM per host (the
 # libvirt domain overlayctl_default): runs take turns on a lock
 # (/run/lock/overlayctl-vm.lock), so two never interleave.
@@ -204,8 +204,20 @@ mkdir -p "$(dirname "$LOG")"
 if [ -n "$REUSE" ]; then
     [ "$(vm_state)" = running ] ||
         die "no VM up to reuse (state: $(vm_state)): start one with \`$0 --keep -- ARGS\`"
-    say "vagrant rsync: $CHECKOUT to /vagrant"
-    vagrant rsync >/dev/null 2>&1 || { vagrant rsync; die "vagrant rsync failed"; }
+    # rsync over Vagrant's own ssh settings, not `vagrant rsync`: that one
+    # copies the folder the VM was brought up with (Vagrant keeps the synced
+    # folders of `up`), whatever --checkout says now. The excludes are the
+    # Vagrantfile's.
+    say "rsync: $CHECKOUT to /vagrant"
+    ssh_config=$(mktemp)
+    vagrant ssh-config > "$ssh_config" 2>/dev/null || { rm -f "$ssh_config"; die "vagrant ssh-config failed"; }
+    host=$(awk '$1 == "Host" { print $2; exit }' "$ssh_config")
+    rsync -a --delete --rsync-path="sudo rsync" -e "ssh -F $ssh_config" \
+        --exclude=/.git --exclude=/vagrant/.vagrant/ --exclude=/build/ --exclude=/.hypothesis/ \
+        --exclude=/.mypy_cache/ --exclude=/.ruff_cache/ --exclude=/.pytest_cache/ \
+        --exclude=/.benchmarks/ --exclude='*.egg-info/' --exclude=__pycache__/ \
+        "$CHECKOUT/" "$host:/vagrant/" || { rm -f "$ssh_config"; die "rsync of $CHECKOUT to the VM failed"; }
+    rm -f "$ssh_config"
     rc=0
     run_tests "$@" || rc=$?
     exit "$rc"
