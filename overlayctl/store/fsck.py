@@ -441,12 +441,12 @@ def _projects(store: Store) -> list[Finding]:
 def _sized(store: Store, container_id: str, name: str, size: str, reason: str | None) -> list[Finding]:
     from overlayctl.runtime import quota
     from overlayctl.store import projects
-    from overlayctl.util.sizes import parse_size
+    from overlayctl.store.storageopts import size_of
 
     upper, work = store.paths.upper(container_id), store.paths.work(container_id)
     if not os.path.isdir(upper):
         return []  # reported as missing
-    limit = parse_size(size, "--storage-opt size")
+    limit = size_of({"size": size})
     if not limit:
         return []  # size=0: no limit, no project (as Docker)
     if reason is not None:
@@ -492,7 +492,7 @@ def _new_projects(store: Store, container_ids: list[str]) -> Callable[[], None]:
     def renumber() -> None:
         from overlayctl.runtime import quota
         from overlayctl.store import projects
-        from overlayctl.util.sizes import parse_size
+        from overlayctl.store.storageopts import size_of
 
         for container_id in container_ids:
             row = store.conn.execute(
@@ -502,7 +502,7 @@ def _new_projects(store: Store, container_ids: list[str]) -> Callable[[], None]:
             trees = [store.paths.upper(container_id), store.paths.work(container_id)]
             project = projects.retag(store.paths, trees)
             size = row[0] if row else None
-            quota.set_limit(store.paths.root, project, parse_size(str(size), "--storage-opt size") if size else 0)
+            quota.set_limit(store.paths.root, project, size_of({"size": str(size)}) if size else 0)
 
     return renumber
 
